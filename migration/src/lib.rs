@@ -1,0 +1,18 @@
+//! Database migrations for favicon-finder, shared by SQLite and PostgreSQL.
+//!
+//! This crate never imports the application's entities: a migration describes the schema as
+//! it was when written, so later entity changes cannot rewrite history.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_tables;
+
+/// Applies and reverts the schema, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_create_tables::Migration)]
+    }
+}

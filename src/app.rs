@@ -1,0 +1,232 @@
+//! Assembling the service: the router, the worker pool, and running both until shutdown.
+
+use crate::config::Config;
+use crate::error::AppError;
+use crate::events::Events;
+use crate::finder::Finder;
+use crate::graphql::{ApiContext, AppSchema, build_schema};
+use crate::store::Store;
+use crate::worker::{WorkerPool, WorkerSettings};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Progress events and wake-ups.
+    pub events: Events,
+    /// The process configuration.
+    pub config: Arc<Config>,
+    /// The GraphQL schema.
+    pub schema: AppSchema,
+}
+
+/// Which parts of the service this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    /// Serve the HTTP API.
+    pub api: bool,
+    /// Run a worker pool (also needs `WORKER_CONCURRENCY` > 0).
+    pub worker: bool,
+}
+
+/// A built service, ready to run: connected, migrated, listening.
+pub struct Application {
+    state: AppState,
+    listener: Option<TcpListener>,
+    worker: Option<WorkerPool>,
+}
+
+impl Application {
+    /// Connects to the database (migrating it unless told not to), builds the finder and binds
+    /// the listener, so that failures show before anything runs.
+    pub async fn build(config: Config, roles: Roles) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url, config.database_pool_size).await?;
+        if config.run_migrations {
+            store.migrate().await?;
+        }
+        let events = Events::in_process();
+        let worker = if roles.worker && config.worker_concurrency > 0 {
+            let finder = Arc::new(Finder::new(config.finder())?);
+            Some(WorkerPool::new(
+                store.clone(),
+                finder,
+                events.clone(),
+                WorkerSettings {
+                    concurrency: config.worker_concurrency,
+                    lease: config.worker_lease,
+                    poll: config.worker_poll,
+                    max_tries: config.fetch_max_tries,
+                    backoff: config.fetch_retry_backoff,
+                    find_timeout: config.fetch_timeout + std::time::Duration::from_secs(5),
+                    shutdown_grace: config.shutdown_grace,
+                },
+            ))
+        } else {
+            None
+        };
+        let listener = if roles.api {
+            let addr = SocketAddr::new(config.host, config.port);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let schema = build_schema(Some(ApiContext {
+            store: store.clone(),
+            events: events.clone(),
+            max_domains_per_job: config.max_domains_per_job,
+        }));
+        Ok(Self {
+            state: AppState {
+                store,
+                events,
+                config: Arc::new(config),
+                schema,
+            },
+            listener,
+            worker,
+        })
+    }
+
+    /// The port the API listens on, if this process serves it.
+    pub fn port(&self) -> Option<u16> {
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// The shared state, for tests and tools.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves the API and runs the workers until `shutdown` is cancelled, then stops both
+    /// gracefully and reports how each ended.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let worker = self.worker.map(|pool| {
+            let token = shutdown.clone();
+            tokio::spawn(async move { pool.run(token).await })
+        });
+        let api = match self.listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                tracing::info!(%addr, "API listening; GraphiQL at http://{addr}/graphql");
+                let app = router(self.state.clone());
+                let token = shutdown.clone();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(token.cancelled_owned())
+                        .await
+                }))
+            }
+            None => None,
+        };
+        if let Some(api) = api {
+            match api.await {
+                Ok(Ok(())) => tracing::info!("API stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "API failed"),
+                Err(e) => tracing::error!(error = %e, "API task panicked"),
+            }
+        }
+        if let Some(worker) = worker {
+            if let Err(e) = worker.await {
+                tracing::error!(error = %e, "worker task panicked");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// All routes: GraphQL, REST, health.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_request_bytes;
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(crate::rest::router())
+        // One limit for every body, enforced while reading (not only by Content-Length).
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(axum::middleware::map_response(json_payload_too_large))
+        .with_state(state)
+}
+
+/// The body-limit layer answers 413 in plain text; clients get our JSON error instead.
+async fn json_payload_too_large(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        AppError::PayloadTooLarge(
+            "the request body is larger than the limit (MAX_REQUEST_BYTES)".into(),
+        )
+        .into_response()
+    } else {
+        response
+    }
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("favicon-finder")
+            .finish(),
+    )
+}
+
+async fn graphql(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
+    state.schema.execute(request.into_inner()).await.into()
+}
+
+/// `/healthz`: the process is up and serving.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `/readyz`: the database answers and its schema is current.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let database = match state.store.ping().await {
+        Err(e) => format!("unreachable: {e}"),
+        Ok(()) => match state.store.migrations_applied().await {
+            Ok(true) => "ok".to_owned(),
+            Ok(false) => "migrations pending: run `favicon-finder migrate`".to_owned(),
+            Err(e) => format!("cannot read migrations: {e}"),
+        },
+    };
+    let ready = database == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": if ready { "ok" } else { "unavailable" },
+            "checks": { "database": database },
+        })),
+    )
+        .into_response()
+}

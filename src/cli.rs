@@ -1,0 +1,260 @@
+//! The command line: `serve` (default), `worker`, `migrate`, `find`, `schema`.
+
+use crate::app::{Application, Roles};
+use crate::config::Config;
+use crate::domain::Domain;
+use crate::finder::{FindOutcome, Finder};
+use crate::store::Store;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+/// Finds the favicons of many websites at once.
+#[derive(Parser, Debug)]
+#[command(name = "favicon-finder", version, about)]
+pub struct Cli {
+    /// What to run; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API (GraphQL, REST, CSV, health) and run an in-process worker pool.
+    Serve {
+        /// Serve the API only; leave the work to `worker` processes.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run the worker pool only (for scaling out).
+    Worker,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Find favicons directly, without a server or database; one line per domain.
+    Find {
+        /// Domains or URLs.
+        domains: Vec<String>,
+        /// Read domains from a file too, one per line (`#` starts a comment).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print one JSON object per line, with every candidate.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+}
+
+/// Runs the command line and turns failures into an exit code and a message.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Schema) = cli.command {
+        print!("{}", crate::graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    // A missing .env is normal; a malformed one is worth saying.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("error: cannot read .env: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(
+        cli.command.unwrap_or(Command::Serve { no_worker: false }),
+        config,
+    )) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { no_worker } => {
+            let app = Application::build(
+                config,
+                Roles {
+                    api: true,
+                    worker: !no_worker,
+                },
+            )
+            .await?;
+            app.run_until_stopped(shutdown_on_signal()).await?;
+        }
+        Command::Worker => {
+            let app = Application::build(
+                config,
+                Roles {
+                    api: false,
+                    worker: true,
+                },
+            )
+            .await?;
+            app.run_until_stopped(shutdown_on_signal()).await?;
+        }
+        Command::Migrate => {
+            let store = Store::connect(&config.database_url, 1).await?;
+            store.migrate().await?;
+            tracing::info!("migrations applied");
+        }
+        Command::Find {
+            domains,
+            file,
+            json,
+        } => return find(config, domains, file, json).await,
+        Command::Schema => unreachable!("handled before configuration is read"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A token cancelled at the first SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+            _ = term => tracing::info!("SIGTERM received; shutting down"),
+        }
+        cancel.cancel();
+    });
+    token
+}
+
+/// `find`: runs the finder on each domain, in input order, printing as results arrive.
+async fn find(
+    config: Config,
+    mut inputs: Vec<String>,
+    file: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        inputs.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    if inputs.is_empty() {
+        anyhow::bail!("no domains given: pass them as arguments or with --file");
+    }
+    let finder = std::sync::Arc::new(Finder::new(config.finder())?);
+    let concurrency = config.worker_concurrency.max(1);
+    let mut results = futures::stream::iter(inputs)
+        .map(|input| {
+            let finder = finder.clone();
+            async move {
+                match Domain::parse(&input) {
+                    Ok(domain) => {
+                        let outcome = finder.find(domain.as_str()).await;
+                        (domain.to_string(), Ok(outcome))
+                    }
+                    Err(e) => (input, Err(e.to_string())),
+                }
+            }
+        })
+        .buffered(concurrency);
+    let mut any_invalid = false;
+    let stdout = std::io::stdout();
+    while let Some((domain, outcome)) = results.next().await {
+        let line = match &outcome {
+            Ok(found) => format_find_line(&domain, Some(found), None, json),
+            Err(reason) => {
+                any_invalid = true;
+                format_find_line(&domain, None, Some(reason), json)
+            }
+        };
+        let mut out = stdout.lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(if any_invalid {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One output line of `find`: tab-separated text, or a JSON object.
+pub fn format_find_line(
+    domain: &str,
+    outcome: Option<&FindOutcome>,
+    invalid: Option<&str>,
+    json: bool,
+) -> String {
+    match (outcome, json) {
+        (Some(Ok(found)), false) => format!("{domain}\tsuccess\t{}", found.favicon_url),
+        (Some(Err(err)), false) => {
+            format!(
+                "{domain}\tfailed\t{}: {}",
+                err.category.as_str(),
+                err.message
+            )
+        }
+        (None, false) => format!("{domain}\tinvalid\t{}", invalid.unwrap_or_default()),
+        (Some(Ok(found)), true) => serde_json::json!({
+            "domain": domain,
+            "status": "success",
+            "favicon_url": found.favicon_url,
+            "final_url": found.final_url,
+            "mime": found.mime,
+            "width": found.width,
+            "height": found.height,
+            "candidates": found.candidates,
+        })
+        .to_string(),
+        (Some(Err(err)), true) => serde_json::json!({
+            "domain": domain,
+            "status": "failed",
+            "error_code": err.category.as_str(),
+            "error": err.message,
+            "final_url": err.final_url,
+            "candidates": err.candidates,
+        })
+        .to_string(),
+        (None, true) => serde_json::json!({
+            "domain": domain,
+            "status": "invalid",
+            "error": invalid.unwrap_or_default(),
+        })
+        .to_string(),
+    }
+}

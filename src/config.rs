@@ -1,0 +1,317 @@
+//! Configuration: every variable the service reads, in one place.
+//!
+//! Values come from the process environment, after an optional `.env` file has been loaded by
+//! `main`. Each key is documented here and in `.env.template`; a value that does not parse stops
+//! start-up with an error naming the variable, so a typo never silently falls back to a default.
+
+use crate::finder::{FinderConfig, ResolveRule, parse_resolve_rules};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The default SQLite file, created on first start in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://favicon-finder.db?mode=rwc";
+
+/// A browser-like User-Agent that still names the project, so site owners can tell who we are.
+pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1; +https://github.com/favicon-finder/favicon-finder)";
+
+/// The whole configuration of one process.
+#[derive(Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: SQLite (`sqlite://…`) or PostgreSQL (`postgres://…`).
+    pub database_url: String,
+    /// `DATABASE_POOL_SIZE`: connections per process (PostgreSQL; SQLite uses what it needs).
+    pub database_pool_size: u32,
+    /// `REDIS_URL`: Redis for events and wake-ups across processes; `None` means in-process.
+    pub redis_url: Option<String>,
+    /// `HOST`: the address the API listens on.
+    pub host: IpAddr,
+    /// `PORT`: the port the API listens on (0 picks a free one).
+    pub port: u16,
+    /// `WORKER_CONCURRENCY`: domains fetched at once by this process (0: no worker pool).
+    pub worker_concurrency: usize,
+    /// `WORKER_LEASE_SECS`: how long a claimed row stays reserved without a heartbeat.
+    pub worker_lease: Duration,
+    /// `WORKER_POLL_MS`: how often an idle worker looks for work without a wake-up signal.
+    pub worker_poll: Duration,
+    /// `FETCH_TIMEOUT_SECS`: the whole-domain deadline.
+    pub fetch_timeout: Duration,
+    /// `FETCH_MAX_TRIES`: tries before a transient failure is final.
+    pub fetch_max_tries: u32,
+    /// `FETCH_RETRY_BACKOFF_MS`: the first retry delay; later ones double, with jitter.
+    pub fetch_retry_backoff: Duration,
+    /// `FETCH_ALLOW_PRIVATE_NETWORKS`: allow loopback/private targets (tests, intranets).
+    pub fetch_allow_private_networks: bool,
+    /// `FETCH_EXTRA_ROOT_CERTS`: PEM file of extra trusted CAs.
+    pub fetch_extra_root_certs: Option<PathBuf>,
+    /// `FETCH_RESOLVE`: `HOST=IP:PORT,…` overrides of name resolution (`*` = any host).
+    pub fetch_resolve: Vec<ResolveRule>,
+    /// `FETCH_USER_AGENT`: the User-Agent sent to sites.
+    pub fetch_user_agent: String,
+    /// `MAX_DOMAINS_PER_JOB`: the most domains one job may hold.
+    pub max_domains_per_job: usize,
+    /// `MAX_REQUEST_BYTES`: the largest request body the API accepts.
+    pub max_request_bytes: usize,
+    /// `RUN_MIGRATIONS`: apply migrations at start of `serve` and `worker`.
+    pub run_migrations: bool,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `SHUTDOWN_GRACE_SECS`: how long a stopping process finishes in-flight work.
+    pub shutdown_grace: Duration,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration value that could not be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// The value it had.
+    pub value: String,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    /// Reads the configuration from a map of variables (the environment, or a test's own).
+    pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Vars(vars);
+        Ok(Self {
+            database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_pool_size: env.parse_in("DATABASE_POOL_SIZE", 10, 1..=1000)?,
+            redis_url: env.optional("REDIS_URL"),
+            host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: env.parse("PORT", 3000)?,
+            worker_concurrency: env.parse_in("WORKER_CONCURRENCY", 64, 0..=10_000)?,
+            worker_lease: Duration::from_secs(env.parse_in("WORKER_LEASE_SECS", 60, 1..=86_400)?),
+            worker_poll: Duration::from_millis(env.parse_in(
+                "WORKER_POLL_MS",
+                1000,
+                10..=600_000,
+            )?),
+            fetch_timeout: Duration::from_secs(env.parse_in("FETCH_TIMEOUT_SECS", 15, 1..=600)?),
+            fetch_max_tries: env.parse_in("FETCH_MAX_TRIES", 3, 1..=100)?,
+            fetch_retry_backoff: Duration::from_millis(env.parse_in(
+                "FETCH_RETRY_BACKOFF_MS",
+                5000,
+                0..=3_600_000,
+            )?),
+            fetch_allow_private_networks: env.bool("FETCH_ALLOW_PRIVATE_NETWORKS", false)?,
+            fetch_extra_root_certs: env.optional("FETCH_EXTRA_ROOT_CERTS").map(PathBuf::from),
+            fetch_resolve: match env.optional("FETCH_RESOLVE") {
+                None => Vec::new(),
+                Some(value) => parse_resolve_rules(&value).map_err(|reason| ConfigError {
+                    var: "FETCH_RESOLVE",
+                    value,
+                    reason,
+                })?,
+            },
+            fetch_user_agent: env.string("FETCH_USER_AGENT", DEFAULT_USER_AGENT),
+            max_domains_per_job: env.parse_in("MAX_DOMAINS_PER_JOB", 100_000, 1..=10_000_000)?,
+            max_request_bytes: env.parse_in(
+                "MAX_REQUEST_BYTES",
+                16 * 1024 * 1024,
+                1024..=1024 * 1024 * 1024,
+            )?,
+            run_migrations: env.bool("RUN_MIGRATIONS", true)?,
+            log_format: match env.optional("LOG_FORMAT").as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "LOG_FORMAT",
+                        value: other.to_owned(),
+                        reason: "expected `text` or `json`".into(),
+                    });
+                }
+            },
+            shutdown_grace: Duration::from_secs(env.parse_in(
+                "SHUTDOWN_GRACE_SECS",
+                30,
+                0..=3600,
+            )?),
+        })
+    }
+
+    /// The finder's share of the configuration.
+    pub fn finder(&self) -> FinderConfig {
+        FinderConfig {
+            timeout: self.fetch_timeout,
+            allow_private_networks: self.fetch_allow_private_networks,
+            resolve: self.fetch_resolve.clone(),
+            extra_root_certs: self.fetch_extra_root_certs.clone(),
+            user_agent: self.fetch_user_agent.clone(),
+        }
+    }
+}
+
+/// Never print credentials: URLs may carry passwords.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .field("fetch_timeout", &self.fetch_timeout)
+            .field("fetch_max_tries", &self.fetch_max_tries)
+            .field(
+                "fetch_allow_private_networks",
+                &self.fetch_allow_private_networks,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replaces the password of a URL, if any, with `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    /// A set, non-empty value; an empty string counts as unset, as in most `.env` tooling.
+    fn optional(&self, var: &str) -> Option<String> {
+        self.0
+            .get(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.optional(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|e: T::Err| ConfigError {
+                var,
+                reason: e.to_string(),
+                value,
+            }),
+        }
+    }
+
+    fn parse_in<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T::Err: fmt::Display,
+    {
+        let value = self.parse(var, default)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                var,
+                value: value.to_string(),
+                reason: format!("must be between {} and {}", range.start(), range.end()),
+            })
+        }
+    }
+
+    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(value) => match value.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => Err(ConfigError {
+                    var,
+                    value,
+                    reason: "expected true or false".into(),
+                }),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = Config::from_vars(HashMap::new()).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.worker_concurrency, 64);
+        assert_eq!(config.fetch_timeout, Duration::from_secs(15));
+        assert_eq!(config.fetch_max_tries, 3);
+        assert_eq!(config.max_domains_per_job, 100_000);
+        assert!(!config.fetch_allow_private_networks);
+        assert!(config.redis_url.is_none());
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (var, value) in [
+            ("PORT", "eighty"),
+            ("WORKER_CONCURRENCY", "-1"),
+            ("FETCH_TIMEOUT_SECS", "0"),
+            ("FETCH_ALLOW_PRIVATE_NETWORKS", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("FETCH_RESOLVE", "nonsense"),
+            ("HOST", "not-an-ip"),
+        ] {
+            let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let config = Config::from_vars(vars(&[
+            ("DATABASE_URL", "postgres://app:s3cret@db/ff"),
+            ("REDIS_URL", "redis://:hunter2@cache:6379"),
+        ]))
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+}

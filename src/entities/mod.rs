@@ -1,0 +1,5 @@
+//! SeaORM entities, one file per table; the schema itself lives in the `migration` crate.
+
+pub mod client;
+pub mod job;
+pub mod result;

@@ -1,0 +1,142 @@
+//! The one error type of the API, and how it shows over REST and GraphQL.
+//!
+//! Policy: a client error carries a stable `code` and a message that says what to fix; it is
+//! not logged above debug. An internal error is logged with its cause chain where it is turned
+//! into a response, and the client sees only a generic message, never SQL or stack details.
+
+use async_graphql::ErrorExtensions;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Stable machine-readable codes, shared by REST (`error.code`) and GraphQL
+/// (`extensions.code`).
+pub mod code {
+    /// The body is not valid JSON.
+    pub const INVALID_JSON: &str = "INVALID_JSON";
+    /// A field is missing or has the wrong type or value.
+    pub const INVALID_INPUT: &str = "INVALID_INPUT";
+    /// One or more domain entries are not valid public hostnames.
+    pub const INVALID_DOMAINS: &str = "INVALID_DOMAINS";
+    /// More domains than `MAX_DOMAINS_PER_JOB`.
+    pub const TOO_MANY_DOMAINS: &str = "TOO_MANY_DOMAINS";
+    /// A job id that is not a UUID.
+    pub const INVALID_ID: &str = "INVALID_ID";
+    /// `page` or `per_page` out of range.
+    pub const INVALID_PAGE: &str = "INVALID_PAGE";
+    /// No such job.
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// The request body is larger than `MAX_REQUEST_BYTES`.
+    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    /// Something failed on our side.
+    pub const INTERNAL: &str = "INTERNAL";
+}
+
+/// Everything an API call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request was wrong; `details` may list every offending item.
+    #[error("{message}")]
+    BadRequest {
+        /// One of [`code`].
+        code: &'static str,
+        /// What was wrong, for a person.
+        message: String,
+        /// Structured specifics (for example every bad domain with its position).
+        details: Option<Value>,
+    },
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The body was over the size limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// A failure on our side; the cause is logged, not shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A client error with a code and a message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } => code,
+            Self::NotFound(_) => code::NOT_FOUND,
+            Self::PayloadTooLarge(_) => code::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => code::INTERNAL,
+        }
+    }
+
+    /// The message a client sees; internal causes are logged here and hidden.
+    fn public_message(&self) -> String {
+        match self {
+            Self::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "internal error");
+                "internal error; the cause has been logged".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn details(&self) -> Option<&Value> {
+        match self {
+            Self::BadRequest { details, .. } => details.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The GraphQL form: the same message, with `extensions.code` (and `details`).
+    pub fn into_graphql(self) -> async_graphql::Error {
+        let message = self.public_message();
+        let code = self.code();
+        let details = self.details().cloned();
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(details) = details {
+                if let Ok(value) = async_graphql::Value::from_json(details) {
+                    ext.set("details", value);
+                }
+            }
+        })
+    }
+}
+
+impl From<sea_orm::DbErr> for AppError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self::Internal(err.into())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut error = json!({ "code": self.code(), "message": self.public_message() });
+        if let Some(details) = self.details() {
+            error["details"] = details.clone();
+        }
+        (status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+/// Results of API operations.
+pub type AppResult<T> = Result<T, AppError>;

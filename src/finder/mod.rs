@@ -1,0 +1,243 @@
+//! The finder: given one domain, fetch its home page, discover icon candidates, verify them and
+//! pick the favicon, within a deadline and byte caps, refusing non-public addresses.
+//!
+//! Layout:
+//! - `fetch`: the HTTP client (resolution seam, SSRF guard pinned at connect time, redirects,
+//!   body caps) and the classification of network failures into [`ErrorCategory`].
+//! - `html`: streaming `<head>` extraction with lol_html.
+//! - `image`: sniffing image bytes and reading real dimensions.
+//! - `rank`: the pure ranking policy over candidates.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the finder fetches: limits, safety switches and the test resolution seam.
+#[derive(Debug, Clone)]
+pub struct FinderConfig {
+    /// Whole-domain deadline: everything for one domain happens within it.
+    pub timeout: Duration,
+    /// Allow loopback/private targets (tests, intranets); off in production.
+    pub allow_private_networks: bool,
+    /// `FETCH_RESOLVE` rules: host (or `*`) pointed at a fixed socket address.
+    pub resolve: Vec<ResolveRule>,
+    /// PEM file of extra trusted root certificates.
+    pub extra_root_certs: Option<PathBuf>,
+    /// The User-Agent sent with every request.
+    pub user_agent: String,
+}
+
+/// One `FETCH_RESOLVE` entry: `HOST=IP:PORT`, where `HOST` may be `*` for any host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveRule {
+    /// Lower-case host name, or `*`.
+    pub host: String,
+    /// Where connections to that host go instead of DNS.
+    pub addr: SocketAddr,
+}
+
+/// Why a domain has no favicon: a small fixed set that drives retries and reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCategory {
+    /// The name does not resolve (NXDOMAIN, or no usable address).
+    Dns,
+    /// A temporary resolution failure (SERVFAIL, resolver timeout).
+    DnsTransient,
+    /// TCP connection refused, reset or unreachable.
+    Connect,
+    /// TLS handshake or certificate failure.
+    Tls,
+    /// The per-request or per-domain deadline passed.
+    Timeout,
+    /// The home page answered with an HTTP error status.
+    HttpStatus,
+    /// The server asked to slow down (429) or is unavailable (503).
+    RateLimited,
+    /// More than the redirect limit, or a loop.
+    TooManyRedirects,
+    /// The site worked but no candidate was a real image.
+    NoIcon,
+    /// The target address is not public (SSRF guard) or the port is not allowed.
+    Blocked,
+    /// The response could not be used (too large, undecodable, not what was expected).
+    InvalidContent,
+    /// A bug or a panic while handling the domain.
+    Internal,
+}
+
+impl ErrorCategory {
+    /// Every category, in documentation order.
+    pub const ALL: [ErrorCategory; 12] = [
+        Self::Dns,
+        Self::DnsTransient,
+        Self::Connect,
+        Self::Tls,
+        Self::Timeout,
+        Self::HttpStatus,
+        Self::RateLimited,
+        Self::TooManyRedirects,
+        Self::NoIcon,
+        Self::Blocked,
+        Self::InvalidContent,
+        Self::Internal,
+    ];
+
+    /// The stable snake_case code stored and shown to clients.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::DnsTransient => "dns_transient",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::HttpStatus => "http_status",
+            Self::RateLimited => "rate_limited",
+            Self::TooManyRedirects => "too_many_redirects",
+            Self::NoIcon => "no_icon",
+            Self::Blocked => "blocked",
+            Self::InvalidContent => "invalid_content",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Parses a stored code back.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
+    /// Whether trying again later may give a different answer (so the worker retries).
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            Self::DnsTransient | Self::Connect | Self::Timeout | Self::RateLimited | Self::Internal
+        )
+    }
+}
+
+/// Where a candidate was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateSource {
+    /// `<link rel=icon>` / `shortcut icon` in the head.
+    Icon,
+    /// `apple-touch-icon` or `apple-touch-icon-precomposed`.
+    AppleTouch,
+    /// `rel=fluid-icon`.
+    FluidIcon,
+    /// Safari's monochrome `mask-icon`: recorded, never chosen.
+    MaskIcon,
+    /// An entry of the web app manifest.
+    Manifest,
+    /// `msapplication-TileImage`.
+    Tile,
+    /// A well-known path probed on the final origin (`/favicon.ico`, ...).
+    DefaultPath,
+}
+
+/// One possible icon, with what was declared and what verification found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Absolute URL (http, https or data).
+    pub url: String,
+    /// Where it was found.
+    pub source: CandidateSource,
+    /// The declared `sizes` (or manifest `sizes`), as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_sizes: Option<String>,
+    /// The declared `type`, as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declared_type: Option<String>,
+    /// True when the link was in `<body>` rather than `<head>` (ranked lower).
+    #[serde(default)]
+    pub in_body: bool,
+    /// Sniffed mime type, when the candidate was fetched and was an image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// Real width in pixels (0 for a scalable SVG without size), when verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Real height in pixels, when verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Why verification rejected it, when it was fetched and rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A found favicon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Found {
+    /// The chosen, verified icon.
+    pub favicon_url: String,
+    /// The home page URL after redirects, when the page was fetched.
+    pub final_url: Option<String>,
+    /// Sniffed mime of the chosen icon.
+    pub mime: String,
+    /// Real width of the chosen icon (0 when an SVG has no intrinsic size).
+    pub width: u32,
+    /// Real height of the chosen icon.
+    pub height: u32,
+    /// Every candidate found, in rank order.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Why no favicon was found, classified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindError {
+    /// The category that drives retry and reporting.
+    pub category: ErrorCategory,
+    /// A human-readable explanation.
+    pub message: String,
+    /// The home page URL after redirects, when the page was fetched.
+    pub final_url: Option<String>,
+    /// Seconds the server asked us to wait (`Retry-After`), if any.
+    pub retry_after_secs: Option<u64>,
+    /// Candidates found and rejected, in rank order.
+    pub candidates: Vec<Candidate>,
+}
+
+impl FindError {
+    /// A failure with no page and no candidates.
+    pub fn new(category: ErrorCategory, message: impl Into<String>) -> Self {
+        Self {
+            category,
+            message: message.into(),
+            final_url: None,
+            retry_after_secs: None,
+            candidates: Vec::new(),
+        }
+    }
+}
+
+/// What the finder says about one domain.
+pub type FindOutcome = Result<Found, FindError>;
+
+// TEMPORARY STUB until the real finder lands.
+/// The finder.
+pub struct Finder {
+    config: FinderConfig,
+}
+impl Finder {
+    /// Builds it.
+    pub fn new(config: FinderConfig) -> anyhow::Result<Self> {
+        Ok(Self { config })
+    }
+    /// Finds.
+    pub async fn find(&self, domain: &str) -> FindOutcome {
+        let _ = &self.config;
+        Err(FindError::new(
+            ErrorCategory::NoIcon,
+            format!("stub for {domain}"),
+        ))
+    }
+}
+/// Parses FETCH_RESOLVE.
+pub fn parse_resolve_rules(s: &str) -> Result<Vec<ResolveRule>, String> {
+    if s.is_empty() {
+        Ok(vec![])
+    } else {
+        Err(format!("bad {s}"))
+    }
+}

@@ -1,0 +1,229 @@
+//! What the REST and GraphQL APIs share: parsing their inputs at the edge into typed values,
+//! and the operations both expose. Neither API re-implements a rule found here.
+
+use crate::domain::Domain;
+use crate::error::{AppError, AppResult, code};
+use crate::events::Events;
+use crate::store::{JobView, Store};
+use serde_json::json;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// The most results a page may hold.
+pub const MAX_PER_PAGE: u64 = 500;
+/// The longest `client_id` we store.
+const MAX_CLIENT_ID_LEN: usize = 255;
+/// Bad entries listed in an error's message; `details` lists them all.
+const BAD_ENTRIES_IN_MESSAGE: usize = 10;
+
+/// A validated page request (`page` from 1, `per_page` in 1..=500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// 1-based page number.
+    pub page: u64,
+    /// Items per page.
+    pub per_page: u64,
+}
+
+impl Page {
+    /// Validates page numbers from either API.
+    pub fn new(page: i64, per_page: i64) -> AppResult<Self> {
+        if page < 1 {
+            return Err(AppError::bad_request(
+                code::INVALID_PAGE,
+                format!("page must be 1 or more, got {page}"),
+            ));
+        }
+        if !(1..=MAX_PER_PAGE as i64).contains(&per_page) {
+            return Err(AppError::bad_request(
+                code::INVALID_PAGE,
+                format!("per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}"),
+            ));
+        }
+        Ok(Self {
+            page: page as u64,
+            per_page: per_page as u64,
+        })
+    }
+}
+
+/// Parses a job id given by a client.
+pub fn parse_job_id(raw: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        AppError::bad_request(
+            code::INVALID_ID,
+            format!("job id {raw:?} is not a valid id (expected a UUID)"),
+        )
+    })
+}
+
+/// Validates a `client_id`.
+pub fn parse_client_id(raw: &str) -> AppResult<String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(AppError::bad_request(
+            code::INVALID_INPUT,
+            "client_id must not be empty",
+        ));
+    }
+    if trimmed.len() > MAX_CLIENT_ID_LEN {
+        return Err(AppError::bad_request(
+            code::INVALID_INPUT,
+            format!("client_id must be at most {MAX_CLIENT_ID_LEN} characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// One submitted domain entry: a string, or something else a JSON client sent by mistake.
+pub enum Entry<'a> {
+    /// A string to parse as a domain.
+    Text(&'a str),
+    /// A value of another JSON type, described for the error message.
+    NotText(&'static str),
+}
+
+/// Parses every entry, merging duplicates in first-seen order; names every bad entry.
+pub fn parse_domains<'a>(
+    entries: impl ExactSizeIterator<Item = Entry<'a>>,
+    max: usize,
+) -> AppResult<Vec<Domain>> {
+    let count = entries.len();
+    if count == 0 {
+        return Err(AppError::bad_request(
+            code::INVALID_INPUT,
+            "domains must not be empty",
+        ));
+    }
+    if count > max {
+        return Err(AppError::bad_request(
+            code::TOO_MANY_DOMAINS,
+            format!("a job may hold at most {max} domains; this request has {count}"),
+        ));
+    }
+    let mut seen = HashSet::with_capacity(count);
+    let mut domains = Vec::with_capacity(count);
+    let mut bad = Vec::new();
+    for (position, entry) in entries.enumerate() {
+        match entry {
+            Entry::Text(raw) => match Domain::parse(raw) {
+                Ok(domain) => {
+                    if seen.insert(domain.clone()) {
+                        domains.push(domain);
+                    }
+                }
+                Err(err) => bad.push((position, json!(raw), err.to_string())),
+            },
+            Entry::NotText(kind) => bad.push((
+                position,
+                json!(null),
+                format!("is a JSON {kind}, not a string"),
+            )),
+        }
+    }
+    if bad.is_empty() {
+        return Ok(domains);
+    }
+    let listed: Vec<String> = bad
+        .iter()
+        .take(BAD_ENTRIES_IN_MESSAGE)
+        .map(|(pos, value, reason)| format!("domains[{pos}] {value} {reason}"))
+        .collect();
+    let more = bad.len().saturating_sub(BAD_ENTRIES_IN_MESSAGE);
+    let message = format!(
+        "{} of {count} domain entries are invalid: {}{}",
+        bad.len(),
+        listed.join("; "),
+        if more > 0 {
+            format!("; and {more} more (see details)")
+        } else {
+            String::new()
+        }
+    );
+    let details: Vec<_> = bad
+        .into_iter()
+        .map(|(position, value, reason)| json!({"position": position, "value": value, "reason": reason}))
+        .collect();
+    Err(AppError::BadRequest {
+        code: code::INVALID_DOMAINS,
+        message,
+        details: Some(json!(details)),
+    })
+}
+
+/// Creates a job from validated input and wakes the workers.
+pub async fn create_job(
+    store: &Store,
+    events: &Events,
+    client_id: &str,
+    domains: &[Domain],
+) -> AppResult<JobView> {
+    let view = store.create_job(client_id, domains).await?;
+    events.notify_work();
+    tracing::info!(job_id = %view.job.id, client_id, total = view.job.total, "job created");
+    Ok(view)
+}
+
+/// Loads a job or fails with `NOT_FOUND`.
+pub async fn find_job(store: &Store, id: Uuid) -> AppResult<JobView> {
+    store
+        .job(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no job with id {id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(items: &[&'static str]) -> Vec<Entry<'static>> {
+        items.iter().map(|s| Entry::Text(s)).collect()
+    }
+
+    #[test]
+    fn duplicates_merge_in_first_seen_order() {
+        let domains = parse_domains(
+            texts(&["b.com", "A.com", "https://b.com/x", "a.com."]).into_iter(),
+            10,
+        )
+        .unwrap();
+        let names: Vec<_> = domains.iter().map(|d| d.as_str()).collect();
+        assert_eq!(names, ["b.com", "a.com"]);
+    }
+
+    #[test]
+    fn every_bad_entry_is_named_with_its_position() {
+        let err = parse_domains(
+            texts(&["ok.com", "localhost", "ok.org", "1.2.3.4"]).into_iter(),
+            10,
+        )
+        .unwrap_err();
+        let AppError::BadRequest {
+            code,
+            message,
+            details,
+        } = err
+        else {
+            panic!("expected a bad request");
+        };
+        assert_eq!(code, code::INVALID_DOMAINS);
+        assert!(message.contains("domains[1] \"localhost\""), "{message}");
+        assert!(message.contains("domains[3] \"1.2.3.4\""), "{message}");
+        let details = details.unwrap();
+        assert_eq!(details.as_array().unwrap().len(), 2);
+        assert_eq!(details[1]["position"], 3);
+    }
+
+    #[test]
+    fn limits_and_pages() {
+        assert!(parse_domains(texts(&[]).into_iter(), 10).is_err());
+        let err = parse_domains(texts(&["a.com", "b.com"]).into_iter(), 1).unwrap_err();
+        assert_eq!(err.code(), code::TOO_MANY_DOMAINS);
+        assert!(Page::new(0, 20).is_err());
+        assert!(Page::new(1, 0).is_err());
+        assert!(Page::new(1, 501).is_err());
+        assert_eq!(Page::new(2, 500).unwrap().per_page, 500);
+        assert!(parse_job_id("not-a-uuid").is_err());
+        assert!(parse_client_id("  ").is_err());
+    }
+}

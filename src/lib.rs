@@ -1,0 +1,36 @@
+//! favicon-finder: finds the favicons of many websites at once, as background jobs.
+//!
+//! A client submits a job (a list of domains); workers claim the job's rows from the database,
+//! fetch each site, find and verify its icon, and record the outcome; clients read progress
+//! and results over GraphQL, a REST API compatible with the original Node service, or CSV.
+//!
+//! # Layout
+//!
+//! - [`config`][]: every environment variable, validated at start.
+//! - [`telemetry`][]: logging.
+//! - [`error`][]: the API error type and its REST/GraphQL forms.
+//! - [`app`][]: router assembly; runs the API and the worker pool until shutdown.
+//! - [`domain`][]: the `Domain` newtype (normalise + validate user input).
+//! - [`entities`][]: SeaORM entities; the schema lives in the `migration` crate.
+//! - [`store`][]: every query, including the work queue and its delivery guarantees.
+//! - [`finder`][]: fetch a site, discover, verify and rank icons, safely.
+//! - [`worker`][]: claim → find → record → publish.
+//! - [`events`][]: progress events and wake-ups.
+//! - [`jobs`][]: input parsing and operations shared by both APIs.
+//! - [`graphql`][], [`rest`][]: the two APIs.
+//! - [`cli`][]: the `favicon-finder` command line.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod entities;
+pub mod error;
+pub mod events;
+pub mod finder;
+pub mod graphql;
+pub mod jobs;
+pub mod rest;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,650 @@
+//! Every database query: creating jobs, the work queue (claim, record, heartbeat, release,
+//! reap), counters, pages and the CSV stream.
+//!
+//! The result row is the unit of work, so the queue is the database and PostgreSQL (or the
+//! SQLite file) is the only truth. The guarantees, in prose:
+//!
+//! - **Creation is atomic.** The client, the job and every result row are written in one
+//!   transaction; a job either exists with all its rows pending, or not at all.
+//! - **Claims never overlap.** A claim stamps `lease_owner`, `lease_until` and `tries + 1` on
+//!   due rows in one statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises
+//!   writers). A row whose lease expired is claimable again by anyone.
+//! - **Recording happens exactly once.** An outcome is written only if the row is still
+//!   `pending`, still leased by the writer and `tries` still equals the value stamped at claim;
+//!   the job's counters move only when that write changed a row, in the same transaction. A
+//!   worker that lost its lease therefore changes nothing, and two workers that fetched the same
+//!   row cannot count it twice. Job rows are updated in id order so writers cannot deadlock.
+
+use crate::domain::Domain;
+use crate::entities::{client, job, result};
+use crate::entities::{job::JobStatus, result::ResultStatus};
+use crate::finder::{Candidate, ErrorCategory, FindOutcome};
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::Stream;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Rows per multi-row insert: 9 bound values each stays below SQLite's 32,766 and PostgreSQL's
+/// 65,535 bind-parameter limits.
+const INSERT_CHUNK: usize = 3_000;
+/// Rows per read when streaming a job's results.
+pub const STREAM_CHUNK: usize = 1_000;
+
+/// The database handle with the queries the service needs.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// A job with its client's name, as the API shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    /// The job row.
+    pub job: job::Model,
+    /// The caller's `client_id`.
+    pub client_name: String,
+}
+
+/// A row a worker has claimed and must now find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The result row.
+    pub id: Uuid,
+    /// Its job.
+    pub job_id: Uuid,
+    /// The domain to find.
+    pub domain: String,
+    /// `tries` as stamped by the claim: the guard for recording.
+    pub tries: i32,
+    /// The lease owner stamped by the claim: the other half of the guard.
+    pub owner: Uuid,
+}
+
+/// What to write for a claimed row.
+#[derive(Clone, Debug)]
+pub enum Disposition {
+    /// The row is finished with this outcome.
+    Finish(FindOutcome),
+    /// A transient failure: put the row back, due again at `run_at`.
+    Retry {
+        /// When the row may be claimed again.
+        run_at: DateTime<Utc>,
+        /// The failure category of this try.
+        category: ErrorCategory,
+        /// The failure message of this try.
+        message: String,
+    },
+}
+
+/// One domain that just finished, as carried by progress events.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FinishedDomain {
+    /// The domain.
+    pub domain: String,
+    /// `success` or `failed`.
+    pub status: String,
+    /// The icon, on success.
+    pub favicon_url: Option<String>,
+    /// The failure category, on failure.
+    pub error_code: Option<String>,
+}
+
+/// A job whose counters a record moved, with the domains that moved them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobUpdate {
+    /// The job after the write.
+    pub job: job::Model,
+    /// The domains that finished in that write, in no particular order.
+    pub finished: Vec<FinishedDomain>,
+}
+
+/// Milliseconds are plenty and keep SQLite's text timestamps short and comparable.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+impl Store {
+    /// Connects to SQLite or PostgreSQL, chosen by the URL's scheme.
+    pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(pool_size)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                // WAL lets readers (pages, CSV) run beside the single writer; the busy timeout
+                // makes concurrent writers wait for the lock rather than fail.
+                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to the database at {}: {e}",
+                crate::config::redact_url(url)
+            )
+        })?;
+        Ok(Self { db })
+    }
+
+    /// The underlying connection, for migrations and tests.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Whether every migration this build knows has been applied.
+    pub async fn migrations_applied(&self) -> Result<bool, DbErr> {
+        Ok(Migrator::get_pending_migrations(&self.db).await?.is_empty())
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.db.ping().await
+    }
+
+    /// Creates a job with one pending row per domain, all in one transaction.
+    ///
+    /// `domains` must already be distinct; their order becomes the rows' `position`.
+    pub async fn create_job(
+        &self,
+        client_name: &str,
+        domains: &[Domain],
+    ) -> Result<JobView, DbErr> {
+        let now = now();
+        let txn = self.db.begin().await?;
+        let inserted = client::Entity::insert(client::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            client_id: Set(client_name.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(client::Column::ClientId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(&txn)
+        .await;
+        match inserted {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(e) => return Err(e),
+        }
+        let client = client::Entity::find()
+            .filter(client::Column::ClientId.eq(client_name))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))?;
+        let job = job::Model {
+            id: Uuid::now_v7(),
+            client_id: client.id,
+            status: if domains.is_empty() {
+                JobStatus::Completed
+            } else {
+                JobStatus::Processing
+            },
+            total: domains.len() as i32,
+            completed: 0,
+            failed: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        job::Entity::insert(job::ActiveModel::from(job.clone()))
+            .exec_without_returning(&txn)
+            .await?;
+        for (chunk_index, chunk) in domains.chunks(INSERT_CHUNK).enumerate() {
+            let rows = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, domain)| result::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    job_id: Set(job.id),
+                    position: Set((chunk_index * INSERT_CHUNK + i) as i32),
+                    domain: Set(domain.as_str().to_owned()),
+                    status: Set(ResultStatus::Pending),
+                    tries: Set(0),
+                    run_at: Set(now),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                });
+            result::Entity::insert_many(rows)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(JobView {
+            job,
+            client_name: client.client_id,
+        })
+    }
+
+    /// One job with its client's name.
+    pub async fn job(&self, id: Uuid) -> Result<Option<JobView>, DbErr> {
+        let found = job::Entity::find_by_id(id)
+            .find_also_related(client::Entity)
+            .one(&self.db)
+            .await?;
+        Ok(found.map(|(job, client)| JobView {
+            job,
+            client_name: client.map(|c| c.client_id).unwrap_or_default(),
+        }))
+    }
+
+    /// A client's jobs, newest first, one page of them, and how many there are in all.
+    pub async fn jobs_for_client(
+        &self,
+        client_name: &str,
+        page: u64,
+        per_page: u64,
+    ) -> Result<(Vec<JobView>, u64), DbErr> {
+        let Some(client) = client::Entity::find()
+            .filter(client::Column::ClientId.eq(client_name))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok((Vec::new(), 0));
+        };
+        let query = job::Entity::find()
+            .filter(job::Column::ClientId.eq(client.id))
+            .order_by_desc(job::Column::CreatedAt)
+            .order_by_desc(job::Column::Id);
+        let total = query.clone().count(&self.db).await?;
+        let jobs = query
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+            .all(&self.db)
+            .await?;
+        Ok((
+            jobs.into_iter()
+                .map(|job| JobView {
+                    job,
+                    client_name: client.client_id.clone(),
+                })
+                .collect(),
+            total,
+        ))
+    }
+
+    /// One page of a job's results in submission order (`page` starts at 1).
+    ///
+    /// Positions are dense, so a page is a range of positions: the cost does not grow with
+    /// the page number the way `OFFSET` does.
+    pub async fn results_page(
+        &self,
+        job_id: Uuid,
+        page: u64,
+        per_page: u64,
+    ) -> Result<Vec<result::Model>, DbErr> {
+        let start = (page - 1).saturating_mul(per_page);
+        if start >= i32::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        self.results_from(job_id, start as i32, per_page).await
+    }
+
+    async fn results_from(
+        &self,
+        job_id: Uuid,
+        start: i32,
+        limit: u64,
+    ) -> Result<Vec<result::Model>, DbErr> {
+        result::Entity::find()
+            .filter(result::Column::JobId.eq(job_id))
+            .filter(result::Column::Position.gte(start))
+            .order_by_asc(result::Column::Position)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
+    /// Every result of a job in submission order, read in chunks so memory stays flat.
+    pub fn results_stream(
+        &self,
+        job_id: Uuid,
+    ) -> impl Stream<Item = Result<Vec<result::Model>, DbErr>> + Send + 'static {
+        let store = self.clone();
+        futures::stream::try_unfold(0i32, move |next| {
+            let store = store.clone();
+            async move {
+                let rows = store
+                    .results_from(job_id, next, STREAM_CHUNK as u64)
+                    .await?;
+                match rows.last() {
+                    None => Ok(None),
+                    Some(last) => {
+                        let after = last.position + 1;
+                        Ok(Some((rows, after)))
+                    }
+                }
+            }
+        })
+    }
+
+    /// Claims up to `limit` due rows for `owner`, stamping a lease and counting a try.
+    ///
+    /// Rows whose tries are used up are not claimed; [`Store::reap_exhausted`] finishes them.
+    pub async fn claim(
+        &self,
+        owner: Uuid,
+        limit: usize,
+        lease: Duration,
+        max_tries: u32,
+    ) -> Result<Vec<Claimed>, DbErr> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now();
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let backend = self.backend();
+        // The two statements differ only in the row lock: SQLite has no SKIP LOCKED and needs
+        // none, since it runs one writer at a time.
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM result \
+                   WHERE status = 'pending' AND run_at <= $3 \
+                     AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
+                   ORDER BY run_at, position LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, job_id, domain, tries"
+            }
+            _ => {
+                "UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, updated_at = $3 \
+                 WHERE id IN (SELECT id FROM result \
+                   WHERE status = 'pending' AND run_at <= $3 \
+                     AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
+                   ORDER BY run_at, position LIMIT $5) \
+                 RETURNING id, job_id, domain, tries"
+            }
+        };
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    owner.into(),
+                    lease_until.into(),
+                    now.into(),
+                    (max_tries as i32).into(),
+                    (limit as i64).into(),
+                ],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: row.try_get("", "id")?,
+                    job_id: row.try_get("", "job_id")?,
+                    domain: row.try_get("", "domain")?,
+                    tries: row.try_get("", "tries")?,
+                    owner,
+                })
+            })
+            .collect()
+    }
+
+    /// Extends the leases of every row `owner` still holds.
+    pub async fn heartbeat(&self, owner: Uuid, lease: Duration) -> Result<u64, DbErr> {
+        let now = now();
+        let res = result::Entity::update_many()
+            .col_expr(
+                result::Column::LeaseUntil,
+                Expr::value(now + chrono::Duration::from_std(lease).unwrap_or_default()),
+            )
+            .filter(result::Column::LeaseOwner.eq(owner))
+            .filter(result::Column::Status.eq(ResultStatus::Pending))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Gives back claimed rows that were not finished, claimable at once; their try is not
+    /// counted.
+    pub async fn release(&self, claims: &[Claimed]) -> Result<u64, DbErr> {
+        let mut released = 0;
+        for chunk in claims.chunks(500) {
+            for claim in chunk {
+                let res = result::Entity::update_many()
+                    .col_expr(
+                        result::Column::LeaseOwner,
+                        Expr::value(Option::<Uuid>::None),
+                    )
+                    .col_expr(
+                        result::Column::LeaseUntil,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    )
+                    .col_expr(result::Column::Tries, Expr::value(claim.tries - 1))
+                    .filter(guard(claim))
+                    .exec(&self.db)
+                    .await?;
+                released += res.rows_affected;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Writes outcomes for claimed rows in one transaction and moves the job counters.
+    ///
+    /// Returns the jobs whose counters moved, after the write, in job id order.
+    pub async fn record(
+        &self,
+        batch: Vec<(Claimed, Disposition)>,
+    ) -> Result<Vec<JobUpdate>, DbErr> {
+        let now = now();
+        let txn = self.db.begin().await?;
+        // Per job: (newly completed, newly failed, finished domains).
+        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedDomain>)> = BTreeMap::new();
+        for (claim, disposition) in batch {
+            let mut update = result::Entity::update_many()
+                .col_expr(
+                    result::Column::LeaseOwner,
+                    Expr::value(Option::<Uuid>::None),
+                )
+                .col_expr(
+                    result::Column::LeaseUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .col_expr(result::Column::UpdatedAt, Expr::value(now));
+            let finished = match disposition {
+                Disposition::Retry {
+                    run_at,
+                    category,
+                    message,
+                } => {
+                    update = update
+                        .col_expr(result::Column::RunAt, Expr::value(run_at))
+                        .col_expr(result::Column::ErrorCode, Expr::value(category.as_str()))
+                        .col_expr(result::Column::Error, Expr::value(message));
+                    None
+                }
+                Disposition::Finish(outcome) => {
+                    let row = FinishedRow::from_outcome(&outcome);
+                    update = update
+                        .col_expr(result::Column::Status, Expr::value(row.status))
+                        .col_expr(
+                            result::Column::FaviconUrl,
+                            Expr::value(row.favicon_url.clone()),
+                        )
+                        .col_expr(result::Column::Error, Expr::value(row.error))
+                        .col_expr(
+                            result::Column::ErrorCode,
+                            Expr::value(row.error_code.clone()),
+                        )
+                        .col_expr(result::Column::FinalUrl, Expr::value(row.final_url))
+                        .col_expr(result::Column::Mime, Expr::value(row.mime))
+                        .col_expr(result::Column::Width, Expr::value(row.width))
+                        .col_expr(result::Column::Height, Expr::value(row.height))
+                        .col_expr(result::Column::Candidates, Expr::value(row.candidates))
+                        .col_expr(result::Column::FetchedAt, Expr::value(Some(now)));
+                    Some(FinishedDomain {
+                        domain: claim.domain.clone(),
+                        status: row.status.as_str().to_owned(),
+                        favicon_url: row.favicon_url,
+                        error_code: row.error_code,
+                    })
+                }
+            };
+            let res = update.filter(guard(&claim)).exec(&txn).await?;
+            if let (1, Some(done)) = (res.rows_affected, finished) {
+                let entry = moved.entry(claim.job_id).or_default();
+                if done.status == ResultStatus::Success.as_str() {
+                    entry.0 += 1;
+                } else {
+                    entry.1 += 1;
+                }
+                entry.2.push(done);
+            }
+        }
+        let mut updates = Vec::with_capacity(moved.len());
+        for (job_id, (completed, failed, finished)) in moved {
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::Completed,
+                    Expr::col(job::Column::Completed).add(completed),
+                )
+                .col_expr(
+                    job::Column::Failed,
+                    Expr::col(job::Column::Failed).add(failed),
+                )
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Id.eq(job_id))
+                .exec(&txn)
+                .await?;
+            // The write that brings completed + failed to total decides the final status.
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::Status,
+                    Expr::cust("CASE WHEN completed = 0 THEN 'failed' ELSE 'completed' END"),
+                )
+                .filter(job::Column::Id.eq(job_id))
+                .filter(job::Column::Status.eq(JobStatus::Processing))
+                .filter(Expr::cust("completed + failed >= total"))
+                .exec(&txn)
+                .await?;
+            if let Some(job) = job::Entity::find_by_id(job_id).one(&txn).await? {
+                updates.push(JobUpdate { job, finished });
+            }
+        }
+        txn.commit().await?;
+        Ok(updates)
+    }
+
+    /// Finishes as `failed` the rows whose tries are used up and whose lease expired (their
+    /// worker died or hung on every try), so no domain holds its job open forever.
+    pub async fn reap_exhausted(&self, max_tries: u32) -> Result<Vec<JobUpdate>, DbErr> {
+        let now = now();
+        let stuck = result::Entity::find()
+            .filter(result::Column::Status.eq(ResultStatus::Pending))
+            .filter(result::Column::Tries.gte(max_tries as i32))
+            .filter(result::Column::LeaseUntil.lt(now))
+            .limit(500)
+            .all(&self.db)
+            .await?;
+        if stuck.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = stuck
+            .into_iter()
+            .filter_map(|row| {
+                let owner = row.lease_owner?;
+                let message = format!(
+                    "gave up after {} tries: the worker handling it stopped or ran past its lease",
+                    row.tries
+                );
+                Some((
+                    Claimed {
+                        id: row.id,
+                        job_id: row.job_id,
+                        domain: row.domain,
+                        tries: row.tries,
+                        owner,
+                    },
+                    Disposition::Finish(Err(crate::finder::FindError::new(
+                        ErrorCategory::Internal,
+                        message,
+                    ))),
+                ))
+            })
+            .collect();
+        self.record(batch).await
+    }
+}
+
+/// The record guard: still pending, still ours, and not claimed again since.
+fn guard(claim: &Claimed) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(result::Column::Id.eq(claim.id))
+        .add(result::Column::Status.eq(ResultStatus::Pending))
+        .add(result::Column::LeaseOwner.eq(claim.owner))
+        .add(result::Column::Tries.eq(claim.tries))
+}
+
+/// The columns a finished outcome writes.
+struct FinishedRow {
+    status: ResultStatus,
+    favicon_url: Option<String>,
+    error: Option<String>,
+    error_code: Option<String>,
+    final_url: Option<String>,
+    mime: Option<String>,
+    width: Option<i32>,
+    height: Option<i32>,
+    candidates: Option<serde_json::Value>,
+}
+
+impl FinishedRow {
+    fn from_outcome(outcome: &FindOutcome) -> Self {
+        let candidates = |c: &[Candidate]| {
+            if c.is_empty() {
+                None
+            } else {
+                serde_json::to_value(c).ok()
+            }
+        };
+        match outcome {
+            Ok(found) => Self {
+                status: ResultStatus::Success,
+                favicon_url: Some(found.favicon_url.clone()),
+                error: None,
+                error_code: None,
+                final_url: found.final_url.clone(),
+                mime: Some(found.mime.clone()),
+                width: Some(found.width as i32),
+                height: Some(found.height as i32),
+                candidates: candidates(&found.candidates),
+            },
+            Err(err) => Self {
+                status: ResultStatus::Failed,
+                favicon_url: None,
+                error: Some(format!("{}: {}", err.category.as_str(), err.message)),
+                error_code: Some(err.category.as_str().to_owned()),
+                final_url: err.final_url.clone(),
+                mime: None,
+                width: None,
+                height: None,
+                candidates: candidates(&err.candidates),
+            },
+        }
+    }
+}

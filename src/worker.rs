@@ -1,0 +1,367 @@
+//! The worker pool: claim → find → record → publish, with leases, retries and panics contained.
+//!
+//! Delivery is at-least-once for fetching and exactly-once for recording (see `store`): a row
+//! may be fetched twice if a lease expires mid-fetch, but only the holder of the current lease
+//! can record it. The pool never claims more rows than it has free slots, a heartbeat extends
+//! the leases of rows in flight, and on shutdown the pool stops claiming, lets in-flight rows
+//! finish within the grace period and releases the rest so any worker can take them at once.
+
+use crate::events::{Events, ProgressEvent};
+use crate::finder::{ErrorCategory, FindError, Finder};
+use crate::store::{Claimed, Disposition, Store};
+use futures::FutureExt;
+use rand::Rng;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The longest retry delay, whatever the try count or `Retry-After` says.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// Outcomes written per transaction at most.
+const RECORD_BATCH: usize = 256;
+/// How long the recorder waits to fill a batch before writing what it has.
+const RECORD_LINGER: Duration = Duration::from_millis(20);
+
+/// The knobs of a worker pool.
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    /// Domains in flight at once.
+    pub concurrency: usize,
+    /// Lease length; the heartbeat renews it every third of it.
+    pub lease: Duration,
+    /// How often an idle pool looks for work without a wake-up.
+    pub poll: Duration,
+    /// Tries before a transient failure is final.
+    pub max_tries: u32,
+    /// First retry delay; doubled per try, with jitter.
+    pub backoff: Duration,
+    /// A backstop over the finder's own deadline.
+    pub find_timeout: Duration,
+    /// How long a stopping pool lets in-flight rows finish.
+    pub shutdown_grace: Duration,
+}
+
+/// A pool of concurrent finders fed from the database queue.
+pub struct WorkerPool {
+    store: Store,
+    finder: Arc<Finder>,
+    events: Events,
+    settings: WorkerSettings,
+    owner: Uuid,
+}
+
+impl WorkerPool {
+    /// A pool with a fresh lease-owner id for this process.
+    pub fn new(
+        store: Store,
+        finder: Arc<Finder>,
+        events: Events,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self {
+            store,
+            finder,
+            events,
+            settings,
+            owner: Uuid::new_v4(),
+        }
+    }
+
+    /// This process's lease-owner id.
+    pub fn owner(&self) -> Uuid {
+        self.owner
+    }
+
+    /// Runs until `shutdown` is cancelled, then drains within the grace period.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let settings = self.settings.clone();
+        tracing::info!(owner = %self.owner, concurrency = settings.concurrency, "worker pool started");
+        let (record_tx, record_rx) =
+            mpsc::channel::<(Claimed, Disposition)>(settings.concurrency.max(1) * 2);
+        let recorder = tokio::spawn(record_loop(
+            self.store.clone(),
+            self.events.clone(),
+            record_rx,
+        ));
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.store.clone(),
+            self.events.clone(),
+            self.owner,
+            settings.clone(),
+            heartbeat_stop.clone(),
+        ));
+
+        let mut in_flight: JoinSet<(Claimed, Disposition)> = JoinSet::new();
+        let mut claims: HashMap<tokio::task::Id, Claimed> = HashMap::new();
+        let mut db_failures = 0u32;
+        loop {
+            // Hand finished rows to the recorder without waiting.
+            while let Some(done) = in_flight.try_join_next_with_id() {
+                forward(done, &mut claims, &record_tx, &settings).await;
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let free = settings.concurrency.saturating_sub(in_flight.len());
+            let mut queue_drained = true;
+            if free > 0 {
+                match self
+                    .store
+                    .claim(self.owner, free, settings.lease, settings.max_tries)
+                    .await
+                {
+                    Ok(batch) => {
+                        db_failures = 0;
+                        queue_drained = batch.len() < free;
+                        for claim in batch {
+                            let handle = in_flight.spawn(find_one(
+                                self.finder.clone(),
+                                claim.clone(),
+                                settings.clone(),
+                            ));
+                            claims.insert(handle.id(), claim);
+                        }
+                    }
+                    Err(err) => {
+                        db_failures += 1;
+                        let wait = backoff(db_failures, Duration::from_millis(200));
+                        tracing::warn!(error = %err, retry_in = ?wait, "claim failed; backing off");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            if !queue_drained && in_flight.len() < settings.concurrency {
+                continue;
+            }
+            tokio::select! {
+                done = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    if let Some(done) = done {
+                        forward(done, &mut claims, &record_tx, &settings).await;
+                    }
+                }
+                _ = self.events.work_available(), if queue_drained => {}
+                _ = tokio::time::sleep(settings.poll), if queue_drained => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+
+        // Stop: let in-flight rows finish within the grace period, then release the rest.
+        let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
+        while !in_flight.is_empty() {
+            match tokio::time::timeout_at(deadline, in_flight.join_next_with_id()).await {
+                Ok(Some(done)) => forward(done, &mut claims, &record_tx, &settings).await,
+                Ok(None) => break,
+                Err(_) => break,
+            }
+        }
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+        let unfinished: Vec<Claimed> = claims.into_values().collect();
+        drop(record_tx);
+        if let Err(err) = recorder.await {
+            tracing::error!(error = %err, "recorder task failed");
+        }
+        if !unfinished.is_empty() {
+            match self.store.release(&unfinished).await {
+                Ok(n) => tracing::info!(released = n, "released unfinished rows"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not release rows; their leases will expire")
+                }
+            }
+        }
+        heartbeat_stop.cancel();
+        let _ = heartbeat.await;
+        tracing::info!(owner = %self.owner, "worker pool stopped");
+    }
+}
+
+/// Runs the finder on one claimed row, turning a panic or an overrun into a failed try.
+async fn find_one(
+    finder: Arc<Finder>,
+    claim: Claimed,
+    settings: WorkerSettings,
+) -> (Claimed, Disposition) {
+    let span = tracing::debug_span!("domain", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
+    let work = AssertUnwindSafe(finder.find(&claim.domain)).catch_unwind();
+    let outcome = match tokio::time::timeout(
+        settings.find_timeout,
+        tracing::Instrument::instrument(work, span),
+    )
+    .await
+    {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(domain = %claim.domain, panic = %what, "finder panicked");
+            Err(FindError::new(
+                ErrorCategory::Internal,
+                format!("the finder crashed: {what}"),
+            ))
+        }
+        Err(_) => Err(FindError::new(
+            ErrorCategory::Timeout,
+            format!("no answer within {}s", settings.find_timeout.as_secs()),
+        )),
+    };
+    let disposition = match outcome {
+        Err(err) if err.category.is_transient() && (claim.tries as u32) < settings.max_tries => {
+            let mut wait = backoff(claim.tries as u32, settings.backoff);
+            if let Some(secs) = err.retry_after_secs {
+                wait = wait.max(Duration::from_secs(secs)).min(MAX_BACKOFF);
+            }
+            Disposition::Retry {
+                run_at: crate::store::now() + chrono::Duration::from_std(wait).unwrap_or_default(),
+                category: err.category,
+                message: err.message,
+            }
+        }
+        outcome => Disposition::Finish(outcome),
+    };
+    (claim, disposition)
+}
+
+/// Sends a finished task's outcome to the recorder and forgets its claim.
+async fn forward(
+    done: Result<(tokio::task::Id, (Claimed, Disposition)), tokio::task::JoinError>,
+    claims: &mut HashMap<tokio::task::Id, Claimed>,
+    record_tx: &mpsc::Sender<(Claimed, Disposition)>,
+    settings: &WorkerSettings,
+) {
+    let item = match done {
+        Ok((id, item)) => {
+            claims.remove(&id);
+            item
+        }
+        // `find_one` catches panics itself; a task still failing here was aborted or broke in
+        // a way we cannot attribute, so count it as a failed try of its row.
+        Err(err) => {
+            let Some(claim) = claims.remove(&err.id()) else {
+                return;
+            };
+            let retry = (claim.tries as u32) < settings.max_tries;
+            let message = format!("worker task failed: {err}");
+            let disposition = if retry {
+                Disposition::Retry {
+                    run_at: crate::store::now(),
+                    category: ErrorCategory::Internal,
+                    message,
+                }
+            } else {
+                Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)))
+            };
+            (claim, disposition)
+        }
+    };
+    let _ = record_tx.send(item).await;
+}
+
+/// Writes outcomes in batches and publishes the resulting progress.
+async fn record_loop(store: Store, events: Events, mut rx: mpsc::Receiver<(Claimed, Disposition)>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        batch.push(first);
+        let linger = tokio::time::sleep(RECORD_LINGER);
+        tokio::pin!(linger);
+        while batch.len() < RECORD_BATCH {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    Some(item) => batch.push(item),
+                    None => break,
+                },
+                _ = &mut linger => break,
+            }
+        }
+        write_batch(&store, &events, &mut batch).await;
+    }
+}
+
+/// Records one batch, retrying while the database is down: outcomes are never dropped here.
+/// If our leases expire meanwhile, the guarded write simply changes nothing.
+async fn write_batch(store: &Store, events: &Events, batch: &mut Vec<(Claimed, Disposition)>) {
+    let mut failures = 0u32;
+    loop {
+        match store.record(batch.clone()).await {
+            Ok(updates) => {
+                for update in updates {
+                    events.publish_progress(ProgressEvent::from(update));
+                }
+                batch.clear();
+                return;
+            }
+            Err(err) => {
+                failures += 1;
+                let wait = backoff(failures, Duration::from_millis(200));
+                tracing::warn!(error = %err, rows = batch.len(), retry_in = ?wait, "recording failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Renews leases of in-flight rows and finishes rows abandoned by dead workers.
+async fn heartbeat_loop(
+    store: Store,
+    events: Events,
+    owner: Uuid,
+    settings: WorkerSettings,
+    stop: CancellationToken,
+) {
+    let every = (settings.lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(err) = store.heartbeat(owner, settings.lease).await {
+            tracing::warn!(error = %err, "heartbeat failed");
+        }
+        match store.reap_exhausted(settings.max_tries).await {
+            Ok(updates) => {
+                for update in updates {
+                    events.publish_progress(ProgressEvent::from(update));
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "reaping exhausted rows failed"),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: `base · 2^(attempt-1)`, times a factor in [0.5, 1.5),
+/// capped at [`MAX_BACKOFF`].
+pub fn backoff(attempt: u32, base: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    let jitter = rand::rng().random_range(0.5..1.5);
+    exp.mul_f64(jitter).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(100);
+        for _ in 0..50 {
+            let first = backoff(1, base);
+            assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(150));
+            let third = backoff(3, base);
+            assert!(third >= Duration::from_millis(200) && third < Duration::from_millis(600));
+            assert!(backoff(40, base) <= MAX_BACKOFF);
+        }
+    }
+}

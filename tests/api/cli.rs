@@ -1,0 +1,61 @@
+//! The `find` command runs the same finder, without a server.
+
+use crate::fake::{FakeInternet, Sites, png};
+use std::process::Command;
+
+#[tokio::test]
+async fn find_prints_one_line_per_domain() {
+    let mut sites = Sites::default();
+    sites
+        .page("cli.test", r#"<link rel=icon href=/f.png>"#)
+        .file("cli.test", "/f.png", "image/png", &png(16, 16));
+    sites.page("bare.test", "<html></html>");
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let run = |args: &[&str]| {
+        let resolve = resolve.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+                    .arg("find")
+                    .args(&args)
+                    .env("FETCH_RESOLVE", resolve)
+                    .env("FETCH_ALLOW_PRIVATE_NETWORKS", "true")
+                    .env("FETCH_TIMEOUT_SECS", "5")
+                    .env("RUST_LOG", "error")
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    let output = run(&["CLI.test", "bare.test", "not a domain"]).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0], "cli.test\tsuccess\thttp://cli.test/f.png");
+    assert!(
+        lines[1].starts_with("bare.test\tfailed\tno_icon: "),
+        "{stdout}"
+    );
+    assert!(lines[2].starts_with("not a domain\tinvalid\t"), "{stdout}");
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an invalid entry makes the exit code 2"
+    );
+
+    let output = run(&["--json", "cli.test"]).await;
+    assert!(output.status.success());
+    let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(line["status"], "success");
+    assert_eq!(line["favicon_url"], "http://cli.test/f.png");
+    assert_eq!(line["mime"], "image/png");
+    assert_eq!(
+        (line["width"].as_u64(), line["height"].as_u64()),
+        (Some(16), Some(16))
+    );
+}

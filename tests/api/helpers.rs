@@ -1,0 +1,263 @@
+//! Spawning the real app for a test: a fresh database (SQLite file, or a new PostgreSQL
+//! database when `TEST_DATABASE_URL` is set), a random port, quiet logs unless `TEST_LOG`.
+
+use favicon_finder::app::{Application, Roles};
+use favicon_finder::config::Config;
+use favicon_finder::store::Store;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Once;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend: SQLite always, PostgreSQL when `TEST_DATABASE_URL` is
+/// set (and says so on stderr when it is not).
+macro_rules! both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(crate::helpers::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if crate::helpers::postgres_url().is_none() {
+                    eprintln!("skipped: TEST_DATABASE_URL is not set");
+                    return;
+                }
+                $body(crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
+}
+pub(crate) use both_backends;
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+static TRACING: Once = Once::new();
+
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                ))
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// A fresh, empty database for one test; SQLite files live as long as the returned guard.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+                Self {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url().expect("TEST_DATABASE_URL");
+                let admin = Database::connect(&admin_url).await.unwrap();
+                let name = format!("ff_test_{}", uuid::Uuid::new_v4().simple());
+                admin
+                    .execute_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        format!("CREATE DATABASE {name}"),
+                    ))
+                    .await
+                    .unwrap();
+                let mut url = url::Url::parse(&admin_url).unwrap();
+                url.set_path(&format!("/{name}"));
+                Self {
+                    url: url.to_string(),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+/// A running app and what a test needs to talk to it.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub store: Store,
+    _db: TestDb,
+    shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings every test app gets: loopback only, fast retries, small pools.
+pub fn base_vars(db_url: &str) -> HashMap<String, String> {
+    [
+        ("DATABASE_URL", db_url),
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("WORKER_CONCURRENCY", "16"),
+        ("WORKER_POLL_MS", "100"),
+        ("WORKER_LEASE_SECS", "30"),
+        ("FETCH_TIMEOUT_SECS", "5"),
+        ("FETCH_MAX_TRIES", "2"),
+        ("FETCH_RETRY_BACKOFF_MS", "50"),
+        ("FETCH_ALLOW_PRIVATE_NETWORKS", "true"),
+        ("DATABASE_POOL_SIZE", "5"),
+        ("SHUTDOWN_GRACE_SECS", "2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+impl TestApp {
+    /// Starts the app (API and workers) with the base settings plus `overrides`.
+    pub async fn spawn(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        init_tracing();
+        let db = TestDb::new(backend).await;
+        let mut vars = base_vars(&db.url);
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_vars(vars).expect("test config");
+        let app = Application::build(
+            config,
+            Roles {
+                api: true,
+                worker: true,
+            },
+        )
+        .await
+        .expect("app builds");
+        let base = format!("http://127.0.0.1:{}", app.port().unwrap());
+        let store = app.state().store.clone();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            store,
+            _db: db,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs JSON to a path; returns the status and the JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs raw bytes with a JSON content type.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Runs a GraphQL operation; returns the whole response body.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self
+            .post_json(
+                "/graphql",
+                &serde_json::json!({"query": query, "variables": variables}),
+            )
+            .await;
+        assert_eq!(status, 200, "GraphQL answered {status}: {body}");
+        body
+    }
+
+    /// Polls `GET /jobs/{id}` until the job is no longer processing.
+    pub async fn wait_for_job(&self, job_id: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let (status, job) = self.get_json(&format!("/jobs/{job_id}")).await;
+            assert_eq!(status, 200, "{job}");
+            if job["status"] != "processing" {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {job_id} still processing after {within:?}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Rows in a table, straight from the database.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let backend = self.store.connection().get_database_backend();
+        let row = self
+            .store
+            .connection()
+            .query_one_raw(Statement::from_string(
+                backend,
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+
+    /// Stops the app and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

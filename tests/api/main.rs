@@ -1,0 +1,11 @@
+//! The one integration-test binary: each module is a feature, run against the real app on a
+//! random port, a fake internet on loopback, and SQLite or (with `TEST_DATABASE_URL`)
+//! PostgreSQL.
+
+mod cli;
+mod fake;
+mod helpers;
+mod jobs;
+mod migrations;
+mod schema;
+mod validation;
