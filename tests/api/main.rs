@@ -7,5 +7,6 @@ mod fake;
 mod helpers;
 mod jobs;
 mod migrations;
+mod queue;
 mod schema;
 mod validation;
