@@ -7,10 +7,22 @@
 //! - `html`: streaming `<head>` extraction with lol_html.
 //! - `image`: sniffing image bytes and reading real dimensions.
 //! - `rank`: the pure ranking policy over candidates.
+//! - `manifest`: lenient web app manifest parsing.
+//! - `pipeline`: one domain from home page to verified icon, and the error mapping.
+
+pub mod fetch;
+pub mod html;
+pub mod image;
+pub mod manifest;
+mod pipeline;
+pub mod rank;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How the finder fetches: limits, safety switches and the test resolution seam.
@@ -214,30 +226,103 @@ impl FindError {
 /// What the finder says about one domain.
 pub type FindOutcome = Result<Found, FindError>;
 
-// TEMPORARY STUB until the real finder lands.
-/// The finder.
+/// Finds favicons; cheap to clone, one per process is enough (it holds the connection pool).
+#[derive(Clone)]
 pub struct Finder {
-    config: FinderConfig,
+    fetcher: Arc<fetch::Fetcher>,
+    config: Arc<FinderConfig>,
 }
+
+/// Slack past `config.timeout` that the hard backstop allows before giving up on a find.
+const DEADLINE_SLACK: Duration = Duration::from_millis(250);
+
 impl Finder {
-    /// Builds it.
+    /// Builds the HTTP client from the config (extra root certs loaded here; a bad PEM file is an
+    /// error naming the path).
     pub fn new(config: FinderConfig) -> anyhow::Result<Self> {
-        Ok(Self { config })
+        Ok(Self {
+            fetcher: Arc::new(fetch::Fetcher::new(&config)?),
+            config: Arc::new(config),
+        })
     }
-    /// Finds.
+
+    /// The configuration this finder was built with.
+    pub fn config(&self) -> &FinderConfig {
+        &self.config
+    }
+
+    /// Finds the favicon of one already-normalised domain (lowercase ASCII hostname, e.g.
+    /// "example.com"). Never panics on hostile input, always returns within config.timeout
+    /// (+ small slack).
     pub async fn find(&self, domain: &str) -> FindOutcome {
-        let _ = &self.config;
-        Err(FindError::new(
-            ErrorCategory::NoIcon,
-            format!("stub for {domain}"),
-        ))
+        let timeout = self.config.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let fetcher = self.fetcher.clone();
+        let domain = domain.to_string();
+        // A task of its own so that a panic deep in a dependency becomes `Internal` instead of
+        // taking the worker down.
+        let mut task = AbortOnDrop(tokio::spawn(async move {
+            match tokio::time::timeout_at(deadline, pipeline::find(&fetcher, &domain, deadline))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(timeout_error(timeout)),
+            }
+        }));
+        match tokio::time::timeout(timeout + DEADLINE_SLACK, &mut task.0).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(join)) => Err(FindError::new(
+                ErrorCategory::Internal,
+                format!("finder task failed: {join}"),
+            )),
+            Err(_) => Err(timeout_error(timeout)),
+        }
     }
 }
-/// Parses FETCH_RESOLVE.
-pub fn parse_resolve_rules(s: &str) -> Result<Vec<ResolveRule>, String> {
-    if s.is_empty() {
-        Ok(vec![])
-    } else {
-        Err(format!("bad {s}"))
+
+/// Aborts the find task when the caller stops waiting (timeout, or its own future dropped).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
+}
+
+fn timeout_error(timeout: Duration) -> FindError {
+    FindError::new(
+        ErrorCategory::Timeout,
+        format!("no favicon found within {} ms", timeout.as_millis()),
+    )
+}
+
+/// Parses FETCH_RESOLVE: "HOST=IP:PORT,HOST2=IP:PORT" ("*" = any host; IPv6 as [::1]:8080;
+/// whitespace around entries ok; empty string = no rules). Err(message naming the bad entry).
+pub fn parse_resolve_rules(s: &str) -> Result<Vec<ResolveRule>, String> {
+    let mut rules = Vec::new();
+    for entry in s.split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let bad = |why: &str| format!("bad FETCH_RESOLVE entry {entry:?}: {why}");
+        let (host, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| bad("expected HOST=IP:PORT"))?;
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid_host = host == "*"
+            || (!host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+        if !valid_host {
+            return Err(bad("host must be a name or *"));
+        }
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| bad("address must be IP:PORT (IPv6 as [::1]:PORT)"))?;
+        rules.push(ResolveRule { host, addr });
+    }
+    Ok(rules)
 }

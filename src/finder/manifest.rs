@@ -1,0 +1,86 @@
+//! Web app manifest icons, parsed leniently: a BOM, trailing junk or one bad entry must not
+//! lose the good entries (case 44).
+
+use super::html::resolve_href;
+use super::{Candidate, CandidateSource};
+use serde_json::Value;
+use url::Url;
+
+/// Icons of a manifest, `src` resolved against the manifest's own URL. Monochrome-only entries
+/// are dropped; maskable-only entries are kept only when the manifest has no `any` entry,
+/// because maskable icons carry safe-zone padding.
+pub fn icons(body: &[u8], manifest_url: &Url) -> Vec<Candidate> {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let Some(Ok(root)) = serde_json::Deserializer::from_slice(body)
+        .into_iter::<Value>()
+        .next()
+    else {
+        return Vec::new();
+    };
+    let Some(list) = root.get("icons").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut any = Vec::new();
+    let mut maskable = Vec::new();
+    for entry in list {
+        let Some(src) = entry.get("src").and_then(Value::as_str) else {
+            continue;
+        };
+        let purpose = entry
+            .get("purpose")
+            .and_then(Value::as_str)
+            .unwrap_or("any")
+            .to_ascii_lowercase();
+        let tokens: Vec<&str> = purpose.split_ascii_whitespace().collect();
+        let is_any = tokens.is_empty() || tokens.contains(&"any");
+        if !is_any && !tokens.contains(&"maskable") {
+            continue; // monochrome (or unknown) only
+        }
+        let Some(url) = resolve_href(manifest_url, src) else {
+            continue;
+        };
+        let c = Candidate {
+            url,
+            source: CandidateSource::Manifest,
+            declared_sizes: entry.get("sizes").and_then(Value::as_str).map(Into::into),
+            declared_type: entry.get("type").and_then(Value::as_str).map(Into::into),
+            in_body: false,
+            mime: None,
+            width: None,
+            height: None,
+            error: None,
+        };
+        if is_any {
+            any.push(c)
+        } else {
+            maskable.push(c)
+        }
+    }
+    if any.is_empty() { maskable } else { any }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_and_resolved_against_manifest_url() {
+        // Cases 42, 43, 44.
+        let m = "\u{feff}{\"icons\":[{\"src\":\"i/192.png\",\"sizes\":\"192x192\",\"type\":\"image/png\"},\
+                 {\"src\":5},{\"sizes\":\"1x1\"},{\"src\":\"m.png\",\"purpose\":\"maskable\"},\
+                 {\"src\":\"mono.png\",\"purpose\":\"monochrome\"},\
+                 {\"src\":\"both.png\",\"purpose\":\"any maskable\"}]} trailing junk";
+        let base = Url::parse("https://x.test/s/site.webmanifest").unwrap();
+        let c = icons(m.as_bytes(), &base);
+        let urls: Vec<_> = c.iter().map(|c| c.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            ["https://x.test/s/i/192.png", "https://x.test/s/both.png"]
+        );
+        assert_eq!(c[0].declared_sizes.as_deref(), Some("192x192"));
+        let only_mask = br#"{"icons":[{"src":"/m.png","purpose":"maskable"}]}"#;
+        assert_eq!(icons(only_mask, &base).len(), 1);
+        assert!(icons(b"<html>404</html>", &base).is_empty());
+        assert!(icons(b"{\"name\":1}", &base).is_empty());
+    }
+}

@@ -1,0 +1,736 @@
+//! Whole-finder tests against tiny hand-written HTTP servers on 127.0.0.1, reached through
+//! `ResolveRule { host: "*" }`; names are made up under `.test`, so nothing leaves the machine.
+//! The servers speak plain HTTP only: the finder's first `https://` attempt hits a TLS
+//! handshake that the server answers with an HTTP 400 (as nginx does), which exercises the
+//! https→http fallback on every test.
+
+use super::image::tests::{gif_bytes, ico_bytes, png_bytes};
+use super::*;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use url::Url;
+
+#[derive(Debug, Clone)]
+struct Req {
+    host: String,
+    path: String,
+    head: String,
+}
+
+enum Body {
+    Bytes(Vec<u8>),
+    /// Headers, then one byte every 100 ms, forever.
+    Drip,
+    /// This chunk repeated forever, as fast as the client reads.
+    Endless(Vec<u8>),
+}
+
+struct Resp {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Body,
+}
+
+fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
+    Resp {
+        status: 200,
+        headers: vec![("Content-Type", ctype.into())],
+        body: Body::Bytes(body.into()),
+    }
+}
+
+fn html(s: &str) -> Resp {
+    ok("text/html; charset=utf-8", s)
+}
+
+fn status(code: u16) -> Resp {
+    Resp {
+        status: code,
+        headers: vec![("Content-Type", "text/html".into())],
+        body: Body::Bytes(format!("<html><body>{code}</body></html>").into()),
+    }
+}
+
+fn redirect(code: u16, to: &str) -> Resp {
+    Resp {
+        status: code,
+        headers: vec![("Location", to.into())],
+        body: Body::Bytes(Vec::new()),
+    }
+}
+
+type Handler = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
+
+struct Server {
+    port: u16,
+    requests: Arc<Mutex<Vec<Req>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Server {
+    async fn start(h: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let h: Handler = Arc::new(h);
+        let (reqs, conns) = (requests.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (h, reqs) = (h.clone(), reqs.clone());
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(30), serve(sock, h, reqs)).await;
+                });
+            }
+        });
+        Self {
+            port,
+            requests,
+            connections,
+        }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        let r = self.requests.lock().unwrap();
+        r.iter().map(|r| format!("{}{}", r.host, r.path)).collect()
+    }
+}
+
+async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let Ok(n) = sock.read(&mut tmp).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        if buf[0] == 0x16 {
+            // A TLS ClientHello on a plain-HTTP port.
+            let _ = sock
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+                .await;
+            return;
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() > 65536 {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let host = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let host = host.split(':').next().unwrap_or("").to_string();
+    let req = Req { host, path, head };
+    reqs.lock().unwrap().push(req.clone());
+    let resp = h(&req);
+    let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", resp.status);
+    for (k, v) in &resp.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match resp.body {
+        Body::Bytes(b) => {
+            out.push_str(&format!("Content-Length: {}\r\n\r\n", b.len()));
+            let _ = sock.write_all(out.as_bytes()).await;
+            let _ = sock.write_all(&b).await;
+        }
+        Body::Drip => {
+            out.push_str("\r\n");
+            let _ = sock.write_all(out.as_bytes()).await;
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if sock.write_all(b" ").await.is_err() {
+                    return;
+                }
+            }
+        }
+        Body::Endless(chunk) => {
+            out.push_str("\r\n");
+            let _ = sock.write_all(out.as_bytes()).await;
+            while sock.write_all(&chunk).await.is_ok() {}
+        }
+    }
+    let _ = sock.shutdown().await;
+}
+
+fn config(port: u16, allow_private: bool, timeout_ms: u64) -> FinderConfig {
+    FinderConfig {
+        timeout: Duration::from_millis(timeout_ms),
+        allow_private_networks: allow_private,
+        resolve: vec![ResolveRule {
+            host: "*".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }],
+        extra_root_certs: None,
+        user_agent: "favicon-finder-test".into(),
+    }
+}
+
+async fn find_on(server: &Server, domain: &str) -> FindOutcome {
+    let f = Finder::new(config(server.port, true, 5000)).unwrap();
+    f.find(domain).await
+}
+
+#[tokio::test]
+async fn link_icon_found_via_http_fallback() {
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html(
+            r#"<html><head><link rel="icon" href="/i.png" sizes="32x32"></head><body></body></html>"#,
+        ),
+        "/i.png" => ok("application/octet-stream", png_bytes(32, 32)),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "site.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://site.test/i.png");
+    assert_eq!(found.final_url.as_deref(), Some("http://site.test/"));
+    assert_eq!((found.mime.as_str(), found.width), ("image/png", 32));
+    assert_eq!(found.candidates[0].source, CandidateSource::Icon);
+    assert!(
+        found
+            .candidates
+            .iter()
+            .any(|c| c.url == "http://site.test/favicon.ico")
+    );
+}
+
+#[tokio::test]
+async fn only_default_favicon_ico() {
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html("<html><head><title>x</title></head><body>hi</body></html>"),
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[16, 32])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "site.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://site.test/favicon.ico");
+    assert_eq!((found.mime.as_str(), found.width), ("image/x-icon", 32));
+    assert_eq!(found.candidates[0].source, CandidateSource::DefaultPath);
+}
+
+#[tokio::test]
+async fn redirect_chain_resolves_against_final_url() {
+    // Cases 19, 61: http→www→/home, then a path-relative href.
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        ("site.test", "/") => redirect(301, "http://www.site.test/"),
+        ("www.site.test", "/") => redirect(302, "/blog/home"),
+        ("www.site.test", "/blog/home") => {
+            html(r#"<head><link rel="SHORTCUT ICON" href="img/f.gif"></head>"#)
+        }
+        ("www.site.test", "/blog/img/f.gif") => ok("image/gif", gif_bytes(16, 16)),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "site.test").await.unwrap();
+    assert_eq!(
+        found.final_url.as_deref(),
+        Some("http://www.site.test/blog/home")
+    );
+    assert_eq!(found.favicon_url, "http://www.site.test/blog/img/f.gif");
+}
+
+#[tokio::test]
+async fn redirect_loop_is_too_many_redirects_but_favicon_still_tried() {
+    // Case 63.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => redirect(302, "/a"),
+        "/a" => redirect(302, "/"),
+        _ => status(404),
+    })
+    .await;
+    let err = find_on(&s, "loop.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::TooManyRedirects);
+    assert!(s.paths().contains(&"loop.test/favicon.ico".to_string()));
+
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => redirect(302, "/a"),
+        "/a" => redirect(302, "/"),
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[32])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "loop.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://loop.test/favicon.ico");
+    assert_eq!(found.final_url, None);
+}
+
+#[tokio::test]
+async fn too_many_hops_without_loop() {
+    let s = Server::start(|r| {
+        let n: u32 = r.path.trim_start_matches("/r").parse().unwrap_or(0);
+        if r.path == "/" || r.path.starts_with("/r") {
+            redirect(302, &format!("/r{}", n + 1))
+        } else {
+            status(404)
+        }
+    })
+    .await;
+    let err = find_on(&s, "hops.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::TooManyRedirects);
+}
+
+#[tokio::test]
+async fn soft_404_favicon_is_rejected() {
+    // Case 50.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html("<html><head></head><body>app</body></html>"),
+        _ => html("<!doctype html><html><head><title>App</title></head><body></body></html>"),
+    })
+    .await;
+    let err = find_on(&s, "spa.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::NoIcon);
+    let ico = err
+        .candidates
+        .iter()
+        .find(|c| c.url == "http://spa.test/favicon.ico")
+        .unwrap();
+    assert!(ico.error.as_deref().unwrap().contains("soft 404"));
+    // Case 48: nothing declared, so the apple-touch paths were probed too.
+    assert!(
+        s.paths()
+            .contains(&"spa.test/apple-touch-icon.png".to_string())
+    );
+}
+
+#[tokio::test]
+async fn missing_icon_is_no_icon_and_broken_candidates_fall_through() {
+    // Cases 49, 52, 53: a declared 404, an empty file and a 1x1 pixel are all rejected.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html(
+            r#"<head><link rel=icon href=/gone.png><link rel=icon href=/empty.ico><link rel=icon href=/pixel.gif></head>"#,
+        ),
+        "/empty.ico" => ok("image/x-icon", Vec::new()),
+        "/pixel.gif" => ok("image/gif", gif_bytes(1, 1)),
+        _ => status(404),
+    })
+    .await;
+    let err = find_on(&s, "none.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::NoIcon);
+    let errors: Vec<_> = err
+        .candidates
+        .iter()
+        .map(|c| c.error.clone().unwrap_or_default())
+        .collect();
+    assert!(errors.iter().any(|e| e.contains("HTTP 404")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("empty")), "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("placeholder")),
+        "{errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn dead_port_is_connect() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let f = Finder::new(config(port, true, 3000)).unwrap();
+    let err = f.find("dead.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::Connect);
+}
+
+#[tokio::test]
+async fn slow_drip_times_out_within_deadline() {
+    // Case 71.
+    let s = Server::start(|_| Resp {
+        status: 200,
+        headers: vec![("Content-Type", "text/html".into())],
+        body: Body::Drip,
+    })
+    .await;
+    let f = Finder::new(config(s.port, true, 1500)).unwrap();
+    let t = Instant::now();
+    let err = f.find("drip.test").await.unwrap_err();
+    let took = t.elapsed();
+    assert_eq!(err.category, ErrorCategory::Timeout, "{err:?}");
+    assert!(took < Duration::from_millis(1900), "took {took:?}");
+}
+
+#[tokio::test]
+async fn endless_bodies_are_capped() {
+    // Cases 37, 55: an endless page is parsed up to the cap; an endless icon is rejected.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => Resp {
+            status: 200,
+            headers: vec![("Content-Type", "text/html".into())],
+            body: Body::Endless(b"<link rel=icon href=/big.png><!-- padding -->".to_vec()),
+        },
+        "/big.png" => Resp {
+            status: 200,
+            headers: vec![("Content-Type", "image/png".into())],
+            body: Body::Endless(png_bytes(32, 32)),
+        },
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[48])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "big.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://big.test/favicon.ico");
+    let big = found
+        .candidates
+        .iter()
+        .find(|c| c.url.ends_with("/big.png"))
+        .unwrap();
+    assert!(big.error.as_deref().unwrap().contains("cap"), "{big:?}");
+}
+
+#[tokio::test]
+async fn private_target_blocked_and_never_contacted() {
+    // Case 74.
+    let s = Server::start(|_| html("<head><link rel=icon href=/i.png></head>")).await;
+    let f = Finder::new(config(s.port, false, 3000)).unwrap();
+    let err = f.find("site.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::Blocked);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(s.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn redirect_to_private_literal_blocked() {
+    // Cases 74, 75: with the guard on, a literal private hop is refused before any request.
+    let f = Finder::new(FinderConfig {
+        timeout: Duration::from_secs(2),
+        allow_private_networks: false,
+        resolve: vec![],
+        extra_root_certs: None,
+        user_agent: "t".into(),
+    })
+    .unwrap();
+    let u = Url::parse("http://2130706433/").unwrap();
+    let e = f.fetcher.check_url(&u).unwrap_err();
+    assert_eq!(e.category, ErrorCategory::Blocked);
+    // An unknown special-use name is answered without any DNS traffic.
+    let err = f.find("nothing.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::Dns);
+}
+
+#[tokio::test]
+async fn rule_for_other_host_only_gives_dns_error() {
+    // Case 67 (NXDOMAIN): the rules do not cover the name and `.test` never goes to DNS.
+    let s = Server::start(|_| status(404)).await;
+    let mut cfg = config(s.port, true, 2000);
+    cfg.resolve[0].host = "other.test".into();
+    let err = Finder::new(cfg)
+        .unwrap()
+        .find("missing.test")
+        .await
+        .unwrap_err();
+    assert_eq!(err.category, ErrorCategory::Dns);
+    assert!(!err.category.is_transient());
+}
+
+#[tokio::test]
+async fn apex_dead_www_alive() {
+    // Case 65.
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        ("www.apex.test", "/") => html("<head><link rel=icon href=/i.png></head>"),
+        ("www.apex.test", "/i.png") => ok("image/png", png_bytes(64, 64)),
+        _ => status(404),
+    })
+    .await;
+    let mut cfg = config(s.port, true, 5000);
+    cfg.resolve[0].host = "www.apex.test".into();
+    let found = Finder::new(cfg).unwrap().find("apex.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://www.apex.test/i.png");
+}
+
+#[tokio::test]
+async fn rate_limited_with_retry_after_and_browser_retry() {
+    // Cases 69, 70.
+    let s = Server::start(|r| {
+        let mut resp = status(503);
+        resp.headers.push(("Retry-After", "120".into()));
+        let _ = r;
+        resp
+    })
+    .await;
+    let err = find_on(&s, "busy.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::RateLimited);
+    assert_eq!(err.retry_after_secs, Some(120));
+    assert!(err.category.is_transient());
+    let reqs = s.requests.lock().unwrap().clone();
+    let home: Vec<_> = reqs.iter().filter(|r| r.path == "/").collect();
+    assert_eq!(home.len(), 2, "one retry with browser headers");
+    assert!(
+        home[1]
+            .head
+            .to_ascii_lowercase()
+            .contains("accept-language")
+    );
+}
+
+#[tokio::test]
+async fn error_page_still_gets_favicon_and_404_is_http_status() {
+    let s = Server::start(|r| match r.path.as_str() {
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[32])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "err.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://err.test/favicon.ico");
+    let s = Server::start(|_| status(404)).await;
+    let err = find_on(&s, "err.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::HttpStatus);
+}
+
+#[tokio::test]
+async fn manifest_icons_and_real_sizes_decide() {
+    // Cases 13, 42: the manifest is fetched and resolved against its own URL; a lying `sizes`
+    // loses to the real dimensions among verified head icons.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html(
+            r#"<head><link rel=icon href=/lie.png sizes=192x192><link rel=icon href=/real.png sizes=16x16>
+            <link rel=manifest href=/m/site.webmanifest></head>"#,
+        ),
+        "/lie.png" => ok("image/png", png_bytes(16, 16)),
+        "/real.png" => ok("image/png", png_bytes(128, 128)),
+        "/m/site.webmanifest" => ok(
+            "application/manifest+json",
+            r#"{"icons":[{"src":"a.png","sizes":"512x512"}]}"#,
+        ),
+        "/m/a.png" => ok("image/png", png_bytes(512, 512)),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "m.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://m.test/real.png");
+    assert!(
+        found
+            .candidates
+            .iter()
+            .any(|c| c.url == "http://m.test/m/a.png" && c.source == CandidateSource::Manifest)
+    );
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html(r#"<head><link rel=manifest href=/m/site.webmanifest></head>"#),
+        "/m/site.webmanifest" => ok(
+            "text/plain",
+            r#"{"icons":[{"src":"a.png","sizes":"192x192"}]}"#,
+        ),
+        "/m/a.png" => ok("image/png", png_bytes(192, 192)),
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[16])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "m.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://m.test/m/a.png");
+}
+
+#[tokio::test]
+async fn data_url_icon_and_meta_refresh() {
+    // Cases 27, 64.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html(r#"<head><meta http-equiv="Refresh" content="0; URL='/en/'"></head>"#),
+        "/en/" => html(
+            r#"<head><link rel=icon href="data:image/svg+xml,%3Csvg%20width='24'%20height='24'%3E%3C/svg%3E"></head>"#,
+        ),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "refresh.test").await.unwrap();
+    assert_eq!(found.final_url.as_deref(), Some("http://refresh.test/en/"));
+    assert!(found.favicon_url.starts_with("data:image/svg+xml"));
+    assert_eq!((found.mime.as_str(), found.width), ("image/svg+xml", 24));
+    assert!(
+        !s.paths().iter().any(|p| p.contains("svg")),
+        "data: icons are never fetched"
+    );
+}
+
+#[tokio::test]
+async fn gzip_page_is_decompressed() {
+    // Case 38.
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(b"<head><link rel=icon href=/z.png></head>")
+        .unwrap();
+    let gz = enc.finish().unwrap();
+    let s = Server::start(move |r| match r.path.as_str() {
+        "/" => Resp {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "text/html".into()),
+                ("Content-Encoding", "gzip".into()),
+            ],
+            body: Body::Bytes(gz.clone()),
+        },
+        "/z.png" => ok("image/png", png_bytes(48, 48)),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "gz.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://gz.test/z.png");
+}
+
+#[test]
+fn resolve_rules_parse() {
+    assert_eq!(parse_resolve_rules("").unwrap(), []);
+    assert_eq!(parse_resolve_rules("  ").unwrap(), []);
+    let r =
+        parse_resolve_rules(" a.test=127.0.0.1:8080 , *=[::1]:9000,B.Test.=10.0.0.1:80").unwrap();
+    assert_eq!(
+        r,
+        [
+            ResolveRule {
+                host: "a.test".into(),
+                addr: "127.0.0.1:8080".parse().unwrap()
+            },
+            ResolveRule {
+                host: "*".into(),
+                addr: "[::1]:9000".parse().unwrap()
+            },
+            ResolveRule {
+                host: "b.test".into(),
+                addr: "10.0.0.1:80".parse().unwrap()
+            },
+        ]
+    );
+    let e = parse_resolve_rules("a.test=127.0.0.1:1,bad").unwrap_err();
+    assert!(e.contains("\"bad\""), "{e}");
+    assert!(
+        parse_resolve_rules("x=127.0.0.1")
+            .unwrap_err()
+            .contains("x=127.0.0.1")
+    );
+    assert!(parse_resolve_rules("x=::1:80").is_err());
+    assert!(parse_resolve_rules("a b=127.0.0.1:80").is_err());
+}
+
+#[test]
+fn bad_pem_names_the_path() {
+    let dir = std::env::temp_dir().join(format!("finder-pem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.pem");
+    std::fs::write(&p, "not a certificate").unwrap();
+    let mut cfg = config(1, true, 1000);
+    cfg.extra_root_certs = Some(p.clone());
+    let err = Finder::new(cfg.clone()).err().unwrap().to_string();
+    assert!(err.contains("bad.pem"), "{err}");
+    cfg.extra_root_certs = Some(dir.join("missing.pem"));
+    let err = Finder::new(cfg).err().unwrap().to_string();
+    assert!(err.contains("missing.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn https_to_plain_http_port_is_tls() {
+    // Case 66: a TLS handshake answered with plain HTTP is a TLS failure, not a dead host.
+    let s = Server::start(|_| status(404)).await;
+    let f = Finder::new(config(s.port, true, 3000)).unwrap();
+    let u = Url::parse("https://tls.test/").unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let e = f
+        .fetcher
+        .open(u, 0, false, Duration::from_secs(2), deadline)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.category, ErrorCategory::Tls, "{}", e.message);
+}
+
+#[tokio::test]
+async fn non_html_root_still_probes_defaults() {
+    // Case 40.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => ok("application/json", "{\"hello\":1}"),
+        "/apple-touch-icon.png" => ok("image/png", png_bytes(180, 180)),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "api.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://api.test/apple-touch-icon.png");
+}
+
+#[tokio::test]
+async fn server_error_page_is_transient() {
+    let s = Server::start(|_| status(500)).await;
+    let err = find_on(&s, "broken.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::RateLimited);
+    assert!(err.message.contains("500"), "{}", err.message);
+    assert!(err.category.is_transient());
+}
+
+#[tokio::test]
+async fn body_links_rank_after_head_links_and_svg_wins() {
+    // Cases 11, 31.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html(
+            r#"<head><link rel=icon href=/h.png sizes=32x32><link rel=icon type="image/svg+xml" href=/v.svg></head>
+            <body><link rel=icon href=/b.png sizes=64x64></body>"#,
+        ),
+        "/h.png" => ok("image/png", png_bytes(32, 32)),
+        "/b.png" => ok("image/png", png_bytes(64, 64)),
+        "/v.svg" => ok("text/plain", "<svg viewBox='0 0 10 10'></svg>"),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "body.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://body.test/v.svg");
+    assert_eq!(found.mime, "image/svg+xml");
+    let order: Vec<_> = found.candidates.iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(
+        order[..3],
+        [
+            "http://body.test/v.svg",
+            "http://body.test/h.png",
+            "http://body.test/b.png"
+        ]
+    );
+}
+
+#[test]
+fn find_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let f = Finder::new(config(1, true, 1000)).unwrap();
+    assert_send(&f.find("x.test"));
+}
+
+#[test]
+fn hostile_bytes_never_panic() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(7);
+    let seeds: Vec<Vec<u8>> = vec![
+        png_bytes(16, 16),
+        ico_bytes(&[16, 256]),
+        gif_bytes(8, 8),
+        b"<svg width='1e309' height='-4' viewBox='0 0 NaN 1e400'>".to_vec(),
+        "<html><head><link rel=icon href='data:é'><base href=javascript:x><meta http-equiv=refresh content='0;url=\u{fffd}'></head>".into(),
+        br#"{"icons":[{"src":"//[::1]/x","sizes":"99999999999x1"}]}"#.to_vec(),
+    ];
+    let base = Url::parse("https://x.test/a/b").unwrap();
+    for i in 0..3000 {
+        let mut b = seeds[i % seeds.len()].clone();
+        for _ in 0..rng.random_range(0..8) {
+            if b.is_empty() {
+                break;
+            }
+            let at = rng.random_range(0..b.len());
+            match rng.random_range(0..3) {
+                0 => b[at] = rng.random(),
+                1 => b.truncate(at),
+                _ => b.insert(at, rng.random()),
+            }
+        }
+        let _ = image::sniff(&b);
+        let ex = html::extract(&b, Some("shift_jis"));
+        let _ = html::candidates(&ex, &base);
+        let text = String::from_utf8_lossy(&b);
+        let _ = html::refresh_target(&text);
+        let _ = html::resolve_href(&base, &text);
+        let _ = rank::parse_sizes(&text);
+        let _ = manifest::icons(&b, &base);
+        let _ = pipeline::decode_data_url(&format!("data:{text}"));
+    }
+}
