@@ -8,7 +8,8 @@ use crate::graphql::{ApiContext, AppSchema, build_schema};
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 
 /// What every request handler can reach.
@@ -58,7 +60,10 @@ impl Application {
         if config.run_migrations {
             store.migrate().await?;
         }
-        let events = Events::in_process();
+        let events = match &config.redis_url {
+            Some(url) => Events::redis(url, &config.redis_prefix)?,
+            None => Events::in_process(),
+        };
         let worker = if roles.worker && config.worker_concurrency > 0 {
             let finder = Arc::new(Finder::new(config.finder())?);
             Some(WorkerPool::new(
@@ -159,7 +164,11 @@ impl Application {
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_request_bytes;
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(graphiql_or_subscription).post(graphql))
+        .route_service(
+            "/graphql/ws",
+            GraphQLSubscription::new(state.schema.clone()),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(crate::rest::router())
@@ -186,6 +195,23 @@ async fn json_payload_too_large(response: Response) -> Response {
     }
 }
 
+/// GET `/graphql`: a WebSocket upgrade runs subscriptions (as on `/graphql/ws`), anything
+/// else gets the GraphiQL page.
+async fn graphiql_or_subscription(State(state): State<AppState>, request: Request) -> Response {
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if upgrade {
+        let service = GraphQLSubscription::new(state.schema.clone());
+        return match service.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+    }
+    graphiql().await.into_response()
+}
+
 async fn graphiql() -> Html<String> {
     Html(
         GraphiQLSource::build()
@@ -205,7 +231,10 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `/readyz`: the database answers and its schema is current.
+/// `/readyz`: ready when the database answers and its schema is current. Redis, when
+/// configured, is reported but not required: without it the service still works (workers
+/// poll, subscribers re-read), so a Redis outage marks the process `degraded`, not unready,
+/// and does not pull every API instance out of rotation at once.
 async fn readyz(State(state): State<AppState>) -> Response {
     let database = match state.store.ping().await {
         Err(e) => format!("unreachable: {e}"),
@@ -215,7 +244,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
             Err(e) => format!("cannot read migrations: {e}"),
         },
     };
+    let mut checks = json!({ "database": database });
     let ready = database == "ok";
+    let mut degraded = false;
+    if let Some(redis) = state.events.redis_health().await {
+        checks["redis"] = json!(match redis {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => {
+                degraded = true;
+                format!("unreachable: {e}")
+            }
+        });
+    }
     let status = if ready {
         StatusCode::OK
     } else {
@@ -224,8 +264,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (
         status,
         Json(json!({
-            "status": if ready { "ok" } else { "unavailable" },
-            "checks": { "database": database },
+            "status": match (ready, degraded) {
+                (false, _) => "unavailable",
+                (true, true) => "degraded",
+                (true, false) => "ok",
+            },
+            "checks": checks,
         })),
     )
         .into_response()

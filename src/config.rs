@@ -27,6 +27,8 @@ pub struct Config {
     pub database_pool_size: u32,
     /// `REDIS_URL`: Redis for events and wake-ups across processes; `None` means in-process.
     pub redis_url: Option<String>,
+    /// `REDIS_PREFIX`: the start of every channel name, so deployments can share a Redis.
+    pub redis_prefix: String,
     /// `HOST`: the address the API listens on.
     pub host: IpAddr,
     /// `PORT`: the port the API listens on (0 picks a free one).
@@ -97,6 +99,7 @@ impl Config {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_pool_size: env.parse_in("DATABASE_POOL_SIZE", 10, 1..=1000)?,
             redis_url: env.optional("REDIS_URL"),
+            redis_prefix: env.string("REDIS_PREFIX", "favicon-finder"),
             host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: env.parse("PORT", 3000)?,
             worker_concurrency: env.parse_in("WORKER_CONCURRENCY", 64, 0..=10_000)?,

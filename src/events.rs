@@ -1,17 +1,39 @@
-//! Progress events and *work available* wake-ups.
+//! Progress events and *work available* wake-ups, in-process or across processes over Redis.
 //!
-//! Embedded mode carries both over in-process channels. Events are signals, not truth: a lost
-//! one costs latency only, because workers also poll and subscribers re-read the database.
+//! Events are signals, not truth: PostgreSQL (or SQLite) is. A lost event costs latency only,
+//! because workers also poll and subscribers re-read the database when they hear nothing.
+//!
+//! Publishing is coalesced per job: recorders merge their updates into a pending map, and a
+//! flusher sends each job's merged event at most every [`COALESCE`] (a job's final event is
+//! sent at once). Nothing on the recording path ever waits for Redis.
+//!
+//! With `REDIS_URL`, events go to the channel `{prefix}:job:{id}` and wake-ups to
+//! `{prefix}:work`; every process keeps one subscriber connection (pattern `{prefix}:job:*`)
+//! that feeds the local broadcast, so subscriptions and workers read only local channels. Both
+//! Redis clients reconnect forever; the subscriber re-subscribes after every reconnect.
 
 use crate::entities::job;
 use crate::store::{FinishedDomain, JobUpdate};
+use fred::prelude::{
+    ClientLike, Config as RedisConfig, EventInterface, PubsubInterface, ReconnectPolicy,
+};
+use fred::types::Builder;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
-/// Events buffered per subscriber before a slow one starts missing some (it then re-reads).
-const PROGRESS_BUFFER: usize = 1024;
+/// Events buffered per local subscriber before a slow one starts missing some (it then
+/// re-reads the database, so nothing is lost for good).
+const PROGRESS_BUFFER: usize = 4096;
+/// The shortest interval between two published events of one job (10 per second).
+pub const COALESCE: Duration = Duration::from_millis(100);
+/// How long one Redis command may take before we give up on it (signals are lossy anyway).
+const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Commands queued while Redis is unreachable, at most; past that they fail at once.
+const REDIS_BUFFER: usize = 1024;
 
 /// The state of a job after a recorded batch, with the domains that batch finished.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,7 +50,7 @@ pub struct ProgressEvent {
     pub failed: i32,
     /// `floor(100 · (completed + failed) / total)`.
     pub progress: i32,
-    /// Domains finished by this batch.
+    /// Domains finished since the previous event.
     pub finished: Vec<FinishedDomain>,
 }
 
@@ -45,6 +67,29 @@ impl ProgressEvent {
             finished,
         }
     }
+
+    /// Whether the job is finished in this event.
+    pub fn is_final(&self) -> bool {
+        self.status != job::JobStatus::Processing.as_str()
+    }
+
+    /// Domains finished, whatever the order events arrived in.
+    pub fn done(&self) -> i32 {
+        self.completed + self.failed
+    }
+
+    /// Folds a later event into this one: the most advanced counters win (events from
+    /// several processes may arrive out of order) and finished domains accumulate.
+    pub fn merge(&mut self, later: ProgressEvent) {
+        if later.done() >= self.done() || later.is_final() {
+            self.status = later.status;
+            self.total = later.total;
+            self.completed = later.completed;
+            self.failed = later.failed;
+            self.progress = later.progress;
+        }
+        self.finished.extend(later.finished);
+    }
 }
 
 impl From<JobUpdate> for ProgressEvent {
@@ -53,7 +98,7 @@ impl From<JobUpdate> for ProgressEvent {
     }
 }
 
-/// The process's event hub.
+/// The process's event hub; cheap to clone.
 #[derive(Clone)]
 pub struct Events {
     inner: Arc<Inner>,
@@ -62,37 +107,324 @@ pub struct Events {
 struct Inner {
     progress: broadcast::Sender<Arc<ProgressEvent>>,
     work: Notify,
+    pending: Mutex<HashMap<Uuid, ProgressEvent>>,
+    flush_now: Notify,
+    redis: Option<RedisLink>,
+}
+
+struct RedisLink {
+    publisher: fred::clients::Client,
+    subscriber: fred::clients::SubscriberClient,
+    prefix: String,
+}
+
+impl RedisLink {
+    fn job_channel(&self, job: Uuid) -> String {
+        format!("{}:job:{job}", self.prefix)
+    }
+
+    fn work_channel(&self) -> String {
+        format!("{}:work", self.prefix)
+    }
 }
 
 impl Events {
     /// Events that stay inside this process (the embedded default).
     pub fn in_process() -> Self {
+        Self::build(None)
+    }
+
+    /// Events shared through Redis. Start-up does not wait for Redis: the service works
+    /// without it (slower wake-ups, no live events) and connects when Redis comes.
+    pub fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let config = RedisConfig::from_url(url)
+            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+        let mut builder = Builder::from_config(config);
+        builder
+            // max_attempts 0: never give up reconnecting.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+            .with_connection_config(|c| {
+                c.connection_timeout = Duration::from_secs(5);
+                c.max_command_buffer_len = REDIS_BUFFER;
+                c.max_command_attempts = 1;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = REDIS_COMMAND_TIMEOUT;
+            });
+        let publisher = builder.build()?;
+        let subscriber = builder.build_subscriber_client()?;
+        let events = Self::build(Some(RedisLink {
+            publisher,
+            subscriber,
+            prefix: prefix.to_owned(),
+        }));
+        events.start_redis();
+        Ok(events)
+    }
+
+    fn build(redis: Option<RedisLink>) -> Self {
         let (progress, _) = broadcast::channel(PROGRESS_BUFFER);
-        Self {
+        let events = Self {
             inner: Arc::new(Inner {
                 progress,
                 work: Notify::new(),
+                pending: Mutex::new(HashMap::new()),
+                flush_now: Notify::new(),
+                redis,
             }),
+        };
+        tokio::spawn(flush_loop(Arc::downgrade(&events.inner)));
+        events
+    }
+
+    fn start_redis(&self) {
+        let Some(redis) = &self.inner.redis else {
+            return;
+        };
+        // The connection tasks run detached for the life of the process, reconnecting as the
+        // policy says; dropping their handles does not stop them.
+        drop(redis.publisher.connect());
+        drop(redis.subscriber.connect());
+        // Re-subscribes to what was subscribed before, after every reconnect.
+        drop(redis.subscriber.manage_subscriptions());
+        tokio::spawn(subscribe_loop(Arc::downgrade(&self.inner)));
+        let publisher = redis.publisher.clone();
+        tokio::spawn(async move {
+            let mut errors = publisher.error_rx();
+            while let Ok((error, _)) = errors.recv().await {
+                tracing::warn!(error = %error, "Redis connection error; reconnecting");
+            }
+        });
+    }
+
+    /// Queues a job's progress for publishing; never waits.
+    pub fn publish_progress(&self, event: ProgressEvent) {
+        let is_final = event.is_final();
+        {
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match pending.get_mut(&event.job_id) {
+                Some(merged) => merged.merge(event),
+                None => {
+                    pending.insert(event.job_id, event);
+                }
+            }
+        }
+        if is_final {
+            self.inner.flush_now.notify_one();
         }
     }
 
-    /// Publishes a job's progress to every subscriber; nobody listening is fine.
-    pub fn publish_progress(&self, event: ProgressEvent) {
-        let _ = self.inner.progress.send(Arc::new(event));
-    }
-
-    /// Receives every job's progress events from now on.
+    /// Receives every job's progress events from now on (already coalesced).
     pub fn subscribe_progress(&self) -> broadcast::Receiver<Arc<ProgressEvent>> {
         self.inner.progress.subscribe()
     }
 
-    /// Tells idle workers that new work is due.
+    /// Tells idle workers, here and in other processes, that new work is due.
     pub fn notify_work(&self) {
         self.inner.work.notify_waiters();
+        if let Some(redis) = &self.inner.redis {
+            let publisher = redis.publisher.clone();
+            let channel = redis.work_channel();
+            tokio::spawn(async move {
+                if let Err(e) = publisher.publish::<(), _, _>(channel, "1").await {
+                    tracing::debug!(error = %e, "could not publish a wake-up; workers will poll");
+                }
+            });
+        }
     }
 
     /// Resolves at the next *work available* signal.
     pub async fn work_available(&self) {
         self.inner.work.notified().await;
+    }
+
+    /// `None` without Redis; otherwise whether Redis answers a PING now.
+    pub async fn redis_health(&self) -> Option<Result<(), String>> {
+        let redis = self.inner.redis.as_ref()?;
+        let ping = redis.publisher.ping::<String>(None);
+        Some(
+            match tokio::time::timeout(REDIS_COMMAND_TIMEOUT, ping).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer to PING".to_owned()),
+            },
+        )
+    }
+}
+
+/// Sends merged events at most every [`COALESCE`], at once when a job finishes. Ends when the
+/// hub is dropped.
+async fn flush_loop(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(hub) = inner.upgrade() else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(COALESCE) => {}
+            _ = hub.flush_now.notified() => {}
+        }
+        let batch: Vec<ProgressEvent> = {
+            let mut pending = hub.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.drain().map(|(_, e)| e).collect()
+        };
+        for event in batch {
+            match &hub.redis {
+                None => {
+                    let _ = hub.progress.send(Arc::new(event));
+                }
+                Some(redis) => {
+                    let channel = redis.job_channel(event.job_id);
+                    let Ok(payload) = serde_json::to_string(&event) else {
+                        continue;
+                    };
+                    let publisher = redis.publisher.clone();
+                    // Off the flush path: a down Redis must not delay other jobs' events.
+                    tokio::spawn(async move {
+                        if let Err(e) = publisher.publish::<(), _, _>(channel, payload).await {
+                            tracing::debug!(error = %e, "progress event not published; subscribers will re-read");
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes (retrying until Redis is there), then forwards messages to local channels,
+/// surviving lag and reconnects. Ends when the hub is dropped.
+async fn subscribe_loop(inner: std::sync::Weak<Inner>) {
+    let (subscriber, patterns, work_channel) = {
+        let Some(hub) = inner.upgrade() else { return };
+        let Some(redis) = &hub.redis else { return };
+        (
+            redis.subscriber.clone(),
+            format!("{}:job:*", redis.prefix),
+            redis.work_channel(),
+        )
+    };
+    let mut messages = subscriber.message_rx();
+    let mut attempt = 0u32;
+    loop {
+        let subscribed = async {
+            subscriber.psubscribe(patterns.clone()).await?;
+            subscriber.subscribe(work_channel.clone()).await
+        };
+        match subscribed.await {
+            Ok(()) => break,
+            Err(e) => {
+                attempt += 1;
+                if attempt == 1 || attempt % 30 == 0 {
+                    tracing::warn!(error = %e, "cannot subscribe to Redis yet; retrying");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if inner.upgrade().is_none() {
+                    return;
+                }
+            }
+        }
+    }
+    tracing::info!("subscribed to Redis events");
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                let Some(hub) = inner.upgrade() else { return };
+                if message.channel == work_channel.as_str() {
+                    hub.work.notify_waiters();
+                    continue;
+                }
+                let Some(text) = message.value.as_str() else {
+                    continue;
+                };
+                match serde_json::from_str::<ProgressEvent>(&text) {
+                    Ok(event) => {
+                        let _ = hub.progress.send(Arc::new(event));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, channel = %message.channel, "ignoring a malformed event")
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(
+                    missed,
+                    "Redis messages dropped while this process was busy; subscribers will re-read"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                if inner.upgrade().is_none() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                messages = subscriber.message_rx();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(
+        job: Uuid,
+        status: &str,
+        completed: i32,
+        failed: i32,
+        domains: &[&str],
+    ) -> ProgressEvent {
+        ProgressEvent {
+            job_id: job,
+            status: status.into(),
+            total: 10,
+            completed,
+            failed,
+            progress: (completed + failed) * 10,
+            finished: domains
+                .iter()
+                .map(|d| FinishedDomain {
+                    domain: (*d).into(),
+                    status: "success".into(),
+                    favicon_url: None,
+                    error_code: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn merging_keeps_the_most_advanced_counts_and_every_domain() {
+        let job = Uuid::new_v4();
+        let mut merged = event(job, "processing", 2, 0, &["a", "b"]);
+        merged.merge(event(job, "processing", 5, 1, &["c"]));
+        // An older event from another process arrives late: counts stay, domains add up.
+        merged.merge(event(job, "processing", 3, 0, &["d"]));
+        assert_eq!((merged.completed, merged.failed), (5, 1));
+        let names: Vec<_> = merged.finished.iter().map(|f| f.domain.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        merged.merge(event(job, "completed", 9, 1, &["e"]));
+        assert!(merged.is_final());
+    }
+
+    #[tokio::test]
+    async fn in_process_events_are_coalesced_and_final_ones_flush_at_once() {
+        let events = Events::in_process();
+        let mut rx = events.subscribe_progress();
+        let job = Uuid::new_v4();
+        for i in 0..50 {
+            events.publish_progress(event(job, "processing", i, 0, &["x"]));
+        }
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.completed, 49);
+        assert_eq!(
+            first.finished.len(),
+            50,
+            "coalescing loses no finished domain"
+        );
+        let started = tokio::time::Instant::now();
+        events.publish_progress(event(job, "completed", 10, 0, &["y"]));
+        let last = rx.recv().await.unwrap();
+        assert!(last.is_final());
+        assert!(
+            started.elapsed() < COALESCE,
+            "a final event does not wait for the tick"
+        );
     }
 }

@@ -318,6 +318,33 @@ impl Store {
             .await
     }
 
+    /// Domains of a job finished at or after `since`, at most `limit`: what a subscriber that
+    /// missed events still has to hear about.
+    pub async fn finished_since(
+        &self,
+        job_id: Uuid,
+        since: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<Vec<FinishedDomain>, DbErr> {
+        let rows = result::Entity::find()
+            .filter(result::Column::JobId.eq(job_id))
+            .filter(result::Column::Status.ne(ResultStatus::Pending))
+            .filter(result::Column::UpdatedAt.gte(since))
+            .order_by_asc(result::Column::UpdatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| FinishedDomain {
+                domain: row.domain,
+                status: row.status.as_str().to_owned(),
+                favicon_url: row.favicon_url,
+                error_code: row.error_code,
+            })
+            .collect())
+    }
+
     /// Every result of a job in submission order, read in chunks so memory stays flat.
     pub fn results_stream(
         &self,

@@ -107,6 +107,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub store: Store,
     _db: TestDb,
+    vars: HashMap<String, String>,
     shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -135,22 +136,27 @@ pub fn base_vars(db_url: &str) -> HashMap<String, String> {
 impl TestApp {
     /// Starts the app (API and workers) with the base settings plus `overrides`.
     pub async fn spawn(backend: Backend, overrides: &[(&str, &str)]) -> Self {
-        init_tracing();
-        let db = TestDb::new(backend).await;
-        let mut vars = base_vars(&db.url);
-        for (k, v) in overrides {
-            vars.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let config = Config::from_vars(vars).expect("test config");
-        let app = Application::build(
-            config,
+        Self::spawn_with(
+            backend,
+            overrides,
             Roles {
                 api: true,
                 worker: true,
             },
         )
         .await
-        .expect("app builds");
+    }
+
+    /// Starts the app with chosen roles (for example the API alone, with workers elsewhere).
+    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)], roles: Roles) -> Self {
+        init_tracing();
+        let db = TestDb::new(backend).await;
+        let mut vars = base_vars(&db.url);
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_vars(vars.clone()).expect("test config");
+        let app = Application::build(config, roles).await.expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port().unwrap());
         let store = app.state().store.clone();
         let shutdown = CancellationToken::new();
@@ -160,9 +166,33 @@ impl TestApp {
             http: reqwest::Client::new(),
             store,
             _db: db,
+            vars,
             shutdown,
             handle: Some(handle),
         }
+    }
+
+    /// Starts `favicon-finder worker` as a child process on this app's database and settings
+    /// (plus `overrides`); it is killed when the guard drops.
+    pub fn spawn_worker_process(&self, overrides: &[(&str, &str)]) -> ChildGuard {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_favicon-finder"));
+        command.arg("worker").env_clear();
+        for key in ["PATH", "HOME"] {
+            if let Ok(value) = std::env::var(key) {
+                command.env(key, value);
+            }
+        }
+        command.envs(&self.vars).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
+        for (k, v) in overrides {
+            command.env(k, v);
+        }
+        if std::env::var("TEST_LOG").is_err() {
+            command.stderr(std::process::Stdio::null());
+        }
+        ChildGuard(command.spawn().expect("worker process starts"))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -259,5 +289,15 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// A child process killed (and reaped) when dropped, even if the test panics.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

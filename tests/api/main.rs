@@ -9,4 +9,5 @@ mod jobs;
 mod migrations;
 mod queue;
 mod schema;
+mod subscriptions;
 mod validation;

@@ -1,0 +1,392 @@
+//! `jobProgress` over WebSocket, with a real client, in both subprotocols and both event modes.
+
+use crate::fake::{FakeInternet, Route, Sites, png};
+use crate::helpers::{Backend, ChildGuard, TestApp, both_backends, postgres_url};
+use favicon_finder::app::Roles;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) {
+    jobId status total completed failed progress results { domain status faviconUrl errorCode } } }";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws` (graphql-ws library, GraphiQL).
+    TransportWs,
+    /// The legacy `graphql-ws` (subscriptions-transport-ws).
+    LegacyWs,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Self::TransportWs => "graphql-transport-ws",
+            Self::LegacyWs => "graphql-ws",
+        }
+    }
+}
+
+/// What a subscription delivered before it ended.
+#[derive(Debug, Default)]
+struct Delivery {
+    events: Vec<Value>,
+    errors: Vec<Value>,
+    completed: bool,
+}
+
+/// Subscribes to `jobProgress` and reads until the server completes the operation.
+async fn watch(base: &str, path: &str, protocol: Protocol, job_id: &str) -> Delivery {
+    let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.name().parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        protocol.name(),
+        "the server speaks the requested subprotocol"
+    );
+    let send = |value: Value| Message::Text(value.to_string().into());
+    ws.send(send(json!({"type": "connection_init", "payload": {}})))
+        .await
+        .unwrap();
+    let start = match protocol {
+        Protocol::TransportWs => "subscribe",
+        Protocol::LegacyWs => "start",
+    };
+    ws.send(send(json!({
+        "id": "1",
+        "type": start,
+        "payload": {"query": SUBSCRIPTION, "variables": {"id": job_id}},
+    })))
+    .await
+    .unwrap();
+    let mut delivery = Delivery::default();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the subscription ends within a minute")
+            .expect("the server keeps the socket open until completion")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        match frame["type"].as_str().unwrap() {
+            "connection_ack" | "ka" | "ping" | "pong" => {}
+            "next" | "data" => {
+                let payload = &frame["payload"];
+                if let Some(errors) = payload["errors"].as_array() {
+                    delivery.errors.extend(errors.iter().cloned());
+                }
+                if !payload["data"].is_null() {
+                    delivery.events.push(payload["data"]["jobProgress"].clone());
+                }
+            }
+            "error" => match &frame["payload"] {
+                Value::Array(errors) => delivery.errors.extend(errors.iter().cloned()),
+                other => delivery.errors.push(other.clone()),
+            },
+            "complete" => {
+                delivery.completed = true;
+                break;
+            }
+            other => panic!("unexpected frame {other}: {frame}"),
+        }
+    }
+    let _ = ws.close(None).await;
+    delivery
+}
+
+/// `count` slow sites (each home page takes `delay`), all with an icon.
+async fn slow_world(count: usize, delay: Duration) -> (FakeInternet, Vec<String>) {
+    let mut sites = Sites::default();
+    let mut domains = Vec::new();
+    for i in 0..count {
+        let host = format!("live{i}.test");
+        let mut page = Route::html(r#"<link rel="icon" href="/i.png">"#);
+        page.delay = delay;
+        sites
+            .route(&host, "/", page)
+            .file(&host, "/i.png", "image/png", &png(16, 16));
+        domains.push(host);
+    }
+    (FakeInternet::start(sites).await, domains)
+}
+
+/// Checks a delivery against the job's final state in the database: a snapshot first,
+/// counts that never go back, every domain's result carried by some event, and a last event
+/// equal to the database's final counts.
+async fn check_delivery(app: &TestApp, job_id: &str, domains: &[String], delivery: &Delivery) {
+    assert!(delivery.errors.is_empty(), "{:?}", delivery.errors);
+    assert!(
+        delivery.completed,
+        "the stream completes after the final event"
+    );
+    let events = &delivery.events;
+    assert!(
+        events.len() >= 2,
+        "snapshot plus at least one live event: {events:?}"
+    );
+    assert_eq!(
+        events[0]["results"],
+        json!([]),
+        "the first event is the snapshot"
+    );
+    let mut done = -1;
+    let mut carried = HashSet::new();
+    for event in events {
+        assert_eq!(event["jobId"], job_id);
+        let now = event["completed"].as_i64().unwrap() + event["failed"].as_i64().unwrap();
+        assert!(now >= done, "counts never go back: {events:?}");
+        done = now;
+        for result in event["results"].as_array().unwrap() {
+            carried.insert(result["domain"].as_str().unwrap().to_owned());
+            assert_eq!(result["status"], "SUCCESS");
+            assert!(result["faviconUrl"].as_str().unwrap().ends_with("/i.png"));
+        }
+    }
+    let expected: HashSet<String> = domains.iter().cloned().collect();
+    assert_eq!(
+        carried, expected,
+        "every finished domain reached the subscriber"
+    );
+    let (_, job) = app.get_json(&format!("/jobs/{job_id}")).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["status"], "COMPLETED");
+    assert_eq!(last["completed"], job["completed"]);
+    assert_eq!(last["failed"], job["failed"]);
+    assert_eq!(last["total"], job["total"]);
+    assert_eq!(last["progress"], 100);
+}
+
+async fn create_job(app: &TestApp, domains: &[String]) -> String {
+    let (status, created) = app
+        .post_json("/jobs", &json!({"client_id": "live", "domains": domains}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["job_id"].as_str().unwrap().to_owned()
+}
+
+async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
+    let (internet, domains) = slow_world(24, Duration::from_millis(150)).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(
+        backend,
+        &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "4")],
+    )
+    .await;
+    let job_id = create_job(&app, &domains).await;
+    let (modern, legacy) = tokio::join!(
+        watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id),
+        // The legacy protocol, through the upgrade on /graphql itself.
+        watch(&app.base, "/graphql", Protocol::LegacyWs, &job_id),
+    );
+    check_delivery(&app, &job_id, &domains, &modern).await;
+    check_delivery(&app, &job_id, &domains, &legacy).await;
+    assert!(
+        modern.events.len() >= 3,
+        "progress arrives in steps: {:?}",
+        modern.events
+    );
+
+    // Subscribing after completion: the final state at once, then completion.
+    let late = watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id).await;
+    assert!(late.completed && late.errors.is_empty(), "{late:?}");
+    assert_eq!(late.events.len(), 1, "{late:?}");
+    assert_eq!(late.events[0]["status"], "COMPLETED");
+    assert_eq!(late.events[0]["completed"], 24);
+    app.stop().await;
+}
+both_backends!(
+    live_progress,
+    both_protocols_see_snapshot_events_and_completion
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_malformed_ids_get_errors_not_hangs() {
+    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    for protocol in [Protocol::TransportWs, Protocol::LegacyWs] {
+        let unknown = uuid::Uuid::new_v4().to_string();
+        let delivery = watch(&app.base, "/graphql/ws", protocol, &unknown).await;
+        assert!(delivery.events.is_empty(), "{delivery:?}");
+        assert_eq!(
+            delivery.errors[0]["extensions"]["code"], "NOT_FOUND",
+            "{delivery:?}"
+        );
+        let delivery = watch(&app.base, "/graphql/ws", protocol, "not-an-id").await;
+        assert_eq!(
+            delivery.errors[0]["extensions"]["code"], "INVALID_ID",
+            "{delivery:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_subscribers_all_hear_the_end() {
+    let (internet, domains) = slow_world(40, Duration::from_millis(50)).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "8")],
+    )
+    .await;
+    let job_id = create_job(&app, &domains).await;
+    let watchers =
+        (0..200).map(|_| watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id));
+    let deliveries = futures::future::join_all(watchers).await;
+    let (_, job) = app.get_json(&format!("/jobs/{job_id}")).await;
+    for delivery in &deliveries {
+        assert!(
+            delivery.completed && delivery.errors.is_empty(),
+            "{delivery:?}"
+        );
+        let last = delivery.events.last().unwrap();
+        assert_eq!(last["status"], "COMPLETED");
+        assert_eq!(last["completed"], job["completed"]);
+    }
+    app.stop().await;
+}
+
+/// Distributed mode: the API in this process, the worker in another, events over Redis.
+async fn redis_api(prefix: &str, redis_url: &str, resolve: &str) -> TestApp {
+    TestApp::spawn_with(
+        Backend::Postgres,
+        &[
+            ("FETCH_RESOLVE", resolve),
+            ("REDIS_URL", redis_url),
+            ("REDIS_PREFIX", prefix),
+            ("WORKER_CONCURRENCY", "0"),
+        ],
+        Roles {
+            api: true,
+            worker: false,
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cross_processes_over_redis() {
+    let (Some(_), Ok(redis_url)) = (postgres_url(), std::env::var("TEST_REDIS_URL")) else {
+        eprintln!("skipped: TEST_DATABASE_URL and TEST_REDIS_URL are needed");
+        return;
+    };
+    let (internet, domains) = slow_world(24, Duration::from_millis(150)).await;
+    let resolve = internet.resolve(&[]);
+    let prefix = format!("ff-test-{}", uuid::Uuid::new_v4().simple());
+    let app = redis_api(&prefix, &redis_url, &resolve).await;
+    let (_, ready) = app.get_json("/readyz").await;
+    assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
+    let _worker: ChildGuard = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
+    let job_id = create_job(&app, &domains).await;
+    let delivery = watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id).await;
+    check_delivery(&app, &job_id, &domains, &delivery).await;
+    assert!(
+        delivery.events.len() >= 3,
+        "live events, not only re-reads: {:?}",
+        delivery.events
+    );
+    app.stop().await;
+}
+
+/// A Redis server of the test's own, so stopping it disturbs nothing else.
+struct OwnRedis {
+    port: u16,
+    child: Option<ChildGuard>,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Option<Self> {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Self {
+            port,
+            child: Some(ChildGuard(child)),
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        self.child = None;
+    }
+
+    fn restart(&mut self) {
+        *self = Self::start(self.port).expect("redis-server restarts");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: TEST_DATABASE_URL is needed");
+        return;
+    }
+    let port = crate::fake::dead_addr().await.port();
+    let Some(mut redis) = OwnRedis::start(port) else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (internet, domains) = slow_world(40, Duration::from_millis(200)).await;
+    let resolve = internet.resolve(&[]);
+    let app = redis_api("ff-restart", &redis.url(), &resolve).await;
+    let _worker = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
+    let job_id = create_job(&app, &domains).await;
+    let watcher = tokio::spawn({
+        let base = app.base.clone();
+        let job_id = job_id.clone();
+        async move { watch(&base, "/graphql/ws", Protocol::TransportWs, &job_id).await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, ready) = app.get_json("/readyz").await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert!(
+        ready["checks"]["redis"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{ready}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart();
+    let delivery = watcher.await.unwrap();
+    assert!(
+        delivery.completed && delivery.errors.is_empty(),
+        "{delivery:?}"
+    );
+    let (_, job) = app.get_json(&format!("/jobs/{job_id}")).await;
+    assert_eq!(
+        job["status"], "completed",
+        "the job finished without restarting anything"
+    );
+    let last = delivery.events.last().unwrap();
+    assert_eq!(last["status"], "COMPLETED");
+    assert_eq!(last["completed"], job["completed"]);
+    assert_eq!(last["completed"], domains.len() as i64);
+    app.stop().await;
+}
