@@ -7,7 +7,7 @@
 //! finish within the grace period and releases the rest so any worker can take them at once.
 
 use crate::events::{Events, ProgressEvent};
-use crate::finder::{ErrorCategory, FindError, Finder};
+use crate::finder::{ErrorCategory, FindError, FindOutcome, Finder};
 use crate::store::{Claimed, Disposition, Store};
 use futures::FutureExt;
 use rand::Rng;
@@ -168,8 +168,22 @@ impl WorkerPool {
         while in_flight.join_next().await.is_some() {}
         let unfinished: Vec<Claimed> = claims.into_values().collect();
         drop(record_tx);
-        if let Err(err) = recorder.await {
-            tracing::error!(error = %err, "recorder task failed");
+        // With the database down the recorder would retry forever; stopping must not.
+        let mut recorder = recorder;
+        match tokio::time::timeout(
+            settings.shutdown_grace + Duration::from_secs(5),
+            &mut recorder,
+        )
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "recorder task failed"),
+            Err(_) => {
+                recorder.abort();
+                tracing::warn!(
+                    "could not record every outcome before stopping; their leases will expire and other workers will redo them"
+                );
+            }
         }
         if !unfinished.is_empty() {
             match self.store.release(&unfinished).await {
@@ -185,38 +199,18 @@ impl WorkerPool {
     }
 }
 
-/// Runs the finder on one claimed row, turning a panic or an overrun into a failed try.
+/// Runs the finder on one claimed row and decides what to write: the outcome, or a retry.
 async fn find_one(
     finder: Arc<Finder>,
     claim: Claimed,
     settings: WorkerSettings,
 ) -> (Claimed, Disposition) {
     let span = tracing::debug_span!("domain", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
-    let work = AssertUnwindSafe(finder.find(&claim.domain)).catch_unwind();
-    let outcome = match tokio::time::timeout(
-        settings.find_timeout,
-        tracing::Instrument::instrument(work, span),
+    let outcome = tracing::Instrument::instrument(
+        guarded(finder.find(&claim.domain), settings.find_timeout),
+        span,
     )
-    .await
-    {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            tracing::error!(domain = %claim.domain, panic = %what, "finder panicked");
-            Err(FindError::new(
-                ErrorCategory::Internal,
-                format!("the finder crashed: {what}"),
-            ))
-        }
-        Err(_) => Err(FindError::new(
-            ErrorCategory::Timeout,
-            format!("no answer within {}s", settings.find_timeout.as_secs()),
-        )),
-    };
+    .await;
     let disposition = match outcome {
         Err(err) if err.category.is_transient() && (claim.tries as u32) < settings.max_tries => {
             let mut wait = backoff(claim.tries as u32, settings.backoff);
@@ -232,6 +226,30 @@ async fn find_one(
         outcome => Disposition::Finish(outcome),
     };
     (claim, disposition)
+}
+
+/// Awaits a find, turning a panic or an overrun of `timeout` into a failure of this try, so
+/// neither can take the worker down or hold a slot forever.
+async fn guarded(work: impl Future<Output = FindOutcome>, timeout: Duration) -> FindOutcome {
+    match tokio::time::timeout(timeout, AssertUnwindSafe(work).catch_unwind()).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(panic = %what, "finder panicked");
+            Err(FindError::new(
+                ErrorCategory::Internal,
+                format!("the finder crashed: {what}"),
+            ))
+        }
+        Err(_) => Err(FindError::new(
+            ErrorCategory::Timeout,
+            format!("no answer within {}s", timeout.as_secs()),
+        )),
+    }
 }
 
 /// Sends a finished task's outcome to the recorder and forgets its claim.
@@ -352,6 +370,33 @@ pub fn backoff(attempt: u32, base: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_or_an_overrun_is_a_failed_try() {
+        let panicking = async {
+            if true {
+                panic!("boom at example.com");
+            }
+            Err(FindError::new(ErrorCategory::NoIcon, "unreachable"))
+        };
+        let err = guarded(panicking, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.category, ErrorCategory::Internal);
+        assert!(
+            err.message.contains("boom at example.com"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.category.is_transient(),
+            "a crash is retried up to the try limit"
+        );
+
+        let stuck = std::future::pending::<FindOutcome>();
+        let err = guarded(stuck, Duration::from_millis(20)).await.unwrap_err();
+        assert_eq!(err.category, ErrorCategory::Timeout);
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {
