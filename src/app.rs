@@ -93,16 +93,17 @@ impl Application {
         } else {
             None
         };
+        let config = Arc::new(config);
         let schema = build_schema(Some(ApiContext {
             store: store.clone(),
             events: events.clone(),
-            max_domains_per_job: config.max_domains_per_job,
+            config: config.clone(),
         }));
         Ok(Self {
             state: AppState {
                 store,
                 events,
-                config: Arc::new(config),
+                config,
                 schema,
             },
             listener,

@@ -53,6 +53,12 @@ pub struct Config {
     pub fetch_resolve: Vec<ResolveRule>,
     /// `FETCH_USER_AGENT`: the User-Agent sent to sites.
     pub fetch_user_agent: String,
+    /// `CACHE_MAX_AGE_SECS`: reuse a domain's success from an earlier job fetched at most this
+    /// long ago (0: always fetch); a job may ask for less or more.
+    pub cache_max_age: Duration,
+    /// `CACHE_FAILURE_MAX_AGE_SECS`: the same for permanent failures (never longer than the
+    /// success age; transient failures are never reused).
+    pub cache_failure_max_age: Duration,
     /// `MAX_DOMAINS_PER_JOB`: the most domains one job may hold.
     pub max_domains_per_job: usize,
     /// `MAX_REQUEST_BYTES`: the largest request body the API accepts.
@@ -127,6 +133,16 @@ impl Config {
                 })?,
             },
             fetch_user_agent: env.string("FETCH_USER_AGENT", DEFAULT_USER_AGENT),
+            cache_max_age: Duration::from_secs(env.parse_in(
+                "CACHE_MAX_AGE_SECS",
+                86_400,
+                0..=31_536_000,
+            )?),
+            cache_failure_max_age: Duration::from_secs(env.parse_in(
+                "CACHE_FAILURE_MAX_AGE_SECS",
+                3_600,
+                0..=31_536_000,
+            )?),
             max_domains_per_job: env.parse_in("MAX_DOMAINS_PER_JOB", 100_000, 1..=10_000_000)?,
             max_request_bytes: env.parse_in(
                 "MAX_REQUEST_BYTES",
@@ -151,6 +167,15 @@ impl Config {
                 0..=3600,
             )?),
         })
+    }
+
+    /// The cross-job cache policy for a job, from its own `max_age_seconds` or the default.
+    pub fn cache_policy(&self, max_age_secs: Option<u64>) -> crate::store::CachePolicy {
+        let max_age = max_age_secs.map_or(self.cache_max_age, Duration::from_secs);
+        crate::store::CachePolicy {
+            max_age,
+            failure_max_age: self.cache_failure_max_age.min(max_age),
+        }
     }
 
     /// The finder's share of the configuration.

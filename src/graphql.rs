@@ -34,8 +34,8 @@ pub struct ApiContext {
     pub store: Store,
     /// Wake-ups for workers.
     pub events: Events,
-    /// `MAX_DOMAINS_PER_JOB`.
-    pub max_domains_per_job: usize,
+    /// The process configuration (limits, cache defaults).
+    pub config: Arc<crate::config::Config>,
 }
 
 /// Builds the schema with its context.
@@ -177,8 +177,10 @@ pub struct ResultGql {
     width: Option<i32>,
     /// Real height of the chosen icon.
     height: Option<i32>,
-    /// When the stored outcome was fetched.
+    /// When the stored outcome was fetched (for a cached one, by the earlier job).
     fetched_at: Option<DateTime<Utc>>,
+    /// Copied from an earlier job's result instead of fetched.
+    cached: bool,
     /// Every candidate found, in rank order.
     candidates: Vec<CandidateGql>,
 }
@@ -201,6 +203,7 @@ impl From<result_entity::Model> for ResultGql {
             width: row.width,
             height: row.height,
             fetched_at: row.fetched_at,
+            cached: row.cached,
             candidates: candidates.into_iter().map(Into::into).collect(),
         }
     }
@@ -239,6 +242,9 @@ pub struct CreateJobInput {
     client_id: String,
     /// Domains or URLs; normalised, and duplicates merged.
     domains: Vec<String>,
+    /// Reuse a domain's result from an earlier job fetched at most this many seconds ago
+    /// instead of fetching it (default `CACHE_MAX_AGE_SECS`; 0 always fetches).
+    max_age_seconds: Option<i64>,
 }
 
 fn ctx<'a>(c: &'a Context<'_>) -> &'a ApiContext {
@@ -319,10 +325,12 @@ impl MutationRoot {
         let client_id = jobs::parse_client_id(&input.client_id).map_err(AppError::into_graphql)?;
         let domains = jobs::parse_domains(
             input.domains.iter().map(|d| Entry::Text(d)),
-            api.max_domains_per_job,
+            api.config.max_domains_per_job,
         )
         .map_err(AppError::into_graphql)?;
-        let view = jobs::create_job(&api.store, &api.events, &client_id, &domains)
+        let max_age = jobs::parse_max_age(input.max_age_seconds).map_err(AppError::into_graphql)?;
+        let cache = api.config.cache_policy(max_age);
+        let view = jobs::create_job(&api.store, &api.events, &client_id, &domains, cache)
             .await
             .map_err(AppError::into_graphql)?;
         Ok(view.into())

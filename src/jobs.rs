@@ -4,7 +4,7 @@
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, code};
 use crate::events::Events;
-use crate::store::{JobView, Store};
+use crate::store::{CachePolicy, JobView, Store};
 use serde_json::json;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -151,16 +151,35 @@ pub fn parse_domains<'a>(
     })
 }
 
-/// Creates a job from validated input and wakes the workers.
+/// The longest `max_age_seconds` a job may ask for (one year).
+pub const MAX_CACHE_AGE_SECS: i64 = 31_536_000;
+
+/// Validates a job's own `max_age_seconds`.
+pub fn parse_max_age(raw: Option<i64>) -> AppResult<Option<u64>> {
+    match raw {
+        None => Ok(None),
+        Some(secs) if (0..=MAX_CACHE_AGE_SECS).contains(&secs) => Ok(Some(secs as u64)),
+        Some(secs) => Err(AppError::bad_request(
+            code::INVALID_INPUT,
+            format!("max_age_seconds must be between 0 and {MAX_CACHE_AGE_SECS}, got {secs}"),
+        )),
+    }
+}
+
+/// Creates a job from validated input and wakes the workers (unless the cache answered all).
 pub async fn create_job(
     store: &Store,
     events: &Events,
     client_id: &str,
     domains: &[Domain],
+    cache: CachePolicy,
 ) -> AppResult<JobView> {
-    let view = store.create_job(client_id, domains).await?;
-    events.notify_work();
-    tracing::info!(job_id = %view.job.id, client_id, total = view.job.total, "job created");
+    let view = store.create_job(client_id, domains, cache).await?;
+    let cached = view.job.completed + view.job.failed;
+    if cached < view.job.total {
+        events.notify_work();
+    }
+    tracing::info!(job_id = %view.job.id, client_id, total = view.job.total, cached, "job created");
     Ok(view)
 }
 

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The columns of the CSV download, original fields first.
-pub const CSV_HEADER: [&str; 11] = [
+pub const CSV_HEADER: [&str; 12] = [
     "domain",
     "status",
     "favicon_url",
@@ -32,6 +32,7 @@ pub const CSV_HEADER: [&str; 11] = [
     "width",
     "height",
     "fetched_at",
+    "cached",
 ];
 
 /// The REST routes.
@@ -111,7 +112,18 @@ async fn create_job(
         }),
         state.config.max_domains_per_job,
     )?;
-    let view = jobs::create_job(&state.store, &state.events, &client_id, &domains).await?;
+    let max_age = match fields.get("max_age_seconds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.is_i64() => jobs::parse_max_age(n.as_i64())?,
+        Some(_) => {
+            return Err(AppError::bad_request(
+                code::INVALID_INPUT,
+                "max_age_seconds must be a whole number of seconds",
+            ));
+        }
+    };
+    let cache = state.config.cache_policy(max_age);
+    let view = jobs::create_job(&state.store, &state.events, &client_id, &domains, cache).await?;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(json!({
@@ -200,6 +212,7 @@ fn result_json(row: &result::Model) -> Value {
         "width": row.width,
         "height": row.height,
         "fetched_at": row.fetched_at,
+        "cached": row.cached,
         "candidates": row.candidates.clone().unwrap_or_else(|| json!([])),
     })
 }
@@ -250,6 +263,7 @@ fn csv_chunk(with_header: bool, rows: &[result::Model]) -> Result<Bytes, csv::Er
             &row.width.map(|w| w.to_string()).unwrap_or_default(),
             &row.height.map(|h| h.to_string()).unwrap_or_default(),
             &row.fetched_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            if row.cached { "true" } else { "false" },
         ])?;
     }
     let bytes = writer.into_inner().map_err(|e| e.into_error())?;

@@ -28,7 +28,7 @@ use sea_orm::{
     DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionTrait,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -43,6 +43,27 @@ pub const STREAM_CHUNK: usize = 1_000;
 pub struct Store {
     db: DatabaseConnection,
 }
+
+/// How a new job may reuse earlier jobs' results instead of fetching (the cross-job cache).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Reuse a success fetched at most this long ago; zero turns the cache off.
+    pub max_age: Duration,
+    /// Reuse a permanent failure (no such domain, no icon, blocked…) fetched at most this long
+    /// ago. Transient failures are never reused.
+    pub failure_max_age: Duration,
+}
+
+impl CachePolicy {
+    /// Always fetch.
+    pub const OFF: Self = Self {
+        max_age: Duration::ZERO,
+        failure_max_age: Duration::ZERO,
+    };
+}
+
+/// Domains looked up per cache query (an `IN` list).
+const CACHE_LOOKUP_CHUNK: usize = 500;
 
 /// A job with its client's name, as the API shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -163,13 +184,16 @@ impl Store {
         self.db.ping().await
     }
 
-    /// Creates a job with one pending row per domain, all in one transaction.
+    /// Creates a job with one row per domain, all in one transaction: a domain with a recent
+    /// enough result in an earlier job (see [`CachePolicy`]) gets a finished copy of it
+    /// (`cached`), every other one a `pending` row for the workers.
     ///
     /// `domains` must already be distinct; their order becomes the rows' `position`.
     pub async fn create_job(
         &self,
         client_name: &str,
         domains: &[Domain],
+        cache: CachePolicy,
     ) -> Result<JobView, DbErr> {
         let now = now();
         let txn = self.db.begin().await?;
@@ -195,31 +219,39 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))?;
+        let cached = cached_outcomes(&txn, domains, cache, now).await?;
+        let completed = cached
+            .values()
+            .filter(|r| r.status == ResultStatus::Success)
+            .count() as i32;
+        let failed = cached.len() as i32 - completed;
+        let total = domains.len() as i32;
         let job = job::Model {
             id: Uuid::now_v7(),
             client_id: client.id,
-            status: if domains.is_empty() {
-                JobStatus::Completed
-            } else {
-                JobStatus::Processing
+            status: match (completed + failed == total, completed) {
+                (false, _) => JobStatus::Processing,
+                (true, 0) if total > 0 => JobStatus::Failed,
+                (true, _) => JobStatus::Completed,
             },
-            total: domains.len() as i32,
-            completed: 0,
-            failed: 0,
+            total,
+            completed,
+            failed,
             created_at: now,
             updated_at: now,
         };
         job::Entity::insert(job::ActiveModel::from(job.clone()))
             .exec_without_returning(&txn)
             .await?;
-        for (chunk_index, chunk) in domains.chunks(INSERT_CHUNK).enumerate() {
-            let rows = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, domain)| result::ActiveModel {
+        let mut pending = Vec::with_capacity(domains.len() - cached.len());
+        let mut copies = Vec::with_capacity(cached.len());
+        for (position, domain) in domains.iter().enumerate() {
+            let position = position as i32;
+            match cached.get(domain.as_str()) {
+                None => pending.push(result::ActiveModel {
                     id: Set(Uuid::now_v7()),
                     job_id: Set(job.id),
-                    position: Set((chunk_index * INSERT_CHUNK + i) as i32),
+                    position: Set(position),
                     domain: Set(domain.as_str().to_owned()),
                     status: Set(ResultStatus::Pending),
                     tries: Set(0),
@@ -227,8 +259,35 @@ impl Store {
                     created_at: Set(now),
                     updated_at: Set(now),
                     ..Default::default()
-                });
-            result::Entity::insert_many(rows)
+                }),
+                Some(earlier) => copies.push(result::ActiveModel::from(result::Model {
+                    id: Uuid::now_v7(),
+                    job_id: job.id,
+                    position,
+                    tries: 0,
+                    cached: true,
+                    run_at: now,
+                    lease_owner: None,
+                    lease_until: None,
+                    created_at: now,
+                    updated_at: now,
+                    ..earlier.clone()
+                })),
+            }
+        }
+        // Pending rows bind 9 values each, copies every column: chunk each to stay under the
+        // bind-parameter limits.
+        let mut pending = pending.into_iter().peekable();
+        while pending.peek().is_some() {
+            let chunk: Vec<_> = pending.by_ref().take(INSERT_CHUNK).collect();
+            result::Entity::insert_many(chunk)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        let mut copies = copies.into_iter().peekable();
+        while copies.peek().is_some() {
+            let chunk: Vec<_> = copies.by_ref().take(INSERT_CHUNK / 3).collect();
+            result::Entity::insert_many(chunk)
                 .exec_without_returning(&txn)
                 .await?;
         }
@@ -616,6 +675,53 @@ impl Store {
             .collect();
         self.record(batch).await
     }
+}
+
+/// The most recent reusable finished result of each domain, by domain.
+async fn cached_outcomes(
+    txn: &sea_orm::DatabaseTransaction,
+    domains: &[Domain],
+    cache: CachePolicy,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, result::Model>, DbErr> {
+    let mut found = HashMap::new();
+    if cache.max_age.is_zero() {
+        return Ok(found);
+    }
+    let age = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let success_cutoff = age(cache.max_age);
+    let failure_cutoff = age(cache.failure_max_age.min(cache.max_age));
+    for chunk in domains.chunks(CACHE_LOOKUP_CHUNK) {
+        let rows = result::Entity::find()
+            .filter(result::Column::Domain.is_in(chunk.iter().map(|d| d.as_str())))
+            .filter(result::Column::Status.ne(ResultStatus::Pending))
+            // failure_max_age ≤ max_age, so the success cutoff is the older one.
+            .filter(result::Column::FetchedAt.gte(success_cutoff))
+            .order_by_desc(result::Column::FetchedAt)
+            .all(txn)
+            .await?;
+        // Newest first: the most recent outcome of a domain decides, so an old success does
+        // not outlive a newer failure that says the site changed.
+        for row in rows {
+            found.entry(row.domain.clone()).or_insert(row);
+        }
+    }
+    found.retain(|_, row| {
+        let fetched_at = row.fetched_at.unwrap_or(now);
+        match row.status {
+            ResultStatus::Success => fetched_at >= success_cutoff,
+            ResultStatus::Failed => {
+                fetched_at >= failure_cutoff
+                    && row
+                        .error_code
+                        .as_deref()
+                        .and_then(ErrorCategory::from_code)
+                        .is_some_and(|c| !c.is_transient())
+            }
+            ResultStatus::Pending => false,
+        }
+    });
+    Ok(found)
 }
 
 /// The record guard: still pending, still ours, and not claimed again since.

@@ -62,8 +62,10 @@ pub struct Model {
     /// Every candidate found, as JSON (`Vec<finder::Candidate>`).
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub candidates: Option<Json>,
-    /// When the finder produced the stored outcome.
+    /// When the finder produced the stored outcome (for a cached one: the original fetch).
     pub fetched_at: Option<DateTimeUtc>,
+    /// Copied from an earlier job's result instead of fetched (the cross-job cache).
+    pub cached: bool,
     /// Not to be claimed before this time (retry backoff).
     pub run_at: DateTimeUtc,
     /// The worker process holding the row, while leased.

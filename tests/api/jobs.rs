@@ -372,7 +372,8 @@ async fn runs_a_mixed_job_end_to_end(backend: Backend) {
             "mime",
             "width",
             "height",
-            "fetched_at"
+            "fetched_at",
+            "cached"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
@@ -396,6 +397,7 @@ async fn runs_a_mixed_job_end_to_end(backend: Backend) {
             !row[10].is_empty(),
             "fetched_at is set for a finished row: {row:?}"
         );
+        assert_eq!(&row[11], "false", "nothing came from the cache: {row:?}");
     }
     app.stop().await;
 }

@@ -6,7 +6,7 @@ use crate::helpers::{Backend, TestDb, both_backends};
 use favicon_finder::domain::Domain;
 use favicon_finder::entities::job::JobStatus;
 use favicon_finder::finder::{ErrorCategory, FindError, Found};
-use favicon_finder::store::{Claimed, Disposition, Store};
+use favicon_finder::store::{CachePolicy, Claimed, Disposition, Store};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -32,7 +32,11 @@ async fn store_with_job(backend: Backend, domains: &[&str]) -> (TestDb, Store, U
     let store = Store::connect(&db.url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let domains: Vec<Domain> = domains.iter().map(|d| Domain::parse(d).unwrap()).collect();
-    let job = store.create_job("queue-test", &domains).await.unwrap().job;
+    let job = store
+        .create_job("queue-test", &domains, CachePolicy::OFF)
+        .await
+        .unwrap()
+        .job;
     (db, store, job.id)
 }
 
