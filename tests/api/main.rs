@@ -4,6 +4,8 @@
 
 mod cli;
 mod fake;
+mod finder_cases;
+mod finder_safety;
 mod helpers;
 mod jobs;
 mod migrations;
