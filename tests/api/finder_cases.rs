@@ -1088,6 +1088,48 @@ async fn every_catalogue_scenario(backend: Backend) {
         wrong.join("\n")
     );
 
+    // Provenance: what was declared and what verification found are both kept.
+    let candidate = |host: &str, url: &str| -> Value {
+        rows[host]["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["url"] == url)
+            .cloned()
+            .unwrap_or_else(|| panic!("{host}: no candidate {url}: {}", rows[host]))
+    };
+    let pin = candidate("c05-mask-icon.test", "http://c05-mask-icon.test/pin.svg");
+    assert_eq!(pin["source"], "mask_icon", "{pin}");
+    let liar = candidate(
+        "c13-lying-sizes.test",
+        "http://c13-lying-sizes.test/big.png",
+    );
+    assert_eq!(
+        (&liar["declared_sizes"], &liar["width"]),
+        (&json!("192x192"), &json!(16)),
+        "{liar}"
+    );
+    let tile = candidate("c46-tile.test", "http://c46-tile.test/tile.png");
+    assert_eq!(tile["source"], "tile", "{tile}");
+    let from_manifest = candidate("c42-manifest.test", "http://c42-manifest.test/s/i/192.png");
+    assert_eq!(from_manifest["source"], "manifest", "{from_manifest}");
+    let rejected = candidate("c50-soft-404.test", "http://c50-soft-404.test/favicon.ico");
+    assert!(
+        rejected["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("soft 404"),
+        "{rejected}"
+    );
+    assert_eq!(
+        rows["c61-http-www-chain.test"]["final_url"],
+        "http://www.c61-http-www-chain.test/home/"
+    );
+    assert_eq!(
+        rows["c70-429-retry-after.test"]["tries"], 1,
+        "FETCH_MAX_TRIES=1: asserted as transient, not retried away"
+    );
+
     // What must never have been fetched: hidden, inert, non-icon and og: declarations.
     for (host, path) in [
         ("c04-substring-traps.test", "/s.png"),
