@@ -60,6 +60,10 @@ impl ResolveError {
 pub struct GuardedResolver {
     rules: Arc<[ResolveRule]>,
     allow_private: bool,
+    /// Hosts whose rule address skips the guard. Always empty outside this crate's unit tests:
+    /// they need one "public" site on loopback to prove that its redirects, icons and manifests
+    /// are refused when they point at private targets (a rule address is guarded like DNS).
+    trusted: Arc<[String]>,
 }
 
 impl GuardedResolver {
@@ -68,6 +72,7 @@ impl GuardedResolver {
         Self {
             rules: rules.into(),
             allow_private,
+            trusted: Arc::new([]),
         }
     }
 
@@ -79,6 +84,11 @@ impl GuardedResolver {
             .iter()
             .find(|r| r.host == host)
             .or_else(|| self.rules.iter().find(|r| r.host == "*"));
+        if let Some(r) = rule
+            && self.trusted.contains(&host)
+        {
+            return Ok(vec![r.addr]);
+        }
         let addrs: Vec<SocketAddr> = if let Some(r) = rule {
             vec![r.addr]
         } else if host == "localhost" || host.ends_with(".localhost") {
@@ -143,6 +153,7 @@ impl Resolve for GuardedResolver {
         let this = Self {
             rules: self.rules.clone(),
             allow_private: self.allow_private,
+            trusted: self.trusted.clone(),
         };
         let host = name.as_str().to_string();
         Box::pin(async move {
@@ -282,7 +293,22 @@ fn browser_headers() -> HeaderMap {
 impl Fetcher {
     /// Builds the client; extra root certificates are read here so a bad file fails at start.
     pub fn new(config: &FinderConfig) -> anyhow::Result<Self> {
-        let resolver = GuardedResolver::new(&config.resolve, config.allow_private_networks);
+        Self::build(
+            config,
+            GuardedResolver::new(&config.resolve, config.allow_private_networks),
+        )
+    }
+
+    /// Test-only: a fetcher whose `trusted` hosts' rule addresses skip the guard (see
+    /// [`GuardedResolver`]); everything else is guarded as in production.
+    #[cfg(test)]
+    pub(crate) fn new_trusting(config: &FinderConfig, trusted: &[&str]) -> anyhow::Result<Self> {
+        let mut resolver = GuardedResolver::new(&config.resolve, config.allow_private_networks);
+        resolver.trusted = trusted.iter().map(|h| h.to_string()).collect();
+        Self::build(config, resolver)
+    }
+
+    fn build(config: &FinderConfig, resolver: GuardedResolver) -> anyhow::Result<Self> {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(resolver))

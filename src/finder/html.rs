@@ -5,17 +5,21 @@
 //! seen *and* at least one icon link was found; when the head declared no icon it keeps reading
 //! up to its byte cap so that links a CMS injected into `<body>` are still found (ranked lower).
 //! Links between `</head>` and `<body>` count as head links, as the HTML parser moves them there.
-//! `<template>` content is inert and ignored; `<noscript>` content is raw text for lol_html (a
-//! scripting browser ignores it too), so links in it are ignored.
+//! `<template>` content is inert and ignored. `<noscript>` content is raw text for lol_html (a
+//! scripting browser ignores it too), so its links are not head links; the text is kept
+//! (bounded) and parsed on its own at the end, and its icon links are offered separately as a
+//! last resort (case 35), tried only when nothing else, `/favicon.ico` included, verified.
 
 use super::{Candidate, CandidateSource};
 use lol_html::send::{EndTagHandler, HtmlRewriter, Settings};
-use lol_html::{AsciiCompatibleEncoding, element};
+use lol_html::{AsciiCompatibleEncoding, element, text};
 use std::sync::{Arc, Mutex, PoisonError};
 use url::Url;
 
 /// A data: URL longer than this is skipped (it would be a huge inline image).
 const MAX_DATA_URL: usize = 256 * 1024;
+/// `<noscript>` text kept for the last-resort parse.
+const MAX_NOSCRIPT: usize = 64 * 1024;
 
 /// An icon-ish `<link>` as written in the page.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,8 +64,12 @@ pub struct Extracted {
     pub tiles: Vec<String>,
     /// The first `<meta http-equiv=refresh>` content.
     pub refresh: Option<String>,
+    /// Icon links found inside `<noscript>` (a last resort: scripting browsers ignore them).
+    pub noscript_links: Vec<RawLink>,
     /// `</head>` or `<body>` was reached.
     pub head_closed: bool,
+    /// Raw `<noscript>` text seen so far (bounded), parsed when the page ends.
+    noscript_text: String,
     /// Nesting depth of `<template>` (content inside is ignored).
     template_depth: usize,
     in_body: bool,
@@ -135,7 +143,18 @@ impl HeadParser {
         {
             let _ = r.end();
         }
-        with(&self.state, std::mem::take)
+        let mut ex = with(&self.state, std::mem::take);
+        let noscript = std::mem::take(&mut ex.noscript_text);
+        if !noscript.is_empty() {
+            // Parsed as a fragment of its own; nested noscript content is not looked into.
+            let inner = extract(noscript.as_bytes(), Some("utf-8"));
+            ex.noscript_links = inner
+                .links
+                .into_iter()
+                .map(|l| RawLink { in_body: true, ..l })
+                .collect();
+        }
+        ex
     }
 }
 
@@ -147,7 +166,8 @@ pub fn extract(html: &[u8], charset: Option<&str>) -> Extracted {
 }
 
 fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewriter {
-    let (s_link, s_base, s_meta, s_tpl, s_head, s_body) = (
+    let (s_link, s_base, s_meta, s_tpl, s_head, s_body, s_nos) = (
+        state.clone(),
         state.clone(),
         state.clone(),
         state.clone(),
@@ -233,6 +253,14 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
                 });
                 h.push(end);
             }
+            Ok(())
+        }))
+        .append_element_content_handler(text!("noscript", move |t| {
+            with(&s_nos, |s| {
+                if s.template_depth == 0 && s.noscript_text.len() < MAX_NOSCRIPT {
+                    s.noscript_text.push_str(t.as_str());
+                }
+            });
             Ok(())
         }))
         .append_element_content_handler(element!("body", move |_| {
@@ -353,6 +381,29 @@ pub fn candidates(ex: &Extracted, page: &Url) -> (Vec<Candidate>, Vec<Url>) {
     (out, manifests)
 }
 
+/// The `<noscript>` icon links as candidates (marked `in_body`), resolved like the others: the
+/// finder tries them only when no other candidate verified.
+pub fn noscript_candidates(ex: &Extracted, page: &Url) -> Vec<Candidate> {
+    let base = base_url(ex, page);
+    ex.noscript_links
+        .iter()
+        .filter(|l| l.source != CandidateSource::MaskIcon)
+        .filter_map(|l| {
+            Some(Candidate {
+                url: resolve_href(&base, &l.href)?,
+                source: l.source,
+                declared_sizes: l.sizes.clone(),
+                declared_type: l.type_.clone(),
+                in_body: true,
+                mime: None,
+                width: None,
+                height: None,
+                error: None,
+            })
+        })
+        .collect()
+}
+
 /// The target of a `<meta http-equiv=refresh>` content (`0; URL='/en/'`, `5;url=x`, `0;/x`).
 pub fn refresh_target(content: &str) -> Option<String> {
     let (_, rest) = content.split_once([';', ','])?;
@@ -454,6 +505,12 @@ mod tests {
                 ("/body.png", Icon, true),
             ]
         );
+        // Case 35: the noscript link is kept apart, as a last resort.
+        let ns: Vec<_> = ex.noscript_links.iter().map(|l| l.href.as_str()).collect();
+        assert_eq!(ns, ["/nos.png"]);
+        let c = noscript_candidates(&ex, &page("https://x.test/a/"));
+        assert_eq!(c[0].url, "https://x.test/nos.png");
+        assert!(c[0].in_body);
     }
 
     #[test]

@@ -246,6 +246,17 @@ impl Finder {
         })
     }
 
+    /// Test-only: a finder whose `trusted` hosts may sit on loopback although private networks
+    /// are refused, so tests can prove what a "public" site's redirects, icons and manifests
+    /// may not reach.
+    #[cfg(test)]
+    pub(crate) fn new_trusting(config: FinderConfig, trusted: &[&str]) -> anyhow::Result<Self> {
+        Ok(Self {
+            fetcher: Arc::new(fetch::Fetcher::new_trusting(&config, trusted)?),
+            config: Arc::new(config),
+        })
+    }
+
     /// The configuration this finder was built with.
     pub fn config(&self) -> &FinderConfig {
         &self.config

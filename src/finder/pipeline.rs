@@ -7,6 +7,17 @@
 //! keeps the real status), every 4xx becomes [`ErrorCategory::HttpStatus`] (permanent). This
 //! keeps the public category set and `is_transient` unchanged.
 //!
+//! Bot walls (case 69): a 403 or 503 home page is asked again once with browser-like headers.
+//! If the answer is still an error and looks like a challenge page ("Just a moment...",
+//! `cf-mitigated: challenge`, ...), the failure is `http_status` (permanent: the same client
+//! will meet the same wall) with a message starting "bot wall:", even for a 503; a plain 403
+//! that survives the retry is `http_status` too. `blocked` stays reserved for the SSRF guard,
+//! so that code always means "we refused to connect". The site's `/favicon.ico` is still tried.
+//!
+//! SSRF refusals past the home page: an icon or manifest URL the guard refuses is recorded on
+//! the candidate ("blocked: ..."); when nothing verified and something was refused, the
+//! failure is `blocked` rather than `no_icon`, so the refusal is visible in the result.
+//!
 //! Time: the page gets two thirds of what is left, each icon at most half of what is left
 //! (but at least 1.5 s when that much remains), a manifest two fifths (at most 4 s), so one
 //! slow resource cannot starve the rest; every request is also capped at 10 s.
@@ -42,7 +53,34 @@ struct Page {
     url: Url,
     status: u16,
     retry_after: Option<u64>,
+    /// The error page still looked like a bot-wall challenge after the browser-like retry.
+    challenge: bool,
     extracted: Option<html::Extracted>,
+}
+
+/// Bytes of an error page read to recognise a challenge.
+const CHALLENGE_SNIFF: usize = 32 * 1024;
+
+/// Whether an error page is a bot-wall challenge (Cloudflare and look-alikes).
+fn looks_like_challenge(headers: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
+    if headers
+        .get("cf-mitigated")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("challenge"))
+    {
+        return true;
+    }
+    let lower = String::from_utf8_lossy(body).to_ascii_lowercase();
+    [
+        "just a moment...",
+        "attention required!",
+        "cf-chl",
+        "challenge-platform",
+        "checking your browser",
+        "ddos-guard",
+    ]
+    .iter()
+    .any(|m| lower.contains(m))
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -85,8 +123,19 @@ async fn fetch_page(f: &Fetcher, url: Url, deadline: Instant) -> Result<Page, Fe
         url: opened.url.clone(),
         status,
         retry_after: retry_after(&headers),
+        challenge: false,
         extracted: None,
     };
+    if status == 403 || status == 503 {
+        let mut body = Vec::new();
+        let _ = Fetcher::read_capped(&mut opened, CHALLENGE_SNIFF, |c| {
+            body.extend_from_slice(c);
+            true
+        })
+        .await;
+        page.challenge = looks_like_challenge(&headers, &body);
+        return Ok(page);
+    }
     let htmlish = content_type.is_empty()
         || content_type.contains("html")
         || content_type.contains("xml")
@@ -113,8 +162,13 @@ async fn fetch_page(f: &Fetcher, url: Url, deadline: Instant) -> Result<Page, Fe
 /// The home page over the https/http × domain/alternate matrix; `Err` carries the first
 /// (most telling) failure.
 async fn home_page(f: &Fetcher, domain: &str, deadline: Instant) -> Result<Page, FetchError> {
+    use ErrorCategory as C;
     let mut first: Option<FetchError> = None;
-    'hosts: for host in host_variants(domain) {
+    for host in host_variants(domain) {
+        // This host's most telling failure: a plain-HTTP site that then stalls or breaks says
+        // more than the https handshake it could not do.
+        let mut host_err: Option<FetchError> = None;
+        let mut next_host = true;
         for scheme in ["https", "http"] {
             let Ok(url) = Url::parse(&format!("{scheme}://{host}/")) else {
                 return Err(FetchError::new(
@@ -125,25 +179,34 @@ async fn home_page(f: &Fetcher, domain: &str, deadline: Instant) -> Result<Page,
             match fetch_page(f, url, deadline).await {
                 Ok(p) => return Ok(p),
                 Err(e) => {
-                    use ErrorCategory as C;
                     let cat = e.category;
                     if e.origin.is_some() {
                         // The host works; the failure is the site's own and says the most.
                         return Err(e);
                     }
-                    first.get_or_insert(e);
+                    let better = host_err.as_ref().is_none_or(|h| {
+                        matches!(h.category, C::Tls | C::Connect)
+                            && !matches!(cat, C::Connect | C::Dns | C::DnsTransient | C::Blocked)
+                    });
+                    if better {
+                        host_err = Some(e);
+                    }
                     if scheme == "https" && matches!(cat, C::Tls | C::Connect) {
                         continue;
                     }
-                    if matches!(
+                    next_host = matches!(
                         cat,
                         C::Dns | C::DnsTransient | C::Connect | C::Tls | C::Blocked
-                    ) {
-                        continue 'hosts;
-                    }
-                    break 'hosts;
+                    );
+                    break;
                 }
             }
+        }
+        if let Some(e) = host_err {
+            first.get_or_insert(e);
+        }
+        if !next_host {
+            break;
         }
     }
     Err(first.unwrap_or_else(|| FetchError::new(ErrorCategory::Internal, "no host tried")))
@@ -240,28 +303,45 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
     Ok(body)
 }
 
-async fn manifest_icons(f: &Fetcher, url: Url, deadline: Instant) -> Vec<Candidate> {
+/// A manifest's icons; `Err` only when the SSRF guard refused to fetch it (any other failure
+/// just means no icons from it).
+async fn manifest_icons(
+    f: &Fetcher,
+    url: Url,
+    deadline: Instant,
+) -> Result<Vec<Candidate>, FetchError> {
     // A manifest is optional: a short budget, and any failure just means no icons from it.
     let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
-    let Ok(mut opened) = f
+    let mut opened = match f
         .open(url.clone(), ICON_REDIRECTS, false, budget, deadline)
         .await
-    else {
-        return Vec::new();
+    {
+        Ok(o) => o,
+        Err(e) if e.category == ErrorCategory::Blocked => return Err(e),
+        Err(_) => return Ok(Vec::new()),
     };
     if !opened.resp.status().is_success() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut body = Vec::new();
-    match Fetcher::read_capped(&mut opened, MANIFEST_CAP, |c| {
-        body.extend_from_slice(c);
-        true
-    })
-    .await
-    {
-        Ok(false) => manifest::icons(&body, &opened.url),
-        _ => Vec::new(),
-    }
+    Ok(
+        match Fetcher::read_capped(&mut opened, MANIFEST_CAP, |c| {
+            body.extend_from_slice(c);
+            true
+        })
+        .await
+        {
+            Ok(false) => manifest::icons(&body, &opened.url),
+            _ => Vec::new(),
+        },
+    )
+}
+
+/// Whether verification refused this candidate because of the SSRF guard.
+fn refused(c: &Candidate) -> bool {
+    c.error
+        .as_deref()
+        .is_some_and(|e| e.starts_with("blocked:"))
 }
 
 /// Runs the whole pipeline for one domain.
@@ -299,6 +379,8 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
     };
 
     let mut cands = Vec::new();
+    let mut last_resort = Vec::new();
+    let mut manifest_refused: Option<String> = None;
     if let Ok(Page {
         url,
         extracted: Some(ex),
@@ -307,8 +389,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
     {
         let (declared, manifests) = html::candidates(ex, url);
         cands.extend(declared);
+        last_resort = rank::rank(html::noscript_candidates(ex, url));
         for m in manifests.into_iter().take(MAX_MANIFESTS) {
-            cands.extend(manifest_icons(f, m, deadline).await);
+            match manifest_icons(f, m, deadline).await {
+                Ok(icons) => cands.extend(icons),
+                Err(e) => manifest_refused = Some(e.message),
+            }
         }
     }
     let declared_any = !cands.is_empty();
@@ -361,6 +447,24 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
         }
     }
 
+    // Case 35: `<noscript>` icons only when nothing else, `/favicon.ico` included, verified.
+    if rank::pick(&ranked).is_none() {
+        for mut c in last_resort {
+            if !seen.insert(c.url.clone()) {
+                continue;
+            }
+            if fetched < MAX_VERIFY && !remaining(deadline).is_zero() {
+                verify(f, &mut c, deadline).await;
+                fetched += 1;
+            }
+            let done = rank::is_verified(&c);
+            ranked.push(c);
+            if done {
+                break;
+            }
+        }
+    }
+
     if let Some(i) = rank::pick(&ranked) {
         let c = &ranked[i];
         return Ok(Found {
@@ -375,6 +479,17 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
 
     let mut err = match &page {
         Err(e) => FindError::new(e.category, e.message.clone()),
+        Ok(p) if p.status >= 400 && p.challenge => FindError::new(
+            ErrorCategory::HttpStatus,
+            format!(
+                "bot wall: home page answered HTTP {} with a challenge page, also to a browser-like retry",
+                p.status
+            ),
+        ),
+        Ok(p) if p.status == 403 => FindError::new(
+            ErrorCategory::HttpStatus,
+            "home page answered HTTP 403, also to a browser-like retry (bot wall?)",
+        ),
         Ok(p) if p.status >= 400 => {
             let cat = if p.status == 429 || p.status >= 500 {
                 ErrorCategory::RateLimited
@@ -384,6 +499,18 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             let mut e = FindError::new(cat, format!("home page answered HTTP {}", p.status));
             e.retry_after_secs = p.retry_after;
             e
+        }
+        Ok(_) if manifest_refused.is_some() || ranked.iter().any(refused) => {
+            let what = ranked
+                .iter()
+                .find(|c| refused(c))
+                .and_then(|c| c.error.clone())
+                .or(manifest_refused)
+                .unwrap_or_default();
+            FindError::new(
+                ErrorCategory::Blocked,
+                format!("no usable icon; refused a non-public target ({what})"),
+            )
         }
         Ok(_) if timed_out || remaining(deadline).is_zero() => FindError::new(
             ErrorCategory::Timeout,

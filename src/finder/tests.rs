@@ -734,3 +734,160 @@ fn hostile_bytes_never_panic() {
         let _ = pipeline::decode_data_url(&format!("data:{text}"));
     }
 }
+
+#[tokio::test]
+async fn private_targets_behind_a_public_site_are_refused_before_any_connection() {
+    // Cases 74, 75 past the home page: every redirect hop, icon and manifest URL is guarded.
+    // The "public" sites sit on loopback through the test-only trust hook; the private target
+    // is a second loopback server that must never see a connection.
+    let target = Server::start(|_| ok("image/png", png_bytes(32, 32))).await;
+    let tp = target.port;
+    let cases: Vec<(&'static str, Resp)> = vec![
+        (
+            "redirect-loopback-port.test",
+            redirect(302, &format!("http://127.0.0.1:{tp}/")),
+        ),
+        ("redirect-loopback.test", redirect(302, "http://127.0.0.1/")),
+        ("redirect-decimal.test", redirect(302, "http://2130706433/")),
+        ("redirect-hex.test", redirect(302, "http://0x7f.1/")),
+        (
+            "redirect-mapped-v6.test",
+            redirect(302, "http://[::ffff:127.0.0.1]/"),
+        ),
+        ("redirect-name.test", redirect(301, "http://inner.test/")),
+        (
+            "icon-literal.test",
+            html(&format!(
+                "<head><link rel=icon href=http://127.0.0.1:{tp}/i.png></head>"
+            )),
+        ),
+        (
+            "icon-name.test",
+            html("<head><link rel=icon href=http://inner.test/i.png></head>"),
+        ),
+        (
+            "icon-redirect.test",
+            html("<head><link rel=icon href=/r.png></head>"),
+        ),
+        (
+            "manifest-name.test",
+            html("<head><link rel=manifest href=http://inner.test/m.json></head>"),
+        ),
+    ];
+    let hosts: Vec<&'static str> = cases.iter().map(|(h, _)| *h).collect();
+    let pages: std::collections::HashMap<&'static str, Resp> = cases.into_iter().collect();
+    let pages = Arc::new(Mutex::new(pages));
+    let site = Server::start(move |r| {
+        if r.path == "/r.png" {
+            return redirect(302, "http://inner.test/i.png");
+        }
+        if r.path != "/" {
+            return status(404);
+        }
+        if r.host == "control.test" {
+            return html("<head><title>no icons</title></head>");
+        }
+        let pages = pages.lock().unwrap();
+        match pages.get(r.host.as_str()) {
+            Some(p) => Resp {
+                status: p.status,
+                headers: p.headers.clone(),
+                body: match &p.body {
+                    Body::Bytes(b) => Body::Bytes(b.clone()),
+                    _ => Body::Bytes(Vec::new()),
+                },
+            },
+            None => status(404),
+        }
+    })
+    .await;
+    let mut cfg = config(site.port, false, 3000);
+    cfg.resolve.insert(
+        0,
+        ResolveRule {
+            host: "inner.test".into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], tp)),
+        },
+    );
+    let mut trusted = hosts.clone();
+    trusted.push("control.test");
+    let f = Finder::new_trusting(cfg, &trusted).unwrap();
+    for host in &hosts {
+        let err = f.find(host).await.unwrap_err();
+        assert_eq!(err.category, ErrorCategory::Blocked, "{host}: {err:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        target.connections.load(Ordering::SeqCst),
+        0,
+        "the private target was reached"
+    );
+    // The control: the hook itself does not refuse, the trusted site is really served.
+    let site_paths = site.paths();
+    assert!(site_paths.contains(&"redirect-name.test/".to_string()));
+    assert!(site_paths.contains(&"icon-redirect.test/r.png".to_string()));
+    let err = f.find("control.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::NoIcon, "{err:?}");
+}
+
+#[tokio::test]
+async fn bot_wall_that_survives_the_browser_retry_is_http_status() {
+    // Case 69: one browser-like retry, then a classified, permanent failure; a 503 challenge
+    // is not "rate limited" (retrying with the same client meets the same wall).
+    let s = Server::start(|r| {
+        let browser = r.head.to_ascii_lowercase().contains("sec-fetch-mode");
+        match (r.host.as_str(), r.path.as_str()) {
+            ("wall.test", "/") => Resp {
+                status: 503,
+                headers: vec![("Content-Type", "text/html".into())],
+                body: Body::Bytes(
+                    b"<html><head><title>Just a moment...</title></head></html>".to_vec(),
+                ),
+            },
+            ("cf.test", "/") => Resp {
+                status: 403,
+                headers: vec![("cf-mitigated", "challenge".into())],
+                body: Body::Bytes(Vec::new()),
+            },
+            ("plain403.test", "/") => status(403),
+            ("browser.test", "/") if !browser => status(403),
+            ("browser.test", "/") => html("<head><link rel=icon href=/b.png></head>"),
+            ("browser.test", "/b.png") => ok("image/png", png_bytes(32, 32)),
+            _ => status(404),
+        }
+    })
+    .await;
+    for host in ["wall.test", "cf.test"] {
+        let err = find_on(&s, host).await.unwrap_err();
+        assert_eq!(err.category, ErrorCategory::HttpStatus, "{host}: {err:?}");
+        assert!(err.message.starts_with("bot wall:"), "{err:?}");
+        assert!(!err.category.is_transient());
+    }
+    let err = find_on(&s, "plain403.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::HttpStatus);
+    assert!(err.message.contains("browser-like retry"), "{err:?}");
+    let found = find_on(&s, "browser.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://browser.test/b.png");
+    let tried: Vec<String> = s.paths();
+    assert_eq!(
+        tried.iter().filter(|p| *p == "wall.test/").count(),
+        2,
+        "one plain request and one browser-like retry: {tried:?}"
+    );
+}
+
+#[tokio::test]
+async fn noscript_icon_is_a_last_resort() {
+    // Case 35.
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        (_, "/") => html("<head><noscript><link rel=icon href=/ns.png></noscript></head>"),
+        (_, "/ns.png") => ok("image/png", png_bytes(32, 32)),
+        ("both.test", "/favicon.ico") => ok("image/x-icon", ico_bytes(&[16])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "both.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://both.test/favicon.ico");
+    let found = find_on(&s, "only.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://only.test/ns.png");
+}

@@ -43,12 +43,57 @@ impl Route {
             delay: Duration::ZERO,
         }
     }
+
+    /// The same response with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The same response, sent only after `delay`.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// `body` gzip-compressed, with `Content-Encoding: gzip`.
+    pub fn gzip(content_type: &str, body: &[u8]) -> Self {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(body).unwrap();
+        Self::new(200, content_type, enc.finish().unwrap()).with_header("content-encoding", "gzip")
+    }
+
+    /// `body` zlib-compressed, with `Content-Encoding: deflate` (what HTTP calls deflate).
+    pub fn deflate(content_type: &str, body: &[u8]) -> Self {
+        use std::io::Write;
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(body).unwrap();
+        Self::new(200, content_type, enc.finish().unwrap())
+            .with_header("content-encoding", "deflate")
+    }
+}
+
+/// Bodies a canned response cannot express: what hostile or broken servers send.
+#[derive(Clone, Debug)]
+pub enum Stream {
+    /// This chunk again and again, forever, as fast as the client reads.
+    Endless(Vec<u8>),
+    /// One byte per second, forever.
+    Drip,
+    /// `total` bytes of this chunk repeated, announced by `Content-Length`.
+    Sized { chunk: Vec<u8>, total: u64 },
 }
 
 /// Sites by host, routes by path (the query string is ignored).
 #[derive(Default, Clone)]
 pub struct Sites {
     routes: HashMap<String, HashMap<String, Route>>,
+    /// Routes served only to browser-like requests (`Sec-Fetch-Mode` present); anything else
+    /// gets a 403 "Just a moment..." challenge, as bot walls answer.
+    browser_only: HashMap<(String, String), Route>,
+    /// Streamed bodies, by host and path, with their content type.
+    streams: HashMap<(String, String), (String, Stream)>,
 }
 
 impl Sites {
@@ -68,6 +113,42 @@ impl Sites {
     /// A file served with a content type.
     pub fn file(&mut self, host: &str, path: &str, content_type: &str, body: &[u8]) -> &mut Self {
         self.route(host, path, Route::new(200, content_type, body))
+    }
+
+    /// `route` for browser-like requests, a 403 challenge page for the rest (a bot wall).
+    pub fn browser_only(&mut self, host: &str, path: &str, route: Route) -> &mut Self {
+        self.browser_only
+            .insert((host.to_owned(), path.to_owned()), route);
+        self
+    }
+
+    /// A streamed body (endless, dripping or huge) served with a content type.
+    pub fn stream(
+        &mut self,
+        host: &str,
+        path: &str,
+        content_type: &str,
+        stream: Stream,
+    ) -> &mut Self {
+        self.streams.insert(
+            (host.to_owned(), path.to_owned()),
+            (content_type.to_owned(), stream),
+        );
+        self
+    }
+
+    /// Every host that has at least one route.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self
+            .routes
+            .keys()
+            .cloned()
+            .chain(self.browser_only.keys().map(|(h, _)| h.clone()))
+            .chain(self.streams.keys().map(|(h, _)| h.clone()))
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
     }
 }
 
@@ -104,6 +185,18 @@ impl FakeInternet {
     pub fn resolve(&self, extra: &[(&str, SocketAddr)]) -> String {
         let mut rules: Vec<String> = extra.iter().map(|(h, a)| format!("{h}={a}")).collect();
         rules.push(format!("*={}", self.addr));
+        rules.join(",")
+    }
+
+    /// `FETCH_RESOLVE` naming each host of the sites (and `extra`), without a wildcard: any
+    /// other name gets the finder's "does not resolve" answer (`.test` never reaches DNS).
+    pub fn resolve_exact(&self, extra: &[(&str, SocketAddr)]) -> String {
+        let mut rules: Vec<String> = extra.iter().map(|(h, a)| format!("{h}={a}")).collect();
+        for host in self.shared.sites.hosts() {
+            if !extra.iter().any(|(h, _)| *h == host) {
+                rules.push(format!("{host}={}", self.addr));
+            }
+        }
         rules.join(",")
     }
 
@@ -151,11 +244,31 @@ async fn serve(
         .unwrap()
         .entry((host.clone(), path.clone()))
         .or_default() += 1;
+    let key = (host.clone(), path.clone());
+    if let Some((content_type, stream)) = shared.sites.streams.get(&key) {
+        return streamed(content_type, stream.clone());
+    }
+    let browser_like = headers.contains_key("sec-fetch-mode");
+    if shared.sites.browser_only.contains_key(&key) && !browser_like {
+        return Response::builder()
+            .status(StatusCode::FORBIDDEN)
+            .header("content-type", "text/html")
+            .body(Body::from(
+                "<html><head><title>Just a moment...</title></head><body>Checking your browser</body></html>",
+            ))
+            .unwrap();
+    }
     let route = shared
         .sites
-        .routes
-        .get(&host)
-        .and_then(|site| site.get(&path))
+        .browser_only
+        .get(&key)
+        .or_else(|| {
+            shared
+                .sites
+                .routes
+                .get(&host)
+                .and_then(|site| site.get(&path))
+        })
         .cloned();
     let Some(route) = route else {
         return Response::builder()
@@ -172,6 +285,40 @@ async fn serve(
         response = response.header(k, v);
     }
     response.body(Body::from(route.body)).unwrap()
+}
+
+fn streamed(content_type: &str, stream: Stream) -> Response {
+    use futures::StreamExt;
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type);
+    let body = match stream {
+        Stream::Endless(chunk) => {
+            let chunk = bytes::Bytes::from(chunk);
+            Body::from_stream(futures::stream::repeat_with(move || {
+                Ok::<_, std::io::Error>(chunk.clone())
+            }))
+        }
+        Stream::Drip => Body::from_stream(futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")), ()))
+        })),
+        Stream::Sized { chunk, total } => {
+            response = response.header("content-length", total.to_string());
+            let chunk = bytes::Bytes::from(chunk);
+            let body = futures::stream::unfold(0u64, move |sent| {
+                let chunk = chunk.clone();
+                async move {
+                    (sent < total).then(|| {
+                        let n = (total - sent).min(chunk.len() as u64);
+                        (Ok::<_, std::io::Error>(chunk.slice(..n as usize)), sent + n)
+                    })
+                }
+            });
+            Body::from_stream(body.boxed())
+        }
+    };
+    response.body(body).unwrap()
 }
 
 /// A closed port on loopback: connections are refused.
@@ -236,6 +383,54 @@ pub fn ico(sizes: &[u32]) -> Vec<u8> {
     for image in images {
         out.extend_from_slice(&image);
     }
+    out
+}
+
+/// A PNG whose header claims `width`×`height` but whose pixels are a single empty block: what
+/// a pixel bomb looks like to a sniffer (valid chunks, absurd dimensions).
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc_input = kind.to_vec();
+        crc_input.extend_from_slice(data);
+        out.extend_from_slice(&crc_input);
+        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+    );
+    chunk(b"IEND", &[]);
+    out
+}
+
+/// A GIF89a of `width`×`height` (header, a global colour table, one tiny image block).
+pub fn gif(width: u16, height: u16) -> Vec<u8> {
+    let mut out = b"GIF89a".to_vec();
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&[0x80, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff]);
+    out.extend_from_slice(b",\0\0\0\0\x01\0\x01\0\0\x02\x02D\x01\0;");
+    out
+}
+
+/// A lossless WebP (VP8L) header of `width`×`height`.
+pub fn webp(width: u32, height: u32) -> Vec<u8> {
+    let bits = (width - 1) | ((height - 1) << 14);
+    let mut vp8l = vec![0x2f];
+    vp8l.extend_from_slice(&bits.to_le_bytes());
+    vp8l.extend_from_slice(&[0; 11]);
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&((4 + 8 + vp8l.len()) as u32).to_le_bytes());
+    out.extend_from_slice(b"WEBPVP8L");
+    out.extend_from_slice(&(vp8l.len() as u32).to_le_bytes());
+    out.extend_from_slice(&vp8l);
     out
 }
 

@@ -5,6 +5,8 @@
 mod cache;
 mod cli;
 mod fake;
+mod finder_cases;
+mod finder_safety;
 mod helpers;
 mod jobs;
 mod migrations;
