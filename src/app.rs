@@ -5,6 +5,7 @@ use crate::error::AppError;
 use crate::events::Events;
 use crate::finder::Finder;
 use crate::graphql::{ApiContext, AppSchema, build_schema};
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
 use async_graphql::http::GraphiQLSource;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The GraphQL schema.
     pub schema: AppSchema,
+    /// Prometheus metrics of this process.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Which parts of the service this process runs.
@@ -60,8 +63,9 @@ impl Application {
         if config.run_migrations {
             store.migrate().await?;
         }
+        let metrics = Arc::new(Metrics::new());
         let events = match &config.redis_url {
-            Some(url) => Events::redis(url, &config.redis_prefix)?,
+            Some(url) => Events::redis(url, &config.redis_prefix, metrics.clone())?,
             None => Events::in_process(),
         };
         let worker = if roles.worker && config.worker_concurrency > 0 {
@@ -70,6 +74,7 @@ impl Application {
                 store.clone(),
                 finder,
                 events.clone(),
+                metrics.clone(),
                 WorkerSettings {
                     concurrency: config.worker_concurrency,
                     lease: config.worker_lease,
@@ -98,6 +103,7 @@ impl Application {
             store: store.clone(),
             events: events.clone(),
             config: config.clone(),
+            metrics: metrics.clone(),
         }));
         Ok(Self {
             state: AppState {
@@ -105,6 +111,7 @@ impl Application {
                 events,
                 config,
                 schema,
+                metrics,
             },
             listener,
             worker,
@@ -172,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .merge(crate::rest::router())
         // One limit for every body, enforced while reading (not only by Content-Length).
         .layer(DefaultBodyLimit::disable())
@@ -225,6 +233,30 @@ async fn graphiql() -> Html<String> {
 
 async fn graphql(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
     state.schema.execute(request.into_inner()).await.into()
+}
+
+/// `/metrics`: Prometheus text format; database gauges are read now.
+async fn metrics(State(state): State<AppState>) -> Response {
+    match (
+        state.store.job_status_counts().await,
+        state.store.queue_depth().await,
+    ) {
+        (Ok(jobs), Ok((queued, leased))) => {
+            state.metrics.set_database_gauges(&jobs, queued, leased)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            state.metrics.database_errors.inc();
+            tracing::warn!(error = %e, "metrics: database gauges not refreshed");
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// `/healthz`: the process is up and serving.

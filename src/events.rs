@@ -13,6 +13,7 @@
 //! Redis clients reconnect forever; the subscriber re-subscribes after every reconnect.
 
 use crate::entities::job;
+use crate::metrics::Metrics;
 use crate::store::{FinishedDomain, JobUpdate};
 use fred::prelude::{
     ClientLike, Config as RedisConfig, EventInterface, PubsubInterface, ReconnectPolicy,
@@ -113,6 +114,7 @@ struct Inner {
 }
 
 struct RedisLink {
+    metrics: Arc<Metrics>,
     publisher: fred::clients::Client,
     subscriber: fred::clients::SubscriberClient,
     prefix: String,
@@ -136,7 +138,7 @@ impl Events {
 
     /// Events shared through Redis. Start-up does not wait for Redis: the service works
     /// without it (slower wake-ups, no live events) and connects when Redis comes.
-    pub fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
+    pub fn redis(url: &str, prefix: &str, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let config = RedisConfig::from_url(url)
             .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
         let mut builder = Builder::from_config(config);
@@ -157,6 +159,7 @@ impl Events {
             publisher,
             subscriber,
             prefix: prefix.to_owned(),
+            metrics,
         }));
         events.start_redis();
         Ok(events)
@@ -225,8 +228,10 @@ impl Events {
         if let Some(redis) = &self.inner.redis {
             let publisher = redis.publisher.clone();
             let channel = redis.work_channel();
+            let metrics = redis.metrics.clone();
             tokio::spawn(async move {
                 if let Err(e) = publisher.publish::<(), _, _>(channel, "1").await {
+                    metrics.redis_errors.inc();
                     tracing::debug!(error = %e, "could not publish a wake-up; workers will poll");
                 }
             });
@@ -276,9 +281,11 @@ async fn flush_loop(inner: std::sync::Weak<Inner>) {
                         continue;
                     };
                     let publisher = redis.publisher.clone();
+                    let metrics = redis.metrics.clone();
                     // Off the flush path: a down Redis must not delay other jobs' events.
                     tokio::spawn(async move {
                         if let Err(e) = publisher.publish::<(), _, _>(channel, payload).await {
+                            metrics.redis_errors.inc();
                             tracing::debug!(error = %e, "progress event not published; subscribers will re-read");
                         }
                     });

@@ -36,6 +36,8 @@ pub struct ApiContext {
     pub events: Events,
     /// The process configuration (limits, cache defaults).
     pub config: Arc<crate::config::Config>,
+    /// Prometheus metrics (the subscription gauge).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Builds the schema with its context.
@@ -426,6 +428,22 @@ impl SubscriptionRoot {
     }
 }
 
+/// Keeps the open-subscriptions gauge right: up on creation, down on drop.
+struct OpenSubscription(Arc<crate::metrics::Metrics>);
+
+impl OpenSubscription {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.subscriptions.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenSubscription {
+    fn drop(&mut self) {
+        self.0.subscriptions.dec();
+    }
+}
+
 /// What a subscriber waits for next.
 enum Heard {
     /// An event of our job.
@@ -464,6 +482,8 @@ fn progress_stream(
     mut rx: broadcast::Receiver<Arc<ProgressEvent>>,
 ) -> impl Stream<Item = JobProgress> {
     async_stream::stream! {
+        // Counts this subscription while the stream lives, however it ends.
+        let _open = OpenSubscription::new(api.metrics.clone());
         let id = view.job.id;
         let mut last = ProgressEvent::from_job(&view.job, Vec::new());
         let mut read_at = view.job.updated_at;

@@ -8,6 +8,7 @@
 //!
 //! - [`config`][]: every environment variable, validated at start.
 //! - [`telemetry`][]: logging.
+//! - [`metrics`][]: Prometheus metrics.
 //! - [`error`][]: the API error type and its REST/GraphQL forms.
 //! - [`app`][]: router assembly; runs the API and the worker pool until shutdown.
 //! - [`domain`][]: the `Domain` newtype (normalise + validate user input).
@@ -30,6 +31,7 @@ pub mod events;
 pub mod finder;
 pub mod graphql;
 pub mod jobs;
+pub mod metrics;
 pub mod rest;
 pub mod store;
 pub mod telemetry;

@@ -404,6 +404,35 @@ impl Store {
             .collect())
     }
 
+    /// How many jobs are in each status.
+    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
+        let backend = self.backend();
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT status, COUNT(*) AS n FROM job GROUP BY status",
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.try_get("", "status")?, row.try_get("", "n")?)))
+            .collect()
+    }
+
+    /// Unfinished rows: (waiting to be claimed, leased by a worker now).
+    pub async fn queue_depth(&self) -> Result<(i64, i64), DbErr> {
+        let now = now();
+        let pending =
+            result::Entity::find().filter(result::Column::Status.eq(ResultStatus::Pending));
+        let leased = pending
+            .clone()
+            .filter(result::Column::LeaseUntil.gte(now))
+            .count(&self.db)
+            .await?;
+        let all = pending.count(&self.db).await?;
+        Ok((all as i64 - leased as i64, leased as i64))
+    }
+
     /// Every result of a job in submission order, read in chunks so memory stays flat.
     pub fn results_stream(
         &self,

@@ -8,6 +8,7 @@
 
 use crate::events::{Events, ProgressEvent};
 use crate::finder::{ErrorCategory, FindError, FindOutcome, Finder};
+use crate::metrics::Metrics;
 use crate::store::{Claimed, Disposition, Store};
 use futures::FutureExt;
 use rand::Rng;
@@ -51,6 +52,7 @@ pub struct WorkerPool {
     store: Store,
     finder: Arc<Finder>,
     events: Events,
+    metrics: Arc<Metrics>,
     settings: WorkerSettings,
     owner: Uuid,
 }
@@ -61,12 +63,14 @@ impl WorkerPool {
         store: Store,
         finder: Arc<Finder>,
         events: Events,
+        metrics: Arc<Metrics>,
         settings: WorkerSettings,
     ) -> Self {
         Self {
             store,
             finder,
             events,
+            metrics,
             settings,
             owner: Uuid::new_v4(),
         }
@@ -86,6 +90,7 @@ impl WorkerPool {
         let recorder = tokio::spawn(record_loop(
             self.store.clone(),
             self.events.clone(),
+            self.metrics.clone(),
             record_rx,
         ));
         let heartbeat_stop = CancellationToken::new();
@@ -119,16 +124,21 @@ impl WorkerPool {
                     Ok(batch) => {
                         db_failures = 0;
                         queue_drained = batch.len() < free;
+                        if !batch.is_empty() {
+                            self.metrics.claim_batch.observe(batch.len() as f64);
+                        }
                         for claim in batch {
                             let handle = in_flight.spawn(find_one(
                                 self.finder.clone(),
                                 claim.clone(),
                                 settings.clone(),
+                                self.metrics.clone(),
                             ));
                             claims.insert(handle.id(), claim);
                         }
                     }
                     Err(err) => {
+                        self.metrics.database_errors.inc();
                         db_failures += 1;
                         let wait = backoff(db_failures, Duration::from_millis(200));
                         tracing::warn!(error = %err, retry_in = ?wait, "claim failed; backing off");
@@ -204,13 +214,20 @@ async fn find_one(
     finder: Arc<Finder>,
     claim: Claimed,
     settings: WorkerSettings,
+    metrics: Arc<Metrics>,
 ) -> (Claimed, Disposition) {
     let span = tracing::debug_span!("domain", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
+    metrics.in_flight.inc();
+    let started = std::time::Instant::now();
     let outcome = tracing::Instrument::instrument(
         guarded(finder.find(&claim.domain), settings.find_timeout),
         span,
     )
     .await;
+    metrics.in_flight.dec();
+    metrics
+        .fetch_seconds
+        .observe(started.elapsed().as_secs_f64());
     let disposition = match outcome {
         Err(err) if err.category.is_transient() && (claim.tries as u32) < settings.max_tries => {
             let mut wait = backoff(claim.tries as u32, settings.backoff);
@@ -225,6 +242,12 @@ async fn find_one(
         }
         outcome => Disposition::Finish(outcome),
     };
+    let (label, code) = match &disposition {
+        Disposition::Finish(Ok(_)) => ("success", ""),
+        Disposition::Finish(Err(e)) => ("failed", e.category.as_str()),
+        Disposition::Retry { category, .. } => ("retry", category.as_str()),
+    };
+    metrics.domains.with_label_values(&[label, code]).inc();
     (claim, disposition)
 }
 
@@ -288,7 +311,12 @@ async fn forward(
 }
 
 /// Writes outcomes in batches and publishes the resulting progress.
-async fn record_loop(store: Store, events: Events, mut rx: mpsc::Receiver<(Claimed, Disposition)>) {
+async fn record_loop(
+    store: Store,
+    events: Events,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<(Claimed, Disposition)>,
+) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     loop {
         let Some(first) = rx.recv().await else { break };
@@ -304,13 +332,19 @@ async fn record_loop(store: Store, events: Events, mut rx: mpsc::Receiver<(Claim
                 _ = &mut linger => break,
             }
         }
-        write_batch(&store, &events, &mut batch).await;
+        metrics.record_batch.observe(batch.len() as f64);
+        write_batch(&store, &events, &metrics, &mut batch).await;
     }
 }
 
 /// Records one batch, retrying while the database is down: outcomes are never dropped here.
 /// If our leases expire meanwhile, the guarded write simply changes nothing.
-async fn write_batch(store: &Store, events: &Events, batch: &mut Vec<(Claimed, Disposition)>) {
+async fn write_batch(
+    store: &Store,
+    events: &Events,
+    metrics: &Metrics,
+    batch: &mut Vec<(Claimed, Disposition)>,
+) {
     let mut failures = 0u32;
     loop {
         match store.record(batch.clone()).await {
@@ -322,6 +356,7 @@ async fn write_batch(store: &Store, events: &Events, batch: &mut Vec<(Claimed, D
                 return;
             }
             Err(err) => {
+                metrics.database_errors.inc();
                 failures += 1;
                 let wait = backoff(failures, Duration::from_millis(200));
                 tracing::warn!(error = %err, rows = batch.len(), retry_in = ?wait, "recording failed; retrying");

@@ -10,6 +10,7 @@ mod finder_safety;
 mod helpers;
 mod jobs;
 mod migrations;
+mod observability;
 mod queue;
 mod schema;
 mod subscriptions;

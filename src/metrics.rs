@@ -1,0 +1,139 @@
+//! Prometheus metrics, served at `/metrics` in the text format.
+//!
+//! Counters and histograms are updated where things happen (worker, recorder, events,
+//! subscriptions); gauges that describe the database (jobs by status, queue depth) are read
+//! from it at scrape time, so every API process reports the fleet-wide truth.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Every metric of one process, in its own registry (so tests can run many side by side).
+pub struct Metrics {
+    registry: Registry,
+    /// Domains finished or retried, by outcome (`success`, `failed`, `retry`) and error code.
+    pub domains: IntCounterVec,
+    /// How long finding one domain took, whatever the outcome.
+    pub fetch_seconds: Histogram,
+    /// Domains being fetched right now.
+    pub in_flight: IntGauge,
+    /// Rows taken per claim.
+    pub claim_batch: Histogram,
+    /// Outcomes written per record transaction.
+    pub record_batch: Histogram,
+    /// Open `jobProgress` subscriptions.
+    pub subscriptions: IntGauge,
+    /// Redis commands that failed.
+    pub redis_errors: IntCounter,
+    /// Database operations of the worker that failed (and were retried).
+    pub database_errors: IntCounter,
+    /// Jobs by status, read at scrape time.
+    jobs: IntGaugeVec,
+    /// Result rows not yet finished, by state (`queued`, `leased`), read at scrape time.
+    queue: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("favicon_finder".into()), None)
+            .expect("a valid metric namespace");
+        let batch_buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+        let metrics = Self {
+            domains: IntCounterVec::new(
+                Opts::new(
+                    "domains_total",
+                    "Domains finished or retried, by outcome and error code",
+                ),
+                &["outcome", "error_code"],
+            )
+            .unwrap(),
+            fetch_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "fetch_duration_seconds",
+                    "Time to find one domain's favicon",
+                )
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
+                ]),
+            )
+            .unwrap(),
+            in_flight: IntGauge::new("in_flight_fetches", "Domains being fetched now").unwrap(),
+            claim_batch: Histogram::with_opts(
+                HistogramOpts::new("claim_batch_size", "Rows taken per claim")
+                    .buckets(batch_buckets.clone()),
+            )
+            .unwrap(),
+            record_batch: Histogram::with_opts(
+                HistogramOpts::new("record_batch_size", "Outcomes written per transaction")
+                    .buckets(batch_buckets),
+            )
+            .unwrap(),
+            subscriptions: IntGauge::new("subscriptions", "Open jobProgress subscriptions")
+                .unwrap(),
+            redis_errors: IntCounter::new("redis_errors_total", "Redis commands that failed")
+                .unwrap(),
+            database_errors: IntCounter::new(
+                "database_errors_total",
+                "Worker database operations that failed and were retried",
+            )
+            .unwrap(),
+            jobs: IntGaugeVec::new(Opts::new("jobs", "Jobs by status"), &["status"]).unwrap(),
+            queue: IntGaugeVec::new(
+                Opts::new("queue_rows", "Unfinished result rows, by state"),
+                &["state"],
+            )
+            .unwrap(),
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(metrics.domains.clone()),
+            Box::new(metrics.fetch_seconds.clone()),
+            Box::new(metrics.in_flight.clone()),
+            Box::new(metrics.claim_batch.clone()),
+            Box::new(metrics.record_batch.clone()),
+            Box::new(metrics.subscriptions.clone()),
+            Box::new(metrics.redis_errors.clone()),
+            Box::new(metrics.database_errors.clone()),
+            Box::new(metrics.jobs.clone()),
+            Box::new(metrics.queue.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("unique metric names");
+        }
+        metrics
+    }
+
+    /// Sets the gauges read from the database.
+    pub fn set_database_gauges(&self, jobs: &[(String, i64)], queued: i64, leased: i64) {
+        self.jobs.reset();
+        for status in ["processing", "completed", "failed", "cancelled"] {
+            let count = jobs
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            self.jobs.with_label_values(&[status]).set(count);
+        }
+        self.queue.with_label_values(&["queued"]).set(queued);
+        self.queue.with_label_values(&["leased"]).set(leased);
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding of gathered metrics");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

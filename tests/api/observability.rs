@@ -1,0 +1,84 @@
+//! What operators watch: `/metrics` after a job, `/healthz`, `/readyz`.
+
+use crate::fake::{FakeInternet, Sites, png};
+use crate::helpers::{Backend, TestApp, both_backends};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Parses Prometheus text into `name{labels}` → value.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn metrics_describe_a_finished_job(backend: Backend) {
+    let mut sites = Sites::default();
+    for host in ["m1.test", "m2.test"] {
+        sites.page(host, "<link rel=icon href=/i.png>").file(
+            host,
+            "/i.png",
+            "image/png",
+            &png(16, 16),
+        );
+    }
+    sites.page("m3.test", "<html></html>");
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &resolve)]).await;
+    let (_, created) = app
+        .post_json(
+            "/jobs",
+            &json!({"client_id": "m", "domains": ["m1.test", "m2.test", "m3.test"]}),
+        )
+        .await;
+    let id = created["job_id"].as_str().unwrap();
+    app.wait_for_job(id, Duration::from_secs(30)).await;
+
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let metrics = parse_metrics(&response.text().await.unwrap());
+    let get = |key: &str| {
+        metrics
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| panic!("{key} missing: {metrics:?}"))
+    };
+    assert_eq!(
+        get(r#"favicon_finder_domains_total{error_code="",outcome="success"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"favicon_finder_domains_total{error_code="no_icon",outcome="failed"}"#),
+        1.0
+    );
+    assert_eq!(get("favicon_finder_fetch_duration_seconds_count"), 3.0);
+    assert_eq!(get(r#"favicon_finder_jobs{status="completed"}"#), 1.0);
+    assert_eq!(get(r#"favicon_finder_jobs{status="processing"}"#), 0.0);
+    assert_eq!(get(r#"favicon_finder_queue_rows{state="queued"}"#), 0.0);
+    assert_eq!(get(r#"favicon_finder_queue_rows{state="leased"}"#), 0.0);
+    assert_eq!(get("favicon_finder_in_flight_fetches"), 0.0);
+    assert_eq!(get("favicon_finder_subscriptions"), 0.0);
+    assert!(get("favicon_finder_claim_batch_size_count") >= 1.0);
+    assert_eq!(get("favicon_finder_record_batch_size_sum"), 3.0);
+    assert_eq!(get("favicon_finder_database_errors_total"), 0.0);
+
+    let (status, health) = app.get_json("/healthz").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready, json!({"status": "ok", "checks": {"database": "ok"}}));
+    app.stop().await;
+}
+both_backends!(metrics_after_a_job, metrics_describe_a_finished_job);
