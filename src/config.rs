@@ -53,6 +53,8 @@ pub struct Config {
     pub fetch_resolve: Vec<ResolveRule>,
     /// `FETCH_USER_AGENT`: the User-Agent sent to sites.
     pub fetch_user_agent: String,
+    /// `FETCH_PER_HOST_CONCURRENCY`: requests in flight to one host at most, per process.
+    pub fetch_per_host_concurrency: usize,
     /// `CACHE_MAX_AGE_SECS`: reuse a domain's success from an earlier job fetched at most this
     /// long ago (0: always fetch); a job may ask for less or more.
     pub cache_max_age: Duration,
@@ -133,6 +135,7 @@ impl Config {
                 })?,
             },
             fetch_user_agent: env.string("FETCH_USER_AGENT", DEFAULT_USER_AGENT),
+            fetch_per_host_concurrency: env.parse_in("FETCH_PER_HOST_CONCURRENCY", 4, 1..=1000)?,
             cache_max_age: Duration::from_secs(env.parse_in(
                 "CACHE_MAX_AGE_SECS",
                 86_400,
@@ -186,6 +189,7 @@ impl Config {
             resolve: self.fetch_resolve.clone(),
             extra_root_certs: self.fetch_extra_root_certs.clone(),
             user_agent: self.fetch_user_agent.clone(),
+            per_host_concurrency: self.fetch_per_host_concurrency,
         }
     }
 }

@@ -9,10 +9,11 @@
 use super::{ErrorCategory, FinderConfig, ResolveRule};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{self, HeaderMap, HeaderValue};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use url::{Host, Url};
 
@@ -259,12 +260,57 @@ pub struct Opened {
     pub resp: reqwest::Response,
     /// When this request must be over (body included).
     pub until: Instant,
+    /// This request's slot with its host, held until the body is read and dropped.
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Politeness: at most `per_host` requests in flight to one host name across the process,
+/// whichever domains they serve (icons on a shared CDN, `www.` redirects).
+struct HostSlots {
+    per_host: usize,
+    /// Semaphores live while some request holds a permit; a host nobody is fetching costs a
+    /// dead weak entry, pruned as the map grows.
+    hosts: Mutex<HashMap<String, Weak<Semaphore>>>,
+}
+
+/// Live entries kept before dead ones are pruned.
+const HOST_SLOTS_PRUNE_AT: usize = 4096;
+
+impl HostSlots {
+    fn new(per_host: usize) -> Self {
+        Self {
+            per_host: per_host.max(1),
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn acquire(&self, host: &str) -> OwnedSemaphorePermit {
+        let semaphore = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            match hosts.get(host).and_then(Weak::upgrade) {
+                Some(semaphore) => semaphore,
+                None => {
+                    if hosts.len() >= HOST_SLOTS_PRUNE_AT {
+                        hosts.retain(|_, s| s.strong_count() > 0);
+                    }
+                    let semaphore = Arc::new(Semaphore::new(self.per_host));
+                    hosts.insert(host.to_owned(), Arc::downgrade(&semaphore));
+                    semaphore
+                }
+            }
+        };
+        semaphore
+            .acquire_owned()
+            .await
+            .expect("host semaphores are never closed")
+    }
 }
 
 /// The reqwest client with the guard, plus what requests need to know.
 pub struct Fetcher {
     client: reqwest::Client,
     allow_private: bool,
+    slots: HostSlots,
 }
 
 /// Browser-like headers for the one retry after a 403/503 (bot walls look at these).
@@ -336,6 +382,7 @@ impl Fetcher {
         Ok(Self {
             client: b.build()?,
             allow_private: config.allow_private_networks,
+            slots: HostSlots::new(config.per_host_concurrency),
         })
     }
 
@@ -400,6 +447,16 @@ impl Fetcher {
                 e
             })?;
             seen.insert(url.to_string());
+            // Waiting for a slot counts against this request's time, like a slow server.
+            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+            let Ok(slot) = tokio::time::timeout_at(until, self.slots.acquire(&host)).await else {
+                let mut e = FetchError::new(
+                    ErrorCategory::Timeout,
+                    format!("no free slot for {host} in time (per-host limit)"),
+                );
+                e.origin = origin;
+                return Err(e);
+            };
             let mut req = self.client.get(url.clone());
             if browser {
                 req = req.headers(browser_headers());
@@ -434,7 +491,12 @@ impl Fetcher {
                 .map(str::trim)
                 .filter(|l| !l.is_empty());
             let Some(location) = location.filter(|_| status.is_redirection()) else {
-                return Ok(Opened { url, resp, until });
+                return Ok(Opened {
+                    url,
+                    resp,
+                    until,
+                    _slot: slot,
+                });
             };
             let next = url.join(location).map_err(|e| FetchError {
                 category: ErrorCategory::InvalidContent,
@@ -652,6 +714,7 @@ mod tests {
             resolve: rules,
             extra_root_certs: None,
             user_agent: "t".into(),
+            per_host_concurrency: 4,
         }
     }
 

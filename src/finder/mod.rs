@@ -38,6 +38,8 @@ pub struct FinderConfig {
     pub extra_root_certs: Option<PathBuf>,
     /// The User-Agent sent with every request.
     pub user_agent: String,
+    /// Requests in flight to one host at most, across this process (politeness).
+    pub per_host_concurrency: usize,
 }
 
 /// One `FETCH_RESOLVE` entry: `HOST=IP:PORT`, where `HOST` may be `*` for any host.

@@ -175,6 +175,7 @@ fn config(port: u16, allow_private: bool, timeout_ms: u64) -> FinderConfig {
         }],
         extra_root_certs: None,
         user_agent: "favicon-finder-test".into(),
+        per_host_concurrency: 4,
     }
 }
 
@@ -406,6 +407,7 @@ async fn redirect_to_private_literal_blocked() {
         resolve: vec![],
         extra_root_certs: None,
         user_agent: "t".into(),
+        per_host_concurrency: 4,
     })
     .unwrap();
     let u = Url::parse("http://2130706433/").unwrap();

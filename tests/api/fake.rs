@@ -156,6 +156,35 @@ impl Sites {
 struct Shared {
     sites: Sites,
     hits: Mutex<HashMap<(String, String), usize>>,
+    /// Per host: requests being handled now, and the most ever at once.
+    active: Mutex<HashMap<String, (usize, usize)>>,
+}
+
+/// Counts a request as in flight for its host until dropped.
+struct InFlight {
+    shared: Arc<Shared>,
+    host: String,
+}
+
+impl InFlight {
+    fn enter(shared: &Arc<Shared>, host: &str) -> Self {
+        let mut active = shared.active.lock().unwrap();
+        let entry = active.entry(host.to_owned()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(entry.0);
+        Self {
+            shared: shared.clone(),
+            host: host.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(entry) = self.shared.active.lock().unwrap().get_mut(&self.host) {
+            entry.0 -= 1;
+        }
+    }
 }
 
 /// A running fake internet.
@@ -169,6 +198,7 @@ impl FakeInternet {
         let shared = Arc::new(Shared {
             sites,
             hits: Mutex::new(HashMap::new()),
+            active: Mutex::new(HashMap::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -211,6 +241,16 @@ impl FakeInternet {
             .unwrap_or(0)
     }
 
+    /// The most requests to `host` the fake internet was handling at once.
+    pub fn max_concurrent(&self, host: &str) -> usize {
+        self.shared
+            .active
+            .lock()
+            .unwrap()
+            .get(host)
+            .map_or(0, |(_, max)| *max)
+    }
+
     /// Requests seen for `host`, any path.
     pub fn host_hits(&self, host: &str) -> usize {
         self.shared
@@ -244,6 +284,7 @@ async fn serve(
         .unwrap()
         .entry((host.clone(), path.clone()))
         .or_default() += 1;
+    let _in_flight = InFlight::enter(&shared, &host);
     let key = (host.clone(), path.clone());
     if let Some((content_type, stream)) = shared.sites.streams.get(&key) {
         return streamed(content_type, stream.clone());

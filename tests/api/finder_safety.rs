@@ -131,6 +131,7 @@ async fn private_ranges_are_refused_by_the_resolver() {
         resolve: rules,
         extra_root_certs: None,
         user_agent: "test".into(),
+        per_host_concurrency: 4,
     })
     .unwrap();
     for host in ["metadata.test", "ula.test", "cgnat.test"] {

@@ -11,6 +11,7 @@ mod helpers;
 mod jobs;
 mod migrations;
 mod observability;
+mod politeness;
 mod queue;
 mod schema;
 mod subscriptions;

@@ -1,0 +1,61 @@
+//! Per-host politeness: however many domains share a host (icons on one CDN), at most
+//! `FETCH_PER_HOST_CONCURRENCY` requests to it are in flight at once.
+
+use crate::fake::{FakeInternet, Route, Sites, png};
+use crate::helpers::{Backend, TestApp};
+use serde_json::json;
+use std::time::Duration;
+
+async fn max_in_flight_to_cdn(per_host: &str) -> (usize, serde_json::Value) {
+    let mut sites = Sites::default();
+    let mut domains = Vec::new();
+    for i in 0..24 {
+        let host = format!("shop{i}.test");
+        sites.page(
+            &host,
+            &format!(r#"<link rel=icon href="http://cdn.test/icons/{i}.png">"#),
+        );
+        sites.route(
+            "cdn.test",
+            &format!("/icons/{i}.png"),
+            Route::new(200, "image/png", png(16, 16)).with_delay(Duration::from_millis(150)),
+        );
+        domains.push(host);
+    }
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("FETCH_RESOLVE", &resolve),
+            ("WORKER_CONCURRENCY", "24"),
+            ("FETCH_PER_HOST_CONCURRENCY", per_host),
+        ],
+    )
+    .await;
+    let (_, created) = app
+        .post_json("/jobs", &json!({"client_id": "p", "domains": domains}))
+        .await;
+    let job = app
+        .wait_for_job(created["job_id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    app.stop().await;
+    (internet.max_concurrent("cdn.test"), job)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_host_gets_at_most_the_per_host_limit() {
+    let (limited, job) = max_in_flight_to_cdn("4").await;
+    assert_eq!(
+        job["completed"], 24,
+        "the limit slows, it does not fail: {job}"
+    );
+    assert!(limited <= 4, "{limited} requests to one host at once");
+    assert!(
+        limited >= 2,
+        "the limit is reached, so the test can tell: {limited}"
+    );
+    // Without a tight limit the same job does hit the host harder, so the check above can fail.
+    let (loose, _) = max_in_flight_to_cdn("100").await;
+    assert!(loose > 4, "{loose}");
+}
