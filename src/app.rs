@@ -8,20 +8,22 @@ use crate::graphql::{ApiContext, AppSchema, build_schema};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
-use axum::extract::Request;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 
 /// What every request handler can reach.
@@ -37,6 +39,8 @@ pub struct AppState {
     pub schema: AppSchema,
     /// Prometheus metrics of this process.
     pub metrics: Arc<Metrics>,
+    /// Cancelled when the process stops: open WebSockets close cleanly.
+    pub shutdown: CancellationToken,
 }
 
 /// Which parts of the service this process runs.
@@ -112,6 +116,7 @@ impl Application {
                 config,
                 schema,
                 metrics,
+                shutdown: CancellationToken::new(),
             },
             listener,
             worker,
@@ -134,6 +139,12 @@ impl Application {
     /// Serves the API and runs the workers until `shutdown` is cancelled, then stops both
     /// gracefully and reports how each ended.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let state_shutdown = self.state.shutdown.clone();
+        let outer = shutdown.clone();
+        tokio::spawn(async move {
+            outer.cancelled().await;
+            state_shutdown.cancel();
+        });
         let worker = self.worker.map(|pool| {
             let token = shutdown.clone();
             tokio::spawn(async move { pool.run(token).await })
@@ -173,10 +184,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_request_bytes;
     Router::new()
         .route("/graphql", get(graphiql_or_subscription).post(graphql))
-        .route_service(
-            "/graphql/ws",
-            GraphQLSubscription::new(state.schema.clone()),
-        )
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -206,19 +214,59 @@ async fn json_payload_too_large(response: Response) -> Response {
 
 /// GET `/graphql`: a WebSocket upgrade runs subscriptions (as on `/graphql/ws`), anything
 /// else gets the GraphiQL page.
-async fn graphiql_or_subscription(State(state): State<AppState>, request: Request) -> Response {
-    let upgrade = request
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if upgrade {
-        let service = GraphQLSubscription::new(state.schema.clone());
-        return match service.oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
+async fn graphiql_or_subscription(
+    state: State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    protocol: Result<GraphQLProtocol, StatusCode>,
+) -> Response {
+    match (upgrade, protocol) {
+        (Ok(upgrade), Ok(protocol)) => graphql_ws(state, protocol, upgrade).await,
+        _ => graphiql().await.into_response(),
     }
-    graphiql().await.into_response()
+}
+
+/// `/graphql/ws`: subscriptions in `graphql-transport-ws` or the legacy `graphql-ws`.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve_socket(state, protocol, socket))
+}
+
+/// Runs one WebSocket connection: a per-connection subscription count, and on shutdown the
+/// input ends (so every subscription on it stops) and the socket closes with 1001 "going
+/// away" instead of being cut.
+async fn serve_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
+    let (mut to_client, from_client) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(32);
+    let writer = tokio::spawn(async move {
+        while let Some(message) = rx.recv().await {
+            if to_client.send(message).await.is_err() {
+                return;
+            }
+        }
+        let _ = to_client
+            .send(Message::Close(Some(CloseFrame {
+                code: axum::extract::ws::close_code::AWAY,
+                reason: "server shutting down or connection finished".into(),
+            })))
+            .await;
+    });
+    let sink = tokio_util::sync::PollSender::new(tx)
+        .sink_map_err(|_| axum::Error::new("the WebSocket writer stopped"));
+    let input = from_client.take_until(state.shutdown.clone().cancelled_owned());
+    let mut data = async_graphql::Data::default();
+    data.insert(crate::graphql::ConnectionSubscriptions::new(
+        state.config.ws_max_subscriptions,
+    ));
+    GraphQLWebSocket::new_with_pair(sink, input, state.schema.clone(), protocol)
+        .with_data(data)
+        .serve()
+        .await;
+    let _ = writer.await;
 }
 
 async fn graphiql() -> Html<String> {

@@ -63,6 +63,17 @@ pub struct Config {
     pub cache_failure_max_age: Duration,
     /// `MAX_DOMAINS_PER_JOB`: the most domains one job may hold.
     pub max_domains_per_job: usize,
+    /// `RATE_LIMIT_JOBS_PER_HOUR`: jobs one client may create per rolling hour (0: no limit).
+    pub rate_limit_jobs_per_hour: u64,
+    /// `RATE_LIMIT_DOMAINS_PER_HOUR`: domains one client may submit per rolling hour (0: no
+    /// limit).
+    pub rate_limit_domains_per_hour: u64,
+    /// `GRAPHQL_MAX_DEPTH`: the deepest GraphQL query accepted.
+    pub graphql_max_depth: usize,
+    /// `GRAPHQL_MAX_COMPLEXITY`: the most fields a GraphQL query may select.
+    pub graphql_max_complexity: usize,
+    /// `WS_MAX_SUBSCRIPTIONS`: subscriptions one WebSocket connection may run at once.
+    pub ws_max_subscriptions: usize,
     /// `MAX_REQUEST_BYTES`: the largest request body the API accepts.
     pub max_request_bytes: usize,
     /// `RUN_MIGRATIONS`: apply migrations at start of `serve` and `worker`.
@@ -147,6 +158,19 @@ impl Config {
                 0..=31_536_000,
             )?),
             max_domains_per_job: env.parse_in("MAX_DOMAINS_PER_JOB", 100_000, 1..=10_000_000)?,
+            rate_limit_jobs_per_hour: env.parse_in(
+                "RATE_LIMIT_JOBS_PER_HOUR",
+                600,
+                0..=u64::MAX,
+            )?,
+            rate_limit_domains_per_hour: env.parse_in(
+                "RATE_LIMIT_DOMAINS_PER_HOUR",
+                1_000_000,
+                0..=u64::MAX,
+            )?,
+            graphql_max_depth: env.parse_in("GRAPHQL_MAX_DEPTH", 16, 2..=1000)?,
+            graphql_max_complexity: env.parse_in("GRAPHQL_MAX_COMPLEXITY", 1000, 10..=1_000_000)?,
+            ws_max_subscriptions: env.parse_in("WS_MAX_SUBSCRIPTIONS", 10, 1..=10_000)?,
             max_request_bytes: env.parse_in(
                 "MAX_REQUEST_BYTES",
                 16 * 1024 * 1024,
@@ -170,6 +194,14 @@ impl Config {
                 0..=3600,
             )?),
         })
+    }
+
+    /// The per-client allowances.
+    pub fn rate_limits(&self) -> crate::jobs::RateLimits {
+        crate::jobs::RateLimits {
+            jobs_per_hour: self.rate_limit_jobs_per_hour,
+            domains_per_hour: self.rate_limit_domains_per_hour,
+        }
     }
 
     /// The cross-job cache policy for a job, from its own `max_age_seconds` or the default.

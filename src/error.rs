@@ -31,6 +31,10 @@ pub mod code {
     pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
     /// Something failed on our side.
     pub const INTERNAL: &str = "INTERNAL";
+    /// The client is over its hourly allowance; retry after the time given.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The WebSocket connection already runs the most subscriptions it may.
+    pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
 }
 
 /// Everything an API call can fail with.
@@ -52,6 +56,14 @@ pub enum AppError {
     /// The body was over the size limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// Over a rate limit; the client may try again after `retry_after_secs`.
+    #[error("{message}")]
+    RateLimited {
+        /// What limit was hit.
+        message: String,
+        /// Seconds until the request would be accepted.
+        retry_after_secs: u64,
+    },
     /// A failure on our side; the cause is logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -73,6 +85,7 @@ impl AppError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -83,6 +96,7 @@ impl AppError {
             Self::BadRequest { code, .. } => code,
             Self::NotFound(_) => code::NOT_FOUND,
             Self::PayloadTooLarge(_) => code::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::Internal(_) => code::INTERNAL,
         }
     }
@@ -110,8 +124,17 @@ impl AppError {
         let message = self.public_message();
         let code = self.code();
         let details = self.details().cloned();
+        let retry_after = match &self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        };
         async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", code);
+            if let Some(secs) = retry_after {
+                ext.set("retryAfterSeconds", secs);
+            }
             if let Some(details) = details {
                 if let Ok(value) = async_graphql::Value::from_json(details) {
                     ext.set("details", value);
@@ -134,8 +157,22 @@ impl IntoResponse for AppError {
         if let Some(details) = self.details() {
             error["details"] = details.clone();
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let Self::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            error_retry_after(&mut response, retry_after_secs);
+        }
+        response
     }
+}
+
+fn error_retry_after(response: &mut Response, secs: u64) {
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(secs.max(1)),
+    );
 }
 
 /// Results of API operations.

@@ -44,8 +44,58 @@ pub struct ApiContext {
 pub fn build_schema(context: Option<ApiContext>) -> AppSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot);
     match context {
-        Some(context) => builder.data(context).finish(),
+        Some(context) => builder
+            .limit_depth(context.config.graphql_max_depth)
+            .limit_complexity(context.config.graphql_max_complexity)
+            .data(context)
+            .finish(),
         None => builder.finish(),
+    }
+}
+
+/// Subscriptions running on one WebSocket connection, against `WS_MAX_SUBSCRIPTIONS`.
+#[derive(Clone)]
+pub struct ConnectionSubscriptions {
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
+}
+
+impl ConnectionSubscriptions {
+    /// A fresh count for a new connection.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            running: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Takes a slot, or says the connection is full.
+    fn enter(&self) -> Result<ConnectionSlot, AppError> {
+        use std::sync::atomic::Ordering;
+        let taken = self
+            .running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(ConnectionSlot(self.running.clone())),
+            Err(_) => Err(AppError::bad_request(
+                crate::error::code::TOO_MANY_SUBSCRIPTIONS,
+                format!(
+                    "this connection already runs {} subscriptions, the most allowed (WS_MAX_SUBSCRIPTIONS); open another connection or stop one",
+                    self.limit
+                ),
+            )),
+        }
+    }
+}
+
+/// A subscription's place on its connection, given back when the stream ends.
+struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -332,6 +382,14 @@ impl MutationRoot {
         .map_err(AppError::into_graphql)?;
         let max_age = jobs::parse_max_age(input.max_age_seconds).map_err(AppError::into_graphql)?;
         let cache = api.config.cache_policy(max_age);
+        jobs::check_rate(
+            &api.store,
+            api.config.rate_limits(),
+            &client_id,
+            domains.len(),
+        )
+        .await
+        .map_err(AppError::into_graphql)?;
         let view = jobs::create_job(&api.store, &api.events, &client_id, &domains, cache)
             .await
             .map_err(AppError::into_graphql)?;
@@ -418,13 +476,17 @@ impl SubscriptionRoot {
         job_id: ID,
     ) -> Result<impl Stream<Item = JobProgress> + use<>> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
+        let slot = match c.data_opt::<ConnectionSubscriptions>() {
+            Some(connection) => Some(connection.enter().map_err(AppError::into_graphql)?),
+            None => None,
+        };
         let api = ctx(c).clone();
         // Subscribe before reading the snapshot, so nothing recorded in between is missed.
         let rx = api.events.subscribe_progress();
         let view = jobs::find_job(&api.store, id)
             .await
             .map_err(AppError::into_graphql)?;
-        Ok(progress_stream(api, view, rx))
+        Ok(progress_stream(api, view, rx, slot))
     }
 }
 
@@ -480,8 +542,10 @@ fn progress_stream(
     api: ApiContext,
     view: JobView,
     mut rx: broadcast::Receiver<Arc<ProgressEvent>>,
+    slot: Option<ConnectionSlot>,
 ) -> impl Stream<Item = JobProgress> {
     async_stream::stream! {
+        let _slot = slot;
         // Counts this subscription while the stream lives, however it ends.
         let _open = OpenSubscription::new(api.metrics.clone());
         let id = view.job.id;

@@ -166,6 +166,64 @@ pub fn parse_max_age(raw: Option<i64>) -> AppResult<Option<u64>> {
     }
 }
 
+/// Per-client allowances over a rolling hour (0 means no limit).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimits {
+    /// Jobs per hour.
+    pub jobs_per_hour: u64,
+    /// Domains per hour.
+    pub domains_per_hour: u64,
+}
+
+/// Refuses a new job of `domains` domains when the client is over an hourly allowance.
+///
+/// Counted from the job table, so the limit holds across every API process of a fleet; two
+/// requests racing at the very edge may both pass.
+pub async fn check_rate(
+    store: &Store,
+    limits: RateLimits,
+    client_id: &str,
+    domains: usize,
+) -> AppResult<()> {
+    if limits.jobs_per_hour == 0 && limits.domains_per_hour == 0 {
+        return Ok(());
+    }
+    let hour = chrono::Duration::hours(1);
+    let now = crate::store::now();
+    if limits.domains_per_hour > 0 && domains as u64 > limits.domains_per_hour {
+        return Err(AppError::RateLimited {
+            message: format!(
+                "this job alone has {domains} domains, more than the {} a client may submit per hour",
+                limits.domains_per_hour
+            ),
+            retry_after_secs: 3600,
+        });
+    }
+    let (jobs, submitted, oldest) = store.client_usage_since(client_id, now - hour).await?;
+    let retry_after_secs = oldest
+        .map(|t| (t + hour - now).num_seconds().max(1) as u64)
+        .unwrap_or(1);
+    if limits.jobs_per_hour > 0 && jobs >= limits.jobs_per_hour {
+        return Err(AppError::RateLimited {
+            message: format!(
+                "client {client_id:?} created {jobs} jobs in the last hour; the limit is {}",
+                limits.jobs_per_hour
+            ),
+            retry_after_secs,
+        });
+    }
+    if limits.domains_per_hour > 0 && submitted + domains as u64 > limits.domains_per_hour {
+        return Err(AppError::RateLimited {
+            message: format!(
+                "client {client_id:?} submitted {submitted} domains in the last hour; {domains} more would pass the limit of {}",
+                limits.domains_per_hour
+            ),
+            retry_after_secs,
+        });
+    }
+    Ok(())
+}
+
 /// Creates a job from validated input and wakes the workers (unless the cache answered all).
 pub async fn create_job(
     store: &Store,

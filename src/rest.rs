@@ -123,6 +123,13 @@ async fn create_job(
         }
     };
     let cache = state.config.cache_policy(max_age);
+    jobs::check_rate(
+        &state.store,
+        state.config.rate_limits(),
+        &client_id,
+        domains.len(),
+    )
+    .await?;
     let view = jobs::create_job(&state.store, &state.events, &client_id, &domains, cache).await?;
     Ok((
         axum::http::StatusCode::CREATED,

@@ -404,6 +404,37 @@ impl Store {
             .collect())
     }
 
+    /// A client's jobs created at or after `since`: (count, domains, the oldest one's time).
+    pub async fn client_usage_since(
+        &self,
+        client_name: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
+        let Some(client) = client::Entity::find()
+            .filter(client::Column::ClientId.eq(client_name))
+            .one(&self.db)
+            .await?
+        else {
+            return Ok((0, 0, None));
+        };
+        // Bounded by the rate limit itself: a client has at most that many jobs in the window.
+        let jobs = job::Entity::find()
+            .filter(job::Column::ClientId.eq(client.id))
+            .filter(job::Column::CreatedAt.gte(since))
+            .order_by_asc(job::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        let domains = jobs
+            .iter()
+            .map(|j| u64::try_from(j.total).unwrap_or(0))
+            .sum();
+        Ok((
+            jobs.len() as u64,
+            domains,
+            jobs.first().map(|j| j.created_at),
+        ))
+    }
+
     /// How many jobs are in each status.
     pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
         let backend = self.backend();

@@ -9,6 +9,7 @@ mod finder_cases;
 mod finder_safety;
 mod helpers;
 mod jobs;
+mod limits;
 mod migrations;
 mod observability;
 mod politeness;

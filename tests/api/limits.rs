@@ -1,0 +1,266 @@
+//! Limits that protect the service: per-client rates, GraphQL depth and complexity, and
+//! subscriptions per WebSocket connection.
+
+use crate::helpers::{Backend, TestApp, both_backends};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+async fn client_rates_are_limited(backend: Backend) {
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("WORKER_CONCURRENCY", "0"),
+            ("RATE_LIMIT_JOBS_PER_HOUR", "2"),
+            ("RATE_LIMIT_DOMAINS_PER_HOUR", "5"),
+        ],
+    )
+    .await;
+    let job = |client: &str, domains: &[&str]| json!({"client_id": client, "domains": domains});
+    assert_eq!(
+        app.post_json("/jobs", &job("a", &["1.test", "2.test"]))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(app.post_json("/jobs", &job("a", &["3.test"])).await.0, 201);
+    let rows = app.count_rows("result").await;
+
+    // A third job in the hour: 429 with Retry-After, and nothing written.
+    let response = app
+        .http
+        .post(app.url("/jobs"))
+        .json(&job("a", &["4.test"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit is 2"),
+        "{body}"
+    );
+    assert_eq!(app.count_rows("result").await, rows);
+
+    // GraphQL says the same.
+    let answer = app
+        .graphql(
+            r#"mutation { createJob(input: {clientId: "a", domains: ["5.test"]}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{answer}"
+    );
+    assert!(
+        answer["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 3500
+    );
+
+    // Domains per hour, for another client: 3 fit, 3 more do not, and a job bigger than the
+    // whole allowance is refused outright.
+    assert_eq!(
+        app.post_json("/jobs", &job("b", &["1.test", "2.test", "3.test"]))
+            .await
+            .0,
+        201
+    );
+    let (status, body) = app
+        .post_json("/jobs", &job("b", &["4.test", "5.test", "6.test"]))
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("submitted 3 domains"),
+        "{body}"
+    );
+    let six = ["a.test", "b.test", "c.test", "d.test", "e.test", "f.test"];
+    let (status, body) = app.post_json("/jobs", &job("c", &six)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("alone"),
+        "{body}"
+    );
+    app.stop().await;
+}
+both_backends!(client_rates, client_rates_are_limited);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_depth_and_complexity_are_limited() {
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("WORKER_CONCURRENCY", "0"),
+            ("GRAPHQL_MAX_DEPTH", "3"),
+            ("GRAPHQL_MAX_COMPLEXITY", "12"),
+        ],
+    )
+    .await;
+    let (_, created) = app
+        .post_json("/jobs", &json!({"client_id": "g", "domains": ["x.test"]}))
+        .await;
+    let id = created["job_id"].as_str().unwrap();
+    let shallow = app
+        .graphql(
+            &format!("{{ job(id: \"{id}\") {{ status total }} }}"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(shallow["data"]["job"]["total"], 1, "{shallow}");
+    let deep = app
+        .graphql(
+            &format!("{{ results(jobId: \"{id}\") {{ results {{ candidates {{ url }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    assert!(deep["data"].is_null(), "{deep}");
+    assert!(
+        deep["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{deep}"
+    );
+    let wide = app
+        .graphql(
+            &format!("{{ job(id: \"{id}\") {{ id clientId status progress total completed failed createdAt updatedAt }} a: job(id: \"{id}\") {{ id status total }} }}"),
+            json!({}),
+        )
+        .await;
+    assert!(
+        wide["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex"),
+        "{wide}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphiql_introspection_works_within_the_default_limits() {
+    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    // The shape of GraphiQL's own introspection query: the deepest query a browser sends.
+    let query = "query IntrospectionQuery { __schema { queryType { name } mutationType { name }
+        subscriptionType { name } types { ...FullType } directives { name description locations
+        args { ...InputValue } } } }
+      fragment FullType on __Type { kind name description fields(includeDeprecated: true) {
+        name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+        inputFields { ...InputValue } interfaces { ...TypeRef }
+        enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+        possibleTypes { ...TypeRef } }
+      fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+      fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name ofType { kind
+        name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }";
+    let answer = app.graphql(query, json!({})).await;
+    assert!(answer["errors"].is_null(), "{answer}");
+    assert_eq!(
+        answer["data"]["__schema"]["subscriptionType"]["name"],
+        "SubscriptionRoot"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_per_connection_are_limited() {
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[("WORKER_CONCURRENCY", "0"), ("WS_MAX_SUBSCRIPTIONS", "2")],
+    )
+    .await;
+    let (_, created) = app
+        .post_json("/jobs", &json!({"client_id": "w", "domains": ["x.test"]}))
+        .await;
+    let id = created["job_id"].as_str().unwrap().to_owned();
+    let url = format!("{}/graphql/ws", app.base.replacen("http://", "ws://", 1));
+    let connect = || async {
+        let mut request = url.clone().into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        ws.send(Message::Text(
+            json!({"type": "connection_init"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+        ws
+    };
+    let subscribe = |n: u32| {
+        Message::Text(
+            json!({"id": n.to_string(), "type": "subscribe", "payload": {
+                "query": "subscription($id: ID!) { jobProgress(jobId: $id) { status } }",
+                "variables": {"id": id}}})
+            .to_string()
+            .into(),
+        )
+    };
+    let mut ws = connect().await;
+    for n in 1..=3 {
+        ws.send(subscribe(n)).await.unwrap();
+    }
+    // Two snapshots arrive; the third subscription is refused with a clear code.
+    let mut snapshots = 0;
+    let mut refused = None;
+    while snapshots < 2 || refused.is_none() {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        // A refused subscription is an error, as an `error` frame or a `next` with errors.
+        match frame["type"].as_str().unwrap() {
+            "next" if frame["payload"]["errors"].is_null() => snapshots += 1,
+            "next" => refused = Some(frame["payload"]["errors"].clone()),
+            "error" => refused = Some(frame["payload"].clone()),
+            _ => {}
+        }
+    }
+    let refused = refused.unwrap();
+    assert_eq!(
+        refused[0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+        "{refused}"
+    );
+    // Ending one frees its slot on the same connection.
+    ws.send(Message::Text(
+        json!({"id": "1", "type": "complete"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ws.send(subscribe(4)).await.unwrap();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["id"] == "4" {
+            assert_eq!(frame["type"], "next", "{frame}");
+            break;
+        }
+    }
+    app.stop().await;
+}
