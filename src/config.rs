@@ -78,6 +78,12 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// `RUN_MIGRATIONS`: apply migrations at start of `serve` and `worker`.
     pub run_migrations: bool,
+    /// `SENTRY_DSN`: where to report errors and panics; unset means no reporting.
+    pub sentry_dsn: Option<String>,
+    /// `SENTRY_ENVIRONMENT`: the environment name shown in Sentry.
+    pub sentry_environment: Option<String>,
+    /// `SENTRY_TRACES_SAMPLE_RATE`: share of worker batches sent as transactions (0 to 1).
+    pub sentry_traces_sample_rate: f32,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
     /// `SHUTDOWN_GRACE_SECS`: how long a stopping process finishes in-flight work.
@@ -177,6 +183,13 @@ impl Config {
                 1024..=1024 * 1024 * 1024,
             )?,
             run_migrations: env.bool("RUN_MIGRATIONS", true)?,
+            sentry_dsn: env.optional("SENTRY_DSN"),
+            sentry_environment: env.optional("SENTRY_ENVIRONMENT"),
+            sentry_traces_sample_rate: env.parse_in(
+                "SENTRY_TRACES_SAMPLE_RATE",
+                0.05,
+                0.0..=1.0,
+            )?,
             log_format: match env.optional("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
@@ -232,6 +245,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("sentry_dsn", &self.sentry_dsn.as_ref().map(|_| "***"))
             .field("host", &self.host)
             .field("port", &self.port)
             .field("worker_concurrency", &self.worker_concurrency)

@@ -219,9 +219,19 @@ async fn find_one(
     let span = tracing::debug_span!("domain", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
     metrics.in_flight.inc();
     let started = std::time::Instant::now();
-    let outcome = tracing::Instrument::instrument(
-        guarded(finder.find(&claim.domain), settings.find_timeout),
-        span,
+    // A hub of its own, so whatever Sentry hears while this domain is handled (a panic, an
+    // error log) is tagged with it.
+    let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
+    hub.configure_scope(|scope| {
+        scope.set_tag("job_id", claim.job_id);
+        scope.set_tag("domain", &claim.domain);
+    });
+    let outcome = sentry::SentryFutureExt::bind_hub(
+        tracing::Instrument::instrument(
+            guarded(finder.find(&claim.domain), settings.find_timeout),
+            span,
+        ),
+        hub,
     )
     .await;
     metrics.in_flight.dec();
@@ -333,7 +343,18 @@ async fn record_loop(
             }
         }
         metrics.record_batch.observe(batch.len() as f64);
+        let transaction = sentry::start_transaction(sentry::TransactionContext::new(
+            "record batch",
+            "worker.record_batch",
+        ));
+        transaction.set_tag("batch_size", batch.len());
+        let mut jobs: Vec<_> = batch.iter().map(|(c, _)| c.job_id).collect();
+        jobs.dedup();
+        if let [job] = jobs.as_slice() {
+            transaction.set_tag("job_id", job);
+        }
         write_batch(&store, &events, &metrics, &mut batch).await;
+        transaction.finish();
     }
 }
 
@@ -386,6 +407,21 @@ async fn heartbeat_loop(
         match store.reap_exhausted(settings.max_tries).await {
             Ok(updates) => {
                 for update in updates {
+                    for finished in &update.finished {
+                        sentry::with_scope(
+                            |scope| {
+                                scope.set_tag("job_id", update.job.id);
+                                scope.set_tag("domain", &finished.domain);
+                            },
+                            || {
+                                tracing::error!(
+                                    job_id = %update.job.id,
+                                    domain = %finished.domain,
+                                    "gave up on a domain: every try ended with its worker gone or past its lease"
+                                )
+                            },
+                        );
+                    }
                     events.publish_progress(ProgressEvent::from(update));
                 }
             }

@@ -274,14 +274,20 @@ impl Finder {
         let domain = domain.to_string();
         // A task of its own so that a panic deep in a dependency becomes `Internal` instead of
         // taking the worker down.
-        let mut task = AbortOnDrop(tokio::spawn(async move {
-            match tokio::time::timeout_at(deadline, pipeline::find(&fetcher, &domain, deadline))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => Err(timeout_error(timeout)),
-            }
-        }));
+        // The caller's Sentry hub (tagged with the job and domain) goes along into the task,
+        // so a panic in there is reported with them.
+        let hub = sentry::Hub::current();
+        let mut task = AbortOnDrop(tokio::spawn(sentry::SentryFutureExt::bind_hub(
+            async move {
+                match tokio::time::timeout_at(deadline, pipeline::find(&fetcher, &domain, deadline))
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(timeout_error(timeout)),
+                }
+            },
+            hub,
+        )));
         match tokio::time::timeout(timeout + DEADLINE_SLACK, &mut task.0).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(join)) => Err(FindError::new(
