@@ -168,9 +168,13 @@ impl WorkerPool {
         while in_flight.join_next().await.is_some() {}
         let unfinished: Vec<Claimed> = claims.into_values().collect();
         drop(record_tx);
-        if let Err(err) = recorder.await {
-            tracing::error!(error = %err, "recorder task failed");
-        }
+        let finished = match recorder.await {
+            Ok(n) => n,
+            Err(err) => {
+                tracing::error!(error = %err, "recorder task failed");
+                0
+            }
+        };
         if !unfinished.is_empty() {
             match self.store.release(&unfinished).await {
                 Ok(n) => tracing::info!(released = n, "released unfinished rows"),
@@ -181,7 +185,9 @@ impl WorkerPool {
         }
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
-        tracing::info!(owner = %self.owner, "worker pool stopped");
+        // How many rows this pool finished (the ones its guarded writes changed): an operator's
+        // view of each process's share, and what the fault tests add up across processes.
+        tracing::info!(owner = %self.owner, finished, "worker pool stopped");
     }
 }
 
@@ -269,9 +275,15 @@ async fn forward(
     let _ = record_tx.send(item).await;
 }
 
-/// Writes outcomes in batches and publishes the resulting progress.
-async fn record_loop(store: Store, events: Events, mut rx: mpsc::Receiver<(Claimed, Disposition)>) {
+/// Writes outcomes in batches and publishes the resulting progress; returns how many rows its
+/// writes finished.
+async fn record_loop(
+    store: Store,
+    events: Events,
+    mut rx: mpsc::Receiver<(Claimed, Disposition)>,
+) -> u64 {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
+    let mut finished = 0;
     loop {
         let Some(first) = rx.recv().await else { break };
         batch.push(first);
@@ -286,22 +298,29 @@ async fn record_loop(store: Store, events: Events, mut rx: mpsc::Receiver<(Claim
                 _ = &mut linger => break,
             }
         }
-        write_batch(&store, &events, &mut batch).await;
+        finished += write_batch(&store, &events, &mut batch).await;
     }
+    finished
 }
 
 /// Records one batch, retrying while the database is down: outcomes are never dropped here.
-/// If our leases expire meanwhile, the guarded write simply changes nothing.
-async fn write_batch(store: &Store, events: &Events, batch: &mut Vec<(Claimed, Disposition)>) {
+/// If our leases expire meanwhile, the guarded write simply changes nothing. Returns how many
+/// rows the write finished.
+async fn write_batch(
+    store: &Store,
+    events: &Events,
+    batch: &mut Vec<(Claimed, Disposition)>,
+) -> u64 {
     let mut failures = 0u32;
     loop {
         match store.record(batch.clone()).await {
             Ok(updates) => {
+                let finished = updates.iter().map(|u| u.finished.len() as u64).sum();
                 for update in updates {
                     events.publish_progress(ProgressEvent::from(update));
                 }
                 batch.clear();
-                return;
+                return finished;
             }
             Err(err) => {
                 failures += 1;
