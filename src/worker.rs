@@ -5,6 +5,8 @@
 //! can record it. The pool never claims more rows than it has free slots, a heartbeat extends
 //! the leases of rows in flight, and on shutdown the pool stops claiming, lets in-flight rows
 //! finish within the grace period and releases the rest so any worker can take them at once.
+//! A stop never waits on a database that is down: what it cannot write keeps its lease, which
+//! expires, and the rows are fetched again.
 
 use crate::events::{Events, ProgressEvent};
 use crate::finder::{ErrorCategory, FindError, Finder};
@@ -14,6 +16,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -26,6 +29,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 const RECORD_BATCH: usize = 256;
 /// How long the recorder waits to fill a batch before writing what it has.
 const RECORD_LINGER: Duration = Duration::from_millis(20);
+/// The least time a stopping pool gives its last writes (outcomes, releases), even when the
+/// grace period is already spent: plenty for a healthy database, short enough that one that is
+/// down cannot hold the process.
+const FINAL_WRITES: Duration = Duration::from_secs(1);
 
 /// The knobs of a worker pool.
 #[derive(Clone, Debug)]
@@ -83,13 +90,15 @@ impl WorkerPool {
         tracing::info!(owner = %self.owner, concurrency = settings.concurrency, "worker pool started");
         let (record_tx, record_rx) =
             mpsc::channel::<(Claimed, Disposition)>(settings.concurrency.max(1) * 2);
-        let recorder = tokio::spawn(record_loop(
+        let finished = Arc::new(AtomicU64::new(0));
+        let mut recorder = tokio::spawn(record_loop(
             self.store.clone(),
             self.events.clone(),
             record_rx,
+            finished.clone(),
         ));
         let heartbeat_stop = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat_loop(
+        let mut heartbeat = tokio::spawn(heartbeat_loop(
             self.store.clone(),
             self.events.clone(),
             self.owner,
@@ -168,23 +177,39 @@ impl WorkerPool {
         while in_flight.join_next().await.is_some() {}
         let unfinished: Vec<Claimed> = claims.into_values().collect();
         drop(record_tx);
-        let finished = match recorder.await {
-            Ok(n) => n,
-            Err(err) => {
-                tracing::error!(error = %err, "recorder task failed");
-                0
+        // The last writes get what is left of the grace period, and at least FINAL_WRITES. They
+        // must not wait for a database that is down (the recorder retries for as long as it
+        // runs): what is not written keeps its lease, which expires, and any worker fetches those
+        // rows again, so giving up loses nothing.
+        let writes_by = deadline.max(tokio::time::Instant::now() + FINAL_WRITES);
+        match tokio::time::timeout_at(writes_by, &mut recorder).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(error = %err, "recorder task failed"),
+            Err(_) => {
+                recorder.abort();
+                tracing::warn!("could not record every outcome in time; their leases will expire");
             }
-        };
+        }
         if !unfinished.is_empty() {
-            match self.store.release(&unfinished).await {
-                Ok(n) => tracing::info!(released = n, "released unfinished rows"),
-                Err(err) => {
+            match tokio::time::timeout_at(writes_by, self.store.release(&unfinished)).await {
+                Ok(Ok(n)) => tracing::info!(released = n, "released unfinished rows"),
+                Ok(Err(err)) => {
                     tracing::warn!(error = %err, "could not release rows; their leases will expire")
                 }
+                Err(_) => tracing::warn!(
+                    rows = unfinished.len(),
+                    "could not release rows in time; their leases will expire"
+                ),
             }
         }
         heartbeat_stop.cancel();
-        let _ = heartbeat.await;
+        if tokio::time::timeout_at(writes_by, &mut heartbeat)
+            .await
+            .is_err()
+        {
+            heartbeat.abort();
+        }
+        let finished = finished.load(Ordering::Relaxed);
         // How many rows this pool finished (the ones its guarded writes changed): an operator's
         // view of each process's share, and what the fault tests add up across processes.
         tracing::info!(owner = %self.owner, finished, "worker pool stopped");
@@ -275,15 +300,15 @@ async fn forward(
     let _ = record_tx.send(item).await;
 }
 
-/// Writes outcomes in batches and publishes the resulting progress; returns how many rows its
-/// writes finished.
+/// Writes outcomes in batches and publishes the resulting progress; counts in `finished` the
+/// rows its writes finished.
 async fn record_loop(
     store: Store,
     events: Events,
     mut rx: mpsc::Receiver<(Claimed, Disposition)>,
-) -> u64 {
+    finished: Arc<AtomicU64>,
+) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
-    let mut finished = 0;
     loop {
         let Some(first) = rx.recv().await else { break };
         batch.push(first);
@@ -298,9 +323,9 @@ async fn record_loop(
                 _ = &mut linger => break,
             }
         }
-        finished += write_batch(&store, &events, &mut batch).await;
+        let n = write_batch(&store, &events, &mut batch).await;
+        finished.fetch_add(n, Ordering::Relaxed);
     }
-    finished
 }
 
 /// Records one batch, retrying while the database is down: outcomes are never dropped here.

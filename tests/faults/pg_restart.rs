@@ -209,3 +209,59 @@ async fn postgres_restarted_mid_job() {
     );
     db.drop_db().await;
 }
+
+/// SIGTERM while PostgreSQL is down: the worker cannot record or release, so it must not wait
+/// for the database; it exits 0 soon after its grace period, leaving leases that expire. When
+/// the database is back, another worker finishes the job and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_postgres_is_down_exits_in_time() {
+    let Some(bin) = std::env::var_os("FAULTS_PG_BIN").filter(|b| !b.is_empty()) else {
+        eprintln!("skipped: FAULTS_PG_BIN is not set (the directory holding initdb and pg_ctl)");
+        return;
+    };
+    let _serial = one_at_a_time().await;
+    let server = PgServer::init(PathBuf::from(bin)).await;
+    server.start().await;
+    let db = PgDb::create(&server.admin_url()).await;
+    let store = migrated_store(&db.url).await;
+    let internet = FakeInternet::start(Duration::from_millis(800)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = base_env(&db.url, &internet.resolve());
+    let grace = Duration::from_secs(1);
+    env.insert("WORKER_LEASE_SECS".into(), "3".into());
+    env.insert("SHUTDOWN_GRACE_SECS".into(), grace.as_secs().to_string());
+    let mut a = Proc::spawn("worker-a", &["worker"], &env, dir.path());
+    let owner_a = a.owner(Duration::from_secs(30)).await;
+
+    let domains = domains("pgdown", 24, 10);
+    let job = create_job(&store, &domains).await;
+    wait_for(
+        "A to have rows in flight",
+        Duration::from_secs(20),
+        || async { crate::harness::leased_by(&store, owner_a).await == 8 },
+    )
+    .await;
+    server.stop().await;
+    let start = Instant::now();
+    a.signal("TERM");
+    let status = a.wait_exit(grace + Duration::from_secs(3)).await;
+    let exited_in = start.elapsed();
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "exits 0 soon after the grace period, database or not:\n{}",
+        a.log()
+    );
+
+    server.start().await;
+    let b = Proc::spawn("worker-b", &["worker"], &env, dir.path());
+    b.owner(Duration::from_secs(30)).await;
+    let took = wait_job_done(&store, job, Duration::from_secs(30)).await;
+    check_invariants(&store, job, &domains, 3).await;
+    eprintln!(
+        "pg down at SIGTERM: worker exited 0 in {exited_in:?} (grace {grace:?}); after the \
+         restart another worker finished the job in {took:?}"
+    );
+    drop(b);
+    db.drop_db().await;
+}
