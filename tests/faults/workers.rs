@@ -306,3 +306,35 @@ async fn frozen_worker_resumed_after_takeover_changes_nothing() {
     eprintln!("stale: 10 rows fetched twice, recorded once, by the lease holder");
     db.drop_db().await;
 }
+
+/// A fleet started all at once on a fresh database: every process applies the migrations at
+/// start, so they must take turns rather than fail on each other's half-made schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_starting_together_on_a_fresh_database() {
+    let admin = postgres_or_skip!();
+    let _serial = one_at_a_time().await;
+    let db = PgDb::create(&admin).await;
+    let internet = FakeInternet::start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = base_env(&db.url, &internet.resolve());
+    let mut fleet: Vec<Proc> = (0..4)
+        .map(|i| Proc::spawn(&format!("worker-{i}"), &["worker"], &env, dir.path()))
+        .collect();
+    for w in &mut fleet {
+        // A process that lost a migration race exits at once; say so rather than time out.
+        let deadline = Instant::now() + START;
+        while w.events("worker pool started").is_empty() {
+            if let Some(status) = w.wait_exit(Duration::from_millis(50)).await {
+                panic!("{} exited with {status} at start:\n{}", w.name, w.log());
+            }
+            assert!(Instant::now() < deadline, "{} did not start", w.name);
+        }
+    }
+    let store = migrated_store(&db.url).await;
+    let domains = domains("fleet", 50, 10);
+    let job = create_job(&store, &domains).await;
+    wait_job_done(&store, job, Duration::from_secs(30)).await;
+    check_invariants(&store, job, &domains, 3).await;
+    drop(fleet);
+    db.drop_db().await;
+}
