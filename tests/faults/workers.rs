@@ -224,7 +224,7 @@ async fn frozen_worker_resumed_after_takeover_changes_nothing() {
     let store = migrated_store(&db.url).await;
     // Longer than the lease, and long enough to look at the rows between A's late answer
     // and B's.
-    let internet = FakeInternet::start(Duration::from_secs(4)).await;
+    let internet = FakeInternet::start(Duration::from_secs(5)).await;
     let dir = tempfile::tempdir().unwrap();
     let mut env = base_env(&db.url, &internet.resolve());
     env.insert("WORKER_LEASE_SECS".into(), "1".into());
@@ -266,7 +266,7 @@ async fn frozen_worker_resumed_after_takeover_changes_nothing() {
         domains.iter().all(|d| internet.answered(d) >= 1)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         domains.iter().all(|d| internet.answered(d) == 1),
         "B's answers came too early for this check"
