@@ -25,6 +25,9 @@ use uuid::Uuid;
 
 /// The longest retry delay, whatever the try count or `Retry-After` says.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// The longest wait between attempts to reach a database that is down: it is the only truth,
+/// so once it is back the pool should notice within seconds, not after a site-sized backoff.
+const MAX_DB_BACKOFF: Duration = Duration::from_secs(10);
 /// Outcomes written per transaction at most.
 const RECORD_BATCH: usize = 256;
 /// How long the recorder waits to fill a batch before writing what it has.
@@ -139,7 +142,7 @@ impl WorkerPool {
                     }
                     Err(err) => {
                         db_failures += 1;
-                        let wait = backoff(db_failures, Duration::from_millis(200));
+                        let wait = db_backoff(db_failures);
                         tracing::warn!(error = %err, retry_in = ?wait, "claim failed; backing off");
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
@@ -349,7 +352,7 @@ async fn write_batch(
             }
             Err(err) => {
                 failures += 1;
-                let wait = backoff(failures, Duration::from_millis(200));
+                let wait = db_backoff(failures);
                 tracing::warn!(error = %err, rows = batch.len(), retry_in = ?wait, "recording failed; retrying");
                 tokio::time::sleep(wait).await;
             }
@@ -393,6 +396,12 @@ pub fn backoff(attempt: u32, base: Duration) -> Duration {
     exp.mul_f64(jitter).min(MAX_BACKOFF)
 }
 
+/// The wait before retrying a failed database call: exponential from 200 ms with jitter,
+/// capped at [`MAX_DB_BACKOFF`].
+fn db_backoff(attempt: u32) -> Duration {
+    backoff(attempt, Duration::from_millis(200)).min(MAX_DB_BACKOFF)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,5 +416,15 @@ mod tests {
             assert!(third >= Duration::from_millis(200) && third < Duration::from_millis(600));
             assert!(backoff(40, base) <= MAX_BACKOFF);
         }
+    }
+
+    #[test]
+    fn database_backoff_stays_short_after_a_long_outage() {
+        // Attempts come every acquire timeout (10 s) plus this wait: a few minutes down means
+        // a dozen failures, which must not turn into minutes of idling once it is back.
+        for attempt in [1, 12, 20, 40] {
+            assert!(db_backoff(attempt) <= MAX_DB_BACKOFF);
+        }
+        assert!(db_backoff(1) < Duration::from_millis(300));
     }
 }
