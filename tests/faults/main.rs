@@ -3,8 +3,10 @@
 //! each test the invariants checked in SQL (`harness::check_invariants`).
 //!
 //! PostgreSQL tests need `TEST_DATABASE_URL` (each makes its own `ff_test_<uuid>` database);
-//! the PostgreSQL restart needs `FAULTS_PG_BIN` and runs a server of its own. The SQLite test
-//! always runs. Run them with `.ci/faults`, or `cargo test --test faults`.
+//! the tests that stop PostgreSQL need `FAULTS_PG_BIN` and run a server of their own. The
+//! SQLite test always runs. Run them with `.ci/faults`, or `cargo test --test faults`.
+//!
+//! Each test prints what it measured (times, counts); `--nocapture` shows them.
 //!
 //! The atomic creation of a 100,000-domain job (a bad entry near the end writes nothing) is
 //! covered by `tests/api/validation.rs` (`maximum_size_job`), not repeated here. The store-level
