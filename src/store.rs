@@ -35,6 +35,9 @@ use uuid::Uuid;
 /// Rows per multi-row insert: 9 bound values each stays below SQLite's 32,766 and PostgreSQL's
 /// 65,535 bind-parameter limits.
 const INSERT_CHUNK: usize = 3_000;
+/// The PostgreSQL advisory lock key that serialises migrations across processes (any constant
+/// this database's other users do not take; it spells "favicon" in ASCII).
+const MIGRATION_LOCK: i64 = 0x66_6176_6963_6f6e;
 /// Rows per read when streaming a job's results.
 pub const STREAM_CHUNK: usize = 1_000;
 
@@ -169,8 +172,25 @@ impl Store {
     }
 
     /// Applies pending migrations.
+    ///
+    /// On PostgreSQL the processes of a fleet start together and each migrates at start; run
+    /// at once on a fresh database they would all create the schema and all but one fail on
+    /// duplicate keys. A transaction-scoped advisory lock makes them take turns: the first
+    /// migrates, the others then find nothing pending. (SQLite is one process.)
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        Migrator::up(&self.db, None).await?;
+        match self.backend() {
+            DbBackend::Postgres => {
+                let txn = self.db.begin().await?;
+                txn.execute_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"),
+                ))
+                .await?;
+                Migrator::up(&txn, None).await?;
+                txn.commit().await?;
+            }
+            _ => Migrator::up(&self.db, None).await?,
+        }
         Ok(())
     }
 

@@ -5,6 +5,8 @@
 //! can record it. The pool never claims more rows than it has free slots, a heartbeat extends
 //! the leases of rows in flight, and on shutdown the pool stops claiming, lets in-flight rows
 //! finish within the grace period and releases the rest so any worker can take them at once.
+//! A stop never waits on a database that is down: what it cannot write keeps its lease, which
+//! expires, and the rows are fetched again.
 
 use crate::events::{Events, ProgressEvent};
 use crate::finder::{ErrorCategory, FindError, FindOutcome, Finder};
@@ -15,6 +17,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -23,10 +26,17 @@ use uuid::Uuid;
 
 /// The longest retry delay, whatever the try count or `Retry-After` says.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+/// The longest wait between attempts to reach a database that is down: it is the only truth,
+/// so once it is back the pool should notice within seconds, not after a site-sized backoff.
+const MAX_DB_BACKOFF: Duration = Duration::from_secs(10);
 /// Outcomes written per transaction at most.
 const RECORD_BATCH: usize = 256;
 /// How long the recorder waits to fill a batch before writing what it has.
 const RECORD_LINGER: Duration = Duration::from_millis(20);
+/// The least time a stopping pool gives its last writes (outcomes, releases), even when the
+/// grace period is already spent: plenty for a healthy database, short enough that one that is
+/// down cannot hold the process.
+const FINAL_WRITES: Duration = Duration::from_secs(1);
 
 /// The knobs of a worker pool.
 #[derive(Clone, Debug)]
@@ -87,14 +97,16 @@ impl WorkerPool {
         tracing::info!(owner = %self.owner, concurrency = settings.concurrency, "worker pool started");
         let (record_tx, record_rx) =
             mpsc::channel::<(Claimed, Disposition)>(settings.concurrency.max(1) * 2);
-        let recorder = tokio::spawn(record_loop(
+        let finished = Arc::new(AtomicU64::new(0));
+        let mut recorder = tokio::spawn(record_loop(
             self.store.clone(),
             self.events.clone(),
             self.metrics.clone(),
             record_rx,
+            finished.clone(),
         ));
         let heartbeat_stop = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat_loop(
+        let mut heartbeat = tokio::spawn(heartbeat_loop(
             self.store.clone(),
             self.events.clone(),
             self.owner,
@@ -140,7 +152,7 @@ impl WorkerPool {
                     Err(err) => {
                         self.metrics.database_errors.inc();
                         db_failures += 1;
-                        let wait = backoff(db_failures, Duration::from_millis(200));
+                        let wait = db_backoff(db_failures);
                         tracing::warn!(error = %err, retry_in = ?wait, "claim failed; backing off");
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
@@ -178,14 +190,12 @@ impl WorkerPool {
         while in_flight.join_next().await.is_some() {}
         let unfinished: Vec<Claimed> = claims.into_values().collect();
         drop(record_tx);
-        // With the database down the recorder would retry forever; stopping must not.
-        let mut recorder = recorder;
-        match tokio::time::timeout(
-            settings.shutdown_grace + Duration::from_secs(5),
-            &mut recorder,
-        )
-        .await
-        {
+        // The last writes get what is left of the grace period, and at least FINAL_WRITES. They
+        // must not wait for a database that is down (the recorder retries for as long as it
+        // runs): what is not written keeps its lease, which expires, and any worker fetches those
+        // rows again, so giving up loses nothing.
+        let writes_by = deadline.max(tokio::time::Instant::now() + FINAL_WRITES);
+        match tokio::time::timeout_at(writes_by, &mut recorder).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!(error = %err, "recorder task failed"),
             Err(_) => {
@@ -196,16 +206,28 @@ impl WorkerPool {
             }
         }
         if !unfinished.is_empty() {
-            match self.store.release(&unfinished).await {
-                Ok(n) => tracing::info!(released = n, "released unfinished rows"),
-                Err(err) => {
+            match tokio::time::timeout_at(writes_by, self.store.release(&unfinished)).await {
+                Ok(Ok(n)) => tracing::info!(released = n, "released unfinished rows"),
+                Ok(Err(err)) => {
                     tracing::warn!(error = %err, "could not release rows; their leases will expire")
                 }
+                Err(_) => tracing::warn!(
+                    rows = unfinished.len(),
+                    "could not release rows in time; their leases will expire"
+                ),
             }
         }
         heartbeat_stop.cancel();
-        let _ = heartbeat.await;
-        tracing::info!(owner = %self.owner, "worker pool stopped");
+        if tokio::time::timeout_at(writes_by, &mut heartbeat)
+            .await
+            .is_err()
+        {
+            heartbeat.abort();
+        }
+        let finished = finished.load(Ordering::Relaxed);
+        // How many rows this pool finished (the ones its guarded writes changed): an operator's
+        // view of each process's share, and what the fault tests add up across processes.
+        tracing::info!(owner = %self.owner, finished, "worker pool stopped");
     }
 }
 
@@ -320,12 +342,14 @@ async fn forward(
     let _ = record_tx.send(item).await;
 }
 
-/// Writes outcomes in batches and publishes the resulting progress.
+/// Writes outcomes in batches and publishes the resulting progress; counts in `finished` the
+/// rows its writes finished.
 async fn record_loop(
     store: Store,
     events: Events,
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<(Claimed, Disposition)>,
+    finished: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     loop {
@@ -353,33 +377,36 @@ async fn record_loop(
         if let [job] = jobs.as_slice() {
             transaction.set_tag("job_id", job);
         }
-        write_batch(&store, &events, &metrics, &mut batch).await;
+        let n = write_batch(&store, &events, &metrics, &mut batch).await;
+        finished.fetch_add(n, Ordering::Relaxed);
         transaction.finish();
     }
 }
 
 /// Records one batch, retrying while the database is down: outcomes are never dropped here.
-/// If our leases expire meanwhile, the guarded write simply changes nothing.
+/// If our leases expire meanwhile, the guarded write simply changes nothing. Returns how many
+/// rows the write finished.
 async fn write_batch(
     store: &Store,
     events: &Events,
     metrics: &Metrics,
     batch: &mut Vec<(Claimed, Disposition)>,
-) {
+) -> u64 {
     let mut failures = 0u32;
     loop {
         match store.record(batch.clone()).await {
             Ok(updates) => {
+                let finished = updates.iter().map(|u| u.finished.len() as u64).sum();
                 for update in updates {
                     events.publish_progress(ProgressEvent::from(update));
                 }
                 batch.clear();
-                return;
+                return finished;
             }
             Err(err) => {
                 metrics.database_errors.inc();
                 failures += 1;
-                let wait = backoff(failures, Duration::from_millis(200));
+                let wait = db_backoff(failures);
                 tracing::warn!(error = %err, rows = batch.len(), retry_in = ?wait, "recording failed; retrying");
                 tokio::time::sleep(wait).await;
             }
@@ -438,6 +465,12 @@ pub fn backoff(attempt: u32, base: Duration) -> Duration {
     exp.mul_f64(jitter).min(MAX_BACKOFF)
 }
 
+/// The wait before retrying a failed database call: exponential from 200 ms with jitter,
+/// capped at [`MAX_DB_BACKOFF`].
+fn db_backoff(attempt: u32) -> Duration {
+    backoff(attempt, Duration::from_millis(200)).min(MAX_DB_BACKOFF)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,5 +512,15 @@ mod tests {
             assert!(third >= Duration::from_millis(200) && third < Duration::from_millis(600));
             assert!(backoff(40, base) <= MAX_BACKOFF);
         }
+    }
+
+    #[test]
+    fn database_backoff_stays_short_after_a_long_outage() {
+        // Attempts come every acquire timeout (10 s) plus this wait: a few minutes down means
+        // a dozen failures, which must not turn into minutes of idling once it is back.
+        for attempt in [1, 12, 20, 40] {
+            assert!(db_backoff(attempt) <= MAX_DB_BACKOFF);
+        }
+        assert!(db_backoff(1) < Duration::from_millis(300));
     }
 }

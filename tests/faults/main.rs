@@ -1,0 +1,19 @@
+//! Fault tests: the real `favicon-finder` binary as child processes (so they can be killed,
+//! stopped and resumed), a fake internet on loopback, short leases and backoffs — and after
+//! each test the invariants checked in SQL (`harness::check_invariants`).
+//!
+//! PostgreSQL tests need `TEST_DATABASE_URL` (each makes its own `ff_test_<uuid>` database);
+//! the tests that stop PostgreSQL need `FAULTS_PG_BIN` and run a server of their own. The
+//! SQLite test always runs. Run them with `.ci/faults`, or `cargo test --test faults`.
+//!
+//! Each test prints what it measured (times, counts); `--nocapture` shows them.
+//!
+//! The atomic creation of a 100,000-domain job (a bad entry near the end writes nothing) is
+//! covered by `tests/api/validation.rs` (`maximum_size_job`), not repeated here. The store-level
+//! stale-writer checks are in `tests/api/queue.rs`; here the stale writer is a real process.
+
+mod fake;
+mod harness;
+mod pg_restart;
+mod sqlite;
+mod workers;
