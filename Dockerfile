@@ -41,8 +41,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 favicon \
- && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home \
+ && groupadd --gid 10001 favicon \
+ && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin favicon \
  && mkdir -p /data \
  && chown 10001:10001 /data
