@@ -15,5 +15,7 @@ mod observability;
 mod politeness;
 mod queue;
 mod schema;
+mod sentry;
+mod shutdown;
 mod subscriptions;
 mod validation;

@@ -1,0 +1,188 @@
+//! Sentry reporting, against a fake Sentry on loopback that records envelopes: a domain given
+//! up after its worker died is reported at error level with its job and domain as tags, a
+//! recorded batch sends a transaction, and no secret leaves the process.
+
+use crate::fake::{FakeInternet, Sites, png};
+use crate::helpers::{Backend, TestApp};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use favicon_finder::app::Roles;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Every envelope item received, as (item type, payload JSON).
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+async fn fake_sentry() -> (String, Received, Arc<Mutex<Vec<u8>>>) {
+    let received: Received = Arc::default();
+    let raw: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/api/{project}/envelope/", axum::routing::post(envelope))
+        .with_state((received.clone(), raw.clone()));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://public@{addr}/42"), received, raw)
+}
+
+async fn envelope(
+    State((received, raw)): State<(Received, Arc<Mutex<Vec<u8>>>)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> &'static str {
+    let body = if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    } else {
+        body.to_vec()
+    };
+    raw.lock().unwrap().extend_from_slice(&body);
+    // Envelope: a header line, then (item header line, payload) pairs; a payload's length is
+    // given in its header or runs to the end of the line.
+    let mut rest = &body[..];
+    let next_line = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        let line = rest[..end].to_vec();
+        *rest = &rest[(end + 1).min(rest.len())..];
+        Some(line)
+    };
+    let _header = next_line(&mut rest);
+    while let Some(item_header) = next_line(&mut rest) {
+        if item_header.is_empty() {
+            continue;
+        }
+        let item: Value = serde_json::from_slice(&item_header).unwrap_or(Value::Null);
+        let payload = match item["length"].as_u64() {
+            Some(n) => {
+                let n = n as usize;
+                let payload = rest[..n].to_vec();
+                rest = &rest[n..];
+                if rest.first() == Some(&b'\n') {
+                    rest = &rest[1..];
+                }
+                payload
+            }
+            None => next_line(&mut rest).unwrap_or_default(),
+        };
+        let kind = item["type"].as_str().unwrap_or_default().to_owned();
+        received.lock().unwrap().push((
+            kind,
+            serde_json::from_slice(&payload).unwrap_or(Value::Null),
+        ));
+    }
+    "{}"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_domain_is_reported_with_its_tags() {
+    let (dsn, received, raw) = fake_sentry().await;
+    let mut sites = Sites::default();
+    sites.page("fine.test", "<link rel=icon href=/i.png>").file(
+        "fine.test",
+        "/i.png",
+        "image/png",
+        &png(16, 16),
+    );
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("FETCH_RESOLVE", &resolve),
+            ("WORKER_CONCURRENCY", "0"),
+            ("FETCH_MAX_TRIES", "1"),
+            ("WORKER_LEASE_SECS", "1"),
+        ],
+        Roles {
+            api: true,
+            worker: false,
+        },
+    )
+    .await;
+    let (_, created) = app
+        .post_json(
+            "/jobs",
+            &json!({"client_id": "s", "domains": ["stuck.test", "fine.test"]}),
+        )
+        .await;
+    let job_id = created["job_id"].as_str().unwrap().to_owned();
+    // A worker that died holding stuck.test on its last try: the lease runs out, nobody
+    // may try again, so the row must be finished as failed and reported.
+    let dead = uuid::Uuid::new_v4();
+    let stuck = app
+        .store
+        .claim(dead, 1, Duration::from_millis(1), 1)
+        .await
+        .unwrap();
+    assert_eq!(stuck[0].domain, "stuck.test");
+
+    let _worker = app.spawn_worker_process(&[
+        ("WORKER_CONCURRENCY", "4"),
+        ("SENTRY_DSN", &dsn),
+        ("SENTRY_TRACES_SAMPLE_RATE", "1"),
+        ("SENTRY_ENVIRONMENT", "test"),
+    ]);
+    let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    assert_eq!(
+        (job["completed"].as_i64(), job["failed"].as_i64()),
+        (Some(1), Some(1)),
+        "{job}"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let (event, transaction) = loop {
+        let items = received.lock().unwrap().clone();
+        let event = items
+            .iter()
+            .find(|(kind, e)| kind == "event" && e["tags"]["domain"] == "stuck.test")
+            .map(|(_, e)| e.clone());
+        let transaction = items
+            .iter()
+            .find(|(kind, _)| kind == "transaction")
+            .map(|(_, t)| t.clone());
+        if let (Some(event), Some(transaction)) = (&event, &transaction) {
+            break (event.clone(), transaction.clone());
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event and transaction reached the fake Sentry: {items:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Sentry leaves out the level when it is the default, error.
+    assert!(
+        event["level"].is_null() || event["level"] == "error",
+        "{}",
+        event["level"]
+    );
+    assert_eq!(event["tags"]["job_id"], job_id.as_str(), "{event}");
+    assert_eq!(event["environment"], "test");
+    let text = event.to_string();
+    assert!(text.contains("gave up on a domain"), "{text}");
+    assert_eq!(transaction["transaction"], "record batch", "{transaction}");
+    assert_eq!(
+        transaction["tags"]["job_id"],
+        job_id.as_str(),
+        "{transaction}"
+    );
+    assert!(event["request"].is_null(), "no request data is sent");
+    // Nothing secret: neither the database location nor the DSN's key travels.
+    let raw = String::from_utf8_lossy(&raw.lock().unwrap()).into_owned();
+    assert!(
+        !raw.contains("sqlite://") && !raw.contains("test.db"),
+        "database URL leaked"
+    );
+    assert!(!raw.contains("DATABASE_URL"), "environment leaked");
+    app.stop().await;
+}
