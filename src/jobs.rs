@@ -237,7 +237,8 @@ pub async fn create_job(
     if cached < view.job.total {
         events.notify_work();
     }
-    tracing::info!(job_id = %view.job.id, client_id, total = view.job.total, cached, "job created");
+    let _span = tracing::info_span!("job", job_id = %view.job.id).entered();
+    tracing::info!(client_id, total = view.job.total, cached, "job created");
     Ok(view)
 }
 

@@ -398,6 +398,18 @@ async fn write_batch(
             Ok(updates) => {
                 let finished = updates.iter().map(|u| u.finished.len() as u64).sum();
                 for update in updates {
+                    if update.job.status.is_final() {
+                        let job = &update.job;
+                        tracing::info_span!("job", job_id = %job.id).in_scope(|| {
+                            tracing::info!(
+                                status = job.status.as_str(),
+                                total = job.total,
+                                completed = job.completed,
+                                failed = job.failed,
+                                "job finished"
+                            )
+                        });
+                    }
                     events.publish_progress(ProgressEvent::from(update));
                 }
                 batch.clear();

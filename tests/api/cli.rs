@@ -59,3 +59,45 @@ async fn find_prints_one_line_per_domain() {
         (Some(16), Some(16))
     );
 }
+
+#[test]
+fn logs_are_json_lines_with_log_format_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+        .arg("migrate")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display()),
+        )
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "migrations applied" && l["level"] == "INFO"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+        .arg("serve")
+        .env("WORKER_CONCURRENCY", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("WORKER_CONCURRENCY") && stderr.contains("lots"),
+        "{stderr}"
+    );
+}
