@@ -589,23 +589,13 @@ impl Store {
     /// counted.
     pub async fn release(&self, claims: &[Claimed]) -> Result<u64, DbErr> {
         let mut released = 0;
-        for chunk in claims.chunks(500) {
-            for claim in chunk {
-                let res = result::Entity::update_many()
-                    .col_expr(
-                        result::Column::LeaseOwner,
-                        Expr::value(Option::<Uuid>::None),
-                    )
-                    .col_expr(
-                        result::Column::LeaseUntil,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    )
-                    .col_expr(result::Column::Tries, Expr::value(claim.tries - 1))
-                    .filter(guard(claim))
-                    .exec(&self.db)
-                    .await?;
-                released += res.rows_affected;
-            }
+        for claim in claims {
+            let res = unleased()
+                .col_expr(result::Column::Tries, Expr::value(claim.tries - 1))
+                .filter(guard(claim))
+                .exec(&self.db)
+                .await?;
+            released += res.rows_affected;
         }
         Ok(released)
     }
@@ -622,16 +612,7 @@ impl Store {
         // Per job: (newly completed, newly failed, finished domains).
         let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedDomain>)> = BTreeMap::new();
         for (claim, disposition) in batch {
-            let mut update = result::Entity::update_many()
-                .col_expr(
-                    result::Column::LeaseOwner,
-                    Expr::value(Option::<Uuid>::None),
-                )
-                .col_expr(
-                    result::Column::LeaseUntil,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                .col_expr(result::Column::UpdatedAt, Expr::value(now));
+            let mut update = unleased().col_expr(result::Column::UpdatedAt, Expr::value(now));
             let finished = match disposition {
                 Disposition::Retry {
                     run_at,
@@ -802,6 +783,19 @@ async fn cached_outcomes(
         }
     });
     Ok(found)
+}
+
+/// An update of result rows that clears their lease.
+fn unleased() -> sea_orm::UpdateMany<result::Entity> {
+    result::Entity::update_many()
+        .col_expr(
+            result::Column::LeaseOwner,
+            Expr::value(Option::<Uuid>::None),
+        )
+        .col_expr(
+            result::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
 }
 
 /// The record guard: still pending, still ours, and not claimed again since.

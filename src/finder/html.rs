@@ -341,34 +341,14 @@ pub fn candidates(ex: &Extracted, page: &Url) -> (Vec<Candidate>, Vec<Url>) {
     // declarations win, so dark variants are listed first and lose ties to the others.
     let (dark, rest): (Vec<&RawLink>, Vec<&RawLink>) =
         ex.links.iter().partition(|l| l.is_dark_variant());
-    for l in dark.into_iter().chain(rest) {
-        if let Some(url) = resolve_href(&base, &l.href) {
-            out.push(Candidate {
-                url,
-                source: l.source,
-                declared_sizes: l.sizes.clone(),
-                declared_type: l.type_.clone(),
-                in_body: l.in_body,
-                mime: None,
-                width: None,
-                height: None,
-                error: None,
-            });
-        }
-    }
+    out.extend(
+        dark.into_iter()
+            .chain(rest)
+            .filter_map(|l| link_candidate(&base, l, l.in_body)),
+    );
     for t in &ex.tiles {
         if let Some(url) = resolve_href(&base, t) {
-            out.push(Candidate {
-                url,
-                source: CandidateSource::Tile,
-                declared_sizes: None,
-                declared_type: None,
-                in_body: false,
-                mime: None,
-                width: None,
-                height: None,
-                error: None,
-            });
+            out.push(Candidate::new(url, CandidateSource::Tile));
         }
     }
     let manifests = ex
@@ -388,20 +368,18 @@ pub fn noscript_candidates(ex: &Extracted, page: &Url) -> Vec<Candidate> {
     ex.noscript_links
         .iter()
         .filter(|l| l.source != CandidateSource::MaskIcon)
-        .filter_map(|l| {
-            Some(Candidate {
-                url: resolve_href(&base, &l.href)?,
-                source: l.source,
-                declared_sizes: l.sizes.clone(),
-                declared_type: l.type_.clone(),
-                in_body: true,
-                mime: None,
-                width: None,
-                height: None,
-                error: None,
-            })
-        })
+        .filter_map(|l| link_candidate(&base, l, true))
         .collect()
+}
+
+/// A `<link>` as a candidate, with what it declared; `None` when its href is unusable.
+fn link_candidate(base: &Url, l: &RawLink, in_body: bool) -> Option<Candidate> {
+    Some(Candidate {
+        declared_sizes: l.sizes.clone(),
+        declared_type: l.type_.clone(),
+        in_body,
+        ..Candidate::new(resolve_href(base, &l.href)?, l.source)
+    })
 }
 
 /// The target of a `<meta http-equiv=refresh>` content (`0; URL='/en/'`, `5;url=x`, `0;/x`).

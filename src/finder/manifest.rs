@@ -40,15 +40,9 @@ pub fn icons(body: &[u8], manifest_url: &Url) -> Vec<Candidate> {
             continue;
         };
         let c = Candidate {
-            url,
-            source: CandidateSource::Manifest,
             declared_sizes: entry.get("sizes").and_then(Value::as_str).map(Into::into),
             declared_type: entry.get("type").and_then(Value::as_str).map(Into::into),
-            in_body: false,
-            mime: None,
-            width: None,
-            height: None,
-            error: None,
+            ..Candidate::new(url, CandidateSource::Manifest)
         };
         if is_any {
             any.push(c)

@@ -180,6 +180,23 @@ pub struct Candidate {
     pub error: Option<String>,
 }
 
+impl Candidate {
+    /// A candidate as found, with nothing declared or verified yet.
+    pub fn new(url: impl Into<String>, source: CandidateSource) -> Self {
+        Self {
+            url: url.into(),
+            source,
+            declared_sizes: None,
+            declared_type: None,
+            in_body: false,
+            mime: None,
+            width: None,
+            height: None,
+            error: None,
+        }
+    }
+}
+
 /// A found favicon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Found {

@@ -212,20 +212,6 @@ async fn home_page(f: &Fetcher, domain: &str, deadline: Instant) -> Result<Page,
     Err(first.unwrap_or_else(|| FetchError::new(ErrorCategory::Internal, "no host tried")))
 }
 
-fn candidate(url: String, source: CandidateSource) -> Candidate {
-    Candidate {
-        url,
-        source,
-        declared_sizes: None,
-        declared_type: None,
-        in_body: false,
-        mime: None,
-        width: None,
-        height: None,
-        error: None,
-    }
-}
-
 /// Decodes a `data:` URL (base64 or percent-encoded) without fetching anything.
 pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
     let rest = &u[5..];
@@ -404,7 +390,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
     }
     for path in defaults {
         if let Ok(u) = origin.join(path) {
-            cands.push(candidate(u.into(), CandidateSource::DefaultPath));
+            cands.push(Candidate::new(u.as_str(), CandidateSource::DefaultPath));
         }
     }
 

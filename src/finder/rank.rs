@@ -183,15 +183,8 @@ mod tests {
 
     fn c(url: &str, source: CandidateSource, sizes: Option<&str>) -> Candidate {
         Candidate {
-            url: url.into(),
-            source,
             declared_sizes: sizes.map(Into::into),
-            declared_type: None,
-            in_body: false,
-            mime: None,
-            width: None,
-            height: None,
-            error: None,
+            ..Candidate::new(url, source)
         }
     }
 
