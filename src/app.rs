@@ -54,6 +54,8 @@ pub struct Roles {
 
 /// A built service, ready to run: connected, migrated, listening.
 pub struct Application {
+    /// Serve the whole API on the listener, or only health and metrics.
+    api: bool,
     state: AppState,
     listener: Option<TcpListener>,
     worker: Option<WorkerPool>,
@@ -92,8 +94,13 @@ impl Application {
         } else {
             None
         };
-        let listener = if roles.api {
-            let addr = SocketAddr::new(config.host, config.port);
+        // A worker-only process serves just health and metrics, and only when asked to.
+        let port = match (roles.api, config.worker_http_port) {
+            (true, _) => Some(config.port),
+            (false, port) => port,
+        };
+        let listener = if let Some(port) = port {
+            let addr = SocketAddr::new(config.host, port);
             Some(
                 TcpListener::bind(addr)
                     .await
@@ -110,6 +117,7 @@ impl Application {
             metrics: metrics.clone(),
         }));
         Ok(Self {
+            api: roles.api,
             state: AppState {
                 store,
                 events,
@@ -152,8 +160,13 @@ impl Application {
         let api = match self.listener {
             Some(listener) => {
                 let addr = listener.local_addr()?;
-                tracing::info!(%addr, "API listening; GraphiQL at http://{addr}/graphql");
-                let app = router(self.state.clone());
+                let app = if self.api {
+                    tracing::info!(%addr, "API listening; GraphiQL at http://{addr}/graphql");
+                    router(self.state.clone())
+                } else {
+                    tracing::info!(%addr, "health and metrics listening");
+                    ops_router(self.state.clone())
+                };
                 let token = shutdown.clone();
                 Some(tokio::spawn(async move {
                     axum::serve(listener, app)
@@ -193,6 +206,15 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
         .layer(axum::middleware::map_response(json_payload_too_large))
+        .with_state(state)
+}
+
+/// Health and metrics only: what a worker-only process serves with `WORKER_HTTP_PORT`.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 

@@ -33,6 +33,9 @@ pub struct Config {
     pub host: IpAddr,
     /// `PORT`: the port the API listens on (0 picks a free one).
     pub port: u16,
+    /// `WORKER_HTTP_PORT`: where a `worker` process serves `/healthz`, `/readyz` and
+    /// `/metrics` (unset: it listens on no port).
+    pub worker_http_port: Option<u16>,
     /// `WORKER_CONCURRENCY`: domains fetched at once by this process (0: no worker pool).
     pub worker_concurrency: usize,
     /// `WORKER_LEASE_SECS`: how long a claimed row stays reserved without a heartbeat.
@@ -127,6 +130,10 @@ impl Config {
             redis_prefix: env.string("REDIS_PREFIX", "favicon-finder"),
             host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: env.parse("PORT", 3000)?,
+            worker_http_port: match env.optional("WORKER_HTTP_PORT") {
+                None => None,
+                Some(_) => Some(env.parse("WORKER_HTTP_PORT", 0u16)?),
+            },
             worker_concurrency: env.parse_in("WORKER_CONCURRENCY", 64, 0..=10_000)?,
             worker_lease: Duration::from_secs(env.parse_in("WORKER_LEASE_SECS", 60, 1..=86_400)?),
             worker_poll: Duration::from_millis(env.parse_in(

@@ -82,3 +82,68 @@ async fn metrics_describe_a_finished_job(backend: Backend) {
     app.stop().await;
 }
 both_backends!(metrics_after_a_job, metrics_describe_a_finished_job);
+
+/// A worker-only process serves health and its own metrics on `WORKER_HTTP_PORT`, and
+/// nothing of the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_serves_its_own_metrics_when_asked() {
+    let mut sites = Sites::default();
+    sites.page("w1.test", "<link rel=icon href=/i.png>").file(
+        "w1.test",
+        "/i.png",
+        "image/png",
+        &png(16, 16),
+    );
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let worker = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("FETCH_RESOLVE", &resolve), ("WORKER_HTTP_PORT", "0")],
+        favicon_finder::app::Roles {
+            api: false,
+            worker: true,
+        },
+    )
+    .await;
+    let domains = [favicon_finder::domain::Domain::parse("w1.test").unwrap()];
+    let job = worker
+        .store
+        .create_job("w", &domains, favicon_finder::store::CachePolicy::OFF)
+        .await
+        .unwrap()
+        .job;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = worker.store.job(job.id).await.unwrap().unwrap();
+        if view.job.status.is_final() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker did not finish the job"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = worker
+        .http
+        .get(worker.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = parse_metrics(&text);
+    assert_eq!(
+        metrics[r#"favicon_finder_domains_total{error_code="",outcome="success"}"#],
+        1.0
+    );
+    assert_eq!(worker.get_json("/healthz").await.0, 200);
+    assert_eq!(worker.get_json("/readyz").await.0, 200);
+    assert_eq!(
+        worker.get_json(&format!("/jobs/{}", job.id)).await.0,
+        404,
+        "no API on a worker"
+    );
+    worker.stop().await;
+}
