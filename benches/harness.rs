@@ -1,0 +1,1966 @@
+//! The benchmark harness: a fake internet on loopback, the service as a real process, jobs
+//! through the REST API, figures printed and appended to `BENCHMARKS.md`.
+//!
+//! ```sh
+//! export CARGO_TARGET_DIR=/work/target-bench   # optional; respected
+//! cargo bench --bench harness -- --scenario all
+//! cargo bench --bench harness -- --scenario throughput,cache --domains 500 --runs 1
+//! ```
+//!
+//! Scenarios: throughput postgres latency limit peer rss create csv page growth cache
+//! subscribers profile all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
+//! the large job of rss/create/csv/page/growth), `--subscribers N` (1000), `--peer-domains N`
+//! (= domains), `--no-build`, `--no-append`, `--pg URL`, `--redis URL`.
+//!
+//! Nothing here sends traffic anywhere but 127.0.0.1: the service reaches the fake internet
+//! through `FETCH_RESOLVE=*=127.0.0.1:PORT`, the peer through a patched `getaddrinfo`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const ALL: [&str; 13] = [
+    "throughput",
+    "postgres",
+    "latency",
+    "limit",
+    "peer",
+    "rss",
+    "create",
+    "csv",
+    "page",
+    "growth",
+    "cache",
+    "subscribers",
+    "profile",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Opts {
+    scenarios: Vec<String>,
+    domains: usize,
+    runs: usize,
+    big: usize,
+    subscribers: usize,
+    peer_domains: Option<usize>,
+    build: bool,
+    append: bool,
+    pg: String,
+    redis: String,
+    args: Vec<String>,
+}
+
+impl Opts {
+    fn parse() -> Result<Self> {
+        let args: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| a != "--bench")
+            .collect();
+        let mut o = Opts {
+            scenarios: vec![],
+            domains: 10_000,
+            runs: 3,
+            big: 100_000,
+            subscribers: 1000,
+            peer_domains: None,
+            build: true,
+            append: true,
+            pg: "postgres://postgres@127.0.0.1:5432".into(),
+            redis: "redis://127.0.0.1:6379".into(),
+            args: args.clone(),
+        };
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            let mut val = || it.next().ok_or_else(|| anyhow!("{a} needs a value"));
+            match a.as_str() {
+                "--scenario" | "--scenarios" => {
+                    for s in val()?.split(',') {
+                        if s == "all" {
+                            o.scenarios.extend(ALL.iter().map(|s| s.to_string()));
+                        } else if ALL.contains(&s) {
+                            o.scenarios.push(s.to_owned());
+                        } else {
+                            bail!("unknown scenario {s}; one of {ALL:?} or all");
+                        }
+                    }
+                }
+                "--domains" => o.domains = val()?.parse()?,
+                "--runs" => o.runs = val()?.parse::<usize>()?.max(1),
+                "--big" => o.big = val()?.parse()?,
+                "--subscribers" => o.subscribers = val()?.parse()?,
+                "--peer-domains" => o.peer_domains = Some(val()?.parse()?),
+                "--pg" => o.pg = val()?,
+                "--redis" => o.redis = val()?,
+                "--no-build" => o.build = false,
+                "--no-append" => o.append = false,
+                other => bail!("unknown argument {other}"),
+            }
+        }
+        if o.scenarios.is_empty() {
+            o.scenarios.push("throughput".into());
+        }
+        o.scenarios.dedup();
+        Ok(o)
+    }
+
+    fn wants(&self, s: &str) -> bool {
+        self.scenarios.iter().any(|x| x == s)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------
+
+fn unix_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v, 50.0)
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[rank.min(s.len() - 1)]
+}
+
+fn domains(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("site{i}.bench")).collect()
+}
+
+fn site_index(host: &str) -> Option<usize> {
+    host.strip_prefix("site")?.split('.').next()?.parse().ok()
+}
+
+/// A field of `/proc/PID/status` in kB.
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, in seconds (USER_HZ = 100).
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // After ")": state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fake internet
+// ---------------------------------------------------------------------------------------------
+
+const HOME: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>A bench site</title>\
+<link rel=\"icon\" href=\"/favicon.png\"></head><body><h1>Hello</h1><p>A synthetic site.</p></body></html>";
+
+/// A real 32×32 RGBA PNG (zlib IDAT, CRCs from flate2).
+fn png32() -> Vec<u8> {
+    use std::io::Write;
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let (w, h) = (32u32, 32u32);
+    let mut raw = Vec::new();
+    for y in 0..h {
+        raw.push(0);
+        for x in 0..w {
+            raw.extend_from_slice(&[(x * 8) as u8, (y * 8) as u8, 0x80, 0xff]);
+        }
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&raw).unwrap();
+    let idat = z.finish().unwrap();
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", &idat);
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    http: AtomicU64,
+    home: AtomicU64,
+    icon: AtomicU64,
+    other: AtomicU64,
+    tls_refused: AtomicU64,
+    tls_ok: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Snapshot {
+    connections: u64,
+    http: u64,
+    home: u64,
+    icon: u64,
+    other: u64,
+    tls_refused: u64,
+    tls_ok: u64,
+}
+
+impl Snapshot {
+    fn minus(self, b: Snapshot) -> Snapshot {
+        Snapshot {
+            connections: self.connections - b.connections,
+            http: self.http - b.http,
+            home: self.home - b.home,
+            icon: self.icon - b.icon,
+            other: self.other - b.other,
+            tls_refused: self.tls_refused - b.tls_refused,
+            tls_ok: self.tls_ok - b.tls_ok,
+        }
+    }
+}
+
+struct Net {
+    counters: Counters,
+    latency: Duration,
+    tls: Option<TlsAcceptor>,
+    gate: watch::Receiver<bool>,
+    /// First icon request per site index, unix µs (0 = not yet).
+    icon_seen: Vec<AtomicI64>,
+    home: Bytes,
+    png: Bytes,
+}
+
+/// Per-site certificates by SNI, issued by the harness's CA, made on first use and cached.
+struct SniCerts {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    leaf_key: rcgen::KeyPair,
+    signing: Arc<dyn rustls::sign::SigningKey>,
+    cache: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for SniCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SniCerts")
+    }
+}
+
+impl SniCerts {
+    fn cert_for(&self, host: &str) -> Option<Arc<CertifiedKey>> {
+        if let Some(c) = self.cache.lock().unwrap().get(host) {
+            return Some(c.clone());
+        }
+        let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).ok()?;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, host);
+        let cert = params.signed_by(&self.leaf_key, &self.issuer).ok()?;
+        let ck = Arc::new(CertifiedKey::new(
+            vec![cert.der().clone()],
+            self.signing.clone(),
+        ));
+        self.cache
+            .lock()
+            .unwrap()
+            .insert(host.to_owned(), ck.clone());
+        Some(ck)
+    }
+}
+
+impl ResolvesServerCert for SniCerts {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.cert_for(hello.server_name()?)
+    }
+}
+
+/// A test CA: its PEM (for the service and the peer) and the per-site certificate resolver.
+fn make_ca() -> Result<(String, Arc<SniCerts>)> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "favicon-finder bench CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let pem = ca_cert.pem();
+    let leaf_key = rcgen::KeyPair::generate()?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)?;
+    Ok((
+        pem,
+        Arc::new(SniCerts {
+            issuer: rcgen::Issuer::new(ca, ca_key),
+            leaf_key,
+            signing,
+            cache: Mutex::new(HashMap::new()),
+        }),
+    ))
+}
+
+struct FakeInternet {
+    net: Arc<Net>,
+    port: u16,
+    /// Also listening on 127.0.0.1:80 and :443 (for the peer).
+    low_ports: bool,
+    gate_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    ca_file: Option<PathBuf>,
+}
+
+impl Drop for FakeInternet {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+struct NetOpts {
+    tls: bool,
+    latency: Duration,
+    sites: usize,
+    low_ports: bool,
+    gated: bool,
+}
+
+impl FakeInternet {
+    async fn start(o: NetOpts, dir: &Path) -> Result<Self> {
+        let (tls, ca_file) = if o.tls {
+            let (pem, certs) = make_ca()?;
+            let started = Instant::now();
+            let warm = certs.clone();
+            let n = o.sites;
+            // Issue every site's certificate before timing anything.
+            tokio::task::spawn_blocking(move || {
+                for d in domains(n) {
+                    warm.cert_for(&d);
+                }
+            })
+            .await?;
+            eprintln!(
+                "  fake internet: {} certificates issued in {:.1}s",
+                o.sites,
+                started.elapsed().as_secs_f64()
+            );
+            let path = dir.join("bench-ca.pem");
+            std::fs::write(&path, pem)?;
+            let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(certs);
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            (Some(TlsAcceptor::from(Arc::new(cfg))), Some(path))
+        } else {
+            (None, None)
+        };
+        let (gate_tx, gate) = watch::channel(!o.gated);
+        let net = Arc::new(Net {
+            counters: Counters::default(),
+            latency: o.latency,
+            tls,
+            gate,
+            icon_seen: (0..o.sites.max(1)).map(|_| AtomicI64::new(0)).collect(),
+            home: Bytes::from_static(HOME.as_bytes()),
+            png: Bytes::from(png32()),
+        });
+        let main = TcpListener::bind("127.0.0.1:0").await?;
+        let port = main.local_addr()?.port();
+        let mut tasks = vec![tokio::spawn(accept_loop(main, net.clone()))];
+        let mut low_ports = false;
+        if o.low_ports {
+            match (
+                TcpListener::bind("127.0.0.1:80").await,
+                TcpListener::bind("127.0.0.1:443").await,
+            ) {
+                (Ok(a), Ok(b)) => {
+                    tasks.push(tokio::spawn(accept_loop(a, net.clone())));
+                    tasks.push(tokio::spawn(accept_loop(b, net.clone())));
+                    low_ports = true;
+                }
+                _ => eprintln!("  fake internet: 127.0.0.1:80/443 busy; the peer uses {port}"),
+            }
+        }
+        Ok(Self {
+            net,
+            port,
+            low_ports,
+            gate_tx,
+            tasks,
+            ca_file,
+        })
+    }
+
+    fn resolve(&self) -> String {
+        format!("*=127.0.0.1:{}", self.port)
+    }
+
+    fn open_gate(&self) {
+        let _ = self.gate_tx.send(true);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let c = &self.net.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            connections: l(&c.connections),
+            http: l(&c.http),
+            home: l(&c.home),
+            icon: l(&c.icon),
+            other: l(&c.other),
+            tls_refused: l(&c.tls_refused),
+            tls_ok: l(&c.tls_ok),
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, net: Arc<Net>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let net = net.clone();
+                tokio::spawn(async move {
+                    let _ = serve_conn(stream, net).await;
+                });
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+async fn serve_conn(stream: TcpStream, net: Arc<Net>) -> Result<()> {
+    stream.set_nodelay(true)?;
+    net.counters.connections.fetch_add(1, Ordering::Relaxed);
+    let mut first = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await??;
+    if n == 0 {
+        return Ok(());
+    }
+    if first[0] == 0x16 {
+        let Some(acceptor) = &net.tls else {
+            // Plain mode: a TLS ClientHello is refused at once, so https fails fast.
+            net.counters.tls_refused.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let tls = acceptor.accept(stream).await?;
+        net.counters.tls_ok.fetch_add(1, Ordering::Relaxed);
+        serve_http(TokioIo::new(tls), net).await
+    } else {
+        serve_http(TokioIo::new(stream), net).await
+    }
+}
+
+async fn serve_http<I>(io: I, net: Arc<Net>) -> Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let net = net.clone();
+        async move { Ok::<_, Infallible>(handle(req, &net).await) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(io, svc)
+        .await?;
+    Ok(())
+}
+
+async fn handle(req: hyper::Request<Incoming>, net: &Net) -> hyper::Response<Full<Bytes>> {
+    let c = &net.counters;
+    c.http.fetch_add(1, Ordering::Relaxed);
+    if !*net.gate.borrow() {
+        let mut g = net.gate.clone();
+        let _ = g.wait_for(|open| *open).await;
+    }
+    if !net.latency.is_zero() {
+        tokio::time::sleep(net.latency).await;
+    }
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let (status, ctype, body) = match req.uri().path() {
+        "/" => {
+            c.home.fetch_add(1, Ordering::Relaxed);
+            (200, "text/html; charset=utf-8", net.home.clone())
+        }
+        "/favicon.png" => {
+            c.icon.fetch_add(1, Ordering::Relaxed);
+            if let Some(slot) = site_index(host).and_then(|i| net.icon_seen.get(i)) {
+                let _ = slot.compare_exchange(0, unix_us(), Ordering::Relaxed, Ordering::Relaxed);
+            }
+            (200, "image/png", net.png.clone())
+        }
+        _ => {
+            c.other.fetch_add(1, Ordering::Relaxed);
+            (404, "text/plain", Bytes::from_static(b"not found"))
+        }
+    };
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", ctype)
+        .body(Full::new(body))
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service as real processes
+// ---------------------------------------------------------------------------------------------
+
+struct Proc {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    fn hwm_kb(&self) -> u64 {
+        proc_status_kb(self.pid(), "VmHWM:")
+    }
+    fn rss_kb(&self) -> u64 {
+        proc_status_kb(self.pid(), "VmRSS:")
+    }
+    fn cpu(&self) -> f64 {
+        cpu_secs(&self.pid().to_string())
+    }
+    fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// One fresh deployment: a database, an API process, maybe worker processes.
+struct Deployment {
+    api: Proc,
+    workers: Vec<Proc>,
+    base: String,
+    pg_db: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn procs(&self) -> impl Iterator<Item = &Proc> {
+        std::iter::once(&self.api).chain(self.workers.iter())
+    }
+    fn cpu(&self) -> f64 {
+        self.procs().map(Proc::cpu).sum()
+    }
+    fn hwm_kb(&self) -> u64 {
+        self.procs().map(Proc::hwm_kb).max().unwrap_or(0)
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.kill();
+            let _ = w.child.wait();
+        }
+        let _ = self.api.child.kill();
+        let _ = self.api.child.wait();
+        if let Some((server, name)) = &self.pg_db {
+            let _ = psql(
+                server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+fn psql(server: &str, sql: &str) -> Result<()> {
+    let out = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .context("psql")?;
+    if !out.status.success() {
+        bail!("psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+struct DeployOpts<'a> {
+    db: Db,
+    /// Worker processes besides the API (Postgres fleet); 0 = the API runs the workers.
+    workers: usize,
+    api_no_worker: bool,
+    env: Vec<(&'a str, String)>,
+    cache: bool,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+struct Ctx {
+    opts: Opts,
+    bin: PathBuf,
+    http: reqwest::Client,
+    tmp: tempfile::TempDir,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+    /// Plain-HTTP embedded throughput runs done in this invocation (reused by limit).
+    plain_runs: Vec<RunOut>,
+}
+
+struct Row {
+    figure: String,
+    value: String,
+    target: String,
+    pass: Option<bool>,
+}
+
+impl Ctx {
+    fn row(&mut self, figure: &str, value: String, target: &str, pass: Option<bool>) {
+        let verdict = match pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "-",
+        };
+        println!("  >> {figure}: {value}   [target {target}] {verdict}");
+        self.rows.push(Row {
+            figure: figure.into(),
+            value,
+            target: target.into(),
+            pass,
+        });
+    }
+
+    fn note(&mut self, s: String) {
+        println!("  .. {s}");
+        self.notes.push(s);
+    }
+
+    async fn deploy(&self, net: Option<&FakeInternet>, o: DeployOpts<'_>) -> Result<Deployment> {
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let dir = tempfile::Builder::new()
+            .prefix("deploy-")
+            .tempdir_in(self.tmp.path())?;
+        let port = free_port()?;
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ("HOST".into(), "127.0.0.1".into()),
+            ("PORT".into(), port.to_string()),
+            ("FETCH_ALLOW_PRIVATE_NETWORKS".into(), "true".into()),
+            ("RATE_LIMIT_JOBS_PER_HOUR".into(), "0".into()),
+            ("RATE_LIMIT_DOMAINS_PER_HOUR".into(), "0".into()),
+            (
+                "MAX_DOMAINS_PER_JOB".into(),
+                self.opts.big.max(100_000).to_string(),
+            ),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        if !o.cache {
+            env.push(("CACHE_MAX_AGE_SECS".into(), "0".into()));
+        }
+        if let Some(net) = net {
+            env.push(("FETCH_RESOLVE".into(), net.resolve()));
+            if let Some(ca) = &net.ca_file {
+                env.push(("FETCH_EXTRA_ROOT_CERTS".into(), ca.display().to_string()));
+            }
+        }
+        let mut pg_db = None;
+        match o.db {
+            Db::Sqlite => env.push((
+                "DATABASE_URL".into(),
+                format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.db").display()
+                ),
+            )),
+            Db::Postgres => {
+                let name = format!("ffbench_{}_{}", std::process::id(), seq);
+                psql(&self.opts.pg, &format!("CREATE DATABASE {name}"))?;
+                pg_db = Some((self.opts.pg.clone(), name.clone()));
+                env.push(("DATABASE_URL".into(), format!("{}/{}", self.opts.pg, name)));
+                env.push(("REDIS_URL".into(), self.opts.redis.clone()));
+                env.push((
+                    "REDIS_PREFIX".into(),
+                    format!("ffbench-{}-{}", std::process::id(), seq),
+                ));
+            }
+        }
+        for (k, v) in o.env {
+            env.retain(|(a, _)| a != k);
+            env.push((k.to_owned(), v));
+        }
+        if o.db == Db::Postgres {
+            let out = Command::new(&self.bin)
+                .arg("migrate")
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(dir.path())
+                .output()?;
+            if !out.status.success() {
+                bail!("migrate: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            env.push(("RUN_MIGRATIONS".into(), "false".into()));
+        }
+        let spawn = |name: &str, args: &[&str]| -> Result<Proc> {
+            let log = dir.path().join(format!("{name}.log"));
+            let f = std::fs::File::create(&log)?;
+            let child = Command::new(&self.bin)
+                .args(args)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(f.try_clone()?)
+                .stderr(f)
+                .spawn()
+                .with_context(|| format!("starting {}", self.bin.display()))?;
+            Ok(Proc {
+                child,
+                name: name.into(),
+                log,
+            })
+        };
+        let api_args: &[&str] = if o.api_no_worker || o.workers > 0 {
+            &["serve", "--no-worker"]
+        } else {
+            &["serve"]
+        };
+        let api = spawn("api", api_args)?;
+        let mut workers = Vec::new();
+        for i in 0..o.workers {
+            workers.push(spawn(&format!("worker{i}"), &["worker"])?);
+        }
+        let mut d = Deployment {
+            api,
+            workers,
+            base: format!("http://127.0.0.1:{port}"),
+            pg_db,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/readyz", d.base)).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            for p in d.workers.iter_mut().chain(std::iter::once(&mut d.api)) {
+                if let Ok(Some(st)) = p.child.try_wait() {
+                    bail!("{} exited ({st}):\n{}", p.name, p.log_tail());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the service did not become ready:\n{}", d.api.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(d)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs through the API
+// ---------------------------------------------------------------------------------------------
+
+async fn post_job(
+    http: &reqwest::Client,
+    base: &str,
+    domains: &[String],
+    max_age: Option<u64>,
+) -> Result<Value> {
+    let mut body = json!({"client_id": "bench", "domains": domains});
+    if let Some(m) = max_age {
+        body["max_age_seconds"] = json!(m);
+    }
+    let r = http.post(format!("{base}/jobs")).json(&body).send().await?;
+    let status = r.status();
+    let v: Value = r.json().await?;
+    if status.as_u16() != 201 {
+        bail!("POST /jobs answered {status}: {v}");
+    }
+    Ok(v)
+}
+
+async fn wait_job(http: &reqwest::Client, base: &str, id: &str, limit: Duration) -> Result<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v: Value = http
+            .get(format!("{base}/jobs/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let st = v["status"].as_str().unwrap_or("");
+        if st == "completed" || st == "failed" {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("job {id} not finished after {limit:?}: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn job_limit(n: usize) -> Duration {
+    Duration::from_secs(120 + n as u64 / 100)
+}
+
+#[derive(Clone, Debug, Default)]
+struct RunOut {
+    n: usize,
+    wall: f64,
+    create: f64,
+    net: Snapshot,
+    hwm_kb: u64,
+    svc_cpu: f64,
+    harness_cpu: f64,
+    completed: i64,
+    failed: i64,
+}
+
+impl RunOut {
+    fn rate(&self) -> f64 {
+        self.n as f64 / self.wall
+    }
+    fn http_per_domain(&self) -> f64 {
+        self.net.http as f64 / self.n as f64
+    }
+}
+
+/// One job over `n` sites on a deployment; from `POST /jobs` to `completed`.
+async fn timed_job(
+    ctx: &Ctx,
+    net: &FakeInternet,
+    d: &Deployment,
+    n: usize,
+    max_age: Option<u64>,
+) -> Result<(RunOut, String)> {
+    let doms = domains(n);
+    let before = net.snapshot();
+    let cpu0 = d.cpu();
+    let self0 = cpu_secs("self");
+    let t0 = Instant::now();
+    let created = post_job(&ctx.http, &d.base, &doms, max_age).await?;
+    let create = t0.elapsed().as_secs_f64();
+    let id = created["job_id"].as_str().unwrap_or_default().to_owned();
+    let job = wait_job(&ctx.http, &d.base, &id, job_limit(n)).await?;
+    let wall = t0.elapsed().as_secs_f64();
+    let out = RunOut {
+        n,
+        wall,
+        create,
+        net: net.snapshot().minus(before),
+        hwm_kb: d.hwm_kb(),
+        svc_cpu: d.cpu() - cpu0,
+        harness_cpu: cpu_secs("self") - self0,
+        completed: job["completed"].as_i64().unwrap_or(-1),
+        failed: job["failed"].as_i64().unwrap_or(-1),
+    };
+    println!(
+        "    {n} domains: {:.2}s = {:.0}/s (create {:.2}s), {}+{} ok/failed, {:.2} http req/domain \
+         ({} tls refused, {} tls ok), peak RSS {:.0} MB, CPU service {:.1}s harness {:.1}s",
+        out.wall,
+        out.rate(),
+        out.create,
+        out.completed,
+        out.failed,
+        out.http_per_domain(),
+        out.net.tls_refused,
+        out.net.tls_ok,
+        mb(out.hwm_kb),
+        out.svc_cpu,
+        out.harness_cpu
+    );
+    if out.failed > 0 {
+        eprintln!("    WARNING: {} domains failed", out.failed);
+    }
+    Ok((out, id))
+}
+
+/// `runs` fresh deployments, one job each.
+async fn fresh_runs(
+    ctx: &Ctx,
+    net: &FakeInternet,
+    n: usize,
+    runs: usize,
+    mk: impl Fn() -> DeployOpts<'static>,
+) -> Result<Vec<RunOut>> {
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        let d = ctx.deploy(Some(net), mk()).await?;
+        v.push(timed_job(ctx, net, &d, n, None).await?.0);
+    }
+    Ok(v)
+}
+
+fn embedded() -> DeployOpts<'static> {
+    DeployOpts {
+        db: Db::Sqlite,
+        workers: 0,
+        api_no_worker: false,
+        env: vec![],
+        cache: false,
+    }
+}
+
+fn summarize(runs: &[RunOut]) -> (f64, f64) {
+    let rates: Vec<f64> = runs.iter().map(RunOut::rate).collect();
+    let walls: Vec<f64> = runs.iter().map(|r| r.wall).collect();
+    (median(&rates), median(&walls))
+}
+
+async fn plain_net(ctx: &Ctx, sites: usize, latency: Duration) -> Result<FakeInternet> {
+    FakeInternet::start(
+        NetOpts {
+            tls: false,
+            latency,
+            sites,
+            low_ports: false,
+            gated: false,
+        },
+        ctx.tmp.path(),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+async fn sc_throughput(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let runs = fresh_runs(ctx, &net, n, ctx.opts.runs, embedded).await?;
+    let (rate, wall) = summarize(&runs);
+    let cpu_s = median(&runs.iter().map(|r| r.svc_cpu).collect::<Vec<_>>());
+    let cpu_h = median(&runs.iter().map(|r| r.harness_cpu).collect::<Vec<_>>());
+    ctx.row(
+        &format!("throughput, embedded SQLite, {n} domains, plain HTTP"),
+        format!(
+            "{rate:.0} domains/s (wall {wall:.2}s; {:.2} HTTP requests + {:.2} refused TLS handshakes per domain; CPU service {cpu_s:.1}s, fake internet+harness {cpu_h:.1}s)",
+            runs[0].http_per_domain(),
+            runs[0].net.tls_refused as f64 / n as f64
+        ),
+        "≥ 2000/s",
+        Some(rate >= 2000.0),
+    );
+    ctx.plain_runs.extend(runs);
+    Ok(())
+}
+
+async fn sc_postgres(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let runs = fresh_runs(ctx, &net, n, ctx.opts.runs, || DeployOpts {
+        db: Db::Postgres,
+        workers: 2,
+        api_no_worker: true,
+        env: vec![],
+        cache: false,
+    })
+    .await?;
+    let (rate, wall) = summarize(&runs);
+    let cpu_s = median(&runs.iter().map(|r| r.svc_cpu).collect::<Vec<_>>());
+    ctx.row(
+        &format!("throughput, PostgreSQL + Redis, serve --no-worker + 2 workers, {n} domains"),
+        format!("{rate:.0} domains/s (wall {wall:.2}s; CPU of the 3 processes {cpu_s:.1}s)"),
+        "≥ 1500/s",
+        Some(rate >= 1500.0),
+    );
+    Ok(())
+}
+
+async fn sc_latency(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let net = plain_net(ctx, n, Duration::from_millis(100)).await?;
+    let runs = fresh_runs(ctx, &net, n, ctx.opts.runs, || DeployOpts {
+        env: vec![("WORKER_CONCURRENCY", "256".into())],
+        ..embedded()
+    })
+    .await?;
+    let (_, wall) = summarize(&runs);
+    let per = median(&runs.iter().map(RunOut::http_per_domain).collect::<Vec<_>>());
+    let ideal = n as f64 * per * 0.1 / 256.0;
+    let ratio = wall / ideal;
+    ctx.row(
+        &format!("100 ms per response, WORKER_CONCURRENCY=256, {n} domains"),
+        format!(
+            "wall {wall:.2}s vs ideal {ideal:.2}s ({per:.2} requests/domain counted at the fake internet) = {ratio:.2}× ideal"
+        ),
+        "≤ 1.25× ideal",
+        Some(ratio <= 1.25),
+    );
+    Ok(())
+}
+
+fn wrk(port: u16, close: bool) -> Result<f64> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t2", "-c128", "-d5s", "--timeout", "5s"]);
+    if close {
+        cmd.args(["-H", "Connection: close"]);
+    }
+    let out = cmd
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("wrk (apt-get install -y wrk)")?;
+    let s = String::from_utf8_lossy(&out.stdout);
+    s.lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("wrk said: {s}"))
+}
+
+async fn sc_limit(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let mut ka = Vec::new();
+    let mut close = Vec::new();
+    for _ in 0..ctx.opts.runs {
+        let p = net.port;
+        ka.push(tokio::task::spawn_blocking(move || wrk(p, false)).await??);
+        close.push(tokio::task::spawn_blocking(move || wrk(p, true)).await??);
+        println!(
+            "    wrk: keep-alive {:.0} req/s, connection: close {:.0} req/s",
+            ka.last().unwrap(),
+            close.last().unwrap()
+        );
+    }
+    if ctx.plain_runs.is_empty() {
+        let runs = fresh_runs(ctx, &net, n, ctx.opts.runs, embedded).await?;
+        ctx.plain_runs.extend(runs);
+    }
+    let ours = median(
+        &ctx.plain_runs
+            .iter()
+            .map(|r| r.net.http as f64 / r.wall)
+            .collect::<Vec<_>>(),
+    );
+    let (ka, close) = (median(&ka), median(&close));
+    ctx.row(
+        "machine limit: fake internet alone under wrk (-t2 -c128, 5 s)",
+        format!(
+            "{ka:.0} req/s keep-alive, {close:.0} req/s one connection per request; the service drove {ours:.0} HTTP req/s = {:.1}% / {:.1}%",
+            100.0 * ours / ka,
+            100.0 * ours / close
+        ),
+        "(reported)",
+        None,
+    );
+    Ok(())
+}
+
+async fn sc_peer(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let pn = ctx.opts.peer_domains.unwrap_or(n).min(n);
+    for tls in [false, true] {
+        let mode = if tls { "HTTPS" } else { "plain HTTP" };
+        println!("  peer comparison over {mode}");
+        let net = FakeInternet::start(
+            NetOpts {
+                tls,
+                latency: Duration::ZERO,
+                sites: n,
+                low_ports: true,
+                gated: false,
+            },
+            ctx.tmp.path(),
+        )
+        .await?;
+        let ours = fresh_runs(ctx, &net, n, ctx.opts.runs, embedded).await?;
+        let (our_rate, _) = summarize(&ours);
+        let file = ctx.tmp.path().join("peer-domains.txt");
+        std::fs::write(&file, domains(pn).join("\n"))?;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer.py");
+        let (hp, sp) = if net.low_ports {
+            (80, 443)
+        } else {
+            (net.port, net.port)
+        };
+        let mut peer_rates = Vec::new();
+        let mut found = 0;
+        for _ in 0..ctx.opts.runs {
+            let before = net.snapshot();
+            let mut cmd = Command::new("python3");
+            cmd.arg(&script)
+                .arg("--file")
+                .arg(&file)
+                .args(["--scheme", if tls { "https" } else { "http" }])
+                .args(["--threads", "64"])
+                .args([
+                    "--http-port",
+                    &hp.to_string(),
+                    "--https-port",
+                    &sp.to_string(),
+                ])
+                .env_remove("HTTP_PROXY")
+                .env_remove("HTTPS_PROXY")
+                .env_remove("http_proxy")
+                .env_remove("https_proxy")
+                .env_remove("ALL_PROXY")
+                .env("NO_PROXY", "*");
+            if let Some(ca) = &net.ca_file {
+                cmd.env("REQUESTS_CA_BUNDLE", ca);
+            }
+            let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+            let s = String::from_utf8_lossy(&out.stdout);
+            let v: Value =
+                serde_json::from_str(s.lines().last().unwrap_or("")).with_context(|| {
+                    format!("peer.py said: {s}{}", String::from_utf8_lossy(&out.stderr))
+                })?;
+            let secs = v["secs"].as_f64().unwrap_or(f64::NAN);
+            found = v["found"].as_u64().unwrap_or(0);
+            let snap = net.snapshot().minus(before);
+            println!(
+                "    peer: {pn} domains in {secs:.2}s = {:.0}/s, {found} with icons, {:.2} http req/domain",
+                pn as f64 / secs,
+                snap.http as f64 / pn as f64
+            );
+            peer_rates.push(pn as f64 / secs);
+        }
+        let peer = median(&peer_rates);
+        let ratio = our_rate / peer;
+        ctx.row(
+            &format!("vs the peer (PyPI favicon 0.7, 64 threads), {mode}"),
+            format!(
+                "ours {our_rate:.0}/s over {n} domains, peer {peer:.0}/s over {pn} ({found} found an icon) = {ratio:.1}×"
+            ),
+            "≥ 10×",
+            Some(ratio >= 10.0),
+        );
+    }
+    Ok(())
+}
+
+/// The large job: fresh embedded service, `big` domains, runs times; keeps the last one running
+/// for csv/page.
+async fn big_runs(ctx: &mut Ctx, net: &FakeInternet) -> Result<(Vec<RunOut>, Deployment, String)> {
+    let n = ctx.opts.big;
+    let mut outs = Vec::new();
+    let mut last = None;
+    for _ in 0..ctx.opts.runs {
+        let d = ctx.deploy(Some(net), embedded()).await?;
+        let (out, id) = timed_job(ctx, net, &d, n, None).await?;
+        outs.push(out);
+        last = Some((d, id));
+    }
+    let (d, id) = last.unwrap();
+    Ok((outs, d, id))
+}
+
+async fn sc_big(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.big;
+    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let (outs, d, id) = big_runs(ctx, &net).await?;
+    let hwm = median(&outs.iter().map(|r| r.hwm_kb as f64).collect::<Vec<_>>());
+    let (rate, wall) = summarize(&outs);
+    if ctx.opts.wants("rss") {
+        ctx.row(
+            &format!("peak RSS (VmHWM) of the service during a {n}-domain job"),
+            format!("{:.0} MB (job wall {wall:.1}s, {rate:.0}/s)", hwm / 1024.0),
+            "≤ 200 MB",
+            Some(hwm / 1024.0 <= 200.0),
+        );
+    }
+    if ctx.opts.wants("csv") {
+        sc_csv(ctx, &d, &id, n).await?;
+    }
+    if ctx.opts.wants("page") {
+        sc_page(ctx, &d, &id, n).await?;
+    }
+    drop(d);
+    if ctx.opts.wants("growth") {
+        let mut table = String::from(
+            "| domains | wall (median) | domains/s | peak RSS (median) |\n| ---: | ---: | ---: | ---: |\n",
+        );
+        let small = [1000usize, 10_000];
+        for s in small.iter().copied().filter(|&s| s < n) {
+            let runs = fresh_runs(ctx, &net, s, ctx.opts.runs, embedded).await?;
+            let (r, w) = summarize(&runs);
+            let h = median(&runs.iter().map(|r| r.hwm_kb as f64).collect::<Vec<_>>());
+            let _ = writeln!(table, "| {s} | {w:.2}s | {r:.0} | {:.0} MB |", h / 1024.0);
+        }
+        let _ = writeln!(
+            table,
+            "| {n} | {wall:.2}s | {rate:.0} | {:.0} MB |",
+            hwm / 1024.0
+        );
+        println!("{table}");
+        ctx.notes.push(format!(
+            "Growth (embedded SQLite, plain HTTP, fresh service per run):\n\n{table}"
+        ));
+        ctx.row(
+            "growth 1k → 10k → 100k",
+            "see the table below".into(),
+            "(reported)",
+            None,
+        );
+    }
+    Ok(())
+}
+
+async fn sc_csv(ctx: &mut Ctx, d: &Deployment, id: &str, n: usize) -> Result<()> {
+    let pid = d.api.pid();
+    let mut times = Vec::new();
+    let mut growths = Vec::new();
+    for _ in 0..ctx.opts.runs {
+        // Reset VmHWM to the current RSS, then also sample VmRSS while streaming.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        let rss0 = d.api.rss_kb();
+        let peak = Arc::new(AtomicU64::new(rss0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(proc_status_kb(pid, "VmRSS:"), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        let t0 = Instant::now();
+        let mut r = ctx
+            .http
+            .get(format!("{}/jobs/{id}/download", d.base))
+            .send()
+            .await?;
+        let mut bytes = 0usize;
+        let mut lines = 0usize;
+        while let Some(chunk) = r.chunk().await? {
+            bytes += chunk.len();
+            lines += chunk.iter().filter(|&&b| b == b'\n').count();
+        }
+        let t = t0.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let _ = sampler.join();
+        let hwm = d.api.hwm_kb();
+        let growth = peak.load(Ordering::Relaxed).max(hwm).saturating_sub(rss0);
+        println!(
+            "    CSV: {lines} lines, {:.1} MB in {t:.3}s; RSS {:.0} MB before, +{:.1} MB at peak",
+            bytes as f64 / 1e6,
+            mb(rss0),
+            mb(growth)
+        );
+        if lines != n + 1 {
+            eprintln!("    WARNING: expected {} lines", n + 1);
+        }
+        times.push(t);
+        growths.push(mb(growth));
+    }
+    let (t, g) = (median(&times), median(&growths));
+    ctx.row(
+        &format!("CSV download of {n} results"),
+        format!("{t:.3}s, RSS growth {g:.1} MB while streaming"),
+        "≤ 1 s, ≤ 20 MB",
+        Some(t <= 1.0 && g <= 20.0),
+    );
+    Ok(())
+}
+
+async fn sc_page(ctx: &mut Ctx, d: &Deployment, id: &str, n: usize) -> Result<()> {
+    let page = (n / 20).max(1);
+    let url = format!("{}/jobs/{id}/results?page={page}&per_page=20", d.base);
+    for _ in 0..5 {
+        ctx.http.get(&url).send().await?.bytes().await?;
+    }
+    let mut times = Vec::new();
+    let samples = 30 * ctx.opts.runs + 1;
+    for _ in 0..samples {
+        let t0 = Instant::now();
+        let r = ctx.http.get(&url).send().await?;
+        let ok = r.status().is_success();
+        let body = r.bytes().await?;
+        times.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if !ok || body.len() < 100 {
+            bail!("results page {page}: {}", String::from_utf8_lossy(&body));
+        }
+    }
+    let m = median(&times);
+    ctx.row(
+        &format!("results page {page} (per_page=20) of a {n}-result job"),
+        format!(
+            "{m:.2} ms median, p99 {:.2} ms ({samples} requests)",
+            percentile(&times, 99.0)
+        ),
+        "≤ 20 ms",
+        Some(m <= 20.0),
+    );
+    Ok(())
+}
+
+async fn sc_create(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.big;
+    let doms = domains(n);
+    let q = "mutation($d: [String!]!) { createJob(input: {clientId: \"bench\", domains: $d}) { id total } }";
+    for db in [Db::Sqlite, Db::Postgres] {
+        let mut times = Vec::new();
+        for _ in 0..ctx.opts.runs {
+            let d = ctx
+                .deploy(
+                    None,
+                    DeployOpts {
+                        db,
+                        workers: 0,
+                        api_no_worker: true,
+                        env: vec![],
+                        cache: false,
+                    },
+                )
+                .await?;
+            let body = json!({"query": q, "variables": {"d": doms}});
+            let t0 = Instant::now();
+            let v: Value = ctx
+                .http
+                .post(format!("{}/graphql", d.base))
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let t = t0.elapsed().as_secs_f64();
+            if v["data"]["createJob"]["total"].as_u64() != Some(n as u64) {
+                bail!("createJob: {v}");
+            }
+            println!("    createJob {n}: {t:.3}s");
+            times.push(t);
+        }
+        let t = median(&times);
+        let name = if db == Db::Sqlite {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        };
+        ctx.row(
+            &format!("GraphQL createJob with {n} domains, {name}"),
+            format!("{t:.3}s"),
+            "≤ 2 s",
+            Some(t <= 2.0),
+        );
+    }
+    Ok(())
+}
+
+async fn sc_cache(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let mut ratios = Vec::new();
+    let mut seconds = Vec::new();
+    let mut reqs = Vec::new();
+    for _ in 0..ctx.opts.runs {
+        let d = ctx
+            .deploy(
+                Some(&net),
+                DeployOpts {
+                    cache: true,
+                    ..embedded()
+                },
+            )
+            .await?;
+        let (first, _) = timed_job(ctx, &net, &d, n, None).await?;
+        let (second, _) = timed_job(ctx, &net, &d, n, None).await?;
+        ratios.push(first.wall / second.wall);
+        seconds.push(second.wall);
+        reqs.push(second.net.http + second.net.tls_refused + second.net.connections);
+    }
+    let r = median(&ratios);
+    let max_reqs = reqs.iter().copied().max().unwrap_or(0);
+    ctx.row(
+        &format!("cross-job cache: second job over the same {n} domains"),
+        format!(
+            "{r:.0}× faster (second job {:.3}s), {max_reqs} connections/requests to the fake internet",
+            median(&seconds)
+        ),
+        "≥ 20×, 0 requests",
+        Some(r >= 20.0 && max_reqs == 0),
+    );
+    Ok(())
+}
+
+async fn sc_profile(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let d = ctx.deploy(Some(&net), embedded()).await?;
+    let data = ctx.tmp.path().join("perf.data");
+    let perf = Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o"])
+        .arg(&data)
+        .args(["-p", &d.api.pid().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut perf) = perf else {
+        ctx.note("perf is not available; no profile".into());
+        return Ok(());
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (out, _) = timed_job(ctx, &net, &d, n, None).await?;
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "dso,symbol",
+            "-g",
+            "none",
+            "--percent-limit",
+            "1",
+            "-i",
+        ])
+        .arg(&data)
+        .output()?;
+    // Kept outside the repository for a closer look (`perf report -i … -G`).
+    let kept = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join("bench-perf.data");
+    if std::fs::copy(&data, &kept).is_ok() {
+        println!("    perf data kept at {}", kept.display());
+    }
+    let text = String::from_utf8_lossy(&report.stdout);
+    let top: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim_end().trim_end_matches(['-', ' ']))
+        .take(30)
+        .collect();
+    let top = top.join("\n");
+    println!("{top}");
+    ctx.notes.push(format!(
+        "perf profile of the service (cpu-clock, {n} domains, {:.2}s, service CPU {:.1}s, fake internet+harness CPU {:.1}s), self time by symbol, ≥ 1%:\n\n```\n{top}\n```",
+        out.wall, out.svc_cpu, out.harness_cpu
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscribers
+// ---------------------------------------------------------------------------------------------
+
+const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) { \
+    jobId status total completed failed progress results { domain status faviconUrl errorCode } } }";
+
+#[derive(Default)]
+struct SubOut {
+    events: usize,
+    completed: bool,
+    last: Option<Value>,
+    /// First arrival per site index, unix µs (measured subscribers only).
+    arrivals: Vec<i64>,
+    error: Option<String>,
+}
+
+async fn subscriber(
+    base: String,
+    id: String,
+    measured_n: Option<usize>,
+    ready: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+) -> SubOut {
+    let mut out = SubOut::default();
+    if let Some(n) = measured_n {
+        out.arrivals = vec![0; n];
+    }
+    let r = async {
+        let permit = gate.acquire().await?;
+        let url = format!("{}/graphql/ws", base.replacen("http://", "ws://", 1));
+        let mut req = url.into_client_request()?;
+        req.headers_mut()
+            .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+        drop(permit);
+        let text = |v: Value| Message::Text(v.to_string().into());
+        ws.send(text(json!({"type": "connection_init", "payload": {}})))
+            .await?;
+        ws.send(text(json!({"id": "1", "type": "subscribe",
+            "payload": {"query": SUBSCRIPTION, "variables": {"id": id}}})))
+            .await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        let mut first = true;
+        loop {
+            let Some(msg) = tokio::time::timeout_at(deadline, ws.next()).await? else {
+                bail!("socket closed before completion");
+            };
+            let now = unix_us();
+            let Message::Text(t) = msg? else { continue };
+            let t = t.as_str();
+            if t.contains("\"type\":\"next\"") {
+                out.events += 1;
+                if first {
+                    first = false;
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
+                if measured_n.is_some() {
+                    let v: Value = serde_json::from_str(t)?;
+                    let p = &v["payload"]["data"]["jobProgress"];
+                    if let Some(rs) = p["results"].as_array() {
+                        for r in rs {
+                            if let Some(i) = r["domain"].as_str().and_then(site_index)
+                                && let Some(slot) = out.arrivals.get_mut(i)
+                                && *slot == 0
+                            {
+                                *slot = now;
+                            }
+                        }
+                    }
+                    out.last = Some(p.clone());
+                } else {
+                    out.last = Some(Value::String(t.to_owned()));
+                }
+            } else if t.contains("\"type\":\"complete\"") {
+                out.completed = true;
+                break;
+            } else if t.contains("\"type\":\"error\"") {
+                bail!("error frame: {t}");
+            }
+        }
+        let _ = ws.close(None).await;
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if let Err(e) = r {
+        out.error = Some(format!("{e:#}"));
+    }
+    if let Some(Value::String(t)) = &out.last {
+        out.last = serde_json::from_str::<Value>(t)
+            .ok()
+            .map(|v| v["payload"]["data"]["jobProgress"].clone());
+    }
+    out
+}
+
+async fn sc_subscribers(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let subs = ctx.opts.subscribers;
+    let measured_every = (subs / 50).max(1);
+    let mut walls = Vec::new();
+    let mut d_fetched = Vec::new();
+    let mut d_icon = Vec::new();
+    let mut rss_idle = Vec::new();
+    let mut rss_subscribed = Vec::new();
+    let mut hwms = Vec::new();
+    let mut events = Vec::new();
+    let mut complete_all = true;
+    for _ in 0..ctx.opts.runs {
+        let net = FakeInternet::start(
+            NetOpts {
+                tls: false,
+                latency: Duration::ZERO,
+                sites: n,
+                low_ports: false,
+                gated: true,
+            },
+            ctx.tmp.path(),
+        )
+        .await?;
+        let d = ctx
+            .deploy(
+                Some(&net),
+                DeployOpts {
+                    env: vec![("WS_MAX_SUBSCRIPTIONS", "10".into())],
+                    ..embedded()
+                },
+            )
+            .await?;
+        let rss0 = d.api.rss_kb();
+        // The job starts, but the fake internet holds every request until all are subscribed.
+        let created = post_job(&ctx.http, &d.base, &domains(n), None).await?;
+        let id = created["job_id"].as_str().unwrap_or_default().to_owned();
+        let ready = Arc::new(AtomicUsize::new(0));
+        let conn_gate = Arc::new(tokio::sync::Semaphore::new(64));
+        let t_sub = Instant::now();
+        let handles: Vec<_> = (0..subs)
+            .map(|i| {
+                tokio::spawn(subscriber(
+                    d.base.clone(),
+                    id.clone(),
+                    (i % measured_every == 0).then_some(n),
+                    ready.clone(),
+                    conn_gate.clone(),
+                ))
+            })
+            .collect();
+        while ready.load(Ordering::Relaxed) < subs && t_sub.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rss1 = d.api.rss_kb();
+        println!(
+            "    {} of {subs} subscribed in {:.2}s; service RSS {:.0} MB → {:.0} MB",
+            ready.load(Ordering::Relaxed),
+            t_sub.elapsed().as_secs_f64(),
+            mb(rss0),
+            mb(rss1)
+        );
+        let t0 = Instant::now();
+        net.open_gate();
+        wait_job(&ctx.http, &d.base, &id, job_limit(n)).await?;
+        let wall = t0.elapsed().as_secs_f64();
+        let mut outs = Vec::new();
+        for h in handles {
+            outs.push(h.await?);
+        }
+        let hwm = d.api.hwm_kb();
+        // fetched_at of every result, read back from the API.
+        let mut fetched = vec![0i64; n];
+        let mut page = 1;
+        loop {
+            let v: Value = ctx
+                .http
+                .get(format!(
+                    "{}/jobs/{id}/results?page={page}&per_page=500",
+                    d.base
+                ))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let rs = v["results"].as_array().cloned().unwrap_or_default();
+            for r in &rs {
+                if let (Some(i), Some(t)) = (
+                    r["domain"].as_str().and_then(site_index),
+                    r["fetched_at"].as_str(),
+                ) && i < n
+                {
+                    fetched[i] = chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.timestamp_micros())
+                        .unwrap_or(0);
+                }
+            }
+            if rs.len() < 500 {
+                break;
+            }
+            page += 1;
+        }
+        let mut dd_f = Vec::new();
+        let mut dd_i = Vec::new();
+        for o in outs.iter().filter(|o| !o.arrivals.is_empty()) {
+            for (i, &a) in o.arrivals.iter().enumerate() {
+                if a == 0 {
+                    continue;
+                }
+                if fetched[i] > 0 {
+                    dd_f.push((a - fetched[i]) as f64 / 1000.0);
+                }
+                let icon = net.net.icon_seen[i].load(Ordering::Relaxed);
+                if icon > 0 {
+                    dd_i.push((a - icon) as f64 / 1000.0);
+                }
+            }
+        }
+        let errors: Vec<&String> = outs.iter().filter_map(|o| o.error.as_ref()).collect();
+        let done = outs.iter().filter(|o| o.completed).count();
+        let final_ok = outs
+            .iter()
+            .filter(|o| {
+                o.last.as_ref().is_some_and(|l| {
+                    l["completed"].as_i64().unwrap_or(0) + l["failed"].as_i64().unwrap_or(0)
+                        == n as i64
+                })
+            })
+            .count();
+        let ev: Vec<f64> = outs.iter().map(|o| o.events as f64).collect();
+        let measured_results: usize = outs
+            .iter()
+            .map(|o| o.arrivals.iter().filter(|&&a| a > 0).count())
+            .sum();
+        let measured = outs.iter().filter(|o| !o.arrivals.is_empty()).count();
+        println!(
+            "    job {wall:.2}s after the gate opened; {done}/{subs} completed, {final_ok} saw the final counts, {} errors{}; events/subscriber min {} median {} max {}; {measured} measured subscribers received {measured_results} of {} results; delay after fetched_at median {:.0} ms p99 {:.0} ms; after the icon request median {:.0} ms p99 {:.0} ms; HWM {:.0} MB",
+            errors.len(),
+            errors
+                .first()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default(),
+            percentile(&ev, 0.0),
+            median(&ev),
+            percentile(&ev, 100.0),
+            measured * n,
+            median(&dd_f),
+            percentile(&dd_f, 99.0),
+            median(&dd_i),
+            percentile(&dd_i, 99.0),
+            mb(hwm)
+        );
+        complete_all &= done == subs && final_ok == subs && measured_results == measured * n;
+        walls.push(wall);
+        d_fetched.push((median(&dd_f), percentile(&dd_f, 99.0)));
+        d_icon.push((median(&dd_i), percentile(&dd_i, 99.0)));
+        rss_idle.push(mb(rss0));
+        rss_subscribed.push(mb(rss1));
+        hwms.push(mb(hwm));
+        events.push(median(&ev));
+    }
+    let m = |v: &[(f64, f64)], k: usize| {
+        median(
+            &v.iter()
+                .map(|p| if k == 0 { p.0 } else { p.1 })
+                .collect::<Vec<_>>(),
+        )
+    };
+    ctx.row(
+        &format!("{subs} jobProgress subscribers (graphql-transport-ws) to one {n}-domain job"),
+        format!(
+            "service RSS {:.0} MB idle → {:.0} MB with all subscribed → peak {:.0} MB; {:.0} events per subscriber (median); every subscriber completed with the final counts and every result: {}; delay from a result's fetched_at to its event at the subscriber median {:.0} ms, p99 {:.0} ms (from the fake internet's icon request: median {:.0} ms, p99 {:.0} ms); job wall {:.2}s",
+            median(&rss_idle),
+            median(&rss_subscribed),
+            median(&hwms),
+            median(&events),
+            if complete_all { "yes" } else { "NO" },
+            m(&d_fetched, 0),
+            m(&d_fetched, 1),
+            m(&d_icon, 0),
+            m(&d_icon, 1),
+            median(&walls)
+        ),
+        "(reported; issue 5)",
+        Some(complete_all),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+fn build_binary(o: &Opts) -> Result<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("target"));
+    let target = if target.is_relative() {
+        manifest.join(target)
+    } else {
+        target
+    };
+    if o.build {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        // Cargo sets CARGO_* (and OUT_DIR, LD_LIBRARY_PATH) for the bench process; a nested build
+        // that saw them would fingerprint build scripts differently and rebuild everything.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            let keep = matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+            if (k.starts_with("CARGO_") && !keep) || k == "OUT_DIR" || k == "LD_LIBRARY_PATH" {
+                cmd.env_remove(&k);
+            }
+        }
+        let st = cmd
+            .args(["build", "--release", "--bin", "favicon-finder"])
+            .current_dir(manifest)
+            .status()?;
+        if !st.success() {
+            bail!("cargo build --release failed");
+        }
+    }
+    let bin = target.join("release/favicon-finder");
+    if !bin.exists() {
+        bail!("{} missing (run cargo build --release)", bin.display());
+    }
+    Ok(bin)
+}
+
+fn append_report(ctx: &Ctx, started: &str, load0: &str, secs: f64) -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let mut s = String::new();
+    if !path.exists() {
+        s.push_str("# Benchmarks\n\nFigures appended by `benches/harness.rs`.\n");
+    }
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let _ = write!(
+        s,
+        "\n## Run of {started}\n\n`cargo bench --bench harness -- {}`\n\n\
+         nproc {cores}; commit {commit} (plus the working tree); load average at start {load0}, at end {}; {:.0} s in all; {} runs per figure unless stated.\n\n\
+         | figure | measured (median) | target | result |\n| --- | --- | --- | --- |\n",
+        ctx.opts.args.join(" "),
+        loadavg(),
+        secs,
+        ctx.opts.runs,
+    );
+    for r in &ctx.rows {
+        let verdict = match r.pass {
+            Some(true) => "pass",
+            Some(false) => "**FAIL**",
+            None => "-",
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {verdict} |",
+            r.figure,
+            r.value.replace('|', "\\|"),
+            r.target
+        );
+    }
+    for n in &ctx.notes {
+        let _ = write!(s, "\n{n}\n");
+    }
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    f.write_all(s.as_bytes())?;
+    println!("appended to {}", path.display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let opts = Opts::parse()?;
+    let bin = build_binary(&opts)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let started = chrono::Local::now()
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string();
+        let load0 = loadavg();
+        let t0 = Instant::now();
+        let mut ctx = Ctx {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(4)
+                .build()?,
+            tmp: tempfile::Builder::new().prefix("ffbench-").tempdir()?,
+            bin,
+            opts: opts.clone(),
+            rows: vec![],
+            notes: vec![],
+            plain_runs: vec![],
+        };
+        println!(
+            "favicon-finder bench: {:?}, {} domains, {} runs, big job {}, load {load0}",
+            opts.scenarios, opts.domains, opts.runs, opts.big
+        );
+        let mut big_done = false;
+        for s in &opts.scenarios {
+            println!("== {s}");
+            let r = match s.as_str() {
+                "throughput" => sc_throughput(&mut ctx).await,
+                "postgres" => sc_postgres(&mut ctx).await,
+                "latency" => sc_latency(&mut ctx).await,
+                "limit" => sc_limit(&mut ctx).await,
+                "peer" => sc_peer(&mut ctx).await,
+                "rss" | "csv" | "page" | "growth" if !big_done => {
+                    big_done = true;
+                    sc_big(&mut ctx).await
+                }
+                "rss" | "csv" | "page" | "growth" => Ok(()),
+                "create" => sc_create(&mut ctx).await,
+                "cache" => sc_cache(&mut ctx).await,
+                "subscribers" => sc_subscribers(&mut ctx).await,
+                "profile" => sc_profile(&mut ctx).await,
+                _ => unreachable!(),
+            };
+            if let Err(e) = r {
+                let msg = format!("{e:#}");
+                eprintln!("  scenario {s} failed: {msg}");
+                ctx.row(
+                    &format!("scenario {s}"),
+                    format!("error: {}", msg.lines().next().unwrap_or("")),
+                    "runs",
+                    Some(false),
+                );
+            }
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        if ctx.opts.append {
+            append_report(&ctx, &started, &load0, secs)?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+}
