@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_tables;
 mod m20261128_000002_result_cached;
+mod m20261128_000003_claim_index;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_create_tables::Migration),
             Box::new(m20261128_000002_result_cached::Migration),
+            Box::new(m20261128_000003_claim_index::Migration),
         ]
     }
 }

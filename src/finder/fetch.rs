@@ -361,8 +361,12 @@ impl Fetcher {
             // A proxy would resolve names itself and bypass the guard.
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(2)
+            // Every domain is its own host: a connection is reused between a site's page and
+            // its icons, milliseconds apart, and rarely after. A long idle timeout kept one
+            // open socket per finished domain (thousands of descriptors and hundreds of MB
+            // in a large job, see BENCHMARKS.md).
+            .pool_idle_timeout(Duration::from_secs(2))
+            .pool_max_idle_per_host(1)
             .user_agent(config.user_agent.clone());
         if let Some(path) = &config.extra_root_certs {
             let pem = std::fs::read(path).map_err(|e| {
