@@ -365,7 +365,7 @@ impl Fetcher {
             // its icons, milliseconds apart, and rarely after. A long idle timeout kept one
             // open socket per finished domain (thousands of descriptors and hundreds of MB
             // in a large job, see BENCHMARKS.md).
-            .pool_idle_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(1)
             .user_agent(config.user_agent.clone());
         if let Some(path) = &config.extra_root_certs {
