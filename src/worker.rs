@@ -86,11 +86,6 @@ impl WorkerPool {
         }
     }
 
-    /// This process's lease-owner id.
-    pub fn owner(&self) -> Uuid {
-        self.owner
-    }
-
     /// Runs until `shutdown` is cancelled, then drains within the grace period.
     pub async fn run(self, shutdown: CancellationToken) {
         let settings = self.settings.clone();

@@ -276,11 +276,6 @@ impl Finder {
         })
     }
 
-    /// The configuration this finder was built with.
-    pub fn config(&self) -> &FinderConfig {
-        &self.config
-    }
-
     /// Finds the favicon of one already-normalised domain (lowercase ASCII hostname, e.g.
     /// "example.com"). Never panics on hostile input, always returns within config.timeout
     /// (+ small slack).
