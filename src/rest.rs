@@ -8,6 +8,7 @@ use crate::app::AppState;
 use crate::entities::result;
 use crate::error::{AppError, AppResult, code};
 use crate::jobs::{self, Entry, Page};
+use crate::store::ExportRow;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -252,7 +253,7 @@ async fn download(State(state): State<AppState>, Path(id): Path<String>) -> AppR
 }
 
 /// Serialises a chunk of rows, after the header row when `with_header`.
-fn csv_chunk(with_header: bool, rows: &[result::Model]) -> Result<Bytes, csv::Error> {
+fn csv_chunk(with_header: bool, rows: &[ExportRow]) -> Result<Bytes, csv::Error> {
     let mut writer = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 120 + 128));
     if with_header {
         writer.write_record(CSV_HEADER)?;

@@ -32,14 +32,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Rows per multi-row insert: 9 bound values each stays below SQLite's 32,766 and PostgreSQL's
-/// 65,535 bind-parameter limits.
-const INSERT_CHUNK: usize = 3_000;
+/// Result rows per insert statement: each statement binds a handful of arrays (or one JSON text
+/// on SQLite), so this only bounds the statement's size, not its parameter count.
+const INSERT_CHUNK: usize = 10_000;
 /// The PostgreSQL advisory lock key that serialises migrations across processes (any constant
 /// this database's other users do not take; it spells "favicon" in ASCII).
 const MIGRATION_LOCK: i64 = 0x66_6176_6963_6f6e;
-/// Rows per read when streaming a job's results.
-pub const STREAM_CHUNK: usize = 1_000;
+/// The pending-rows filter as a literal: the claim index is partial on exactly this clause
+/// (migration 4), and a bound parameter in its place would not match it.
+const PENDING: &str = "status = 'pending'";
+/// Rows per read when streaming a job's results: large enough that round trips do not
+/// dominate, small enough that a chunk is a couple of megabytes.
+pub const STREAM_CHUNK: usize = 5_000;
 
 /// The database handle with the queries the service needs.
 #[derive(Clone, Debug)]
@@ -65,8 +69,6 @@ impl CachePolicy {
     };
 }
 
-/// Domains looked up per cache query (an `IN` list).
-const CACHE_LOOKUP_CHUNK: usize = 500;
 
 /// A job with its client's name, as the API shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +77,37 @@ pub struct JobView {
     pub job: job::Model,
     /// The caller's `client_id`.
     pub client_name: String,
+}
+
+/// The columns of one result that the CSV export writes.
+#[derive(Clone, Debug, PartialEq, sea_orm::FromQueryResult)]
+pub struct ExportRow {
+    /// Place in the job, for paging through it.
+    pub position: i32,
+    /// The domain.
+    pub domain: String,
+    /// Outcome so far.
+    pub status: ResultStatus,
+    /// The chosen icon, on success.
+    pub favicon_url: Option<String>,
+    /// Human-readable failure.
+    pub error: Option<String>,
+    /// Tries started so far.
+    pub tries: i32,
+    /// Failure category code.
+    pub error_code: Option<String>,
+    /// The home page after redirects.
+    pub final_url: Option<String>,
+    /// Sniffed mime of the chosen icon.
+    pub mime: Option<String>,
+    /// Real width of the chosen icon.
+    pub width: Option<i32>,
+    /// Real height of the chosen icon.
+    pub height: Option<i32>,
+    /// When the outcome was produced.
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// Copied from an earlier job's result.
+    pub cached: bool,
 }
 
 /// A row a worker has claimed and must now find.
@@ -239,12 +272,12 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))?;
-        let cached = cached_outcomes(&txn, domains, cache, now).await?;
-        let completed = cached
+        let hits = cache_hits(&txn, domains, cache, now).await?;
+        let completed = hits
             .values()
-            .filter(|r| r.status == ResultStatus::Success)
+            .filter(|h| h.status == ResultStatus::Success)
             .count() as i32;
-        let failed = cached.len() as i32 - completed;
+        let failed = hits.len() as i32 - completed;
         let total = domains.len() as i32;
         let job = job::Model {
             id: Uuid::now_v7(),
@@ -263,52 +296,18 @@ impl Store {
         job::Entity::insert(job::ActiveModel::from(job.clone()))
             .exec_without_returning(&txn)
             .await?;
-        let mut pending = Vec::with_capacity(domains.len() - cached.len());
-        let mut copies = Vec::with_capacity(cached.len());
-        for (position, domain) in domains.iter().enumerate() {
-            let position = position as i32;
-            match cached.get(domain.as_str()) {
-                None => pending.push(result::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    job_id: Set(job.id),
-                    position: Set(position),
-                    domain: Set(domain.as_str().to_owned()),
-                    status: Set(ResultStatus::Pending),
-                    tries: Set(0),
-                    run_at: Set(now),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                    ..Default::default()
-                }),
-                Some(earlier) => copies.push(result::ActiveModel::from(result::Model {
-                    id: Uuid::now_v7(),
-                    job_id: job.id,
-                    position,
-                    tries: 0,
-                    cached: true,
-                    run_at: now,
-                    lease_owner: None,
-                    lease_until: None,
-                    created_at: now,
-                    updated_at: now,
-                    ..earlier.clone()
-                })),
-            }
-        }
-        // Pending rows bind 9 values each, copies every column: chunk each to stay under the
-        // bind-parameter limits.
-        let mut pending = pending.into_iter().peekable();
-        while pending.peek().is_some() {
-            let chunk: Vec<_> = pending.by_ref().take(INSERT_CHUNK).collect();
-            result::Entity::insert_many(chunk)
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        let mut copies = copies.into_iter().peekable();
-        while copies.peek().is_some() {
-            let chunk: Vec<_> = copies.by_ref().take(INSERT_CHUNK / 3).collect();
-            result::Entity::insert_many(chunk)
-                .exec_without_returning(&txn)
+        let rows: Vec<NewRow> = domains
+            .iter()
+            .enumerate()
+            .map(|(position, domain)| NewRow {
+                id: Uuid::now_v7(),
+                position: position as i32,
+                domain: domain.as_str(),
+                source: hits.get(domain.as_str()).map(|h| h.id),
+            })
+            .collect();
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            txn.execute_raw(insert_results(self.backend(), job.id, now, chunk))
                 .await?;
         }
         txn.commit().await?;
@@ -473,8 +472,7 @@ impl Store {
     /// Unfinished rows: (waiting to be claimed, leased by a worker now).
     pub async fn queue_depth(&self) -> Result<(i64, i64), DbErr> {
         let now = now();
-        let pending =
-            result::Entity::find().filter(result::Column::Status.eq(ResultStatus::Pending));
+        let pending = result::Entity::find().filter(Expr::cust(PENDING));
         let leased = pending
             .clone()
             .filter(result::Column::LeaseUntil.gte(now))
@@ -484,17 +482,42 @@ impl Store {
         Ok((all as i64 - leased as i64, leased as i64))
     }
 
-    /// Every result of a job in submission order, read in chunks so memory stays flat.
+    /// Every result of a job in submission order, as the CSV export needs it, read in chunks
+    /// so memory stays flat.
     pub fn results_stream(
         &self,
         job_id: Uuid,
-    ) -> impl Stream<Item = Result<Vec<result::Model>, DbErr>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Vec<ExportRow>, DbErr>> + Send + 'static {
         let store = self.clone();
         futures::stream::try_unfold(0i32, move |next| {
             let store = store.clone();
             async move {
-                let rows = store
-                    .results_from(job_id, next, STREAM_CHUNK as u64)
+                use result::Column as C;
+                // Only the exported columns: decoding the candidates JSON of every row cost
+                // more than writing the CSV (see BENCHMARKS.md).
+                let rows = result::Entity::find()
+                    .select_only()
+                    .columns([
+                        C::Position,
+                        C::Domain,
+                        C::Status,
+                        C::FaviconUrl,
+                        C::Error,
+                        C::Tries,
+                        C::ErrorCode,
+                        C::FinalUrl,
+                        C::Mime,
+                        C::Width,
+                        C::Height,
+                        C::FetchedAt,
+                        C::Cached,
+                    ])
+                    .filter(C::JobId.eq(job_id))
+                    .filter(C::Position.gte(next))
+                    .order_by_asc(C::Position)
+                    .limit(STREAM_CHUNK as u64)
+                    .into_model::<ExportRow>()
+                    .all(&store.db)
                     .await?;
                 match rows.last() {
                     None => Ok(None),
@@ -702,7 +725,7 @@ impl Store {
     pub async fn reap_exhausted(&self, max_tries: u32) -> Result<Vec<JobUpdate>, DbErr> {
         let now = now();
         let stuck = result::Entity::find()
-            .filter(result::Column::Status.eq(ResultStatus::Pending))
+            .filter(Expr::cust(PENDING))
             .filter(result::Column::Tries.gte(max_tries as i32))
             .filter(result::Column::LeaseUntil.lt(now))
             .limit(500)
@@ -738,51 +761,157 @@ impl Store {
     }
 }
 
+/// A finished result an earlier job stored that a new job may copy instead of fetching.
+struct CacheHit {
+    /// The row to copy.
+    id: Uuid,
+    /// Its status, for the new job's counters.
+    status: ResultStatus,
+}
+
 /// The most recent reusable finished result of each domain, by domain.
-async fn cached_outcomes(
+///
+/// Only ids and what the policy needs are read: the copying happens inside the database (see
+/// [`insert_results`]), so a cached job costs one lookup and one insert, not a row round trip.
+async fn cache_hits(
     txn: &sea_orm::DatabaseTransaction,
     domains: &[Domain],
     cache: CachePolicy,
     now: DateTime<Utc>,
-) -> Result<HashMap<String, result::Model>, DbErr> {
+) -> Result<HashMap<String, CacheHit>, DbErr> {
     let mut found = HashMap::new();
-    if cache.max_age.is_zero() {
+    if cache.max_age.is_zero() || domains.is_empty() {
         return Ok(found);
     }
     let age = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     let success_cutoff = age(cache.max_age);
     let failure_cutoff = age(cache.failure_max_age.min(cache.max_age));
-    for chunk in domains.chunks(CACHE_LOOKUP_CHUNK) {
-        let rows = result::Entity::find()
-            .filter(result::Column::Domain.is_in(chunk.iter().map(|d| d.as_str())))
-            .filter(result::Column::Status.ne(ResultStatus::Pending))
-            // failure_max_age ≤ max_age, so the success cutoff is the older one.
-            .filter(result::Column::FetchedAt.gte(success_cutoff))
-            .order_by_desc(result::Column::FetchedAt)
-            .all(txn)
-            .await?;
-        // Newest first: the most recent outcome of a domain decides, so an old success does
-        // not outlive a newer failure that says the site changed.
-        for row in rows {
-            found.entry(row.domain.clone()).or_insert(row);
-        }
-    }
-    found.retain(|_, row| {
-        let fetched_at = row.fetched_at.unwrap_or(now);
-        match row.status {
+    let backend = txn.get_database_backend();
+    let names = domains.iter().map(|d| d.as_str());
+    let (domain_list, names) = match backend {
+        DbBackend::Postgres => (
+            "SELECT unnest($1::text[])",
+            sea_orm::Value::from(names.map(str::to_owned).collect::<Vec<_>>()),
+        ),
+        _ => (
+            "SELECT value FROM json_each($1)",
+            serde_json::to_string(&names.collect::<Vec<_>>())
+                .map_err(|e| DbErr::Custom(e.to_string()))?
+                .into(),
+        ),
+    };
+    // The newest fetch of a domain decides, so an old success does not outlive a newer failure
+    // that says the site changed. Copies are skipped: they repeat a fetch, and a domain asked
+    // for by many jobs would otherwise make every lookup read all its copies. failure_max_age ≤
+    // max_age, so the success cutoff is the older one and bounds the scan. The `cached` and
+    // `status` terms repeat the partial index's clause (migration 4) so SQLite uses it.
+    let sql = format!(
+        "SELECT id, domain, status, error_code, fetched_at FROM ( \
+           SELECT id, domain, status, error_code, fetched_at, \
+             ROW_NUMBER() OVER (PARTITION BY domain ORDER BY fetched_at DESC) AS newest \
+           FROM result WHERE domain IN ({domain_list}) \
+             AND cached = false AND status <> 'pending' AND fetched_at >= $2) AS latest \
+         WHERE newest = 1"
+    );
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [names, success_cutoff.into()],
+        ))
+        .await?;
+    for row in rows {
+        let status: ResultStatus = row.try_get("", "status")?;
+        let error_code: Option<String> = row.try_get("", "error_code")?;
+        let fetched_at: DateTime<Utc> = row.try_get("", "fetched_at")?;
+        let reusable = match status {
             ResultStatus::Success => fetched_at >= success_cutoff,
             ResultStatus::Failed => {
                 fetched_at >= failure_cutoff
-                    && row
-                        .error_code
+                    && error_code
                         .as_deref()
                         .and_then(ErrorCategory::from_code)
                         .is_some_and(|c| !c.is_transient())
             }
             ResultStatus::Pending => false,
+        };
+        if reusable {
+            let id = row.try_get("", "id")?;
+            found.insert(row.try_get("", "domain")?, CacheHit { id, status });
         }
-    });
+    }
     Ok(found)
+}
+
+/// One result row of a new job.
+struct NewRow<'a> {
+    id: Uuid,
+    position: i32,
+    domain: &'a str,
+    /// The earlier result to copy (a cache hit); `None` makes a `pending` row.
+    source: Option<Uuid>,
+}
+
+/// One statement that inserts `rows` into job `job_id`: pending rows, and copies of cache hits
+/// made inside the database.
+///
+/// The rows travel as a few arrays (PostgreSQL) or one JSON text (SQLite) rather than as bound
+/// values per column per row: binding and parsing those dominated creating a 100,000-domain
+/// job (see BENCHMARKS.md).
+fn insert_results(
+    backend: DbBackend,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+    rows: &[NewRow<'_>],
+) -> Statement {
+    // A row without a source joins the nil id, which no result has.
+    let source = |r: &NewRow<'_>| r.source.unwrap_or(Uuid::nil());
+    let (rows_sql, values): (&str, Vec<sea_orm::Value>) = match backend {
+        DbBackend::Postgres => (
+            "SELECT * FROM unnest($3::uuid[], $4::int4[], $5::text[], $6::uuid[]) \
+               AS s(id, position, domain, source)",
+            vec![
+                rows.iter().map(|r| r.id).collect::<Vec<_>>().into(),
+                rows.iter().map(|r| r.position).collect::<Vec<_>>().into(),
+                rows.iter()
+                    .map(|r| r.domain.to_owned())
+                    .collect::<Vec<_>>()
+                    .into(),
+                rows.iter().map(source).collect::<Vec<_>>().into(),
+            ],
+        ),
+        _ => {
+            // sqlx stores a UUID as a 16-byte blob on SQLite; hex travels in JSON.
+            let json: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!([
+                        r.id.simple().to_string(),
+                        r.position,
+                        r.domain,
+                        source(r).simple().to_string()
+                    ])
+                })
+                .collect();
+            (
+                "SELECT unhex(value ->> 0) AS id, value ->> 1 AS position, \
+                   value ->> 2 AS domain, unhex(value ->> 3) AS source FROM json_each($3)",
+                vec![serde_json::Value::Array(json).to_string().into()],
+            )
+        }
+    };
+    let sql = format!(
+        "INSERT INTO result (id, job_id, position, domain, status, favicon_url, error, \
+           error_code, tries, final_url, mime, width, height, candidates, fetched_at, cached, \
+           run_at, created_at, updated_at) \
+         SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), p.favicon_url, \
+           p.error, p.error_code, 0, p.final_url, p.mime, p.width, p.height, p.candidates, \
+           p.fetched_at, p.id IS NOT NULL, $2, $2, $2 \
+         FROM ({rows_sql}) AS s LEFT JOIN result p ON p.id = s.source"
+    );
+    let mut all = vec![job_id.into(), now.into()];
+    all.extend(values);
+    Statement::from_sql_and_values(backend, sql, all)
 }
 
 /// An update of result rows that clears their lease.

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_tables;
 mod m20261128_000002_result_cached;
 mod m20261128_000003_claim_index;
+mod m20261129_000004_partial_indexes;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_tables::Migration),
             Box::new(m20261128_000002_result_cached::Migration),
             Box::new(m20261128_000003_claim_index::Migration),
+            Box::new(m20261129_000004_partial_indexes::Migration),
         ]
     }
 }
