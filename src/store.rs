@@ -28,7 +28,7 @@ use sea_orm::{
     DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionTrait,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -41,9 +41,9 @@ const MIGRATION_LOCK: i64 = 0x66_6176_6963_6f6e;
 /// The pending-rows filter as a literal: the claim index is partial on exactly this clause
 /// (migration 4), and a bound parameter in its place would not match it.
 const PENDING: &str = "status = 'pending'";
-/// Rows per read when streaming a job's results: large enough that round trips do not
-/// dominate, small enough that a chunk is a couple of megabytes.
-pub const STREAM_CHUNK: usize = 5_000;
+/// Rows per read when streaming a job's results. Larger chunks were no faster once only the
+/// exported columns are read, and 5,000 grew the RSS by 26 MB instead of 10 (BENCHMARKS.md).
+pub const STREAM_CHUNK: usize = 1_000;
 
 /// The database handle with the queries the service needs.
 #[derive(Clone, Debug)]
@@ -68,7 +68,6 @@ impl CachePolicy {
         failure_max_age: Duration::ZERO,
     };
 }
-
 
 /// A job with its client's name, as the API shows it.
 #[derive(Clone, Debug, PartialEq)]
@@ -272,42 +271,64 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))?;
-        let hits = cache_hits(&txn, domains, cache, now).await?;
-        let completed = hits
-            .values()
-            .filter(|h| h.status == ResultStatus::Success)
-            .count() as i32;
-        let failed = hits.len() as i32 - completed;
         let total = domains.len() as i32;
-        let job = job::Model {
+        let mut job = job::Model {
             id: Uuid::now_v7(),
             client_id: client.id,
-            status: match (completed + failed == total, completed) {
-                (false, _) => JobStatus::Processing,
-                (true, 0) if total > 0 => JobStatus::Failed,
-                (true, _) => JobStatus::Completed,
-            },
+            status: JobStatus::Processing,
             total,
-            completed,
-            failed,
+            completed: 0,
+            failed: 0,
             created_at: now,
             updated_at: now,
         };
         job::Entity::insert(job::ActiveModel::from(job.clone()))
             .exec_without_returning(&txn)
             .await?;
-        let rows: Vec<NewRow> = domains
-            .iter()
-            .enumerate()
-            .map(|(position, domain)| NewRow {
-                id: Uuid::now_v7(),
-                position: position as i32,
-                domain: domain.as_str(),
-                source: hits.get(domain.as_str()).map(|h| h.id),
-            })
-            .collect();
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            txn.execute_raw(insert_results(self.backend(), job.id, now, chunk))
+        let reuse = Cutoffs::new(cache, now);
+        for (n, chunk) in domains.chunks(INSERT_CHUNK).enumerate() {
+            let first = (n * INSERT_CHUNK) as i32;
+            txn.execute_raw(insert_results(
+                self.backend(),
+                job.id,
+                now,
+                reuse,
+                first,
+                chunk,
+            ))
+            .await?;
+        }
+        if reuse.is_some() {
+            let copied = txn
+                .query_all_raw(Statement::from_sql_and_values(
+                    self.backend(),
+                    "SELECT status, COUNT(*) AS n FROM result \
+                     WHERE job_id = $1 AND cached = true GROUP BY status",
+                    [job.id.into()],
+                ))
+                .await?;
+            for row in copied {
+                let n = row.try_get::<i64>("", "n")? as i32;
+                match row.try_get::<ResultStatus>("", "status")? {
+                    ResultStatus::Success => job.completed = n,
+                    _ => job.failed += n,
+                }
+            }
+        }
+        if job.completed + job.failed > 0 || total == 0 {
+            if job.completed + job.failed == total {
+                job.status = if job.completed == 0 && total > 0 {
+                    JobStatus::Failed
+                } else {
+                    JobStatus::Completed
+                };
+            }
+            job::Entity::update_many()
+                .col_expr(job::Column::Status, Expr::value(job.status))
+                .col_expr(job::Column::Completed, Expr::value(job.completed))
+                .col_expr(job::Column::Failed, Expr::value(job.failed))
+                .filter(job::Column::Id.eq(job.id))
+                .exec(&txn)
                 .await?;
         }
         txn.commit().await?;
@@ -761,142 +782,114 @@ impl Store {
     }
 }
 
-/// A finished result an earlier job stored that a new job may copy instead of fetching.
-struct CacheHit {
-    /// The row to copy.
-    id: Uuid,
-    /// Its status, for the new job's counters.
-    status: ResultStatus,
+/// The cutoffs of a [`CachePolicy`] at one moment; `None` when the cache is off.
+#[derive(Clone, Copy, Debug)]
+struct Cutoffs {
+    /// A success fetched at or after this may be reused.
+    success: DateTime<Utc>,
+    /// A permanent failure fetched at or after this may be reused.
+    failure: DateTime<Utc>,
 }
 
-/// The most recent reusable finished result of each domain, by domain.
-///
-/// Only ids and what the policy needs are read: the copying happens inside the database (see
-/// [`insert_results`]), so a cached job costs one lookup and one insert, not a row round trip.
-async fn cache_hits(
-    txn: &sea_orm::DatabaseTransaction,
-    domains: &[Domain],
-    cache: CachePolicy,
-    now: DateTime<Utc>,
-) -> Result<HashMap<String, CacheHit>, DbErr> {
-    let mut found = HashMap::new();
-    if cache.max_age.is_zero() || domains.is_empty() {
-        return Ok(found);
-    }
-    let age = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-    let success_cutoff = age(cache.max_age);
-    let failure_cutoff = age(cache.failure_max_age.min(cache.max_age));
-    let backend = txn.get_database_backend();
-    let names = domains.iter().map(|d| d.as_str());
-    let (domain_list, names) = match backend {
-        DbBackend::Postgres => (
-            "SELECT unnest($1::text[])",
-            sea_orm::Value::from(names.map(str::to_owned).collect::<Vec<_>>()),
-        ),
-        _ => (
-            "SELECT value FROM json_each($1)",
-            serde_json::to_string(&names.collect::<Vec<_>>())
-                .map_err(|e| DbErr::Custom(e.to_string()))?
-                .into(),
-        ),
-    };
-    // The newest fetch of a domain decides, so an old success does not outlive a newer failure
-    // that says the site changed. Copies are skipped: they repeat a fetch, and a domain asked
-    // for by many jobs would otherwise make every lookup read all its copies. failure_max_age ≤
-    // max_age, so the success cutoff is the older one and bounds the scan. The `cached` and
-    // `status` terms repeat the partial index's clause (migration 4) so SQLite uses it.
-    let sql = format!(
-        "SELECT id, domain, status, error_code, fetched_at FROM ( \
-           SELECT id, domain, status, error_code, fetched_at, \
-             ROW_NUMBER() OVER (PARTITION BY domain ORDER BY fetched_at DESC) AS newest \
-           FROM result WHERE domain IN ({domain_list}) \
-             AND cached = false AND status <> 'pending' AND fetched_at >= $2) AS latest \
-         WHERE newest = 1"
-    );
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [names, success_cutoff.into()],
-        ))
-        .await?;
-    for row in rows {
-        let status: ResultStatus = row.try_get("", "status")?;
-        let error_code: Option<String> = row.try_get("", "error_code")?;
-        let fetched_at: DateTime<Utc> = row.try_get("", "fetched_at")?;
-        let reusable = match status {
-            ResultStatus::Success => fetched_at >= success_cutoff,
-            ResultStatus::Failed => {
-                fetched_at >= failure_cutoff
-                    && error_code
-                        .as_deref()
-                        .and_then(ErrorCategory::from_code)
-                        .is_some_and(|c| !c.is_transient())
-            }
-            ResultStatus::Pending => false,
-        };
-        if reusable {
-            let id = row.try_get("", "id")?;
-            found.insert(row.try_get("", "domain")?, CacheHit { id, status });
+/// What a new job may reuse, if anything.
+type Reuse = Option<Cutoffs>;
+
+impl Cutoffs {
+    fn new(cache: CachePolicy, now: DateTime<Utc>) -> Reuse {
+        if cache.max_age.is_zero() {
+            return None;
         }
+        let age =
+            |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        Some(Self {
+            success: age(cache.max_age),
+            // failure_max_age ≤ max_age, so the success cutoff is the older one and bounds
+            // the search.
+            failure: age(cache.failure_max_age.min(cache.max_age)),
+        })
     }
-    Ok(found)
 }
 
-/// One result row of a new job.
-struct NewRow<'a> {
-    id: Uuid,
-    position: i32,
-    domain: &'a str,
-    /// The earlier result to copy (a cache hit); `None` makes a `pending` row.
-    source: Option<Uuid>,
-}
-
-/// One statement that inserts `rows` into job `job_id`: pending rows, and copies of cache hits
-/// made inside the database.
+/// One statement that inserts `domains` into job `job_id` from position `first` on: a copy of
+/// each domain's reusable earlier result (the cross-job cache, when `reuse` allows it), a
+/// `pending` row for every other domain.
 ///
-/// The rows travel as a few arrays (PostgreSQL) or one JSON text (SQLite) rather than as bound
-/// values per column per row: binding and parsing those dominated creating a 100,000-domain
-/// job (see BENCHMARKS.md).
+/// The rows travel as two arrays (PostgreSQL) or one JSON text (SQLite) rather than as bound
+/// values per column per row, and cache hits are found and copied inside the database: binding
+/// values, and reading earlier rows out only to write them back, dominated creating a job (see
+/// BENCHMARKS.md).
 fn insert_results(
     backend: DbBackend,
     job_id: Uuid,
     now: DateTime<Utc>,
-    rows: &[NewRow<'_>],
+    reuse: Reuse,
+    first: i32,
+    domains: &[Domain],
 ) -> Statement {
-    // A row without a source joins the nil id, which no result has.
-    let source = |r: &NewRow<'_>| r.source.unwrap_or(Uuid::nil());
-    let (rows_sql, values): (&str, Vec<sea_orm::Value>) = match backend {
-        DbBackend::Postgres => (
-            "SELECT * FROM unnest($3::uuid[], $4::int4[], $5::text[], $6::uuid[]) \
-               AS s(id, position, domain, source)",
-            vec![
-                rows.iter().map(|r| r.id).collect::<Vec<_>>().into(),
-                rows.iter().map(|r| r.position).collect::<Vec<_>>().into(),
-                rows.iter()
-                    .map(|r| r.domain.to_owned())
+    let mut values: Vec<sea_orm::Value> = vec![job_id.into(), now.into()];
+    // The newest fetch of a domain decides, so an old success does not outlive a newer failure
+    // that says the site changed; it is reused if it is a success, or a permanent failure
+    // recent enough. Copies are skipped: they repeat a fetch, and a domain asked for by many
+    // jobs would otherwise make every lookup read all its copies. The `cached` and `status`
+    // terms repeat the partial index's clause (migration 4) so SQLite uses it.
+    let (source, policy) = match reuse {
+        // A NULL source joins no row, through the primary key: nothing is searched.
+        None => ("CAST(NULL AS uuid)".to_owned(), String::new()),
+        Some(cut) => {
+            values.push(cut.success.into());
+            values.push(cut.failure.into());
+            let permanent = ErrorCategory::ALL
+                .iter()
+                .filter(|c| !c.is_transient())
+                .map(|c| format!("'{}'", c.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                "(SELECT q.id FROM result q \
+                   WHERE q.domain = r.domain AND q.cached = false AND q.status <> 'pending' \
+                     AND q.fetched_at >= $3 ORDER BY q.fetched_at DESC LIMIT 1)"
+                    .to_owned(),
+                format!(
+                    " AND (p.status = 'success' \
+                       OR (p.fetched_at >= $4 AND p.error_code IN ({permanent})))"
+                ),
+            )
+        }
+    };
+    let next = values.len() + 1;
+    let rows = match backend {
+        DbBackend::Postgres => {
+            values.push(
+                domains
+                    .iter()
+                    .map(|_| Uuid::now_v7())
                     .collect::<Vec<_>>()
                     .into(),
-                rows.iter().map(source).collect::<Vec<_>>().into(),
-            ],
-        ),
+            );
+            values.push(
+                domains
+                    .iter()
+                    .map(|d| d.as_str().to_owned())
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+            format!(
+                "SELECT id, domain, (position - 1 + {first})::int4 AS position \
+                 FROM unnest(${next}::uuid[], ${}::text[]) WITH ORDINALITY \
+                   AS u(id, domain, position)",
+                next + 1
+            )
+        }
         _ => {
             // sqlx stores a UUID as a 16-byte blob on SQLite; hex travels in JSON.
-            let json: Vec<_> = rows
+            let json: Vec<_> = domains
                 .iter()
-                .map(|r| {
-                    serde_json::json!([
-                        r.id.simple().to_string(),
-                        r.position,
-                        r.domain,
-                        source(r).simple().to_string()
-                    ])
-                })
+                .map(|d| serde_json::json!([Uuid::now_v7().simple().to_string(), d.as_str()]))
                 .collect();
-            (
-                "SELECT unhex(value ->> 0) AS id, value ->> 1 AS position, \
-                   value ->> 2 AS domain, unhex(value ->> 3) AS source FROM json_each($3)",
-                vec![serde_json::Value::Array(json).to_string().into()],
+            values.push(serde_json::Value::Array(json).to_string().into());
+            format!(
+                "SELECT unhex(value ->> 0) AS id, value ->> 1 AS domain, \
+                   key + {first} AS position FROM json_each(${next})"
             )
         }
     };
@@ -907,11 +900,10 @@ fn insert_results(
          SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), p.favicon_url, \
            p.error, p.error_code, 0, p.final_url, p.mime, p.width, p.height, p.candidates, \
            p.fetched_at, p.id IS NOT NULL, $2, $2, $2 \
-         FROM ({rows_sql}) AS s LEFT JOIN result p ON p.id = s.source"
+         FROM (SELECT r.*, {source} AS source FROM ({rows}) AS r) AS s \
+           LEFT JOIN result p ON p.id = s.source{policy}"
     );
-    let mut all = vec![job_id.into(), now.into()];
-    all.extend(values);
-    Statement::from_sql_and_values(backend, sql, all)
+    Statement::from_sql_and_values(backend, sql, values)
 }
 
 /// An update of result rows that clears their lease.
