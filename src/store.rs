@@ -827,36 +827,6 @@ fn insert_results(
     domains: &[Domain],
 ) -> Statement {
     let mut values: Vec<sea_orm::Value> = vec![job_id.into(), now.into()];
-    // The newest fetch of a domain decides, so an old success does not outlive a newer failure
-    // that says the site changed; it is reused if it is a success, or a permanent failure
-    // recent enough. Copies are skipped: they repeat a fetch, and a domain asked for by many
-    // jobs would otherwise make every lookup read all its copies. The `cached` and `status`
-    // terms repeat the partial index's clause (migration 4) so SQLite uses it.
-    let (source, policy) = match reuse {
-        // A NULL source joins no row, through the primary key: nothing is searched.
-        None => ("CAST(NULL AS uuid)".to_owned(), String::new()),
-        Some(cut) => {
-            values.push(cut.success.into());
-            values.push(cut.failure.into());
-            let permanent = ErrorCategory::ALL
-                .iter()
-                .filter(|c| !c.is_transient())
-                .map(|c| format!("'{}'", c.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            (
-                "(SELECT q.id FROM result q \
-                   WHERE q.domain = r.domain AND q.cached = false AND q.status <> 'pending' \
-                     AND q.fetched_at >= $3 ORDER BY q.fetched_at DESC LIMIT 1)"
-                    .to_owned(),
-                format!(
-                    " AND (p.status = 'success' \
-                       OR (p.fetched_at >= $4 AND p.error_code IN ({permanent})))"
-                ),
-            )
-        }
-    };
-    let next = values.len() + 1;
     let rows = match backend {
         DbBackend::Postgres => {
             values.push(
@@ -875,9 +845,7 @@ fn insert_results(
             );
             format!(
                 "SELECT id, domain, (position - 1 + {first})::int4 AS position \
-                 FROM unnest(${next}::uuid[], ${}::text[]) WITH ORDINALITY \
-                   AS u(id, domain, position)",
-                next + 1
+                 FROM unnest($3::uuid[], $4::text[]) WITH ORDINALITY AS u(id, domain, position)"
             )
         }
         _ => {
@@ -889,20 +857,50 @@ fn insert_results(
             values.push(serde_json::Value::Array(json).to_string().into());
             format!(
                 "SELECT unhex(value ->> 0) AS id, value ->> 1 AS domain, \
-                   key + {first} AS position FROM json_each(${next})"
+                   key + {first} AS position FROM json_each($3)"
             )
         }
     };
-    let sql = format!(
-        "INSERT INTO result (id, job_id, position, domain, status, favicon_url, error, \
-           error_code, tries, final_url, mime, width, height, candidates, fetched_at, cached, \
-           run_at, created_at, updated_at) \
-         SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), p.favicon_url, \
-           p.error, p.error_code, 0, p.final_url, p.mime, p.width, p.height, p.candidates, \
-           p.fetched_at, p.id IS NOT NULL, $2, $2, $2 \
-         FROM (SELECT r.*, {source} AS source FROM ({rows}) AS r) AS s \
-           LEFT JOIN result p ON p.id = s.source{policy}"
-    );
+    let sql = match reuse {
+        // Without the cache there is nothing to join (and SQLite would scan the table per row
+        // for a join on a constant).
+        None => format!(
+            "INSERT INTO result (id, job_id, position, domain, status, tries, cached, run_at, \
+               created_at, updated_at) \
+             SELECT s.id, $1, s.position, s.domain, 'pending', 0, false, $2, $2, $2 \
+             FROM ({rows}) AS s"
+        ),
+        // The newest fetch of a domain decides, so an old success does not outlive a newer
+        // failure that says the site changed; it is reused if it is a success, or a permanent
+        // failure recent enough. Copies are skipped: they repeat a fetch, and a domain asked
+        // for by many jobs would otherwise make every lookup read all its copies. The `cached`
+        // and `status` terms repeat the partial index's clause (migration 4) so SQLite uses it.
+        Some(cut) => {
+            let (success, failure) = (values.len() + 1, values.len() + 2);
+            values.push(cut.success.into());
+            values.push(cut.failure.into());
+            let permanent = ErrorCategory::ALL
+                .iter()
+                .filter(|c| !c.is_transient())
+                .map(|c| format!("'{}'", c.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "INSERT INTO result (id, job_id, position, domain, status, favicon_url, error, \
+                   error_code, tries, final_url, mime, width, height, candidates, fetched_at, \
+                   cached, run_at, created_at, updated_at) \
+                 SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), \
+                   p.favicon_url, p.error, p.error_code, 0, p.final_url, p.mime, p.width, \
+                   p.height, p.candidates, p.fetched_at, p.id IS NOT NULL, $2, $2, $2 \
+                 FROM (SELECT r.*, (SELECT q.id FROM result q \
+                     WHERE q.domain = r.domain AND q.cached = false AND q.status <> 'pending' \
+                       AND q.fetched_at >= ${success} ORDER BY q.fetched_at DESC LIMIT 1) \
+                   AS source FROM ({rows}) AS r) AS s \
+                 LEFT JOIN result p ON p.id = s.source AND (p.status = 'success' \
+                   OR (p.fetched_at >= ${failure} AND p.error_code IN ({permanent})))"
+            )
+        }
+    };
     Statement::from_sql_and_values(backend, sql, values)
 }
 
