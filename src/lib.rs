@@ -11,6 +11,7 @@
 //! - [`metrics`][]: Prometheus metrics.
 //! - [`error`][]: the API error type and its REST/GraphQL forms.
 //! - [`app`][]: router assembly; runs the API and the worker pool until shutdown.
+//! - [`clean`][]: bounds on every string taken from the web before it is stored.
 //! - [`domain`][]: the `Domain` newtype (normalise + validate user input).
 //! - [`entities`][]: SeaORM entities; the schema lives in the `migration` crate.
 //! - [`store`][]: every query, including the work queue and its delivery guarantees.
@@ -22,6 +23,7 @@
 //! - [`cli`][]: the `favicon-finder` command line.
 
 pub mod app;
+pub mod clean;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -210,8 +210,11 @@ pub struct Found {
     pub width: u32,
     /// Real height of the chosen icon.
     pub height: u32,
-    /// Every candidate found, in rank order.
+    /// Every candidate found, in rank order (at most [`crate::clean::MAX_CANDIDATES`]).
     pub candidates: Vec<Candidate>,
+    /// How many more candidates the page declared than were kept.
+    #[serde(default)]
+    pub candidates_dropped: u32,
 }
 
 /// Why no favicon was found, classified.
@@ -225,8 +228,11 @@ pub struct FindError {
     pub final_url: Option<String>,
     /// Seconds the server asked us to wait (`Retry-After`), if any.
     pub retry_after_secs: Option<u64>,
-    /// Candidates found and rejected, in rank order.
+    /// Candidates found and rejected, in rank order (at most [`crate::clean::MAX_CANDIDATES`]).
     pub candidates: Vec<Candidate>,
+    /// How many more candidates the page declared than were kept.
+    #[serde(default)]
+    pub candidates_dropped: u32,
 }
 
 impl FindError {
@@ -238,6 +244,7 @@ impl FindError {
             final_url: None,
             retry_after_secs: None,
             candidates: Vec::new(),
+            candidates_dropped: 0,
         }
     }
 }

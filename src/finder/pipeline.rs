@@ -460,6 +460,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             width: c.width.unwrap_or(0),
             height: c.height.unwrap_or(0),
             candidates: ranked,
+            candidates_dropped: 0,
         });
     }
 

@@ -20,6 +20,7 @@ fn found(url: &str) -> Disposition {
         width: 16,
         height: 16,
         candidates: vec![],
+        candidates_dropped: 0,
     }))
 }
 
