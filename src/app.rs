@@ -71,7 +71,12 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new());
         let events = match &config.redis_url {
-            Some(url) => Events::redis(url, &config.redis_prefix, metrics.clone())?,
+            Some(url) => Events::redis(
+                url,
+                &config.redis_prefix,
+                config.redis_ca_cert.as_deref(),
+                metrics.clone(),
+            )?,
             None => Events::in_process(),
         };
         let worker = if roles.worker && config.worker_concurrency > 0 {

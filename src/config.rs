@@ -27,6 +27,9 @@ pub struct Config {
     pub database_pool_size: u32,
     /// `REDIS_URL`: Redis for events and wake-ups across processes; `None` means in-process.
     pub redis_url: Option<String>,
+    /// `REDIS_CA_CERT`: PEM file of the CA that signed the Redis server's certificate, for
+    /// `rediss://` (unset: the system's roots).
+    pub redis_ca_cert: Option<PathBuf>,
     /// `REDIS_PREFIX`: the start of every channel name, so deployments can share a Redis.
     pub redis_prefix: String,
     /// `HOST`: the address the API listens on.
@@ -126,7 +129,11 @@ impl Config {
         Ok(Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_pool_size: env.parse_in("DATABASE_POOL_SIZE", 10, 1..=1000)?,
-            redis_url: env.optional("REDIS_URL"),
+            redis_url: match env.optional("REDIS_URL") {
+                None => None,
+                Some(value) => Some(check_redis_url(value)?),
+            },
+            redis_ca_cert: env.optional("REDIS_CA_CERT").map(PathBuf::from),
             redis_prefix: env.string("REDIS_PREFIX", "favicon-finder"),
             host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: env.parse("PORT", 3000)?,
@@ -246,12 +253,30 @@ impl Config {
     }
 }
 
+/// Accepts the Redis URL schemes this build can serve: `redis://` in clear text and
+/// `rediss://` over TLS. Anything else (cluster, sentinel, unix sockets) is refused at start
+/// rather than half-working.
+fn check_redis_url(value: String) -> Result<String, ConfigError> {
+    let scheme = value.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some("redis" | "rediss") => Ok(value),
+        _ => Err(ConfigError {
+            var: "REDIS_URL",
+            value: redact_url(&value),
+            reason: "expected redis://HOST[:PORT][/DB] or rediss://… (TLS); no other scheme is \
+                     supported by this build"
+                .into(),
+        }),
+    }
+}
+
 /// Never print credentials: URLs may carry passwords.
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &redact_url(&self.database_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_ca_cert", &self.redis_ca_cert)
             .field("sentry_dsn", &self.sentry_dsn.as_ref().map(|_| "***"))
             .field("host", &self.host)
             .field("port", &self.port)

@@ -21,6 +21,7 @@ use fred::prelude::{
 use fred::types::Builder;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
@@ -138,9 +139,23 @@ impl Events {
 
     /// Events shared through Redis. Start-up does not wait for Redis: the service works
     /// without it (slower wake-ups, no live events) and connects when Redis comes.
-    pub fn redis(url: &str, prefix: &str, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let config = RedisConfig::from_url(url)
+    /// A `rediss://` URL connects over TLS, trusting `ca_cert` (a PEM file) or else the
+    /// system's root certificates.
+    pub fn redis(
+        url: &str,
+        prefix: &str,
+        ca_cert: Option<&Path>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        // fred builds a default TLS config for `rediss://` while parsing the URL, through
+        // rustls' process-wide provider; with two providers linked in there is none unless one
+        // is installed. Installing twice is harmless (the first one stays).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let mut config = RedisConfig::from_url(url)
             .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+        if config.tls.is_some() {
+            config.tls = Some(redis_tls(ca_cert)?.into());
+        }
         let mut builder = Builder::from_config(config);
         builder
             // max_attempts 0: never give up reconnecting.
@@ -293,6 +308,49 @@ async fn flush_loop(inner: std::sync::Weak<Inner>) {
             }
         }
     }
+}
+
+/// The TLS client settings for Redis. The provider is named, not taken from the process
+/// default: two rustls providers are linked in (sqlx brings ring), so there is no default.
+fn redis_tls(ca_cert: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_cert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    anyhow::anyhow!("REDIS_CA_CERT: cannot read {}: {e}", path.display())
+                })?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "REDIS_CA_CERT: {} holds no PEM certificate",
+                path.display()
+            );
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    anyhow::anyhow!("REDIS_CA_CERT: {}: bad certificate: {e}", path.display())
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // A system store may hold a certificate rustls cannot use; skip it like
+                // every other TLS client does rather than refuse to start.
+                let _ = roots.add(cert);
+            }
+            anyhow::ensure!(
+                !roots.is_empty(),
+                "rediss:// needs trusted roots: the system has none; set REDIS_CA_CERT"
+            );
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Subscribes (retrying until Redis is there), then forwards messages to local channels,
