@@ -7,30 +7,27 @@
 # See deploy/README.md for the PostgreSQL/Redis fleet (docker-compose.yml, deploy/k8s/).
 
 # ---- build ------------------------------------------------------------------------------------
-FROM rust:1.95-slim-bookworm AS build
+# Dependencies are cached in a layer of their own with cargo-chef: `prepare` writes a recipe of
+# every manifest, lock file and declared target (lib, bins, benches, tests, examples) with
+# placeholder sources, and `cook` builds the dependencies from it. Nothing here is a hand-made
+# stub, so a target added to Cargo.toml cannot break the build. `.ci/dockerfile-check` runs
+# these stages outside Docker, so keep every RUN of the chef, planner and build stages a cargo
+# command (that script reads them from this file).
+FROM rust:1.95-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /src
 
-# Dependencies first, in their own layer: the manifests and the lock file with stub sources, so
-# this (long) step is redone only when Cargo.toml, migration/Cargo.toml or Cargo.lock change.
-# The workspace is "." (lib + the favicon-finder binary) and "migration" (a lib). If Cargo.toml
-# ever declares explicit [[bench]]/[[test]]/[[example]] targets, add an empty stub for each path
-# here too: cargo checks that declared target files exist even when building one binary.
-COPY Cargo.toml Cargo.lock ./
-COPY migration/Cargo.toml migration/
-RUN mkdir -p src migration/src \
- && echo 'fn main() {}' > src/main.rs \
- && : > src/lib.rs \
- && : > migration/src/lib.rs \
- && cargo build --release --locked --bin favicon-finder \
- && rm -rf src migration/src
-
-# Then the real sources (the context is trimmed by .dockerignore). COPY keeps the files' own
-# modification times, which may be older than the stub build's outputs: touch the crate roots so
-# cargo rebuilds both workspace crates instead of shipping the stub binary.
+# The recipe changes only when a manifest, the lock file or the set of targets changes.
+FROM chef AS planner
 COPY . .
-RUN touch src/main.rs src/lib.rs migration/src/lib.rs \
- && cargo build --release --locked --bin favicon-finder \
- && cp target/release/favicon-finder /usr/local/bin/favicon-finder
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS build
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json --bin favicon-finder
+# Then the real sources (the context is trimmed by .dockerignore).
+COPY . .
+RUN cargo build --release --locked --bin favicon-finder
 
 # ---- runtime ----------------------------------------------------------------------------------
 # Same Debian release as the build image, so the glibc the binary links against is there.
@@ -47,7 +44,7 @@ RUN apt-get update \
  && mkdir -p /data \
  && chown 10001:10001 /data
 
-COPY --from=build /usr/local/bin/favicon-finder /usr/local/bin/favicon-finder
+COPY --from=build /src/target/release/favicon-finder /usr/local/bin/favicon-finder
 
 # The default DATABASE_URL (sqlite://favicon-finder.db?mode=rwc) is relative to the working
 # directory: /data, a volume owned by the service user, so the embedded setup keeps its data.
