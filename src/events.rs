@@ -34,6 +34,9 @@ const PROGRESS_BUFFER: usize = 4096;
 pub const COALESCE: Duration = Duration::from_millis(100);
 /// How long one Redis command may take before we give up on it (signals are lossy anyway).
 const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a health check waits for Redis: readiness probes time out after 1 s by
+/// default, and a slow Redis must not make a process look dead.
+pub const REDIS_HEALTH_TIMEOUT: Duration = Duration::from_millis(300);
 /// Commands queued while Redis is unreachable, at most; past that they fail at once.
 const REDIS_BUFFER: usize = 1024;
 
@@ -258,12 +261,17 @@ impl Events {
         self.inner.work.notified().await;
     }
 
-    /// `None` without Redis; otherwise whether Redis answers a PING now.
+    /// `None` without Redis; otherwise whether Redis answers a PING now. Answers within
+    /// [`REDIS_HEALTH_TIMEOUT`] whatever Redis does: a client that is not connected is
+    /// reported at once without a round trip, and a PING gets that long.
     pub async fn redis_health(&self) -> Option<Result<(), String>> {
         let redis = self.inner.redis.as_ref()?;
+        if !redis.publisher.is_connected() {
+            return Some(Err("not connected (reconnecting)".to_owned()));
+        }
         let ping = redis.publisher.ping::<String>(None);
         Some(
-            match tokio::time::timeout(REDIS_COMMAND_TIMEOUT, ping).await {
+            match tokio::time::timeout(REDIS_HEALTH_TIMEOUT, ping).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("no answer to PING".to_owned()),

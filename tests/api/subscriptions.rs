@@ -338,6 +338,57 @@ impl OwnRedis {
     }
 }
 
+/// Readiness probes give up after 1 s by default: `/readyz` must answer well within that while
+/// Redis hangs (process stopped: connected, silent) and after it died (connection refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_quickly_whatever_redis_does() {
+    let port = crate::fake::dead_addr().await.port();
+    let redis = OwnRedis::start(port).expect("redis-server is installed");
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[("REDIS_URL", &redis.url()), ("REDIS_PREFIX", "ff-readyz")],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.get_json("/readyz").await.1["checks"]["redis"] != "ok" {
+        assert!(tokio::time::Instant::now() < deadline, "Redis never ok");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let timed = |app: &TestApp| {
+        let url = app.url("/readyz");
+        let http = app.http.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let response = http.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (started.elapsed(), status, body)
+        }
+    };
+    let pid = redis.child.as_ref().unwrap().0.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let (took, status, body) = timed(&app).await;
+    signal("-CONT");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(took < Duration::from_millis(900), "a hung Redis: {took:?}");
+
+    drop(redis);
+    let (took, status, body) = timed(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert!(took < Duration::from_millis(900), "Redis gone: {took:?}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     if postgres_url().is_none() {
