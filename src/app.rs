@@ -219,7 +219,7 @@ pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(process_metrics))
         .with_state(state)
 }
 
@@ -310,20 +310,28 @@ async fn graphql(State(state): State<AppState>, request: GraphQLRequest) -> Grap
     state.schema.execute(request.into_inner()).await.into()
 }
 
-/// `/metrics`: Prometheus text format; database gauges are read now.
+/// `/metrics` of an API process: its own series plus the fleet-wide database gauges (see
+/// [`crate::metrics`]).
 async fn metrics(State(state): State<AppState>) -> Response {
-    match (
-        state.store.job_status_counts().await,
-        state.store.queue_depth().await,
-    ) {
-        (Ok(jobs), Ok((queued, leased))) => {
-            state.metrics.set_database_gauges(&jobs, queued, leased)
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            state.metrics.database_errors.inc();
-            tracing::warn!(error = %e, "metrics: database gauges not refreshed");
+    if state.metrics.fleet_gauges_due() {
+        match (
+            state.store.job_status_counts().await,
+            state.store.queue_depth().await,
+        ) {
+            (Ok(jobs), Ok((queued, leased))) => {
+                state.metrics.set_database_gauges(&jobs, queued, leased)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                state.metrics.database_errors.inc();
+                tracing::warn!(error = %e, "metrics: database gauges not refreshed");
+            }
         }
     }
+    process_metrics(State(state)).await
+}
+
+/// `/metrics` of a worker-only process: process-local series only, which sum across a fleet.
+async fn process_metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

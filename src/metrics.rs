@@ -1,13 +1,22 @@
 //! Prometheus metrics, served at `/metrics` in the text format.
 //!
 //! Counters and histograms are updated where things happen (worker, recorder, events,
-//! subscriptions); gauges that describe the database (jobs by status, queue depth) are read
-//! from it at scrape time, so every API process reports the fleet-wide truth.
+//! subscriptions) and describe this process only, so they sum across a fleet. The gauges that
+//! describe the database (jobs by status, queue depth) are fleet-wide: only API processes
+//! serve them (a worker's `/metrics` carries process-local series only), read at most every
+//! [`FLEET_GAUGES_TTL`] so frequent scrapes do not each run their `COUNT`s. Every API process
+//! reports the same numbers: aggregate them with `max`, not `sum`.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+/// How long the fleet-wide gauges read from the database are reused between scrapes.
+pub const FLEET_GAUGES_TTL: Duration = Duration::from_secs(5);
 
 /// Every metric of one process, in its own registry (so tests can run many side by side).
 pub struct Metrics {
@@ -32,6 +41,8 @@ pub struct Metrics {
     jobs: IntGaugeVec,
     /// Result rows not yet finished, by state (`queued`, `leased`), read at scrape time.
     queue: IntGaugeVec,
+    /// When the fleet-wide gauges were last read from the database.
+    fleet_read_at: Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -86,6 +97,7 @@ impl Metrics {
             )
             .unwrap(),
             registry,
+            fleet_read_at: Mutex::new(None),
         };
         let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
             Box::new(metrics.domains.clone()),
@@ -106,6 +118,17 @@ impl Metrics {
                 .expect("unique metric names");
         }
         metrics
+    }
+
+    /// Whether the fleet-wide gauges are older than [`FLEET_GAUGES_TTL`]; if so, marks them
+    /// as being read now (so concurrent scrapes read once).
+    pub fn fleet_gauges_due(&self) -> bool {
+        let mut at = self.fleet_read_at.lock().unwrap_or_else(|p| p.into_inner());
+        let due = at.is_none_or(|t| t.elapsed() >= FLEET_GAUGES_TTL);
+        if due {
+            *at = Some(Instant::now());
+        }
+        due
     }
 
     /// Sets the gauges read from the database.

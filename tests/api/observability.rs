@@ -138,6 +138,12 @@ async fn a_worker_serves_its_own_metrics_when_asked() {
         metrics[r#"favicon_finder_domains_total{error_code="",outcome="success"}"#],
         1.0
     );
+    for fleet_wide in ["favicon_finder_queue_rows", "favicon_finder_jobs"] {
+        assert!(
+            !text.contains(fleet_wide),
+            "a worker serves only process-local series, so sums over pods are right: {text}"
+        );
+    }
     assert_eq!(worker.get_json("/healthz").await.0, 200);
     assert_eq!(worker.get_json("/readyz").await.0, 200);
     assert_eq!(
@@ -146,4 +152,35 @@ async fn a_worker_serves_its_own_metrics_when_asked() {
         "no API on a worker"
     );
     worker.stop().await;
+}
+
+/// The fleet-wide gauges run `COUNT` queries: scrapes within the TTL reuse the last reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_gauges_are_read_at_most_once_per_ttl() {
+    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    let queued = |app: &TestApp| {
+        let request = app.http.get(app.url("/metrics"));
+        async move {
+            let text = request.send().await.unwrap().text().await.unwrap();
+            parse_metrics(&text)[r#"favicon_finder_queue_rows{state="queued"}"#]
+        }
+    };
+    assert_eq!(queued(&app).await, 0.0);
+    let first_read = tokio::time::Instant::now();
+    let (status, _) = app
+        .post_json(
+            "/jobs",
+            &json!({"client_id": "g", "domains": ["a.test", "b.test", "c.test"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        queued(&app).await,
+        0.0,
+        "within the TTL: the cached reading"
+    );
+    let ttl = favicon_finder::metrics::FLEET_GAUGES_TTL;
+    tokio::time::sleep_until(first_read + ttl).await;
+    assert_eq!(queued(&app).await, 3.0, "after the TTL: read again");
+    app.stop().await;
 }
