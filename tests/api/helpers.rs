@@ -30,8 +30,10 @@ macro_rules! both_backends {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if crate::helpers::postgres_url().is_none() {
-                    eprintln!("skipped: TEST_DATABASE_URL is not set");
+                if !crate::services::available(
+                    "TEST_DATABASE_URL",
+                    crate::helpers::postgres_url().is_some(),
+                ) {
                     return;
                 }
                 $body(crate::helpers::Backend::Postgres).await;

@@ -17,6 +17,8 @@ mod queue;
 mod redis_tls;
 mod schema;
 mod sentry;
+#[path = "../common/services.rs"]
+mod services;
 mod shutdown;
 mod subscriptions;
 mod validation;

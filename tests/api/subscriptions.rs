@@ -275,10 +275,13 @@ async fn redis_api(prefix: &str, redis_url: &str, resolve: &str) -> TestApp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_cross_processes_over_redis() {
-    let (Some(_), Ok(redis_url)) = (postgres_url(), std::env::var("TEST_REDIS_URL")) else {
-        eprintln!("skipped: TEST_DATABASE_URL and TEST_REDIS_URL are needed");
+    let redis_url = std::env::var("TEST_REDIS_URL").ok();
+    if !crate::services::available("TEST_DATABASE_URL", postgres_url().is_some())
+        || !crate::services::available("TEST_REDIS_URL", redis_url.is_some())
+    {
         return;
-    };
+    }
+    let redis_url = redis_url.unwrap_or_default();
     let (internet, domains) = slow_world(24, Duration::from_millis(150)).await;
     let resolve = internet.resolve(&[]);
     let prefix = format!("ff-test-{}", uuid::Uuid::new_v4().simple());
@@ -342,6 +345,9 @@ impl OwnRedis {
 /// Redis hangs (process stopped: connected, silent) and after it died (connection refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_answers_quickly_whatever_redis_does() {
+    if !crate::services::available("redis-server", crate::services::on_path("redis-server")) {
+        return;
+    }
     let port = crate::fake::dead_addr().await.port();
     let redis = OwnRedis::start(port).expect("redis-server is installed");
     let app = TestApp::spawn(
@@ -391,15 +397,13 @@ async fn readyz_answers_quickly_whatever_redis_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: TEST_DATABASE_URL is needed");
+    if !crate::services::available("TEST_DATABASE_URL", postgres_url().is_some())
+        || !crate::services::available("redis-server", crate::services::on_path("redis-server"))
+    {
         return;
     }
     let port = crate::fake::dead_addr().await.port();
-    let Some(mut redis) = OwnRedis::start(port) else {
-        eprintln!("skipped: redis-server is not installed");
-        return;
-    };
+    let mut redis = OwnRedis::start(port).expect("redis-server starts");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (internet, domains) = slow_world(40, Duration::from_millis(200)).await;
     let resolve = internet.resolve(&[]);

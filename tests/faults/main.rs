@@ -15,5 +15,7 @@
 mod fake;
 mod harness;
 mod pg_restart;
+#[path = "../common/services.rs"]
+mod services;
 mod sqlite;
 mod workers;

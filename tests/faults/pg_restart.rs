@@ -129,7 +129,10 @@ impl Drop for PgServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_job() {
     let Some(bin) = std::env::var_os("FAULTS_PG_BIN").filter(|b| !b.is_empty()) else {
-        eprintln!("skipped: FAULTS_PG_BIN is not set (the directory holding initdb and pg_ctl)");
+        crate::services::available(
+            "FAULTS_PG_BIN (the directory holding initdb and pg_ctl)",
+            false,
+        );
         return;
     };
     let _serial = one_at_a_time().await;
@@ -216,7 +219,10 @@ async fn postgres_restarted_mid_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_postgres_is_down_exits_in_time() {
     let Some(bin) = std::env::var_os("FAULTS_PG_BIN").filter(|b| !b.is_empty()) else {
-        eprintln!("skipped: FAULTS_PG_BIN is not set (the directory holding initdb and pg_ctl)");
+        crate::services::available(
+            "FAULTS_PG_BIN (the directory holding initdb and pg_ctl)",
+            false,
+        );
         return;
     };
     let _serial = one_at_a_time().await;

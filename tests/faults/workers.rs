@@ -16,7 +16,7 @@ macro_rules! postgres_or_skip {
         match postgres_url() {
             Some(url) => url,
             None => {
-                eprintln!("skipped: TEST_DATABASE_URL is not set");
+                crate::services::available("TEST_DATABASE_URL", false);
                 return;
             }
         }
