@@ -18,8 +18,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://favicon-finder.db?mode=rwc";
 /// A browser-like User-Agent that still names the project, so site owners can tell who we are.
 pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1; +https://github.com/favicon-finder/favicon-finder)";
 
-/// The whole configuration of one process.
-#[derive(Clone)]
+/// The whole configuration of one process. `PartialEq` lets a test check the documented
+/// defaults by behaviour (tests/api/config_docs.rs).
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// `DATABASE_URL`: SQLite (`sqlite://…`) or PostgreSQL (`postgres://…`).
     pub database_url: String,

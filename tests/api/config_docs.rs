@@ -1,0 +1,158 @@
+//! The README's configuration table, `.env.template` and `src/config.rs` describe the same
+//! settings with the same defaults, so none of the three can drift from the others.
+//!
+//! The names come from the code itself (every `env.…("NAME"` read in `config.rs`). A default
+//! is checked by behaviour, not by text: setting a variable to the default the docs state must
+//! give the same `Config` as leaving it unset.
+
+use favicon_finder::config::Config;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Read by the logging set-up rather than `Config` (tracing's `EnvFilter`).
+const OUTSIDE_CONFIG: &[&str] = &["RUST_LOG"];
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// Every variable `config.rs` reads: the string literal right after `env.<method>(`.
+fn names_in_code() -> BTreeSet<String> {
+    let code = read("src/config.rs");
+    let mut names = BTreeSet::new();
+    for (at, _) in code.match_indices("env.") {
+        let rest = &code[at + 4..];
+        let Some(open) = rest.find('(') else { continue };
+        if !rest[..open]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let args = rest[open + 1..].trim_start();
+        if let Some(quoted) = args.strip_prefix('"') {
+            let name = &quoted[..quoted.find('"').unwrap()];
+            if name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// The README's configuration table: name → the default it states.
+fn readme_table() -> BTreeMap<String, String> {
+    let readme = read("README.md");
+    let start = readme
+        .find("\n## Configuration")
+        .expect("a Configuration section");
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut rows = BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let names: Vec<&str> = cells[1].split(" / ").collect();
+        let defaults: Vec<&str> = cells[2].split(" / ").collect();
+        for (i, name) in names.iter().enumerate() {
+            let default = defaults.get(i).or(defaults.first()).unwrap();
+            rows.insert(name.trim_matches('`').to_owned(), default.to_string());
+        }
+    }
+    rows
+}
+
+/// `.env.template`: name → `Some(value)` when set, `None` when only shown commented out.
+fn template() -> BTreeMap<String, Option<String>> {
+    let mut vars = BTreeMap::new();
+    for line in read(".env.template").lines() {
+        let (commented, line) = match line.strip_prefix('#') {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, line),
+        };
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue;
+        }
+        let value = (!commented).then(|| value.trim().to_owned());
+        // A commented example never hides a set value of the same name.
+        if value.is_some() || !vars.contains_key(name) {
+            vars.insert(name.to_owned(), value);
+        }
+    }
+    vars
+}
+
+fn config_with(name: &str, value: &str) -> Result<Config, String> {
+    let vars: HashMap<String, String> = [(name.to_owned(), value.to_owned())].into();
+    Config::from_vars(vars).map_err(|e| e.to_string())
+}
+
+#[test]
+fn readme_template_and_code_name_the_same_settings() {
+    let mut code = names_in_code();
+    assert!(code.len() > 20, "the scan found the settings: {code:?}");
+    code.extend(OUTSIDE_CONFIG.iter().map(|s| s.to_string()));
+    let readme: BTreeSet<String> = readme_table().into_keys().collect();
+    let template: BTreeSet<String> = template().into_keys().collect();
+    let missing = |from: &BTreeSet<String>, what: &str| -> Vec<String> {
+        code.difference(from)
+            .map(|n| format!("{n} missing from {what}"))
+            .collect()
+    };
+    let unknown = |from: &BTreeSet<String>, what: &str| -> Vec<String> {
+        from.difference(&code)
+            .map(|n| format!("{n} in {what} is read nowhere"))
+            .collect()
+    };
+    let problems: Vec<String> = [
+        missing(&readme, "the README table"),
+        missing(&template, ".env.template"),
+        unknown(&readme, "the README table"),
+        unknown(&template, ".env.template"),
+    ]
+    .concat();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn stated_defaults_are_the_code_defaults() {
+    let defaults = Config::from_vars(HashMap::new()).unwrap();
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (name, stated) in readme_table() {
+        let value = stated.trim_matches('`');
+        // Prose ("browser-like, …") and "unset" are not values to set.
+        if value == "unset" || value.contains(' ') || OUTSIDE_CONFIG.contains(&name.as_str()) {
+            continue;
+        }
+        checked += 1;
+        match config_with(&name, value) {
+            Ok(config) if config == defaults => {}
+            Ok(_) => problems.push(format!("README: {name} default {value} is not the code's")),
+            Err(e) => problems.push(format!("README: {name} default {value}: {e}")),
+        }
+    }
+    for (name, value) in template() {
+        let Some(value) = value else { continue };
+        if OUTSIDE_CONFIG.contains(&name.as_str()) {
+            problems.push(format!(".env.template sets {name}; its default is unset"));
+            continue;
+        }
+        checked += 1;
+        match config_with(&name, &value) {
+            Ok(config) if config == defaults => {}
+            Ok(_) => problems.push(format!(".env.template: {name}={value} is not the default")),
+            Err(e) => problems.push(format!(".env.template: {name}={value}: {e}")),
+        }
+    }
+    assert!(checked > 20, "only {checked} defaults were checked");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
