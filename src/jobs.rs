@@ -190,14 +190,17 @@ pub async fn check_rate(
     }
     let hour = chrono::Duration::hours(1);
     let now = crate::store::now();
+    // Waiting cannot help a job bigger than the whole allowance, so this is not a 429 with a
+    // Retry-After that would send clients into a retry loop.
     if limits.domains_per_hour > 0 && domains as u64 > limits.domains_per_hour {
-        return Err(AppError::RateLimited {
-            message: format!(
-                "this job alone has {domains} domains, more than the {} a client may submit per hour",
+        return Err(AppError::bad_request(
+            code::TOO_MANY_DOMAINS,
+            format!(
+                "this job alone has {domains} domains, more than the {} a client may submit per \
+                 hour (RATE_LIMIT_DOMAINS_PER_HOUR); split it into smaller jobs",
                 limits.domains_per_hour
             ),
-            retry_after_secs: 3600,
-        });
+        ));
     }
     let (jobs, submitted, oldest) = store.client_usage_since(client_id, now - hour).await?;
     let retry_after_secs = oldest

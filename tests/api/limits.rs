@@ -92,8 +92,17 @@ async fn client_rates_are_limited(backend: Backend) {
         "{body}"
     );
     let six = ["a.test", "b.test", "c.test", "d.test", "e.test", "f.test"];
-    let (status, body) = app.post_json("/jobs", &job("c", &six)).await;
-    assert_eq!(status, 429, "{body}");
+    let response = app
+        .http
+        .post(app.url("/jobs"))
+        .json(&job("c", &six))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "retrying could never succeed");
+    assert!(response.headers().get("retry-after").is_none());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TOO_MANY_DOMAINS", "{body}");
     assert!(
         body["error"]["message"].as_str().unwrap().contains("alone"),
         "{body}"
