@@ -42,7 +42,8 @@ pub struct ApiContext {
 
 /// Builds the schema with its context.
 pub fn build_schema(context: Option<ApiContext>) -> AppSchema {
-    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot);
+    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .extension(crate::graphql_errors::ErrorCodesFactory);
     match context {
         Some(context) => builder
             .limit_depth(context.config.graphql_max_depth)

@@ -273,3 +273,42 @@ async fn subscriptions_per_connection_are_limited() {
     }
     app.stop().await;
 }
+
+/// Every GraphQL error has `extensions.code`, whichever phase refused the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_graphql_error_has_a_code() {
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[("GRAPHQL_MAX_DEPTH", "3"), ("GRAPHQL_MAX_COMPLEXITY", "20")],
+    )
+    .await;
+    let deep = "{ results(jobId: \"x\") { results { candidates { url } } } }";
+    let aliases: String = (0..30)
+        .map(|i| format!("j{i}: job(id: \"x\") {{ id }} "))
+        .collect();
+    let complex = format!("{{ {aliases} }}");
+    let typed = "query ($p: Int!) { results(jobId: \"x\", page: $p) { total } }";
+    for (query, variables, code) in [
+        ("{ jobs(clientId: ", json!({}), "GRAPHQL_PARSE_FAILED"),
+        ("{ nosuchfield }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
+        ("{ job { id } }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
+        (typed, json!({"p": "one"}), "GRAPHQL_VALIDATION_FAILED"),
+        (deep, json!({}), "QUERY_TOO_DEEP"),
+        (complex.as_str(), json!({}), "QUERY_TOO_COMPLEX"),
+        (
+            "{ job(id: \"not-a-uuid\") { id } }",
+            json!({}),
+            "INVALID_ID",
+        ),
+    ] {
+        let body = app.graphql(query, variables).await;
+        let errors = body["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{query}: {body}"));
+        assert!(!errors.is_empty(), "{query}: {body}");
+        for error in errors {
+            assert_eq!(error["extensions"]["code"], code, "{query}: {body}");
+        }
+    }
+    app.stop().await;
+}

@@ -1,0 +1,120 @@
+//! Every GraphQL error carries `extensions.code`, like every REST error carries `code`.
+//!
+//! Errors raised by our resolvers already have one (from [`crate::error::AppError`]). Those
+//! async-graphql raises itself (a query that does not parse, fails validation, is too deep or
+//! too complex, or has an argument of the wrong type) have none, so clients would have to
+//! match on English messages. This extension gives each one the code of the phase it failed
+//! in; the HTTP layer does the same for bodies that are not JSON or are too large.
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
+    NextValidation,
+};
+use async_graphql::parser::types::ExecutableDocument;
+use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use std::sync::Arc;
+
+/// The query text is not GraphQL.
+pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+/// The query does not fit the schema (unknown field, missing argument, …).
+pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+/// Deeper than `GRAPHQL_MAX_DEPTH`.
+pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
+/// More complex than `GRAPHQL_MAX_COMPLEXITY`.
+pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
+/// A value that does not fit its argument's type, or another request-level error.
+pub const INVALID_INPUT: &str = crate::error::code::INVALID_INPUT;
+
+/// Installs [`ErrorCodes`] on a schema.
+pub struct ErrorCodesFactory;
+
+impl ExtensionFactory for ErrorCodesFactory {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+/// Adds the code of the failing phase to every error that has none.
+struct ErrorCodes;
+
+fn has_code(err: &ServerError) -> bool {
+    err.extensions
+        .as_ref()
+        .is_some_and(|e| e.get("code").is_some())
+}
+
+fn with_code(mut err: ServerError, code: &str) -> ServerError {
+    if !has_code(&err) {
+        err.extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+    err
+}
+
+/// The code of an error async-graphql's validation returned: its limits are only told
+/// apart by their messages ("Query is nested too deep.", "Query is too complex.").
+fn validation_code(err: &ServerError) -> &'static str {
+    if err.message.contains("nested too deep") {
+        QUERY_TOO_DEEP
+    } else if err.message.contains("too complex") {
+        QUERY_TOO_COMPLEX
+    } else {
+        VALIDATION_FAILED
+    }
+}
+
+fn coded(mut response: Response) -> Response {
+    response.errors = response
+        .errors
+        .into_iter()
+        .map(|e| with_code(e, INVALID_INPUT))
+        .collect();
+    response
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        coded(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(coded).boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| with_code(e, PARSE_FAILED))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    let code = validation_code(&e);
+                    with_code(e, code)
+                })
+                .collect()
+        })
+    }
+}
