@@ -4,6 +4,7 @@
 
 mod cache;
 mod cli;
+mod dns;
 mod fake;
 mod finder_cases;
 mod finder_safety;
