@@ -231,18 +231,31 @@ impl Fetcher {
     async fn slots(
         &self,
         url: &Url,
+        until: Instant,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), FetchError> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let host_slot = self.host_slots.acquire(&host).await;
+        let no_slot = |what: &str| {
+            FetchError::new(
+                ErrorCategory::Timeout,
+                format!("no free slot for {host} in time (per-{what} limit)"),
+            )
+        };
+        let host_slot = tokio::time::timeout_at(until, self.host_slots.acquire(&host))
+            .await
+            .map_err(|_| no_slot("host"))?;
         let ip = match url.host() {
             Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
             Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
             _ => {
-                let addrs = self
-                    .resolver
-                    .lookup(&host)
+                let looked = tokio::time::timeout_at(until, self.resolver.lookup(&host))
                     .await
-                    .map_err(|e| FetchError::new(e.category(), e.to_string()))?;
+                    .map_err(|_| {
+                        FetchError::new(
+                            ErrorCategory::DnsTransient,
+                            format!("temporary DNS failure for {host}: no answer in time"),
+                        )
+                    })?;
+                let addrs = looked.map_err(|e| FetchError::new(e.category(), e.to_string()))?;
                 // A successful lookup is never empty; an empty one would be `NotFound`.
                 let first = addrs.first().ok_or_else(|| {
                     let e = ResolveError::NotFound(host.clone());
@@ -251,7 +264,9 @@ impl Fetcher {
                 first.ip()
             }
         };
-        let address_slot = self.address_slots.acquire(&ip).await;
+        let address_slot = tokio::time::timeout_at(until, self.address_slots.acquire(&ip))
+            .await
+            .map_err(|_| no_slot("address"))?;
         Ok((host_slot, address_slot))
     }
 
@@ -279,24 +294,10 @@ impl Fetcher {
                 e
             })?;
             seen.insert(url.to_string());
-            let slots = match tokio::time::timeout_at(until, self.slots(&url)).await {
-                Ok(Ok(slots)) => slots,
-                Ok(Err(mut e)) => {
-                    e.origin = origin;
-                    return Err(e);
-                }
-                Err(_) => {
-                    let mut e = FetchError::new(
-                        ErrorCategory::Timeout,
-                        format!(
-                            "no free slot for {} in time (per-host and per-address limits)",
-                            url.host_str().unwrap_or_default()
-                        ),
-                    );
-                    e.origin = origin;
-                    return Err(e);
-                }
-            };
+            let slots = self.slots(&url, until).await.map_err(|mut e| {
+                e.origin = origin.clone();
+                e
+            })?;
             let mut req = self.client.get(url.clone());
             if browser {
                 req = req.headers(browser_headers());
