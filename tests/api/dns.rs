@@ -1,11 +1,12 @@
-//! DNS that cannot starve: names asked of a name server that never answers end
-//! `dns_transient` within their deadline, and a second client's job on names served through
-//! `FETCH_RESOLVE` completes meanwhile with every icon found.
+//! DNS through `FETCH_DNS_SERVERS`: names asked of a name server that never answers end
+//! `dns_transient` within their deadline while a second client's job on names served through
+//! `FETCH_RESOLVE` completes with every icon found; an answer pointing at loopback is refused
+//! by the SSRF guard without naming the address.
 
 use crate::fake::{FakeInternet, Sites, png};
 use crate::helpers::{Backend, TestApp, both_backends};
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// A name server on loopback that reads every query and never answers (UDP), and accepts TCP
@@ -102,3 +103,69 @@ both_backends!(
     a_silent_name_server_starves_nothing_on,
     a_silent_name_server_starves_nothing
 );
+
+/// A name server on loopback that answers every A query with 127.0.0.1 (and every other query
+/// with an empty NOERROR), as a hostile or misconfigured zone would.
+async fn loopback_name_server() -> SocketAddr {
+    use hickory_resolver::proto::op::{Message, MessageType};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = udp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut answer = Message::new();
+            answer
+                .set_id(query.id())
+                .set_message_type(MessageType::Response)
+                .set_op_code(query.op_code())
+                .set_recursion_desired(query.recursion_desired())
+                .set_recursion_available(true);
+            for q in query.queries() {
+                answer.add_query(q.clone());
+                if q.query_type() == RecordType::A {
+                    answer.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        RData::A(A(Ipv4Addr::LOCALHOST)),
+                    ));
+                }
+            }
+            let _ = udp.send_to(&answer.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_answer_pointing_inside_is_blocked_without_naming_it() {
+    let dns = loopback_name_server().await.to_string();
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("FETCH_DNS_SERVERS", &dns),
+            ("FETCH_ALLOW_PRIVATE_NETWORKS", "false"),
+        ],
+    )
+    .await;
+    let (status, created) = app
+        .post_json(
+            "/jobs",
+            &json!({"client_id": "c", "domains": ["inside.example"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let job_id = created["job_id"].as_str().unwrap();
+    app.wait_for_job(job_id, Duration::from_secs(20)).await;
+    let (_, rows) = app.get_json(&format!("/jobs/{job_id}/results")).await;
+    let row = &rows["results"][0];
+    assert_eq!(row["status"], "failed", "{row}");
+    assert_eq!(row["error_code"], "blocked", "{row}");
+    let message = row["error"].as_str().unwrap();
+    assert!(message.contains("non-public address"), "{row}");
+    assert!(!message.contains("127.0.0.1"), "{row}");
+    app.stop().await;
+}
