@@ -745,6 +745,9 @@ impl Ctx {
         }
         if let Some(net) = net {
             env.push(("FETCH_RESOLVE".into(), net.resolve()));
+            // The whole fake internet is one address; real sites are spread over many, so the
+            // per-address politeness limit would measure itself instead of the service.
+            env.push(("FETCH_PER_ADDRESS_CONCURRENCY".into(), "10000".into()));
             if let Some(ca) = &net.ca_file {
                 env.push(("FETCH_EXTRA_ROOT_CERTS".into(), ca.display().to_string()));
             }

@@ -4,10 +4,11 @@
 //! `main`. Each key is documented here and in `.env.template`; a value that does not parse stops
 //! start-up with an error naming the variable, so a typo never silently falls back to a default.
 
+use crate::finder::resolve::parse_dns_servers;
 use crate::finder::{FinderConfig, ResolveRule, parse_resolve_rules};
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -62,6 +63,16 @@ pub struct Config {
     pub fetch_user_agent: String,
     /// `FETCH_PER_HOST_CONCURRENCY`: requests in flight to one host at most, per process.
     pub fetch_per_host_concurrency: usize,
+    /// `FETCH_PER_ADDRESS_CONCURRENCY`: requests in flight to one resolved IP address at most,
+    /// per process, whatever names point at it.
+    pub fetch_per_address_concurrency: usize,
+    /// `FETCH_DNS_SERVERS`: `IP:PORT,…` name servers used instead of the system's
+    /// configuration (empty: `/etc/resolv.conf`).
+    pub fetch_dns_servers: Vec<SocketAddr>,
+    /// `FETCH_DNS_MAX_INFLIGHT`: DNS lookups in flight at once, per process.
+    pub fetch_dns_max_inflight: usize,
+    /// `FETCH_DNS_TIMEOUT_MS`: how long one DNS lookup may take.
+    pub fetch_dns_timeout: Duration,
     /// `CACHE_MAX_AGE_SECS`: reuse a domain's success from an earlier job fetched at most this
     /// long ago (0: always fetch); a job may ask for less or more.
     pub cache_max_age: Duration,
@@ -168,6 +179,25 @@ impl Config {
             },
             fetch_user_agent: env.string("FETCH_USER_AGENT", DEFAULT_USER_AGENT),
             fetch_per_host_concurrency: env.parse_in("FETCH_PER_HOST_CONCURRENCY", 4, 1..=1000)?,
+            fetch_per_address_concurrency: env.parse_in(
+                "FETCH_PER_ADDRESS_CONCURRENCY",
+                16,
+                1..=10_000,
+            )?,
+            fetch_dns_servers: match env.optional("FETCH_DNS_SERVERS") {
+                None => Vec::new(),
+                Some(value) => parse_dns_servers(&value).map_err(|reason| ConfigError {
+                    var: "FETCH_DNS_SERVERS",
+                    value,
+                    reason,
+                })?,
+            },
+            fetch_dns_max_inflight: env.parse_in("FETCH_DNS_MAX_INFLIGHT", 256, 1..=100_000)?,
+            fetch_dns_timeout: Duration::from_millis(env.parse_in(
+                "FETCH_DNS_TIMEOUT_MS",
+                5000,
+                50..=60_000,
+            )?),
             cache_max_age: Duration::from_secs(env.parse_in(
                 "CACHE_MAX_AGE_SECS",
                 86_400,
@@ -250,6 +280,10 @@ impl Config {
             extra_root_certs: self.fetch_extra_root_certs.clone(),
             user_agent: self.fetch_user_agent.clone(),
             per_host_concurrency: self.fetch_per_host_concurrency,
+            per_address_concurrency: self.fetch_per_address_concurrency,
+            dns_servers: self.fetch_dns_servers.clone(),
+            dns_max_inflight: self.fetch_dns_max_inflight,
+            dns_timeout: self.fetch_dns_timeout,
         }
     }
 }
@@ -292,15 +326,52 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Replaces the password of a URL, if any, with `***`.
+/// Query parameters whose values are secrets (compared case-insensitively).
+const SECRET_PARAMS: &[&str] = &[
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "token",
+    "access_token",
+    "refresh_token",
+    "secret",
+    "client_secret",
+    "key",
+    "api_key",
+    "apikey",
+    "auth",
+];
+
+/// Replaces the secrets of a URL with `***`: the userinfo password, and the values of query
+/// parameters named like secrets (`?password=`, `token`, `api_key`, … in any case). A value
+/// that does not parse as a URL is shown as `***` whole, since where its secret sits is unknown.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return "***".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    if let Some(query) = url.query() {
+        let redacted: Vec<String> = query
+            .split('&')
+            .map(|pair| {
+                let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
+                let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+                if SECRET_PARAMS
+                    .iter()
+                    .any(|s| decoded.eq_ignore_ascii_case(s))
+                {
+                    format!("{name}=***")
+                } else {
+                    pair.to_owned()
+                }
+            })
+            .collect();
+        url.set_query(Some(&redacted.join("&")));
+    }
+    url.to_string()
 }
 
 struct Vars(HashMap<String, String>);
@@ -393,6 +464,64 @@ mod tests {
         assert!(!config.fetch_allow_private_networks);
         assert!(config.redis_url.is_none());
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.fetch_per_address_concurrency, 16);
+        assert!(config.fetch_dns_servers.is_empty());
+        assert_eq!(config.fetch_dns_max_inflight, 256);
+        assert_eq!(config.fetch_dns_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn dns_settings_reach_the_finder() {
+        let config = Config::from_vars(vars(&[
+            ("FETCH_DNS_SERVERS", "127.0.0.1:5353, [::1]:53"),
+            ("FETCH_DNS_MAX_INFLIGHT", "8"),
+            ("FETCH_DNS_TIMEOUT_MS", "750"),
+            ("FETCH_PER_ADDRESS_CONCURRENCY", "3"),
+        ]))
+        .unwrap();
+        let finder = config.finder();
+        assert_eq!(
+            finder.dns_servers,
+            [
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert_eq!(finder.dns_max_inflight, 8);
+        assert_eq!(finder.dns_timeout, Duration::from_millis(750));
+        assert_eq!(finder.per_address_concurrency, 3);
+    }
+
+    #[test]
+    fn query_secrets_are_redacted() {
+        for (raw, secret) in [
+            ("postgres://db/ff?password=s3cret", "s3cret"),
+            ("postgres://db/ff?sslmode=require&PASSWORD=s3cret", "s3cret"),
+            ("redis://cache:6379/?Pass=hunter2", "hunter2"),
+            ("https://x.example/?pwd=p%40ss", "p%40ss"),
+            ("https://x.example/?token=abc123&a=1", "abc123"),
+            ("https://x.example/?access_token=abc123", "abc123"),
+            ("https://x.example/?secret=abc123", "abc123"),
+            ("https://x.example/?key=abc123", "abc123"),
+            ("https://x.example/?Api_Key=abc123", "abc123"),
+            ("https://x.example/?auth=abc123", "abc123"),
+            ("https://x.example/?api%5Fkey=abc123", "abc123"),
+            ("postgres://app:s3cret@db/ff?token=t0k3n", "t0k3n"),
+        ] {
+            let shown = redact_url(raw);
+            assert!(!shown.contains(secret), "{raw} -> {shown}");
+            assert!(shown.contains("***"), "{raw} -> {shown}");
+        }
+        // Everything else stays as written, so the URL is still useful in a log.
+        assert_eq!(
+            redact_url("postgres://app:pw@db:5432/ff?sslmode=require&token=x&keyring=k"),
+            "postgres://app:***@db:5432/ff?sslmode=require&token=***&keyring=k"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("not a url, password=x"), "***");
     }
 
     #[test]
@@ -405,6 +534,12 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("FETCH_RESOLVE", "nonsense"),
             ("HOST", "not-an-ip"),
+            ("FETCH_DNS_SERVERS", "127.0.0.1"),
+            ("FETCH_DNS_SERVERS", "ns1.example:53"),
+            ("FETCH_DNS_MAX_INFLIGHT", "0"),
+            ("FETCH_DNS_TIMEOUT_MS", "10"),
+            ("FETCH_DNS_TIMEOUT_MS", "soon"),
+            ("FETCH_PER_ADDRESS_CONCURRENCY", "0"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

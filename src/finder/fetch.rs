@@ -1,16 +1,17 @@
-//! The HTTP side: the resolution seam with the SSRF guard, manual redirects, capped body reads
-//! and the classification of failures into [`ErrorCategory`].
+//! The HTTP side: manual redirects, politeness slots, capped body reads and the classification
+//! of failures into [`ErrorCategory`].
 //!
-//! The guard sits *inside* the DNS resolver handed to reqwest, so the addresses that were
-//! checked are exactly the ones the connection uses (no second lookup, no rebinding window).
-//! IP-literal URL hosts never reach a resolver, so [`Fetcher::check_url`] checks them before
-//! every request, together with the scheme and the port.
+//! Names are resolved and guarded by [`GuardedResolver`] (see `resolve`), which reqwest's
+//! connector uses, so the addresses checked are the ones connected to. IP-literal URL hosts
+//! never reach a resolver, so [`Fetcher::check_url`] checks them before every request,
+//! together with the scheme and the port.
 
-use super::{ErrorCategory, FinderConfig, ResolveRule};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use super::resolve::{GuardedResolver, ResolveError, is_public};
+use super::{ErrorCategory, FinderConfig};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,215 +20,6 @@ use url::{Host, Url};
 
 /// No single request may take longer than this, whatever the remaining budget.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(10);
-/// A DNS lookup that takes longer than this is a transient failure.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A failure of the resolution seam, found again by walking the error's source chain.
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    /// Every address of the host is non-public.
-    #[error("{host} resolves to non-public address {ip}")]
-    Blocked {
-        /// The host name asked for.
-        host: String,
-        /// The first refused address.
-        ip: IpAddr,
-    },
-    /// The name does not exist or has no address.
-    #[error("{0} does not resolve")]
-    NotFound(String),
-    /// The resolver failed in a way that may pass (SERVFAIL, timeout).
-    #[error("temporary DNS failure for {host}: {msg}")]
-    Transient {
-        /// The host name asked for.
-        host: String,
-        /// What the system resolver said.
-        msg: String,
-    },
-}
-
-impl ResolveError {
-    fn category(&self) -> ErrorCategory {
-        match self {
-            Self::Blocked { .. } => ErrorCategory::Blocked,
-            Self::NotFound(_) => ErrorCategory::Dns,
-            Self::Transient { .. } => ErrorCategory::DnsTransient,
-        }
-    }
-}
-
-/// Applies `FETCH_RESOLVE` rules (exact host, then `*`), else the system resolver, then refuses
-/// non-public addresses unless private networks are allowed.
-pub struct GuardedResolver {
-    rules: Arc<[ResolveRule]>,
-    allow_private: bool,
-    /// Hosts whose rule address skips the guard. Always empty outside this crate's unit tests:
-    /// they need one "public" site on loopback to prove that its redirects, icons and manifests
-    /// are refused when they point at private targets (a rule address is guarded like DNS).
-    trusted: Arc<[String]>,
-}
-
-impl GuardedResolver {
-    /// A resolver over these rules.
-    pub fn new(rules: &[ResolveRule], allow_private: bool) -> Self {
-        Self {
-            rules: rules.into(),
-            allow_private,
-            trusted: Arc::new([]),
-        }
-    }
-
-    /// Resolves and guards one host name (the port of a rule is kept; 0 means "scheme default").
-    pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        let rule = self
-            .rules
-            .iter()
-            .find(|r| r.host == host)
-            .or_else(|| self.rules.iter().find(|r| r.host == "*"));
-        if let Some(r) = rule
-            && self.trusted.contains(&host)
-        {
-            return Ok(vec![r.addr]);
-        }
-        let addrs: Vec<SocketAddr> = if let Some(r) = rule {
-            vec![r.addr]
-        } else if host == "localhost" || host.ends_with(".localhost") {
-            // RFC 6761: always loopback, never asked of DNS.
-            vec![
-                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
-            ]
-        } else if host.ends_with(".invalid") || host.ends_with(".test") || host == "invalid" {
-            // RFC 6761 special-use names: answered negatively without a lookup, so tests that
-            // use them can never leak to real DNS.
-            return Err(ResolveError::NotFound(host));
-        } else {
-            let looked =
-                tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host.as_str(), 0)))
-                    .await
-                    .map(|r| r.map(|a| a.collect::<Vec<_>>()));
-            match looked {
-                Err(_) => {
-                    return Err(ResolveError::Transient {
-                        host,
-                        msg: "lookup timed out".into(),
-                    });
-                }
-                Ok(Err(e)) => {
-                    let msg = e.to_string();
-                    // getaddrinfo gives no structured code through std: EAI_AGAIN/EAI_FAIL
-                    // ("Temporary failure…", "Non-recoverable…") are SERVFAIL-like.
-                    let lower = msg.to_ascii_lowercase();
-                    if lower.contains("temporary") || lower.contains("non-recoverable") {
-                        return Err(ResolveError::Transient { host, msg });
-                    }
-                    return Err(ResolveError::NotFound(host));
-                }
-                Ok(Ok(a)) => a,
-            }
-        };
-        if addrs.is_empty() {
-            return Err(ResolveError::NotFound(host));
-        }
-        if self.allow_private {
-            return Ok(addrs);
-        }
-        // Only the public addresses are handed to the connector, so it cannot pick another.
-        let public: Vec<SocketAddr> = addrs
-            .iter()
-            .copied()
-            .filter(|a| is_public(a.ip()))
-            .collect();
-        if public.is_empty() {
-            return Err(ResolveError::Blocked {
-                host,
-                ip: addrs[0].ip(),
-            });
-        }
-        Ok(public)
-    }
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let this = Self {
-            rules: self.rules.clone(),
-            allow_private: self.allow_private,
-            trusted: self.trusted.clone(),
-        };
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs = this.lookup(&host).await?;
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// Whether an address is a public unicast address a crawler may connect to.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let o = ip.octets();
-    let in_net = |net: [u8; 4], bits: u32| {
-        let mask = if bits == 0 {
-            0
-        } else {
-            u32::MAX << (32 - bits)
-        };
-        (u32::from(ip) & mask) == (u32::from_be_bytes(net) & mask)
-    };
-    !(o[0] == 0 // 0.0.0.0/8 "this network"
-        || o[0] == 10
-        || o[0] == 127
-        || in_net([100, 64, 0, 0], 10) // CGNAT
-        || in_net([169, 254, 0, 0], 16)
-        || in_net([172, 16, 0, 0], 12)
-        || in_net([192, 168, 0, 0], 16)
-        || in_net([192, 0, 0, 0], 24) // IETF protocol assignments
-        || in_net([192, 0, 2, 0], 24) // documentation
-        || in_net([198, 51, 100, 0], 24)
-        || in_net([203, 0, 113, 0], 24)
-        || in_net([192, 88, 99, 0], 24) // 6to4 relay anycast
-        || in_net([198, 18, 0, 0], 15) // benchmarking
-        || o[0] >= 224) // multicast, reserved, broadcast
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let s = ip.segments();
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return is_public_v4(v4);
-    }
-    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry a v4 address that is what gets reached.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        return is_public_v4(Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        ));
-    }
-    if s[0] == 0x2002 {
-        return is_public_v4(Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        ));
-    }
-    !(s[0..6] == [0, 0, 0, 0, 0, 0] // ::, ::1, deprecated v4-compatible ::/96
-        || (s[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] & 0xffc0) == 0xfec0 // old site-local
-        || (s[0] & 0xff00) == 0xff00 // multicast
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x0100 && s[1..4] == [0, 0, 0])) // discard-only 100::/64
-}
 
 /// A classified failure, with the origin that did answer when there was one (so that its
 /// `/favicon.ico` can still be tried).
@@ -260,41 +52,43 @@ pub struct Opened {
     pub resp: reqwest::Response,
     /// When this request must be over (body included).
     pub until: Instant,
-    /// This request's slot with its host, held until the body is read and dropped.
-    _slot: OwnedSemaphorePermit,
+    /// This request's slots with its host and its address, held until the body is read and
+    /// dropped.
+    _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
-/// Politeness: at most `per_host` requests in flight to one host name across the process,
-/// whichever domains they serve (icons on a shared CDN, `www.` redirects).
-struct HostSlots {
-    per_host: usize,
-    /// Semaphores live while some request holds a permit; a host nobody is fetching costs a
+/// Politeness: at most `limit` requests in flight per key (a host name, or a resolved address)
+/// across the process, whichever domains they serve (icons on a shared CDN, `www.` redirects,
+/// many names on one shared server).
+struct Slots<K> {
+    limit: usize,
+    /// Semaphores live while some request holds a permit; a key nobody is fetching costs a
     /// dead weak entry, pruned as the map grows.
-    hosts: Mutex<HashMap<String, Weak<Semaphore>>>,
+    keys: Mutex<HashMap<K, Weak<Semaphore>>>,
 }
 
 /// Live entries kept before dead ones are pruned.
-const HOST_SLOTS_PRUNE_AT: usize = 4096;
+const SLOTS_PRUNE_AT: usize = 4096;
 
-impl HostSlots {
-    fn new(per_host: usize) -> Self {
+impl<K: Hash + Eq + Clone> Slots<K> {
+    fn new(limit: usize) -> Self {
         Self {
-            per_host: per_host.max(1),
-            hosts: Mutex::new(HashMap::new()),
+            limit: limit.max(1),
+            keys: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn acquire(&self, host: &str) -> OwnedSemaphorePermit {
+    async fn acquire(&self, key: &K) -> OwnedSemaphorePermit {
         let semaphore = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
-            match hosts.get(host).and_then(Weak::upgrade) {
+            let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+            match keys.get(key).and_then(Weak::upgrade) {
                 Some(semaphore) => semaphore,
                 None => {
-                    if hosts.len() >= HOST_SLOTS_PRUNE_AT {
-                        hosts.retain(|_, s| s.strong_count() > 0);
+                    if keys.len() >= SLOTS_PRUNE_AT {
+                        keys.retain(|_, s| s.strong_count() > 0);
                     }
-                    let semaphore = Arc::new(Semaphore::new(self.per_host));
-                    hosts.insert(host.to_owned(), Arc::downgrade(&semaphore));
+                    let semaphore = Arc::new(Semaphore::new(self.limit));
+                    keys.insert(key.clone(), Arc::downgrade(&semaphore));
                     semaphore
                 }
             }
@@ -302,7 +96,7 @@ impl HostSlots {
         semaphore
             .acquire_owned()
             .await
-            .expect("host semaphores are never closed")
+            .expect("slot semaphores are never closed")
     }
 }
 
@@ -310,7 +104,11 @@ impl HostSlots {
 pub struct Fetcher {
     client: reqwest::Client,
     allow_private: bool,
-    slots: HostSlots,
+    /// The resolver reqwest connects through, also asked by [`Fetcher::open`] for the address
+    /// whose slot a request takes.
+    resolver: GuardedResolver,
+    host_slots: Slots<String>,
+    address_slots: Slots<IpAddr>,
 }
 
 /// Browser-like headers for the one retry after a 403/503 (bot walls look at these).
@@ -339,25 +137,21 @@ fn browser_headers() -> HeaderMap {
 impl Fetcher {
     /// Builds the client; extra root certificates are read here so a bad file fails at start.
     pub fn new(config: &FinderConfig) -> anyhow::Result<Self> {
-        Self::build(
-            config,
-            GuardedResolver::new(&config.resolve, config.allow_private_networks),
-        )
+        Self::build(config, GuardedResolver::new(config)?)
     }
 
     /// Test-only: a fetcher whose `trusted` hosts' rule addresses skip the guard (see
     /// [`GuardedResolver`]); everything else is guarded as in production.
     #[cfg(test)]
     pub(crate) fn new_trusting(config: &FinderConfig, trusted: &[&str]) -> anyhow::Result<Self> {
-        let mut resolver = GuardedResolver::new(&config.resolve, config.allow_private_networks);
-        resolver.trusted = trusted.iter().map(|h| h.to_string()).collect();
-        Self::build(config, resolver)
+        let trusted = trusted.iter().map(|h| h.to_string()).collect();
+        Self::build(config, GuardedResolver::with_trusted(config, trusted)?)
     }
 
     fn build(config: &FinderConfig, resolver: GuardedResolver) -> anyhow::Result<Self> {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(resolver))
+            .dns_resolver(Arc::new(resolver.clone()))
             // A proxy would resolve names itself and bypass the guard.
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
@@ -386,7 +180,9 @@ impl Fetcher {
         Ok(Self {
             client: b.build()?,
             allow_private: config.allow_private_networks,
-            slots: HostSlots::new(config.per_host_concurrency),
+            resolver,
+            host_slots: Slots::new(config.per_host_concurrency),
+            address_slots: Slots::new(config.per_address_concurrency),
         })
     }
 
@@ -427,6 +223,53 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Takes this request's slot with its host name, then with its address. Waiting counts
+    /// against the request's time, like a slow server. The address is the first that the
+    /// guarded resolver gives (the one the connector tries first); hickory caches the answer,
+    /// so the connector's own lookup a moment later normally sees the same addresses, and it is
+    /// guarded again whatever it sees.
+    async fn slots(
+        &self,
+        url: &Url,
+        until: Instant,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), FetchError> {
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let no_slot = |what: &str| {
+            FetchError::new(
+                ErrorCategory::Timeout,
+                format!("no free slot for {host} in time (per-{what} limit)"),
+            )
+        };
+        let host_slot = tokio::time::timeout_at(until, self.host_slots.acquire(&host))
+            .await
+            .map_err(|_| no_slot("host"))?;
+        let ip = match url.host() {
+            Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
+            Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
+            _ => {
+                let looked = tokio::time::timeout_at(until, self.resolver.lookup(&host))
+                    .await
+                    .map_err(|_| {
+                        FetchError::new(
+                            ErrorCategory::DnsTransient,
+                            format!("temporary DNS failure for {host}: no answer in time"),
+                        )
+                    })?;
+                let addrs = looked.map_err(|e| FetchError::new(e.category(), e.to_string()))?;
+                // A successful lookup is never empty; an empty one would be `NotFound`.
+                let first = addrs.first().ok_or_else(|| {
+                    let e = ResolveError::NotFound(host.clone());
+                    FetchError::new(e.category(), e.to_string())
+                })?;
+                first.ip()
+            }
+        };
+        let address_slot = tokio::time::timeout_at(until, self.address_slots.acquire(&ip))
+            .await
+            .map_err(|_| no_slot("address"))?;
+        Ok((host_slot, address_slot))
+    }
+
     /// GETs `url`, following at most `max_redirects` redirects by hand (each hop checked);
     /// the request and its body must be done within `budget` and before `deadline`.
     pub async fn open(
@@ -451,16 +294,10 @@ impl Fetcher {
                 e
             })?;
             seen.insert(url.to_string());
-            // Waiting for a slot counts against this request's time, like a slow server.
-            let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-            let Ok(slot) = tokio::time::timeout_at(until, self.slots.acquire(&host)).await else {
-                let mut e = FetchError::new(
-                    ErrorCategory::Timeout,
-                    format!("no free slot for {host} in time (per-host limit)"),
-                );
-                e.origin = origin;
-                return Err(e);
-            };
+            let slots = self.slots(&url, until).await.map_err(|mut e| {
+                e.origin = origin.clone();
+                e
+            })?;
             let mut req = self.client.get(url.clone());
             if browser {
                 req = req.headers(browser_headers());
@@ -499,7 +336,7 @@ impl Fetcher {
                     url,
                     resp,
                     until,
-                    _slot: slot,
+                    _slots: slots,
                 });
             };
             let next = url.join(location).map_err(|e| FetchError {
@@ -656,75 +493,11 @@ pub fn classify(err: &reqwest::Error) -> (ErrorCategory, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn blocklist() {
-        for bad in [
-            "127.0.0.1",
-            "127.8.9.10",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "100.127.255.254",
-            "0.0.0.0",
-            "0.1.2.3",
-            "255.255.255.255",
-            "224.0.0.1",
-            "240.0.0.1",
-            "192.0.2.5",
-            "198.51.100.7",
-            "203.0.113.9",
-            "198.18.0.1",
-            "::",
-            "::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "::127.0.0.1",
-            "fc00::1",
-            "fd12:3456::1",
-            "fe80::1",
-            "ff02::1",
-            "2001:db8::1",
-            "64:ff9b::7f00:1",
-            "2002:7f00:1::1",
-        ] {
-            assert!(!is_public(ip(bad)), "{bad} must be blocked");
-        }
-        for good in [
-            "93.184.216.34",
-            "8.8.8.8",
-            "1.1.1.1",
-            "172.32.0.1",
-            "100.128.0.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-            "64:ff9b::808:808",
-        ] {
-            assert!(is_public(ip(good)), "{good} must be allowed");
-        }
-    }
-
-    fn cfg(allow: bool, rules: Vec<ResolveRule>) -> FinderConfig {
-        FinderConfig {
-            timeout: Duration::from_secs(5),
-            allow_private_networks: allow,
-            resolve: rules,
-            extra_root_certs: None,
-            user_agent: "t".into(),
-            per_host_concurrency: 4,
-        }
-    }
+    use crate::finder::resolve::tests::cfg;
 
     #[test]
     fn url_checks_literals_ports_and_schemes() {
-        let f = Fetcher::new(&cfg(false, vec![])).unwrap();
+        let f = Fetcher::new(&cfg(false, vec![], &[])).unwrap();
         let chk = |u: &str| f.check_url(&Url::parse(u).unwrap()).map_err(|e| e.category);
         // Case 75: odd literals are normalised by the url crate, then refused.
         assert_eq!(chk("http://2130706433/"), Err(ErrorCategory::Blocked));
@@ -738,7 +511,7 @@ mod tests {
         assert_eq!(chk("https://example.com:443/x"), Ok(()));
         assert_eq!(chk("http://example.com:443/x"), Ok(()));
         assert_eq!(chk("http://93.184.216.34/"), Ok(()));
-        let open = Fetcher::new(&cfg(true, vec![])).unwrap();
+        let open = Fetcher::new(&cfg(true, vec![], &[])).unwrap();
         assert!(
             open.check_url(&Url::parse("http://127.0.0.1/").unwrap())
                 .is_ok()
@@ -747,43 +520,6 @@ mod tests {
             open.check_url(&Url::parse("http://127.0.0.1:6379/").unwrap())
                 .is_err()
         );
-    }
-
-    #[tokio::test]
-    async fn resolver_rules_and_guard() {
-        let rules = vec![
-            ResolveRule {
-                host: "a.test".into(),
-                addr: "127.0.0.1:8080".parse().unwrap(),
-            },
-            ResolveRule {
-                host: "*".into(),
-                addr: "93.184.216.34:443".parse().unwrap(),
-            },
-        ];
-        let r = GuardedResolver::new(&rules, false);
-        assert!(matches!(
-            r.lookup("a.test").await,
-            Err(ResolveError::Blocked { .. })
-        ));
-        assert_eq!(
-            r.lookup("B.test").await.unwrap(),
-            ["93.184.216.34:443".parse().unwrap()]
-        );
-        let open = GuardedResolver::new(&rules, true);
-        assert_eq!(
-            open.lookup("a.test").await.unwrap(),
-            ["127.0.0.1:8080".parse().unwrap()]
-        );
-        let none = GuardedResolver::new(&[], true);
-        assert!(matches!(
-            none.lookup("nothing.invalid").await,
-            Err(ResolveError::NotFound(_))
-        ));
-        assert!(matches!(
-            GuardedResolver::new(&[], false).lookup("localhost").await,
-            Err(ResolveError::Blocked { .. })
-        ));
     }
 
     #[test]

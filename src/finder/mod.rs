@@ -2,8 +2,10 @@
 //! pick the favicon, within a deadline and byte caps, refusing non-public addresses.
 //!
 //! Layout:
-//! - `fetch`: the HTTP client (resolution seam, SSRF guard pinned at connect time, redirects,
-//!   body caps) and the classification of network failures into [`ErrorCategory`].
+//! - `resolve`: name resolution (`FETCH_RESOLVE` rules, then async DNS with a cap on lookups in
+//!   flight) and the SSRF guard pinned at connect time.
+//! - `fetch`: the HTTP client (redirects, per-host and per-address politeness, body caps) and
+//!   the classification of network failures into [`ErrorCategory`].
 //! - `html`: streaming `<head>` extraction with lol_html.
 //! - `image`: sniffing image bytes and reading real dimensions.
 //! - `rank`: the pure ranking policy over candidates.
@@ -16,6 +18,7 @@ pub mod image;
 pub mod manifest;
 mod pipeline;
 pub mod rank;
+pub mod resolve;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +43,33 @@ pub struct FinderConfig {
     pub user_agent: String,
     /// Requests in flight to one host at most, across this process (politeness).
     pub per_host_concurrency: usize,
+    /// Requests in flight to one resolved address at most, across this process, so many names
+    /// on one server share its slots.
+    pub per_address_concurrency: usize,
+    /// Name servers asked instead of the system's configuration (empty: the system's).
+    pub dns_servers: Vec<SocketAddr>,
+    /// DNS lookups in flight at once, across this process.
+    pub dns_max_inflight: usize,
+    /// How long one DNS lookup may take (the request's deadline bounds it too).
+    pub dns_timeout: Duration,
+}
+
+/// The defaults of the settings (see `src/config.rs`): production-safe, no resolution rules.
+impl Default for FinderConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            allow_private_networks: false,
+            resolve: Vec::new(),
+            extra_root_certs: None,
+            user_agent: crate::config::DEFAULT_USER_AGENT.to_owned(),
+            per_host_concurrency: 4,
+            per_address_concurrency: 16,
+            dns_servers: Vec::new(),
+            dns_max_inflight: 256,
+            dns_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// One `FETCH_RESOLVE` entry: `HOST=IP:PORT`, where `HOST` may be `*` for any host.

@@ -173,9 +173,8 @@ fn config(port: u16, allow_private: bool, timeout_ms: u64) -> FinderConfig {
             host: "*".into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         }],
-        extra_root_certs: None,
         user_agent: "favicon-finder-test".into(),
-        per_host_concurrency: 4,
+        ..FinderConfig::default()
     }
 }
 
@@ -405,9 +404,8 @@ async fn redirect_to_private_literal_blocked() {
         timeout: Duration::from_secs(2),
         allow_private_networks: false,
         resolve: vec![],
-        extra_root_certs: None,
         user_agent: "t".into(),
-        per_host_concurrency: 4,
+        ..FinderConfig::default()
     })
     .unwrap();
     let u = Url::parse("http://2130706433/").unwrap();

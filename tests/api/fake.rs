@@ -158,6 +158,8 @@ struct Shared {
     hits: Mutex<HashMap<(String, String), usize>>,
     /// Per host: requests being handled now, and the most ever at once.
     active: Mutex<HashMap<String, (usize, usize)>>,
+    /// Across every host (the fake internet is one address): in flight now, and the most ever.
+    active_total: Mutex<(usize, usize)>,
 }
 
 /// Counts a request as in flight for its host until dropped.
@@ -172,6 +174,9 @@ impl InFlight {
         let entry = active.entry(host.to_owned()).or_default();
         entry.0 += 1;
         entry.1 = entry.1.max(entry.0);
+        let mut total = shared.active_total.lock().unwrap();
+        total.0 += 1;
+        total.1 = total.1.max(total.0);
         Self {
             shared: shared.clone(),
             host: host.to_owned(),
@@ -184,6 +189,7 @@ impl Drop for InFlight {
         if let Some(entry) = self.shared.active.lock().unwrap().get_mut(&self.host) {
             entry.0 -= 1;
         }
+        self.shared.active_total.lock().unwrap().0 -= 1;
     }
 }
 
@@ -199,6 +205,7 @@ impl FakeInternet {
             sites,
             hits: Mutex::new(HashMap::new()),
             active: Mutex::new(HashMap::new()),
+            active_total: Mutex::new((0, 0)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -249,6 +256,11 @@ impl FakeInternet {
             .unwrap()
             .get(host)
             .map_or(0, |(_, max)| *max)
+    }
+
+    /// The most requests in flight at once across every host.
+    pub fn max_concurrent_total(&self) -> usize {
+        self.shared.active_total.lock().unwrap().1
     }
 
     /// Requests seen for `host`, any path.

@@ -13,7 +13,7 @@
 use crate::fake::{FakeInternet, Route, Sites, Stream, ico};
 use crate::helpers::{Backend, TestApp, both_backends};
 use favicon_finder::finder::ErrorCategory;
-use favicon_finder::finder::fetch::{GuardedResolver, ResolveError};
+use favicon_finder::finder::resolve::{GuardedResolver, ResolveError};
 use favicon_finder::finder::{FinderConfig, ResolveRule};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -108,32 +108,34 @@ async fn private_ranges_are_refused_by_the_resolver() {
             addr: addr.parse().unwrap(),
         })
         .collect();
-    let guarded = GuardedResolver::new(&rules, false);
+    let config = |allow_private_networks| FinderConfig {
+        timeout: Duration::from_secs(3),
+        allow_private_networks,
+        resolve: rules.clone(),
+        user_agent: "test".into(),
+        ..FinderConfig::default()
+    };
+    let guarded = GuardedResolver::new(&config(false)).unwrap();
     for (host, addr) in cases {
         match guarded.lookup(host).await {
             Err(e @ ResolveError::Blocked { .. }) => {
                 assert!(e.to_string().contains("non-public"), "{e}");
+                // The address is not named: results must not map internal DNS for a caller.
+                let ip = addr.rsplit_once(':').unwrap().0.trim_matches(['[', ']']);
+                assert!(!e.to_string().contains(ip), "{e}");
             }
             other => panic!("{host} ({addr}) must be blocked, got {other:?}"),
         }
     }
     // The same rules are honoured when private networks are allowed: the refusal is the guard.
-    let open = GuardedResolver::new(&rules, true);
+    let open = GuardedResolver::new(&config(true)).unwrap();
     assert_eq!(
         open.lookup("metadata.test").await.unwrap(),
         ["169.254.169.254:80".parse::<SocketAddr>().unwrap()]
     );
     // And the finder turns the refusal into `blocked` without connecting (a `.test` www
     // variant has no rule, so it does not resolve either).
-    let finder = favicon_finder::finder::Finder::new(FinderConfig {
-        timeout: Duration::from_secs(3),
-        allow_private_networks: false,
-        resolve: rules,
-        extra_root_certs: None,
-        user_agent: "test".into(),
-        per_host_concurrency: 4,
-    })
-    .unwrap();
+    let finder = favicon_finder::finder::Finder::new(config(false)).unwrap();
     for host in ["metadata.test", "ula.test", "cgnat.test"] {
         let err = finder.find(host).await.unwrap_err();
         assert_eq!(err.category, ErrorCategory::Blocked, "{host}: {err:?}");

@@ -5,6 +5,7 @@
 mod cache;
 mod cli;
 mod config_docs;
+mod dns;
 mod fake;
 mod finder_cases;
 mod finder_safety;

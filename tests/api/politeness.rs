@@ -1,5 +1,6 @@
-//! Per-host politeness: however many domains share a host (icons on one CDN), at most
-//! `FETCH_PER_HOST_CONCURRENCY` requests to it are in flight at once.
+//! Politeness: however many domains share a host (icons on one CDN), at most
+//! `FETCH_PER_HOST_CONCURRENCY` requests to it are in flight at once; however many names point
+//! at one address, at most `FETCH_PER_ADDRESS_CONCURRENCY` requests reach that address.
 
 use crate::fake::{FakeInternet, Route, Sites, png};
 use crate::helpers::{Backend, TestApp};
@@ -58,4 +59,67 @@ async fn a_shared_host_gets_at_most_the_per_host_limit() {
     // Without a tight limit the same job does hit the host harder, so the check above can fail.
     let (loose, _) = max_in_flight_to_cdn("100").await;
     assert!(loose > 4, "{loose}");
+}
+
+/// The most requests in flight at once at the fake internet's one address, for 40 distinct
+/// names whose home pages and icons are slow, with a per-address limit of `per_address`.
+async fn max_in_flight_to_one_address(per_address: &str) -> (usize, serde_json::Value) {
+    let mut sites = Sites::default();
+    let mut domains = Vec::new();
+    for i in 0..40 {
+        let host = format!("name{i}.test");
+        sites.route(
+            &host,
+            "/",
+            Route::new(
+                200,
+                "text/html",
+                r#"<link rel=icon href="/i.png">"#.as_bytes().to_vec(),
+            )
+            .with_delay(Duration::from_millis(100)),
+        );
+        sites.route(
+            &host,
+            "/i.png",
+            Route::new(200, "image/png", png(16, 16)).with_delay(Duration::from_millis(100)),
+        );
+        domains.push(host);
+    }
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("FETCH_RESOLVE", &resolve),
+            ("WORKER_CONCURRENCY", "40"),
+            ("FETCH_PER_HOST_CONCURRENCY", "4"),
+            ("FETCH_PER_ADDRESS_CONCURRENCY", per_address),
+        ],
+    )
+    .await;
+    let (_, created) = app
+        .post_json("/jobs", &json!({"client_id": "p", "domains": domains}))
+        .await;
+    let job = app
+        .wait_for_job(created["job_id"].as_str().unwrap(), Duration::from_secs(60))
+        .await;
+    app.stop().await;
+    (internet.max_concurrent_total(), job)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_names_on_one_address_share_its_slots() {
+    let (limited, job) = max_in_flight_to_one_address("3").await;
+    assert_eq!(
+        job["completed"], 40,
+        "the limit slows, it does not fail: {job}"
+    );
+    assert!(limited <= 3, "{limited} requests to one address at once");
+    assert!(
+        limited >= 2,
+        "the limit is reached, so the test can tell: {limited}"
+    );
+    // Each name alone is far under its per-host limit: only the address limit holds them.
+    let (loose, _) = max_in_flight_to_one_address("1000").await;
+    assert!(loose > 3, "{loose}");
 }

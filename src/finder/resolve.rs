@@ -1,0 +1,626 @@
+//! Name resolution and the SSRF guard: the one place that turns a host name into the addresses
+//! a connection may use.
+//!
+//! The guard sits *inside* the DNS resolver handed to reqwest, so the addresses that were
+//! checked are exactly the ones the connection uses (no second lookup, no rebinding window).
+//! `FETCH_RESOLVE` rules win before any DNS. Otherwise names go to hickory's async resolver
+//! (the system's `/etc/resolv.conf`, or `FETCH_DNS_SERVERS`): a lookup is a future, so one that
+//! times out or whose request is dropped frees everything it held, and at most
+//! `FETCH_DNS_MAX_INFLIGHT` of them run at once, so a silent name server costs sockets and
+//! timers only, never the blocking pool's threads.
+
+use super::{ErrorCategory, FinderConfig, ResolveRule};
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfig, NameServerConfigGroup, ResolveHosts, ResolverConfig,
+};
+use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{TokioResolver, config::ResolverOpts};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// A failure of the resolution seam, found again by walking the error's source chain.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// Every address of the host is non-public. The address itself is not in the message:
+    /// stored results would otherwise let a caller map internal DNS through this service.
+    #[error("{host} resolves to a non-public address")]
+    Blocked {
+        /// The host name asked for.
+        host: String,
+    },
+    /// The name does not exist or has no address.
+    #[error("{0} does not resolve")]
+    NotFound(String),
+    /// The resolver failed in a way that may pass (SERVFAIL, timeout).
+    #[error("temporary DNS failure for {host}: {msg}")]
+    Transient {
+        /// The host name asked for.
+        host: String,
+        /// What went wrong, without naming the name servers.
+        msg: String,
+    },
+}
+
+impl ResolveError {
+    /// The category a domain ends in when this is why it failed.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Blocked { .. } => ErrorCategory::Blocked,
+            Self::NotFound(_) => ErrorCategory::Dns,
+            Self::Transient { .. } => ErrorCategory::DnsTransient,
+        }
+    }
+}
+
+/// The DNS half: hickory's resolver behind a cap on lookups in flight and a timeout.
+struct Dns {
+    resolver: TokioResolver,
+    /// At most this many lookups at once; waiting for a permit counts against the timeout.
+    inflight: Semaphore,
+    timeout: Duration,
+}
+
+impl Dns {
+    fn new(config: &FinderConfig) -> anyhow::Result<Self> {
+        let provider = TokioConnectionProvider::default();
+        let mut builder = if config.dns_servers.is_empty() {
+            TokioResolver::builder(provider).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the system DNS configuration ({e}); set FETCH_DNS_SERVERS"
+                )
+            })?
+        } else {
+            let mut group = NameServerConfigGroup::new();
+            for addr in &config.dns_servers {
+                // UDP first; hickory retries a truncated answer over TCP.
+                for protocol in [Protocol::Udp, Protocol::Tcp] {
+                    group.push(NameServerConfig::new(*addr, protocol));
+                }
+            }
+            let mut b = TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], group),
+                provider,
+            );
+            // Explicit name servers are the whole truth (a test's fake DNS, an internal
+            // resolver): /etc/hosts is not consulted.
+            b.options_mut().use_hosts_file = ResolveHosts::Never;
+            b
+        };
+        let opts: &mut ResolverOpts = builder.options_mut();
+        // Both families, as getaddrinfo gives them; the connector tries them in turn.
+        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
+        opts.timeout = config.dns_timeout;
+        opts.attempts = 1;
+        Ok(Self {
+            resolver: builder.build(),
+            inflight: Semaphore::new(config.dns_max_inflight.max(1)),
+            timeout: config.dns_timeout,
+        })
+    }
+
+    async fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        // Fully qualified, so the system's search domains never turn a public name into an
+        // internal one.
+        let fqdn = format!("{host}.");
+        let work = async {
+            let _permit = self
+                .inflight
+                .acquire()
+                .await
+                .expect("the DNS semaphore is never closed");
+            self.resolver.lookup_ip(fqdn.as_str()).await
+        };
+        let transient = |msg: String| ResolveError::Transient {
+            host: host.to_owned(),
+            msg,
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Err(_) => Err(transient(format!(
+                "no answer within {} ms",
+                self.timeout.as_millis()
+            ))),
+            Ok(Err(e)) => {
+                let code = match e.proto().map(|p| p.kind()) {
+                    Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
+                        Some(*response_code)
+                    }
+                    _ => None,
+                };
+                tracing::debug!(host, error = %e, "DNS lookup failed");
+                match code {
+                    // NXDOMAIN, or a name that exists without addresses: asking again will
+                    // not help.
+                    Some(ResponseCode::NXDomain | ResponseCode::NoError) => {
+                        Err(ResolveError::NotFound(host.to_owned()))
+                    }
+                    Some(code) => Err(transient(format!("name server answered {code}"))),
+                    None if e.proto().is_some_and(|p| p.is_no_connections()) => {
+                        Err(transient("no name server reachable".into()))
+                    }
+                    None => Err(transient("lookup failed".into())),
+                }
+            }
+            Ok(Ok(found)) => Ok(found.iter().collect()),
+        }
+    }
+}
+
+/// Applies `FETCH_RESOLVE` rules (exact host, then `*`), else DNS, then refuses non-public
+/// addresses unless private networks are allowed. Cheap to clone.
+#[derive(Clone)]
+pub struct GuardedResolver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rules: Vec<ResolveRule>,
+    allow_private: bool,
+    /// Hosts whose rule address skips the guard. Always empty outside this crate's unit tests:
+    /// they need one "public" site on loopback to prove that its redirects, icons and manifests
+    /// are refused when they point at private targets (a rule address is guarded like DNS).
+    trusted: Vec<String>,
+    dns: Dns,
+}
+
+impl GuardedResolver {
+    /// A resolver for this configuration; fails when the system DNS configuration is needed
+    /// and cannot be read.
+    pub fn new(config: &FinderConfig) -> anyhow::Result<Self> {
+        Self::with_trusted(config, Vec::new())
+    }
+
+    /// As [`GuardedResolver::new`], with `trusted` hosts whose rule addresses skip the guard.
+    pub(crate) fn with_trusted(
+        config: &FinderConfig,
+        trusted: Vec<String>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                rules: config.resolve.clone(),
+                allow_private: config.allow_private_networks,
+                trusted,
+                dns: Dns::new(config)?,
+            }),
+        })
+    }
+
+    /// Resolves and guards one host name (the port of a rule is kept; 0 means "scheme default").
+    pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+        let me = &self.inner;
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let rule = me
+            .rules
+            .iter()
+            .find(|r| r.host == host)
+            .or_else(|| me.rules.iter().find(|r| r.host == "*"));
+        if let Some(r) = rule
+            && me.trusted.contains(&host)
+        {
+            return Ok(vec![r.addr]);
+        }
+        let addrs: Vec<SocketAddr> = if let Some(r) = rule {
+            vec![r.addr]
+        } else if host == "localhost" || host.ends_with(".localhost") {
+            // RFC 6761: always loopback, never asked of DNS.
+            vec![
+                SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+            ]
+        } else if host.ends_with(".invalid") || host.ends_with(".test") || host == "invalid" {
+            // RFC 6761 special-use names: answered negatively without a lookup, so tests that
+            // use them can never leak to real DNS.
+            return Err(ResolveError::NotFound(host));
+        } else {
+            me.dns
+                .lookup(&host)
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect()
+        };
+        if addrs.is_empty() {
+            return Err(ResolveError::NotFound(host));
+        }
+        if me.allow_private {
+            return Ok(addrs);
+        }
+        // Only the public addresses are handed to the connector, so it cannot pick another.
+        let public: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| is_public(a.ip()))
+            .collect();
+        if public.is_empty() {
+            tracing::debug!(host, ip = %addrs[0].ip(), "refused a non-public address");
+            return Err(ResolveError::Blocked { host });
+        }
+        Ok(public)
+    }
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let this = self.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs = this.lookup(&host).await?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Parses `FETCH_DNS_SERVERS`: comma-separated `IP:PORT` (IPv6 as `[::1]:53`); whitespace
+/// around entries is fine. Err(message naming the bad entry).
+pub fn parse_dns_servers(s: &str) -> Result<Vec<SocketAddr>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.parse::<SocketAddr>()
+                .map_err(|_| format!("bad name server {e:?}: expected IP:PORT (IPv6 as [::1]:53)"))
+        })
+        .collect()
+}
+
+/// Networks no crawler may reach (RFC 6890 and friends).
+static V4_BLOCKED: LazyLock<Vec<Ipv4Net>> = LazyLock::new(|| {
+    [
+        "0.0.0.0/8",       // "this network"
+        "10.0.0.0/8",      // private
+        "100.64.0.0/10",   // carrier-grade NAT
+        "127.0.0.0/8",     // loopback
+        "169.254.0.0/16",  // link-local, cloud metadata
+        "172.16.0.0/12",   // private
+        "192.0.0.0/24",    // IETF protocol assignments
+        "192.0.2.0/24",    // documentation
+        "192.88.99.0/24",  // 6to4 relay anycast
+        "192.168.0.0/16",  // private
+        "198.18.0.0/15",   // benchmarking
+        "198.51.100.0/24", // documentation
+        "203.0.113.0/24",  // documentation
+        "224.0.0.0/3",     // multicast, reserved, broadcast
+    ]
+    .iter()
+    .map(|n| n.parse().expect("valid IPv4 network"))
+    .collect()
+});
+
+/// IPv6 networks refused outright. Local-use NAT64 and Teredo embed an IPv4 address, but where
+/// (NAT64: the operator's prefix length) or how (Teredo: obfuscated, plus a server address)
+/// varies, so they are refused rather than decoded.
+static V6_BLOCKED: LazyLock<Vec<Ipv6Net>> = LazyLock::new(|| {
+    [
+        "::/96",          // unspecified, loopback, deprecated IPv4-compatible
+        "100::/64",       // discard-only
+        "64:ff9b:1::/48", // local-use NAT64 (RFC 8215)
+        "2001::/32",      // Teredo
+        "2001:db8::/32",  // documentation
+        "fc00::/7",       // unique local
+        "fe80::/10",      // link-local
+        "fec0::/10",      // old site-local
+        "ff00::/8",       // multicast
+    ]
+    .iter()
+    .map(|n| n.parse().expect("valid IPv6 network"))
+    .collect()
+});
+
+/// Whether an address is a public unicast address a crawler may connect to.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    !V4_BLOCKED.iter().any(|n| n.contains(&ip))
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = embedded_v4(ip) {
+        return is_public_v4(v4);
+    }
+    !V6_BLOCKED.iter().any(|n| n.contains(&ip))
+}
+
+/// The IPv4 address that a mapped, well-known NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`)
+/// address reaches: that address is what the guard must judge.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    static NAT64: LazyLock<IpNet> = LazyLock::new(|| "64:ff9b::/96".parse().expect("valid"));
+    static SIX_TO_FOUR: LazyLock<IpNet> = LazyLock::new(|| "2002::/16".parse().expect("valid"));
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let o = ip.octets();
+    if NAT64.contains(&IpAddr::V6(ip)) {
+        return Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if SIX_TO_FOUR.contains(&IpAddr::V6(ip)) {
+        return Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    None
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use hickory_resolver::proto::op::{Message, MessageType};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+    use std::time::Instant;
+    use tokio::net::UdpSocket;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn blocklist() {
+        for bad in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "240.0.0.1",
+            "192.0.2.5",
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.18.0.1",
+            "::",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "2001:db8::1",
+            "64:ff9b::7f00:1",
+            "2002:7f00:1::1",
+        ] {
+            assert!(!is_public(ip(bad)), "{bad} must be blocked");
+        }
+        for good in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
+            assert!(is_public(ip(good)), "{good} must be allowed");
+        }
+    }
+
+    #[test]
+    fn local_nat64_is_refused_whatever_it_embeds() {
+        // 8.8.8.8 at the /96 position and at the /48 position: the prefix itself is refused.
+        for bad in [
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:808:808::",
+            "64:ff9b:1:ffff::1",
+        ] {
+            assert!(!is_public(ip(bad)), "{bad} must be blocked");
+        }
+        // Just outside the /48 (and outside the well-known /96) is ordinary address space.
+        assert!(is_public(ip("64:ff9b:2::808:808")));
+    }
+
+    #[test]
+    fn teredo_is_refused_whatever_it_embeds() {
+        // Server 65.54.227.120, client 8.8.8.8 obfuscated (XOR 0xffff..): both public.
+        for bad in [
+            "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+            "2001::1",
+            "2001:0:ffff::",
+        ] {
+            assert!(!is_public(ip(bad)), "{bad} must be blocked");
+        }
+        // 2001:4860::/32 (a real allocation) is next door and stays public.
+        assert!(is_public(ip("2001:4860:4860::8888")));
+    }
+
+    pub(crate) fn cfg(allow: bool, rules: Vec<ResolveRule>, dns: &[SocketAddr]) -> FinderConfig {
+        FinderConfig {
+            timeout: Duration::from_secs(5),
+            allow_private_networks: allow,
+            resolve: rules,
+            user_agent: "t".into(),
+            dns_servers: dns.to_vec(),
+            ..FinderConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn rules_and_guard() {
+        let rules = vec![
+            ResolveRule {
+                host: "a.test".into(),
+                addr: "127.0.0.1:8080".parse().unwrap(),
+            },
+            ResolveRule {
+                host: "*".into(),
+                addr: "93.184.216.34:443".parse().unwrap(),
+            },
+        ];
+        let r = GuardedResolver::new(&cfg(false, rules.clone(), &[])).unwrap();
+        let blocked = r.lookup("a.test").await.unwrap_err();
+        assert!(matches!(blocked, ResolveError::Blocked { .. }));
+        assert!(!blocked.to_string().contains("127.0.0.1"), "{blocked}");
+        assert_eq!(
+            r.lookup("B.test").await.unwrap(),
+            ["93.184.216.34:443".parse().unwrap()]
+        );
+        let open = GuardedResolver::new(&cfg(true, rules, &[])).unwrap();
+        assert_eq!(
+            open.lookup("a.test").await.unwrap(),
+            ["127.0.0.1:8080".parse().unwrap()]
+        );
+        let none = GuardedResolver::new(&cfg(true, vec![], &[])).unwrap();
+        assert!(matches!(
+            none.lookup("nothing.invalid").await,
+            Err(ResolveError::NotFound(_))
+        ));
+        let guarded = GuardedResolver::new(&cfg(false, vec![], &[])).unwrap();
+        assert!(matches!(
+            guarded.lookup("localhost").await,
+            Err(ResolveError::Blocked { .. })
+        ));
+    }
+
+    #[test]
+    fn dns_servers_parse_or_name_the_bad_entry() {
+        assert_eq!(
+            parse_dns_servers(" 127.0.0.1:53 , [::1]:5353,").unwrap(),
+            [
+                "127.0.0.1:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:5353".parse().unwrap()
+            ]
+        );
+        let err = parse_dns_servers("127.0.0.1:53,ns1.example").unwrap_err();
+        assert!(err.contains("ns1.example"), "{err}");
+        assert!(parse_dns_servers("127.0.0.1").is_err());
+    }
+
+    /// A name server on loopback that reads queries and never answers.
+    async fn silent_dns() -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while socket.recv_from(&mut buf).await.is_ok() {}
+        });
+        addr
+    }
+
+    /// A name server on loopback that answers every A query with 127.0.0.1, every other query
+    /// with an empty NOERROR, and counts the queries it saw.
+    async fn loopback_dns() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut answer = Message::new();
+                answer
+                    .set_id(query.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(query.op_code())
+                    .set_recursion_desired(query.recursion_desired())
+                    .set_recursion_available(true);
+                for q in query.queries() {
+                    answer.add_query(q.clone());
+                    if q.query_type() == RecordType::A {
+                        answer.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A(Ipv4Addr::LOCALHOST)),
+                        ));
+                    }
+                }
+                let _ = socket.send_to(&answer.to_vec().unwrap(), from).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test]
+    async fn dns_answers_are_guarded() {
+        let (dns, seen) = loopback_dns().await;
+        let open = GuardedResolver::new(&cfg(true, vec![], &[dns])).unwrap();
+        assert_eq!(
+            open.lookup("icons.example").await.unwrap(),
+            ["127.0.0.1:0".parse().unwrap()],
+            "hickory asked the fake name server"
+        );
+        assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+        let guarded = GuardedResolver::new(&cfg(false, vec![], &[dns])).unwrap();
+        let err = guarded.lookup("icons.example").await.unwrap_err();
+        assert_eq!(err.category(), ErrorCategory::Blocked, "{err}");
+        assert_eq!(
+            err.to_string(),
+            "icons.example resolves to a non-public address"
+        );
+    }
+
+    #[test]
+    fn silent_name_servers_hold_no_thread() {
+        // One worker thread and one blocking thread: lookups that used the blocking pool
+        // (getaddrinfo) would queue behind each other here, and the FETCH_RESOLVE name and the
+        // answering name server below would wait for all of them.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let silent = silent_dns().await;
+            let (answering, _) = loopback_dns().await;
+            let mut config = cfg(
+                true,
+                vec![ResolveRule {
+                    host: "pinned.example".into(),
+                    addr: "127.0.0.1:8080".parse().unwrap(),
+                }],
+                &[silent],
+            );
+            config.dns_timeout = Duration::from_millis(600);
+            config.dns_max_inflight = 32;
+            let r = GuardedResolver::new(&config).unwrap();
+            let started = Instant::now();
+            let stuck: Vec<_> = (0..200)
+                .map(|i| {
+                    let r = r.clone();
+                    tokio::spawn(async move { r.lookup(&format!("silent{i}.example")).await })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            // Rules win before any DNS, whatever the name servers are doing.
+            let pinned = Instant::now();
+            assert_eq!(
+                r.lookup("pinned.example").await.unwrap(),
+                ["127.0.0.1:8080".parse().unwrap()]
+            );
+            assert!(pinned.elapsed() < Duration::from_millis(100));
+            // Another resolver on the same runtime still gets answers meanwhile.
+            let other = GuardedResolver::new(&cfg(true, vec![], &[answering])).unwrap();
+            let asked = Instant::now();
+            assert!(other.lookup("icons.example").await.is_ok());
+            assert!(asked.elapsed() < Duration::from_millis(500), "{asked:?}");
+            for task in stuck {
+                let err = task.await.unwrap().unwrap_err();
+                assert_eq!(err.category(), ErrorCategory::DnsTransient, "{err}");
+            }
+            // Every lookup, including those that waited for one of the 32 permits, ended
+            // within its own timeout (plus scheduling slack), not 200 / 32 timeouts later.
+            let took = started.elapsed();
+            assert!(took < Duration::from_millis(600 + 400), "{took:?}");
+        });
+    }
+}
