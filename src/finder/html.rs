@@ -297,7 +297,7 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
         .with_adjust_charset_on_meta_tag(from_meta)
         .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(PARSER_MEMORY))
         .append_element_content_handler(element!("link", move |el| {
-            let rel = el.get_attribute("rel").unwrap_or_default();
+            let rel = decoded(el.get_attribute("rel")).unwrap_or_default();
             let Some(kind) = rel_kind(&rel) else {
                 return Ok(());
             };
@@ -359,8 +359,8 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
             Ok(())
         }))
         .append_element_content_handler(element!("meta", move |el| {
-            let name = el.get_attribute("name").unwrap_or_default();
-            let equiv = el.get_attribute("http-equiv").unwrap_or_default();
+            let name = decoded(el.get_attribute("name")).unwrap_or_default();
+            let equiv = decoded(el.get_attribute("http-equiv")).unwrap_or_default();
             let is_tile = name.trim().eq_ignore_ascii_case("msapplication-TileImage");
             let is_refresh = equiv.trim().eq_ignore_ascii_case("refresh");
             if !is_tile && !is_refresh {
@@ -786,6 +786,7 @@ pub(crate) mod tests {
         let ex = extract(
             br#"<head><link rel=icon href="/icon.png?v=3&amp;s=32" sizes="32&#x78;32" media="&#40;prefers-color-scheme: dark&#41;">
             <link rel=icon href="/a?x=1&copy=2&lt;&#38;&#X26;&amp">
+            <link rel="&#105;con" href="/by-entity.png">
             <base href="https://cdn.x.test/&#118;2/"></head>"#,
             None,
         );
@@ -797,6 +798,7 @@ pub(crate) mod tests {
         );
         // `&copy=` is left alone in an attribute (the legacy rule); `&amp` without `;` is not.
         assert_eq!(ex.links[1].href, "/a?x=1&copy=2<&&&");
+        assert_eq!(ex.links[2].href, "/by-entity.png", "rel is decoded too");
         assert_eq!(ex.base.as_deref(), Some("https://cdn.x.test/v2/"));
         let c = candidates(&ex, &page("https://x.test/")).candidates;
         assert_eq!(c[0].url, "https://cdn.x.test/icon.png?v=3&s=32");
