@@ -23,7 +23,7 @@
 //! slow resource cannot starve the rest; every request is also capped at 10 s.
 //!
 //! The fallback always gets its turn: declared candidates are verified at most
-//! [`MAX_DECLARED_VERIFY`] at a time and only until a reserve before the deadline (a third of
+//! [`MAX_DECLARED_VERIFY`] per domain and only until a reserve before the deadline (a third of
 //! what is left when verification starts, at most [`DEFAULT_RESERVE_MAX`]), so however many
 //! declared icons fail or stall, `/favicon.ico` and the other default paths are still fetched.
 //! At most [`MAX_CANDIDATES`] candidates are kept in the outcome: every one that was fetched,
