@@ -281,4 +281,49 @@ mod tests {
         let err = Domain::parse("exa mple.com").unwrap_err();
         assert!(err.to_string().contains("' '"), "{err}");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Whatever is pasted, parsing never panics, and a name it accepts is a normalised
+        /// hostname within the DNS limits; an error names the input without amplifying it.
+        fn check(input: &str) {
+            match Domain::parse(input) {
+                Ok(d) => {
+                    let s = d.as_str();
+                    assert!(s.len() <= MAX_NAME_LEN, "{s}");
+                    assert!(s.split('.').count() >= 2, "{s}");
+                    for label in s.split('.') {
+                        assert!(!label.is_empty() && label.len() <= MAX_LABEL_LEN, "{s}");
+                        assert!(!label.starts_with('-') && !label.ends_with('-'), "{s}");
+                    }
+                    assert!(
+                        s.bytes().all(|b| b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || b == b'.'
+                            || b == b'-'),
+                        "{s}"
+                    );
+                    // Normalised: parsing it again gives it back.
+                    assert_eq!(Domain::parse(s).unwrap().as_str(), s);
+                }
+                Err(e) => assert!(e.to_string().len() <= input.len() + 128, "{e}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_string(input in any::<String>()) {
+                check(&input);
+            }
+
+            #[test]
+            fn host_like_strings(input in "(https?://)?([a-zA-Z0-9\u{e9}\u{ff0e}-]{0,70}[.]){0,5}[a-zA-Z0-9-]{0,70}[.]?(:[0-9]{1,6})?(/.{0,10})?") {
+                check(&input);
+            }
+        }
+    }
 }

@@ -196,6 +196,10 @@ pub struct Candidate {
     /// True when the link was in `<body>` rather than `<head>` (ranked lower).
     #[serde(default)]
     pub in_body: bool,
+    /// The declared `media` query, as written (capped): one that targets a non-default colour
+    /// scheme makes the icon a candidate only when nothing else verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<String>,
     /// Sniffed mime type, when the candidate was fetched and was an image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime: Option<String>,
@@ -219,6 +223,7 @@ impl Candidate {
             declared_sizes: None,
             declared_type: None,
             in_body: false,
+            media: None,
             mime: None,
             width: None,
             height: None,

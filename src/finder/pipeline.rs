@@ -21,11 +21,20 @@
 //! Time: the page gets two thirds of what is left, each icon at most half of what is left
 //! (but at least 1.5 s when that much remains), a manifest two fifths (at most 4 s), so one
 //! slow resource cannot starve the rest; every request is also capped at 10 s.
+//!
+//! The fallback always gets its turn: declared candidates are verified at most
+//! [`MAX_DECLARED_VERIFY`] per domain and only until a reserve before the deadline (a third of
+//! what is left when verification starts, at most [`DEFAULT_RESERVE_MAX`]), so however many
+//! declared icons fail or stall, `/favicon.ico` and the other default paths are still fetched.
+//! At most [`MAX_CANDIDATES`] candidates are kept in the outcome: every one that was fetched,
+//! the default paths, then the best-ranked of the rest; the others are counted in
+//! `candidates_dropped`, with those the page declared past the parsing caps.
 
 use super::fetch::{FetchError, Fetcher, retry_after};
 use super::html::{self, HeadParser};
 use super::{Candidate, CandidateSource, ErrorCategory, FindError, FindOutcome, Found};
 use super::{image, manifest, rank};
+use crate::clean::{self, MAX_CANDIDATES, MAX_MESSAGE_BYTES};
 use base64::Engine as _;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,8 +50,13 @@ pub const MANIFEST_CAP: usize = 256 * 1024;
 const PAGE_REDIRECTS: usize = 10;
 /// Redirects followed for an icon or a manifest.
 const ICON_REDIRECTS: usize = 5;
-/// Icons fetched at most per domain.
+/// Icons fetched at most per domain (declared, default paths and `<noscript>` together).
 const MAX_VERIFY: usize = 12;
+/// Declared icons (links, tiles, manifest entries) fetched at most per domain, so that the
+/// default paths always have fetches left.
+const MAX_DECLARED_VERIFY: usize = 8;
+/// The most time held back from declared icons for the default paths.
+const DEFAULT_RESERVE_MAX: Duration = Duration::from_secs(5);
 /// Extra candidates of the winner's tier verified so real sizes can decide.
 const EXTRA_SAME_TIER: usize = 3;
 /// Manifests fetched at most.
@@ -260,7 +274,7 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) {
             c.height = Some(info.height);
             c.error = None;
         }
-        Err(e) => c.error = Some(e),
+        Err(e) => c.error = Some(clean::text(&e, MAX_MESSAGE_BYTES)),
     }
 }
 
@@ -295,7 +309,7 @@ async fn manifest_icons(
     f: &Fetcher,
     url: Url,
     deadline: Instant,
-) -> Result<Vec<Candidate>, FetchError> {
+) -> Result<(Vec<Candidate>, u32), FetchError> {
     // A manifest is optional: a short budget, and any failure just means no icons from it.
     let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
     let mut opened = match f
@@ -304,10 +318,10 @@ async fn manifest_icons(
     {
         Ok(o) => o,
         Err(e) if e.category == ErrorCategory::Blocked => return Err(e),
-        Err(_) => return Ok(Vec::new()),
+        Err(_) => return Ok((Vec::new(), 0)),
     };
     if !opened.resp.status().is_success() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     let mut body = Vec::new();
     Ok(
@@ -318,7 +332,7 @@ async fn manifest_icons(
         .await
         {
             Ok(false) => manifest::icons(&body, &opened.url),
-            _ => Vec::new(),
+            _ => (Vec::new(), 0),
         },
     )
 }
@@ -367,18 +381,25 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
     let mut cands = Vec::new();
     let mut last_resort = Vec::new();
     let mut manifest_refused: Option<String> = None;
+    let mut dropped: u32 = 0;
+    let mut parse_error: Option<String> = None;
     if let Ok(Page {
         url,
         extracted: Some(ex),
         ..
     }) = &page
     {
-        let (declared, manifests) = html::candidates(ex, url);
-        cands.extend(declared);
+        let declared = html::candidates(ex, url);
+        dropped = declared.dropped;
+        parse_error.clone_from(&ex.parse_error);
+        cands.extend(declared.candidates);
         last_resort = rank::rank(html::noscript_candidates(ex, url));
-        for m in manifests.into_iter().take(MAX_MANIFESTS) {
+        for m in declared.manifests.into_iter().take(MAX_MANIFESTS) {
             match manifest_icons(f, m, deadline).await {
-                Ok(icons) => cands.extend(icons),
+                Ok((icons, n)) => {
+                    cands.extend(icons);
+                    dropped = dropped.saturating_add(n);
+                }
                 Err(e) => manifest_refused = Some(e.message),
             }
         }
@@ -398,12 +419,19 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
     let mut seen = std::collections::HashSet::new();
     ranked.retain(|c| seen.insert(c.url.clone()));
 
+    // Declared icons stop short of the deadline so the default paths keep time of their own.
+    let reserve = (remaining(deadline) / 3).min(DEFAULT_RESERVE_MAX);
+    let declared_deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
+    let mut tried = std::collections::HashSet::new();
     let mut fetched = 0;
+    let mut declared_fetched = 0;
     let mut winner_tier: Option<u8> = None;
     let mut extra = 0;
     let mut timed_out = false;
     for c in ranked.iter_mut() {
-        if c.source == CandidateSource::MaskIcon {
+        // A mask icon is never picked; a candidate that already carries its rejection (an
+        // inline icon over the cap) is shown, never fetched.
+        if c.source == CandidateSource::MaskIcon || c.error.is_some() {
             continue;
         }
         if let Some(t) = winner_tier {
@@ -415,12 +443,30 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
         if fetched >= MAX_VERIFY {
             break;
         }
-        if remaining(deadline).is_zero() {
+        let is_default = c.source == CandidateSource::DefaultPath;
+        let until = if is_default {
+            deadline
+        } else {
+            declared_deadline
+        };
+        if !is_default && declared_fetched >= MAX_DECLARED_VERIFY {
+            // Skipped, not stopped: the default paths further down still get their turn.
+            continue;
+        }
+        if !is_default && remaining(until).is_zero() {
+            timed_out = true;
+            continue;
+        }
+        if remaining(until).is_zero() {
             timed_out = true;
             break;
         }
-        verify(f, c, deadline).await;
+        verify(f, c, until).await;
+        tried.insert(c.url.clone());
         fetched += 1;
+        if !is_default {
+            declared_fetched += 1;
+        }
         // A non-square image is a last resort: keep looking for a square one.
         let square = match (c.width, c.height) {
             (Some(w), Some(h)) if w > 0 && h > 0 => {
@@ -432,7 +478,6 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             winner_tier = Some(rank::tier(c));
         }
     }
-
     // Case 35: `<noscript>` icons only when nothing else, `/favicon.ico` included, verified.
     if rank::pick(&ranked).is_none() {
         for mut c in last_resort {
@@ -441,6 +486,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             }
             if fetched < MAX_VERIFY && !remaining(deadline).is_zero() {
                 verify(f, &mut c, deadline).await;
+                tried.insert(c.url.clone());
                 fetched += 1;
             }
             let done = rank::is_verified(&c);
@@ -451,6 +497,9 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
         }
     }
 
+    let (ranked, over) = keep_candidates(ranked, &tried);
+    let candidates_dropped = dropped.saturating_add(over);
+
     if let Some(i) = rank::pick(&ranked) {
         let c = &ranked[i];
         return Ok(Found {
@@ -460,7 +509,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             width: c.width.unwrap_or(0),
             height: c.height.unwrap_or(0),
             candidates: ranked,
-            candidates_dropped: 0,
+            candidates_dropped,
         });
     }
 
@@ -503,6 +552,16 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             ErrorCategory::Timeout,
             "deadline passed before an icon was verified",
         ),
+        // The page's markup broke the parser's memory limit before anything usable was found:
+        // the page, not the network, is why there is no icon.
+        Ok(_) if parse_error.is_some() => FindError::new(
+            ErrorCategory::InvalidContent,
+            format!(
+                "no usable icon; the home page could not be parsed within the {}-byte parser memory limit ({})",
+                html::PARSER_MEMORY,
+                parse_error.as_deref().unwrap_or_default()
+            ),
+        ),
         Ok(_) => FindError::new(
             ErrorCategory::NoIcon,
             format!("no candidate was a real image ({fetched} tried)"),
@@ -510,7 +569,42 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
     };
     err.final_url = final_url;
     err.candidates = ranked;
+    err.candidates_dropped = candidates_dropped;
     Err(err)
+}
+
+/// Keeps at most [`MAX_CANDIDATES`] of the ranked candidates, in rank order: first every one
+/// that was fetched (the evidence for the outcome; at most `MAX_VERIFY`) and the default
+/// paths, then the best-ranked of the rest. Returns them with how many were left out.
+fn keep_candidates(
+    ranked: Vec<Candidate>,
+    tried: &std::collections::HashSet<String>,
+) -> (Vec<Candidate>, u32) {
+    if ranked.len() <= MAX_CANDIDATES {
+        return (ranked, 0);
+    }
+    let evidence =
+        |c: &Candidate| tried.contains(&c.url) || c.source == CandidateSource::DefaultPath;
+    let mut keep: Vec<bool> = ranked.iter().map(evidence).collect();
+    let mut room = MAX_CANDIDATES.saturating_sub(keep.iter().filter(|k| **k).count());
+    for k in keep.iter_mut() {
+        if room == 0 {
+            break;
+        }
+        if !*k {
+            *k = true;
+            room -= 1;
+        }
+    }
+    let total = ranked.len();
+    let kept: Vec<Candidate> = ranked
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(c))
+        .take(MAX_CANDIDATES)
+        .collect();
+    let over = u32::try_from(total - kept.len()).unwrap_or(u32::MAX);
+    (kept, over)
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //! everything verified using the *real* dimensions, so a lying `sizes` attribute cannot win.
 //!
 //! Order, best first:
+//! 0. an icon whose `media` targets a non-default colour scheme (`(prefers-color-scheme: dark)`)
+//!    comes after every other candidate: a browser in its default (light) scheme would not use
+//!    it, so it is chosen only when nothing else verifies;
 //! 1. square before non-square: an image whose ratio is outside 0.9–1.1 (a wordmark) is a last
 //!    resort, whatever its kind;
 //! 2. tier: head `rel=icon`, apple-touch, fluid-icon, manifest, tile; then the same kinds found
@@ -25,6 +28,7 @@ pub const TARGET: u32 = 64;
 /// Sort key; smaller is better. Built from real dimensions when verified, else declared ones.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
+    other_scheme: bool,
     non_square: bool,
     tier: u8,
     size_class: u8,
@@ -93,12 +97,39 @@ fn key(c: &Candidate) -> Key {
         }
     };
     Key {
+        other_scheme: c.media.as_deref().is_some_and(targets_other_scheme),
         tier: tier(c),
         non_square,
         size_class,
         size_rank,
         format: format_rank(c),
     }
+}
+
+/// Whether a `media` query list applies only under a non-default colour scheme: every query in
+/// it asks for `prefers-color-scheme` other than `light` (or `not … light`). A query without
+/// that feature (`screen`, `(min-width: 1px)`) applies in the default scheme too.
+pub fn targets_other_scheme(media: &str) -> bool {
+    const FEATURE: &str = "prefers-color-scheme:";
+    let media = media.to_ascii_lowercase();
+    let mut any = false;
+    for query in media.split(',') {
+        let query = query.trim();
+        let negated = query.starts_with("not ") || query.starts_with("not(");
+        let squeezed: String = query.chars().filter(|c| !c.is_whitespace()).collect();
+        let Some(at) = squeezed.find(FEATURE) else {
+            return false;
+        };
+        let value: String = squeezed[at + FEATURE.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if (value == "light") != negated {
+            return false;
+        }
+        any = true;
+    }
+    any
 }
 
 fn is_svg(c: &Candidate) -> bool {
@@ -296,6 +327,46 @@ mod tests {
         );
         assert_eq!(pick(&ranked), Some(0));
         assert_eq!(pick(&[wide]), Some(0), "still better than nothing");
+    }
+
+    #[test]
+    fn other_colour_scheme_is_last_and_picked_only_alone() {
+        let mut dark = c("https://x/dark.svg", Icon, None);
+        dark.media = Some("(prefers-color-scheme: dark)".into());
+        dark.mime = Some("image/svg+xml".into());
+        let mut small = c("https://x/favicon.ico", DefaultPath, None);
+        small.mime = Some("image/x-icon".into());
+        (small.width, small.height) = (Some(16), Some(16));
+        let ranked = rank(vec![small.clone(), dark.clone()]);
+        assert_eq!(
+            urls(&ranked),
+            ["https://x/favicon.ico", "https://x/dark.svg"]
+        );
+        assert_eq!(pick(&ranked), Some(0));
+        assert_eq!(pick(&[dark]), Some(0), "still better than nothing");
+    }
+
+    #[test]
+    fn colour_scheme_queries() {
+        for dark in [
+            "(prefers-color-scheme: dark)",
+            "(PREFERS-COLOR-SCHEME:DARK)",
+            "screen and (prefers-color-scheme: dark)",
+            "(prefers-color-scheme: dark), print and (prefers-color-scheme: dark)",
+            "not all and (prefers-color-scheme: light)",
+        ] {
+            assert!(targets_other_scheme(dark), "{dark}");
+        }
+        for default in [
+            "",
+            "screen",
+            "(prefers-color-scheme: light)",
+            "(prefers-color-scheme: dark), (prefers-color-scheme: light)",
+            "(prefers-color-scheme: dark), screen",
+            "not all and (prefers-color-scheme: dark)",
+        ] {
+            assert!(!targets_other_scheme(default), "{default}");
+        }
     }
 
     #[test]

@@ -891,3 +891,335 @@ async fn noscript_icon_is_a_last_resort() {
     let found = find_on(&s, "only.test").await.unwrap();
     assert_eq!(found.favicon_url, "http://only.test/ns.png");
 }
+
+#[tokio::test]
+async fn entity_in_href_is_fetched_decoded() {
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html(r#"<head><link rel=icon href="/icon.png?v=3&amp;s=32"></head>"#),
+        "/icon.png?v=3&s=32" => ok("image/png", png_bytes(32, 32)),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "amp.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://amp.test/icon.png?v=3&s=32");
+    assert!(
+        !s.paths().iter().any(|p| p.contains("&amp;")),
+        "{:?}",
+        s.paths()
+    );
+}
+
+#[tokio::test]
+async fn dark_scheme_icon_loses_to_the_default_one_and_wins_alone() {
+    // The dark icon is an SVG declared last: without the colour-scheme rule it would win.
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        ("both.test", "/") => html(
+            r#"<head><link rel=icon href=/light.png sizes=16x16>
+               <link rel=icon href=/dark.svg type=image/svg+xml media="(prefers-color-scheme: dark)"></head>"#,
+        ),
+        ("dark.test", "/") => html(
+            r#"<head><link rel=icon href=/dark.svg media="screen and (prefers-color-scheme:dark)"></head>"#,
+        ),
+        (_, "/light.png") => ok("image/png", png_bytes(16, 16)),
+        (_, "/dark.svg") => ok(
+            "image/svg+xml",
+            "<svg xmlns='http://www.w3.org/2000/svg' width='64' height='64'></svg>",
+        ),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "both.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://both.test/light.png");
+    let dark = found
+        .candidates
+        .iter()
+        .find(|c| c.url == "http://both.test/dark.svg")
+        .expect("the dark icon stays visible");
+    assert_eq!(dark.media.as_deref(), Some("(prefers-color-scheme: dark)"));
+
+    let found = find_on(&s, "dark.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://dark.test/dark.svg");
+    let dark = &found.candidates[rank::pick(&found.candidates).unwrap()];
+    assert_eq!(
+        dark.media.as_deref(),
+        Some("screen and (prefers-color-scheme:dark)")
+    );
+    let json = serde_json::to_value(&found.candidates).unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["url"] != "http://dark.test/dark.svg")
+            .all(|c| c.get("media").is_none()),
+        "media is left out when none was declared: {json}"
+    );
+}
+
+#[tokio::test]
+async fn twenty_thousand_broken_links_still_reach_favicon_ico() {
+    let mut page = String::from("<html><head>");
+    for i in 0..20_000 {
+        page.push_str(&format!("<link rel=icon href=/i{i}.png>"));
+    }
+    page.push_str("</head><body></body></html>");
+    assert!(page.len() < pipeline::HTML_CAP);
+    let s = Server::start(move |r| match r.path.as_str() {
+        "/" => html(&page),
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[32])),
+        _ => status(404),
+    })
+    .await;
+    let timeout = Duration::from_millis(5000);
+    let f = Finder::new(config(s.port, true, timeout.as_millis() as u64)).unwrap();
+    let t = Instant::now();
+    let found = f.find("many.test").await.unwrap();
+    assert!(t.elapsed() < timeout, "took {:?}", t.elapsed());
+    assert_eq!(found.favicon_url, "http://many.test/favicon.ico");
+    assert!(found.candidates.len() <= crate::clean::MAX_CANDIDATES);
+    // 20,000 declared and /favicon.ico, of which MAX_CANDIDATES kept.
+    assert_eq!(
+        found.candidates.len() + found.candidates_dropped as usize,
+        20_001
+    );
+    let icon_requests = s.paths().iter().filter(|p| p.contains("/i")).count();
+    assert!(
+        icon_requests <= 12,
+        "{icon_requests} declared icons fetched"
+    );
+}
+
+#[tokio::test]
+async fn stalled_declared_icons_leave_time_for_favicon_ico() {
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => {
+            let links: String = (0..20)
+                .map(|i| format!("<link rel=icon href=/slow{i}.png>"))
+                .collect();
+            html(&format!("<head>{links}</head>"))
+        }
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[16])),
+        _ => Resp {
+            status: 200,
+            headers: vec![("Content-Type", "image/png".into())],
+            body: Body::Drip,
+        },
+    })
+    .await;
+    let timeout = Duration::from_millis(4000);
+    let f = Finder::new(config(s.port, true, timeout.as_millis() as u64)).unwrap();
+    let t = Instant::now();
+    let found = f.find("stall.test").await.unwrap();
+    assert!(t.elapsed() < timeout, "took {:?}", t.elapsed());
+    assert_eq!(found.favicon_url, "http://stall.test/favicon.ico");
+}
+
+#[tokio::test]
+async fn huge_base_and_identical_links_are_bounded_and_fast() {
+    let mut page = format!(
+        "<html><head><base href=\"http://hostile.test/{}/\">",
+        "b".repeat(100_000)
+    );
+    for _ in 0..20_000 {
+        page.push_str(r#"<link rel="icon" href="i.png">"#);
+    }
+    page.push_str("</head><body></body></html>");
+    let s = Server::start(move |r| match r.path.as_str() {
+        "/" => html(&page),
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[16])),
+        _ => status(404),
+    })
+    .await;
+    let t = Instant::now();
+    let found = find_on(&s, "hostile.test").await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(found.favicon_url, "http://hostile.test/favicon.ico");
+    assert_eq!(
+        found.candidates_dropped, 1,
+        "the one distinct link needs the unusable base"
+    );
+    assert!(
+        found
+            .candidates
+            .iter()
+            .all(|c| c.url.len() <= crate::clean::MAX_URL_BYTES)
+    );
+    assert!(s.paths().iter().all(|p| p.len() < 100), "{:?}", s.paths());
+}
+
+#[tokio::test]
+async fn oversized_data_icon_is_never_chosen() {
+    let big = format!(
+        "data:image/png;base64,{}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            png_bytes(64, 64)
+                .into_iter()
+                .chain(std::iter::repeat_n(0, crate::clean::MAX_DATA_URL_BYTES))
+                .collect::<Vec<u8>>()
+        )
+    );
+    let s = Server::start(move |r| match r.path.as_str() {
+        "/" => html(&format!("<head><link rel=icon href=\"{big}\"></head>")),
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[16])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "inline.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://inline.test/favicon.ico");
+    let data = found
+        .candidates
+        .iter()
+        .find(|c| c.url.starts_with("data:"))
+        .unwrap();
+    assert!(data.url.len() <= 64, "{}", data.url);
+    assert!(data.error.as_deref().unwrap().contains("cap"), "{data:?}");
+    assert_eq!(data.mime, None);
+}
+
+#[tokio::test]
+async fn page_over_the_parser_memory_limit_is_invalid_content() {
+    let page = format!(
+        "<html><head><meta name=x content=\"{}\"><link rel=icon href=/late.png></head>",
+        "a".repeat(html::PARSER_MEMORY * 2)
+    );
+    let s = Server::start(move |r| match r.path.as_str() {
+        "/" => html(&page),
+        "/late.png" => ok("image/png", png_bytes(16, 16)),
+        _ => status(404),
+    })
+    .await;
+    let err = find_on(&s, "tagbomb.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::InvalidContent, "{err:?}");
+    assert!(err.message.contains("memory limit"), "{}", err.message);
+}
+
+mod properties {
+    //! Hostile bytes through every parser: no panic, and what comes out stays within the
+    //! stated bounds. A fixed case budget keeps them to seconds in CI.
+    use super::*;
+    use crate::clean::{MAX_DATA_URL_BYTES, MAX_TOKEN_BYTES, MAX_URL_BYTES};
+    use proptest::prelude::*;
+
+    /// Pieces that steer random HTML into the extractor's interesting paths.
+    fn html_piece() -> impl Strategy<Value = String> {
+        let attr = "[ -~\\u{e9}\\u{0}\\t&#;x0-9a-z]{0,40}";
+        prop_oneof![
+            (
+                prop_oneof![
+                    Just("icon"),
+                    Just("apple-touch-icon"),
+                    Just("mask-icon"),
+                    Just("manifest"),
+                    Just("ICON shortcut")
+                ],
+                attr,
+                attr,
+                attr
+            )
+                .prop_map(|(rel, href, sizes, media)| format!(
+                    "<link rel=\"{rel}\" href=\"{href}\" sizes='{sizes}' media={media}>"
+                )),
+            attr.prop_map(|h| format!("<base href=\"{h}\">")),
+            attr.prop_map(|c| format!("<meta name=msapplication-TileImage content=\"{c}\">")),
+            attr.prop_map(|c| format!("<meta http-equiv=refresh content='{c}'>")),
+            Just("<template>".to_string()),
+            Just("</template>".to_string()),
+            Just("<noscript><link rel=icon href=/n.png></noscript>".to_string()),
+            Just("</head><body>".to_string()),
+            "[ -~]{0,30}",
+        ]
+    }
+
+    fn check_candidates(c: &[Candidate]) {
+        for c in c {
+            let cap = if c.url.starts_with("data:") {
+                MAX_DATA_URL_BYTES
+            } else {
+                MAX_URL_BYTES
+            };
+            assert!(c.url.len() <= cap, "{}", c.url.len());
+            assert!(!c.url.contains('\0'));
+            for t in [&c.declared_sizes, &c.declared_type, &c.media]
+                .into_iter()
+                .flatten()
+            {
+                assert!(t.len() <= MAX_TOKEN_BYTES && !t.contains('\0'), "{t:?}");
+            }
+        }
+    }
+
+    fn check_html(bytes: &[u8], chunk: usize) {
+        let mut p = html::HeadParser::new(Some("utf-8"));
+        for c in bytes.chunks(chunk.max(1)) {
+            p.write(c);
+        }
+        let ex = p.finish();
+        html::tests::assert_bounded(&ex);
+        let page = Url::parse("https://x.test/a/b").unwrap();
+        let d = html::candidates(&ex, &page);
+        assert!(d.candidates.len() <= html::MAX_LINKS + html::MAX_TILES);
+        assert!(d.manifests.len() <= html::MAX_MANIFEST_LINKS);
+        check_candidates(&d.candidates);
+        check_candidates(&html::noscript_candidates(&ex, &page));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn html_extractor_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096), chunk in 1usize..512) {
+            check_html(&bytes, chunk);
+        }
+
+        #[test]
+        fn html_extractor_on_tag_soup(pieces in proptest::collection::vec(html_piece(), 0..200), chunk in 1usize..512) {
+            check_html(pieces.concat().as_bytes(), chunk);
+        }
+
+        #[test]
+        fn manifest_parser(body in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..2048),
+            proptest::collection::vec(
+                ("[ -~\\u{0}]{0,30}", "[ -~\\u{0}]{0,30}", "(any|maskable|monochrome| ){0,3}")
+                    .prop_map(|(src, sizes, purpose)| serde_json::json!({"src": src, "sizes": sizes, "type": sizes, "purpose": purpose})),
+                0..80,
+            )
+            .prop_map(|icons| serde_json::to_vec(&serde_json::json!({ "icons": icons })).unwrap()),
+        ]) {
+            let base = Url::parse("https://x.test/m/site.webmanifest").unwrap();
+            let (icons, _dropped) = manifest::icons(&body, &base);
+            assert!(icons.len() <= manifest::MAX_MANIFEST_ICONS);
+            check_candidates(&icons);
+        }
+
+        #[test]
+        fn image_sniffing(
+            prefix in prop_oneof![
+                Just(b"".to_vec()),
+                Just(b"\x89PNG\r\n\x1a\n".to_vec()),
+                Just(vec![0u8, 0, 1, 0]),
+                Just(b"GIF89a".to_vec()),
+                Just(b"\xef\xbb\xbf<?xml version='1.0'?><svg ".to_vec()),
+                Just(b"<svg width='".to_vec()),
+            ],
+            rest in proptest::collection::vec(any::<u8>(), 0..1024),
+        ) {
+            let bytes = [prefix, rest].concat();
+            match image::sniff(&bytes) {
+                Ok(info) => {
+                    assert!(info.mime.starts_with("image/") && info.mime.len() <= MAX_TOKEN_BYTES);
+                    let svg = info.mime == "image/svg+xml";
+                    for side in [info.width, info.height] {
+                        assert!(side <= image::MAX_SIDE);
+                        assert!(side >= 2 || (svg && side == 0), "{info:?}");
+                    }
+                }
+                Err(e) => assert!(e.len() <= crate::clean::MAX_MESSAGE_BYTES, "{e}"),
+            }
+        }
+    }
+}

@@ -293,6 +293,27 @@ fn sizes(w: &mut World) {
         .file(h, "/light.png", PNG, &png(32, 32))
         .file(h, "/dark.png", PNG, &png(32, 32));
 
+    // Only the colour-scheme rule keeps the dark SVG (scalable, declared last) behind a 16 px
+    // PNG; alone, it is still chosen.
+    let h = "c16-dark-svg-loses.test";
+    w.case(h, icon_sized(h, "/light.png", 16, 16))
+        .page(
+            h,
+            &head(
+                r#"<link rel="icon" href="/light.png" sizes="16x16">
+                   <link rel="icon" href="/dark.svg" type="image/svg+xml" media="(prefers-color-scheme: dark)">"#,
+            ),
+        )
+        .file(h, "/light.png", PNG, &png(16, 16))
+        .file(h, "/dark.svg", SVG, &svg());
+    let h = "c16-dark-only.test";
+    w.case(h, icon(h, "/dark.png"))
+        .page(
+            h,
+            &head(r#"<link rel="icon" href="/dark.png" media="(prefers-color-scheme: dark)">"#),
+        )
+        .file(h, "/dark.png", PNG, &png(32, 32));
+
     let h = "c17-type-lies.test";
     w.case(h, icon_sized(h, "/t.svg", 32, 32))
         .page(
@@ -374,6 +395,15 @@ fn urls(w: &mut World) {
     w.case(h, icon(h, "/f.png?v=3"))
         .page(h, &head(r#"<link rel="icon" href="/f.png?v=3#x">"#))
         .file(h, "/f.png", PNG, &png(32, 32));
+
+    // Character references in an attribute are decoded before the URL is resolved.
+    let h = "c26-entity-in-href.test";
+    w.case(h, icon(h, "/icons/a&b.png?v=3&s=32"))
+        .page(
+            h,
+            &head(r#"<link rel="icon" href="/icons/a&amp;b.png?v=3&#38;s=32">"#),
+        )
+        .file(h, "/icons/a&b.png", PNG, &png(32, 32));
 
     let h = "c27-data-base64.test";
     let b64 = base64::engine::general_purpose::STANDARD.encode(png(16, 16));
@@ -1163,6 +1193,17 @@ async fn every_catalogue_scenario(backend: Backend) {
     assert!(internet.hits("c69-bot-wall-browser-retry.test", "/") >= 2);
     // data: icons are never fetched.
     assert_eq!(internet.hits("c27-data-base64.test", "/favicon.ico"), 0);
+    // The dark variant that lost stays visible with its media query.
+    let dark = candidate(
+        "c16-dark-svg-loses.test",
+        "http://c16-dark-svg-loses.test/dark.svg",
+    );
+    assert_eq!(dark["media"], "(prefers-color-scheme: dark)", "{dark}");
+    // The raw attribute text was never requested.
+    assert_eq!(
+        internet.hits("c26-entity-in-href.test", "/icons/a&amp;b.png"),
+        0
+    );
     app.stop().await;
 }
 both_backends!(catalogue_scenarios, every_catalogue_scenario);
