@@ -333,15 +333,40 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Replaces the password of a URL, if any, with `***`.
+/// Query parameters that carry credentials in database and Redis URLs (`?password=…` is
+/// accepted by PostgreSQL and Redis clients alike), compared without case.
+const SECRET_PARAMS: [&str; 8] = [
+    "password",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "access_token",
+    "api_key",
+    "sslpassword",
+];
+
+/// Replaces the password of a URL, and the value of every credential query parameter, with
+/// `***`. A value that is not a URL is shown as is: it cannot be told apart from a path.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => raw.to_owned(),
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return raw.to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    let secret = |key: &str| SECRET_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s));
+    if url.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) { "***".into() } else { value };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 struct Vars(HashMap<String, String>);
@@ -493,6 +518,22 @@ mod tests {
         assert!(
             !shown.contains("s3cret") && !shown.contains("hunter2"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn passwords_in_query_parameters_are_redacted() {
+        let shown = redact_url("postgres://db/ff?sslmode=require&Password=s3cret&user=app");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("sslmode=require") && shown.contains("user=app"),
+            "{shown}"
+        );
+        let shown = redact_url("redis://cache:6379/?password=hunter2");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(
+            redact_url("sqlite://ff.db?mode=rwc"),
+            "sqlite://ff.db?mode=rwc"
         );
     }
 }
