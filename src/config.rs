@@ -19,6 +19,25 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://favicon-finder.db?mode=rwc";
 /// A browser-like User-Agent that still names the project, so site owners can tell who we are.
 pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1; +https://github.com/favicon-finder/favicon-finder)";
 
+/// The longest legal domain entry as it appears in a job's JSON: a 253-octet hostname, its
+/// two quotes and the comma after it.
+pub const MAX_ENTRY_JSON_BYTES: usize = 253 + 2 + 1;
+/// Room in a job request for everything besides the domain entries (`client_id` of at most
+/// 255 characters, `max_age_seconds`, keys, brackets, whitespace), generously.
+pub const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
+/// The largest `MAX_REQUEST_BYTES` accepted, set or derived (1 GiB).
+pub const MAX_REQUEST_BYTES_CEILING: usize = 1024 * 1024 * 1024;
+
+/// The default `MAX_REQUEST_BYTES`: the largest legal job of `max_domains` entries,
+/// `max_domains × 256 + 64 KiB` (25,665,536 bytes for the default 100,000 domains), capped at
+/// 1 GiB. A body of legal entries written without escapes or padding always fits.
+pub fn default_max_request_bytes(max_domains: usize) -> usize {
+    max_domains
+        .saturating_mul(MAX_ENTRY_JSON_BYTES)
+        .saturating_add(REQUEST_OVERHEAD_BYTES)
+        .min(MAX_REQUEST_BYTES_CEILING)
+}
+
 /// The whole configuration of one process. `PartialEq` lets a test check the documented
 /// defaults by behaviour (tests/api/config_docs.rs).
 #[derive(Clone, PartialEq)]
@@ -92,8 +111,30 @@ pub struct Config {
     pub graphql_max_complexity: usize,
     /// `WS_MAX_SUBSCRIPTIONS`: subscriptions one WebSocket connection may run at once.
     pub ws_max_subscriptions: usize,
-    /// `MAX_REQUEST_BYTES`: the largest request body the API accepts.
+    /// `MAX_REQUEST_BYTES`: the largest request body the API accepts (default: sized to the
+    /// largest legal job, see [`default_max_request_bytes`]).
     pub max_request_bytes: usize,
+    /// `EXPORT_CHUNK_BYTES`: the most result text one chunk of the CSV export buffers.
+    pub export_chunk_bytes: usize,
+    /// `WS_MAX_MESSAGE_BYTES`: the largest WebSocket message (and frame) a client may send.
+    pub ws_max_message_bytes: usize,
+    /// `WS_MAX_CONNECTIONS`: open WebSocket connections this process accepts in all.
+    pub ws_max_connections: usize,
+    /// `WS_MAX_CONNECTIONS_PER_IP`: open WebSocket connections from one client address.
+    pub ws_max_connections_per_ip: usize,
+    /// `WS_INIT_TIMEOUT_MS`: how long a new WebSocket may take to send `connection_init`.
+    pub ws_init_timeout: Duration,
+    /// `WS_PING_INTERVAL_MS`: how often an open WebSocket is pinged.
+    pub ws_ping_interval: Duration,
+    /// `WS_IDLE_TIMEOUT_MS`: a WebSocket that sends nothing (not even a pong) for this long is
+    /// closed.
+    pub ws_idle_timeout: Duration,
+    /// `HTTP_HEADER_TIMEOUT_MS`: how long a client may take to send a request's headers once
+    /// the connection waits for a request.
+    pub http_header_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_MS`: an HTTP connection with no traffic for this long is closed
+    /// (after any response in flight).
+    pub http_idle_timeout: Duration,
     /// `RUN_MIGRATIONS`: apply migrations at start of `serve` and `worker`.
     pub run_migrations: bool,
     /// `SENTRY_DSN`: where to report errors and panics; unset means no reporting.
@@ -138,6 +179,7 @@ impl Config {
     /// Reads the configuration from a map of variables (the environment, or a test's own).
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Vars(vars);
+        let max_domains_per_job = env.parse_in("MAX_DOMAINS_PER_JOB", 100_000, 1..=10_000_000)?;
         Ok(Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_pool_size: env.parse_in("DATABASE_POOL_SIZE", 10, 1..=1000)?,
@@ -208,7 +250,7 @@ impl Config {
                 3_600,
                 0..=31_536_000,
             )?),
-            max_domains_per_job: env.parse_in("MAX_DOMAINS_PER_JOB", 100_000, 1..=10_000_000)?,
+            max_domains_per_job,
             rate_limit_jobs_per_hour: env.parse_in(
                 "RATE_LIMIT_JOBS_PER_HOUR",
                 600,
@@ -220,13 +262,38 @@ impl Config {
                 0..=u64::MAX,
             )?,
             graphql_max_depth: env.parse_in("GRAPHQL_MAX_DEPTH", 16, 2..=1000)?,
-            graphql_max_complexity: env.parse_in("GRAPHQL_MAX_COMPLEXITY", 1000, 10..=1_000_000)?,
+            graphql_max_complexity: env.parse_in(
+                "GRAPHQL_MAX_COMPLEXITY",
+                10_000,
+                10..=10_000_000,
+            )?,
             ws_max_subscriptions: env.parse_in("WS_MAX_SUBSCRIPTIONS", 10, 1..=10_000)?,
             max_request_bytes: env.parse_in(
                 "MAX_REQUEST_BYTES",
-                16 * 1024 * 1024,
-                1024..=1024 * 1024 * 1024,
+                default_max_request_bytes(max_domains_per_job),
+                1024..=MAX_REQUEST_BYTES_CEILING,
             )?,
+            export_chunk_bytes: env.parse_in(
+                "EXPORT_CHUNK_BYTES",
+                1024 * 1024,
+                1024..=256 * 1024 * 1024,
+            )?,
+            ws_max_message_bytes: env.parse_in(
+                "WS_MAX_MESSAGE_BYTES",
+                64 * 1024,
+                1024..=64 * 1024 * 1024,
+            )?,
+            ws_max_connections: env.parse_in("WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
+            ws_max_connections_per_ip: env.parse_in(
+                "WS_MAX_CONNECTIONS_PER_IP",
+                1_000,
+                1..=1_000_000,
+            )?,
+            ws_init_timeout: env.millis("WS_INIT_TIMEOUT_MS", 10_000)?,
+            ws_ping_interval: env.millis("WS_PING_INTERVAL_MS", 15_000)?,
+            ws_idle_timeout: env.millis("WS_IDLE_TIMEOUT_MS", 45_000)?,
+            http_header_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
+            http_idle_timeout: env.millis("HTTP_IDLE_TIMEOUT_MS", 60_000)?,
             run_migrations: env.bool("RUN_MIGRATIONS", true)?,
             sentry_dsn: env.optional("SENTRY_DSN"),
             sentry_environment: env.optional("SENTRY_ENVIRONMENT"),
@@ -341,6 +408,7 @@ const SECRET_PARAMS: &[&str] = &[
     "api_key",
     "apikey",
     "auth",
+    "sslpassword",
 ];
 
 /// Replaces the secrets of a URL with `***`: the userinfo password, and the values of query
@@ -425,6 +493,15 @@ impl Vars {
         }
     }
 
+    /// A duration in milliseconds, from 10 ms to one hour.
+    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.parse_in(
+            var,
+            default,
+            10..=3_600_000,
+        )?))
+    }
+
     fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.optional(var) {
             None => Ok(default),
@@ -464,6 +541,8 @@ mod tests {
         assert!(!config.fetch_allow_private_networks);
         assert!(config.redis_url.is_none());
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.max_request_bytes, 25_665_536);
+        assert_eq!(config.ws_max_message_bytes, 65_536);
         assert_eq!(config.fetch_per_address_concurrency, 16);
         assert!(config.fetch_dns_servers.is_empty());
         assert_eq!(config.fetch_dns_max_inflight, 256);
@@ -525,6 +604,20 @@ mod tests {
     }
 
     #[test]
+    fn the_request_limit_follows_the_domain_limit_unless_set() {
+        let config = Config::from_vars(vars(&[("MAX_DOMAINS_PER_JOB", "10")])).unwrap();
+        assert_eq!(config.max_request_bytes, 10 * 256 + 65_536);
+        let config = Config::from_vars(vars(&[
+            ("MAX_DOMAINS_PER_JOB", "10"),
+            ("MAX_REQUEST_BYTES", "4096"),
+        ]))
+        .unwrap();
+        assert_eq!(config.max_request_bytes, 4096);
+        let config = Config::from_vars(vars(&[("MAX_DOMAINS_PER_JOB", "10000000")])).unwrap();
+        assert_eq!(config.max_request_bytes, MAX_REQUEST_BYTES_CEILING);
+    }
+
+    #[test]
     fn a_bad_value_names_its_variable() {
         for (var, value) in [
             ("PORT", "eighty"),
@@ -540,6 +633,10 @@ mod tests {
             ("FETCH_DNS_TIMEOUT_MS", "10"),
             ("FETCH_DNS_TIMEOUT_MS", "soon"),
             ("FETCH_PER_ADDRESS_CONCURRENCY", "0"),
+            ("WS_MAX_MESSAGE_BYTES", "10"),
+            ("WS_INIT_TIMEOUT_MS", "0"),
+            ("HTTP_HEADER_TIMEOUT_MS", "soon"),
+            ("EXPORT_CHUNK_BYTES", "1"),
         ] {
             let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);
@@ -558,6 +655,22 @@ mod tests {
         assert!(
             !shown.contains("s3cret") && !shown.contains("hunter2"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn passwords_in_query_parameters_are_redacted() {
+        let shown = redact_url("postgres://db/ff?sslmode=require&Password=s3cret&user=app");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("sslmode=require") && shown.contains("user=app"),
+            "{shown}"
+        );
+        let shown = redact_url("redis://cache:6379/?password=hunter2");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(
+            redact_url("sqlite://ff.db?mode=rwc"),
+            "sqlite://ff.db?mode=rwc"
         );
     }
 }

@@ -35,6 +35,10 @@ pub mod code {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The WebSocket connection already runs the most subscriptions it may.
     pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
+    /// The request body is not `application/json`.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    /// Too many open WebSocket connections, from this address or in all.
+    pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
 }
 
 /// Everything an API call can fail with.
@@ -64,6 +68,18 @@ pub enum AppError {
         /// Seconds until the request would be accepted.
         retry_after_secs: u64,
     },
+    /// The body's media type is not one the endpoint reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Over a connection cap: `per_client` for one address's cap (429), else the process's
+    /// (503).
+    #[error("{message}")]
+    TooManyConnections {
+        /// Which cap was hit.
+        message: String,
+        /// The client's own cap rather than the whole process's.
+        per_client: bool,
+    },
     /// A failure on our side; the cause is logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -86,6 +102,11 @@ impl AppError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyConnections {
+                per_client: true, ..
+            } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +118,8 @@ impl AppError {
             Self::NotFound(_) => code::NOT_FOUND,
             Self::PayloadTooLarge(_) => code::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => code::RATE_LIMITED,
+            Self::UnsupportedMediaType(_) => code::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyConnections { .. } => code::TOO_MANY_CONNECTIONS,
             Self::Internal(_) => code::INTERNAL,
         }
     }

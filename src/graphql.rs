@@ -300,6 +300,15 @@ pub struct CreateJobInput {
     max_age_seconds: Option<i64>,
 }
 
+/// The complexity of a paged field: what is selected under it counts once per row the page
+/// may hold, so aliases of `results(perPage: 500)` cannot multiply a response past
+/// `GRAPHQL_MAX_COMPLEXITY`. An out-of-range `perPage` is refused by the resolver; here it
+/// counts as the nearest legal size.
+fn page_cost(per_page: i64, child_complexity: usize) -> usize {
+    let rows = per_page.clamp(1, jobs::MAX_PER_PAGE as i64) as usize;
+    rows.saturating_mul(child_complexity).saturating_add(1)
+}
+
 fn ctx<'a>(c: &'a Context<'_>) -> &'a ApiContext {
     c.data_unchecked::<ApiContext>()
 }
@@ -319,6 +328,7 @@ impl QueryRoot {
     }
 
     /// A client's jobs, newest first.
+    #[graphql(complexity = "page_cost(per_page, child_complexity)")]
     async fn jobs(
         &self,
         c: &Context<'_>,
@@ -341,6 +351,7 @@ impl QueryRoot {
     }
 
     /// One page of a job's results, in submission order.
+    #[graphql(complexity = "page_cost(per_page, child_complexity)")]
     async fn results(
         &self,
         c: &Context<'_>,

@@ -44,6 +44,9 @@ const PENDING: &str = "status = 'pending'";
 /// Rows per read when streaming a job's results. Larger chunks were no faster once only the
 /// exported columns are read, and 5,000 grew the RSS by 26 MB instead of 10 (BENCHMARKS.md).
 pub const STREAM_CHUNK: usize = 1_000;
+/// What a CSV row costs besides its text columns (status, numbers, timestamp, separators),
+/// counted against the export's byte budget.
+const ROW_FIXED_BYTES: i64 = 64;
 
 /// The database handle with the queries the service needs.
 #[derive(Clone, Debug)]
@@ -503,41 +506,64 @@ impl Store {
         Ok((all as i64 - leased as i64, leased as i64))
     }
 
-    /// Every result of a job in submission order, as the CSV export needs it, read in chunks
-    /// so memory stays flat.
+    /// Streams a job's results in submission order, as chunks of at most [`STREAM_CHUNK`] rows
+    /// and about `max_bytes` of text: a chunk ends before the row that would take it past
+    /// `max_bytes` (every chunk holds at least one row), so memory stays bounded however large
+    /// the rows are.
     pub fn results_stream(
         &self,
         job_id: Uuid,
+        max_bytes: usize,
     ) -> impl Stream<Item = Result<Vec<ExportRow>, DbErr>> + Send + 'static {
         let store = self.clone();
+        let backend = self.backend();
+        // Only the exported columns: decoding the candidates JSON of every row cost more than
+        // writing the CSV (see BENCHMARKS.md). The database sums the rows' sizes, so rows
+        // past the byte budget are never sent to this process; the first row always is
+        // (`upto = size`), so the export moves on however large a row is.
+        let octets = |column: &str| match backend {
+            DbBackend::Postgres => format!("COALESCE(OCTET_LENGTH({column}), 0)"),
+            _ => format!("COALESCE(LENGTH(CAST({column} AS BLOB)), 0)"),
+        };
+        let size = format!(
+            "({} + {} + {} + {} + {} + {} + {ROW_FIXED_BYTES})",
+            octets("domain"),
+            octets("favicon_url"),
+            octets("error"),
+            octets("error_code"),
+            octets("final_url"),
+            octets("mime"),
+        );
+        let columns = "position, domain, status, favicon_url, error, tries, error_code, \
+                       final_url, mime, width, height, fetched_at, cached";
+        let [p1, p2, p3, p4] = match backend {
+            DbBackend::Postgres => ["$1", "$2", "$3", "$4"],
+            _ => ["?", "?", "?", "?"],
+        };
+        let sql = format!(
+            "SELECT {columns} FROM (\
+               SELECT {columns}, {size} AS size, \
+                 SUM({size}) OVER (ORDER BY position) AS upto \
+               FROM (SELECT {columns} FROM result WHERE job_id = {p1} AND position >= {p2} \
+                 ORDER BY position LIMIT {p3}) AS page\
+             ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
+        );
+        let budget = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         futures::stream::try_unfold(0i32, move |next| {
             let store = store.clone();
+            let sql = sql.clone();
             async move {
-                use result::Column as C;
-                // Only the exported columns: decoding the candidates JSON of every row cost
-                // more than writing the CSV (see BENCHMARKS.md).
-                let rows = result::Entity::find()
-                    .select_only()
-                    .columns([
-                        C::Position,
-                        C::Domain,
-                        C::Status,
-                        C::FaviconUrl,
-                        C::Error,
-                        C::Tries,
-                        C::ErrorCode,
-                        C::FinalUrl,
-                        C::Mime,
-                        C::Width,
-                        C::Height,
-                        C::FetchedAt,
-                        C::Cached,
-                    ])
-                    .filter(C::JobId.eq(job_id))
-                    .filter(C::Position.gte(next))
-                    .order_by_asc(C::Position)
-                    .limit(STREAM_CHUNK as u64)
-                    .into_model::<ExportRow>()
+                let statement = Statement::from_sql_and_values(
+                    backend,
+                    sql,
+                    [
+                        job_id.into(),
+                        next.into(),
+                        (STREAM_CHUNK as i64).into(),
+                        budget.into(),
+                    ],
+                );
+                let rows = <ExportRow as sea_orm::FromQueryResult>::find_by_statement(statement)
                     .all(&store.db)
                     .await?;
                 match rows.last() {

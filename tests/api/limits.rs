@@ -135,7 +135,10 @@ async fn graphql_depth_and_complexity_are_limited() {
     assert_eq!(shallow["data"]["job"]["total"], 1, "{shallow}");
     let deep = app
         .graphql(
-            &format!("{{ results(jobId: \"{id}\") {{ results {{ candidates {{ url }} }} }} }}"),
+            // One row per page, so the depth is what is over, not the row-scaled complexity.
+            &format!(
+                "{{ results(jobId: \"{id}\", perPage: 1) {{ results {{ candidates {{ url }} }} }} }}"
+            ),
             json!({}),
         )
         .await;

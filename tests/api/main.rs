@@ -2,6 +2,7 @@
 //! random port, a fake internet on loopback, and SQLite or (with `TEST_DATABASE_URL`)
 //! PostgreSQL.
 
+mod api_limits;
 mod cache;
 mod cli;
 mod config_docs;
