@@ -14,6 +14,7 @@ mod migrations;
 mod observability;
 mod politeness;
 mod queue;
+mod recorder;
 mod schema;
 mod sentry;
 mod shutdown;
