@@ -221,6 +221,14 @@ impl Watchdog {
         }
     }
 
+    /// Panics if the watchdog killed the process, saying so.
+    fn assert_alive(&self, case: &str) {
+        assert!(
+            !self.tripped.load(Ordering::Relaxed),
+            "{case}: the working process passed {RSS_BOUND_MB} MB of RSS and was killed"
+        );
+    }
+
     /// The peak RSS seen, in MB; panics if the bound was passed.
     fn check(&self, pid: u32, case: &str) -> u64 {
         if let Some(hwm) = status_kb(pid, "VmHWM:") {
@@ -360,6 +368,7 @@ async fn run_case(
 
     let healthy = async {
         wait_for("the healthy job", HEALTHY_WITHIN, || async {
+            watchdog.assert_alive(case);
             job_row(&service.store, good).await.completed == HEALTHY.len() as i32
         })
         .await;
@@ -368,6 +377,7 @@ async fn run_case(
     let deadline = Duration::from_secs(MAX_TRIES * (TIMEOUT_SECS + 1)) + SLACK;
     let classified = async {
         wait_for("every hostile domain classified", deadline, || async {
+            watchdog.assert_alive(case);
             let job = job_row(&service.store, bad).await;
             job.completed + job.failed == job.total
         })
