@@ -140,7 +140,12 @@ async fn nul_error_server() -> std::net::SocketAddr {
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
+                // A TLS ClientHello (https is tried first) is hung up on, so the finder falls
+                // back to plain http and reads the answer below.
+                match socket.read(&mut buf).await {
+                    Ok(n) if n > 0 && buf[0] != 0x16 => {}
+                    _ => return,
+                }
                 let _ = socket
                     .write_all(
                         b"HTTP/1.1 302 Fo\0und\r\nLocation: /a\0b\r\n\
@@ -168,7 +173,7 @@ impl Internet {
         });
         let raw = nul_error_server().await;
         Self {
-            resolve: format!("nul-error.test={raw},*={addr}"),
+            resolve: format!("nul-error.test={raw},www.nul-error.test={raw},*={addr}"),
         }
     }
 }
@@ -410,10 +415,10 @@ async fn run_case(
         hostile_rows
             .iter()
             .map(|r| format!(
-                "{}={}/{}",
+                "{}={} ({})",
                 r.domain,
                 r.status.as_str(),
-                r.error_code.as_deref().unwrap_or("-")
+                r.error.as_deref().unwrap_or("-")
             ))
             .collect::<Vec<_>>()
             .join(" ")
