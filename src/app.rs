@@ -7,7 +7,7 @@ use crate::finder::Finder;
 use crate::graphql::{ApiContext, AppSchema, build_schema};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::worker::{WorkerPool, WorkerSettings};
+use crate::worker::{RecorderHealth, WorkerPool, WorkerSettings};
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
@@ -53,6 +53,8 @@ pub struct AppState {
     /// Open WebSocket connections, against `WS_MAX_CONNECTIONS` and
     /// `WS_MAX_CONNECTIONS_PER_IP`.
     pub ws_connections: Arc<WsConnections>,
+    /// This process's recorder, when it runs workers: `/healthz` fails while it is stuck.
+    pub recorder: Option<Arc<RecorderHealth>>,
 }
 
 /// Which parts of the service this process runs.
@@ -147,6 +149,7 @@ impl Application {
                 metrics,
                 shutdown: CancellationToken::new(),
                 ws_connections,
+                recorder: worker.as_ref().map(WorkerPool::health),
             },
             listener,
             worker,
@@ -791,9 +794,18 @@ async fn process_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `/healthz`: the process is up and serving.
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// `/healthz`: the process is up and serving, and its recorder (if it runs workers) is not
+/// stuck: a worker that finds but cannot write would otherwise look alive forever while its
+/// leases run out.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.recorder.as_ref().and_then(|r| r.stalled()) {
+        None => Json(json!({ "status": "ok" })).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unhealthy", "reason": reason })),
+        )
+            .into_response(),
+    }
 }
 
 /// `/readyz`: ready when the database answers and its schema is current. Redis, when

@@ -6,6 +6,8 @@
 //! finder applies the count and length caps where it parses; the store applies [`text`] to
 //! every string once more at its one write boundary, so a path that forgot is still safe.
 
+use crate::finder::{Candidate, ErrorCategory, FindError, FindOutcome, Found};
+
 /// Longest http(s) URL kept, in bytes: longer hrefs are dropped as candidates, not cut.
 pub const MAX_URL_BYTES: usize = 4096;
 /// Longest `data:` URL kept as an icon, in bytes; a larger inline icon is never chosen.
@@ -42,6 +44,96 @@ pub fn text(s: &str, max: usize) -> String {
     out
 }
 
+/// The byte cap for a URL: `data:` URLs may be up to [`MAX_DATA_URL_BYTES`], others
+/// [`MAX_URL_BYTES`].
+pub fn url_cap(url: &str) -> usize {
+    let is_data = url
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"));
+    if is_data {
+        MAX_DATA_URL_BYTES
+    } else {
+        MAX_URL_BYTES
+    }
+}
+
+/// Returns `outcome` as it may be stored: every string cleaned and capped, at most
+/// [`MAX_CANDIDATES`] candidates (a candidate whose URL is over its cap is dropped, not cut,
+/// since a cut URL names another resource) with the cut ones added to `candidates_dropped`,
+/// and counts within the database's integer range.
+///
+/// A found icon whose URL is over its cap cannot be stored truthfully, so the outcome becomes
+/// an `invalid_content` failure that says why.
+pub fn outcome(outcome: FindOutcome) -> FindOutcome {
+    match outcome {
+        Ok(found) if found.favicon_url.len() > url_cap(&found.favicon_url) => {
+            let mut err = FindError::new(
+                ErrorCategory::InvalidContent,
+                format!(
+                    "the chosen icon's URL is longer than {} bytes",
+                    url_cap(&found.favicon_url)
+                ),
+            );
+            err.final_url = found.final_url;
+            err.candidates = found.candidates;
+            err.candidates_dropped = found.candidates_dropped;
+            outcome_err(err)
+        }
+        Ok(found) => {
+            let (candidates, dropped) =
+                self::candidates(found.candidates, found.candidates_dropped);
+            Ok(Found {
+                favicon_url: text(&found.favicon_url, url_cap(&found.favicon_url)),
+                final_url: found.final_url.map(|u| text(&u, MAX_URL_BYTES)),
+                mime: text(&found.mime, MAX_TOKEN_BYTES),
+                width: found.width.min(i32::MAX as u32),
+                height: found.height.min(i32::MAX as u32),
+                candidates,
+                candidates_dropped: dropped,
+            })
+        }
+        Err(err) => outcome_err(err),
+    }
+}
+
+fn outcome_err(err: FindError) -> FindOutcome {
+    let (candidates, dropped) = self::candidates(err.candidates, err.candidates_dropped);
+    Err(FindError {
+        category: err.category,
+        message: text(&err.message, MAX_MESSAGE_BYTES),
+        final_url: err.final_url.map(|u| text(&u, MAX_URL_BYTES)),
+        retry_after_secs: err.retry_after_secs,
+        candidates,
+        candidates_dropped: dropped,
+    })
+}
+
+/// Keeps the first [`MAX_CANDIDATES`] storable candidates, cleaned; returns them with
+/// `dropped` plus however many were cut, at most `i32::MAX` (the column's range).
+pub fn candidates(all: Vec<Candidate>, dropped: u32) -> (Vec<Candidate>, u32) {
+    let total = all.len();
+    let kept: Vec<Candidate> = all
+        .into_iter()
+        .filter(|c| c.url.len() <= url_cap(&c.url))
+        .take(MAX_CANDIDATES)
+        .map(|c| Candidate {
+            url: text(&c.url, url_cap(&c.url)),
+            source: c.source,
+            declared_sizes: c.declared_sizes.map(|s| text(&s, MAX_TOKEN_BYTES)),
+            declared_type: c.declared_type.map(|s| text(&s, MAX_TOKEN_BYTES)),
+            in_body: c.in_body,
+            mime: c.mime.map(|s| text(&s, MAX_TOKEN_BYTES)),
+            width: c.width.map(|w| w.min(i32::MAX as u32)),
+            height: c.height.map(|h| h.min(i32::MAX as u32)),
+            error: c.error.map(|s| text(&s, MAX_MESSAGE_BYTES)),
+            media: c.media.map(|s| text(&s, MAX_TOKEN_BYTES)),
+        })
+        .collect();
+    let cut = u32::try_from(total - kept.len()).unwrap_or(u32::MAX);
+    let dropped = dropped.saturating_add(cut).min(i32::MAX as u32);
+    (kept, dropped)
+}
+
 /// Returns `bytes` as UTF-8 (invalid sequences replaced) passed through [`text`].
 pub fn bytes(bytes: &[u8], max: usize) -> String {
     text(&String::from_utf8_lossy(bytes), max)
@@ -50,6 +142,7 @@ pub fn bytes(bytes: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::finder::CandidateSource;
 
     #[test]
     fn control_characters_go_and_length_is_capped_on_a_char_boundary() {
@@ -59,5 +152,93 @@ mod tests {
         assert!(cut.ends_with('…'));
         assert_eq!(text("short", 5), "short");
         assert_eq!(bytes(b"x\xff\x00y", 64), "x\u{fffd}y");
+    }
+
+    fn dirty_candidate(n: usize) -> Candidate {
+        let mut c = Candidate::new(
+            format!("https://a.test/{n}\u{0}.png"),
+            CandidateSource::Icon,
+        );
+        c.declared_sizes = Some("\u{0}".repeat(3) + &"9".repeat(1000));
+        c.declared_type = Some("image/\u{0}png".into());
+        c.error = Some("x".repeat(10_000));
+        c.width = Some(u32::MAX);
+        c
+    }
+
+    fn assert_clean(s: &str, max: usize) {
+        assert!(s.len() <= max, "{} bytes > {max}", s.len());
+        assert!(!s.chars().any(char::is_control), "{s:?}");
+    }
+
+    #[test]
+    fn outcomes_are_cleaned_capped_and_count_what_they_cut() {
+        let mut candidates: Vec<Candidate> = (0..100).map(dirty_candidate).collect();
+        // Over its cap: dropped, not cut.
+        candidates.insert(
+            0,
+            Candidate::new(
+                format!("https://a.test/{}", "a".repeat(5000)),
+                CandidateSource::Icon,
+            ),
+        );
+        let found = Found {
+            favicon_url: "data:image/png;base64,\u{0}AAAA".into(),
+            final_url: Some(format!("https://a.test/\u{0}{}", "p".repeat(9000))),
+            mime: "image/png\u{0}".into(),
+            width: u32::MAX,
+            height: 16,
+            candidates,
+            candidates_dropped: 7,
+        };
+        let Ok(clean) = outcome(Ok(found)) else {
+            panic!("a storable icon stays found")
+        };
+        assert_eq!(clean.favicon_url, "data:image/png;base64,AAAA");
+        assert_clean(clean.final_url.as_deref().unwrap(), MAX_URL_BYTES);
+        assert_eq!(clean.mime, "image/png");
+        assert_eq!(clean.width, i32::MAX as u32);
+        assert_eq!(clean.candidates.len(), MAX_CANDIDATES);
+        assert_eq!(clean.candidates_dropped, 7 + 101 - MAX_CANDIDATES as u32);
+        for c in &clean.candidates {
+            assert_clean(&c.url, MAX_URL_BYTES);
+            assert_clean(c.declared_sizes.as_deref().unwrap(), MAX_TOKEN_BYTES);
+            assert_eq!(c.declared_type.as_deref(), Some("image/png"));
+            assert_clean(c.error.as_deref().unwrap(), MAX_MESSAGE_BYTES);
+        }
+
+        let mut err = FindError::new(
+            ErrorCategory::HttpStatus,
+            "404 Not\u{0}Found\r\n".repeat(100),
+        );
+        err.candidates_dropped = u32::MAX;
+        let Err(clean) = outcome(Err(err)) else {
+            panic!("a failure stays one")
+        };
+        assert_clean(&clean.message, MAX_MESSAGE_BYTES);
+        assert!(
+            clean.message.starts_with("404 NotFound  "),
+            "{}",
+            clean.message
+        );
+        assert_eq!(clean.candidates_dropped, i32::MAX as u32);
+    }
+
+    #[test]
+    fn an_icon_url_over_its_cap_is_a_failure_not_a_cut_url() {
+        let found = Found {
+            favicon_url: format!("data:image/png;base64,{}", "A".repeat(MAX_DATA_URL_BYTES)),
+            final_url: None,
+            mime: "image/png".into(),
+            width: 16,
+            height: 16,
+            candidates: vec![],
+            candidates_dropped: 0,
+        };
+        let Err(err) = outcome(Ok(found)) else {
+            panic!("an icon too large to store is not reported as found")
+        };
+        assert_eq!(err.category, ErrorCategory::InvalidContent);
+        assert!(err.message.contains("32768 bytes"), "{}", err.message);
     }
 }

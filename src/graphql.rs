@@ -234,8 +234,10 @@ pub struct ResultGql {
     fetched_at: Option<DateTime<Utc>>,
     /// Copied from an earlier job's result instead of fetched.
     cached: bool,
-    /// Every candidate found, in rank order.
+    /// Every candidate found, in rank order (at most a fixed number; see `candidatesDropped`).
     candidates: Vec<CandidateGql>,
+    /// How many more candidates the page declared than `candidates` holds.
+    candidates_dropped: i32,
 }
 
 impl From<result_entity::Model> for ResultGql {
@@ -258,6 +260,7 @@ impl From<result_entity::Model> for ResultGql {
             fetched_at: row.fetched_at,
             cached: row.cached,
             candidates: candidates.into_iter().map(Into::into).collect(),
+            candidates_dropped: row.candidates_dropped,
         }
     }
 }

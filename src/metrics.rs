@@ -37,6 +37,9 @@ pub struct Metrics {
     pub redis_errors: IntCounter,
     /// Database operations of the worker that failed (and were retried).
     pub database_errors: IntCounter,
+    /// Record writes that failed, by `kind`: `transient` (the batch is retried) or `permanent`
+    /// (one row the database refused for good, recorded as failed instead).
+    pub record_failures: IntCounterVec,
     /// Jobs by status, read at scrape time.
     jobs: IntGaugeVec,
     /// Result rows not yet finished, by state (`queued`, `leased`), read at scrape time.
@@ -90,6 +93,14 @@ impl Metrics {
                 "Worker database operations that failed and were retried",
             )
             .unwrap(),
+            record_failures: IntCounterVec::new(
+                Opts::new(
+                    "record_failures_total",
+                    "Failed writes of outcomes, by kind (transient: retried; permanent: row refused)",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
             jobs: IntGaugeVec::new(Opts::new("jobs", "Jobs by status"), &["status"]).unwrap(),
             queue: IntGaugeVec::new(
                 Opts::new("queue_rows", "Unfinished result rows, by state"),
@@ -99,7 +110,11 @@ impl Metrics {
             registry,
             fleet_read_at: Mutex::new(None),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        // Both kinds show from the start, so a rate over them never starts from nothing.
+        for kind in ["transient", "permanent"] {
+            metrics.record_failures.with_label_values(&[kind]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(metrics.domains.clone()),
             Box::new(metrics.fetch_seconds.clone()),
             Box::new(metrics.in_flight.clone()),
@@ -108,6 +123,7 @@ impl Metrics {
             Box::new(metrics.subscriptions.clone()),
             Box::new(metrics.redis_errors.clone()),
             Box::new(metrics.database_errors.clone()),
+            Box::new(metrics.record_failures.clone()),
             Box::new(metrics.jobs.clone()),
             Box::new(metrics.queue.clone()),
         ];

@@ -433,6 +433,7 @@ fn result_json(row: &result::Model) -> Value {
         "fetched_at": row.fetched_at,
         "cached": row.cached,
         "candidates": row.candidates.clone().unwrap_or_else(|| json!([])),
+        "candidates_dropped": row.candidates_dropped,
     })
 }
 

@@ -156,6 +156,65 @@ pub struct FinishedDomain {
     pub error_code: Option<String>,
 }
 
+/// What [`Store::record`] wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recorded {
+    /// The jobs whose counters moved, with the domains that moved them.
+    pub updates: Vec<JobUpdate>,
+    /// Rows the database refused for good, each finished as `failed` / `internal` instead.
+    pub refused: Vec<Claimed>,
+}
+
+/// Whether a database error may go away by itself (connection lost, pool exhausted, timeout,
+/// lock contention), so the same write should be tried again later. Errors the database
+/// raised about the data itself (bad encoding, out of range, constraint violated, too big)
+/// will not change on retry.
+pub fn is_transient(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match err {
+        DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => e,
+        DbErr::Json(_) | DbErr::Type(_) => return false,
+        _ => return true,
+    };
+    match &**sqlx {
+        Sqlx::Database(db) => {
+            if !matches!(db.kind(), sea_orm::sqlx::error::ErrorKind::Other) {
+                // Unique, foreign key, not-null or check violation.
+                return false;
+            }
+            let code = db.code().unwrap_or_default();
+            match db.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>() {
+                // SQLSTATE classes: 22 data exception (invalid encoding, out of range),
+                // 23 integrity constraint, 54 program limit (value too large).
+                Some(_) => !matches!(code.get(..2), Some("22" | "23" | "54")),
+                // SQLite primary codes (the low byte of extended ones): TOOBIG 18,
+                // CONSTRAINT 19, MISMATCH 20, RANGE 25.
+                None => !matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(18 | 19 | 20 | 25)),
+            }
+        }
+        Sqlx::Encode(_) | Sqlx::TypeNotFound { .. } | Sqlx::ColumnNotFound(_) => false,
+        _ => true,
+    }
+}
+
+/// A retry message cleaned like any finished outcome.
+fn clean_disposition(disposition: Disposition) -> Disposition {
+    match disposition {
+        Disposition::Finish(outcome) => Disposition::Finish(crate::clean::outcome(outcome)),
+        Disposition::Retry {
+            run_at,
+            category,
+            message,
+        } => Disposition::Retry {
+            run_at,
+            category,
+            message: crate::clean::text(&message, crate::clean::MAX_MESSAGE_BYTES),
+        },
+    }
+}
+
 /// A job whose counters a record moved, with the domains that moved them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobUpdate {
@@ -670,18 +729,102 @@ impl Store {
         Ok(released)
     }
 
-    /// Writes outcomes for claimed rows in one transaction and moves the job counters.
+    /// Writes outcomes for claimed rows and moves the job counters, in one transaction when
+    /// the database takes every row.
     ///
-    /// Returns the jobs whose counters moved, after the write, in job id order.
-    pub async fn record(
+    /// Every string taken from the web is cleaned first ([`crate::clean::outcome`]). A row the
+    /// database still refuses for a reason that will not change (a data or constraint error,
+    /// see [`is_transient`]) must not hold back the rest: the batch is split in halves until
+    /// the refused row is alone, that row is finished as `failed` / `internal` with a clean
+    /// message, and every other row lands. A transient error (connection, pool, timeout) is
+    /// returned for the caller to retry the whole batch; rows already written by then are
+    /// guarded, so the retry cannot count them twice.
+    pub async fn record(&self, batch: Vec<(Claimed, Disposition)>) -> Result<Recorded, DbErr> {
+        let batch = batch
+            .into_iter()
+            .map(|(claim, disposition)| (claim, clean_disposition(disposition)))
+            .collect();
+        self.record_splitting(batch).await
+    }
+
+    /// [`Store::record`] without cleaning: only for tests that need a row the database
+    /// really refuses, to prove it cannot block its batch.
+    #[doc(hidden)]
+    pub async fn record_uncleaned(
         &self,
         batch: Vec<(Claimed, Disposition)>,
-    ) -> Result<Vec<JobUpdate>, DbErr> {
+    ) -> Result<Recorded, DbErr> {
+        self.record_splitting(batch).await
+    }
+
+    async fn record_splitting(
+        &self,
+        batch: Vec<(Claimed, Disposition)>,
+    ) -> Result<Recorded, DbErr> {
+        let mut recorded = Recorded::default();
+        // Parts still to write, the next one last: halves are pushed second-half first so
+        // rows are written in their batch order.
+        let mut parts = vec![batch];
+        while let Some(part) = parts.pop() {
+            let err = match self.write_batch(&part).await {
+                Ok(updates) => {
+                    recorded.updates.extend(updates);
+                    continue;
+                }
+                Err(err) if is_transient(&err) => return Err(err),
+                Err(err) => err,
+            };
+            if part.len() > 1 {
+                let mut first = part;
+                let second = first.split_off(first.len() / 2);
+                parts.push(second);
+                parts.push(first);
+                continue;
+            }
+            let Some((claim, _)) = part.into_iter().next() else {
+                continue;
+            };
+            let reason = crate::clean::text(&err.to_string(), crate::clean::MAX_MESSAGE_BYTES);
+            tracing::error!(
+                job_id = %claim.job_id,
+                domain = %claim.domain,
+                error = %reason,
+                "the database refused a result row; recording it as failed"
+            );
+            let message = crate::clean::text(
+                &format!("the outcome could not be stored: {reason}"),
+                crate::clean::MAX_MESSAGE_BYTES,
+            );
+            let stand_in = Disposition::Finish(Err(crate::finder::FindError::new(
+                ErrorCategory::Internal,
+                message,
+            )));
+            match self.write_batch(&[(claim.clone(), stand_in)]).await {
+                Ok(updates) => recorded.updates.extend(updates),
+                Err(err) if is_transient(&err) => return Err(err),
+                // Nothing of the site is left in the stand-in, so this is not expected; the
+                // row keeps its lease, which expires, and it is fetched again.
+                Err(err) => tracing::error!(
+                    job_id = %claim.job_id,
+                    domain = %claim.domain,
+                    error = %err,
+                    "the database refused even the failure record of a row"
+                ),
+            }
+            recorded.refused.push(claim);
+        }
+        Ok(recorded)
+    }
+
+    /// Writes one batch in one transaction; returns the jobs whose counters moved, after the
+    /// write, in job id order.
+    async fn write_batch(&self, batch: &[(Claimed, Disposition)]) -> Result<Vec<JobUpdate>, DbErr> {
         let now = now();
         let txn = self.db.begin().await?;
         // Per job: (newly completed, newly failed, finished domains).
         let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedDomain>)> = BTreeMap::new();
         for (claim, disposition) in batch {
+            let claim = claim.clone();
             let mut update = unleased().col_expr(result::Column::UpdatedAt, Expr::value(now));
             let finished = match disposition {
                 Disposition::Retry {
@@ -690,13 +833,13 @@ impl Store {
                     message,
                 } => {
                     update = update
-                        .col_expr(result::Column::RunAt, Expr::value(run_at))
+                        .col_expr(result::Column::RunAt, Expr::value(*run_at))
                         .col_expr(result::Column::ErrorCode, Expr::value(category.as_str()))
-                        .col_expr(result::Column::Error, Expr::value(message));
+                        .col_expr(result::Column::Error, Expr::value(message.clone()));
                     None
                 }
                 Disposition::Finish(outcome) => {
-                    let row = FinishedRow::from_outcome(&outcome);
+                    let row = FinishedRow::from_outcome(outcome);
                     update = update
                         .col_expr(result::Column::Status, Expr::value(row.status))
                         .col_expr(
@@ -713,6 +856,10 @@ impl Store {
                         .col_expr(result::Column::Width, Expr::value(row.width))
                         .col_expr(result::Column::Height, Expr::value(row.height))
                         .col_expr(result::Column::Candidates, Expr::value(row.candidates))
+                        .col_expr(
+                            result::Column::CandidatesDropped,
+                            Expr::value(row.candidates_dropped),
+                        )
                         .col_expr(result::Column::FetchedAt, Expr::value(Some(now)));
                     Some(FinishedDomain {
                         domain: claim.domain.clone(),
@@ -804,7 +951,7 @@ impl Store {
                 ))
             })
             .collect();
-        self.record(batch).await
+        Ok(self.record(batch).await?.updates)
     }
 }
 
@@ -913,11 +1060,13 @@ fn insert_results(
                 .join(", ");
             format!(
                 "INSERT INTO result (id, job_id, position, domain, status, favicon_url, error, \
-                   error_code, tries, final_url, mime, width, height, candidates, fetched_at, \
+                   error_code, tries, final_url, mime, width, height, candidates, \
+                   candidates_dropped, fetched_at, \
                    cached, run_at, created_at, updated_at) \
                  SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), \
                    p.favicon_url, p.error, p.error_code, 0, p.final_url, p.mime, p.width, \
-                   p.height, p.candidates, p.fetched_at, p.id IS NOT NULL, $2, $2, $2 \
+                   p.height, p.candidates, COALESCE(p.candidates_dropped, 0), p.fetched_at, \
+                   p.id IS NOT NULL, $2, $2, $2 \
                  FROM (SELECT r.*, (SELECT q.id FROM result q \
                      WHERE q.domain = r.domain AND q.cached = false AND q.status <> 'pending' \
                        AND q.fetched_at >= ${success} ORDER BY q.fetched_at DESC LIMIT 1) \
@@ -953,6 +1102,9 @@ fn guard(claim: &Claimed) -> sea_orm::Condition {
 }
 
 /// The columns a finished outcome writes.
+///
+/// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
+/// outcome that skipped it shows up as a negative count the database refuses.
 struct FinishedRow {
     status: ResultStatus,
     favicon_url: Option<String>,
@@ -963,6 +1115,7 @@ struct FinishedRow {
     width: Option<i32>,
     height: Option<i32>,
     candidates: Option<serde_json::Value>,
+    candidates_dropped: i32,
 }
 
 impl FinishedRow {
@@ -985,6 +1138,7 @@ impl FinishedRow {
                 width: Some(found.width as i32),
                 height: Some(found.height as i32),
                 candidates: candidates(&found.candidates),
+                candidates_dropped: found.candidates_dropped as i32,
             },
             Err(err) => Self {
                 status: ResultStatus::Failed,
@@ -996,6 +1150,7 @@ impl FinishedRow {
                 width: None,
                 height: None,
                 candidates: candidates(&err.candidates),
+                candidates_dropped: err.candidates_dropped as i32,
             },
         }
     }

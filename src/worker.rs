@@ -57,6 +57,71 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
 }
 
+/// Whether the recorder keeps up: finished outcomes waiting to be written, and since when it
+/// has made no progress. `/healthz` reads it, so a worker whose writes are stuck (a database
+/// refusing them, a lock held forever) is taken out of service instead of looking fine.
+#[derive(Debug)]
+pub struct RecorderHealth {
+    /// Longer than this without progress while outcomes wait is a stall: the rows' leases
+    /// are running out, so other workers will soon redo them.
+    lease: Duration,
+    /// Outcomes found and not yet written.
+    waiting: AtomicU64,
+    /// Milliseconds after `epoch` of the last write, or of the hand-over that ended an idle
+    /// spell (waiting for nothing is no stall).
+    since_ms: AtomicU64,
+    /// The clock's origin.
+    epoch: std::time::Instant,
+}
+
+impl RecorderHealth {
+    /// A recorder that has nothing waiting.
+    pub fn new(lease: Duration) -> Self {
+        Self {
+            lease,
+            waiting: AtomicU64::new(0),
+            since_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// An outcome is ready to be written.
+    fn handed_over(&self) {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.since_ms.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// A write of `rows` outcomes ended.
+    fn wrote(&self, rows: usize) {
+        self.since_ms.store(self.now_ms(), Ordering::Release);
+        self.waiting.fetch_sub(rows as u64, Ordering::AcqRel);
+    }
+
+    /// `Some(why)` when outcomes have waited longer than a lease with no write succeeding.
+    pub fn stalled(&self) -> Option<String> {
+        let waiting = self.waiting.load(Ordering::Acquire);
+        if waiting == 0 {
+            return None;
+        }
+        let idle = Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.since_ms.load(Ordering::Acquire)),
+        );
+        (idle > self.lease).then(|| {
+            format!(
+                "the recorder has written nothing for {} s while {waiting} finished domains wait (lease {} s)",
+                idle.as_secs(),
+                self.lease.as_secs()
+            )
+        })
+    }
+}
+
 /// A pool of concurrent finders fed from the database queue.
 pub struct WorkerPool {
     store: Store,
@@ -65,6 +130,7 @@ pub struct WorkerPool {
     metrics: Arc<Metrics>,
     settings: WorkerSettings,
     owner: Uuid,
+    health: Arc<RecorderHealth>,
 }
 
 impl WorkerPool {
@@ -81,9 +147,15 @@ impl WorkerPool {
             finder,
             events,
             metrics,
+            health: Arc::new(RecorderHealth::new(settings.lease)),
             settings,
             owner: Uuid::new_v4(),
         }
+    }
+
+    /// How this pool's recorder is doing, for `/healthz`.
+    pub fn health(&self) -> Arc<RecorderHealth> {
+        self.health.clone()
     }
 
     /// Runs until `shutdown` is cancelled, then drains within the grace period.
@@ -99,6 +171,7 @@ impl WorkerPool {
             self.metrics.clone(),
             record_rx,
             finished.clone(),
+            self.health.clone(),
         ));
         let heartbeat_stop = CancellationToken::new();
         let mut heartbeat = tokio::spawn(heartbeat_loop(
@@ -115,7 +188,7 @@ impl WorkerPool {
         loop {
             // Hand finished rows to the recorder without waiting.
             while let Some(done) = in_flight.try_join_next_with_id() {
-                forward(done, &mut claims, &record_tx, &settings).await;
+                forward(done, &mut claims, &record_tx, &settings, &self.health).await;
             }
             if shutdown.is_cancelled() {
                 break;
@@ -140,6 +213,7 @@ impl WorkerPool {
                                 claim.clone(),
                                 settings.clone(),
                                 self.metrics.clone(),
+                                self.health.clone(),
                             ));
                             claims.insert(handle.id(), claim);
                         }
@@ -163,7 +237,7 @@ impl WorkerPool {
             tokio::select! {
                 done = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
                     if let Some(done) = done {
-                        forward(done, &mut claims, &record_tx, &settings).await;
+                        forward(done, &mut claims, &record_tx, &settings, &self.health).await;
                     }
                 }
                 _ = self.events.work_available(), if queue_drained => {}
@@ -176,7 +250,9 @@ impl WorkerPool {
         let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
         while !in_flight.is_empty() {
             match tokio::time::timeout_at(deadline, in_flight.join_next_with_id()).await {
-                Ok(Some(done)) => forward(done, &mut claims, &record_tx, &settings).await,
+                Ok(Some(done)) => {
+                    forward(done, &mut claims, &record_tx, &settings, &self.health).await
+                }
                 Ok(None) => break,
                 Err(_) => break,
             }
@@ -232,6 +308,7 @@ async fn find_one(
     claim: Claimed,
     settings: WorkerSettings,
     metrics: Arc<Metrics>,
+    health: Arc<RecorderHealth>,
 ) -> (Claimed, Disposition) {
     let span = tracing::debug_span!("domain", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
     metrics.in_flight.inc();
@@ -275,6 +352,9 @@ async fn find_one(
         Disposition::Retry { category, .. } => ("retry", category.as_str()),
     };
     metrics.domains.with_label_values(&[label, code]).inc();
+    // Waiting from here: the pool's loop may itself be held up by the database before it
+    // passes this on.
+    health.handed_over();
     (claim, disposition)
 }
 
@@ -308,6 +388,7 @@ async fn forward(
     claims: &mut HashMap<tokio::task::Id, Claimed>,
     record_tx: &mpsc::Sender<(Claimed, Disposition)>,
     settings: &WorkerSettings,
+    health: &RecorderHealth,
 ) {
     let item = match done {
         Ok((id, item)) => {
@@ -320,6 +401,7 @@ async fn forward(
             let Some(claim) = claims.remove(&err.id()) else {
                 return;
             };
+            health.handed_over();
             let retry = (claim.tries as u32) < settings.max_tries;
             let message = format!("worker task failed: {err}");
             let disposition = if retry {
@@ -345,6 +427,7 @@ async fn record_loop(
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<(Claimed, Disposition)>,
     finished: Arc<AtomicU64>,
+    health: Arc<RecorderHealth>,
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     loop {
@@ -372,15 +455,18 @@ async fn record_loop(
         if let [job] = jobs.as_slice() {
             transaction.set_tag("job_id", job);
         }
+        let rows = batch.len();
         let n = write_batch(&store, &events, &metrics, &mut batch).await;
+        health.wrote(rows);
         finished.fetch_add(n, Ordering::Relaxed);
         transaction.finish();
     }
 }
 
 /// Records one batch, retrying while the database is down: outcomes are never dropped here.
-/// If our leases expire meanwhile, the guarded write simply changes nothing. Returns how many
-/// rows the write finished.
+/// If our leases expire meanwhile, the guarded write simply changes nothing. A row the
+/// database refuses for good is not retried: the store records it as failed and writes the
+/// rest (see [`Store::record`]). Returns how many rows the write finished.
 async fn write_batch(
     store: &Store,
     events: &Events,
@@ -390,7 +476,12 @@ async fn write_batch(
     let mut failures = 0u32;
     loop {
         match store.record(batch.clone()).await {
-            Ok(updates) => {
+            Ok(recorded) => {
+                metrics
+                    .record_failures
+                    .with_label_values(&["permanent"])
+                    .inc_by(recorded.refused.len() as u64);
+                let updates = recorded.updates;
                 let finished = updates.iter().map(|u| u.finished.len() as u64).sum();
                 for update in updates {
                     if update.job.status.is_final() {
@@ -412,6 +503,10 @@ async fn write_batch(
             }
             Err(err) => {
                 metrics.database_errors.inc();
+                metrics
+                    .record_failures
+                    .with_label_values(&["transient"])
+                    .inc();
                 failures += 1;
                 let wait = db_backoff(failures);
                 tracing::warn!(error = %err, rows = batch.len(), retry_in = ?wait, "recording failed; retrying");
@@ -507,6 +602,49 @@ mod tests {
         let stuck = std::future::pending::<FindOutcome>();
         let err = guarded(stuck, Duration::from_millis(20)).await.unwrap_err();
         assert_eq!(err.category, ErrorCategory::Timeout);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_cannot_reach_the_database_is_a_transient_failure() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate().await.unwrap();
+        store.connection().clone().close().await.unwrap();
+        let metrics = Metrics::new();
+        let claim = Claimed {
+            id: Uuid::new_v4(),
+            job_id: Uuid::new_v4(),
+            domain: "a.test".into(),
+            tries: 1,
+            owner: Uuid::new_v4(),
+        };
+        let mut batch = vec![(
+            claim,
+            Disposition::Finish(Err(FindError::new(ErrorCategory::NoIcon, "none"))),
+        )];
+        // The recorder retries for as long as it runs; a second is a few tries.
+        let events = Events::in_process();
+        let write = write_batch(&store, &events, &metrics, &mut batch);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), write)
+                .await
+                .is_err()
+        );
+        let count = |kind| metrics.record_failures.with_label_values(&[kind]).get();
+        assert!(count("transient") >= 1);
+        assert_eq!(count("permanent"), 0);
+        assert_eq!(batch.len(), 1, "nothing is dropped while it retries");
+    }
+
+    #[test]
+    fn a_recorder_with_nothing_waiting_is_never_stalled() {
+        let health = RecorderHealth::new(Duration::ZERO);
+        assert_eq!(health.stalled(), None);
+        health.handed_over();
+        std::thread::sleep(Duration::from_millis(5));
+        let why = health.stalled().expect("waiting past a zero lease");
+        assert!(why.contains("1 finished domains wait"), "{why}");
+        health.wrote(1);
+        assert_eq!(health.stalled(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod m20261128_000001_create_tables;
 mod m20261128_000002_result_cached;
 mod m20261128_000003_claim_index;
 mod m20261129_000004_partial_indexes;
+mod m20261201_000005_candidates_dropped;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_result_cached::Migration),
             Box::new(m20261128_000003_claim_index::Migration),
             Box::new(m20261129_000004_partial_indexes::Migration),
+            Box::new(m20261201_000005_candidates_dropped::Migration),
         ]
     }
 }

@@ -62,6 +62,8 @@ pub struct Model {
     /// Every candidate found, as JSON (`Vec<finder::Candidate>`).
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub candidates: Option<Json>,
+    /// How many candidates the page declared beyond those kept in `candidates`.
+    pub candidates_dropped: i32,
     /// When the finder produced the stored outcome (for a cached one: the original fetch).
     pub fetched_at: Option<DateTimeUtc>,
     /// Copied from an earlier job's result instead of fetched (the cross-job cache).

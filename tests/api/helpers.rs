@@ -197,6 +197,11 @@ impl TestApp {
         ChildGuard(command.spawn().expect("worker process starts"))
     }
 
+    /// The app's database URL, for tests that open connections of their own.
+    pub fn database_url(&self) -> String {
+        self.vars["DATABASE_URL"].clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -18,6 +18,7 @@ mod observability;
 mod politeness;
 mod queue;
 mod redis_tls;
+mod recorder;
 mod schema;
 mod sentry;
 #[path = "../common/services.rs"]

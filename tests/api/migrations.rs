@@ -44,3 +44,54 @@ async fn migrations_go_up_and_down(backend: Backend) {
     store.migrate().await.unwrap();
 }
 both_backends!(up_and_down, migrations_go_up_and_down);
+
+async fn column_exists(store: &Store, table: &str, column: &str) -> bool {
+    let backend = store.connection().get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => format!(
+            "SELECT COUNT(*) AS n FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = '{table}' AND column_name = '{column}'"
+        ),
+        _ => format!(
+            "SELECT COUNT(*) AS n FROM pragma_table_info('{table}') WHERE name = '{column}'"
+        ),
+    };
+    let row = store
+        .connection()
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap() == 1
+}
+
+/// The newest migration alone goes down and up again over a database holding rows, and its
+/// check refuses a negative count.
+async fn candidates_dropped_goes_up_and_down(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let domain = favicon_finder::domain::Domain::parse("a.test").unwrap();
+    let job = store
+        .create_job("m", &[domain], favicon_finder::store::CachePolicy::OFF)
+        .await
+        .unwrap()
+        .job;
+    assert!(column_exists(&store, "result", "candidates_dropped").await);
+    let negative = Statement::from_string(
+        store.connection().get_database_backend(),
+        "UPDATE result SET candidates_dropped = -1",
+    );
+    let refused = store.connection().execute_raw(negative).await.unwrap_err();
+    assert!(!favicon_finder::store::is_transient(&refused), "{refused}");
+
+    Migrator::down(store.connection(), Some(1)).await.unwrap();
+    assert!(!column_exists(&store, "result", "candidates_dropped").await);
+    assert!(!store.migrations_applied().await.unwrap());
+    store.migrate().await.unwrap();
+    assert!(column_exists(&store, "result", "candidates_dropped").await);
+    let rows = store.results_page(job.id, 1, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "the rows outlive the column");
+    assert_eq!(rows[0].candidates_dropped, 0, "existing rows read 0");
+}
+both_backends!(candidates_dropped, candidates_dropped_goes_up_and_down);

@@ -68,6 +68,7 @@ async fn claims_are_exclusive_and_records_exactly_once(backend: Backend) {
             .record(vec![(forged, found("http://x/"))])
             .await
             .unwrap()
+            .updates
             .is_empty()
     );
     assert_eq!(counters(&store, job).await, (0, 0, JobStatus::Processing));
@@ -76,7 +77,8 @@ async fn claims_are_exclusive_and_records_exactly_once(backend: Backend) {
     let updates = store
         .record(vec![(mine[0].clone(), found("http://a.test/f.png"))])
         .await
-        .unwrap();
+        .unwrap()
+        .updates;
     assert_eq!(updates.len(), 1);
     assert_eq!(updates[0].finished.len(), 1);
     assert_eq!(updates[0].finished[0].domain, mine[0].domain);
@@ -85,6 +87,7 @@ async fn claims_are_exclusive_and_records_exactly_once(backend: Backend) {
             .record(vec![(mine[0].clone(), found("http://a.test/f.png"))])
             .await
             .unwrap()
+            .updates
             .is_empty()
     );
     assert_eq!(counters(&store, job).await, (1, 0, JobStatus::Processing));
@@ -96,7 +99,8 @@ async fn claims_are_exclusive_and_records_exactly_once(backend: Backend) {
             (theirs[0].clone(), failed()),
         ])
         .await
-        .unwrap();
+        .unwrap()
+        .updates;
     assert_eq!(updates[0].job.status, JobStatus::Completed);
     assert_eq!(counters(&store, job).await, (1, 2, JobStatus::Completed));
 }
@@ -123,6 +127,7 @@ async fn expired_leases_move_to_the_next_worker(backend: Backend) {
             .record(vec![(first[0].clone(), found("http://late/"))])
             .await
             .unwrap()
+            .updates
             .is_empty()
     );
     assert_eq!(
@@ -130,6 +135,7 @@ async fn expired_leases_move_to_the_next_worker(backend: Backend) {
             .record(vec![(second[0].clone(), failed())])
             .await
             .unwrap()
+            .updates
             .len(),
         1
     );
@@ -203,3 +209,79 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
     assert_eq!(counters(&store, job).await, (0, 1, JobStatus::Processing));
 }
 both_backends!(retries_and_releases, retries_releases_and_exhausted_rows);
+
+/// An outcome the database itself refuses: a NUL in text (PostgreSQL refuses it in any text
+/// column) and a dropped-candidates count that, unconverted, is negative (both databases
+/// refuse it by the column's check). Only `record_uncleaned` can send it.
+fn unstorable() -> Disposition {
+    let mut err = FindError::new(ErrorCategory::HttpStatus, "404 Not\u{0}Found");
+    err.candidates_dropped = u32::MAX;
+    Disposition::Finish(Err(err))
+}
+
+async fn an_unstorable_row_never_blocks_its_batch(backend: Backend) {
+    let domains = ["a.test", "b.test", "c.test", "bad.test", "d.test", "e.test"];
+    let (_db, store, job) = store_with_job(backend, &domains).await;
+    let claims = store.claim(Uuid::new_v4(), 10, LEASE, 3).await.unwrap();
+    assert_eq!(claims.len(), domains.len());
+    let batch: Vec<_> = claims
+        .iter()
+        .map(|c| {
+            let disposition = if c.domain == "bad.test" {
+                unstorable()
+            } else {
+                found(&format!("http://{}/f.png", c.domain))
+            };
+            (c.clone(), disposition)
+        })
+        .collect();
+
+    // `refused` lists only rows whose write the database answered with an error.
+    let recorded = store.record_uncleaned(batch).await.unwrap();
+    assert_eq!(recorded.refused.len(), 1, "{recorded:?}");
+    assert_eq!(recorded.refused[0].domain, "bad.test");
+    let finished: usize = recorded.updates.iter().map(|u| u.finished.len()).sum();
+    assert_eq!(
+        finished,
+        domains.len(),
+        "every row is finished, the bad one as failed"
+    );
+    assert_eq!(counters(&store, job).await, (5, 1, JobStatus::Completed));
+
+    let rows = store.results_page(job, 1, 10).await.unwrap();
+    for row in rows {
+        if row.domain == "bad.test" {
+            assert_eq!(row.status.as_str(), "failed");
+            assert_eq!(row.error_code.as_deref(), Some("internal"));
+            let error = row.error.unwrap();
+            assert!(
+                error.starts_with("internal: the outcome could not be stored"),
+                "{error}"
+            );
+            assert!(!error.contains('\u{0}'));
+            assert_eq!(row.candidates_dropped, 0);
+        } else {
+            assert_eq!(row.status.as_str(), "success", "{}", row.domain);
+            assert_eq!(
+                row.favicon_url,
+                Some(format!("http://{}/f.png", row.domain))
+            );
+        }
+    }
+}
+both_backends!(unstorable_row, an_unstorable_row_never_blocks_its_batch);
+
+async fn the_same_outcome_cleaned_is_stored(backend: Backend) {
+    let (_db, store, job) = store_with_job(backend, &["bad.test"]).await;
+    let claims = store.claim(Uuid::new_v4(), 1, LEASE, 3).await.unwrap();
+    let recorded = store
+        .record(vec![(claims[0].clone(), unstorable())])
+        .await
+        .unwrap();
+    assert!(recorded.refused.is_empty());
+    let row = &store.results_page(job, 1, 1).await.unwrap()[0];
+    assert_eq!(row.error_code.as_deref(), Some("http_status"));
+    assert_eq!(row.error.as_deref(), Some("http_status: 404 NotFound"));
+    assert_eq!(row.candidates_dropped, i32::MAX);
+}
+both_backends!(cleaned_outcome, the_same_outcome_cleaned_is_stored);

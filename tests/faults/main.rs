@@ -6,6 +6,8 @@
 //! the tests that stop PostgreSQL need `FAULTS_PG_BIN` and run a server of their own. The
 //! SQLite test always runs. Run them with `.ci/faults`, or `cargo test --test faults`.
 //!
+//! `hostile` meets sites built to stop, crash or bloat a worker, on both databases.
+//!
 //! Each test prints what it measured (times, counts); `--nocapture` shows them.
 //!
 //! The atomic creation of a 100,000-domain job (a bad entry near the end writes nothing) is
@@ -14,6 +16,7 @@
 
 mod fake;
 mod harness;
+mod hostile;
 mod pg_restart;
 #[path = "../common/services.rs"]
 mod services;
