@@ -188,6 +188,9 @@ pub struct CandidateGql {
     height: Option<i32>,
     /// Why it was rejected, when it was.
     error: Option<String>,
+    /// The declared `media` query, as written (an icon for a non-default colour scheme is
+    /// chosen only when nothing else is).
+    media: Option<String>,
 }
 
 impl From<FoundCandidate> for CandidateGql {
@@ -202,6 +205,7 @@ impl From<FoundCandidate> for CandidateGql {
             width: c.width.map(|w| w as i32),
             height: c.height.map(|h| h as i32),
             error: c.error,
+            media: c.media,
         }
     }
 }
