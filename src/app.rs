@@ -1,15 +1,17 @@
 //! Assembling the service: the router, the worker pool, and running both until shutdown.
 
 use crate::config::Config;
-use crate::error::AppError;
+use crate::error::{AppError, code};
 use crate::events::Events;
 use crate::finder::Finder;
 use crate::graphql::{ApiContext, AppSchema, build_schema};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{RecorderHealth, WorkerPool, WorkerSettings};
+use async_graphql::ParseRequestError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -230,7 +232,7 @@ pub fn router(state: AppState) -> Router {
         // One limit for every body, enforced while reading (not only by Content-Length).
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
-        .layer(axum::middleware::map_response(json_payload_too_large))
+        .layer(axum::middleware::from_fn(json_payload_too_large))
         .with_state(state)
 }
 
@@ -243,19 +245,39 @@ pub fn ops_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The body-limit layer answers 413 in plain text; clients get our JSON error instead.
-async fn json_payload_too_large(response: Response) -> Response {
+/// The body-limit layer answers 413 in plain text; clients get our JSON error instead, in
+/// the shape of the API they called.
+async fn json_payload_too_large(request: Request, next: Next) -> Response {
+    let graphql = is_graphql(&request);
+    let response = next.run(request).await;
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        AppError::PayloadTooLarge(
-            "the request body is larger than the limit (MAX_REQUEST_BYTES)".into(),
-        )
-        .into_response()
+        error_response(graphql, payload_too_large())
     } else {
         response
+    }
+}
+
+fn payload_too_large() -> AppError {
+    AppError::PayloadTooLarge(
+        "the request body is larger than the limit (MAX_REQUEST_BYTES)".into(),
+    )
+}
+
+/// Whether a request is for the GraphQL endpoint, whose errors have GraphQL's shape.
+fn is_graphql(request: &Request) -> bool {
+    request.uri().path() == "/graphql"
+}
+
+/// An error that stopped a request before its handler, in the shape of the API called.
+fn error_response(graphql: bool, error: AppError) -> Response {
+    if graphql {
+        error.into_graphql_response()
+    } else {
+        error.into_response()
     }
 }
 
@@ -270,11 +292,11 @@ async fn require_json(request: Request, next: Next) -> Response {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| "no Content-Type".to_owned(), |v| format!("{v:?}"));
-        return AppError::UnsupportedMediaType(format!(
+        let error = AppError::UnsupportedMediaType(format!(
             "{} takes a JSON body with Content-Type: application/json; this request sent {sent}",
             request.uri().path()
-        ))
-        .into_response();
+        ));
+        return error_response(is_graphql(&request), error);
     }
     next.run(request).await
 }
@@ -758,8 +780,47 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-async fn graphql(State(state): State<AppState>, request: GraphQLRequest) -> GraphQLResponse {
-    state.schema.execute(request.into_inner()).await.into()
+/// POST `/graphql`. A body that is not a GraphQL request in JSON gets a GraphQL error with a
+/// code, like every other GraphQL error, rather than the extractor's plain-text 400.
+async fn graphql(
+    State(state): State<AppState>,
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    match request {
+        Ok(request) => {
+            GraphQLResponse::from(state.schema.execute(request.into_inner()).await).into_response()
+        }
+        Err(GraphQLRejection(err)) => {
+            let error = match err {
+                ParseRequestError::PayloadTooLarge => payload_too_large(),
+                // The body limit cuts a streamed body short while it is being read.
+                ParseRequestError::Io(e) if e.to_string().contains("length limit") => {
+                    payload_too_large()
+                }
+                ParseRequestError::Io(e) => AppError::bad_request(
+                    code::INVALID_JSON,
+                    format!("the request body could not be read: {e}"),
+                ),
+                other => AppError::bad_request(
+                    code::INVALID_JSON,
+                    format!(
+                        "the body is not a GraphQL request in JSON ({{\"query\": …, \"variables\": …}}): {}",
+                        short_reason(&other)
+                    ),
+                ),
+            };
+            error.into_graphql_response()
+        }
+    }
+}
+
+/// The parser's reason, without the request text it may quote at length.
+fn short_reason(err: &ParseRequestError) -> String {
+    let reason = err.to_string();
+    match reason.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason,
+    }
 }
 
 /// `/metrics` of an API process: its own series plus the fleet-wide database gauges (see

@@ -173,6 +173,23 @@ impl From<sea_orm::DbErr> for AppError {
     }
 }
 
+impl AppError {
+    /// The GraphQL-over-HTTP form of an error that stopped a request before any GraphQL ran
+    /// (a body that is not JSON, too large, the wrong content type): the same status, with a
+    /// GraphQL body `{"errors": [{"message", "extensions": {"code"}}]}`.
+    pub fn into_graphql_response(self) -> Response {
+        let status = self.status();
+        let mut extensions = json!({ "code": self.code() });
+        if let Some(details) = self.details() {
+            extensions["details"] = details.clone();
+        }
+        let body = json!({
+            "errors": [{ "message": self.public_message(), "extensions": extensions }]
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();

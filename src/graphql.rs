@@ -9,7 +9,7 @@ use crate::error::AppError;
 use crate::events::Events;
 use crate::events::{COALESCE, ProgressEvent};
 use crate::finder::Candidate as FoundCandidate;
-use crate::jobs::{self, Entry, Page};
+use crate::jobs::{self, Entry, Fields, Page};
 use crate::store::{JobView, Store};
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
@@ -393,13 +393,16 @@ impl MutationRoot {
     /// Submits domains for background favicon search; answers at once.
     async fn create_job(&self, c: &Context<'_>, input: CreateJobInput) -> Result<Job> {
         let api = ctx(c);
-        let client_id = jobs::parse_client_id(&input.client_id).map_err(AppError::into_graphql)?;
+        let client_id = jobs::parse_client_id(&input.client_id, Fields::GRAPHQL)
+            .map_err(AppError::into_graphql)?;
         let domains = jobs::parse_domains(
             input.domains.iter().map(|d| Entry::Text(d)),
             api.config.max_domains_per_job,
+            Fields::GRAPHQL,
         )
         .map_err(AppError::into_graphql)?;
-        let max_age = jobs::parse_max_age(input.max_age_seconds).map_err(AppError::into_graphql)?;
+        let max_age = jobs::parse_max_age(input.max_age_seconds, Fields::GRAPHQL)
+            .map_err(AppError::into_graphql)?;
         let cache = api.config.cache_policy(max_age);
         jobs::check_rate(
             &api.store,

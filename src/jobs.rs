@@ -57,19 +57,49 @@ pub fn parse_job_id(raw: &str) -> AppResult<Uuid> {
     })
 }
 
+/// How an API names the fields of a job request, so that an error names what the caller
+/// wrote (`client_id` over REST, `input.clientId` over GraphQL).
+#[derive(Clone, Copy, Debug)]
+pub struct Fields {
+    /// The client's name for itself.
+    pub client_id: &'static str,
+    /// The list of domains.
+    pub domains: &'static str,
+    /// The job's own cache age.
+    pub max_age: &'static str,
+}
+
+impl Fields {
+    /// The REST API's names (the original service's JSON).
+    pub const REST: Fields = Fields {
+        client_id: "client_id",
+        domains: "domains",
+        max_age: "max_age_seconds",
+    };
+    /// The GraphQL `createJob(input: …)` names.
+    pub const GRAPHQL: Fields = Fields {
+        client_id: "input.clientId",
+        domains: "input.domains",
+        max_age: "input.maxAgeSeconds",
+    };
+}
+
 /// Validates a `client_id`.
-pub fn parse_client_id(raw: &str) -> AppResult<String> {
+pub fn parse_client_id(raw: &str, fields: Fields) -> AppResult<String> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(AppError::bad_request(
             code::INVALID_INPUT,
-            "client_id must not be empty",
+            format!("{} must not be empty", fields.client_id),
         ));
     }
     if trimmed.len() > MAX_CLIENT_ID_LEN {
         return Err(AppError::bad_request(
             code::INVALID_INPUT,
-            format!("client_id must be at most {MAX_CLIENT_ID_LEN} characters"),
+            format!(
+                "{} must be at most {MAX_CLIENT_ID_LEN} characters",
+                fields.client_id
+            ),
         ));
     }
     Ok(trimmed.to_owned())
@@ -87,12 +117,13 @@ pub enum Entry<'a> {
 pub fn parse_domains<'a>(
     entries: impl ExactSizeIterator<Item = Entry<'a>>,
     max: usize,
+    fields: Fields,
 ) -> AppResult<Vec<Domain>> {
     let count = entries.len();
     if count == 0 {
         return Err(AppError::bad_request(
             code::INVALID_INPUT,
-            "domains must not be empty",
+            format!("{} must not be empty", fields.domains),
         ));
     }
     if count > max {
@@ -127,7 +158,7 @@ pub fn parse_domains<'a>(
     let listed: Vec<String> = bad
         .iter()
         .take(BAD_ENTRIES_IN_MESSAGE)
-        .map(|(pos, value, reason)| format!("domains[{pos}] {value} {reason}"))
+        .map(|(pos, value, reason)| format!("{}[{pos}] {value} {reason}", fields.domains))
         .collect();
     let more = bad.len().saturating_sub(BAD_ENTRIES_IN_MESSAGE);
     let message = format!(
@@ -155,13 +186,16 @@ pub fn parse_domains<'a>(
 pub const MAX_CACHE_AGE_SECS: i64 = 31_536_000;
 
 /// Validates a job's own `max_age_seconds`.
-pub fn parse_max_age(raw: Option<i64>) -> AppResult<Option<u64>> {
+pub fn parse_max_age(raw: Option<i64>, fields: Fields) -> AppResult<Option<u64>> {
     match raw {
         None => Ok(None),
         Some(secs) if (0..=MAX_CACHE_AGE_SECS).contains(&secs) => Ok(Some(secs as u64)),
         Some(secs) => Err(AppError::bad_request(
             code::INVALID_INPUT,
-            format!("max_age_seconds must be between 0 and {MAX_CACHE_AGE_SECS}, got {secs}"),
+            format!(
+                "{} must be between 0 and {MAX_CACHE_AGE_SECS}, got {secs}",
+                fields.max_age
+            ),
         )),
     }
 }
@@ -266,6 +300,7 @@ mod tests {
         let domains = parse_domains(
             texts(&["b.com", "A.com", "https://b.com/x", "a.com."]).into_iter(),
             10,
+            Fields::REST,
         )
         .unwrap();
         let names: Vec<_> = domains.iter().map(|d| d.as_str()).collect();
@@ -277,6 +312,7 @@ mod tests {
         let err = parse_domains(
             texts(&["ok.com", "localhost", "ok.org", "1.2.3.4"]).into_iter(),
             10,
+            Fields::REST,
         )
         .unwrap_err();
         let AppError::BadRequest {
@@ -297,14 +333,15 @@ mod tests {
 
     #[test]
     fn limits_and_pages() {
-        assert!(parse_domains(texts(&[]).into_iter(), 10).is_err());
-        let err = parse_domains(texts(&["a.com", "b.com"]).into_iter(), 1).unwrap_err();
+        assert!(parse_domains(texts(&[]).into_iter(), 10, Fields::REST).is_err());
+        let err =
+            parse_domains(texts(&["a.com", "b.com"]).into_iter(), 1, Fields::REST).unwrap_err();
         assert_eq!(err.code(), code::TOO_MANY_DOMAINS);
         assert!(Page::new(0, 20).is_err());
         assert!(Page::new(1, 0).is_err());
         assert!(Page::new(1, 501).is_err());
         assert_eq!(Page::new(2, 500).unwrap().per_page, 500);
         assert!(parse_job_id("not-a-uuid").is_err());
-        assert!(parse_client_id("  ").is_err());
+        assert!(parse_client_id("  ", Fields::REST).is_err());
     }
 }

@@ -7,7 +7,7 @@
 use crate::app::AppState;
 use crate::entities::result;
 use crate::error::{AppError, AppResult, code};
-use crate::jobs::{self, Entry, Page};
+use crate::jobs::{self, Entry, Fields, Page};
 use crate::store::ExportRow;
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -72,7 +72,7 @@ async fn create_job(
                 "client_id is required",
             ));
         }
-        Scalar::Text(s) => jobs::parse_client_id(&s)?,
+        Scalar::Text(s) => jobs::parse_client_id(&s, Fields::REST)?,
         Scalar::Int(_) | Scalar::Other(_) => {
             return Err(AppError::bad_request(
                 code::INVALID_INPUT,
@@ -103,10 +103,11 @@ async fn create_job(
             Scalar::Other(kind) => Entry::NotText(kind),
         }),
         max,
+        Fields::REST,
     )?;
     let max_age = match fields.max_age_seconds {
         Scalar::Missing | Scalar::Null => None,
-        Scalar::Int(n) => jobs::parse_max_age(Some(n))?,
+        Scalar::Int(n) => jobs::parse_max_age(Some(n), Fields::REST)?,
         Scalar::Text(_) | Scalar::Other(_) => {
             return Err(AppError::bad_request(
                 code::INVALID_INPUT,

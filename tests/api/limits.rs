@@ -282,11 +282,14 @@ async fn subscriptions_per_connection_are_limited() {
 async fn every_graphql_error_has_a_code() {
     let app = TestApp::spawn(
         Backend::Sqlite,
-        &[("GRAPHQL_MAX_DEPTH", "3"), ("GRAPHQL_MAX_COMPLEXITY", "20")],
+        &[
+            ("GRAPHQL_MAX_DEPTH", "3"),
+            ("GRAPHQL_MAX_COMPLEXITY", "200"),
+        ],
     )
     .await;
     let deep = "{ results(jobId: \"x\") { results { candidates { url } } } }";
-    let aliases: String = (0..30)
+    let aliases: String = (0..150)
         .map(|i| format!("j{i}: job(id: \"x\") {{ id }} "))
         .collect();
     let complex = format!("{{ {aliases} }}");
@@ -313,5 +316,94 @@ async fn every_graphql_error_has_a_code() {
             assert_eq!(error["extensions"]["code"], code, "{query}: {body}");
         }
     }
+    app.stop().await;
+}
+
+/// Requests refused before any GraphQL runs still answer in GraphQL's shape, with a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_http_errors_have_graphql_shape_and_a_code() {
+    let app = TestApp::spawn(Backend::Sqlite, &[("MAX_REQUEST_BYTES", "2048")]).await;
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        let request = app
+            .http
+            .post(app.url("/graphql"))
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let big = format!(
+        r#"{{"query": "{{ jobs(clientId: \"{}\") {{ total }} }}"}}"#,
+        "x".repeat(4096)
+    );
+    for (body, content_type, status, code) in [
+        (
+            b"{not json".to_vec(),
+            "application/json",
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            b"[1, 2]".to_vec(),
+            "application/json",
+            400,
+            "INVALID_JSON",
+        ),
+        (
+            big.into_bytes(),
+            "application/json",
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            b"query=x".to_vec(),
+            "text/plain",
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+    ] {
+        let sent = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+        let (got, body) = post(body, content_type).await;
+        assert_eq!(got, status, "{sent}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["code"], code, "{body}");
+        assert!(body["errors"][0]["message"].is_string(), "{body}");
+        assert!(body.get("error").is_none(), "not the REST shape: {body}");
+    }
+    // REST keeps its own shape for the same refusals.
+    let response = app
+        .http
+        .post(app.url("/jobs"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "UNSUPPORTED_MEDIA_TYPE", "{body}");
+
+    // Validation messages name the GraphQL fields, not REST's.
+    let answer = app
+        .graphql(
+            r#"mutation { createJob(input: {clientId: "c", domains: ["ok.test", "localhost"]}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let message = answer["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("input.domains[1]"), "{message}");
+    let answer = app
+        .graphql(
+            r#"mutation { createJob(input: {clientId: " ", domains: ["ok.test"]}) { id } }"#,
+            json!({}),
+        )
+        .await;
+    let message = answer["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("input.clientId"), "{message}");
     app.stop().await;
 }
