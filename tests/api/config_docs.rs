@@ -42,8 +42,8 @@ fn names_in_code() -> BTreeSet<String> {
     names
 }
 
-/// The README's configuration table: name → the default it states.
-fn readme_table() -> BTreeMap<String, String> {
+/// The README's configuration table: name → (the default it states, its meaning).
+fn readme_rows() -> BTreeMap<String, (String, String)> {
     let readme = read("README.md");
     let start = readme
         .find("\n## Configuration")
@@ -57,10 +57,62 @@ fn readme_table() -> BTreeMap<String, String> {
         let defaults: Vec<&str> = cells[2].split(" / ").collect();
         for (i, name) in names.iter().enumerate() {
             let default = defaults.get(i).or(defaults.first()).unwrap();
-            rows.insert(name.trim_matches('`').to_owned(), default.to_string());
+            rows.insert(
+                name.trim_matches('`').to_owned(),
+                (default.to_string(), cells[3].to_owned()),
+            );
         }
     }
     rows
+}
+
+/// The README's configuration table: name → the default it states.
+fn readme_table() -> BTreeMap<String, String> {
+    readme_rows()
+        .into_iter()
+        .map(|(name, (default, _))| (name, default))
+        .collect()
+}
+
+/// Every variable `config.rs` checks against a range (`parse_in` and `millis`).
+fn ranged_in_code() -> BTreeSet<String> {
+    let code = read("src/config.rs");
+    let mut names = BTreeSet::new();
+    for call in ["parse_in(", "millis("] {
+        for (at, _) in code.match_indices(call) {
+            let args = code[at + call.len()..].trim_start();
+            if let Some(quoted) = args.strip_prefix('"') {
+                names.insert(quoted[..quoted.find('"').unwrap()].to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// `(lo, hi)` from a meaning that ends "(lo–hi)", or `(lo, None)` from "(lo or more)".
+fn stated_range(meaning: &str) -> Option<(String, Option<String>)> {
+    let inner = meaning.strip_suffix(')')?;
+    let inner = &inner[inner.rfind('(')? + 1..];
+    if let Some(lo) = inner.strip_suffix(" or more") {
+        return Some((lo.to_owned(), None));
+    }
+    let (lo, hi) = inner.split_once('–')?;
+    let number = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.');
+    (number(lo) && number(hi)).then(|| (lo.to_owned(), Some(hi.to_owned())))
+}
+
+/// The value just outside `edge`: one less or more for integers, 0.1 for fractions.
+fn beyond(edge: &str, up: bool) -> Option<String> {
+    if edge.contains('.') {
+        let v: f64 = edge.parse().unwrap();
+        return Some(format!("{}", if up { v + 0.1 } else { v - 0.1 }));
+    }
+    let v: u128 = edge.parse().unwrap();
+    if up {
+        Some((v + 1).to_string())
+    } else {
+        v.checked_sub(1).map(|v| v.to_string())
+    }
 }
 
 /// `.env.template`: name → `Some(value)` when set, `None` when only shown commented out.
@@ -154,5 +206,43 @@ fn stated_defaults_are_the_code_defaults() {
         }
     }
     assert!(checked > 20, "only {checked} defaults were checked");
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn stated_ranges_are_the_enforced_ones() {
+    let rows = readme_rows();
+    let mut problems = Vec::new();
+    for name in ranged_in_code() {
+        let Some((_, meaning)) = rows.get(&name) else {
+            problems.push(format!("{name}: no README row"));
+            continue;
+        };
+        let Some((lo, hi)) = stated_range(meaning) else {
+            problems.push(format!("{name}: the README states no range (\"(lo–hi)\")"));
+            continue;
+        };
+        let mut accepted = vec![lo.clone()];
+        accepted.extend(hi.clone());
+        for value in accepted {
+            if let Err(e) = config_with(&name, &value) {
+                problems.push(format!(
+                    "{name}={value} is in the stated range but refused: {e}"
+                ));
+            }
+        }
+        let outside = [
+            beyond(&lo, false),
+            hi.as_deref().and_then(|h| beyond(h, true)),
+        ];
+        for value in outside.into_iter().flatten() {
+            match config_with(&name, &value) {
+                Ok(_) => problems.push(format!(
+                    "{name}={value} is outside the stated range but accepted"
+                )),
+                Err(e) => assert!(e.contains(&name), "{e}"),
+            }
+        }
+    }
     assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -349,12 +349,7 @@ async fn graphql_http_errors_have_graphql_shape_and_a_code() {
             400,
             "INVALID_JSON",
         ),
-        (
-            b"[1, 2]".to_vec(),
-            "application/json",
-            400,
-            "INVALID_JSON",
-        ),
+        (b"[1, 2]".to_vec(), "application/json", 400, "INVALID_JSON"),
         (
             big.into_bytes(),
             "application/json",
