@@ -12,8 +12,8 @@
 //!   [`RSS_BOUND_MB`] MB; a watchdog kills the process the moment its RSS passes the bound, so a
 //!   case that bloats fails fast instead of taking the machine's memory.
 //!
-//! Measured (debug build, 2 cores, BENCHMARKS.md): the NUL cases peak at 49–54 MB, the broken
-//! links at 86–88 MB; without the finder's link caps the huge base passes the bound in seconds.
+//! Measured (debug build, 2 cores, BENCHMARKS.md): every case peaks at 51–66 MB against the
+//! 256 MB bound; without the finder's link caps the huge base passed the bound in seconds.
 //!
 //! The silent-DNS case needs `FETCH_DNS_SERVERS`; on a build without it, it fails at once
 //! saying so (it never lets a lookup leave loopback).
