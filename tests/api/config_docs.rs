@@ -1,7 +1,7 @@
-//! The README's configuration table, `.env.template` and `src/config.rs` describe the same
+//! The README's configuration table, `.env.template` and `src/config/mod.rs` describe the same
 //! settings with the same defaults, so none of the three can drift from the others.
 //!
-//! The names come from the code itself (every `env.…("NAME"` read in `config.rs`). A default
+//! The names come from the code itself (every `env.…("NAME"` read in `src/config/mod.rs`). A default
 //! is checked by behaviour, not by text: setting a variable to the default the docs state must
 //! give the same `Config` as leaving it unset.
 
@@ -15,9 +15,9 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-/// Every variable `config.rs` reads: the string literal right after `env.<method>(`.
+/// Every variable `src/config/mod.rs` reads: the string literal right after `env.<method>(`.
 fn names_in_code() -> BTreeSet<String> {
-    let code = read("src/config.rs");
+    let code = read("src/config/mod.rs");
     let mut names = BTreeSet::new();
     for (at, _) in code.match_indices("env.") {
         let rest = &code[at + 4..];
@@ -74,9 +74,9 @@ fn readme_table() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Every variable `config.rs` checks against a range (`parse_in` and `millis`).
+/// Every variable `src/config/mod.rs` checks against a range (`parse_in` and `millis`).
 fn ranged_in_code() -> BTreeSet<String> {
-    let code = read("src/config.rs");
+    let code = read("src/config/mod.rs");
     let mut names = BTreeSet::new();
     for call in ["parse_in(", "millis("] {
         for (at, _) in code.match_indices(call) {

@@ -1,0 +1,155 @@
+//! The configuration's parsing, defaults and redaction.
+
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_match_the_design() {
+    let config = Config::from_vars(HashMap::new()).unwrap();
+    assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+    assert_eq!(config.port, 3000);
+    assert_eq!(config.worker_concurrency, 64);
+    assert_eq!(config.fetch_timeout, Duration::from_secs(15));
+    assert_eq!(config.fetch_max_tries, 3);
+    assert_eq!(config.max_domains_per_job, 100_000);
+    assert!(!config.fetch_allow_private_networks);
+    assert!(config.redis_url.is_none());
+    assert_eq!(config.log_format, LogFormat::Text);
+    assert_eq!(config.max_request_bytes, 25_665_536);
+    assert_eq!(config.ws_max_message_bytes, 65_536);
+    assert_eq!(config.fetch_per_address_concurrency, 16);
+    assert!(config.fetch_dns_servers.is_empty());
+    assert_eq!(config.fetch_dns_max_inflight, 256);
+    assert_eq!(config.fetch_dns_timeout, Duration::from_secs(5));
+}
+
+#[test]
+fn dns_settings_reach_the_finder() {
+    let config = Config::from_vars(vars(&[
+        ("FETCH_DNS_SERVERS", "127.0.0.1:5353, [::1]:53"),
+        ("FETCH_DNS_MAX_INFLIGHT", "8"),
+        ("FETCH_DNS_TIMEOUT_MS", "750"),
+        ("FETCH_PER_ADDRESS_CONCURRENCY", "3"),
+    ]))
+    .unwrap();
+    let finder = config.finder();
+    assert_eq!(
+        finder.dns_servers,
+        [
+            "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(finder.dns_max_inflight, 8);
+    assert_eq!(finder.dns_timeout, Duration::from_millis(750));
+    assert_eq!(finder.per_address_concurrency, 3);
+}
+
+#[test]
+fn query_secrets_are_redacted() {
+    for (raw, secret) in [
+        ("postgres://db/ff?password=s3cret", "s3cret"),
+        ("postgres://db/ff?sslmode=require&PASSWORD=s3cret", "s3cret"),
+        ("redis://cache:6379/?Pass=hunter2", "hunter2"),
+        ("https://x.example/?pwd=p%40ss", "p%40ss"),
+        ("https://x.example/?token=abc123&a=1", "abc123"),
+        ("https://x.example/?access_token=abc123", "abc123"),
+        ("https://x.example/?secret=abc123", "abc123"),
+        ("https://x.example/?key=abc123", "abc123"),
+        ("https://x.example/?Api_Key=abc123", "abc123"),
+        ("https://x.example/?auth=abc123", "abc123"),
+        ("https://x.example/?api%5Fkey=abc123", "abc123"),
+        ("postgres://app:s3cret@db/ff?token=t0k3n", "t0k3n"),
+    ] {
+        let shown = redact_url(raw);
+        assert!(!shown.contains(secret), "{raw} -> {shown}");
+        assert!(shown.contains("***"), "{raw} -> {shown}");
+    }
+    // Everything else stays as written, so the URL is still useful in a log.
+    assert_eq!(
+        redact_url("postgres://app:pw@db:5432/ff?sslmode=require&token=x&keyring=k"),
+        "postgres://app:***@db:5432/ff?sslmode=require&token=***&keyring=k"
+    );
+    assert_eq!(
+        redact_url("redis://127.0.0.1:6379"),
+        "redis://127.0.0.1:6379"
+    );
+    assert_eq!(redact_url("not a url, password=x"), "***");
+}
+
+#[test]
+fn the_request_limit_follows_the_domain_limit_unless_set() {
+    let config = Config::from_vars(vars(&[("MAX_DOMAINS_PER_JOB", "10")])).unwrap();
+    assert_eq!(config.max_request_bytes, 10 * 256 + 65_536);
+    let config = Config::from_vars(vars(&[
+        ("MAX_DOMAINS_PER_JOB", "10"),
+        ("MAX_REQUEST_BYTES", "4096"),
+    ]))
+    .unwrap();
+    assert_eq!(config.max_request_bytes, 4096);
+    let config = Config::from_vars(vars(&[("MAX_DOMAINS_PER_JOB", "10000000")])).unwrap();
+    assert_eq!(config.max_request_bytes, MAX_REQUEST_BYTES_CEILING);
+}
+
+#[test]
+fn a_bad_value_names_its_variable() {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("WORKER_CONCURRENCY", "-1"),
+        ("FETCH_TIMEOUT_SECS", "0"),
+        ("FETCH_ALLOW_PRIVATE_NETWORKS", "maybe"),
+        ("LOG_FORMAT", "xml"),
+        ("FETCH_RESOLVE", "nonsense"),
+        ("HOST", "not-an-ip"),
+        ("FETCH_DNS_SERVERS", "127.0.0.1"),
+        ("FETCH_DNS_SERVERS", "ns1.example:53"),
+        ("FETCH_DNS_MAX_INFLIGHT", "0"),
+        ("FETCH_DNS_TIMEOUT_MS", "10"),
+        ("FETCH_DNS_TIMEOUT_MS", "soon"),
+        ("FETCH_PER_ADDRESS_CONCURRENCY", "0"),
+        ("WS_MAX_MESSAGE_BYTES", "10"),
+        ("WS_INIT_TIMEOUT_MS", "0"),
+        ("HTTP_HEADER_TIMEOUT_MS", "soon"),
+        ("EXPORT_CHUNK_BYTES", "1"),
+    ] {
+        let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+        assert_eq!(err.var, var);
+        assert!(err.to_string().contains(var), "{err}");
+    }
+}
+
+#[test]
+fn passwords_are_redacted() {
+    let config = Config::from_vars(vars(&[
+        ("DATABASE_URL", "postgres://app:s3cret@db/ff"),
+        ("REDIS_URL", "redis://:hunter2@cache:6379"),
+    ]))
+    .unwrap();
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn passwords_in_query_parameters_are_redacted() {
+    let shown = redact_url("postgres://db/ff?sslmode=require&Password=s3cret&user=app");
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("sslmode=require") && shown.contains("user=app"),
+        "{shown}"
+    );
+    let shown = redact_url("redis://cache:6379/?password=hunter2");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert_eq!(
+        redact_url("sqlite://ff.db?mode=rwc"),
+        "sqlite://ff.db?mode=rwc"
+    );
+}
