@@ -19,8 +19,7 @@
 //! - [`worker`][]: claim → find → record → publish.
 //! - [`events`][]: progress events and wake-ups.
 //! - [`jobs`][]: input parsing and operations shared by both APIs.
-//! - [`graphql`][], [`rest`][]: the two APIs; [`graphql_errors`][]: a code on every GraphQL
-//!   error.
+//! - [`graphql`][], [`rest`][]: the two APIs.
 //! - [`cli`][]: the `favicon-finder` command line.
 
 pub mod app;
@@ -33,7 +32,6 @@ pub mod error;
 pub mod events;
 pub mod finder;
 pub mod graphql;
-pub mod graphql_errors;
 pub mod jobs;
 pub mod metrics;
 pub mod rest;

@@ -1,0 +1,132 @@
+//! The GraphQL API: `createJob`, `job`, `jobs` and paginated `results`.
+//!
+//! Types here are views over the store's rows; every rule (validation, paging, not-found)
+//! lives in `jobs` and is shared with the REST API. Layout: `types` (the objects and inputs),
+//! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error).
+
+use crate::entities::job::JobStatus;
+use crate::entities::result::{self as result_entity, ResultStatus};
+use crate::error::AppError;
+use crate::events::Events;
+use crate::events::{COALESCE, ProgressEvent};
+use crate::finder::Candidate as FoundCandidate;
+use crate::jobs::{self, Entry, Fields, Page};
+use crate::store::{JobView, Store};
+use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// The assembled schema.
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// A subscriber that heard nothing for this long re-reads the job from the database, so a
+/// lost pub/sub message never leaves a client waiting.
+pub const IDLE_REREAD: Duration = Duration::from_secs(3);
+/// Finished domains fetched from the database after a re-read, at most.
+pub(super) const REREAD_RESULTS: u64 = 1_000;
+
+/// What resolvers need, put into the schema's data.
+#[derive(Clone)]
+pub struct ApiContext {
+    /// The database.
+    pub store: Store,
+    /// Wake-ups for workers.
+    pub events: Events,
+    /// The process configuration (limits, cache defaults).
+    pub config: Arc<crate::config::Config>,
+    /// Prometheus metrics (the subscription gauge).
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Builds the schema with its context.
+pub fn build_schema(context: Option<ApiContext>) -> AppSchema {
+    let builder =
+        Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(ErrorCodesFactory);
+    match context {
+        Some(context) => builder
+            .limit_depth(context.config.graphql_max_depth)
+            .limit_complexity(context.config.graphql_max_complexity)
+            .data(context)
+            .finish(),
+        None => builder.finish(),
+    }
+}
+
+/// Subscriptions running on one WebSocket connection, against `WS_MAX_SUBSCRIPTIONS`.
+#[derive(Clone)]
+pub struct ConnectionSubscriptions {
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
+}
+
+impl ConnectionSubscriptions {
+    /// A fresh count for a new connection.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            running: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Takes a slot, or says the connection is full.
+    fn enter(&self) -> Result<ConnectionSlot, AppError> {
+        use std::sync::atomic::Ordering;
+        let taken = self
+            .running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(ConnectionSlot(self.running.clone())),
+            Err(_) => Err(AppError::bad_request(
+                crate::error::code::TOO_MANY_SUBSCRIPTIONS,
+                format!(
+                    "this connection already runs {} subscriptions, the most allowed (WS_MAX_SUBSCRIPTIONS); open another connection or stop one",
+                    self.limit
+                ),
+            )),
+        }
+    }
+}
+
+/// A subscription's place on its connection, given back when the stream ends.
+struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The SDL of the schema, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    build_schema(None).sdl()
+}
+
+mod errors;
+mod mutation;
+mod query;
+mod subscription;
+mod types;
+
+pub use errors::ErrorCodesFactory;
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+pub use subscription::{JobProgress, ProgressResult, SubscriptionRoot};
+pub use types::*;
+
+/// The complexity of a paged field: what is selected under it counts once per row the page
+/// may hold, so aliases of `results(perPage: 500)` cannot multiply a response past
+/// `GRAPHQL_MAX_COMPLEXITY`. An out-of-range `perPage` is refused by the resolver; here it
+/// counts as the nearest legal size.
+pub(super) fn page_cost(per_page: i64, child_complexity: usize) -> usize {
+    let rows = per_page.clamp(1, jobs::MAX_PER_PAGE as i64) as usize;
+    rows.saturating_mul(child_complexity).saturating_add(1)
+}
+
+pub(super) fn ctx<'a>(c: &'a Context<'_>) -> &'a ApiContext {
+    c.data_unchecked::<ApiContext>()
+}
