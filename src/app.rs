@@ -873,27 +873,44 @@ async fn healthz(State(state): State<AppState>) -> Response {
 /// configured, is reported but not required: without it the service still works (workers
 /// poll, subscribers re-read), so a Redis outage marks the process `degraded`, not unready,
 /// and does not pull every API instance out of rotation at once.
+/// The longest `/readyz` waits for the database: it answers within this, whatever the
+/// database does (Redis gets less, see [`crate::events::REDIS_HEALTH_TIMEOUT`]), well inside
+/// the probes' 3 s timeout in deploy/k8s.
+const READY_DATABASE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 async fn readyz(State(state): State<AppState>) -> Response {
     // Each check answers with a fixed word; the error text (which may name hosts, users or
     // SQL) goes to the log only.
-    let database = match state.store.ping().await {
-        Err(e) => {
-            tracing::warn!(error = %e, "readyz: database unreachable");
-            "unreachable"
-        }
-        Ok(()) => match state.store.migrations_applied().await {
-            Ok(true) => "ok",
-            Ok(false) => "migrations_pending",
+    let check_database = async {
+        match state.store.ping().await {
             Err(e) => {
-                tracing::warn!(error = %e, "readyz: cannot read the applied migrations");
-                "error"
+                tracing::warn!(error = %e, "readyz: database unreachable");
+                "unreachable"
             }
-        },
+            Ok(()) => match state.store.migrations_applied().await {
+                Ok(true) => "ok",
+                Ok(false) => "migrations_pending",
+                Err(e) => {
+                    tracing::warn!(error = %e, "readyz: cannot read the applied migrations");
+                    "error"
+                }
+            },
+        }
     };
+    // Both checks run at once and each has its own bound, so the probe answers within
+    // READY_DATABASE_TIMEOUT whatever the database and Redis do.
+    let (database, redis) = tokio::join!(
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, check_database),
+        state.events.redis_health()
+    );
+    let database = database.unwrap_or_else(|_| {
+        tracing::warn!(timeout = ?READY_DATABASE_TIMEOUT, "readyz: the database did not answer in time");
+        "unreachable"
+    });
     let mut checks = json!({ "database": database });
     let ready = database == "ok";
     let mut degraded = false;
-    if let Some(redis) = state.events.redis_health().await {
+    if let Some(redis) = redis {
         checks["redis"] = json!(match redis {
             Ok(()) => "ok",
             Err(e) => {

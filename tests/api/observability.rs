@@ -184,3 +184,42 @@ async fn fleet_gauges_are_read_at_most_once_per_ttl() {
     assert_eq!(queued(&app).await, 3.0, "after the TTL: read again");
     app.stop().await;
 }
+
+/// A database that hangs (a lock held on the migrations table, so the readiness query
+/// waits) must not hang `/readyz`: it answers 503 within its stated bound (1.5 s) instead of
+/// letting the probe time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_in_time_while_the_database_hangs() {
+    if !crate::services::available(
+        "TEST_DATABASE_URL",
+        crate::helpers::postgres_url().is_some(),
+    ) {
+        return;
+    }
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn(Backend::Postgres, &[("WORKER_CONCURRENCY", "0")]).await;
+    assert_eq!(app.get_json("/readyz").await.0, 200);
+    // One connection of the app's own pool holds the lock; the probe gets another.
+    let txn = app.store.connection().begin().await.unwrap();
+    txn.execute_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "LOCK TABLE seaql_migrations IN ACCESS EXCLUSIVE MODE",
+    ))
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(5), app.get_json("/readyz")).await;
+    let took = started.elapsed();
+    txn.rollback().await.unwrap();
+    let (status, body) = answer.expect("/readyz answered while the database hung");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["checks"]["database"], "unreachable", "{body}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(1400),
+        "it waited its bound: {took:?}"
+    );
+    // And once the lock is gone it is ready again.
+    assert_eq!(app.get_json("/readyz").await.0, 200);
+    app.stop().await;
+}
