@@ -17,8 +17,8 @@ mod migrations;
 mod observability;
 mod politeness;
 mod queue;
-mod redis_tls;
 mod recorder;
+mod redis_tls;
 mod schema;
 mod sentry;
 #[path = "../common/services.rs"]
