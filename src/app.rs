@@ -8,27 +8,24 @@ use crate::graphql::{ApiContext, AppSchema, build_schema};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{RecorderHealth, WorkerPool, WorkerSettings};
+use crate::ws::{WsConnections, graphql_ws};
 use async_graphql::ParseRequestError;
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::body::Bytes;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -176,9 +173,10 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state_shutdown = self.state.shutdown.clone();
         let outer = shutdown.clone();
-        tokio::spawn(async move {
+        let stopping = tokio::spawn(async move {
             outer.cancelled().await;
             state_shutdown.cancel();
+            Instant::now()
         });
         let worker = self.worker.map(|pool| {
             let token = shutdown.clone();
@@ -207,6 +205,17 @@ impl Application {
             match api.await {
                 Ok(()) => tracing::info!("API stopped"),
                 Err(e) => tracing::error!(error = %e, "API task panicked"),
+            }
+            // WebSockets left hyper at their upgrade, so serving HTTP does not wait for them;
+            // they complete their subscriptions and close within the same grace period.
+            let started = stopping.await.unwrap_or_else(|_| Instant::now());
+            let grace = self.state.config.shutdown_grace;
+            let cut = self.state.ws_connections.drain(started + grace).await;
+            if cut > 0 {
+                tracing::warn!(
+                    cut,
+                    "WebSocket connections still open after SHUTDOWN_GRACE_SECS were cut"
+                );
             }
         }
         if let Some(worker) = worker {
@@ -324,284 +333,6 @@ async fn graphiql_or_subscription(
     }
 }
 
-/// `/graphql/ws`: subscriptions in `graphql-transport-ws` or the legacy `graphql-ws`.
-///
-/// Over a connection cap the upgrade is refused with the JSON error (429 for the client's own
-/// cap, 503 for the process's); messages over `WS_MAX_MESSAGE_BYTES` close the socket with
-/// 1009.
-async fn graphql_ws(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let permit = match state.ws_connections.acquire(peer.ip()) {
-        Ok(permit) => permit,
-        Err(refused) => return refused.into_response(),
-    };
-    let max = state.config.ws_max_message_bytes;
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(state, protocol, socket, permit))
-}
-
-/// Close code of graphql-transport-ws for a client that did not send `connection_init` in
-/// time.
-pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
-/// Close code for a message over `WS_MAX_MESSAGE_BYTES` (RFC 6455 "message too big").
-pub const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code for a peer that stopped answering pings (RFC 6455 "going away").
-pub const CLOSE_IDLE: u16 = 1001;
-
-/// What the server has heard from one WebSocket client.
-struct Heard {
-    /// When the last frame (of any kind, pongs included) arrived, in ms since `since`.
-    last_ms: AtomicU64,
-    since: Instant,
-    /// `connection_init` has arrived.
-    initialised: AtomicBool,
-    /// A message over the size limit was refused.
-    too_big: AtomicBool,
-}
-
-impl Heard {
-    fn note(&self, message: &Result<Message, axum::Error>) {
-        let now = self.since.elapsed().as_millis() as u64;
-        self.last_ms.store(now, Ordering::Relaxed);
-        match message {
-            Ok(Message::Text(text)) => self.check_init(text.as_bytes()),
-            Ok(Message::Binary(data)) => self.check_init(data),
-            Ok(_) => {}
-            Err(e) if is_too_big(e) => self.too_big.store(true, Ordering::Relaxed),
-            Err(_) => {}
-        }
-    }
-
-    /// Marks the connection initialised on its `connection_init` (both protocols use the
-    /// name); only messages before it are parsed.
-    fn check_init(&self, data: &[u8]) {
-        #[derive(serde::Deserialize)]
-        struct Kind<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: std::borrow::Cow<'a, str>,
-        }
-        if !self.initialised.load(Ordering::Relaxed)
-            && serde_json::from_slice::<Kind>(data).is_ok_and(|m| m.kind == "connection_init")
-        {
-            self.initialised.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// When the client was last heard from.
-    fn last(&self) -> Instant {
-        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// Whether a WebSocket read failed because a message or frame was over the size limit.
-fn is_too_big(error: &axum::Error) -> bool {
-    std::error::Error::source(error)
-        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
-        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
-}
-
-/// Runs one WebSocket connection: a per-connection subscription count, and on shutdown the
-/// input ends (so every subscription on it stops) and the socket closes with 1001 "going
-/// away" instead of being cut. A client that does not send `connection_init` within
-/// `WS_INIT_TIMEOUT_MS` is closed with 4408; one that sends nothing, not even the pong to
-/// our pings, for `WS_IDLE_TIMEOUT_MS` is closed with 1001; a message over the size limit
-/// closes with 1009.
-async fn serve_socket(
-    state: AppState,
-    protocol: GraphQLProtocol,
-    socket: WebSocket,
-    permit: WsPermit,
-) {
-    let _permit = permit;
-    let (mut to_client, from_client) = socket.split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(32);
-    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<CloseFrame>();
-    let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if to_client.send(message).await.is_err() {
-                return;
-            }
-        }
-        let frame = close_rx.await.unwrap_or_else(|_| CloseFrame {
-            code: axum::extract::ws::close_code::AWAY,
-            reason: "server shutting down or connection finished".into(),
-        });
-        let _ = to_client.send(Message::Close(Some(frame))).await;
-    });
-    let heard = Arc::new(Heard {
-        last_ms: AtomicU64::new(0),
-        since: Instant::now(),
-        initialised: AtomicBool::new(false),
-        too_big: AtomicBool::new(false),
-    });
-    let pings = tx.clone();
-    let sink = tokio_util::sync::PollSender::new(tx)
-        .sink_map_err(|_| axum::Error::new("the WebSocket writer stopped"));
-    let noted = heard.clone();
-    let input = from_client
-        .inspect(move |message| noted.note(message))
-        .take_until(state.shutdown.clone().cancelled_owned());
-    let mut data = async_graphql::Data::default();
-    data.insert(crate::graphql::ConnectionSubscriptions::new(
-        state.config.ws_max_subscriptions,
-    ));
-    let serve = GraphQLWebSocket::new_with_pair(sink, input, state.schema.clone(), protocol)
-        .with_data(data)
-        .serve();
-    let config = &state.config;
-    let supervise = supervise_socket(
-        &heard,
-        pings,
-        config.ws_init_timeout,
-        config.ws_ping_interval,
-        config.ws_idle_timeout,
-    );
-    let ended = tokio::select! {
-        () = serve => None,
-        frame = supervise => Some(frame),
-    };
-    // Both halves are dropped now, so the writer drains what was queued, then closes.
-    let frame = ended.or_else(|| {
-        heard.too_big.load(Ordering::Relaxed).then(|| CloseFrame {
-            code: CLOSE_TOO_BIG,
-            reason: "message larger than the limit (WS_MAX_MESSAGE_BYTES)".into(),
-        })
-    });
-    match frame {
-        Some(frame) => {
-            let _ = close_tx.send(frame);
-        }
-        // Dropping the sender lets the writer close with the default 1001.
-        None => drop(close_tx),
-    }
-    let _ = writer.await;
-}
-
-/// Pings the client and watches the deadlines; returns the close frame when one passes.
-async fn supervise_socket(
-    heard: &Heard,
-    pings: tokio::sync::mpsc::Sender<Message>,
-    init_timeout: Duration,
-    ping_interval: Duration,
-    idle_timeout: Duration,
-) -> CloseFrame {
-    let init_deadline = tokio::time::sleep(init_timeout);
-    tokio::pin!(init_deadline);
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let idle_deadline = heard.last() + idle_timeout;
-        tokio::select! {
-            () = &mut init_deadline, if !heard.initialised.load(Ordering::Relaxed) => {
-                return CloseFrame {
-                    code: CLOSE_INIT_TIMEOUT,
-                    reason: "Connection initialisation timeout".into(),
-                };
-            }
-            () = tokio::time::sleep_until(idle_deadline) => {
-                if heard.last() + idle_timeout <= Instant::now() {
-                    return CloseFrame {
-                        code: CLOSE_IDLE,
-                        reason: "no answer to pings (WS_IDLE_TIMEOUT_MS)".into(),
-                    };
-                }
-            }
-            _ = ping.tick() => {
-                // A full queue means the client is not reading; the idle deadline decides.
-                let _ = pings.try_send(Message::Ping(Bytes::new()));
-            }
-        }
-    }
-}
-
-/// Open WebSocket connections, in all and per client address.
-///
-/// IPv6 clients are counted per /64, the block one host is usually given, so a client
-/// cannot dodge its cap by rotating addresses within it.
-pub struct WsConnections {
-    max: usize,
-    max_per_client: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
-}
-
-impl WsConnections {
-    /// Empty counts with the two caps.
-    pub fn new(max: usize, max_per_client: usize) -> Self {
-        Self {
-            max,
-            max_per_client,
-            open: Mutex::new((0, HashMap::new())),
-        }
-    }
-
-    /// Takes a place for a new connection from `ip`, or says which cap is full.
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<WsPermit, AppError> {
-        let client = client_key(ip);
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let from_client = open.1.get(&client).copied().unwrap_or(0);
-        if from_client >= self.max_per_client {
-            return Err(AppError::TooManyConnections {
-                message: format!(
-                    "this address already has {from_client} open WebSocket connections, the most allowed (WS_MAX_CONNECTIONS_PER_IP); close one first"
-                ),
-                per_client: true,
-            });
-        }
-        if open.0 >= self.max {
-            return Err(AppError::TooManyConnections {
-                message: format!(
-                    "the server already has {} open WebSocket connections, the most it accepts (WS_MAX_CONNECTIONS); try again later",
-                    open.0
-                ),
-                per_client: false,
-            });
-        }
-        open.0 += 1;
-        *open.1.entry(client).or_default() += 1;
-        Ok(WsPermit {
-            owner: self.clone(),
-            client,
-        })
-    }
-}
-
-/// The address a connection is counted under: IPv4 as is, IPv6 by its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
-}
-
-/// One open WebSocket's place in the counts, given back when the connection ends.
-pub struct WsPermit {
-    owner: Arc<WsConnections>,
-    client: IpAddr,
-}
-
-impl Drop for WsPermit {
-    fn drop(&mut self) {
-        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.0 = open.0.saturating_sub(1);
-        if let Some(n) = open.1.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                open.1.remove(&self.client);
-            }
-        }
-    }
-}
-
 /// The HTTP connection timeouts `axum::serve` cannot set.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpTimeouts {
@@ -615,7 +346,8 @@ pub struct HttpTimeouts {
 /// Serves `app` until `shutdown`, with the header-read and idle timeouts; the peer address
 /// reaches handlers as `ConnectInfo`. On shutdown it stops accepting, lets each connection
 /// finish its request in flight (hyper's graceful shutdown), and returns when all are closed.
-/// Upgraded WebSockets leave hyper at the upgrade; they close on `AppState::shutdown`.
+/// Upgraded WebSockets leave hyper at the upgrade; they close on `AppState::shutdown`, and
+/// `run_until_stopped` waits for them ([`WsConnections::drain`]).
 pub async fn serve_http(
     listener: TcpListener,
     app: Router,

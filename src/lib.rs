@@ -17,6 +17,7 @@
 //! - [`store`][]: every query, including the work queue and its delivery guarantees.
 //! - [`finder`][]: fetch a site, discover, verify and rank icons, safely.
 //! - [`worker`][]: claim → find → record → publish.
+//! - [`ws`][]: GraphQL subscriptions over WebSocket: caps, deadlines, a clean close.
 //! - [`events`][]: progress events and wake-ups.
 //! - [`jobs`][]: input parsing and operations shared by both APIs.
 //! - [`graphql`][], [`rest`][]: the two APIs.
@@ -38,3 +39,4 @@ pub mod rest;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
+pub mod ws;

@@ -168,3 +168,244 @@ async fn serve_stops_cleanly_on_sigterm() {
     // New connections are refused once it is gone.
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
 }
+
+/// The two subprotocols a client may speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// `graphql-transport-ws`.
+    TransportWs,
+    /// The legacy `graphql-ws`.
+    LegacyWs,
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a socket on `path`, runs `jobProgress` as operation `id`, and returns once its first
+/// event (the snapshot) has arrived, so the subscription is live on the server.
+async fn live_subscription(
+    base: &str,
+    path: &str,
+    protocol: Protocol,
+    id: &str,
+    job_id: &str,
+) -> Socket {
+    let mut request = format!("{}{path}", base.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    let (name, start, next) = match protocol {
+        Protocol::TransportWs => ("graphql-transport-ws", "subscribe", "next"),
+        Protocol::LegacyWs => ("graphql-ws", "start", "data"),
+    };
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", name.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let send = |value: Value| Message::Text(value.to_string().into());
+    ws.send(send(json!({"type": "connection_init", "payload": {}})))
+        .await
+        .unwrap();
+    ws.send(send(json!({"id": id, "type": start, "payload": {
+        "query": "subscription($id: ID!) { jobProgress(jobId: $id) { status completed } }",
+        "variables": {"id": job_id}}})))
+        .await
+        .unwrap();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("the snapshot arrives")
+            .expect("the socket stays open")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] == next && frame["id"] == id {
+            assert_eq!(
+                frame["payload"]["data"]["jobProgress"]["status"],
+                "PROCESSING"
+            );
+            return ws;
+        }
+        assert_eq!(frame["type"], "connection_ack", "{frame}");
+    }
+}
+
+/// Reads a socket to its end after shutdown: `complete` for operation `id`, then a close frame
+/// with 1001, then the end of the stream; anything else (a reset, a missing completion, another
+/// code) is the error returned.
+async fn read_to_clean_close(mut ws: Socket, id: String) -> Result<(), String> {
+    let mut completed = false;
+    loop {
+        let message = match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            Err(_) => return Err(format!("{id}: nothing ended the socket")),
+            Ok(None) => return Err(format!("{id}: the stream ended without a close frame")),
+            Ok(Some(Err(e))) => return Err(format!("{id}: the socket failed: {e}")),
+            Ok(Some(Ok(message))) => message,
+        };
+        match message {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                match frame["type"].as_str() {
+                    Some("complete") if frame["id"] == id.as_str() => completed = true,
+                    Some("next" | "data") if !completed => {}
+                    _ => return Err(format!("{id}: unexpected {frame}")),
+                }
+            }
+            Message::Close(frame) => {
+                let code = frame.map(|f| u16::from(f.code));
+                if !completed {
+                    return Err(format!("{id}: closed ({code:?}) before `complete`"));
+                }
+                if code != Some(1001) {
+                    return Err(format!("{id}: closed with {code:?}, not 1001"));
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+    // The close handshake finishes (our reply goes out as we read) and the stream ends
+    // without an error: no reset after the close frame either.
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(None) => Ok(()),
+        other => Err(format!("{id}: after the close frame: {other:?}")),
+    }
+}
+
+/// An API-only app (no workers, so the job stays `processing`) started by hand, to keep
+/// its state and the task running `run_until_stopped`.
+struct StoppableApp {
+    base: String,
+    state: favicon_finder::app::AppState,
+    shutdown: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _db: crate::helpers::TestDb,
+}
+
+async fn start_api_only(backend: crate::helpers::Backend, grace_secs: &str) -> StoppableApp {
+    let db = crate::helpers::TestDb::new(backend).await;
+    let mut vars = crate::helpers::base_vars(&db.url);
+    vars.insert("SHUTDOWN_GRACE_SECS".into(), grace_secs.into());
+    let config = favicon_finder::config::Config::from_vars(vars).unwrap();
+    let roles = favicon_finder::app::Roles {
+        api: true,
+        worker: false,
+    };
+    let app = favicon_finder::app::Application::build(config, roles)
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port().unwrap());
+    let state = app.state().clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
+    StoppableApp {
+        base,
+        state,
+        shutdown,
+        handle,
+        _db: db,
+    }
+}
+
+async fn create_job(base: &str) -> String {
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/jobs"))
+        .json(&json!({"client_id": "stop", "domains": ["example.com", "example.org"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["job_id"].as_str().unwrap().to_owned()
+}
+
+crate::helpers::both_backends!(
+    shutdown_completes_and_closes_50_sockets,
+    shutdown_completes_and_closes_50_sockets_body
+);
+
+async fn shutdown_completes_and_closes_50_sockets_body(backend: crate::helpers::Backend) {
+    const SOCKETS: usize = 50;
+    let app = start_api_only(backend, "10").await;
+    let job_id = create_job(&app.base).await;
+    // Both protocols, and both upgrade routes.
+    let opened = (0..SOCKETS).map(|i| {
+        let (path, protocol) = match i % 4 {
+            0 => ("/graphql/ws", Protocol::TransportWs),
+            1 => ("/graphql/ws", Protocol::LegacyWs),
+            2 => ("/graphql", Protocol::TransportWs),
+            _ => ("/graphql", Protocol::LegacyWs),
+        };
+        let (base, job_id) = (app.base.clone(), job_id.clone());
+        async move {
+            let id = format!("op-{i}");
+            let ws = live_subscription(&base, path, protocol, &id, &job_id).await;
+            (ws, id)
+        }
+    });
+    let sockets = futures::future::join_all(opened).await;
+    assert_eq!(app.state.ws_connections.open(), SOCKETS);
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|(ws, id)| tokio::spawn(read_to_clean_close(ws, id)))
+        .collect();
+
+    let stopped_at = Instant::now();
+    app.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), app.handle)
+        .await
+        .expect("run_until_stopped returns within the grace period")
+        .unwrap()
+        .unwrap();
+    let took = stopped_at.elapsed();
+    // Returned only after every socket task ended (each holds its place in the count).
+    assert_eq!(app.state.ws_connections.open(), 0);
+    // Every client answered at once, so nothing waited for the 10 s grace to cut it.
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+
+    let mut failures = Vec::new();
+    for reader in readers {
+        if let Err(e) = reader.await.unwrap() {
+            failures.push(e);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {SOCKETS} sockets did not end cleanly: {failures:#?}",
+        failures.len()
+    );
+}
+
+/// A client that stops reading never answers the close frame: at the end of the grace
+/// period its connection is cut, and `run_until_stopped` still returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cuts_sockets_still_open_after_the_grace_period() {
+    let app = start_api_only(crate::helpers::Backend::Sqlite, "1").await;
+    let job_id = create_job(&app.base).await;
+    let _silent = live_subscription(
+        &app.base,
+        "/graphql/ws",
+        Protocol::TransportWs,
+        "op-silent",
+        &job_id,
+    )
+    .await;
+    assert_eq!(app.state.ws_connections.open(), 1);
+
+    let stopped_at = Instant::now();
+    app.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), app.handle)
+        .await
+        .expect("run_until_stopped returns soon after the grace period")
+        .unwrap()
+        .unwrap();
+    let took = stopped_at.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "the socket had its grace period: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "stopping took {took:?}");
+    assert_eq!(app.state.ws_connections.open(), 0);
+}

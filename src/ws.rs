@@ -1,0 +1,474 @@
+//! GraphQL subscriptions over WebSocket: the upgrade, one task per connection, its deadlines,
+//! the connection caps, and a clean end at shutdown.
+//!
+//! async-graphql speaks the two subprotocols; this module wraps it. Its `WebSocket` stops
+//! when its input ends but sends nothing for the subscriptions still open, so at shutdown
+//! this module ends the input itself, sends `complete` for every operation it saw start and
+//! has not seen complete, closes with 1001, and waits for the client's close reply before
+//! dropping the TCP connection (closing with unread bytes would send a reset, which a client
+//! sees as 1006). [`WsConnections::drain`] lets `run_until_stopped` wait for all of it.
+
+use crate::app::AppState;
+use crate::error::AppError;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
+
+/// Close code of graphql-transport-ws for a client that did not send `connection_init` in
+/// time.
+pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
+/// Close code for a message over `WS_MAX_MESSAGE_BYTES` (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for a peer that stopped answering pings (RFC 6455 "going away").
+pub const CLOSE_IDLE: u16 = 1001;
+/// Close code when the server shuts down (RFC 6455 "going away").
+pub const CLOSE_SHUTDOWN: u16 = 1001;
+/// How long the server waits for the client's answer to its close frame before dropping the
+/// connection anyway: a client that is still there answers at once.
+pub const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `/graphql/ws`: subscriptions in `graphql-transport-ws` or the legacy `graphql-ws`.
+///
+/// Over a connection cap the upgrade is refused with the JSON error (429 for the client's own
+/// cap, 503 for the process's); messages over `WS_MAX_MESSAGE_BYTES` close the socket with
+/// 1009.
+pub async fn graphql_ws(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Taken before the upgrade answer, so a shutdown that starts in between still waits for
+    // this connection.
+    let permit = match state.ws_connections.acquire(peer.ip()) {
+        Ok(permit) => permit,
+        Err(refused) => return refused.into_response(),
+    };
+    let max = state.config.ws_max_message_bytes;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve_socket(state, protocol, socket, permit))
+}
+
+/// What the server has heard from one WebSocket client.
+struct Heard {
+    /// When the last frame (of any kind, pongs included) arrived, in ms since `since`.
+    last_ms: AtomicU64,
+    since: Instant,
+    /// `connection_init` has arrived.
+    initialised: AtomicBool,
+    /// A message over the size limit was refused.
+    too_big: AtomicBool,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Self {
+            last_ms: AtomicU64::new(0),
+            since: Instant::now(),
+            initialised: AtomicBool::new(false),
+            too_big: AtomicBool::new(false),
+        }
+    }
+
+    fn note(&self, message: &Result<Message, axum::Error>, operations: &Operations) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.last_ms.store(now, Ordering::Relaxed);
+        match message {
+            Ok(Message::Text(text)) => self.read(text.as_bytes(), operations),
+            Ok(Message::Binary(data)) => self.read(data, operations),
+            Ok(_) => {}
+            Err(e) if is_too_big(e) => self.too_big.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+    }
+
+    /// Notes `connection_init` (both protocols use the name) and the id of each operation
+    /// started (`subscribe`, or `start` in the legacy protocol).
+    fn read(&self, data: &[u8], operations: &Operations) {
+        #[derive(serde::Deserialize)]
+        struct Envelope<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Ok(message) = serde_json::from_slice::<Envelope>(data) else {
+            return;
+        };
+        match (&*message.kind, message.id) {
+            ("connection_init", _) => self.initialised.store(true, Ordering::Relaxed),
+            ("subscribe" | "start", Some(id)) => operations.started(&id),
+            _ => {}
+        }
+    }
+
+    /// When the client was last heard from.
+    fn last(&self) -> Instant {
+        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The operations open on one connection, as the wire shows them: an id enters when the
+/// client starts it and leaves when the server's `complete` for it is written. async-graphql
+/// keeps its own map but does not expose it.
+#[derive(Default)]
+struct Operations(Mutex<HashSet<String>>);
+
+impl Operations {
+    fn started(&self, id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned());
+    }
+
+    /// Notes a message on its way to the client; a `complete` ends its operation.
+    fn sent(&self, message: &Message) {
+        // async-graphql writes the tag first, so only completions need parsing.
+        let Message::Text(text) = message else {
+            return;
+        };
+        if !text.as_str().starts_with(r#"{"type":"complete""#) {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct Complete {
+            id: String,
+        }
+        if let Ok(complete) = serde_json::from_str::<Complete>(text.as_str()) {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&complete.id);
+        }
+    }
+
+    /// Takes every open id, sorted (so a client sees a stable order).
+    fn take(&self) -> Vec<String> {
+        let mut ids: Vec<String> =
+            std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+/// How a connection ends, from the server's side.
+struct Ending {
+    /// The close frame to send.
+    frame: CloseFrame,
+    /// Send `complete` for every operation still open first (at shutdown).
+    complete_open: bool,
+    /// Wait for the client's answer to the close frame; a client closed for silence will not
+    /// give one.
+    await_reply: bool,
+}
+
+impl Ending {
+    /// A close frame alone, answered by a client that is still there.
+    fn close(code: u16, reason: &'static str) -> Self {
+        Self {
+            frame: CloseFrame {
+                code,
+                reason: reason.into(),
+            },
+            complete_open: false,
+            await_reply: true,
+        }
+    }
+}
+
+/// Whether a WebSocket read failed because a message or frame was over the size limit.
+fn is_too_big(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
+/// Runs one WebSocket connection until it ends, or until shutdown's grace period is over.
+async fn serve_socket(
+    state: AppState,
+    protocol: GraphQLProtocol,
+    socket: WebSocket,
+    permit: WsPermit,
+) {
+    let abort = permit.owner.abort.clone();
+    tokio::select! {
+        () = run_socket(state, protocol, socket) => {}
+        () = abort.cancelled() => {}
+    }
+    drop(permit);
+}
+
+/// One connection: a per-connection subscription count; on shutdown every open subscription
+/// gets `complete` and the socket closes with 1001 "going away" instead of being cut. A client
+/// that does not send `connection_init` within `WS_INIT_TIMEOUT_MS` is closed with 4408; one
+/// that sends nothing, not even the pong to our pings, for `WS_IDLE_TIMEOUT_MS` is closed with
+/// 1001; a message over the size limit closes with 1009.
+async fn run_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
+    let (mut to_client, mut from_client) = socket.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(32);
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Ending>();
+    let heard = Arc::new(Heard::new());
+    let operations = Arc::new(Operations::default());
+
+    // The only writer: everything queued goes out in order, then (at shutdown) the
+    // completions, then the close frame.
+    let writer = {
+        let operations = operations.clone();
+        async move {
+            while let Some(message) = rx.recv().await {
+                operations.sent(&message);
+                if to_client.send(message).await.is_err() {
+                    return;
+                }
+            }
+            let ending = end_rx
+                .await
+                .unwrap_or_else(|_| Ending::close(CLOSE_SHUTDOWN, "connection finished"));
+            if ending.complete_open {
+                for id in operations.take() {
+                    let complete = serde_json::json!({"type": "complete", "id": id}).to_string();
+                    if to_client
+                        .send(Message::Text(complete.into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            let _ = to_client.send(Message::Close(Some(ending.frame))).await;
+        }
+    };
+
+    let session = async {
+        let pings = tx.clone();
+        let sink = tokio_util::sync::PollSender::new(tx)
+            .sink_map_err(|_| axum::Error::new("the WebSocket writer stopped"));
+        let noted = heard.clone();
+        let seen = operations.clone();
+        // Borrowed, not moved: after the session the read half waits for the close reply.
+        let input = (&mut from_client).inspect(move |message| noted.note(message, &seen));
+        let mut data = async_graphql::Data::default();
+        data.insert(crate::graphql::ConnectionSubscriptions::new(
+            state.config.ws_max_subscriptions,
+        ));
+        let serve = GraphQLWebSocket::new_with_pair(sink, input, state.schema.clone(), protocol)
+            .with_data(data)
+            .serve();
+        let config = &state.config;
+        let supervise = supervise_socket(
+            &heard,
+            pings,
+            config.ws_init_timeout,
+            config.ws_ping_interval,
+            config.ws_idle_timeout,
+        );
+        // Shutdown drops the GraphQL side at once, even while it waits on a slow client:
+        // every subscription stream on the connection ends with it.
+        let ending = tokio::select! {
+            () = serve => None,
+            ending = supervise => Some(ending),
+            () = state.shutdown.cancelled() => Some(Ending {
+                complete_open: true,
+                ..Ending::close(CLOSE_SHUTDOWN, "server shutting down")
+            }),
+        };
+        // The senders are dropped now, so the writer drains what was queued, then ends.
+        let ending = ending.or_else(|| {
+            heard.too_big.load(Ordering::Relaxed).then(|| {
+                Ending::close(
+                    CLOSE_TOO_BIG,
+                    "message larger than the limit (WS_MAX_MESSAGE_BYTES)",
+                )
+            })
+        });
+        let await_reply = ending.as_ref().is_none_or(|e| e.await_reply);
+        if let Some(ending) = ending {
+            let _ = end_tx.send(ending);
+        }
+        // Otherwise dropping the sender lets the writer close with the default 1001.
+        await_reply
+    };
+    let ((), await_reply) = tokio::join!(writer, session);
+    if !await_reply {
+        return;
+    }
+
+    // Read until the client answers the close frame: dropping a connection with unread bytes
+    // makes the kernel send a reset, and the client may lose our close frame to it.
+    let _ = tokio::time::timeout(CLOSE_REPLY_TIMEOUT, async {
+        while let Some(Ok(message)) = from_client.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Pings the client and watches the deadlines; returns how to close when one passes.
+async fn supervise_socket(
+    heard: &Heard,
+    pings: tokio::sync::mpsc::Sender<Message>,
+    init_timeout: Duration,
+    ping_interval: Duration,
+    idle_timeout: Duration,
+) -> Ending {
+    let init_deadline = tokio::time::sleep(init_timeout);
+    tokio::pin!(init_deadline);
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let idle_deadline = heard.last() + idle_timeout;
+        tokio::select! {
+            () = &mut init_deadline, if !heard.initialised.load(Ordering::Relaxed) => {
+                return Ending::close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout");
+            }
+            () = tokio::time::sleep_until(idle_deadline) => {
+                if heard.last() + idle_timeout <= Instant::now() {
+                    return Ending {
+                        await_reply: false,
+                        ..Ending::close(CLOSE_IDLE, "no answer to pings (WS_IDLE_TIMEOUT_MS)")
+                    };
+                }
+            }
+            _ = ping.tick() => {
+                // A full queue means the client is not reading; the idle deadline decides.
+                let _ = pings.try_send(Message::Ping(Bytes::new()));
+            }
+        }
+    }
+}
+
+/// Open WebSocket connections, in all and per client address, and the tasks serving them.
+///
+/// IPv6 clients are counted per /64, the block one host is usually given, so a client
+/// cannot dodge its cap by rotating addresses within it.
+pub struct WsConnections {
+    max: usize,
+    max_per_client: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// Every connection from its upgrade to its end, so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Cancelled when shutdown's grace period is over: connections still open are dropped.
+    abort: CancellationToken,
+}
+
+impl WsConnections {
+    /// Empty counts with the two caps.
+    pub fn new(max: usize, max_per_client: usize) -> Self {
+        Self {
+            max,
+            max_per_client,
+            open: Mutex::new((0, HashMap::new())),
+            tasks: TaskTracker::new(),
+            abort: CancellationToken::new(),
+        }
+    }
+
+    /// How many connections are open (from their upgrade until their task ends).
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    /// Waits until every connection has ended (they end themselves once
+    /// [`AppState::shutdown`] is cancelled); at `deadline` drops those still open and returns
+    /// how many that was.
+    pub async fn drain(&self, deadline: Instant) -> usize {
+        self.tasks.close();
+        if tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let cut = self.tasks.len();
+        self.abort.cancel();
+        // A connection still between its 101 answer and its task cannot see the abort; it
+        // sees the shutdown as soon as it starts, so this wait is short.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
+        cut
+    }
+
+    /// Takes a place for a new connection from `ip`, or says which cap is full.
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<WsPermit, AppError> {
+        let client = client_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let from_client = open.1.get(&client).copied().unwrap_or(0);
+        if from_client >= self.max_per_client {
+            return Err(AppError::TooManyConnections {
+                message: format!(
+                    "this address already has {from_client} open WebSocket connections, the most allowed (WS_MAX_CONNECTIONS_PER_IP); close one first"
+                ),
+                per_client: true,
+            });
+        }
+        if open.0 >= self.max {
+            return Err(AppError::TooManyConnections {
+                message: format!(
+                    "the server already has {} open WebSocket connections, the most it accepts (WS_MAX_CONNECTIONS); try again later",
+                    open.0
+                ),
+                per_client: false,
+            });
+        }
+        open.0 += 1;
+        *open.1.entry(client).or_default() += 1;
+        Ok(WsPermit {
+            owner: self.clone(),
+            client,
+            _task: self.tasks.token(),
+        })
+    }
+}
+
+/// The address a connection is counted under: IPv4 as is, IPv6 by its /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// One open WebSocket's place in the counts and in the tasks shutdown waits for, given back
+/// when the connection ends.
+pub struct WsPermit {
+    owner: Arc<WsConnections>,
+    client: IpAddr,
+    /// Counts as a running task until dropped.
+    _task: TaskTrackerToken,
+}
+
+impl Drop for WsPermit {
+    fn drop(&mut self) {
+        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.client);
+            }
+        }
+    }
+}
