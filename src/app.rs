@@ -5,6 +5,7 @@ use crate::error::{AppError, code};
 use crate::events::Events;
 use crate::finder::Finder;
 use crate::graphql::{ApiContext, AppSchema, build_schema};
+use crate::http::{HttpTimeouts, serve_http};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{RecorderHealth, WorkerPool, WorkerSettings};
@@ -23,13 +24,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -330,175 +327,6 @@ async fn graphiql_or_subscription(
     match (upgrade, protocol) {
         (Ok(upgrade), Ok(protocol)) => graphql_ws(state, peer, protocol, upgrade).await,
         _ => graphiql().await.into_response(),
-    }
-}
-
-/// The HTTP connection timeouts `axum::serve` cannot set.
-#[derive(Clone, Copy, Debug)]
-pub struct HttpTimeouts {
-    /// From waiting for a request (on a new or kept-alive connection) to having its headers.
-    pub header: Duration,
-    /// With no bytes either way for this long, the connection closes after any response in
-    /// flight.
-    pub idle: Duration,
-}
-
-/// Serves `app` until `shutdown`, with the header-read and idle timeouts; the peer address
-/// reaches handlers as `ConnectInfo`. On shutdown it stops accepting, lets each connection
-/// finish its request in flight (hyper's graceful shutdown), and returns when all are closed.
-/// Upgraded WebSockets leave hyper at the upgrade; they close on `AppState::shutdown`, and
-/// `run_until_stopped` waits for them ([`WsConnections::drain`]).
-pub async fn serve_http(
-    listener: TcpListener,
-    app: Router,
-    timeouts: HttpTimeouts,
-    shutdown: CancellationToken,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::Service;
-    let mut make_service = app.into_make_service_with_connect_info::<SocketAddr>();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header)
-        .keep_alive(true);
-    let builder = Arc::new(builder);
-    let connections = tokio_util::task::TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let Ok(service) = make_service.call(peer).await;
-        let service = hyper_util::service::TowerToHyperService::new(service);
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let traffic = Arc::new(Traffic::new());
-            let io = TokioIo::new(Watched {
-                inner: stream,
-                traffic: traffic.clone(),
-            });
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            tokio::pin!(conn);
-            let mut stopping = false;
-            loop {
-                let idle_deadline = traffic.last() + timeouts.idle;
-                tokio::select! {
-                    result = conn.as_mut() => {
-                        if let Err(e) = result {
-                            tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
-                        }
-                        break;
-                    }
-                    () = shutdown.cancelled(), if !stopping => {
-                        conn.as_mut().graceful_shutdown();
-                        stopping = true;
-                    }
-                    () = tokio::time::sleep_until(idle_deadline), if !stopping => {
-                        if traffic.last() + timeouts.idle <= Instant::now() {
-                            conn.as_mut().graceful_shutdown();
-                            stopping = true;
-                        }
-                    }
-                }
-            }
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-}
-
-/// When a connection last moved bytes, either way.
-struct Traffic {
-    since: Instant,
-    last_ms: AtomicU64,
-}
-
-impl Traffic {
-    fn new() -> Self {
-        Self {
-            since: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        self.last_ms
-            .store(self.since.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// A TCP stream that records its traffic, for the idle timeout.
-struct Watched {
-    inner: TcpStream,
-    traffic: Arc<Traffic>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.traffic.touch();
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.traffic.touch();
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.traffic.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 

@@ -20,7 +20,8 @@
 //! - [`ws`][]: GraphQL subscriptions over WebSocket: caps, deadlines, a clean close.
 //! - [`events`][]: progress events and wake-ups.
 //! - [`jobs`][]: input parsing and operations shared by both APIs.
-//! - [`graphql`][], [`rest`][]: the two APIs.
+//! - [`graphql`][], [`rest`][]: the two APIs; [`ws`][]: their WebSockets; [`http`][]: the
+//!   HTTP server with its timeouts.
 //! - [`cli`][]: the `favicon-finder` command line.
 
 pub mod app;
@@ -33,6 +34,7 @@ pub mod error;
 pub mod events;
 pub mod finder;
 pub mod graphql;
+pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod rest;
