@@ -16,6 +16,7 @@ mod limits;
 mod migrations;
 mod observability;
 mod politeness;
+mod promises;
 mod queue;
 mod recorder;
 mod redis_tls;
