@@ -17,6 +17,7 @@ mod migrations;
 mod observability;
 mod politeness;
 mod promises;
+mod promises_work;
 mod queue;
 mod recorder;
 mod redis_tls;
