@@ -318,3 +318,129 @@ async fn sites_see_the_configured_user_agent() {
     assert!(seen.iter().all(|a| a == agent), "{seen:?}");
     app.stop().await;
 }
+
+/// `serve --no-worker` serves the API and claims nothing: a job it accepts stays untouched
+/// through many poll intervals, until a `worker` process on the same database does it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_no_worker_claims_nothing() {
+    let mut sites = Sites::default();
+    sites.page("nw.test", "<link rel=icon href=/i.png>").file(
+        "nw.test",
+        "/i.png",
+        "image/png",
+        &png(16, 16),
+    );
+    let internet = FakeInternet::start(sites).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("nw.db").display());
+    let log = dir.path().join("serve.log");
+    let poll = Duration::from_millis(50);
+    let start = |args: &[&str], log: &std::path::Path| {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &db_url)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("FETCH_RESOLVE", internet.resolve(&[]))
+            .env("FETCH_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("WORKER_POLL_MS", poll.as_millis().to_string())
+            .env("LOG_FORMAT", "json")
+            .env(
+                "RUST_LOG",
+                "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn",
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        crate::helpers::ChildGuard(child)
+    };
+    let lines = |log: &std::path::Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let _serve = start(&["serve", "--no-worker"], &log);
+    // The port the API bound (PORT=0), from its log: no port is guessed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let listening = lines(&log).into_iter().find_map(|l| {
+            let message = l["fields"]["message"]
+                .as_str()
+                .or(l["message"].as_str())?
+                .to_owned();
+            message
+                .starts_with("API listening")
+                .then(|| {
+                    l["fields"]["addr"]
+                        .as_str()
+                        .or(l["addr"].as_str())
+                        .map(str::to_owned)
+                })
+                .flatten()
+        });
+        if let Some(addr) = listening {
+            break addr;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no API address in the log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+    let created: serde_json::Value = http
+        .post(format!("{base}/jobs"))
+        .json(&json!({"client_id": "nw", "domains": ["nw.test"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = created["job_id"].as_str().unwrap().to_owned();
+    // Waiting for something not to happen needs a window: twenty poll intervals, in which
+    // any worker would have claimed the row many times over.
+    tokio::time::sleep(poll * 20).await;
+    assert_eq!(internet.host_hits("nw.test"), 0, "nothing was fetched");
+    let results: serde_json::Value = http
+        .get(format!("{base}/jobs/{job}/results"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(results["results"][0]["tries"], 0, "{results}");
+    assert!(
+        !lines(&log)
+            .iter()
+            .any(|l| l.to_string().contains("worker pool started")),
+        "no worker pool in a --no-worker process"
+    );
+
+    // The row was claimable all along: a worker process does it.
+    let _worker = start(&["worker"], &dir.path().join("worker.log"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job: serde_json::Value = http
+            .get(format!("{base}/jobs/{job}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "completed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(internet.hits("nw.test", "/") >= 1);
+}
