@@ -46,7 +46,43 @@ impl Expect {
 }
 
 /// 52 sites in eight shapes; returns the fake internet, the submission list and expectations.
-async fn build_world() -> (FakeInternet, Vec<String>, HashMap<String, Expect>, String) {
+/// A loopback port that accepts each connection and closes it at once, counting them: a
+/// dead host whose tries can be seen.
+struct SlammingDoor {
+    addr: std::net::SocketAddr,
+    knocks: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SlammingDoor {
+    async fn open() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let knocks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = knocks.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self { addr, knocks }
+    }
+
+    fn knocks(&self) -> usize {
+        self.knocks.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+type World = (
+    FakeInternet,
+    SlammingDoor,
+    Vec<String>,
+    HashMap<String, Expect>,
+    String,
+);
+
+async fn build_world() -> World {
+    let door = SlammingDoor::open().await;
     let mut sites = Sites::default();
     let mut domains = Vec::new();
     let mut expect = HashMap::new();
@@ -161,7 +197,9 @@ async fn build_world() -> (FakeInternet, Vec<String>, HashMap<String, Expect>, S
     let mut dead_rules = Vec::new();
     for i in 0..3 {
         let host = format!("dead{i}.test");
-        let addr = dead_addr().await;
+        // dead0.test answers every connection by hanging up (so the test can count that it
+        // was tried); the others refuse connections outright.
+        let addr = if i == 0 { door.addr } else { dead_addr().await };
         dead_rules.push((host.clone(), addr));
         dead_rules.push((format!("www.{host}"), addr));
         expect.insert(host.clone(), Expect::failure("connect", 2));
@@ -170,7 +208,7 @@ async fn build_world() -> (FakeInternet, Vec<String>, HashMap<String, Expect>, S
     let rules: Vec<(&str, std::net::SocketAddr)> =
         dead_rules.iter().map(|(h, a)| (h.as_str(), *a)).collect();
     let resolve = internet.resolve(&rules);
-    (internet, domains, expect, resolve)
+    (internet, door, domains, expect, resolve)
 }
 
 fn check_result(result: &Value, expect: &Expect) {
@@ -209,7 +247,7 @@ fn check_result(result: &Value, expect: &Expect) {
 }
 
 async fn runs_a_mixed_job_end_to_end(backend: Backend) {
-    let (internet, domains, expect, resolve) = build_world().await;
+    let (internet, door, domains, expect, resolve) = build_world().await;
     let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &resolve)]).await;
     // Duplicates in other spellings are merged into the first occurrence.
     let mut submitted = domains.clone();
@@ -266,9 +304,16 @@ async fn runs_a_mixed_job_end_to_end(backend: Backend) {
         (Some(1), Some(20))
     );
 
-    // The sites were really fetched: each home page at least once, a dead host not at all.
+    // The sites were really fetched: each home page at least once. The dead host was
+    // really tried, at its own address, on each of its two tries (its `connect` failure is
+    // not made up), and no request of it reached any site.
     assert!(internet.hits("link0.test", "/") >= 1);
     assert!(internet.hits("link0.test", "/icon.png") >= 1);
+    assert!(
+        door.knocks() >= 2,
+        "dead0.test was connected to {} times",
+        door.knocks()
+    );
     assert_eq!(internet.host_hits("dead0.test"), 0);
 
     // GraphQL: the same job and results.

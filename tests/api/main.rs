@@ -16,6 +16,8 @@ mod limits;
 mod migrations;
 mod observability;
 mod politeness;
+mod promises;
+mod promises_work;
 mod queue;
 mod recorder;
 mod redis_tls;

@@ -155,7 +155,7 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
 
     // A retry due in the future is not claimable yet; one due now is.
     let later = favicon_finder::store::now() + chrono::Duration::seconds(60);
-    store
+    let retried = store
         .record(vec![(
             flaky.clone(),
             Disposition::Retry {
@@ -166,6 +166,13 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
         )])
         .await
         .unwrap();
+    // A retry finishes nothing and is refused nothing: the row stays pending, unleased.
+    assert!(retried.refused.is_empty(), "{retried:?}");
+    assert!(
+        retried.updates.iter().all(|u| u.finished.is_empty()),
+        "{retried:?}"
+    );
+    assert_eq!(counters(&store, job).await, (0, 0, JobStatus::Processing));
     // Releasing gives the row back at once, without counting the try.
     assert_eq!(
         store.release(std::slice::from_ref(&crashy)).await.unwrap(),
@@ -183,7 +190,11 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
         "crashy is leased, flaky is not due"
     );
     let b = Uuid::new_v4();
-    let _ = store.release(&again).await.unwrap();
+    assert_eq!(
+        store.release(&again).await.unwrap(),
+        1,
+        "crashy is given back"
+    );
     let dying = store
         .claim(b, 1, Duration::from_millis(1), 2)
         .await
@@ -285,3 +296,65 @@ async fn the_same_outcome_cleaned_is_stored(backend: Backend) {
     assert_eq!(row.candidates_dropped, i32::MAX);
 }
 both_backends!(cleaned_outcome, the_same_outcome_cleaned_is_stored);
+
+/// Many claimers on two separate stores (two connection pools, as two processes would have)
+/// claim from one queue at the same moment, again and again until it is empty: every row is
+/// claimed exactly once. The sequential test above cannot see a race; this one is built
+/// to provoke it.
+async fn concurrent_claims_never_overlap(backend: Backend) {
+    const ROWS: usize = 300;
+    const CLAIMERS: usize = 8;
+    let names: Vec<String> = (0..ROWS).map(|i| format!("race{i}.test")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (db, first, _job) = store_with_job(backend, &refs).await;
+    let second = Store::connect(&db.url, 4).await.unwrap();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(CLAIMERS));
+    let tasks: Vec<_> = (0..CLAIMERS)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let start = start.clone();
+            tokio::spawn(async move {
+                let owner = Uuid::new_v4();
+                let mut mine = Vec::new();
+                start.wait().await;
+                loop {
+                    let claimed = store.claim(owner, 7, LEASE, 3).await.unwrap();
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    // A second try on a fresh queue means another claimer had the row too.
+                    for c in &claimed {
+                        assert_eq!(c.owner, owner);
+                        assert_eq!(c.tries, 1, "{} was claimed twice", c.domain);
+                    }
+                    mine.extend(claimed.into_iter().map(|c| c.id));
+                }
+            })
+        })
+        .collect();
+    let mut per_claimer = Vec::new();
+    for task in tasks {
+        per_claimer.push(task.await.unwrap());
+    }
+    let all: Vec<Uuid> = per_claimer.iter().flatten().copied().collect();
+    let distinct: std::collections::HashSet<Uuid> = all.iter().copied().collect();
+    assert_eq!(
+        all.len(),
+        distinct.len(),
+        "{} rows were claimed twice",
+        all.len() - distinct.len()
+    );
+    assert_eq!(distinct.len(), ROWS, "every row was claimed");
+    // The claimers really ran side by side: more than one of them got work.
+    let busy = per_claimer.iter().filter(|c| !c.is_empty()).count();
+    eprintln!("concurrent claims ({backend:?}): {busy} of {CLAIMERS} claimers got rows");
+    assert!(
+        busy > 1,
+        "only one claimer got rows: nothing ran concurrently"
+    );
+}
+both_backends!(concurrent_claims, concurrent_claims_never_overlap);

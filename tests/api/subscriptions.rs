@@ -404,7 +404,12 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     }
     let port = crate::fake::dead_addr().await.port();
     let mut redis = OwnRedis::start(port).expect("redis-server starts");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("redis-server to accept connections", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
     let (internet, domains) = slow_world(40, Duration::from_millis(200)).await;
     let resolve = internet.resolve(&[]);
     let app = redis_api("ff-restart", &redis.url(), &resolve).await;
@@ -415,11 +420,18 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
         let job_id = job_id.clone();
         async move { watch(&base, "/graphql/ws", Protocol::TransportWs, &job_id).await }
     });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Redis goes away mid-job (some rows done, most not) and stays away while the job moves
+    // on by a third of its rows.
+    wait_until("the job to be under way", || async {
+        rows_done(&app, &job_id).await >= 5
+    })
+    .await;
     redis.stop();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("/readyz to see Redis gone", || async {
+        app.get_json("/readyz").await.1["status"] == "degraded"
+    })
+    .await;
     let (_, ready) = app.get_json("/readyz").await;
-    assert_eq!(ready["status"], "degraded", "{ready}");
     assert!(
         ready["checks"]["redis"]
             .as_str()
@@ -427,7 +439,15 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
             .starts_with("unreachable"),
         "{ready}"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at_outage = rows_done(&app, &job_id).await;
+    wait_until("the job to move on without Redis", || async {
+        rows_done(&app, &job_id).await >= at_outage + 12
+    })
+    .await;
+    assert!(
+        rows_done(&app, &job_id).await < domains.len() as i64,
+        "the job must still be running when Redis comes back"
+    );
     redis.restart();
     let delivery = watcher.await.unwrap();
     assert!(
@@ -444,4 +464,26 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     assert_eq!(last["completed"], job["completed"]);
     assert_eq!(last["completed"], domains.len() as i64);
     app.stop().await;
+}
+
+/// Rows of the job finished so far, as the API reports them.
+async fn rows_done(app: &TestApp, job_id: &str) -> i64 {
+    let (_, job) = app.get_json(&format!("/jobs/{job_id}")).await;
+    job["completed"].as_i64().unwrap_or(0) + job["failed"].as_i64().unwrap_or(0)
+}
+
+/// Polls `check` every 20 ms until it holds; panics naming `what` after 20 s.
+async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
