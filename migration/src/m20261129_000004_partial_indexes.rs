@@ -4,8 +4,9 @@
 //! the cache's index. Creating a job, and above all copying cached results, then maintains three
 //! indexes per row instead of six (see BENCHMARKS.md).
 //!
-//! The `WHERE` clauses are written out by hand because the queries in `store.rs` repeat them
-//! word for word: SQLite uses a partial index only when the query's terms match its clause.
+//! The `WHERE` clauses are written out by hand because the queries repeat them word for word
+//! (the constants in `src/store/queue.rs`, which a test checks against this schema): SQLite
+//! uses a partial index only when the query's terms match its clause.
 
 use sea_orm_migration::prelude::*;
 

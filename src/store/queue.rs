@@ -1,0 +1,596 @@
+//! The work queue: claim, heartbeat, release, record and reap, on the result rows themselves.
+//!
+//! Three partial indexes keep the queue's searches (and the cache's) small. SQLite uses a
+//! partial index only when the query repeats the index's clause, so the clauses live here as
+//! constants that the queries splice in, and a test checks each against the migrated schema.
+
+use super::results::FinishedDomain;
+use super::{Store, is_transient, now};
+use crate::entities::result::ResultStatus;
+use crate::entities::{job, job::JobStatus, result};
+use crate::finder::{Candidate, ErrorCategory, FindOutcome};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QuerySelect, Statement, TransactionTrait,
+};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The claim index's clause (`idx_result_pending_order`): rows still to be found. Written as a
+/// literal because a bound parameter in its place would not match the index.
+pub(super) const PENDING: &str = "status = 'pending'";
+/// The lease index's clause (`idx_result_leased`): rows some worker holds.
+pub(super) const LEASED: &str = "lease_owner IS NOT NULL";
+/// The cache index's clause (`idx_result_fetched`): outcomes fetched by this service, not
+/// copied from another job and not pending; the cross-job cache looks only at these.
+pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
+
+/// A row a worker has claimed and must now find.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The result row.
+    pub id: Uuid,
+    /// Its job.
+    pub job_id: Uuid,
+    /// The domain to find.
+    pub domain: String,
+    /// `tries` as stamped by the claim: the guard for recording.
+    pub tries: i32,
+    /// The lease owner stamped by the claim: the other half of the guard.
+    pub owner: Uuid,
+}
+
+/// What to write for a claimed row.
+#[derive(Clone, Debug)]
+pub enum Disposition {
+    /// The row is finished with this outcome.
+    Finish(FindOutcome),
+    /// A transient failure: put the row back, due again at `run_at`.
+    Retry {
+        /// When the row may be claimed again.
+        run_at: DateTime<Utc>,
+        /// The failure category of this try.
+        category: ErrorCategory,
+        /// The failure message of this try.
+        message: String,
+    },
+}
+
+/// What [`Store::record`] wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recorded {
+    /// The jobs whose counters moved, with the domains that moved them.
+    pub updates: Vec<JobUpdate>,
+    /// Rows the database refused for good, each finished as `failed` / `internal` instead.
+    pub refused: Vec<Claimed>,
+}
+
+/// A retry message cleaned like any finished outcome.
+fn clean_disposition(disposition: Disposition) -> Disposition {
+    match disposition {
+        Disposition::Finish(outcome) => Disposition::Finish(crate::clean::outcome(outcome)),
+        Disposition::Retry {
+            run_at,
+            category,
+            message,
+        } => Disposition::Retry {
+            run_at,
+            category,
+            message: crate::clean::text(&message, crate::clean::MAX_MESSAGE_BYTES),
+        },
+    }
+}
+
+/// A job whose counters a record moved, with the domains that moved them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobUpdate {
+    /// The job after the write.
+    pub job: job::Model,
+    /// The domains that finished in that write, in no particular order.
+    pub finished: Vec<FinishedDomain>,
+}
+
+impl Store {
+    /// Unfinished rows: (waiting to be claimed, leased by a worker now).
+    pub async fn queue_depth(&self) -> Result<(i64, i64), DbErr> {
+        let now = now();
+        let pending = result::Entity::find().filter(Expr::cust(PENDING));
+        let leased = pending
+            .clone()
+            .filter(result::Column::LeaseUntil.gte(now))
+            .count(&self.db)
+            .await?;
+        let all = pending.count(&self.db).await?;
+        Ok((all as i64 - leased as i64, leased as i64))
+    }
+
+    /// Claims up to `limit` due rows for `owner`, stamping a lease and counting a try.
+    ///
+    /// Rows whose tries are used up are not claimed; [`Store::reap_exhausted`] finishes them.
+    pub async fn claim(
+        &self,
+        owner: Uuid,
+        limit: usize,
+        lease: Duration,
+        max_tries: u32,
+    ) -> Result<Vec<Claimed>, DbErr> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now();
+        let lease_until = lease_end(now, lease);
+        let backend = self.backend();
+        // SQLite has no SKIP LOCKED and needs none: it runs one writer at a time.
+        let lock = match backend {
+            DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+            _ => "",
+        };
+        let sql = format!(
+            "UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, \
+               updated_at = $3 \
+             WHERE id IN (SELECT id FROM result \
+               WHERE {PENDING} AND run_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
+               ORDER BY run_at, position LIMIT $5{lock}) \
+             RETURNING id, job_id, domain, tries"
+        );
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    owner.into(),
+                    lease_until.into(),
+                    now.into(),
+                    (max_tries as i32).into(),
+                    (limit as i64).into(),
+                ],
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: row.try_get("", "id")?,
+                    job_id: row.try_get("", "job_id")?,
+                    domain: row.try_get("", "domain")?,
+                    tries: row.try_get("", "tries")?,
+                    owner,
+                })
+            })
+            .collect()
+    }
+
+    /// Extends the leases of every row `owner` still holds.
+    pub async fn heartbeat(&self, owner: Uuid, lease: Duration) -> Result<u64, DbErr> {
+        let now = now();
+        let res = result::Entity::update_many()
+            .col_expr(
+                result::Column::LeaseUntil,
+                Expr::value(lease_end(now, lease)),
+            )
+            .filter(Expr::cust(LEASED))
+            .filter(result::Column::LeaseOwner.eq(owner))
+            .filter(result::Column::Status.eq(ResultStatus::Pending))
+            .exec(&self.db)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    /// Gives back claimed rows that were not finished, claimable at once; their try is not
+    /// counted.
+    pub async fn release(&self, claims: &[Claimed]) -> Result<u64, DbErr> {
+        let mut released = 0;
+        for claim in claims {
+            let row = result::ActiveModel {
+                tries: Set(claim.tries - 1),
+                ..unleased()
+            };
+            let res = result::Entity::update_many()
+                .set(row)
+                .filter(guard(claim))
+                .exec(&self.db)
+                .await?;
+            released += res.rows_affected;
+        }
+        Ok(released)
+    }
+
+    /// Writes outcomes for claimed rows and moves the job counters, in one transaction when
+    /// the database takes every row.
+    ///
+    /// Every string taken from the web is cleaned first ([`crate::clean::outcome`]). A row the
+    /// database still refuses for a reason that will not change (a data or constraint error,
+    /// see [`is_transient`]) must not hold back the rest: the batch is split in halves until
+    /// the refused row is alone, that row is finished as `failed` / `internal` with a clean
+    /// message, and every other row lands. A transient error (connection, pool, timeout) is
+    /// returned for the caller to retry the whole batch; rows already written by then are
+    /// guarded, so the retry cannot count them twice.
+    pub async fn record(&self, batch: Vec<(Claimed, Disposition)>) -> Result<Recorded, DbErr> {
+        let batch = batch
+            .into_iter()
+            .map(|(claim, disposition)| (claim, clean_disposition(disposition)))
+            .collect();
+        self.record_splitting(batch).await
+    }
+
+    /// [`Store::record`] without cleaning: only for tests that need a row the database
+    /// really refuses, to prove it cannot block its batch.
+    #[doc(hidden)]
+    pub async fn record_uncleaned(
+        &self,
+        batch: Vec<(Claimed, Disposition)>,
+    ) -> Result<Recorded, DbErr> {
+        self.record_splitting(batch).await
+    }
+
+    async fn record_splitting(
+        &self,
+        batch: Vec<(Claimed, Disposition)>,
+    ) -> Result<Recorded, DbErr> {
+        let mut recorded = Recorded::default();
+        // Parts still to write, the next one last: halves are pushed second-half first so
+        // rows are written in their batch order.
+        let mut parts = vec![batch];
+        while let Some(part) = parts.pop() {
+            let err = match self.write_batch(&part).await {
+                Ok(updates) => {
+                    recorded.updates.extend(updates);
+                    continue;
+                }
+                Err(err) if is_transient(&err) => return Err(err),
+                Err(err) => err,
+            };
+            if part.len() > 1 {
+                let mut first = part;
+                let second = first.split_off(first.len() / 2);
+                parts.push(second);
+                parts.push(first);
+                continue;
+            }
+            let Some((claim, _)) = part.into_iter().next() else {
+                continue;
+            };
+            let reason = crate::clean::text(&err.to_string(), crate::clean::MAX_MESSAGE_BYTES);
+            tracing::error!(
+                job_id = %claim.job_id,
+                domain = %claim.domain,
+                error = %reason,
+                "the database refused a result row; recording it as failed"
+            );
+            let message = crate::clean::text(
+                &format!("the outcome could not be stored: {reason}"),
+                crate::clean::MAX_MESSAGE_BYTES,
+            );
+            let stand_in = Disposition::Finish(Err(crate::finder::FindError::new(
+                ErrorCategory::Internal,
+                message,
+            )));
+            match self.write_batch(&[(claim.clone(), stand_in)]).await {
+                Ok(updates) => recorded.updates.extend(updates),
+                Err(err) if is_transient(&err) => return Err(err),
+                // Nothing of the site is left in the stand-in, so this is not expected; the
+                // row keeps its lease, which expires, and it is fetched again.
+                Err(err) => tracing::error!(
+                    job_id = %claim.job_id,
+                    domain = %claim.domain,
+                    error = %err,
+                    "the database refused even the failure record of a row"
+                ),
+            }
+            recorded.refused.push(claim);
+        }
+        Ok(recorded)
+    }
+
+    /// Writes one batch in one transaction; returns the jobs whose counters moved, after the
+    /// write, in job id order.
+    async fn write_batch(&self, batch: &[(Claimed, Disposition)]) -> Result<Vec<JobUpdate>, DbErr> {
+        let now = now();
+        let txn = self.db.begin().await?;
+        // Per job: (newly completed, newly failed, finished domains).
+        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedDomain>)> = BTreeMap::new();
+        for (claim, disposition) in batch {
+            let (row, finished) = written(claim, disposition, now);
+            let res = result::Entity::update_many()
+                .set(row)
+                .filter(guard(claim))
+                .exec(&txn)
+                .await?;
+            if let (1, Some(done)) = (res.rows_affected, finished) {
+                let entry = moved.entry(claim.job_id).or_default();
+                if done.status == ResultStatus::Success.as_str() {
+                    entry.0 += 1;
+                } else {
+                    entry.1 += 1;
+                }
+                entry.2.push(done);
+            }
+        }
+        let mut updates = Vec::with_capacity(moved.len());
+        for (job_id, (completed, failed, finished)) in moved {
+            let counted = job::Entity::update_many()
+                .col_expr(
+                    job::Column::Completed,
+                    Expr::col(job::Column::Completed).add(completed),
+                )
+                .col_expr(
+                    job::Column::Failed,
+                    Expr::col(job::Column::Failed).add(failed),
+                )
+                .col_expr(job::Column::UpdatedAt, Expr::value(now))
+                .filter(job::Column::Id.eq(job_id))
+                .exec(&txn)
+                .await?;
+            // A finished row was just written for this job, so the job is there; a count that
+            // did not move would leave the job open forever, so the batch fails instead.
+            if counted.rows_affected != 1 {
+                return Err(DbErr::RecordNotUpdated);
+            }
+            // The write that brings completed + failed to total decides the final status.
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::Status,
+                    Expr::cust("CASE WHEN completed = 0 THEN 'failed' ELSE 'completed' END"),
+                )
+                .filter(job::Column::Id.eq(job_id))
+                .filter(job::Column::Status.eq(JobStatus::Processing))
+                .filter(Expr::cust("completed + failed >= total"))
+                .exec(&txn)
+                .await?;
+            let job = job::Entity::find_by_id(job_id)
+                .one(&txn)
+                .await?
+                .ok_or(DbErr::RecordNotUpdated)?;
+            updates.push(JobUpdate { job, finished });
+        }
+        txn.commit().await?;
+        Ok(updates)
+    }
+
+    /// Finishes as `failed` the rows whose tries are used up and whose lease expired (their
+    /// worker died or hung on every try), so no domain holds its job open forever.
+    pub async fn reap_exhausted(&self, max_tries: u32) -> Result<Vec<JobUpdate>, DbErr> {
+        let now = now();
+        let stuck = result::Entity::find()
+            .filter(Expr::cust(PENDING))
+            .filter(result::Column::Tries.gte(max_tries as i32))
+            .filter(result::Column::LeaseUntil.lt(now))
+            .limit(500)
+            .all(&self.db)
+            .await?;
+        if stuck.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = stuck
+            .into_iter()
+            .filter_map(|row| {
+                let owner = row.lease_owner?;
+                let message = format!(
+                    "gave up after {} tries: the worker handling it stopped or ran past its lease",
+                    row.tries
+                );
+                Some((
+                    Claimed {
+                        id: row.id,
+                        job_id: row.job_id,
+                        domain: row.domain,
+                        tries: row.tries,
+                        owner,
+                    },
+                    Disposition::Finish(Err(crate::finder::FindError::new(
+                        ErrorCategory::Internal,
+                        message,
+                    ))),
+                ))
+            })
+            .collect();
+        Ok(self.record(batch).await?.updates)
+    }
+}
+
+/// When a lease of length `lease` taken at `now` ends.
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or_default()
+}
+
+/// The columns that clear a row's lease; every write of a claimed row starts from these.
+fn unleased() -> result::ActiveModel {
+    result::ActiveModel {
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        ..Default::default()
+    }
+}
+
+/// The record guard: still pending, still ours, and not claimed again since.
+fn guard(claim: &Claimed) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(result::Column::Id.eq(claim.id))
+        .add(result::Column::Status.eq(ResultStatus::Pending))
+        .add(result::Column::LeaseOwner.eq(claim.owner))
+        .add(result::Column::Tries.eq(claim.tries))
+}
+
+/// The columns a write of `disposition` sets on the claimed row, and for a finished row the
+/// domain as progress events show it.
+///
+/// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
+/// outcome that skipped it shows up as a negative count the database refuses.
+fn written(
+    claim: &Claimed,
+    disposition: &Disposition,
+    now: DateTime<Utc>,
+) -> (result::ActiveModel, Option<FinishedDomain>) {
+    let base = result::ActiveModel {
+        updated_at: Set(now),
+        ..unleased()
+    };
+    let outcome = match disposition {
+        Disposition::Retry {
+            run_at,
+            category,
+            message,
+        } => {
+            let row = result::ActiveModel {
+                run_at: Set(*run_at),
+                error_code: Set(Some(category.as_str().to_owned())),
+                error: Set(Some(message.clone())),
+                ..base
+            };
+            return (row, None);
+        }
+        Disposition::Finish(outcome) => outcome,
+    };
+    let candidates = |c: &[Candidate]| serde_json::to_value(c).ok().filter(|_| !c.is_empty());
+    let (status, favicon_url, error_code) = match outcome {
+        Ok(found) => (ResultStatus::Success, Some(found.favicon_url.clone()), None),
+        Err(err) => (
+            ResultStatus::Failed,
+            None,
+            Some(err.category.as_str().to_owned()),
+        ),
+    };
+    let base = result::ActiveModel {
+        status: Set(status),
+        favicon_url: Set(favicon_url.clone()),
+        error_code: Set(error_code.clone()),
+        fetched_at: Set(Some(now)),
+        ..base
+    };
+    let row = match outcome {
+        Ok(found) => result::ActiveModel {
+            error: Set(None),
+            final_url: Set(found.final_url.clone()),
+            mime: Set(Some(found.mime.clone())),
+            width: Set(Some(found.width as i32)),
+            height: Set(Some(found.height as i32)),
+            candidates: Set(candidates(&found.candidates)),
+            candidates_dropped: Set(found.candidates_dropped as i32),
+            ..base
+        },
+        Err(err) => result::ActiveModel {
+            error: Set(Some(format!("{}: {}", err.category.as_str(), err.message))),
+            final_url: Set(err.final_url.clone()),
+            mime: Set(None),
+            width: Set(None),
+            height: Set(None),
+            candidates: Set(candidates(&err.candidates)),
+            candidates_dropped: Set(err.candidates_dropped as i32),
+            ..base
+        },
+    };
+    let finished = FinishedDomain::new(claim.domain.clone(), status, favicon_url, error_code);
+    (row, Some(finished))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Each partial index on `result`, with the clause the queries repeat for it.
+    const PARTIAL_INDEXES: [(&str, &str); 3] = [
+        ("idx_result_pending_order", PENDING),
+        ("idx_result_leased", LEASED),
+        ("idx_result_fetched", FETCHED),
+    ];
+
+    /// The partial indexes on `result` and their clauses, as the database holds them: the text
+    /// as written on SQLite, PostgreSQL's own rendering of the parsed clause on PostgreSQL.
+    async fn partial_indexes(db: &impl ConnectionTrait) -> BTreeMap<String, String> {
+        let sql = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                "SELECT c.relname AS name, pg_get_expr(i.indpred, i.indrelid) AS clause \
+                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE i.indrelid = 'result'::regclass AND i.indpred IS NOT NULL"
+            }
+            _ => {
+                "SELECT name, substr(sql, instr(sql, ' WHERE ') + 7) AS clause \
+                 FROM sqlite_master \
+                 WHERE type = 'index' AND tbl_name = 'result' AND sql LIKE '% WHERE %'"
+            }
+        };
+        let rows = db
+            .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| {
+                (
+                    row.try_get::<String>("", "name").unwrap(),
+                    row.try_get::<String>("", "clause").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every partial index the migrations leave has a constant, and each constant is the
+    /// index's clause: the database renders a probe index made from the constant exactly as
+    /// it renders the migrated index (on PostgreSQL after parsing both, so only a difference
+    /// in meaning or form fails, never one of spacing).
+    async fn check_partial_indexes(store: &Store) {
+        let db = store.connection();
+        let live = partial_indexes(db).await;
+        assert_eq!(
+            live.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            PARTIAL_INDEXES.iter().map(|(name, _)| *name).collect(),
+            "every partial index on result needs its clause as a constant in store/queue.rs"
+        );
+        for (name, clause) in PARTIAL_INDEXES {
+            let txn = db.begin().await.unwrap();
+            txn.execute_unprepared(&format!(
+                "CREATE INDEX ff_probe ON result (id) WHERE {clause}"
+            ))
+            .await
+            .unwrap();
+            let probe = partial_indexes(&txn).await.remove("ff_probe").unwrap();
+            txn.rollback().await.unwrap();
+            assert_eq!(live[name], probe, "{name} no longer matches its constant");
+        }
+    }
+
+    #[tokio::test]
+    async fn partial_index_clauses_match_the_migrations_on_sqlite() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate().await.unwrap();
+        check_partial_indexes(&store).await;
+    }
+
+    #[tokio::test]
+    async fn partial_index_clauses_match_the_migrations_on_postgres() {
+        let Some(admin_url) = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            // The same rule as the integration tests' `services::available`.
+            assert!(
+                std::env::var("REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "REQUIRE_SERVICES=1 but TEST_DATABASE_URL is missing"
+            );
+            eprintln!("skipped: TEST_DATABASE_URL is missing");
+            return;
+        };
+        let admin = Store::connect(&admin_url, 1).await.unwrap();
+        let name = format!("ff_test_{}", Uuid::new_v4().simple());
+        admin
+            .connection()
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&format!("/{name}"));
+        let store = Store::connect(url.as_str(), 1).await.unwrap();
+        store.migrate().await.unwrap();
+        check_partial_indexes(&store).await;
+        store.connection().clone().close().await.unwrap();
+        admin
+            .connection()
+            .execute_unprepared(&format!("DROP DATABASE {name}"))
+            .await
+            .unwrap();
+    }
+}
