@@ -347,3 +347,25 @@ pub async fn ws_connect(base: &str, path: &str, protocol: &str) -> Ws {
         }
     }
 }
+
+/// The API address a `favicon-finder serve` child started with `PORT=0` reports in its log
+/// (its stderr, at `info` for `favicon_finder::app`), so no test has to pick a port number
+/// for a child and hope nothing else takes it. The rest of the log is drained in the
+/// background so the child never blocks on a full pipe.
+pub fn listening_addr(stderr: std::process::ChildStderr) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("GraphiQL at http://").nth(1)
+                && let Some((addr, _)) = rest.split_once("/graphql")
+                && let Ok(addr) = addr.parse()
+            {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("serve logs its address within 20 s")
+}

@@ -320,6 +320,47 @@ impl OwnRedis {
         })
     }
 
+    /// Starts a server on a port no one holds. Ports are tried at random until this server is
+    /// the one answering on it: a port found by binding and dropping a socket could be taken
+    /// by another test before redis-server binds it.
+    fn start_on_free_port() -> Option<Self> {
+        for _ in 0..20 {
+            let port = rand::random_range(20_000..60_000);
+            let mut redis = Self::start(port)?;
+            if redis.answers() {
+                return Some(redis);
+            }
+        }
+        None
+    }
+
+    /// Waits (5 s at most) until this very process answers on the port: `INFO server` names
+    /// its process id. False once it has exited (the port was taken).
+    fn answers(&mut self) -> bool {
+        use std::io::{Read, Write};
+        let pid = format!("process_id:{}", self.child.as_ref().unwrap().0.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && child.0.try_wait().ok().flatten().is_some()
+            {
+                return false;
+            }
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut info = [0u8; 4096];
+                if stream.write_all(b"INFO server\r\n").is_ok()
+                    && let Ok(n) = stream.read(&mut info)
+                    && String::from_utf8_lossy(&info[..n]).contains(&pid)
+                {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -340,8 +381,7 @@ async fn readyz_answers_quickly_whatever_redis_does() {
     if !crate::services::available("redis-server", crate::services::on_path("redis-server")) {
         return;
     }
-    let port = crate::fake::dead_addr().await.port();
-    let redis = OwnRedis::start(port).expect("redis-server is installed");
+    let redis = OwnRedis::start_on_free_port().expect("redis-server starts on a free port");
     let app = TestApp::spawn(
         Backend::Sqlite,
         &[("REDIS_URL", &redis.url()), ("REDIS_PREFIX", "ff-readyz")],
@@ -394,9 +434,7 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     {
         return;
     }
-    let port = crate::fake::dead_addr().await.port();
-    let mut redis = OwnRedis::start(port).expect("redis-server starts");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut redis = OwnRedis::start_on_free_port().expect("redis-server starts on a free port");
     let (internet, domains) = slow_world(40, Duration::from_millis(200)).await;
     let resolve = internet.resolve(&[]);
     let app = redis_api("ff-restart", &redis.url(), &resolve).await;
