@@ -303,6 +303,11 @@ impl FakeInternet {
             ca,
             wrong: sites.wrong_certificate.clone(),
         });
+        // Issued now rather than during the first handshake, so a test's timings never
+        // include minting a certificate.
+        for host in sites.hosts() {
+            certificates.ca.cert_for(&host);
+        }
         let tls = tokio_rustls::TlsAcceptor::from(Arc::new(TestCa::server_config(certificates)));
         let shared = Arc::new(Shared {
             sites,
