@@ -15,13 +15,12 @@
 //! Nothing here sends traffic anywhere but 127.0.0.1: the service reaches the fake internet
 //! through `FETCH_RESOLVE=*=127.0.0.1:PORT`, the peer through a patched `getaddrinfo`.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -30,9 +29,6 @@ use futures::{SinkExt, StreamExt};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -40,6 +36,11 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// The test CA, shared with the tests' fake internet.
+#[path = "../tests/common/tls.rs"]
+mod tls;
+use tls::TestCa;
 
 const ALL: [&str; 13] = [
     "throughput",
@@ -296,79 +297,6 @@ struct Net {
     png: Bytes,
 }
 
-/// Per-site certificates by SNI, issued by the harness's CA, made on first use and cached.
-struct SniCerts {
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    leaf_key: rcgen::KeyPair,
-    signing: Arc<dyn rustls::sign::SigningKey>,
-    cache: Mutex<HashMap<String, Arc<CertifiedKey>>>,
-}
-
-impl std::fmt::Debug for SniCerts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SniCerts")
-    }
-}
-
-impl SniCerts {
-    fn cert_for(&self, host: &str) -> Option<Arc<CertifiedKey>> {
-        if let Some(c) = self.cache.lock().unwrap().get(host) {
-            return Some(c.clone());
-        }
-        let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).ok()?;
-        params.use_authority_key_identifier_extension = true;
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, host);
-        let cert = params.signed_by(&self.leaf_key, &self.issuer).ok()?;
-        let ck = Arc::new(CertifiedKey::new(
-            vec![cert.der().clone()],
-            self.signing.clone(),
-        ));
-        self.cache
-            .lock()
-            .unwrap()
-            .insert(host.to_owned(), ck.clone());
-        Some(ck)
-    }
-}
-
-impl ResolvesServerCert for SniCerts {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.cert_for(hello.server_name()?)
-    }
-}
-
-/// A test CA: its PEM (for the service and the peer) and the per-site certificate resolver.
-fn make_ca() -> Result<(String, Arc<SniCerts>)> {
-    let ca_key = rcgen::KeyPair::generate()?;
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "favicon-finder bench CA");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let pem = ca_cert.pem();
-    let leaf_key = rcgen::KeyPair::generate()?;
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der)?;
-    Ok((
-        pem,
-        Arc::new(SniCerts {
-            issuer: rcgen::Issuer::new(ca, ca_key),
-            leaf_key,
-            signing,
-            cache: Mutex::new(HashMap::new()),
-        }),
-    ))
-}
-
 struct FakeInternet {
     net: Arc<Net>,
     port: u16,
@@ -398,7 +326,8 @@ struct NetOpts {
 impl FakeInternet {
     async fn start(o: NetOpts, dir: &Path) -> Result<Self> {
         let (tls, ca_file) = if o.tls {
-            let (pem, certs) = make_ca()?;
+            let certs = Arc::new(TestCa::new("favicon-finder bench CA"));
+            let pem = certs.pem().to_owned();
             let started = Instant::now();
             let warm = certs.clone();
             let n = o.sites;
@@ -416,13 +345,7 @@ impl FakeInternet {
             );
             let path = dir.join("bench-ca.pem");
             std::fs::write(&path, pem)?;
-            let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(certs);
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let cfg = TestCa::server_config(certs);
             (Some(TlsAcceptor::from(Arc::new(cfg))), Some(path))
         } else {
             (None, None)

@@ -4,7 +4,8 @@
 use favicon_finder::app::{Application, Roles};
 use favicon_finder::config::Config;
 use favicon_finder::store::Store;
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use futures::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Once;
@@ -83,21 +84,8 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let admin_url = postgres_url().expect("TEST_DATABASE_URL");
-                let admin = Database::connect(&admin_url).await.unwrap();
-                let name = format!("ff_test_{}", uuid::Uuid::new_v4().simple());
-                admin
-                    .execute_raw(Statement::from_string(
-                        DbBackend::Postgres,
-                        format!("CREATE DATABASE {name}"),
-                    ))
-                    .await
-                    .unwrap();
-                let mut url = url::Url::parse(&admin_url).unwrap();
-                url.set_path(&format!("/{name}"));
-                Self {
-                    url: url.to_string(),
-                    _dir: None,
-                }
+                let (_, url) = crate::db::create_postgres_database(&admin_url).await;
+                Self { url, _dir: None }
             }
         }
     }
@@ -268,6 +256,17 @@ impl TestApp {
         }
     }
 
+    /// A `graphql-transport-ws` WebSocket to `/graphql/ws`, initialised and acknowledged.
+    pub async fn ws(&self) -> Ws {
+        ws_connect(&self.base, "/graphql/ws", "graphql-transport-ws").await
+    }
+
+    /// A GraphQL WebSocket to `path` in `protocol` (for the legacy `graphql-ws`, or `/graphql`
+    /// itself), initialised and acknowledged.
+    pub async fn ws_with(&self, path: &str, protocol: &str) -> Ws {
+        ws_connect(&self.base, path, protocol).await
+    }
+
     /// Rows in a table, straight from the database.
     pub async fn count_rows(&self, table: &str) -> i64 {
         let backend = self.store.connection().get_database_backend();
@@ -307,4 +306,66 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A WebSocket client connection to the app.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a GraphQL WebSocket at `base` + `path` in `protocol` (`graphql-transport-ws` or the
+/// legacy `graphql-ws`), checks the server chose that subprotocol, sends `connection_init` and
+/// waits (5 s at most) for `connection_ack`, so the socket is ready for a subscription.
+pub async fn ws_connect(base: &str, path: &str, protocol: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        protocol,
+        "the server speaks the requested subprotocol"
+    );
+    let init = serde_json::json!({"type": "connection_init", "payload": {}});
+    ws.send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("connection_ack within 5 s")
+            .expect("the socket stays open after connection_init")
+            .unwrap();
+        if let Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(frame["type"], "connection_ack", "{frame}");
+            return ws;
+        }
+    }
+}
+
+/// The API address a `favicon-finder serve` child started with `PORT=0` reports in its log
+/// (its stderr, at `info` for `favicon_finder::app`), so no test has to pick a port number
+/// for a child and hope nothing else takes it. The rest of the log is drained in the
+/// background so the child never blocks on a full pipe.
+pub fn listening_addr(stderr: std::process::ChildStderr) -> std::net::SocketAddr {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("GraphiQL at http://").nth(1)
+                && let Some((addr, _)) = rest.split_once("/graphql")
+                && let Ok(addr) = addr.parse()
+            {
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("serve logs its address within 20 s")
 }

@@ -6,11 +6,15 @@ mod api_limits;
 mod cache;
 mod cli;
 mod config_docs;
+#[path = "../common/db.rs"]
+mod db;
 mod dns;
+#[path = "../common/fake.rs"]
 mod fake;
 mod finder_cases;
 mod finder_safety;
 mod helpers;
+mod https;
 mod jobs;
 mod limits;
 mod migrations;
@@ -27,4 +31,6 @@ mod sentry;
 mod services;
 mod shutdown;
 mod subscriptions;
+#[path = "../common/tls.rs"]
+mod tls;
 mod validation;

@@ -31,23 +31,24 @@ async fn serve_stops_cleanly_on_sigterm() {
         "sqlite://{}?mode=rwc",
         dir.path().join("serve.db").display()
     );
-    let port = crate::fake::dead_addr().await.port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
         .arg("serve")
         .env("DATABASE_URL", &db_url)
         .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
+        .env("PORT", "0")
         .env("FETCH_RESOLVE", internet.resolve(&[]))
         .env("FETCH_ALLOW_PRIVATE_NETWORKS", "true")
         .env("FETCH_TIMEOUT_SECS", "30")
         .env("WORKER_CONCURRENCY", "4")
         .env("SHUTDOWN_GRACE_SECS", "1")
-        .env("RUST_LOG", "warn")
-        .stderr(std::process::Stdio::null())
+        // The app's start-up line says which port it was given.
+        .env("RUST_LOG", "warn,favicon_finder::app=info")
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let addr = crate::helpers::listening_addr(child.stderr.take().unwrap());
     let mut child = ChildGuard(child);
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
@@ -66,7 +67,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     let job_id = created["job_id"].as_str().unwrap().to_owned();
 
     // A live subscription, then wait until the worker holds rows.
-    let mut request = format!("ws://127.0.0.1:{port}/graphql/ws")
+    let mut request = format!("ws://{addr}/graphql/ws")
         .into_client_request()
         .unwrap();
     request.headers_mut().insert(

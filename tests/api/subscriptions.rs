@@ -1,14 +1,13 @@
 //! `jobProgress` over WebSocket, with a real client, in both subprotocols and both event modes.
 
 use crate::fake::{FakeInternet, Route, Sites, png};
-use crate::helpers::{Backend, ChildGuard, TestApp, both_backends, postgres_url};
+use crate::helpers::{Backend, ChildGuard, TestApp, Ws, both_backends, postgres_url, ws_connect};
 use favicon_finder::app::Roles;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) {
     jobId status total completed failed progress results { domain status faviconUrl errorCode } } }";
@@ -39,22 +38,9 @@ struct Delivery {
 }
 
 /// Subscribes to `jobProgress` and reads until the server completes the operation.
-async fn watch(base: &str, path: &str, protocol: Protocol, job_id: &str) -> Delivery {
-    let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", protocol.name().parse().unwrap());
-    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(
-        response.headers()["sec-websocket-protocol"],
-        protocol.name(),
-        "the server speaks the requested subprotocol"
-    );
+/// `ws` is initialised in `protocol` (`TestApp::ws`, `TestApp::ws_with`).
+async fn watch(mut ws: Ws, protocol: Protocol, job_id: &str) -> Delivery {
     let send = |value: Value| Message::Text(value.to_string().into());
-    ws.send(send(json!({"type": "connection_init", "payload": {}})))
-        .await
-        .unwrap();
     let start = match protocol {
         Protocol::TransportWs => "subscribe",
         Protocol::LegacyWs => "start",
@@ -79,7 +65,7 @@ async fn watch(base: &str, path: &str, protocol: Protocol, job_id: &str) -> Deli
         };
         let frame: Value = serde_json::from_str(&text).unwrap();
         match frame["type"].as_str().unwrap() {
-            "connection_ack" | "ka" | "ping" | "pong" => {}
+            "ka" | "ping" | "pong" => {}
             "next" | "data" => {
                 let payload = &frame["payload"];
                 if let Some(errors) = payload["errors"].as_array() {
@@ -184,9 +170,13 @@ async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
     .await;
     let job_id = create_job(&app, &domains).await;
     let (modern, legacy) = tokio::join!(
-        watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id),
+        watch(app.ws().await, Protocol::TransportWs, &job_id),
         // The legacy protocol, through the upgrade on /graphql itself.
-        watch(&app.base, "/graphql", Protocol::LegacyWs, &job_id),
+        watch(
+            app.ws_with("/graphql", Protocol::LegacyWs.name()).await,
+            Protocol::LegacyWs,
+            &job_id
+        ),
     );
     check_delivery(&app, &job_id, &domains, &modern).await;
     check_delivery(&app, &job_id, &domains, &legacy).await;
@@ -197,7 +187,7 @@ async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
     );
 
     // Subscribing after completion: the final state at once, then completion.
-    let late = watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id).await;
+    let late = watch(app.ws().await, Protocol::TransportWs, &job_id).await;
     assert!(late.completed && late.errors.is_empty(), "{late:?}");
     assert_eq!(late.events.len(), 1, "{late:?}");
     assert_eq!(late.events[0]["status"], "COMPLETED");
@@ -214,13 +204,15 @@ async fn unknown_and_malformed_ids_get_errors_not_hangs() {
     let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
     for protocol in [Protocol::TransportWs, Protocol::LegacyWs] {
         let unknown = uuid::Uuid::new_v4().to_string();
-        let delivery = watch(&app.base, "/graphql/ws", protocol, &unknown).await;
+        let ws = app.ws_with("/graphql/ws", protocol.name()).await;
+        let delivery = watch(ws, protocol, &unknown).await;
         assert!(delivery.events.is_empty(), "{delivery:?}");
         assert_eq!(
             delivery.errors[0]["extensions"]["code"], "NOT_FOUND",
             "{delivery:?}"
         );
-        let delivery = watch(&app.base, "/graphql/ws", protocol, "not-an-id").await;
+        let ws = app.ws_with("/graphql/ws", protocol.name()).await;
+        let delivery = watch(ws, protocol, "not-an-id").await;
         assert_eq!(
             delivery.errors[0]["extensions"]["code"], "INVALID_ID",
             "{delivery:?}"
@@ -240,7 +232,7 @@ async fn two_hundred_subscribers_all_hear_the_end() {
     .await;
     let job_id = create_job(&app, &domains).await;
     let watchers =
-        (0..200).map(|_| watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id));
+        (0..200).map(|_| async { watch(app.ws().await, Protocol::TransportWs, &job_id).await });
     let deliveries = futures::future::join_all(watchers).await;
     let (_, job) = app.get_json(&format!("/jobs/{job_id}")).await;
     for delivery in &deliveries {
@@ -290,7 +282,7 @@ async fn events_cross_processes_over_redis() {
     assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
     let _worker: ChildGuard = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
     let job_id = create_job(&app, &domains).await;
-    let delivery = watch(&app.base, "/graphql/ws", Protocol::TransportWs, &job_id).await;
+    let delivery = watch(app.ws().await, Protocol::TransportWs, &job_id).await;
     check_delivery(&app, &job_id, &domains, &delivery).await;
     assert!(
         delivery.events.len() >= 3,
@@ -328,6 +320,47 @@ impl OwnRedis {
         })
     }
 
+    /// Starts a server on a port no one holds. Ports are tried at random until this server is
+    /// the one answering on it: a port found by binding and dropping a socket could be taken
+    /// by another test before redis-server binds it.
+    fn start_on_free_port() -> Option<Self> {
+        for _ in 0..20 {
+            let port = rand::random_range(20_000..60_000);
+            let mut redis = Self::start(port)?;
+            if redis.answers() {
+                return Some(redis);
+            }
+        }
+        None
+    }
+
+    /// Waits (5 s at most) until this very process answers on the port: `INFO server` names
+    /// its process id. False once it has exited (the port was taken).
+    fn answers(&mut self) -> bool {
+        use std::io::{Read, Write};
+        let pid = format!("process_id:{}", self.child.as_ref().unwrap().0.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && child.0.try_wait().ok().flatten().is_some()
+            {
+                return false;
+            }
+            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut info = [0u8; 4096];
+                if stream.write_all(b"INFO server\r\n").is_ok()
+                    && let Ok(n) = stream.read(&mut info)
+                    && String::from_utf8_lossy(&info[..n]).contains(&pid)
+                {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -348,8 +381,7 @@ async fn readyz_answers_quickly_whatever_redis_does() {
     if !crate::services::available("redis-server", crate::services::on_path("redis-server")) {
         return;
     }
-    let port = crate::fake::dead_addr().await.port();
-    let redis = OwnRedis::start(port).expect("redis-server is installed");
+    let redis = OwnRedis::start_on_free_port().expect("redis-server starts on a free port");
     let app = TestApp::spawn(
         Backend::Sqlite,
         &[("REDIS_URL", &redis.url()), ("REDIS_PREFIX", "ff-readyz")],
@@ -402,14 +434,7 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     {
         return;
     }
-    let port = crate::fake::dead_addr().await.port();
-    let mut redis = OwnRedis::start(port).expect("redis-server starts");
-    wait_until("redis-server to accept connections", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
+    let mut redis = OwnRedis::start_on_free_port().expect("redis-server starts on a free port");
     let (internet, domains) = slow_world(40, Duration::from_millis(200)).await;
     let resolve = internet.resolve(&[]);
     let app = redis_api("ff-restart", &redis.url(), &resolve).await;
@@ -418,7 +443,10 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     let watcher = tokio::spawn({
         let base = app.base.clone();
         let job_id = job_id.clone();
-        async move { watch(&base, "/graphql/ws", Protocol::TransportWs, &job_id).await }
+        async move {
+            let ws = ws_connect(&base, "/graphql/ws", "graphql-transport-ws").await;
+            watch(ws, Protocol::TransportWs, &job_id).await
+        }
     });
     // Redis goes away mid-job (some rows done, most not) and stays away while the job moves
     // on by a third of its rows.

@@ -39,20 +39,9 @@ pub struct PgDb {
 
 impl PgDb {
     pub async fn create(admin_url: &str) -> Self {
-        let admin = Database::connect(admin_url).await.unwrap();
-        let name = format!("ff_test_{}", Uuid::new_v4().simple());
-        admin
-            .execute_raw(Statement::from_string(
-                DbBackend::Postgres,
-                format!("CREATE DATABASE {name}"),
-            ))
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let mut url = url::Url::parse(admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
+        let (name, url) = crate::db::create_postgres_database(admin_url).await;
         Self {
-            url: url.to_string(),
+            url,
             admin_url: admin_url.to_owned(),
             name,
         }

@@ -14,6 +14,9 @@
 //! covered by `tests/api/validation.rs` (`maximum_size_job`), not repeated here. The store-level
 //! stale-writer checks are in `tests/api/queue.rs`; here the stale writer is a real process.
 
+#[path = "../common/db.rs"]
+mod db;
+#[path = "../common/fake.rs"]
 mod fake;
 mod harness;
 mod hostile;
@@ -21,4 +24,6 @@ mod pg_restart;
 #[path = "../common/services.rs"]
 mod services;
 mod sqlite;
+#[path = "../common/tls.rs"]
+mod tls;
 mod workers;

@@ -3,7 +3,7 @@
 //! its own on another port, and only when `FAULTS_PG_BIN` names the directory holding
 //! `initdb` and `pg_ctl` (e.g. `/usr/lib/postgresql/15/bin`; `.ci/faults` sets it).
 
-use crate::fake::FakeInternet;
+use crate::fake::{FakeInternet, Sites};
 use crate::harness::{
     PgDb, Proc, base_env, check_invariants, create_job, domains, job_row, migrated_store,
     one_at_a_time, wait_for, wait_job_done,
@@ -140,9 +140,9 @@ async fn postgres_restarted_mid_job() {
     server.start().await;
     let db = PgDb::create(&server.admin_url()).await;
     let store = migrated_store(&db.url).await;
-    let internet = FakeInternet::start(Duration::from_millis(300)).await;
+    let internet = FakeInternet::start(Sites::every_host(Duration::from_millis(300))).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db.url, &internet.resolve());
+    let mut env = base_env(&db.url, &internet.resolve(&[]));
     let lease = Duration::from_secs(1);
     env.insert("WORKER_LEASE_SECS".into(), lease.as_secs().to_string());
     let mut workers = [
@@ -230,9 +230,9 @@ async fn sigterm_while_postgres_is_down_exits_in_time() {
     server.start().await;
     let db = PgDb::create(&server.admin_url()).await;
     let store = migrated_store(&db.url).await;
-    let internet = FakeInternet::start(Duration::from_millis(800)).await;
+    let internet = FakeInternet::start(Sites::every_host(Duration::from_millis(800))).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db.url, &internet.resolve());
+    let mut env = base_env(&db.url, &internet.resolve(&[]));
     let grace = Duration::from_secs(1);
     env.insert("WORKER_LEASE_SECS".into(), "3".into());
     env.insert("SHUTDOWN_GRACE_SECS".into(), grace.as_secs().to_string());

@@ -1,7 +1,7 @@
 //! The embedded default: one `serve` process on a SQLite file, killed mid-job and started again
 //! on the same file. Needs no services, so it always runs.
 
-use crate::fake::FakeInternet;
+use crate::fake::{FakeInternet, Sites};
 use crate::harness::{
     Proc, assert_leases_honoured, base_env, check_invariants, job_row, leased_by, leases_of,
     migrated_store, one_at_a_time, rows, wait_for,
@@ -34,9 +34,9 @@ async fn sqlite_serve_killed_and_restarted_resumes_the_job() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("ff.db").display());
     let store = migrated_store(&url).await;
     let delay = Duration::from_millis(500);
-    let internet = FakeInternet::start(delay).await;
+    let internet = FakeInternet::start(Sites::every_host(delay)).await;
     let lease = Duration::from_secs(2);
-    let mut env = base_env(&url, &internet.resolve());
+    let mut env = base_env(&url, &internet.resolve(&[]));
     env.insert("PORT".into(), free_port().to_string());
     let base = format!("http://127.0.0.1:{}", env["PORT"]);
     let mut first = Proc::spawn("serve-1", &["serve"], &env, dir.path());

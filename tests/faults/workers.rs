@@ -1,6 +1,6 @@
 //! Worker processes on one PostgreSQL queue, killed, stopped, paused and resumed mid-job.
 
-use crate::fake::FakeInternet;
+use crate::fake::{FakeInternet, Sites};
 use crate::harness::{
     PgDb, Proc, assert_leases_honoured, base_env, check_invariants, create_job, domains, job_row,
     leased_by, leases_of, migrated_store, one_at_a_time, postgres_url, rows, wait_for,
@@ -33,9 +33,9 @@ async fn sigkill_one_of_two_workers_mid_job() {
     let db = PgDb::create(&admin).await;
     let store = migrated_store(&db.url).await;
     let delay = Duration::from_millis(400);
-    let internet = FakeInternet::start(delay).await;
+    let internet = FakeInternet::start(Sites::every_host(delay)).await;
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&db.url, &internet.resolve());
+    let env = base_env(&db.url, &internet.resolve(&[]));
     let lease = Duration::from_secs(2);
     let concurrency = 8;
     let mut a = Proc::spawn("worker-a", &["worker"], &env, dir.path());
@@ -97,9 +97,9 @@ async fn sigterm_releases_rows_at_once() {
     let db = PgDb::create(&admin).await;
     let store = migrated_store(&db.url).await;
     // Slower than the grace period, so the stopped worker has rows it cannot finish.
-    let internet = FakeInternet::start(Duration::from_secs(2)).await;
+    let internet = FakeInternet::start(Sites::every_host(Duration::from_secs(2))).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db.url, &internet.resolve());
+    let mut env = base_env(&db.url, &internet.resolve(&[]));
     let lease = Duration::from_secs(30);
     let grace = Duration::from_secs(1);
     env.insert("WORKER_LEASE_SECS".into(), lease.as_secs().to_string());
@@ -171,9 +171,9 @@ async fn three_workers_share_a_big_job_and_fetch_each_domain_once() {
     let _serial = one_at_a_time().await;
     let db = PgDb::create(&admin).await;
     let store = migrated_store(&db.url).await;
-    let internet = FakeInternet::start(Duration::ZERO).await;
+    let internet = FakeInternet::start(Sites::every_host(Duration::ZERO)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db.url, &internet.resolve());
+    let mut env = base_env(&db.url, &internet.resolve(&[]));
     // Leases long enough that a busy machine never lets one lapse: this test is about sharing.
     env.insert("WORKER_LEASE_SECS".into(), "20".into());
     env.insert("WORKER_CONCURRENCY".into(), "16".into());
@@ -227,9 +227,9 @@ async fn frozen_worker_resumed_after_takeover_changes_nothing() {
     let store = migrated_store(&db.url).await;
     // Longer than the lease, and long enough to look at the rows between A's late answer
     // and B's.
-    let internet = FakeInternet::start(Duration::from_secs(5)).await;
+    let internet = FakeInternet::start(Sites::every_host(Duration::from_secs(5))).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db.url, &internet.resolve());
+    let mut env = base_env(&db.url, &internet.resolve(&[]));
     env.insert("WORKER_LEASE_SECS".into(), "1".into());
     env.insert("WORKER_CONCURRENCY".into(), "10".into());
     let mut a = Proc::spawn("worker-a", &["worker"], &env, dir.path());
@@ -266,12 +266,12 @@ async fn frozen_worker_resumed_after_takeover_changes_nothing() {
     a.signal("CONT");
     // A gets its (first) answers and writes them; B's answers are still seconds away.
     wait_for("A's answers", Duration::from_secs(10), || async {
-        domains.iter().all(|d| internet.answered(d) >= 1)
+        domains.iter().all(|d| internet.answered(d, "/") >= 1)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        domains.iter().all(|d| internet.answered(d) == 1),
+        domains.iter().all(|d| internet.answered(d, "/") == 1),
         "B's answers came too early for this check"
     );
     let now = rows(&store, job).await;
@@ -317,9 +317,9 @@ async fn a_fleet_starting_together_on_a_fresh_database() {
     let admin = postgres_or_skip!();
     let _serial = one_at_a_time().await;
     let db = PgDb::create(&admin).await;
-    let internet = FakeInternet::start(Duration::ZERO).await;
+    let internet = FakeInternet::start(Sites::every_host(Duration::ZERO)).await;
     let dir = tempfile::tempdir().unwrap();
-    let env = base_env(&db.url, &internet.resolve());
+    let env = base_env(&db.url, &internet.resolve(&[]));
     let mut fleet: Vec<Proc> = (0..4)
         .map(|i| Proc::spawn(&format!("worker-{i}"), &["worker"], &env, dir.path()))
         .collect();

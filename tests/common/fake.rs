@@ -1,15 +1,35 @@
-//! A fake internet on loopback: many sites behind one port, told apart by the Host header.
+//! The tests' fake internet, for both test binaries: many sites behind one loopback port,
+//! told apart by the Host header, over plain HTTP and HTTPS on the same port.
 //!
 //! The app reaches it through its `FETCH_RESOLVE` seam (`*=127.0.0.1:PORT`), so tests never
-//! touch real DNS or the real network. Every request is counted per host and path.
+//! touch real DNS or the real network. Every request is counted per host and path, and per
+//! scheme.
+//!
+//! HTTPS: a connection whose first byte is a TLS handshake record gets a certificate for the
+//! name it asked for (SNI), issued by a test CA made once per test process
+//! (tests/common/tls.rs). The app trusts that CA only when a test sets
+//! `FETCH_EXTRA_ROOT_CERTS` to `ca_file()`; otherwise every https try fails with `tls` and the
+//! finder falls back to http, as it does for a site without a certificate.
+//!
+//! The fault tests use [`Sites::every_host`]: every host answers its home page, so a job can
+//! hold thousands of domains without a route per site.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of this module"
+)]
+
+use crate::tls::TestCa;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{Request, StatusCode, header};
 use axum::response::Response;
-use std::collections::HashMap;
+use hyper_util::rt::TokioIo;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// One canned response.
@@ -22,6 +42,7 @@ pub struct Route {
 }
 
 impl Route {
+    /// A response with a status, a content type and a body.
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Self {
             status,
@@ -31,10 +52,12 @@ impl Route {
         }
     }
 
+    /// A 200 HTML page.
     pub fn html(body: &str) -> Self {
         Self::new(200, "text/html; charset=utf-8", body)
     }
 
+    /// A redirect to `location`.
     pub fn redirect(status: u16, location: &str) -> Self {
         Self {
             status,
@@ -94,9 +117,31 @@ pub struct Sites {
     browser_only: HashMap<(String, String), Route>,
     /// Streamed bodies, by host and path, with their content type.
     streams: HashMap<(String, String), (String, Stream)>,
+    /// Hosts whose plain-HTTP requests are dropped unanswered (a closed connection, what a
+    /// client sees from a host with nothing on port 80).
+    https_only: HashSet<String>,
+    /// Hosts whose TLS certificate names another host (a name mismatch).
+    wrong_certificate: HashSet<String>,
+    /// When set, any host without a route answers `GET /` after this delay
+    /// ([`Sites::every_host`]).
+    every_host: Option<Duration>,
 }
 
 impl Sites {
+    /// Every host answers its home page after `delay`, so a job of thousands of domains needs
+    /// no route per site. A host named `noicon…` serves a page without an icon (its domain
+    /// ends `failed`); any other host a page whose icon is an inline SVG, so a domain costs
+    /// one request. The icon's width is ten times the number of that home page's request
+    /// (10 for the first fetch, 20 for the second…), so a test can tell *which* fetch's
+    /// outcome was recorded.
+    pub fn every_host(delay: Duration) -> Self {
+        Self {
+            every_host: Some(delay),
+            ..Self::default()
+        }
+    }
+
+    /// Serves `route` at `host` and `path`.
     pub fn route(&mut self, host: &str, path: &str, route: Route) -> &mut Self {
         self.routes
             .entry(host.to_owned())
@@ -137,6 +182,19 @@ impl Sites {
         self
     }
 
+    /// `host` answers over HTTPS only: a plain-HTTP request is counted, then its connection
+    /// is closed without an answer.
+    pub fn https_only(&mut self, host: &str) -> &mut Self {
+        self.https_only.insert(host.to_owned());
+        self
+    }
+
+    /// `host`'s TLS certificate is issued for another name (valid CA, wrong name).
+    pub fn wrong_certificate(&mut self, host: &str) -> &mut Self {
+        self.wrong_certificate.insert(host.to_owned());
+        self
+    }
+
     /// Every host that has at least one route.
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self
@@ -152,10 +210,18 @@ impl Sites {
     }
 }
 
+/// Requests per (host, path).
+type Counts = HashMap<(String, String), usize>;
+
 #[derive(Default)]
 struct Shared {
     sites: Sites,
-    hits: Mutex<HashMap<(String, String), usize>>,
+    /// Requests seen, any scheme, counted on arrival.
+    hits: Mutex<Counts>,
+    /// The subset of `hits` that came over HTTPS.
+    https_hits: Mutex<Counts>,
+    /// Answers sent (after any delay).
+    answered: Mutex<Counts>,
     /// Per host: requests being handled now, and the most ever at once.
     active: Mutex<HashMap<String, (usize, usize)>>,
     /// Across every host (the fake internet is one address): in flight now, and the most ever.
@@ -193,29 +259,75 @@ impl Drop for InFlight {
     }
 }
 
-/// A running fake internet.
+/// The test process's CA: made once, since issuing it costs a key generation per test.
+fn test_ca() -> Arc<TestCa> {
+    static CA: OnceLock<Arc<TestCa>> = OnceLock::new();
+    CA.get_or_init(|| Arc::new(TestCa::new("favicon-finder test CA")))
+        .clone()
+}
+
+/// The certificate by SNI, or another name's for the hosts that must mismatch.
+#[derive(Debug)]
+struct Certificates {
+    ca: Arc<TestCa>,
+    wrong: HashSet<String>,
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?;
+        if self.wrong.contains(name) {
+            self.ca.cert_for(&format!("not-{name}"))
+        } else {
+            self.ca.cert_for(name)
+        }
+    }
+}
+
+/// A running fake internet; it stops accepting connections when dropped.
 pub struct FakeInternet {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    /// Holds `ca.pem`, the test CA a test hands the app to make HTTPS succeed.
+    dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
 }
 
 impl FakeInternet {
+    /// Serves `sites` on a fresh loopback port, over HTTP and HTTPS.
     pub async fn start(sites: Sites) -> Self {
+        let ca = test_ca();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        let certificates = Arc::new(Certificates {
+            ca,
+            wrong: sites.wrong_certificate.clone(),
+        });
+        // Issued now rather than during the first handshake, so a test's timings never
+        // include minting a certificate.
+        for host in sites.hosts() {
+            certificates.ca.cert_for(&host);
+        }
+        let tls = tokio_rustls::TlsAcceptor::from(Arc::new(TestCa::server_config(certificates)));
         let shared = Arc::new(Shared {
             sites,
-            hits: Mutex::new(HashMap::new()),
-            active: Mutex::new(HashMap::new()),
-            active_total: Mutex::new((0, 0)),
+            ..Shared::default()
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new()
-            .fallback(serve)
-            .with_state(shared.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, shared }
+        let server = tokio::spawn(accept(listener, shared.clone(), tls));
+        Self {
+            addr,
+            shared,
+            dir,
+            server,
+        }
+    }
+
+    /// The test CA's certificate (PEM file): `FETCH_EXTRA_ROOT_CERTS` for a test whose app
+    /// must trust this fake internet's HTTPS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// `FETCH_RESOLVE` pointing every host here, after any `extra` host-specific rules.
@@ -237,15 +349,31 @@ impl FakeInternet {
         rules.join(",")
     }
 
-    /// Requests seen for `host` and `path`.
+    /// Requests seen for `host` and `path`, over either scheme.
     pub fn hits(&self, host: &str, path: &str) -> usize {
+        count(&self.shared.hits, host, path)
+    }
+
+    /// Requests for `host` and `path` that came over HTTPS.
+    pub fn https_hits(&self, host: &str, path: &str) -> usize {
+        count(&self.shared.https_hits, host, path)
+    }
+
+    /// Answers sent for `host` and `path` (after any delay).
+    pub fn answered(&self, host: &str, path: &str) -> usize {
+        count(&self.shared.answered, host, path)
+    }
+
+    /// Home-page (`GET /`) requests that arrived, per host.
+    pub fn arrived(&self) -> HashMap<String, usize> {
         self.shared
             .hits
             .lock()
             .unwrap()
-            .get(&(host.to_owned(), path.to_owned()))
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|((_, path), _)| path == "/")
+            .map(|((host, _), n)| (host.clone(), *n))
+            .collect()
     }
 
     /// The most requests to `host` the fake internet was handling at once.
@@ -276,11 +404,86 @@ impl FakeInternet {
     }
 }
 
-async fn serve(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    request: Request<Body>,
-) -> Response {
+impl Drop for FakeInternet {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn count(counts: &Mutex<Counts>, host: &str, path: &str) -> usize {
+    counts
+        .lock()
+        .unwrap()
+        .get(&(host.to_owned(), path.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
+async fn accept(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    tls: tokio_rustls::TlsAcceptor,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, shared.clone(), tls.clone()));
+            }
+            // Out of descriptors, say: let the clients' own timeouts speak rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// One connection: TLS when it opens with a handshake record (0x16; no HTTP method starts
+/// with that byte), plain HTTP/1.1 otherwise.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+    tls: tokio_rustls::TlsAcceptor,
+) {
+    let mut first = [0u8; 1];
+    if !matches!(stream.peek(&mut first).await, Ok(1)) {
+        return;
+    }
+    if first[0] == 0x16 {
+        // A client that does not trust the certificate ends the handshake here.
+        if let Ok(stream) = tls.accept(stream).await {
+            http1(TokioIo::new(stream), shared, true).await;
+        }
+    } else {
+        http1(TokioIo::new(stream), shared, false).await;
+    }
+}
+
+async fn http1<I>(io: I, shared: Arc<Shared>, https: bool)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| serve(shared.clone(), https, request));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
+}
+
+/// Why a request got no answer: hyper closes the connection when the service fails.
+#[derive(Debug)]
+struct Unanswered;
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("plain HTTP to an https-only host")
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
+async fn serve<B>(
+    shared: Arc<Shared>,
+    https: bool,
+    request: Request<B>,
+) -> Result<Response, Unanswered> {
+    let headers = request.headers();
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -290,26 +493,36 @@ async fn serve(
         .unwrap_or("")
         .to_ascii_lowercase();
     let path = request.uri().path().to_owned();
-    *shared
-        .hits
-        .lock()
-        .unwrap()
-        .entry((host.clone(), path.clone()))
-        .or_default() += 1;
-    let _in_flight = InFlight::enter(&shared, &host);
     let key = (host.clone(), path.clone());
+    let nth = {
+        let mut hits = shared.hits.lock().unwrap();
+        let n = hits.entry(key.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if https {
+        *shared
+            .https_hits
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default() += 1;
+    } else if shared.sites.https_only.contains(&host) {
+        return Err(Unanswered);
+    }
+    let _in_flight = InFlight::enter(&shared, &host);
     if let Some((content_type, stream)) = shared.sites.streams.get(&key) {
-        return streamed(content_type, stream.clone());
+        return Ok(streamed(content_type, stream.clone()));
     }
     let browser_like = headers.contains_key("sec-fetch-mode");
     if shared.sites.browser_only.contains_key(&key) && !browser_like {
-        return Response::builder()
+        return Ok(Response::builder()
             .status(StatusCode::FORBIDDEN)
             .header("content-type", "text/html")
             .body(Body::from(
                 "<html><head><title>Just a moment...</title></head><body>Checking your browser</body></html>",
             ))
-            .unwrap();
+            .unwrap());
     }
     let route = shared
         .sites
@@ -322,22 +535,39 @@ async fn serve(
                 .get(&host)
                 .and_then(|site| site.get(&path))
         })
-        .cloned();
+        .cloned()
+        .or_else(|| {
+            let delay = shared.sites.every_host?;
+            (path == "/").then(|| any_home_page(&host, nth).with_delay(delay))
+        });
     let Some(route) = route else {
-        return Response::builder()
+        return Ok(Response::builder()
             .status(StatusCode::NOT_FOUND)
             .header("content-type", "text/html")
             .body(Body::from("<html><body>Not found</body></html>"))
-            .unwrap();
+            .unwrap());
     };
     if !route.delay.is_zero() {
         tokio::time::sleep(route.delay).await;
     }
+    *shared.answered.lock().unwrap().entry(key).or_default() += 1;
     let mut response = Response::builder().status(route.status);
     for (k, v) in &route.headers {
         response = response.header(k, v);
     }
-    response.body(Body::from(route.body)).unwrap()
+    Ok(response.body(Body::from(route.body)).unwrap())
+}
+
+/// The home page of [`Sites::every_host`]: no icon for `noicon…` hosts, else an inline SVG
+/// icon `10 × nth` pixels wide.
+fn any_home_page(host: &str, nth: usize) -> Route {
+    if host.starts_with("noicon") {
+        return Route::html("<html><head><title>no icon here</title></head></html>");
+    }
+    let w = 10 * nth;
+    Route::html(&format!(
+        "<html><head><link rel=icon href=\"data:image/svg+xml,%3Csvg%20xmlns='http://www.w3.org/2000/svg'%20width='{w}'%20height='{w}'%3E%3C/svg%3E\"></head></html>"
+    ))
 }
 
 fn streamed(content_type: &str, stream: Stream) -> Response {
@@ -374,12 +604,21 @@ fn streamed(content_type: &str, stream: Stream) -> Response {
     response.body(body).unwrap()
 }
 
-/// A closed port on loopback: connections are refused.
+/// A loopback address that refuses every connection, for as long as the test process lives.
+///
+/// A socket is bound to it and never listens: the kernel answers a connection attempt with a
+/// reset (connection refused), and since the port stays bound no other test can be handed it
+/// and start answering. (Binding a listener, dropping it and reusing its number is a race.)
 pub async fn dead_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    addr
+    static REFUSING: OnceLock<(tokio::net::TcpSocket, SocketAddr)> = OnceLock::new();
+    REFUSING
+        .get_or_init(|| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+            let addr = socket.local_addr().unwrap();
+            (socket, addr)
+        })
+        .1
 }
 
 /// A real, decodable RGBA PNG of `width`×`height` (stored deflate blocks, so no compressor
