@@ -14,13 +14,14 @@ use crate::metrics::Metrics;
 use crate::store::{Claimed, Disposition, Store};
 use futures::FutureExt;
 use rand::Rng;
+use sea_orm::DbErr;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -122,6 +123,26 @@ impl RecorderHealth {
     }
 }
 
+/// What one [`Running::step`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every slot is busy: nothing was claimed.
+    Full,
+    /// Claimed this many rows, one for every free slot: the queue may hold more.
+    Claimed(usize),
+    /// Claimed this many rows (maybe none), fewer than there were free slots: nothing more is
+    /// due now, so the next claim can wait for a wake-up or the poll.
+    EmptyQueue(usize),
+    /// The claim failed (the database is down or refused it): wait `retry_in` before the next
+    /// step, so a database that is down is not hammered.
+    ClaimFailed {
+        /// Why the claim failed.
+        error: DbErr,
+        /// How long to wait before claiming again.
+        retry_in: Duration,
+    },
+}
+
 /// A pool of concurrent finders fed from the database queue.
 pub struct WorkerPool {
     store: Store,
@@ -158,14 +179,13 @@ impl WorkerPool {
         self.health.clone()
     }
 
-    /// Runs until `shutdown` is cancelled, then drains within the grace period.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let settings = self.settings.clone();
-        tracing::info!(owner = %self.owner, concurrency = settings.concurrency, "worker pool started");
+    /// Starts the pool's recorder and heartbeat, with no row in flight yet; drive it with
+    /// [`Running::step`] and end it with [`Running::stop`].
+    pub fn start(&self) -> Running<'_> {
         let (record_tx, record_rx) =
-            mpsc::channel::<(Claimed, Disposition)>(settings.concurrency.max(1) * 2);
+            mpsc::channel::<(Claimed, Disposition)>(self.settings.concurrency.max(1) * 2);
         let finished = Arc::new(AtomicU64::new(0));
-        let mut recorder = tokio::spawn(record_loop(
+        let recorder = tokio::spawn(record_loop(
             self.store.clone(),
             self.events.clone(),
             self.metrics.clone(),
@@ -174,102 +194,188 @@ impl WorkerPool {
             self.health.clone(),
         ));
         let heartbeat_stop = CancellationToken::new();
-        let mut heartbeat = tokio::spawn(heartbeat_loop(
+        let heartbeat = tokio::spawn(heartbeat_loop(
             self.store.clone(),
             self.events.clone(),
             self.owner,
-            settings.clone(),
+            self.settings.clone(),
             heartbeat_stop.clone(),
         ));
+        Running {
+            pool: self,
+            in_flight: JoinSet::new(),
+            claims: HashMap::new(),
+            record_tx,
+            recorder,
+            heartbeat,
+            heartbeat_stop,
+            finished,
+            db_failures: 0,
+        }
+    }
 
-        let mut in_flight: JoinSet<(Claimed, Disposition)> = JoinSet::new();
-        let mut claims: HashMap<tokio::task::Id, Claimed> = HashMap::new();
-        let mut db_failures = 0u32;
-        loop {
-            // Hand finished rows to the recorder without waiting.
-            while let Some(done) = in_flight.try_join_next_with_id() {
-                forward(done, &mut claims, &record_tx, &settings, &self.health).await;
-            }
-            if shutdown.is_cancelled() {
-                break;
-            }
-            let free = settings.concurrency.saturating_sub(in_flight.len());
-            let mut queue_drained = true;
-            if free > 0 {
-                match self
-                    .store
-                    .claim(self.owner, free, settings.lease, settings.max_tries)
-                    .await
-                {
-                    Ok(batch) => {
-                        db_failures = 0;
-                        queue_drained = batch.len() < free;
-                        if !batch.is_empty() {
-                            self.metrics.claim_batch.observe(batch.len() as f64);
-                        }
-                        for claim in batch {
-                            let handle = in_flight.spawn(find_one(
-                                self.finder.clone(),
-                                claim.clone(),
-                                settings.clone(),
-                                self.metrics.clone(),
-                                self.health.clone(),
-                            ));
-                            claims.insert(handle.id(), claim);
-                        }
+    /// Runs until `shutdown` is cancelled, then drains within the grace period.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
+        let mut running = self.start();
+        while !shutdown.is_cancelled() {
+            // Full: only a finished row frees a slot, but a wake-up costs one cheap step.
+            let queue_drained = match running.step().await {
+                Outcome::Claimed(_) => false,
+                Outcome::Full | Outcome::EmptyQueue(_) => true,
+                Outcome::ClaimFailed { retry_in, .. } => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry_in) => {}
+                        _ = shutdown.cancelled() => {}
                     }
-                    Err(err) => {
-                        self.metrics.database_errors.inc();
-                        db_failures += 1;
-                        let wait = db_backoff(db_failures);
-                        tracing::warn!(error = %err, retry_in = ?wait, "claim failed; backing off");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                        continue;
-                    }
+                    continue;
                 }
-            }
-            if !queue_drained && in_flight.len() < settings.concurrency {
-                continue;
-            }
+            };
             tokio::select! {
-                done = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                // Joining is cancel-safe; handing over is not, so it happens in the branch.
+                done = running.in_flight.join_next_with_id(), if !running.in_flight.is_empty() => {
                     if let Some(done) = done {
-                        forward(done, &mut claims, &record_tx, &settings, &self.health).await;
+                        running.forward(done).await;
                     }
                 }
                 _ = self.events.work_available(), if queue_drained => {}
-                _ = tokio::time::sleep(settings.poll), if queue_drained => {}
+                _ = tokio::time::sleep(self.settings.poll), if queue_drained => {}
                 _ = shutdown.cancelled() => {}
             }
         }
+        let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
+        let finished = running.stop(Some(deadline)).await;
+        // How many rows this pool finished (the ones its guarded writes changed): an operator's
+        // view of each process's share, and what the fault tests add up across processes.
+        tracing::info!(owner = %self.owner, finished, "worker pool stopped");
+    }
 
-        // Stop: let in-flight rows finish within the grace period, then release the rest.
-        let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
-        while !in_flight.is_empty() {
-            match tokio::time::timeout_at(deadline, in_flight.join_next_with_id()).await {
-                Ok(Some(done)) => {
-                    forward(done, &mut claims, &record_tx, &settings, &self.health).await
-                }
-                Ok(None) => break,
-                Err(_) => break,
+    /// Works the queue until nothing is due and every outcome is written, then returns how
+    /// many rows this drain finished: what tests use instead of waiting for a running pool.
+    ///
+    /// Rows put back for a later retry are not waited for. A failed claim ends the drain
+    /// after the rows already in flight are recorded, with the claim's error.
+    pub async fn drain(&self) -> Result<u64, DbErr> {
+        let mut running = self.start();
+        let mut failed = None;
+        loop {
+            if let Outcome::ClaimFailed { error, .. } = running.step().await {
+                failed = Some(error);
+            }
+            if failed.is_some() || running.in_flight.is_empty() {
+                break;
+            }
+            if let Some(done) = running.in_flight.join_next_with_id().await {
+                running.forward(done).await;
             }
         }
-        in_flight.abort_all();
-        while in_flight.join_next().await.is_some() {}
-        let unfinished: Vec<Claimed> = claims.into_values().collect();
-        drop(record_tx);
+        let finished = running.stop(None).await;
+        failed.map_or(Ok(finished), Err)
+    }
+}
+
+/// A started [`WorkerPool`]: the rows in flight, and the tasks that record their outcomes and
+/// keep their leases.
+pub struct Running<'a> {
+    /// The pool's parts and settings.
+    pool: &'a WorkerPool,
+    /// One task per claimed row.
+    in_flight: JoinSet<(Claimed, Disposition)>,
+    /// The claim of each task in flight: what to release, or to fail, if the task cannot
+    /// say itself.
+    claims: HashMap<tokio::task::Id, Claimed>,
+    /// To the recorder; dropping it lets the recorder write what it has and end.
+    record_tx: mpsc::Sender<(Claimed, Disposition)>,
+    /// Writes outcomes in batches.
+    recorder: JoinHandle<()>,
+    /// Renews the leases of the rows in flight.
+    heartbeat: JoinHandle<()>,
+    /// Ends the heartbeat.
+    heartbeat_stop: CancellationToken,
+    /// Rows the recorder's writes finished.
+    finished: Arc<AtomicU64>,
+    /// Claims failed in a row, for the backoff.
+    db_failures: u32,
+}
+
+impl Running<'_> {
+    /// Hands rows that have finished to the recorder without waiting for the others, then
+    /// claims a row for every free slot and starts finding them.
+    pub async fn step(&mut self) -> Outcome {
+        while let Some(done) = self.in_flight.try_join_next_with_id() {
+            self.forward(done).await;
+        }
+        let pool = self.pool;
+        let settings = &pool.settings;
+        let free = settings.concurrency.saturating_sub(self.in_flight.len());
+        if free == 0 {
+            return Outcome::Full;
+        }
+        let batch = match pool
+            .store
+            .claim(pool.owner, free, settings.lease, settings.max_tries)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                pool.metrics.database_errors.inc();
+                self.db_failures += 1;
+                let retry_in = db_backoff(self.db_failures);
+                tracing::warn!(error = %error, retry_in = ?retry_in, "claim failed; backing off");
+                return Outcome::ClaimFailed { error, retry_in };
+            }
+        };
+        self.db_failures = 0;
+        let claimed = batch.len();
+        if claimed > 0 {
+            pool.metrics.claim_batch.observe(claimed as f64);
+        }
+        for claim in batch {
+            let handle = self.in_flight.spawn(find_one(
+                pool.finder.clone(),
+                claim.clone(),
+                settings.clone(),
+                pool.metrics.clone(),
+                pool.health.clone(),
+            ));
+            self.claims.insert(handle.id(), claim);
+        }
+        if claimed < free {
+            Outcome::EmptyQueue(claimed)
+        } else {
+            Outcome::Claimed(claimed)
+        }
+    }
+
+    /// Rows claimed and not yet handed to the recorder.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Stops: lets rows in flight finish (until `deadline`, or all of them with `None`),
+    /// releases the rest, and waits for their outcomes to be written. Returns how many rows
+    /// the pool's writes finished.
+    pub async fn stop(mut self, deadline: Option<tokio::time::Instant>) -> u64 {
+        while let Some(done) = until(deadline, self.in_flight.join_next_with_id())
+            .await
+            .flatten()
+        {
+            self.forward(done).await;
+        }
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        let unfinished: Vec<Claimed> = self.claims.into_values().collect();
+        drop(self.record_tx);
         // The last writes get what is left of the grace period, and at least FINAL_WRITES. They
         // must not wait for a database that is down (the recorder retries for as long as it
         // runs): what is not written keeps its lease, which expires, and any worker fetches those
         // rows again, so giving up loses nothing.
-        let writes_by = deadline.max(tokio::time::Instant::now() + FINAL_WRITES);
-        match tokio::time::timeout_at(writes_by, &mut recorder).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "recorder task failed"),
-            Err(_) => {
+        let writes_by = deadline.map(|d| d.max(tokio::time::Instant::now() + FINAL_WRITES));
+        let mut recorder = self.recorder;
+        match until(writes_by, &mut recorder).await {
+            Some(Ok(())) => {}
+            Some(Err(err)) => tracing::error!(error = %err, "recorder task failed"),
+            None => {
                 recorder.abort();
                 tracing::warn!(
                     "could not record every outcome before stopping; their leases will expire and other workers will redo them"
@@ -277,28 +383,66 @@ impl WorkerPool {
             }
         }
         if !unfinished.is_empty() {
-            match tokio::time::timeout_at(writes_by, self.store.release(&unfinished)).await {
-                Ok(Ok(n)) => tracing::info!(released = n, "released unfinished rows"),
-                Ok(Err(err)) => {
+            match until(writes_by, self.pool.store.release(&unfinished)).await {
+                Some(Ok(n)) => tracing::info!(released = n, "released unfinished rows"),
+                Some(Err(err)) => {
                     tracing::warn!(error = %err, "could not release rows; their leases will expire")
                 }
-                Err(_) => tracing::warn!(
+                None => tracing::warn!(
                     rows = unfinished.len(),
                     "could not release rows in time; their leases will expire"
                 ),
             }
         }
-        heartbeat_stop.cancel();
-        if tokio::time::timeout_at(writes_by, &mut heartbeat)
-            .await
-            .is_err()
-        {
+        self.heartbeat_stop.cancel();
+        let mut heartbeat = self.heartbeat;
+        if until(writes_by, &mut heartbeat).await.is_none() {
             heartbeat.abort();
         }
-        let finished = finished.load(Ordering::Relaxed);
-        // How many rows this pool finished (the ones its guarded writes changed): an operator's
-        // view of each process's share, and what the fault tests add up across processes.
-        tracing::info!(owner = %self.owner, finished, "worker pool stopped");
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Sends a finished task's outcome to the recorder and forgets its claim.
+    async fn forward(
+        &mut self,
+        done: Result<(tokio::task::Id, (Claimed, Disposition)), tokio::task::JoinError>,
+    ) {
+        let item = match done {
+            Ok((id, item)) => {
+                self.claims.remove(&id);
+                item
+            }
+            // `find_one` catches panics itself; a task still failing here was aborted or broke
+            // in a way we cannot attribute, so count it as a failed try of its row.
+            Err(err) => {
+                let Some(claim) = self.claims.remove(&err.id()) else {
+                    return;
+                };
+                self.pool.health.handed_over();
+                let retry = (claim.tries as u32) < self.pool.settings.max_tries;
+                let message = format!("worker task failed: {err}");
+                let disposition = if retry {
+                    Disposition::Retry {
+                        run_at: crate::store::now(),
+                        category: ErrorCategory::Internal,
+                        message,
+                    }
+                } else {
+                    Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)))
+                };
+                (claim, disposition)
+            }
+        };
+        // Fails only once the recorder has ended, which happens after the last send.
+        let _ = self.record_tx.send(item).await;
+    }
+}
+
+/// Awaits `work` until `deadline` (forever with `None`); `None` if the deadline came first.
+async fn until<F: Future>(deadline: Option<tokio::time::Instant>, work: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
     }
 }
 
@@ -380,43 +524,6 @@ async fn guarded(work: impl Future<Output = FindOutcome>, timeout: Duration) -> 
             format!("no answer within {}s", timeout.as_secs()),
         )),
     }
-}
-
-/// Sends a finished task's outcome to the recorder and forgets its claim.
-async fn forward(
-    done: Result<(tokio::task::Id, (Claimed, Disposition)), tokio::task::JoinError>,
-    claims: &mut HashMap<tokio::task::Id, Claimed>,
-    record_tx: &mpsc::Sender<(Claimed, Disposition)>,
-    settings: &WorkerSettings,
-    health: &RecorderHealth,
-) {
-    let item = match done {
-        Ok((id, item)) => {
-            claims.remove(&id);
-            item
-        }
-        // `find_one` catches panics itself; a task still failing here was aborted or broke in
-        // a way we cannot attribute, so count it as a failed try of its row.
-        Err(err) => {
-            let Some(claim) = claims.remove(&err.id()) else {
-                return;
-            };
-            health.handed_over();
-            let retry = (claim.tries as u32) < settings.max_tries;
-            let message = format!("worker task failed: {err}");
-            let disposition = if retry {
-                Disposition::Retry {
-                    run_at: crate::store::now(),
-                    category: ErrorCategory::Internal,
-                    message,
-                }
-            } else {
-                Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)))
-            };
-            (claim, disposition)
-        }
-    };
-    let _ = record_tx.send(item).await;
 }
 
 /// Writes outcomes in batches and publishes the resulting progress; counts in `finished` the
@@ -667,5 +774,106 @@ mod tests {
             assert!(db_backoff(attempt) <= MAX_DB_BACKOFF);
         }
         assert!(db_backoff(1) < Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn drain_works_the_queue_to_empty_and_records_everything() {
+        use crate::domain::Domain;
+        use crate::entities::{job::JobStatus, result::ResultStatus};
+        use crate::finder::tests::{Server, config, html, ok, status};
+        use crate::store::CachePolicy;
+
+        let site = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+            ("icon.test", "/") => html(r#"<head><link rel=icon href=/i.png></head>"#),
+            ("icon.test", "/i.png") => {
+                ok("image/png", crate::finder::image::tests::png_bytes(32, 32))
+            }
+            _ => status(404),
+        })
+        .await;
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate().await.unwrap();
+        let domains: Vec<Domain> = ["icon.test", "bare.test", "also-bare.test"]
+            .iter()
+            .map(|d| Domain::parse(d).unwrap())
+            .collect();
+        let job = store
+            .create_job("drain", &domains, CachePolicy::OFF)
+            .await
+            .unwrap()
+            .job;
+        let settings = WorkerSettings {
+            // Fewer slots than rows, so the drain has to claim again as slots free up.
+            concurrency: 2,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(3600),
+            max_tries: 3,
+            backoff: Duration::from_secs(60),
+            find_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        };
+        let pool = WorkerPool::new(
+            store.clone(),
+            Arc::new(Finder::new(config(site.port, true, 5000)).unwrap()),
+            Events::in_process(),
+            Arc::new(Metrics::new()),
+            settings,
+        );
+
+        assert_eq!(
+            pool.drain().await.unwrap(),
+            3,
+            "every row finished by this drain"
+        );
+
+        // Nothing waits or is leased, and every outcome is written, with no wait in between.
+        assert_eq!(store.queue_depth().await.unwrap(), (0, 0));
+        let rows = store.results_page(job.id, 1, 10).await.unwrap();
+        let statuses: Vec<_> = rows.iter().map(|r| (r.domain.as_str(), r.status)).collect();
+        assert_eq!(
+            statuses,
+            [
+                ("icon.test", ResultStatus::Success),
+                ("bare.test", ResultStatus::Failed),
+                ("also-bare.test", ResultStatus::Failed),
+            ]
+        );
+        assert_eq!(
+            rows[0].favicon_url.as_deref(),
+            Some("http://icon.test/i.png")
+        );
+        let job = store.job(job.id).await.unwrap().unwrap().job;
+        assert_eq!(
+            (job.status, job.completed, job.failed),
+            (JobStatus::Completed, 1, 2)
+        );
+        assert_eq!(
+            pool.drain().await.unwrap(),
+            0,
+            "an empty queue drains at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_drain_whose_claim_fails_says_so() {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate().await.unwrap();
+        store.connection().clone().close().await.unwrap();
+        let pool = WorkerPool::new(
+            store,
+            Arc::new(Finder::new(crate::finder::FinderConfig::default()).unwrap()),
+            Events::in_process(),
+            Arc::new(Metrics::new()),
+            WorkerSettings {
+                concurrency: 1,
+                lease: Duration::from_secs(30),
+                poll: Duration::from_secs(3600),
+                max_tries: 1,
+                backoff: Duration::from_secs(1),
+                find_timeout: Duration::from_secs(1),
+                shutdown_grace: Duration::from_secs(1),
+            },
+        );
+        assert!(pool.drain().await.is_err());
     }
 }

@@ -14,9 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
 #[derive(Debug, Clone)]
-struct Req {
-    host: String,
-    path: String,
+pub(crate) struct Req {
+    pub(crate) host: String,
+    pub(crate) path: String,
     head: String,
 }
 
@@ -28,13 +28,13 @@ enum Body {
     Endless(Vec<u8>),
 }
 
-struct Resp {
+pub(crate) struct Resp {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Body,
 }
 
-fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
+pub(crate) fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
     Resp {
         status: 200,
         headers: vec![("Content-Type", ctype.into())],
@@ -42,11 +42,11 @@ fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
     }
 }
 
-fn html(s: &str) -> Resp {
+pub(crate) fn html(s: &str) -> Resp {
     ok("text/html; charset=utf-8", s)
 }
 
-fn status(code: u16) -> Resp {
+pub(crate) fn status(code: u16) -> Resp {
     Resp {
         status: code,
         headers: vec![("Content-Type", "text/html".into())],
@@ -64,14 +64,14 @@ fn redirect(code: u16, to: &str) -> Resp {
 
 type Handler = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
 
-struct Server {
-    port: u16,
+pub(crate) struct Server {
+    pub(crate) port: u16,
     requests: Arc<Mutex<Vec<Req>>>,
     connections: Arc<AtomicUsize>,
 }
 
 impl Server {
-    async fn start(h: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Self {
+    pub(crate) async fn start(h: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -165,7 +165,7 @@ async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
     let _ = sock.shutdown().await;
 }
 
-fn config(port: u16, allow_private: bool, timeout_ms: u64) -> FinderConfig {
+pub(crate) fn config(port: u16, allow_private: bool, timeout_ms: u64) -> FinderConfig {
     FinderConfig {
         timeout: Duration::from_millis(timeout_ms),
         allow_private_networks: allow_private,
@@ -725,10 +725,10 @@ fn hostile_bytes_never_panic() {
         }
         let _ = image::sniff(&b);
         let ex = html::extract(&b, Some("shift_jis"));
-        let _ = html::candidates(&ex, &base);
+        let _ = links::candidates(&ex, &base);
         let text = String::from_utf8_lossy(&b);
-        let _ = html::refresh_target(&text);
-        let _ = html::resolve_href(&base, &text);
+        let _ = links::refresh_target(&text);
+        let _ = links::resolve_href(&base, &text);
         let _ = rank::parse_sizes(&text);
         let _ = manifest::icons(&b, &base);
         let _ = pipeline::decode_data_url(&format!("data:{text}"));
@@ -962,7 +962,7 @@ async fn twenty_thousand_broken_links_still_reach_favicon_ico() {
         page.push_str(&format!("<link rel=icon href=/i{i}.png>"));
     }
     page.push_str("</head><body></body></html>");
-    assert!(page.len() < pipeline::HTML_CAP);
+    assert!(page.len() < page::HTML_CAP);
     let s = Server::start(move |r| match r.path.as_str() {
         "/" => html(&page),
         "/favicon.ico" => ok("image/x-icon", ico_bytes(&[32])),
@@ -1160,11 +1160,11 @@ mod properties {
         let ex = p.finish();
         html::tests::assert_bounded(&ex);
         let page = Url::parse("https://x.test/a/b").unwrap();
-        let d = html::candidates(&ex, &page);
+        let d = links::candidates(&ex, &page);
         assert!(d.candidates.len() <= html::MAX_LINKS + html::MAX_TILES);
         assert!(d.manifests.len() <= html::MAX_MANIFEST_LINKS);
         check_candidates(&d.candidates);
-        check_candidates(&html::noscript_candidates(&ex, &page));
+        check_candidates(&links::noscript_candidates(&ex, &page));
     }
 
     proptest! {
