@@ -1,7 +1,7 @@
 //! Web app manifest icons, parsed leniently: a BOM, trailing junk or one bad entry must not
 //! lose the good entries (case 44).
 
-use super::html::{Skip, resolve};
+use super::links::{Skip, resolve};
 use super::{Candidate, CandidateSource};
 use crate::clean::{self, MAX_TOKEN_BYTES};
 use serde_json::Value;

@@ -15,12 +15,14 @@
 pub mod fetch;
 pub mod html;
 pub mod image;
+pub mod links;
 pub mod manifest;
+mod page;
 mod pipeline;
 pub mod rank;
 pub mod resolve;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
