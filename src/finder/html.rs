@@ -8,7 +8,7 @@
 //! `<template>` content is inert and ignored. `<noscript>` content is raw text for lol_html (a
 //! scripting browser ignores it too), so its links are not head links; the text is kept
 //! (bounded) and parsed on its own at the end, and its icon links are offered separately as a
-//! last resort (case 35), tried only when nothing else, `/favicon.ico` included, verified.
+//! last resort, tried only when nothing else, `/favicon.ico` included, verified.
 //!
 //! Bounds: whatever the page holds, what is kept is bounded by the constants below: at most
 //! [`MAX_LINKS`] distinct links, [`MAX_TILES`] tiles and [`MAX_MANIFEST_LINKS`] manifests, hrefs

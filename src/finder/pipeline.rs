@@ -7,7 +7,7 @@
 //! keeps the real status), every 4xx becomes [`ErrorCategory::HttpStatus`] (permanent). This
 //! keeps the public category set and `is_transient` unchanged.
 //!
-//! Bot walls (case 69): a 403 or 503 home page is asked again once with browser-like headers.
+//! Bot walls: a 403 or 503 home page is asked again once with browser-like headers.
 //! If the answer is still an error and looks like a challenge page ("Just a moment...",
 //! `cf-mitigated: challenge`, ...), the failure is `http_status` (permanent: the same client
 //! will meet the same wall) with a message starting "bot wall:", even for a 503; a plain 403
@@ -93,7 +93,7 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) {
         decode_data_url(&c.url)
     } else {
         let mut bytes = fetch_icon(f, &c.url, deadline).await;
-        // Case 22: an http icon that cannot be reached may well exist over https.
+        // An http icon that cannot be reached may well exist over https.
         if let (Err(e), Some(rest)) = (&bytes, c.url.strip_prefix("http://"))
             && (e.starts_with("connect") || e.starts_with("tls"))
         {
@@ -316,7 +316,8 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             winner_tier = Some(rank::tier(c));
         }
     }
-    // Case 35: `<noscript>` icons only when nothing else, `/favicon.ico` included, verified.
+    // `<noscript>` icons only when nothing else, `/favicon.ico` included, verified: browsers
+    // that run scripts ignore them.
     if rank::pick(&ranked).is_none() {
         for mut c in last_resort {
             if !seen.insert(c.url.clone()) {
@@ -451,7 +452,8 @@ mod tests {
 
     #[test]
     fn data_urls() {
-        // Cases 27, 28.
+        // Base64 and percent-encoded (or raw utf8) `data:` URLs both decode; broken base64 is
+        // an error, not an empty image.
         let png = crate::finder::image::tests::png_bytes(16, 16);
         let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
         let u = format!("data:image/png;base64,{b64}");

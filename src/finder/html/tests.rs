@@ -17,7 +17,10 @@ use CandidateSource::*;
 
 #[test]
 fn rel_token_cases() {
-    // Cases 1, 2, 3, 4, 5, 6, 7, 9.
+    // rel is a case-insensitive token list (any order, extra tokens, odd whitespace); substring
+    // look-alikes are not icons; mask-icon and fluid-icon keep their own kinds, precomposed is
+    // apple-touch;
+    // unquoted and XHTML syntax parse as a browser parses them.
     let html = br#"<html><head>
             <LINK REL="SHORTCUT ICON" HREF="/Fav.ico">
             <link rel="icon shortcut" href="/a.png">
@@ -60,7 +63,9 @@ fn rel_token_cases() {
 
 #[test]
 fn comments_template_script_ignored_body_links_marked() {
-    // Cases 31, 32, 33, 34, 36.
+    // Only what a browser would see counts: links in comments, <template> and script strings
+    // are ignored; links between </head> and <body> are head links, later ones are marked as
+    // body links.
     let html = br#"<html><head>
             <!-- <link rel=icon href=old.ico> -->
             <template><link rel=icon href=/tpl.png></template>
@@ -79,7 +84,7 @@ fn comments_template_script_ignored_body_links_marked() {
             ("/body.png", Icon, true),
         ]
     );
-    // Case 35: the noscript link is kept apart, as a last resort.
+    // The noscript link is kept apart, as a last resort.
     let ns: Vec<_> = ex.noscript_links.iter().map(|l| l.href.as_str()).collect();
     assert_eq!(ns, ["/nos.png"]);
     let c = noscript_candidates(&ex, &page("https://x.test/a/"));
@@ -300,7 +305,8 @@ pub(crate) const MAX_EXTRACTED_BYTES: usize =
 
 #[test]
 fn base_href_first_wins_and_root_relative() {
-    // Cases 23, 24.
+    // The first <base href> wins, and a root-relative base resolves against the origin, not
+    // the page's path.
     let ex = extract(
             br#"<head><base href="https://static.x.test/v2/"><base href="/other/"><link rel=icon href="i.png"></head>"#,
             None,
@@ -317,7 +323,9 @@ fn base_href_first_wins_and_root_relative() {
 
 #[test]
 fn url_resolution() {
-    // Cases 8, 19, 20, 21, 25, 26, 29.
+    // Hrefs resolve as a browser resolves them: relative to the page's path, dot segments,
+    // protocol-relative, non-ASCII percent-encoded, query kept and fragment dropped; empty
+    // hrefs and schemes other than http(s) and data: give nothing.
     let b = page("https://x.test/blog/post");
     let r = |h: &str| resolve_href(&b, h);
     assert_eq!(r("img/f.png").unwrap(), "https://x.test/blog/img/f.png");
@@ -351,7 +359,8 @@ fn url_resolution() {
 
 #[test]
 fn charset_from_header_and_meta() {
-    // Case 39: "ícone" in windows-1252 is one byte 0xED.
+    // A page in a legacy charset must be decoded before parsing: "ícone" in windows-1252 is
+    // one byte 0xED.
     let body = b"<head><link rel=icon href=\"/\xedcone.png\"></head>";
     let ex = extract(body, Some("windows-1252"));
     assert_eq!(ex.links[0].href, "/ícone.png");
@@ -362,7 +371,7 @@ fn charset_from_header_and_meta() {
 
 #[test]
 fn meta_refresh_targets() {
-    // Case 64.
+    // The content of a <meta refresh> comes in many spellings (case, spaces, quotes).
     assert_eq!(refresh_target("0; URL='/en/'").unwrap(), "/en/");
     assert_eq!(refresh_target("0;url=/x").unwrap(), "/x");
     assert_eq!(refresh_target("5 ; Url = \"/y\"").unwrap(), "/y");
