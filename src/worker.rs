@@ -201,9 +201,7 @@ impl WorkerPool {
             if failed.is_some() || running.in_flight.is_empty() {
                 break;
             }
-            if let Some(done) = running.in_flight.join_next_with_id().await {
-                running.forward(done).await;
-            }
+            running.finish_one().await;
         }
         let finished = running.stop(None).await;
         failed.map_or(Ok(finished), Err)
@@ -280,6 +278,19 @@ impl Running<'_> {
             Outcome::EmptyQueue(claimed)
         } else {
             Outcome::Claimed(claimed)
+        }
+    }
+
+    /// Waits for the next row in flight to finish and hands it to the recorder; `false` when
+    /// nothing was in flight. Not cancel-safe: a row whose outcome is dropped midway is redone
+    /// only once this pool has stopped and the row's lease has run out.
+    pub async fn finish_one(&mut self) -> bool {
+        match self.in_flight.join_next_with_id().await {
+            Some(done) => {
+                self.forward(done).await;
+                true
+            }
+            None => false,
         }
     }
 
