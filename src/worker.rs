@@ -7,6 +7,12 @@
 //! finish within the grace period and releases the rest so any worker can take them at once.
 //! A stop never waits on a database that is down: what it cannot write keeps its lease, which
 //! expires, and the rows are fetched again.
+//!
+//! The pool is a loop over [`Running::step`], which hands finished rows to the recorder, claims
+//! a row for every free slot and says what it did ([`Outcome`]). [`WorkerPool::run`] waits
+//! between steps for a free slot, a wake-up or the poll; [`WorkerPool::drain`] steps until
+//! nothing is due and every outcome is written, so tests need no sleeps. The recorder
+//! (`recorder`) writes outcomes in batches and reports its health to `/healthz`.
 
 mod recorder;
 
@@ -517,7 +523,7 @@ async fn heartbeat_loop(
 }
 
 /// Exponential backoff with jitter: `base · 2^(attempt-1)`, times a factor in [0.5, 1.5),
-/// capped at [`MAX_BACKOFF`].
+/// capped at `MAX_BACKOFF` (ten minutes).
 pub fn backoff(attempt: u32, base: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let jitter = rand::rng().random_range(0.5..1.5);
