@@ -15,6 +15,10 @@
 //! Nothing here sends traffic anywhere but 127.0.0.1: the service reaches the fake internet
 //! through `FETCH_RESOLVE=*=127.0.0.1:PORT`, the peer through a patched `getaddrinfo`.
 
+// Test code: a failed unwrap is the test failing, with the value in the message
+// (the unwrap_used lint in Cargo.toml is for the service).
+#![allow(clippy::unwrap_used)]
+
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

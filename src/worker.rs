@@ -7,6 +7,17 @@
 //! finish within the grace period and releases the rest so any worker can take them at once.
 //! A stop never waits on a database that is down: what it cannot write keeps its lease, which
 //! expires, and the rows are fetched again.
+//!
+//! The pool is a loop over [`Running::step`], which hands finished rows to the recorder, claims
+//! a row for every free slot and says what it did ([`Outcome`]). [`WorkerPool::run`] waits
+//! between steps for a free slot, a wake-up or the poll; [`WorkerPool::drain`] steps until
+//! nothing is due and every outcome is written, so tests need no sleeps. The recorder
+//! (`recorder`) writes outcomes in batches and reports its health to `/healthz`.
+
+mod recorder;
+
+pub use recorder::RecorderHealth;
+use recorder::record_loop;
 
 use crate::events::{Events, ProgressEvent};
 use crate::finder::{ErrorCategory, FindError, FindOutcome, Finder};
@@ -14,13 +25,14 @@ use crate::metrics::Metrics;
 use crate::store::{Claimed, Disposition, Store};
 use futures::FutureExt;
 use rand::Rng;
+use sea_orm::DbErr;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -29,10 +41,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// The longest wait between attempts to reach a database that is down: it is the only truth,
 /// so once it is back the pool should notice within seconds, not after a site-sized backoff.
 const MAX_DB_BACKOFF: Duration = Duration::from_secs(10);
-/// Outcomes written per transaction at most.
-const RECORD_BATCH: usize = 256;
-/// How long the recorder waits to fill a batch before writing what it has.
-const RECORD_LINGER: Duration = Duration::from_millis(20);
 /// The least time a stopping pool gives its last writes (outcomes, releases), even when the
 /// grace period is already spent: plenty for a healthy database, short enough that one that is
 /// down cannot hold the process.
@@ -57,69 +65,24 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
 }
 
-/// Whether the recorder keeps up: finished outcomes waiting to be written, and since when it
-/// has made no progress. `/healthz` reads it, so a worker whose writes are stuck (a database
-/// refusing them, a lock held forever) is taken out of service instead of looking fine.
+/// What one [`Running::step`] did.
 #[derive(Debug)]
-pub struct RecorderHealth {
-    /// Longer than this without progress while outcomes wait is a stall: the rows' leases
-    /// are running out, so other workers will soon redo them.
-    lease: Duration,
-    /// Outcomes found and not yet written.
-    waiting: AtomicU64,
-    /// Milliseconds after `epoch` of the last write, or of the hand-over that ended an idle
-    /// spell (waiting for nothing is no stall).
-    since_ms: AtomicU64,
-    /// The clock's origin.
-    epoch: std::time::Instant,
-}
-
-impl RecorderHealth {
-    /// A recorder that has nothing waiting.
-    pub fn new(lease: Duration) -> Self {
-        Self {
-            lease,
-            waiting: AtomicU64::new(0),
-            since_ms: AtomicU64::new(0),
-            epoch: std::time::Instant::now(),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// An outcome is ready to be written.
-    fn handed_over(&self) {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.since_ms.store(self.now_ms(), Ordering::Release);
-        }
-    }
-
-    /// A write of `rows` outcomes ended.
-    fn wrote(&self, rows: usize) {
-        self.since_ms.store(self.now_ms(), Ordering::Release);
-        self.waiting.fetch_sub(rows as u64, Ordering::AcqRel);
-    }
-
-    /// `Some(why)` when outcomes have waited longer than a lease with no write succeeding.
-    pub fn stalled(&self) -> Option<String> {
-        let waiting = self.waiting.load(Ordering::Acquire);
-        if waiting == 0 {
-            return None;
-        }
-        let idle = Duration::from_millis(
-            self.now_ms()
-                .saturating_sub(self.since_ms.load(Ordering::Acquire)),
-        );
-        (idle > self.lease).then(|| {
-            format!(
-                "the recorder has written nothing for {} s while {waiting} finished domains wait (lease {} s)",
-                idle.as_secs(),
-                self.lease.as_secs()
-            )
-        })
-    }
+pub enum Outcome {
+    /// Every slot is busy: nothing was claimed.
+    Full,
+    /// Claimed this many rows, one for every free slot: the queue may hold more.
+    Claimed(usize),
+    /// Claimed this many rows (maybe none), fewer than there were free slots: nothing more is
+    /// due now, so the next claim can wait for a wake-up or the poll.
+    EmptyQueue(usize),
+    /// The claim failed (the database is down or refused it): wait `retry_in` before the next
+    /// step, so a database that is down is not hammered.
+    ClaimFailed {
+        /// Why the claim failed.
+        error: DbErr,
+        /// How long to wait before claiming again.
+        retry_in: Duration,
+    },
 }
 
 /// A pool of concurrent finders fed from the database queue.
@@ -158,14 +121,13 @@ impl WorkerPool {
         self.health.clone()
     }
 
-    /// Runs until `shutdown` is cancelled, then drains within the grace period.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let settings = self.settings.clone();
-        tracing::info!(owner = %self.owner, concurrency = settings.concurrency, "worker pool started");
+    /// Starts the pool's recorder and heartbeat, with no row in flight yet; drive it with
+    /// [`Running::step`] and end it with [`Running::stop`].
+    pub fn start(&self) -> Running<'_> {
         let (record_tx, record_rx) =
-            mpsc::channel::<(Claimed, Disposition)>(settings.concurrency.max(1) * 2);
+            mpsc::channel::<(Claimed, Disposition)>(self.settings.concurrency.max(1) * 2);
         let finished = Arc::new(AtomicU64::new(0));
-        let mut recorder = tokio::spawn(record_loop(
+        let recorder = tokio::spawn(record_loop(
             self.store.clone(),
             self.events.clone(),
             self.metrics.clone(),
@@ -174,102 +136,199 @@ impl WorkerPool {
             self.health.clone(),
         ));
         let heartbeat_stop = CancellationToken::new();
-        let mut heartbeat = tokio::spawn(heartbeat_loop(
+        let heartbeat = tokio::spawn(heartbeat_loop(
             self.store.clone(),
             self.events.clone(),
             self.owner,
-            settings.clone(),
+            self.settings.clone(),
             heartbeat_stop.clone(),
         ));
+        Running {
+            pool: self,
+            in_flight: JoinSet::new(),
+            claims: HashMap::new(),
+            record_tx,
+            recorder,
+            heartbeat,
+            heartbeat_stop,
+            finished,
+            db_failures: 0,
+        }
+    }
 
-        let mut in_flight: JoinSet<(Claimed, Disposition)> = JoinSet::new();
-        let mut claims: HashMap<tokio::task::Id, Claimed> = HashMap::new();
-        let mut db_failures = 0u32;
-        loop {
-            // Hand finished rows to the recorder without waiting.
-            while let Some(done) = in_flight.try_join_next_with_id() {
-                forward(done, &mut claims, &record_tx, &settings, &self.health).await;
-            }
-            if shutdown.is_cancelled() {
-                break;
-            }
-            let free = settings.concurrency.saturating_sub(in_flight.len());
-            let mut queue_drained = true;
-            if free > 0 {
-                match self
-                    .store
-                    .claim(self.owner, free, settings.lease, settings.max_tries)
-                    .await
-                {
-                    Ok(batch) => {
-                        db_failures = 0;
-                        queue_drained = batch.len() < free;
-                        if !batch.is_empty() {
-                            self.metrics.claim_batch.observe(batch.len() as f64);
-                        }
-                        for claim in batch {
-                            let handle = in_flight.spawn(find_one(
-                                self.finder.clone(),
-                                claim.clone(),
-                                settings.clone(),
-                                self.metrics.clone(),
-                                self.health.clone(),
-                            ));
-                            claims.insert(handle.id(), claim);
-                        }
+    /// Runs until `shutdown` is cancelled, then drains within the grace period.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
+        let mut running = self.start();
+        while !shutdown.is_cancelled() {
+            // Full: only a finished row frees a slot, but a wake-up costs one cheap step.
+            let queue_drained = match running.step().await {
+                Outcome::Claimed(_) => false,
+                Outcome::Full | Outcome::EmptyQueue(_) => true,
+                Outcome::ClaimFailed { retry_in, .. } => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry_in) => {}
+                        _ = shutdown.cancelled() => {}
                     }
-                    Err(err) => {
-                        self.metrics.database_errors.inc();
-                        db_failures += 1;
-                        let wait = db_backoff(db_failures);
-                        tracing::warn!(error = %err, retry_in = ?wait, "claim failed; backing off");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                        continue;
-                    }
+                    continue;
                 }
-            }
-            if !queue_drained && in_flight.len() < settings.concurrency {
-                continue;
-            }
+            };
             tokio::select! {
-                done = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                // Joining is cancel-safe; handing over is not, so it happens in the branch.
+                done = running.in_flight.join_next_with_id(), if !running.in_flight.is_empty() => {
                     if let Some(done) = done {
-                        forward(done, &mut claims, &record_tx, &settings, &self.health).await;
+                        running.forward(done).await;
                     }
                 }
                 _ = self.events.work_available(), if queue_drained => {}
-                _ = tokio::time::sleep(settings.poll), if queue_drained => {}
+                _ = tokio::time::sleep(self.settings.poll), if queue_drained => {}
                 _ = shutdown.cancelled() => {}
             }
         }
+        let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
+        let finished = running.stop(Some(deadline)).await;
+        // How many rows this pool finished (the ones its guarded writes changed): an operator's
+        // view of each process's share, and what the fault tests add up across processes.
+        tracing::info!(owner = %self.owner, finished, "worker pool stopped");
+    }
 
-        // Stop: let in-flight rows finish within the grace period, then release the rest.
-        let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
-        while !in_flight.is_empty() {
-            match tokio::time::timeout_at(deadline, in_flight.join_next_with_id()).await {
-                Ok(Some(done)) => {
-                    forward(done, &mut claims, &record_tx, &settings, &self.health).await
-                }
-                Ok(None) => break,
-                Err(_) => break,
+    /// Works the queue until nothing is due and every outcome is written, then returns how
+    /// many rows this drain finished: what tests use instead of waiting for a running pool.
+    ///
+    /// Rows put back for a later retry are not waited for. A failed claim ends the drain
+    /// after the rows already in flight are recorded, with the claim's error.
+    pub async fn drain(&self) -> Result<u64, DbErr> {
+        let mut running = self.start();
+        let mut failed = None;
+        loop {
+            if let Outcome::ClaimFailed { error, .. } = running.step().await {
+                failed = Some(error);
             }
+            if failed.is_some() || running.in_flight.is_empty() {
+                break;
+            }
+            running.finish_one().await;
         }
-        in_flight.abort_all();
-        while in_flight.join_next().await.is_some() {}
-        let unfinished: Vec<Claimed> = claims.into_values().collect();
-        drop(record_tx);
+        let finished = running.stop(None).await;
+        failed.map_or(Ok(finished), Err)
+    }
+}
+
+/// A started [`WorkerPool`]: the rows in flight, and the tasks that record their outcomes and
+/// keep their leases.
+pub struct Running<'a> {
+    /// The pool's parts and settings.
+    pool: &'a WorkerPool,
+    /// One task per claimed row.
+    in_flight: JoinSet<(Claimed, Disposition)>,
+    /// The claim of each task in flight: what to release, or to fail, if the task cannot
+    /// say itself.
+    claims: HashMap<tokio::task::Id, Claimed>,
+    /// To the recorder; dropping it lets the recorder write what it has and end.
+    record_tx: mpsc::Sender<(Claimed, Disposition)>,
+    /// Writes outcomes in batches.
+    recorder: JoinHandle<()>,
+    /// Renews the leases of the rows in flight.
+    heartbeat: JoinHandle<()>,
+    /// Ends the heartbeat.
+    heartbeat_stop: CancellationToken,
+    /// Rows the recorder's writes finished.
+    finished: Arc<AtomicU64>,
+    /// Claims failed in a row, for the backoff.
+    db_failures: u32,
+}
+
+impl Running<'_> {
+    /// Hands rows that have finished to the recorder without waiting for the others, then
+    /// claims a row for every free slot and starts finding them.
+    pub async fn step(&mut self) -> Outcome {
+        while let Some(done) = self.in_flight.try_join_next_with_id() {
+            self.forward(done).await;
+        }
+        let pool = self.pool;
+        let settings = &pool.settings;
+        let free = settings.concurrency.saturating_sub(self.in_flight.len());
+        if free == 0 {
+            return Outcome::Full;
+        }
+        let batch = match pool
+            .store
+            .claim(pool.owner, free, settings.lease, settings.max_tries)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                pool.metrics.database_errors.inc();
+                self.db_failures += 1;
+                let retry_in = db_backoff(self.db_failures);
+                tracing::warn!(error = %error, retry_in = ?retry_in, "claim failed; backing off");
+                return Outcome::ClaimFailed { error, retry_in };
+            }
+        };
+        self.db_failures = 0;
+        let claimed = batch.len();
+        if claimed > 0 {
+            pool.metrics.claim_batch.observe(claimed as f64);
+        }
+        for claim in batch {
+            let handle = self.in_flight.spawn(find_one(
+                pool.finder.clone(),
+                claim.clone(),
+                settings.clone(),
+                pool.metrics.clone(),
+                pool.health.clone(),
+            ));
+            self.claims.insert(handle.id(), claim);
+        }
+        if claimed < free {
+            Outcome::EmptyQueue(claimed)
+        } else {
+            Outcome::Claimed(claimed)
+        }
+    }
+
+    /// Waits for the next row in flight to finish and hands it to the recorder; `false` when
+    /// nothing was in flight. Not cancel-safe: a row whose outcome is dropped midway is redone
+    /// only once this pool has stopped and the row's lease has run out.
+    pub async fn finish_one(&mut self) -> bool {
+        match self.in_flight.join_next_with_id().await {
+            Some(done) => {
+                self.forward(done).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Rows claimed and not yet handed to the recorder.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Stops: lets rows in flight finish (until `deadline`, or all of them with `None`),
+    /// releases the rest, and waits for their outcomes to be written. Returns how many rows
+    /// the pool's writes finished.
+    pub async fn stop(mut self, deadline: Option<tokio::time::Instant>) -> u64 {
+        while let Some(done) = until(deadline, self.in_flight.join_next_with_id())
+            .await
+            .flatten()
+        {
+            self.forward(done).await;
+        }
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        let unfinished: Vec<Claimed> = self.claims.into_values().collect();
+        drop(self.record_tx);
         // The last writes get what is left of the grace period, and at least FINAL_WRITES. They
         // must not wait for a database that is down (the recorder retries for as long as it
         // runs): what is not written keeps its lease, which expires, and any worker fetches those
         // rows again, so giving up loses nothing.
-        let writes_by = deadline.max(tokio::time::Instant::now() + FINAL_WRITES);
-        match tokio::time::timeout_at(writes_by, &mut recorder).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::error!(error = %err, "recorder task failed"),
-            Err(_) => {
+        let writes_by = deadline.map(|d| d.max(tokio::time::Instant::now() + FINAL_WRITES));
+        let mut recorder = self.recorder;
+        match until(writes_by, &mut recorder).await {
+            Some(Ok(())) => {}
+            Some(Err(err)) => tracing::error!(error = %err, "recorder task failed"),
+            None => {
                 recorder.abort();
                 tracing::warn!(
                     "could not record every outcome before stopping; their leases will expire and other workers will redo them"
@@ -277,28 +336,66 @@ impl WorkerPool {
             }
         }
         if !unfinished.is_empty() {
-            match tokio::time::timeout_at(writes_by, self.store.release(&unfinished)).await {
-                Ok(Ok(n)) => tracing::info!(released = n, "released unfinished rows"),
-                Ok(Err(err)) => {
+            match until(writes_by, self.pool.store.release(&unfinished)).await {
+                Some(Ok(n)) => tracing::info!(released = n, "released unfinished rows"),
+                Some(Err(err)) => {
                     tracing::warn!(error = %err, "could not release rows; their leases will expire")
                 }
-                Err(_) => tracing::warn!(
+                None => tracing::warn!(
                     rows = unfinished.len(),
                     "could not release rows in time; their leases will expire"
                 ),
             }
         }
-        heartbeat_stop.cancel();
-        if tokio::time::timeout_at(writes_by, &mut heartbeat)
-            .await
-            .is_err()
-        {
+        self.heartbeat_stop.cancel();
+        let mut heartbeat = self.heartbeat;
+        if until(writes_by, &mut heartbeat).await.is_none() {
             heartbeat.abort();
         }
-        let finished = finished.load(Ordering::Relaxed);
-        // How many rows this pool finished (the ones its guarded writes changed): an operator's
-        // view of each process's share, and what the fault tests add up across processes.
-        tracing::info!(owner = %self.owner, finished, "worker pool stopped");
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Sends a finished task's outcome to the recorder and forgets its claim.
+    async fn forward(
+        &mut self,
+        done: Result<(tokio::task::Id, (Claimed, Disposition)), tokio::task::JoinError>,
+    ) {
+        let item = match done {
+            Ok((id, item)) => {
+                self.claims.remove(&id);
+                item
+            }
+            // `find_one` catches panics itself; a task still failing here was aborted or broke
+            // in a way we cannot attribute, so count it as a failed try of its row.
+            Err(err) => {
+                let Some(claim) = self.claims.remove(&err.id()) else {
+                    return;
+                };
+                self.pool.health.handed_over();
+                let retry = (claim.tries as u32) < self.pool.settings.max_tries;
+                let message = format!("worker task failed: {err}");
+                let disposition = if retry {
+                    Disposition::Retry {
+                        run_at: crate::store::now(),
+                        category: ErrorCategory::Internal,
+                        message,
+                    }
+                } else {
+                    Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)))
+                };
+                (claim, disposition)
+            }
+        };
+        // Fails only once the recorder has ended, which happens after the last send.
+        let _ = self.record_tx.send(item).await;
+    }
+}
+
+/// Awaits `work` until `deadline` (forever with `None`); `None` if the deadline came first.
+async fn until<F: Future>(deadline: Option<tokio::time::Instant>, work: F) -> Option<F::Output> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
     }
 }
 
@@ -382,140 +479,6 @@ async fn guarded(work: impl Future<Output = FindOutcome>, timeout: Duration) -> 
     }
 }
 
-/// Sends a finished task's outcome to the recorder and forgets its claim.
-async fn forward(
-    done: Result<(tokio::task::Id, (Claimed, Disposition)), tokio::task::JoinError>,
-    claims: &mut HashMap<tokio::task::Id, Claimed>,
-    record_tx: &mpsc::Sender<(Claimed, Disposition)>,
-    settings: &WorkerSettings,
-    health: &RecorderHealth,
-) {
-    let item = match done {
-        Ok((id, item)) => {
-            claims.remove(&id);
-            item
-        }
-        // `find_one` catches panics itself; a task still failing here was aborted or broke in
-        // a way we cannot attribute, so count it as a failed try of its row.
-        Err(err) => {
-            let Some(claim) = claims.remove(&err.id()) else {
-                return;
-            };
-            health.handed_over();
-            let retry = (claim.tries as u32) < settings.max_tries;
-            let message = format!("worker task failed: {err}");
-            let disposition = if retry {
-                Disposition::Retry {
-                    run_at: crate::store::now(),
-                    category: ErrorCategory::Internal,
-                    message,
-                }
-            } else {
-                Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)))
-            };
-            (claim, disposition)
-        }
-    };
-    let _ = record_tx.send(item).await;
-}
-
-/// Writes outcomes in batches and publishes the resulting progress; counts in `finished` the
-/// rows its writes finished.
-async fn record_loop(
-    store: Store,
-    events: Events,
-    metrics: Arc<Metrics>,
-    mut rx: mpsc::Receiver<(Claimed, Disposition)>,
-    finished: Arc<AtomicU64>,
-    health: Arc<RecorderHealth>,
-) {
-    let mut batch = Vec::with_capacity(RECORD_BATCH);
-    loop {
-        let Some(first) = rx.recv().await else { break };
-        batch.push(first);
-        let linger = tokio::time::sleep(RECORD_LINGER);
-        tokio::pin!(linger);
-        while batch.len() < RECORD_BATCH {
-            tokio::select! {
-                next = rx.recv() => match next {
-                    Some(item) => batch.push(item),
-                    None => break,
-                },
-                _ = &mut linger => break,
-            }
-        }
-        metrics.record_batch.observe(batch.len() as f64);
-        let transaction = sentry::start_transaction(sentry::TransactionContext::new(
-            "record batch",
-            "worker.record_batch",
-        ));
-        transaction.set_tag("batch_size", batch.len());
-        let mut jobs: Vec<_> = batch.iter().map(|(c, _)| c.job_id).collect();
-        jobs.dedup();
-        if let [job] = jobs.as_slice() {
-            transaction.set_tag("job_id", job);
-        }
-        let rows = batch.len();
-        let n = write_batch(&store, &events, &metrics, &mut batch).await;
-        health.wrote(rows);
-        finished.fetch_add(n, Ordering::Relaxed);
-        transaction.finish();
-    }
-}
-
-/// Records one batch, retrying while the database is down: outcomes are never dropped here.
-/// If our leases expire meanwhile, the guarded write simply changes nothing. A row the
-/// database refuses for good is not retried: the store records it as failed and writes the
-/// rest (see [`Store::record`]). Returns how many rows the write finished.
-async fn write_batch(
-    store: &Store,
-    events: &Events,
-    metrics: &Metrics,
-    batch: &mut Vec<(Claimed, Disposition)>,
-) -> u64 {
-    let mut failures = 0u32;
-    loop {
-        match store.record(batch.clone()).await {
-            Ok(recorded) => {
-                metrics
-                    .record_failures
-                    .with_label_values(&["permanent"])
-                    .inc_by(recorded.refused.len() as u64);
-                let updates = recorded.updates;
-                let finished = updates.iter().map(|u| u.finished.len() as u64).sum();
-                for update in updates {
-                    if update.job.status.is_final() {
-                        let job = &update.job;
-                        tracing::info_span!("job", job_id = %job.id).in_scope(|| {
-                            tracing::info!(
-                                status = job.status.as_str(),
-                                total = job.total,
-                                completed = job.completed,
-                                failed = job.failed,
-                                "job finished"
-                            )
-                        });
-                    }
-                    events.publish_progress(ProgressEvent::from(update));
-                }
-                batch.clear();
-                return finished;
-            }
-            Err(err) => {
-                metrics.database_errors.inc();
-                metrics
-                    .record_failures
-                    .with_label_values(&["transient"])
-                    .inc();
-                failures += 1;
-                let wait = db_backoff(failures);
-                tracing::warn!(error = %err, rows = batch.len(), retry_in = ?wait, "recording failed; retrying");
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-}
-
 /// Renews leases of in-flight rows and finishes rows abandoned by dead workers.
 async fn heartbeat_loop(
     store: Store,
@@ -560,7 +523,7 @@ async fn heartbeat_loop(
 }
 
 /// Exponential backoff with jitter: `base · 2^(attempt-1)`, times a factor in [0.5, 1.5),
-/// capped at [`MAX_BACKOFF`].
+/// capped at `MAX_BACKOFF` (ten minutes).
 pub fn backoff(attempt: u32, base: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     let jitter = rand::rng().random_range(0.5..1.5);
@@ -574,98 +537,4 @@ fn db_backoff(attempt: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_panic_or_an_overrun_is_a_failed_try() {
-        let panicking = async {
-            if true {
-                panic!("boom at example.com");
-            }
-            Err(FindError::new(ErrorCategory::NoIcon, "unreachable"))
-        };
-        let err = guarded(panicking, Duration::from_secs(5))
-            .await
-            .unwrap_err();
-        assert_eq!(err.category, ErrorCategory::Internal);
-        assert!(
-            err.message.contains("boom at example.com"),
-            "{}",
-            err.message
-        );
-        assert!(
-            err.category.is_transient(),
-            "a crash is retried up to the try limit"
-        );
-
-        let stuck = std::future::pending::<FindOutcome>();
-        let err = guarded(stuck, Duration::from_millis(20)).await.unwrap_err();
-        assert_eq!(err.category, ErrorCategory::Timeout);
-    }
-
-    #[tokio::test]
-    async fn a_write_that_cannot_reach_the_database_is_a_transient_failure() {
-        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
-        store.migrate().await.unwrap();
-        store.connection().clone().close().await.unwrap();
-        let metrics = Metrics::new();
-        let claim = Claimed {
-            id: Uuid::new_v4(),
-            job_id: Uuid::new_v4(),
-            domain: "a.test".into(),
-            tries: 1,
-            owner: Uuid::new_v4(),
-        };
-        let mut batch = vec![(
-            claim,
-            Disposition::Finish(Err(FindError::new(ErrorCategory::NoIcon, "none"))),
-        )];
-        // The recorder retries for as long as it runs; a second is a few tries.
-        let events = Events::in_process();
-        let write = write_batch(&store, &events, &metrics, &mut batch);
-        assert!(
-            tokio::time::timeout(Duration::from_secs(1), write)
-                .await
-                .is_err()
-        );
-        let count = |kind| metrics.record_failures.with_label_values(&[kind]).get();
-        assert!(count("transient") >= 1);
-        assert_eq!(count("permanent"), 0);
-        assert_eq!(batch.len(), 1, "nothing is dropped while it retries");
-    }
-
-    #[test]
-    fn a_recorder_with_nothing_waiting_is_never_stalled() {
-        let health = RecorderHealth::new(Duration::ZERO);
-        assert_eq!(health.stalled(), None);
-        health.handed_over();
-        std::thread::sleep(Duration::from_millis(5));
-        let why = health.stalled().expect("waiting past a zero lease");
-        assert!(why.contains("1 finished domains wait"), "{why}");
-        health.wrote(1);
-        assert_eq!(health.stalled(), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let base = Duration::from_millis(100);
-        for _ in 0..50 {
-            let first = backoff(1, base);
-            assert!(first >= Duration::from_millis(50) && first < Duration::from_millis(150));
-            let third = backoff(3, base);
-            assert!(third >= Duration::from_millis(200) && third < Duration::from_millis(600));
-            assert!(backoff(40, base) <= MAX_BACKOFF);
-        }
-    }
-
-    #[test]
-    fn database_backoff_stays_short_after_a_long_outage() {
-        // Attempts come every acquire timeout (10 s) plus this wait: a few minutes down means
-        // a dozen failures, which must not turn into minutes of idling once it is back.
-        for attempt in [1, 12, 20, 40] {
-            assert!(db_backoff(attempt) <= MAX_DB_BACKOFF);
-        }
-        assert!(db_backoff(1) < Duration::from_millis(300));
-    }
-}
+mod tests;

@@ -499,7 +499,8 @@ mod tests {
     fn url_checks_literals_ports_and_schemes() {
         let f = Fetcher::new(&cfg(false, vec![], &[])).unwrap();
         let chk = |u: &str| f.check_url(&Url::parse(u).unwrap()).map_err(|e| e.category);
-        // Case 75: odd literals are normalised by the url crate, then refused.
+        // Loopback spelled as a decimal or hex literal must not slip past the guard: the url
+        // crate normalises odd literals, then the guard refuses them.
         assert_eq!(chk("http://2130706433/"), Err(ErrorCategory::Blocked));
         assert_eq!(chk("http://0x7f.1/"), Err(ErrorCategory::Blocked));
         assert_eq!(

@@ -1,7 +1,7 @@
 //! Web app manifest icons, parsed leniently: a BOM, trailing junk or one bad entry must not
-//! lose the good entries (case 44).
+//! lose the good entries.
 
-use super::html::{Skip, resolve};
+use super::links::{Skip, resolve};
 use super::{Candidate, CandidateSource};
 use crate::clean::{self, MAX_TOKEN_BYTES};
 use serde_json::Value;
@@ -77,7 +77,9 @@ mod tests {
 
     #[test]
     fn lenient_and_resolved_against_manifest_url() {
-        // Cases 42, 43, 44.
+        // Sources resolve against the manifest's URL; a maskable icon (padded for a safe zone)
+        // is used only when nothing else is offered, a monochrome one never; a BOM, trailing
+        // junk and bad entries lose only themselves.
         let m = "\u{feff}{\"icons\":[{\"src\":\"i/192.png\",\"sizes\":\"192x192\",\"type\":\"image/png\"},\
                  {\"src\":5},{\"sizes\":\"1x1\"},{\"src\":\"m.png\",\"purpose\":\"maskable\"},\
                  {\"src\":\"mono.png\",\"purpose\":\"monochrome\"},\

@@ -7,20 +7,24 @@
 //! - `fetch`: the HTTP client (redirects, per-host and per-address politeness, body caps) and
 //!   the classification of network failures into [`ErrorCategory`].
 //! - `html`: streaming `<head>` extraction with lol_html.
+//! - `links`: what the page declared, resolved into candidates and manifest URLs.
 //! - `image`: sniffing image bytes and reading real dimensions.
 //! - `rank`: the pure ranking policy over candidates.
 //! - `manifest`: lenient web app manifest parsing.
+//! - `page`: the home page over https/http × apex/www, and bot-wall recognition.
 //! - `pipeline`: one domain from home page to verified icon, and the error mapping.
 
 pub mod fetch;
 pub mod html;
 pub mod image;
+pub mod links;
 pub mod manifest;
+mod page;
 mod pipeline;
 pub mod rank;
 pub mod resolve;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -369,7 +373,7 @@ fn timeout_error(timeout: Duration) -> FindError {
     )
 }
 
-/// Parses FETCH_RESOLVE: "HOST=IP:PORT,HOST2=IP:PORT" ("*" = any host; IPv6 as [::1]:8080;
+/// Parses FETCH_RESOLVE: "HOST=IP:PORT,HOST2=IP:PORT" ("*" = any host; IPv6 as `[::1]:8080`;
 /// whitespace around entries ok; empty string = no rules). Err(message naming the bad entry).
 pub fn parse_resolve_rules(s: &str) -> Result<Vec<ResolveRule>, String> {
     let mut rules = Vec::new();

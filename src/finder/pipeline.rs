@@ -7,7 +7,7 @@
 //! keeps the real status), every 4xx becomes [`ErrorCategory::HttpStatus`] (permanent). This
 //! keeps the public category set and `is_transient` unchanged.
 //!
-//! Bot walls (case 69): a 403 or 503 home page is asked again once with browser-like headers.
+//! Bot walls: a 403 or 503 home page is asked again once with browser-like headers.
 //! If the answer is still an error and looks like a challenge page ("Just a moment...",
 //! `cf-mitigated: challenge`, ...), the failure is `http_status` (permanent: the same client
 //! will meet the same wall) with a message starting "bot wall:", even for a 503; a plain 403
@@ -30,24 +30,21 @@
 //! the default paths, then the best-ranked of the rest; the others are counted in
 //! `candidates_dropped`, with those the page declared past the parsing caps.
 
-use super::fetch::{FetchError, Fetcher, retry_after};
-use super::html::{self, HeadParser};
+use super::fetch::{FetchError, Fetcher};
+use super::html;
+use super::page::{Page, fetch_page, home_page};
 use super::{Candidate, CandidateSource, ErrorCategory, FindError, FindOutcome, Found};
-use super::{image, manifest, rank};
+use super::{image, links, manifest, rank};
 use crate::clean::{self, MAX_CANDIDATES, MAX_MESSAGE_BYTES};
 use base64::Engine as _;
 use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
-/// Decompressed bytes of HTML read at most.
-pub const HTML_CAP: usize = 1024 * 1024;
 /// Decompressed bytes of one icon read at most (a larger icon is rejected).
 pub const ICON_CAP: usize = 1024 * 1024;
 /// Decompressed bytes of a manifest read at most.
 pub const MANIFEST_CAP: usize = 256 * 1024;
-/// Redirects followed for the home page.
-const PAGE_REDIRECTS: usize = 10;
 /// Redirects followed for an icon or a manifest.
 const ICON_REDIRECTS: usize = 5;
 /// Icons fetched at most per domain (declared, default paths and `<noscript>` together).
@@ -62,168 +59,9 @@ const EXTRA_SAME_TIER: usize = 3;
 /// Manifests fetched at most.
 const MAX_MANIFESTS: usize = 2;
 
-/// The home page as fetched.
-struct Page {
-    url: Url,
-    status: u16,
-    retry_after: Option<u64>,
-    /// The error page still looked like a bot-wall challenge after the browser-like retry.
-    challenge: bool,
-    extracted: Option<html::Extracted>,
-}
-
-/// Bytes of an error page read to recognise a challenge.
-const CHALLENGE_SNIFF: usize = 32 * 1024;
-
-/// Whether an error page is a bot-wall challenge (Cloudflare and look-alikes).
-fn looks_like_challenge(headers: &reqwest::header::HeaderMap, body: &[u8]) -> bool {
-    if headers
-        .get("cf-mitigated")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("challenge"))
-    {
-        return true;
-    }
-    let lower = String::from_utf8_lossy(body).to_ascii_lowercase();
-    [
-        "just a moment...",
-        "attention required!",
-        "cf-chl",
-        "challenge-platform",
-        "checking your browser",
-        "ddos-guard",
-    ]
-    .iter()
-    .any(|m| lower.contains(m))
-}
-
-fn remaining(deadline: Instant) -> Duration {
+/// Time left until `deadline`, zero once it has passed.
+pub(super) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
-}
-
-/// The other host to try when one does not resolve or connect.
-fn host_variants(domain: &str) -> Vec<String> {
-    let alt = match domain.strip_prefix("www.") {
-        Some(rest) if rest.contains('.') => rest.to_string(),
-        Some(_) => return vec![domain.to_string()],
-        None => format!("www.{domain}"),
-    };
-    vec![domain.to_string(), alt]
-}
-
-/// Fetches one page URL and streams its head through the parser.
-async fn fetch_page(f: &Fetcher, url: Url, deadline: Instant) -> Result<Page, FetchError> {
-    // The page gets two thirds of what is left so that default paths can still be tried.
-    let budget = remaining(deadline) * 2 / 3;
-    let mut opened = f
-        .open(url.clone(), PAGE_REDIRECTS, false, budget, deadline)
-        .await?;
-    let s = opened.resp.status().as_u16();
-    if s == 403 || s == 503 {
-        // Bot walls often answer non-browser requests this way: one retry looking like one.
-        let budget = remaining(deadline) * 2 / 3;
-        if let Ok(again) = f.open(url, PAGE_REDIRECTS, true, budget, deadline).await {
-            opened = again;
-        }
-    }
-    let status = opened.resp.status().as_u16();
-    let headers = opened.resp.headers().clone();
-    let content_type = headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let mut page = Page {
-        url: opened.url.clone(),
-        status,
-        retry_after: retry_after(&headers),
-        challenge: false,
-        extracted: None,
-    };
-    if status == 403 || status == 503 {
-        let mut body = Vec::new();
-        let _ = Fetcher::read_capped(&mut opened, CHALLENGE_SNIFF, |c| {
-            body.extend_from_slice(c);
-            true
-        })
-        .await;
-        page.challenge = looks_like_challenge(&headers, &body);
-        return Ok(page);
-    }
-    let htmlish = content_type.is_empty()
-        || content_type.contains("html")
-        || content_type.contains("xml")
-        || content_type.starts_with("text/plain");
-    if !(200..300).contains(&status) || !htmlish {
-        return Ok(page);
-    }
-    let charset = content_type
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("charset="))
-        .map(|c| c.trim_matches(['"', '\'']).to_string())
-        .next();
-    let mut parser = HeadParser::new(charset.as_deref());
-    // A body that fails or stalls midway still yields what was parsed so far.
-    let _ = Fetcher::read_capped(&mut opened, HTML_CAP, |chunk| {
-        parser.write(chunk);
-        !parser.done()
-    })
-    .await;
-    page.extracted = Some(parser.finish());
-    Ok(page)
-}
-
-/// The home page over the https/http × domain/alternate matrix; `Err` carries the first
-/// (most telling) failure.
-async fn home_page(f: &Fetcher, domain: &str, deadline: Instant) -> Result<Page, FetchError> {
-    use ErrorCategory as C;
-    let mut first: Option<FetchError> = None;
-    for host in host_variants(domain) {
-        // This host's most telling failure: a plain-HTTP site that then stalls or breaks says
-        // more than the https handshake it could not do.
-        let mut host_err: Option<FetchError> = None;
-        let mut next_host = true;
-        for scheme in ["https", "http"] {
-            let Ok(url) = Url::parse(&format!("{scheme}://{host}/")) else {
-                return Err(FetchError::new(
-                    ErrorCategory::Dns,
-                    format!("{host:?} is not a valid host name"),
-                ));
-            };
-            match fetch_page(f, url, deadline).await {
-                Ok(p) => return Ok(p),
-                Err(e) => {
-                    let cat = e.category;
-                    if e.origin.is_some() {
-                        // The host works; the failure is the site's own and says the most.
-                        return Err(e);
-                    }
-                    let better = host_err.as_ref().is_none_or(|h| {
-                        matches!(h.category, C::Tls | C::Connect)
-                            && !matches!(cat, C::Connect | C::Dns | C::DnsTransient | C::Blocked)
-                    });
-                    if better {
-                        host_err = Some(e);
-                    }
-                    if scheme == "https" && matches!(cat, C::Tls | C::Connect) {
-                        continue;
-                    }
-                    next_host = matches!(
-                        cat,
-                        C::Dns | C::DnsTransient | C::Connect | C::Tls | C::Blocked
-                    );
-                    break;
-                }
-            }
-        }
-        if let Some(e) = host_err {
-            first.get_or_insert(e);
-        }
-        if !next_host {
-            break;
-        }
-    }
-    Err(first.unwrap_or_else(|| FetchError::new(ErrorCategory::Internal, "no host tried")))
 }
 
 /// Decodes a `data:` URL (base64 or percent-encoded) without fetching anything.
@@ -255,7 +93,7 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) {
         decode_data_url(&c.url)
     } else {
         let mut bytes = fetch_icon(f, &c.url, deadline).await;
-        // Case 22: an http icon that cannot be reached may well exist over https.
+        // An http icon that cannot be reached may well exist over https.
         if let (Err(e), Some(rest)) = (&bytes, c.url.strip_prefix("http://"))
             && (e.starts_with("connect") || e.starts_with("tls"))
         {
@@ -360,8 +198,8 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
         && ex.links.is_empty()
         && ex.manifests.is_empty()
         && ex.tiles.is_empty()
-        && let Some(target) = ex.refresh.as_deref().and_then(html::refresh_target)
-        && let Some(next) = html::resolve_href(&p.url, &target)
+        && let Some(target) = ex.refresh.as_deref().and_then(links::refresh_target)
+        && let Some(next) = links::resolve_href(&p.url, &target)
         && let Ok(next) = Url::parse(&next)
         && next != p.url
         && let Ok(p2) = fetch_page(f, next, deadline).await
@@ -389,11 +227,11 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
         ..
     }) = &page
     {
-        let declared = html::candidates(ex, url);
+        let declared = links::candidates(ex, url);
         dropped = declared.dropped;
         parse_error.clone_from(&ex.parse_error);
         cands.extend(declared.candidates);
-        last_resort = rank::rank(html::noscript_candidates(ex, url));
+        last_resort = rank::rank(links::noscript_candidates(ex, url));
         for m in declared.manifests.into_iter().take(MAX_MANIFESTS) {
             match manifest_icons(f, m, deadline).await {
                 Ok((icons, n)) => {
@@ -478,7 +316,8 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             winner_tier = Some(rank::tier(c));
         }
     }
-    // Case 35: `<noscript>` icons only when nothing else, `/favicon.ico` included, verified.
+    // `<noscript>` icons only when nothing else, `/favicon.ico` included, verified: browsers
+    // that run scripts ignore them.
     if rank::pick(&ranked).is_none() {
         for mut c in last_resort {
             if !seen.insert(c.url.clone()) {
@@ -612,15 +451,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn www_variants() {
-        assert_eq!(host_variants("x.test"), ["x.test", "www.x.test"]);
-        assert_eq!(host_variants("www.x.test"), ["www.x.test", "x.test"]);
-        assert_eq!(host_variants("www.test"), ["www.test"]);
-    }
-
-    #[test]
     fn data_urls() {
-        // Cases 27, 28.
+        // Base64 and percent-encoded (or raw utf8) `data:` URLs both decode; broken base64 is
+        // an error, not an empty image.
         let png = crate::finder::image::tests::png_bytes(16, 16);
         let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
         let u = format!("data:image/png;base64,{b64}");

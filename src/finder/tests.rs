@@ -14,9 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use url::Url;
 
 #[derive(Debug, Clone)]
-struct Req {
-    host: String,
-    path: String,
+pub(crate) struct Req {
+    pub(crate) host: String,
+    pub(crate) path: String,
     head: String,
 }
 
@@ -28,13 +28,13 @@ enum Body {
     Endless(Vec<u8>),
 }
 
-struct Resp {
+pub(crate) struct Resp {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Body,
 }
 
-fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
+pub(crate) fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
     Resp {
         status: 200,
         headers: vec![("Content-Type", ctype.into())],
@@ -42,11 +42,11 @@ fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
     }
 }
 
-fn html(s: &str) -> Resp {
+pub(crate) fn html(s: &str) -> Resp {
     ok("text/html; charset=utf-8", s)
 }
 
-fn status(code: u16) -> Resp {
+pub(crate) fn status(code: u16) -> Resp {
     Resp {
         status: code,
         headers: vec![("Content-Type", "text/html".into())],
@@ -64,14 +64,14 @@ fn redirect(code: u16, to: &str) -> Resp {
 
 type Handler = Arc<dyn Fn(&Req) -> Resp + Send + Sync>;
 
-struct Server {
-    port: u16,
+pub(crate) struct Server {
+    pub(crate) port: u16,
     requests: Arc<Mutex<Vec<Req>>>,
     connections: Arc<AtomicUsize>,
 }
 
 impl Server {
-    async fn start(h: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Self {
+    pub(crate) async fn start(h: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -165,7 +165,7 @@ async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
     let _ = sock.shutdown().await;
 }
 
-fn config(port: u16, allow_private: bool, timeout_ms: u64) -> FinderConfig {
+pub(crate) fn config(port: u16, allow_private: bool, timeout_ms: u64) -> FinderConfig {
     FinderConfig {
         timeout: Duration::from_millis(timeout_ms),
         allow_private_networks: allow_private,
@@ -222,7 +222,8 @@ async fn only_default_favicon_ico() {
 
 #[tokio::test]
 async fn redirect_chain_resolves_against_final_url() {
-    // Cases 19, 61: http→www→/home, then a path-relative href.
+    // http→www→/home, then a path-relative href: it must resolve against the page the
+    // redirects ended on, not the origin root or the first URL.
     let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
         ("site.test", "/") => redirect(301, "http://www.site.test/"),
         ("www.site.test", "/") => redirect(302, "/blog/home"),
@@ -243,7 +244,8 @@ async fn redirect_chain_resolves_against_final_url() {
 
 #[tokio::test]
 async fn redirect_loop_is_too_many_redirects_but_favicon_still_tried() {
-    // Case 63.
+    // A redirect loop must end as too_many_redirects instead of spinning, and the default
+    // paths still get their turn.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => redirect(302, "/a"),
         "/a" => redirect(302, "/"),
@@ -283,7 +285,8 @@ async fn too_many_hops_without_loop() {
 
 #[tokio::test]
 async fn soft_404_favicon_is_rejected() {
-    // Case 50.
+    // A single-page app answers every path with its HTML and a 200: a "favicon" that is
+    // really a page must be rejected by sniffing, not trusted for its status.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => html("<html><head></head><body>app</body></html>"),
         _ => html("<!doctype html><html><head><title>App</title></head><body></body></html>"),
@@ -297,7 +300,7 @@ async fn soft_404_favicon_is_rejected() {
         .find(|c| c.url == "http://spa.test/favicon.ico")
         .unwrap();
     assert!(ico.error.as_deref().unwrap().contains("soft 404"));
-    // Case 48: nothing declared, so the apple-touch paths were probed too.
+    // Nothing was declared, so the apple-touch paths were probed too.
     assert!(
         s.paths()
             .contains(&"spa.test/apple-touch-icon.png".to_string())
@@ -306,7 +309,8 @@ async fn soft_404_favicon_is_rejected() {
 
 #[tokio::test]
 async fn missing_icon_is_no_icon_and_broken_candidates_fall_through() {
-    // Cases 49, 52, 53: a declared 404, an empty file and a 1x1 pixel are all rejected.
+    // A declared 404, an empty file and a 1x1 placeholder are all rejected, and the finder
+    // moves on to the next candidate instead of stopping at the first declared one.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => html(
             r#"<head><link rel=icon href=/gone.png><link rel=icon href=/empty.ico><link rel=icon href=/pixel.gif></head>"#,
@@ -343,7 +347,8 @@ async fn dead_port_is_connect() {
 
 #[tokio::test]
 async fn slow_drip_times_out_within_deadline() {
-    // Case 71.
+    // A server that sends a byte now and then would hold a worker forever without an overall
+    // deadline: the find must end within it.
     let s = Server::start(|_| Resp {
         status: 200,
         headers: vec![("Content-Type", "text/html".into())],
@@ -360,7 +365,8 @@ async fn slow_drip_times_out_within_deadline() {
 
 #[tokio::test]
 async fn endless_bodies_are_capped() {
-    // Cases 37, 55: an endless page is parsed up to the cap; an endless icon is rejected.
+    // An endless page is parsed up to the cap (what was found is kept); an endless icon is
+    // rejected, so neither can exhaust memory.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => Resp {
             status: 200,
@@ -388,7 +394,8 @@ async fn endless_bodies_are_capped() {
 
 #[tokio::test]
 async fn private_target_blocked_and_never_contacted() {
-    // Case 74.
+    // With the guard on, a name that resolves to loopback is refused at connect time: the
+    // server must never see a connection.
     let s = Server::start(|_| html("<head><link rel=icon href=/i.png></head>")).await;
     let f = Finder::new(config(s.port, false, 3000)).unwrap();
     let err = f.find("site.test").await.unwrap_err();
@@ -399,7 +406,8 @@ async fn private_target_blocked_and_never_contacted() {
 
 #[tokio::test]
 async fn redirect_to_private_literal_blocked() {
-    // Cases 74, 75: with the guard on, a literal private hop is refused before any request.
+    // With the guard on, a redirect to a literal private address is refused before any
+    // request, however the literal is spelled.
     let f = Finder::new(FinderConfig {
         timeout: Duration::from_secs(2),
         allow_private_networks: false,
@@ -418,7 +426,8 @@ async fn redirect_to_private_literal_blocked() {
 
 #[tokio::test]
 async fn rule_for_other_host_only_gives_dns_error() {
-    // Case 67 (NXDOMAIN): the rules do not cover the name and `.test` never goes to DNS.
+    // A name that does not exist is a permanent failure, never retried: the rules do not cover
+    // it and `.test` never goes to DNS.
     let s = Server::start(|_| status(404)).await;
     let mut cfg = config(s.port, true, 2000);
     cfg.resolve[0].host = "other.test".into();
@@ -433,7 +442,7 @@ async fn rule_for_other_host_only_gives_dns_error() {
 
 #[tokio::test]
 async fn apex_dead_www_alive() {
-    // Case 65.
+    // Many sites answer on only one of the apex and www: the other one must be tried.
     let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
         ("www.apex.test", "/") => html("<head><link rel=icon href=/i.png></head>"),
         ("www.apex.test", "/i.png") => ok("image/png", png_bytes(64, 64)),
@@ -448,7 +457,8 @@ async fn apex_dead_www_alive() {
 
 #[tokio::test]
 async fn rate_limited_with_retry_after_and_browser_retry() {
-    // Cases 69, 70.
+    // An overloaded server (503 + Retry-After) is asked once more with browser-like headers,
+    // then failed as transient, carrying its Retry-After for the retry's backoff.
     let s = Server::start(|r| {
         let mut resp = status(503);
         resp.headers.push(("Retry-After", "120".into()));
@@ -487,7 +497,7 @@ async fn error_page_still_gets_favicon_and_404_is_http_status() {
 
 #[tokio::test]
 async fn manifest_icons_and_real_sizes_decide() {
-    // Cases 13, 42: the manifest is fetched and resolved against its own URL; a lying `sizes`
+    // The manifest is fetched and resolved against its own URL; a lying `sizes`
     // loses to the real dimensions among verified head icons.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => html(
@@ -529,7 +539,8 @@ async fn manifest_icons_and_real_sizes_decide() {
 
 #[tokio::test]
 async fn data_url_icon_and_meta_refresh() {
-    // Cases 27, 64.
+    // A `<meta refresh>` to another page is followed once (it is how some sites redirect
+    // without HTTP), and a `data:` icon there is used without a fetch.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => html(r#"<head><meta http-equiv="Refresh" content="0; URL='/en/'"></head>"#),
         "/en/" => html(
@@ -550,7 +561,8 @@ async fn data_url_icon_and_meta_refresh() {
 
 #[tokio::test]
 async fn gzip_page_is_decompressed() {
-    // Case 38.
+    // Servers compress HTML whether or not it helps: the page must be decompressed before
+    // parsing.
     use flate2::{Compression, write::GzEncoder};
     use std::io::Write;
     let mut enc = GzEncoder::new(Vec::new(), Compression::default());
@@ -626,7 +638,7 @@ fn bad_pem_names_the_path() {
 
 #[tokio::test]
 async fn https_to_plain_http_port_is_tls() {
-    // Case 66: a TLS handshake answered with plain HTTP is a TLS failure, not a dead host.
+    // A TLS handshake answered with plain HTTP is a TLS failure, not a dead host.
     let s = Server::start(|_| status(404)).await;
     let f = Finder::new(config(s.port, true, 3000)).unwrap();
     let u = Url::parse("https://tls.test/").unwrap();
@@ -642,7 +654,8 @@ async fn https_to_plain_http_port_is_tls() {
 
 #[tokio::test]
 async fn non_html_root_still_probes_defaults() {
-    // Case 40.
+    // A root that serves JSON (an API host) declares nothing, but its default icon paths may
+    // still exist.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => ok("application/json", "{\"hello\":1}"),
         "/apple-touch-icon.png" => ok("image/png", png_bytes(180, 180)),
@@ -664,7 +677,8 @@ async fn server_error_page_is_transient() {
 
 #[tokio::test]
 async fn body_links_rank_after_head_links_and_svg_wins() {
-    // Cases 11, 31.
+    // Links a CMS injected into <body> count, but below head links; an SVG is scalable, so it
+    // beats every raster size.
     let s = Server::start(|r| match r.path.as_str() {
         "/" => html(
             r#"<head><link rel=icon href=/h.png sizes=32x32><link rel=icon type="image/svg+xml" href=/v.svg></head>
@@ -725,10 +739,10 @@ fn hostile_bytes_never_panic() {
         }
         let _ = image::sniff(&b);
         let ex = html::extract(&b, Some("shift_jis"));
-        let _ = html::candidates(&ex, &base);
+        let _ = links::candidates(&ex, &base);
         let text = String::from_utf8_lossy(&b);
-        let _ = html::refresh_target(&text);
-        let _ = html::resolve_href(&base, &text);
+        let _ = links::refresh_target(&text);
+        let _ = links::resolve_href(&base, &text);
         let _ = rank::parse_sizes(&text);
         let _ = manifest::icons(&b, &base);
         let _ = pipeline::decode_data_url(&format!("data:{text}"));
@@ -737,7 +751,7 @@ fn hostile_bytes_never_panic() {
 
 #[tokio::test]
 async fn private_targets_behind_a_public_site_are_refused_before_any_connection() {
-    // Cases 74, 75 past the home page: every redirect hop, icon and manifest URL is guarded.
+    // Past the home page too, every redirect hop, icon and manifest URL is guarded.
     // The "public" sites sit on loopback through the test-only trust hook; the private target
     // is a second loopback server that must never see a connection.
     let target = Server::start(|_| ok("image/png", png_bytes(32, 32))).await;
@@ -832,7 +846,7 @@ async fn private_targets_behind_a_public_site_are_refused_before_any_connection(
 
 #[tokio::test]
 async fn bot_wall_that_survives_the_browser_retry_is_http_status() {
-    // Case 69: one browser-like retry, then a classified, permanent failure; a 503 challenge
+    // A bot wall: one browser-like retry, then a classified, permanent failure; a 503 challenge
     // is not "rate limited" (retrying with the same client meets the same wall).
     let s = Server::start(|r| {
         let browser = r.head.to_ascii_lowercase().contains("sec-fetch-mode");
@@ -878,7 +892,8 @@ async fn bot_wall_that_survives_the_browser_retry_is_http_status() {
 
 #[tokio::test]
 async fn noscript_icon_is_a_last_resort() {
-    // Case 35.
+    // Browsers that run scripts ignore <noscript>, so its icon is used only when nothing else,
+    // `/favicon.ico` included, verified.
     let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
         (_, "/") => html("<head><noscript><link rel=icon href=/ns.png></noscript></head>"),
         (_, "/ns.png") => ok("image/png", png_bytes(32, 32)),
@@ -962,7 +977,7 @@ async fn twenty_thousand_broken_links_still_reach_favicon_ico() {
         page.push_str(&format!("<link rel=icon href=/i{i}.png>"));
     }
     page.push_str("</head><body></body></html>");
-    assert!(page.len() < pipeline::HTML_CAP);
+    assert!(page.len() < page::HTML_CAP);
     let s = Server::start(move |r| match r.path.as_str() {
         "/" => html(&page),
         "/favicon.ico" => ok("image/x-icon", ico_bytes(&[32])),
@@ -1160,11 +1175,11 @@ mod properties {
         let ex = p.finish();
         html::tests::assert_bounded(&ex);
         let page = Url::parse("https://x.test/a/b").unwrap();
-        let d = html::candidates(&ex, &page);
+        let d = links::candidates(&ex, &page);
         assert!(d.candidates.len() <= html::MAX_LINKS + html::MAX_TILES);
         assert!(d.manifests.len() <= html::MAX_MANIFEST_LINKS);
         check_candidates(&d.candidates);
-        check_candidates(&html::noscript_candidates(&ex, &page));
+        check_candidates(&links::noscript_candidates(&ex, &page));
     }
 
     proptest! {

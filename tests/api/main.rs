@@ -2,6 +2,10 @@
 //! random port, a fake internet on loopback, and SQLite or (with `TEST_DATABASE_URL`)
 //! PostgreSQL.
 
+// Test code: a failed unwrap is the test failing, with the value in the message
+// (the unwrap_used lint in Cargo.toml is for the service).
+#![allow(clippy::unwrap_used)]
+
 mod api_limits;
 mod cache;
 mod cli;

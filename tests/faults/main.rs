@@ -14,6 +14,10 @@
 //! covered by `tests/api/validation.rs` (`maximum_size_job`), not repeated here. The store-level
 //! stale-writer checks are in `tests/api/queue.rs`; here the stale writer is a real process.
 
+// Test code: a failed unwrap is the test failing, with the value in the message
+// (the unwrap_used lint in Cargo.toml is for the service).
+#![allow(clippy::unwrap_used)]
+
 #[path = "../common/db.rs"]
 mod db;
 #[path = "../common/fake.rs"]
