@@ -40,7 +40,8 @@ async fn run_job(app: &TestApp, domains: &[&str], within: Duration) -> HashMap<S
 }
 
 async fn loopback_names_are_blocked(backend: Backend) {
-    // Case 74: the names resolve (through FETCH_RESOLVE) to loopback, where a site is waiting.
+    // A public-looking name that resolves to loopback (here through FETCH_RESOLVE) must be
+    // refused although a site is waiting there: that is how SSRF reaches internal services.
     let mut sites = Sites::default();
     for host in ["s-loopback4.test", "s-mapped.test", "s-loopback6.test"] {
         sites
@@ -87,8 +88,8 @@ both_backends!(loopback_blocked, loopback_names_are_blocked);
 
 #[tokio::test]
 async fn private_ranges_are_refused_by_the_resolver() {
-    // Case 74 for ranges with nothing listening: classified on the resolver alone, so no
-    // connection outside loopback is ever attempted. Port 80 as a real site would use.
+    // The same for private ranges with nothing listening: classified on the resolver alone, so
+    // no connection outside loopback is ever attempted. Port 80 as a real site would use.
     let cases = [
         ("ten.test", "10.1.2.3:80"),
         ("rfc1918-172.test", "172.16.0.1:80"),
@@ -154,8 +155,8 @@ fn gzip_bomb(mib: usize) -> Vec<u8> {
 }
 
 async fn hostile_sites_end_classified_within_the_deadline(backend: Backend) {
-    // Cases 37, 38, 55, 63, 71: every hostile shape, in one job, each ends classified within
-    // FETCH_TIMEOUT_SECS; none hangs the worker.
+    // Endless bodies, slow drips, redirect loops, bombs: every hostile shape in one job, each
+    // ends classified within FETCH_TIMEOUT_SECS and none hangs the worker.
     let mut sites = Sites::default();
     let endless_html = b"<div>endless</div>".repeat(1000);
     sites
