@@ -14,14 +14,13 @@
 //! - [`clean`][]: bounds on every string taken from the web before it is stored.
 //! - [`domain`][]: the `Domain` newtype (normalise + validate user input).
 //! - [`entities`][]: SeaORM entities; the schema lives in the `migration` crate.
-//! - [`store`][]: every query, including the work queue and its delivery guarantees.
+//! - [`store`][]: every query (jobs, results, the work queue) and the delivery guarantees.
 //! - [`finder`][]: fetch a site, discover, verify and rank icons, safely.
-//! - [`worker`][]: claim → find → record → publish.
+//! - [`worker`][]: a pool over `step()` (claim → find → record → publish) that tests can drain.
 //! - [`ws`][]: GraphQL subscriptions over WebSocket: caps, deadlines, a clean close.
 //! - [`events`][]: progress events and wake-ups.
 //! - [`jobs`][]: input parsing and operations shared by both APIs.
-//! - [`graphql`][], [`rest`][]: the two APIs; [`ws`][]: their WebSockets; [`http`][]: the
-//!   HTTP server with its timeouts.
+//! - [`graphql`][], [`rest`][]: the two APIs; [`http`][]: the HTTP server with its timeouts.
 //! - [`cli`][]: the `favicon-finder` command line.
 
 pub mod app;
