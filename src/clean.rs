@@ -31,7 +31,7 @@ pub fn text(s: &str, max: usize) -> String {
         };
         if out.len() + ch.len_utf8() > max {
             const MARK: &str = "…";
-            while out.len() + MARK.len() > max {
+            while !out.is_empty() && out.len() + MARK.len() > max {
                 out.pop();
             }
             if max >= MARK.len() {
@@ -152,6 +152,9 @@ mod tests {
         assert!(cut.ends_with('…'));
         assert_eq!(text("short", 5), "short");
         assert_eq!(bytes(b"x\xff\x00y", 64), "x\u{fffd}y");
+        // A cap too small for the mark still ends (empty) rather than looping.
+        assert_eq!(text("abcdef", 2), "");
+        assert_eq!(text("abcdef", 0), "");
     }
 
     fn dirty_candidate(n: usize) -> Candidate {
