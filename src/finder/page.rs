@@ -2,7 +2,7 @@
 //! streamed through the extractor, and a bot wall's challenge page recognised.
 
 use super::ErrorCategory;
-use super::fetch::{FetchError, Fetcher, retry_after};
+use super::fetch::{FetchError, Fetcher, Opened, retry_after};
 use super::html::{self, HeadParser};
 use super::pipeline::remaining;
 use tokio::time::Instant;
@@ -69,38 +69,23 @@ pub(super) async fn fetch_page(
     let mut opened = f
         .open(url.clone(), PAGE_REDIRECTS, false, budget, deadline)
         .await?;
-    let s = opened.resp.status().as_u16();
-    if s == 403 || s == 503 {
+    if is_wall(&opened) {
         // Bot walls often answer non-browser requests this way: one retry looking like one.
+        // The first answer is read and let go before asking again: the retry needs slots of
+        // its own, and holding the first one's could wait on ourselves when the per-host or
+        // per-address limit is small.
+        let first = wall_page(opened).await;
         let budget = remaining(deadline) * 2 / 3;
-        if let Ok(again) = f.open(url, PAGE_REDIRECTS, true, budget, deadline).await {
-            opened = again;
+        match f.open(url, PAGE_REDIRECTS, true, budget, deadline).await {
+            Ok(again) => opened = again,
+            Err(_) => return Ok(first),
         }
     }
-    let status = opened.resp.status().as_u16();
-    let headers = opened.resp.headers().clone();
-    let content_type = headers
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let mut page = Page {
-        url: opened.url.clone(),
-        status,
-        retry_after: retry_after(&headers),
-        challenge: false,
-        extracted: None,
-    };
-    if status == 403 || status == 503 {
-        let mut body = Vec::new();
-        let _ = Fetcher::read_capped(&mut opened, CHALLENGE_SNIFF, |c| {
-            body.extend_from_slice(c);
-            true
-        })
-        .await;
-        page.challenge = looks_like_challenge(&headers, &body);
-        return Ok(page);
+    if is_wall(&opened) {
+        return Ok(wall_page(opened).await);
     }
+    let (mut page, content_type) = page_head(&opened);
+    let status = page.status;
     let htmlish = content_type.is_empty()
         || content_type.contains("html")
         || content_type.contains("xml")
@@ -122,6 +107,44 @@ pub(super) async fn fetch_page(
     .await;
     page.extracted = Some(parser.finish());
     Ok(page)
+}
+
+/// A 403 or 503: the answer bot walls give.
+fn is_wall(opened: &Opened) -> bool {
+    matches!(opened.resp.status().as_u16(), 403 | 503)
+}
+
+/// The page as its status line and headers describe it, and its lowercase content type.
+fn page_head(opened: &Opened) -> (Page, String) {
+    let headers = opened.resp.headers();
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let page = Page {
+        url: opened.url.clone(),
+        status: opened.resp.status().as_u16(),
+        retry_after: retry_after(headers),
+        challenge: false,
+        extracted: None,
+    };
+    (page, content_type)
+}
+
+/// A wall's page, with whether its first bytes look like a challenge; consumes the answer
+/// so its connection and slots are free afterwards.
+async fn wall_page(mut opened: Opened) -> Page {
+    let (mut page, _) = page_head(&opened);
+    let headers = opened.resp.headers().clone();
+    let mut body = Vec::new();
+    let _ = Fetcher::read_capped(&mut opened, CHALLENGE_SNIFF, |c| {
+        body.extend_from_slice(c);
+        true
+    })
+    .await;
+    page.challenge = looks_like_challenge(&headers, &body);
+    page
 }
 
 /// The home page over the https/http × domain/alternate matrix; `Err` carries the first

@@ -844,6 +844,30 @@ async fn private_targets_behind_a_public_site_are_refused_before_any_connection(
     assert_eq!(err.category, ErrorCategory::NoIcon, "{err:?}");
 }
 
+/// The browser-like retry after a 403 needs a host slot of its own: with one slot per host,
+/// it must not wait on the slot the first answer still held (which took the whole budget).
+#[tokio::test]
+async fn the_browser_retry_does_not_wait_on_its_own_first_answer() {
+    let s = Server::start(|r| {
+        let browser = r.head.to_ascii_lowercase().contains("sec-fetch-mode");
+        match r.path.as_str() {
+            "/" if !browser => status(403),
+            "/" => html("<head><link rel=icon href=/b.png></head>"),
+            "/b.png" => ok("image/png", png_bytes(32, 32)),
+            _ => status(404),
+        }
+    })
+    .await;
+    let mut one_slot = config(s.port, true, 5000);
+    one_slot.per_host_concurrency = 1;
+    one_slot.per_address_concurrency = 1;
+    let started = std::time::Instant::now();
+    let found = Finder::new(one_slot).unwrap().find("walled.test").await;
+    let took = started.elapsed();
+    assert_eq!(found.unwrap().favicon_url, "http://walled.test/b.png");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
 #[tokio::test]
 async fn bot_wall_that_survives_the_browser_retry_is_http_status() {
     // A bot wall: one browser-like retry, then a classified, permanent failure; a 503 challenge
