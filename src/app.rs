@@ -193,6 +193,7 @@ impl Application {
                 let timeouts = HttpTimeouts {
                     header: self.state.config.http_header_timeout,
                     idle: self.state.config.http_idle_timeout,
+                    grace: self.state.config.shutdown_grace,
                 };
                 Some(tokio::spawn(serve_http(listener, app, timeouts, token)))
             }

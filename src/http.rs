@@ -21,6 +21,9 @@ pub struct HttpTimeouts {
     /// With no bytes either way for this long, the connection closes after any response in
     /// flight.
     pub idle: Duration,
+    /// How long a connection may take to finish its response once the server stops
+    /// (`SHUTDOWN_GRACE_SECS`); past it the connection is dropped.
+    pub grace: Duration,
 }
 
 /// Serves `app` until `shutdown`, with the header-read and idle timeouts; the peer address
@@ -70,7 +73,10 @@ pub async fn serve_http(
             });
             let conn = builder.serve_connection_with_upgrades(io, service);
             tokio::pin!(conn);
-            let mut stopping = false;
+            // Once stopping, the response in flight gets until `hard_stop` to finish: a client
+            // that never reads it would otherwise hold the connection, and the server's
+            // shutdown, forever.
+            let mut hard_stop: Option<Instant> = None;
             loop {
                 let idle_deadline = traffic.last() + timeouts.idle;
                 tokio::select! {
@@ -80,15 +86,21 @@ pub async fn serve_http(
                         }
                         break;
                     }
-                    () = shutdown.cancelled(), if !stopping => {
+                    () = shutdown.cancelled(), if hard_stop.is_none() => {
                         conn.as_mut().graceful_shutdown();
-                        stopping = true;
+                        hard_stop = Some(Instant::now() + timeouts.grace);
                     }
-                    () = tokio::time::sleep_until(idle_deadline), if !stopping => {
+                    () = tokio::time::sleep_until(idle_deadline), if hard_stop.is_none() => {
                         if traffic.last() + timeouts.idle <= Instant::now() {
                             conn.as_mut().graceful_shutdown();
-                            stopping = true;
+                            hard_stop = Some(Instant::now() + timeouts.idle);
                         }
+                    }
+                    () = tokio::time::sleep_until(hard_stop.unwrap_or_else(Instant::now)),
+                        if hard_stop.is_some() =>
+                    {
+                        tracing::debug!(%peer, "HTTP connection dropped: its response did not finish in time");
+                        break;
                     }
                 }
             }

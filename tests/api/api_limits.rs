@@ -637,3 +637,39 @@ async fn readyz_names_the_failed_dependency_without_its_error() {
     );
     app.stop().await;
 }
+
+/// A client that asks for a large response and never reads it cannot hold the server's
+/// shutdown: past `SHUTDOWN_GRACE_SECS` its connection is dropped and the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_cannot_hold_shutdown() {
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[("WORKER_CONCURRENCY", "0"), ("SHUTDOWN_GRACE_SECS", "1")],
+    )
+    .await;
+    // Pending rows are exported too: 100,000 of them make a CSV far larger than the socket
+    // buffers, so the server's write blocks on this client.
+    let domains: Vec<String> = (0..100_000).map(|i| format!("d{i}.test")).collect();
+    let (status, created) = app
+        .post_json(
+            "/jobs",
+            &json!({"client_id": "slow-reader", "domains": domains}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let job = created["job_id"].as_str().unwrap().to_owned();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!("GET /jobs/{job}/download HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Let the server fill the buffers and block on its write (no read from here on).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
+    assert!(stopped.is_ok(), "the server never stopped");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "grace 1 s, took {took:?}");
+    drop(stream);
+}
