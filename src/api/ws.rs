@@ -8,7 +8,7 @@
 //! dropping the TCP connection (closing with unread bytes would send a reset, which a client
 //! sees as 1006). [`WsConnections::drain`] lets `run_until_stopped` wait for all of it.
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -267,7 +267,7 @@ async fn run_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSocke
         // Borrowed, not moved: after the session the read half waits for the close reply.
         let input = (&mut from_client).inspect(move |message| noted.note(message, &seen));
         let mut data = async_graphql::Data::default();
-        data.insert(crate::graphql::ConnectionSubscriptions::new(
+        data.insert(crate::api::graphql::ConnectionSubscriptions::new(
             state.config.ws_max_subscriptions,
         ));
         let serve = GraphQLWebSocket::new_with_pair(sink, input, state.schema.clone(), protocol)

@@ -4,7 +4,7 @@
 //! (CSV streamed from the database in chunks). New fields may be added to answers; none of
 //! the original ones change meaning.
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::entities::result;
 use crate::error::{AppError, AppResult, code};
 use crate::jobs::{self, Entry, Fields, Page};
