@@ -1,7 +1,6 @@
 //! Running the service: build it from a config, then serve the API and run the worker pool
 //! until shutdown.
 
-use crate::api::graphql::{ApiContext, build_schema};
 use crate::api::http::{HttpTimeouts, serve_http};
 use crate::api::ws::WsConnections;
 use crate::api::{AppState, ops_router, router};
@@ -93,19 +92,12 @@ impl Application {
             config.ws_max_connections_per_ip,
         ));
         let config = Arc::new(config);
-        let schema = build_schema(Some(ApiContext {
-            store: store.clone(),
-            events: events.clone(),
-            config: config.clone(),
-            metrics: metrics.clone(),
-        }));
         Ok(Self {
             api: roles.api,
             state: AppState {
                 store,
                 events,
                 config,
-                schema,
                 metrics,
                 shutdown: CancellationToken::new(),
                 ws_connections,

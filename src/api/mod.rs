@@ -18,7 +18,6 @@ use async_graphql::ParseRequestError;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
-use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -26,6 +25,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use graphql::AppSchema;
 use ops::{healthz, metrics, process_metrics, readyz};
 use std::net::SocketAddr;
@@ -43,8 +43,6 @@ pub struct AppState {
     pub events: Events,
     /// The process configuration.
     pub config: Arc<Config>,
-    /// The GraphQL schema.
-    pub schema: AppSchema,
     /// Prometheus metrics of this process.
     pub metrics: Arc<Metrics>,
     /// Cancelled when the process stops: open WebSockets close cleanly.
@@ -59,6 +57,10 @@ pub struct AppState {
 /// All routes: GraphQL, REST, health.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_request_bytes;
+    // The schema carries the state in its data for the resolvers, so the state cannot carry
+    // the schema (a reference cycle would keep the database pool alive after shutdown); the
+    // GraphQL handlers take it as an extension instead.
+    let schema = graphql::build_schema(Some(state.clone()));
     Router::new()
         .route("/graphql", get(graphiql_or_subscription).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
@@ -66,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(rest::router())
+        .layer(Extension(schema))
         .layer(axum::middleware::from_fn(require_json))
         // One limit for every body, enforced while reading (not only by Content-Length).
         .layer(DefaultBodyLimit::disable())
@@ -152,12 +155,13 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
 /// else gets the GraphiQL page.
 async fn graphiql_or_subscription(
     state: State<AppState>,
+    schema: Extension<AppSchema>,
     peer: ConnectInfo<SocketAddr>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     protocol: Result<GraphQLProtocol, StatusCode>,
 ) -> Response {
     match (upgrade, protocol) {
-        (Ok(upgrade), Ok(protocol)) => graphql_ws(state, peer, protocol, upgrade).await,
+        (Ok(upgrade), Ok(protocol)) => graphql_ws(state, schema, peer, protocol, upgrade).await,
         _ => graphiql().await.into_response(),
     }
 }
@@ -175,12 +179,12 @@ async fn graphiql() -> Html<String> {
 /// POST `/graphql`. A body that is not a GraphQL request in JSON gets a GraphQL error with a
 /// code, like every other GraphQL error, rather than the extractor's plain-text 400.
 async fn graphql(
-    State(state): State<AppState>,
+    Extension(schema): Extension<AppSchema>,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
     match request {
         Ok(request) => {
-            GraphQLResponse::from(state.schema.execute(request.into_inner()).await).into_response()
+            GraphQLResponse::from(schema.execute(request.into_inner()).await).into_response()
         }
         Err(GraphQLRejection(err)) => {
             let error = match err {

@@ -144,7 +144,7 @@ async fn next_for_job(
 /// The event stream of one subscriber: snapshot, coalesced live events, database re-reads
 /// when events stop or are missed, and the end after the final state.
 fn progress_stream(
-    api: ApiContext,
+    api: AppState,
     view: JobView,
     mut rx: broadcast::Receiver<Arc<ProgressEvent>>,
     slot: Option<ConnectionSlot>,
