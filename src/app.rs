@@ -7,6 +7,7 @@ use crate::api::{AppState, ops_router, router};
 use crate::config::Config;
 use crate::events::Events;
 use crate::finder::Finder;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
@@ -30,6 +31,8 @@ pub struct Application {
     /// Serve the whole API on the listener, or only health and metrics.
     api: bool,
     state: AppState,
+    /// The database, for tests and tools; handlers reach it only through the core.
+    store: Store,
     listener: Option<TcpListener>,
     worker: Option<WorkerPool>,
 }
@@ -95,7 +98,7 @@ impl Application {
         Ok(Self {
             api: roles.api,
             state: AppState {
-                store,
+                jobs: Jobs::new(store.clone(), events.clone()),
                 events,
                 config,
                 metrics,
@@ -103,6 +106,7 @@ impl Application {
                 ws_connections,
                 recorder: worker.as_ref().map(WorkerPool::health),
             },
+            store,
             listener,
             worker,
         })
@@ -119,6 +123,11 @@ impl Application {
     /// The shared state, for tests and tools.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The database handle, for tests and tools.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Serves the API and runs the workers until `shutdown` is cancelled, then stops both

@@ -11,8 +11,8 @@ pub mod ws;
 use crate::config::Config;
 use crate::error::{AppError, code};
 use crate::events::Events;
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
-use crate::store::Store;
 use crate::worker::RecorderHealth;
 use async_graphql::ParseRequestError;
 use async_graphql::http::GraphiQLSource;
@@ -37,8 +37,8 @@ use ws::{WsConnections, graphql_ws};
 /// What every request handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    /// The database.
-    pub store: Store,
+    /// The core: every use case the handlers call.
+    pub jobs: Jobs,
     /// Progress events and wake-ups.
     pub events: Events,
     /// The process configuration.

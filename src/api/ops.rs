@@ -14,8 +14,8 @@ use std::time::Duration;
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     if state.metrics.fleet_gauges_due() {
         match (
-            state.store.job_status_counts().await,
-            state.store.queue_depth().await,
+            state.jobs.job_status_counts().await,
+            state.jobs.queue_depth().await,
         ) {
             (Ok(jobs), Ok((queued, leased))) => {
                 state.metrics.set_database_gauges(&jobs, queued, leased)
@@ -68,12 +68,12 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     // Each check answers with a fixed word; the error text (which may name hosts, users or
     // SQL) goes to the log only.
     let check_database = async {
-        match state.store.ping().await {
+        match state.jobs.ping().await {
             Err(e) => {
                 tracing::warn!(error = %e, "readyz: database unreachable");
                 "unreachable"
             }
-            Ok(()) => match state.store.migrations_applied().await {
+            Ok(()) => match state.jobs.migrations_applied().await {
                 Ok(true) => "ok",
                 Ok(false) => "migrations_pending",
                 Err(e) => {
