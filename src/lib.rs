@@ -19,7 +19,7 @@
 //! - [`finder`][]: fetch a site, discover, verify and rank icons, safely.
 //! - [`worker`][]: a pool over `step()` (claim → find → record → publish) that tests can drain.
 //! - [`events`][]: progress events and wake-ups.
-//! - [`jobs`][]: input parsing and operations shared by both APIs.
+//! - [`jobs`][]: the core: input parsing, the rules, and the `Jobs` handle every adapter calls.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
 //! - [`cli`][]: the `favicon-finder` command line.
