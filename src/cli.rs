@@ -53,7 +53,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Schema) = cli.command {
-        print!("{}", crate::graphql::sdl());
+        print!("{}", crate::api::graphql::sdl());
         return ExitCode::SUCCESS;
     }
     // A missing .env is normal; a malformed one is worth saying.

@@ -4,7 +4,9 @@
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, code};
 use crate::events::Events;
-use crate::store::{CachePolicy, JobView, Store};
+use crate::store::Store;
+use futures::Stream;
+use sea_orm::DbErr;
 use serde_json::json;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -285,6 +287,115 @@ pub async fn find_job(store: &Store, id: Uuid) -> AppResult<JobView> {
         .job(id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no job with id {id}")))
+}
+
+/// The row shapes the adapters map to their answers; the store defines them.
+pub use crate::store::{CachePolicy, ExportRow, FinishedDomain, JobView};
+
+/// The core's handle: every use case the adapters (REST, GraphQL, health) call, so none of
+/// them reaches the store. Reads keep the store's error type, which each adapter maps as
+/// before.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+    /// Wakes the workers when a job has work left.
+    events: Events,
+}
+
+impl Jobs {
+    /// The use cases over this database and these events.
+    pub fn new(store: Store, events: Events) -> Self {
+        Self { store, events }
+    }
+
+    /// See [`check_rate`].
+    pub async fn check_rate(
+        &self,
+        limits: RateLimits,
+        client_id: &str,
+        domains: usize,
+    ) -> AppResult<()> {
+        check_rate(&self.store, limits, client_id, domains).await
+    }
+
+    /// See [`create_job`].
+    pub async fn create(
+        &self,
+        client_id: &str,
+        domains: &[Domain],
+        cache: CachePolicy,
+    ) -> AppResult<JobView> {
+        create_job(&self.store, &self.events, client_id, domains, cache).await
+    }
+
+    /// See [`find_job`].
+    pub async fn find(&self, id: Uuid) -> AppResult<JobView> {
+        find_job(&self.store, id).await
+    }
+
+    /// A job, or `None` when there is none: a re-read where absence is not an error.
+    pub async fn job(&self, id: Uuid) -> Result<Option<JobView>, DbErr> {
+        self.store.job(id).await
+    }
+
+    /// One page of a client's jobs, newest first, and how many it has in all.
+    pub async fn jobs_for_client(
+        &self,
+        client_id: &str,
+        page: Page,
+    ) -> Result<(Vec<JobView>, u64), DbErr> {
+        self.store
+            .jobs_for_client(client_id, page.page, page.per_page)
+            .await
+    }
+
+    /// One page of a job's results, in submission order.
+    pub async fn results_page(
+        &self,
+        id: Uuid,
+        page: Page,
+    ) -> Result<Vec<crate::entities::result::Model>, DbErr> {
+        self.store.results_page(id, page.page, page.per_page).await
+    }
+
+    /// Domains of a job finished after `since`, at most `limit`: what a subscriber missed.
+    pub async fn finished_since(
+        &self,
+        id: Uuid,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u64,
+    ) -> Result<Vec<FinishedDomain>, DbErr> {
+        self.store.finished_since(id, since, limit).await
+    }
+
+    /// Every result of a job for the export, in chunks of about `max_bytes`.
+    pub fn export(
+        &self,
+        id: Uuid,
+        max_bytes: usize,
+    ) -> impl Stream<Item = Result<Vec<ExportRow>, DbErr>> + Send + 'static {
+        self.store.results_stream(id, max_bytes)
+    }
+
+    /// How many jobs are in each status, fleet-wide (a metrics gauge).
+    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
+        self.store.job_status_counts().await
+    }
+
+    /// Result rows waiting for a worker, and how many of them are leased now.
+    pub async fn queue_depth(&self) -> Result<(i64, i64), DbErr> {
+        self.store.queue_depth().await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.store.ping().await
+    }
+
+    /// Whether every migration has been applied.
+    pub async fn migrations_applied(&self) -> Result<bool, DbErr> {
+        self.store.migrations_applied().await
+    }
 }
 
 #[cfg(test)]

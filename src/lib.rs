@@ -10,19 +10,21 @@
 //! - [`telemetry`][]: logging.
 //! - [`metrics`][]: Prometheus metrics.
 //! - [`error`][]: the API error type and its REST/GraphQL forms.
-//! - [`app`][]: router assembly; runs the API and the worker pool until shutdown.
+//! - [`app`][]: builds the service from a config; runs the API and the worker pool until
+//!   shutdown.
 //! - [`clean`][]: bounds on every string taken from the web before it is stored.
 //! - [`domain`][]: the `Domain` newtype (normalise + validate user input).
 //! - [`entities`][]: SeaORM entities; the schema lives in the `migration` crate.
 //! - [`store`][]: every query (jobs, results, the work queue) and the delivery guarantees.
 //! - [`finder`][]: fetch a site, discover, verify and rank icons, safely.
 //! - [`worker`][]: a pool over `step()` (claim → find → record → publish) that tests can drain.
-//! - [`ws`][]: GraphQL subscriptions over WebSocket: caps, deadlines, a clean close.
 //! - [`events`][]: progress events and wake-ups.
-//! - [`jobs`][]: input parsing and operations shared by both APIs.
-//! - [`graphql`][], [`rest`][]: the two APIs; [`http`][]: the HTTP server with its timeouts.
+//! - [`jobs`][]: the core: input parsing, the rules, and the `Jobs` handle every adapter calls.
+//! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
+//!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
 //! - [`cli`][]: the `favicon-finder` command line.
 
+pub mod api;
 pub mod app;
 pub mod clean;
 pub mod cli;
@@ -32,12 +34,8 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod finder;
-pub mod graphql;
-pub mod http;
 pub mod jobs;
 pub mod metrics;
-pub mod rest;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
-pub mod ws;

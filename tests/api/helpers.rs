@@ -148,7 +148,7 @@ impl TestApp {
         let config = Config::from_vars(vars.clone()).expect("test config");
         let app = Application::build(config, roles).await.expect("app builds");
         let base = format!("http://127.0.0.1:{}", app.port().unwrap());
-        let store = app.state().store.clone();
+        let store = app.store().clone();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         Self {

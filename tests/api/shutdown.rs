@@ -278,7 +278,7 @@ async fn read_to_clean_close(mut ws: Socket, id: String) -> Result<(), String> {
 /// its state and the task running `run_until_stopped`.
 struct StoppableApp {
     base: String,
-    state: favicon_finder::app::AppState,
+    state: favicon_finder::api::AppState,
     shutdown: tokio_util::sync::CancellationToken,
     handle: tokio::task::JoinHandle<anyhow::Result<()>>,
     _db: crate::helpers::TestDb,

@@ -8,10 +8,12 @@
 //! dropping the TCP connection (closing with unread bytes would send a reset, which a client
 //! sees as 1006). [`WsConnections::drain`] lets `run_until_stopped` wait for all of it.
 
-use crate::app::AppState;
+use crate::api::AppState;
+use crate::api::graphql::AppSchema;
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -46,6 +48,7 @@ pub const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// 1009.
 pub async fn graphql_ws(
     State(state): State<AppState>,
+    Extension(schema): Extension<AppSchema>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
@@ -61,7 +64,7 @@ pub async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(state, protocol, socket, permit))
+        .on_upgrade(move |socket| serve_socket(state, schema, protocol, socket, permit))
 }
 
 /// What the server has heard from one WebSocket client.
@@ -204,13 +207,14 @@ fn is_too_big(error: &axum::Error) -> bool {
 /// Runs one WebSocket connection until it ends, or until shutdown's grace period is over.
 async fn serve_socket(
     state: AppState,
+    schema: AppSchema,
     protocol: GraphQLProtocol,
     socket: WebSocket,
     permit: WsPermit,
 ) {
     let abort = permit.owner.abort.clone();
     tokio::select! {
-        () = run_socket(state, protocol, socket) => {}
+        () = run_socket(state, schema, protocol, socket) => {}
         () = abort.cancelled() => {}
     }
     drop(permit);
@@ -221,7 +225,12 @@ async fn serve_socket(
 /// that does not send `connection_init` within `WS_INIT_TIMEOUT_MS` is closed with 4408; one
 /// that sends nothing, not even the pong to our pings, for `WS_IDLE_TIMEOUT_MS` is closed with
 /// 1001; a message over the size limit closes with 1009.
-async fn run_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSocket) {
+async fn run_socket(
+    state: AppState,
+    schema: AppSchema,
+    protocol: GraphQLProtocol,
+    socket: WebSocket,
+) {
     let (mut to_client, mut from_client) = socket.split();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(32);
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Ending>();
@@ -267,10 +276,10 @@ async fn run_socket(state: AppState, protocol: GraphQLProtocol, socket: WebSocke
         // Borrowed, not moved: after the session the read half waits for the close reply.
         let input = (&mut from_client).inspect(move |message| noted.note(message, &seen));
         let mut data = async_graphql::Data::default();
-        data.insert(crate::graphql::ConnectionSubscriptions::new(
+        data.insert(crate::api::graphql::ConnectionSubscriptions::new(
             state.config.ws_max_subscriptions,
         ));
-        let serve = GraphQLWebSocket::new_with_pair(sink, input, state.schema.clone(), protocol)
+        let serve = GraphQLWebSocket::new_with_pair(sink, input, schema, protocol)
             .with_data(data)
             .serve();
         let config = &state.config;

@@ -4,14 +4,13 @@
 //! lives in `jobs` and is shared with the REST API. Layout: `types` (the objects and inputs),
 //! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error).
 
+use crate::api::AppState;
 use crate::entities::job::JobStatus;
 use crate::entities::result::{self as result_entity, ResultStatus};
 use crate::error::AppError;
-use crate::events::Events;
 use crate::events::{COALESCE, ProgressEvent};
 use crate::finder::Candidate as FoundCandidate;
-use crate::jobs::{self, Entry, Fields, Page};
-use crate::store::{JobView, Store};
+use crate::jobs::{self, Entry, Fields, JobView, Page};
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
@@ -28,28 +27,16 @@ pub const IDLE_REREAD: Duration = Duration::from_secs(3);
 /// Finished domains fetched from the database after a re-read, at most.
 pub(super) const REREAD_RESULTS: u64 = 1_000;
 
-/// What resolvers need, put into the schema's data.
-#[derive(Clone)]
-pub struct ApiContext {
-    /// The database.
-    pub store: Store,
-    /// Wake-ups for workers.
-    pub events: Events,
-    /// The process configuration (limits, cache defaults).
-    pub config: Arc<crate::config::Config>,
-    /// Prometheus metrics (the subscription gauge).
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// Builds the schema with its context.
-pub fn build_schema(context: Option<ApiContext>) -> AppSchema {
+/// Builds the schema; resolvers reach the service through the [`AppState`] in its data
+/// (none when only the SDL is wanted).
+pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder =
         Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(ErrorCodesFactory);
-    match context {
-        Some(context) => builder
-            .limit_depth(context.config.graphql_max_depth)
-            .limit_complexity(context.config.graphql_max_complexity)
-            .data(context)
+    match state {
+        Some(state) => builder
+            .limit_depth(state.config.graphql_max_depth)
+            .limit_complexity(state.config.graphql_max_complexity)
+            .data(state)
             .finish(),
         None => builder.finish(),
     }
@@ -127,6 +114,7 @@ pub(super) fn page_cost(per_page: i64, child_complexity: usize) -> usize {
     rows.saturating_mul(child_complexity).saturating_add(1)
 }
 
-pub(super) fn ctx<'a>(c: &'a Context<'_>) -> &'a ApiContext {
-    c.data_unchecked::<ApiContext>()
+/// The [`AppState`] in the schema's data.
+pub(super) fn ctx<'a>(c: &'a Context<'_>) -> &'a AppState {
+    c.data_unchecked::<AppState>()
 }

@@ -10,9 +10,7 @@ impl QueryRoot {
     /// One job by id.
     async fn job(&self, c: &Context<'_>, id: ID) -> Result<Job> {
         let id = jobs::parse_job_id(&id).map_err(AppError::into_graphql)?;
-        let view = jobs::find_job(&ctx(c).store, id)
-            .await
-            .map_err(AppError::into_graphql)?;
+        let view = ctx(c).jobs.find(id).await.map_err(AppError::into_graphql)?;
         Ok(view.into())
     }
 
@@ -27,8 +25,8 @@ impl QueryRoot {
     ) -> Result<JobPage> {
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
         let (views, total) = ctx(c)
-            .store
-            .jobs_for_client(client_id.trim(), page.page, page.per_page)
+            .jobs
+            .jobs_for_client(client_id.trim(), page)
             .await
             .map_err(|e| AppError::from(e).into_graphql())?;
         Ok(JobPage {
@@ -50,12 +48,10 @@ impl QueryRoot {
     ) -> Result<ResultPage> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
-        let store = &ctx(c).store;
-        let view = jobs::find_job(store, id)
-            .await
-            .map_err(AppError::into_graphql)?;
-        let rows = store
-            .results_page(id, page.page, page.per_page)
+        let core = &ctx(c).jobs;
+        let view = core.find(id).await.map_err(AppError::into_graphql)?;
+        let rows = core
+            .results_page(id, page)
             .await
             .map_err(|e| AppError::from(e).into_graphql())?;
         Ok(ResultPage {

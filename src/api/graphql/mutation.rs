@@ -21,15 +21,13 @@ impl MutationRoot {
         let max_age = jobs::parse_max_age(input.max_age_seconds, Fields::GRAPHQL)
             .map_err(AppError::into_graphql)?;
         let cache = api.config.cache_policy(max_age);
-        jobs::check_rate(
-            &api.store,
-            api.config.rate_limits(),
-            &client_id,
-            domains.len(),
-        )
-        .await
-        .map_err(AppError::into_graphql)?;
-        let view = jobs::create_job(&api.store, &api.events, &client_id, &domains, cache)
+        api.jobs
+            .check_rate(api.config.rate_limits(), &client_id, domains.len())
+            .await
+            .map_err(AppError::into_graphql)?;
+        let view = api
+            .jobs
+            .create(&client_id, &domains, cache)
             .await
             .map_err(AppError::into_graphql)?;
         Ok(view.into())

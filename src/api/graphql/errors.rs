@@ -27,7 +27,7 @@ pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
 /// A value that does not fit its argument's type, or another request-level error.
 pub const INVALID_INPUT: &str = crate::error::code::INVALID_INPUT;
 
-/// Installs [`ErrorCodes`] on a schema.
+/// Installs `ErrorCodes` on a schema.
 pub struct ErrorCodesFactory;
 
 impl ExtensionFactory for ErrorCodesFactory {

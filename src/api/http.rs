@@ -30,7 +30,7 @@ pub struct HttpTimeouts {
 /// reaches handlers as `ConnectInfo`. On shutdown it stops accepting, lets each connection
 /// finish its request in flight (hyper's graceful shutdown), and returns when all are closed.
 /// Upgraded WebSockets leave hyper at the upgrade; they close on `AppState::shutdown`, and
-/// `run_until_stopped` waits for them ([`WsConnections::drain`]).
+/// `run_until_stopped` waits for them ([`WsConnections::drain`](super::ws::WsConnections::drain)).
 pub async fn serve_http(
     listener: TcpListener,
     app: Router,

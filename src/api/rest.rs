@@ -4,11 +4,10 @@
 //! (CSV streamed from the database in chunks). New fields may be added to answers; none of
 //! the original ones change meaning.
 
-use crate::app::AppState;
+use crate::api::AppState;
 use crate::entities::result;
 use crate::error::{AppError, AppResult, code};
-use crate::jobs::{self, Entry, Fields, Page};
-use crate::store::ExportRow;
+use crate::jobs::{self, Entry, ExportRow, Fields, Page};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -116,14 +115,11 @@ async fn create_job(
         }
     };
     let cache = state.config.cache_policy(max_age);
-    jobs::check_rate(
-        &state.store,
-        state.config.rate_limits(),
-        &client_id,
-        domains.len(),
-    )
-    .await?;
-    let view = jobs::create_job(&state.store, &state.events, &client_id, &domains, cache).await?;
+    state
+        .jobs
+        .check_rate(state.config.rate_limits(), &client_id, domains.len())
+        .await?;
+    let view = state.jobs.create(&client_id, &domains, cache).await?;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(json!({
@@ -357,7 +353,7 @@ impl<'de> Visitor<'de> for DomainsSeed<'_> {
 
 /// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed}`.
 async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
-    let view = jobs::find_job(&state.store, jobs::parse_job_id(&id)?).await?;
+    let view = state.jobs.find(jobs::parse_job_id(&id)?).await?;
     let job = &view.job;
     Ok(Json(json!({
         "job_id": job.id,
@@ -404,11 +400,8 @@ async fn get_results(
         page_param("page", query.page.as_deref(), 1)?,
         page_param("per_page", query.per_page.as_deref(), 20)?,
     )?;
-    let view = jobs::find_job(&state.store, id).await?;
-    let rows = state
-        .store
-        .results_page(id, page.page, page.per_page)
-        .await?;
+    let view = state.jobs.find(id).await?;
+    let rows = state.jobs.results_page(id, page).await?;
     let results: Vec<Value> = rows.iter().map(result_json).collect();
     Ok(Json(json!({
         "results": results,
@@ -441,11 +434,11 @@ fn result_json(row: &result::Model) -> Value {
 /// `GET /jobs/{id}/download`: every result as CSV, streamed chunk by chunk.
 async fn download(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Response> {
     let id = jobs::parse_job_id(&id)?;
-    jobs::find_job(&state.store, id).await?;
+    state.jobs.find(id).await?;
     let header_row = csv_chunk(true, &[]).map_err(anyhow::Error::from)?;
     let rows = state
-        .store
-        .results_stream(id, state.config.export_chunk_bytes)
+        .jobs
+        .export(id, state.config.export_chunk_bytes)
         .map(move |chunk| {
             let chunk = chunk.map_err(|e| {
                 tracing::error!(job_id = %id, error = %e, "CSV stream failed mid-way");

@@ -88,9 +88,7 @@ impl SubscriptionRoot {
         let api = ctx(c).clone();
         // Subscribe before reading the snapshot, so nothing recorded in between is missed.
         let rx = api.events.subscribe_progress();
-        let view = jobs::find_job(&api.store, id)
-            .await
-            .map_err(AppError::into_graphql)?;
+        let view = api.jobs.find(id).await.map_err(AppError::into_graphql)?;
         Ok(progress_stream(api, view, rx, slot))
     }
 }
@@ -144,7 +142,7 @@ async fn next_for_job(
 /// The event stream of one subscriber: snapshot, coalesced live events, database re-reads
 /// when events stop or are missed, and the end after the final state.
 fn progress_stream(
-    api: ApiContext,
+    api: AppState,
     view: JobView,
     mut rx: broadcast::Receiver<Arc<ProgressEvent>>,
     slot: Option<ConnectionSlot>,
@@ -181,13 +179,13 @@ fn progress_stream(
                 }
             }
             if reread {
-                match api.store.job(id).await {
+                match api.jobs.job(id).await {
                     Ok(Some(now)) => {
                         let db = ProgressEvent::from_job(&now.job, Vec::new());
                         if db.done() > event.done() || (db.is_final() && !event.is_final()) {
                             // Events were missed: the database says what finished meanwhile.
                             let missed = api
-                                .store
+                                .jobs
                                 .finished_since(id, read_at, REREAD_RESULTS)
                                 .await
                                 .unwrap_or_default();

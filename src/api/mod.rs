@@ -1,0 +1,220 @@
+//! The adapters: the HTTP front doors over the core ([`crate::jobs`]). The router and the
+//! one [`AppState`] every handler reaches live here; [`rest`], [`graphql`] and [`ws`] are
+//! the APIs, [`ops`] the health and metrics endpoints, [`http`] the server with its timeouts.
+
+pub mod graphql;
+pub mod http;
+pub mod ops;
+pub mod rest;
+pub mod ws;
+
+use crate::config::Config;
+use crate::error::{AppError, code};
+use crate::events::Events;
+use crate::jobs::Jobs;
+use crate::metrics::Metrics;
+use crate::worker::RecorderHealth;
+use async_graphql::ParseRequestError;
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::rejection::GraphQLRejection;
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use graphql::AppSchema;
+use ops::{healthz, metrics, process_metrics, readyz};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use ws::{WsConnections, graphql_ws};
+
+/// What every request handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The core: every use case the handlers call.
+    pub jobs: Jobs,
+    /// Progress events and wake-ups.
+    pub events: Events,
+    /// The process configuration.
+    pub config: Arc<Config>,
+    /// Prometheus metrics of this process.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the process stops: open WebSockets close cleanly.
+    pub shutdown: CancellationToken,
+    /// Open WebSocket connections, against `WS_MAX_CONNECTIONS` and
+    /// `WS_MAX_CONNECTIONS_PER_IP`.
+    pub ws_connections: Arc<WsConnections>,
+    /// This process's recorder, when it runs workers: `/healthz` fails while it is stuck.
+    pub recorder: Option<Arc<RecorderHealth>>,
+}
+
+/// All routes: GraphQL, REST, health.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_request_bytes;
+    // The schema carries the state in its data for the resolvers, so the state cannot carry
+    // the schema (a reference cycle would keep the database pool alive after shutdown); the
+    // GraphQL handlers take it as an extension instead.
+    let schema = graphql::build_schema(Some(state.clone()));
+    Router::new()
+        .route("/graphql", get(graphiql_or_subscription).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(rest::router())
+        .layer(Extension(schema))
+        .layer(axum::middleware::from_fn(require_json))
+        // One limit for every body, enforced while reading (not only by Content-Length).
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(axum::middleware::from_fn(json_payload_too_large))
+        .with_state(state)
+}
+
+/// Health and metrics only: what a worker-only process serves with `WORKER_HTTP_PORT`.
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(process_metrics))
+        .with_state(state)
+}
+
+/// The body-limit layer answers 413 in plain text; clients get our JSON error instead, in
+/// the shape of the API they called.
+async fn json_payload_too_large(request: Request, next: Next) -> Response {
+    let graphql = is_graphql(&request);
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        error_response(graphql, payload_too_large())
+    } else {
+        response
+    }
+}
+
+fn payload_too_large() -> AppError {
+    AppError::PayloadTooLarge(
+        "the request body is larger than the limit (MAX_REQUEST_BYTES)".into(),
+    )
+}
+
+/// Whether a request is for the GraphQL endpoint, whose errors have GraphQL's shape.
+fn is_graphql(request: &Request) -> bool {
+    request.uri().path() == "/graphql"
+}
+
+/// An error that stopped a request before its handler, in the shape of the API called.
+fn error_response(graphql: bool, error: AppError) -> Response {
+    if graphql {
+        error.into_graphql_response()
+    } else {
+        error.into_response()
+    }
+}
+
+/// Every POST (`/jobs`, `/graphql`) must say `Content-Type: application/json`: a cross-site
+/// HTML form can only send `text/plain`, form-encoded or multipart bodies, so this keeps a
+/// browser on another site from creating jobs on an intranet deployment. Refused before the
+/// body is read, so nothing is written.
+async fn require_json(request: Request, next: Next) -> Response {
+    if request.method() == Method::POST && !is_json(request.headers()) {
+        let sent = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| "no Content-Type".to_owned(), |v| format!("{v:?}"));
+        let error = AppError::UnsupportedMediaType(format!(
+            "{} takes a JSON body with Content-Type: application/json; this request sent {sent}",
+            request.uri().path()
+        ));
+        return error_response(is_graphql(&request), error);
+    }
+    next.run(request).await
+}
+
+/// Whether the media type is `application/json`, whatever its parameters (`charset=utf-8`).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// GET `/graphql`: a WebSocket upgrade runs subscriptions (as on `/graphql/ws`), anything
+/// else gets the GraphiQL page.
+async fn graphiql_or_subscription(
+    state: State<AppState>,
+    schema: Extension<AppSchema>,
+    peer: ConnectInfo<SocketAddr>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    protocol: Result<GraphQLProtocol, StatusCode>,
+) -> Response {
+    match (upgrade, protocol) {
+        (Ok(upgrade), Ok(protocol)) => graphql_ws(state, schema, peer, protocol, upgrade).await,
+        _ => graphiql().await.into_response(),
+    }
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("favicon-finder")
+            .finish(),
+    )
+}
+
+/// POST `/graphql`. A body that is not a GraphQL request in JSON gets a GraphQL error with a
+/// code, like every other GraphQL error, rather than the extractor's plain-text 400.
+async fn graphql(
+    Extension(schema): Extension<AppSchema>,
+    request: Result<GraphQLRequest, GraphQLRejection>,
+) -> Response {
+    match request {
+        Ok(request) => {
+            GraphQLResponse::from(schema.execute(request.into_inner()).await).into_response()
+        }
+        Err(GraphQLRejection(err)) => {
+            let error = match err {
+                ParseRequestError::PayloadTooLarge => payload_too_large(),
+                // The body limit cuts a streamed body short while it is being read.
+                ParseRequestError::Io(e) if e.to_string().contains("length limit") => {
+                    payload_too_large()
+                }
+                ParseRequestError::Io(e) => AppError::bad_request(
+                    code::INVALID_JSON,
+                    format!("the request body could not be read: {e}"),
+                ),
+                other => AppError::bad_request(
+                    code::INVALID_JSON,
+                    format!(
+                        "the body is not a GraphQL request in JSON ({{\"query\": …, \"variables\": …}}): {}",
+                        short_reason(&other)
+                    ),
+                ),
+            };
+            error.into_graphql_response()
+        }
+    }
+}
+
+/// The parser's reason, without the request text it may quote at length.
+fn short_reason(err: &ParseRequestError) -> String {
+    let reason = err.to_string();
+    match reason.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason,
+    }
+}

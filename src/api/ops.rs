@@ -1,0 +1,126 @@
+//! Operations endpoints: `/healthz`, `/readyz` and `/metrics`, served by API processes and,
+//! with `WORKER_HTTP_PORT`, by worker-only ones.
+
+use super::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::Duration;
+
+/// `/metrics` of an API process: its own series plus the fleet-wide database gauges (see
+/// [`crate::metrics`]).
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    if state.metrics.fleet_gauges_due() {
+        match (
+            state.jobs.job_status_counts().await,
+            state.jobs.queue_depth().await,
+        ) {
+            (Ok(jobs), Ok((queued, leased))) => {
+                state.metrics.set_database_gauges(&jobs, queued, leased)
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                state.metrics.database_errors.inc();
+                tracing::warn!(error = %e, "metrics: database gauges not refreshed");
+            }
+        }
+    }
+    process_metrics(State(state)).await
+}
+
+/// `/metrics` of a worker-only process: process-local series only, which sum across a fleet.
+pub(super) async fn process_metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `/healthz`: the process is up and serving, and its recorder (if it runs workers) is not
+/// stuck: a worker that finds but cannot write would otherwise look alive forever while its
+/// leases run out.
+pub(super) async fn healthz(State(state): State<AppState>) -> Response {
+    match state.recorder.as_ref().and_then(|r| r.stalled()) {
+        None => Json(json!({ "status": "ok" })).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unhealthy", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+/// `/readyz`: ready when the database answers and its schema is current. Redis, when
+/// configured, is reported but not required: without it the service still works (workers
+/// poll, subscribers re-read), so a Redis outage marks the process `degraded`, not unready,
+/// and does not pull every API instance out of rotation at once.
+/// The longest `/readyz` waits for the database: it answers within this, whatever the
+/// database does (Redis gets less, see [`crate::events::REDIS_HEALTH_TIMEOUT`]), well inside
+/// the probes' 3 s timeout in deploy/k8s.
+const READY_DATABASE_TIMEOUT: Duration = Duration::from_millis(1500);
+
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+    // Each check answers with a fixed word; the error text (which may name hosts, users or
+    // SQL) goes to the log only.
+    let check_database = async {
+        match state.jobs.ping().await {
+            Err(e) => {
+                tracing::warn!(error = %e, "readyz: database unreachable");
+                "unreachable"
+            }
+            Ok(()) => match state.jobs.migrations_applied().await {
+                Ok(true) => "ok",
+                Ok(false) => "migrations_pending",
+                Err(e) => {
+                    tracing::warn!(error = %e, "readyz: cannot read the applied migrations");
+                    "error"
+                }
+            },
+        }
+    };
+    // Both checks run at once and each has its own bound, so the probe answers within
+    // READY_DATABASE_TIMEOUT whatever the database and Redis do.
+    let (database, redis) = tokio::join!(
+        tokio::time::timeout(READY_DATABASE_TIMEOUT, check_database),
+        state.events.redis_health()
+    );
+    let database = database.unwrap_or_else(|_| {
+        tracing::warn!(timeout = ?READY_DATABASE_TIMEOUT, "readyz: the database did not answer in time");
+        "unreachable"
+    });
+    let mut checks = json!({ "database": database });
+    let ready = database == "ok";
+    let mut degraded = false;
+    if let Some(redis) = redis {
+        checks["redis"] = json!(match redis {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(error = %e, "readyz: Redis unreachable");
+                degraded = true;
+                "unreachable"
+            }
+        });
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "status": match (ready, degraded) {
+                (false, _) => "unavailable",
+                (true, true) => "degraded",
+                (true, false) => "ok",
+            },
+            "checks": checks,
+        })),
+    )
+        .into_response()
+}
