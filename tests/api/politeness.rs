@@ -23,17 +23,30 @@ async fn max_in_flight_to_cdn(per_host: &str) -> (usize, serde_json::Value) {
         );
         domains.push(host);
     }
-    let internet = FakeInternet::start(sites).await;
-    let resolve = internet.resolve(&[]);
-    let app = TestApp::spawn(
-        Backend::Sqlite,
+    let (internet, job) = run_job(
+        sites,
+        &domains,
         &[
-            ("FETCH_RESOLVE", &resolve),
             ("WORKER_CONCURRENCY", "24"),
             ("FETCH_PER_HOST_CONCURRENCY", per_host),
         ],
     )
     .await;
+    (internet.max_concurrent("cdn.test"), job)
+}
+
+/// Runs one job of `domains` against `sites` with `settings`, to its end; returns the fake
+/// internet (its counters) and the finished job.
+async fn run_job(
+    sites: Sites,
+    domains: &[String],
+    settings: &[(&str, &str)],
+) -> (FakeInternet, serde_json::Value) {
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let mut vars = vec![("FETCH_RESOLVE", resolve.as_str())];
+    vars.extend_from_slice(settings);
+    let app = TestApp::spawn(Backend::Sqlite, &vars).await;
     let (_, created) = app
         .post_json("/jobs", &json!({"client_id": "p", "domains": domains}))
         .await;
@@ -41,7 +54,7 @@ async fn max_in_flight_to_cdn(per_host: &str) -> (usize, serde_json::Value) {
         .wait_for_job(created["job_id"].as_str().unwrap(), Duration::from_secs(60))
         .await;
     app.stop().await;
-    (internet.max_concurrent("cdn.test"), job)
+    (internet, job)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,25 +98,16 @@ async fn max_in_flight_to_one_address(per_address: &str) -> (usize, serde_json::
         );
         domains.push(host);
     }
-    let internet = FakeInternet::start(sites).await;
-    let resolve = internet.resolve(&[]);
-    let app = TestApp::spawn(
-        Backend::Sqlite,
+    let (internet, job) = run_job(
+        sites,
+        &domains,
         &[
-            ("FETCH_RESOLVE", &resolve),
             ("WORKER_CONCURRENCY", "40"),
             ("FETCH_PER_HOST_CONCURRENCY", "4"),
             ("FETCH_PER_ADDRESS_CONCURRENCY", per_address),
         ],
     )
     .await;
-    let (_, created) = app
-        .post_json("/jobs", &json!({"client_id": "p", "domains": domains}))
-        .await;
-    let job = app
-        .wait_for_job(created["job_id"].as_str().unwrap(), Duration::from_secs(60))
-        .await;
-    app.stop().await;
     (internet.max_concurrent_total(), job)
 }
 
