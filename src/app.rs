@@ -7,7 +7,7 @@ use crate::api::{AppState, ops_router, router};
 use crate::config::Config;
 use crate::events::Events;
 use crate::finder::Finder;
-use crate::jobs::Jobs;
+use crate::jobs::{Jobs, RateLimits, Rules};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
@@ -98,13 +98,15 @@ impl Application {
         Ok(Self {
             api: roles.api,
             state: AppState {
-                jobs: Jobs::new(store.clone(), events.clone()),
+                jobs: Jobs::new(store.clone(), events.clone(), rules(&config)),
                 events,
                 config,
                 metrics,
                 shutdown: CancellationToken::new(),
                 ws_connections,
-                recorder: worker.as_ref().map(WorkerPool::health),
+                recorder: worker
+                    .as_ref()
+                    .map(|pool| pool.health() as Arc<dyn crate::model::Liveness>),
             },
             store,
             listener,
@@ -187,5 +189,19 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+/// The core's rules, from the configuration's plain values.
+fn rules(config: &Config) -> Rules {
+    Rules {
+        max_domains_per_job: config.max_domains_per_job,
+        rate_limits: RateLimits {
+            jobs_per_hour: config.rate_limit_jobs_per_hour,
+            domains_per_hour: config.rate_limit_domains_per_hour,
+        },
+        cache_max_age: config.cache_max_age,
+        cache_failure_max_age: config.cache_failure_max_age,
+        export_chunk_bytes: config.export_chunk_bytes,
     }
 }

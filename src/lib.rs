@@ -36,6 +36,8 @@ pub mod events;
 pub mod finder;
 pub mod jobs;
 pub mod metrics;
+pub mod model;
+pub mod redact;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -17,6 +17,13 @@
 mod recorder;
 
 pub use recorder::RecorderHealth;
+
+/// `/healthz` asks the recorder through the shared vocabulary, knowing no worker types.
+impl crate::model::Liveness for RecorderHealth {
+    fn stalled(&self) -> Option<String> {
+        RecorderHealth::stalled(self)
+    }
+}
 use recorder::record_loop;
 
 use crate::events::{Events, ProgressEvent};

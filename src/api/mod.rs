@@ -9,11 +9,11 @@ pub mod rest;
 pub mod ws;
 
 use crate::config::Config;
-use crate::error::{AppError, code};
+use crate::error::{AppError, Code};
 use crate::events::Events;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
-use crate::worker::RecorderHealth;
+use crate::model::Liveness;
 use async_graphql::ParseRequestError;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::rejection::GraphQLRejection;
@@ -51,7 +51,7 @@ pub struct AppState {
     /// `WS_MAX_CONNECTIONS_PER_IP`.
     pub ws_connections: Arc<WsConnections>,
     /// This process's recorder, when it runs workers: `/healthz` fails while it is stuck.
-    pub recorder: Option<Arc<RecorderHealth>>,
+    pub recorder: Option<Arc<dyn Liveness>>,
 }
 
 /// All routes: GraphQL, REST, health.
@@ -194,11 +194,11 @@ async fn graphql(
                     payload_too_large()
                 }
                 ParseRequestError::Io(e) => AppError::bad_request(
-                    code::INVALID_JSON,
+                    Code::InvalidJson,
                     format!("the request body could not be read: {e}"),
                 ),
                 other => AppError::bad_request(
-                    code::INVALID_JSON,
+                    Code::InvalidJson,
                     format!(
                         "the body is not a GraphQL request in JSON ({{\"query\": …, \"variables\": …}}): {}",
                         short_reason(&other)

@@ -6,6 +6,7 @@
 
 use crate::finder::resolve::parse_dns_servers;
 use crate::finder::{FinderConfig, ResolveRule, parse_resolve_rules};
+use crate::redact::redact_url;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -16,8 +17,7 @@ use std::time::Duration;
 /// The default SQLite file, created on first start in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://favicon-finder.db?mode=rwc";
 
-/// A browser-like User-Agent that still names the project, so site owners can tell who we are.
-pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1; +https://github.com/favicon-finder/favicon-finder)";
+pub use crate::finder::DEFAULT_USER_AGENT;
 
 /// The longest legal domain entry as it appears in a job's JSON: a 253-octet hostname, its
 /// two quotes and the comma after it.
@@ -321,23 +321,6 @@ impl Config {
         })
     }
 
-    /// The per-client allowances.
-    pub fn rate_limits(&self) -> crate::jobs::RateLimits {
-        crate::jobs::RateLimits {
-            jobs_per_hour: self.rate_limit_jobs_per_hour,
-            domains_per_hour: self.rate_limit_domains_per_hour,
-        }
-    }
-
-    /// The cross-job cache policy for a job, from its own `max_age_seconds` or the default.
-    pub fn cache_policy(&self, max_age_secs: Option<u64>) -> crate::store::CachePolicy {
-        let max_age = max_age_secs.map_or(self.cache_max_age, Duration::from_secs);
-        crate::store::CachePolicy {
-            max_age,
-            failure_max_age: self.cache_failure_max_age.min(max_age),
-        }
-    }
-
     /// The finder's share of the configuration.
     pub fn finder(&self) -> FinderConfig {
         FinderConfig {
@@ -391,55 +374,6 @@ impl fmt::Debug for Config {
             )
             .finish_non_exhaustive()
     }
-}
-
-/// Query parameters whose values are secrets (compared case-insensitively).
-const SECRET_PARAMS: &[&str] = &[
-    "password",
-    "passwd",
-    "pass",
-    "pwd",
-    "token",
-    "access_token",
-    "refresh_token",
-    "secret",
-    "client_secret",
-    "key",
-    "api_key",
-    "apikey",
-    "auth",
-    "sslpassword",
-];
-
-/// Replaces the secrets of a URL with `***`: the userinfo password, and the values of query
-/// parameters named like secrets (`?password=`, `token`, `api_key`, … in any case). A value
-/// that does not parse as a URL is shown as `***` whole, since where its secret sits is unknown.
-pub fn redact_url(raw: &str) -> String {
-    let Ok(mut url) = url::Url::parse(raw) else {
-        return "***".to_owned();
-    };
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    if let Some(query) = url.query() {
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| {
-                let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
-                let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-                if SECRET_PARAMS
-                    .iter()
-                    .any(|s| decoded.eq_ignore_ascii_case(s))
-                {
-                    format!("{name}=***")
-                } else {
-                    pair.to_owned()
-                }
-            })
-            .collect();
-        url.set_query(Some(&redacted.join("&")));
-    }
-    url.to_string()
 }
 
 struct Vars(HashMap<String, String>);

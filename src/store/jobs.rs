@@ -5,8 +5,7 @@ use super::queue::FETCHED;
 use super::{Store, now};
 use crate::domain::Domain;
 use crate::entities::{client, job};
-use crate::entities::{job::JobStatus, result::ResultStatus};
-use crate::finder::ErrorCategory;
+use crate::model::{ErrorCategory, JobStatus, ResultColumns, ResultStatus};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -273,6 +272,17 @@ impl Cutoffs {
     }
 }
 
+/// The columns a cache hit copies from the earlier result: every column the views show
+/// except the row's own (its domain, status, tries and whether it is a copy), and the
+/// candidates. Each is nullable, so a domain without a hit gets NULL in each.
+fn copied_columns() -> Vec<&'static str> {
+    ResultColumns::NAMES
+        .into_iter()
+        .filter(|c| !matches!(*c, "domain" | "status" | "tries" | "cached"))
+        .chain(["candidates"])
+        .collect()
+}
+
 /// One statement that inserts `domains` into job `job_id` from position `first` on: a copy of
 /// each domain's reusable earlier result (the cross-job cache, when `reuse` allows it), a
 /// `pending` row for every other domain.
@@ -348,15 +358,18 @@ fn insert_results(
                 .map(|c| format!("'{}'", c.as_str()))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let copied = copied_columns();
+            let into = copied.join(", ");
+            let from = copied
+                .iter()
+                .map(|c| format!("p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!(
-                "INSERT INTO result (id, job_id, position, domain, status, favicon_url, error, \
-                   error_code, tries, final_url, mime, width, height, candidates, \
-                   candidates_dropped, fetched_at, \
-                   cached, run_at, created_at, updated_at) \
-                 SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), \
-                   p.favicon_url, p.error, p.error_code, 0, p.final_url, p.mime, p.width, \
-                   p.height, p.candidates, COALESCE(p.candidates_dropped, 0), p.fetched_at, \
-                   p.id IS NOT NULL, $2, $2, $2 \
+                "INSERT INTO result (id, job_id, position, domain, status, tries, \
+                   candidates_dropped, cached, run_at, created_at, updated_at, {into}) \
+                 SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), 0, \
+                   COALESCE(p.candidates_dropped, 0), p.id IS NOT NULL, $2, $2, $2, {from} \
                  FROM (SELECT r.*, (SELECT q.id FROM result q \
                      WHERE q.domain = r.domain AND {FETCHED} \
                        AND q.fetched_at >= ${success} ORDER BY q.fetched_at DESC LIMIT 1) \

@@ -29,7 +29,7 @@ mod results;
 
 pub use jobs::{CachePolicy, JobView};
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
-pub use results::{ExportRow, FinishedDomain, STREAM_CHUNK};
+pub use results::STREAM_CHUNK;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
@@ -111,7 +111,7 @@ impl Store {
         let db = Database::connect(options).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to the database at {}: {e}",
-                crate::config::redact_url(url)
+                crate::redact::redact_url(url)
             )
         })?;
         Ok(Self { db })

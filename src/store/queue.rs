@@ -4,11 +4,12 @@
 //! partial index only when the query repeats the index's clause, so the clauses live here as
 //! constants that the queries splice in, and a test checks each against the migrated schema.
 
-use super::results::FinishedDomain;
 use super::{Store, is_transient, now};
-use crate::entities::result::ResultStatus;
-use crate::entities::{job, job::JobStatus, result};
-use crate::finder::{Candidate, ErrorCategory, FindOutcome};
+use crate::entities::{job, result};
+use crate::model::{
+    Candidate, ErrorCategory, FindError, FindOutcome, JobStatus, ProgressEvent, ResultColumns,
+    ResultStatus,
+};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -90,7 +91,17 @@ pub struct JobUpdate {
     /// The job after the write.
     pub job: job::Model,
     /// The domains that finished in that write, in no particular order.
-    pub finished: Vec<FinishedDomain>,
+    pub finished: Vec<ResultColumns>,
+}
+
+/// What subscribers hear about a record: the job after it and the domains it finished.
+impl From<JobUpdate> for ProgressEvent {
+    fn from(update: JobUpdate) -> Self {
+        Self {
+            finished: update.finished,
+            ..Self::from(&update.job)
+        }
+    }
 }
 
 impl Store {
@@ -265,10 +276,8 @@ impl Store {
                 &format!("the outcome could not be stored: {reason}"),
                 crate::clean::MAX_MESSAGE_BYTES,
             );
-            let stand_in = Disposition::Finish(Err(crate::finder::FindError::new(
-                ErrorCategory::Internal,
-                message,
-            )));
+            let stand_in =
+                Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)));
             match self.write_batch(&[(claim.clone(), stand_in)]).await {
                 Ok(updates) => recorded.updates.extend(updates),
                 Err(err) if is_transient(&err) => return Err(err),
@@ -292,7 +301,7 @@ impl Store {
         let now = now();
         let txn = self.db.begin().await?;
         // Per job: (newly completed, newly failed, finished domains).
-        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedDomain>)> = BTreeMap::new();
+        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<ResultColumns>)> = BTreeMap::new();
         for (claim, disposition) in batch {
             let (row, finished) = written(claim, disposition, now);
             let res = result::Entity::update_many()
@@ -302,7 +311,7 @@ impl Store {
                 .await?;
             if let (1, Some(done)) = (res.rows_affected, finished) {
                 let entry = moved.entry(claim.job_id).or_default();
-                if done.status == ResultStatus::Success.as_str() {
+                if done.status == ResultStatus::Success {
                     entry.0 += 1;
                 } else {
                     entry.1 += 1;
@@ -381,10 +390,7 @@ impl Store {
                         tries: row.tries,
                         owner,
                     },
-                    Disposition::Finish(Err(crate::finder::FindError::new(
-                        ErrorCategory::Internal,
-                        message,
-                    ))),
+                    Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message))),
                 ))
             })
             .collect();
@@ -424,7 +430,7 @@ fn written(
     claim: &Claimed,
     disposition: &Disposition,
     now: DateTime<Utc>,
-) -> (result::ActiveModel, Option<FinishedDomain>) {
+) -> (result::ActiveModel, Option<ResultColumns>) {
     let base = result::ActiveModel {
         updated_at: Set(now),
         ..unleased()
@@ -437,7 +443,7 @@ fn written(
         } => {
             let row = result::ActiveModel {
                 run_at: Set(*run_at),
-                error_code: Set(Some(category.as_str().to_owned())),
+                error_code: Set(Some(*category)),
                 error: Set(Some(message.clone())),
                 ..base
             };
@@ -446,45 +452,59 @@ fn written(
         Disposition::Finish(outcome) => outcome,
     };
     let candidates = |c: &[Candidate]| serde_json::to_value(c).ok().filter(|_| !c.is_empty());
-    let (status, favicon_url, error_code) = match outcome {
-        Ok(found) => (ResultStatus::Success, Some(found.favicon_url.clone()), None),
+    // The row as the views show it, from which the write and the event are both made.
+    let (columns, found_candidates, dropped) = match outcome {
+        Ok(found) => (
+            ResultColumns {
+                status: ResultStatus::Success,
+                favicon_url: Some(found.favicon_url.clone()),
+                final_url: found.final_url.clone(),
+                mime: Some(found.mime.clone()),
+                width: Some(found.width as i32),
+                height: Some(found.height as i32),
+                ..finished_columns(claim, now)
+            },
+            &found.candidates,
+            found.candidates_dropped,
+        ),
         Err(err) => (
-            ResultStatus::Failed,
-            None,
-            Some(err.category.as_str().to_owned()),
+            ResultColumns {
+                status: ResultStatus::Failed,
+                error: Some(format!("{}: {}", err.category.as_str(), err.message)),
+                error_code: Some(err.category),
+                final_url: err.final_url.clone(),
+                ..finished_columns(claim, now)
+            },
+            &err.candidates,
+            err.candidates_dropped,
         ),
     };
-    let base = result::ActiveModel {
-        status: Set(status),
-        favicon_url: Set(favicon_url.clone()),
-        error_code: Set(error_code.clone()),
-        fetched_at: Set(Some(now)),
+    let row = result::ActiveModel {
+        status: Set(columns.status),
+        favicon_url: Set(columns.favicon_url.clone()),
+        error: Set(columns.error.clone()),
+        error_code: Set(columns.error_code),
+        final_url: Set(columns.final_url.clone()),
+        mime: Set(columns.mime.clone()),
+        width: Set(columns.width),
+        height: Set(columns.height),
+        fetched_at: Set(columns.fetched_at),
+        candidates: Set(candidates(found_candidates)),
+        candidates_dropped: Set(dropped as i32),
         ..base
     };
-    let row = match outcome {
-        Ok(found) => result::ActiveModel {
-            error: Set(None),
-            final_url: Set(found.final_url.clone()),
-            mime: Set(Some(found.mime.clone())),
-            width: Set(Some(found.width as i32)),
-            height: Set(Some(found.height as i32)),
-            candidates: Set(candidates(&found.candidates)),
-            candidates_dropped: Set(found.candidates_dropped as i32),
-            ..base
-        },
-        Err(err) => result::ActiveModel {
-            error: Set(Some(format!("{}: {}", err.category.as_str(), err.message))),
-            final_url: Set(err.final_url.clone()),
-            mime: Set(None),
-            width: Set(None),
-            height: Set(None),
-            candidates: Set(candidates(&err.candidates)),
-            candidates_dropped: Set(err.candidates_dropped as i32),
-            ..base
-        },
-    };
-    let finished = FinishedDomain::new(claim.domain.clone(), status, favicon_url, error_code);
-    (row, Some(finished))
+    (row, Some(columns))
+}
+
+/// The columns every finished row starts from: nothing found yet, fetched now, by this try.
+fn finished_columns(claim: &Claimed, now: DateTime<Utc>) -> ResultColumns {
+    ResultColumns {
+        domain: claim.domain.clone(),
+        tries: claim.tries,
+        fetched_at: Some(now),
+        cached: false,
+        ..ResultColumns::default()
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod promises_work;
 mod queue;
 mod recorder;
 mod redis_tls;
+mod result_fields;
 mod schema;
 mod sentry;
 #[path = "../common/services.rs"]

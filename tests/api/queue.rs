@@ -214,8 +214,8 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
     let reaped = store.reap_exhausted(2).await.unwrap();
     assert_eq!(reaped.len(), 1);
     assert_eq!(
-        reaped[0].finished[0].error_code.as_deref(),
-        Some("internal")
+        reaped[0].finished[0].error_code,
+        Some(ErrorCategory::Internal)
     );
     assert_eq!(counters(&store, job).await, (0, 1, JobStatus::Processing));
 }
@@ -263,8 +263,8 @@ async fn an_unstorable_row_never_blocks_its_batch(backend: Backend) {
     for row in rows {
         if row.domain == "bad.test" {
             assert_eq!(row.status.as_str(), "failed");
-            assert_eq!(row.error_code.as_deref(), Some("internal"));
-            let error = row.error.unwrap();
+            assert_eq!(row.error_code, Some(ErrorCategory::Internal));
+            let error = row.error.clone().unwrap();
             assert!(
                 error.starts_with("internal: the outcome could not be stored"),
                 "{error}"
@@ -291,7 +291,7 @@ async fn the_same_outcome_cleaned_is_stored(backend: Backend) {
         .unwrap();
     assert!(recorded.refused.is_empty());
     let row = &store.results_page(job, 1, 1).await.unwrap()[0];
-    assert_eq!(row.error_code.as_deref(), Some("http_status"));
+    assert_eq!(row.error_code, Some(ErrorCategory::HttpStatus));
     assert_eq!(row.error.as_deref(), Some("http_status: 404 NotFound"));
     assert_eq!(row.candidates_dropped, i32::MAX);
 }

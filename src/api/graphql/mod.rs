@@ -1,31 +1,20 @@
 //! The GraphQL API: `createJob`, `job`, `jobs` and paginated `results`.
 //!
-//! Types here are views over the store's rows; every rule (validation, paging, not-found)
-//! lives in `jobs` and is shared with the REST API. Layout: `types` (the objects and inputs),
+//! Resolvers parse their arguments, call the core ([`crate::jobs::Jobs`]) and map the answer;
+//! every rule (validation, paging, not-found) lives there and is shared with the REST API. Layout: `types` (the objects and inputs),
 //! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error).
 
 use crate::api::AppState;
-use crate::entities::job::JobStatus;
-use crate::entities::result::{self as result_entity, ResultStatus};
-use crate::error::AppError;
-use crate::events::{COALESCE, ProgressEvent};
-use crate::finder::Candidate as FoundCandidate;
-use crate::jobs::{self, Entry, Fields, JobView, Page};
+use crate::error::{AppError, Code};
+use crate::jobs::{self, Entry, Fields, JobView, NewJob, ResultPage};
+use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast;
 
 /// The assembled schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
-
-/// A subscriber that heard nothing for this long re-reads the job from the database, so a
-/// lost pub/sub message never leaves a client waiting.
-pub const IDLE_REREAD: Duration = Duration::from_secs(3);
-/// Finished domains fetched from the database after a re-read, at most.
-pub(super) const REREAD_RESULTS: u64 = 1_000;
 
 /// Builds the schema; resolvers reach the service through the [`AppState`] in its data
 /// (none when only the SDL is wanted).
@@ -69,7 +58,7 @@ impl ConnectionSubscriptions {
         match taken {
             Ok(_) => Ok(ConnectionSlot(self.running.clone())),
             Err(_) => Err(AppError::bad_request(
-                crate::error::code::TOO_MANY_SUBSCRIPTIONS,
+                Code::TooManySubscriptions,
                 format!(
                     "this connection already runs {} subscriptions, the most allowed (WS_MAX_SUBSCRIPTIONS); open another connection or stop one",
                     self.limit
@@ -102,7 +91,7 @@ mod types;
 pub use errors::ErrorCodesFactory;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
-pub use subscription::{JobProgress, ProgressResult, SubscriptionRoot};
+pub use subscription::{JobProgress, SubscriptionRoot};
 pub use types::*;
 
 /// The complexity of a paged field: what is selected under it counts once per row the page
@@ -110,7 +99,7 @@ pub use types::*;
 /// `GRAPHQL_MAX_COMPLEXITY`. An out-of-range `perPage` is refused by the resolver; here it
 /// counts as the nearest legal size.
 pub(super) fn page_cost(per_page: i64, child_complexity: usize) -> usize {
-    let rows = per_page.clamp(1, jobs::MAX_PER_PAGE as i64) as usize;
+    let rows = per_page.clamp(1, crate::model::MAX_PER_PAGE as i64) as usize;
     rows.saturating_mul(child_complexity).saturating_add(1)
 }
 

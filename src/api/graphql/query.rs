@@ -26,9 +26,9 @@ impl QueryRoot {
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
         let (views, total) = ctx(c)
             .jobs
-            .jobs_for_client(client_id.trim(), page)
+            .jobs_for_client(&client_id, page)
             .await
-            .map_err(|e| AppError::from(e).into_graphql())?;
+            .map_err(AppError::into_graphql)?;
         Ok(JobPage {
             jobs: views.into_iter().map(Into::into).collect(),
             page: page.page as i32,
@@ -48,17 +48,10 @@ impl QueryRoot {
     ) -> Result<ResultPage> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
-        let core = &ctx(c).jobs;
-        let view = core.find(id).await.map_err(AppError::into_graphql)?;
-        let rows = core
-            .results_page(id, page)
+        ctx(c)
+            .jobs
+            .results(id, page)
             .await
-            .map_err(|e| AppError::from(e).into_graphql())?;
-        Ok(ResultPage {
-            results: rows.into_iter().map(Into::into).collect(),
-            page: page.page as i32,
-            per_page: page.per_page as i32,
-            total: view.job.total,
-        })
+            .map_err(AppError::into_graphql)
     }
 }
