@@ -185,7 +185,7 @@ pub struct Found {
     pub width: u32,
     /// Real height of the chosen icon.
     pub height: u32,
-    /// Every candidate found, in rank order (at most [`crate::clean::MAX_CANDIDATES`]).
+    /// Every candidate found, in rank order (at most `clean::MAX_CANDIDATES`, which the store enforces).
     pub candidates: Vec<Candidate>,
     /// How many more candidates the page declared than were kept.
     #[serde(default)]
@@ -203,7 +203,7 @@ pub struct FindError {
     pub final_url: Option<String>,
     /// Seconds the server asked us to wait (`Retry-After`), if any.
     pub retry_after_secs: Option<u64>,
-    /// Candidates found and rejected, in rank order (at most [`crate::clean::MAX_CANDIDATES`]).
+    /// Candidates found and rejected, in rank order (at most `clean::MAX_CANDIDATES`, which the store enforces).
     pub candidates: Vec<Candidate>,
     /// How many more candidates the page declared than were kept.
     #[serde(default)]

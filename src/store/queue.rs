@@ -4,11 +4,11 @@
 //! partial index only when the query repeats the index's clause, so the clauses live here as
 //! constants that the queries splice in, and a test checks each against the migrated schema.
 
+use super::results::finished_row;
 use super::{Store, is_transient, now};
 use crate::entities::{job, result};
 use crate::model::{
-    Candidate, ErrorCategory, FindError, FindOutcome, JobStatus, ProgressEvent, ResultColumns,
-    ResultStatus,
+    ErrorCategory, FindError, FindOutcome, JobStatus, ProgressEvent, ResultColumns, ResultStatus,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -423,19 +423,12 @@ fn guard(claim: &Claimed) -> sea_orm::Condition {
 
 /// The columns a write of `disposition` sets on the claimed row, and for a finished row the
 /// domain as progress events show it.
-///
-/// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
-/// outcome that skipped it shows up as a negative count the database refuses.
 fn written(
     claim: &Claimed,
     disposition: &Disposition,
     now: DateTime<Utc>,
 ) -> (result::ActiveModel, Option<ResultColumns>) {
-    let base = result::ActiveModel {
-        updated_at: Set(now),
-        ..unleased()
-    };
-    let outcome = match disposition {
+    match disposition {
         Disposition::Retry {
             run_at,
             category,
@@ -445,65 +438,21 @@ fn written(
                 run_at: Set(*run_at),
                 error_code: Set(Some(*category)),
                 error: Set(Some(message.clone())),
-                ..base
+                updated_at: Set(now),
+                ..unleased()
             };
-            return (row, None);
+            (row, None)
         }
-        Disposition::Finish(outcome) => outcome,
-    };
-    let candidates = |c: &[Candidate]| serde_json::to_value(c).ok().filter(|_| !c.is_empty());
-    // The row as the views show it, from which the write and the event are both made.
-    let (columns, found_candidates, dropped) = match outcome {
-        Ok(found) => (
-            ResultColumns {
-                status: ResultStatus::Success,
-                favicon_url: Some(found.favicon_url.clone()),
-                final_url: found.final_url.clone(),
-                mime: Some(found.mime.clone()),
-                width: Some(found.width as i32),
-                height: Some(found.height as i32),
-                ..finished_columns(claim, now)
-            },
-            &found.candidates,
-            found.candidates_dropped,
-        ),
-        Err(err) => (
-            ResultColumns {
-                status: ResultStatus::Failed,
-                error: Some(format!("{}: {}", err.category.as_str(), err.message)),
-                error_code: Some(err.category),
-                final_url: err.final_url.clone(),
-                ..finished_columns(claim, now)
-            },
-            &err.candidates,
-            err.candidates_dropped,
-        ),
-    };
-    let row = result::ActiveModel {
-        status: Set(columns.status),
-        favicon_url: Set(columns.favicon_url.clone()),
-        error: Set(columns.error.clone()),
-        error_code: Set(columns.error_code),
-        final_url: Set(columns.final_url.clone()),
-        mime: Set(columns.mime.clone()),
-        width: Set(columns.width),
-        height: Set(columns.height),
-        fetched_at: Set(columns.fetched_at),
-        candidates: Set(candidates(found_candidates)),
-        candidates_dropped: Set(dropped as i32),
-        ..base
-    };
-    (row, Some(columns))
-}
-
-/// The columns every finished row starts from: nothing found yet, fetched now, by this try.
-fn finished_columns(claim: &Claimed, now: DateTime<Utc>) -> ResultColumns {
-    ResultColumns {
-        domain: claim.domain.clone(),
-        tries: claim.tries,
-        fetched_at: Some(now),
-        cached: false,
-        ..ResultColumns::default()
+        Disposition::Finish(outcome) => {
+            let (row, columns) = finished_row(&claim.domain, claim.tries, outcome, now);
+            let row = result::ActiveModel {
+                updated_at: Set(now),
+                lease_owner: Set(None),
+                lease_until: Set(None),
+                ..row
+            };
+            (row, Some(columns))
+        }
     }
 }
 

@@ -1,11 +1,17 @@
-//! Reading a job's results: pages in submission order, what finished since a moment (for
-//! subscribers that missed events), and the CSV export's stream of rows.
+//! A job's results: how a finished outcome becomes a row (and the view events carry), pages
+//! in submission order, what finished since a moment (for subscribers that missed events),
+//! and the CSV export's stream of rows.
+//!
+//! With the view's mapping next to the entity (`entities::result`), this file is where the
+//! store meets the one result view: a new column is written in [`finished_row`] and read by
+//! the export through [`ResultColumns::NAMES`].
 
 use super::Store;
 use crate::entities::result;
-use crate::model::{ResultColumns, ResultStatus, ResultView};
+use crate::model::{Candidate, FindOutcome, ResultColumns, ResultStatus, ResultView};
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
@@ -17,6 +23,68 @@ pub const STREAM_CHUNK: usize = 1_000;
 /// What a CSV row costs besides its text columns (status, numbers, timestamp, separators),
 /// counted against the export's byte budget.
 const ROW_FIXED_BYTES: i64 = 64;
+
+/// The columns a finished outcome writes on its row, and the row as the views show it (what
+/// progress events carry), both made from one [`ResultColumns`].
+///
+/// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
+/// outcome that skipped it shows up as a negative count the database refuses.
+pub(super) fn finished_row(
+    domain: &str,
+    tries: i32,
+    outcome: &FindOutcome,
+    now: DateTime<Utc>,
+) -> (result::ActiveModel, ResultColumns) {
+    let fetched = ResultColumns {
+        domain: domain.to_owned(),
+        tries,
+        fetched_at: Some(now),
+        cached: false,
+        ..ResultColumns::default()
+    };
+    let (columns, candidates, dropped) = match outcome {
+        Ok(found) => (
+            ResultColumns {
+                status: ResultStatus::Success,
+                favicon_url: Some(found.favicon_url.clone()),
+                final_url: found.final_url.clone(),
+                mime: Some(found.mime.clone()),
+                width: Some(found.width as i32),
+                height: Some(found.height as i32),
+                ..fetched
+            },
+            &found.candidates,
+            found.candidates_dropped,
+        ),
+        Err(err) => (
+            ResultColumns {
+                status: ResultStatus::Failed,
+                error: Some(format!("{}: {}", err.category.as_str(), err.message)),
+                error_code: Some(err.category),
+                final_url: err.final_url.clone(),
+                ..fetched
+            },
+            &err.candidates,
+            err.candidates_dropped,
+        ),
+    };
+    let stored = |c: &[Candidate]| serde_json::to_value(c).ok().filter(|_| !c.is_empty());
+    let row = result::ActiveModel {
+        status: Set(columns.status),
+        favicon_url: Set(columns.favicon_url.clone()),
+        error: Set(columns.error.clone()),
+        error_code: Set(columns.error_code),
+        final_url: Set(columns.final_url.clone()),
+        mime: Set(columns.mime.clone()),
+        width: Set(columns.width),
+        height: Set(columns.height),
+        fetched_at: Set(columns.fetched_at),
+        candidates: Set(stored(candidates)),
+        candidates_dropped: Set(dropped as i32),
+        ..Default::default()
+    };
+    (row, columns)
+}
 
 impl Store {
     /// One page of a job's results in submission order (`page` starts at 1).
