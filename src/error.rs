@@ -39,6 +39,12 @@ pub mod code {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
     /// Too many open WebSocket connections, from this address or in all.
     pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
+    /// No API key, or one that is unknown, malformed or revoked.
+    pub const UNAUTHORIZED: &str = "UNAUTHORIZED";
+    /// The key (or link, or origin) is known but may not do this.
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    /// A signed download link whose expiry has passed.
+    pub const LINK_EXPIRED: &str = "LINK_EXPIRED";
 }
 
 /// Everything an API call can fail with.
@@ -80,6 +86,18 @@ pub enum AppError {
         /// The client's own cap rather than the whole process's.
         per_client: bool,
     },
+    /// No usable API key; the message never contains the key, only what was wrong with it.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated (or a signed link) but not allowed: `code` is [`code::FORBIDDEN`] or
+    /// [`code::LINK_EXPIRED`].
+    #[error("{message}")]
+    Forbidden {
+        /// One of [`code`].
+        code: &'static str,
+        /// What was refused, for a person.
+        message: String,
+    },
     /// A failure on our side; the cause is logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -107,6 +125,8 @@ impl AppError {
                 per_client: true, ..
             } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,6 +140,8 @@ impl AppError {
             Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::UnsupportedMediaType(_) => code::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyConnections { .. } => code::TOO_MANY_CONNECTIONS,
+            Self::Unauthorized(_) => code::UNAUTHORIZED,
+            Self::Forbidden { code, .. } => code,
             Self::Internal(_) => code::INTERNAL,
         }
     }
@@ -197,7 +219,15 @@ impl IntoResponse for AppError {
         if let Some(details) = self.details() {
             error["details"] = details.clone();
         }
+        let unauthorized = matches!(self, Self::Unauthorized(_));
         let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if unauthorized {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Self::RateLimited {
             retry_after_secs, ..
         } = self
