@@ -108,7 +108,7 @@ pub async fn authenticate(
     if let Some(job_id) = download_job(path)
         && let Some((expires, sig)) = link_params(&request)
     {
-        let now = crate::store::now();
+        let now = chrono::Utc::now();
         return match state
             .accounts
             .signer()
