@@ -3,7 +3,9 @@
 
 use crate::api::http::{HttpTimeouts, serve_http};
 use crate::api::ws::WsConnections;
-use crate::api::{AppState, ops_router, router};
+use crate::api::{AppState, api_ops_router, ops_router, router};
+use crate::auth::{Accounts, LinkSigner};
+use crate::config::AuthMode;
 use crate::config::Config;
 use crate::events::Events;
 use crate::finder::Finder;
@@ -34,6 +36,8 @@ pub struct Application {
     /// The database, for tests and tools; handlers reach it only through the core.
     store: Store,
     listener: Option<TcpListener>,
+    /// `OPS_ADDR`: health and metrics apart from the API.
+    ops_listener: Option<TcpListener>,
     worker: Option<WorkerPool>,
 }
 
@@ -90,6 +94,33 @@ impl Application {
         } else {
             None
         };
+        let accounts = Accounts::new(
+            store.clone(),
+            LinkSigner::new(
+                config.download_url_secret.as_deref(),
+                config.download_url_ttl,
+            ),
+        );
+        let mut ops_listener = None;
+        if roles.api {
+            if let Some(key) = &config.bootstrap_api_key {
+                let key_id = accounts.bootstrap(key).await?;
+                tracing::info!(%key_id, "BOOTSTRAP_API_KEY: admin key in place");
+            }
+            if config.auth_mode == AuthMode::Off && !config.host.is_loopback() {
+                tracing::warn!(
+                    host = %config.host,
+                    "AUTH_MODE=off on a non-loopback address: ANYONE WHO CAN REACH THIS PORT CAN READ EVERY CLIENT'S JOBS AND CREATE JOBS UNDER ANY NAME; set AUTH_MODE=required (and create keys) unless a gateway in front authenticates"
+                );
+            }
+            if let Some(addr) = config.ops_addr {
+                ops_listener = Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (OPS_ADDR): {e}"))?,
+                );
+            }
+        }
         let ws_connections = Arc::new(WsConnections::new(
             config.ws_max_connections,
             config.ws_max_connections_per_ip,
@@ -107,9 +138,11 @@ impl Application {
                 recorder: worker
                     .as_ref()
                     .map(|pool| pool.health() as Arc<dyn crate::model::Liveness>),
+                accounts,
             },
             store,
             listener,
+            ops_listener,
             worker,
         })
     }
@@ -117,6 +150,14 @@ impl Application {
     /// The port the API listens on, if this process serves it.
     pub fn port(&self) -> Option<u16> {
         self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// The port of the `OPS_ADDR` listener, if there is one.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
@@ -166,6 +207,22 @@ impl Application {
             }
             None => None,
         };
+        let ops = self.ops_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "health and metrics listening (OPS_ADDR)");
+            }
+            let timeouts = HttpTimeouts {
+                header: self.state.config.http_header_timeout,
+                idle: self.state.config.http_idle_timeout,
+                grace: self.state.config.shutdown_grace,
+            };
+            tokio::spawn(serve_http(
+                listener,
+                api_ops_router(self.state.clone()),
+                timeouts,
+                shutdown.clone(),
+            ))
+        });
         if let Some(api) = api {
             match api.await {
                 Ok(()) => tracing::info!("API stopped"),
@@ -181,6 +238,11 @@ impl Application {
                     cut,
                     "WebSocket connections still open after SHUTDOWN_GRACE_SECS were cut"
                 );
+            }
+        }
+        if let Some(ops) = ops {
+            if let Err(e) = ops.await {
+                tracing::error!(error = %e, "ops listener task panicked");
             }
         }
         if let Some(worker) = worker {

@@ -40,6 +40,12 @@ pub enum Code {
     UnsupportedMediaType,
     /// Too many open WebSocket connections, from this address or in all.
     TooManyConnections,
+    /// No API key, or one that is unknown, malformed or revoked.
+    Unauthorized,
+    /// The key (or link, or origin) is known but may not do this.
+    Forbidden,
+    /// A signed download link whose expiry has passed.
+    LinkExpired,
     /// GraphQL only: the query text is not GraphQL.
     GraphqlParseFailed,
     /// GraphQL only: the query does not fit the schema (unknown field, missing argument, …).
@@ -67,6 +73,9 @@ impl Code {
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::LinkExpired => "LINK_EXPIRED",
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::QueryTooDeep => "QUERY_TOO_DEEP",
@@ -120,6 +129,18 @@ pub enum AppError {
         /// The client's own cap rather than the whole process's.
         per_client: bool,
     },
+    /// No usable API key; the message never contains the key, only what was wrong with it.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Authenticated (or a signed link) but not allowed: `code` is [`Code::Forbidden`] or
+    /// [`Code::LinkExpired`].
+    #[error("{message}")]
+    Forbidden {
+        /// Which refusal.
+        code: Code,
+        /// What was refused, for a person.
+        message: String,
+    },
     /// A failure on our side; the cause is logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -147,6 +168,8 @@ impl AppError {
                 per_client: true, ..
             } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -160,6 +183,8 @@ impl AppError {
             Self::RateLimited { .. } => Code::RateLimited,
             Self::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
             Self::TooManyConnections { .. } => Code::TooManyConnections,
+            Self::Unauthorized(_) => Code::Unauthorized,
+            Self::Forbidden { code, .. } => *code,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -237,7 +262,15 @@ impl IntoResponse for AppError {
         if let Some(details) = self.details() {
             error["details"] = details.clone();
         }
+        let unauthorized = matches!(self, Self::Unauthorized(_));
         let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if unauthorized {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Self::RateLimited {
             retry_after_secs, ..
         } = self

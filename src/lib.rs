@@ -26,10 +26,12 @@
 //!   progress) and every rule.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
+//! - [`auth`][]: API keys, the caller a request acts for, signed download links.
 //! - [`cli`][]: the `favicon-finder` command line.
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod clean;
 pub mod cli;
 pub mod config;

@@ -2,12 +2,14 @@
 //! one [`AppState`] every handler reaches live here; [`rest`], [`graphql`] and [`ws`] are
 //! the APIs, [`ops`] the health and metrics endpoints, [`http`] the server with its timeouts.
 
+pub mod auth;
 pub mod graphql;
 pub mod http;
 pub mod ops;
 pub mod rest;
 pub mod ws;
 
+use crate::auth::{Accounts, Caller};
 use crate::config::Config;
 use crate::error::{AppError, Code};
 use crate::events::Events;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub ws_connections: Arc<WsConnections>,
     /// This process's recorder, when it runs workers: `/healthz` fails while it is stuck.
     pub recorder: Option<Arc<dyn Liveness>>,
+    /// API keys and signed links: who a request acts for.
+    pub accounts: Accounts,
 }
 
 /// All routes: GraphQL, REST, health.
@@ -61,20 +65,62 @@ pub fn router(state: AppState) -> Router {
     // the schema (a reference cycle would keep the database pool alive after shutdown); the
     // GraphQL handlers take it as an extension instead.
     let schema = graphql::build_schema(Some(state.clone()));
-    Router::new()
+    let mut router = Router::new()
         .route("/graphql", get(graphiql_or_subscription).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    // With an ops listener, metrics are served there only.
+    if state.config.ops_addr.is_none() {
+        router = router.route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::metrics_guard,
+            )),
+        );
+    }
+    let router = router
         .merge(rest::router())
         .layer(Extension(schema))
         .layer(axum::middleware::from_fn(require_json))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         // One limit for every body, enforced while reading (not only by Content-Length).
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
-        .layer(axum::middleware::from_fn(json_payload_too_large))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(json_payload_too_large));
+    // Outermost, so preflights are answered before authentication and every answer (a 401
+    // too) carries the CORS headers a browser needs to read it.
+    match cors_layer(&state.config) {
+        Some(cors) => router.layer(cors).with_state(state),
+        None => router.with_state(state),
+    }
+}
+
+/// The CORS layer for `CORS_ALLOWED_ORIGINS`: exact origins, the two methods and the two
+/// request headers the API uses; none when no origin is allowed (browsers then keep pages of
+/// other sites out by themselves).
+fn cors_layer(config: &Config) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<header::HeaderValue> = config
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|o| header::HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER, header::CONTENT_DISPOSITION])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Health and metrics only: what a worker-only process serves with `WORKER_HTTP_PORT`.
@@ -82,7 +128,29 @@ pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(process_metrics))
+        .route(
+            "/metrics",
+            get(process_metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::ops_metrics_guard,
+            )),
+        )
+        .with_state(state)
+}
+
+/// What an API process serves on `OPS_ADDR`: health, and the API's metrics (with the
+/// fleet-wide database gauges).
+pub fn api_ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::ops_metrics_guard,
+            )),
+        )
         .with_state(state)
 }
 
@@ -157,11 +225,18 @@ async fn graphiql_or_subscription(
     state: State<AppState>,
     schema: Extension<AppSchema>,
     peer: ConnectInfo<SocketAddr>,
+    caller: Option<Extension<Caller>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     protocol: Result<GraphQLProtocol, StatusCode>,
 ) -> Response {
     match (upgrade, protocol) {
-        (Ok(upgrade), Ok(protocol)) => graphql_ws(state, schema, peer, protocol, upgrade).await,
+        (Ok(upgrade), Ok(protocol)) => {
+            graphql_ws(state, schema, peer, caller, protocol, upgrade).await
+        }
+        _ if !state.config.graphiql => AppError::NotFound(
+            "GraphiQL is not served here (GRAPHIQL=false); POST queries to /graphql".into(),
+        )
+        .into_graphql_response(),
         _ => graphiql().await.into_response(),
     }
 }
@@ -180,11 +255,17 @@ async fn graphiql() -> Html<String> {
 /// code, like every other GraphQL error, rather than the extractor's plain-text 400.
 async fn graphql(
     Extension(schema): Extension<AppSchema>,
+    caller: Option<Extension<Caller>>,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
     match request {
         Ok(request) => {
-            GraphQLResponse::from(schema.execute(request.into_inner()).await).into_response()
+            // Resolvers find who asked in the request's data.
+            let mut request = request.into_inner();
+            if let Some(Extension(caller)) = caller {
+                request = request.data(caller);
+            }
+            GraphQLResponse::from(schema.execute(request).await).into_response()
         }
         Err(GraphQLRejection(err)) => {
             let error = match err {

@@ -20,14 +20,17 @@
 //!   errors are worth a retry ([`is_transient`]);
 //! - `jobs`: creating a job (with the copy of cached results), reading jobs, client usage;
 //! - `results`: pages of a job's results and the CSV stream;
+//! - `keys`: API keys (create, list, revoke, find by hash, last use);
 //! - `queue`: claim, heartbeat, release, record and reap, with the partial-index clauses the
 //!   queries share with the migrations.
 
 mod jobs;
+mod keys;
 mod queue;
 mod results;
 
 pub use jobs::{CachePolicy, JobView};
+pub use keys::NewKey;
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
 pub use results::STREAM_CHUNK;
 

@@ -6,6 +6,7 @@
 // (the unwrap_used lint in Cargo.toml is for the service).
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod api_limits;
 mod cache;
 mod cli;

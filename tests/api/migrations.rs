@@ -30,11 +30,11 @@ async fn migrations_go_up_and_down(backend: Backend) {
     assert!(!store.migrations_applied().await.unwrap());
     store.migrate().await.unwrap();
     assert!(store.migrations_applied().await.unwrap());
-    for table in ["client", "job", "result"] {
+    for table in ["client", "job", "result", "api_key"] {
         assert!(table_exists(&store, table).await, "{table} after up");
     }
     Migrator::down(store.connection(), None).await.unwrap();
-    for table in ["client", "job", "result"] {
+    for table in ["client", "job", "result", "api_key"] {
         assert!(!table_exists(&store, table).await, "{table} after down");
     }
     assert!(!store.migrations_applied().await.unwrap());
@@ -85,7 +85,11 @@ async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     let refused = store.connection().execute_raw(negative).await.unwrap_err();
     assert!(!favicon_finder::store::is_transient(&refused), "{refused}");
 
-    Migrator::down(store.connection(), Some(1)).await.unwrap();
+    // Down to just before migration 5, whatever came after it.
+    let after_five = (Migrator::migrations().len() - 4) as u32;
+    Migrator::down(store.connection(), Some(after_five))
+        .await
+        .unwrap();
     assert!(!column_exists(&store, "result", "candidates_dropped").await);
     assert!(!store.migrations_applied().await.unwrap());
     store.migrate().await.unwrap();
@@ -95,3 +99,41 @@ async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     assert_eq!(rows[0].candidates_dropped, 0, "existing rows read 0");
 }
 both_backends!(candidates_dropped, candidates_dropped_goes_up_and_down);
+
+/// Migration 6 alone goes down and up again over a database holding a key; its hash is
+/// unique.
+async fn api_keys_go_up_and_down(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let new_key = |hash: &str| favicon_finder::store::NewKey {
+        client_id: "acme".into(),
+        name: "ci".into(),
+        scopes: "read submit".into(),
+        hash: hash.into(),
+        prefix: "ffk_abcd".into(),
+    };
+    let hash = "a".repeat(64);
+    let key = store.create_api_key(new_key(&hash)).await.unwrap();
+    assert_eq!(
+        store.api_key_by_hash(&hash).await.unwrap().unwrap().id,
+        key.id
+    );
+    let duplicate = store.create_api_key(new_key(&hash)).await.unwrap_err();
+    assert!(
+        !favicon_finder::store::is_transient(&duplicate),
+        "{duplicate}"
+    );
+
+    let after_six = (Migrator::migrations().len() - 5) as u32;
+    Migrator::down(store.connection(), Some(after_six))
+        .await
+        .unwrap();
+    assert!(!table_exists(&store, "api_key").await);
+    assert!(table_exists(&store, "job").await, "older tables stay");
+    store.migrate().await.unwrap();
+    assert!(table_exists(&store, "api_key").await);
+    assert!(store.list_api_keys().await.unwrap().is_empty());
+    store.create_api_key(new_key(&hash)).await.unwrap();
+}
+both_backends!(api_keys, api_keys_go_up_and_down);

@@ -22,6 +22,13 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder =
         Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(ErrorCodesFactory);
     match state {
+        // INTROSPECTION=false: the schema is not browsable by whoever holds a key.
+        Some(state) if !state.config.introspection => builder
+            .disable_introspection()
+            .limit_depth(state.config.graphql_max_depth)
+            .limit_complexity(state.config.graphql_max_complexity)
+            .data(state)
+            .finish(),
         Some(state) => builder
             .limit_depth(state.config.graphql_max_depth)
             .limit_complexity(state.config.graphql_max_complexity)
