@@ -258,13 +258,20 @@ impl TestApp {
 
     /// A `graphql-transport-ws` WebSocket to `/graphql/ws`, initialised and acknowledged.
     pub async fn ws(&self) -> Ws {
-        ws_connect(&self.base, "/graphql/ws", "graphql-transport-ws").await
+        ws_connect(&self.base, "/graphql/ws", Protocol::TransportWs).await
     }
 
-    /// A GraphQL WebSocket to `path` in `protocol` (for the legacy `graphql-ws`, or `/graphql`
-    /// itself), initialised and acknowledged.
-    pub async fn ws_with(&self, path: &str, protocol: &str) -> Ws {
+    /// A GraphQL WebSocket to `path` (`/graphql/ws`, or `/graphql` itself) in `protocol`,
+    /// initialised and acknowledged.
+    pub async fn ws_with(&self, path: &str, protocol: Protocol) -> Ws {
         ws_connect(&self.base, path, protocol).await
+    }
+
+    /// A `graphql-transport-ws` WebSocket to `/graphql/ws` from the loopback address `from`
+    /// (per-address limits tell clients apart by it), upgraded but not yet initialised: the
+    /// caller decides whether and when to send `connection_init` ([`ws_init`]).
+    pub async fn ws_from(&self, from: [u8; 4]) -> Ws {
+        ws_open(&self.base, "/graphql/ws", Protocol::TransportWs, from).await
     }
 
     /// Rows in a table, straight from the database.
@@ -312,23 +319,71 @@ impl Drop for ChildGuard {
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Opens a GraphQL WebSocket at `base` + `path` in `protocol` (`graphql-transport-ws` or the
-/// legacy `graphql-ws`), checks the server chose that subprotocol, sends `connection_init` and
-/// waits (5 s at most) for `connection_ack`, so the socket is ready for a subscription.
-pub async fn ws_connect(base: &str, path: &str, protocol: &str) -> Ws {
-    use tokio_tungstenite::tungstenite::Message;
+/// The two GraphQL-over-WebSocket subprotocols a client may speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `graphql-transport-ws` (graphql-ws library, GraphiQL).
+    TransportWs,
+    /// The legacy `graphql-ws` (subscriptions-transport-ws).
+    LegacyWs,
+}
+
+impl Protocol {
+    /// The `Sec-WebSocket-Protocol` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TransportWs => "graphql-transport-ws",
+            Self::LegacyWs => "graphql-ws",
+        }
+    }
+
+    /// The message type that starts an operation.
+    pub fn start(self) -> &'static str {
+        match self {
+            Self::TransportWs => "subscribe",
+            Self::LegacyWs => "start",
+        }
+    }
+
+    /// The message type that carries an operation's result.
+    pub fn next(self) -> &'static str {
+        match self {
+            Self::TransportWs => "next",
+            Self::LegacyWs => "data",
+        }
+    }
+}
+
+/// Opens a WebSocket from the loopback address `from` to `base` + `path` (`base` is
+/// `http://IP:PORT`, a test app's or a child's), asking for `protocol` and checking the server
+/// chose it. Nothing is sent yet.
+pub async fn ws_open(base: &str, path: &str, protocol: Protocol, from: [u8; 4]) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
-    let mut request = url.into_client_request().unwrap();
+    let server: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let mut request = format!("ws://{server}{path}")
+        .into_client_request()
+        .unwrap();
     request
         .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().unwrap());
-    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        .insert("sec-websocket-protocol", protocol.name().parse().unwrap());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket.connect(server).await.unwrap();
+    let (ws, response) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
     assert_eq!(
         response.headers()["sec-websocket-protocol"],
-        protocol,
+        protocol.name(),
         "the server speaks the requested subprotocol"
     );
+    ws
+}
+
+/// Sends `connection_init` and waits (5 s at most) for `connection_ack`.
+pub async fn ws_init(ws: &mut Ws) {
+    use tokio_tungstenite::tungstenite::Message;
     let init = serde_json::json!({"type": "connection_init", "payload": {}});
     ws.send(Message::Text(init.to_string().into()))
         .await
@@ -343,9 +398,37 @@ pub async fn ws_connect(base: &str, path: &str, protocol: &str) -> Ws {
         if let Message::Text(text) = message {
             let frame: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(frame["type"], "connection_ack", "{frame}");
-            return ws;
+            return;
         }
     }
+}
+
+/// A GraphQL WebSocket at `base` + `path` in `protocol`, initialised and acknowledged, so it
+/// is ready for a subscription.
+pub async fn ws_connect(base: &str, path: &str, protocol: Protocol) -> Ws {
+    let mut ws = ws_open(base, path, protocol, [127, 0, 0, 1]).await;
+    ws_init(&mut ws).await;
+    ws
+}
+
+/// Starts operation `id` (`query` with `variables`) on an initialised socket.
+pub async fn ws_subscribe(
+    ws: &mut Ws,
+    protocol: Protocol,
+    id: &str,
+    query: &str,
+    variables: Value,
+) {
+    let start = serde_json::json!({
+        "id": id,
+        "type": protocol.start(),
+        "payload": {"query": query, "variables": variables},
+    });
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        start.to_string().into(),
+    ))
+    .await
+    .unwrap();
 }
 
 /// The API address a `favicon-finder serve` child started with `PORT=0` reports in its log

@@ -2,13 +2,15 @@
 //! cleanly (1001), hands back the rows it was fetching, and exits 0 within the grace period.
 
 use crate::fake::{FakeInternet, Route, Sites, png};
-use crate::helpers::ChildGuard;
-use futures::{SinkExt, StreamExt};
+use crate::helpers::{ChildGuard, Protocol, Ws, ws_connect, ws_subscribe};
+use futures::StreamExt;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// The subscription every socket here holds.
+const PROGRESS: &str = "subscription($id: ID!) { jobProgress(jobId: $id) { status completed } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm() {
@@ -67,28 +69,15 @@ async fn serve_stops_cleanly_on_sigterm() {
     let job_id = created["job_id"].as_str().unwrap().to_owned();
 
     // A live subscription, then wait until the worker holds rows.
-    let mut request = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    ws.send(Message::Text(
-        json!({"type": "connection_init"}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    ws.send(Message::Text(
-        json!({"id": "1", "type": "subscribe", "payload": {
-            "query": "subscription($id: ID!) { jobProgress(jobId: $id) { status completed } }",
-            "variables": {"id": job_id}}})
-        .to_string()
-        .into(),
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_connect(&base, "/graphql/ws", Protocol::TransportWs).await;
+    ws_subscribe(
+        &mut ws,
+        Protocol::TransportWs,
+        "1",
+        PROGRESS,
+        json!({"id": job_id}),
+    )
+    .await;
     let store = favicon_finder::store::Store::connect(&db_url, 1)
         .await
         .unwrap();
@@ -170,18 +159,6 @@ async fn serve_stops_cleanly_on_sigterm() {
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
 }
 
-/// The two subprotocols a client may speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Protocol {
-    /// `graphql-transport-ws`.
-    TransportWs,
-    /// The legacy `graphql-ws`.
-    LegacyWs,
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// Opens a socket on `path`, runs `jobProgress` as operation `id`, and returns once its first
 /// event (the snapshot) has arrived, so the subscription is live on the server.
 async fn live_subscription(
@@ -190,27 +167,9 @@ async fn live_subscription(
     protocol: Protocol,
     id: &str,
     job_id: &str,
-) -> Socket {
-    let mut request = format!("{}{path}", base.replacen("http://", "ws://", 1))
-        .into_client_request()
-        .unwrap();
-    let (name, start, next) = match protocol {
-        Protocol::TransportWs => ("graphql-transport-ws", "subscribe", "next"),
-        Protocol::LegacyWs => ("graphql-ws", "start", "data"),
-    };
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", name.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let send = |value: Value| Message::Text(value.to_string().into());
-    ws.send(send(json!({"type": "connection_init", "payload": {}})))
-        .await
-        .unwrap();
-    ws.send(send(json!({"id": id, "type": start, "payload": {
-        "query": "subscription($id: ID!) { jobProgress(jobId: $id) { status completed } }",
-        "variables": {"id": job_id}}})))
-        .await
-        .unwrap();
+) -> Ws {
+    let mut ws = ws_connect(base, path, protocol).await;
+    ws_subscribe(&mut ws, protocol, id, PROGRESS, json!({"id": job_id})).await;
     loop {
         let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
@@ -221,21 +180,21 @@ async fn live_subscription(
             continue;
         };
         let frame: Value = serde_json::from_str(&text).unwrap();
-        if frame["type"] == next && frame["id"] == id {
+        if frame["type"] == protocol.next() && frame["id"] == id {
             assert_eq!(
                 frame["payload"]["data"]["jobProgress"]["status"],
                 "PROCESSING"
             );
             return ws;
         }
-        assert_eq!(frame["type"], "connection_ack", "{frame}");
+        assert_eq!(frame["type"], "ka", "{frame}");
     }
 }
 
 /// Reads a socket to its end after shutdown: `complete` for operation `id`, then a close frame
 /// with 1001, then the end of the stream; anything else (a reset, a missing completion, another
 /// code) is the error returned.
-async fn read_to_clean_close(mut ws: Socket, id: String) -> Result<(), String> {
+async fn read_to_clean_close(mut ws: Ws, id: String) -> Result<(), String> {
     let mut completed = false;
     loop {
         let message = match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {

@@ -1,9 +1,12 @@
 //! `jobProgress` over WebSocket, with a real client, in both subprotocols and both event modes.
 
 use crate::fake::{FakeInternet, Route, Sites, png};
-use crate::helpers::{Backend, ChildGuard, TestApp, Ws, both_backends, postgres_url, ws_connect};
+use crate::helpers::{
+    Backend, ChildGuard, Protocol, TestApp, Ws, both_backends, postgres_url, ws_connect,
+    ws_subscribe,
+};
 use favicon_finder::app::Roles;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -11,23 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) {
     jobId status total completed failed progress results { domain status faviconUrl errorCode } } }";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Protocol {
-    /// `graphql-transport-ws` (graphql-ws library, GraphiQL).
-    TransportWs,
-    /// The legacy `graphql-ws` (subscriptions-transport-ws).
-    LegacyWs,
-}
-
-impl Protocol {
-    fn name(self) -> &'static str {
-        match self {
-            Self::TransportWs => "graphql-transport-ws",
-            Self::LegacyWs => "graphql-ws",
-        }
-    }
-}
 
 /// What a subscription delivered before it ended.
 #[derive(Debug, Default)]
@@ -40,18 +26,7 @@ struct Delivery {
 /// Subscribes to `jobProgress` and reads until the server completes the operation.
 /// `ws` is initialised in `protocol` (`TestApp::ws`, `TestApp::ws_with`).
 async fn watch(mut ws: Ws, protocol: Protocol, job_id: &str) -> Delivery {
-    let send = |value: Value| Message::Text(value.to_string().into());
-    let start = match protocol {
-        Protocol::TransportWs => "subscribe",
-        Protocol::LegacyWs => "start",
-    };
-    ws.send(send(json!({
-        "id": "1",
-        "type": start,
-        "payload": {"query": SUBSCRIPTION, "variables": {"id": job_id}},
-    })))
-    .await
-    .unwrap();
+    ws_subscribe(&mut ws, protocol, "1", SUBSCRIPTION, json!({"id": job_id})).await;
     let mut delivery = Delivery::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -173,7 +148,7 @@ async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
         watch(app.ws().await, Protocol::TransportWs, &job_id),
         // The legacy protocol, through the upgrade on /graphql itself.
         watch(
-            app.ws_with("/graphql", Protocol::LegacyWs.name()).await,
+            app.ws_with("/graphql", Protocol::LegacyWs).await,
             Protocol::LegacyWs,
             &job_id
         ),
@@ -204,14 +179,14 @@ async fn unknown_and_malformed_ids_get_errors_not_hangs() {
     let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
     for protocol in [Protocol::TransportWs, Protocol::LegacyWs] {
         let unknown = uuid::Uuid::new_v4().to_string();
-        let ws = app.ws_with("/graphql/ws", protocol.name()).await;
+        let ws = app.ws_with("/graphql/ws", protocol).await;
         let delivery = watch(ws, protocol, &unknown).await;
         assert!(delivery.events.is_empty(), "{delivery:?}");
         assert_eq!(
             delivery.errors[0]["extensions"]["code"], "NOT_FOUND",
             "{delivery:?}"
         );
-        let ws = app.ws_with("/graphql/ws", protocol.name()).await;
+        let ws = app.ws_with("/graphql/ws", protocol).await;
         let delivery = watch(ws, protocol, "not-an-id").await;
         assert_eq!(
             delivery.errors[0]["extensions"]["code"], "INVALID_ID",
@@ -444,7 +419,7 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
         let base = app.base.clone();
         let job_id = job_id.clone();
         async move {
-            let ws = ws_connect(&base, "/graphql/ws", "graphql-transport-ws").await;
+            let ws = ws_connect(&base, "/graphql/ws", Protocol::TransportWs).await;
             watch(ws, Protocol::TransportWs, &job_id).await
         }
     });
