@@ -28,6 +28,9 @@ pub(super) const LEASED: &str = "lease_owner IS NOT NULL";
 /// copied from another job and not pending; the cross-job cache looks only at these.
 pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
 
+/// The lease owner of an abandoned row: no pool has this id, so no heartbeat renews it.
+const ABANDONED: Uuid = Uuid::nil();
+
 /// A row a worker has claimed and must now find.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claimed {
@@ -164,8 +167,7 @@ impl Store {
             .collect()
     }
 
-    /// Extends the leases `owner` still holds. A lease that has already ended stays ended:
-    /// the row is anyone's to claim (or the reaper's), and an abandoned row is not revived.
+    /// Extends the leases of every row `owner` still holds.
     pub async fn heartbeat(&self, owner: Uuid, lease: Duration) -> Result<u64, DbErr> {
         let now = now();
         let res = result::Entity::update_many()
@@ -175,7 +177,6 @@ impl Store {
             )
             .filter(Expr::cust(LEASED))
             .filter(result::Column::LeaseOwner.eq(owner))
-            .filter(result::Column::LeaseUntil.gte(now))
             .filter(result::Column::Status.eq(ResultStatus::Pending))
             .exec(&self.db)
             .await?;
@@ -291,8 +292,8 @@ impl Store {
                 Ok(updates) => recorded.updates.extend(updates),
                 Err(err) if is_transient(&err) => return Err(err),
                 // Nothing of the site is left in the stand-in, so this is not expected. The
-                // row is let go: its lease ends now, so it is fetched again while it has tries
-                // left, and then the reaper finishes it.
+                // row is let go (its lease ends now, and no pool's heartbeat renews it), so it
+                // is fetched again while it has tries left, and then the reaper finishes it.
                 Err(err) => {
                     tracing::error!(
                         job_id = %claim.job_id,
@@ -316,12 +317,14 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a claimed row's lease now, keeping its owner and try count: the heartbeat no
-    /// longer renews it, and the next claim or reap takes it as an expired lease.
+    /// Lets go of a claimed row: its lease ends now and passes to [`ABANDONED`], so no
+    /// pool's heartbeat renews it, while the next claim or reap sees an expired lease to take
+    /// (the reaper needs an owner to guard its write with). Its try stays counted.
     async fn abandon(&self, claim: &Claimed) -> Result<(), DbErr> {
         let ended = now() - chrono::Duration::seconds(1);
         result::Entity::update_many()
             .col_expr(result::Column::LeaseUntil, Expr::value(ended))
+            .col_expr(result::Column::LeaseOwner, Expr::value(ABANDONED))
             .filter(guard(claim))
             .exec(&self.db)
             .await?;
