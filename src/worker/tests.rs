@@ -134,6 +134,7 @@ fn a_recorder_with_nothing_waiting_is_never_stalled() {
     let health = RecorderHealth::new(Duration::ZERO);
     assert_eq!(health.stalled(), None);
     health.handed_over();
+    // Outlasting the zero lease by a clock tick is the scenario.
     std::thread::sleep(Duration::from_millis(5));
     let why = health.stalled().expect("waiting past a zero lease");
     assert!(why.contains("1 finished domains wait"), "{why}");

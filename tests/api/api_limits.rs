@@ -63,14 +63,7 @@ async fn upgrade_status(app: &TestApp, from: [u8; 4]) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_websocket_message_closes_with_1009() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("WORKER_CONCURRENCY", "0"),
-            ("WS_MAX_MESSAGE_BYTES", "1024"),
-        ],
-    )
-    .await;
+    let app = TestApp::api_only(&[("WS_MAX_MESSAGE_BYTES", "1024")]).await;
     let mut ws = app.ws_from([127, 0, 0, 1]).await;
     ws_init(&mut ws).await;
     // Under the limit: an ordinary message is answered (here, a ping with a payload).
@@ -92,14 +85,10 @@ async fn an_oversized_websocket_message_closes_with_1009() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_connections_are_capped_per_address_and_in_all() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("WORKER_CONCURRENCY", "0"),
-            ("WS_MAX_CONNECTIONS_PER_IP", "2"),
-            ("WS_MAX_CONNECTIONS", "3"),
-        ],
-    )
+    let app = TestApp::api_only(&[
+        ("WS_MAX_CONNECTIONS_PER_IP", "2"),
+        ("WS_MAX_CONNECTIONS", "3"),
+    ])
     .await;
     let a1 = app.ws_from([127, 0, 0, 1]).await;
     let _a2 = app.ws_from([127, 0, 0, 1]).await;
@@ -145,11 +134,7 @@ async fn websocket_connections_are_capped_per_address_and_in_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_without_connection_init_closes_with_4408() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("WS_INIT_TIMEOUT_MS", "300")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("WS_INIT_TIMEOUT_MS", "300")]).await;
     let started = Instant::now();
     let mut ws = app.ws_from([127, 0, 0, 1]).await;
     let (code, reason) = close_of(&mut ws, Duration::from_secs(5)).await;
@@ -160,15 +145,11 @@ async fn a_websocket_without_connection_init_closes_with_4408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_that_stops_answering_pings_is_closed() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("WORKER_CONCURRENCY", "0"),
-            ("WS_PING_INTERVAL_MS", "100"),
-            ("WS_IDLE_TIMEOUT_MS", "400"),
-            ("WS_MAX_CONNECTIONS_PER_IP", "1"),
-        ],
-    )
+    let app = TestApp::api_only(&[
+        ("WS_PING_INTERVAL_MS", "100"),
+        ("WS_IDLE_TIMEOUT_MS", "400"),
+        ("WS_MAX_CONNECTIONS_PER_IP", "1"),
+    ])
     .await;
     // A client that keeps reading answers every ping (tungstenite replies with pongs), so it
     // stays open well past the idle timeout.
@@ -257,14 +238,7 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (Vec<u8>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stalls_in_its_request_line_is_cut_off() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("WORKER_CONCURRENCY", "0"),
-            ("HTTP_HEADER_TIMEOUT_MS", "300"),
-        ],
-    )
-    .await;
+    let app = TestApp::api_only(&[("HTTP_HEADER_TIMEOUT_MS", "300")]).await;
     let mut stream = TcpStream::connect(app.base.trim_start_matches("http://"))
         .await
         .unwrap();
@@ -284,14 +258,10 @@ async fn a_client_that_stalls_in_its_request_line_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("WORKER_CONCURRENCY", "0"),
-            ("HTTP_HEADER_TIMEOUT_MS", "10000"),
-            ("HTTP_IDLE_TIMEOUT_MS", "300"),
-        ],
-    )
+    let app = TestApp::api_only(&[
+        ("HTTP_HEADER_TIMEOUT_MS", "10000"),
+        ("HTTP_IDLE_TIMEOUT_MS", "300"),
+    ])
     .await;
     let mut stream = TcpStream::connect(app.base.trim_start_matches("http://"))
         .await
@@ -311,14 +281,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_complexity_multiplies_by_page_size() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("WORKER_CONCURRENCY", "0"),
-            ("GRAPHQL_MAX_COMPLEXITY", "1000"),
-        ],
-    )
-    .await;
+    let app = TestApp::api_only(&[("GRAPHQL_MAX_COMPLEXITY", "1000")]).await;
     let (_, created) = app
         .post_json("/jobs", &json!({"client_id": "cx", "domains": ["x.test"]}))
         .await;
@@ -362,11 +325,7 @@ async fn graphql_complexity_multiplies_by_page_size() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_parsing_stops_at_the_domain_limit() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("MAX_DOMAINS_PER_JOB", "5")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("MAX_DOMAINS_PER_JOB", "5")]).await;
     // Six entries then garbage: the reader stops at the sixth, so the answer is
     // TOO_MANY_DOMAINS, not a syntax error about what follows.
     let body = r#"{"client_id":"c","domains":["a.com","b.com","c.com","d.com","e.com","f.com", !!! not json"#;
@@ -406,11 +365,7 @@ fn longest_name(i: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_body_limit_fits_the_largest_legal_job() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("MAX_DOMAINS_PER_JOB", "300")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("MAX_DOMAINS_PER_JOB", "300")]).await;
     // 300 names of 253 octets: about 77 KB, over what a flat small limit would allow.
     let domains: Vec<String> = (0..300).map(longest_name).collect();
     let (status, created) = app
@@ -567,33 +522,15 @@ both_backends!(json_only, posts_must_be_json);
 async fn readyz_names_the_failed_dependency_without_its_error() {
     let dead = crate::fake::dead_addr().await;
     let redis_url = format!("redis://:hunter2@{dead}");
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("REDIS_URL", &redis_url)],
-    )
-    .await;
+    let app = TestApp::api_only(&[("REDIS_URL", &redis_url)]).await;
     let (status, ready) = app.get_json("/readyz").await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(
         ready,
         json!({"status": "degraded", "checks": {"database": "ok", "redis": "unreachable"}})
     );
-    app.stop().await;
-
-    // A database whose schema is not migrated: unavailable, with a word, not SQL.
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("RUN_MIGRATIONS", "false")],
-    )
-    .await;
-    let (status, ready) = app.get_json("/readyz").await;
-    assert_eq!(status, 503, "{ready}");
-    assert_eq!(ready["status"], "unavailable");
-    let database = ready["checks"]["database"].as_str().unwrap();
-    assert!(
-        ["migrations_pending", "error"].contains(&database),
-        "{ready}"
-    );
+    // A database whose schema is not migrated is promises.rs's
+    // `readyz_is_503_while_migrations_are_pending`.
     app.stop().await;
 }
 
@@ -601,11 +538,7 @@ async fn readyz_names_the_failed_dependency_without_its_error() {
 /// shutdown: past `SHUTDOWN_GRACE_SECS` its connection is dropped and the server stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_cannot_hold_shutdown() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("SHUTDOWN_GRACE_SECS", "1")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("SHUTDOWN_GRACE_SECS", "1")]).await;
     // Pending rows are exported too: 100,000 of them make a CSV far larger than the socket
     // buffers, so the server's write blocks on this client.
     let domains: Vec<String> = (0..100_000).map(|i| format!("d{i}.test")).collect();

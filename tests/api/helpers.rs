@@ -137,6 +137,24 @@ impl TestApp {
         .await
     }
 
+    /// Starts the app on SQLite with no worker slots (`WORKER_CONCURRENCY=0`), plus
+    /// `overrides`: for tests of the API alone, where nothing may change a job under them.
+    pub async fn api_only(overrides: &[(&str, &str)]) -> Self {
+        let mut vars = vec![("WORKER_CONCURRENCY", "0")];
+        vars.extend_from_slice(overrides);
+        Self::spawn(Backend::Sqlite, &vars).await
+    }
+
+    /// Starts the API alone, with no worker pool: the queue is left to worker processes, or
+    /// to the test itself.
+    pub async fn spawn_api(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        let roles = Roles {
+            api: true,
+            worker: false,
+        };
+        Self::spawn_with(backend, overrides, roles).await
+    }
+
     /// Starts the app with chosen roles (for example the API alone, with workers elsewhere).
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)], roles: Roles) -> Self {
         init_tracing();
@@ -227,6 +245,21 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/metrics`, parsed: every sample's name (with its labels, as printed) and value.
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        parse_metrics(&response.text().await.unwrap())
+    }
+
+    /// One sample of `/metrics` by its name and labels, as printed.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let metrics = self.metrics().await;
+        *metrics
+            .get(sample)
+            .unwrap_or_else(|| panic!("no {sample} in /metrics: {metrics:?}"))
+    }
+
     /// Runs a GraphQL operation; returns the whole response body.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
         let (status, body) = self
@@ -241,19 +274,7 @@ impl TestApp {
 
     /// Polls `GET /jobs/{id}` until the job is no longer processing.
     pub async fn wait_for_job(&self, job_id: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let (status, job) = self.get_json(&format!("/jobs/{job_id}")).await;
-            assert_eq!(status, 200, "{job}");
-            if job["status"] != "processing" {
-                return job;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "job {job_id} still processing after {within:?}: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_job_at(&self.base, job_id, within).await
     }
 
     /// A `graphql-transport-ws` WebSocket to `/graphql/ws`, initialised and acknowledged.
@@ -276,18 +297,11 @@ impl TestApp {
 
     /// Rows in a table, straight from the database.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let backend = self.store.connection().get_database_backend();
-        let row = self
-            .store
-            .connection()
-            .query_one_raw(Statement::from_string(
-                backend,
-                format!("SELECT COUNT(*) AS n FROM {table}"),
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get::<i64>("", "n").unwrap()
+        number(
+            self.store.connection(),
+            &format!("SELECT COUNT(*) AS n FROM {table}"),
+        )
+        .await
     }
 
     /// Stops the app and waits for it to finish.
@@ -305,8 +319,94 @@ impl Drop for TestApp {
     }
 }
 
+/// Creates a job through the REST API at `base` (a test app's or a child's); returns its id.
+pub async fn create_job_at<D: serde::Serialize>(base: &str, client: &str, domains: &[D]) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/jobs"))
+        .json(&serde_json::json!({"client_id": client, "domains": domains}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{response:?}");
+    let created: Value = response.json().await.unwrap();
+    created["job_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `GET /jobs/{id}` at `base` until the job is no longer processing; returns it.
+pub async fn wait_for_job_at(base: &str, job_id: &str, within: Duration) -> Value {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let response = http
+            .get(format!("{base}/jobs/{job_id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{response:?}");
+        let job: Value = response.json().await.unwrap();
+        if job["status"] != "processing" {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {job_id} still processing after {within:?}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Prometheus text format's samples: name (with labels) → value.
+pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The number a query answers in its column `n` (`SELECT COUNT(*) AS n …`).
+pub async fn number(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
 /// A child process killed (and reaped) when dropped, even if the test panics.
 pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// Sends SIGTERM, with kill(1) (no unsafe code needed).
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", "TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s TERM {}", self.0.id());
+    }
+
+    /// Waits up to `within` for the child to exit; panics if it is still running then.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still running after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {

@@ -112,15 +112,8 @@ both_backends!(client_rates, client_rates_are_limited);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_depth_and_complexity_are_limited() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("WORKER_CONCURRENCY", "0"),
-            ("GRAPHQL_MAX_DEPTH", "3"),
-            ("GRAPHQL_MAX_COMPLEXITY", "12"),
-        ],
-    )
-    .await;
+    let app =
+        TestApp::api_only(&[("GRAPHQL_MAX_DEPTH", "3"), ("GRAPHQL_MAX_COMPLEXITY", "12")]).await;
     let (_, created) = app
         .post_json("/jobs", &json!({"client_id": "g", "domains": ["x.test"]}))
         .await;
@@ -167,7 +160,7 @@ async fn graphql_depth_and_complexity_are_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphiql_introspection_works_within_the_default_limits() {
-    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    let app = TestApp::api_only(&[]).await;
     // The shape of GraphiQL's own introspection query: the deepest query a browser sends.
     let query = "query IntrospectionQuery { __schema { queryType { name } mutationType { name }
         subscriptionType { name } types { ...FullType } directives { name description locations
@@ -191,11 +184,7 @@ async fn graphiql_introspection_works_within_the_default_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_per_connection_are_limited() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("WS_MAX_SUBSCRIPTIONS", "2")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("WS_MAX_SUBSCRIPTIONS", "2")]).await;
     let (_, created) = app
         .post_json("/jobs", &json!({"client_id": "w", "domains": ["x.test"]}))
         .await;

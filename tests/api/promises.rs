@@ -3,7 +3,7 @@
 //! `TOO_MANY_DOMAINS` over GraphQL, `/readyz` when the database is gone, and the
 //! `FETCH_USER_AGENT` a site sees.
 
-use crate::fake::{FakeInternet, Sites, png};
+use crate::fake::{FakeInternet, Sites};
 use crate::helpers::{Backend, TestApp, both_backends};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
@@ -93,12 +93,7 @@ async fn an_idn_domain_goes_through_job_results_and_csv(backend: Backend) {
     let ascii = idna::domain_to_ascii("bücher.test").unwrap();
     assert_eq!(ascii, "xn--bcher-kva.test");
     let mut sites = Sites::default();
-    sites.page(&ascii, "<link rel=icon href=/i.png>").file(
-        &ascii,
-        "/i.png",
-        "image/png",
-        &png(16, 16),
-    );
+    sites.icon_site(&ascii);
     let internet = FakeInternet::start(sites).await;
     let resolve = internet.resolve(&[]);
     let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &resolve)]).await;
@@ -188,11 +183,7 @@ both_backends!(invalid_ids, invalid_ids_are_refused_on_every_path);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_domains_over_graphql() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("MAX_DOMAINS_PER_JOB", "3")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("MAX_DOMAINS_PER_JOB", "3")]).await;
     let mutation = "mutation($d: [String!]!) { createJob(input: {clientId: \"g\", domains: $d}) { id total } }";
     let answer = app
         .graphql(
@@ -242,11 +233,7 @@ async fn readyz_is_503_when_the_postgres_database_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_migrations_are_pending() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("RUN_MIGRATIONS", "false")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("RUN_MIGRATIONS", "false")]).await;
     let (status, ready) = app.get_json("/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["checks"]["database"], "migrations_pending", "{ready}");
@@ -324,12 +311,7 @@ async fn sites_see_the_configured_user_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_no_worker_claims_nothing() {
     let mut sites = Sites::default();
-    sites.page("nw.test", "<link rel=icon href=/i.png>").file(
-        "nw.test",
-        "/i.png",
-        "image/png",
-        &png(16, 16),
-    );
+    sites.icon_site("nw.test");
     let internet = FakeInternet::start(sites).await;
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("nw.db").display());
@@ -394,16 +376,7 @@ async fn serve_no_worker_claims_nothing() {
     };
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
-    let created: serde_json::Value = http
-        .post(format!("{base}/jobs"))
-        .json(&json!({"client_id": "nw", "domains": ["nw.test"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job = created["job_id"].as_str().unwrap().to_owned();
+    let job = crate::helpers::create_job_at(&base, "nw", &["nw.test"]).await;
     // Waiting for something not to happen needs a window: twenty poll intervals, in which
     // any worker would have claimed the row many times over.
     tokio::time::sleep(poll * 20).await;
@@ -426,21 +399,7 @@ async fn serve_no_worker_claims_nothing() {
 
     // The row was claimable all along: a worker process does it.
     let _worker = start(&["worker"], &dir.path().join("worker.log"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let job: serde_json::Value = http
-            .get(format!("{base}/jobs/{job}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] == "completed" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = crate::helpers::wait_for_job_at(&base, &job, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed", "{done}");
     assert!(internet.hits("nw.test", "/") >= 1);
 }

@@ -1,11 +1,10 @@
 //! `jobProgress` over WebSocket, with a real client, in both subprotocols and both event modes.
 
-use crate::fake::{FakeInternet, Route, Sites, png};
+use crate::fake::{FakeInternet, Sites};
 use crate::helpers::{
     Backend, ChildGuard, Protocol, TestApp, Ws, both_backends, postgres_url, ws_connect,
     ws_subscribe,
 };
-use favicon_finder::app::Roles;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -71,11 +70,7 @@ async fn slow_world(count: usize, delay: Duration) -> (FakeInternet, Vec<String>
     let mut domains = Vec::new();
     for i in 0..count {
         let host = format!("live{i}.test");
-        let mut page = Route::html(r#"<link rel="icon" href="/i.png">"#);
-        page.delay = delay;
-        sites
-            .route(&host, "/", page)
-            .file(&host, "/i.png", "image/png", &png(16, 16));
+        sites.slow_icon_site(&host, delay);
         domains.push(host);
     }
     (FakeInternet::start(sites).await, domains)
@@ -176,7 +171,7 @@ both_backends!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_malformed_ids_get_errors_not_hangs() {
-    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    let app = TestApp::api_only(&[]).await;
     for protocol in [Protocol::TransportWs, Protocol::LegacyWs] {
         let unknown = uuid::Uuid::new_v4().to_string();
         let ws = app.ws_with("/graphql/ws", protocol).await;
@@ -224,7 +219,7 @@ async fn two_hundred_subscribers_all_hear_the_end() {
 
 /// Distributed mode: the API in this process, the worker in another, events over Redis.
 async fn redis_api(prefix: &str, redis_url: &str, resolve: &str) -> TestApp {
-    TestApp::spawn_with(
+    TestApp::spawn_api(
         Backend::Postgres,
         &[
             ("FETCH_RESOLVE", resolve),
@@ -232,10 +227,6 @@ async fn redis_api(prefix: &str, redis_url: &str, resolve: &str) -> TestApp {
             ("REDIS_PREFIX", prefix),
             ("WORKER_CONCURRENCY", "0"),
         ],
-        Roles {
-            api: true,
-            worker: false,
-        },
     )
     .await
 }

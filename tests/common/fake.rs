@@ -157,6 +157,21 @@ impl Sites {
         self.route(host, "/", Route::html(html))
     }
 
+    /// A site whose home page declares `/i.png`, a real 16×16 PNG.
+    pub fn icon_site(&mut self, host: &str) -> &mut Self {
+        self.slow_icon_site(host, Duration::ZERO)
+    }
+
+    /// [`Sites::icon_site`] whose home page is answered only after `delay`.
+    pub fn slow_icon_site(&mut self, host: &str, delay: Duration) -> &mut Self {
+        self.route(
+            host,
+            "/",
+            Route::html("<link rel=icon href=/i.png>").with_delay(delay),
+        )
+        .file(host, "/i.png", "image/png", &png(16, 16))
+    }
+
     /// A file served with a content type.
     pub fn file(&mut self, host: &str, path: &str, content_type: &str, body: &[u8]) -> &mut Self {
         self.route(host, path, Route::new(200, content_type, body))

@@ -162,6 +162,18 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then waits (up to `within`) for the clean exit a stop promises: code 0.
+    pub async fn terminate(&mut self, within: Duration) {
+        self.signal("TERM");
+        let status = self.wait_exit(within).await;
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{} exits 0 within {within:?}",
+            self.name
+        );
+    }
+
     /// The log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -371,6 +383,30 @@ pub async fn kill_mid_job(
     let leases = leases_of(store, owner).await;
     assert!(!leases.is_empty(), "{}'s leases outlive it", proc.name);
     leases
+}
+
+/// The end of a case whose worker was killed holding `leases`: every orphaned row waited for
+/// its lease, the invariants hold, and some (never more) of the orphans were tried again.
+/// Returns how many were.
+pub async fn assert_orphans_redone(
+    store: &Store,
+    job_id: Uuid,
+    domains: &[String],
+    leases: &HashMap<Uuid, chrono::DateTime<chrono::Utc>>,
+) -> usize {
+    assert_leases_honoured(store, job_id, leases).await;
+    check_invariants(store, job_id, domains, 3).await;
+    let retried = rows(store, job_id)
+        .await
+        .iter()
+        .filter(|r| r.tries == 2)
+        .count();
+    assert!(
+        retried >= 1 && retried <= leases.len(),
+        "the dead worker's rows were tried again ({retried} of {} orphaned)",
+        leases.len()
+    );
+    retried
 }
 
 /// Asserts that no row `leases` names was finished before the lease it had at the kill ran

@@ -3,8 +3,8 @@
 
 use crate::fake::{FakeInternet, Sites};
 use crate::harness::{
-    Proc, assert_leases_honoured, base_env, check_invariants, job_row, kill_mid_job,
-    migrated_store, one_at_a_time, rows, submit, wait_for,
+    Proc, assert_orphans_redone, base_env, job_row, kill_mid_job, migrated_store, one_at_a_time,
+    submit, wait_for,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -56,17 +56,7 @@ async fn sqlite_serve_killed_and_restarted_resumes_the_job() {
     let took = killed.elapsed();
     // The orphaned rows waited for their leases: each was finished only after the lease it
     // held at the kill ran out (the restarted process starts sooner than that).
-    assert_leases_honoured(&store, job, &leases).await;
-    check_invariants(&store, job, &domains, 3).await;
-    let retried = rows(&store, job)
-        .await
-        .iter()
-        .filter(|r| r.tries == 2)
-        .count();
-    assert!(
-        retried >= 1 && retried <= orphaned,
-        "the dead process's rows were tried again ({retried} of {orphaned})"
-    );
+    let retried = assert_orphans_redone(&store, job, &domains, &leases).await;
     eprintln!(
         "sqlite: killed with {} of {} done and {orphaned} rows leased; restarted, done {took:?} \
          after the kill (lease {lease:?}), {retried} rows tried twice",
