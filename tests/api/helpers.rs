@@ -137,6 +137,19 @@ impl TestApp {
         .await
     }
 
+    /// Starts the app (API and workers) reaching every site through `internet`, plus
+    /// `overrides`.
+    pub async fn spawn_on(
+        backend: Backend,
+        internet: &crate::fake::FakeInternet,
+        overrides: &[(&str, &str)],
+    ) -> Self {
+        let resolve = internet.resolve(&[]);
+        let mut vars = vec![("FETCH_RESOLVE", resolve.as_str())];
+        vars.extend_from_slice(overrides);
+        Self::spawn(backend, &vars).await
+    }
+
     /// Starts the app on SQLite with no worker slots (`WORKER_CONCURRENCY=0`), plus
     /// `overrides`: for tests of the API alone, where nothing may change a job under them.
     pub async fn api_only(overrides: &[(&str, &str)]) -> Self {
@@ -272,6 +285,11 @@ impl TestApp {
         body
     }
 
+    /// Creates a job through `POST /jobs`; returns its id.
+    pub async fn create_job<D: serde::Serialize>(&self, client: &str, domains: &[D]) -> String {
+        crate::client::create_job_at(&self.base, client, domains).await
+    }
+
     /// Polls `GET /jobs/{id}` until the job is no longer processing.
     pub async fn wait_for_job(&self, job_id: &str, within: Duration) -> Value {
         wait_for_job_at(&self.base, job_id, within).await
@@ -317,19 +335,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-/// Creates a job through the REST API at `base` (a test app's or a child's); returns its id.
-pub async fn create_job_at<D: serde::Serialize>(base: &str, client: &str, domains: &[D]) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/jobs"))
-        .json(&serde_json::json!({"client_id": client, "domains": domains}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "{response:?}");
-    let created: Value = response.json().await.unwrap();
-    created["job_id"].as_str().unwrap().to_owned()
 }
 
 /// Polls `GET /jobs/{id}` at `base` until the job is no longer processing; returns it.

@@ -5,7 +5,6 @@ use crate::helpers::{Backend, TestApp, both_backends};
 use serde_json::json;
 use std::time::Duration;
 
-/// Parses Prometheus text into `name{labels}` → value.
 async fn metrics_describe_a_finished_job(backend: Backend) {
     let mut sites = Sites::default();
     for host in ["m1.test", "m2.test"] {
@@ -13,16 +12,11 @@ async fn metrics_describe_a_finished_job(backend: Backend) {
     }
     sites.page("m3.test", "<html></html>");
     let internet = FakeInternet::start(sites).await;
-    let resolve = internet.resolve(&[]);
-    let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &resolve)]).await;
-    let (_, created) = app
-        .post_json(
-            "/jobs",
-            &json!({"client_id": "m", "domains": ["m1.test", "m2.test", "m3.test"]}),
-        )
+    let app = TestApp::spawn_on(backend, &internet, &[]).await;
+    let id = app
+        .create_job("m", &["m1.test", "m2.test", "m3.test"])
         .await;
-    let id = created["job_id"].as_str().unwrap();
-    app.wait_for_job(id, Duration::from_secs(30)).await;
+    app.wait_for_job(&id, Duration::from_secs(30)).await;
 
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);

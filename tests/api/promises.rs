@@ -10,16 +10,6 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Creates a job through REST and returns its id.
-async fn create(app: &TestApp, domains: &[String]) -> String {
-    let (status, created) = app
-        .post_json(
-            "/jobs",
-            &json!({"client_id": "promises", "domains": domains}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["job_id"].as_str().unwrap().to_owned()
-}
 
 /// The job's CSV export, parsed by the csv crate: the header, then the records.
 async fn download(app: &TestApp, job: &str) -> (Vec<String>, Vec<Vec<String>>) {
@@ -69,7 +59,9 @@ async fn fail_all_with(app: &TestApp, error: &str, favicon_url: &str) {
 
 async fn csv_quotes_commas_quotes_and_newlines(backend: Backend) {
     let app = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
-    let job = create(&app, &["tricky.test".to_owned()]).await;
+    let job = app
+        .create_job("promises", &["tricky.test".to_owned()])
+        .await;
     let error = "http_status: 500, said \"no\"\nsecond line,\r\nthird; 'end'";
     let final_url = "http://tricky.test/a,b?q=\"x\"";
     fail_all_with(&app, error, final_url).await;
@@ -95,10 +87,11 @@ async fn an_idn_domain_goes_through_job_results_and_csv(backend: Backend) {
     let mut sites = Sites::default();
     sites.icon_site(&ascii);
     let internet = FakeInternet::start(sites).await;
-    let resolve = internet.resolve(&[]);
-    let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &resolve)]).await;
+    let app = TestApp::spawn_on(backend, &internet, &[]).await;
     // Submitted in Unicode and upper case; the same name in punycode is the same domain.
-    let job = create(&app, &["BÜCHER.test".to_owned(), ascii.clone()]).await;
+    let job = app
+        .create_job("promises", &["BÜCHER.test".to_owned(), ascii.clone()])
+        .await;
     let done = app.wait_for_job(&job, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["total"], 1, "both spellings are one domain: {done}");
@@ -137,7 +130,7 @@ async fn the_export_crosses_its_chunk_boundary(backend: Backend) {
     let rows = favicon_finder::store::STREAM_CHUNK * 2 + 37;
     let app = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
     let domains: Vec<String> = (0..rows).map(|i| format!("d{i:05}.test")).collect();
-    let job = create(&app, &domains).await;
+    let job = app.create_job("promises", &domains).await;
     let (header, records) = download(&app, &job).await;
     let exported: Vec<&str> = records
         .iter()
@@ -297,7 +290,7 @@ async fn sites_see_the_configured_user_agent() {
         &[("FETCH_RESOLVE", &resolve), ("FETCH_USER_AGENT", agent)],
     )
     .await;
-    let job = create(&app, &["ua.test".to_owned()]).await;
+    let job = app.create_job("promises", &["ua.test".to_owned()]).await;
     let done = app.wait_for_job(&job, Duration::from_secs(30)).await;
     assert_eq!(done["total"], 1, "{done}");
     let seen: Vec<String> = seen.lock().unwrap().clone();
@@ -376,7 +369,7 @@ async fn serve_no_worker_claims_nothing() {
     };
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
-    let job = crate::helpers::create_job_at(&base, "nw", &["nw.test"]).await;
+    let job = crate::client::create_job_at(&base, "nw", &["nw.test"]).await;
     // Waiting for something not to happen needs a window: twenty poll intervals, in which
     // any worker would have claimed the row many times over.
     tokio::time::sleep(poll * 20).await;

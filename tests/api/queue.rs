@@ -16,10 +16,10 @@ fn found(url: &str) -> Disposition {
     Disposition::Finish(Ok(Found {
         favicon_url: url.to_owned(),
         final_url: None,
-        mime: "image/png".into(),
-        width: 16,
-        height: 16,
-        candidates: vec![],
+        mime: "image/x-icon".into(),
+        width: 32,
+        height: 32,
+        candidates: Vec::new(),
         candidates_dropped: 0,
     }))
 }

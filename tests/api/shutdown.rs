@@ -1,8 +1,9 @@
 //! Graceful shutdown of `serve`, with the real binary: on SIGTERM it closes open WebSockets
 //! cleanly (1001), hands back the rows it was fetching, and exits 0 within the grace period.
 
+use crate::client::create_job_at;
 use crate::fake::{FakeInternet, Sites};
-use crate::helpers::{ChildGuard, Protocol, Ws, create_job_at, number, ws_connect, ws_subscribe};
+use crate::helpers::{ChildGuard, Protocol, Ws, number, ws_connect, ws_subscribe};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

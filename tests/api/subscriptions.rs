@@ -122,14 +122,6 @@ async fn check_delivery(app: &TestApp, job_id: &str, domains: &[String], deliver
     assert_eq!(last["progress"], 100);
 }
 
-async fn create_job(app: &TestApp, domains: &[String]) -> String {
-    let (status, created) = app
-        .post_json("/jobs", &json!({"client_id": "live", "domains": domains}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["job_id"].as_str().unwrap().to_owned()
-}
-
 async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
     let (internet, domains) = slow_world(24, Duration::from_millis(150)).await;
     let resolve = internet.resolve(&[]);
@@ -138,7 +130,7 @@ async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
         &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "4")],
     )
     .await;
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let (modern, legacy) = tokio::join!(
         watch(app.ws().await, Protocol::TransportWs, &job_id),
         // The legacy protocol, through the upgrade on /graphql itself.
@@ -200,7 +192,7 @@ async fn two_hundred_subscribers_all_hear_the_end() {
         &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "8")],
     )
     .await;
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let watchers =
         (0..200).map(|_| async { watch(app.ws().await, Protocol::TransportWs, &job_id).await });
     let deliveries = futures::future::join_all(watchers).await;
@@ -247,7 +239,7 @@ async fn events_cross_processes_over_redis() {
     let (_, ready) = app.get_json("/readyz").await;
     assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
     let _worker: ChildGuard = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let delivery = watch(app.ws().await, Protocol::TransportWs, &job_id).await;
     check_delivery(&app, &job_id, &domains, &delivery).await;
     assert!(
@@ -405,7 +397,7 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     let resolve = internet.resolve(&[]);
     let app = redis_api("ff-restart", &redis.url(), &resolve).await;
     let _worker = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let watcher = tokio::spawn({
         let base = app.base.clone();
         let job_id = job_id.clone();

@@ -287,15 +287,8 @@ pub async fn create_job(store: &Store, domains: &[String]) -> Uuid {
 
 /// Submits a job through the REST API at `base`; returns its id.
 pub async fn submit<D: serde::Serialize>(base: &str, client: &str, domains: &[D]) -> Uuid {
-    let response = reqwest::Client::new()
-        .post(format!("{base}/jobs"))
-        .json(&serde_json::json!({"client_id": client, "domains": domains}))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{response:?}");
-    let body: Value = response.json().await.unwrap();
-    body["job_id"].as_str().unwrap().parse().unwrap()
+    let id = crate::client::create_job_at(base, client, domains).await;
+    id.parse().unwrap()
 }
 
 /// Polls `check` every 50 ms until it holds; panics naming `what` after `within`.

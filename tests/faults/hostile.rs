@@ -18,7 +18,7 @@
 //! The silent-DNS case needs `FETCH_DNS_SERVERS`; on a build without it, it fails at once
 //! saying so (it never lets a lookup leave loopback).
 
-use crate::fake::{FakeInternet, Sites};
+use crate::fake::{FakeInternet, NameServer, Sites};
 use crate::harness::{
     PgDb, Proc, base_env, job_row, migrated_store, one_at_a_time, postgres_url, rows, submit,
     wait_for,
@@ -464,17 +464,8 @@ async fn silent_dns(db: Db) {
     );
     let _serial = one_at_a_time().await;
     let internet = internet().await;
-    // A name server that reads every query and never answers.
-    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let dns = silent.local_addr().unwrap().to_string();
-    let queries = Arc::new(AtomicU64::new(0));
-    let seen = queries.clone();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while silent.recv_from(&mut buf).await.is_ok() {
-            seen.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let silent = NameServer::silent().await;
+    let dns = silent.addr.to_string();
     // Only the healthy hosts are pointed at the fake internet; everything else asks the
     // silent server.
     let addr = internet.addr;
@@ -499,7 +490,7 @@ async fn silent_dns(db: Db) {
         return;
     };
     assert!(
-        queries.load(Ordering::Relaxed) > 0,
+        silent.queries() > 0,
         "the lookups went to the silent server"
     );
     for row in &rows {
