@@ -9,8 +9,6 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use std::time::Duration;
 
-/// Creates a job through REST and returns its id.
-
 /// The job's CSV export, parsed by the csv crate: the header, then the records.
 async fn download(app: &TestApp, job: &str) -> (Vec<String>, Vec<Vec<String>>) {
     let response = app

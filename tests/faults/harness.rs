@@ -190,7 +190,7 @@ impl Proc {
 
     /// The first value `pick` finds in a line of the log, waiting for it up to `within`;
     /// panics naming `what` (with the log) when none comes.
-    async fn from_log<T>(
+    async fn find_in_log<T>(
         &self,
         what: &str,
         within: Duration,
@@ -217,7 +217,7 @@ impl Proc {
 
     /// Waits until the worker pool has started and returns its lease-owner id.
     pub async fn owner(&self, within: Duration) -> Uuid {
-        self.from_log("worker pool", within, |l| {
+        self.find_in_log("worker pool", within, |l| {
             (l["message"] == "worker pool started").then(|| l["owner"].as_str()?.parse().ok())?
         })
         .await
@@ -226,7 +226,7 @@ impl Proc {
     /// The API's base URL: a `serve` child started with `PORT=0` binds a port of the
     /// system's choosing and logs it, so no port number is guessed ahead of time.
     pub async fn api_base(&self, within: Duration) -> String {
-        self.from_log("API address", within, |l| {
+        self.find_in_log("API address", within, |l| {
             let listening = l["message"].as_str()?.starts_with("API listening");
             listening.then(|| Some(format!("http://{}", l["addr"].as_str()?)))?
         })
