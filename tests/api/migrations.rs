@@ -1,6 +1,6 @@
 //! Migrations run up, down and up again on both databases.
 
-use crate::helpers::{Backend, TestDb, both_backends};
+use crate::helpers::{Backend, TestDb, both_backends, number};
 use favicon_finder::store::Store;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
@@ -15,13 +15,7 @@ async fn table_exists(store: &Store, table: &str) -> bool {
             "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
         ),
     };
-    let row = store
-        .connection()
-        .query_one_raw(Statement::from_string(backend, sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<i64>("", "n").unwrap() == 1
+    number(store.connection(), &sql).await == 1
 }
 
 async fn migrations_go_up_and_down(backend: Backend) {
@@ -56,13 +50,7 @@ async fn column_exists(store: &Store, table: &str, column: &str) -> bool {
             "SELECT COUNT(*) AS n FROM pragma_table_info('{table}') WHERE name = '{column}'"
         ),
     };
-    let row = store
-        .connection()
-        .query_one_raw(Statement::from_string(backend, sql))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<i64>("", "n").unwrap() == 1
+    number(store.connection(), &sql).await == 1
 }
 
 /// The newest migration alone goes down and up again over a database holding rows, and its

@@ -16,10 +16,10 @@ fn found(url: &str) -> Disposition {
     Disposition::Finish(Ok(Found {
         favicon_url: url.to_owned(),
         final_url: None,
-        mime: "image/png".into(),
-        width: 16,
-        height: 16,
-        candidates: vec![],
+        mime: "image/x-icon".into(),
+        width: 32,
+        height: 32,
+        candidates: Vec::new(),
         candidates_dropped: 0,
     }))
 }
@@ -117,6 +117,7 @@ async fn expired_leases_move_to_the_next_worker(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
+    // Waiting out the 1 ms lease is the scenario.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let second = store.claim(b, 1, LEASE, 3).await.unwrap();
     assert_eq!(second.len(), 1, "an expired lease is claimable");
@@ -200,6 +201,7 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(dying[0].tries, 1);
+    // Each wait outlasts a 1 ms lease: a worker that died with it.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let last = store
         .claim(b, 1, Duration::from_millis(1), 2)
