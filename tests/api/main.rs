@@ -37,6 +37,7 @@ mod sentry;
 mod services;
 mod shutdown;
 mod subscriptions;
+mod tenancy;
 #[path = "../common/tls.rs"]
 mod tls;
 mod validation;
