@@ -23,7 +23,7 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -176,6 +176,28 @@ fn payload_too_large() -> AppError {
     )
 }
 
+/// The caller the door ([`auth::authenticate`]) put in a request; none only where the door
+/// lets a request through without one (a WebSocket upgrade, the GraphiQL page), which no
+/// handler that reads jobs serves.
+pub(crate) fn caller_of(caller: Option<Extension<Caller>>) -> Result<Caller, AppError> {
+    caller
+        .map(|Extension(caller)| caller)
+        .ok_or_else(|| AppError::Unauthorized("an API key is required".into()))
+}
+
+/// A signed link to job `job_id`'s CSV, valid for `DOWNLOAD_URL_TTL_SECS` from now: absolute
+/// under `PUBLIC_URL` when that is set, a path otherwise.
+pub(crate) fn download_url(state: &AppState, job_id: uuid::Uuid) -> String {
+    let path = state
+        .accounts
+        .signer()
+        .download_path(job_id, chrono::Utc::now());
+    match &state.config.public_url {
+        Some(base) => format!("{base}{path}"),
+        None => path,
+    }
+}
+
 /// Whether a request is for the GraphQL endpoint, whose errors have GraphQL's shape.
 fn is_graphql(request: &Request) -> bool {
     request.uri().path() == "/graphql"
@@ -226,12 +248,13 @@ async fn graphiql_or_subscription(
     schema: Extension<AppSchema>,
     peer: ConnectInfo<SocketAddr>,
     caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     protocol: Result<GraphQLProtocol, StatusCode>,
 ) -> Response {
     match (upgrade, protocol) {
         (Ok(upgrade), Ok(protocol)) => {
-            graphql_ws(state, schema, peer, caller, protocol, upgrade).await
+            graphql_ws(state, schema, peer, caller, headers, protocol, upgrade).await
         }
         _ if !state.config.graphiql => AppError::NotFound(
             "GraphiQL is not served here (GRAPHIQL=false); POST queries to /graphql".into(),
@@ -254,14 +277,21 @@ async fn graphiql() -> Html<String> {
 /// POST `/graphql`. A body that is not a GraphQL request in JSON gets a GraphQL error with a
 /// code, like every other GraphQL error, rather than the extractor's plain-text 400.
 async fn graphql(
+    State(state): State<AppState>,
     Extension(schema): Extension<AppSchema>,
     caller: Option<Extension<Caller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
     match request {
         Ok(request) => {
-            // Resolvers find who asked in the request's data.
-            let mut request = request.into_inner();
+            // Resolvers find who asked, and from where, in the request's data.
+            let mut request = request.into_inner().data(graphql::SourceIp(auth::client_ip(
+                &headers,
+                peer.ip(),
+                &state.config.trusted_proxy_headers,
+            )));
             if let Some(Extension(caller)) = caller {
                 request = request.data(caller);
             }

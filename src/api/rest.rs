@@ -4,23 +4,26 @@
 //! (CSV streamed from the database in chunks). New fields may be added to answers; none of
 //! the original ones change meaning.
 
-use crate::api::AppState;
+use crate::api::auth::client_ip;
+use crate::api::{AppState, caller_of, download_url};
+use crate::auth::Caller;
 use crate::error::{AppError, AppResult, Code};
 use crate::jobs::{self, Entry, Fields, NewJob};
 use crate::model::{Page, ResultColumns};
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 use std::cell::Cell;
 use std::fmt;
+use std::net::SocketAddr;
 
 /// The REST routes.
 pub fn router() -> axum::Router<AppState> {
@@ -31,11 +34,16 @@ pub fn router() -> axum::Router<AppState> {
         .route("/jobs/{id}/download", get(download))
 }
 
-/// `POST /jobs` `{client_id, domains}` → `{job_id, status}`.
+/// `POST /jobs` `{client_id, domains}` → `{job_id, status}`; with an API key `client_id` may
+/// be left out (the key names the client).
 async fn create_job(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
+    let caller = caller_of(caller)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             AppError::PayloadTooLarge(format!(
@@ -49,8 +57,8 @@ async fn create_job(
     let fields = parse_job_body(&body, state.jobs.max_domains_per_job())?;
     let request = NewJob {
         client_id: match &fields.client_id {
-            Scalar::Missing | Scalar::Null => Err(invalid("client_id is required")),
-            Scalar::Text(s) => Ok(s.as_str()),
+            Scalar::Missing | Scalar::Null => Ok(None),
+            Scalar::Text(s) => Ok(Some(s.as_str())),
             Scalar::Int(_) | Scalar::Other(_) => Err(invalid("client_id must be a string")),
         },
         domains: match &fields.domains {
@@ -68,8 +76,13 @@ async fn create_job(
             }
         },
         fields: Fields::REST,
+        source_ip: Some(client_ip(
+            &headers,
+            peer.ip(),
+            &state.config.trusted_proxy_headers,
+        )),
     };
-    let view = state.jobs.submit(request).await?;
+    let view = state.jobs.submit(&caller, request).await?;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(json!({
@@ -318,9 +331,15 @@ impl<'de> Visitor<'de> for DomainsSeed<'_> {
     }
 }
 
-/// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed}`.
-async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
-    let view = state.jobs.find(jobs::parse_job_id(&id)?).await?;
+/// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed, …, download_url}`;
+/// `download_url` is a signed link to the CSV that works without a key until it expires.
+async fn get_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let caller = caller_of(caller)?;
+    let view = state.jobs.find(&caller, jobs::parse_job_id(&id)?).await?;
     let job = &view.job;
     Ok(Json(json!({
         "job_id": job.id,
@@ -332,6 +351,7 @@ async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> AppRe
         "failed": job.failed,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "download_url": download_url(&state, job.id),
     })))
 }
 
@@ -358,6 +378,7 @@ fn page_param(name: &str, raw: Option<&str>, default: i64) -> AppResult<i64> {
 /// result the one view every API shows ([`crate::model::ResultView`]).
 async fn get_results(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Response> {
@@ -368,14 +389,20 @@ async fn get_results(
         page_param("page", query.page.as_deref(), 1)?,
         page_param("per_page", query.per_page.as_deref(), 20)?,
     )?;
-    Ok(Json(state.jobs.results(id, page).await?).into_response())
+    let caller = caller_of(caller)?;
+    Ok(Json(state.jobs.results(&caller, id, page).await?).into_response())
 }
 
 /// `GET /jobs/{id}/download`: every result as CSV, streamed chunk by chunk; the columns are
-/// [`ResultColumns::NAMES`].
-async fn download(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Response> {
+/// [`ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
+async fn download(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
     let id = jobs::parse_job_id(&id)?;
-    let chunks = state.jobs.export(id).await?;
+    let caller = caller_of(caller)?;
+    let chunks = state.jobs.export(&caller, id).await?;
     let header_row = csv_chunk(true, &[]).map_err(anyhow::Error::from)?;
     let rows = chunks.map(move |chunk| {
         let chunk = chunk.map_err(|e| {

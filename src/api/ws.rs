@@ -9,8 +9,8 @@
 //! sees as 1006). [`WsConnections::drain`] lets `run_until_stopped` wait for all of it.
 
 use crate::api::AppState;
-use crate::api::auth::{CLOSE_FORBIDDEN, connection_caller};
-use crate::api::graphql::AppSchema;
+use crate::api::auth::{CLOSE_FORBIDDEN, client_ip, connection_caller};
+use crate::api::graphql::{AppSchema, SourceIp};
 use crate::auth::Caller;
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -19,6 +19,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet};
@@ -55,10 +56,16 @@ pub async fn graphql_ws(
     Extension(schema): Extension<AppSchema>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let caller = caller.map(|Extension(caller)| caller);
+    let source = SourceIp(client_ip(
+        &headers,
+        peer.ip(),
+        &state.config.trusted_proxy_headers,
+    ));
     // Taken before the upgrade answer, so a shutdown that starts in between still waits for
     // this connection.
     let permit = match state.ws_connections.acquire(peer.ip()) {
@@ -70,7 +77,9 @@ pub async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(state, schema, protocol, caller, socket, permit))
+        .on_upgrade(move |socket| {
+            serve_socket(state, schema, protocol, (caller, source), socket, permit)
+        })
 }
 
 /// What the server has heard from one WebSocket client.
@@ -215,7 +224,7 @@ async fn serve_socket(
     state: AppState,
     schema: AppSchema,
     protocol: GraphQLProtocol,
-    caller: Option<Caller>,
+    caller: (Option<Caller>, SourceIp),
     socket: WebSocket,
     permit: WsPermit,
 ) {
@@ -236,7 +245,7 @@ async fn run_socket(
     state: AppState,
     schema: AppSchema,
     protocol: GraphQLProtocol,
-    caller: Option<Caller>,
+    (caller, source): (Option<Caller>, SourceIp),
     socket: WebSocket,
 ) {
     let (mut to_client, mut from_client) = socket.split();
@@ -297,6 +306,7 @@ async fn run_socket(
         data.insert(crate::api::graphql::ConnectionSubscriptions::new(
             state.config.ws_max_subscriptions,
         ));
+        data.insert(source);
         let init_state = state.clone();
         let init_refused = refused.clone();
         let serve = GraphQLWebSocket::new_with_pair(sink, input, schema, protocol)

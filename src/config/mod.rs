@@ -170,6 +170,9 @@ pub struct Config {
     pub download_url_secret: Option<String>,
     /// `DOWNLOAD_URL_TTL_SECS`: how long a signed download link works.
     pub download_url_ttl: Duration,
+    /// `PUBLIC_URL`: where clients reach the API (`https://favicons.example.com`, no trailing
+    /// slash); download links are absolute under it (unset: paths such as `/jobs/…`).
+    pub public_url: Option<String>,
     /// `TRUSTED_PROXY_HEADERS`: headers that carry the client's address from a trusted proxy,
     /// for per-address limits (empty: the TCP peer's address).
     pub trusted_proxy_headers: Vec<ProxyHeader>,
@@ -426,6 +429,14 @@ impl Config {
                 900,
                 10..=86_400,
             )?),
+            public_url: match env.optional("PUBLIC_URL") {
+                None => None,
+                Some(value) => Some(parse_public_url(&value).map_err(|reason| ConfigError {
+                    var: "PUBLIC_URL",
+                    value,
+                    reason,
+                })?),
+            },
             trusted_proxy_headers: match env.optional("TRUSTED_PROXY_HEADERS") {
                 None => Vec::new(),
                 Some(value) => parse_proxy_headers(&value).map_err(|reason| ConfigError {
@@ -495,6 +506,19 @@ pub fn parse_origins(value: &str) -> Result<Vec<String>, String> {
     Ok(origins)
 }
 
+/// An `http(s)` URL without query or fragment; the trailing slash is dropped so a path can
+/// follow it.
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must have no user, query or fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 /// `x-forwarded-for`, `x-real-ip` and `forwarded`, comma-separated, in the order to try.
 fn parse_proxy_headers(value: &str) -> Result<Vec<ProxyHeader>, String> {
     value
@@ -549,6 +573,7 @@ impl fmt::Debug for Config {
             .field("auth_mode", &self.auth_mode)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("ops_addr", &self.ops_addr)
+            .field("public_url", &self.public_url)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("worker_concurrency", &self.worker_concurrency)

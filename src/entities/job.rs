@@ -27,6 +27,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When last changed.
     pub updated_at: DateTimeUtc,
+    /// The address a job without an API key came from (for per-address allowances); none
+    /// for a job made with a key.
+    pub source_ip: Option<String>,
 }
 
 impl Model {

@@ -27,14 +27,18 @@ pub fn parse_job_id(raw: &str) -> AppResult<Uuid> {
 /// the error of a field the format could not read as the right kind of value. Errors are
 /// reported in field order (client, domains, cache age), whichever kind they are.
 pub struct NewJob<'a> {
-    /// The client's name for itself, as sent.
-    pub client_id: AppResult<&'a str>,
+    /// The client's name for itself, as sent (optional with an API key, which names the
+    /// client itself).
+    pub client_id: AppResult<Option<&'a str>>,
     /// The domain entries, as sent.
     pub domains: AppResult<Vec<Entry<'a>>>,
     /// The job's own cache age in seconds, if sent.
     pub max_age_seconds: AppResult<Option<i64>>,
     /// How the caller's API names these fields, for error messages.
     pub fields: Fields,
+    /// The address the request came from (see `TRUSTED_PROXY_HEADERS`): a caller without a
+    /// key is also held to the hourly allowances per address.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// How an API names the fields of a job request, so that an error names what the caller

@@ -15,6 +15,7 @@ pub use input::{
 };
 pub use progress::{IDLE_REREAD, REREAD_RESULTS};
 
+use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
@@ -23,6 +24,7 @@ use crate::store::{CachePolicy, Store};
 use futures::Stream;
 use sea_orm::DbErr;
 use serde::Serialize;
+use std::net::IpAddr;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -52,6 +54,41 @@ pub struct Rules {
     pub cache_failure_max_age: Duration,
     /// About how many bytes of CSV one chunk of an export holds.
     pub export_chunk_bytes: usize,
+}
+
+impl RateLimits {
+    /// Refuses one more job of `domains` domains after `usage` (jobs, domains, the oldest
+    /// job's time) in the last hour; `who` names the client or address in the message.
+    fn check(
+        &self,
+        who: &str,
+        (jobs, submitted, oldest): (u64, u64, Option<chrono::DateTime<chrono::Utc>>),
+        domains: usize,
+    ) -> AppResult<()> {
+        let hour = chrono::Duration::hours(1);
+        let retry_after_secs = oldest
+            .map(|t| (t + hour - crate::store::now()).num_seconds().max(1) as u64)
+            .unwrap_or(1);
+        if self.jobs_per_hour > 0 && jobs >= self.jobs_per_hour {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "{who} created {jobs} jobs in the last hour; the limit is {}",
+                    self.jobs_per_hour
+                ),
+                retry_after_secs,
+            });
+        }
+        if self.domains_per_hour > 0 && submitted + domains as u64 > self.domains_per_hour {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "{who} submitted {submitted} domains in the last hour; {domains} more would pass the limit of {}",
+                    self.domains_per_hour
+                ),
+                retry_after_secs,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Rules {
@@ -103,13 +140,29 @@ impl Jobs {
         self.rules.max_domains_per_job
     }
 
-    /// Creates a job: the client, then the domains, then the cache age are checked (each
-    /// error names the field as the caller's API does), then the client's hourly allowance;
-    /// the job is created with whatever the cache answers, and the workers are woken unless
-    /// it answered every domain.
-    pub async fn submit(&self, request: NewJob<'_>) -> AppResult<JobView> {
+    /// Creates a job for `caller`, who needs the `submit` scope. The client comes from the
+    /// caller's key (a `client_id` sent as well must name it; see [`Caller::client_for`]);
+    /// without a key it is the `client_id` sent. Then the domains and the cache age are
+    /// checked (each error names the field as the caller's API does), then the hourly
+    /// allowances: the client's, and for a caller without a key also its address's. The job
+    /// is created with whatever the cache answers, and the workers are woken unless it
+    /// answered every domain.
+    pub async fn submit(&self, caller: &Caller, request: NewJob<'_>) -> AppResult<JobView> {
+        caller.require(Scope::Submit)?;
         let fields = request.fields;
-        let client_id = parse_client_id(request.client_id?, fields)?;
+        let requested = request
+            .client_id?
+            .map(|raw| parse_client_id(raw, fields))
+            .transpose()?;
+        let client_id = match (caller, requested) {
+            (Caller::Anonymous, None) => {
+                return Err(AppError::bad_request(
+                    Code::InvalidInput,
+                    format!("{} is required when no API key is sent", fields.client_id),
+                ));
+            }
+            (caller, requested) => caller.client_for(requested.as_deref())?,
+        };
         let domains = parse_domains(
             request.domains?.into_iter(),
             self.rules.max_domains_per_job,
@@ -117,21 +170,32 @@ impl Jobs {
         )?;
         let max_age = parse_max_age(request.max_age_seconds?, fields)?;
         let cache = self.rules.cache_policy(max_age);
-        self.check_rate(&client_id, domains.len()).await?;
-        self.create(&client_id, &domains, cache).await
+        // Only a caller without a key can write any client_id, so only its address is counted
+        // (and kept on the job).
+        let source_ip = match caller {
+            Caller::Anonymous => request.source_ip,
+            _ => None,
+        };
+        self.check_rate(&client_id, source_ip, domains.len())
+            .await?;
+        self.create(&client_id, source_ip, &domains, cache).await
     }
 
-    /// Refuses a new job of `domains` domains when the client is over an hourly allowance.
+    /// Refuses a new job of `domains` domains when the client, or the address `source_ip`,
+    /// is over an hourly allowance.
     ///
     /// Counted from the job table, so the limit holds across every API process of a fleet;
     /// two requests racing at the very edge may both pass.
-    async fn check_rate(&self, client_id: &str, domains: usize) -> AppResult<()> {
+    async fn check_rate(
+        &self,
+        client_id: &str,
+        source_ip: Option<IpAddr>,
+        domains: usize,
+    ) -> AppResult<()> {
         let limits = self.rules.rate_limits;
         if limits.jobs_per_hour == 0 && limits.domains_per_hour == 0 {
             return Ok(());
         }
-        let hour = chrono::Duration::hours(1);
-        let now = crate::store::now();
         // Waiting cannot help a job bigger than the whole allowance, so this is not a 429
         // with a Retry-After that would send clients into a retry loop.
         if limits.domains_per_hour > 0 && domains as u64 > limits.domains_per_hour {
@@ -144,28 +208,12 @@ impl Jobs {
                 ),
             ));
         }
-        let (jobs, submitted, oldest) =
-            self.store.client_usage_since(client_id, now - hour).await?;
-        let retry_after_secs = oldest
-            .map(|t| (t + hour - now).num_seconds().max(1) as u64)
-            .unwrap_or(1);
-        if limits.jobs_per_hour > 0 && jobs >= limits.jobs_per_hour {
-            return Err(AppError::RateLimited {
-                message: format!(
-                    "client {client_id:?} created {jobs} jobs in the last hour; the limit is {}",
-                    limits.jobs_per_hour
-                ),
-                retry_after_secs,
-            });
-        }
-        if limits.domains_per_hour > 0 && submitted + domains as u64 > limits.domains_per_hour {
-            return Err(AppError::RateLimited {
-                message: format!(
-                    "client {client_id:?} submitted {submitted} domains in the last hour; {domains} more would pass the limit of {}",
-                    limits.domains_per_hour
-                ),
-                retry_after_secs,
-            });
+        let since = crate::store::now() - chrono::Duration::hours(1);
+        let usage = self.store.client_usage_since(client_id, since).await?;
+        limits.check(&format!("client {client_id:?}"), usage, domains)?;
+        if let Some(ip) = source_ip {
+            let usage = self.store.address_usage_since(ip, since).await?;
+            limits.check(&format!("address {ip}"), usage, domains)?;
         }
         Ok(())
     }
@@ -175,10 +223,14 @@ impl Jobs {
     async fn create(
         &self,
         client_id: &str,
+        source_ip: Option<IpAddr>,
         domains: &[Domain],
         cache: CachePolicy,
     ) -> AppResult<JobView> {
-        let view = self.store.create_job(client_id, domains, cache).await?;
+        let view = self
+            .store
+            .create_job_from(client_id, source_ip, domains, cache)
+            .await?;
         let cached = view.job.completed + view.job.failed;
         if cached < view.job.total {
             self.events.notify_work();
@@ -188,29 +240,51 @@ impl Jobs {
         Ok(view)
     }
 
-    /// A job, or `NOT_FOUND`.
-    pub async fn find(&self, id: Uuid) -> AppResult<JobView> {
-        self.store
-            .job(id)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no job with id {id}")))
+    /// A job `caller` may read (the `read` scope, and its own client's job unless it is an
+    /// admin), or `NOT_FOUND`.
+    pub async fn find(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+        caller.require(Scope::Read)?;
+        self.visible(caller, id).await
     }
 
-    /// One page of a client's jobs, newest first, and how many it has in all.
+    /// A job `caller` may see, or `NOT_FOUND`: a job of another client is answered exactly
+    /// as one that does not exist, so ids reveal nothing.
+    async fn visible(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+        match self.store.job(id).await? {
+            Some(view) if caller.can_see(id, &view.client_name) => Ok(view),
+            _ => Err(AppError::NotFound(format!("no job with id {id}"))),
+        }
+    }
+
+    /// One page of the caller's jobs, newest first, and how many there are in all. The
+    /// client is the key's; `requested` (GraphQL `clientId`) must name it, unless the caller
+    /// is an admin; without a key it is required.
     pub async fn jobs_for_client(
         &self,
-        client_id: &str,
+        caller: &Caller,
+        requested: Option<&str>,
         page: Page,
     ) -> AppResult<(Vec<JobView>, u64)> {
+        caller.require(Scope::Read)?;
+        let requested = requested.map(str::trim);
+        let client_id = match (caller, requested) {
+            (Caller::Anonymous, None) => {
+                return Err(AppError::bad_request(
+                    Code::InvalidInput,
+                    "clientId is required when no API key is sent",
+                ));
+            }
+            (caller, requested) => caller.client_for(requested)?,
+        };
         Ok(self
             .store
-            .jobs_for_client(client_id.trim(), page.page, page.per_page)
+            .jobs_for_client(&client_id, page.page, page.per_page)
             .await?)
     }
 
-    /// One page of a job's results, in submission order, or `NOT_FOUND`.
-    pub async fn results(&self, id: Uuid, page: Page) -> AppResult<ResultPage> {
-        let view = self.find(id).await?;
+    /// One page of a job's results, in submission order, or `NOT_FOUND` (as [`Jobs::find`]).
+    pub async fn results(&self, caller: &Caller, id: Uuid, page: Page) -> AppResult<ResultPage> {
+        let view = self.find(caller, id).await?;
         let results = self
             .store
             .results_page(id, page.page, page.per_page)
@@ -224,23 +298,29 @@ impl Jobs {
     }
 
     /// Every result of a job for the export, in chunks of about `EXPORT_CHUNK_BYTES`, or
-    /// `NOT_FOUND` before anything is read.
+    /// `NOT_FOUND` (as [`Jobs::find`]) before anything is read. A signed link to the job
+    /// stands in for the `read` scope.
     pub async fn export(
         &self,
+        caller: &Caller,
         id: Uuid,
     ) -> AppResult<impl Stream<Item = Result<Vec<ResultColumns>, DbErr>> + Send + use<>> {
-        self.find(id).await?;
+        if !matches!(caller, Caller::Link { .. }) {
+            caller.require(Scope::Read)?;
+        }
+        self.visible(caller, id).await?;
         Ok(self.store.results_stream(id, self.rules.export_chunk_bytes))
     }
 
     /// A job's progress: its state now, then an event (at most about ten a second) carrying
     /// the domains finished since the previous one, until the job's final state; or
-    /// `NOT_FOUND`. See `progress` for how nothing is missed.
+    /// `NOT_FOUND` (as [`Jobs::find`]). See `progress` for how nothing is missed.
     pub async fn progress(
         &self,
+        caller: &Caller,
         id: Uuid,
     ) -> AppResult<impl Stream<Item = ProgressEvent> + Send + use<>> {
-        progress::stream(self.clone(), id).await
+        progress::stream(self.clone(), caller, id).await
     }
 
     /// How many jobs are in each status, fleet-wide (a metrics gauge).

@@ -7,6 +7,7 @@
 //! ([`ProgressEvent::merge`], the same rule the publishers use).
 
 use super::Jobs;
+use crate::auth::Caller;
 use crate::error::AppResult;
 use crate::events::COALESCE;
 use crate::model::ProgressEvent;
@@ -51,14 +52,15 @@ async fn next_for_job(
     }
 }
 
-/// The progress of job `id`, or `NOT_FOUND`.
+/// The progress of job `id`, or `NOT_FOUND` when `caller` may not read it.
 pub(super) async fn stream(
     jobs: Jobs,
+    caller: &Caller,
     id: Uuid,
 ) -> AppResult<impl Stream<Item = ProgressEvent> + Send + use<>> {
     // Subscribe before reading the snapshot, so nothing recorded in between is missed.
     let mut rx = jobs.events.subscribe_progress();
-    let view = jobs.find(id).await?;
+    let view = jobs.find(caller, id).await?;
     Ok(async_stream::stream! {
         let mut last = ProgressEvent::from(&view.job);
         let mut read_at = view.job.updated_at;

@@ -12,6 +12,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
+use std::net::IpAddr;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -58,6 +59,19 @@ impl Store {
         domains: &[Domain],
         cache: CachePolicy,
     ) -> Result<JobView, DbErr> {
+        self.create_job_from(client_name, None, domains, cache)
+            .await
+    }
+
+    /// [`Store::create_job`], noting the address a job without a key came from (see
+    /// [`Store::address_usage_since`]).
+    pub async fn create_job_from(
+        &self,
+        client_name: &str,
+        source_ip: Option<IpAddr>,
+        domains: &[Domain],
+        cache: CachePolicy,
+    ) -> Result<JobView, DbErr> {
         let now = now();
         let txn = self.db.begin().await?;
         let inserted = client::Entity::insert(client::ActiveModel {
@@ -90,6 +104,7 @@ impl Store {
             failed: 0,
             created_at: now,
             updated_at: now,
+            source_ip: source_ip.map(|ip| ip.to_string()),
         };
         job::Entity::insert(job::ActiveModel::from(job.clone()))
             .exec_without_returning(&txn)
@@ -199,9 +214,29 @@ impl Store {
         let Some(client) = client_named(&self.db, client_name).await? else {
             return Ok((0, 0, None));
         };
+        self.usage_since(job::Column::ClientId.eq(client.id), since)
+            .await
+    }
+
+    /// The jobs made without a key from `ip` at or after `since`: (count, domains, the oldest
+    /// one's time).
+    pub async fn address_usage_since(
+        &self,
+        ip: IpAddr,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
+        self.usage_since(job::Column::SourceIp.eq(ip.to_string()), since)
+            .await
+    }
+
+    async fn usage_since(
+        &self,
+        whose: impl sea_orm::sea_query::IntoCondition,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
         // Bounded by the rate limit itself: a client has at most that many jobs in the window.
         let jobs = job::Entity::find()
-            .filter(job::Column::ClientId.eq(client.id))
+            .filter(whose)
             .filter(job::Column::CreatedAt.gte(since))
             .order_by_asc(job::Column::CreatedAt)
             .all(&self.db)

@@ -1,6 +1,6 @@
 //! Accounts, phase one: keys from the command line, the door every request passes (REST,
 //! GraphQL, WebSocket), signed download links, browsers let in on purpose, and the metrics
-//! guard. Per-job tenancy is not here yet.
+//! guard. Per-job tenancy (who sees which job) is in `tenancy.rs`.
 
 use crate::helpers::{Backend, TestApp, both_backends};
 use favicon_finder::auth::LinkSigner;
@@ -520,7 +520,7 @@ async fn graphiql_and_introspection_can_be_switched_off() {
 
 /// Opens a GraphQL WebSocket with optional `Origin` and `Authorization` headers; the
 /// upgrade's HTTP status when refused.
-async fn ws_open(
+pub(crate) async fn ws_open(
     app: &TestApp,
     protocol: &str,
     origin: Option<&str>,
@@ -547,7 +547,10 @@ async fn ws_open(
 
 /// Sends `connection_init` with `payload`; returns the first text frame, or the close frame's
 /// code and reason.
-async fn ws_init(ws: &mut crate::helpers::Ws, payload: Value) -> Result<Value, (u16, String)> {
+pub(crate) async fn ws_init(
+    ws: &mut crate::helpers::Ws,
+    payload: Value,
+) -> Result<Value, (u16, String)> {
     let init = json!({"type": "connection_init", "payload": payload});
     ws.send(Message::Text(init.to_string().into()))
         .await

@@ -7,16 +7,29 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Each client sends from an address of its own: without a key the allowances hold per
+/// address as well (`tenancy.rs` tests that), which this test is not about.
+fn from_address(ip: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", ip.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 async fn client_rates_are_limited(backend: Backend) {
-    let app = TestApp::spawn(
+    let mut app = TestApp::spawn(
         backend,
         &[
             ("WORKER_CONCURRENCY", "0"),
             ("RATE_LIMIT_JOBS_PER_HOUR", "2"),
             ("RATE_LIMIT_DOMAINS_PER_HOUR", "5"),
+            ("TRUSTED_PROXY_HEADERS", "x-forwarded-for"),
         ],
     )
     .await;
+    app.http = from_address("192.0.2.1");
     let job = |client: &str, domains: &[&str]| json!({"client_id": client, "domains": domains});
     assert_eq!(
         app.post_json("/jobs", &job("a", &["1.test", "2.test"]))
@@ -73,6 +86,7 @@ async fn client_rates_are_limited(backend: Backend) {
 
     // Domains per hour, for another client: 3 fit, 3 more do not, and a job bigger than the
     // whole allowance is refused outright.
+    app.http = from_address("192.0.2.2");
     assert_eq!(
         app.post_json("/jobs", &job("b", &["1.test", "2.test", "3.test"]))
             .await

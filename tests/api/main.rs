@@ -35,4 +35,5 @@ mod schema;
 mod sentry;
 mod shutdown;
 mod subscriptions;
+mod tenancy;
 mod validation;

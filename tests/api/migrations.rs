@@ -125,3 +125,36 @@ async fn api_keys_go_up_and_down(backend: Backend) {
     store.create_api_key(new_key(&hash)).await.unwrap();
 }
 both_backends!(api_keys, api_keys_go_up_and_down);
+
+/// Migration 7 alone goes down and up again over a job that has an address.
+async fn job_source_ip_goes_up_and_down(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let domain = favicon_finder::domain::Domain::parse("a.test").unwrap();
+    let ip = "2001:db8::1".parse().unwrap();
+    store
+        .create_job_from(
+            "m",
+            Some(ip),
+            &[domain],
+            favicon_finder::store::CachePolicy::OFF,
+        )
+        .await
+        .unwrap();
+    let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    let (jobs, domains, _) = store.address_usage_since(ip, since).await.unwrap();
+    assert_eq!((jobs, domains), (1, 1));
+
+    let after_seven = (Migrator::migrations().len() - 6) as u32;
+    Migrator::down(store.connection(), Some(after_seven))
+        .await
+        .unwrap();
+    assert!(!column_exists(&store, "job", "source_ip").await);
+    assert!(table_exists(&store, "api_key").await, "older tables stay");
+    store.migrate().await.unwrap();
+    assert!(column_exists(&store, "job", "source_ip").await);
+    assert_eq!(store.address_usage_since(ip, since).await.unwrap().0, 0);
+    assert_eq!(store.client_usage_since("m", since).await.unwrap().0, 1);
+}
+both_backends!(job_source_ip, job_source_ip_goes_up_and_down);

@@ -5,6 +5,7 @@
 //! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error).
 
 use crate::api::AppState;
+use crate::auth::Caller;
 use crate::error::{AppError, Code};
 use crate::jobs::{self, Entry, Fields, JobView, NewJob, ResultPage};
 use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
@@ -109,6 +110,18 @@ pub(super) fn page_cost(per_page: i64, child_complexity: usize) -> usize {
     let rows = per_page.clamp(1, crate::model::MAX_PER_PAGE as i64) as usize;
     rows.saturating_mul(child_complexity).saturating_add(1)
 }
+
+/// Who asked: the door put the [`Caller`] in an HTTP request's data, `connection_init` in a
+/// WebSocket's. A request without one was let through by mistake, so it is refused.
+pub(super) fn caller<'a>(c: &'a Context<'_>) -> Result<&'a Caller> {
+    c.data_opt::<Caller>()
+        .ok_or_else(|| AppError::Unauthorized("an API key is required".into()).into_graphql())
+}
+
+/// The address an HTTP request came from (after `TRUSTED_PROXY_HEADERS`), in its data: a
+/// caller without a key is held to the hourly allowances per address too.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceIp(pub std::net::IpAddr);
 
 /// The [`AppState`] in the schema's data.
 pub(super) fn ctx<'a>(c: &'a Context<'_>) -> &'a AppState {

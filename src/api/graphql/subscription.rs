@@ -59,7 +59,7 @@ impl SubscriptionRoot {
         let open = OpenSubscription::new(api.metrics.clone());
         let progress = api
             .jobs
-            .progress(id)
+            .progress(caller(c)?, id)
             .await
             .map_err(AppError::into_graphql)?;
         // The slot and the gauge are held by the stream, so both are given back however it

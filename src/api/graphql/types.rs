@@ -5,9 +5,12 @@ use super::*;
 
 /// A job: a batch of domains being searched.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Job {
     /// The job id.
     id: ID,
+    #[graphql(skip)]
+    job_id: uuid::Uuid,
     /// The submitting client's `clientId`.
     client_id: String,
     /// Life-cycle state.
@@ -32,6 +35,7 @@ impl From<JobView> for Job {
         let job = view.job;
         Self {
             id: ID(job.id.to_string()),
+            job_id: job.id,
             client_id: view.client_name,
             status: job.status,
             progress,
@@ -41,6 +45,16 @@ impl From<JobView> for Job {
             created_at: job.created_at,
             updated_at: job.updated_at,
         }
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl Job {
+    /// A signed link to the job's CSV that works without a key (a browser can open it) until
+    /// it expires (`DOWNLOAD_URL_TTL_SECS`, 15 minutes by default); absolute under
+    /// `PUBLIC_URL` when that is set, a path otherwise.
+    async fn download_url(&self, c: &Context<'_>) -> String {
+        crate::api::download_url(ctx(c), self.job_id)
     }
 }
 
@@ -60,8 +74,9 @@ pub struct JobPage {
 /// Input of `createJob`.
 #[derive(InputObject)]
 pub struct CreateJobInput {
-    /// The caller's name for itself.
-    pub client_id: String,
+    /// The client the job is for. With an API key it may be left out (the key names the
+    /// client) and, if given, must be the key's client; without a key it is required.
+    pub client_id: Option<String>,
     /// Domains or URLs; normalised, and duplicates merged.
     pub domains: Vec<String>,
     /// Reuse a domain's result from an earlier job fetched at most this many seconds ago
