@@ -236,8 +236,20 @@ async fn events_cross_processes_over_redis() {
     let resolve = internet.resolve(&[]);
     let prefix = format!("ff-test-{}", uuid::Uuid::new_v4().simple());
     let app = redis_api(&prefix, &redis_url, &resolve).await;
-    let (_, ready) = app.get_json("/readyz").await;
-    assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
+    // The Redis connection is made in the background; on a loaded machine it can take longer
+    // than `/readyz`'s probe, so wait for it (with a deadline) before relying on pub/sub.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, ready) = app.get_json("/readyz").await;
+        if ready["checks"]["redis"] == "ok" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis never became ready: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _worker: ChildGuard = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
     let job_id = app.create_job("live", &domains).await;
     let delivery = watch(app.ws().await, Protocol::TransportWs, &job_id).await;
