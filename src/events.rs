@@ -370,25 +370,10 @@ async fn subscribe_loop(inner: std::sync::Weak<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{JobStatus, ResultColumns, ResultStatus};
+    use crate::model::JobStatus;
 
     fn event(job: Uuid, status: JobStatus, completed: i32, domains: &[&str]) -> ProgressEvent {
-        ProgressEvent {
-            job_id: job,
-            status,
-            total: 10,
-            completed,
-            failed: 0,
-            progress: completed * 10,
-            finished: domains
-                .iter()
-                .map(|d| ResultColumns {
-                    domain: (*d).into(),
-                    status: ResultStatus::Success,
-                    ..ResultColumns::default()
-                })
-                .collect(),
-        }
+        ProgressEvent::sample(job, status, completed, 0, domains)
     }
 
     #[tokio::test]

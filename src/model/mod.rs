@@ -203,12 +203,17 @@ pub trait Liveness: Send + Sync {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(status: JobStatus, completed: i32, failed: i32, domains: &[&str]) -> ProgressEvent {
-        ProgressEvent {
-            job_id: Uuid::nil(),
+impl ProgressEvent {
+    /// A ten-domain job's event in which `domains` just finished with an icon.
+    pub(crate) fn sample(
+        job_id: Uuid,
+        status: JobStatus,
+        completed: i32,
+        failed: i32,
+        domains: &[&str],
+    ) -> Self {
+        Self {
+            job_id,
             status,
             total: 10,
             completed,
@@ -223,6 +228,15 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(status: JobStatus, completed: i32, failed: i32, domains: &[&str]) -> ProgressEvent {
+        ProgressEvent::sample(Uuid::nil(), status, completed, failed, domains)
     }
 
     #[test]

@@ -29,17 +29,7 @@ pub struct NewKey {
 impl Store {
     /// Stores a new key.
     pub async fn create_api_key(&self, key: NewKey) -> Result<api_key::Model, DbErr> {
-        let row = api_key::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            client_id: Set(key.client_id),
-            name: Set(key.name),
-            scopes: Set(key.scopes),
-            hash: Set(key.hash),
-            prefix: Set(key.prefix),
-            created_at: Set(now()),
-            last_used_at: Set(None),
-            revoked_at: Set(None),
-        };
+        let row = new_row(key);
         api_key::Entity::insert(row)
             .exec_with_returning(&self.db)
             .await
@@ -50,17 +40,7 @@ impl Store {
     /// replicas starting at once.
     pub async fn ensure_api_key(&self, key: NewKey) -> Result<api_key::Model, DbErr> {
         let hash = key.hash.clone();
-        let row = api_key::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            client_id: Set(key.client_id),
-            name: Set(key.name),
-            scopes: Set(key.scopes),
-            hash: Set(key.hash),
-            prefix: Set(key.prefix),
-            created_at: Set(now()),
-            last_used_at: Set(None),
-            revoked_at: Set(None),
-        };
+        let row = new_row(key);
         let inserted = api_key::Entity::insert(row)
             .on_conflict_do_nothing_on([api_key::Column::Hash])
             .exec(&self.db)
@@ -127,5 +107,20 @@ impl Store {
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+}
+
+/// A never-used, unrevoked row for a new key.
+fn new_row(key: NewKey) -> api_key::ActiveModel {
+    api_key::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        client_id: Set(key.client_id),
+        name: Set(key.name),
+        scopes: Set(key.scopes),
+        hash: Set(key.hash),
+        prefix: Set(key.prefix),
+        created_at: Set(now()),
+        last_used_at: Set(None),
+        revoked_at: Set(None),
     }
 }
