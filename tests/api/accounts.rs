@@ -2,17 +2,27 @@
 //! GraphQL, WebSocket), signed download links, browsers let in on purpose, and the metrics
 //! guard. Per-job tenancy (who sees which job) is in `tenancy.rs`.
 
-use crate::helpers::{Backend, TestApp, both_backends};
+use crate::helpers::{Backend, TestApp, both_backends, ws_init_with};
 use favicon_finder::auth::LinkSigner;
-use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SECRET: &str = "download-secret-download-secret-0123";
 const BOOTSTRAP: &str = "ffk_bootstrap-key-for-tests-0123456789abcdef";
+
+/// An app that wants a key on every request, with `BOOTSTRAP` as its admin key and no
+/// workers, plus `overrides`.
+async fn required_app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![
+        ("AUTH_MODE", "required"),
+        ("BOOTSTRAP_API_KEY", BOOTSTRAP),
+        ("WORKER_CONCURRENCY", "0"),
+    ];
+    vars.extend_from_slice(overrides);
+    TestApp::spawn(backend, &vars).await
+}
 
 /// Runs `favicon-finder keys …` on the app's database; returns (exit code, stdout, stderr).
 async fn keys(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) {
@@ -188,15 +198,7 @@ async fn off_mode_still_checks_a_key_that_is_sent() {
 /// `BOOTSTRAP_API_KEY` is an admin key from the first request; starting again keeps it, and
 /// a new value replaces (revokes) the old one.
 async fn bootstrap_key_is_created_and_kept(backend: Backend) {
-    let app = TestApp::spawn(
-        backend,
-        &[
-            ("AUTH_MODE", "required"),
-            ("BOOTSTRAP_API_KEY", BOOTSTRAP),
-            ("WORKER_CONCURRENCY", "0"),
-        ],
-    )
-    .await;
+    let app = required_app(backend, &[]).await;
     let (status, body) = post(&app, "/jobs", &job_body(), Some(BOOTSTRAP)).await;
     assert_eq!(status, 201, "admin may act for any client: {body}");
     let accounts = favicon_finder::auth::Accounts::new(
@@ -236,16 +238,7 @@ both_backends!(bootstrap_key, bootstrap_key_is_created_and_kept);
 /// the error shape.
 #[tokio::test]
 async fn signed_download_links() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("AUTH_MODE", "required"),
-            ("BOOTSTRAP_API_KEY", BOOTSTRAP),
-            ("DOWNLOAD_URL_SECRET", SECRET),
-            ("WORKER_CONCURRENCY", "0"),
-        ],
-    )
-    .await;
+    let app = required_app(Backend::Sqlite, &[("DOWNLOAD_URL_SECRET", SECRET)]).await;
     let (_, body) = post(&app, "/jobs", &job_body(), Some(BOOTSTRAP)).await;
     let job_id: uuid::Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
     let signer = LinkSigner::new(Some(SECRET), Duration::from_secs(900));
@@ -360,15 +353,7 @@ async fn cors_preflight_allowed_and_refused() {
 /// with a good key too.
 #[tokio::test]
 async fn text_plain_posts_are_refused_with_nothing_written() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("AUTH_MODE", "required"),
-            ("BOOTSTRAP_API_KEY", BOOTSTRAP),
-            ("WORKER_CONCURRENCY", "0"),
-        ],
-    )
-    .await;
+    let app = required_app(Backend::Sqlite, &[]).await;
     for path in ["/jobs", "/graphql"] {
         let body = if path == "/jobs" {
             job_body().to_string()
@@ -424,15 +409,7 @@ async fn metrics_need_their_token_or_the_ops_listener() {
     app.stop().await;
 
     // Required mode without a token: the API listener wants an admin key.
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[
-            ("AUTH_MODE", "required"),
-            ("BOOTSTRAP_API_KEY", BOOTSTRAP),
-            ("WORKER_CONCURRENCY", "0"),
-        ],
-    )
-    .await;
+    let app = required_app(Backend::Sqlite, &[]).await;
     let (status, _) = get(&app, "/metrics", None).await;
     assert_eq!(status, 401);
     let (status, _) = get(&app, "/readyz", None).await;
@@ -545,47 +522,14 @@ pub(crate) async fn ws_open(
     }
 }
 
-/// Sends `connection_init` with `payload`; returns the first text frame, or the close frame's
-/// code and reason.
-pub(crate) async fn ws_init(
-    ws: &mut crate::helpers::Ws,
-    payload: Value,
-) -> Result<Value, (u16, String)> {
-    let init = json!({"type": "connection_init", "payload": payload});
-    ws.send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let message = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("an answer to connection_init within 5 s")
-            .expect("an answer before the stream ends")
-            .unwrap();
-        match message {
-            Message::Text(text) => return Ok(serde_json::from_str(&text).unwrap()),
-            Message::Close(Some(frame)) => {
-                return Err((frame.code.into(), frame.reason.to_string()));
-            }
-            Message::Close(None) => return Err((1005, String::new())),
-            _ => {}
-        }
-    }
-}
-
 /// WebSockets: a refused origin gets 403 at the upgrade; in required mode the key comes in
 /// `connection_init` (either form) or the header, and a missing or bad one closes with 4403
 /// (graphql-transport-ws) or answers `connection_error` (graphql-ws).
 #[tokio::test]
 async fn websockets_check_origin_and_key() {
-    let app = TestApp::spawn(
+    let app = required_app(
         Backend::Sqlite,
-        &[
-            ("AUTH_MODE", "required"),
-            ("BOOTSTRAP_API_KEY", BOOTSTRAP),
-            ("CORS_ALLOWED_ORIGINS", "https://app.example.test"),
-            ("WORKER_CONCURRENCY", "0"),
-        ],
+        &[("CORS_ALLOWED_ORIGINS", "https://app.example.test")],
     )
     .await;
     let refused = ws_open(
@@ -607,14 +551,14 @@ async fn websockets_check_origin_and_key() {
         let mut ws = ws_open(&app, "graphql-transport-ws", allowed, None)
             .await
             .unwrap();
-        let answer = ws_init(&mut ws, payload.clone()).await.unwrap();
+        let answer = ws_init_with(&mut ws, payload.clone()).await.unwrap();
         assert_eq!(answer["type"], "connection_ack", "{payload}: {answer}");
     }
     let mut ws = ws_open(&app, "graphql-transport-ws", None, Some(BOOTSTRAP))
         .await
         .unwrap();
     assert_eq!(
-        ws_init(&mut ws, json!({})).await.unwrap()["type"],
+        ws_init_with(&mut ws, json!({})).await.unwrap()["type"],
         "connection_ack"
     );
 
@@ -622,10 +566,10 @@ async fn websockets_check_origin_and_key() {
         let mut ws = ws_open(&app, "graphql-transport-ws", None, None)
             .await
             .unwrap();
-        let (code, reason) = ws_init(&mut ws, payload.clone()).await.unwrap_err();
+        let (code, reason) = ws_init_with(&mut ws, payload.clone()).await.unwrap_err();
         assert_eq!((code, reason.as_str()), (4403, "Forbidden"), "{payload}");
         let mut legacy = ws_open(&app, "graphql-ws", None, None).await.unwrap();
-        let answer = ws_init(&mut legacy, payload.clone()).await.unwrap();
+        let answer = ws_init_with(&mut legacy, payload.clone()).await.unwrap();
         assert_eq!(answer["type"], "connection_error", "{payload}: {answer}");
         assert!(!answer.to_string().contains("ffk_nope"), "{answer}");
     }

@@ -430,15 +430,7 @@ async fn csv_export_chunks_by_bytes(backend: Backend) {
     assert_eq!(exported, domains);
 
     // The download carries every row, in order, across the chunk boundaries.
-    let csv = app
-        .http
-        .get(app.url(&format!("/jobs/{id}/download")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = app.download(&id).await;
     let lines: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(lines.len(), 30);
     for (i, line) in lines.iter().enumerate() {

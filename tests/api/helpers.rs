@@ -290,6 +290,18 @@ impl TestApp {
         crate::client::create_job_at(&self.base, client, domains).await
     }
 
+    /// `GET /jobs/{id}/download`: the CSV export's text, once it is served.
+    pub async fn download(&self, job_id: &str) -> String {
+        let response = self
+            .http
+            .get(self.url(&format!("/jobs/{job_id}/download")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{response:?}");
+        response.text().await.unwrap()
+    }
+
     /// Polls `GET /jobs/{id}` until the job is no longer processing.
     pub async fn wait_for_job(&self, job_id: &str, within: Duration) -> Value {
         wait_for_job_at(&self.base, job_id, within).await
@@ -358,6 +370,32 @@ pub async fn wait_for_job_at(base: &str, job_id: &str, within: Duration) -> Valu
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Sends `request`, with `key` as a bearer token when there is one; returns the JSON body,
+/// whatever the status.
+pub async fn json_answer(request: reqwest::RequestBuilder, key: Option<&str>) -> Value {
+    let request = match key {
+        Some(key) => request.bearer_auth(key),
+        None => request,
+    };
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// A CSV export parsed by the csv crate: the header, then the records.
+pub fn parse_csv(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let records = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect();
+    (header, records)
 }
 
 /// The Prometheus text format's samples: name (with labels) → value.
@@ -488,8 +526,17 @@ pub async fn ws_open(base: &str, path: &str, protocol: Protocol, from: [u8; 4]) 
 
 /// Sends `connection_init` and waits (5 s at most) for `connection_ack`.
 pub async fn ws_init(ws: &mut Ws) {
+    let frame = ws_init_with(ws, serde_json::json!({}))
+        .await
+        .unwrap_or_else(|(code, reason)| panic!("closed after connection_init: {code} {reason}"));
+    assert_eq!(frame["type"], "connection_ack", "{frame}");
+}
+
+/// Sends `connection_init` with `payload`; returns the first text frame, or the close frame's
+/// code and reason.
+pub async fn ws_init_with(ws: &mut Ws, payload: Value) -> Result<Value, (u16, String)> {
     use tokio_tungstenite::tungstenite::Message;
-    let init = serde_json::json!({"type": "connection_init", "payload": {}});
+    let init = serde_json::json!({"type": "connection_init", "payload": payload});
     ws.send(Message::Text(init.to_string().into()))
         .await
         .unwrap();
@@ -497,13 +544,16 @@ pub async fn ws_init(ws: &mut Ws) {
     loop {
         let message = tokio::time::timeout_at(deadline, ws.next())
             .await
-            .expect("connection_ack within 5 s")
-            .expect("the socket stays open after connection_init")
+            .expect("an answer to connection_init within 5 s")
+            .expect("an answer before the stream ends")
             .unwrap();
-        if let Message::Text(text) = message {
-            let frame: Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(frame["type"], "connection_ack", "{frame}");
-            return;
+        match message {
+            Message::Text(text) => return Ok(serde_json::from_str(&text).unwrap()),
+            Message::Close(Some(frame)) => {
+                return Err((frame.code.into(), frame.reason.to_string()));
+            }
+            Message::Close(None) => return Err((1005, String::new())),
+            _ => {}
         }
     }
 }

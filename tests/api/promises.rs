@@ -4,34 +4,10 @@
 //! `FETCH_USER_AGENT` a site sees.
 
 use crate::fake::{FakeInternet, Sites};
-use crate::helpers::{Backend, TestApp, both_backends};
+use crate::helpers::{Backend, TestApp, both_backends, json_answer, parse_csv};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use std::time::Duration;
-
-/// The job's CSV export, parsed by the csv crate: the header, then the records.
-async fn download(app: &TestApp, job: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    let response = app
-        .http
-        .get(app.url(&format!("/jobs/{job}/download")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body = response.bytes().await.unwrap();
-    let mut reader = csv::Reader::from_reader(&body[..]);
-    let header = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let records = reader
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_owned).collect())
-        .collect();
-    (header, records)
-}
 
 fn column(header: &[String], name: &str) -> usize {
     header.iter().position(|h| h == name).unwrap()
@@ -64,7 +40,7 @@ async fn csv_quotes_commas_quotes_and_newlines(backend: Backend) {
     let final_url = "http://tricky.test/a,b?q=\"x\"";
     fail_all_with(&app, error, final_url).await;
 
-    let (header, records) = download(&app, &job).await;
+    let (header, records) = parse_csv(&app.download(&job).await);
     assert_eq!(records.len(), 1, "{records:?}");
     let row = &records[0];
     assert_eq!(row.len(), header.len(), "{row:?}");
@@ -114,7 +90,7 @@ async fn an_idn_domain_goes_through_job_results_and_csv(backend: Backend) {
         "{answer}"
     );
 
-    let (header, records) = download(&app, &job).await;
+    let (header, records) = parse_csv(&app.download(&job).await);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0][column(&header, "domain")], ascii);
     assert_eq!(records[0][column(&header, "favicon_url")], icon);
@@ -129,7 +105,7 @@ async fn the_export_crosses_its_chunk_boundary(backend: Backend) {
     let app = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
     let domains: Vec<String> = (0..rows).map(|i| format!("d{i:05}.test")).collect();
     let job = app.create_job("promises", &domains).await;
-    let (header, records) = download(&app, &job).await;
+    let (header, records) = parse_csv(&app.download(&job).await);
     let exported: Vec<&str> = records
         .iter()
         .map(|r| r[column(&header, "domain")].as_str())
@@ -372,14 +348,7 @@ async fn serve_no_worker_claims_nothing() {
     // any worker would have claimed the row many times over.
     tokio::time::sleep(poll * 20).await;
     assert_eq!(internet.host_hits("nw.test"), 0, "nothing was fetched");
-    let results: serde_json::Value = http
-        .get(format!("{base}/jobs/{job}/results"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let results = json_answer(http.get(format!("{base}/jobs/{job}/results")), None).await;
     assert_eq!(results["results"][0]["tries"], 0, "{results}");
     assert!(
         !lines(&log)

@@ -4,7 +4,7 @@
 //! that nest (REST and GraphQL pages) carry it.
 
 use crate::fake::{FakeInternet, Route, Sites, png};
-use crate::helpers::{Backend, TestApp, both_backends};
+use crate::helpers::{Backend, TestApp, both_backends, parse_csv};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -129,23 +129,8 @@ async fn every_view_carries_every_column(backend: Backend) {
         .collect();
 
     // CSV: the header and the one row.
-    let csv = app
-        .http
-        .get(app.url(&format!("/jobs/{job_id}/download")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mut reader = csv::Reader::from_reader(csv.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .map(str::to_owned)
-        .collect();
-    let row = reader.records().next().unwrap().unwrap();
+    let (header, records) = parse_csv(&app.download(&job_id).await);
+    let row = &records[0];
 
     // The event: what the subscription delivered for the finished domain.
     let event_fields: BTreeSet<String> = keys(&event).iter().map(|f| snake(f)).collect();
@@ -168,7 +153,7 @@ async fn every_view_carries_every_column(backend: Backend) {
 
     // And the same values: the CSV cell of each column is the REST value as text, and the
     // event (recorded as the row was written) says what the page says.
-    for (name, cell) in header.iter().zip(row.iter()) {
+    for (name, cell) in header.iter().zip(row) {
         let value = &rest[name.as_str()];
         let text = match value {
             Value::Null => String::new(),
@@ -181,7 +166,7 @@ async fn every_view_carries_every_column(backend: Backend) {
             let from_event = event["fetchedAt"].as_str().unwrap();
             assert_eq!(parse(&text), parse(from_event), "{name}");
         } else {
-            assert_eq!(text, cell, "{name}");
+            assert_eq!(&text, cell, "{name}");
             let from_event = &event[progress_name(name, &progress_fields)];
             match from_event {
                 // GraphQL spells enum values in capitals.

@@ -2,8 +2,8 @@
 //! of reading a job with every kind of caller; the hourly allowances follow the key (or, without
 //! one, the address too); signed links; and no key material in the log.
 
-use crate::accounts::{ws_init, ws_open};
-use crate::helpers::{Backend, ChildGuard, TestApp, both_backends};
+use crate::accounts::ws_open;
+use crate::helpers::{Backend, ChildGuard, TestApp, both_backends, json_answer, ws_init_with};
 use favicon_finder::auth::{Accounts, LinkSigner, Scope};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -118,14 +118,11 @@ async fn read(app: &TestApp, key: Option<&str>, way: Way, job: &Target) -> Answe
                     json!({"c": job.client}),
                 ),
             };
-            let mut request = app
+            let request = app
                 .http
                 .post(app.url("/graphql"))
                 .json(&json!({"query": query, "variables": variables}));
-            if let Some(key) = key {
-                request = request.bearer_auth(key);
-            }
-            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            let body = json_answer(request, key).await;
             if let Some(error) = body["errors"].get(0) {
                 return answer_for_code(&error["extensions"]["code"], &body.to_string());
             }
@@ -153,7 +150,7 @@ async fn read(app: &TestApp, key: Option<&str>, way: Way, job: &Target) -> Answe
             };
             let mut ws = ws_open(app, protocol, None, None).await.unwrap();
             let payload = key.map_or(json!({}), |key| json!({"apiKey": key}));
-            match ws_init(&mut ws, payload).await {
+            match ws_init_with(&mut ws, payload).await {
                 Err((4403, _)) => return Answer::Unauthorized,
                 Err(other) => panic!("closed at connection_init: {other:?}"),
                 Ok(ack) if ack["type"] == "connection_error" => return Answer::Unauthorized,
@@ -200,7 +197,10 @@ async fn read(app: &TestApp, key: Option<&str>, way: Way, job: &Target) -> Answe
 struct Actor {
     name: &'static str,
     key: Option<String>,
-    expect: fn(client: &str) -> Answer,
+    /// The client whose jobs it sees, if it is a client's key.
+    owner: Option<&'static str>,
+    /// What it is told of every other job.
+    otherwise: Answer,
 }
 
 /// Two clients with keys, an admin, a key without `read`, and no key at all each try every way
@@ -250,44 +250,33 @@ async fn access_matrix(backend: Backend) {
         });
     }
 
+    let actor = |name, key: Option<&String>, owner, otherwise| Actor {
+        name,
+        key: key.cloned(),
+        owner,
+        otherwise,
+    };
     let actors = [
-        Actor {
-            name: "acme",
-            key: Some(acme.clone()),
-            expect: |client| match client {
-                "acme" => Answer::Sees,
-                _ => Answer::NotFound,
-            },
-        },
-        Actor {
-            name: "globex",
-            key: Some(globex.clone()),
-            expect: |client| match client {
-                "globex" => Answer::Sees,
-                _ => Answer::NotFound,
-            },
-        },
-        Actor {
-            name: "admin",
-            key: Some(admin.clone()),
-            expect: |_| Answer::Sees,
-        },
-        Actor {
-            name: "acme without read",
-            key: Some(acme_submit_only),
-            expect: |_| Answer::Forbidden,
-        },
-        Actor {
-            name: "no key",
-            key: None,
-            expect: |_| Answer::Unauthorized,
-        },
+        actor("acme", Some(&acme), Some("acme"), Answer::NotFound),
+        actor("globex", Some(&globex), Some("globex"), Answer::NotFound),
+        actor("admin", Some(&admin), None, Answer::Sees),
+        actor(
+            "acme without read",
+            Some(&acme_submit_only),
+            None,
+            Answer::Forbidden,
+        ),
+        actor("no key", None, None, Answer::Unauthorized),
     ];
     let mut wrong = Vec::new();
     for actor in &actors {
         for job in &jobs {
             for way in WAYS {
-                let mut expected = (actor.expect)(job.client);
+                let mut expected = if actor.owner == Some(job.client) {
+                    Answer::Sees
+                } else {
+                    actor.otherwise
+                };
                 // Naming another client in `jobs(clientId:)` is refused outright; a job is
                 // never shown to it either way.
                 if matches!(way, Way::GraphqlJobs) && expected == Answer::NotFound {
@@ -306,48 +295,33 @@ async fn access_matrix(backend: Backend) {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
     // `jobs` without `clientId` lists the caller's own jobs and nothing else.
-    let body: Value = app
-        .http
-        .post(app.url("/graphql"))
-        .bearer_auth(&acme)
-        .json(&json!({"query": "{ jobs { total jobs { id clientId } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json_answer(
+        app.http
+            .post(app.url("/graphql"))
+            .json(&json!({"query": "{ jobs { total jobs { id clientId } } }"})),
+        Some(&acme),
+    )
+    .await;
     assert_eq!(body["data"]["jobs"]["total"], 1, "{body}");
     assert_eq!(body["data"]["jobs"]["jobs"][0]["id"], jobs[0].id.as_str());
 
     // The signed link from the job's answer works without a key for that job's CSV only.
     let (acme_job, globex_job) = (&jobs[0].id, &jobs[1].id);
-    let status: Value = app
-        .http
-        .get(app.url(&format!("/jobs/{acme_job}")))
-        .bearer_auth(&acme)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = json_answer(
+        app.http.get(app.url(&format!("/jobs/{acme_job}"))),
+        Some(&acme),
+    )
+    .await;
     let link = status["download_url"].as_str().unwrap().to_owned();
     assert!(
         link.starts_with(&format!("/jobs/{acme_job}/download?")),
         "{link}"
     );
-    let graphql_link = app
+    let request = app
         .http
         .post(app.url("/graphql"))
-        .bearer_auth(&admin)
-        .json(&json!({"query": "query($id: ID!) { job(id: $id) { downloadUrl } }", "variables": {"id": acme_job}}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["data"]["job"]["downloadUrl"]
+        .json(&json!({"query": "query($id: ID!) { job(id: $id) { downloadUrl } }", "variables": {"id": acme_job}}));
+    let graphql_link = json_answer(request, Some(&admin)).await["data"]["job"]["downloadUrl"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -436,17 +410,7 @@ async fn the_hourly_limit_follows_the_key_not_client_id() {
         (403, &json!("FORBIDDEN")),
         "another name is not another allowance: {body}"
     );
-    let answer: Value = app
-        .http
-        .post(app.url("/graphql"))
-        .bearer_auth(&acme)
-        .json(&json!({"query": "mutation { createJob(input: {clientId: \"acme-3\", domains: [\"c.test\"]}) { id } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = json_answer(app.http.post(app.url("/graphql")).json(&json!({"query": "mutation { createJob(input: {clientId: \"acme-3\", domains: [\"c.test\"]}) { id } }"})), Some(&acme)).await;
     assert_eq!(
         answer["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{answer}"
@@ -491,17 +455,7 @@ async fn without_keys_the_hourly_limit_also_follows_the_address() {
             .contains("address 192.0.2.1"),
         "{body}"
     );
-    let answer: Value = app
-        .http
-        .post(app.url("/graphql"))
-        .header("x-forwarded-for", "192.0.2.1")
-        .json(&json!({"query": "mutation { createJob(input: {clientId: \"c\", domains: [\"a.test\"]}) { id } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = json_answer(app.http.post(app.url("/graphql")).header("x-forwarded-for", "192.0.2.1").json(&json!({"query": "mutation { createJob(input: {clientId: \"c\", domains: [\"a.test\"]}) { id } }"})), None).await;
     assert_eq!(
         answer["errors"][0]["extensions"]["code"], "RATE_LIMITED",
         "{answer}"
@@ -620,27 +574,14 @@ async fn key_material_never_reaches_the_log() {
         .to_owned();
 
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/jobs"))
-        .bearer_auth(&key)
-        .json(&json!({"domains": ["a.test"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = json_answer(
+        http.post(format!("{base}/jobs"))
+            .json(&json!({"domains": ["a.test"]})),
+        Some(&key),
+    )
+    .await;
     let job_id = created["job_id"].as_str().unwrap().to_owned();
-    let answer: Value = http
-        .post(format!("{base}/graphql"))
-        .bearer_auth(&key)
-        .json(&json!({"query": "query($id: ID!) { job(id: $id) { downloadUrl } }", "variables": {"id": job_id}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = json_answer(http.post(format!("{base}/graphql")).json(&json!({"query": "query($id: ID!) { job(id: $id) { downloadUrl } }", "variables": {"id": job_id}})), Some(&key)).await;
     let link = answer["data"]["job"]["downloadUrl"].as_str().unwrap();
     let csv = http.get(format!("{base}{link}")).send().await.unwrap();
     assert_eq!(csv.status(), 200);
