@@ -74,6 +74,8 @@ pub struct Model {
     pub lease_owner: Option<Uuid>,
     /// The lease's end; after it any worker may claim the row again.
     pub lease_until: Option<DateTimeUtc>,
+    /// The stored bytes of the chosen icon (`icon_blob.sha256`), on success when kept.
+    pub icon_sha256: Option<String>,
     /// When the row was created.
     pub created_at: DateTimeUtc,
     /// When last changed.

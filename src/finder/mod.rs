@@ -23,6 +23,7 @@ mod page;
 mod pipeline;
 pub mod rank;
 pub mod resolve;
+pub use pipeline::ICON_CAP;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -56,6 +57,9 @@ pub struct FinderConfig {
     pub dns_max_inflight: usize,
     /// How long one DNS lookup may take (the request's deadline bounds it too).
     pub dns_timeout: Duration,
+    /// The chosen icon's bytes travel out with a [`Found`] when they are at most this many
+    /// (0: never; `ICON_STORE=off`).
+    pub icon_max_bytes: usize,
 }
 
 /// The defaults of the settings (see `src/config.rs`): production-safe, no resolution rules.
@@ -72,6 +76,7 @@ impl Default for FinderConfig {
             dns_servers: Vec::new(),
             dns_max_inflight: 256,
             dns_timeout: Duration::from_secs(5),
+            icon_max_bytes: 256 * 1024,
         }
     }
 }
@@ -254,6 +259,30 @@ pub struct Found {
     /// How many more candidates the page declared than were kept.
     #[serde(default)]
     pub candidates_dropped: u32,
+    /// The chosen icon's own bytes, when kept (see [`FinderConfig::icon_max_bytes`]). Not
+    /// serialised: the bytes go to `icon_blob`, never into a result's JSON.
+    #[serde(skip)]
+    pub icon: Option<IconBytes>,
+}
+
+/// The bytes of a chosen icon, as verified, with their content address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IconBytes {
+    /// Lowercase hex SHA-256 of `bytes`.
+    pub sha256: String,
+    /// The icon exactly as the site served it (or as its `data:` URL decoded).
+    pub bytes: bytes::Bytes,
+}
+
+impl IconBytes {
+    /// Hashes `bytes`.
+    pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
+        use sha2::Digest;
+        let bytes = bytes.into();
+        let digest = sha2::Sha256::digest(&bytes);
+        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Self { sha256, bytes }
+    }
 }
 
 /// Why no favicon was found, classified.
@@ -329,6 +358,7 @@ impl Finder {
         let timeout = self.config.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let fetcher = self.fetcher.clone();
+        let keep = self.config.icon_max_bytes;
         let domain = domain.to_string();
         // A task of its own so that a panic deep in a dependency becomes `Internal` instead of
         // taking the worker down.
@@ -337,8 +367,11 @@ impl Finder {
         let hub = sentry::Hub::current();
         let mut task = AbortOnDrop(tokio::spawn(sentry::SentryFutureExt::bind_hub(
             async move {
-                match tokio::time::timeout_at(deadline, pipeline::find(&fetcher, &domain, deadline))
-                    .await
+                match tokio::time::timeout_at(
+                    deadline,
+                    pipeline::find(&fetcher, &domain, deadline, keep),
+                )
+                .await
                 {
                     Ok(outcome) => outcome,
                     Err(_) => Err(timeout_error(timeout)),

@@ -235,7 +235,7 @@ impl Store {
 }
 
 /// The client a caller's name stands for, if it ever created a job.
-async fn client_named(
+pub(super) async fn client_named(
     db: &impl ConnectionTrait,
     name: &str,
 ) -> Result<Option<client::Model>, DbErr> {
@@ -351,11 +351,12 @@ fn insert_results(
             format!(
                 "INSERT INTO result (id, job_id, position, domain, status, favicon_url, error, \
                    error_code, tries, final_url, mime, width, height, candidates, \
-                   candidates_dropped, fetched_at, \
+                   candidates_dropped, fetched_at, icon_sha256, \
                    cached, run_at, created_at, updated_at) \
                  SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), \
                    p.favicon_url, p.error, p.error_code, 0, p.final_url, p.mime, p.width, \
                    p.height, p.candidates, COALESCE(p.candidates_dropped, 0), p.fetched_at, \
+                   p.icon_sha256, \
                    p.id IS NOT NULL, $2, $2, $2 \
                  FROM (SELECT r.*, (SELECT q.id FROM result q \
                      WHERE q.domain = r.domain AND {FETCHED} \

@@ -300,6 +300,11 @@ impl Store {
                 .filter(guard(claim))
                 .exec(&txn)
                 .await?;
+            if res.rows_affected == 1
+                && let Disposition::Finish(Ok(found)) = disposition
+            {
+                super::icons::put_blob(&txn, found, now).await?;
+            }
             if let (1, Some(done)) = (res.rows_affected, finished) {
                 let entry = moved.entry(claim.job_id).or_default();
                 if done.status == ResultStatus::Success.as_str() {
@@ -420,7 +425,7 @@ fn guard(claim: &Claimed) -> sea_orm::Condition {
 ///
 /// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
 /// outcome that skipped it shows up as a negative count the database refuses.
-fn written(
+pub(super) fn written(
     claim: &Claimed,
     disposition: &Disposition,
     now: DateTime<Utc>,
@@ -470,6 +475,7 @@ fn written(
             height: Set(Some(found.height as i32)),
             candidates: Set(candidates(&found.candidates)),
             candidates_dropped: Set(found.candidates_dropped as i32),
+            icon_sha256: Set(found.icon.as_ref().map(|icon| icon.sha256.clone())),
             ..base
         },
         Err(err) => result::ActiveModel {
@@ -480,6 +486,7 @@ fn written(
             height: Set(None),
             candidates: Set(candidates(&err.candidates)),
             candidates_dropped: Set(err.candidates_dropped as i32),
+            icon_sha256: Set(None),
             ..base
         },
     };

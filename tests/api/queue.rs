@@ -21,6 +21,7 @@ fn found(url: &str) -> Disposition {
         height: 16,
         candidates: vec![],
         candidates_dropped: 0,
+        icon: None,
     }))
 }
 
