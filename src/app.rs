@@ -7,6 +7,7 @@ use crate::api::{AppState, ops_router, router};
 use crate::config::Config;
 use crate::events::Events;
 use crate::finder::Finder;
+use crate::icons::{IconSettings, Icons};
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -55,8 +56,22 @@ impl Application {
             )?,
             None => Events::in_process(),
         };
+        // One finder (one connection pool, one politeness budget) for the workers and the
+        // icons' on-demand lookups.
+        let finder = Arc::new(Finder::new(config.finder())?);
+        let icons = Icons::new(
+            store.clone(),
+            finder.clone(),
+            IconSettings {
+                cache_control: config.icon_cache_control.clone(),
+                find_timeout: config.icon_find_timeout,
+                public: config.icons_public,
+                resize_cache_bytes: config.icon_resize_cache_bytes,
+                cache: config.cache_policy(None),
+                rate: config.rate_limits(),
+            },
+        );
         let worker = if roles.worker && config.worker_concurrency > 0 {
-            let finder = Arc::new(Finder::new(config.finder())?);
             Some(WorkerPool::new(
                 store.clone(),
                 finder,
@@ -99,6 +114,7 @@ impl Application {
             api: roles.api,
             state: AppState {
                 jobs: Jobs::new(store.clone(), events.clone()),
+                icons,
                 events,
                 config,
                 metrics,

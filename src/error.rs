@@ -39,6 +39,10 @@ pub mod code {
     pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
     /// Too many open WebSocket connections, from this address or in all.
     pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
+    /// A stored icon could not be decoded or resized within the limits.
+    pub const ICON_UNDECODABLE: &str = "ICON_UNDECODABLE";
+    /// The caller may not do this (for example icons when `ICONS_PUBLIC=false`).
+    pub const FORBIDDEN: &str = "FORBIDDEN";
 }
 
 /// Everything an API call can fail with.
@@ -80,6 +84,17 @@ pub enum AppError {
         /// The client's own cap rather than the whole process's.
         per_client: bool,
     },
+    /// The request was well-formed but what it names cannot be processed (422).
+    #[error("{message}")]
+    Unprocessable {
+        /// One of [`code`].
+        code: &'static str,
+        /// What could not be done, for a person.
+        message: String,
+    },
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// A failure on our side; the cause is logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -107,6 +122,8 @@ impl AppError {
                 per_client: true, ..
             } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -120,6 +137,8 @@ impl AppError {
             Self::RateLimited { .. } => code::RATE_LIMITED,
             Self::UnsupportedMediaType(_) => code::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyConnections { .. } => code::TOO_MANY_CONNECTIONS,
+            Self::Unprocessable { code, .. } => code,
+            Self::Forbidden(_) => code::FORBIDDEN,
             Self::Internal(_) => code::INTERNAL,
         }
     }

@@ -20,6 +20,7 @@
 //! - [`worker`][]: a pool over `step()` (claim → find → record → publish) that tests can drain.
 //! - [`events`][]: progress events and wake-ups.
 //! - [`jobs`][]: the core: input parsing, the rules, and the `Jobs` handle every adapter calls.
+//! - [`icons`][]: serving the stored icons: newest icon, resize, fallback, on-demand lookup.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
 //! - [`cli`][]: the `favicon-finder` command line.
@@ -34,6 +35,7 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod finder;
+pub mod icons;
 pub mod jobs;
 pub mod metrics;
 pub mod store;

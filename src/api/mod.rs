@@ -4,6 +4,7 @@
 
 pub mod graphql;
 pub mod http;
+pub mod icons;
 pub mod ops;
 pub mod rest;
 pub mod ws;
@@ -11,6 +12,7 @@ pub mod ws;
 use crate::config::Config;
 use crate::error::{AppError, code};
 use crate::events::Events;
+use crate::icons::Icons;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::worker::RecorderHealth;
@@ -39,6 +41,8 @@ use ws::{WsConnections, graphql_ws};
 pub struct AppState {
     /// The core: every use case the handlers call.
     pub jobs: Jobs,
+    /// The icons core behind `/icons/{domain}`.
+    pub icons: Icons,
     /// Progress events and wake-ups.
     pub events: Events,
     /// The process configuration.
@@ -68,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(rest::router())
+        .merge(icons::router())
         .layer(Extension(schema))
         .layer(axum::middleware::from_fn(require_json))
         // One limit for every body, enforced while reading (not only by Content-Length).

@@ -147,6 +147,27 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `SHUTDOWN_GRACE_SECS`: how long a stopping process finishes in-flight work.
     pub shutdown_grace: Duration,
+    /// `ICON_STORE`: keep the chosen icon's bytes (`chosen`) or not (`off`).
+    pub icon_store: IconStore,
+    /// `ICON_MAX_BYTES`: the largest icon whose bytes are kept.
+    pub icon_max_bytes: usize,
+    /// `ICON_CACHE_CONTROL`: the `Cache-Control` of every `/icons/{domain}` answer.
+    pub icon_cache_control: String,
+    /// `ICON_FIND_TIMEOUT_MS`: how long `/icons/{domain}?find=1` waits for the finder.
+    pub icon_find_timeout: Duration,
+    /// `ICONS_PUBLIC`: serve stored icons without credentials (`<img>` cannot send headers).
+    pub icons_public: bool,
+    /// `ICON_RESIZE_CACHE_BYTES`: memory for resized icons kept for the next request (0: none).
+    pub icon_resize_cache_bytes: u64,
+}
+
+/// Whether the chosen icon's bytes are stored (`ICON_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IconStore {
+    /// Keep the chosen icon's bytes, up to `ICON_MAX_BYTES`.
+    Chosen,
+    /// Keep none: `/icons/{domain}` answers with the fallback.
+    Off,
 }
 
 /// How log lines are written.
@@ -318,6 +339,34 @@ impl Config {
                 30,
                 0..=3600,
             )?),
+            icon_store: match env.optional("ICON_STORE").as_deref() {
+                None | Some("chosen") => IconStore::Chosen,
+                Some("off") => IconStore::Off,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "ICON_STORE",
+                        value: other.to_owned(),
+                        reason: "expected `chosen` or `off`".into(),
+                    });
+                }
+            },
+            // The finder reads at most ICON_CAP bytes of an icon, so more could never be kept.
+            icon_max_bytes: env.parse_in(
+                "ICON_MAX_BYTES",
+                256 * 1024,
+                1024..=crate::finder::ICON_CAP,
+            )?,
+            icon_cache_control: check_header_value(
+                "ICON_CACHE_CONTROL",
+                env.string("ICON_CACHE_CONTROL", "public, max-age=86400"),
+            )?,
+            icon_find_timeout: env.millis("ICON_FIND_TIMEOUT_MS", 10_000)?,
+            icons_public: env.bool("ICONS_PUBLIC", true)?,
+            icon_resize_cache_bytes: env.parse_in(
+                "ICON_RESIZE_CACHE_BYTES",
+                16 * 1024 * 1024,
+                0..=1024 * 1024 * 1024,
+            )?,
         })
     }
 
@@ -351,7 +400,25 @@ impl Config {
             dns_servers: self.fetch_dns_servers.clone(),
             dns_max_inflight: self.fetch_dns_max_inflight,
             dns_timeout: self.fetch_dns_timeout,
+            icon_max_bytes: match self.icon_store {
+                IconStore::Chosen => self.icon_max_bytes,
+                IconStore::Off => 0,
+            },
         }
+    }
+}
+
+/// A value sent as an HTTP header as it is: visible ASCII and spaces only, so a typo cannot
+/// fail every response at run time.
+fn check_header_value(var: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            var,
+            value,
+            reason: "must be printable ASCII (it is sent as an HTTP header)".into(),
+        })
     }
 }
 
