@@ -19,6 +19,7 @@ mod finder_cases;
 mod finder_safety;
 mod helpers;
 mod https;
+mod icons;
 mod jobs;
 mod limits;
 mod migrations;
