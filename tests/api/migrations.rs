@@ -2,7 +2,7 @@
 
 use crate::helpers::{Backend, TestDb, both_backends};
 use favicon_finder::store::Store;
-use migration::{Migrator, MigratorTrait};
+use migration::{MigrationName, Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
 
 async fn table_exists(store: &Store, table: &str) -> bool {
@@ -65,8 +65,18 @@ async fn column_exists(store: &Store, table: &str, column: &str) -> bool {
     row.try_get::<i64>("", "n").unwrap() == 1
 }
 
-/// The newest migration alone goes down and up again over a database holding rows, and its
-/// check refuses a negative count.
+/// How many of the newest migrations to revert so that `name` is reverted too.
+fn steps_back_to(name: &str) -> u32 {
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let at = names.iter().position(|n| n == name).unwrap();
+    (names.len() - at) as u32
+}
+
+/// The candidates_dropped migration (and any after it) goes down and up again over a
+/// database holding rows, and its check refuses a negative count.
 async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = Store::connect(&db.url, 2).await.unwrap();
@@ -85,7 +95,10 @@ async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     let refused = store.connection().execute_raw(negative).await.unwrap_err();
     assert!(!favicon_finder::store::is_transient(&refused), "{refused}");
 
-    Migrator::down(store.connection(), Some(1)).await.unwrap();
+    let steps = steps_back_to("m20261201_000005_candidates_dropped");
+    Migrator::down(store.connection(), Some(steps))
+        .await
+        .unwrap();
     assert!(!column_exists(&store, "result", "candidates_dropped").await);
     assert!(!store.migrations_applied().await.unwrap());
     store.migrate().await.unwrap();
@@ -95,3 +108,31 @@ async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     assert_eq!(rows[0].candidates_dropped, 0, "existing rows read 0");
 }
 both_backends!(candidates_dropped, candidates_dropped_goes_up_and_down);
+
+/// The icons migration goes down and up again over a database holding rows: the blob table
+/// and the result's pointer leave and come back, and the rows outlive them.
+async fn icons_goes_up_and_down(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let domain = favicon_finder::domain::Domain::parse("a.test").unwrap();
+    let job = store
+        .create_job("m", &[domain], favicon_finder::store::CachePolicy::OFF)
+        .await
+        .unwrap()
+        .job;
+    assert!(table_exists(&store, "icon_blob").await);
+    assert!(column_exists(&store, "result", "icon_sha256").await);
+    let steps = steps_back_to("m20261201_000007_icons");
+    Migrator::down(store.connection(), Some(steps))
+        .await
+        .unwrap();
+    assert!(!table_exists(&store, "icon_blob").await);
+    assert!(!column_exists(&store, "result", "icon_sha256").await);
+    store.migrate().await.unwrap();
+    assert!(table_exists(&store, "icon_blob").await);
+    let rows = store.results_page(job.id, 1, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "the rows outlive the column");
+    assert_eq!(rows[0].icon_sha256, None);
+}
+both_backends!(icons_migration, icons_goes_up_and_down);
