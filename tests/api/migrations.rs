@@ -2,7 +2,7 @@
 
 use crate::helpers::{Backend, TestDb, both_backends};
 use favicon_finder::store::Store;
-use migration::{MigrationName, Migrator, MigratorTrait};
+use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
 
 async fn table_exists(store: &Store, table: &str) -> bool {
