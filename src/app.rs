@@ -3,12 +3,14 @@
 
 use crate::api::http::{HttpTimeouts, serve_http};
 use crate::api::ws::WsConnections;
-use crate::api::{AppState, ops_router, router};
+use crate::api::{AppState, api_ops_router, ops_router, router};
+use crate::auth::{Accounts, LinkSigner};
+use crate::config::AuthMode;
 use crate::config::Config;
 use crate::events::Events;
 use crate::finder::Finder;
 use crate::icons::{IconSettings, Icons};
-use crate::jobs::Jobs;
+use crate::jobs::{Jobs, RateLimits, Rules};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
@@ -35,6 +37,8 @@ pub struct Application {
     /// The database, for tests and tools; handlers reach it only through the core.
     store: Store,
     listener: Option<TcpListener>,
+    /// `OPS_ADDR`: health and metrics apart from the API.
+    ops_listener: Option<TcpListener>,
     worker: Option<WorkerPool>,
 }
 
@@ -59,16 +63,16 @@ impl Application {
         // One finder (one connection pool, one politeness budget) for the workers and the
         // icons' on-demand lookups.
         let finder = Arc::new(Finder::new(config.finder())?);
+        let jobs = Jobs::new(store.clone(), events.clone(), rules(&config));
         let icons = Icons::new(
             store.clone(),
+            jobs.clone(),
             finder.clone(),
             IconSettings {
                 cache_control: config.icon_cache_control.clone(),
                 find_timeout: config.icon_find_timeout,
                 public: config.icons_public,
                 resize_cache_bytes: config.icon_resize_cache_bytes,
-                cache: config.cache_policy(None),
-                rate: config.rate_limits(),
             },
         );
         let worker = if roles.worker && config.worker_concurrency > 0 {
@@ -105,6 +109,33 @@ impl Application {
         } else {
             None
         };
+        let accounts = Accounts::new(
+            store.clone(),
+            LinkSigner::new(
+                config.download_url_secret.as_deref(),
+                config.download_url_ttl,
+            ),
+        );
+        let mut ops_listener = None;
+        if roles.api {
+            if let Some(key) = &config.bootstrap_api_key {
+                let key_id = accounts.bootstrap(key).await?;
+                tracing::info!(%key_id, "BOOTSTRAP_API_KEY: admin key in place");
+            }
+            if config.auth_mode == AuthMode::Off && !config.host.is_loopback() {
+                tracing::warn!(
+                    host = %config.host,
+                    "AUTH_MODE=off on a non-loopback address: ANYONE WHO CAN REACH THIS PORT CAN READ EVERY CLIENT'S JOBS AND CREATE JOBS UNDER ANY NAME; set AUTH_MODE=required (and create keys) unless a gateway in front authenticates"
+                );
+            }
+            if let Some(addr) = config.ops_addr {
+                ops_listener = Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (OPS_ADDR): {e}"))?,
+                );
+            }
+        }
         let ws_connections = Arc::new(WsConnections::new(
             config.ws_max_connections,
             config.ws_max_connections_per_ip,
@@ -113,17 +144,21 @@ impl Application {
         Ok(Self {
             api: roles.api,
             state: AppState {
-                jobs: Jobs::new(store.clone(), events.clone()),
+                jobs,
                 icons,
                 events,
                 config,
                 metrics,
                 shutdown: CancellationToken::new(),
                 ws_connections,
-                recorder: worker.as_ref().map(WorkerPool::health),
+                recorder: worker
+                    .as_ref()
+                    .map(|pool| pool.health() as Arc<dyn crate::model::Liveness>),
+                accounts,
             },
             store,
             listener,
+            ops_listener,
             worker,
         })
     }
@@ -131,6 +166,14 @@ impl Application {
     /// The port the API listens on, if this process serves it.
     pub fn port(&self) -> Option<u16> {
         self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// The port of the `OPS_ADDR` listener, if there is one.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
@@ -180,6 +223,22 @@ impl Application {
             }
             None => None,
         };
+        let ops = self.ops_listener.map(|listener| {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "health and metrics listening (OPS_ADDR)");
+            }
+            let timeouts = HttpTimeouts {
+                header: self.state.config.http_header_timeout,
+                idle: self.state.config.http_idle_timeout,
+                grace: self.state.config.shutdown_grace,
+            };
+            tokio::spawn(serve_http(
+                listener,
+                api_ops_router(self.state.clone()),
+                timeouts,
+                shutdown.clone(),
+            ))
+        });
         if let Some(api) = api {
             match api.await {
                 Ok(()) => tracing::info!("API stopped"),
@@ -197,11 +256,30 @@ impl Application {
                 );
             }
         }
+        if let Some(ops) = ops {
+            if let Err(e) = ops.await {
+                tracing::error!(error = %e, "ops listener task panicked");
+            }
+        }
         if let Some(worker) = worker {
             if let Err(e) = worker.await {
                 tracing::error!(error = %e, "worker task panicked");
             }
         }
         Ok(())
+    }
+}
+
+/// The core's rules, from the configuration's plain values.
+fn rules(config: &Config) -> Rules {
+    Rules {
+        max_domains_per_job: config.max_domains_per_job,
+        rate_limits: RateLimits {
+            jobs_per_hour: config.rate_limit_jobs_per_hour,
+            domains_per_hour: config.rate_limit_domains_per_hour,
+        },
+        cache_max_age: config.cache_max_age,
+        cache_failure_max_age: config.cache_failure_max_age,
+        export_chunk_bytes: config.export_chunk_bytes,
     }
 }

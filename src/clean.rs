@@ -6,7 +6,7 @@
 //! finder applies the count and length caps where it parses; the store applies [`text`] to
 //! every string once more at its one write boundary, so a path that forgot is still safe.
 
-use crate::finder::{Candidate, ErrorCategory, FindError, FindOutcome, Found};
+use crate::model::{Candidate, ErrorCategory, FindError, FindOutcome, Found};
 
 /// Longest http(s) URL kept, in bytes: longer hrefs are dropped as candidates, not cut.
 pub const MAX_URL_BYTES: usize = 4096;
@@ -126,7 +126,7 @@ pub fn candidates(all: Vec<Candidate>, dropped: u32) -> (Vec<Candidate>, u32) {
             mime: c.mime.map(|s| text(&s, MAX_TOKEN_BYTES)),
             width: c.width.map(|w| w.min(i32::MAX as u32)),
             height: c.height.map(|h| h.min(i32::MAX as u32)),
-            error: c.error.map(|s| text(&s, MAX_MESSAGE_BYTES)),
+            error: c.error.map(|e| e.map_text(|s| text(s, MAX_MESSAGE_BYTES))),
             media: c.media.map(|s| text(&s, MAX_TOKEN_BYTES)),
         })
         .collect();
@@ -143,7 +143,7 @@ pub fn bytes(bytes: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::finder::CandidateSource;
+    use crate::model::{CandidateError, CandidateSource};
 
     #[test]
     fn control_characters_go_and_length_is_capped_on_a_char_boundary() {
@@ -165,7 +165,7 @@ mod tests {
         );
         c.declared_sizes = Some("\u{0}".repeat(3) + &"9".repeat(1000));
         c.declared_type = Some("image/\u{0}png".into());
-        c.error = Some("x".repeat(10_000));
+        c.error = Some(CandidateError::rejected("x".repeat(10_000)));
         c.width = Some(u32::MAX);
         c
     }

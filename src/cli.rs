@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `worker`, `migrate`, `find`, `schema`.
+//! The command line: `serve` (default), `worker`, `migrate`, `find`, `schema`, `keys`.
 
 use crate::app::{Application, Roles};
 use crate::config::Config;
@@ -47,6 +47,12 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage API keys (create, list, revoke).
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: crate::auth::cli::KeysCommand,
+    },
 }
 
 /// Runs the command line and turns failures into an exit code and a message.
@@ -125,6 +131,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             file,
             json,
         } => return find(config, domains, file, json).await,
+        Command::Keys { command } => {
+            let store = Store::connect(&config.database_url, 1).await?;
+            if config.run_migrations {
+                store.migrate().await?;
+            }
+            return crate::auth::cli::run(store, command, &mut std::io::stdout().lock()).await;
+        }
         Command::Schema => unreachable!("handled before configuration is read"),
     }
     Ok(ExitCode::SUCCESS)

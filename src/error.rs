@@ -11,38 +11,86 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// Stable machine-readable codes, shared by REST (`error.code`) and GraphQL
-/// (`extensions.code`).
-pub mod code {
+/// (`extensions.code`); [`Code::as_str`] is the one spelling of each on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
     /// The body is not valid JSON.
-    pub const INVALID_JSON: &str = "INVALID_JSON";
+    InvalidJson,
     /// A field is missing or has the wrong type or value.
-    pub const INVALID_INPUT: &str = "INVALID_INPUT";
+    InvalidInput,
     /// One or more domain entries are not valid public hostnames.
-    pub const INVALID_DOMAINS: &str = "INVALID_DOMAINS";
+    InvalidDomains,
     /// More domains than `MAX_DOMAINS_PER_JOB`.
-    pub const TOO_MANY_DOMAINS: &str = "TOO_MANY_DOMAINS";
+    TooManyDomains,
     /// A job id that is not a UUID.
-    pub const INVALID_ID: &str = "INVALID_ID";
+    InvalidId,
     /// `page` or `per_page` out of range.
-    pub const INVALID_PAGE: &str = "INVALID_PAGE";
+    InvalidPage,
     /// No such job.
-    pub const NOT_FOUND: &str = "NOT_FOUND";
+    NotFound,
     /// The request body is larger than `MAX_REQUEST_BYTES`.
-    pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
+    PayloadTooLarge,
     /// Something failed on our side.
-    pub const INTERNAL: &str = "INTERNAL";
+    Internal,
     /// The client is over its hourly allowance; retry after the time given.
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    RateLimited,
     /// The WebSocket connection already runs the most subscriptions it may.
-    pub const TOO_MANY_SUBSCRIPTIONS: &str = "TOO_MANY_SUBSCRIPTIONS";
+    TooManySubscriptions,
     /// The request body is not `application/json`.
-    pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+    UnsupportedMediaType,
     /// Too many open WebSocket connections, from this address or in all.
-    pub const TOO_MANY_CONNECTIONS: &str = "TOO_MANY_CONNECTIONS";
+    TooManyConnections,
     /// A stored icon could not be decoded or resized within the limits.
-    pub const ICON_UNDECODABLE: &str = "ICON_UNDECODABLE";
-    /// The caller may not do this (for example icons when `ICONS_PUBLIC=false`).
-    pub const FORBIDDEN: &str = "FORBIDDEN";
+    IconUndecodable,
+    /// No API key, or one that is unknown, malformed or revoked.
+    Unauthorized,
+    /// The key (or link, or origin) is known but may not do this.
+    Forbidden,
+    /// A signed download link whose expiry has passed.
+    LinkExpired,
+    /// GraphQL only: the query text is not GraphQL.
+    GraphqlParseFailed,
+    /// GraphQL only: the query does not fit the schema (unknown field, missing argument, …).
+    GraphqlValidationFailed,
+    /// GraphQL only: deeper than `GRAPHQL_MAX_DEPTH`.
+    QueryTooDeep,
+    /// GraphQL only: more complex than `GRAPHQL_MAX_COMPLEXITY`.
+    QueryTooComplex,
+}
+
+impl Code {
+    /// The code as clients see it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidJson => "INVALID_JSON",
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::InvalidDomains => "INVALID_DOMAINS",
+            Self::TooManyDomains => "TOO_MANY_DOMAINS",
+            Self::InvalidId => "INVALID_ID",
+            Self::InvalidPage => "INVALID_PAGE",
+            Self::NotFound => "NOT_FOUND",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::Internal => "INTERNAL",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            Self::IconUndecodable => "ICON_UNDECODABLE",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::LinkExpired => "LINK_EXPIRED",
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::QueryTooDeep => "QUERY_TOO_DEEP",
+            Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Everything an API call can fail with.
@@ -51,8 +99,8 @@ pub enum AppError {
     /// The request was wrong; `details` may list every offending item.
     #[error("{message}")]
     BadRequest {
-        /// One of [`code`].
-        code: &'static str,
+        /// What kind of mistake.
+        code: Code,
         /// What was wrong, for a person.
         message: String,
         /// Structured specifics (for example every bad domain with its position).
@@ -87,14 +135,23 @@ pub enum AppError {
     /// The request was well-formed but what it names cannot be processed (422).
     #[error("{message}")]
     Unprocessable {
-        /// One of [`code`].
-        code: &'static str,
+        /// Which failure.
+        code: Code,
         /// What could not be done, for a person.
         message: String,
     },
-    /// The caller may not do this.
+    /// No usable API key; the message never contains the key, only what was wrong with it.
     #[error("{0}")]
-    Forbidden(String),
+    Unauthorized(String),
+    /// Authenticated (or a signed link) but not allowed: `code` is [`Code::Forbidden`] or
+    /// [`Code::LinkExpired`].
+    #[error("{message}")]
+    Forbidden {
+        /// Which refusal.
+        code: Code,
+        /// What was refused, for a person.
+        message: String,
+    },
     /// A failure on our side; the cause is logged, not shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -102,7 +159,7 @@ pub enum AppError {
 
 impl AppError {
     /// A client error with a code and a message.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: Code, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code,
             message: message.into(),
@@ -123,23 +180,25 @@ impl AppError {
             } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::BadRequest { code, .. } => code,
-            Self::NotFound(_) => code::NOT_FOUND,
-            Self::PayloadTooLarge(_) => code::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => code::RATE_LIMITED,
-            Self::UnsupportedMediaType(_) => code::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooManyConnections { .. } => code::TOO_MANY_CONNECTIONS,
-            Self::Unprocessable { code, .. } => code,
-            Self::Forbidden(_) => code::FORBIDDEN,
-            Self::Internal(_) => code::INTERNAL,
+            Self::BadRequest { code, .. } => *code,
+            Self::NotFound(_) => Code::NotFound,
+            Self::PayloadTooLarge(_) => Code::PayloadTooLarge,
+            Self::RateLimited { .. } => Code::RateLimited,
+            Self::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
+            Self::TooManyConnections { .. } => Code::TooManyConnections,
+            Self::Unauthorized(_) => Code::Unauthorized,
+            Self::Forbidden { code, .. } => *code,
+            Self::Unprocessable { code, .. } => *code,
+            Self::Internal(_) => Code::Internal,
         }
     }
 
@@ -173,7 +232,7 @@ impl AppError {
             _ => None,
         };
         async_graphql::Error::new(message).extend_with(|_, ext| {
-            ext.set("code", code);
+            ext.set("code", code.as_str());
             if let Some(secs) = retry_after {
                 ext.set("retryAfterSeconds", secs);
             }
@@ -198,7 +257,7 @@ impl AppError {
     /// GraphQL body `{"errors": [{"message", "extensions": {"code"}}]}`.
     pub fn into_graphql_response(self) -> Response {
         let status = self.status();
-        let mut extensions = json!({ "code": self.code() });
+        let mut extensions = json!({ "code": self.code().as_str() });
         if let Some(details) = self.details() {
             extensions["details"] = details.clone();
         }
@@ -212,11 +271,19 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut error = json!({ "code": self.code(), "message": self.public_message() });
+        let mut error = json!({ "code": self.code().as_str(), "message": self.public_message() });
         if let Some(details) = self.details() {
             error["details"] = details.clone();
         }
+        let unauthorized = matches!(self, Self::Unauthorized(_));
         let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if unauthorized {
+            // RFC 6750: a 401 names the scheme the client should use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let Self::RateLimited {
             retry_after_secs, ..
         } = self

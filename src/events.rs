@@ -12,14 +12,12 @@
 //! that feeds the local broadcast, so subscriptions and workers read only local channels. Both
 //! Redis clients reconnect forever; the subscriber re-subscribes after every reconnect.
 
-use crate::entities::job;
 use crate::metrics::Metrics;
-use crate::store::{FinishedDomain, JobUpdate};
+pub use crate::model::ProgressEvent;
 use fred::prelude::{
     ClientLike, Config as RedisConfig, EventInterface, PubsubInterface, ReconnectPolicy,
 };
 use fred::types::Builder;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -39,69 +37,6 @@ const REDIS_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REDIS_HEALTH_TIMEOUT: Duration = Duration::from_millis(300);
 /// Commands queued while Redis is unreachable, at most; past that they fail at once.
 const REDIS_BUFFER: usize = 1024;
-
-/// The state of a job after a recorded batch, with the domains that batch finished.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProgressEvent {
-    /// The job.
-    pub job_id: Uuid,
-    /// Its status after the batch.
-    pub status: String,
-    /// Distinct domains in the job.
-    pub total: i32,
-    /// Finished with an icon.
-    pub completed: i32,
-    /// Finished without one.
-    pub failed: i32,
-    /// `floor(100 · (completed + failed) / total)`.
-    pub progress: i32,
-    /// Domains finished since the previous event.
-    pub finished: Vec<FinishedDomain>,
-}
-
-impl ProgressEvent {
-    /// The event for a job as it stands, carrying `finished`.
-    pub fn from_job(job: &job::Model, finished: Vec<FinishedDomain>) -> Self {
-        Self {
-            job_id: job.id,
-            status: job.status.as_str().to_owned(),
-            total: job.total,
-            completed: job.completed,
-            failed: job.failed,
-            progress: job.progress(),
-            finished,
-        }
-    }
-
-    /// Whether the job is finished in this event.
-    pub fn is_final(&self) -> bool {
-        self.status != job::JobStatus::Processing.as_str()
-    }
-
-    /// Domains finished, whatever the order events arrived in.
-    pub fn done(&self) -> i32 {
-        self.completed + self.failed
-    }
-
-    /// Folds a later event into this one: the most advanced counters win (events from
-    /// several processes may arrive out of order) and finished domains accumulate.
-    pub fn merge(&mut self, later: ProgressEvent) {
-        if later.done() >= self.done() || later.is_final() {
-            self.status = later.status;
-            self.total = later.total;
-            self.completed = later.completed;
-            self.failed = later.failed;
-            self.progress = later.progress;
-        }
-        self.finished.extend(later.finished);
-    }
-}
-
-impl From<JobUpdate> for ProgressEvent {
-    fn from(update: JobUpdate) -> Self {
-        Self::from_job(&update.job, update.finished)
-    }
-}
 
 /// The process's event hub; cheap to clone.
 #[derive(Clone)]
@@ -435,45 +370,25 @@ async fn subscribe_loop(inner: std::sync::Weak<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{JobStatus, ResultColumns, ResultStatus};
 
-    fn event(
-        job: Uuid,
-        status: &str,
-        completed: i32,
-        failed: i32,
-        domains: &[&str],
-    ) -> ProgressEvent {
+    fn event(job: Uuid, status: JobStatus, completed: i32, domains: &[&str]) -> ProgressEvent {
         ProgressEvent {
             job_id: job,
-            status: status.into(),
+            status,
             total: 10,
             completed,
-            failed,
-            progress: (completed + failed) * 10,
+            failed: 0,
+            progress: completed * 10,
             finished: domains
                 .iter()
-                .map(|d| FinishedDomain {
+                .map(|d| ResultColumns {
                     domain: (*d).into(),
-                    status: "success".into(),
-                    favicon_url: None,
-                    error_code: None,
+                    status: ResultStatus::Success,
+                    ..ResultColumns::default()
                 })
                 .collect(),
         }
-    }
-
-    #[test]
-    fn merging_keeps_the_most_advanced_counts_and_every_domain() {
-        let job = Uuid::new_v4();
-        let mut merged = event(job, "processing", 2, 0, &["a", "b"]);
-        merged.merge(event(job, "processing", 5, 1, &["c"]));
-        // An older event from another process arrives late: counts stay, domains add up.
-        merged.merge(event(job, "processing", 3, 0, &["d"]));
-        assert_eq!((merged.completed, merged.failed), (5, 1));
-        let names: Vec<_> = merged.finished.iter().map(|f| f.domain.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c", "d"]);
-        merged.merge(event(job, "completed", 9, 1, &["e"]));
-        assert!(merged.is_final());
     }
 
     #[tokio::test]
@@ -482,7 +397,7 @@ mod tests {
         let mut rx = events.subscribe_progress();
         let job = Uuid::new_v4();
         for i in 0..50 {
-            events.publish_progress(event(job, "processing", i, 0, &["x"]));
+            events.publish_progress(event(job, JobStatus::Processing, i, &["x"]));
         }
         let first = rx.recv().await.unwrap();
         assert_eq!(first.completed, 49);
@@ -492,7 +407,7 @@ mod tests {
             "coalescing loses no finished domain"
         );
         let started = tokio::time::Instant::now();
-        events.publish_progress(event(job, "completed", 10, 0, &["y"]));
+        events.publish_progress(event(job, JobStatus::Completed, 10, &["y"]));
         let last = rx.recv().await.unwrap();
         assert!(last.is_final());
         assert!(

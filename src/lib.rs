@@ -9,7 +9,10 @@
 //! - [`config`][]: every environment variable, validated at start.
 //! - [`telemetry`][]: logging.
 //! - [`metrics`][]: Prometheus metrics.
-//! - [`error`][]: the API error type and its REST/GraphQL forms.
+//! - [`error`][]: the API error type, its `Code`s, and its REST/GraphQL forms.
+//! - [`redact`][]: secrets taken out of URLs before they are shown.
+//! - [`model`][]: the shared vocabulary: statuses, error categories, what the finder found,
+//!   the progress event, and the one result view every API, the CSV and events use.
 //! - [`app`][]: builds the service from a config; runs the API and the worker pool until
 //!   shutdown.
 //! - [`clean`][]: bounds on every string taken from the web before it is stored.
@@ -18,15 +21,18 @@
 //! - [`store`][]: every query (jobs, results, the work queue) and the delivery guarantees.
 //! - [`finder`][]: fetch a site, discover, verify and rank icons, safely.
 //! - [`worker`][]: a pool over `step()` (claim → find → record → publish) that tests can drain.
-//! - [`events`][]: progress events and wake-ups.
-//! - [`jobs`][]: the core: input parsing, the rules, and the `Jobs` handle every adapter calls.
+//! - [`events`][]: the transport of progress events and wake-ups (Redis or in-process).
+//! - [`jobs`][]: the core: the `Jobs` handle every adapter calls (submit, reads, export,
+//!   progress) and every rule.
 //! - [`icons`][]: serving the stored icons: newest icon, resize, fallback, on-demand lookup.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
+//! - [`auth`][]: API keys, the caller a request acts for, signed download links.
 //! - [`cli`][]: the `favicon-finder` command line.
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod clean;
 pub mod cli;
 pub mod config;
@@ -38,6 +44,8 @@ pub mod finder;
 pub mod icons;
 pub mod jobs;
 pub mod metrics;
+pub mod model;
+pub mod redact;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

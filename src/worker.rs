@@ -17,6 +17,13 @@
 mod recorder;
 
 pub use recorder::RecorderHealth;
+
+/// `/healthz` asks the recorder through the shared vocabulary, knowing no worker types.
+impl crate::model::Liveness for RecorderHealth {
+    fn stalled(&self) -> Option<String> {
+        RecorderHealth::stalled(self)
+    }
+}
 use recorder::record_loop;
 
 use crate::events::{Events, ProgressEvent};
@@ -124,6 +131,12 @@ impl WorkerPool {
     /// Starts the pool's recorder and heartbeat, with no row in flight yet; drive it with
     /// [`Running::step`] and end it with [`Running::stop`].
     pub fn start(&self) -> Running<'_> {
+        self.start_until(CancellationToken::new())
+    }
+
+    /// [`WorkerPool::start`] for a pool that stops when `shutdown` is cancelled: from then on a
+    /// step no longer waits for the recorder to take an outcome.
+    fn start_until(&self, shutdown: CancellationToken) -> Running<'_> {
         let (record_tx, record_rx) =
             mpsc::channel::<(Claimed, Disposition)>(self.settings.concurrency.max(1) * 2);
         let finished = Arc::new(AtomicU64::new(0));
@@ -153,13 +166,14 @@ impl WorkerPool {
             heartbeat_stop,
             finished,
             db_failures: 0,
+            shutdown,
         }
     }
 
     /// Runs until `shutdown` is cancelled, then drains within the grace period.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "worker pool started");
-        let mut running = self.start();
+        let mut running = self.start_until(shutdown.clone());
         while !shutdown.is_cancelled() {
             // Full: only a finished row frees a slot, but a wake-up costs one cheap step.
             let queue_drained = match running.step().await {
@@ -177,7 +191,7 @@ impl WorkerPool {
                 // Joining is cancel-safe; handing over is not, so it happens in the branch.
                 done = running.in_flight.join_next_with_id(), if !running.in_flight.is_empty() => {
                     if let Some(done) = done {
-                        running.forward(done).await;
+                        running.forward(done, None).await;
                     }
                 }
                 _ = self.events.work_available(), if queue_drained => {}
@@ -236,6 +250,9 @@ pub struct Running<'a> {
     finished: Arc<AtomicU64>,
     /// Claims failed in a row, for the backoff.
     db_failures: u32,
+    /// Cancelled when the pool is to stop: a hand-over to a recorder that takes nothing
+    /// more then gives up instead of holding the stop.
+    shutdown: CancellationToken,
 }
 
 impl Running<'_> {
@@ -243,7 +260,7 @@ impl Running<'_> {
     /// claims a row for every free slot and starts finding them.
     pub async fn step(&mut self) -> Outcome {
         while let Some(done) = self.in_flight.try_join_next_with_id() {
-            self.forward(done).await;
+            self.forward(done, None).await;
         }
         let pool = self.pool;
         let settings = &pool.settings;
@@ -293,7 +310,7 @@ impl Running<'_> {
     pub async fn finish_one(&mut self) -> bool {
         match self.in_flight.join_next_with_id().await {
             Some(done) => {
-                self.forward(done).await;
+                self.forward(done, None).await;
                 true
             }
             None => false,
@@ -313,7 +330,7 @@ impl Running<'_> {
             .await
             .flatten()
         {
-            self.forward(done).await;
+            self.forward(done, deadline).await;
         }
         self.in_flight.abort_all();
         while self.in_flight.join_next().await.is_some() {}
@@ -356,19 +373,22 @@ impl Running<'_> {
     }
 
     /// Sends a finished task's outcome to the recorder and forgets its claim.
+    ///
+    /// The recorder's queue is bounded, and a recorder retrying a database that refuses its
+    /// writes takes nothing more: so the wait for room ends at `deadline`, or without one when
+    /// the pool is told to stop. An outcome not handed over keeps its claim, which the stop
+    /// releases.
     async fn forward(
         &mut self,
         done: Result<(tokio::task::Id, (Claimed, Disposition)), tokio::task::JoinError>,
+        deadline: Option<tokio::time::Instant>,
     ) {
-        let item = match done {
-            Ok((id, item)) => {
-                self.claims.remove(&id);
-                item
-            }
+        let (id, item) = match done {
+            Ok((id, item)) => (id, item),
             // `find_one` catches panics itself; a task still failing here was aborted or broke
             // in a way we cannot attribute, so count it as a failed try of its row.
             Err(err) => {
-                let Some(claim) = self.claims.remove(&err.id()) else {
+                let Some(claim) = self.claims.get(&err.id()).cloned() else {
                     return;
                 };
                 self.pool.health.handed_over();
@@ -383,11 +403,29 @@ impl Running<'_> {
                 } else {
                     Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)))
                 };
-                (claim, disposition)
+                (err.id(), (claim, disposition))
             }
         };
-        // Fails only once the recorder has ended, which happens after the last send.
-        let _ = self.record_tx.send(item).await;
+        let give_up = {
+            let shutdown = self.shutdown.clone();
+            async move {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => shutdown.cancelled_owned().await,
+                }
+            }
+        };
+        tokio::select! {
+            // Room in the queue wins over a stop that is due at the same moment.
+            biased;
+            // Fails only once the recorder has ended, which happens after the last send.
+            _ = self.record_tx.send(item) => {
+                self.claims.remove(&id);
+            }
+            _ = give_up => {
+                tracing::warn!("the recorder took no more outcomes before the stop; giving the row back");
+            }
+        }
     }
 }
 
@@ -408,7 +446,9 @@ async fn find_one(
     health: Arc<RecorderHealth>,
 ) -> (Claimed, Disposition) {
     let span = tracing::debug_span!("domain", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
-    metrics.in_flight.inc();
+    // Dropped when the find ends, or when the task is aborted at a stop, which no line after
+    // the await would see.
+    let _in_flight = InFlight::enter(&metrics);
     let started = std::time::Instant::now();
     // A hub of its own, so whatever Sentry hears while this domain is handled (a panic, an
     // error log) is tagged with it.
@@ -425,7 +465,6 @@ async fn find_one(
         hub,
     )
     .await;
-    metrics.in_flight.dec();
     metrics
         .fetch_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -453,6 +492,22 @@ async fn find_one(
     // passes this on.
     health.handed_over();
     (claim, disposition)
+}
+
+/// Counts a row in the `in_flight` gauge for as long as it lives.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn enter(metrics: &Metrics) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics.in_flight.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Awaits a find, turning a panic or an overrun of `timeout` into a failure of this try, so

@@ -10,7 +10,9 @@ mod m20261128_000002_result_cached;
 mod m20261128_000003_claim_index;
 mod m20261129_000004_partial_indexes;
 mod m20261201_000005_candidates_dropped;
-mod m20261201_000007_icons;
+mod m20261201_000006_api_keys;
+mod m20261202_000007_job_source_ip;
+mod m20261202_000008_icons;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -24,7 +26,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_claim_index::Migration),
             Box::new(m20261129_000004_partial_indexes::Migration),
             Box::new(m20261201_000005_candidates_dropped::Migration),
-            Box::new(m20261201_000007_icons::Migration),
+            Box::new(m20261201_000006_api_keys::Migration),
+            Box::new(m20261202_000007_job_source_ip::Migration),
+            Box::new(m20261202_000008_icons::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! one [`AppState`] every handler reaches live here; [`rest`], [`graphql`] and [`ws`] are
 //! the APIs, [`ops`] the health and metrics endpoints, [`http`] the server with its timeouts.
 
+pub mod auth;
 pub mod graphql;
 pub mod http;
 pub mod icons;
@@ -9,13 +10,14 @@ pub mod ops;
 pub mod rest;
 pub mod ws;
 
+use crate::auth::{Accounts, Caller};
 use crate::config::Config;
-use crate::error::{AppError, code};
+use crate::error::{AppError, Code};
 use crate::events::Events;
 use crate::icons::Icons;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
-use crate::worker::RecorderHealth;
+use crate::model::Liveness;
 use async_graphql::ParseRequestError;
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::rejection::GraphQLRejection;
@@ -23,7 +25,7 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -55,7 +57,9 @@ pub struct AppState {
     /// `WS_MAX_CONNECTIONS_PER_IP`.
     pub ws_connections: Arc<WsConnections>,
     /// This process's recorder, when it runs workers: `/healthz` fails while it is stuck.
-    pub recorder: Option<Arc<RecorderHealth>>,
+    pub recorder: Option<Arc<dyn Liveness>>,
+    /// API keys and signed links: who a request acts for.
+    pub accounts: Accounts,
 }
 
 /// All routes: GraphQL, REST, health.
@@ -65,21 +69,63 @@ pub fn router(state: AppState) -> Router {
     // the schema (a reference cycle would keep the database pool alive after shutdown); the
     // GraphQL handlers take it as an extension instead.
     let schema = graphql::build_schema(Some(state.clone()));
-    Router::new()
+    let mut router = Router::new()
         .route("/graphql", get(graphiql_or_subscription).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    // With an ops listener, metrics are served there only.
+    if state.config.ops_addr.is_none() {
+        router = router.route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::metrics_guard,
+            )),
+        );
+    }
+    let router = router
         .merge(rest::router())
         .merge(icons::router())
         .layer(Extension(schema))
         .layer(axum::middleware::from_fn(require_json))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         // One limit for every body, enforced while reading (not only by Content-Length).
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
-        .layer(axum::middleware::from_fn(json_payload_too_large))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(json_payload_too_large));
+    // Outermost, so preflights are answered before authentication and every answer (a 401
+    // too) carries the CORS headers a browser needs to read it.
+    match cors_layer(&state.config) {
+        Some(cors) => router.layer(cors).with_state(state),
+        None => router.with_state(state),
+    }
+}
+
+/// The CORS layer for `CORS_ALLOWED_ORIGINS`: exact origins, the two methods and the two
+/// request headers the API uses; none when no origin is allowed (browsers then keep pages of
+/// other sites out by themselves).
+fn cors_layer(config: &Config) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<header::HeaderValue> = config
+        .cors_allowed_origins
+        .iter()
+        .filter_map(|o| header::HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER, header::CONTENT_DISPOSITION])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Health and metrics only: what a worker-only process serves with `WORKER_HTTP_PORT`.
@@ -87,7 +133,29 @@ pub fn ops_router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(process_metrics))
+        .route(
+            "/metrics",
+            get(process_metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::ops_metrics_guard,
+            )),
+        )
+        .with_state(state)
+}
+
+/// What an API process serves on `OPS_ADDR`: health, and the API's metrics (with the
+/// fleet-wide database gauges).
+pub fn api_ops_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(metrics).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::ops_metrics_guard,
+            )),
+        )
         .with_state(state)
 }
 
@@ -111,6 +179,28 @@ fn payload_too_large() -> AppError {
     AppError::PayloadTooLarge(
         "the request body is larger than the limit (MAX_REQUEST_BYTES)".into(),
     )
+}
+
+/// The caller the door ([`auth::authenticate`]) put in a request; none only where the door
+/// lets a request through without one (a WebSocket upgrade, the GraphiQL page), which no
+/// handler that reads jobs serves.
+pub(crate) fn caller_of(caller: Option<Extension<Caller>>) -> Result<Caller, AppError> {
+    caller
+        .map(|Extension(caller)| caller)
+        .ok_or_else(|| AppError::Unauthorized("an API key is required".into()))
+}
+
+/// A signed link to job `job_id`'s CSV, valid for `DOWNLOAD_URL_TTL_SECS` from now: absolute
+/// under `PUBLIC_URL` when that is set, a path otherwise.
+pub(crate) fn download_url(state: &AppState, job_id: uuid::Uuid) -> String {
+    let path = state
+        .accounts
+        .signer()
+        .download_path(job_id, chrono::Utc::now());
+    match &state.config.public_url {
+        Some(base) => format!("{base}{path}"),
+        None => path,
+    }
 }
 
 /// Whether a request is for the GraphQL endpoint, whose errors have GraphQL's shape.
@@ -162,11 +252,19 @@ async fn graphiql_or_subscription(
     state: State<AppState>,
     schema: Extension<AppSchema>,
     peer: ConnectInfo<SocketAddr>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     protocol: Result<GraphQLProtocol, StatusCode>,
 ) -> Response {
     match (upgrade, protocol) {
-        (Ok(upgrade), Ok(protocol)) => graphql_ws(state, schema, peer, protocol, upgrade).await,
+        (Ok(upgrade), Ok(protocol)) => {
+            graphql_ws(state, schema, peer, caller, headers, protocol, upgrade).await
+        }
+        _ if !state.config.graphiql => AppError::NotFound(
+            "GraphiQL is not served here (GRAPHIQL=false); POST queries to /graphql".into(),
+        )
+        .into_graphql_response(),
         _ => graphiql().await.into_response(),
     }
 }
@@ -184,12 +282,25 @@ async fn graphiql() -> Html<String> {
 /// POST `/graphql`. A body that is not a GraphQL request in JSON gets a GraphQL error with a
 /// code, like every other GraphQL error, rather than the extractor's plain-text 400.
 async fn graphql(
+    State(state): State<AppState>,
     Extension(schema): Extension<AppSchema>,
+    caller: Option<Extension<Caller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     request: Result<GraphQLRequest, GraphQLRejection>,
 ) -> Response {
     match request {
         Ok(request) => {
-            GraphQLResponse::from(schema.execute(request.into_inner()).await).into_response()
+            // Resolvers find who asked, and from where, in the request's data.
+            let mut request = request.into_inner().data(graphql::SourceIp(auth::client_ip(
+                &headers,
+                peer.ip(),
+                &state.config.trusted_proxy_headers,
+            )));
+            if let Some(Extension(caller)) = caller {
+                request = request.data(caller);
+            }
+            GraphQLResponse::from(schema.execute(request).await).into_response()
         }
         Err(GraphQLRejection(err)) => {
             let error = match err {
@@ -199,11 +310,11 @@ async fn graphql(
                     payload_too_large()
                 }
                 ParseRequestError::Io(e) => AppError::bad_request(
-                    code::INVALID_JSON,
+                    Code::InvalidJson,
                     format!("the request body could not be read: {e}"),
                 ),
                 other => AppError::bad_request(
-                    code::INVALID_JSON,
+                    Code::InvalidJson,
                     format!(
                         "the body is not a GraphQL request in JSON ({{\"query\": …, \"variables\": …}}): {}",
                         short_reason(&other)

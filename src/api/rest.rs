@@ -4,39 +4,26 @@
 //! (CSV streamed from the database in chunks). New fields may be added to answers; none of
 //! the original ones change meaning.
 
-use crate::api::AppState;
-use crate::entities::result;
-use crate::error::{AppError, AppResult, code};
-use crate::jobs::{self, Entry, ExportRow, Fields, Page};
-use axum::Json;
+use crate::api::auth::client_ip;
+use crate::api::{AppState, caller_of, download_url};
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult, Code};
+use crate::jobs::{self, Entry, Fields, NewJob};
+use crate::model::{Page, ResultColumns};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Value, json};
 use std::cell::Cell;
 use std::fmt;
-
-/// The columns of the CSV download, original fields first.
-pub const CSV_HEADER: [&str; 12] = [
-    "domain",
-    "status",
-    "favicon_url",
-    "error",
-    "tries",
-    "error_code",
-    "final_url",
-    "mime",
-    "width",
-    "height",
-    "fetched_at",
-    "cached",
-];
+use std::net::SocketAddr;
 
 /// The REST routes.
 pub fn router() -> axum::Router<AppState> {
@@ -47,11 +34,16 @@ pub fn router() -> axum::Router<AppState> {
         .route("/jobs/{id}/download", get(download))
 }
 
-/// `POST /jobs` `{client_id, domains}` → `{job_id, status}`.
+/// `POST /jobs` `{client_id, domains}` → `{job_id, status}`; with an API key `client_id` may
+/// be left out (the key names the client).
 async fn create_job(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Response> {
+    let caller = caller_of(caller)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             AppError::PayloadTooLarge(format!(
@@ -59,76 +51,52 @@ async fn create_job(
                 state.config.max_request_bytes
             ))
         } else {
-            AppError::bad_request(code::INVALID_INPUT, rejection.body_text())
+            AppError::bad_request(Code::InvalidInput, rejection.body_text())
         }
     })?;
-    let max = state.config.max_domains_per_job;
-    let fields = parse_job_body(&body, max)?;
-    let client_id = match fields.client_id {
-        Scalar::Missing | Scalar::Null => {
-            return Err(AppError::bad_request(
-                code::INVALID_INPUT,
-                "client_id is required",
-            ));
-        }
-        Scalar::Text(s) => jobs::parse_client_id(&s, Fields::REST)?,
-        Scalar::Int(_) | Scalar::Other(_) => {
-            return Err(AppError::bad_request(
-                code::INVALID_INPUT,
-                "client_id must be a string",
-            ));
-        }
+    let fields = parse_job_body(&body, state.jobs.max_domains_per_job())?;
+    let request = NewJob {
+        client_id: match &fields.client_id {
+            Scalar::Missing | Scalar::Null => Ok(None),
+            Scalar::Text(s) => Ok(Some(s.as_str())),
+            Scalar::Int(_) | Scalar::Other(_) => Err(invalid("client_id must be a string")),
+        },
+        domains: match &fields.domains {
+            Domains::Missing | Domains::Null => {
+                Err(invalid("domains is required: a list of domain names"))
+            }
+            Domains::List(items) => Ok(items.iter().map(Scalar::entry).collect()),
+            Domains::WrongType => Err(invalid("domains must be an array of strings")),
+        },
+        max_age_seconds: match fields.max_age_seconds {
+            Scalar::Missing | Scalar::Null => Ok(None),
+            Scalar::Int(n) => Ok(Some(n)),
+            Scalar::Text(_) | Scalar::Other(_) => {
+                Err(invalid("max_age_seconds must be a whole number of seconds"))
+            }
+        },
+        fields: Fields::REST,
+        source_ip: Some(client_ip(
+            &headers,
+            peer.ip(),
+            &state.config.trusted_proxy_headers,
+        )),
     };
-    let entries = match fields.domains {
-        Domains::Missing | Domains::Null => {
-            return Err(AppError::bad_request(
-                code::INVALID_INPUT,
-                "domains is required: a list of domain names",
-            ));
-        }
-        Domains::List(items) => items,
-        Domains::WrongType => {
-            return Err(AppError::bad_request(
-                code::INVALID_INPUT,
-                "domains must be an array of strings",
-            ));
-        }
-    };
-    let domains = jobs::parse_domains(
-        entries.iter().map(|v| match v {
-            Scalar::Text(s) => Entry::Text(s),
-            Scalar::Missing | Scalar::Null => Entry::NotText("null"),
-            Scalar::Int(_) => Entry::NotText("number"),
-            Scalar::Other(kind) => Entry::NotText(kind),
-        }),
-        max,
-        Fields::REST,
-    )?;
-    let max_age = match fields.max_age_seconds {
-        Scalar::Missing | Scalar::Null => None,
-        Scalar::Int(n) => jobs::parse_max_age(Some(n), Fields::REST)?,
-        Scalar::Text(_) | Scalar::Other(_) => {
-            return Err(AppError::bad_request(
-                code::INVALID_INPUT,
-                "max_age_seconds must be a whole number of seconds",
-            ));
-        }
-    };
-    let cache = state.config.cache_policy(max_age);
-    state
-        .jobs
-        .check_rate(state.config.rate_limits(), &client_id, domains.len())
-        .await?;
-    let view = state.jobs.create(&client_id, &domains, cache).await?;
+    let view = state.jobs.submit(&caller, request).await?;
     Ok((
         axum::http::StatusCode::CREATED,
         Json(json!({
             "job_id": view.job.id,
-            "status": view.job.status.as_str(),
+            "status": view.job.status,
             "total": view.job.total,
         })),
     )
         .into_response())
+}
+
+/// A client error in a `POST /jobs` body's shape.
+fn invalid(message: &str) -> AppError {
+    AppError::bad_request(Code::InvalidInput, message)
 }
 
 /// Reads a `POST /jobs` body into typed fields in one pass, without building a JSON tree.
@@ -148,15 +116,15 @@ fn parse_job_body(body: &[u8], max: usize) -> AppResult<JobBody> {
     match parsed {
         Ok(fields) => Ok(fields),
         Err(_) if too_many.get() => Err(AppError::bad_request(
-            code::TOO_MANY_DOMAINS,
+            Code::TooManyDomains,
             format!("a job may hold at most {max} domains; this request has more"),
         )),
         Err(e) if e.is_data() => Err(AppError::bad_request(
-            code::INVALID_INPUT,
+            Code::InvalidInput,
             "the body must be a JSON object with client_id and domains",
         )),
         Err(e) => Err(AppError::bad_request(
-            code::INVALID_JSON,
+            Code::InvalidJson,
             format!("the body is not valid JSON: {e}"),
         )),
     }
@@ -241,6 +209,18 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             }
         }
         Ok(body)
+    }
+}
+
+impl Scalar {
+    /// A `domains` entry: a string to parse, or the JSON type it is instead.
+    fn entry(&self) -> Entry<'_> {
+        match self {
+            Scalar::Text(s) => Entry::Text(s),
+            Scalar::Missing | Scalar::Null => Entry::NotText("null"),
+            Scalar::Int(_) => Entry::NotText("number"),
+            Scalar::Other(kind) => Entry::NotText(kind),
+        }
     }
 }
 
@@ -351,20 +331,27 @@ impl<'de> Visitor<'de> for DomainsSeed<'_> {
     }
 }
 
-/// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed}`.
-async fn get_job(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Json<Value>> {
-    let view = state.jobs.find(jobs::parse_job_id(&id)?).await?;
+/// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed, …, download_url}`;
+/// `download_url` is a signed link to the CSV that works without a key until it expires.
+async fn get_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let caller = caller_of(caller)?;
+    let view = state.jobs.find(&caller, jobs::parse_job_id(&id)?).await?;
     let job = &view.job;
     Ok(Json(json!({
         "job_id": job.id,
         "client_id": view.client_name,
-        "status": job.status.as_str(),
+        "status": job.status,
         "progress": job.progress(),
         "total": job.total,
         "completed": job.completed,
         "failed": job.failed,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "download_url": download_url(&state, job.id),
     })))
 }
 
@@ -380,72 +367,50 @@ fn page_param(name: &str, raw: Option<&str>, default: i64) -> AppResult<i64> {
         None => Ok(default),
         Some(s) => s.trim().parse().map_err(|_| {
             AppError::bad_request(
-                code::INVALID_PAGE,
+                Code::InvalidPage,
                 format!("{name} must be a whole number, got {s:?}"),
             )
         }),
     }
 }
 
-/// `GET /jobs/{id}/results?page=1&per_page=20` → `{results, page, per_page, total}`.
+/// `GET /jobs/{id}/results?page=1&per_page=20` → `{results, page, per_page, total}`, each
+/// result the one view every API shows ([`crate::model::ResultView`]).
 async fn get_results(
     State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Response> {
     let id = jobs::parse_job_id(&id)?;
     let Query(query) =
-        query.map_err(|e| AppError::bad_request(code::INVALID_PAGE, e.body_text()))?;
+        query.map_err(|e| AppError::bad_request(Code::InvalidPage, e.body_text()))?;
     let page = Page::new(
         page_param("page", query.page.as_deref(), 1)?,
         page_param("per_page", query.per_page.as_deref(), 20)?,
     )?;
-    let view = state.jobs.find(id).await?;
-    let rows = state.jobs.results_page(id, page).await?;
-    let results: Vec<Value> = rows.iter().map(result_json).collect();
-    Ok(Json(json!({
-        "results": results,
-        "page": page.page,
-        "per_page": page.per_page,
-        "total": view.job.total,
-    })))
+    let caller = caller_of(caller)?;
+    Ok(Json(state.jobs.results(&caller, id, page).await?).into_response())
 }
 
-/// One result as the REST API shows it: the original fields, then what the finder learned.
-fn result_json(row: &result::Model) -> Value {
-    json!({
-        "domain": row.domain,
-        "favicon_url": row.favicon_url,
-        "status": row.status.as_str(),
-        "error": row.error,
-        "tries": row.tries,
-        "error_code": row.error_code,
-        "final_url": row.final_url,
-        "mime": row.mime,
-        "width": row.width,
-        "height": row.height,
-        "fetched_at": row.fetched_at,
-        "cached": row.cached,
-        "candidates": row.candidates.clone().unwrap_or_else(|| json!([])),
-        "candidates_dropped": row.candidates_dropped,
-    })
-}
-
-/// `GET /jobs/{id}/download`: every result as CSV, streamed chunk by chunk.
-async fn download(State(state): State<AppState>, Path(id): Path<String>) -> AppResult<Response> {
+/// `GET /jobs/{id}/download`: every result as CSV, streamed chunk by chunk; the columns are
+/// [`ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
+async fn download(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
     let id = jobs::parse_job_id(&id)?;
-    state.jobs.find(id).await?;
+    let caller = caller_of(caller)?;
+    let chunks = state.jobs.export(&caller, id).await?;
     let header_row = csv_chunk(true, &[]).map_err(anyhow::Error::from)?;
-    let rows = state
-        .jobs
-        .export(id, state.config.export_chunk_bytes)
-        .map(move |chunk| {
-            let chunk = chunk.map_err(|e| {
-                tracing::error!(job_id = %id, error = %e, "CSV stream failed mid-way");
-                std::io::Error::other(e)
-            })?;
-            csv_chunk(false, &chunk).map_err(std::io::Error::other)
-        });
+    let rows = chunks.map(move |chunk| {
+        let chunk = chunk.map_err(|e| {
+            tracing::error!(job_id = %id, error = %e, "CSV stream failed mid-way");
+            std::io::Error::other(e)
+        })?;
+        csv_chunk(false, &chunk).map_err(std::io::Error::other)
+    });
     let body =
         futures::stream::once(async move { Ok::<_, std::io::Error>(header_row) }).chain(rows);
     Ok((
@@ -462,26 +427,13 @@ async fn download(State(state): State<AppState>, Path(id): Path<String>) -> AppR
 }
 
 /// Serialises a chunk of rows, after the header row when `with_header`.
-fn csv_chunk(with_header: bool, rows: &[ExportRow]) -> Result<Bytes, csv::Error> {
+fn csv_chunk(with_header: bool, rows: &[ResultColumns]) -> Result<Bytes, csv::Error> {
     let mut writer = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 120 + 128));
     if with_header {
-        writer.write_record(CSV_HEADER)?;
+        writer.write_record(ResultColumns::NAMES)?;
     }
     for row in rows {
-        writer.write_record([
-            row.domain.as_str(),
-            row.status.as_str(),
-            row.favicon_url.as_deref().unwrap_or(""),
-            row.error.as_deref().unwrap_or(""),
-            &row.tries.to_string(),
-            row.error_code.as_deref().unwrap_or(""),
-            row.final_url.as_deref().unwrap_or(""),
-            row.mime.as_deref().unwrap_or(""),
-            &row.width.map(|w| w.to_string()).unwrap_or_default(),
-            &row.height.map(|h| h.to_string()).unwrap_or_default(),
-            &row.fetched_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            if row.cached { "true" } else { "false" },
-        ])?;
+        writer.write_record(row.csv_record().iter().map(|cell| cell.as_bytes()))?;
     }
     let bytes = writer.into_inner().map_err(|e| e.into_error())?;
     Ok(Bytes::from(bytes))

@@ -9,7 +9,9 @@
 //! sees as 1006). [`WsConnections::drain`] lets `run_until_stopped` wait for all of it.
 
 use crate::api::AppState;
-use crate::api::graphql::AppSchema;
+use crate::api::auth::{CLOSE_FORBIDDEN, client_ip, connection_caller};
+use crate::api::graphql::{AppSchema, SourceIp};
+use crate::auth::Caller;
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -17,6 +19,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use std::collections::{HashMap, HashSet};
@@ -45,14 +48,24 @@ pub const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Over a connection cap the upgrade is refused with the JSON error (429 for the client's own
 /// cap, 503 for the process's); messages over `WS_MAX_MESSAGE_BYTES` close the socket with
-/// 1009.
+/// 1009. The caller comes from the upgrade's `Authorization` header, if any, or from
+/// `connection_init` (see [`connection_caller`]); a refused key closes graphql-transport-ws
+/// with 4403 and answers the legacy protocol with `connection_error`.
 pub async fn graphql_ws(
     State(state): State<AppState>,
     Extension(schema): Extension<AppSchema>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let caller = caller.map(|Extension(caller)| caller);
+    let source = SourceIp(client_ip(
+        &headers,
+        peer.ip(),
+        &state.config.trusted_proxy_headers,
+    ));
     // Taken before the upgrade answer, so a shutdown that starts in between still waits for
     // this connection.
     let permit = match state.ws_connections.acquire(peer.ip()) {
@@ -64,7 +77,9 @@ pub async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| serve_socket(state, schema, protocol, socket, permit))
+        .on_upgrade(move |socket| {
+            serve_socket(state, schema, protocol, (caller, source), socket, permit)
+        })
 }
 
 /// What the server has heard from one WebSocket client.
@@ -209,12 +224,13 @@ async fn serve_socket(
     state: AppState,
     schema: AppSchema,
     protocol: GraphQLProtocol,
+    caller: (Option<Caller>, SourceIp),
     socket: WebSocket,
     permit: WsPermit,
 ) {
     let abort = permit.owner.abort.clone();
     tokio::select! {
-        () = run_socket(state, schema, protocol, socket) => {}
+        () = run_socket(state, schema, protocol, caller, socket) => {}
         () = abort.cancelled() => {}
     }
     drop(permit);
@@ -229,9 +245,13 @@ async fn run_socket(
     state: AppState,
     schema: AppSchema,
     protocol: GraphQLProtocol,
+    (caller, source): (Option<Caller>, SourceIp),
     socket: WebSocket,
 ) {
     let (mut to_client, mut from_client) = socket.split();
+    // Set when `connection_init` is refused: async-graphql then closes graphql-transport-ws
+    // with 1002, where the protocol asks for 4403 Forbidden.
+    let refused = Arc::new(AtomicBool::new(false));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(32);
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Ending>();
     let heard = Arc::new(Heard::new());
@@ -241,9 +261,16 @@ async fn run_socket(
     // completions, then the close frame.
     let writer = {
         let operations = operations.clone();
+        let refused = refused.clone();
         async move {
-            while let Some(message) = rx.recv().await {
+            while let Some(mut message) = rx.recv().await {
                 operations.sent(&message);
+                if matches!(message, Message::Close(_)) && refused.load(Ordering::Relaxed) {
+                    message = Message::Close(Some(CloseFrame {
+                        code: CLOSE_FORBIDDEN,
+                        reason: "Forbidden".into(),
+                    }));
+                }
                 if to_client.send(message).await.is_err() {
                     return;
                 }
@@ -279,8 +306,33 @@ async fn run_socket(
         data.insert(crate::api::graphql::ConnectionSubscriptions::new(
             state.config.ws_max_subscriptions,
         ));
+        data.insert(source);
+        let init_state = state.clone();
+        let init_refused = refused.clone();
         let serve = GraphQLWebSocket::new_with_pair(sink, input, schema, protocol)
             .with_data(data)
+            .on_connection_init(move |payload| async move {
+                match connection_caller(&init_state, caller, &payload).await {
+                    Ok(caller) => {
+                        let mut data = async_graphql::Data::default();
+                        data.insert(caller);
+                        Ok(data)
+                    }
+                    Err(AppError::Internal(e)) => {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "connection_init: cannot check the key"
+                        );
+                        Err(async_graphql::Error::new(
+                            "internal error; the cause has been logged",
+                        ))
+                    }
+                    Err(refusal) => {
+                        init_refused.store(true, Ordering::Relaxed);
+                        Err(async_graphql::Error::new(refusal.to_string()))
+                    }
+                }
+            })
             .serve();
         let config = &state.config;
         let supervise = supervise_socket(
@@ -301,6 +353,11 @@ async fn run_socket(
             }),
         };
         // The senders are dropped now, so the writer drains what was queued, then ends.
+        let ending = ending.or_else(|| {
+            refused
+                .load(Ordering::Relaxed)
+                .then(|| Ending::close(CLOSE_FORBIDDEN, "Forbidden"))
+        });
         let ending = ending.or_else(|| {
             heard.too_big.load(Ordering::Relaxed).then(|| {
                 Ending::close(

@@ -6,6 +6,7 @@
 
 use crate::finder::resolve::parse_dns_servers;
 use crate::finder::{FinderConfig, ResolveRule, parse_resolve_rules};
+use crate::redact::redact_url;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -16,8 +17,7 @@ use std::time::Duration;
 /// The default SQLite file, created on first start in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://favicon-finder.db?mode=rwc";
 
-/// A browser-like User-Agent that still names the project, so site owners can tell who we are.
-pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1; +https://github.com/favicon-finder/favicon-finder)";
+pub use crate::finder::DEFAULT_USER_AGENT;
 
 /// The longest legal domain entry as it appears in a job's JSON: a 253-octet hostname, its
 /// two quotes and the comma after it.
@@ -159,6 +159,35 @@ pub struct Config {
     pub icons_public: bool,
     /// `ICON_RESIZE_CACHE_BYTES`: memory for resized icons kept for the next request (0: none).
     pub icon_resize_cache_bytes: u64,
+    /// `AUTH_MODE`: whether requests need an API key (unset: `off` on a loopback `HOST`,
+    /// `required` otherwise).
+    pub auth_mode: AuthMode,
+    /// `BOOTSTRAP_API_KEY` (secret): an admin key created (or kept) at start, so a container
+    /// fleet needs no manual step before its first request.
+    pub bootstrap_api_key: Option<String>,
+    /// `CORS_ALLOWED_ORIGINS`: exact origins (`https://app.example.com`) a browser may call
+    /// from, and open WebSockets from; empty: no cross-origin access.
+    pub cors_allowed_origins: Vec<String>,
+    /// `METRICS_TOKEN` (secret): the bearer token `/metrics` requires, when set.
+    pub metrics_token: Option<String>,
+    /// `OPS_ADDR`: a separate listener for `/metrics`, `/healthz` and `/readyz`; when set, the
+    /// API listener no longer serves `/metrics`.
+    pub ops_addr: Option<SocketAddr>,
+    /// `GRAPHIQL`: serve the GraphiQL page on `GET /graphql` (unset: only when auth is off).
+    pub graphiql: bool,
+    /// `INTROSPECTION`: answer GraphQL introspection queries (unset: only when auth is off).
+    pub introspection: bool,
+    /// `DOWNLOAD_URL_SECRET` (secret): the HMAC key of signed download links (unset: a random
+    /// key per process, so links do not survive a restart or work on another replica).
+    pub download_url_secret: Option<String>,
+    /// `DOWNLOAD_URL_TTL_SECS`: how long a signed download link works.
+    pub download_url_ttl: Duration,
+    /// `PUBLIC_URL`: where clients reach the API (`https://favicons.example.com`, no trailing
+    /// slash); download links are absolute under it (unset: paths such as `/jobs/…`).
+    pub public_url: Option<String>,
+    /// `TRUSTED_PROXY_HEADERS`: headers that carry the client's address from a trusted proxy,
+    /// for per-address limits (empty: the TCP peer's address).
+    pub trusted_proxy_headers: Vec<ProxyHeader>,
 }
 
 /// Whether the chosen icon's bytes are stored (`ICON_STORE`).
@@ -168,6 +197,37 @@ pub enum IconStore {
     Chosen,
     /// Keep none: `/icons/{domain}` answers with the fallback.
     Off,
+}
+
+/// Whether requests need an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every request (but health, readiness and metrics) needs a valid key.
+    Required,
+    /// Requests without a key act as before keys existed; a key that is sent is still checked.
+    Off,
+}
+
+/// A header a trusted reverse proxy sets to the client's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For: client, proxy1, …`: the last entry our proxy appended.
+    XForwardedFor,
+    /// `X-Real-IP: client`.
+    XRealIp,
+    /// RFC 7239 `Forwarded: for=client`: the last `for=` element.
+    Forwarded,
+}
+
+impl ProxyHeader {
+    /// The header's name, lower-case.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::XForwardedFor => "x-forwarded-for",
+            Self::XRealIp => "x-real-ip",
+            Self::Forwarded => "forwarded",
+        }
+    }
 }
 
 /// How log lines are written.
@@ -201,6 +261,25 @@ impl Config {
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Vars(vars);
         let max_domains_per_job = env.parse_in("MAX_DOMAINS_PER_JOB", 100_000, 1..=10_000_000)?;
+        // Loopback by default: `cargo run` must keep working without a key, and a keyless
+        // service must not be reachable from the network unless someone says so.
+        let host = env.parse("HOST", IpAddr::from([127, 0, 0, 1]))?;
+        let auth_mode = match env.optional("AUTH_MODE").as_deref() {
+            None if host.is_loopback() => AuthMode::Off,
+            None => AuthMode::Required,
+            Some("required") => AuthMode::Required,
+            Some("off") => AuthMode::Off,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "AUTH_MODE",
+                    value: other.to_owned(),
+                    reason: "expected `required` or `off`".into(),
+                });
+            }
+        };
+        // Browsing the schema is a convenience for a local, keyless service; behind keys it
+        // is something to switch on deliberately.
+        let open_by_default = auth_mode == AuthMode::Off;
         Ok(Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_pool_size: env.parse_in("DATABASE_POOL_SIZE", 10, 1..=1000)?,
@@ -210,7 +289,7 @@ impl Config {
             },
             redis_ca_cert: env.optional("REDIS_CA_CERT").map(PathBuf::from),
             redis_prefix: env.string("REDIS_PREFIX", "favicon-finder"),
-            host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
+            host,
             port: env.parse("PORT", 3000)?,
             worker_http_port: match env.optional("WORKER_HTTP_PORT") {
                 None => None,
@@ -367,24 +446,55 @@ impl Config {
                 16 * 1024 * 1024,
                 0..=1024 * 1024 * 1024,
             )?,
+            auth_mode,
+            bootstrap_api_key: match env.optional("BOOTSTRAP_API_KEY") {
+                None => None,
+                Some(value) => Some(check_secret("BOOTSTRAP_API_KEY", value)?),
+            },
+            cors_allowed_origins: match env.optional("CORS_ALLOWED_ORIGINS") {
+                None => Vec::new(),
+                Some(value) => parse_origins(&value).map_err(|reason| ConfigError {
+                    var: "CORS_ALLOWED_ORIGINS",
+                    value,
+                    reason,
+                })?,
+            },
+            metrics_token: match env.optional("METRICS_TOKEN") {
+                None => None,
+                Some(value) => Some(check_secret("METRICS_TOKEN", value)?),
+            },
+            ops_addr: match env.optional("OPS_ADDR") {
+                None => None,
+                Some(_) => Some(env.parse("OPS_ADDR", SocketAddr::from(([127, 0, 0, 1], 0)))?),
+            },
+            graphiql: env.bool("GRAPHIQL", open_by_default)?,
+            introspection: env.bool("INTROSPECTION", open_by_default)?,
+            download_url_secret: match env.optional("DOWNLOAD_URL_SECRET") {
+                None => None,
+                Some(value) => Some(check_secret("DOWNLOAD_URL_SECRET", value)?),
+            },
+            download_url_ttl: Duration::from_secs(env.parse_in(
+                "DOWNLOAD_URL_TTL_SECS",
+                900,
+                10..=86_400,
+            )?),
+            public_url: match env.optional("PUBLIC_URL") {
+                None => None,
+                Some(value) => Some(parse_public_url(&value).map_err(|reason| ConfigError {
+                    var: "PUBLIC_URL",
+                    value,
+                    reason,
+                })?),
+            },
+            trusted_proxy_headers: match env.optional("TRUSTED_PROXY_HEADERS") {
+                None => Vec::new(),
+                Some(value) => parse_proxy_headers(&value).map_err(|reason| ConfigError {
+                    var: "TRUSTED_PROXY_HEADERS",
+                    value,
+                    reason,
+                })?,
+            },
         })
-    }
-
-    /// The per-client allowances.
-    pub fn rate_limits(&self) -> crate::jobs::RateLimits {
-        crate::jobs::RateLimits {
-            jobs_per_hour: self.rate_limit_jobs_per_hour,
-            domains_per_hour: self.rate_limit_domains_per_hour,
-        }
-    }
-
-    /// The cross-job cache policy for a job, from its own `max_age_seconds` or the default.
-    pub fn cache_policy(&self, max_age_secs: Option<u64>) -> crate::store::CachePolicy {
-        let max_age = max_age_secs.map_or(self.cache_max_age, Duration::from_secs);
-        crate::store::CachePolicy {
-            max_age,
-            failure_max_age: self.cache_failure_max_age.min(max_age),
-        }
     }
 
     /// The finder's share of the configuration.
@@ -422,6 +532,77 @@ fn check_header_value(var: &'static str, value: String) -> Result<String, Config
     }
 }
 
+/// A secret must be long enough not to be guessed; the error never shows its value.
+fn check_secret(var: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.len() < 32 || value.chars().any(|c| !c.is_ascii_graphic()) {
+        return Err(ConfigError {
+            var,
+            value: "***".into(),
+            reason: "must be at least 32 printable ASCII characters without spaces (for example \
+                     `openssl rand -base64 32`, or a key from `favicon-finder keys create`)"
+                .into(),
+        });
+    }
+    Ok(value)
+}
+
+/// Exact origins, comma-separated: `scheme://host[:port]`, no path, no wildcard. A browser
+/// sends its `Origin` in exactly this form, so anything else could never match.
+pub fn parse_origins(value: &str) -> Result<Vec<String>, String> {
+    let mut origins = Vec::new();
+    for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not an origin: {e}"))?;
+        let origin = url.origin().ascii_serialization();
+        // No wildcards or odd characters: a host is letters, digits, dots and hyphens (or an
+        // IP address).
+        let plain_host = match url.host() {
+            Some(url::Host::Domain(d)) => d
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
+            Some(_) => true,
+            None => false,
+        };
+        if !matches!(url.scheme(), "http" | "https") || origin != raw || !plain_host {
+            return Err(format!(
+                "{raw:?} is not an exact origin; write scheme://host[:port] with no path or \
+                 trailing slash, as a browser sends it (here: {origin:?})"
+            ));
+        }
+        origins.push(origin);
+    }
+    Ok(origins)
+}
+
+/// An `http(s)` URL without query or fragment; the trailing slash is dropped so a path can
+/// follow it.
+fn parse_public_url(value: &str) -> Result<String, String> {
+    let url = url::Url::parse(value.trim()).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err("must have no user, query or fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `x-forwarded-for`, `x-real-ip` and `forwarded`, comma-separated, in the order to try.
+fn parse_proxy_headers(value: &str) -> Result<Vec<ProxyHeader>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| match name.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ProxyHeader::XForwardedFor),
+            "x-real-ip" => Ok(ProxyHeader::XRealIp),
+            "forwarded" => Ok(ProxyHeader::Forwarded),
+            _ => Err(format!(
+                "unknown header {name:?}; expected x-forwarded-for, x-real-ip or forwarded"
+            )),
+        })
+        .collect()
+}
+
 /// Accepts the Redis URL schemes this build can serve: `redis://` in clear text and
 /// `rediss://` over TLS. Anything else (cluster, sentinel, unix sockets) is refused at start
 /// rather than half-working.
@@ -447,6 +628,19 @@ impl fmt::Debug for Config {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_ca_cert", &self.redis_ca_cert)
             .field("sentry_dsn", &self.sentry_dsn.as_ref().map(|_| "***"))
+            .field(
+                "bootstrap_api_key",
+                &self.bootstrap_api_key.as_ref().map(|_| "***"),
+            )
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "***"))
+            .field(
+                "download_url_secret",
+                &self.download_url_secret.as_ref().map(|_| "***"),
+            )
+            .field("auth_mode", &self.auth_mode)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("ops_addr", &self.ops_addr)
+            .field("public_url", &self.public_url)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("worker_concurrency", &self.worker_concurrency)
@@ -458,55 +652,6 @@ impl fmt::Debug for Config {
             )
             .finish_non_exhaustive()
     }
-}
-
-/// Query parameters whose values are secrets (compared case-insensitively).
-const SECRET_PARAMS: &[&str] = &[
-    "password",
-    "passwd",
-    "pass",
-    "pwd",
-    "token",
-    "access_token",
-    "refresh_token",
-    "secret",
-    "client_secret",
-    "key",
-    "api_key",
-    "apikey",
-    "auth",
-    "sslpassword",
-];
-
-/// Replaces the secrets of a URL with `***`: the userinfo password, and the values of query
-/// parameters named like secrets (`?password=`, `token`, `api_key`, … in any case). A value
-/// that does not parse as a URL is shown as `***` whole, since where its secret sits is unknown.
-pub fn redact_url(raw: &str) -> String {
-    let Ok(mut url) = url::Url::parse(raw) else {
-        return "***".to_owned();
-    };
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    if let Some(query) = url.query() {
-        let redacted: Vec<String> = query
-            .split('&')
-            .map(|pair| {
-                let (name, _) = pair.split_once('=').unwrap_or((pair, ""));
-                let decoded = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
-                if SECRET_PARAMS
-                    .iter()
-                    .any(|s| decoded.eq_ignore_ascii_case(s))
-                {
-                    format!("{name}=***")
-                } else {
-                    pair.to_owned()
-                }
-            })
-            .collect();
-        url.set_query(Some(&redacted.join("&")));
-    }
-    url.to_string()
 }
 
 struct Vars(HashMap<String, String>);

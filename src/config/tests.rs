@@ -153,3 +153,89 @@ fn passwords_in_query_parameters_are_redacted() {
         "sqlite://ff.db?mode=rwc"
     );
 }
+
+#[test]
+fn auth_is_off_on_loopback_and_required_elsewhere_unless_set() {
+    let mode = |pairs: &[(&str, &str)]| Config::from_vars(vars(pairs)).unwrap().auth_mode;
+    assert_eq!(mode(&[]), AuthMode::Off, "the default HOST is loopback");
+    assert_eq!(mode(&[("HOST", "127.0.0.1")]), AuthMode::Off);
+    assert_eq!(mode(&[("HOST", "::1")]), AuthMode::Off);
+    assert_eq!(mode(&[("HOST", "0.0.0.0")]), AuthMode::Required);
+    assert_eq!(mode(&[("HOST", "::")]), AuthMode::Required);
+    assert_eq!(mode(&[("HOST", "10.1.2.3")]), AuthMode::Required);
+    assert_eq!(
+        mode(&[("HOST", "0.0.0.0"), ("AUTH_MODE", "off")]),
+        AuthMode::Off
+    );
+    assert_eq!(
+        mode(&[("HOST", "127.0.0.1"), ("AUTH_MODE", "required")]),
+        AuthMode::Required
+    );
+    let err = Config::from_vars(vars(&[("AUTH_MODE", "maybe")])).unwrap_err();
+    assert_eq!(err.var, "AUTH_MODE");
+}
+
+#[test]
+fn graphiql_and_introspection_follow_the_auth_mode_unless_set() {
+    let local = Config::from_vars(vars(&[])).unwrap();
+    assert!(local.graphiql && local.introspection);
+    let shared = Config::from_vars(vars(&[("HOST", "0.0.0.0")])).unwrap();
+    assert!(!shared.graphiql && !shared.introspection);
+    let chosen =
+        Config::from_vars(vars(&[("HOST", "0.0.0.0"), ("INTROSPECTION", "true")])).unwrap();
+    assert!(!chosen.graphiql && chosen.introspection);
+}
+
+#[test]
+fn secrets_are_checked_without_being_shown() {
+    let secret = "s3cret-s3cret-s3cret-s3cret-s3cret";
+    for var in ["BOOTSTRAP_API_KEY", "METRICS_TOKEN", "DOWNLOAD_URL_SECRET"] {
+        let config = Config::from_vars(vars(&[(var, secret)])).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(secret), "{var} in Debug: {shown}");
+        let err = Config::from_vars(vars(&[(var, "short-secret")])).unwrap_err();
+        assert_eq!(err.var, var);
+        assert!(!err.to_string().contains("short-secret"), "{err}");
+    }
+}
+
+#[test]
+fn cors_origins_must_be_exact() {
+    let config = Config::from_vars(vars(&[(
+        "CORS_ALLOWED_ORIGINS",
+        "https://app.example.com, http://localhost:5173",
+    )]))
+    .unwrap();
+    assert_eq!(
+        config.cors_allowed_origins,
+        ["https://app.example.com", "http://localhost:5173"]
+    );
+    for bad in [
+        "https://app.example.com/",
+        "https://app.example.com/path",
+        "*",
+        "app.example.com",
+        "https://*.example.com",
+        "ftp://files.example.com",
+        "https://APP.example.com",
+    ] {
+        let err = Config::from_vars(vars(&[("CORS_ALLOWED_ORIGINS", bad)])).unwrap_err();
+        assert_eq!(err.var, "CORS_ALLOWED_ORIGINS", "{bad}");
+    }
+}
+
+#[test]
+fn proxy_headers_and_ops_addr_parse() {
+    let config = Config::from_vars(vars(&[
+        ("TRUSTED_PROXY_HEADERS", "X-Forwarded-For, forwarded"),
+        ("OPS_ADDR", "0.0.0.0:9100"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        config.trusted_proxy_headers,
+        [ProxyHeader::XForwardedFor, ProxyHeader::Forwarded]
+    );
+    assert_eq!(config.ops_addr, Some("0.0.0.0:9100".parse().unwrap()));
+    let err = Config::from_vars(vars(&[("TRUSTED_PROXY_HEADERS", "x-client")])).unwrap_err();
+    assert_eq!(err.var, "TRUSTED_PROXY_HEADERS");
+}

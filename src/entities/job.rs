@@ -2,40 +2,9 @@
 
 use sea_orm::entity::prelude::*;
 
-/// Where a job is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-pub enum JobStatus {
-    /// Some domains are still pending.
-    #[sea_orm(string_value = "processing")]
-    Processing,
-    /// Every domain finished and at least one has an icon.
-    #[sea_orm(string_value = "completed")]
-    Completed,
-    /// Every domain finished and none has an icon.
-    #[sea_orm(string_value = "failed")]
-    Failed,
-    /// Stopped on request before finishing.
-    #[sea_orm(string_value = "cancelled")]
-    Cancelled,
-}
-
-impl JobStatus {
-    /// The lowercase name used by the REST API and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Processing => "processing",
-            Self::Completed => "completed",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// Whether the job will change no more.
-    pub fn is_final(self) -> bool {
-        self != Self::Processing
-    }
-}
+/// The status column's type, from the shared vocabulary.
+pub use crate::model::JobStatus;
+use crate::model::ProgressEvent;
 
 /// One row of `job`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -58,6 +27,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When last changed.
     pub updated_at: DateTimeUtc,
+    /// The address a job without an API key came from (for per-address allowances); none
+    /// for a job made with a key.
+    pub source_ip: Option<String>,
 }
 
 impl Model {
@@ -67,6 +39,21 @@ impl Model {
             100
         } else {
             ((i64::from(self.completed + self.failed) * 100) / i64::from(self.total)) as i32
+        }
+    }
+}
+
+/// The event that says where the job stands, with no finished domains.
+impl From<&Model> for ProgressEvent {
+    fn from(job: &Model) -> Self {
+        Self {
+            job_id: job.id,
+            status: job.status,
+            total: job.total,
+            completed: job.completed,
+            failed: job.failed,
+            progress: job.progress(),
+            finished: Vec::new(),
         }
     }
 }

@@ -2,31 +2,9 @@
 
 use sea_orm::entity::prelude::*;
 
-/// Where one domain is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-pub enum ResultStatus {
-    /// Not finished yet (queued, leased, or waiting for a retry).
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    /// A verified favicon was found.
-    #[sea_orm(string_value = "success")]
-    Success,
-    /// Finished without a favicon.
-    #[sea_orm(string_value = "failed")]
-    Failed,
-}
-
-impl ResultStatus {
-    /// The lowercase name used by the REST API, the CSV and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Success => "success",
-            Self::Failed => "failed",
-        }
-    }
-}
+/// The status column's type, from the shared vocabulary.
+pub use crate::model::ResultStatus;
+use crate::model::{Candidate, ErrorCategory, ResultColumns, ResultView};
 
 /// One row of `result`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -47,8 +25,8 @@ pub struct Model {
     pub favicon_url: Option<String>,
     /// Human-readable failure (or the last transient failure while retrying).
     pub error: Option<String>,
-    /// Failure category code (see `finder::ErrorCategory`).
-    pub error_code: Option<String>,
+    /// Failure category code (also while a transient failure waits for its retry).
+    pub error_code: Option<ErrorCategory>,
     /// Tries started so far (stamped at claim).
     pub tries: i32,
     /// The home page after redirects.
@@ -59,7 +37,7 @@ pub struct Model {
     pub width: Option<i32>,
     /// Real height of the chosen icon.
     pub height: Option<i32>,
-    /// Every candidate found, as JSON (`Vec<finder::Candidate>`).
+    /// Every candidate found, as JSON (`Vec<model::Candidate>`).
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub candidates: Option<Json>,
     /// How many candidates the page declared beyond those kept in `candidates`.
@@ -80,6 +58,40 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When last changed.
     pub updated_at: DateTimeUtc,
+}
+
+/// A row as every view shows it.
+impl From<Model> for ResultView {
+    fn from(row: Model) -> Self {
+        // Written by the store from `Vec<Candidate>`, so a row that does not read back is a
+        // bug; it shows without candidates rather than failing the whole page.
+        let candidates = match row.candidates.map(serde_json::from_value::<Vec<Candidate>>) {
+            None => Vec::new(),
+            Some(Ok(candidates)) => candidates,
+            Some(Err(e)) => {
+                tracing::warn!(result_id = %row.id, error = %e, "stored candidates do not read back");
+                Vec::new()
+            }
+        };
+        Self {
+            columns: ResultColumns {
+                domain: row.domain,
+                status: row.status,
+                favicon_url: row.favicon_url,
+                error: row.error,
+                tries: row.tries,
+                error_code: row.error_code,
+                final_url: row.final_url,
+                mime: row.mime,
+                width: row.width,
+                height: row.height,
+                fetched_at: row.fetched_at,
+                cached: row.cached,
+            },
+            candidates,
+            candidates_dropped: row.candidates_dropped,
+        }
+    }
 }
 
 /// Relations of `result`.

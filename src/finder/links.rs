@@ -3,7 +3,7 @@
 //! to what would be stored, and the `<meta refresh>` target read.
 
 use super::html::{Extracted, RawLink, is_data};
-use super::{Candidate, CandidateSource};
+use super::{Candidate, CandidateError, CandidateSource};
 use crate::clean::{MAX_DATA_URL_BYTES, MAX_URL_BYTES};
 use url::Url;
 
@@ -164,9 +164,9 @@ fn link_candidate(
     let (url, error) = match l.oversized {
         Some(n) => (
             l.href.clone(),
-            Some(format!(
+            Some(CandidateError::rejected(format!(
                 "data: URL of {n} bytes is over the {MAX_DATA_URL_BYTES}-byte cap for inline icons; not used"
-            )),
+            ))),
         ),
         None => (count(resolve(base, &l.href))?, None),
     };

@@ -27,11 +27,17 @@ pub use pipeline::ICON_CAP;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use serde::{Deserialize, Serialize};
+pub use crate::model::{
+    Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
+    IconBytes,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A browser-like User-Agent that still names the project, so site owners can tell who we are.
+pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1; +https://github.com/favicon-finder/favicon-finder)";
 
 /// How the finder fetches: limits, safety switches and the test resolution seam.
 #[derive(Debug, Clone)]
@@ -62,7 +68,7 @@ pub struct FinderConfig {
     pub icon_max_bytes: usize,
 }
 
-/// The defaults of the settings (see `src/config.rs`): production-safe, no resolution rules.
+/// The defaults of the settings (see `src/config/mod.rs`): production-safe, no resolution rules.
 impl Default for FinderConfig {
     fn default() -> Self {
         Self {
@@ -70,7 +76,7 @@ impl Default for FinderConfig {
             allow_private_networks: false,
             resolve: Vec::new(),
             extra_root_certs: None,
-            user_agent: crate::config::DEFAULT_USER_AGENT.to_owned(),
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
             per_host_concurrency: 4,
             per_address_concurrency: 16,
             dns_servers: Vec::new(),
@@ -89,236 +95,6 @@ pub struct ResolveRule {
     /// Where connections to that host go instead of DNS.
     pub addr: SocketAddr,
 }
-
-/// Why a domain has no favicon: a small fixed set that drives retries and reporting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCategory {
-    /// The name does not resolve (NXDOMAIN, or no usable address).
-    Dns,
-    /// A temporary resolution failure (SERVFAIL, resolver timeout).
-    DnsTransient,
-    /// TCP connection refused, reset or unreachable.
-    Connect,
-    /// TLS handshake or certificate failure.
-    Tls,
-    /// The per-request or per-domain deadline passed.
-    Timeout,
-    /// The home page answered with an HTTP error status.
-    HttpStatus,
-    /// The server asked to slow down (429) or is unavailable (503).
-    RateLimited,
-    /// More than the redirect limit, or a loop.
-    TooManyRedirects,
-    /// The site worked but no candidate was a real image.
-    NoIcon,
-    /// The target address is not public (SSRF guard) or the port is not allowed.
-    Blocked,
-    /// The response could not be used (too large, undecodable, not what was expected).
-    InvalidContent,
-    /// A bug or a panic while handling the domain.
-    Internal,
-}
-
-impl ErrorCategory {
-    /// Every category, in documentation order.
-    pub const ALL: [ErrorCategory; 12] = [
-        Self::Dns,
-        Self::DnsTransient,
-        Self::Connect,
-        Self::Tls,
-        Self::Timeout,
-        Self::HttpStatus,
-        Self::RateLimited,
-        Self::TooManyRedirects,
-        Self::NoIcon,
-        Self::Blocked,
-        Self::InvalidContent,
-        Self::Internal,
-    ];
-
-    /// The stable snake_case code stored and shown to clients.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dns => "dns",
-            Self::DnsTransient => "dns_transient",
-            Self::Connect => "connect",
-            Self::Tls => "tls",
-            Self::Timeout => "timeout",
-            Self::HttpStatus => "http_status",
-            Self::RateLimited => "rate_limited",
-            Self::TooManyRedirects => "too_many_redirects",
-            Self::NoIcon => "no_icon",
-            Self::Blocked => "blocked",
-            Self::InvalidContent => "invalid_content",
-            Self::Internal => "internal",
-        }
-    }
-
-    /// Parses a stored code back.
-    pub fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == code)
-    }
-
-    /// Whether trying again later may give a different answer (so the worker retries).
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Self::DnsTransient | Self::Connect | Self::Timeout | Self::RateLimited | Self::Internal
-        )
-    }
-}
-
-/// Where a candidate was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CandidateSource {
-    /// `<link rel=icon>` / `shortcut icon` in the head.
-    Icon,
-    /// `apple-touch-icon` or `apple-touch-icon-precomposed`.
-    AppleTouch,
-    /// `rel=fluid-icon`.
-    FluidIcon,
-    /// Safari's monochrome `mask-icon`: recorded, never chosen.
-    MaskIcon,
-    /// An entry of the web app manifest.
-    Manifest,
-    /// `msapplication-TileImage`.
-    Tile,
-    /// A well-known path probed on the final origin (`/favicon.ico`, ...).
-    DefaultPath,
-}
-
-/// One possible icon, with what was declared and what verification found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// Absolute URL (http, https or data).
-    pub url: String,
-    /// Where it was found.
-    pub source: CandidateSource,
-    /// The declared `sizes` (or manifest `sizes`), as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub declared_sizes: Option<String>,
-    /// The declared `type`, as written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub declared_type: Option<String>,
-    /// True when the link was in `<body>` rather than `<head>` (ranked lower).
-    #[serde(default)]
-    pub in_body: bool,
-    /// The declared `media` query, as written (capped): one that targets a non-default colour
-    /// scheme makes the icon a candidate only when nothing else verifies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media: Option<String>,
-    /// Sniffed mime type, when the candidate was fetched and was an image.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mime: Option<String>,
-    /// Real width in pixels (0 for a scalable SVG without size), when verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<u32>,
-    /// Real height in pixels, when verified.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<u32>,
-    /// Why verification rejected it, when it was fetched and rejected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Candidate {
-    /// A candidate as found, with nothing declared or verified yet.
-    pub fn new(url: impl Into<String>, source: CandidateSource) -> Self {
-        Self {
-            url: url.into(),
-            source,
-            declared_sizes: None,
-            declared_type: None,
-            in_body: false,
-            media: None,
-            mime: None,
-            width: None,
-            height: None,
-            error: None,
-        }
-    }
-}
-
-/// A found favicon.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Found {
-    /// The chosen, verified icon.
-    pub favicon_url: String,
-    /// The home page URL after redirects, when the page was fetched.
-    pub final_url: Option<String>,
-    /// Sniffed mime of the chosen icon.
-    pub mime: String,
-    /// Real width of the chosen icon (0 when an SVG has no intrinsic size).
-    pub width: u32,
-    /// Real height of the chosen icon.
-    pub height: u32,
-    /// Every candidate found, in rank order (at most [`crate::clean::MAX_CANDIDATES`]).
-    pub candidates: Vec<Candidate>,
-    /// How many more candidates the page declared than were kept.
-    #[serde(default)]
-    pub candidates_dropped: u32,
-    /// The chosen icon's own bytes, when kept (see [`FinderConfig::icon_max_bytes`]). Not
-    /// serialised: the bytes go to `icon_blob`, never into a result's JSON.
-    #[serde(skip)]
-    pub icon: Option<IconBytes>,
-}
-
-/// The bytes of a chosen icon, as verified, with their content address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IconBytes {
-    /// Lowercase hex SHA-256 of `bytes`.
-    pub sha256: String,
-    /// The icon exactly as the site served it (or as its `data:` URL decoded).
-    pub bytes: bytes::Bytes,
-}
-
-impl IconBytes {
-    /// Hashes `bytes`.
-    pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
-        use sha2::Digest;
-        let bytes = bytes.into();
-        let digest = sha2::Sha256::digest(&bytes);
-        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
-        Self { sha256, bytes }
-    }
-}
-
-/// Why no favicon was found, classified.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FindError {
-    /// The category that drives retry and reporting.
-    pub category: ErrorCategory,
-    /// A human-readable explanation.
-    pub message: String,
-    /// The home page URL after redirects, when the page was fetched.
-    pub final_url: Option<String>,
-    /// Seconds the server asked us to wait (`Retry-After`), if any.
-    pub retry_after_secs: Option<u64>,
-    /// Candidates found and rejected, in rank order (at most [`crate::clean::MAX_CANDIDATES`]).
-    pub candidates: Vec<Candidate>,
-    /// How many more candidates the page declared than were kept.
-    #[serde(default)]
-    pub candidates_dropped: u32,
-}
-
-impl FindError {
-    /// A failure with no page and no candidates.
-    pub fn new(category: ErrorCategory, message: impl Into<String>) -> Self {
-        Self {
-            category,
-            message: message.into(),
-            final_url: None,
-            retry_after_secs: None,
-            candidates: Vec::new(),
-            candidates_dropped: 0,
-        }
-    }
-}
-
-/// What the finder says about one domain.
-pub type FindOutcome = Result<Found, FindError>;
 
 /// Finds favicons; cheap to clone, one per process is enough (it holds the connection pool).
 #[derive(Clone)]

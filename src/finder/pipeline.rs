@@ -15,7 +15,7 @@
 //! so that code always means "we refused to connect". The site's `/favicon.ico` is still tried.
 //!
 //! SSRF refusals past the home page: an icon or manifest URL the guard refuses is recorded on
-//! the candidate ("blocked: ..."); when nothing verified and something was refused, the
+//! the candidate (a `blocked` fetch error); when nothing verified and something was refused, the
 //! failure is `blocked` rather than `no_icon`, so the refusal is visible in the result.
 //!
 //! Time: the page gets two thirds of what is left, each icon at most half of what is left
@@ -33,7 +33,9 @@
 use super::fetch::{FetchError, Fetcher};
 use super::html;
 use super::page::{Page, fetch_page, home_page};
-use super::{Candidate, CandidateSource, ErrorCategory, FindError, FindOutcome, Found};
+use super::{
+    Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
+};
 use super::{image, links, manifest, rank};
 use crate::clean::{self, MAX_CANDIDATES, MAX_MESSAGE_BYTES};
 use base64::Engine as _;
@@ -91,12 +93,15 @@ pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
 /// it is an image, so the chosen one can be kept.
 async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec<u8>> {
     let bytes = if c.url.starts_with("data:") {
-        decode_data_url(&c.url)
+        decode_data_url(&c.url).map_err(CandidateError::rejected)
     } else {
         let mut bytes = fetch_icon(f, &c.url, deadline).await;
         // An http icon that cannot be reached may well exist over https.
         if let (Err(e), Some(rest)) = (&bytes, c.url.strip_prefix("http://"))
-            && (e.starts_with("connect") || e.starts_with("tls"))
+            && matches!(
+                e.category(),
+                Some(ErrorCategory::Connect | ErrorCategory::Tls)
+            )
         {
             let https = format!("https://{rest}");
             if let Ok(b) = fetch_icon(f, &https, deadline).await {
@@ -106,7 +111,11 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec
         }
         bytes
     };
-    match bytes.and_then(|b| image::sniff(&b).map(|info| (info, b))) {
+    match bytes.and_then(|b| {
+        image::sniff(&b)
+            .map(|info| (info, b))
+            .map_err(CandidateError::rejected)
+    }) {
         Ok((info, b)) => {
             c.mime = Some(info.mime);
             c.width = Some(info.width);
@@ -115,23 +124,26 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec
             Some(b)
         }
         Err(e) => {
-            c.error = Some(clean::text(&e, MAX_MESSAGE_BYTES));
+            c.error = Some(e.map_text(|s| clean::text(s, MAX_MESSAGE_BYTES)));
             None
         }
     }
 }
 
-async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>, String> {
-    let url = Url::parse(url).map_err(|e| e.to_string())?;
+async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>, CandidateError> {
+    let url = Url::parse(url).map_err(|e| CandidateError::rejected(e.to_string()))?;
     let left = remaining(deadline);
     let budget = (left / 2).max(left.min(Duration::from_millis(1500)));
     let mut opened = f
         .open(url, ICON_REDIRECTS, false, budget, deadline)
         .await
-        .map_err(|e| format!("{}: {}", e.category.as_str(), e.message))?;
+        .map_err(|e| CandidateError::fetch(e.category, &e.message))?;
     let status = opened.resp.status();
     if !status.is_success() {
-        return Err(format!("HTTP {}", status.as_u16()));
+        return Err(CandidateError::rejected(format!(
+            "HTTP {}",
+            status.as_u16()
+        )));
     }
     let mut body = Vec::new();
     let over = Fetcher::read_capped(&mut opened, ICON_CAP, |c| {
@@ -139,9 +151,11 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
         true
     })
     .await
-    .map_err(|e| format!("{}: {}", e.category.as_str(), e.message))?;
+    .map_err(|e| CandidateError::fetch(e.category, &e.message))?;
     if over {
-        return Err(format!("larger than the {ICON_CAP} byte cap"));
+        return Err(CandidateError::rejected(format!(
+            "larger than the {ICON_CAP} byte cap"
+        )));
     }
     Ok(body)
 }
@@ -183,8 +197,8 @@ async fn manifest_icons(
 /// Whether verification refused this candidate because of the SSRF guard.
 fn refused(c: &Candidate) -> bool {
     c.error
-        .as_deref()
-        .is_some_and(|e| e.starts_with("blocked:"))
+        .as_ref()
+        .is_some_and(|e| e.category() == Some(ErrorCategory::Blocked))
 }
 
 /// Runs the whole pipeline for one domain; the chosen icon's bytes come along when they are
@@ -395,7 +409,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
             let what = ranked
                 .iter()
                 .find(|c| refused(c))
-                .and_then(|c| c.error.clone())
+                .and_then(|c| c.error.as_ref().map(ToString::to_string))
                 .or(manifest_refused)
                 .unwrap_or_default();
             FindError::new(

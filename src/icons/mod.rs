@@ -15,21 +15,23 @@
 pub mod letter;
 pub mod render;
 
+use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
-use crate::error::{AppError, AppResult, code};
+use crate::error::{AppError, AppResult, Code};
 use crate::finder::Finder;
-use crate::jobs::{CachePolicy, RateLimits};
+use crate::jobs::{Jobs, LookupPayer};
 use crate::store::Store;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, Semaphore};
 
-/// The client an on-demand lookup is counted against while the API has no accounts: every
-/// caller of `?find=1` shares it (and its hourly allowance).
+/// The client an on-demand lookup without an API key (`AUTH_MODE=off`) is recorded for: such
+/// callers share it, and each is also counted by its address, as for a job without a key.
 pub const ON_DEMAND_CLIENT: &str = "icons";
 /// How long one resize may take before the answer is a 422.
 const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -47,10 +49,6 @@ pub struct IconSettings {
     pub public: bool,
     /// `ICON_RESIZE_CACHE_BYTES`.
     pub resize_cache_bytes: u64,
-    /// When a domain counts as searched (`CACHE_MAX_AGE_SECS`, `CACHE_FAILURE_MAX_AGE_SECS`).
-    pub cache: CachePolicy,
-    /// The hourly allowances an on-demand lookup counts against.
-    pub rate: RateLimits,
 }
 
 /// What the client asked for, parsed at the edge.
@@ -117,6 +115,8 @@ pub struct Icons {
 
 struct Inner {
     store: Store,
+    /// The rules of jobs: who may look a domain up, and whose allowance it counts against.
+    jobs: Jobs,
     finder: Arc<Finder>,
     settings: IconSettings,
     /// Resized PNGs by (content address, size), bounded by their bytes.
@@ -129,7 +129,7 @@ struct Inner {
 
 impl Icons {
     /// The icons core over this database and finder.
-    pub fn new(store: Store, finder: Arc<Finder>, settings: IconSettings) -> Self {
+    pub fn new(store: Store, jobs: Jobs, finder: Arc<Finder>, settings: IconSettings) -> Self {
         let resized = moka::sync::Cache::builder()
             .max_capacity(settings.resize_cache_bytes)
             .weigher(|(sha, _): &(String, u32), png: &Bytes| {
@@ -139,6 +139,7 @@ impl Icons {
         Self {
             inner: Arc::new(Inner {
                 store,
+                jobs,
                 finder,
                 settings,
                 resized,
@@ -153,17 +154,35 @@ impl Icons {
         &self.inner.settings
     }
 
-    /// Answers one request: the stored icon (maybe resized), or the fallback; with `find`,
-    /// after looking the domain up if the cache would not answer it.
-    pub async fn answer(&self, request: &IconRequest) -> AppResult<IconAnswer> {
+    /// Answers one request of `caller` (none: no key where `AUTH_MODE=required`) from
+    /// `source_ip`: the stored icon (maybe resized), or the fallback; with `find`, after
+    /// looking the domain up if the cache would not answer it.
+    ///
+    /// Serving needs nothing with `ICONS_PUBLIC=true`, and the `read` scope otherwise. A
+    /// lookup follows the rules of creating a job ([`Jobs::admit_lookup`]): the `submit`
+    /// scope, and a one-domain job against the caller's allowance.
+    pub async fn answer(
+        &self,
+        caller: Option<&Caller>,
+        source_ip: Option<IpAddr>,
+        request: &IconRequest,
+    ) -> AppResult<IconAnswer> {
+        if !self.inner.settings.public {
+            required(caller)?.require(Scope::Read)?;
+        }
         let store = &self.inner.store;
         let domain = request.domain.as_str();
         if request.find
             && !store
-                .answered_by_cache(domain, self.inner.settings.cache)
+                .answered_by_cache(domain, self.inner.jobs.default_cache())
                 .await?
         {
-            self.lookup(&request.domain).await?;
+            let payer = self
+                .inner
+                .jobs
+                .admit_lookup(required(caller)?, source_ip, ON_DEMAND_CLIENT)
+                .await?;
+            self.lookup(&request.domain, payer).await?;
         }
         let Some(sha) = store.newest_icon_sha(domain).await? else {
             return Ok(fallback(request));
@@ -233,8 +252,9 @@ impl Icons {
     }
 
     /// Looks `domain` up now, sharing a lookup already in flight, and waits for it up to
-    /// `ICON_FIND_TIMEOUT_MS`. A new lookup counts against the on-demand client's allowance.
-    async fn lookup(&self, domain: &Domain) -> AppResult<()> {
+    /// `ICON_FIND_TIMEOUT_MS`. A new lookup is recorded for `payer`; one already in flight
+    /// is shared and charged to whoever started it.
+    async fn lookup(&self, domain: &Domain, payer: LookupPayer) -> AppResult<()> {
         let flight = {
             let mut flights = self.inner.flights.lock().await;
             match flights.get(domain) {
@@ -243,14 +263,12 @@ impl Icons {
                     // The lock is held: a lookup that finished has written its row already.
                     let store = &self.inner.store;
                     if store
-                        .answered_by_cache(domain.as_str(), self.inner.settings.cache)
+                        .answered_by_cache(domain.as_str(), self.inner.jobs.default_cache())
                         .await?
                     {
                         return Ok(());
                     }
-                    crate::jobs::check_rate(store, self.inner.settings.rate, ON_DEMAND_CLIENT, 1)
-                        .await?;
-                    let flight = self.start_lookup(domain.clone());
+                    let flight = self.start_lookup(domain.clone(), payer);
                     flights.insert(domain.clone(), flight.clone());
                     flight
                 }
@@ -263,13 +281,13 @@ impl Icons {
 
     /// Runs the finder in a task of its own (so it outlives a caller that stops waiting),
     /// records the outcome, then leaves the table of flights.
-    fn start_lookup(&self, domain: Domain) -> Flight {
+    fn start_lookup(&self, domain: Domain, payer: LookupPayer) -> Flight {
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let outcome = crate::clean::outcome(inner.finder.find(domain.as_str()).await);
             match inner
                 .store
-                .record_lookup(ON_DEMAND_CLIENT, domain.as_str(), outcome)
+                .record_lookup(&payer.client_id, payer.source_ip, domain.as_str(), outcome)
                 .await
             {
                 Ok(job_id) => {
@@ -283,6 +301,17 @@ impl Icons {
         });
         task.map(|_| ()).boxed().shared()
     }
+}
+
+/// The caller, or the 401 of a request without a key where keys are required.
+fn required(caller: Option<&Caller>) -> AppResult<&Caller> {
+    caller.ok_or_else(|| {
+        AppError::Unauthorized(
+            "an API key is required: send Authorization: Bearer <key> (or set ICONS_PUBLIC=true \
+             to serve stored icons without one)"
+                .into(),
+        )
+    })
 }
 
 fn fallback(request: &IconRequest) -> IconAnswer {
@@ -299,7 +328,7 @@ fn fallback(request: &IconRequest) -> IconAnswer {
 /// The 422 of an icon that cannot be resized.
 fn undecodable(message: String) -> AppError {
     AppError::Unprocessable {
-        code: code::ICON_UNDECODABLE,
+        code: Code::IconUndecodable,
         message,
     }
 }
@@ -321,7 +350,7 @@ pub fn parse_request(
 ) -> AppResult<IconRequest> {
     let domain = Domain::parse(raw_domain).map_err(|e| {
         AppError::bad_request(
-            code::INVALID_INPUT,
+            Code::InvalidInput,
             format!("{raw_domain:?} {e}; /icons/ takes a domain like example.com"),
         )
     })?;
@@ -343,7 +372,7 @@ pub fn parse_request(
                         .filter(|n| (1..=render::MAX_SIZE).contains(n))
                         .ok_or_else(|| {
                             AppError::bad_request(
-                                code::INVALID_INPUT,
+                                Code::InvalidInput,
                                 format!(
                                     "size must be a whole number from 1 to {}, got {value:?}",
                                     render::MAX_SIZE
@@ -359,7 +388,7 @@ pub fn parse_request(
                     "404" => Fallback::NotFound,
                     _ => {
                         return Err(AppError::bad_request(
-                            code::INVALID_INPUT,
+                            Code::InvalidInput,
                             format!("fallback must be `letter` or `404`, got {value:?}"),
                         ));
                     }
@@ -371,7 +400,7 @@ pub fn parse_request(
                     "0" | "false" => false,
                     _ => {
                         return Err(AppError::bad_request(
-                            code::INVALID_INPUT,
+                            Code::InvalidInput,
                             format!("find must be 1 or 0, got {value:?}"),
                         ));
                     }
@@ -384,11 +413,11 @@ pub fn parse_request(
     match (format.as_deref(), request.size) {
         (None, _) | (Some("png"), Some(_)) => Ok(request),
         (Some("png"), None) => Err(AppError::bad_request(
-            code::INVALID_INPUT,
+            Code::InvalidInput,
             "format=png needs size=N (1 to 256); without a size the stored icon is served as it is",
         )),
         (Some(other), _) => Err(AppError::bad_request(
-            code::INVALID_INPUT,
+            Code::InvalidInput,
             format!("format must be png, got {other:?}"),
         )),
     }

@@ -3,16 +3,18 @@
 //! finished one-domain job, so later jobs find it in the cross-job cache.
 
 use super::jobs::client_named;
-use super::queue::{Claimed, Disposition, FETCHED, written};
+use super::queue::FETCHED;
+use super::results::finished_row;
 use super::{CachePolicy, Store};
 use crate::entities::{client, icon_blob, job, job::JobStatus, result};
-use crate::finder::{FindOutcome, Found};
+use crate::model::{ErrorCategory, FindOutcome, Found, ResultStatus};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, Statement,
     TransactionTrait,
 };
+use std::net::IpAddr;
 use uuid::Uuid;
 
 /// Stores the icon a found outcome carries, unless that content is stored already.
@@ -50,8 +52,8 @@ pub(super) async fn put_blob(
 /// The newest fetch of a domain, as the cross-job cache judges it.
 #[derive(Debug, FromQueryResult)]
 struct Newest {
-    status: String,
-    error_code: Option<String>,
+    status: ResultStatus,
+    error_code: Option<ErrorCategory>,
     fetched_at: Option<DateTime<Utc>>,
 }
 
@@ -111,24 +113,23 @@ impl Store {
             return Ok(false);
         };
         let age = (super::now() - fetched_at).to_std().unwrap_or_default();
-        Ok(match status.as_str() {
-            "success" => age <= cache.max_age,
+        Ok(match status {
+            ResultStatus::Success => age <= cache.max_age,
             _ => {
-                let permanent = error_code
-                    .as_deref()
-                    .and_then(crate::finder::ErrorCategory::from_code)
-                    .is_some_and(|c| !c.is_transient());
+                let permanent = error_code.is_some_and(|c| !c.is_transient());
                 permanent && age <= cache.failure_max_age.min(cache.max_age)
             }
         })
     }
 
-    /// Records an on-demand lookup as a finished one-domain job of `client_name` with its
-    /// result row (and the icon's bytes), in one transaction: it then counts against the
-    /// client's hourly allowance like any job, and later jobs reuse it from the cache.
+    /// Records an on-demand lookup as a finished one-domain job of `client_name` (from
+    /// `source_ip` for a caller without a key) with its result row (and the icon's bytes), in
+    /// one transaction: it then counts against the client's (and the address's) hourly
+    /// allowance like any job, and later jobs reuse it from the cache.
     pub async fn record_lookup(
         &self,
         client_name: &str,
+        source_ip: Option<IpAddr>,
         domain: &str,
         outcome: FindOutcome,
     ) -> Result<Uuid, DbErr> {
@@ -165,6 +166,7 @@ impl Store {
                 JobStatus::Failed
             }),
             total: Set(1),
+            source_ip: Set(source_ip.map(|ip| ip.to_string())),
             completed: Set(i32::from(found)),
             failed: Set(i32::from(!found)),
             created_at: Set(now),
@@ -172,26 +174,20 @@ impl Store {
         })
         .exec_without_returning(&txn)
         .await?;
-        let claim = Claimed {
-            id: Uuid::now_v7(),
-            job_id,
-            domain: domain.to_owned(),
-            tries: 1,
-            owner: Uuid::nil(),
-        };
         if let Ok(found) = &outcome {
             put_blob(&txn, found, now).await?;
         }
-        let (row, _) = written(&claim, &Disposition::Finish(outcome), now);
+        let (row, _) = finished_row(domain, 1, &outcome, now);
         result::Entity::insert(result::ActiveModel {
-            id: Set(claim.id),
+            id: Set(Uuid::now_v7()),
             job_id: Set(job_id),
             position: Set(0),
-            domain: Set(claim.domain),
+            domain: Set(domain.to_owned()),
             tries: Set(1),
             cached: Set(false),
             run_at: Set(now),
             created_at: Set(now),
+            updated_at: Set(now),
             ..row
         })
         .exec_without_returning(&txn)

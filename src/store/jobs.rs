@@ -5,14 +5,14 @@ use super::queue::FETCHED;
 use super::{Store, now};
 use crate::domain::Domain;
 use crate::entities::{client, job};
-use crate::entities::{job::JobStatus, result::ResultStatus};
-use crate::finder::ErrorCategory;
+use crate::model::{ErrorCategory, JobStatus, ResultColumns, ResultStatus};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
+use std::net::IpAddr;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -59,6 +59,19 @@ impl Store {
         domains: &[Domain],
         cache: CachePolicy,
     ) -> Result<JobView, DbErr> {
+        self.create_job_from(client_name, None, domains, cache)
+            .await
+    }
+
+    /// [`Store::create_job`], noting the address a job without a key came from (see
+    /// [`Store::address_usage_since`]).
+    pub async fn create_job_from(
+        &self,
+        client_name: &str,
+        source_ip: Option<IpAddr>,
+        domains: &[Domain],
+        cache: CachePolicy,
+    ) -> Result<JobView, DbErr> {
         let now = now();
         let txn = self.db.begin().await?;
         let inserted = client::Entity::insert(client::ActiveModel {
@@ -91,6 +104,7 @@ impl Store {
             failed: 0,
             created_at: now,
             updated_at: now,
+            source_ip: source_ip.map(|ip| ip.to_string()),
         };
         job::Entity::insert(job::ActiveModel::from(job.clone()))
             .exec_without_returning(&txn)
@@ -200,9 +214,29 @@ impl Store {
         let Some(client) = client_named(&self.db, client_name).await? else {
             return Ok((0, 0, None));
         };
+        self.usage_since(job::Column::ClientId.eq(client.id), since)
+            .await
+    }
+
+    /// The jobs made without a key from `ip` at or after `since`: (count, domains, the oldest
+    /// one's time).
+    pub async fn address_usage_since(
+        &self,
+        ip: IpAddr,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
+        self.usage_since(job::Column::SourceIp.eq(ip.to_string()), since)
+            .await
+    }
+
+    async fn usage_since(
+        &self,
+        whose: impl sea_orm::sea_query::IntoCondition,
+        since: DateTime<Utc>,
+    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
         // Bounded by the rate limit itself: a client has at most that many jobs in the window.
         let jobs = job::Entity::find()
-            .filter(job::Column::ClientId.eq(client.id))
+            .filter(whose)
             .filter(job::Column::CreatedAt.gte(since))
             .order_by_asc(job::Column::CreatedAt)
             .all(&self.db)
@@ -271,6 +305,17 @@ impl Cutoffs {
             failure: age(cache.failure_max_age.min(cache.max_age)),
         })
     }
+}
+
+/// The columns a cache hit copies from the earlier result: every column the views show
+/// except the row's own (its domain, status, tries and whether it is a copy), the
+/// candidates, and the stored icon's address (the blob itself is shared, not copied). Each is nullable, so a domain without a hit gets NULL in each.
+fn copied_columns() -> Vec<&'static str> {
+    ResultColumns::NAMES
+        .into_iter()
+        .filter(|c| !matches!(*c, "domain" | "status" | "tries" | "cached"))
+        .chain(["candidates", "icon_sha256"])
+        .collect()
 }
 
 /// One statement that inserts `domains` into job `job_id` from position `first` on: a copy of
@@ -348,16 +393,18 @@ fn insert_results(
                 .map(|c| format!("'{}'", c.as_str()))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let copied = copied_columns();
+            let into = copied.join(", ");
+            let from = copied
+                .iter()
+                .map(|c| format!("p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             format!(
-                "INSERT INTO result (id, job_id, position, domain, status, favicon_url, error, \
-                   error_code, tries, final_url, mime, width, height, candidates, \
-                   candidates_dropped, fetched_at, icon_sha256, \
-                   cached, run_at, created_at, updated_at) \
-                 SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), \
-                   p.favicon_url, p.error, p.error_code, 0, p.final_url, p.mime, p.width, \
-                   p.height, p.candidates, COALESCE(p.candidates_dropped, 0), p.fetched_at, \
-                   p.icon_sha256, \
-                   p.id IS NOT NULL, $2, $2, $2 \
+                "INSERT INTO result (id, job_id, position, domain, status, tries, \
+                   candidates_dropped, cached, run_at, created_at, updated_at, {into}) \
+                 SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), 0, \
+                   COALESCE(p.candidates_dropped, 0), p.id IS NOT NULL, $2, $2, $2, {from} \
                  FROM (SELECT r.*, (SELECT q.id FROM result q \
                      WHERE q.domain = r.domain AND {FETCHED} \
                        AND q.fetched_at >= ${success} ORDER BY q.fetched_at DESC LIMIT 1) \

@@ -22,17 +22,20 @@
 //! - `results`: pages of a job's results and the CSV stream;
 //! - `icons`: stored icon bytes (content-addressed, written once), the newest icon of a
 //!   domain, and on-demand lookups recorded as finished jobs;
+//! - `keys`: API keys (create, list, revoke, find by hash, last use);
 //! - `queue`: claim, heartbeat, release, record and reap, with the partial-index clauses the
 //!   queries share with the migrations.
 
 mod icons;
 mod jobs;
+mod keys;
 mod queue;
 mod results;
 
 pub use jobs::{CachePolicy, JobView};
+pub use keys::NewKey;
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
-pub use results::{ExportRow, FinishedDomain, STREAM_CHUNK};
+pub use results::STREAM_CHUNK;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
@@ -114,7 +117,7 @@ impl Store {
         let db = Database::connect(options).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to the database at {}: {e}",
-                crate::config::redact_url(url)
+                crate::redact::redact_url(url)
             )
         })?;
         Ok(Self { db })

@@ -4,11 +4,12 @@
 //! partial index only when the query repeats the index's clause, so the clauses live here as
 //! constants that the queries splice in, and a test checks each against the migrated schema.
 
-use super::results::FinishedDomain;
+use super::results::finished_row;
 use super::{Store, is_transient, now};
-use crate::entities::result::ResultStatus;
-use crate::entities::{job, job::JobStatus, result};
-use crate::finder::{Candidate, ErrorCategory, FindOutcome};
+use crate::entities::{job, result};
+use crate::model::{
+    ErrorCategory, FindError, FindOutcome, JobStatus, ProgressEvent, ResultColumns, ResultStatus,
+};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -27,6 +28,9 @@ pub(super) const LEASED: &str = "lease_owner IS NOT NULL";
 /// The cache index's clause (`idx_result_fetched`): outcomes fetched by this service, not
 /// copied from another job and not pending; the cross-job cache looks only at these.
 pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
+
+/// The lease owner of an abandoned row: no pool has this id, so no heartbeat renews it.
+const ABANDONED: Uuid = Uuid::nil();
 
 /// A row a worker has claimed and must now find.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +94,17 @@ pub struct JobUpdate {
     /// The job after the write.
     pub job: job::Model,
     /// The domains that finished in that write, in no particular order.
-    pub finished: Vec<FinishedDomain>,
+    pub finished: Vec<ResultColumns>,
+}
+
+/// What subscribers hear about a record: the job after it and the domains it finished.
+impl From<JobUpdate> for ProgressEvent {
+    fn from(update: JobUpdate) -> Self {
+        Self {
+            finished: update.finished,
+            ..Self::from(&update.job)
+        }
+    }
 }
 
 impl Store {
@@ -210,11 +224,25 @@ impl Store {
     /// returned for the caller to retry the whole batch; rows already written by then are
     /// guarded, so the retry cannot count them twice.
     pub async fn record(&self, batch: Vec<(Claimed, Disposition)>) -> Result<Recorded, DbErr> {
+        let mut recorded = Recorded::default();
+        self.record_into(batch, &mut recorded).await?;
+        Ok(recorded)
+    }
+
+    /// [`Store::record`], adding to `recorded` as each part commits. When a transient error
+    /// ends it after a split, `recorded` still holds what the parts before the error
+    /// committed: their progress must be published now, since a retry of the batch finds
+    /// those rows written and moves nothing for them.
+    pub async fn record_into(
+        &self,
+        batch: Vec<(Claimed, Disposition)>,
+        recorded: &mut Recorded,
+    ) -> Result<(), DbErr> {
         let batch = batch
             .into_iter()
             .map(|(claim, disposition)| (claim, clean_disposition(disposition)))
             .collect();
-        self.record_splitting(batch).await
+        self.record_splitting(batch, recorded).await
     }
 
     /// [`Store::record`] without cleaning: only for tests that need a row the database
@@ -224,14 +252,16 @@ impl Store {
         &self,
         batch: Vec<(Claimed, Disposition)>,
     ) -> Result<Recorded, DbErr> {
-        self.record_splitting(batch).await
+        let mut recorded = Recorded::default();
+        self.record_splitting(batch, &mut recorded).await?;
+        Ok(recorded)
     }
 
     async fn record_splitting(
         &self,
         batch: Vec<(Claimed, Disposition)>,
-    ) -> Result<Recorded, DbErr> {
-        let mut recorded = Recorded::default();
+        recorded: &mut Recorded,
+    ) -> Result<(), DbErr> {
         // Parts still to write, the next one last: halves are pushed second-half first so
         // rows are written in their batch order.
         let mut parts = vec![batch];
@@ -265,25 +295,49 @@ impl Store {
                 &format!("the outcome could not be stored: {reason}"),
                 crate::clean::MAX_MESSAGE_BYTES,
             );
-            let stand_in = Disposition::Finish(Err(crate::finder::FindError::new(
-                ErrorCategory::Internal,
-                message,
-            )));
+            let stand_in =
+                Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)));
             match self.write_batch(&[(claim.clone(), stand_in)]).await {
                 Ok(updates) => recorded.updates.extend(updates),
                 Err(err) if is_transient(&err) => return Err(err),
-                // Nothing of the site is left in the stand-in, so this is not expected; the
-                // row keeps its lease, which expires, and it is fetched again.
-                Err(err) => tracing::error!(
-                    job_id = %claim.job_id,
-                    domain = %claim.domain,
-                    error = %err,
-                    "the database refused even the failure record of a row"
-                ),
+                // Nothing of the site is left in the stand-in, so this is not expected. The
+                // row is let go (its lease ends now, and no pool's heartbeat renews it), so it
+                // is fetched again while it has tries left, and then the reaper finishes it.
+                Err(err) => {
+                    tracing::error!(
+                        job_id = %claim.job_id,
+                        domain = %claim.domain,
+                        error = %err,
+                        "the database refused even the failure record of a row"
+                    );
+                    match self.abandon(&claim).await {
+                        Err(err) if is_transient(&err) => return Err(err),
+                        Err(err) => tracing::error!(
+                            domain = %claim.domain,
+                            error = %err,
+                            "could not let go of a refused row; its lease runs while this pool lives"
+                        ),
+                        Ok(()) => {}
+                    }
+                }
             }
             recorded.refused.push(claim);
         }
-        Ok(recorded)
+        Ok(())
+    }
+
+    /// Lets go of a claimed row: its lease ends now and passes to [`ABANDONED`], so no
+    /// pool's heartbeat renews it, while the next claim or reap sees an expired lease to take
+    /// (the reaper needs an owner to guard its write with). Its try stays counted.
+    async fn abandon(&self, claim: &Claimed) -> Result<(), DbErr> {
+        let ended = now() - chrono::Duration::seconds(1);
+        result::Entity::update_many()
+            .col_expr(result::Column::LeaseUntil, Expr::value(ended))
+            .col_expr(result::Column::LeaseOwner, Expr::value(ABANDONED))
+            .filter(guard(claim))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Writes one batch in one transaction; returns the jobs whose counters moved, after the
@@ -292,7 +346,7 @@ impl Store {
         let now = now();
         let txn = self.db.begin().await?;
         // Per job: (newly completed, newly failed, finished domains).
-        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedDomain>)> = BTreeMap::new();
+        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<ResultColumns>)> = BTreeMap::new();
         for (claim, disposition) in batch {
             let (row, finished) = written(claim, disposition, now);
             let res = result::Entity::update_many()
@@ -307,7 +361,7 @@ impl Store {
             }
             if let (1, Some(done)) = (res.rows_affected, finished) {
                 let entry = moved.entry(claim.job_id).or_default();
-                if done.status == ResultStatus::Success.as_str() {
+                if done.status == ResultStatus::Success {
                     entry.0 += 1;
                 } else {
                     entry.1 += 1;
@@ -386,10 +440,7 @@ impl Store {
                         tries: row.tries,
                         owner,
                     },
-                    Disposition::Finish(Err(crate::finder::FindError::new(
-                        ErrorCategory::Internal,
-                        message,
-                    ))),
+                    Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message))),
                 ))
             })
             .collect();
@@ -422,19 +473,12 @@ fn guard(claim: &Claimed) -> sea_orm::Condition {
 
 /// The columns a write of `disposition` sets on the claimed row, and for a finished row the
 /// domain as progress events show it.
-///
-/// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
-/// outcome that skipped it shows up as a negative count the database refuses.
-pub(super) fn written(
+fn written(
     claim: &Claimed,
     disposition: &Disposition,
     now: DateTime<Utc>,
-) -> (result::ActiveModel, Option<FinishedDomain>) {
-    let base = result::ActiveModel {
-        updated_at: Set(now),
-        ..unleased()
-    };
-    let outcome = match disposition {
+) -> (result::ActiveModel, Option<ResultColumns>) {
+    match disposition {
         Disposition::Retry {
             run_at,
             category,
@@ -442,162 +486,25 @@ pub(super) fn written(
         } => {
             let row = result::ActiveModel {
                 run_at: Set(*run_at),
-                error_code: Set(Some(category.as_str().to_owned())),
+                error_code: Set(Some(*category)),
                 error: Set(Some(message.clone())),
-                ..base
+                updated_at: Set(now),
+                ..unleased()
             };
-            return (row, None);
+            (row, None)
         }
-        Disposition::Finish(outcome) => outcome,
-    };
-    let candidates = |c: &[Candidate]| serde_json::to_value(c).ok().filter(|_| !c.is_empty());
-    let (status, favicon_url, error_code) = match outcome {
-        Ok(found) => (ResultStatus::Success, Some(found.favicon_url.clone()), None),
-        Err(err) => (
-            ResultStatus::Failed,
-            None,
-            Some(err.category.as_str().to_owned()),
-        ),
-    };
-    let base = result::ActiveModel {
-        status: Set(status),
-        favicon_url: Set(favicon_url.clone()),
-        error_code: Set(error_code.clone()),
-        fetched_at: Set(Some(now)),
-        ..base
-    };
-    let row = match outcome {
-        Ok(found) => result::ActiveModel {
-            error: Set(None),
-            final_url: Set(found.final_url.clone()),
-            mime: Set(Some(found.mime.clone())),
-            width: Set(Some(found.width as i32)),
-            height: Set(Some(found.height as i32)),
-            candidates: Set(candidates(&found.candidates)),
-            candidates_dropped: Set(found.candidates_dropped as i32),
-            icon_sha256: Set(found.icon.as_ref().map(|icon| icon.sha256.clone())),
-            ..base
-        },
-        Err(err) => result::ActiveModel {
-            error: Set(Some(format!("{}: {}", err.category.as_str(), err.message))),
-            final_url: Set(err.final_url.clone()),
-            mime: Set(None),
-            width: Set(None),
-            height: Set(None),
-            candidates: Set(candidates(&err.candidates)),
-            candidates_dropped: Set(err.candidates_dropped as i32),
-            icon_sha256: Set(None),
-            ..base
-        },
-    };
-    let finished = FinishedDomain::new(claim.domain.clone(), status, favicon_url, error_code);
-    (row, Some(finished))
+        Disposition::Finish(outcome) => {
+            let (row, columns) = finished_row(&claim.domain, claim.tries, outcome, now);
+            let row = result::ActiveModel {
+                updated_at: Set(now),
+                lease_owner: Set(None),
+                lease_until: Set(None),
+                ..row
+            };
+            (row, Some(columns))
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    /// Each partial index on `result`, with the clause the queries repeat for it.
-    const PARTIAL_INDEXES: [(&str, &str); 3] = [
-        ("idx_result_pending_order", PENDING),
-        ("idx_result_leased", LEASED),
-        ("idx_result_fetched", FETCHED),
-    ];
-
-    /// The partial indexes on `result` and their clauses, as the database holds them: the text
-    /// as written on SQLite, PostgreSQL's own rendering of the parsed clause on PostgreSQL.
-    async fn partial_indexes(db: &impl ConnectionTrait) -> BTreeMap<String, String> {
-        let sql = match db.get_database_backend() {
-            DbBackend::Postgres => {
-                "SELECT c.relname AS name, pg_get_expr(i.indpred, i.indrelid) AS clause \
-                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-                 WHERE i.indrelid = 'result'::regclass AND i.indpred IS NOT NULL"
-            }
-            _ => {
-                "SELECT name, substr(sql, instr(sql, ' WHERE ') + 7) AS clause \
-                 FROM sqlite_master \
-                 WHERE type = 'index' AND tbl_name = 'result' AND sql LIKE '% WHERE %'"
-            }
-        };
-        let rows = db
-            .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|row| {
-                (
-                    row.try_get::<String>("", "name").unwrap(),
-                    row.try_get::<String>("", "clause").unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    /// Every partial index the migrations leave has a constant, and each constant is the
-    /// index's clause: the database renders a probe index made from the constant exactly as
-    /// it renders the migrated index (on PostgreSQL after parsing both, so only a difference
-    /// in meaning or form fails, never one of spacing).
-    async fn check_partial_indexes(store: &Store) {
-        let db = store.connection();
-        let live = partial_indexes(db).await;
-        assert_eq!(
-            live.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-            PARTIAL_INDEXES.iter().map(|(name, _)| *name).collect(),
-            "every partial index on result needs its clause as a constant in store/queue.rs"
-        );
-        for (name, clause) in PARTIAL_INDEXES {
-            let txn = db.begin().await.unwrap();
-            txn.execute_unprepared(&format!(
-                "CREATE INDEX ff_probe ON result (id) WHERE {clause}"
-            ))
-            .await
-            .unwrap();
-            let probe = partial_indexes(&txn).await.remove("ff_probe").unwrap();
-            txn.rollback().await.unwrap();
-            assert_eq!(live[name], probe, "{name} no longer matches its constant");
-        }
-    }
-
-    #[tokio::test]
-    async fn partial_index_clauses_match_the_migrations_on_sqlite() {
-        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
-        store.migrate().await.unwrap();
-        check_partial_indexes(&store).await;
-    }
-
-    #[tokio::test]
-    async fn partial_index_clauses_match_the_migrations_on_postgres() {
-        let Some(admin_url) = std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-        else {
-            // The same rule as the integration tests' `services::available`.
-            assert!(
-                std::env::var("REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "REQUIRE_SERVICES=1 but TEST_DATABASE_URL is missing"
-            );
-            eprintln!("skipped: TEST_DATABASE_URL is missing");
-            return;
-        };
-        let admin = Store::connect(&admin_url, 1).await.unwrap();
-        let name = format!("ff_test_{}", Uuid::new_v4().simple());
-        admin
-            .connection()
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        let store = Store::connect(url.as_str(), 1).await.unwrap();
-        store.migrate().await.unwrap();
-        check_partial_indexes(&store).await;
-        store.connection().clone().close().await.unwrap();
-        admin
-            .connection()
-            .execute_unprepared(&format!("DROP DATABASE {name}"))
-            .await
-            .unwrap();
-    }
-}
+mod tests;

@@ -1,11 +1,17 @@
-//! Reading a job's results: pages in submission order, what finished since a moment (for
-//! subscribers that missed events), and the CSV export's stream of rows.
+//! A job's results: how a finished outcome becomes a row (and the view events carry), pages
+//! in submission order, what finished since a moment (for subscribers that missed events),
+//! and the CSV export's stream of rows.
+//!
+//! With the view's mapping next to the entity (`entities::result`), this file is where the
+//! store meets the one result view: a new column is written in [`finished_row`] and read by
+//! the export through [`ResultColumns::NAMES`].
 
 use super::Store;
 use crate::entities::result;
-use crate::entities::result::ResultStatus;
+use crate::model::{Candidate, FindOutcome, ResultColumns, ResultStatus, ResultView};
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
@@ -18,65 +24,71 @@ pub const STREAM_CHUNK: usize = 1_000;
 /// counted against the export's byte budget.
 const ROW_FIXED_BYTES: i64 = 64;
 
-/// The columns of one result that the CSV export writes.
-#[derive(Clone, Debug, PartialEq, sea_orm::FromQueryResult)]
-pub struct ExportRow {
-    /// Place in the job, for paging through it.
-    pub position: i32,
-    /// The domain.
-    pub domain: String,
-    /// Outcome so far.
-    pub status: ResultStatus,
-    /// The chosen icon, on success.
-    pub favicon_url: Option<String>,
-    /// Human-readable failure.
-    pub error: Option<String>,
-    /// Tries started so far.
-    pub tries: i32,
-    /// Failure category code.
-    pub error_code: Option<String>,
-    /// The home page after redirects.
-    pub final_url: Option<String>,
-    /// Sniffed mime of the chosen icon.
-    pub mime: Option<String>,
-    /// Real width of the chosen icon.
-    pub width: Option<i32>,
-    /// Real height of the chosen icon.
-    pub height: Option<i32>,
-    /// When the outcome was produced.
-    pub fetched_at: Option<DateTime<Utc>>,
-    /// Copied from an earlier job's result.
-    pub cached: bool,
-}
-
-/// One domain that just finished, as carried by progress events.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FinishedDomain {
-    /// The domain.
-    pub domain: String,
-    /// `success` or `failed`.
-    pub status: String,
-    /// The icon, on success.
-    pub favicon_url: Option<String>,
-    /// The failure category, on failure.
-    pub error_code: Option<String>,
-}
-
-impl FinishedDomain {
-    /// A finished domain as events carry it.
-    pub(super) fn new(
-        domain: String,
-        status: ResultStatus,
-        favicon_url: Option<String>,
-        error_code: Option<String>,
-    ) -> Self {
-        Self {
-            domain,
-            status: status.as_str().to_owned(),
-            favicon_url,
-            error_code,
-        }
-    }
+/// The columns a finished outcome writes on its row, and the row as the views show it (what
+/// progress events carry), both made from one [`ResultColumns`].
+///
+/// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
+/// outcome that skipped it shows up as a negative count the database refuses.
+pub(super) fn finished_row(
+    domain: &str,
+    tries: i32,
+    outcome: &FindOutcome,
+    now: DateTime<Utc>,
+) -> (result::ActiveModel, ResultColumns) {
+    let fetched = ResultColumns {
+        domain: domain.to_owned(),
+        tries,
+        fetched_at: Some(now),
+        cached: false,
+        ..ResultColumns::default()
+    };
+    let (columns, candidates, dropped) = match outcome {
+        Ok(found) => (
+            ResultColumns {
+                status: ResultStatus::Success,
+                favicon_url: Some(found.favicon_url.clone()),
+                final_url: found.final_url.clone(),
+                mime: Some(found.mime.clone()),
+                width: Some(found.width as i32),
+                height: Some(found.height as i32),
+                ..fetched
+            },
+            &found.candidates,
+            found.candidates_dropped,
+        ),
+        Err(err) => (
+            ResultColumns {
+                status: ResultStatus::Failed,
+                error: Some(format!("{}: {}", err.category.as_str(), err.message)),
+                error_code: Some(err.category),
+                final_url: err.final_url.clone(),
+                ..fetched
+            },
+            &err.candidates,
+            err.candidates_dropped,
+        ),
+    };
+    let stored = |c: &[Candidate]| serde_json::to_value(c).ok().filter(|_| !c.is_empty());
+    let row = result::ActiveModel {
+        status: Set(columns.status),
+        favicon_url: Set(columns.favicon_url.clone()),
+        error: Set(columns.error.clone()),
+        error_code: Set(columns.error_code),
+        final_url: Set(columns.final_url.clone()),
+        mime: Set(columns.mime.clone()),
+        width: Set(columns.width),
+        height: Set(columns.height),
+        fetched_at: Set(columns.fetched_at),
+        candidates: Set(stored(candidates)),
+        candidates_dropped: Set(dropped as i32),
+        icon_sha256: Set(outcome
+            .as_ref()
+            .ok()
+            .and_then(|found| found.icon.as_ref())
+            .map(|icon| icon.sha256.clone())),
+        ..Default::default()
+    };
+    (row, columns)
 }
 
 impl Store {
@@ -89,27 +101,19 @@ impl Store {
         job_id: Uuid,
         page: u64,
         per_page: u64,
-    ) -> Result<Vec<result::Model>, DbErr> {
+    ) -> Result<Vec<ResultView>, DbErr> {
         let start = (page - 1).saturating_mul(per_page);
         if start >= i32::MAX as u64 {
             return Ok(Vec::new());
         }
-        self.results_from(job_id, start as i32, per_page).await
-    }
-
-    async fn results_from(
-        &self,
-        job_id: Uuid,
-        start: i32,
-        limit: u64,
-    ) -> Result<Vec<result::Model>, DbErr> {
-        result::Entity::find()
+        let rows = result::Entity::find()
             .filter(result::Column::JobId.eq(job_id))
-            .filter(result::Column::Position.gte(start))
+            .filter(result::Column::Position.gte(start as i32))
             .order_by_asc(result::Column::Position)
-            .limit(limit)
+            .limit(per_page)
             .all(&self.db)
-            .await
+            .await?;
+        Ok(rows.into_iter().map(ResultView::from).collect())
     }
 
     /// Domains of a job finished at or after `since`, at most `limit`: what a subscriber that
@@ -119,7 +123,7 @@ impl Store {
         job_id: Uuid,
         since: DateTime<Utc>,
         limit: u64,
-    ) -> Result<Vec<FinishedDomain>, DbErr> {
+    ) -> Result<Vec<ResultColumns>, DbErr> {
         let rows = result::Entity::find()
             .filter(result::Column::JobId.eq(job_id))
             .filter(result::Column::Status.ne(ResultStatus::Pending))
@@ -130,7 +134,7 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|row| FinishedDomain::new(row.domain, row.status, row.favicon_url, row.error_code))
+            .map(|row| ResultView::from(row).columns)
             .collect())
     }
 
@@ -142,7 +146,7 @@ impl Store {
         &self,
         job_id: Uuid,
         max_bytes: usize,
-    ) -> impl Stream<Item = Result<Vec<ExportRow>, DbErr>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Vec<ResultColumns>, DbErr>> + Send + use<> {
         let store = self.clone();
         let backend = self.backend();
         // Only the exported columns: decoding the candidates JSON of every row cost more than
@@ -162,21 +166,22 @@ impl Store {
             octets("final_url"),
             octets("mime"),
         );
-        let columns = "position, domain, status, favicon_url, error, tries, error_code, \
-                       final_url, mime, width, height, fetched_at, cached";
+        // Every column the views show, so a new one is exported without an edit here.
+        let columns = ResultColumns::NAMES.join(", ");
         let [p1, p2, p3, p4] = match backend {
             DbBackend::Postgres => ["$1", "$2", "$3", "$4"],
             _ => ["?", "?", "?", "?"],
         };
         let sql = format!(
             "SELECT {columns} FROM (\
-               SELECT {columns}, {size} AS size, \
+               SELECT {columns}, position, {size} AS size, \
                  SUM({size}) OVER (ORDER BY position) AS upto \
-               FROM (SELECT {columns} FROM result WHERE job_id = {p1} AND position >= {p2} \
-                 ORDER BY position LIMIT {p3}) AS page\
+               FROM (SELECT {columns}, position FROM result \
+                 WHERE job_id = {p1} AND position >= {p2} ORDER BY position LIMIT {p3}) AS page\
              ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
         );
         let budget = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        // Positions are dense from 0, so the next chunk starts where this one's count ends.
         futures::stream::try_unfold(0i32, move |next| {
             let store = store.clone();
             let sql = sql.clone();
@@ -191,16 +196,15 @@ impl Store {
                         budget.into(),
                     ],
                 );
-                let rows = <ExportRow as sea_orm::FromQueryResult>::find_by_statement(statement)
-                    .all(&store.db)
-                    .await?;
-                match rows.last() {
-                    None => Ok(None),
-                    Some(last) => {
-                        let after = last.position + 1;
-                        Ok(Some((rows, after)))
-                    }
+                let rows =
+                    <ResultColumns as sea_orm::FromQueryResult>::find_by_statement(statement)
+                        .all(&store.db)
+                        .await?;
+                if rows.is_empty() {
+                    return Ok(None);
                 }
+                let after = next.saturating_add(i32::try_from(rows.len()).unwrap_or(i32::MAX));
+                Ok(Some((rows, after)))
             }
         })
     }

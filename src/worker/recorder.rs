@@ -4,7 +4,7 @@
 use super::db_backoff;
 use crate::events::{Events, ProgressEvent};
 use crate::metrics::Metrics;
-use crate::store::{Claimed, Disposition, Store};
+use crate::store::{Claimed, Disposition, Recorded, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -135,30 +135,38 @@ pub(super) async fn write_batch(
     batch: &mut Vec<(Claimed, Disposition)>,
 ) -> u64 {
     let mut failures = 0u32;
+    let mut finished = 0;
     loop {
-        match store.record(batch.clone()).await {
-            Ok(recorded) => {
-                metrics
-                    .record_failures
-                    .with_label_values(&["permanent"])
-                    .inc_by(recorded.refused.len() as u64);
-                let updates = recorded.updates;
-                let finished = updates.iter().map(|u| u.finished.len() as u64).sum();
-                for update in updates {
-                    if update.job.status.is_final() {
-                        let job = &update.job;
-                        tracing::info_span!("job", job_id = %job.id).in_scope(|| {
-                            tracing::info!(
-                                status = job.status.as_str(),
-                                total = job.total,
-                                completed = job.completed,
-                                failed = job.failed,
-                                "job finished"
-                            )
-                        });
-                    }
-                    events.publish_progress(ProgressEvent::from(update));
-                }
+        let mut recorded = Recorded::default();
+        let result = store.record_into(batch.clone(), &mut recorded).await;
+        // Published whether or not the write ended in an error: parts that committed before
+        // it are not counted again by the retry, so this is their only chance.
+        metrics
+            .record_failures
+            .with_label_values(&["permanent"])
+            .inc_by(recorded.refused.len() as u64);
+        finished += recorded
+            .updates
+            .iter()
+            .map(|u| u.finished.len() as u64)
+            .sum::<u64>();
+        for update in recorded.updates {
+            if update.job.status.is_final() {
+                let job = &update.job;
+                tracing::info_span!("job", job_id = %job.id).in_scope(|| {
+                    tracing::info!(
+                        status = job.status.as_str(),
+                        total = job.total,
+                        completed = job.completed,
+                        failed = job.failed,
+                        "job finished"
+                    )
+                });
+            }
+            events.publish_progress(ProgressEvent::from(update));
+        }
+        match result {
+            Ok(()) => {
                 batch.clear();
                 return finished;
             }

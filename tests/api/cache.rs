@@ -95,7 +95,8 @@ async fn second_job_is_served_from_the_cache(backend: Backend) {
     assert_eq!(fresh[0]["cached"], false);
     assert!(internet.host_hits("good.test") > hits_after_first.0);
 
-    // A permanent failure is reused for a shorter time than a success.
+    // A permanent failure is reused for a shorter time than a success: waiting out its
+    // shorter age is the scenario, so it is a plain wait.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let bare_hits = internet.host_hits("bare.test");
     let (_, later) = run_job(&app, &["good.test", "bare.test"], json!({})).await;

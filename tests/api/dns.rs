@@ -1,35 +1,19 @@
 //! DNS through `FETCH_DNS_SERVERS`: names asked of a name server that never answers end
 //! `dns_transient` within their deadline while a second client's job on names served through
 //! `FETCH_RESOLVE` completes with every icon found; an answer pointing at loopback is refused
-//! by the SSRF guard without naming the address.
+//! by the SSRF guard without naming the address. The resolver on its own: its DNS answers are
+//! guarded too, and silent name servers hold no thread.
 
-use crate::fake::{FakeInternet, Sites, png};
+use crate::fake::{FakeInternet, NameServer, Sites, png};
 use crate::helpers::{Backend, TestApp, both_backends};
+use favicon_finder::finder::resolve::GuardedResolver;
+use favicon_finder::finder::{ErrorCategory, FinderConfig, ResolveRule};
 use serde_json::json;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// A name server on loopback that reads every query and never answers (UDP), and accepts TCP
-/// connections it never answers either, so neither of hickory's transports gets a reply.
-async fn silent_name_server() -> SocketAddr {
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap();
-    let udp = tokio::net::UdpSocket::bind(addr).await.unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while udp.recv_from(&mut buf).await.is_ok() {}
-    });
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = tcp.accept().await {
-            held.push(sock);
-        }
-    });
-    addr
-}
-
 async fn a_silent_name_server_starves_nothing(backend: Backend) {
-    let dns = silent_name_server().await;
+    let dns = NameServer::silent().await.addr;
     let mut sites = Sites::default();
     let healthy = ["one.test", "two.test", "three.test"];
     for (i, host) in healthy.iter().enumerate() {
@@ -104,45 +88,9 @@ both_backends!(
     a_silent_name_server_starves_nothing
 );
 
-/// A name server on loopback that answers every A query with 127.0.0.1 (and every other query
-/// with an empty NOERROR), as a hostile or misconfigured zone would.
-async fn loopback_name_server() -> SocketAddr {
-    use hickory_resolver::proto::op::{Message, MessageType};
-    use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
-            let Ok(query) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut answer = Message::new();
-            answer
-                .set_id(query.id())
-                .set_message_type(MessageType::Response)
-                .set_op_code(query.op_code())
-                .set_recursion_desired(query.recursion_desired())
-                .set_recursion_available(true);
-            for q in query.queries() {
-                answer.add_query(q.clone());
-                if q.query_type() == RecordType::A {
-                    answer.add_answer(Record::from_rdata(
-                        q.name().clone(),
-                        60,
-                        RData::A(A(Ipv4Addr::LOCALHOST)),
-                    ));
-                }
-            }
-            let _ = udp.send_to(&answer.to_vec().unwrap(), from).await;
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dns_answer_pointing_inside_is_blocked_without_naming_it() {
-    let dns = loopback_name_server().await.to_string();
+    let dns = NameServer::loopback().await.addr.to_string();
     let app = TestApp::spawn(
         Backend::Sqlite,
         &[
@@ -168,4 +116,94 @@ async fn a_dns_answer_pointing_inside_is_blocked_without_naming_it() {
     assert!(message.contains("non-public address"), "{row}");
     assert!(!message.contains("127.0.0.1"), "{row}");
     app.stop().await;
+}
+
+/// The resolver's settings for these tests: `dns` as the name servers, no rules.
+fn resolver(allow_private: bool, rules: Vec<ResolveRule>, dns: SocketAddr) -> GuardedResolver {
+    GuardedResolver::new(&FinderConfig {
+        timeout: Duration::from_secs(5),
+        allow_private_networks: allow_private,
+        resolve: rules,
+        user_agent: "t".into(),
+        dns_servers: vec![dns],
+        ..FinderConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dns_answers_are_guarded() {
+    let dns = NameServer::loopback().await;
+    let open = resolver(true, vec![], dns.addr);
+    assert_eq!(
+        open.lookup("icons.example").await.unwrap(),
+        ["127.0.0.1:0".parse().unwrap()],
+        "hickory asked the fake name server"
+    );
+    assert!(dns.queries() >= 1);
+    let guarded = resolver(false, vec![], dns.addr);
+    let err = guarded.lookup("icons.example").await.unwrap_err();
+    assert_eq!(err.category(), ErrorCategory::Blocked, "{err}");
+    assert_eq!(
+        err.to_string(),
+        "icons.example resolves to a non-public address"
+    );
+}
+
+#[test]
+fn silent_name_servers_hold_no_thread() {
+    // One worker thread and one blocking thread: lookups that used the blocking pool
+    // (getaddrinfo) would queue behind each other here, and the FETCH_RESOLVE name and the
+    // answering name server below would wait for all of them.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let silent = NameServer::silent().await;
+        let answering = NameServer::loopback().await;
+        let pinned_rule = ResolveRule {
+            host: "pinned.example".into(),
+            addr: "127.0.0.1:8080".parse().unwrap(),
+        };
+        let mut config = FinderConfig {
+            allow_private_networks: true,
+            resolve: vec![pinned_rule],
+            dns_servers: vec![silent.addr],
+            dns_timeout: Duration::from_millis(600),
+            dns_max_inflight: 32,
+            ..FinderConfig::default()
+        };
+        config.user_agent = "t".into();
+        let r = GuardedResolver::new(&config).unwrap();
+        let started = Instant::now();
+        let stuck: Vec<_> = (0..200)
+            .map(|i| {
+                let r = r.clone();
+                tokio::spawn(async move { r.lookup(&format!("silent{i}.example")).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // Rules win before any DNS, whatever the name servers are doing.
+        let pinned = Instant::now();
+        assert_eq!(
+            r.lookup("pinned.example").await.unwrap(),
+            ["127.0.0.1:8080".parse().unwrap()]
+        );
+        assert!(pinned.elapsed() < Duration::from_millis(100));
+        // Another resolver on the same runtime still gets answers meanwhile.
+        let other = resolver(true, vec![], answering.addr);
+        let asked = Instant::now();
+        assert!(other.lookup("icons.example").await.is_ok());
+        assert!(asked.elapsed() < Duration::from_millis(500), "{asked:?}");
+        for task in stuck {
+            let err = task.await.unwrap().unwrap_err();
+            assert_eq!(err.category(), ErrorCategory::DnsTransient, "{err}");
+        }
+        // Every lookup, including those that waited for one of the 32 permits, ended
+        // within its own timeout (plus scheduling slack), not 200 / 32 timeouts later.
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(600 + 400), "{took:?}");
+    });
 }

@@ -137,6 +137,37 @@ impl TestApp {
         .await
     }
 
+    /// Starts the app (API and workers) reaching every site through `internet`, plus
+    /// `overrides`.
+    pub async fn spawn_on(
+        backend: Backend,
+        internet: &crate::fake::FakeInternet,
+        overrides: &[(&str, &str)],
+    ) -> Self {
+        let resolve = internet.resolve(&[]);
+        let mut vars = vec![("FETCH_RESOLVE", resolve.as_str())];
+        vars.extend_from_slice(overrides);
+        Self::spawn(backend, &vars).await
+    }
+
+    /// Starts the app on SQLite with no worker slots (`WORKER_CONCURRENCY=0`), plus
+    /// `overrides`: for tests of the API alone, where nothing may change a job under them.
+    pub async fn api_only(overrides: &[(&str, &str)]) -> Self {
+        let mut vars = vec![("WORKER_CONCURRENCY", "0")];
+        vars.extend_from_slice(overrides);
+        Self::spawn(Backend::Sqlite, &vars).await
+    }
+
+    /// Starts the API alone, with no worker pool: the queue is left to worker processes, or
+    /// to the test itself.
+    pub async fn spawn_api(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        let roles = Roles {
+            api: true,
+            worker: false,
+        };
+        Self::spawn_with(backend, overrides, roles).await
+    }
+
     /// Starts the app with chosen roles (for example the API alone, with workers elsewhere).
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)], roles: Roles) -> Self {
         init_tracing();
@@ -227,6 +258,21 @@ impl TestApp {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/metrics`, parsed: every sample's name (with its labels, as printed) and value.
+    pub async fn metrics(&self) -> HashMap<String, f64> {
+        let response = self.http.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        parse_metrics(&response.text().await.unwrap())
+    }
+
+    /// One sample of `/metrics` by its name and labels, as printed.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let metrics = self.metrics().await;
+        *metrics
+            .get(sample)
+            .unwrap_or_else(|| panic!("no {sample} in /metrics: {metrics:?}"))
+    }
+
     /// Runs a GraphQL operation; returns the whole response body.
     pub async fn graphql(&self, query: &str, variables: Value) -> Value {
         let (status, body) = self
@@ -239,48 +285,41 @@ impl TestApp {
         body
     }
 
+    /// Creates a job through `POST /jobs`; returns its id.
+    pub async fn create_job<D: serde::Serialize>(&self, client: &str, domains: &[D]) -> String {
+        crate::client::create_job_at(&self.base, client, domains).await
+    }
+
     /// Polls `GET /jobs/{id}` until the job is no longer processing.
     pub async fn wait_for_job(&self, job_id: &str, within: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let (status, job) = self.get_json(&format!("/jobs/{job_id}")).await;
-            assert_eq!(status, 200, "{job}");
-            if job["status"] != "processing" {
-                return job;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "job {job_id} still processing after {within:?}: {job}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_job_at(&self.base, job_id, within).await
     }
 
     /// A `graphql-transport-ws` WebSocket to `/graphql/ws`, initialised and acknowledged.
     pub async fn ws(&self) -> Ws {
-        ws_connect(&self.base, "/graphql/ws", "graphql-transport-ws").await
+        ws_connect(&self.base, "/graphql/ws", Protocol::TransportWs).await
     }
 
-    /// A GraphQL WebSocket to `path` in `protocol` (for the legacy `graphql-ws`, or `/graphql`
-    /// itself), initialised and acknowledged.
-    pub async fn ws_with(&self, path: &str, protocol: &str) -> Ws {
+    /// A GraphQL WebSocket to `path` (`/graphql/ws`, or `/graphql` itself) in `protocol`,
+    /// initialised and acknowledged.
+    pub async fn ws_with(&self, path: &str, protocol: Protocol) -> Ws {
         ws_connect(&self.base, path, protocol).await
+    }
+
+    /// A `graphql-transport-ws` WebSocket to `/graphql/ws` from the loopback address `from`
+    /// (per-address limits tell clients apart by it), upgraded but not yet initialised: the
+    /// caller decides whether and when to send `connection_init` ([`ws_init`]).
+    pub async fn ws_from(&self, from: [u8; 4]) -> Ws {
+        ws_open(&self.base, "/graphql/ws", Protocol::TransportWs, from).await
     }
 
     /// Rows in a table, straight from the database.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let backend = self.store.connection().get_database_backend();
-        let row = self
-            .store
-            .connection()
-            .query_one_raw(Statement::from_string(
-                backend,
-                format!("SELECT COUNT(*) AS n FROM {table}"),
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get::<i64>("", "n").unwrap()
+        number(
+            self.store.connection(),
+            &format!("SELECT COUNT(*) AS n FROM {table}"),
+        )
+        .await
     }
 
     /// Stops the app and waits for it to finish.
@@ -298,8 +337,81 @@ impl Drop for TestApp {
     }
 }
 
+/// Polls `GET /jobs/{id}` at `base` until the job is no longer processing; returns it.
+pub async fn wait_for_job_at(base: &str, job_id: &str, within: Duration) -> Value {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let response = http
+            .get(format!("{base}/jobs/{job_id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{response:?}");
+        let job: Value = response.json().await.unwrap();
+        if job["status"] != "processing" {
+            return job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {job_id} still processing after {within:?}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Prometheus text format's samples: name (with labels) → value.
+pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The number a query answers in its column `n` (`SELECT COUNT(*) AS n …`).
+pub async fn number(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
 /// A child process killed (and reaped) when dropped, even if the test panics.
 pub struct ChildGuard(pub std::process::Child);
+
+impl ChildGuard {
+    /// Sends SIGTERM, with kill(1) (no unsafe code needed).
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", "TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s TERM {}", self.0.id());
+    }
+
+    /// Waits up to `within` for the child to exit; panics if it is still running then.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still running after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -312,23 +424,71 @@ impl Drop for ChildGuard {
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Opens a GraphQL WebSocket at `base` + `path` in `protocol` (`graphql-transport-ws` or the
-/// legacy `graphql-ws`), checks the server chose that subprotocol, sends `connection_init` and
-/// waits (5 s at most) for `connection_ack`, so the socket is ready for a subscription.
-pub async fn ws_connect(base: &str, path: &str, protocol: &str) -> Ws {
-    use tokio_tungstenite::tungstenite::Message;
+/// The two GraphQL-over-WebSocket subprotocols a client may speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `graphql-transport-ws` (graphql-ws library, GraphiQL).
+    TransportWs,
+    /// The legacy `graphql-ws` (subscriptions-transport-ws).
+    LegacyWs,
+}
+
+impl Protocol {
+    /// The `Sec-WebSocket-Protocol` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TransportWs => "graphql-transport-ws",
+            Self::LegacyWs => "graphql-ws",
+        }
+    }
+
+    /// The message type that starts an operation.
+    pub fn start(self) -> &'static str {
+        match self {
+            Self::TransportWs => "subscribe",
+            Self::LegacyWs => "start",
+        }
+    }
+
+    /// The message type that carries an operation's result.
+    pub fn next(self) -> &'static str {
+        match self {
+            Self::TransportWs => "next",
+            Self::LegacyWs => "data",
+        }
+    }
+}
+
+/// Opens a WebSocket from the loopback address `from` to `base` + `path` (`base` is
+/// `http://IP:PORT`, a test app's or a child's), asking for `protocol` and checking the server
+/// chose it. Nothing is sent yet.
+pub async fn ws_open(base: &str, path: &str, protocol: Protocol, from: [u8; 4]) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}{path}", base.replacen("http://", "ws://", 1));
-    let mut request = url.into_client_request().unwrap();
+    let server: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let mut request = format!("ws://{server}{path}")
+        .into_client_request()
+        .unwrap();
     request
         .headers_mut()
-        .insert("sec-websocket-protocol", protocol.parse().unwrap());
-    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        .insert("sec-websocket-protocol", protocol.name().parse().unwrap());
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let stream = socket.connect(server).await.unwrap();
+    let (ws, response) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
     assert_eq!(
         response.headers()["sec-websocket-protocol"],
-        protocol,
+        protocol.name(),
         "the server speaks the requested subprotocol"
     );
+    ws
+}
+
+/// Sends `connection_init` and waits (5 s at most) for `connection_ack`.
+pub async fn ws_init(ws: &mut Ws) {
+    use tokio_tungstenite::tungstenite::Message;
     let init = serde_json::json!({"type": "connection_init", "payload": {}});
     ws.send(Message::Text(init.to_string().into()))
         .await
@@ -343,9 +503,37 @@ pub async fn ws_connect(base: &str, path: &str, protocol: &str) -> Ws {
         if let Message::Text(text) = message {
             let frame: Value = serde_json::from_str(&text).unwrap();
             assert_eq!(frame["type"], "connection_ack", "{frame}");
-            return ws;
+            return;
         }
     }
+}
+
+/// A GraphQL WebSocket at `base` + `path` in `protocol`, initialised and acknowledged, so it
+/// is ready for a subscription.
+pub async fn ws_connect(base: &str, path: &str, protocol: Protocol) -> Ws {
+    let mut ws = ws_open(base, path, protocol, [127, 0, 0, 1]).await;
+    ws_init(&mut ws).await;
+    ws
+}
+
+/// Starts operation `id` (`query` with `variables`) on an initialised socket.
+pub async fn ws_subscribe(
+    ws: &mut Ws,
+    protocol: Protocol,
+    id: &str,
+    query: &str,
+    variables: Value,
+) {
+    let start = serde_json::json!({
+        "id": id,
+        "type": protocol.start(),
+        "payload": {"query": query, "variables": variables},
+    });
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        start.to_string().into(),
+    ))
+    .await
+    .unwrap();
 }
 
 /// The API address a `favicon-finder serve` child started with `PORT=0` reports in its log

@@ -6,15 +6,16 @@
 // (the unwrap_used lint in Cargo.toml is for the service).
 #![allow(clippy::unwrap_used)]
 
+#[path = "../common/mod.rs"]
+mod common;
+use common::{client, db, fake, services, tls};
+
+mod accounts;
 mod api_limits;
 mod cache;
 mod cli;
 mod config_docs;
-#[path = "../common/db.rs"]
-mod db;
 mod dns;
-#[path = "../common/fake.rs"]
-mod fake;
 mod finder_cases;
 mod finder_safety;
 mod helpers;
@@ -30,12 +31,10 @@ mod promises_work;
 mod queue;
 mod recorder;
 mod redis_tls;
+mod result_fields;
 mod schema;
 mod sentry;
-#[path = "../common/services.rs"]
-mod services;
 mod shutdown;
 mod subscriptions;
-#[path = "../common/tls.rs"]
-mod tls;
+mod tenancy;
 mod validation;

@@ -1,44 +1,22 @@
 //! What operators watch: `/metrics` after a job, `/healthz`, `/readyz`.
 
-use crate::fake::{FakeInternet, Sites, png};
+use crate::fake::{FakeInternet, Sites};
 use crate::helpers::{Backend, TestApp, both_backends};
 use serde_json::json;
-use std::collections::HashMap;
 use std::time::Duration;
-
-/// Parses Prometheus text into `name{labels}` → value.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 async fn metrics_describe_a_finished_job(backend: Backend) {
     let mut sites = Sites::default();
     for host in ["m1.test", "m2.test"] {
-        sites.page(host, "<link rel=icon href=/i.png>").file(
-            host,
-            "/i.png",
-            "image/png",
-            &png(16, 16),
-        );
+        sites.icon_site(host);
     }
     sites.page("m3.test", "<html></html>");
     let internet = FakeInternet::start(sites).await;
-    let resolve = internet.resolve(&[]);
-    let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &resolve)]).await;
-    let (_, created) = app
-        .post_json(
-            "/jobs",
-            &json!({"client_id": "m", "domains": ["m1.test", "m2.test", "m3.test"]}),
-        )
+    let app = TestApp::spawn_on(backend, &internet, &[]).await;
+    let id = app
+        .create_job("m", &["m1.test", "m2.test", "m3.test"])
         .await;
-    let id = created["job_id"].as_str().unwrap();
-    app.wait_for_job(id, Duration::from_secs(30)).await;
+    app.wait_for_job(&id, Duration::from_secs(30)).await;
 
     let response = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -48,7 +26,7 @@ async fn metrics_describe_a_finished_job(backend: Backend) {
             .unwrap()
             .starts_with("text/plain")
     );
-    let metrics = parse_metrics(&response.text().await.unwrap());
+    let metrics = crate::helpers::parse_metrics(&response.text().await.unwrap());
     let get = |key: &str| {
         metrics
             .get(key)
@@ -88,12 +66,7 @@ both_backends!(metrics_after_a_job, metrics_describe_a_finished_job);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_its_own_metrics_when_asked() {
     let mut sites = Sites::default();
-    sites.page("w1.test", "<link rel=icon href=/i.png>").file(
-        "w1.test",
-        "/i.png",
-        "image/png",
-        &png(16, 16),
-    );
+    sites.icon_site("w1.test");
     let internet = FakeInternet::start(sites).await;
     let resolve = internet.resolve(&[]);
     let worker = TestApp::spawn_with(
@@ -124,24 +97,15 @@ async fn a_worker_serves_its_own_metrics_when_asked() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = worker
-        .http
-        .get(worker.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let metrics = parse_metrics(&text);
+    let metrics = worker.metrics().await;
     assert_eq!(
         metrics[r#"favicon_finder_domains_total{error_code="",outcome="success"}"#],
         1.0
     );
     for fleet_wide in ["favicon_finder_queue_rows", "favicon_finder_jobs"] {
         assert!(
-            !text.contains(fleet_wide),
-            "a worker serves only process-local series, so sums over pods are right: {text}"
+            !metrics.keys().any(|name| name.starts_with(fleet_wide)),
+            "a worker serves only process-local series, so sums over pods are right: {metrics:?}"
         );
     }
     assert_eq!(worker.get_json("/healthz").await.0, 200);
@@ -157,15 +121,9 @@ async fn a_worker_serves_its_own_metrics_when_asked() {
 /// The fleet-wide gauges run `COUNT` queries: scrapes within the TTL reuse the last reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fleet_gauges_are_read_at_most_once_per_ttl() {
-    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
-    let queued = |app: &TestApp| {
-        let request = app.http.get(app.url("/metrics"));
-        async move {
-            let text = request.send().await.unwrap().text().await.unwrap();
-            parse_metrics(&text)[r#"favicon_finder_queue_rows{state="queued"}"#]
-        }
-    };
-    assert_eq!(queued(&app).await, 0.0);
+    let app = TestApp::api_only(&[]).await;
+    let queued = r#"favicon_finder_queue_rows{state="queued"}"#;
+    assert_eq!(app.metric(queued).await, 0.0);
     let first_read = tokio::time::Instant::now();
     let (status, _) = app
         .post_json(
@@ -175,13 +133,14 @@ async fn fleet_gauges_are_read_at_most_once_per_ttl() {
         .await;
     assert_eq!(status, 201);
     assert_eq!(
-        queued(&app).await,
+        app.metric(queued).await,
         0.0,
         "within the TTL: the cached reading"
     );
     let ttl = favicon_finder::metrics::FLEET_GAUGES_TTL;
+    // Waiting out the TTL is what is tested, so it is a plain wait.
     tokio::time::sleep_until(first_read + ttl).await;
-    assert_eq!(queued(&app).await, 3.0, "after the TTL: read again");
+    assert_eq!(app.metric(queued).await, 3.0, "after the TTL: read again");
     app.stop().await;
 }
 

@@ -3,23 +3,11 @@
 //! `TOO_MANY_DOMAINS` over GraphQL, `/readyz` when the database is gone, and the
 //! `FETCH_USER_AGENT` a site sees.
 
-use crate::fake::{FakeInternet, Sites, png};
+use crate::fake::{FakeInternet, Sites};
 use crate::helpers::{Backend, TestApp, both_backends};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::json;
 use std::time::Duration;
-
-/// Creates a job through REST and returns its id.
-async fn create(app: &TestApp, domains: &[String]) -> String {
-    let (status, created) = app
-        .post_json(
-            "/jobs",
-            &json!({"client_id": "promises", "domains": domains}),
-        )
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["job_id"].as_str().unwrap().to_owned()
-}
 
 /// The job's CSV export, parsed by the csv crate: the header, then the records.
 async fn download(app: &TestApp, job: &str) -> (Vec<String>, Vec<Vec<String>>) {
@@ -69,7 +57,9 @@ async fn fail_all_with(app: &TestApp, error: &str, favicon_url: &str) {
 
 async fn csv_quotes_commas_quotes_and_newlines(backend: Backend) {
     let app = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
-    let job = create(&app, &["tricky.test".to_owned()]).await;
+    let job = app
+        .create_job("promises", &["tricky.test".to_owned()])
+        .await;
     let error = "http_status: 500, said \"no\"\nsecond line,\r\nthird; 'end'";
     let final_url = "http://tricky.test/a,b?q=\"x\"";
     fail_all_with(&app, error, final_url).await;
@@ -93,17 +83,13 @@ async fn an_idn_domain_goes_through_job_results_and_csv(backend: Backend) {
     let ascii = idna::domain_to_ascii("bücher.test").unwrap();
     assert_eq!(ascii, "xn--bcher-kva.test");
     let mut sites = Sites::default();
-    sites.page(&ascii, "<link rel=icon href=/i.png>").file(
-        &ascii,
-        "/i.png",
-        "image/png",
-        &png(16, 16),
-    );
+    sites.icon_site(&ascii);
     let internet = FakeInternet::start(sites).await;
-    let resolve = internet.resolve(&[]);
-    let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &resolve)]).await;
+    let app = TestApp::spawn_on(backend, &internet, &[]).await;
     // Submitted in Unicode and upper case; the same name in punycode is the same domain.
-    let job = create(&app, &["BÜCHER.test".to_owned(), ascii.clone()]).await;
+    let job = app
+        .create_job("promises", &["BÜCHER.test".to_owned(), ascii.clone()])
+        .await;
     let done = app.wait_for_job(&job, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["total"], 1, "both spellings are one domain: {done}");
@@ -142,7 +128,7 @@ async fn the_export_crosses_its_chunk_boundary(backend: Backend) {
     let rows = favicon_finder::store::STREAM_CHUNK * 2 + 37;
     let app = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
     let domains: Vec<String> = (0..rows).map(|i| format!("d{i:05}.test")).collect();
-    let job = create(&app, &domains).await;
+    let job = app.create_job("promises", &domains).await;
     let (header, records) = download(&app, &job).await;
     let exported: Vec<&str> = records
         .iter()
@@ -188,11 +174,7 @@ both_backends!(invalid_ids, invalid_ids_are_refused_on_every_path);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_domains_over_graphql() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("MAX_DOMAINS_PER_JOB", "3")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("MAX_DOMAINS_PER_JOB", "3")]).await;
     let mutation = "mutation($d: [String!]!) { createJob(input: {clientId: \"g\", domains: $d}) { id total } }";
     let answer = app
         .graphql(
@@ -242,11 +224,7 @@ async fn readyz_is_503_when_the_postgres_database_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_is_503_while_migrations_are_pending() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("WORKER_CONCURRENCY", "0"), ("RUN_MIGRATIONS", "false")],
-    )
-    .await;
+    let app = TestApp::api_only(&[("RUN_MIGRATIONS", "false")]).await;
     let (status, ready) = app.get_json("/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["checks"]["database"], "migrations_pending", "{ready}");
@@ -310,7 +288,7 @@ async fn sites_see_the_configured_user_agent() {
         &[("FETCH_RESOLVE", &resolve), ("FETCH_USER_AGENT", agent)],
     )
     .await;
-    let job = create(&app, &["ua.test".to_owned()]).await;
+    let job = app.create_job("promises", &["ua.test".to_owned()]).await;
     let done = app.wait_for_job(&job, Duration::from_secs(30)).await;
     assert_eq!(done["total"], 1, "{done}");
     let seen: Vec<String> = seen.lock().unwrap().clone();
@@ -324,12 +302,7 @@ async fn sites_see_the_configured_user_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_no_worker_claims_nothing() {
     let mut sites = Sites::default();
-    sites.page("nw.test", "<link rel=icon href=/i.png>").file(
-        "nw.test",
-        "/i.png",
-        "image/png",
-        &png(16, 16),
-    );
+    sites.icon_site("nw.test");
     let internet = FakeInternet::start(sites).await;
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("nw.db").display());
@@ -394,16 +367,7 @@ async fn serve_no_worker_claims_nothing() {
     };
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
-    let created: serde_json::Value = http
-        .post(format!("{base}/jobs"))
-        .json(&json!({"client_id": "nw", "domains": ["nw.test"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job = created["job_id"].as_str().unwrap().to_owned();
+    let job = crate::client::create_job_at(&base, "nw", &["nw.test"]).await;
     // Waiting for something not to happen needs a window: twenty poll intervals, in which
     // any worker would have claimed the row many times over.
     tokio::time::sleep(poll * 20).await;
@@ -426,21 +390,7 @@ async fn serve_no_worker_claims_nothing() {
 
     // The row was claimable all along: a worker process does it.
     let _worker = start(&["worker"], &dir.path().join("worker.log"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let job: serde_json::Value = http
-            .get(format!("{base}/jobs/{job}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] == "completed" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{job}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let done = crate::helpers::wait_for_job_at(&base, &job, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed", "{done}");
     assert!(internet.hits("nw.test", "/") >= 1);
 }

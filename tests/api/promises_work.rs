@@ -4,7 +4,6 @@
 //! and "answered only from cached failures is `failed`" rules.
 
 use crate::helpers::{Backend, TestApp, both_backends};
-use favicon_finder::app::Roles;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -211,16 +210,12 @@ async fn a_domain_finishing_within_the_grace_is_recorded() {
             ..Plan::default()
         },
     );
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_api(
         Backend::Sqlite,
         &[
             ("FETCH_RESOLVE", &resolve(addr, &["late.test"])),
             ("WORKER_CONCURRENCY", "0"),
         ],
-        Roles {
-            api: true,
-            worker: false,
-        },
     )
     .await;
     let (_, created) = app
@@ -237,22 +232,8 @@ async fn a_domain_finishing_within_the_grace_is_recorded() {
         assert!(Instant::now() < deadline, "the worker never fetched");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let status = std::process::Command::new("kill")
-        .args(["-s", "TERM", &worker.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let stopping = Instant::now();
-    let exit = loop {
-        if let Some(exit) = worker.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(15),
-            "still running"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    worker.terminate();
+    let exit = worker.exited(Duration::from_secs(15)).await;
     assert!(exit.success(), "{exit:?}");
     // Recorded by the stopped worker itself: nothing else runs on this database.
     let (_, job) = app.get_json(&format!("/jobs/{job}")).await;

@@ -16,10 +16,10 @@ fn found(url: &str) -> Disposition {
     Disposition::Finish(Ok(Found {
         favicon_url: url.to_owned(),
         final_url: None,
-        mime: "image/png".into(),
-        width: 16,
-        height: 16,
-        candidates: vec![],
+        mime: "image/x-icon".into(),
+        width: 32,
+        height: 32,
+        candidates: Vec::new(),
         candidates_dropped: 0,
         icon: None,
     }))
@@ -118,6 +118,7 @@ async fn expired_leases_move_to_the_next_worker(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
+    // Waiting out the 1 ms lease is the scenario.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let second = store.claim(b, 1, LEASE, 3).await.unwrap();
     assert_eq!(second.len(), 1, "an expired lease is claimable");
@@ -201,6 +202,7 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(dying[0].tries, 1);
+    // Each wait outlasts a 1 ms lease: a worker that died with it.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let last = store
         .claim(b, 1, Duration::from_millis(1), 2)
@@ -215,8 +217,8 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
     let reaped = store.reap_exhausted(2).await.unwrap();
     assert_eq!(reaped.len(), 1);
     assert_eq!(
-        reaped[0].finished[0].error_code.as_deref(),
-        Some("internal")
+        reaped[0].finished[0].error_code,
+        Some(ErrorCategory::Internal)
     );
     assert_eq!(counters(&store, job).await, (0, 1, JobStatus::Processing));
 }
@@ -264,8 +266,8 @@ async fn an_unstorable_row_never_blocks_its_batch(backend: Backend) {
     for row in rows {
         if row.domain == "bad.test" {
             assert_eq!(row.status.as_str(), "failed");
-            assert_eq!(row.error_code.as_deref(), Some("internal"));
-            let error = row.error.unwrap();
+            assert_eq!(row.error_code, Some(ErrorCategory::Internal));
+            let error = row.error.clone().unwrap();
             assert!(
                 error.starts_with("internal: the outcome could not be stored"),
                 "{error}"
@@ -292,7 +294,7 @@ async fn the_same_outcome_cleaned_is_stored(backend: Backend) {
         .unwrap();
     assert!(recorded.refused.is_empty());
     let row = &store.results_page(job, 1, 1).await.unwrap()[0];
-    assert_eq!(row.error_code.as_deref(), Some("http_status"));
+    assert_eq!(row.error_code, Some(ErrorCategory::HttpStatus));
     assert_eq!(row.error.as_deref(), Some("http_status: 404 NotFound"));
     assert_eq!(row.candidates_dropped, i32::MAX);
 }

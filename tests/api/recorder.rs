@@ -34,28 +34,9 @@ async fn refuse_refused_test(app: &TestApp) {
 fn sites(hosts: &[&str]) -> Sites {
     let mut sites = Sites::default();
     for host in hosts {
-        sites.page(host, r#"<link rel=icon href="/i.png">"#);
-        sites.file(host, "/i.png", "image/png", &png(32, 32));
+        sites.icon_site(host);
     }
     sites
-}
-
-async fn metric(app: &TestApp, line_start: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .unwrap_or_else(|| panic!("{line_start} in /metrics:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 async fn a_refused_row_fails_alone_and_is_counted(backend: Backend) {
@@ -64,7 +45,7 @@ async fn a_refused_row_fails_alone_and_is_counted(backend: Backend) {
     let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &internet.resolve(&[]))]).await;
     refuse_refused_test(&app).await;
     let permanent = r#"favicon_finder_record_failures_total{kind="permanent"}"#;
-    assert_eq!(metric(&app, permanent).await, 0.0);
+    assert_eq!(app.metric(permanent).await, 0.0);
 
     let (status, created) = app
         .post_json("/jobs", &json!({"client_id": "r", "domains": hosts}))
@@ -100,7 +81,7 @@ async fn a_refused_row_fails_alone_and_is_counted(backend: Backend) {
         gql["data"]["results"]["results"][0]["candidatesDropped"], 0,
         "{gql}"
     );
-    assert_eq!(metric(&app, permanent).await, 1.0);
+    assert_eq!(app.metric(permanent).await, 1.0);
     app.stop().await;
 }
 both_backends!(refused_row, a_refused_row_fails_alone_and_is_counted);

@@ -2,12 +2,11 @@
 //! up after its worker died is reported at error level with its job and domain as tags, a
 //! recorded batch sends a transaction, and no secret leaves the process.
 
-use crate::fake::{FakeInternet, Sites, png};
+use crate::fake::{FakeInternet, Sites};
 use crate::helpers::{Backend, TestApp};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use favicon_finder::app::Roles;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,12 +98,7 @@ async fn envelope(
 async fn a_dead_workers_domain_is_reported_with_its_tags() {
     let (dsn, received, raw) = fake_sentry().await;
     let mut sites = Sites::default();
-    sites.page("fine.test", "<link rel=icon href=/i.png>").file(
-        "fine.test",
-        "/i.png",
-        "image/png",
-        &png(16, 16),
-    );
+    sites.icon_site("fine.test");
     let internet = FakeInternet::start(sites).await;
     let resolve = internet.resolve(&[]);
     // On PostgreSQL the worker's database URL carries a password, so the check below has a
@@ -114,7 +108,7 @@ async fn a_dead_workers_domain_is_reported_with_its_tags() {
     } else {
         Backend::Sqlite
     };
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_api(
         backend,
         &[
             ("FETCH_RESOLVE", &resolve),
@@ -122,10 +116,6 @@ async fn a_dead_workers_domain_is_reported_with_its_tags() {
             ("FETCH_MAX_TRIES", "1"),
             ("WORKER_LEASE_SECS", "1"),
         ],
-        Roles {
-            api: true,
-            worker: false,
-        },
     )
     .await;
     let (_, created) = app

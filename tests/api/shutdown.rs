@@ -1,14 +1,16 @@
 //! Graceful shutdown of `serve`, with the real binary: on SIGTERM it closes open WebSockets
 //! cleanly (1001), hands back the rows it was fetching, and exits 0 within the grace period.
 
-use crate::fake::{FakeInternet, Route, Sites, png};
-use crate::helpers::ChildGuard;
-use futures::{SinkExt, StreamExt};
-use sea_orm::{ConnectionTrait, Statement};
+use crate::client::create_job_at;
+use crate::fake::{FakeInternet, Sites};
+use crate::helpers::{ChildGuard, Protocol, Ws, number, ws_connect, ws_subscribe};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// The subscription every socket here holds.
+const PROGRESS: &str = "subscription($id: ID!) { jobProgress(jobId: $id) { status completed } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm() {
@@ -16,13 +18,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     let mut domains = Vec::new();
     for i in 0..6 {
         let host = format!("slow{i}.test");
-        sites
-            .route(
-                &host,
-                "/",
-                Route::html("<link rel=icon href=/i.png>").with_delay(Duration::from_secs(20)),
-            )
-            .file(&host, "/i.png", "image/png", &png(16, 16));
+        sites.slow_icon_site(&host, Duration::from_secs(20));
         domains.push(host);
     }
     let internet = FakeInternet::start(sites).await;
@@ -55,54 +51,26 @@ async fn serve_stops_cleanly_on_sigterm() {
         assert!(Instant::now() < deadline, "serve did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let created: Value = http
-        .post(format!("{base}/jobs"))
-        .json(&json!({"client_id": "stop", "domains": domains}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job_id = created["job_id"].as_str().unwrap().to_owned();
+    let job_id = create_job_at(&base, "stop", &domains).await;
 
     // A live subscription, then wait until the worker holds rows.
-    let mut request = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    ws.send(Message::Text(
-        json!({"type": "connection_init"}).to_string().into(),
-    ))
-    .await
-    .unwrap();
-    ws.send(Message::Text(
-        json!({"id": "1", "type": "subscribe", "payload": {
-            "query": "subscription($id: ID!) { jobProgress(jobId: $id) { status completed } }",
-            "variables": {"id": job_id}}})
-        .to_string()
-        .into(),
-    ))
-    .await
-    .unwrap();
+    let mut ws = ws_connect(&base, "/graphql/ws", Protocol::TransportWs).await;
+    ws_subscribe(
+        &mut ws,
+        Protocol::TransportWs,
+        "1",
+        PROGRESS,
+        json!({"id": job_id}),
+    )
+    .await;
     let store = favicon_finder::store::Store::connect(&db_url, 1)
         .await
         .unwrap();
-    let leased = || async {
-        let row = store
-            .connection()
-            .query_one_raw(Statement::from_string(
-                store.connection().get_database_backend(),
-                "SELECT COUNT(*) AS n FROM result WHERE lease_owner IS NOT NULL".to_owned(),
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get::<i64>("", "n").unwrap()
+    let leased = || {
+        number(
+            store.connection(),
+            "SELECT COUNT(*) AS n FROM result WHERE lease_owner IS NOT NULL",
+        )
     };
     while leased().await < 4 {
         assert!(Instant::now() < deadline, "the worker never claimed rows");
@@ -110,14 +78,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     }
 
     let stopped_at = Instant::now();
-    let pid = child.0.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    child.terminate();
 
     // The WebSocket ends with a close frame saying "going away", not a cut connection.
     let close = loop {
@@ -132,16 +93,9 @@ async fn serve_stops_cleanly_on_sigterm() {
     };
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
 
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopped_at.elapsed() < Duration::from_secs(10),
-            "serve did not exit in time"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = child
+        .exited(Duration::from_secs(10).saturating_sub(stopped_at.elapsed()))
+        .await;
     assert!(status.success(), "exit status {status:?}");
     // Grace of 1 s for the in-flight fetches (20 s each), then the rows are handed back.
     assert!(
@@ -154,33 +108,15 @@ async fn serve_stops_cleanly_on_sigterm() {
         0,
         "unfinished rows were released, not left leased"
     );
-    let tries: i64 = store
-        .connection()
-        .query_one_raw(Statement::from_string(
-            store.connection().get_database_backend(),
-            "SELECT COALESCE(MAX(tries), 0) AS n FROM result".to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
+    let tries = number(
+        store.connection(),
+        "SELECT COALESCE(MAX(tries), 0) AS n FROM result",
+    )
+    .await;
     assert_eq!(tries, 0, "a released try does not count");
     // New connections are refused once it is gone.
     assert!(http.get(format!("{base}/healthz")).send().await.is_err());
 }
-
-/// The two subprotocols a client may speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Protocol {
-    /// `graphql-transport-ws`.
-    TransportWs,
-    /// The legacy `graphql-ws`.
-    LegacyWs,
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens a socket on `path`, runs `jobProgress` as operation `id`, and returns once its first
 /// event (the snapshot) has arrived, so the subscription is live on the server.
@@ -190,27 +126,9 @@ async fn live_subscription(
     protocol: Protocol,
     id: &str,
     job_id: &str,
-) -> Socket {
-    let mut request = format!("{}{path}", base.replacen("http://", "ws://", 1))
-        .into_client_request()
-        .unwrap();
-    let (name, start, next) = match protocol {
-        Protocol::TransportWs => ("graphql-transport-ws", "subscribe", "next"),
-        Protocol::LegacyWs => ("graphql-ws", "start", "data"),
-    };
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", name.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let send = |value: Value| Message::Text(value.to_string().into());
-    ws.send(send(json!({"type": "connection_init", "payload": {}})))
-        .await
-        .unwrap();
-    ws.send(send(json!({"id": id, "type": start, "payload": {
-        "query": "subscription($id: ID!) { jobProgress(jobId: $id) { status completed } }",
-        "variables": {"id": job_id}}})))
-        .await
-        .unwrap();
+) -> Ws {
+    let mut ws = ws_connect(base, path, protocol).await;
+    ws_subscribe(&mut ws, protocol, id, PROGRESS, json!({"id": job_id})).await;
     loop {
         let message = tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
@@ -221,21 +139,21 @@ async fn live_subscription(
             continue;
         };
         let frame: Value = serde_json::from_str(&text).unwrap();
-        if frame["type"] == next && frame["id"] == id {
+        if frame["type"] == protocol.next() && frame["id"] == id {
             assert_eq!(
                 frame["payload"]["data"]["jobProgress"]["status"],
                 "PROCESSING"
             );
             return ws;
         }
-        assert_eq!(frame["type"], "connection_ack", "{frame}");
+        assert_eq!(frame["type"], "ka", "{frame}");
     }
 }
 
 /// Reads a socket to its end after shutdown: `complete` for operation `id`, then a close frame
 /// with 1001, then the end of the stream; anything else (a reset, a missing completion, another
 /// code) is the error returned.
-async fn read_to_clean_close(mut ws: Socket, id: String) -> Result<(), String> {
+async fn read_to_clean_close(mut ws: Ws, id: String) -> Result<(), String> {
     let mut completed = false;
     loop {
         let message = match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
@@ -280,8 +198,25 @@ struct StoppableApp {
     base: String,
     state: favicon_finder::api::AppState,
     shutdown: tokio_util::sync::CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The task running `run_until_stopped`, until a stop takes it.
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _db: crate::helpers::TestDb,
+}
+
+impl StoppableApp {
+    /// Stops the app; panics unless `run_until_stopped` returns within `within`. Returns how
+    /// long it took.
+    async fn stop_within(&mut self, within: Duration) -> Duration {
+        let stopped_at = Instant::now();
+        self.shutdown.cancel();
+        let handle = self.handle.take().expect("stopped once");
+        tokio::time::timeout(within, handle)
+            .await
+            .unwrap_or_else(|_| panic!("run_until_stopped did not return within {within:?}"))
+            .unwrap()
+            .unwrap();
+        stopped_at.elapsed()
+    }
 }
 
 async fn start_api_only(backend: crate::helpers::Backend, grace_secs: &str) -> StoppableApp {
@@ -304,22 +239,9 @@ async fn start_api_only(backend: crate::helpers::Backend, grace_secs: &str) -> S
         base,
         state,
         shutdown,
-        handle,
+        handle: Some(handle),
         _db: db,
     }
-}
-
-async fn create_job(base: &str) -> String {
-    let created: Value = reqwest::Client::new()
-        .post(format!("{base}/jobs"))
-        .json(&json!({"client_id": "stop", "domains": ["example.com", "example.org"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["job_id"].as_str().unwrap().to_owned()
 }
 
 crate::helpers::both_backends!(
@@ -329,8 +251,8 @@ crate::helpers::both_backends!(
 
 async fn shutdown_completes_and_closes_50_sockets_body(backend: crate::helpers::Backend) {
     const SOCKETS: usize = 50;
-    let app = start_api_only(backend, "10").await;
-    let job_id = create_job(&app.base).await;
+    let mut app = start_api_only(backend, "10").await;
+    let job_id = create_job_at(&app.base, "stop", &["a.test", "b.test"]).await;
     // Both protocols, and both upgrade routes.
     let opened = (0..SOCKETS).map(|i| {
         let (path, protocol) = match i % 4 {
@@ -353,14 +275,7 @@ async fn shutdown_completes_and_closes_50_sockets_body(backend: crate::helpers::
         .map(|(ws, id)| tokio::spawn(read_to_clean_close(ws, id)))
         .collect();
 
-    let stopped_at = Instant::now();
-    app.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), app.handle)
-        .await
-        .expect("run_until_stopped returns within the grace period")
-        .unwrap()
-        .unwrap();
-    let took = stopped_at.elapsed();
+    let took = app.stop_within(Duration::from_secs(10)).await;
     // Returned only after every socket task ended (each holds its place in the count).
     assert_eq!(app.state.ws_connections.open(), 0);
     // Every client answered at once, so nothing waited for the 10 s grace to cut it.
@@ -383,8 +298,8 @@ async fn shutdown_completes_and_closes_50_sockets_body(backend: crate::helpers::
 /// period its connection is cut, and `run_until_stopped` still returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cuts_sockets_still_open_after_the_grace_period() {
-    let app = start_api_only(crate::helpers::Backend::Sqlite, "1").await;
-    let job_id = create_job(&app.base).await;
+    let mut app = start_api_only(crate::helpers::Backend::Sqlite, "1").await;
+    let job_id = create_job_at(&app.base, "stop", &["a.test", "b.test"]).await;
     let _silent = live_subscription(
         &app.base,
         "/graphql/ws",
@@ -395,14 +310,7 @@ async fn shutdown_cuts_sockets_still_open_after_the_grace_period() {
     .await;
     assert_eq!(app.state.ws_connections.open(), 1);
 
-    let stopped_at = Instant::now();
-    app.shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), app.handle)
-        .await
-        .expect("run_until_stopped returns soon after the grace period")
-        .unwrap()
-        .unwrap();
-    let took = stopped_at.elapsed();
+    let took = app.stop_within(Duration::from_secs(5)).await;
     assert!(
         took >= Duration::from_millis(900),
         "the socket had its grace period: {took:?}"

@@ -1,9 +1,11 @@
 //! `jobProgress` over WebSocket, with a real client, in both subprotocols and both event modes.
 
-use crate::fake::{FakeInternet, Route, Sites, png};
-use crate::helpers::{Backend, ChildGuard, TestApp, Ws, both_backends, postgres_url, ws_connect};
-use favicon_finder::app::Roles;
-use futures::{SinkExt, StreamExt};
+use crate::fake::{FakeInternet, Sites};
+use crate::helpers::{
+    Backend, ChildGuard, Protocol, TestApp, Ws, both_backends, postgres_url, ws_connect,
+    ws_subscribe,
+};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -11,23 +13,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) {
     jobId status total completed failed progress results { domain status faviconUrl errorCode } } }";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Protocol {
-    /// `graphql-transport-ws` (graphql-ws library, GraphiQL).
-    TransportWs,
-    /// The legacy `graphql-ws` (subscriptions-transport-ws).
-    LegacyWs,
-}
-
-impl Protocol {
-    fn name(self) -> &'static str {
-        match self {
-            Self::TransportWs => "graphql-transport-ws",
-            Self::LegacyWs => "graphql-ws",
-        }
-    }
-}
 
 /// What a subscription delivered before it ended.
 #[derive(Debug, Default)]
@@ -40,18 +25,7 @@ struct Delivery {
 /// Subscribes to `jobProgress` and reads until the server completes the operation.
 /// `ws` is initialised in `protocol` (`TestApp::ws`, `TestApp::ws_with`).
 async fn watch(mut ws: Ws, protocol: Protocol, job_id: &str) -> Delivery {
-    let send = |value: Value| Message::Text(value.to_string().into());
-    let start = match protocol {
-        Protocol::TransportWs => "subscribe",
-        Protocol::LegacyWs => "start",
-    };
-    ws.send(send(json!({
-        "id": "1",
-        "type": start,
-        "payload": {"query": SUBSCRIPTION, "variables": {"id": job_id}},
-    })))
-    .await
-    .unwrap();
+    ws_subscribe(&mut ws, protocol, "1", SUBSCRIPTION, json!({"id": job_id})).await;
     let mut delivery = Delivery::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -96,11 +70,7 @@ async fn slow_world(count: usize, delay: Duration) -> (FakeInternet, Vec<String>
     let mut domains = Vec::new();
     for i in 0..count {
         let host = format!("live{i}.test");
-        let mut page = Route::html(r#"<link rel="icon" href="/i.png">"#);
-        page.delay = delay;
-        sites
-            .route(&host, "/", page)
-            .file(&host, "/i.png", "image/png", &png(16, 16));
+        sites.slow_icon_site(&host, delay);
         domains.push(host);
     }
     (FakeInternet::start(sites).await, domains)
@@ -152,14 +122,6 @@ async fn check_delivery(app: &TestApp, job_id: &str, domains: &[String], deliver
     assert_eq!(last["progress"], 100);
 }
 
-async fn create_job(app: &TestApp, domains: &[String]) -> String {
-    let (status, created) = app
-        .post_json("/jobs", &json!({"client_id": "live", "domains": domains}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    created["job_id"].as_str().unwrap().to_owned()
-}
-
 async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
     let (internet, domains) = slow_world(24, Duration::from_millis(150)).await;
     let resolve = internet.resolve(&[]);
@@ -168,12 +130,12 @@ async fn both_protocols_see_snapshot_events_and_completion(backend: Backend) {
         &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "4")],
     )
     .await;
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let (modern, legacy) = tokio::join!(
         watch(app.ws().await, Protocol::TransportWs, &job_id),
         // The legacy protocol, through the upgrade on /graphql itself.
         watch(
-            app.ws_with("/graphql", Protocol::LegacyWs.name()).await,
+            app.ws_with("/graphql", Protocol::LegacyWs).await,
             Protocol::LegacyWs,
             &job_id
         ),
@@ -201,17 +163,17 @@ both_backends!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_malformed_ids_get_errors_not_hangs() {
-    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    let app = TestApp::api_only(&[]).await;
     for protocol in [Protocol::TransportWs, Protocol::LegacyWs] {
         let unknown = uuid::Uuid::new_v4().to_string();
-        let ws = app.ws_with("/graphql/ws", protocol.name()).await;
+        let ws = app.ws_with("/graphql/ws", protocol).await;
         let delivery = watch(ws, protocol, &unknown).await;
         assert!(delivery.events.is_empty(), "{delivery:?}");
         assert_eq!(
             delivery.errors[0]["extensions"]["code"], "NOT_FOUND",
             "{delivery:?}"
         );
-        let ws = app.ws_with("/graphql/ws", protocol.name()).await;
+        let ws = app.ws_with("/graphql/ws", protocol).await;
         let delivery = watch(ws, protocol, "not-an-id").await;
         assert_eq!(
             delivery.errors[0]["extensions"]["code"], "INVALID_ID",
@@ -230,7 +192,7 @@ async fn two_hundred_subscribers_all_hear_the_end() {
         &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "8")],
     )
     .await;
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let watchers =
         (0..200).map(|_| async { watch(app.ws().await, Protocol::TransportWs, &job_id).await });
     let deliveries = futures::future::join_all(watchers).await;
@@ -249,7 +211,7 @@ async fn two_hundred_subscribers_all_hear_the_end() {
 
 /// Distributed mode: the API in this process, the worker in another, events over Redis.
 async fn redis_api(prefix: &str, redis_url: &str, resolve: &str) -> TestApp {
-    TestApp::spawn_with(
+    TestApp::spawn_api(
         Backend::Postgres,
         &[
             ("FETCH_RESOLVE", resolve),
@@ -257,10 +219,6 @@ async fn redis_api(prefix: &str, redis_url: &str, resolve: &str) -> TestApp {
             ("REDIS_PREFIX", prefix),
             ("WORKER_CONCURRENCY", "0"),
         ],
-        Roles {
-            api: true,
-            worker: false,
-        },
     )
     .await
 }
@@ -278,10 +236,22 @@ async fn events_cross_processes_over_redis() {
     let resolve = internet.resolve(&[]);
     let prefix = format!("ff-test-{}", uuid::Uuid::new_v4().simple());
     let app = redis_api(&prefix, &redis_url, &resolve).await;
-    let (_, ready) = app.get_json("/readyz").await;
-    assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
+    // The Redis connection is made in the background; on a loaded machine it can take longer
+    // than `/readyz`'s probe, so wait for it (with a deadline) before relying on pub/sub.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, ready) = app.get_json("/readyz").await;
+        if ready["checks"]["redis"] == "ok" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis never became ready: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _worker: ChildGuard = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let delivery = watch(app.ws().await, Protocol::TransportWs, &job_id).await;
     check_delivery(&app, &job_id, &domains, &delivery).await;
     assert!(
@@ -439,12 +409,12 @@ async fn a_redis_restart_mid_job_still_ends_the_subscription_correctly() {
     let resolve = internet.resolve(&[]);
     let app = redis_api("ff-restart", &redis.url(), &resolve).await;
     let _worker = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
-    let job_id = create_job(&app, &domains).await;
+    let job_id = app.create_job("live", &domains).await;
     let watcher = tokio::spawn({
         let base = app.base.clone();
         let job_id = job_id.clone();
         async move {
-            let ws = ws_connect(&base, "/graphql/ws", "graphql-transport-ws").await;
+            let ws = ws_connect(&base, "/graphql/ws", Protocol::TransportWs).await;
             watch(ws, Protocol::TransportWs, &job_id).await
         }
     });

@@ -125,6 +125,8 @@ pub struct Sites {
     /// When set, any host without a route answers `GET /` after this delay
     /// ([`Sites::every_host`]).
     every_host: Option<Duration>,
+    /// Hosts answered with these exact bytes, whatever was asked ([`Sites::raw`]).
+    raw: HashMap<String, Vec<u8>>,
 }
 
 impl Sites {
@@ -153,6 +155,21 @@ impl Sites {
     /// A site whose home page is `html`.
     pub fn page(&mut self, host: &str, html: &str) -> &mut Self {
         self.route(host, "/", Route::html(html))
+    }
+
+    /// A site whose home page declares `/i.png`, a real 16×16 PNG.
+    pub fn icon_site(&mut self, host: &str) -> &mut Self {
+        self.slow_icon_site(host, Duration::ZERO)
+    }
+
+    /// [`Sites::icon_site`] whose home page is answered only after `delay`.
+    pub fn slow_icon_site(&mut self, host: &str, delay: Duration) -> &mut Self {
+        self.route(
+            host,
+            "/",
+            Route::html("<link rel=icon href=/i.png>").with_delay(delay),
+        )
+        .file(host, "/i.png", "image/png", &png(16, 16))
     }
 
     /// A file served with a content type.
@@ -186,6 +203,15 @@ impl Sites {
     /// is closed without an answer.
     pub fn https_only(&mut self, host: &str) -> &mut Self {
         self.https_only.insert(host.to_owned());
+        self
+    }
+
+    /// `host` answers every plain-HTTP request with exactly `bytes` and hangs up: answers no
+    /// HTTP library would send (NUL bytes in the reason phrase or a header). A TLS handshake
+    /// is hung up on, so a client falls back to plain HTTP. These hosts sit on a listener of
+    /// their own, which [`FakeInternet::resolve`] points them at.
+    pub fn raw(&mut self, host: &str, bytes: &[u8]) -> &mut Self {
+        self.raw.insert(host.to_owned(), bytes.to_vec());
         self
     }
 
@@ -287,10 +313,12 @@ impl ResolvesServerCert for Certificates {
 /// A running fake internet; it stops accepting connections when dropped.
 pub struct FakeInternet {
     pub addr: SocketAddr,
+    /// Where the [`Sites::raw`] hosts answer.
+    raw_addr: SocketAddr,
     shared: Arc<Shared>,
     /// Holds `ca.pem`, the test CA a test hands the app to make HTTPS succeed.
     dir: tempfile::TempDir,
-    server: tokio::task::JoinHandle<()>,
+    servers: [tokio::task::JoinHandle<()>; 2],
 }
 
 impl FakeInternet {
@@ -315,13 +343,28 @@ impl FakeInternet {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(accept(listener, shared.clone(), tls));
+        let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raw_addr = raw.local_addr().unwrap();
+        let servers = [
+            tokio::spawn(accept(listener, shared.clone(), tls)),
+            tokio::spawn(accept_raw(raw, shared.clone())),
+        ];
         Self {
             addr,
+            raw_addr,
             shared,
             dir,
-            server,
+            servers,
         }
+    }
+
+    /// The [`Sites::raw`] hosts' rules, ahead of any other.
+    fn raw_rules(&self) -> impl Iterator<Item = String> + '_ {
+        let mut hosts: Vec<&String> = self.shared.sites.raw.keys().collect();
+        hosts.sort();
+        hosts
+            .into_iter()
+            .map(|host| format!("{host}={}", self.raw_addr))
     }
 
     /// The test CA's certificate (PEM file): `FETCH_EXTRA_ROOT_CERTS` for a test whose app
@@ -333,6 +376,7 @@ impl FakeInternet {
     /// `FETCH_RESOLVE` pointing every host here, after any `extra` host-specific rules.
     pub fn resolve(&self, extra: &[(&str, SocketAddr)]) -> String {
         let mut rules: Vec<String> = extra.iter().map(|(h, a)| format!("{h}={a}")).collect();
+        rules.extend(self.raw_rules());
         rules.push(format!("*={}", self.addr));
         rules.join(",")
     }
@@ -341,6 +385,7 @@ impl FakeInternet {
     /// other name gets the finder's "does not resolve" answer (`.test` never reaches DNS).
     pub fn resolve_exact(&self, extra: &[(&str, SocketAddr)]) -> String {
         let mut rules: Vec<String> = extra.iter().map(|(h, a)| format!("{h}={a}")).collect();
+        rules.extend(self.raw_rules());
         for host in self.shared.sites.hosts() {
             if !extra.iter().any(|(h, _)| *h == host) {
                 rules.push(format!("{host}={}", self.addr));
@@ -406,7 +451,9 @@ impl FakeInternet {
 
 impl Drop for FakeInternet {
     fn drop(&mut self) {
-        self.server.abort();
+        for server in &self.servers {
+            server.abort();
+        }
     }
 }
 
@@ -432,6 +479,47 @@ async fn accept(
             // Out of descriptors, say: let the clients' own timeouts speak rather than spin.
             Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
         }
+    }
+}
+
+/// The [`Sites::raw`] listener: reads a request head, counts it, writes the host's bytes and
+/// hangs up; a TLS handshake gets nothing.
+async fn accept_raw(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65_536 {
+                match stream.read(&mut buf).await {
+                    Ok(n) if n > 0 && buf[0] != 0x16 => head.extend_from_slice(&buf[..n]),
+                    _ => return,
+                }
+            }
+            let head = String::from_utf8_lossy(&head);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let host = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("host").then(|| value.trim())
+                })
+                .unwrap_or("")
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            *shared
+                .hits
+                .lock()
+                .unwrap()
+                .entry((host.clone(), path))
+                .or_default() += 1;
+            if let Some(bytes) = shared.sites.raw.get(&host) {
+                let _ = stream.write_all(bytes).await;
+            }
+        });
     }
 }
 
@@ -602,6 +690,81 @@ fn streamed(content_type: &str, stream: Stream) -> Response {
         }
     };
     response.body(body).unwrap()
+}
+
+/// A name server of the fake internet, on loopback, counting the queries it reads.
+pub struct NameServer {
+    pub addr: SocketAddr,
+    queries: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl NameServer {
+    /// Reads every query and never answers, over UDP or TCP (its TCP connections are held
+    /// open and silent), so neither of a resolver's transports gets a reply.
+    pub async fn silent() -> Self {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = tokio::net::UdpSocket::bind(addr).await.unwrap();
+        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = queries.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while udp.recv_from(&mut buf).await.is_ok() {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = tcp.accept().await {
+                held.push(sock);
+            }
+        });
+        Self { addr, queries }
+    }
+
+    /// Answers every A query with 127.0.0.1 (and any other with an empty NOERROR), as a
+    /// hostile or misconfigured zone would.
+    pub async fn loopback() -> Self {
+        use hickory_resolver::proto::op::{Message, MessageType};
+        use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = queries.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut answer = Message::new();
+                answer
+                    .set_id(query.id())
+                    .set_message_type(MessageType::Response)
+                    .set_op_code(query.op_code())
+                    .set_recursion_desired(query.recursion_desired())
+                    .set_recursion_available(true);
+                for q in query.queries() {
+                    answer.add_query(q.clone());
+                    if q.query_type() == RecordType::A {
+                        answer.add_answer(Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::A(A(std::net::Ipv4Addr::LOCALHOST)),
+                        ));
+                    }
+                }
+                let _ = udp.send_to(&answer.to_vec().unwrap(), from).await;
+            }
+        });
+        Self { addr, queries }
+    }
+
+    /// Queries read so far.
+    pub fn queries(&self) -> usize {
+        self.queries.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// A loopback address that refuses every connection, for as long as the test process lives.

@@ -162,6 +162,18 @@ impl Proc {
         }
     }
 
+    /// SIGTERM, then waits (up to `within`) for the clean exit a stop promises: code 0.
+    pub async fn terminate(&mut self, within: Duration) {
+        self.signal("TERM");
+        let status = self.wait_exit(within).await;
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{} exits 0 within {within:?}",
+            self.name
+        );
+    }
+
     /// The log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -176,21 +188,49 @@ impl Proc {
             .collect()
     }
 
-    /// Waits until the worker pool has started and returns its lease-owner id.
-    pub async fn owner(&self, within: Duration) -> Uuid {
+    /// The first value `pick` finds in a line of the log, waiting for it up to `within`;
+    /// panics naming `what` (with the log) when none comes.
+    async fn find_in_log<T>(
+        &self,
+        what: &str,
+        within: Duration,
+        pick: impl Fn(&Value) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(started) = self.events("worker pool started").first() {
-                return started["owner"].as_str().unwrap().parse().unwrap();
+            let log = self.log();
+            let found = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find_map(|l| pick(&l));
+            if let Some(found) = found {
+                return found;
             }
             assert!(
                 Instant::now() < deadline,
-                "{}: no worker pool after {within:?}; log:\n{}",
-                self.name,
-                self.log()
+                "{}: no {what} after {within:?}; log:\n{log}",
+                self.name
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the worker pool has started and returns its lease-owner id.
+    pub async fn owner(&self, within: Duration) -> Uuid {
+        self.find_in_log("worker pool", within, |l| {
+            (l["message"] == "worker pool started").then(|| l["owner"].as_str()?.parse().ok())?
+        })
+        .await
+    }
+
+    /// The API's base URL: a `serve` child started with `PORT=0` binds a port of the
+    /// system's choosing and logs it, so no port number is guessed ahead of time.
+    pub async fn api_base(&self, within: Duration) -> String {
+        self.find_in_log("API address", within, |l| {
+            let listening = l["message"].as_str()?.starts_with("API listening");
+            listening.then(|| Some(format!("http://{}", l["addr"].as_str()?)))?
+        })
+        .await
     }
 
     /// The number of rows the pool said it finished when it stopped.
@@ -245,6 +285,12 @@ pub async fn create_job(store: &Store, domains: &[String]) -> Uuid {
         .id
 }
 
+/// Submits a job through the REST API at `base`; returns its id.
+pub async fn submit<D: serde::Serialize>(base: &str, client: &str, domains: &[D]) -> Uuid {
+    let id = crate::client::create_job_at(base, client, domains).await;
+    id.parse().unwrap()
+}
+
 /// Polls `check` every 50 ms until it holds; panics naming `what` after `within`.
 pub async fn wait_for<F, Fut>(what: &str, within: Duration, mut check: F)
 where
@@ -291,13 +337,7 @@ pub async fn rows(store: &Store, job_id: Uuid) -> Vec<result::Model> {
 
 /// Pending rows still leased by `owner`.
 pub async fn leased_by(store: &Store, owner: Uuid) -> usize {
-    result::Entity::find()
-        .filter(result::Column::LeaseOwner.eq(owner))
-        .filter(result::Column::Status.eq(result::ResultStatus::Pending))
-        .all(store.connection())
-        .await
-        .unwrap()
-        .len()
+    leases_of(store, owner).await.len()
 }
 
 /// The lease end of every pending row `owner` holds, by row id: what a killed worker leaves.
@@ -311,6 +351,55 @@ pub async fn leases_of(store: &Store, owner: Uuid) -> HashMap<Uuid, chrono::Date
         .into_iter()
         .filter_map(|r| Some((r.id, r.lease_until?)))
         .collect()
+}
+
+/// Waits until the job has `done` rows finished while `proc` (lease owner `owner`) holds at
+/// least `leased` rows, SIGKILLs it there, and returns the leases it leaves behind (at least
+/// one: a dead process's leases outlive it).
+pub async fn kill_mid_job(
+    proc: &mut Proc,
+    owner: Uuid,
+    store: &Store,
+    job: Uuid,
+    (done, leased): (i32, usize),
+) -> HashMap<Uuid, chrono::DateTime<chrono::Utc>> {
+    wait_for(
+        &format!("{} to be mid-job", proc.name),
+        Duration::from_secs(30),
+        || async {
+            let j = job_row(store, job).await;
+            j.completed + j.failed >= done && leased_by(store, owner).await >= leased
+        },
+    )
+    .await;
+    proc.kill9();
+    let leases = leases_of(store, owner).await;
+    assert!(!leases.is_empty(), "{}'s leases outlive it", proc.name);
+    leases
+}
+
+/// The end of a case whose worker was killed holding `leases`: every orphaned row waited for
+/// its lease, the invariants hold, and some (never more) of the orphans were tried again.
+/// Returns how many were.
+pub async fn assert_orphans_redone(
+    store: &Store,
+    job_id: Uuid,
+    domains: &[String],
+    leases: &HashMap<Uuid, chrono::DateTime<chrono::Utc>>,
+) -> usize {
+    assert_leases_honoured(store, job_id, leases).await;
+    check_invariants(store, job_id, domains, 3).await;
+    let retried = rows(store, job_id)
+        .await
+        .iter()
+        .filter(|r| r.tries == 2)
+        .count();
+    assert!(
+        retried >= 1 && retried <= leases.len(),
+        "the dead worker's rows were tried again ({retried} of {} orphaned)",
+        leases.len()
+    );
+    retried
 }
 
 /// Asserts that no row `leases` names was finished before the lease it had at the kill ran

@@ -18,23 +18,20 @@
 //! The silent-DNS case needs `FETCH_DNS_SERVERS`; on a build without it, it fails at once
 //! saying so (it never lets a lookup leave loopback).
 
+use crate::fake::{FakeInternet, NameServer, Sites};
 use crate::harness::{
-    PgDb, Proc, base_env, job_row, migrated_store, one_at_a_time, postgres_url, rows, wait_for,
+    PgDb, Proc, base_env, job_row, migrated_store, one_at_a_time, postgres_url, rows, submit,
+    wait_for,
 };
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use axum::response::Response;
 use favicon_finder::entities::result::ResultStatus;
 use favicon_finder::store::Store;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 /// The working process's peak RSS may not pass this, whatever the sites send.
 const RSS_BOUND_MB: u64 = 256;
@@ -58,125 +55,74 @@ enum Db {
     Postgres,
 }
 
-/// The home page (and other answers) of each hostile host.
-fn page(host: &str) -> Option<String> {
-    Some(match host {
-        // A manifest whose declared size and type are a JSON-escaped NUL.
-        "nul-manifest.test" => {
-            r#"<html><head><link rel=manifest href="/m.json"></head></html>"#.into()
-        }
-        // Raw NUL bytes in a data: icon and in its declared size and type.
-        "nul-data.test" => format!(
+/// The fake internet of these cases: the hostile hosts and the healthy ones.
+async fn internet() -> FakeInternet {
+    let mut sites = Sites::default();
+    // A manifest whose declared size and type are a JSON-escaped NUL.
+    sites
+        .page(
+            "nul-manifest.test",
+            r#"<html><head><link rel=manifest href="/m.json"></head></html>"#,
+        )
+        .file(
+            "nul-manifest.test",
+            "/m.json",
+            "application/manifest+json",
+            br#"{"icons":[{"src":"/i.svg","sizes":"\u0000","type":"image/svg+xml\u0000"}]}"#,
+        )
+        .file(
+            "nul-manifest.test",
+            "/i.svg",
+            "image/svg+xml",
+            SVG.as_bytes(),
+        );
+    // Raw NUL bytes in a data: icon and in its declared size and type.
+    sites.page(
+        "nul-data.test",
+        &format!(
             "<html><head><link rel=icon sizes=\"\0\" type=\"image/svg+xml\0\" \
              href=\"data:image/svg+xml,{}\0\"></head></html>",
             SVG.replace('"', "'")
         ),
-        // A 100 KB base and 20,000 identical relative icon links: 700 KB of page.
-        "huge-base.test" => {
-            let base = format!("/{}/", "b".repeat(100 * 1024));
-            let links = "<link rel=icon href=i.png>".repeat(20_000);
-            format!("<html><head><base href=\"{base}\">{links}</head></html>")
-        }
-        // 20,000 distinct icon links, every one a 404; /favicon.ico works.
-        "broken-links.test" => {
-            let mut page = String::from("<html><head>");
-            for i in 0..20_000 {
-                page.push_str(&format!("<link rel=icon href=\"/broken/{i}.png\">"));
-            }
-            page.push_str("</head></html>");
-            page
-        }
-        h if HEALTHY.contains(&h) => {
-            r#"<html><head><link rel=icon href="/i.svg"></head></html>"#.into()
-        }
-        _ => return None,
-    })
-}
-
-async fn serve(request: Request<Body>) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let answer = |status: StatusCode, kind: &str, body: Vec<u8>| {
-        Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, kind)
-            .body(Body::from(body))
-            .unwrap()
-    };
-    match (host.as_str(), request.uri().path()) {
-        (h, "/") => match page(h) {
-            Some(html) => answer(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                html.into_bytes(),
-            ),
-            None => answer(StatusCode::NOT_FOUND, "text/html", b"no such site".to_vec()),
-        },
-        ("nul-manifest.test", "/m.json") => answer(
-            StatusCode::OK,
-            "application/manifest+json",
-            br#"{"icons":[{"src":"/i.svg","sizes":"\u0000","type":"image/svg+xml\u0000"}]}"#
-                .to_vec(),
-        ),
-        (_, "/i.svg") | ("broken-links.test", "/favicon.ico") => {
-            answer(StatusCode::OK, "image/svg+xml", SVG.as_bytes().to_vec())
-        }
-        _ => answer(StatusCode::NOT_FOUND, "text/html", b"not found".to_vec()),
+    );
+    // A reason phrase and a redirect `Location` holding NUL bytes: no HTTP library would send
+    // them, so the bytes are written as they are.
+    let nul_error = b"HTTP/1.1 302 Fo\0und\r\nLocation: /a\0b\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n";
+    sites
+        .raw("nul-error.test", nul_error)
+        .raw("www.nul-error.test", nul_error);
+    // A 100 KB base and 20,000 identical relative icon links: 700 KB of page.
+    let base = format!("/{}/", "b".repeat(100 * 1024));
+    let links = "<link rel=icon href=i.png>".repeat(20_000);
+    sites.page(
+        "huge-base.test",
+        &format!("<html><head><base href=\"{base}\">{links}</head></html>"),
+    );
+    // 20,000 distinct icon links, every one a 404; /favicon.ico works.
+    let links: String = (0..20_000)
+        .map(|i| format!("<link rel=icon href=\"/broken/{i}.png\">"))
+        .collect();
+    sites
+        .page(
+            "broken-links.test",
+            &format!("<html><head>{links}</head></html>"),
+        )
+        .file(
+            "broken-links.test",
+            "/favicon.ico",
+            "image/svg+xml",
+            SVG.as_bytes(),
+        );
+    for host in HEALTHY {
+        sites
+            .page(
+                host,
+                r#"<html><head><link rel=icon href="/i.svg"></head></html>"#,
+            )
+            .file(host, "/i.svg", "image/svg+xml", SVG.as_bytes());
     }
-}
-
-/// A server that answers anything with a reason phrase and a redirect `Location` holding NUL
-/// bytes: no HTTP library would send one, so it writes the bytes itself.
-async fn nul_error_server() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                // A TLS ClientHello (https is tried first) is hung up on, so the finder falls
-                // back to plain http and reads the answer below.
-                match socket.read(&mut buf).await {
-                    Ok(n) if n > 0 && buf[0] != 0x16 => {}
-                    _ => return,
-                }
-                let _ = socket
-                    .write_all(
-                        b"HTTP/1.1 302 Fo\0und\r\nLocation: /a\0b\r\n\
-                          Content-Length: 0\r\nConnection: close\r\n\r\n",
-                    )
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// The fake internet of these cases: the hostile hosts and the healthy ones on one server,
-/// `nul-error.test` on a raw one.
-struct Internet {
-    resolve: String,
-}
-
-impl Internet {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, axum::Router::new().fallback(serve)).await;
-        });
-        let raw = nul_error_server().await;
-        Self {
-            resolve: format!("nul-error.test={raw},www.nul-error.test={raw},*={addr}"),
-        }
-    }
+    FakeInternet::start(sites).await
 }
 
 /// Polls the process's resident memory; kills it the moment it passes the bound.
@@ -256,15 +202,6 @@ impl Drop for Watchdog {
     }
 }
 
-/// A free loopback port for a child's API.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The processes of one case: the API, and the process that does the work (the same one on
 /// SQLite).
 struct Service {
@@ -285,10 +222,11 @@ impl Service {
                 None,
             ),
             Db::Postgres => {
-                let Some(admin) = postgres_url() else {
-                    eprintln!("skipped: TEST_DATABASE_URL is not set");
+                let admin = postgres_url();
+                if !crate::services::available("TEST_DATABASE_URL", admin.is_some()) {
                     return None;
-                };
+                }
+                let admin = admin.unwrap();
                 let pg = PgDb::create(&admin).await;
                 (pg.url.clone(), Some(pg))
             }
@@ -297,18 +235,15 @@ impl Service {
         let mut env = base_env(&url, resolve);
         env.insert("FETCH_TIMEOUT_SECS".into(), TIMEOUT_SECS.to_string());
         env.insert("FETCH_MAX_TRIES".into(), MAX_TRIES.to_string());
-        env.insert("PORT".into(), free_port().to_string());
         for (k, v) in env_extra {
             env.insert((*k).into(), (*v).into());
         }
-        let base = format!("http://127.0.0.1:{}", env["PORT"]);
         let (api, worker) = match db {
             Db::Sqlite => (spawn(&env, "serve", dir.path()), None),
             Db::Postgres => {
                 let mut api_env = env.clone();
                 api_env.insert("WORKER_CONCURRENCY".into(), "0".into());
                 let api = spawn(&api_env, "serve", dir.path());
-                env.remove("PORT");
                 let worker = spawn(&env, "worker", dir.path());
                 (api, Some(worker))
             }
@@ -318,11 +253,7 @@ impl Service {
             .unwrap_or(&api)
             .owner(Duration::from_secs(30))
             .await;
-        let http = reqwest::Client::new();
-        wait_for("the API", Duration::from_secs(30), || async {
-            http.get(format!("{base}/healthz")).send().await.is_ok()
-        })
-        .await;
+        let base = api.api_base(Duration::from_secs(30)).await;
         Some(Self {
             base,
             api,
@@ -335,18 +266,6 @@ impl Service {
 
     fn working(&self) -> &Proc {
         self.worker.as_ref().unwrap_or(&self.api)
-    }
-
-    async fn submit(&self, client: &str, domains: &[&str]) -> Uuid {
-        let response = reqwest::Client::new()
-            .post(format!("{}/jobs", self.base))
-            .json(&json!({"client_id": client, "domains": domains}))
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "{response:?}");
-        let body: Value = response.json().await.unwrap();
-        body["job_id"].as_str().unwrap().parse().unwrap()
     }
 }
 
@@ -368,8 +287,8 @@ async fn run_case(
     let watchdog = Watchdog::start(pid);
     let started = Instant::now();
     let (bad, good) = tokio::join!(
-        service.submit("hostile", hostile),
-        service.submit("healthy", &HEALTHY)
+        submit(&service.base, "hostile", hostile),
+        submit(&service.base, "healthy", &HEALTHY)
     );
 
     let healthy = async {
@@ -429,9 +348,10 @@ async fn run_case(
 
 async fn nul_characters(db: Db) {
     let _serial = one_at_a_time().await;
-    let internet = Internet::start().await;
+    let internet = internet().await;
     let hostile = ["nul-manifest.test", "nul-data.test", "nul-error.test"];
-    let Some(rows) = run_case("nul characters", db, &hostile, &[], &internet.resolve).await else {
+    let Some(rows) = run_case("nul characters", db, &hostile, &[], &internet.resolve(&[])).await
+    else {
         return;
     };
     for row in &rows {
@@ -442,6 +362,10 @@ async fn nul_characters(db: Db) {
             assert_eq!(row.status, ResultStatus::Success, "{row:?}");
         }
     }
+    assert!(
+        internet.hits("nul-error.test", "/") >= 1,
+        "the NUL answer was read over plain HTTP"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,8 +380,15 @@ async fn nul_characters_postgres() {
 
 async fn huge_base(db: Db) {
     let _serial = one_at_a_time().await;
-    let internet = Internet::start().await;
-    run_case("huge base", db, &["huge-base.test"], &[], &internet.resolve).await;
+    let internet = internet().await;
+    run_case(
+        "huge base",
+        db,
+        &["huge-base.test"],
+        &[],
+        &internet.resolve(&[]),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,13 +403,13 @@ async fn huge_base_postgres() {
 
 async fn broken_links(db: Db) {
     let _serial = one_at_a_time().await;
-    let internet = Internet::start().await;
+    let internet = internet().await;
     let Some(rows) = run_case(
         "broken links",
         db,
         &["broken-links.test"],
         &[],
-        &internet.resolve,
+        &internet.resolve(&[]),
     )
     .await
     else {
@@ -532,21 +463,12 @@ async fn silent_dns(db: Db) {
          silent-DNS case cannot run without its lookups leaving loopback"
     );
     let _serial = one_at_a_time().await;
-    let internet = Internet::start().await;
-    // A name server that reads every query and never answers.
-    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let dns = silent.local_addr().unwrap().to_string();
-    let queries = Arc::new(AtomicU64::new(0));
-    let seen = queries.clone();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 1500];
-        while silent.recv_from(&mut buf).await.is_ok() {
-            seen.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let internet = internet().await;
+    let silent = NameServer::silent().await;
+    let dns = silent.addr.to_string();
     // Only the healthy hosts are pointed at the fake internet; everything else asks the
     // silent server.
-    let addr = internet.resolve.rsplit('=').next().unwrap().to_owned();
+    let addr = internet.addr;
     let resolve = HEALTHY
         .iter()
         .map(|h| format!("{h}={addr}"))
@@ -568,7 +490,7 @@ async fn silent_dns(db: Db) {
         return;
     };
     assert!(
-        queries.load(Ordering::Relaxed) > 0,
+        silent.queries() > 0,
         "the lookups went to the silent server"
     );
     for row in &rows {

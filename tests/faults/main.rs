@@ -18,16 +18,12 @@
 // (the unwrap_used lint in Cargo.toml is for the service).
 #![allow(clippy::unwrap_used)]
 
-#[path = "../common/db.rs"]
-mod db;
-#[path = "../common/fake.rs"]
-mod fake;
+#[path = "../common/mod.rs"]
+mod common;
+use common::{client, db, fake, services, tls};
+
 mod harness;
 mod hostile;
 mod pg_restart;
-#[path = "../common/services.rs"]
-mod services;
 mod sqlite;
-#[path = "../common/tls.rs"]
-mod tls;
 mod workers;

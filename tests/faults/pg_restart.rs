@@ -8,6 +8,8 @@ use crate::harness::{
     PgDb, Proc, base_env, check_invariants, create_job, domains, job_row, migrated_store,
     one_at_a_time, wait_for, wait_job_done,
 };
+use favicon_finder::store::Store;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -124,50 +126,83 @@ impl Drop for PgServer {
     }
 }
 
+/// What both cases start from: a PostgreSQL server of their own with a migrated database, a
+/// fake internet whose every host answers after a delay, and the children's environment.
+struct Outage {
+    server: PgServer,
+    db: PgDb,
+    store: Store,
+    /// Serves the sites for as long as the case runs.
+    _internet: FakeInternet,
+    dir: tempfile::TempDir,
+    env: BTreeMap<String, String>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Outage {
+    /// `None` when `FAULTS_PG_BIN` is not set (and may be missing: see `services`).
+    async fn prepare(delay: Duration) -> Option<Self> {
+        let Some(bin) = std::env::var_os("FAULTS_PG_BIN").filter(|b| !b.is_empty()) else {
+            crate::services::available(
+                "FAULTS_PG_BIN (the directory holding initdb and pg_ctl)",
+                false,
+            );
+            return None;
+        };
+        let serial = one_at_a_time().await;
+        let server = PgServer::init(PathBuf::from(bin)).await;
+        server.start().await;
+        let db = PgDb::create(&server.admin_url()).await;
+        let store = migrated_store(&db.url).await;
+        let internet = FakeInternet::start(Sites::every_host(delay)).await;
+        let env = base_env(&db.url, &internet.resolve(&[]));
+        Some(Self {
+            server,
+            db,
+            store,
+            _internet: internet,
+            dir: tempfile::tempdir().unwrap(),
+            env,
+            _serial: serial,
+        })
+    }
+}
+
 /// PostgreSQL stopped mid-job for twelve lease lengths and started again: the workers back off
 /// (their logs say so), stay up, recover on their own, and the invariants hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarted_mid_job() {
-    let Some(bin) = std::env::var_os("FAULTS_PG_BIN").filter(|b| !b.is_empty()) else {
-        crate::services::available(
-            "FAULTS_PG_BIN (the directory holding initdb and pg_ctl)",
-            false,
-        );
+    let Some(mut world) = Outage::prepare(Duration::from_millis(300)).await else {
         return;
     };
-    let _serial = one_at_a_time().await;
-    let server = PgServer::init(PathBuf::from(bin)).await;
-    server.start().await;
-    let db = PgDb::create(&server.admin_url()).await;
-    let store = migrated_store(&db.url).await;
-    let internet = FakeInternet::start(Sites::every_host(Duration::from_millis(300))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db.url, &internet.resolve(&[]));
     let lease = Duration::from_secs(1);
-    env.insert("WORKER_LEASE_SECS".into(), lease.as_secs().to_string());
+    world
+        .env
+        .insert("WORKER_LEASE_SECS".into(), lease.as_secs().to_string());
     let mut workers = [
-        Proc::spawn("worker-a", &["worker"], &env, dir.path()),
-        Proc::spawn("worker-b", &["worker"], &env, dir.path()),
+        Proc::spawn("worker-a", &["worker"], &world.env, world.dir.path()),
+        Proc::spawn("worker-b", &["worker"], &world.env, world.dir.path()),
     ];
     for w in &workers {
         w.owner(Duration::from_secs(30)).await;
     }
 
     let domains = domains("pgrestart", 200, 10);
-    let job = create_job(&store, &domains).await;
+    let job = create_job(&world.store, &domains).await;
     wait_for(
         "the job to be under way",
         Duration::from_secs(30),
         || async {
-            let j = job_row(&store, job).await;
+            let j = job_row(&world.store, job).await;
             j.completed + j.failed >= 40
         },
     )
     .await;
-    let before = job_row(&store, job).await;
-    server.stop().await;
+    let before = job_row(&world.store, job).await;
+    world.server.stop().await;
     // Longer than a lease, and longer than the pool's 10 s acquire timeout: a shorter outage
     // only makes queries wait for a connection, and the workers' own backoff never runs.
+    // The outage itself is the scenario, so its length is a plain wait.
     let down = Duration::from_secs(12);
     tokio::time::sleep(down).await;
     for w in &mut workers {
@@ -177,11 +212,11 @@ async fn postgres_restarted_mid_job() {
             w.name
         );
     }
-    server.start().await;
+    world.server.start().await;
     let restarted = Instant::now();
 
-    let took = wait_job_done(&store, job, Duration::from_secs(30)).await;
-    check_invariants(&store, job, &domains, 3).await;
+    let took = wait_job_done(&world.store, job, Duration::from_secs(30)).await;
+    check_invariants(&world.store, job, &domains, 3).await;
     let mut complaints = Vec::new();
     for w in &workers {
         let n: usize = [
@@ -197,9 +232,7 @@ async fn postgres_restarted_mid_job() {
     }
     let mut finished = 0;
     for w in &mut workers {
-        w.signal("TERM");
-        let status = w.wait_exit(Duration::from_secs(10)).await;
-        assert_eq!(status.and_then(|s| s.code()), Some(0), "{} exits 0", w.name);
+        w.terminate(Duration::from_secs(10)).await;
         finished += w.finished();
     }
     assert_eq!(finished, domains.len() as u64, "each row finished once");
@@ -210,7 +243,7 @@ async fn postgres_restarted_mid_job() {
         before.total,
         restarted.elapsed()
     );
-    db.drop_db().await;
+    world.db.drop_db().await;
 }
 
 /// SIGTERM while PostgreSQL is down: the worker cannot record or release, so it must not wait
@@ -218,36 +251,26 @@ async fn postgres_restarted_mid_job() {
 /// the database is back, another worker finishes the job and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_postgres_is_down_exits_in_time() {
-    let Some(bin) = std::env::var_os("FAULTS_PG_BIN").filter(|b| !b.is_empty()) else {
-        crate::services::available(
-            "FAULTS_PG_BIN (the directory holding initdb and pg_ctl)",
-            false,
-        );
+    let Some(mut world) = Outage::prepare(Duration::from_millis(800)).await else {
         return;
     };
-    let _serial = one_at_a_time().await;
-    let server = PgServer::init(PathBuf::from(bin)).await;
-    server.start().await;
-    let db = PgDb::create(&server.admin_url()).await;
-    let store = migrated_store(&db.url).await;
-    let internet = FakeInternet::start(Sites::every_host(Duration::from_millis(800))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut env = base_env(&db.url, &internet.resolve(&[]));
     let grace = Duration::from_secs(1);
-    env.insert("WORKER_LEASE_SECS".into(), "3".into());
-    env.insert("SHUTDOWN_GRACE_SECS".into(), grace.as_secs().to_string());
-    let mut a = Proc::spawn("worker-a", &["worker"], &env, dir.path());
+    world.env.insert("WORKER_LEASE_SECS".into(), "3".into());
+    world
+        .env
+        .insert("SHUTDOWN_GRACE_SECS".into(), grace.as_secs().to_string());
+    let mut a = Proc::spawn("worker-a", &["worker"], &world.env, world.dir.path());
     let owner_a = a.owner(Duration::from_secs(30)).await;
 
     let domains = domains("pgdown", 24, 10);
-    let job = create_job(&store, &domains).await;
+    let job = create_job(&world.store, &domains).await;
     wait_for(
         "A to have rows in flight",
         Duration::from_secs(20),
-        || async { crate::harness::leased_by(&store, owner_a).await == 8 },
+        || async { crate::harness::leased_by(&world.store, owner_a).await == 8 },
     )
     .await;
-    server.stop().await;
+    world.server.stop().await;
     let start = Instant::now();
     a.signal("TERM");
     let status = a.wait_exit(grace + Duration::from_secs(3)).await;
@@ -259,15 +282,15 @@ async fn sigterm_while_postgres_is_down_exits_in_time() {
         a.log()
     );
 
-    server.start().await;
-    let b = Proc::spawn("worker-b", &["worker"], &env, dir.path());
+    world.server.start().await;
+    let b = Proc::spawn("worker-b", &["worker"], &world.env, world.dir.path());
     b.owner(Duration::from_secs(30)).await;
-    let took = wait_job_done(&store, job, Duration::from_secs(30)).await;
-    check_invariants(&store, job, &domains, 3).await;
+    let took = wait_job_done(&world.store, job, Duration::from_secs(30)).await;
+    check_invariants(&world.store, job, &domains, 3).await;
     eprintln!(
         "pg down at SIGTERM: worker exited 0 in {exited_in:?} (grace {grace:?}); after the \
          restart another worker finished the job in {took:?}"
     );
     drop(b);
-    db.drop_db().await;
+    world.db.drop_db().await;
 }

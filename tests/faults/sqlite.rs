@@ -3,22 +3,12 @@
 
 use crate::fake::{FakeInternet, Sites};
 use crate::harness::{
-    Proc, assert_leases_honoured, base_env, check_invariants, job_row, leased_by, leases_of,
-    migrated_store, one_at_a_time, rows, wait_for,
+    Proc, assert_orphans_redone, base_env, job_row, kill_mid_job, migrated_store, one_at_a_time,
+    submit, wait_for,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
-use uuid::Uuid;
-
-/// A free port on loopback for a child's API (the child binds it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn get_job(http: &reqwest::Client, base: &str, job: &str) -> Option<Value> {
     let response = http.get(format!("{base}/jobs/{job}")).send().await.ok()?;
@@ -36,49 +26,23 @@ async fn sqlite_serve_killed_and_restarted_resumes_the_job() {
     let delay = Duration::from_millis(500);
     let internet = FakeInternet::start(Sites::every_host(delay)).await;
     let lease = Duration::from_secs(2);
-    let mut env = base_env(&url, &internet.resolve(&[]));
-    env.insert("PORT".into(), free_port().to_string());
-    let base = format!("http://127.0.0.1:{}", env["PORT"]);
+    let env = base_env(&url, &internet.resolve(&[]));
     let mut first = Proc::spawn("serve-1", &["serve"], &env, dir.path());
     let owner = first.owner(Duration::from_secs(30)).await;
-    let http = reqwest::Client::new();
-    wait_for("the API", Duration::from_secs(30), || async {
-        http.get(format!("{base}/healthz")).send().await.is_ok()
-    })
-    .await;
-
+    let base = first.api_base(Duration::from_secs(30)).await;
     let domains = crate::harness::domains("sqlite", 60, 7);
-    let response = http
-        .post(format!("{base}/jobs"))
-        .json(&json!({"client_id": "faults", "domains": domains}))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{response:?}");
-    let body: Value = response.json().await.unwrap();
-    let job_id = body["job_id"].as_str().unwrap().to_owned();
-    let job: Uuid = job_id.parse().unwrap();
+    let job = submit(&base, "faults", &domains).await;
+    let job_id = job.to_string();
 
-    wait_for(
-        "the first process to be mid-job",
-        Duration::from_secs(30),
-        || async {
-            let j = job_row(&store, job).await;
-            j.completed + j.failed >= 8 && leased_by(&store, owner).await >= 4
-        },
-    )
-    .await;
-    first.kill9();
+    let leases = kill_mid_job(&mut first, owner, &store, job, (8, 4)).await;
     let killed = Instant::now();
-    let leases = leases_of(&store, owner).await;
     let orphaned = leases.len();
-    assert!(orphaned > 0, "the dead process's leases outlive it");
     let before = job_row(&store, job).await;
 
-    env.insert("PORT".into(), free_port().to_string());
-    let base = format!("http://127.0.0.1:{}", env["PORT"]);
     let second = Proc::spawn("serve-2", &["serve"], &env, dir.path());
     second.owner(Duration::from_secs(30)).await;
+    let base = second.api_base(Duration::from_secs(30)).await;
+    let http = reqwest::Client::new();
     wait_for(
         "the job to complete through the restarted API",
         Duration::from_secs(60),
@@ -92,17 +56,7 @@ async fn sqlite_serve_killed_and_restarted_resumes_the_job() {
     let took = killed.elapsed();
     // The orphaned rows waited for their leases: each was finished only after the lease it
     // held at the kill ran out (the restarted process starts sooner than that).
-    assert_leases_honoured(&store, job, &leases).await;
-    check_invariants(&store, job, &domains, 3).await;
-    let retried = rows(&store, job)
-        .await
-        .iter()
-        .filter(|r| r.tries == 2)
-        .count();
-    assert!(
-        retried >= 1 && retried <= orphaned,
-        "the dead process's rows were tried again ({retried} of {orphaned})"
-    );
+    let retried = assert_orphans_redone(&store, job, &domains, &leases).await;
     eprintln!(
         "sqlite: killed with {} of {} done and {orphaned} rows leased; restarted, done {took:?} \
          after the kill (lease {lease:?}), {retried} rows tried twice",

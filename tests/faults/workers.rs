@@ -2,8 +2,8 @@
 
 use crate::fake::{FakeInternet, Sites};
 use crate::harness::{
-    PgDb, Proc, assert_leases_honoured, base_env, check_invariants, create_job, domains, job_row,
-    leased_by, leases_of, migrated_store, one_at_a_time, postgres_url, rows, wait_for,
+    PgDb, Proc, assert_orphans_redone, base_env, check_invariants, create_job, domains, job_row,
+    kill_mid_job, leased_by, migrated_store, one_at_a_time, postgres_url, rows, wait_for,
     wait_job_done,
 };
 use favicon_finder::entities::result::ResultStatus;
@@ -45,36 +45,15 @@ async fn sigkill_one_of_two_workers_mid_job() {
 
     let domains = domains("kill9", 120, 10);
     let job = create_job(&store, &domains).await;
-    wait_for(
-        "worker A to hold leases after some rows finished",
-        Duration::from_secs(30),
-        || async {
-            let j = job_row(&store, job).await;
-            j.completed + j.failed >= 16 && leased_by(&store, owner_a).await >= 4
-        },
-    )
-    .await;
-    a.kill9();
-    let leases = leases_of(&store, owner_a).await;
+    let leases = kill_mid_job(&mut a, owner_a, &store, job, (16, 4)).await;
     let orphaned = leases.len();
     let j = job_row(&store, job).await;
     let remaining = (j.total - j.completed - j.failed) as u32;
-    assert!(orphaned > 0, "the killed worker held leases");
 
     let took = wait_job_done(&store, job, Duration::from_secs(60)).await;
     // Worker B was claiming all along: it must have left A's rows alone until their leases
     // ran out.
-    assert_leases_honoured(&store, job, &leases).await;
-    check_invariants(&store, job, &domains, 3).await;
-    let retried = rows(&store, job)
-        .await
-        .iter()
-        .filter(|r| r.tries == 2)
-        .count();
-    assert!(
-        retried >= 1 && retried <= orphaned,
-        "the killed worker's rows were tried again ({retried} of {orphaned} orphaned)"
-    );
+    let retried = assert_orphans_redone(&store, job, &domains, &leases).await;
     // Leases expire at most `lease` after the kill; then one worker drains what is left.
     let drain = delay * remaining.div_ceil(concurrency);
     let bound = lease + drain * 2 + Duration::from_secs(5);
@@ -152,13 +131,7 @@ async fn sigterm_releases_rows_at_once() {
         took < lease / 2,
         "done in {took:?}: the released rows did not wait for a lease"
     );
-    b.signal("TERM");
-    assert_eq!(
-        b.wait_exit(Duration::from_secs(10))
-            .await
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    b.terminate(Duration::from_secs(10)).await;
     assert_eq!(a.finished() + b.finished(), domains.len() as u64);
     db.drop_db().await;
 }
@@ -198,9 +171,7 @@ async fn three_workers_share_a_big_job_and_fetch_each_domain_once() {
 
     let mut shares = Vec::new();
     for w in &mut workers {
-        w.signal("TERM");
-        let status = w.wait_exit(Duration::from_secs(10)).await;
-        assert_eq!(status.and_then(|s| s.code()), Some(0), "{} exits 0", w.name);
+        w.terminate(Duration::from_secs(10)).await;
         shares.push(w.finished());
     }
     eprintln!(
@@ -264,12 +235,14 @@ async fn frozen_worker_resumed_after_takeover_changes_nothing() {
     )
     .await;
     a.signal("CONT");
-    // A gets its (first) answers and writes them; B's answers are still seconds away.
+    // A gets its (first) answers and writes them; B's answers are still seconds away. A
+    // stopped (it finishes its rows in flight and writes their outcomes before it exits) has
+    // made every write it ever will.
     wait_for("A's answers", Duration::from_secs(10), || async {
         domains.iter().all(|d| internet.answered(d, "/") >= 1)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.terminate(Duration::from_secs(10)).await;
     assert!(
         domains.iter().all(|d| internet.answered(d, "/") == 1),
         "B's answers came too early for this check"
@@ -300,11 +273,7 @@ async fn frozen_worker_resumed_after_takeover_changes_nothing() {
         "B's outcome is the one recorded"
     );
     assert_eq!(job_row(&store, job).await.completed, domains.len() as i32);
-    for w in [&mut a, &mut b] {
-        w.signal("TERM");
-        let status = w.wait_exit(Duration::from_secs(10)).await;
-        assert_eq!(status.and_then(|s| s.code()), Some(0), "{} exits 0", w.name);
-    }
+    b.terminate(Duration::from_secs(10)).await;
     assert_eq!((a.finished(), b.finished()), (0, domains.len() as u64));
     eprintln!("stale: 10 rows fetched twice, recorded once, by the lease holder");
     db.drop_db().await;

@@ -6,6 +6,7 @@
 //! match on English messages. This extension gives each one the code of the phase it failed
 //! in; the HTTP layer does the same for bodies that are not JSON or are too large.
 
+use crate::error::Code;
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
     NextValidation,
@@ -15,17 +16,6 @@ use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Varia
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::sync::Arc;
-
-/// The query text is not GraphQL.
-pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-/// The query does not fit the schema (unknown field, missing argument, …).
-pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-/// Deeper than `GRAPHQL_MAX_DEPTH`.
-pub const QUERY_TOO_DEEP: &str = "QUERY_TOO_DEEP";
-/// More complex than `GRAPHQL_MAX_COMPLEXITY`.
-pub const QUERY_TOO_COMPLEX: &str = "QUERY_TOO_COMPLEX";
-/// A value that does not fit its argument's type, or another request-level error.
-pub const INVALID_INPUT: &str = crate::error::code::INVALID_INPUT;
 
 /// Installs `ErrorCodes` on a schema.
 pub struct ErrorCodesFactory;
@@ -45,24 +35,24 @@ fn has_code(err: &ServerError) -> bool {
         .is_some_and(|e| e.get("code").is_some())
 }
 
-fn with_code(mut err: ServerError, code: &str) -> ServerError {
+fn with_code(mut err: ServerError, code: Code) -> ServerError {
     if !has_code(&err) {
         err.extensions
             .get_or_insert_with(Default::default)
-            .set("code", code);
+            .set("code", code.as_str());
     }
     err
 }
 
 /// The code of an error async-graphql's validation returned: its limits are only told
 /// apart by their messages ("Query is nested too deep.", "Query is too complex.").
-fn validation_code(err: &ServerError) -> &'static str {
+fn validation_code(err: &ServerError) -> Code {
     if err.message.contains("nested too deep") {
-        QUERY_TOO_DEEP
+        Code::QueryTooDeep
     } else if err.message.contains("too complex") {
-        QUERY_TOO_COMPLEX
+        Code::QueryTooComplex
     } else {
-        VALIDATION_FAILED
+        Code::GraphqlValidationFailed
     }
 }
 
@@ -70,7 +60,7 @@ fn coded(mut response: Response) -> Response {
     response.errors = response
         .errors
         .into_iter()
-        .map(|e| with_code(e, INVALID_INPUT))
+        .map(|e| with_code(e, Code::InvalidInput))
         .collect();
     response
 }
@@ -99,7 +89,7 @@ impl Extension for ErrorCodes {
     ) -> ServerResult<ExecutableDocument> {
         next.run(ctx, query, variables)
             .await
-            .map_err(|e| with_code(e, PARSE_FAILED))
+            .map_err(|e| with_code(e, Code::GraphqlParseFailed))
     }
 
     async fn validation(

@@ -1,31 +1,21 @@
 //! The GraphQL API: `createJob`, `job`, `jobs` and paginated `results`.
 //!
-//! Types here are views over the store's rows; every rule (validation, paging, not-found)
-//! lives in `jobs` and is shared with the REST API. Layout: `types` (the objects and inputs),
+//! Resolvers parse their arguments, call the core ([`crate::jobs::Jobs`]) and map the answer;
+//! every rule (validation, paging, not-found) lives there and is shared with the REST API. Layout: `types` (the objects and inputs),
 //! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error).
 
 use crate::api::AppState;
-use crate::entities::job::JobStatus;
-use crate::entities::result::{self as result_entity, ResultStatus};
-use crate::error::AppError;
-use crate::events::{COALESCE, ProgressEvent};
-use crate::finder::Candidate as FoundCandidate;
-use crate::jobs::{self, Entry, Fields, JobView, Page};
+use crate::auth::Caller;
+use crate::error::{AppError, Code};
+use crate::jobs::{self, Entry, Fields, JobView, NewJob, ResultPage};
+use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast;
 
 /// The assembled schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
-
-/// A subscriber that heard nothing for this long re-reads the job from the database, so a
-/// lost pub/sub message never leaves a client waiting.
-pub const IDLE_REREAD: Duration = Duration::from_secs(3);
-/// Finished domains fetched from the database after a re-read, at most.
-pub(super) const REREAD_RESULTS: u64 = 1_000;
 
 /// Builds the schema; resolvers reach the service through the [`AppState`] in its data
 /// (none when only the SDL is wanted).
@@ -33,6 +23,13 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder =
         Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(ErrorCodesFactory);
     match state {
+        // INTROSPECTION=false: the schema is not browsable by whoever holds a key.
+        Some(state) if !state.config.introspection => builder
+            .disable_introspection()
+            .limit_depth(state.config.graphql_max_depth)
+            .limit_complexity(state.config.graphql_max_complexity)
+            .data(state)
+            .finish(),
         Some(state) => builder
             .limit_depth(state.config.graphql_max_depth)
             .limit_complexity(state.config.graphql_max_complexity)
@@ -69,7 +66,7 @@ impl ConnectionSubscriptions {
         match taken {
             Ok(_) => Ok(ConnectionSlot(self.running.clone())),
             Err(_) => Err(AppError::bad_request(
-                crate::error::code::TOO_MANY_SUBSCRIPTIONS,
+                Code::TooManySubscriptions,
                 format!(
                     "this connection already runs {} subscriptions, the most allowed (WS_MAX_SUBSCRIPTIONS); open another connection or stop one",
                     self.limit
@@ -102,7 +99,7 @@ mod types;
 pub use errors::ErrorCodesFactory;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
-pub use subscription::{JobProgress, ProgressResult, SubscriptionRoot};
+pub use subscription::{JobProgress, SubscriptionRoot};
 pub use types::*;
 
 /// The complexity of a paged field: what is selected under it counts once per row the page
@@ -110,9 +107,21 @@ pub use types::*;
 /// `GRAPHQL_MAX_COMPLEXITY`. An out-of-range `perPage` is refused by the resolver; here it
 /// counts as the nearest legal size.
 pub(super) fn page_cost(per_page: i64, child_complexity: usize) -> usize {
-    let rows = per_page.clamp(1, jobs::MAX_PER_PAGE as i64) as usize;
+    let rows = per_page.clamp(1, crate::model::MAX_PER_PAGE as i64) as usize;
     rows.saturating_mul(child_complexity).saturating_add(1)
 }
+
+/// Who asked: the door put the [`Caller`] in an HTTP request's data, `connection_init` in a
+/// WebSocket's. A request without one was let through by mistake, so it is refused.
+pub(super) fn caller<'a>(c: &'a Context<'_>) -> Result<&'a Caller> {
+    c.data_opt::<Caller>()
+        .ok_or_else(|| AppError::Unauthorized("an API key is required".into()).into_graphql())
+}
+
+/// The address an HTTP request came from (after `TRUSTED_PROXY_HEADERS`), in its data: a
+/// caller without a key is held to the hourly allowances per address too.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceIp(pub std::net::IpAddr);
 
 /// The [`AppState`] in the schema's data.
 pub(super) fn ctx<'a>(c: &'a Context<'_>) -> &'a AppState {

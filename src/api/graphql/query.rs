@@ -10,25 +10,30 @@ impl QueryRoot {
     /// One job by id.
     async fn job(&self, c: &Context<'_>, id: ID) -> Result<Job> {
         let id = jobs::parse_job_id(&id).map_err(AppError::into_graphql)?;
-        let view = ctx(c).jobs.find(id).await.map_err(AppError::into_graphql)?;
+        let view = ctx(c)
+            .jobs
+            .find(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
         Ok(view.into())
     }
 
-    /// A client's jobs, newest first.
+    /// The caller's jobs, newest first. With an API key `clientId` may be left out; if given
+    /// it must be the key's client (an admin key may name any).
     #[graphql(complexity = "page_cost(per_page, child_complexity)")]
     async fn jobs(
         &self,
         c: &Context<'_>,
-        client_id: String,
+        client_id: Option<String>,
         #[graphql(default = 1)] page: i64,
         #[graphql(default = 20)] per_page: i64,
     ) -> Result<JobPage> {
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
         let (views, total) = ctx(c)
             .jobs
-            .jobs_for_client(client_id.trim(), page)
+            .jobs_for_client(caller(c)?, client_id.as_deref(), page)
             .await
-            .map_err(|e| AppError::from(e).into_graphql())?;
+            .map_err(AppError::into_graphql)?;
         Ok(JobPage {
             jobs: views.into_iter().map(Into::into).collect(),
             page: page.page as i32,
@@ -48,17 +53,10 @@ impl QueryRoot {
     ) -> Result<ResultPage> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
-        let core = &ctx(c).jobs;
-        let view = core.find(id).await.map_err(AppError::into_graphql)?;
-        let rows = core
-            .results_page(id, page)
+        ctx(c)
+            .jobs
+            .results(caller(c)?, id, page)
             .await
-            .map_err(|e| AppError::from(e).into_graphql())?;
-        Ok(ResultPage {
-            results: rows.into_iter().map(Into::into).collect(),
-            page: page.page as i32,
-            per_page: page.per_page as i32,
-            total: view.job.total,
-        })
+            .map_err(AppError::into_graphql)
     }
 }

@@ -1,12 +1,16 @@
-//! The GraphQL objects and inputs: views over the store's rows and the finder's candidates.
+//! The GraphQL objects and inputs of jobs. A result is [`crate::model::ResultView`] (GraphQL
+//! `Result`) and a page of them [`crate::jobs::ResultPage`], shared with REST.
 
 use super::*;
 
 /// A job: a batch of domains being searched.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Job {
     /// The job id.
     id: ID,
+    #[graphql(skip)]
+    job_id: uuid::Uuid,
     /// The submitting client's `clientId`.
     client_id: String,
     /// Life-cycle state.
@@ -31,6 +35,7 @@ impl From<JobView> for Job {
         let job = view.job;
         Self {
             id: ID(job.id.to_string()),
+            job_id: job.id,
             client_id: view.client_name,
             status: job.status,
             progress,
@@ -43,140 +48,14 @@ impl From<JobView> for Job {
     }
 }
 
-/// Where a candidate icon was found.
-#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
-#[graphql(name = "CandidateSource", remote = "crate::finder::CandidateSource")]
-pub enum CandidateSourceGql {
-    /// `<link rel=icon>` or `shortcut icon`.
-    Icon,
-    /// `apple-touch-icon` (or `-precomposed`).
-    AppleTouch,
-    /// `rel=fluid-icon`.
-    FluidIcon,
-    /// Safari's `mask-icon` (never chosen).
-    MaskIcon,
-    /// The web app manifest.
-    Manifest,
-    /// `msapplication-TileImage`.
-    Tile,
-    /// A well-known path such as `/favicon.ico`.
-    DefaultPath,
-}
-
-/// A possible icon and what verification found.
-#[derive(SimpleObject)]
-#[graphql(name = "Candidate")]
-pub struct CandidateGql {
-    /// Absolute URL (http, https or data).
-    url: String,
-    /// Where it was found.
-    source: CandidateSourceGql,
-    /// Declared `sizes`, as written.
-    declared_sizes: Option<String>,
-    /// Declared `type`, as written.
-    declared_type: Option<String>,
-    /// Found in `<body>` rather than `<head>`.
-    in_body: bool,
-    /// Sniffed mime, when fetched and an image.
-    mime: Option<String>,
-    /// Real width, when verified.
-    width: Option<i32>,
-    /// Real height, when verified.
-    height: Option<i32>,
-    /// Why it was rejected, when it was.
-    error: Option<String>,
-    /// The declared `media` query, as written (an icon for a non-default colour scheme is
-    /// chosen only when nothing else is).
-    media: Option<String>,
-}
-
-impl From<FoundCandidate> for CandidateGql {
-    fn from(c: FoundCandidate) -> Self {
-        Self {
-            url: c.url,
-            source: c.source.into(),
-            declared_sizes: c.declared_sizes,
-            declared_type: c.declared_type,
-            in_body: c.in_body,
-            mime: c.mime,
-            width: c.width.map(|w| w as i32),
-            height: c.height.map(|h| h as i32),
-            error: c.error,
-            media: c.media,
-        }
+#[async_graphql::ComplexObject]
+impl Job {
+    /// A signed link to the job's CSV that works without a key (a browser can open it) until
+    /// it expires (`DOWNLOAD_URL_TTL_SECS`, 15 minutes by default); absolute under
+    /// `PUBLIC_URL` when that is set, a path otherwise.
+    async fn download_url(&self, c: &Context<'_>) -> String {
+        crate::api::download_url(ctx(c), self.job_id)
     }
-}
-
-/// The outcome for one domain of a job.
-#[derive(SimpleObject)]
-#[graphql(name = "Result")]
-pub struct ResultGql {
-    /// The normalised domain.
-    domain: String,
-    /// The chosen icon, on success.
-    favicon_url: Option<String>,
-    /// `PENDING`, `SUCCESS` or `FAILED`.
-    status: ResultStatus,
-    /// Category and human message, on failure.
-    error: Option<String>,
-    /// The failure category code (`dns`, `timeout`, `no_icon`, ...).
-    error_code: Option<String>,
-    /// Tries so far.
-    tries: i32,
-    /// The home page after redirects.
-    final_url: Option<String>,
-    /// Sniffed mime of the chosen icon.
-    mime: Option<String>,
-    /// Real width of the chosen icon.
-    width: Option<i32>,
-    /// Real height of the chosen icon.
-    height: Option<i32>,
-    /// When the stored outcome was fetched (for a cached one, by the earlier job).
-    fetched_at: Option<DateTime<Utc>>,
-    /// Copied from an earlier job's result instead of fetched.
-    cached: bool,
-    /// Every candidate found, in rank order (at most a fixed number; see `candidatesDropped`).
-    candidates: Vec<CandidateGql>,
-    /// How many more candidates the page declared than `candidates` holds.
-    candidates_dropped: i32,
-}
-
-impl From<result_entity::Model> for ResultGql {
-    fn from(row: result_entity::Model) -> Self {
-        let candidates: Vec<FoundCandidate> = row
-            .candidates
-            .and_then(|json| serde_json::from_value(json).ok())
-            .unwrap_or_default();
-        Self {
-            domain: row.domain,
-            favicon_url: row.favicon_url,
-            status: row.status,
-            error: row.error,
-            error_code: row.error_code,
-            tries: row.tries,
-            final_url: row.final_url,
-            mime: row.mime,
-            width: row.width,
-            height: row.height,
-            fetched_at: row.fetched_at,
-            cached: row.cached,
-            candidates: candidates.into_iter().map(Into::into).collect(),
-            candidates_dropped: row.candidates_dropped,
-        }
-    }
-}
-
-/// One page of a job's results, in submission order.
-#[derive(SimpleObject)]
-pub struct ResultPage {
-    /// The results on this page.
-    pub(super) results: Vec<ResultGql>,
-    /// This page's number (from 1).
-    pub(super) page: i32,
-    /// Page size.
-    pub(super) per_page: i32,
-    /// Results in the whole job.
-    pub(super) total: i32,
 }
 
 /// One page of a client's jobs, newest first.
@@ -195,8 +74,9 @@ pub struct JobPage {
 /// Input of `createJob`.
 #[derive(InputObject)]
 pub struct CreateJobInput {
-    /// The caller's name for itself.
-    pub client_id: String,
+    /// The client the job is for. With an API key it may be left out (the key names the
+    /// client) and, if given, must be the key's client; without a key it is required.
+    pub client_id: Option<String>,
     /// Domains or URLs; normalised, and duplicates merged.
     pub domains: Vec<String>,
     /// Reuse a domain's result from an earlier job fetched at most this many seconds ago

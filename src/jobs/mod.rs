@@ -1,0 +1,386 @@
+//! The core: every use case the adapters (REST, GraphQL, health) call, and every rule they
+//! follow. An adapter parses its wire format, calls one method of [`Jobs`], and maps the
+//! answer; none of them reaches the store.
+//!
+//! - this module: the [`Jobs`] handle, the [`Rules`] it enforces, the rate check;
+//! - `input`: a job request's fields parsed into typed values;
+//! - `progress`: a job's progress as a stream (snapshot, live events, re-reads).
+
+mod input;
+mod progress;
+
+pub use input::{
+    Entry, Fields, MAX_CACHE_AGE_SECS, NewJob, parse_client_id, parse_domains, parse_job_id,
+    parse_max_age,
+};
+pub use progress::{IDLE_REREAD, REREAD_RESULTS};
+
+use crate::auth::{Caller, Scope};
+use crate::domain::Domain;
+use crate::error::{AppError, AppResult, Code};
+use crate::events::Events;
+use crate::model::{Page, ProgressEvent, ResultColumns, ResultView};
+use crate::store::{CachePolicy, Store};
+use futures::Stream;
+use sea_orm::DbErr;
+use serde::Serialize;
+use std::net::IpAddr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A job with its client's name, as the APIs show it.
+pub use crate::store::JobView;
+
+/// Per-client allowances over a rolling hour (0 means no limit).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RateLimits {
+    /// Jobs per hour.
+    pub jobs_per_hour: u64,
+    /// Domains per hour.
+    pub domains_per_hour: u64,
+}
+
+/// What the core enforces, from the configuration (`app` builds it; the core reads no
+/// environment).
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    /// The most distinct domains one job may hold (`MAX_DOMAINS_PER_JOB`).
+    pub max_domains_per_job: usize,
+    /// Per-client allowances.
+    pub rate_limits: RateLimits,
+    /// Reuse an earlier success fetched at most this long ago, unless a job asks otherwise.
+    pub cache_max_age: Duration,
+    /// Reuse an earlier permanent failure fetched at most this long ago.
+    pub cache_failure_max_age: Duration,
+    /// About how many bytes of CSV one chunk of an export holds.
+    pub export_chunk_bytes: usize,
+}
+
+impl RateLimits {
+    /// Refuses one more job of `domains` domains after `usage` (jobs, domains, the oldest
+    /// job's time) in the last hour; `who` names the client or address in the message.
+    fn check(
+        &self,
+        who: &str,
+        (jobs, submitted, oldest): (u64, u64, Option<chrono::DateTime<chrono::Utc>>),
+        domains: usize,
+    ) -> AppResult<()> {
+        let hour = chrono::Duration::hours(1);
+        let retry_after_secs = oldest
+            .map(|t| (t + hour - crate::store::now()).num_seconds().max(1) as u64)
+            .unwrap_or(1);
+        if self.jobs_per_hour > 0 && jobs >= self.jobs_per_hour {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "{who} created {jobs} jobs in the last hour; the limit is {}",
+                    self.jobs_per_hour
+                ),
+                retry_after_secs,
+            });
+        }
+        if self.domains_per_hour > 0 && submitted + domains as u64 > self.domains_per_hour {
+            return Err(AppError::RateLimited {
+                message: format!(
+                    "{who} submitted {submitted} domains in the last hour; {domains} more would pass the limit of {}",
+                    self.domains_per_hour
+                ),
+                retry_after_secs,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Rules {
+    /// The cross-job cache policy for a job, from its own `max_age_seconds` or the default.
+    fn cache_policy(&self, max_age_secs: Option<u64>) -> CachePolicy {
+        let max_age = max_age_secs.map_or(self.cache_max_age, Duration::from_secs);
+        CachePolicy {
+            max_age,
+            failure_max_age: self.cache_failure_max_age.min(max_age),
+        }
+    }
+}
+
+/// One page of a job's results, in submission order; REST answers it as is.
+#[derive(Clone, Debug, Serialize, async_graphql::SimpleObject)]
+pub struct ResultPage {
+    /// The results on this page.
+    pub results: Vec<ResultView>,
+    /// This page's number (from 1).
+    pub page: u64,
+    /// Page size.
+    pub per_page: u64,
+    /// Results in the whole job.
+    pub total: i32,
+}
+
+/// Who an admitted on-demand lookup is recorded for (see [`Jobs::admit_lookup`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupPayer {
+    /// The client whose one-domain job the lookup becomes.
+    pub client_id: String,
+    /// The address kept on that job, for a caller without a key.
+    pub source_ip: Option<IpAddr>,
+}
+
+/// The core's handle; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    store: Store,
+    /// Wakes the workers when a job has work left, and carries progress to subscribers.
+    events: Events,
+    rules: Rules,
+}
+
+impl Jobs {
+    /// The use cases over this database and these events, under these rules.
+    pub fn new(store: Store, events: Events, rules: Rules) -> Self {
+        Self {
+            store,
+            events,
+            rules,
+        }
+    }
+
+    /// The most domains a job may hold: a wire format that reads entries one by one stops
+    /// reading after this many.
+    pub fn max_domains_per_job(&self) -> usize {
+        self.rules.max_domains_per_job
+    }
+
+    /// Creates a job for `caller`, who needs the `submit` scope. The client comes from the
+    /// caller's key (a `client_id` sent as well must name it; see [`Caller::client_for`]);
+    /// without a key it is the `client_id` sent. Then the domains and the cache age are
+    /// checked (each error names the field as the caller's API does), then the hourly
+    /// allowances: the client's, and for a caller without a key also its address's. The job
+    /// is created with whatever the cache answers, and the workers are woken unless it
+    /// answered every domain.
+    pub async fn submit(&self, caller: &Caller, request: NewJob<'_>) -> AppResult<JobView> {
+        caller.require(Scope::Submit)?;
+        let fields = request.fields;
+        let requested = request
+            .client_id?
+            .map(|raw| parse_client_id(raw, fields))
+            .transpose()?;
+        let client_id = match (caller, requested) {
+            (Caller::Anonymous, None) => {
+                return Err(AppError::bad_request(
+                    Code::InvalidInput,
+                    format!("{} is required when no API key is sent", fields.client_id),
+                ));
+            }
+            (caller, requested) => caller.client_for(requested.as_deref())?,
+        };
+        let domains = parse_domains(
+            request.domains?.into_iter(),
+            self.rules.max_domains_per_job,
+            fields,
+        )?;
+        let max_age = parse_max_age(request.max_age_seconds?, fields)?;
+        let cache = self.rules.cache_policy(max_age);
+        // Only a caller without a key can write any client_id, so only its address is counted
+        // (and kept on the job).
+        let source_ip = match caller {
+            Caller::Anonymous => request.source_ip,
+            _ => None,
+        };
+        self.check_rate(&client_id, source_ip, domains.len())
+            .await?;
+        self.create(&client_id, source_ip, &domains, cache).await
+    }
+
+    /// Refuses a new job of `domains` domains when the client, or the address `source_ip`,
+    /// is over an hourly allowance.
+    ///
+    /// Counted from the job table, so the limit holds across every API process of a fleet;
+    /// two requests racing at the very edge may both pass.
+    async fn check_rate(
+        &self,
+        client_id: &str,
+        source_ip: Option<IpAddr>,
+        domains: usize,
+    ) -> AppResult<()> {
+        let limits = self.rules.rate_limits;
+        if limits.jobs_per_hour == 0 && limits.domains_per_hour == 0 {
+            return Ok(());
+        }
+        // Waiting cannot help a job bigger than the whole allowance, so this is not a 429
+        // with a Retry-After that would send clients into a retry loop.
+        if limits.domains_per_hour > 0 && domains as u64 > limits.domains_per_hour {
+            return Err(AppError::bad_request(
+                Code::TooManyDomains,
+                format!(
+                    "this job alone has {domains} domains, more than the {} a client may submit \
+                     per hour (RATE_LIMIT_DOMAINS_PER_HOUR); split it into smaller jobs",
+                    limits.domains_per_hour
+                ),
+            ));
+        }
+        let since = crate::store::now() - chrono::Duration::hours(1);
+        let usage = self.store.client_usage_since(client_id, since).await?;
+        limits.check(&format!("client {client_id:?}"), usage, domains)?;
+        if let Some(ip) = source_ip {
+            let usage = self.store.address_usage_since(ip, since).await?;
+            limits.check(&format!("address {ip}"), usage, domains)?;
+        }
+        Ok(())
+    }
+
+    /// Creates a job from validated input and wakes the workers (unless the cache answered
+    /// all).
+    async fn create(
+        &self,
+        client_id: &str,
+        source_ip: Option<IpAddr>,
+        domains: &[Domain],
+        cache: CachePolicy,
+    ) -> AppResult<JobView> {
+        let view = self
+            .store
+            .create_job_from(client_id, source_ip, domains, cache)
+            .await?;
+        let cached = view.job.completed + view.job.failed;
+        if cached < view.job.total {
+            self.events.notify_work();
+        }
+        let _span = tracing::info_span!("job", job_id = %view.job.id).entered();
+        tracing::info!(client_id, total = view.job.total, cached, "job created");
+        Ok(view)
+    }
+
+    /// The cross-job cache policy of a job that asks for no age of its own.
+    pub fn default_cache(&self) -> CachePolicy {
+        self.rules.cache_policy(None)
+    }
+
+    /// Admits an on-demand lookup of one domain (`/icons/{domain}?find=1`) for `caller`: the
+    /// same permission as creating a job (`submit`), and counted as a one-domain job against
+    /// the hourly allowances of whoever pays for it, which this returns. With a key that is
+    /// the key's client; without one (`AUTH_MODE=off`) it is `keyless_client`, shared by every
+    /// such caller, and the caller's address `source_ip`, as for a job created without a key.
+    pub async fn admit_lookup(
+        &self,
+        caller: &Caller,
+        source_ip: Option<IpAddr>,
+        keyless_client: &str,
+    ) -> AppResult<LookupPayer> {
+        caller.require(Scope::Submit)?;
+        let payer = match caller {
+            Caller::Anonymous => LookupPayer {
+                client_id: keyless_client.to_owned(),
+                source_ip,
+            },
+            caller => LookupPayer {
+                client_id: caller.client_for(None)?,
+                source_ip: None,
+            },
+        };
+        self.check_rate(&payer.client_id, payer.source_ip, 1)
+            .await?;
+        Ok(payer)
+    }
+
+    /// A job `caller` may read (the `read` scope, and its own client's job unless it is an
+    /// admin), or `NOT_FOUND`.
+    pub async fn find(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+        caller.require(Scope::Read)?;
+        self.visible(caller, id).await
+    }
+
+    /// A job `caller` may see, or `NOT_FOUND`: a job of another client is answered exactly
+    /// as one that does not exist, so ids reveal nothing.
+    async fn visible(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+        match self.store.job(id).await? {
+            Some(view) if caller.can_see(id, &view.client_name) => Ok(view),
+            _ => Err(AppError::NotFound(format!("no job with id {id}"))),
+        }
+    }
+
+    /// One page of the caller's jobs, newest first, and how many there are in all. The
+    /// client is the key's; `requested` (GraphQL `clientId`) must name it, unless the caller
+    /// is an admin; without a key it is required.
+    pub async fn jobs_for_client(
+        &self,
+        caller: &Caller,
+        requested: Option<&str>,
+        page: Page,
+    ) -> AppResult<(Vec<JobView>, u64)> {
+        caller.require(Scope::Read)?;
+        let requested = requested.map(str::trim);
+        let client_id = match (caller, requested) {
+            (Caller::Anonymous, None) => {
+                return Err(AppError::bad_request(
+                    Code::InvalidInput,
+                    "clientId is required when no API key is sent",
+                ));
+            }
+            (caller, requested) => caller.client_for(requested)?,
+        };
+        Ok(self
+            .store
+            .jobs_for_client(&client_id, page.page, page.per_page)
+            .await?)
+    }
+
+    /// One page of a job's results, in submission order, or `NOT_FOUND` (as [`Jobs::find`]).
+    pub async fn results(&self, caller: &Caller, id: Uuid, page: Page) -> AppResult<ResultPage> {
+        let view = self.find(caller, id).await?;
+        let results = self
+            .store
+            .results_page(id, page.page, page.per_page)
+            .await?;
+        Ok(ResultPage {
+            results,
+            page: page.page,
+            per_page: page.per_page,
+            total: view.job.total,
+        })
+    }
+
+    /// Every result of a job for the export, in chunks of about `EXPORT_CHUNK_BYTES`, or
+    /// `NOT_FOUND` (as [`Jobs::find`]) before anything is read. A signed link to the job
+    /// stands in for the `read` scope.
+    pub async fn export(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> AppResult<impl Stream<Item = Result<Vec<ResultColumns>, DbErr>> + Send + use<>> {
+        if !matches!(caller, Caller::Link { .. }) {
+            caller.require(Scope::Read)?;
+        }
+        self.visible(caller, id).await?;
+        Ok(self.store.results_stream(id, self.rules.export_chunk_bytes))
+    }
+
+    /// A job's progress: its state now, then an event (at most about ten a second) carrying
+    /// the domains finished since the previous one, until the job's final state; or
+    /// `NOT_FOUND` (as [`Jobs::find`]). See `progress` for how nothing is missed.
+    pub async fn progress(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> AppResult<impl Stream<Item = ProgressEvent> + Send + use<>> {
+        progress::stream(self.clone(), caller, id).await
+    }
+
+    /// How many jobs are in each status, fleet-wide (a metrics gauge).
+    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
+        self.store.job_status_counts().await
+    }
+
+    /// Result rows waiting for a worker, and how many of them are leased now.
+    pub async fn queue_depth(&self) -> Result<(i64, i64), DbErr> {
+        self.store.queue_depth().await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.store.ping().await
+    }
+
+    /// Whether every migration has been applied.
+    pub async fn migrations_applied(&self) -> Result<bool, DbErr> {
+        self.store.migrations_applied().await
+    }
+}

@@ -1,0 +1,264 @@
+//! The vocabulary every layer shares: statuses, failure categories, a page request, what the
+//! finder found, the one view of a result, and the progress event.
+//!
+//! Nothing here does I/O or knows a layer above it: the store writes and reads these types,
+//! the core hands them to the adapters, the adapters serialise them. A value is typed from
+//! the edge on and serialised in one place: the statuses and categories are stored as text
+//! through SeaORM's active enums and shown by serde (REST, events) and async-graphql with the
+//! same lowercase words.
+
+mod outcome;
+mod view;
+
+pub use outcome::{
+    Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
+    IconBytes,
+};
+pub use view::{ResultColumns, ResultView};
+
+use crate::error::{AppError, AppResult, Code};
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The most results (or jobs) a page may hold.
+pub const MAX_PER_PAGE: u64 = 500;
+
+/// A validated page request (`page` from 1, `per_page` in 1..=500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// 1-based page number.
+    pub page: u64,
+    /// Items per page.
+    pub per_page: u64,
+}
+
+impl Page {
+    /// Validates page numbers from either API.
+    pub fn new(page: i64, per_page: i64) -> AppResult<Self> {
+        if page < 1 {
+            return Err(AppError::bad_request(
+                Code::InvalidPage,
+                format!("page must be 1 or more, got {page}"),
+            ));
+        }
+        if !(1..=MAX_PER_PAGE as i64).contains(&per_page) {
+            return Err(AppError::bad_request(
+                Code::InvalidPage,
+                format!("per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}"),
+            ));
+        }
+        Ok(Self {
+            page: page as u64,
+            per_page: per_page as u64,
+        })
+    }
+}
+
+/// Where a job is in its life.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    Serialize,
+    Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Some domains are still pending.
+    #[sea_orm(string_value = "processing")]
+    Processing,
+    /// Every domain finished and at least one has an icon.
+    #[sea_orm(string_value = "completed")]
+    Completed,
+    /// Every domain finished and none has an icon.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    /// Stopped on request before finishing.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
+}
+
+impl JobStatus {
+    /// The lowercase name used by the REST API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the job will change no more.
+    pub fn is_final(self) -> bool {
+        self != Self::Processing
+    }
+}
+
+/// Where one domain is.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    async_graphql::Enum,
+    Serialize,
+    Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    /// Not finished yet (queued, leased, or waiting for a retry).
+    #[default]
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// A verified favicon was found.
+    #[sea_orm(string_value = "success")]
+    Success,
+    /// Finished without a favicon.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl ResultStatus {
+    /// The lowercase name used by the REST API, the CSV and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The state of a job at one moment, with the domains finished since the previous event:
+/// what workers publish and `jobProgress` subscribers receive (over Redis as JSON).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgressEvent {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its status at that moment.
+    pub status: JobStatus,
+    /// Distinct domains in the job.
+    pub total: i32,
+    /// Finished with an icon.
+    pub completed: i32,
+    /// Finished without one.
+    pub failed: i32,
+    /// `floor(100 · (completed + failed) / total)`.
+    pub progress: i32,
+    /// Domains finished since the previous event, as every view shows a result.
+    pub finished: Vec<ResultColumns>,
+}
+
+impl ProgressEvent {
+    /// Whether the job is finished in this event.
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+
+    /// Domains finished, whatever the order events arrived in.
+    pub fn done(&self) -> i32 {
+        self.completed + self.failed
+    }
+
+    /// The same state without the finished domains.
+    pub fn counts_only(&self) -> Self {
+        Self {
+            finished: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Folds a later event into this one: the most advanced counters win (events from
+    /// several processes may arrive out of order) and finished domains accumulate. The one
+    /// coalescing rule, used by publishers and subscribers alike.
+    pub fn merge(&mut self, later: ProgressEvent) {
+        if later.done() >= self.done() || later.is_final() {
+            self.status = later.status;
+            self.total = later.total;
+            self.completed = later.completed;
+            self.failed = later.failed;
+            self.progress = later.progress;
+        }
+        self.finished.extend(later.finished);
+    }
+}
+
+/// Whether a background part of the process keeps up; `/healthz` asks it. The worker's
+/// recorder implements it, so the health endpoint needs no worker types.
+pub trait Liveness: Send + Sync {
+    /// Why the part is stuck, or `None` when it is fine.
+    fn stalled(&self) -> Option<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(status: JobStatus, completed: i32, failed: i32, domains: &[&str]) -> ProgressEvent {
+        ProgressEvent {
+            job_id: Uuid::nil(),
+            status,
+            total: 10,
+            completed,
+            failed,
+            progress: (completed + failed) * 10,
+            finished: domains
+                .iter()
+                .map(|d| ResultColumns {
+                    domain: (*d).into(),
+                    status: ResultStatus::Success,
+                    ..ResultColumns::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn merging_keeps_the_most_advanced_counts_and_every_domain() {
+        let mut merged = event(JobStatus::Processing, 2, 0, &["a", "b"]);
+        merged.merge(event(JobStatus::Processing, 5, 1, &["c"]));
+        // An older event from another process arrives late: counts stay, domains add up.
+        merged.merge(event(JobStatus::Processing, 3, 0, &["d"]));
+        assert_eq!((merged.completed, merged.failed), (5, 1));
+        let names: Vec<_> = merged.finished.iter().map(|f| f.domain.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        merged.merge(event(JobStatus::Completed, 9, 1, &["e"]));
+        assert!(merged.is_final());
+    }
+
+    #[test]
+    fn statuses_travel_as_the_stored_words() {
+        let json = serde_json::to_value(event(JobStatus::Completed, 1, 0, &["a"])).unwrap();
+        assert_eq!(json["status"], "completed");
+        assert_eq!(json["finished"][0]["status"], "success");
+        for status in [JobStatus::Processing, JobStatus::Cancelled] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(status.to_value(), status.as_str());
+        }
+        for status in [ResultStatus::Pending, ResultStatus::Failed] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(status.to_value(), status.as_str());
+        }
+    }
+
+    #[test]
+    fn pages_are_bounded() {
+        assert!(Page::new(0, 20).is_err());
+        assert!(Page::new(1, 0).is_err());
+        assert!(Page::new(1, 501).is_err());
+        assert_eq!(Page::new(2, 500).unwrap().per_page, 500);
+    }
+}

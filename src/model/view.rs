@@ -1,0 +1,173 @@
+//! The one view of a result: what REST answers, GraphQL resolves, the CSV holds and progress
+//! events carry.
+//!
+//! [`ResultColumns`] is the flat part: every view shows all of it, under the same names
+//! (camelCase in GraphQL). [`ResultView`] adds the candidate list, which only the APIs that
+//! can nest show (REST and GraphQL pages); the CSV and events leave it out, since it is the
+//! bulk of a row and the export reads no more than it writes.
+//!
+//! A new column is one field of [`ResultColumns`] here (with its line in
+//! [`ResultColumns::NAMES`] and [`ResultColumns::csv_record`], which a test keeps in step
+//! with the struct): serde gives it to REST and events, async-graphql to GraphQL.
+
+use super::{Candidate, ErrorCategory, ResultStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// One domain's outcome as every view shows it, column by column (in CSV order).
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    async_graphql::SimpleObject,
+    sea_orm::FromQueryResult,
+)]
+#[graphql(name = "ProgressResult")]
+// An event from a process of an older version may lack a column; it reads as the default.
+#[serde(default)]
+pub struct ResultColumns {
+    /// The normalised domain.
+    pub domain: String,
+    /// `PENDING`, `SUCCESS` or `FAILED`.
+    pub status: ResultStatus,
+    /// The chosen icon, on success.
+    pub favicon_url: Option<String>,
+    /// Category and human message, on failure.
+    pub error: Option<String>,
+    /// Tries so far.
+    pub tries: i32,
+    /// The failure category code (`dns`, `timeout`, `no_icon`, ...).
+    pub error_code: Option<ErrorCategory>,
+    /// The home page after redirects.
+    pub final_url: Option<String>,
+    /// Sniffed mime of the chosen icon.
+    pub mime: Option<String>,
+    /// Real width of the chosen icon.
+    pub width: Option<i32>,
+    /// Real height of the chosen icon.
+    pub height: Option<i32>,
+    /// When the stored outcome was fetched (for a cached one, by the earlier job).
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// Copied from an earlier job's result instead of fetched.
+    pub cached: bool,
+}
+
+impl ResultColumns {
+    /// The columns' names, in order: the CSV header, the database columns the export reads,
+    /// and the REST and event field names.
+    pub const NAMES: [&'static str; 12] = [
+        "domain",
+        "status",
+        "favicon_url",
+        "error",
+        "tries",
+        "error_code",
+        "final_url",
+        "mime",
+        "width",
+        "height",
+        "fetched_at",
+        "cached",
+    ];
+
+    /// The row as CSV cells, in [`Self::NAMES`] order: absent values empty, times in RFC 3339.
+    pub fn csv_record(&self) -> [Cow<'_, str>; Self::NAMES.len()] {
+        fn text(v: &Option<String>) -> Cow<'_, str> {
+            Cow::Borrowed(v.as_deref().unwrap_or(""))
+        }
+        let number = |v: Option<i32>| Cow::Owned(v.map(|n| n.to_string()).unwrap_or_default());
+        [
+            Cow::Borrowed(self.domain.as_str()),
+            Cow::Borrowed(self.status.as_str()),
+            text(&self.favicon_url),
+            text(&self.error),
+            Cow::Owned(self.tries.to_string()),
+            Cow::Borrowed(self.error_code.map_or("", ErrorCategory::as_str)),
+            text(&self.final_url),
+            text(&self.mime),
+            number(self.width),
+            number(self.height),
+            Cow::Owned(self.fetched_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
+            Cow::Borrowed(if self.cached { "true" } else { "false" }),
+        ]
+    }
+}
+
+/// One domain's result as the REST and GraphQL pages show it: every column, then what the
+/// finder considered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, async_graphql::SimpleObject)]
+#[graphql(name = "Result")]
+pub struct ResultView {
+    /// The columns every view shows.
+    #[serde(flatten)]
+    #[graphql(flatten)]
+    pub columns: ResultColumns,
+    /// Every candidate found, in rank order (at most a fixed number; see `candidatesDropped`).
+    pub candidates: Vec<Candidate>,
+    /// How many more candidates the page declared than `candidates` holds.
+    pub candidates_dropped: i32,
+}
+
+/// A view reads as its columns (`view.domain`), since it is them plus the candidates.
+impl std::ops::Deref for ResultView {
+    type Target = ResultColumns;
+
+    fn deref(&self) -> &ResultColumns {
+        &self.columns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names, the CSV cells and the struct's serde fields are one list, in one order:
+    /// each cell holds the value serde gives the field of that name.
+    #[test]
+    fn names_csv_and_fields_agree() {
+        let row = ResultColumns {
+            domain: "a.test".into(),
+            status: ResultStatus::Failed,
+            favicon_url: Some("https://a.test/i.png".into()),
+            error: Some("no_icon: none".into()),
+            tries: 3,
+            error_code: Some(ErrorCategory::NoIcon),
+            final_url: Some("https://a.test/".into()),
+            mime: Some("image/png".into()),
+            width: Some(16),
+            height: Some(32),
+            fetched_at: Some(Utc::now()),
+            cached: true,
+        };
+        let json = serde_json::to_value(&row).unwrap();
+        let object = json.as_object().unwrap();
+        assert_eq!(object.len(), ResultColumns::NAMES.len(), "{json}");
+        for (name, cell) in ResultColumns::NAMES.iter().zip(row.csv_record()) {
+            let value = &object[*name];
+            match value {
+                serde_json::Value::String(s) if *name == "fetched_at" => assert_eq!(
+                    DateTime::parse_from_rfc3339(s).unwrap(),
+                    DateTime::parse_from_rfc3339(&cell).unwrap()
+                ),
+                serde_json::Value::String(s) => assert_eq!(s, &cell, "{name}"),
+                other => assert_eq!(other.to_string(), cell, "{name}"),
+            }
+        }
+    }
+
+    /// The view is the columns plus the candidates, flat in JSON.
+    #[test]
+    fn the_view_flattens_its_columns() {
+        let json = serde_json::to_value(ResultView::default()).unwrap();
+        let object = json.as_object().unwrap();
+        assert_eq!(object.len(), ResultColumns::NAMES.len() + 2);
+        assert_eq!(object["candidates"], serde_json::json!([]));
+        for name in ResultColumns::NAMES {
+            assert!(object.contains_key(name), "{name}");
+        }
+    }
+}
