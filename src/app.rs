@@ -63,7 +63,8 @@ impl Application {
         // One finder (one connection pool, one politeness budget) for the workers and the
         // icons' on-demand lookups.
         let finder = Arc::new(Finder::new(config.finder())?);
-        let jobs = Jobs::new(store.clone(), events.clone(), rules(&config));
+        let jobs = Jobs::new(store.clone(), events.clone(), rules(&config))
+            .with_public_url(config.public_url.as_deref());
         let icons = Icons::new(
             store.clone(),
             jobs.clone(),

@@ -21,7 +21,7 @@ use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
 use crate::model::{Page, ProgressEvent, ResultColumns, ResultView};
 use crate::store::{CachePolicy, Store};
-use futures::Stream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use sea_orm::DbErr;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -131,6 +131,8 @@ pub struct Jobs {
     /// Wakes the workers when a job has work left, and carries progress to subscribers.
     events: Events,
     rules: Rules,
+    /// `PUBLIC_URL`: icon links in the results are absolute under it (unset: paths).
+    public_url: Option<std::sync::Arc<str>>,
 }
 
 impl Jobs {
@@ -140,7 +142,14 @@ impl Jobs {
             store,
             events,
             rules,
+            public_url: None,
         }
+    }
+
+    /// The same handle, with results' icon links absolute under `public_url` (`PUBLIC_URL`).
+    pub fn with_public_url(mut self, public_url: Option<&str>) -> Self {
+        self.public_url = public_url.map(std::sync::Arc::from);
+        self
     }
 
     /// The most domains a job may hold: a wire format that reads entries one by one stops
@@ -326,10 +335,13 @@ impl Jobs {
     /// One page of a job's results, in submission order, or `NOT_FOUND` (as [`Jobs::find`]).
     pub async fn results(&self, caller: &Caller, id: Uuid, page: Page) -> AppResult<ResultPage> {
         let view = self.find(caller, id).await?;
-        let results = self
+        let mut results = self
             .store
             .results_page(id, page.page, page.per_page)
             .await?;
+        for view in &mut results {
+            view.columns.link_icon(self.public_url.as_deref());
+        }
         Ok(ResultPage {
             results,
             page: page.page,
@@ -350,7 +362,16 @@ impl Jobs {
             caller.require(Scope::Read)?;
         }
         self.visible(caller, id).await?;
-        Ok(self.store.results_stream(id, self.rules.export_chunk_bytes))
+        let public_url = self.public_url.clone();
+        Ok(self
+            .store
+            .results_stream(id, self.rules.export_chunk_bytes)
+            .map_ok(move |mut rows| {
+                for row in &mut rows {
+                    row.link_icon(public_url.as_deref());
+                }
+                rows
+            }))
     }
 
     /// A job's progress: its state now, then an event (at most about ten a second) carrying
@@ -361,7 +382,15 @@ impl Jobs {
         caller: &Caller,
         id: Uuid,
     ) -> AppResult<impl Stream<Item = ProgressEvent> + Send + use<>> {
-        progress::stream(self.clone(), caller, id).await
+        let public_url = self.public_url.clone();
+        Ok(progress::stream(self.clone(), caller, id)
+            .await?
+            .map(move |mut event| {
+                for row in &mut event.finished {
+                    row.link_icon(public_url.as_deref());
+                }
+                event
+            }))
     }
 
     /// How many jobs are in each status, fleet-wide (a metrics gauge).
