@@ -21,6 +21,7 @@ mod finder_safety;
 mod helpers;
 mod https;
 mod icons;
+mod icons_access;
 mod jobs;
 mod limits;
 mod migrations;
