@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Scenarios: throughput postgres latency limit peer rss create csv page growth cache
-//! subscribers profile all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
+//! subscribers profile icons all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
 //! the large job of rss/create/csv/page/growth), `--subscribers N` (1000), `--peer-domains N`
 //! (= domains), `--no-build`, `--no-append`, `--pg URL`, `--redis URL`.
 //!
@@ -46,7 +46,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 mod tls;
 use tls::TestCa;
 
-const ALL: [&str; 13] = [
+const ALL: [&str; 14] = [
     "throughput",
     "postgres",
     "latency",
@@ -60,6 +60,7 @@ const ALL: [&str; 13] = [
     "cache",
     "subscribers",
     "profile",
+    "icons",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -220,6 +221,22 @@ fn mb(kb: u64) -> f64 {
 const HOME: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>A bench site</title>\
 <link rel=\"icon\" href=\"/favicon.png\"></head><body><h1>Hello</h1><p>A synthetic site.</p></body></html>";
 
+/// `png` with a `tEXt` chunk naming site `i` before its `IEND`: the same picture, other bytes.
+fn distinct_png(png: &[u8], i: usize) -> Bytes {
+    let (body, iend) = png.split_at(png.len() - 12);
+    let data = format!("site\0{i}");
+    let mut out = body.to_vec();
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut crc = flate2::Crc::new();
+    crc.update(b"tEXt");
+    crc.update(data.as_bytes());
+    out.extend_from_slice(b"tEXt");
+    out.extend_from_slice(data.as_bytes());
+    out.extend_from_slice(&crc.sum().to_be_bytes());
+    out.extend_from_slice(iend);
+    Bytes::from(out)
+}
+
 /// A real 32×32 RGBA PNG (zlib IDAT, CRCs from flate2).
 fn png32() -> Vec<u8> {
     use std::io::Write;
@@ -299,6 +316,8 @@ struct Net {
     icon_seen: Vec<AtomicI64>,
     home: Bytes,
     png: Bytes,
+    /// Each site's icon differs (a text chunk naming the site), so none is deduplicated.
+    distinct_icons: std::sync::atomic::AtomicBool,
 }
 
 struct FakeInternet {
@@ -363,6 +382,7 @@ impl FakeInternet {
             icon_seen: (0..o.sites.max(1)).map(|_| AtomicI64::new(0)).collect(),
             home: Bytes::from_static(HOME.as_bytes()),
             png: Bytes::from(png32()),
+            distinct_icons: std::sync::atomic::AtomicBool::new(false),
         });
         let main = TcpListener::bind("127.0.0.1:0").await?;
         let port = main.local_addr()?.port();
@@ -491,7 +511,11 @@ async fn handle(req: hyper::Request<Incoming>, net: &Net) -> hyper::Response<Ful
             if let Some(slot) = site_index(host).and_then(|i| net.icon_seen.get(i)) {
                 let _ = slot.compare_exchange(0, unix_us(), Ordering::Relaxed, Ordering::Relaxed);
             }
-            (200, "image/png", net.png.clone())
+            let png = match site_index(host) {
+                Some(i) if net.distinct_icons.load(Ordering::Relaxed) => distinct_png(&net.png, i),
+                _ => net.png.clone(),
+            };
+            (200, "image/png", png)
         }
         _ => {
             c.other.fetch_add(1, Ordering::Relaxed);
@@ -1391,6 +1415,103 @@ async fn sc_cache(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// `icon_blob` rows and their bytes in a deployment's SQLite file.
+async fn icon_storage(d: &Deployment) -> Result<(i64, i64)> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let url = format!(
+        "sqlite://{}?mode=rw",
+        d._dir.path().join("bench.db").display()
+    );
+    let store = favicon_finder::store::Store::connect(&url, 1).await?;
+    let db = store.connection();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM icon_blob",
+        ))
+        .await?
+        .ok_or_else(|| anyhow!("no row"))?;
+    let out = (
+        row.try_get::<i64>("", "n")?,
+        row.try_get::<i64>("", "bytes")?,
+    );
+    db.clone().close().await?;
+    Ok(out)
+}
+
+/// Latencies in ms of `GET` on each path, one after another on a kept-alive connection;
+/// every answer must have `status`.
+async fn icon_latencies(
+    ctx: &Ctx,
+    d: &Deployment,
+    paths: &[String],
+    status: u16,
+) -> Result<Vec<f64>> {
+    let mut ms = Vec::with_capacity(paths.len());
+    for p in paths {
+        let t0 = Instant::now();
+        let r = ctx.http.get(format!("{}{p}", d.base)).send().await?;
+        let st = r.status().as_u16();
+        let _ = r.bytes().await?;
+        ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if st != status {
+            bail!("GET {p} answered {st}, expected {status}");
+        }
+    }
+    Ok(ms)
+}
+
+/// Icons: bytes stored for a bulk job (every site with the same icon, then every site with its
+/// own), and the latency of `GET /icons/{domain}`: stored, resized cold and warm, fallback.
+async fn sc_icons(ctx: &mut Ctx) -> Result<()> {
+    let n = ctx.opts.domains;
+    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let d = ctx.deploy(Some(&net), embedded()).await?;
+    let (shared_run, _) = timed_job(ctx, &net, &d, n, None).await?;
+    let (shared_rows, shared_bytes) = icon_storage(&d).await?;
+    drop(d);
+    net.net.distinct_icons.store(true, Ordering::Relaxed);
+    let d = ctx.deploy(Some(&net), embedded()).await?;
+    let (distinct_run, _) = timed_job(ctx, &net, &d, n, None).await?;
+    let (rows, bytes) = icon_storage(&d).await?;
+    ctx.row(
+        &format!("icons stored for {n} bulk domains (ICON_STORE=chosen)"),
+        format!(
+            "one icon shared by all: {shared_rows} row, {shared_bytes} bytes ({:.0} domains/s); \
+             a distinct icon each: {rows} rows, {bytes} bytes = {:.0} bytes/domain ({:.0} domains/s); \
+             ICON_MAX_BYTES 262144 bounds one icon",
+            shared_run.rate(),
+            bytes as f64 / n as f64,
+            distinct_run.rate()
+        ),
+        "grows with distinct icons",
+        Some(shared_rows == 1 && rows == n as i64),
+    );
+    let k = n.min(1000);
+    let stored: Vec<String> = (0..k).map(|i| format!("/icons/site{i}.bench")).collect();
+    let resized: Vec<String> = stored
+        .iter()
+        .map(|p| format!("{p}?size=64&format=png"))
+        .collect();
+    let fallback: Vec<String> = (0..k).map(|i| format!("/icons/never{i}.bench")).collect();
+    for (figure, paths, status) in [
+        ("stored icon", &stored, 200),
+        ("resized to 64 px, cold", &resized, 200),
+        ("resized to 64 px, warm", &resized, 200),
+        ("letter fallback", &fallback, 200),
+    ] {
+        let ms = icon_latencies(ctx, &d, paths, status).await?;
+        let (p50, p99) = (median(&ms), percentile(&ms, 99.0));
+        ctx.row(
+            &format!("GET /icons/{{domain}}: {figure}, {k} sequential requests, SQLite"),
+            format!("median {p50:.2} ms, p99 {p99:.2} ms"),
+            "-",
+            None,
+        );
+    }
+    Ok(())
+}
+
 async fn sc_profile(ctx: &mut Ctx) -> Result<()> {
     let n = ctx.opts.domains;
     let net = plain_net(ctx, n, Duration::ZERO).await?;
@@ -1874,6 +1995,7 @@ fn main() -> Result<()> {
                 "cache" => sc_cache(&mut ctx).await,
                 "subscribers" => sc_subscribers(&mut ctx).await,
                 "profile" => sc_profile(&mut ctx).await,
+                "icons" => sc_icons(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

@@ -9,6 +9,7 @@ use crate::config::AuthMode;
 use crate::config::Config;
 use crate::events::Events;
 use crate::finder::Finder;
+use crate::icons::{IconSettings, Icons};
 use crate::jobs::{Jobs, RateLimits, Rules};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -59,8 +60,23 @@ impl Application {
             )?,
             None => Events::in_process(),
         };
+        // One finder (one connection pool, one politeness budget) for the workers and the
+        // icons' on-demand lookups.
+        let finder = Arc::new(Finder::new(config.finder())?);
+        let jobs = Jobs::new(store.clone(), events.clone(), rules(&config))
+            .with_public_url(config.public_url.as_deref());
+        let icons = Icons::new(
+            store.clone(),
+            jobs.clone(),
+            finder.clone(),
+            IconSettings {
+                cache_control: config.icon_cache_control.clone(),
+                find_timeout: config.icon_find_timeout,
+                public: config.icons_public,
+                resize_cache_bytes: config.icon_resize_cache_bytes,
+            },
+        );
         let worker = if roles.worker && config.worker_concurrency > 0 {
-            let finder = Arc::new(Finder::new(config.finder())?);
             Some(WorkerPool::new(
                 store.clone(),
                 finder,
@@ -129,7 +145,8 @@ impl Application {
         Ok(Self {
             api: roles.api,
             state: AppState {
-                jobs: Jobs::new(store.clone(), events.clone(), rules(&config)),
+                jobs,
+                icons,
                 events,
                 config,
                 metrics,

@@ -90,6 +90,7 @@ pub fn outcome(outcome: FindOutcome) -> FindOutcome {
                 height: found.height.min(i32::MAX as u32),
                 candidates,
                 candidates_dropped: dropped,
+                icon: found.icon,
             })
         }
         Err(err) => outcome_err(err),
@@ -193,6 +194,7 @@ mod tests {
             height: 16,
             candidates,
             candidates_dropped: 7,
+            icon: None,
         };
         let Ok(clean) = outcome(Ok(found)) else {
             panic!("a storable icon stays found")
@@ -237,6 +239,7 @@ mod tests {
             height: 16,
             candidates: vec![],
             candidates_dropped: 0,
+            icon: None,
         };
         let Err(err) = outcome(Ok(found)) else {
             panic!("an icon too large to store is not reported as found")

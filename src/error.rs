@@ -40,6 +40,8 @@ pub enum Code {
     UnsupportedMediaType,
     /// Too many open WebSocket connections, from this address or in all.
     TooManyConnections,
+    /// A stored icon could not be decoded or resized within the limits.
+    IconUndecodable,
     /// No API key, or one that is unknown, malformed or revoked.
     Unauthorized,
     /// The key (or link, or origin) is known but may not do this.
@@ -73,6 +75,7 @@ impl Code {
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            Self::IconUndecodable => "ICON_UNDECODABLE",
             Self::Unauthorized => "UNAUTHORIZED",
             Self::Forbidden => "FORBIDDEN",
             Self::LinkExpired => "LINK_EXPIRED",
@@ -129,6 +132,14 @@ pub enum AppError {
         /// The client's own cap rather than the whole process's.
         per_client: bool,
     },
+    /// The request was well-formed but what it names cannot be processed (422).
+    #[error("{message}")]
+    Unprocessable {
+        /// Which failure.
+        code: Code,
+        /// What could not be done, for a person.
+        message: String,
+    },
     /// No usable API key; the message never contains the key, only what was wrong with it.
     #[error("{0}")]
     Unauthorized(String),
@@ -168,6 +179,7 @@ impl AppError {
                 per_client: true, ..
             } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyConnections { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -185,6 +197,7 @@ impl AppError {
             Self::TooManyConnections { .. } => Code::TooManyConnections,
             Self::Unauthorized(_) => Code::Unauthorized,
             Self::Forbidden { code, .. } => *code,
+            Self::Unprocessable { code, .. } => *code,
             Self::Internal(_) => Code::Internal,
         }
     }

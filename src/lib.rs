@@ -24,6 +24,7 @@
 //! - [`events`][]: the transport of progress events and wake-ups (Redis or in-process).
 //! - [`jobs`][]: the core: the `Jobs` handle every adapter calls (submit, reads, export,
 //!   progress) and every rule.
+//! - [`icons`][]: serving the stored icons: newest icon, resize, fallback, on-demand lookup.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
 //! - [`auth`][]: API keys, the caller a request acts for, signed download links.
@@ -40,6 +41,7 @@ pub mod entities;
 pub mod error;
 pub mod events;
 pub mod finder;
+pub mod icons;
 pub mod jobs;
 pub mod metrics;
 pub mod model;

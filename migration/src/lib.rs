@@ -12,6 +12,7 @@ mod m20261129_000004_partial_indexes;
 mod m20261201_000005_candidates_dropped;
 mod m20261201_000006_api_keys;
 mod m20261202_000007_job_source_ip;
+mod m20261202_000008_icons;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_candidates_dropped::Migration),
             Box::new(m20261201_000006_api_keys::Migration),
             Box::new(m20261202_000007_job_source_ip::Migration),
+            Box::new(m20261202_000008_icons::Migration),
         ]
     }
 }

@@ -137,6 +137,9 @@ pub async fn authenticate(
             AuthMode::Required if upgrade => None,
             // The GraphiQL page is static; the queries it sends carry the key.
             AuthMode::Required if graphql && request.method() == Method::GET => None,
+            // Stored icons may be public (`ICONS_PUBLIC`), and `<img>` cannot send a key: the
+            // icons core refuses what needs one.
+            AuthMode::Required if path.starts_with("/icons/") => None,
             AuthMode::Required => return error_response(graphql, unauthorized(MISSING_KEY)),
         },
     };

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod graphql;
 pub mod http;
+pub mod icons;
 pub mod ops;
 pub mod rest;
 pub mod ws;
@@ -13,6 +14,7 @@ use crate::auth::{Accounts, Caller};
 use crate::config::Config;
 use crate::error::{AppError, Code};
 use crate::events::Events;
+use crate::icons::Icons;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::model::Liveness;
@@ -41,6 +43,8 @@ use ws::{WsConnections, graphql_ws};
 pub struct AppState {
     /// The core: every use case the handlers call.
     pub jobs: Jobs,
+    /// The icons core behind `/icons/{domain}`.
+    pub icons: Icons,
     /// Progress events and wake-ups.
     pub events: Events,
     /// The process configuration.
@@ -82,6 +86,7 @@ pub fn router(state: AppState) -> Router {
     }
     let router = router
         .merge(rest::router())
+        .merge(icons::router())
         .layer(Extension(schema))
         .layer(axum::middleware::from_fn(require_json))
         .layer(axum::middleware::from_fn_with_state(

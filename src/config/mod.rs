@@ -11,8 +11,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
+
+mod parse;
+pub use parse::parse_origins;
+use parse::{
+    Vars, check_header_value, check_redis_url, check_secret, parse_proxy_headers, parse_public_url,
+};
 
 /// The default SQLite file, created on first start in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://favicon-finder.db?mode=rwc";
@@ -147,6 +152,18 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `SHUTDOWN_GRACE_SECS`: how long a stopping process finishes in-flight work.
     pub shutdown_grace: Duration,
+    /// `ICON_STORE`: keep the chosen icon's bytes (`chosen`) or not (`off`).
+    pub icon_store: IconStore,
+    /// `ICON_MAX_BYTES`: the largest icon whose bytes are kept.
+    pub icon_max_bytes: usize,
+    /// `ICON_CACHE_CONTROL`: the `Cache-Control` of every `/icons/{domain}` answer.
+    pub icon_cache_control: String,
+    /// `ICON_FIND_TIMEOUT_MS`: how long `/icons/{domain}?find=1` waits for the finder.
+    pub icon_find_timeout: Duration,
+    /// `ICONS_PUBLIC`: serve stored icons without credentials (`<img>` cannot send headers).
+    pub icons_public: bool,
+    /// `ICON_RESIZE_CACHE_BYTES`: memory for resized icons kept for the next request (0: none).
+    pub icon_resize_cache_bytes: u64,
     /// `AUTH_MODE`: whether requests need an API key (unset: `off` on a loopback `HOST`,
     /// `required` otherwise).
     pub auth_mode: AuthMode,
@@ -176,6 +193,15 @@ pub struct Config {
     /// `TRUSTED_PROXY_HEADERS`: headers that carry the client's address from a trusted proxy,
     /// for per-address limits (empty: the TCP peer's address).
     pub trusted_proxy_headers: Vec<ProxyHeader>,
+}
+
+/// Whether the chosen icon's bytes are stored (`ICON_STORE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IconStore {
+    /// Keep the chosen icon's bytes, up to `ICON_MAX_BYTES`.
+    Chosen,
+    /// Keep none: `/icons/{domain}` answers with the fallback.
+    Off,
 }
 
 /// Whether requests need an API key.
@@ -397,6 +423,34 @@ impl Config {
                 30,
                 0..=3600,
             )?),
+            icon_store: match env.optional("ICON_STORE").as_deref() {
+                None | Some("chosen") => IconStore::Chosen,
+                Some("off") => IconStore::Off,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "ICON_STORE",
+                        value: other.to_owned(),
+                        reason: "expected `chosen` or `off`".into(),
+                    });
+                }
+            },
+            // The finder reads at most ICON_CAP bytes of an icon, so more could never be kept.
+            icon_max_bytes: env.parse_in(
+                "ICON_MAX_BYTES",
+                256 * 1024,
+                1024..=crate::finder::ICON_CAP,
+            )?,
+            icon_cache_control: check_header_value(
+                "ICON_CACHE_CONTROL",
+                env.string("ICON_CACHE_CONTROL", "public, max-age=86400"),
+            )?,
+            icon_find_timeout: env.millis("ICON_FIND_TIMEOUT_MS", 10_000)?,
+            icons_public: env.bool("ICONS_PUBLIC", true)?,
+            icon_resize_cache_bytes: env.parse_in(
+                "ICON_RESIZE_CACHE_BYTES",
+                16 * 1024 * 1024,
+                0..=1024 * 1024 * 1024,
+            )?,
             auth_mode,
             bootstrap_api_key: match env.optional("BOOTSTRAP_API_KEY") {
                 None => None,
@@ -461,95 +515,11 @@ impl Config {
             dns_servers: self.fetch_dns_servers.clone(),
             dns_max_inflight: self.fetch_dns_max_inflight,
             dns_timeout: self.fetch_dns_timeout,
+            icon_max_bytes: match self.icon_store {
+                IconStore::Chosen => self.icon_max_bytes,
+                IconStore::Off => 0,
+            },
         }
-    }
-}
-
-/// A secret must be long enough not to be guessed; the error never shows its value.
-fn check_secret(var: &'static str, value: String) -> Result<String, ConfigError> {
-    if value.len() < 32 || value.chars().any(|c| !c.is_ascii_graphic()) {
-        return Err(ConfigError {
-            var,
-            value: "***".into(),
-            reason: "must be at least 32 printable ASCII characters without spaces (for example \
-                     `openssl rand -base64 32`, or a key from `favicon-finder keys create`)"
-                .into(),
-        });
-    }
-    Ok(value)
-}
-
-/// Exact origins, comma-separated: `scheme://host[:port]`, no path, no wildcard. A browser
-/// sends its `Origin` in exactly this form, so anything else could never match.
-pub fn parse_origins(value: &str) -> Result<Vec<String>, String> {
-    let mut origins = Vec::new();
-    for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not an origin: {e}"))?;
-        let origin = url.origin().ascii_serialization();
-        // No wildcards or odd characters: a host is letters, digits, dots and hyphens (or an
-        // IP address).
-        let plain_host = match url.host() {
-            Some(url::Host::Domain(d)) => d
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
-            Some(_) => true,
-            None => false,
-        };
-        if !matches!(url.scheme(), "http" | "https") || origin != raw || !plain_host {
-            return Err(format!(
-                "{raw:?} is not an exact origin; write scheme://host[:port] with no path or \
-                 trailing slash, as a browser sends it (here: {origin:?})"
-            ));
-        }
-        origins.push(origin);
-    }
-    Ok(origins)
-}
-
-/// An `http(s)` URL without query or fragment; the trailing slash is dropped so a path can
-/// follow it.
-fn parse_public_url(value: &str) -> Result<String, String> {
-    let url = url::Url::parse(value.trim()).map_err(|e| format!("not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err("must be an http:// or https:// URL with a host".into());
-    }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err("must have no user, query or fragment".into());
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-/// `x-forwarded-for`, `x-real-ip` and `forwarded`, comma-separated, in the order to try.
-fn parse_proxy_headers(value: &str) -> Result<Vec<ProxyHeader>, String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|name| match name.to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(ProxyHeader::XForwardedFor),
-            "x-real-ip" => Ok(ProxyHeader::XRealIp),
-            "forwarded" => Ok(ProxyHeader::Forwarded),
-            _ => Err(format!(
-                "unknown header {name:?}; expected x-forwarded-for, x-real-ip or forwarded"
-            )),
-        })
-        .collect()
-}
-
-/// Accepts the Redis URL schemes this build can serve: `redis://` in clear text and
-/// `rediss://` over TLS. Anything else (cluster, sentinel, unix sockets) is refused at start
-/// rather than half-working.
-fn check_redis_url(value: String) -> Result<String, ConfigError> {
-    let scheme = value.split_once("://").map(|(scheme, _)| scheme);
-    match scheme {
-        Some("redis" | "rediss") => Ok(value),
-        _ => Err(ConfigError {
-            var: "REDIS_URL",
-            value: redact_url(&value),
-            reason: "expected redis://HOST[:PORT][/DB] or rediss://… (TLS); no other scheme is \
-                     supported by this build"
-                .into(),
-        }),
     }
 }
 
@@ -584,82 +554,6 @@ impl fmt::Debug for Config {
                 &self.fetch_allow_private_networks,
             )
             .finish_non_exhaustive()
-    }
-}
-
-struct Vars(HashMap<String, String>);
-
-impl Vars {
-    /// A set, non-empty value; an empty string counts as unset, as in most `.env` tooling.
-    fn optional(&self, var: &str) -> Option<String> {
-        self.0
-            .get(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn string(&self, var: &str, default: &str) -> String {
-        self.optional(var).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn parse<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: fmt::Display,
-    {
-        match self.optional(var) {
-            None => Ok(default),
-            Some(value) => value.parse().map_err(|e: T::Err| ConfigError {
-                var,
-                reason: e.to_string(),
-                value,
-            }),
-        }
-    }
-
-    fn parse_in<T>(
-        &self,
-        var: &'static str,
-        default: T,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
-        T::Err: fmt::Display,
-    {
-        let value = self.parse(var, default)?;
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(ConfigError {
-                var,
-                value: value.to_string(),
-                reason: format!("must be between {} and {}", range.start(), range.end()),
-            })
-        }
-    }
-
-    /// A duration in milliseconds, from 10 ms to one hour.
-    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_millis(self.parse_in(
-            var,
-            default,
-            10..=3_600_000,
-        )?))
-    }
-
-    fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.optional(var) {
-            None => Ok(default),
-            Some(value) => match value.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError {
-                    var,
-                    value,
-                    reason: "expected true or false".into(),
-                }),
-            },
-        }
     }
 }
 

@@ -2,5 +2,6 @@
 
 pub mod api_key;
 pub mod client;
+pub mod icon_blob;
 pub mod job;
 pub mod result;

@@ -4,7 +4,7 @@ use sea_orm::entity::prelude::*;
 
 /// The status column's type, from the shared vocabulary.
 pub use crate::model::ResultStatus;
-use crate::model::{Candidate, ErrorCategory, ResultColumns, ResultView};
+use crate::model::{Candidate, ErrorCategory, IconView, ResultColumns, ResultView, icon_path};
 
 /// One row of `result`.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -52,6 +52,8 @@ pub struct Model {
     pub lease_owner: Option<Uuid>,
     /// The lease's end; after it any worker may claim the row again.
     pub lease_until: Option<DateTimeUtc>,
+    /// The stored bytes of the chosen icon (`icon_blob.sha256`), on success when kept.
+    pub icon_sha256: Option<String>,
     /// When the row was created.
     pub created_at: DateTimeUtc,
     /// When last changed.
@@ -71,8 +73,19 @@ impl From<Model> for ResultView {
                 Vec::new()
             }
         };
+        // The blob's size is not on the row: the store adds it (`Store::results_page`).
+        let icon = row.icon_sha256.map(|sha256| IconView {
+            url: icon_path(&row.domain),
+            sha256,
+            mime: row.mime.clone().unwrap_or_default(),
+            width: row.width.unwrap_or_default(),
+            height: row.height.unwrap_or_default(),
+            bytes: 0,
+        });
         Self {
             columns: ResultColumns {
+                icon_url: icon.as_ref().map(|icon| icon.url.clone()),
+                icon,
                 domain: row.domain,
                 status: row.status,
                 favicon_url: row.favicon_url,

@@ -23,11 +23,13 @@ mod page;
 mod pipeline;
 pub mod rank;
 pub mod resolve;
+pub use pipeline::ICON_CAP;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use crate::model::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
+    IconBytes,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +63,9 @@ pub struct FinderConfig {
     pub dns_max_inflight: usize,
     /// How long one DNS lookup may take (the request's deadline bounds it too).
     pub dns_timeout: Duration,
+    /// The chosen icon's bytes travel out with a [`Found`] when they are at most this many
+    /// (0: never; `ICON_STORE=off`).
+    pub icon_max_bytes: usize,
 }
 
 /// The defaults of the settings (see `src/config/mod.rs`): production-safe, no resolution rules.
@@ -77,6 +82,7 @@ impl Default for FinderConfig {
             dns_servers: Vec::new(),
             dns_max_inflight: 256,
             dns_timeout: Duration::from_secs(5),
+            icon_max_bytes: 256 * 1024,
         }
     }
 }
@@ -128,6 +134,7 @@ impl Finder {
         let timeout = self.config.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let fetcher = self.fetcher.clone();
+        let keep = self.config.icon_max_bytes;
         let domain = domain.to_string();
         // A task of its own so that a panic deep in a dependency becomes `Internal` instead of
         // taking the worker down.
@@ -136,8 +143,11 @@ impl Finder {
         let hub = sentry::Hub::current();
         let mut task = AbortOnDrop(tokio::spawn(sentry::SentryFutureExt::bind_hub(
             async move {
-                match tokio::time::timeout_at(deadline, pipeline::find(&fetcher, &domain, deadline))
-                    .await
+                match tokio::time::timeout_at(
+                    deadline,
+                    pipeline::find(&fetcher, &domain, deadline, keep),
+                )
+                .await
                 {
                     Ok(outcome) => outcome,
                     Err(_) => Err(timeout_error(timeout)),

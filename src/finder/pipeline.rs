@@ -89,8 +89,9 @@ pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Fetches (or decodes) one candidate and records what it really is.
-async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) {
+/// Fetches (or decodes) one candidate and records what it really is; returns its bytes when
+/// it is an image, so the chosen one can be kept.
+async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec<u8>> {
     let bytes = if c.url.starts_with("data:") {
         decode_data_url(&c.url).map_err(CandidateError::rejected)
     } else {
@@ -110,14 +111,22 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) {
         }
         bytes
     };
-    match bytes.and_then(|b| image::sniff(&b).map_err(CandidateError::rejected)) {
-        Ok(info) => {
+    match bytes.and_then(|b| {
+        image::sniff(&b)
+            .map(|info| (info, b))
+            .map_err(CandidateError::rejected)
+    }) {
+        Ok((info, b)) => {
             c.mime = Some(info.mime);
             c.width = Some(info.width);
             c.height = Some(info.height);
             c.error = None;
+            Some(b)
         }
-        Err(e) => c.error = Some(e.map_text(|s| clean::text(s, MAX_MESSAGE_BYTES))),
+        Err(e) => {
+            c.error = Some(e.map_text(|s| clean::text(s, MAX_MESSAGE_BYTES)));
+            None
+        }
     }
 }
 
@@ -192,8 +201,9 @@ fn refused(c: &Candidate) -> bool {
         .is_some_and(|e| e.category() == Some(ErrorCategory::Blocked))
 }
 
-/// Runs the whole pipeline for one domain.
-pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
+/// Runs the whole pipeline for one domain; the chosen icon's bytes come along when they are
+/// at most `keep` bytes.
+pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> FindOutcome {
     let mut page = match home_page(f, domain, deadline).await {
         Ok(p) => Ok(p),
         Err(e) if e.origin.is_some() => Err(e),
@@ -271,6 +281,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
     let reserve = (remaining(deadline) / 3).min(DEFAULT_RESERVE_MAX);
     let declared_deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
     let mut tried = std::collections::HashSet::new();
+    let mut kept: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
     let mut fetched = 0;
     let mut declared_fetched = 0;
     let mut winner_tier: Option<u8> = None;
@@ -309,7 +320,10 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             timed_out = true;
             break;
         }
-        verify(f, c, until).await;
+        if let Some(b) = verify(f, c, until).await.filter(|b| b.len() <= keep) {
+            // At most MAX_VERIFY icons of at most `keep` bytes each are held until the pick.
+            kept.insert(c.url.clone(), b);
+        }
         tried.insert(c.url.clone());
         fetched += 1;
         if !is_default {
@@ -334,7 +348,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
                 continue;
             }
             if fetched < MAX_VERIFY && !remaining(deadline).is_zero() {
-                verify(f, &mut c, deadline).await;
+                if let Some(b) = verify(f, &mut c, deadline)
+                    .await
+                    .filter(|b| b.len() <= keep)
+                {
+                    kept.insert(c.url.clone(), b);
+                }
                 tried.insert(c.url.clone());
                 fetched += 1;
             }
@@ -357,6 +376,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant) -> FindOutcome {
             mime: c.mime.clone().unwrap_or_default(),
             width: c.width.unwrap_or(0),
             height: c.height.unwrap_or(0),
+            icon: kept.remove(&c.url).map(super::IconBytes::new),
             candidates: ranked,
             candidates_dropped,
         });

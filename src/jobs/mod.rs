@@ -21,7 +21,7 @@ use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
 use crate::model::{Page, ProgressEvent, ResultColumns, ResultView};
 use crate::store::{CachePolicy, Store};
-use futures::Stream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use sea_orm::DbErr;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -115,6 +115,15 @@ pub struct ResultPage {
     pub total: i32,
 }
 
+/// Who an admitted on-demand lookup is recorded for (see [`Jobs::admit_lookup`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupPayer {
+    /// The client whose one-domain job the lookup becomes.
+    pub client_id: String,
+    /// The address kept on that job, for a caller without a key.
+    pub source_ip: Option<IpAddr>,
+}
+
 /// The core's handle; cheap to clone.
 #[derive(Clone)]
 pub struct Jobs {
@@ -122,6 +131,8 @@ pub struct Jobs {
     /// Wakes the workers when a job has work left, and carries progress to subscribers.
     events: Events,
     rules: Rules,
+    /// `PUBLIC_URL`: icon links in the results are absolute under it (unset: paths).
+    public_url: Option<std::sync::Arc<str>>,
 }
 
 impl Jobs {
@@ -131,7 +142,14 @@ impl Jobs {
             store,
             events,
             rules,
+            public_url: None,
         }
+    }
+
+    /// The same handle, with results' icon links absolute under `public_url` (`PUBLIC_URL`).
+    pub fn with_public_url(mut self, public_url: Option<&str>) -> Self {
+        self.public_url = public_url.map(std::sync::Arc::from);
+        self
     }
 
     /// The most domains a job may hold: a wire format that reads entries one by one stops
@@ -240,6 +258,38 @@ impl Jobs {
         Ok(view)
     }
 
+    /// The cross-job cache policy of a job that asks for no age of its own.
+    pub fn default_cache(&self) -> CachePolicy {
+        self.rules.cache_policy(None)
+    }
+
+    /// Admits an on-demand lookup of one domain (`/icons/{domain}?find=1`) for `caller`: the
+    /// same permission as creating a job (`submit`), and counted as a one-domain job against
+    /// the hourly allowances of whoever pays for it, which this returns. With a key that is
+    /// the key's client; without one (`AUTH_MODE=off`) it is `keyless_client`, shared by every
+    /// such caller, and the caller's address `source_ip`, as for a job created without a key.
+    pub async fn admit_lookup(
+        &self,
+        caller: &Caller,
+        source_ip: Option<IpAddr>,
+        keyless_client: &str,
+    ) -> AppResult<LookupPayer> {
+        caller.require(Scope::Submit)?;
+        let payer = match caller {
+            Caller::Anonymous => LookupPayer {
+                client_id: keyless_client.to_owned(),
+                source_ip,
+            },
+            caller => LookupPayer {
+                client_id: caller.client_for(None)?,
+                source_ip: None,
+            },
+        };
+        self.check_rate(&payer.client_id, payer.source_ip, 1)
+            .await?;
+        Ok(payer)
+    }
+
     /// A job `caller` may read (the `read` scope, and its own client's job unless it is an
     /// admin), or `NOT_FOUND`.
     pub async fn find(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
@@ -285,10 +335,13 @@ impl Jobs {
     /// One page of a job's results, in submission order, or `NOT_FOUND` (as [`Jobs::find`]).
     pub async fn results(&self, caller: &Caller, id: Uuid, page: Page) -> AppResult<ResultPage> {
         let view = self.find(caller, id).await?;
-        let results = self
+        let mut results = self
             .store
             .results_page(id, page.page, page.per_page)
             .await?;
+        for view in &mut results {
+            view.columns.link_icon(self.public_url.as_deref());
+        }
         Ok(ResultPage {
             results,
             page: page.page,
@@ -309,7 +362,16 @@ impl Jobs {
             caller.require(Scope::Read)?;
         }
         self.visible(caller, id).await?;
-        Ok(self.store.results_stream(id, self.rules.export_chunk_bytes))
+        let public_url = self.public_url.clone();
+        Ok(self
+            .store
+            .results_stream(id, self.rules.export_chunk_bytes)
+            .map_ok(move |mut rows| {
+                for row in &mut rows {
+                    row.link_icon(public_url.as_deref());
+                }
+                rows
+            }))
     }
 
     /// A job's progress: its state now, then an event (at most about ten a second) carrying
@@ -320,7 +382,15 @@ impl Jobs {
         caller: &Caller,
         id: Uuid,
     ) -> AppResult<impl Stream<Item = ProgressEvent> + Send + use<>> {
-        progress::stream(self.clone(), caller, id).await
+        let public_url = self.public_url.clone();
+        Ok(progress::stream(self.clone(), caller, id)
+            .await?
+            .map(move |mut event| {
+                for row in &mut event.finished {
+                    row.link_icon(public_url.as_deref());
+                }
+                event
+            }))
     }
 
     /// How many jobs are in each status, fleet-wide (a metrics gauge).

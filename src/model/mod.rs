@@ -12,8 +12,9 @@ mod view;
 
 pub use outcome::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
+    IconBytes,
 };
-pub use view::{ResultColumns, ResultView};
+pub use view::{IconView, ResultColumns, ResultView, icon_path};
 
 use crate::error::{AppError, AppResult, Code};
 use sea_orm::entity::prelude::*;
@@ -158,6 +159,7 @@ pub struct ProgressEvent {
     /// `floor(100 · (completed + failed) / total)`.
     pub progress: i32,
     /// Domains finished since the previous event, as every view shows a result.
+    #[serde(with = "view::wire")]
     pub finished: Vec<ResultColumns>,
 }
 

@@ -190,6 +190,30 @@ pub struct Found {
     /// How many more candidates the page declared than were kept.
     #[serde(default)]
     pub candidates_dropped: u32,
+    /// The chosen icon's own bytes, when kept (see `FinderConfig::icon_max_bytes`). Not
+    /// serialised: the bytes go to `icon_blob`, never into a result's JSON.
+    #[serde(skip)]
+    pub icon: Option<IconBytes>,
+}
+
+/// The bytes of a chosen icon, as verified, with their content address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IconBytes {
+    /// Lowercase hex SHA-256 of `bytes`.
+    pub sha256: String,
+    /// The icon exactly as the site served it (or as its `data:` URL decoded).
+    pub bytes: bytes::Bytes,
+}
+
+impl IconBytes {
+    /// Hashes `bytes`.
+    pub fn new(bytes: impl Into<bytes::Bytes>) -> Self {
+        use sha2::Digest;
+        let bytes = bytes.into();
+        let digest = sha2::Sha256::digest(&bytes);
+        let sha256 = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Self { sha256, bytes }
+    }
 }
 
 /// Why no favicon was found, classified.

@@ -54,12 +54,101 @@ pub struct ResultColumns {
     pub fetched_at: Option<DateTime<Utc>>,
     /// Copied from an earlier job's result instead of fetched.
     pub cached: bool,
+    /// This service's URL of the stored icon (`/icons/{domain}`, absolute under `PUBLIC_URL`),
+    /// when its bytes are stored. GraphQL shows it as `icon.url`.
+    #[graphql(skip)]
+    pub icon_url: Option<String>,
+    /// The stored icon, when its bytes are kept (null otherwise). REST and the CSV show its
+    /// URL as `icon_url`.
+    #[serde(skip)]
+    #[sea_orm(skip)]
+    pub icon: Option<IconView>,
+}
+
+/// A stored icon as GraphQL's `Result.icon` (and `ProgressResult.icon`) shows it.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, async_graphql::SimpleObject,
+)]
+#[graphql(name = "Icon")]
+pub struct IconView {
+    /// This service's URL of the icon: `/icons/{domain}`, absolute under `PUBLIC_URL`.
+    pub url: String,
+    /// Lowercase hex SHA-256 of the bytes: the content address, and the served `ETag`.
+    pub sha256: String,
+    /// The mime type sniffing confirmed.
+    pub mime: String,
+    /// Width in pixels (0 for an SVG without an intrinsic size).
+    pub width: i32,
+    /// Height in pixels.
+    pub height: i32,
+    /// Size of the stored bytes.
+    pub bytes: i32,
+}
+
+/// The wire form of `ProgressEvent::finished`: each row with its icon whole, since REST's
+/// serde form of a row shows only the icon's URL and a subscriber's GraphQL `icon` needs all
+/// of it.
+pub(super) mod wire {
+    use super::{IconView, ResultColumns};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Row<C, I> {
+        #[serde(flatten)]
+        columns: C,
+        #[serde(default)]
+        icon: I,
+    }
+
+    pub fn serialize<S: Serializer>(rows: &[ResultColumns], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(rows.iter().map(|c| Row {
+            columns: c,
+            icon: &c.icon,
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ResultColumns>, D::Error> {
+        let rows = Vec::<Row<ResultColumns, Option<IconView>>>::deserialize(d)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ResultColumns {
+                icon: row.icon,
+                ..row.columns
+            })
+            .collect())
+    }
+}
+
+/// The path of a domain's icon on this service, before `PUBLIC_URL`.
+pub fn icon_path(domain: &str) -> String {
+    format!("/icons/{domain}")
 }
 
 impl ResultColumns {
-    /// The columns' names, in order: the CSV header, the database columns the export reads,
-    /// and the REST and event field names.
-    pub const NAMES: [&'static str; 12] = [
+    /// Makes the icon's URL absolute under `public_url` (a URL without a trailing slash);
+    /// without one it stays a path, as download links do.
+    pub fn link_icon(&mut self, public_url: Option<&str>) {
+        let Some(base) = public_url else {
+            return;
+        };
+        let absolute = |url: &mut String| {
+            if url.starts_with('/') {
+                url.insert_str(0, base);
+            }
+        };
+        if let Some(url) = &mut self.icon_url {
+            absolute(url);
+        }
+        if let Some(icon) = &mut self.icon {
+            absolute(&mut icon.url);
+        }
+    }
+}
+
+impl ResultColumns {
+    /// The columns' names, in order: the CSV header, the database columns the export reads
+    /// (`icon_url` is made from `icon_sha256` and the domain), and the REST field names.
+    pub const NAMES: [&'static str; 13] = [
         "domain",
         "status",
         "favicon_url",
@@ -72,6 +161,7 @@ impl ResultColumns {
         "height",
         "fetched_at",
         "cached",
+        "icon_url",
     ];
 
     /// The row as CSV cells, in [`Self::NAMES`] order: absent values empty, times in RFC 3339.
@@ -93,6 +183,7 @@ impl ResultColumns {
             number(self.height),
             Cow::Owned(self.fetched_at.map(|t| t.to_rfc3339()).unwrap_or_default()),
             Cow::Borrowed(if self.cached { "true" } else { "false" }),
+            text(&self.icon_url),
         ]
     }
 }
@@ -142,6 +233,8 @@ mod tests {
             height: Some(32),
             fetched_at: Some(Utc::now()),
             cached: true,
+            icon_url: Some("/icons/a.test".into()),
+            icon: None,
         };
         let json = serde_json::to_value(&row).unwrap();
         let object = json.as_object().unwrap();
@@ -157,6 +250,40 @@ mod tests {
                 other => assert_eq!(other.to_string(), cell, "{name}"),
             }
         }
+    }
+
+    /// REST shows the icon as its URL only; a progress event carries it whole across
+    /// processes, so a subscriber's GraphQL `icon` has every field.
+    #[test]
+    fn events_carry_the_whole_icon() {
+        let icon = IconView {
+            url: "/icons/a.test".into(),
+            sha256: "ab".repeat(32),
+            mime: "image/png".into(),
+            width: 16,
+            height: 16,
+            bytes: 99,
+        };
+        let row = ResultColumns {
+            icon_url: Some(icon.url.clone()),
+            icon: Some(icon),
+            ..ResultColumns::default()
+        };
+        let rest = serde_json::to_value(&row).unwrap();
+        assert_eq!(rest["icon_url"], "/icons/a.test");
+        assert!(rest.get("icon").is_none(), "{rest}");
+        let event = crate::model::ProgressEvent {
+            job_id: uuid::Uuid::nil(),
+            status: crate::model::JobStatus::Completed,
+            total: 1,
+            completed: 1,
+            failed: 0,
+            progress: 100,
+            finished: vec![row],
+        };
+        let wire = serde_json::to_string(&event).unwrap();
+        let back: crate::model::ProgressEvent = serde_json::from_str(&wire).unwrap();
+        assert_eq!(back, event);
     }
 
     /// The view is the columns plus the candidates, flat in JSON.

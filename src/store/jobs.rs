@@ -269,7 +269,7 @@ impl Store {
 }
 
 /// The client a caller's name stands for, if it ever created a job.
-async fn client_named(
+pub(super) async fn client_named(
     db: &impl ConnectionTrait,
     name: &str,
 ) -> Result<Option<client::Model>, DbErr> {
@@ -308,13 +308,14 @@ impl Cutoffs {
 }
 
 /// The columns a cache hit copies from the earlier result: every column the views show
-/// except the row's own (its domain, status, tries and whether it is a copy), and the
-/// candidates. Each is nullable, so a domain without a hit gets NULL in each.
+/// except the row's own (its domain, status, tries and whether it is a copy), the
+/// candidates, and the stored icon's address (the blob itself is shared, not copied; the
+/// views make `icon_url` from it). Each is nullable, so a domain without a hit gets NULL in each.
 fn copied_columns() -> Vec<&'static str> {
     ResultColumns::NAMES
         .into_iter()
-        .filter(|c| !matches!(*c, "domain" | "status" | "tries" | "cached"))
-        .chain(["candidates"])
+        .filter(|c| !matches!(*c, "domain" | "status" | "tries" | "cached" | "icon_url"))
+        .chain(["candidates", "icon_sha256"])
         .collect()
 }
 

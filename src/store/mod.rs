@@ -20,10 +20,13 @@
 //!   errors are worth a retry ([`is_transient`]);
 //! - `jobs`: creating a job (with the copy of cached results), reading jobs, client usage;
 //! - `results`: pages of a job's results and the CSV stream;
+//! - `icons`: stored icon bytes (content-addressed, written once), the newest icon of a
+//!   domain, and on-demand lookups recorded as finished jobs;
 //! - `keys`: API keys (create, list, revoke, find by hash, last use);
 //! - `queue`: claim, heartbeat, release, record and reap, with the partial-index clauses the
 //!   queries share with the migrations.
 
+mod icons;
 mod jobs;
 mod keys;
 mod queue;

@@ -354,6 +354,11 @@ impl Store {
                 .filter(guard(claim))
                 .exec(&txn)
                 .await?;
+            if res.rows_affected == 1
+                && let Disposition::Finish(Ok(found)) = disposition
+            {
+                super::icons::put_blob(&txn, found, now).await?;
+            }
             if let (1, Some(done)) = (res.rows_affected, finished) {
                 let entry = moved.entry(claim.job_id).or_default();
                 if done.status == ResultStatus::Success {

@@ -7,8 +7,11 @@
 //! the export through [`ResultColumns::NAMES`].
 
 use super::Store;
+use crate::entities::icon_blob;
 use crate::entities::result;
-use crate::model::{Candidate, FindOutcome, ResultColumns, ResultStatus, ResultView};
+use crate::model::{
+    Candidate, FindOutcome, IconView, ResultColumns, ResultStatus, ResultView, icon_path,
+};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use sea_orm::ActiveValue::Set;
@@ -46,6 +49,15 @@ pub(super) fn finished_row(
         Ok(found) => (
             ResultColumns {
                 status: ResultStatus::Success,
+                icon_url: found.icon.as_ref().map(|_| icon_path(domain)),
+                icon: found.icon.as_ref().map(|icon| IconView {
+                    url: icon_path(domain),
+                    sha256: icon.sha256.clone(),
+                    mime: found.mime.clone(),
+                    width: found.width as i32,
+                    height: found.height as i32,
+                    bytes: i32::try_from(icon.bytes.len()).unwrap_or(i32::MAX),
+                }),
                 favicon_url: Some(found.favicon_url.clone()),
                 final_url: found.final_url.clone(),
                 mime: Some(found.mime.clone()),
@@ -81,6 +93,11 @@ pub(super) fn finished_row(
         fetched_at: Set(columns.fetched_at),
         candidates: Set(stored(candidates)),
         candidates_dropped: Set(dropped as i32),
+        icon_sha256: Set(outcome
+            .as_ref()
+            .ok()
+            .and_then(|found| found.icon.as_ref())
+            .map(|icon| icon.sha256.clone())),
         ..Default::default()
     };
     (row, columns)
@@ -108,7 +125,35 @@ impl Store {
             .limit(per_page)
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(ResultView::from).collect())
+        self.with_icon_sizes(rows.into_iter().map(ResultView::from).collect())
+            .await
+    }
+
+    /// Adds each stored icon's size, which lives on its blob, in one query per page.
+    async fn with_icon_sizes(&self, mut views: Vec<ResultView>) -> Result<Vec<ResultView>, DbErr> {
+        let shas: Vec<String> = views
+            .iter()
+            .filter_map(|v| v.icon.as_ref().map(|icon| icon.sha256.clone()))
+            .collect();
+        if shas.is_empty() {
+            return Ok(views);
+        }
+        let sizes: std::collections::HashMap<String, i32> = icon_blob::Entity::find()
+            .select_only()
+            .column(icon_blob::Column::Sha256)
+            .column(icon_blob::Column::Size)
+            .filter(icon_blob::Column::Sha256.is_in(shas))
+            .into_tuple::<(String, i32)>()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
+        for view in &mut views {
+            if let Some(icon) = &mut view.columns.icon {
+                icon.bytes = sizes.get(&icon.sha256).copied().unwrap_or_default();
+            }
+        }
+        Ok(views)
     }
 
     /// Domains of a job finished at or after `since`, at most `limit`: what a subscriber that
@@ -127,10 +172,10 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| ResultView::from(row).columns)
-            .collect())
+        let views = self
+            .with_icon_sizes(rows.into_iter().map(ResultView::from).collect())
+            .await?;
+        Ok(views.into_iter().map(|view| view.columns).collect())
     }
 
     /// Streams a job's results in submission order, as chunks of at most [`STREAM_CHUNK`] rows
@@ -161,8 +206,18 @@ impl Store {
             octets("final_url"),
             octets("mime"),
         );
-        // Every column the views show, so a new one is exported without an edit here.
+        // Every column the views show, so a new one is exported without an edit here; the
+        // icon's URL is made from whether its bytes are stored.
         let columns = ResultColumns::NAMES.join(", ");
+        let read = ResultColumns::NAMES
+            .map(|c| match c {
+                "icon_url" => {
+                    "CASE WHEN icon_sha256 IS NULL THEN NULL \
+                               ELSE '/icons/' || domain END AS icon_url"
+                }
+                c => c,
+            })
+            .join(", ");
         let [p1, p2, p3, p4] = match backend {
             DbBackend::Postgres => ["$1", "$2", "$3", "$4"],
             _ => ["?", "?", "?", "?"],
@@ -171,7 +226,7 @@ impl Store {
             "SELECT {columns} FROM (\
                SELECT {columns}, position, {size} AS size, \
                  SUM({size}) OVER (ORDER BY position) AS upto \
-               FROM (SELECT {columns}, position FROM result \
+               FROM (SELECT {read}, position FROM result \
                  WHERE job_id = {p1} AND position >= {p2} ORDER BY position LIMIT {p3}) AS page\
              ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
         );

@@ -401,7 +401,7 @@ async fn runs_a_mixed_job_end_to_end(backend: Backend) {
     // The contract, written out rather than taken from the code that makes it.
     assert_eq!(
         header.join(","),
-        "domain,status,favicon_url,error,tries,error_code,final_url,mime,width,height,fetched_at,cached"
+        "domain,status,favicon_url,error,tries,error_code,final_url,mime,width,height,fetched_at,cached,icon_url"
     );
     assert_eq!(rows.len(), domains.len());
     for (row, domain) in rows.iter().zip(&domains) {
@@ -424,6 +424,12 @@ async fn runs_a_mixed_job_end_to_end(backend: Backend) {
             "fetched_at is set for a finished row: {row:?}"
         );
         assert_eq!(&row[11], "false", "nothing came from the cache: {row:?}");
+        // A found icon's bytes are stored, so it links to this service's copy.
+        let icon_url = match e.status {
+            "success" => format!("/icons/{domain}"),
+            _ => String::new(),
+        };
+        assert_eq!(&row[12], icon_url.as_str(), "{row:?}");
     }
     app.stop().await;
 }

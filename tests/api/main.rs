@@ -20,6 +20,8 @@ mod finder_cases;
 mod finder_safety;
 mod helpers;
 mod https;
+mod icons;
+mod icons_access;
 mod jobs;
 mod limits;
 mod migrations;

@@ -53,8 +53,18 @@ async fn column_exists(store: &Store, table: &str, column: &str) -> bool {
     number(store.connection(), &sql).await == 1
 }
 
-/// The newest migration alone goes down and up again over a database holding rows, and its
-/// check refuses a negative count.
+/// How many of the newest migrations to revert so that `name` is reverted too.
+fn steps_back_to(name: &str) -> u32 {
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let at = names.iter().position(|n| n == name).unwrap();
+    (names.len() - at) as u32
+}
+
+/// The candidates_dropped migration (and any after it) goes down and up again over a
+/// database holding rows, and its check refuses a negative count.
 async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = Store::connect(&db.url, 2).await.unwrap();
@@ -158,3 +168,31 @@ async fn job_source_ip_goes_up_and_down(backend: Backend) {
     assert_eq!(store.client_usage_since("m", since).await.unwrap().0, 1);
 }
 both_backends!(job_source_ip, job_source_ip_goes_up_and_down);
+
+/// The icons migration goes down and up again over a database holding rows: the blob table
+/// and the result's pointer leave and come back, and the rows outlive them.
+async fn icons_goes_up_and_down(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let domain = favicon_finder::domain::Domain::parse("a.test").unwrap();
+    let job = store
+        .create_job("m", &[domain], favicon_finder::store::CachePolicy::OFF)
+        .await
+        .unwrap()
+        .job;
+    assert!(table_exists(&store, "icon_blob").await);
+    assert!(column_exists(&store, "result", "icon_sha256").await);
+    let steps = steps_back_to("m20261202_000008_icons");
+    Migrator::down(store.connection(), Some(steps))
+        .await
+        .unwrap();
+    assert!(!table_exists(&store, "icon_blob").await);
+    assert!(!column_exists(&store, "result", "icon_sha256").await);
+    store.migrate().await.unwrap();
+    assert!(table_exists(&store, "icon_blob").await);
+    let rows = store.results_page(job.id, 1, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "the rows outlive the column");
+    assert!(column_exists(&store, "result", "icon_sha256").await);
+}
+both_backends!(icons_migration, icons_goes_up_and_down);

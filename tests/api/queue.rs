@@ -21,6 +21,7 @@ fn found(url: &str) -> Disposition {
         height: 32,
         candidates: Vec::new(),
         candidates_dropped: 0,
+        icon: None,
     }))
 }
 

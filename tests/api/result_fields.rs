@@ -2,6 +2,10 @@
 //! `jobProgress` event all carry the same columns, so a column added to the model shows in
 //! every one of them. The candidate list is the one documented difference: only the APIs
 //! that nest (REST and GraphQL pages) carry it.
+//!
+//! One column has two shapes: the stored icon is `icon_url` (a URL of this service) in REST
+//! and the CSV, and an object `icon { url sha256 mime width height bytes }` in GraphQL
+//! (`Result` and `ProgressResult`); `icon.url` is the same value as `icon_url`.
 
 use crate::fake::{FakeInternet, Route, Sites, png};
 use crate::helpers::{Backend, TestApp, both_backends, parse_csv};
@@ -14,8 +18,16 @@ use tokio_tungstenite::tungstenite::Message;
 /// What only the page views carry: the candidates, with the count of those left out.
 const PAGE_ONLY: [&str; 2] = ["candidates", "candidates_dropped"];
 
-/// `faviconUrl` → `favicon_url`.
+/// GraphQL's `icon` object is the `icon_url` column.
+const GRAPHQL_ICON: (&str, &str) = ("icon", "icon_url");
+/// What GraphQL's `icon` is selected with.
+const ICON_SELECTION: &str = "icon { url sha256 mime width height bytes }";
+
+/// `faviconUrl` → `favicon_url`; `icon` → `icon_url`.
 fn snake(name: &str) -> String {
+    if name == GRAPHQL_ICON.0 {
+        return GRAPHQL_ICON.1.to_owned();
+    }
     let mut out = String::new();
     for c in name.chars() {
         if c.is_ascii_uppercase() {
@@ -54,7 +66,15 @@ async fn first_finished(app: &TestApp, job_id: &str, fields: &[String]) -> Value
     let mut ws = app.ws().await;
     let query = format!(
         "subscription($id: ID!) {{ jobProgress(jobId: $id) {{ results {{ {} }} }} }}",
-        fields.join(" ")
+        fields
+            .iter()
+            .map(|f| if f == GRAPHQL_ICON.0 {
+                ICON_SELECTION
+            } else {
+                f
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let subscribe = json!({
         "id": "1",
@@ -167,7 +187,10 @@ async fn every_view_carries_every_column(backend: Backend) {
             assert_eq!(parse(&text), parse(from_event), "{name}");
         } else {
             assert_eq!(&text, cell, "{name}");
-            let from_event = &event[progress_name(name, &progress_fields)];
+            let from_event = match &event[progress_name(name, &progress_fields)] {
+                icon if name == GRAPHQL_ICON.1 => &icon["url"],
+                other => other,
+            };
             match from_event {
                 // GraphQL spells enum values in capitals.
                 Value::String(s) if name == "status" => assert_eq!(s.to_lowercase(), text),
@@ -176,6 +199,9 @@ async fn every_view_carries_every_column(backend: Backend) {
         }
     }
     assert_eq!(rest["status"], "success", "{rest}");
+    assert_eq!(rest["icon_url"], "/icons/view.test", "{rest}");
+    assert_eq!(event["icon"]["bytes"], png(32, 32).len(), "{event}");
+    assert_eq!(event["icon"]["width"], 32, "{event}");
     app.stop().await;
 }
 both_backends!(four_views, every_view_carries_every_column);

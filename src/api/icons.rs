@@ -1,0 +1,129 @@
+//! `GET /icons/{domain}` (and `HEAD`): the icon itself, for `<img src>`. Parses the request,
+//! asks the icons core ([`crate::icons`]) and maps its answer to HTTP; every answer, errors
+//! included, carries `nosniff` and a CSP that forbids script, since a stored SVG is the
+//! site's markup served from this origin.
+
+use super::AppState;
+use super::auth::client_ip;
+use crate::auth::Caller;
+use crate::error::AppError;
+use crate::icons::{IconAnswer, parse_request};
+use axum::Extension;
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::net::SocketAddr;
+
+/// The CSP of every icon answer: nothing may load or run; inline styles are allowed because
+/// icon SVGs use them to draw.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+/// How long a client may keep a fallback: the domain may gain an icon soon.
+const FALLBACK_CACHE_CONTROL: &str = "public, max-age=300";
+
+/// The `/icons` routes.
+pub fn router() -> Router<AppState> {
+    // `get` answers HEAD too, with the same headers and no body.
+    Router::new().route("/icons/{domain}", get(icon))
+}
+
+/// The caller is absent where keys are required and none was sent: the door lets such a
+/// request through to here, since `ICONS_PUBLIC=true` serves stored icons without a key
+/// (`<img>` tags cannot send headers); the icons core decides.
+async fn icon(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(domain): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let caller = caller.map(|Extension(caller)| caller);
+    let source_ip = client_ip(&headers, peer.ip(), &state.config.trusted_proxy_headers);
+    let mut response = match answer(
+        &state,
+        caller.as_ref(),
+        source_ip,
+        &domain,
+        query.as_deref(),
+        &headers,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    response
+}
+
+async fn answer(
+    state: &AppState,
+    caller: Option<&Caller>,
+    source_ip: std::net::IpAddr,
+    domain: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, AppError> {
+    let query: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let request = parse_request(domain, &query, if_none_match)?;
+    let cache_control = state.icons.settings().cache_control.clone();
+    Ok(
+        match state
+            .icons
+            .answer(caller, Some(source_ip), &request)
+            .await?
+        {
+            IconAnswer::Image { mime, etag, bytes } => (
+                [
+                    (header::CONTENT_TYPE, mime),
+                    (header::ETAG, etag),
+                    (header::CACHE_CONTROL, cache_control),
+                ],
+                bytes,
+            )
+                .into_response(),
+            IconAnswer::NotModified { etag } => (
+                StatusCode::NOT_MODIFIED,
+                [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)],
+            )
+                .into_response(),
+            IconAnswer::Letter { svg } => (
+                [
+                    (header::CONTENT_TYPE, "image/svg+xml"),
+                    (header::CACHE_CONTROL, FALLBACK_CACHE_CONTROL),
+                    (header::HeaderName::from_static("x-icon-fallback"), "letter"),
+                ],
+                svg,
+            )
+                .into_response(),
+            IconAnswer::Missing { message } => {
+                let mut response = AppError::NotFound(message).into_response();
+                let h = response.headers_mut();
+                // The header says a fallback was chosen (here, none), so a client can tell a
+                // missing icon from a wrong URL either way.
+                h.insert("x-icon-fallback", HeaderValue::from_static("letter"));
+                h.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static(FALLBACK_CACHE_CONTROL),
+                );
+                response
+            }
+        },
+    )
+}

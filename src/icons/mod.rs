@@ -1,0 +1,476 @@
+//! Serving the icons themselves (`GET /icons/{domain}`): the rules behind the adapter in
+//! `api/icons.rs`.
+//!
+//! - **Stored icons.** The newest stored icon of a domain, by its content address (the
+//!   ETag), so a revalidation answers 304 without reading the bytes.
+//! - **Resizing** (`render`): an N×N PNG from any format the finder accepts, on a blocking
+//!   thread under a deadline and a cap on renders at once; results are kept in a cache bounded
+//!   by bytes, keyed by (content, size), so a popular icon is resized once.
+//! - **Fallback** (`letter`): a monogram, or a 404, when there is no stored icon.
+//! - **On-demand lookup** (`?find=1`): runs the finder for a domain the cache would not
+//!   answer, single-flight (concurrent requests for one domain share one lookup), waits up to
+//!   `ICON_FIND_TIMEOUT_MS`, and records the outcome as a finished job so the next job finds
+//!   it in the cache. The lookup goes on after a timeout; only the wait ends.
+
+pub mod letter;
+pub mod render;
+
+use crate::auth::{Caller, Scope};
+use crate::domain::Domain;
+use crate::error::{AppError, AppResult, Code};
+use crate::finder::Finder;
+use crate::jobs::{Jobs, LookupPayer};
+use crate::store::Store;
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Semaphore};
+
+/// The client an on-demand lookup without an API key (`AUTH_MODE=off`) is recorded for: such
+/// callers share it, and each is also counted by its address, as for a job without a key.
+pub const ON_DEMAND_CLIENT: &str = "icons";
+/// How long one resize may take before the answer is a 422.
+const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Renders running at once; more wait, so hostile icons cannot take every blocking thread.
+const RENDERS_AT_ONCE: usize = 4;
+
+/// The settings the icon rules need, from the configuration.
+#[derive(Clone, Debug)]
+pub struct IconSettings {
+    /// `ICON_CACHE_CONTROL`, for stored and resized icons.
+    pub cache_control: String,
+    /// `ICON_FIND_TIMEOUT_MS`.
+    pub find_timeout: Duration,
+    /// `ICONS_PUBLIC`.
+    pub public: bool,
+    /// `ICON_RESIZE_CACHE_BYTES`.
+    pub resize_cache_bytes: u64,
+}
+
+/// What the client asked for, parsed at the edge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IconRequest {
+    /// The domain, normalised (Unicode and punycode spellings are the same value).
+    pub domain: Domain,
+    /// `?size=N`: a PNG of N×N instead of the stored bytes.
+    pub size: Option<u32>,
+    /// `?fallback=`: what to answer without a stored icon.
+    pub fallback: Fallback,
+    /// `?find=1`: look the domain up now if the cache would not answer it.
+    pub find: bool,
+    /// `If-None-Match`, as sent.
+    pub if_none_match: Option<String>,
+}
+
+/// What to answer when a domain has no stored icon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// A generated SVG monogram (the default).
+    Letter,
+    /// A 404 with the error shape.
+    NotFound,
+}
+
+/// The answer, for the adapter to map to HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IconAnswer {
+    /// Image bytes to send.
+    Image {
+        /// The mime type sniffing confirmed (or `image/png` for a resize).
+        mime: String,
+        /// The strong validator: the content address, with the size for a resize.
+        etag: String,
+        /// The body.
+        bytes: Bytes,
+    },
+    /// The client's copy is current.
+    NotModified {
+        /// The validator it matched.
+        etag: String,
+    },
+    /// No stored icon: the monogram.
+    Letter {
+        /// The SVG document.
+        svg: String,
+    },
+    /// No stored icon and `fallback=404`.
+    Missing {
+        /// Why, for the error message.
+        message: String,
+    },
+}
+
+/// One lookup in flight, shared by every request that waits for it.
+type Flight = Shared<BoxFuture<'static, ()>>;
+
+/// The icons core: a cheap clone around shared state.
+#[derive(Clone)]
+pub struct Icons {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    /// The rules of jobs: who may look a domain up, and whose allowance it counts against.
+    jobs: Jobs,
+    finder: Arc<Finder>,
+    settings: IconSettings,
+    /// Resized PNGs by (content address, size), bounded by their bytes.
+    resized: moka::sync::Cache<(String, u32), Bytes>,
+    /// Lookups in flight by domain. An async lock: the leader re-checks the database under
+    /// it, so a lookup that just finished (and wrote its row) is never started again.
+    flights: Mutex<HashMap<Domain, Flight>>,
+    renders: Semaphore,
+}
+
+impl Icons {
+    /// The icons core over this database and finder.
+    pub fn new(store: Store, jobs: Jobs, finder: Arc<Finder>, settings: IconSettings) -> Self {
+        let resized = moka::sync::Cache::builder()
+            .max_capacity(settings.resize_cache_bytes)
+            .weigher(|(sha, _): &(String, u32), png: &Bytes| {
+                u32::try_from(png.len() + sha.len()).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                jobs,
+                finder,
+                settings,
+                resized,
+                flights: Mutex::new(HashMap::new()),
+                renders: Semaphore::new(RENDERS_AT_ONCE),
+            }),
+        }
+    }
+
+    /// The settings, for the adapter's headers.
+    pub fn settings(&self) -> &IconSettings {
+        &self.inner.settings
+    }
+
+    /// Answers one request of `caller` (none: no key where `AUTH_MODE=required`) from
+    /// `source_ip`: the stored icon (maybe resized), or the fallback; with `find`, after
+    /// looking the domain up if the cache would not answer it.
+    ///
+    /// Serving needs nothing with `ICONS_PUBLIC=true`, and the `read` scope otherwise. A
+    /// lookup follows the rules of creating a job ([`Jobs::admit_lookup`]): the `submit`
+    /// scope, and a one-domain job against the caller's allowance.
+    pub async fn answer(
+        &self,
+        caller: Option<&Caller>,
+        source_ip: Option<IpAddr>,
+        request: &IconRequest,
+    ) -> AppResult<IconAnswer> {
+        if !self.inner.settings.public {
+            required(caller)?.require(Scope::Read)?;
+        }
+        let store = &self.inner.store;
+        let domain = request.domain.as_str();
+        if request.find
+            && !store
+                .answered_by_cache(domain, self.inner.jobs.default_cache())
+                .await?
+        {
+            let payer = self
+                .inner
+                .jobs
+                .admit_lookup(required(caller)?, source_ip, ON_DEMAND_CLIENT)
+                .await?;
+            self.lookup(&request.domain, payer).await?;
+        }
+        let Some(sha) = store.newest_icon_sha(domain).await? else {
+            return Ok(fallback(request));
+        };
+        let etag = match request.size {
+            Some(n) => format!("\"{sha}-{n}\""),
+            None => format!("\"{sha}\""),
+        };
+        if request
+            .if_none_match
+            .as_deref()
+            .is_some_and(|inm| etag_matches(inm, &etag))
+        {
+            return Ok(IconAnswer::NotModified { etag });
+        }
+        if let Some(n) = request.size
+            && let Some(png) = self.inner.resized.get(&(sha.clone(), n))
+        {
+            return Ok(IconAnswer::Image {
+                mime: "image/png".into(),
+                etag,
+                bytes: png,
+            });
+        }
+        let Some(blob) = store.icon_blob(&sha).await? else {
+            // A result names a blob that is not there: only if someone deleted blobs by hand.
+            tracing::warn!(domain, sha, "a result points at a missing icon blob");
+            return Ok(fallback(request));
+        };
+        let Some(n) = request.size else {
+            return Ok(IconAnswer::Image {
+                mime: blob.mime,
+                etag,
+                bytes: Bytes::from(blob.bytes),
+            });
+        };
+        let png = self.render(blob.bytes, blob.mime, n).await?;
+        self.inner.resized.insert((sha, n), png.clone());
+        Ok(IconAnswer::Image {
+            mime: "image/png".into(),
+            etag,
+            bytes: png,
+        })
+    }
+
+    /// Resizes on a blocking thread, at most [`RENDERS_AT_ONCE`] at once, within
+    /// [`RENDER_TIMEOUT`]; a failure or overrun is a 422.
+    async fn render(&self, bytes: Vec<u8>, mime: String, size: u32) -> AppResult<Bytes> {
+        let _slot = self
+            .inner
+            .renders
+            .acquire()
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        let work = tokio::task::spawn_blocking(move || render::to_png(&bytes, &mime, size));
+        // A render that overruns cannot be stopped, but its thread is bounded by the
+        // decoders' limits and its slot is given back only when it ends.
+        match tokio::time::timeout(RENDER_TIMEOUT, work).await {
+            Ok(Ok(Ok(png))) => Ok(Bytes::from(png)),
+            Ok(Ok(Err(e))) => Err(undecodable(e.0)),
+            Ok(Err(join)) => Err(undecodable(format!("the renderer failed: {join}"))),
+            Err(_) => Err(undecodable(format!(
+                "resizing took longer than {} ms",
+                RENDER_TIMEOUT.as_millis()
+            ))),
+        }
+    }
+
+    /// Looks `domain` up now, sharing a lookup already in flight, and waits for it up to
+    /// `ICON_FIND_TIMEOUT_MS`. A new lookup is recorded for `payer`; one already in flight
+    /// is shared and charged to whoever started it.
+    async fn lookup(&self, domain: &Domain, payer: LookupPayer) -> AppResult<()> {
+        let flight = {
+            let mut flights = self.inner.flights.lock().await;
+            match flights.get(domain) {
+                Some(flight) => flight.clone(),
+                None => {
+                    // The lock is held: a lookup that finished has written its row already.
+                    let store = &self.inner.store;
+                    if store
+                        .answered_by_cache(domain.as_str(), self.inner.jobs.default_cache())
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    let flight = self.start_lookup(domain.clone(), payer);
+                    flights.insert(domain.clone(), flight.clone());
+                    flight
+                }
+            }
+        };
+        // Past the wait the lookup goes on; this answer is the fallback, a later one the icon.
+        let _ = tokio::time::timeout(self.inner.settings.find_timeout, flight).await;
+        Ok(())
+    }
+
+    /// Runs the finder in a task of its own (so it outlives a caller that stops waiting),
+    /// records the outcome, then leaves the table of flights.
+    fn start_lookup(&self, domain: Domain, payer: LookupPayer) -> Flight {
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let outcome = crate::clean::outcome(inner.finder.find(domain.as_str()).await);
+            match inner
+                .store
+                .record_lookup(&payer.client_id, payer.source_ip, domain.as_str(), outcome)
+                .await
+            {
+                Ok(job_id) => {
+                    tracing::info!(domain = domain.as_str(), %job_id, "on-demand icon lookup")
+                }
+                Err(err) => {
+                    tracing::error!(domain = domain.as_str(), error = %err, "could not record an on-demand lookup")
+                }
+            }
+            inner.flights.lock().await.remove(&domain);
+        });
+        task.map(|_| ()).boxed().shared()
+    }
+}
+
+/// The caller, or the 401 of a request without a key where keys are required.
+fn required(caller: Option<&Caller>) -> AppResult<&Caller> {
+    caller.ok_or_else(|| {
+        AppError::Unauthorized(
+            "an API key is required: send Authorization: Bearer <key> (or set ICONS_PUBLIC=true \
+             to serve stored icons without one)"
+                .into(),
+        )
+    })
+}
+
+fn fallback(request: &IconRequest) -> IconAnswer {
+    match request.fallback {
+        Fallback::Letter => IconAnswer::Letter {
+            svg: letter::monogram(&request.domain),
+        },
+        Fallback::NotFound => IconAnswer::Missing {
+            message: format!("no icon is stored for {}", request.domain.as_str()),
+        },
+    }
+}
+
+/// The 422 of an icon that cannot be resized.
+fn undecodable(message: String) -> AppError {
+    AppError::Unprocessable {
+        code: Code::IconUndecodable,
+        message,
+    }
+}
+
+/// Whether `If-None-Match` names `etag` (a list, `*`, or a weak form of it).
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+/// Parses the query of `/icons/{domain}` and the path's domain; each bad value is a 400
+/// naming it.
+pub fn parse_request(
+    raw_domain: &str,
+    query: &[(String, String)],
+    if_none_match: Option<String>,
+) -> AppResult<IconRequest> {
+    let domain = Domain::parse(raw_domain).map_err(|e| {
+        AppError::bad_request(
+            Code::InvalidInput,
+            format!("{raw_domain:?} {e}; /icons/ takes a domain like example.com"),
+        )
+    })?;
+    let mut request = IconRequest {
+        domain,
+        size: None,
+        fallback: Fallback::Letter,
+        find: false,
+        if_none_match,
+    };
+    let mut format = None;
+    for (key, value) in query {
+        match key.as_str() {
+            "size" => {
+                request.size = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| (1..=render::MAX_SIZE).contains(n))
+                        .ok_or_else(|| {
+                            AppError::bad_request(
+                                Code::InvalidInput,
+                                format!(
+                                    "size must be a whole number from 1 to {}, got {value:?}",
+                                    render::MAX_SIZE
+                                ),
+                            )
+                        })?,
+                )
+            }
+            "format" => format = Some(value.clone()),
+            "fallback" => {
+                request.fallback = match value.as_str() {
+                    "letter" => Fallback::Letter,
+                    "404" => Fallback::NotFound,
+                    _ => {
+                        return Err(AppError::bad_request(
+                            Code::InvalidInput,
+                            format!("fallback must be `letter` or `404`, got {value:?}"),
+                        ));
+                    }
+                }
+            }
+            "find" => {
+                request.find = match value.as_str() {
+                    "1" | "true" => true,
+                    "0" | "false" => false,
+                    _ => {
+                        return Err(AppError::bad_request(
+                            Code::InvalidInput,
+                            format!("find must be 1 or 0, got {value:?}"),
+                        ));
+                    }
+                }
+            }
+            // Unknown parameters (cache busters, trackers) are ignored, as image URLs get them.
+            _ => {}
+        }
+    }
+    match (format.as_deref(), request.size) {
+        (None, _) | (Some("png"), Some(_)) => Ok(request),
+        (Some("png"), None) => Err(AppError::bad_request(
+            Code::InvalidInput,
+            "format=png needs size=N (1 to 256); without a size the stored icon is served as it is",
+        )),
+        (Some(other), _) => Err(AppError::bad_request(
+            Code::InvalidInput,
+            format!("format must be png, got {other:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A real, decodable RGBA PNG (opaque) of `w`×`h`.
+    pub(crate) fn real_png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbaImage::from_pixel(w, h, image::Rgba([10, 20, 30, 255]));
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgba8(img)
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn query_parsing() {
+        let r = parse_request("BÜCHER.de", &q(&[("size", "64"), ("format", "png")]), None).unwrap();
+        assert_eq!(r.domain.as_str(), "xn--bcher-kva.de");
+        assert_eq!(r.size, Some(64));
+        for bad in [
+            q(&[("size", "0")]),
+            q(&[("size", "257")]),
+            q(&[("size", "x")]),
+            q(&[("size", "16"), ("format", "gif")]),
+            q(&[("format", "png")]),
+            q(&[("fallback", "none")]),
+            q(&[("find", "yes")]),
+        ] {
+            let err = parse_request("a.com", &bad, None).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad:?}");
+        }
+        assert!(parse_request("localhost", &[], None).is_err());
+        let r = parse_request("a.com", &q(&[("fallback", "404"), ("find", "1")]), None).unwrap();
+        assert_eq!((r.fallback, r.find), (Fallback::NotFound, true));
+    }
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"a\"", "\"a\""));
+        assert!(etag_matches("W/\"a\", \"b\"", "\"a\""));
+        assert!(etag_matches("*", "\"a\""));
+        assert!(!etag_matches("\"b\"", "\"a\""));
+    }
+}

@@ -1,0 +1,198 @@
+//! Stored icons: writing a chosen icon's bytes once per distinct content, reading the newest
+//! one of a domain, and recording an on-demand lookup (`/icons/{domain}?find=1`) as a
+//! finished one-domain job, so later jobs find it in the cross-job cache.
+
+use super::jobs::client_named;
+use super::queue::FETCHED;
+use super::results::finished_row;
+use super::{CachePolicy, Store};
+use crate::entities::{client, icon_blob, job, job::JobStatus, result};
+use crate::model::{ErrorCategory, FindOutcome, Found, ResultStatus};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, Statement,
+    TransactionTrait,
+};
+use std::net::IpAddr;
+use uuid::Uuid;
+
+/// Stores the icon a found outcome carries, unless that content is stored already.
+pub(super) async fn put_blob(
+    db: &impl ConnectionTrait,
+    found: &Found,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let Some(icon) = &found.icon else {
+        return Ok(());
+    };
+    let size = i32::try_from(icon.bytes.len()).map_err(|_| DbErr::RecordNotInserted)?;
+    let inserted = icon_blob::Entity::insert(icon_blob::ActiveModel {
+        sha256: Set(icon.sha256.clone()),
+        mime: Set(found.mime.clone()),
+        bytes: Set(icon.bytes.to_vec()),
+        width: Set(i32::try_from(found.width).unwrap_or(i32::MAX)),
+        height: Set(i32::try_from(found.height).unwrap_or(i32::MAX)),
+        size: Set(size),
+        created_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(icon_blob::Column::Sha256)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The newest fetch of a domain, as the cross-job cache judges it.
+#[derive(Debug, FromQueryResult)]
+struct Newest {
+    status: ResultStatus,
+    error_code: Option<ErrorCategory>,
+    fetched_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct Sha {
+    icon_sha256: String,
+}
+
+impl Store {
+    /// The content address of the newest stored icon of `domain`: the newest success whose
+    /// icon was kept. Copies made by the cache are skipped (they repeat a fetch), so the
+    /// lookup uses the cache's own index.
+    pub async fn newest_icon_sha(&self, domain: &str) -> Result<Option<String>, DbErr> {
+        let sql = format!(
+            "SELECT icon_sha256 FROM result WHERE domain = $1 AND {FETCHED} \
+             AND status = 'success' AND icon_sha256 IS NOT NULL \
+             ORDER BY fetched_at DESC LIMIT 1"
+        );
+        let row = Sha::find_by_statement(Statement::from_sql_and_values(
+            self.backend(),
+            sql,
+            [domain.into()],
+        ))
+        .one(&self.db)
+        .await?;
+        Ok(row.map(|r| r.icon_sha256))
+    }
+
+    /// One stored icon by its content address.
+    pub async fn icon_blob(&self, sha256: &str) -> Result<Option<icon_blob::Model>, DbErr> {
+        icon_blob::Entity::find_by_id(sha256.to_owned())
+            .one(&self.db)
+            .await
+    }
+
+    /// Whether a new job would take `domain` from the cache under `cache` (the same rule as
+    /// [`Store::create_job`]): its newest fetch is a success within `max_age`, or a permanent
+    /// failure within `failure_max_age`.
+    pub async fn answered_by_cache(&self, domain: &str, cache: CachePolicy) -> Result<bool, DbErr> {
+        let sql = format!(
+            "SELECT status, error_code, fetched_at FROM result WHERE domain = $1 AND {FETCHED} \
+             ORDER BY fetched_at DESC LIMIT 1"
+        );
+        let newest = Newest::find_by_statement(Statement::from_sql_and_values(
+            self.backend(),
+            sql,
+            [domain.into()],
+        ))
+        .one(&self.db)
+        .await?;
+        let Some(Newest {
+            status,
+            error_code,
+            fetched_at: Some(fetched_at),
+        }) = newest
+        else {
+            return Ok(false);
+        };
+        let age = (super::now() - fetched_at).to_std().unwrap_or_default();
+        Ok(match status {
+            ResultStatus::Success => age <= cache.max_age,
+            _ => {
+                let permanent = error_code.is_some_and(|c| !c.is_transient());
+                permanent && age <= cache.failure_max_age.min(cache.max_age)
+            }
+        })
+    }
+
+    /// Records an on-demand lookup as a finished one-domain job of `client_name` (from
+    /// `source_ip` for a caller without a key) with its result row (and the icon's bytes), in
+    /// one transaction: it then counts against the client's (and the address's) hourly
+    /// allowance like any job, and later jobs reuse it from the cache.
+    pub async fn record_lookup(
+        &self,
+        client_name: &str,
+        source_ip: Option<IpAddr>,
+        domain: &str,
+        outcome: FindOutcome,
+    ) -> Result<Uuid, DbErr> {
+        let now = super::now();
+        let txn = self.db.begin().await?;
+        let inserted = client::Entity::insert(client::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            client_id: Set(client_name.to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(client::Column::ClientId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec(&txn)
+        .await;
+        match inserted {
+            Ok(_) | Err(DbErr::RecordNotInserted) => {}
+            Err(e) => return Err(e),
+        }
+        let client = client_named(&txn, client_name)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))?;
+        let found = outcome.is_ok();
+        let job_id = Uuid::now_v7();
+        job::Entity::insert(job::ActiveModel {
+            id: Set(job_id),
+            client_id: Set(client.id),
+            status: Set(if found {
+                JobStatus::Completed
+            } else {
+                JobStatus::Failed
+            }),
+            total: Set(1),
+            source_ip: Set(source_ip.map(|ip| ip.to_string())),
+            completed: Set(i32::from(found)),
+            failed: Set(i32::from(!found)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        if let Ok(found) = &outcome {
+            put_blob(&txn, found, now).await?;
+        }
+        let (row, _) = finished_row(domain, 1, &outcome, now);
+        result::Entity::insert(result::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            job_id: Set(job_id),
+            position: Set(0),
+            domain: Set(domain.to_owned()),
+            tries: Set(1),
+            cached: Set(false),
+            run_at: Set(now),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..row
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(job_id)
+    }
+}
