@@ -2,11 +2,11 @@
 //! one of a domain, and recording an on-demand lookup (`/icons/{domain}?find=1`) as a
 //! finished one-domain job, so later jobs find it in the cross-job cache.
 
-use super::jobs::client_named;
+use super::jobs::upsert_client;
 use super::queue::FETCHED;
 use super::results::finished_row;
 use super::{CachePolicy, Store};
-use crate::entities::{client, icon_blob, job, job::JobStatus, result};
+use crate::entities::{icon_blob, job, job::JobStatus, result};
 use crate::model::{ErrorCategory, FindOutcome, Found, ResultStatus};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
@@ -135,26 +135,7 @@ impl Store {
     ) -> Result<Uuid, DbErr> {
         let now = super::now();
         let txn = self.db.begin().await?;
-        let inserted = client::Entity::insert(client::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            client_id: Set(client_name.to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(client::Column::ClientId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec(&txn)
-        .await;
-        match inserted {
-            Ok(_) | Err(DbErr::RecordNotInserted) => {}
-            Err(e) => return Err(e),
-        }
-        let client = client_named(&txn, client_name)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))?;
+        let client = upsert_client(&txn, client_name, now).await?;
         let found = outcome.is_ok();
         let job_id = Uuid::now_v7();
         job::Entity::insert(job::ActiveModel {

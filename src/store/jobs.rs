@@ -74,26 +74,7 @@ impl Store {
     ) -> Result<JobView, DbErr> {
         let now = now();
         let txn = self.db.begin().await?;
-        let inserted = client::Entity::insert(client::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            client_id: Set(client_name.to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::column(client::Column::ClientId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec(&txn)
-        .await;
-        match inserted {
-            Ok(_) | Err(DbErr::RecordNotInserted) => {}
-            Err(e) => return Err(e),
-        }
-        let client = client_named(&txn, client_name)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))?;
+        let client = upsert_client(&txn, client_name, now).await?;
         let total = domains.len() as i32;
         let mut job = job::Model {
             id: Uuid::now_v7(),
@@ -269,6 +250,35 @@ impl Store {
 }
 
 /// The client a caller's name stands for, if it ever created a job.
+/// The client row named `name`, created if this is its first job (two jobs of a new client
+/// may race; the unique name makes one insert win and both read the same row).
+pub(super) async fn upsert_client(
+    db: &impl ConnectionTrait,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<client::Model, DbErr> {
+    let inserted = client::Entity::insert(client::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        client_id: Set(name.to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(client::Column::ClientId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec(db)
+    .await;
+    match inserted {
+        Ok(_) | Err(DbErr::RecordNotInserted) => {}
+        Err(e) => return Err(e),
+    }
+    client_named(db, name)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))
+}
+
 pub(super) async fn client_named(
     db: &impl ConnectionTrait,
     name: &str,

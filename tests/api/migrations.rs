@@ -63,9 +63,11 @@ fn steps_back_to(name: &str) -> u32 {
     (names.len() - at) as u32
 }
 
-/// The candidates_dropped migration (and any after it) goes down and up again over a
-/// database holding rows, and its check refuses a negative count.
-async fn candidates_dropped_goes_up_and_down(backend: Backend) {
+/// A fresh database migrated to the newest schema, holding one job of client `m` for
+/// `a.test`: rows for a migration to carry down and up.
+async fn migrated_with_a_job(
+    backend: Backend,
+) -> (TestDb, Store, favicon_finder::entities::job::Model) {
     let db = TestDb::new(backend).await;
     let store = Store::connect(&db.url, 2).await.unwrap();
     store.migrate().await.unwrap();
@@ -75,6 +77,13 @@ async fn candidates_dropped_goes_up_and_down(backend: Backend) {
         .await
         .unwrap()
         .job;
+    (db, store, job)
+}
+
+/// The candidates_dropped migration (and any after it) goes down and up again over a
+/// database holding rows, and its check refuses a negative count.
+async fn candidates_dropped_goes_up_and_down(backend: Backend) {
+    let (_db, store, job) = migrated_with_a_job(backend).await;
     assert!(column_exists(&store, "result", "candidates_dropped").await);
     let negative = Statement::from_string(
         store.connection().get_database_backend(),
@@ -172,15 +181,7 @@ both_backends!(job_source_ip, job_source_ip_goes_up_and_down);
 /// The icons migration goes down and up again over a database holding rows: the blob table
 /// and the result's pointer leave and come back, and the rows outlive them.
 async fn icons_goes_up_and_down(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let store = Store::connect(&db.url, 2).await.unwrap();
-    store.migrate().await.unwrap();
-    let domain = favicon_finder::domain::Domain::parse("a.test").unwrap();
-    let job = store
-        .create_job("m", &[domain], favicon_finder::store::CachePolicy::OFF)
-        .await
-        .unwrap()
-        .job;
+    let (_db, store, job) = migrated_with_a_job(backend).await;
     assert!(table_exists(&store, "icon_blob").await);
     assert!(column_exists(&store, "result", "icon_sha256").await);
     let steps = steps_back_to("m20261202_000008_icons");

@@ -787,13 +787,6 @@ pub async fn dead_addr() -> SocketAddr {
 /// A real, decodable RGBA PNG of `width`×`height` (stored deflate blocks, so no compressor
 /// is needed).
 pub fn png(width: u32, height: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc_input = kind.to_vec();
-        crc_input.extend_from_slice(data);
-        out.extend_from_slice(&crc_input);
-        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
-    }
     // Each scanline: filter byte 0 (none), then RGBA pixels.
     let mut row = vec![0u8];
     for x in 0..width {
@@ -811,15 +804,7 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
         z.extend_from_slice(block);
     }
     z.extend_from_slice(&adler32(&raw).to_be_bytes());
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(&mut out, b"IDAT", &z);
-    chunk(&mut out, b"IEND", &[]);
-    out
+    png_of(width, height, 6, &z)
 }
 
 /// An ICO file holding PNG entries of the given sizes (256 is written as width byte 0).
@@ -844,24 +829,34 @@ pub fn ico(sizes: &[u32]) -> Vec<u8> {
 /// A PNG whose header claims `width`×`height` but whose pixels are a single empty block: what
 /// a pixel bomb looks like to a sniffer (valid chunks, absurd dimensions).
 pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc_input = kind.to_vec();
-        crc_input.extend_from_slice(data);
-        out.extend_from_slice(&crc_input);
-        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
-    };
+    png_of(
+        width,
+        height,
+        6,
+        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
+    )
+}
+
+/// Appends one PNG chunk: length, kind, data, CRC.
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut crc_input = kind.to_vec();
+    crc_input.extend_from_slice(data);
+    out.extend_from_slice(&crc_input);
+    out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+}
+
+/// A PNG file from its parts: the IHDR of `width`×`height` in 8-bit `colour_type`, one IDAT
+/// chunk holding `idat` as it is, and IEND; every chunk with its CRC.
+fn png_of(width: u32, height: u32, colour_type: u8, idat: &[u8]) -> Vec<u8> {
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&width.to_be_bytes());
     ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(
-        b"IDAT",
-        &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 1],
-    );
-    chunk(b"IEND", &[]);
+    ihdr.extend_from_slice(&[8, colour_type, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut out, b"IHDR", &ihdr);
+    chunk(&mut out, b"IDAT", idat);
+    chunk(&mut out, b"IEND", &[]);
     out
 }
 
@@ -950,20 +945,5 @@ pub fn bomb_png() -> Vec<u8> {
         z.write_all(&row).unwrap();
     }
     let data = z.finish().unwrap();
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc_input = kind.to_vec();
-        crc_input.extend_from_slice(data);
-        out.extend_from_slice(&crc_input);
-        out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
-    };
-    let mut ihdr = Vec::new();
-    ihdr.extend_from_slice(&width.to_be_bytes());
-    ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    chunk(b"IHDR", &ihdr);
-    chunk(b"IDAT", &data);
-    chunk(b"IEND", &[]);
-    out
+    png_of(width, height, 0, &data)
 }
