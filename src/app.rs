@@ -12,6 +12,7 @@ use crate::finder::Finder;
 use crate::icons::{IconSettings, Icons};
 use crate::jobs::{Jobs, RateLimits, Rules};
 use crate::metrics::Metrics;
+use crate::retention::{Retention, RetentionSettings};
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ pub struct Application {
     /// `OPS_ADDR`: health and metrics apart from the API.
     ops_listener: Option<TcpListener>,
     worker: Option<WorkerPool>,
+    /// The retention task; every process runs one, and a lease lets one of them work.
+    retention: Option<Retention>,
 }
 
 impl Application {
@@ -141,6 +144,19 @@ impl Application {
             config.ws_max_connections,
             config.ws_max_connections_per_ip,
         ));
+        let retention = (roles.api || roles.worker).then(|| {
+            Retention::new(
+                store.clone(),
+                RetentionSettings {
+                    max_age: (config.retention_days > 0)
+                        .then(|| std::time::Duration::from_secs(config.retention_days * 86_400)),
+                    interval: config.retention_interval,
+                    batch_rows: config.retention_batch_rows,
+                    cache_max_age: config.cache_max_age,
+                },
+                metrics.clone(),
+            )
+        });
         let config = Arc::new(config);
         Ok(Self {
             api: roles.api,
@@ -161,6 +177,7 @@ impl Application {
             listener,
             ops_listener,
             worker,
+            retention,
         })
     }
 
@@ -200,6 +217,9 @@ impl Application {
             state_shutdown.cancel();
             Instant::now()
         });
+        let retention = self
+            .retention
+            .map(|task| tokio::spawn(task.run(shutdown.clone())));
         let worker = self.worker.map(|pool| {
             let token = shutdown.clone();
             tokio::spawn(async move { pool.run(token).await })
@@ -267,6 +287,11 @@ impl Application {
                 tracing::error!(error = %e, "worker task panicked");
             }
         }
+        if let Some(retention) = retention {
+            if let Err(e) = retention.await {
+                tracing::error!(error = %e, "retention task panicked");
+            }
+        }
         Ok(())
     }
 }
@@ -282,5 +307,6 @@ fn rules(config: &Config) -> Rules {
         cache_max_age: config.cache_max_age,
         cache_failure_max_age: config.cache_failure_max_age,
         export_chunk_bytes: config.export_chunk_bytes,
+        purge_batch_rows: config.retention_batch_rows,
     }
 }

@@ -24,6 +24,8 @@
 //! - [`events`][]: the transport of progress events and wake-ups (Redis or in-process).
 //! - [`jobs`][]: the core: the `Jobs` handle every adapter calls (submit, reads, export,
 //!   progress) and every rule.
+//! - [`retention`][]: the background purge of old jobs, old cache rows and unreferenced
+//!   icon blobs, on one process of a fleet at a time.
 //! - [`icons`][]: serving the stored icons: newest icon, resize, fallback, on-demand lookup.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
@@ -46,6 +48,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod redact;
+pub mod retention;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -16,8 +16,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// How long the fleet-wide gauges read from the database are reused between scrapes.
@@ -45,6 +45,11 @@ pub struct Metrics {
     /// Record writes that failed, by `kind`: `transient` (the batch is retried) or `permanent`
     /// (one row the database refused for good, recorded as failed instead).
     pub record_failures: IntCounterVec,
+    /// Rows removed by the retention task, by `kind`: `jobs`, `results`, `icon_blobs`, and
+    /// `cache_rows` (per-domain cache rows too old to reuse).
+    pub purged: IntCounterVec,
+    /// The longest single transaction of the retention task's last pass that purged a job.
+    pub purge_longest_transaction: Gauge,
     /// Jobs by status, read at scrape time.
     jobs: IntGaugeVec,
     /// Result rows not yet finished, by state (`queued`, `leased`), read at scrape time.
@@ -106,6 +111,19 @@ impl Metrics {
                 &["kind"],
             )
             .unwrap(),
+            purged: IntCounterVec::new(
+                Opts::new(
+                    "purged_total",
+                    "Rows removed by the retention task, by kind (jobs, results, icon_blobs, cache_rows)",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+            purge_longest_transaction: Gauge::new(
+                "purge_longest_transaction_seconds",
+                "The longest single transaction of the last retention pass that purged a job",
+            )
+            .unwrap(),
             jobs: IntGaugeVec::new(Opts::new("jobs", "Jobs by status"), &["status"]).unwrap(),
             queue: IntGaugeVec::new(
                 Opts::new("queue_rows", "Unfinished result rows, by state"),
@@ -119,7 +137,10 @@ impl Metrics {
         for kind in ["transient", "permanent"] {
             metrics.record_failures.with_label_values(&[kind]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        for kind in ["jobs", "results", "icon_blobs", "cache_rows"] {
+            metrics.purged.with_label_values(&[kind]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(metrics.domains.clone()),
             Box::new(metrics.fetch_seconds.clone()),
             Box::new(metrics.in_flight.clone()),
@@ -131,6 +152,8 @@ impl Metrics {
             Box::new(metrics.record_failures.clone()),
             Box::new(metrics.jobs.clone()),
             Box::new(metrics.queue.clone()),
+            Box::new(metrics.purged.clone()),
+            Box::new(metrics.purge_longest_transaction.clone()),
         ];
         for collector in collectors {
             metrics

@@ -105,7 +105,7 @@ pub fn router(state: AppState) -> Router {
     }
 }
 
-/// The CORS layer for `CORS_ALLOWED_ORIGINS`: exact origins, the two methods and the two
+/// The CORS layer for `CORS_ALLOWED_ORIGINS`: exact origins, the methods and the two
 /// request headers the API uses; none when no origin is allowed (browsers then keep pages of
 /// other sites out by themselves).
 fn cors_layer(config: &Config) -> Option<tower_http::cors::CorsLayer> {
@@ -121,7 +121,7 @@ fn cors_layer(config: &Config) -> Option<tower_http::cors::CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .expose_headers([header::RETRY_AFTER, header::CONTENT_DISPOSITION])
             .max_age(std::time::Duration::from_secs(600)),

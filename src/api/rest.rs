@@ -1,7 +1,8 @@
 //! The REST API, compatible with the original Node service: same paths, same field names.
 //!
 //! `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/results` and `GET /jobs/{id}/download`
-//! (CSV streamed from the database in chunks). New fields may be added to answers; none of
+//! (CSV streamed from the database in chunks); `POST /jobs/{id}/cancel` and
+//! `DELETE /jobs/{id}`. New fields may be added to answers; none of
 //! the original ones change meaning.
 
 use crate::api::auth::client_ip;
@@ -29,7 +30,8 @@ use std::net::SocketAddr;
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/jobs", post(create_job))
-        .route("/jobs/{id}", get(get_job))
+        .route("/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/results", get(get_results))
         .route("/jobs/{id}/download", get(download))
 }
@@ -340,8 +342,37 @@ async fn get_job(
 ) -> AppResult<Json<Value>> {
     let caller = caller_of(caller)?;
     let view = state.jobs.find(&caller, jobs::parse_job_id(&id)?).await?;
+    Ok(Json(job_json(&state, &view)))
+}
+
+/// `POST /jobs/{id}/cancel` → the job as `GET /jobs/{id}` shows it, now `cancelled` (a
+/// finished job unchanged); domains not yet fetched fail with `cancelled`.
+async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let caller = caller_of(caller)?;
+    let view = state.jobs.cancel(&caller, jobs::parse_job_id(&id)?).await?;
+    Ok(Json(job_json(&state, &view)))
+}
+
+/// `DELETE /jobs/{id}` → 204: the job and its results are gone (a running job is cancelled
+/// first); 404 afterwards everywhere.
+async fn delete_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<axum::http::StatusCode> {
+    let caller = caller_of(caller)?;
+    state.jobs.delete(&caller, jobs::parse_job_id(&id)?).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// A job as `GET /jobs/{id}` (and the cancel) answers it.
+fn job_json(state: &AppState, view: &jobs::JobView) -> Value {
     let job = &view.job;
-    Ok(Json(json!({
+    json!({
         "job_id": job.id,
         "client_id": view.client_name,
         "status": job.status,
@@ -351,8 +382,8 @@ async fn get_job(
         "failed": job.failed,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
-        "download_url": download_url(&state, job.id),
-    })))
+        "download_url": download_url(state, job.id),
+    })
 }
 
 /// Query string of `GET /jobs/{id}/results`; strings so a bad number gets our own message.

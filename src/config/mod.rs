@@ -103,6 +103,13 @@ pub struct Config {
     /// `CACHE_FAILURE_MAX_AGE_SECS`: the same for permanent failures (never longer than the
     /// success age; transient failures are never reused).
     pub cache_failure_max_age: Duration,
+    /// `RETENTION_DAYS`: finished jobs last updated longer ago than this many days are purged
+    /// with their results (0: keep everything).
+    pub retention_days: u64,
+    /// `RETENTION_INTERVAL_SECS`: how often the retention task looks for work.
+    pub retention_interval: Duration,
+    /// `RETENTION_BATCH_ROWS`: result rows deleted per transaction (retention and deletes).
+    pub retention_batch_rows: usize,
     /// `MAX_DOMAINS_PER_JOB`: the most domains one job may hold.
     pub max_domains_per_job: usize,
     /// `RATE_LIMIT_JOBS_PER_HOUR`: jobs one client may create per rolling hour (0: no limit).
@@ -355,6 +362,13 @@ impl Config {
                 3_600,
                 0..=31_536_000,
             )?),
+            retention_days: env.parse_in("RETENTION_DAYS", 30, 0..=36_500)?,
+            retention_interval: Duration::from_secs(env.parse_in(
+                "RETENTION_INTERVAL_SECS",
+                3_600,
+                1..=604_800,
+            )?),
+            retention_batch_rows: env.parse_in("RETENTION_BATCH_ROWS", 2_000, 1..=100_000)?,
             max_domains_per_job,
             rate_limit_jobs_per_hour: env.parse_in(
                 "RATE_LIMIT_JOBS_PER_HOUR",

@@ -19,7 +19,7 @@ use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
-use crate::model::{Page, ProgressEvent, ResultColumns, ResultView};
+use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns, ResultView};
 use crate::store::{CachePolicy, Store};
 use futures::{Stream, StreamExt, TryStreamExt};
 use sea_orm::DbErr;
@@ -54,6 +54,8 @@ pub struct Rules {
     pub cache_failure_max_age: Duration,
     /// About how many bytes of CSV one chunk of an export holds.
     pub export_chunk_bytes: usize,
+    /// Result rows deleted per transaction when a job is deleted (`RETENTION_BATCH_ROWS`).
+    pub purge_batch_rows: usize,
 }
 
 impl RateLimits {
@@ -391,6 +393,71 @@ impl Jobs {
                 }
                 event
             }))
+    }
+
+    /// Cancels a job for `caller` (the `submit` scope; its own client's job unless it is an
+    /// admin; otherwise `NOT_FOUND`): the job turns `cancelled`, its domains no worker holds
+    /// fail with the code `cancelled` and are never fetched, domains being fetched finish
+    /// normally, and subscribers get a final event. A finished job is answered unchanged.
+    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+        caller.require(Scope::Submit)?;
+        let view = self.visible(caller, id).await?;
+        if view.job.status.is_final() {
+            return Ok(view);
+        }
+        match self.store.cancel_job(id).await? {
+            Some(job) => {
+                self.events.publish_progress(ProgressEvent::from(&job));
+                tracing::info!(job_id = %id, key_id = ?caller.key_id(), "job cancelled");
+                Ok(JobView {
+                    job,
+                    client_name: view.client_name,
+                })
+            }
+            // It finished (or was deleted) meanwhile: answer what it is now.
+            None => self.visible(caller, id).await,
+        }
+    }
+
+    /// Deletes a job for `caller` (the same rule as [`Jobs::cancel`]): a running job is
+    /// cancelled first, the job is then hidden from every read (404 everywhere, signed links
+    /// too), subscribers get a final `cancelled` event, and its results are deleted in
+    /// batches of `RETENTION_BATCH_ROWS`, keeping in the per-domain cache what later jobs may
+    /// still reuse. If this stops half-way, the retention task finishes the deletion.
+    pub async fn delete(&self, caller: &Caller, id: Uuid) -> AppResult<()> {
+        caller.require(Scope::Submit)?;
+        let view = self.visible(caller, id).await?;
+        let job = match view.job.status {
+            JobStatus::Processing => self.store.cancel_job(id).await?.unwrap_or(view.job),
+            _ => view.job,
+        };
+        if !self.store.mark_deleted(id).await? {
+            // Another request deleted it first.
+            return Err(AppError::NotFound(format!("no job with id {id}")));
+        }
+        self.events.publish_progress(ProgressEvent {
+            status: JobStatus::Cancelled,
+            ..ProgressEvent::from(&job)
+        });
+        let keep_since = (!self.rules.cache_max_age.is_zero()).then(|| {
+            crate::store::now()
+                - chrono::Duration::from_std(self.rules.cache_max_age)
+                    .unwrap_or(chrono::Duration::MAX)
+        });
+        let purged = self
+            .store
+            .purge_job(id, self.rules.purge_batch_rows, keep_since)
+            .await?;
+        self.store.reclaim_space().await?;
+        tracing::info!(
+            job_id = %id,
+            key_id = ?caller.key_id(),
+            results = purged.results,
+            kept_for_cache = purged.kept_for_cache,
+            longest_ms = purged.longest.as_millis() as u64,
+            "job deleted"
+        );
+        Ok(())
     }
 
     /// How many jobs are in each status, fleet-wide (a metrics gauge).

@@ -108,7 +108,14 @@ pub(super) async fn stream(
                         }
                         read_at = now.job.updated_at;
                     }
-                    Ok(None) => return,
+                    // Deleted: its subscribers hear a final event all the same.
+                    Ok(None) => {
+                        yield ProgressEvent {
+                            status: crate::model::JobStatus::Cancelled,
+                            ..last.counts_only()
+                        };
+                        return;
+                    }
                     Err(e) => tracing::warn!(job_id = %id, error = %e, "progress re-read failed"),
                 }
             }

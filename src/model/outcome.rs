@@ -53,11 +53,14 @@ pub enum ErrorCategory {
     /// A bug or a panic while handling the domain.
     #[sea_orm(string_value = "internal")]
     Internal,
+    /// The job was cancelled (or deleted) before this domain was fetched.
+    #[sea_orm(string_value = "cancelled")]
+    Cancelled,
 }
 
 impl ErrorCategory {
     /// Every category, in documentation order.
-    pub const ALL: [ErrorCategory; 12] = [
+    pub const ALL: [ErrorCategory; 13] = [
         Self::Dns,
         Self::DnsTransient,
         Self::Connect,
@@ -70,6 +73,7 @@ impl ErrorCategory {
         Self::Blocked,
         Self::InvalidContent,
         Self::Internal,
+        Self::Cancelled,
     ];
 
     /// The stable snake_case code stored and shown to clients.
@@ -87,6 +91,7 @@ impl ErrorCategory {
             Self::Blocked => "blocked",
             Self::InvalidContent => "invalid_content",
             Self::Internal => "internal",
+            Self::Cancelled => "cancelled",
         }
     }
 
@@ -96,6 +101,12 @@ impl ErrorCategory {
             self,
             Self::DnsTransient | Self::Connect | Self::Timeout | Self::RateLimited | Self::Internal
         )
+    }
+
+    /// Whether a later job may reuse a failure of this kind from the cross-job cache: a
+    /// permanent answer about the site. A cancelled domain says nothing about the site.
+    pub fn is_cacheable(self) -> bool {
+        !self.is_transient() && self != Self::Cancelled
     }
 }
 

@@ -9,7 +9,7 @@ use super::{CachePolicy, Store};
 use crate::entities::{icon_blob, job, job::JobStatus, result};
 use crate::model::{ErrorCategory, FindOutcome, Found, ResultStatus};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Alias, Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, Statement,
     TransactionTrait,
@@ -18,6 +18,11 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 /// Stores the icon a found outcome carries, unless that content is stored already.
+///
+/// A blob stored already that the collector has marked unreferenced (`orphaned_at`, see
+/// `lifecycle`) gets its mark cleared: it is referenced again, and on PostgreSQL the write
+/// makes a sweep that reached the same blob meanwhile wait and then leave it. Unmarked blobs
+/// are not written (only locked until the recorder commits).
 pub(super) async fn put_blob(
     db: &impl ConnectionTrait,
     found: &Found,
@@ -38,7 +43,8 @@ pub(super) async fn put_blob(
     })
     .on_conflict(
         OnConflict::column(icon_blob::Column::Sha256)
-            .do_nothing()
+            .value(Alias::new("orphaned_at"), Expr::cust("NULL"))
+            .action_and_where(Expr::cust("icon_blob.orphaned_at IS NOT NULL"))
             .to_owned(),
     )
     .exec_without_returning(db)
@@ -67,9 +73,15 @@ impl Store {
     /// icon was kept. Copies made by the cache are skipped (they repeat a fetch), so the
     /// lookup uses the cache's own index.
     pub async fn newest_icon_sha(&self, domain: &str) -> Result<Option<String>, DbErr> {
+        // The newest in the results, or the one kept in `domain_cache` when its job was
+        // purged, whichever is newer.
         let sql = format!(
-            "SELECT icon_sha256 FROM result WHERE domain = $1 AND {FETCHED} \
-             AND status = 'success' AND icon_sha256 IS NOT NULL \
+            "SELECT icon_sha256, fetched_at FROM (SELECT icon_sha256, fetched_at FROM result \
+               WHERE domain = $1 AND {FETCHED} \
+               AND status = 'success' AND icon_sha256 IS NOT NULL \
+               ORDER BY fetched_at DESC LIMIT 1) AS r \
+             UNION ALL SELECT icon_sha256, fetched_at FROM domain_cache \
+               WHERE domain = $1 AND status = 'success' AND icon_sha256 IS NOT NULL \
              ORDER BY fetched_at DESC LIMIT 1"
         );
         let row = Sha::find_by_statement(Statement::from_sql_and_values(
@@ -93,8 +105,13 @@ impl Store {
     /// [`Store::create_job`]): its newest fetch is a success within `max_age`, or a permanent
     /// failure within `failure_max_age`.
     pub async fn answered_by_cache(&self, domain: &str, cache: CachePolicy) -> Result<bool, DbErr> {
+        // Cancelled rows have no fetch time and say nothing; a fetch kept in `domain_cache`
+        // when its job was purged counts as well.
         let sql = format!(
-            "SELECT status, error_code, fetched_at FROM result WHERE domain = $1 AND {FETCHED} \
+            "SELECT status, error_code, fetched_at FROM (SELECT status, error_code, fetched_at \
+               FROM result WHERE domain = $1 AND {FETCHED} AND fetched_at IS NOT NULL \
+               ORDER BY fetched_at DESC LIMIT 1) AS r \
+             UNION ALL SELECT status, error_code, fetched_at FROM domain_cache WHERE domain = $1 \
              ORDER BY fetched_at DESC LIMIT 1"
         );
         let newest = Newest::find_by_statement(Statement::from_sql_and_values(
@@ -116,7 +133,7 @@ impl Store {
         Ok(match status {
             ResultStatus::Success => age <= cache.max_age,
             _ => {
-                let permanent = error_code.is_some_and(|c| !c.is_transient());
+                let permanent = error_code.is_some_and(|c| c.is_cacheable());
                 permanent && age <= cache.failure_max_age.min(cache.max_age)
             }
         })

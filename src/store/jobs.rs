@@ -20,6 +20,10 @@ use uuid::Uuid;
 /// on SQLite), so this only bounds the statement's size, not its parameter count.
 const INSERT_CHUNK: usize = 10_000;
 
+/// Jobs not being deleted: a deleted job is hidden from every read at once, while its
+/// results are removed in batches (`lifecycle`).
+const NOT_DELETED: &str = "job.deleted_at IS NULL";
+
 /// How a new job may reuse earlier jobs' results instead of fetching (the cross-job cache).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CachePolicy {
@@ -146,6 +150,7 @@ impl Store {
     /// One job with its client's name.
     pub async fn job(&self, id: Uuid) -> Result<Option<JobView>, DbErr> {
         let found = job::Entity::find_by_id(id)
+            .filter(Expr::cust(NOT_DELETED))
             .find_also_related(client::Entity)
             .one(&self.db)
             .await?;
@@ -167,6 +172,7 @@ impl Store {
         };
         let query = job::Entity::find()
             .filter(job::Column::ClientId.eq(client.id))
+            .filter(Expr::cust(NOT_DELETED))
             .order_by_desc(job::Column::CreatedAt)
             .order_by_desc(job::Column::Id);
         let total = query.clone().count(&self.db).await?;
@@ -240,7 +246,7 @@ impl Store {
             .db
             .query_all_raw(Statement::from_string(
                 backend,
-                "SELECT status, COUNT(*) AS n FROM job GROUP BY status",
+                "SELECT status, COUNT(*) AS n FROM job WHERE deleted_at IS NULL GROUP BY status",
             ))
             .await?;
         rows.into_iter()
@@ -329,6 +335,15 @@ fn copied_columns() -> Vec<&'static str> {
         .collect()
 }
 
+/// The columns of a `domain_cache` row: the domain, its status and what a cache hit copies.
+pub(super) fn cached_columns() -> Vec<&'static str> {
+    ["domain", "status"]
+        .into_iter()
+        .chain(copied_columns())
+        .chain(["candidates_dropped"])
+        .collect()
+}
+
 /// One statement that inserts `domains` into job `job_id` from position `first` on: a copy of
 /// each domain's reusable earlier result (the cross-job cache, when `reuse` allows it), a
 /// `pending` row for every other domain.
@@ -400,28 +415,44 @@ fn insert_results(
             values.push(cut.failure.into());
             let permanent = ErrorCategory::ALL
                 .iter()
-                .filter(|c| !c.is_transient())
+                .filter(|c| c.is_cacheable())
                 .map(|c| format!("'{}'", c.as_str()))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let reusable = |t: &str| {
+                format!(
+                    "({t}.status = 'success' OR ({t}.fetched_at >= ${failure} \
+                     AND {t}.error_code IN ({permanent})))"
+                )
+            };
+            let (reuse_p, reuse_k) = (reusable("p"), reusable("k"));
             let copied = copied_columns();
             let into = copied.join(", ");
             let from = copied
                 .iter()
-                .map(|c| format!("p.{c}"))
+                .map(|c| format!("COALESCE(p.{c}, k.{c})"))
                 .collect::<Vec<_>>()
                 .join(", ");
+            // A domain's newest fetch may also sit in `domain_cache`, kept there when its job
+            // was purged: `k0` is that row when it is newer than the results' newest (`p0`),
+            // and then it decides; `p` and `k` are the one that decides, when reusable, so at
+            // most one of them is there and COALESCE takes its columns.
             format!(
                 "INSERT INTO result (id, job_id, position, domain, status, tries, \
                    candidates_dropped, cached, run_at, created_at, updated_at, {into}) \
-                 SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, 'pending'), 0, \
-                   COALESCE(p.candidates_dropped, 0), p.id IS NOT NULL, $2, $2, $2, {from} \
+                 SELECT s.id, $1, s.position, s.domain, COALESCE(p.status, k.status, 'pending'), \
+                   0, COALESCE(p.candidates_dropped, k.candidates_dropped, 0), \
+                   (p.id IS NOT NULL OR k.domain IS NOT NULL), $2, $2, $2, {from} \
                  FROM (SELECT r.*, (SELECT q.id FROM result q \
                      WHERE q.domain = r.domain AND {FETCHED} \
                        AND q.fetched_at >= ${success} ORDER BY q.fetched_at DESC LIMIT 1) \
                    AS source FROM ({rows}) AS r) AS s \
-                 LEFT JOIN result p ON p.id = s.source AND (p.status = 'success' \
-                   OR (p.fetched_at >= ${failure} AND p.error_code IN ({permanent})))"
+                 LEFT JOIN result p0 ON p0.id = s.source \
+                 LEFT JOIN domain_cache k0 ON k0.domain = s.domain \
+                   AND k0.fetched_at >= ${success} \
+                   AND (p0.id IS NULL OR k0.fetched_at > p0.fetched_at) \
+                 LEFT JOIN result p ON p.id = s.source AND k0.domain IS NULL AND {reuse_p} \
+                 LEFT JOIN domain_cache k ON k.domain = k0.domain AND {reuse_k}"
             )
         }
     };

@@ -24,16 +24,20 @@
 //!   domain, and on-demand lookups recorded as finished jobs;
 //! - `keys`: API keys (create, list, revoke, find by hash, last use);
 //! - `queue`: claim, heartbeat, release, record and reap, with the partial-index clauses the
-//!   queries share with the migrations.
+//!   queries share with the migrations;
+//! - `lifecycle`: cancel, delete and purge in batches, the per-domain cache that outlives
+//!   purged results, icon blob collection, the maintenance lease, giving space back.
 
 mod icons;
 mod jobs;
 mod keys;
+mod lifecycle;
 mod queue;
 mod results;
 
 pub use jobs::{CachePolicy, JobView};
 pub use keys::NewKey;
+pub use lifecycle::{CANCELLED_MESSAGE, Purged};
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
 pub use results::STREAM_CHUNK;
 
@@ -91,6 +95,17 @@ pub fn is_transient(err: &DbErr) -> bool {
     }
 }
 
+/// A query's single integer answer (the first column of the first row; 0 when none).
+pub(crate) async fn number(db: &impl ConnectionTrait, sql: &str) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await?;
+    match row {
+        Some(row) => row.try_get_by_index::<i64>(0),
+        None => Ok(0),
+    }
+}
+
 /// Milliseconds are plenty and keep SQLite's text timestamps short and comparable.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
@@ -109,7 +124,10 @@ impl Store {
             .map_sqlx_sqlite_opts(|opts| {
                 // WAL lets readers (pages, CSV) run beside the single writer; the busy timeout
                 // makes concurrent writers wait for the lock rather than fail.
-                opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                // Incremental auto-vacuum lets purges give pages back (`reclaim_space`); it
+                // must be set before the journal mode and before any table exists.
+                opts.auto_vacuum(sea_orm::sqlx::sqlite::SqliteAutoVacuum::Incremental)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
@@ -120,7 +138,9 @@ impl Store {
                 crate::redact::redact_url(url)
             )
         })?;
-        Ok(Self { db })
+        let store = Self { db };
+        store.ensure_incremental_vacuum().await?;
+        Ok(store)
     }
 
     /// The underlying connection, for migrations and tests.

@@ -16,7 +16,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -347,6 +347,12 @@ impl Store {
         let txn = self.db.begin().await?;
         // Per job: (newly completed, newly failed, finished domains).
         let mut moved: BTreeMap<Uuid, (i32, i32, Vec<ResultColumns>)> = BTreeMap::new();
+        // Icons to store, written after the rows in content-address order: two batches that
+        // share icons then lock their blob rows in the same order and cannot deadlock.
+        let mut icons = Vec::new();
+        // Jobs with a row put back for a retry: if the job was cancelled meanwhile, that row
+        // must not wait for a worker.
+        let mut retried = BTreeSet::new();
         for (claim, disposition) in batch {
             let (row, finished) = written(claim, disposition, now);
             let res = result::Entity::update_many()
@@ -354,10 +360,12 @@ impl Store {
                 .filter(guard(claim))
                 .exec(&txn)
                 .await?;
-            if res.rows_affected == 1
-                && let Disposition::Finish(Ok(found)) = disposition
-            {
-                super::icons::put_blob(&txn, found, now).await?;
+            match disposition {
+                Disposition::Finish(Ok(found)) if res.rows_affected == 1 => icons.push(found),
+                Disposition::Retry { .. } if res.rows_affected == 1 => {
+                    retried.insert(claim.job_id);
+                }
+                _ => {}
             }
             if let (1, Some(done)) = (res.rows_affected, finished) {
                 let entry = moved.entry(claim.job_id).or_default();
@@ -367,6 +375,25 @@ impl Store {
                     entry.1 += 1;
                 }
                 entry.2.push(done);
+            }
+        }
+        icons.sort_by(|a, b| {
+            let sha = |f: &crate::model::Found| f.icon.as_ref().map(|i| i.sha256.clone());
+            sha(a).cmp(&sha(b))
+        });
+        for found in icons {
+            super::icons::put_blob(&txn, found, now).await?;
+        }
+        for job_id in retried {
+            let cancelled = job::Entity::find_by_id(job_id)
+                .filter(job::Column::Status.eq(JobStatus::Cancelled))
+                .one(&txn)
+                .await?;
+            if cancelled.is_some() {
+                let n = super::lifecycle::cancel_pending(&txn, job_id, now).await?;
+                if n > 0 {
+                    moved.entry(job_id).or_default().1 += n as i32;
+                }
             }
         }
         let mut updates = Vec::with_capacity(moved.len());

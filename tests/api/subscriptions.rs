@@ -16,15 +16,15 @@ const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) {
 
 /// What a subscription delivered before it ended.
 #[derive(Debug, Default)]
-struct Delivery {
-    events: Vec<Value>,
-    errors: Vec<Value>,
-    completed: bool,
+pub(crate) struct Delivery {
+    pub events: Vec<Value>,
+    pub errors: Vec<Value>,
+    pub completed: bool,
 }
 
 /// Subscribes to `jobProgress` and reads until the server completes the operation.
 /// `ws` is initialised in `protocol` (`TestApp::ws`, `TestApp::ws_with`).
-async fn watch(mut ws: Ws, protocol: Protocol, job_id: &str) -> Delivery {
+pub(crate) async fn watch(mut ws: Ws, protocol: Protocol, job_id: &str) -> Delivery {
     ws_subscribe(&mut ws, protocol, "1", SUBSCRIPTION, json!({"id": job_id})).await;
     let mut delivery = Delivery::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -471,7 +471,7 @@ async fn rows_done(app: &TestApp, job_id: &str) -> i64 {
 }
 
 /// Polls `check` every 20 ms until it holds; panics naming `what` after 20 s.
-async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -15,7 +15,7 @@ const SECRET: &str = "tenancy-download-secret-0123456789abcdef";
 
 /// What a caller was told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Answer {
+pub(crate) enum Answer {
     /// The job (or a list holding it).
     Sees,
     /// `NOT_FOUND`, or a list without it: the job might as well not exist.
@@ -28,7 +28,7 @@ enum Answer {
 
 /// Every way to read a job.
 #[derive(Clone, Copy, Debug)]
-enum Way {
+pub(crate) enum Way {
     RestStatus,
     RestResults,
     RestCsv,
@@ -42,7 +42,7 @@ enum Way {
     ProgressLegacyWs,
 }
 
-const WAYS: [Way; 8] = [
+pub(crate) const WAYS: [Way; 8] = [
     Way::RestStatus,
     Way::RestResults,
     Way::RestCsv,
@@ -63,13 +63,13 @@ fn answer_for_code(code: &Value, context: &str) -> Answer {
 }
 
 /// A job to read: its id and client.
-struct Target {
-    id: String,
-    client: &'static str,
+pub(crate) struct Target {
+    pub id: String,
+    pub client: &'static str,
 }
 
 /// Reads `job` the way `way` says, with `key` (none: no header, empty `connection_init`).
-async fn read(app: &TestApp, key: Option<&str>, way: Way, job: &Target) -> Answer {
+pub(crate) async fn read(app: &TestApp, key: Option<&str>, way: Way, job: &Target) -> Answer {
     let id = &job.id;
     match way {
         Way::RestStatus | Way::RestResults | Way::RestCsv => {

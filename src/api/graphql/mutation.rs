@@ -1,4 +1,4 @@
-//! Write operations: `createJob`.
+//! Write operations: `createJob`, `cancelJob`, `deleteJob`.
 
 use super::*;
 
@@ -23,5 +23,31 @@ impl MutationRoot {
             .await
             .map_err(AppError::into_graphql)?;
         Ok(view.into())
+    }
+
+    /// Cancels a job: domains not yet fetched fail with the error code `cancelled`, domains
+    /// being fetched finish, and the job ends `CANCELLED`. A finished job is returned
+    /// unchanged. For the job's client (with the `submit` scope) or an admin.
+    async fn cancel_job(&self, c: &Context<'_>, id: ID) -> Result<Job> {
+        let id = jobs::parse_job_id(&id).map_err(AppError::into_graphql)?;
+        let view = ctx(c)
+            .jobs
+            .cancel(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(view.into())
+    }
+
+    /// Deletes a job and its results (a running job is cancelled first); true when deleted.
+    /// Afterwards the job is NOT_FOUND everywhere. For the job's client (with the `submit`
+    /// scope) or an admin.
+    async fn delete_job(&self, c: &Context<'_>, id: ID) -> Result<bool> {
+        let id = jobs::parse_job_id(&id).map_err(AppError::into_graphql)?;
+        ctx(c)
+            .jobs
+            .delete(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(true)
     }
 }
