@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Scenarios: throughput postgres latency limit peer rss create csv page growth cache
-//! subscribers profile icons all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
+//! subscribers profile icons purge all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
 //! the large job of rss/create/csv/page/growth), `--subscribers N` (1000), `--peer-domains N`
 //! (= domains), `--no-build`, `--no-append`, `--pg URL`, `--redis URL`.
 //!
@@ -46,7 +46,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 mod tls;
 use tls::TestCa;
 
-const ALL: [&str; 14] = [
+/// The `purge` scenario (a file of its own; this one is long enough).
+#[path = "scenarios/purge.rs"]
+mod purge;
+
+const ALL: [&str; 15] = [
     "throughput",
     "postgres",
     "latency",
@@ -61,6 +65,7 @@ const ALL: [&str; 14] = [
     "subscribers",
     "profile",
     "icons",
+    "purge",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -1996,6 +2001,7 @@ fn main() -> Result<()> {
                 "subscribers" => sc_subscribers(&mut ctx).await,
                 "profile" => sc_profile(&mut ctx).await,
                 "icons" => sc_icons(&mut ctx).await,
+                "purge" => purge::sc_purge(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

@@ -27,6 +27,30 @@ fn defaults_match_the_design() {
     assert!(config.fetch_dns_servers.is_empty());
     assert_eq!(config.fetch_dns_max_inflight, 256);
     assert_eq!(config.fetch_dns_timeout, Duration::from_secs(5));
+    assert_eq!(config.retention_days, 30);
+    assert_eq!(config.retention_interval, Duration::from_secs(3_600));
+    assert_eq!(config.retention_batch_rows, 2_000);
+}
+
+#[test]
+fn retention_settings_parse_and_zero_keeps_everything() {
+    let config = Config::from_vars(vars(&[
+        ("RETENTION_DAYS", "0"),
+        ("RETENTION_INTERVAL_SECS", "60"),
+        ("RETENTION_BATCH_ROWS", "500"),
+    ]))
+    .unwrap();
+    assert_eq!(config.retention_days, 0);
+    assert_eq!(config.retention_interval, Duration::from_secs(60));
+    assert_eq!(config.retention_batch_rows, 500);
+    for (var, value) in [
+        ("RETENTION_INTERVAL_SECS", "0"),
+        ("RETENTION_BATCH_ROWS", "0"),
+        ("RETENTION_DAYS", "-1"),
+    ] {
+        let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+        assert!(err.to_string().contains(var), "{err}");
+    }
 }
 
 #[test]

@@ -321,7 +321,12 @@ impl Store {
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "UPDATE maintenance_lease SET lease_until = $3 WHERE name = $1 AND owner = $2",
-                [name.into(), owner.into(), now().into()],
+                // Already over, whatever clock resolution the next taker compares with.
+                [
+                    name.into(),
+                    owner.into(),
+                    (now() - chrono::Duration::seconds(1)).into(),
+                ],
             ))
             .await?;
         Ok(())
