@@ -25,7 +25,7 @@
 //!   grace covers a transaction that copied a reference from a row deleted before the mark:
 //!   it must have started before the mark, so it has committed long before the sweep.
 
-use super::queue::FETCHED;
+use super::queue::{FETCHED, HAS_ICON};
 use super::{Store, now};
 use crate::entities::job;
 use chrono::{DateTime, Utc};
@@ -241,13 +241,14 @@ impl Store {
             return Ok(None);
         };
         let range = "sha256 > $1 AND sha256 <= $2";
+        let unreferenced = unreferenced();
         let mark = format!(
             "UPDATE icon_blob SET orphaned_at = $3 WHERE {range} AND orphaned_at IS NULL \
-             AND {UNREFERENCED}"
+             AND {unreferenced}"
         );
         let unmark = format!(
             "UPDATE icon_blob SET orphaned_at = NULL WHERE {range} AND orphaned_at IS NOT NULL \
-             AND NOT ({UNREFERENCED})"
+             AND NOT ({unreferenced})"
         );
         for sql in [mark, unmark] {
             self.db
@@ -273,7 +274,8 @@ impl Store {
         // re-checks its own row's conditions after waiting for that recorder's lock.
         let sql = format!(
             "DELETE FROM icon_blob WHERE orphaned_at < $1 AND sha256 IN (SELECT sha256 FROM \
-             icon_blob WHERE orphaned_at < $1 AND {UNREFERENCED} ORDER BY sha256 LIMIT $2)"
+             icon_blob WHERE orphaned_at < $1 AND {} ORDER BY sha256 LIMIT $2)",
+            unreferenced()
         );
         let res = self
             .db
@@ -366,10 +368,15 @@ impl Store {
     }
 }
 
-/// Blobs no result and no `domain_cache` row point at: index probes (`idx_result_icon`,
-/// `idx_domain_cache_icon`), whose clause `icon_sha256 IS NOT NULL` the equality implies.
-const UNREFERENCED: &str = "NOT EXISTS (SELECT 1 FROM result r WHERE r.icon_sha256 = icon_blob.sha256) \
-     AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256)";
+/// Blobs no result and no `domain_cache` row point at: index probes (`idx_result_icon`, whose
+/// clause [`HAS_ICON`] is repeated for SQLite, and `idx_domain_cache_icon`).
+fn unreferenced() -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM result r WHERE r.icon_sha256 = icon_blob.sha256 \
+           AND {HAS_ICON}) \
+         AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256)"
+    )
+}
 
 /// Finishes the pending rows of a cancelled job that no worker holds (or whose lease ran
 /// out) as `failed` / `cancelled`; returns how many.

@@ -29,6 +29,10 @@ pub(super) const LEASED: &str = "lease_owner IS NOT NULL";
 /// copied from another job and not pending; the cross-job cache looks only at these.
 pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
 
+/// The icon-reference index's clause (`idx_result_icon`): results that point at a stored
+/// icon, probed by the icon collector (`lifecycle`), whose equality terms imply it.
+pub(super) const HAS_ICON: &str = "icon_sha256 IS NOT NULL";
+
 /// The lease owner of an abandoned row: no pool has this id, so no heartbeat renews it.
 const ABANDONED: Uuid = Uuid::nil();
 

@@ -5,10 +5,11 @@ use super::*;
 use std::collections::BTreeSet;
 
 /// Each partial index on `result`, with the clause the queries repeat for it.
-const PARTIAL_INDEXES: [(&str, &str); 3] = [
+const PARTIAL_INDEXES: [(&str, &str); 4] = [
     ("idx_result_pending_order", PENDING),
     ("idx_result_leased", LEASED),
     ("idx_result_fetched", FETCHED),
+    ("idx_result_icon", HAS_ICON),
 ];
 
 /// The partial indexes on `result` and their clauses, as the database holds them: the text
