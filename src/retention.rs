@@ -20,6 +20,8 @@ use uuid::Uuid;
 const LEASE: &str = "retention";
 /// Jobs read per query while purging.
 const JOBS_PER_QUERY: u64 = 100;
+/// The longest stopping waits to hand the lease back.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
 /// A deletion marked this long ago and not finished was left by a process that stopped; a
 /// younger one may still be running in its request.
 const ABANDONED_DELETE: Duration = Duration::from_secs(300);
@@ -79,7 +81,13 @@ impl Retention {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(self.settings.interval) => {}
             }
-            match self.pass_if_leased().await {
+            // A pass in progress is abandoned at shutdown: each batch is its own transaction,
+            // so what committed stays and the rest is done by the next pass, here or elsewhere.
+            let pass = tokio::select! {
+                () = shutdown.cancelled() => break,
+                pass = self.pass_if_leased() => pass,
+            };
+            match pass {
                 Ok(Some(pass)) if pass != Pass::default() => tracing::info!(
                     jobs = pass.purged.jobs,
                     results = pass.purged.results,
@@ -95,8 +103,15 @@ impl Retention {
                 }
             }
         }
-        if let Err(e) = self.store.release_lease(LEASE, self.owner).await {
-            tracing::debug!(error = %e, "could not release the retention lease; it runs out");
+        // With the database down, releasing would wait for a connection; the lease runs out
+        // by itself, so stopping never waits longer than this for it.
+        match tokio::time::timeout(RELEASE_WAIT, self.store.release_lease(LEASE, self.owner)).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not release the retention lease; it runs out")
+            }
+            Err(_) => tracing::debug!("releasing the retention lease timed out; it runs out"),
         }
     }
 

@@ -574,6 +574,9 @@ async fn heartbeat_loop(
             }
             Err(err) => tracing::warn!(error = %err, "reaping exhausted rows failed"),
         }
+        if let Err(err) = store.reap_cancelled().await {
+            tracing::warn!(error = %err, "finishing the rows of cancelled jobs failed");
+        }
     }
 }
 

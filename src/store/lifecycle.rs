@@ -28,9 +28,11 @@
 use super::queue::{FETCHED, HAS_ICON};
 use super::{Store, now};
 use crate::entities::job;
+use crate::model::JobStatus;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    FromQueryResult, QueryFilter, Statement, TransactionTrait,
 };
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -376,6 +378,33 @@ fn unreferenced() -> String {
            AND {HAS_ICON}) \
          AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256)"
     )
+}
+
+/// If job `job_id` is cancelled, finishes its unheld pending rows as `cancelled` and counts
+/// them as failed; returns how many.
+pub(super) async fn cancel_leftovers(db: &DatabaseConnection, job_id: Uuid) -> Result<u64, DbErr> {
+    // Read outside the transaction (SQLite: a transaction that starts with a read may not be
+    // able to write later); a cancelled job never changes status again.
+    let cancelled = job::Entity::find_by_id(job_id)
+        .filter(job::Column::Status.eq(JobStatus::Cancelled))
+        .one(db)
+        .await?;
+    if cancelled.is_none() {
+        return Ok(0);
+    }
+    let now = now();
+    let txn = db.begin().await?;
+    let n = cancel_pending(&txn, job_id, now).await?;
+    if n > 0 {
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "UPDATE job SET failed = failed + $2, updated_at = $3 WHERE id = $1",
+            [job_id.into(), (n as i32).into(), now.into()],
+        ))
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(n)
 }
 
 /// Finishes the pending rows of a cancelled job that no worker holds (or whose lease ran

@@ -23,6 +23,9 @@ use uuid::Uuid;
 /// The claim index's clause (`idx_result_pending_order`): rows still to be found. Written as a
 /// literal because a bound parameter in its place would not match the index.
 pub(super) const PENDING: &str = "status = 'pending'";
+/// The claim's guard against cancelled jobs: a primary-key probe per candidate row.
+const NOT_CANCELLED: &str =
+    "NOT EXISTS (SELECT 1 FROM job WHERE job.id = result.job_id AND job.status = 'cancelled')";
 /// The lease index's clause (`idx_result_leased`): rows some worker holds.
 pub(super) const LEASED: &str = "lease_owner IS NOT NULL";
 /// The cache index's clause (`idx_result_fetched`): outcomes fetched by this service, not
@@ -128,6 +131,8 @@ impl Store {
     /// Claims up to `limit` due rows for `owner`, stamping a lease and counting a try.
     ///
     /// Rows whose tries are used up are not claimed; [`Store::reap_exhausted`] finishes them.
+    /// Nor are rows of a cancelled job: one released or left by a stopped worker after the
+    /// cancel is never fetched, and [`Store::reap_cancelled`] finishes it.
     pub async fn claim(
         &self,
         owner: Uuid,
@@ -152,6 +157,7 @@ impl Store {
              WHERE id IN (SELECT id FROM result \
                WHERE {PENDING} AND run_at <= $3 \
                  AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
+                 AND {NOT_CANCELLED} \
                ORDER BY run_at, position LIMIT $5{lock}) \
              RETURNING id, job_id, domain, tries"
         );
@@ -202,6 +208,7 @@ impl Store {
     /// counted.
     pub async fn release(&self, claims: &[Claimed]) -> Result<u64, DbErr> {
         let mut released = 0;
+        let jobs: BTreeSet<Uuid> = claims.iter().map(|c| c.job_id).collect();
         for claim in claims {
             let row = result::ActiveModel {
                 tries: Set(claim.tries - 1),
@@ -214,7 +221,33 @@ impl Store {
                 .await?;
             released += res.rows_affected;
         }
+        // A job cancelled while these rows were held: they finish now instead of waiting.
+        for job_id in jobs {
+            super::lifecycle::cancel_leftovers(&self.db, job_id).await?;
+        }
         Ok(released)
+    }
+
+    /// Finishes the unheld pending rows of cancelled jobs (left by a worker that stopped or
+    /// died after the cancel), a few jobs per call; returns how many rows.
+    pub async fn reap_cancelled(&self) -> Result<u64, DbErr> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                self.backend(),
+                "SELECT id FROM job WHERE status = 'cancelled' AND EXISTS (SELECT 1 FROM result r \
+                   WHERE r.job_id = job.id AND r.status = 'pending' \
+                     AND (r.lease_until IS NULL OR r.lease_until < $1)) \
+                 LIMIT 20",
+                [now().into()],
+            ))
+            .await?;
+        let mut finished = 0;
+        for row in rows {
+            let id: Uuid = row.try_get("", "id")?;
+            finished += super::lifecycle::cancel_leftovers(&self.db, id).await?;
+        }
+        Ok(finished)
     }
 
     /// Writes outcomes for claimed rows and moves the job counters, in one transaction when

@@ -356,6 +356,74 @@ async fn recording_a_row_of_a_deleted_job(backend: Backend) {
 }
 both_backends!(recording_after_delete, recording_a_row_of_a_deleted_job);
 
+/// Rows a worker held when their job was cancelled are never fetched afterwards: released at
+/// its shutdown they finish `cancelled` at once, and left behind by a worker that died they
+/// are not claimed when the lease runs out, and the reaper finishes them.
+async fn rows_held_at_a_cancel(backend: Backend) {
+    let app = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
+    let store = &app.store;
+    let domains: Vec<_> = (0..4)
+        .map(|i| favicon_finder::domain::Domain::parse(&format!("held{i}.test")).unwrap())
+        .collect();
+    let job = store
+        .create_job("r", &domains, CachePolicy::OFF)
+        .await
+        .unwrap();
+    let (stopping, dying) = (Uuid::now_v7(), Uuid::now_v7());
+    let released = store
+        .claim(stopping, 2, Duration::from_secs(60), 3)
+        .await
+        .unwrap();
+    let abandoned = store
+        .claim(dying, 2, Duration::from_millis(300), 3)
+        .await
+        .unwrap();
+    assert_eq!((released.len(), abandoned.len()), (2, 2));
+    let cancelled = store
+        .cancel_job(job.job.id)
+        .await
+        .unwrap()
+        .expect("it was running");
+    assert_eq!(
+        cancelled.failed, 0,
+        "every row was held, so none finished at the cancel"
+    );
+
+    assert_eq!(store.release(&released).await.unwrap(), 2);
+    let after_release = store.job(job.job.id).await.unwrap().unwrap().job;
+    assert_eq!(after_release.failed, 2, "released rows finish as cancelled");
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let other = Uuid::now_v7();
+    assert!(
+        store
+            .claim(other, 10, Duration::from_secs(60), 3)
+            .await
+            .unwrap()
+            .is_empty(),
+        "rows of a cancelled job are never claimed again"
+    );
+    assert_eq!(store.reap_cancelled().await.unwrap(), 2);
+    assert_eq!(
+        store.reap_cancelled().await.unwrap(),
+        0,
+        "nothing is left to finish"
+    );
+    let done = store.job(job.job.id).await.unwrap().unwrap().job;
+    assert_eq!((done.completed, done.failed), (0, 4));
+    let (_, body) = app
+        .get_json(&format!("/jobs/{}/results?per_page=10", job.job.id))
+        .await;
+    let codes: Vec<_> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error_code"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(codes, vec!["cancelled"; 4], "{body}");
+}
+both_backends!(held_rows_after_a_cancel, rows_held_at_a_cancel);
+
 /// The SQLite file gives its pages back when a job is deleted: the page count shrinks and no
 /// free page is left over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
