@@ -84,10 +84,14 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(
+    let outcome = runtime.block_on(run(
         cli.command.unwrap_or(Command::Serve { no_worker: false }),
         config,
-    )) {
+    ));
+    // Dropping the runtime would wait for every blocking task without limit (a connect or
+    // lookup to a database that went away, say); the grace period is already spent.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "fatal");
