@@ -15,6 +15,7 @@ mod api_limits;
 mod cache;
 mod cli;
 mod config_docs;
+mod dashboard;
 mod dns;
 mod finder_cases;
 mod finder_safety;
