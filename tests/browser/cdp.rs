@@ -142,6 +142,9 @@ impl Browser {
                         continue;
                     };
                     let value: Value = serde_json::from_str(&text).unwrap();
+                    if std::env::var("CDP_DEBUG").is_ok() {
+                        eprintln!("cdp <- {}", &text[..text.len().min(300)]);
+                    }
                     if let Some(id) = value["id"].as_u64() {
                         if let Some(reply) = pending.lock().unwrap().remove(&id) {
                             let result = match value.get("error") {
@@ -233,8 +236,12 @@ impl Browser {
     /// Waits until `expression` is truthy; panics with `what` after `within`.
     pub async fn wait_for(&self, expression: &str, within: Duration, what: &str) -> Value {
         let deadline = tokio::time::Instant::now() + within;
+        // An element cannot come back by value: it counts as `true`.
+        let wrapped = format!(
+            "(() => {{ const v = ({expression}); return v instanceof Node ? true : v; }})()"
+        );
         loop {
-            let value = self.eval(expression).await;
+            let value = self.eval(&wrapped).await;
             let truthy = match &value {
                 Value::Null => false,
                 Value::Bool(b) => *b,
@@ -351,8 +358,9 @@ fn on_event(value: &Value, log: &Mutex<Log>, out: &mpsc::UnboundedSender<Message
                 )
             };
             let mut command = json!({
-                // Replies to these are not awaited; ids far above the command counter.
-                "id": 1u64 << 40 | (rand_id() & 0xffff_ffff),
+                // Replies to these are not awaited; ids far above the command counter, within
+                // the 32-bit integers the protocol accepts.
+                "id": 1_000_000_000 + rand_id(),
                 "method": method,
                 "params": {"requestId": params["requestId"]},
                 "sessionId": value["sessionId"],
