@@ -34,6 +34,7 @@ mod queue;
 mod recorder;
 mod redis_tls;
 mod result_fields;
+mod result_filters;
 mod retention;
 mod schema;
 mod sentry;
