@@ -35,6 +35,7 @@ mod queue;
 mod recorder;
 mod redis_tls;
 mod result_fields;
+mod result_filters;
 mod retention;
 mod schema;
 mod sentry;
