@@ -1,6 +1,8 @@
 // Talking to the API: GraphQL over fetch with the API key from sessionStorage, and the
 // settings the dashboard keeps (the key for this tab only; the client id across visits).
 
+import { createClient, wsUrl } from "./ws.js";
+
 const KEY = "ff.apiKey";
 const CLIENT = "ff.clientId";
 
@@ -105,7 +107,6 @@ export const PROGRESS = `subscription($jobId: ID!) {
   jobProgress(jobId: $jobId) { jobId status total completed failed progress results { domain status errorCode error icon { url } } }
 }`;
 
-import { createClient, wsUrl } from "./ws.js";
 
 let socket = null;
 /** The page's one subscription socket (created on first use). */

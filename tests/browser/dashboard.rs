@@ -283,6 +283,18 @@ nowhere15.test,nowhere16.test,nowhere17.test,nowhere18.test,nowhere19.test'",
     let new_job = job_id_of(&again);
     assert_eq!(job_domains(&app, &new_job, None).await, failed_dns);
 
+    // The jobs list shows both, newest first.
+    browser.eval("location.hash = '#/jobs'").await;
+    let listed = browser
+        .wait_for(
+            "(() => { const ids = [...document.querySelectorAll('#jobs-list li[data-job]')] \
+             .map(li => li.dataset.job); return ids.length === 2 && ids; })()",
+            LONG,
+            "the jobs list",
+        )
+        .await;
+    assert_eq!(listed, json!([new_job, job_id]));
+
     // At 375 px nothing overflows sideways.
     browser.viewport(375, 800).await;
     let width = browser.eval("document.documentElement.scrollWidth").await;
