@@ -101,3 +101,27 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
         "{stderr}"
     );
 }
+
+/// Logs written to a pipe (a file, a log collector) carry no ANSI colour codes: the run's
+/// log holds its usual line, and no escape sequence.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let log = String::from_utf8(output.stderr).unwrap();
+    assert!(log.contains("migrations applied"), "{log}");
+    assert!(
+        !log.contains("\x1b["),
+        "colour codes in a piped log: {log:?}"
+    );
+    assert!(!String::from_utf8(output.stdout).unwrap().contains("\x1b["));
+}
