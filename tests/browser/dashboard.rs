@@ -387,3 +387,75 @@ async fn stop_cancels_and_pending_domains_are_never_fetched() {
     }
     assert_eq!(browser.blocked(), Vec::<String>::new());
 }
+
+/// Where WebSockets are refused (a proxy that does not pass them), the job page polls
+/// instead and still reaches the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_websockets_the_job_page_polls() {
+    let Some(binary) = chromium() else { return };
+    let mut sites = Sites::default();
+    let domains: Vec<String> = (0..20).map(|i| format!("poll{i}.test")).collect();
+    for host in &domains {
+        sites.slow_icon_site(host, Duration::from_millis(300));
+    }
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve_exact(&[]);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("FETCH_RESOLVE", resolve.as_str()),
+            ("WORKER_CONCURRENCY", "2"),
+        ],
+    )
+    .await;
+    let browser = Browser::launch(&binary, &app.base).await;
+    // Chromium's URL blocking does not cover WebSockets: every socket the page opens fails
+    // its handshake instead, as behind a proxy that refuses the upgrade (close 1006, never
+    // open).
+    browser
+        .call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({"source": "window.WebSocket = class { constructor() { \
+                setTimeout(() => this.onclose && this.onclose({code: 1006, reason: ''}), 10); } \
+                send() {} close() {} }"}),
+        )
+        .await;
+    browser.goto(&app.url("/")).await;
+    browser
+        .wait_for("document.querySelector('#domains')", LONG, "the form")
+        .await;
+    browser
+        .eval(&format!(
+            "const t = document.querySelector('#domains'); t.value = {:?}; \
+             t.dispatchEvent(new Event('input')); \
+             document.querySelector('#submit-form button[type=submit]').click()",
+            domains.join("\n")
+        ))
+        .await;
+    browser
+        .wait_for(
+            "document.querySelector('#job-status')?.textContent === 'COMPLETED'",
+            LONG,
+            "the job to complete on the page",
+        )
+        .await;
+    let polls = browser
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.body
+                .as_deref()
+                .is_some_and(|b| b.contains("jobId: id status"))
+        })
+        .count();
+    let state = browser.eval("document.documentElement.dataset.ws").await;
+    assert!(
+        polls >= 1,
+        "the page never polled (socket {state}, {:?})",
+        browser.websockets()
+    );
+    assert_eq!(
+        browser.eval("document.documentElement.dataset.ws").await,
+        json!("refused")
+    );
+}
