@@ -459,3 +459,72 @@ async fn without_websockets_the_job_page_polls() {
         json!("refused")
     );
 }
+
+/// With accounts on, the page asks for a key, keeps it for the tab, and sends it with
+/// queries and in the subscription's `connection_init`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_accounts_on_the_page_asks_for_a_key_and_uses_it() {
+    let Some(binary) = chromium() else { return };
+    const KEY: &str = "ffk_browser_test_bootstrap_key_0123456789abcdef";
+    let mut sites = Sites::default();
+    sites.icon_site("keyed.test");
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve_exact(&[]);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("FETCH_RESOLVE", resolve.as_str()),
+            ("AUTH_MODE", "required"),
+            ("BOOTSTRAP_API_KEY", KEY),
+            ("ICONS_PUBLIC", "true"),
+        ],
+    )
+    .await;
+    let browser = Browser::launch(&binary, &app.base).await;
+    browser.goto(&app.url("/#/jobs")).await;
+    browser
+        .wait_for(
+            "!document.querySelector('#settings').hidden && document.activeElement.id === 'api-key'",
+            LONG,
+            "the page to ask for a key",
+        )
+        .await;
+    browser
+        .eval(&format!(
+            "document.querySelector('#api-key').value = {KEY:?}; \
+             document.querySelector('#client-id').value = 'keyed'; \
+             document.querySelector('#settings-form').requestSubmit(); \
+             location.hash = '#/'"
+        ))
+        .await;
+    assert_eq!(
+        browser.eval("sessionStorage.getItem('ff.apiKey')").await,
+        json!(KEY)
+    );
+    browser
+        .wait_for("document.querySelector('#domains')", LONG, "the form")
+        .await;
+    browser
+        .eval(
+            "const t = document.querySelector('#domains'); t.value = 'keyed.test'; \
+             document.querySelector('#submit-form button[type=submit]').click()",
+        )
+        .await;
+    browser
+        .wait_for(
+            "document.querySelector('#job-status')?.textContent === 'COMPLETED' || \
+             document.querySelector('#submit-errors')?.textContent",
+            LONG,
+            "the keyed job to complete",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#job-status')?.textContent")
+            .await,
+        json!("COMPLETED"),
+        "{}",
+        browser.eval("document.body.innerText").await
+    );
+    assert!(!browser.websockets().is_empty());
+}
