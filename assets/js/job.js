@@ -113,9 +113,11 @@ export function renderJob(main, jobId) {
 
   let snapshots = 0;
   let unfollow = null;
+  // The grid's first page and the job's counts are read side by side: the first icons do
+  // not wait for the failure groups, which cost a scan of the job's results.
+  applyFilters();
   refresh().then((job) => {
     if (!job) return;
-    applyFilters();
     if (job.status !== "PROCESSING") return;
     unfollow = followJob(jobId, {
       onEvent: (p) => {

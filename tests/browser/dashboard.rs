@@ -467,7 +467,8 @@ async fn with_accounts_on_the_page_asks_for_a_key_and_uses_it() {
     let Some(binary) = chromium() else { return };
     const KEY: &str = "ffk_browser_test_bootstrap_key_0123456789abcdef";
     let mut sites = Sites::default();
-    sites.icon_site("keyed.test");
+    // Slow enough that the page finds the job running and subscribes with the key.
+    sites.slow_icon_site("keyed.test", Duration::from_millis(1500));
     let internet = FakeInternet::start(sites).await;
     let resolve = internet.resolve_exact(&[]);
     let app = TestApp::spawn(
