@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Scenarios: throughput postgres latency limit peer rss create csv page growth cache
-//! subscribers profile icons purge all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
-//! the large job of rss/create/csv/page/growth), `--subscribers N` (1000), `--peer-domains N`
+//! subscribers profile icons purge dashboard all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
+//! the large job of rss/create/csv/page/growth/dashboard), `--subscribers N` (1000), `--peer-domains N`
 //! (= domains), `--no-build`, `--no-append`, `--pg URL`, `--redis URL`.
 //!
 //! Nothing here sends traffic anywhere but 127.0.0.1: the service reaches the fake internet
@@ -50,7 +50,17 @@ use tls::TestCa;
 #[path = "scenarios/purge.rs"]
 mod purge;
 
-const ALL: [&str; 15] = [
+#[path = "../tests/browser/cdp.rs"]
+#[allow(
+    dead_code,
+    reason = "the scenario uses part of the browser tests' client"
+)]
+mod cdp;
+/// The `dashboard` scenario, driving Chromium with the browser tests' CDP client.
+#[path = "scenarios/dashboard.rs"]
+mod dashboard;
+
+const ALL: [&str; 16] = [
     "throughput",
     "postgres",
     "latency",
@@ -66,6 +76,7 @@ const ALL: [&str; 15] = [
     "profile",
     "icons",
     "purge",
+    "dashboard",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2002,6 +2013,7 @@ fn main() -> Result<()> {
                 "profile" => sc_profile(&mut ctx).await,
                 "icons" => sc_icons(&mut ctx).await,
                 "purge" => purge::sc_purge(&mut ctx).await,
+                "dashboard" => dashboard::sc_dashboard(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

@@ -193,6 +193,7 @@ async fn find(
     if inputs.is_empty() {
         anyhow::bail!("no domains given: pass them as arguments or with --file");
     }
+    let total = inputs.len();
     let finder = std::sync::Arc::new(Finder::new(config.finder())?);
     let concurrency = config.worker_concurrency.max(1);
     let mut results = futures::stream::iter(inputs)
@@ -209,6 +210,7 @@ async fn find(
             }
         })
         .buffered(concurrency);
+    let mut progress = Progress::new(total);
     let mut any_invalid = false;
     let stdout = std::io::stdout();
     while let Some((domain, outcome)) = results.next().await {
@@ -219,15 +221,86 @@ async fn find(
                 format_find_line(&domain, None, Some(reason), json)
             }
         };
-        let mut out = stdout.lock();
-        writeln!(out, "{line}")?;
-        out.flush()?;
+        // Results printed to the same terminal go above the bar, not through it.
+        progress.suspend(|| -> std::io::Result<()> {
+            let mut out = stdout.lock();
+            writeln!(out, "{line}")?;
+            out.flush()
+        })?;
+        progress.finished(!matches!(outcome, Ok(Ok(_))));
     }
+    progress.summary();
     Ok(if any_invalid {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `find`'s progress on stderr: a bar with done, failed, rate and ETA, then a one-line
+/// summary; only for a person watching (stderr a terminal) and a run of more than one
+/// domain. Piped, it is nothing, so scripts see exactly the result lines.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    failed: u64,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        let bar = (total > 1 && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(total as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            let style = indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} done, {msg} failed, {per_sec}, ETA {eta}",
+            );
+            if let Ok(style) = style {
+                bar.set_style(style);
+            }
+            bar.set_message("0");
+            bar
+        });
+        Self {
+            bar,
+            failed: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Runs `f` with the bar cleared from the screen, so printed lines stay readable.
+    fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.bar {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// One more domain finished, found or not.
+    fn finished(&mut self, failed: bool) {
+        if let Some(bar) = &self.bar {
+            self.failed += u64::from(failed);
+            bar.set_message(self.failed.to_string());
+            bar.inc(1);
+        }
+    }
+
+    /// Replaces the bar with one summary line.
+    fn summary(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+            let done = bar.position();
+            let secs = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "{done} domains in {secs:.1} s: {} found, {} failed ({:.1}/s)",
+                done - self.failed,
+                self.failed,
+                done as f64 / secs.max(0.001)
+            );
+        }
+    }
 }
 
 /// One output line of `find`: tab-separated text, or a JSON object.

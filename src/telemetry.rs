@@ -10,6 +10,7 @@
 
 use crate::config::{Config, LogFormat};
 use sentry::integrations::tracing::{BreadcrumbLayer, ErrorLayer};
+use std::io::IsTerminal;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -34,7 +35,12 @@ pub fn init(config: &Config) -> Option<sentry::ClientInitGuard> {
     });
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: piped to a file or a log collector, escape
+    // codes are noise. The check is on stderr because that is where the log goes (stdout
+    // carries `find`'s results and `schema`'s SDL).
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let (text, json) = match config.log_format {
         LogFormat::Text => (Some(fmt), None),
         LogFormat::Json => (

@@ -3,6 +3,8 @@
 //! the APIs, [`ops`] the health and metrics endpoints, [`http`] the server with its timeouts.
 
 pub mod auth;
+pub mod dashboard;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod icons;
@@ -19,7 +21,6 @@ use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::model::Liveness;
 use async_graphql::ParseRequestError;
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
 use axum::extract::ws::WebSocketUpgrade;
@@ -27,7 +28,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use graphql::AppSchema;
@@ -62,7 +63,7 @@ pub struct AppState {
     pub accounts: Accounts,
 }
 
-/// All routes: GraphQL, REST, health.
+/// All routes: GraphQL, REST, health, the dashboard.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_request_bytes;
     // The schema carries the state in its data for the resolvers, so the state cannot carry
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     let router = router
         .merge(rest::router())
         .merge(icons::router())
+        .merge(dashboard::router())
         .layer(Extension(schema))
         .layer(axum::middleware::from_fn(require_json))
         .layer(axum::middleware::from_fn_with_state(
@@ -265,18 +267,8 @@ async fn graphiql_or_subscription(
             "GraphiQL is not served here (GRAPHIQL=false); POST queries to /graphql".into(),
         )
         .into_graphql_response(),
-        _ => graphiql().await.into_response(),
+        _ => graphiql::page(&headers),
     }
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("favicon-finder")
-            .finish(),
-    )
 }
 
 /// POST `/graphql`. A body that is not a GraphQL request in JSON gets a GraphQL error with a

@@ -263,3 +263,22 @@ fn proxy_headers_and_ops_addr_parse() {
     let err = Config::from_vars(vars(&[("TRUSTED_PROXY_HEADERS", "x-client")])).unwrap_err();
     assert_eq!(err.var, "TRUSTED_PROXY_HEADERS");
 }
+
+/// The default User-Agent names no URL or address a site owner would try in vain; the
+/// operator's contact comes from `FETCH_USER_AGENT`.
+#[test]
+fn the_default_user_agent_names_no_made_up_contact() {
+    for made_up in ["://", "www.", "+http", "@", ".com", ".org"] {
+        assert!(
+            !DEFAULT_USER_AGENT.contains(made_up),
+            "{DEFAULT_USER_AGENT}"
+        );
+    }
+    assert!(DEFAULT_USER_AGENT.contains("favicon-finder/"));
+    let config = Config::from_vars(vars(&[(
+        "FETCH_USER_AGENT",
+        "acme-icons/1.0 (+https://acme.example/bot; ops@acme.example)",
+    )]))
+    .unwrap();
+    assert!(config.finder().user_agent.contains("ops@acme.example"));
+}

@@ -36,8 +36,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A browser-like User-Agent that still names the project, so site owners can tell who we are.
-pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1; +https://github.com/favicon-finder/favicon-finder)";
+/// A browser-like User-Agent that names the software. It names no URL: the project has no
+/// public page to point at, and a made-up one would send site owners nowhere. Operators set
+/// `FETCH_USER_AGENT` with their own contact (README, `.env.template`).
+pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.1)";
 
 /// How the finder fetches: limits, safety switches and the test resolution seam.
 #[derive(Debug, Clone)]

@@ -4,26 +4,28 @@
 //!
 //! - this module: the [`Jobs`] handle, the [`Rules`] it enforces, the rate check;
 //! - `input`: a job request's fields parsed into typed values;
-//! - `progress`: a job's progress as a stream (snapshot, live events, re-reads).
+//! - `progress`: a job's progress as a stream (snapshot, live events, re-reads);
+//! - `results`: a job's results read by page or by cursor, filtered, and its failure groups.
 
 mod input;
 mod progress;
+mod results;
 
 pub use input::{
     Entry, Fields, MAX_CACHE_AGE_SECS, NewJob, parse_client_id, parse_domains, parse_job_id,
     parse_max_age,
 };
 pub use progress::{IDLE_REREAD, REREAD_RESULTS};
+pub use results::{FailureGroup, ResultPage, ResultSlice};
 
 use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
-use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns, ResultView};
+use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
 use crate::store::{CachePolicy, Store};
 use futures::{Stream, StreamExt, TryStreamExt};
 use sea_orm::DbErr;
-use serde::Serialize;
 use std::net::IpAddr;
 use std::time::Duration;
 use uuid::Uuid;
@@ -102,19 +104,6 @@ impl Rules {
             failure_max_age: self.cache_failure_max_age.min(max_age),
         }
     }
-}
-
-/// One page of a job's results, in submission order; REST answers it as is.
-#[derive(Clone, Debug, Serialize, async_graphql::SimpleObject)]
-pub struct ResultPage {
-    /// The results on this page.
-    pub results: Vec<ResultView>,
-    /// This page's number (from 1).
-    pub page: u64,
-    /// Page size.
-    pub per_page: u64,
-    /// Results in the whole job.
-    pub total: i32,
 }
 
 /// Who an admitted on-demand lookup is recorded for (see [`Jobs::admit_lookup`]).
@@ -332,24 +321,6 @@ impl Jobs {
             .store
             .jobs_for_client(&client_id, page.page, page.per_page)
             .await?)
-    }
-
-    /// One page of a job's results, in submission order, or `NOT_FOUND` (as [`Jobs::find`]).
-    pub async fn results(&self, caller: &Caller, id: Uuid, page: Page) -> AppResult<ResultPage> {
-        let view = self.find(caller, id).await?;
-        let mut results = self
-            .store
-            .results_page(id, page.page, page.per_page)
-            .await?;
-        for view in &mut results {
-            view.columns.link_icon(self.public_url.as_deref());
-        }
-        Ok(ResultPage {
-            results,
-            page: page.page,
-            per_page: page.per_page,
-            total: view.job.total,
-        })
     }
 
     /// Every result of a job for the export, in chunks of about `EXPORT_CHUNK_BYTES`, or

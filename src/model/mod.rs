@@ -7,8 +7,11 @@
 //! through SeaORM's active enums and shown by serde (REST, events) and async-graphql with the
 //! same lowercase words.
 
+mod filter;
 mod outcome;
 mod view;
+
+pub use filter::{FilterFields, ResultCursor, ResultFilter, parse_first, parse_status};
 
 pub use outcome::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,

@@ -36,6 +36,10 @@ pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
 /// icon, probed by the icon collector (`lifecycle`), whose equality terms imply it.
 pub(super) const HAS_ICON: &str = "icon_sha256 IS NOT NULL";
 
+/// The failure index's clause (`idx_result_job_failure`): a job's finished failures, read by
+/// the error-code filter and the failure groups (`results`).
+pub(super) const FAILED: &str = "status = 'failed'";
+
 /// The lease owner of an abandoned row: no pool has this id, so no heartbeat renews it.
 const ABANDONED: Uuid = Uuid::nil();
 

@@ -7,16 +7,20 @@
 //! the export through [`ResultColumns::NAMES`].
 
 use super::Store;
+use super::queue::FAILED;
 use crate::entities::icon_blob;
 use crate::entities::result;
 use crate::model::{
-    Candidate, FindOutcome, IconView, ResultColumns, ResultStatus, ResultView, icon_path,
+    Candidate, ErrorCategory, FindOutcome, IconView, ResultColumns, ResultFilter, ResultStatus,
+    ResultView, icon_path,
 };
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, Condition, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -103,30 +107,126 @@ pub(super) fn finished_row(
     (row, columns)
 }
 
+/// The rows of a job that `filter` matches, as a condition every filtered read shares.
+///
+/// The status filter walks `idx_result_job_status` in position order; the error-code filter
+/// repeats [`FAILED`] so both databases walk the partial `idx_result_job_failure` instead. The
+/// domain search cannot use a B-tree, so it is checked on the rows of the index walked (or of
+/// `idx_result_job_position`), still within the one job.
+fn matching(job_id: Uuid, filter: &ResultFilter) -> Condition {
+    let mut condition = Condition::all().add(result::Column::JobId.eq(job_id));
+    if let Some(status) = filter.status {
+        condition = condition.add(result::Column::Status.eq(status));
+    }
+    if let Some(code) = filter.error_code {
+        condition = condition
+            .add(Expr::cust(FAILED))
+            .add(result::Column::ErrorCode.eq(code));
+    }
+    if let Some(text) = &filter.domain {
+        // Domains are stored lowercase and the search is lowercased, so LIKE means the same
+        // on PostgreSQL (case-sensitive) and SQLite (not, for ASCII).
+        let escaped: String = text
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        condition = condition.add(
+            Expr::col(result::Column::Domain)
+                .like(LikeExpr::new(format!("%{escaped}%")).escape('\\')),
+        );
+    }
+    condition
+}
+
 impl Store {
-    /// One page of a job's results in submission order (`page` starts at 1).
+    /// One page of a job's results that `filter` matches, in submission order (`page`
+    /// starts at 1).
     ///
-    /// Positions are dense, so a page is a range of positions: the cost does not grow with
-    /// the page number the way `OFFSET` does.
+    /// Unfiltered, positions are dense, so a page is a range of positions: the cost does not
+    /// grow with the page number the way `OFFSET` does. A filtered page skips the matching
+    /// rows before it along an index (see [`matching`]); the cursor form
+    /// ([`Store::results_after`]) does not, which is why infinite scroll uses it.
     pub async fn results_page(
         &self,
         job_id: Uuid,
+        filter: &ResultFilter,
         page: u64,
         per_page: u64,
     ) -> Result<Vec<ResultView>, DbErr> {
         let start = (page - 1).saturating_mul(per_page);
-        if start >= i32::MAX as u64 {
-            return Ok(Vec::new());
-        }
-        let rows = result::Entity::find()
-            .filter(result::Column::JobId.eq(job_id))
-            .filter(result::Column::Position.gte(start as i32))
+        let query = result::Entity::find()
+            .filter(matching(job_id, filter))
             .order_by_asc(result::Column::Position)
-            .limit(per_page)
-            .all(&self.db)
-            .await?;
+            .limit(per_page);
+        let query = if filter.is_empty() {
+            if start >= i32::MAX as u64 {
+                return Ok(Vec::new());
+            }
+            query.filter(result::Column::Position.gte(start as i32))
+        } else {
+            query.offset(start)
+        };
+        let rows = query.all(&self.db).await?;
         self.with_icon_sizes(rows.into_iter().map(ResultView::from).collect())
             .await
+    }
+
+    /// At most `limit` of a job's results that `filter` matches, after position `after` (from
+    /// the start when `None`), in submission order, each with its position.
+    pub async fn results_after(
+        &self,
+        job_id: Uuid,
+        filter: &ResultFilter,
+        after: Option<i32>,
+        limit: u64,
+    ) -> Result<Vec<(i32, ResultView)>, DbErr> {
+        let mut query = result::Entity::find()
+            .filter(matching(job_id, filter))
+            .order_by_asc(result::Column::Position)
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.filter(result::Column::Position.gt(after));
+        }
+        let rows = query.all(&self.db).await?;
+        let positions: Vec<i32> = rows.iter().map(|row| row.position).collect();
+        let views = self
+            .with_icon_sizes(rows.into_iter().map(ResultView::from).collect())
+            .await?;
+        Ok(positions.into_iter().zip(views).collect())
+    }
+
+    /// How many of a job's results `filter` matches.
+    pub async fn count_results(&self, job_id: Uuid, filter: &ResultFilter) -> Result<u64, DbErr> {
+        result::Entity::find()
+            .filter(matching(job_id, filter))
+            .count(&self.db)
+            .await
+    }
+
+    /// A job's finished failures counted by code, the largest group first (ties by code), in
+    /// one grouped read of `idx_result_job_failure`.
+    pub async fn failures_by_reason(
+        &self,
+        job_id: Uuid,
+    ) -> Result<Vec<(ErrorCategory, i64)>, DbErr> {
+        let mut groups = result::Entity::find()
+            .select_only()
+            .column(result::Column::ErrorCode)
+            .column_as(result::Column::Id.count(), "n")
+            .filter(result::Column::JobId.eq(job_id))
+            .filter(Expr::cust(FAILED))
+            .filter(result::Column::ErrorCode.is_not_null())
+            .group_by(result::Column::ErrorCode)
+            .into_tuple::<(ErrorCategory, i64)>()
+            .all(&self.db)
+            .await?;
+        // At most one group per category: sorting here keeps the SQL the same on both
+        // databases.
+        groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str())));
+        Ok(groups)
     }
 
     /// Adds each stored icon's size, which lives on its blob, in one query per page.

@@ -101,3 +101,73 @@ fn a_bad_setting_stops_start_up_naming_the_variable() {
         "{stderr}"
     );
 }
+
+/// Logs written to a pipe (a file, a log collector) carry no ANSI colour codes: the run's
+/// log holds its usual line, and no escape sequence.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+        .arg("migrate")
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "info")
+        .env("LOG_FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let log = String::from_utf8(output.stderr).unwrap();
+    assert!(log.contains("migrations applied"), "{log}");
+    assert!(
+        !log.contains("\x1b["),
+        "colour codes in a piped log: {log:?}"
+    );
+    assert!(!String::from_utf8(output.stdout).unwrap().contains("\x1b["));
+}
+
+/// `find --file` over many domains, piped: one line per domain on stdout and nothing else
+/// anywhere (no progress bar, no summary), as a script expects.
+#[tokio::test]
+async fn find_over_a_file_prints_nothing_extra_when_piped() {
+    let mut sites = Sites::default();
+    let hosts: Vec<String> = (0..40).map(|n| format!("many{n}.test")).collect();
+    for host in &hosts {
+        sites.page(host, "<html></html>");
+    }
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("domains.txt");
+    std::fs::write(&file, hosts.join("\n")).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_favicon-finder"))
+            .arg("find")
+            .arg("--file")
+            .arg(&file)
+            .env("FETCH_RESOLVE", resolve)
+            .env("FETCH_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("FETCH_TIMEOUT_SECS", "5")
+            // Logs are another matter (see `logs_to_a_pipe_have_no_colour_codes`).
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), hosts.len(), "{stdout}");
+    for (line, host) in lines.iter().zip(&hosts) {
+        assert!(
+            line.starts_with(&format!("{host}\tfailed\tno_icon")),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap(),
+        "",
+        "stderr when piped"
+    );
+}

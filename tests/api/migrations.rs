@@ -101,7 +101,10 @@ async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     assert!(!store.migrations_applied().await.unwrap());
     store.migrate().await.unwrap();
     assert!(column_exists(&store, "result", "candidates_dropped").await);
-    let rows = store.results_page(job.id, 1, 10).await.unwrap();
+    let rows = store
+        .results_page(job.id, &Default::default(), 1, 10)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "the rows outlive the column");
     assert_eq!(rows[0].candidates_dropped, 0, "existing rows read 0");
 }
@@ -192,7 +195,10 @@ async fn icons_goes_up_and_down(backend: Backend) {
     assert!(!column_exists(&store, "result", "icon_sha256").await);
     store.migrate().await.unwrap();
     assert!(table_exists(&store, "icon_blob").await);
-    let rows = store.results_page(job.id, 1, 10).await.unwrap();
+    let rows = store
+        .results_page(job.id, &Default::default(), 1, 10)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "the rows outlive the column");
     assert!(column_exists(&store, "result", "icon_sha256").await);
 }

@@ -262,7 +262,10 @@ async fn an_unstorable_row_never_blocks_its_batch(backend: Backend) {
     );
     assert_eq!(counters(&store, job).await, (5, 1, JobStatus::Completed));
 
-    let rows = store.results_page(job, 1, 10).await.unwrap();
+    let rows = store
+        .results_page(job, &Default::default(), 1, 10)
+        .await
+        .unwrap();
     for row in rows {
         if row.domain == "bad.test" {
             assert_eq!(row.status.as_str(), "failed");
@@ -293,7 +296,10 @@ async fn the_same_outcome_cleaned_is_stored(backend: Backend) {
         .await
         .unwrap();
     assert!(recorded.refused.is_empty());
-    let row = &store.results_page(job, 1, 1).await.unwrap()[0];
+    let row = &store
+        .results_page(job, &Default::default(), 1, 1)
+        .await
+        .unwrap()[0];
     assert_eq!(row.error_code, Some(ErrorCategory::HttpStatus));
     assert_eq!(row.error.as_deref(), Some("http_status: 404 NotFound"));
     assert_eq!(row.candidates_dropped, i32::MAX);

@@ -1,6 +1,10 @@
-//! Read operations: `job`, `jobs`, `results`.
+//! Read operations: `job`, `jobs`, `results`, `resultsConnection`.
 
 use super::*;
+use crate::model::{
+    FilterFields, ResultCursor, ResultFilter, ResultStatus, ResultView, parse_first,
+};
+use async_graphql::connection::{Connection, Edge};
 
 /// Read operations.
 pub struct QueryRoot;
@@ -42,21 +46,82 @@ impl QueryRoot {
         })
     }
 
-    /// One page of a job's results, in submission order.
+    /// One page of a job's results, in submission order. The filters narrow it (all given
+    /// must hold) and `total` counts what they match: `status`, `errorCode` (a finished
+    /// failure's `Result.errorCode`, e.g. `dns`, `timeout`, `cancelled`) and `domain` (a
+    /// case-insensitive part of the domain).
     #[graphql(complexity = "page_cost(per_page, child_complexity)")]
+    #[expect(clippy::too_many_arguments, reason = "one per GraphQL argument")]
     async fn results(
         &self,
         c: &Context<'_>,
         job_id: ID,
         #[graphql(default = 1)] page: i64,
         #[graphql(default = 20)] per_page: i64,
+        status: Option<ResultStatus>,
+        error_code: Option<String>,
+        domain: Option<String>,
     ) -> Result<ResultPage> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
+        let filter = filter(status, error_code, domain)?;
         ctx(c)
             .jobs
-            .results(caller(c)?, id, page)
+            .results(caller(c)?, id, page, &filter)
             .await
             .map_err(AppError::into_graphql)
     }
+
+    /// A job's results after the cursor `after` (from the start without it), at most
+    /// `first` (1 to 500), in submission order: infinite scroll that costs the same however
+    /// far it goes. The filters are those of `results`; keep them the same from slice to
+    /// slice.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[expect(clippy::too_many_arguments, reason = "one per GraphQL argument")]
+    async fn results_connection(
+        &self,
+        c: &Context<'_>,
+        job_id: ID,
+        #[graphql(default = 50)] first: i64,
+        after: Option<String>,
+        status: Option<ResultStatus>,
+        error_code: Option<String>,
+        domain: Option<String>,
+    ) -> Result<Connection<ResultCursor, ResultView>> {
+        let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
+        let first = parse_first(first, FilterFields::GRAPHQL).map_err(AppError::into_graphql)?;
+        let after = after
+            .map(|raw| ResultCursor::decode(&raw, FilterFields::GRAPHQL))
+            .transpose()
+            .map_err(AppError::into_graphql)?;
+        let filter = filter(status, error_code, domain)?;
+        let slice = ctx(c)
+            .jobs
+            .results_after(caller(c)?, id, after, first, &filter)
+            .await
+            .map_err(AppError::into_graphql)?;
+        let mut connection = Connection::new(after.is_some(), slice.has_next_page);
+        connection.edges.extend(
+            slice
+                .results
+                .into_iter()
+                .map(|(cursor, view)| Edge::new(cursor, view)),
+        );
+        Ok(connection)
+    }
+}
+
+/// The result filters of `results` and `resultsConnection`.
+fn filter(
+    status: Option<ResultStatus>,
+    error_code: Option<String>,
+    domain: Option<String>,
+) -> Result<ResultFilter> {
+    ResultFilter::new(
+        status,
+        error_code.as_deref(),
+        domain.as_deref(),
+        FilterFields::GRAPHQL,
+    )
+    .map_err(AppError::into_graphql)
 }

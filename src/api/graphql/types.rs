@@ -2,6 +2,7 @@
 //! `Result`) and a page of them [`crate::jobs::ResultPage`], shared with REST.
 
 use super::*;
+use crate::jobs::FailureGroup;
 
 /// A job: a batch of domains being searched.
 #[derive(SimpleObject)]
@@ -11,6 +12,9 @@ pub struct Job {
     id: ID,
     #[graphql(skip)]
     job_id: uuid::Uuid,
+    /// The job as read for the caller: what its failure groups are counted for.
+    #[graphql(skip)]
+    view: JobView,
     /// The submitting client's `clientId`.
     client_id: String,
     /// Life-cycle state.
@@ -32,11 +36,12 @@ pub struct Job {
 impl From<JobView> for Job {
     fn from(view: JobView) -> Self {
         let progress = view.job.progress();
-        let job = view.job;
+        let job = view.job.clone();
         Self {
             id: ID(job.id.to_string()),
             job_id: job.id,
-            client_id: view.client_name,
+            client_id: view.client_name.clone(),
+            view,
             status: job.status,
             progress,
             total: job.total,
@@ -55,6 +60,16 @@ impl Job {
     /// `PUBLIC_URL` when that is set, a path otherwise.
     async fn download_url(&self, c: &Context<'_>) -> String {
         crate::api::download_url(ctx(c), self.job_id)
+    }
+
+    /// The job's finished failures grouped by error code, the largest group first: each
+    /// group's domains are `results(jobId, errorCode: …)`.
+    async fn failures_by_reason(&self, c: &Context<'_>) -> Result<Vec<FailureGroup>> {
+        ctx(c)
+            .jobs
+            .failures_by_reason(&self.view)
+            .await
+            .map_err(AppError::into_graphql)
     }
 }
 

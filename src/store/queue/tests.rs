@@ -5,11 +5,12 @@ use super::*;
 use std::collections::BTreeSet;
 
 /// Each partial index on `result`, with the clause the queries repeat for it.
-const PARTIAL_INDEXES: [(&str, &str); 4] = [
+const PARTIAL_INDEXES: [(&str, &str); 5] = [
     ("idx_result_pending_order", PENDING),
     ("idx_result_leased", LEASED),
     ("idx_result_fetched", FETCHED),
     ("idx_result_icon", HAS_ICON),
+    ("idx_result_job_failure", FAILED),
 ];
 
 /// The partial indexes on `result` and their clauses, as the database holds them: the text

@@ -1,0 +1,205 @@
+// One job: live progress, throughput and ETA from jobProgress, Stop, CSV, failures grouped
+// by reason with "run these again", filters, the icon grid and a per-domain drill-down.
+
+import { call, createJob, failedDomains, followJob } from "./api.js";
+import { announce, duration, h, progressBar } from "./dom.js";
+import { createGrid } from "./grid.js";
+
+const JOB = `query($id: ID!) { job(id: $id) {
+  id status progress total completed failed createdAt downloadUrl
+  failuresByReason { errorCode count } } }`;
+
+// The window throughput is measured over: long enough to be steady, short enough to follow.
+const RATE_WINDOW_MS = 10_000;
+
+/** Renders the view; returns its cleanup. */
+export function renderJob(main, jobId) {
+  const bar = progressBar("Job progress");
+  const status = h("span", { class: "status", id: "job-status" });
+  const counts = h("dl", { class: "counts", id: "job-counts" });
+  const stop = h("button", { type: "button", id: "stop", class: "danger" }, "Stop");
+  const csv = h("a", { id: "csv", class: "button", download: "" }, "Download CSV");
+  const message = h("p", { role: "alert", id: "job-message" });
+  const groups = h("ul", { id: "failure-groups", class: "groups" });
+  const dialog = h("dialog", { id: "drill", "aria-labelledby": "drill-title" });
+  const grid = createGrid(jobId, { onSelect: (domain) => drill(domain) });
+  let failures = new Map();
+  let state = null;
+  const samples = [];
+
+  const statusFilter = h("select", { id: "filter-status" },
+    h("option", { value: "" }, "Any"), h("option", { value: "SUCCESS" }, "Found"),
+    h("option", { value: "FAILED" }, "Failed"), h("option", { value: "PENDING" }, "Pending"));
+  const codeFilter = h("select", { id: "filter-code" }, h("option", { value: "" }, "Any"));
+  const search = h("input", { id: "filter-domain", type: "search", autocomplete: "off", spellcheck: "false" });
+  const filters = h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() },
+    h("label", { for: "filter-status" }, "Status"), statusFilter,
+    h("label", { for: "filter-code" }, "Error"), codeFilter,
+    h("label", { for: "filter-domain" }, "Domain contains"), search);
+  const applyFilters = () =>
+    grid.reset({ status: statusFilter.value || null, errorCode: codeFilter.value || null, domain: search.value.trim() || null });
+  statusFilter.addEventListener("change", applyFilters);
+  codeFilter.addEventListener("change", applyFilters);
+  let typing = null;
+  search.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(applyFilters, 250);
+  });
+
+  main.append(
+    h("section", { class: "panel job", "aria-labelledby": "job-title" },
+      h("h2", { id: "job-title" }, "Job ", h("code", {}, jobId)),
+      h("div", { class: "summary" }, status, bar, h("div", { class: "actions" }, stop, csv)),
+      counts, message),
+    h("section", { class: "panel", "aria-labelledby": "groups-title" },
+      h("h2", { id: "groups-title" }, "Failures by reason"), groups),
+    h("section", { class: "panel", "aria-labelledby": "icons-title" },
+      h("h2", { id: "icons-title" }, "Icons"), filters, grid.element),
+    dialog,
+  );
+
+  function drawGroups() {
+    const sorted = [...failures].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    groups.replaceChildren(
+      ...(sorted.length ? [] : [h("li", { class: "hint" }, "No failures.")]),
+      ...sorted.map(([code, count]) =>
+        h("li", { "data-code": code },
+          h("span", { class: "code" }, code), h("span", { class: "count" }, String(count)),
+          h("button", { type: "button", onclick: () => ((codeFilter.value = code), (statusFilter.value = "FAILED"), applyFilters()) }, "Show"),
+          h("button", { type: "button", class: "again", onclick: (e) => runAgain(code, e.currentTarget) }, "Run these again"))),
+    );
+    const chosen = codeFilter.value;
+    codeFilter.replaceChildren(h("option", { value: "" }, "Any"), ...sorted.map(([code]) => h("option", { value: code }, code)));
+    if (chosen && !failures.has(chosen)) codeFilter.append(h("option", { value: chosen }, chosen));
+    codeFilter.value = chosen;
+  }
+
+  function draw(p) {
+    state = { ...state, ...p };
+    const done = p.completed + p.failed;
+    const now = performance.now();
+    samples.push([now, done]);
+    while (samples.length > 2 && now - samples[0][0] > RATE_WINDOW_MS) samples.shift();
+    const [t0, d0] = samples[0];
+    const rate = now > t0 ? ((done - d0) * 1000) / (now - t0) : 0;
+    const running = p.status === "PROCESSING";
+    bar.value = p.progress;
+    status.textContent = p.status;
+    status.className = `status ${p.status.toLowerCase()}`;
+    stop.hidden = !running;
+    const pairs = [
+      ["Done", `${done} / ${p.total} (${p.progress} %)`],
+      ["Found", p.completed],
+      ["Failed", p.failed],
+      ["Rate", running ? `${rate.toFixed(1)} domains/s` : "—"],
+      ["ETA", running && rate > 0 ? duration((p.total - done) / rate) : "—"],
+    ];
+    counts.replaceChildren(...pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-key": k.toLowerCase() }, String(v))]));
+  }
+
+  async function refresh() {
+    try {
+      const { job } = await call(JOB, { id: jobId });
+      csv.href = job.downloadUrl;
+      failures = new Map(job.failuresByReason.map((g) => [g.errorCode, g.count]));
+      drawGroups();
+      draw(job);
+      return job;
+    } catch (e) {
+      message.textContent = e.message;
+      return null;
+    }
+  }
+
+  let snapshots = 0;
+  let unfollow = null;
+  // The grid's first page and the job's counts are read side by side: the first icons do
+  // not wait for the failure groups, which cost a scan of the job's results.
+  applyFilters();
+  refresh().then((job) => {
+    if (!job) return;
+    if (job.status !== "PROCESSING") return;
+    unfollow = followJob(jobId, {
+      onEvent: (p) => {
+        // A snapshot after the first one means the socket came back: events in between
+        // were missed, so the groups are read again.
+        if (p.results.length === 0 && snapshots++ > 0) refresh();
+        for (const r of p.results) {
+          if (r.status === "FAILED") failures.set(r.errorCode || "unknown", (failures.get(r.errorCode || "unknown") || 0) + 1);
+        }
+        if (p.results.some((r) => r.status === "FAILED")) drawGroups();
+        grid.update(p.results);
+        draw(p);
+      },
+      onError: (e) => (message.textContent = e.message),
+      onDone: () => {
+        announce(`Job ${state?.status?.toLowerCase() || "finished"}`);
+        refresh();
+      },
+    });
+  });
+
+  stop.addEventListener("click", async () => {
+    stop.disabled = true;
+    try {
+      const { cancelJob } = await call(`mutation($id: ID!) { cancelJob(id: $id) { status progress total completed failed } }`, { id: jobId });
+      draw(cancelJob);
+      announce("Job stopped");
+    } catch (e) {
+      message.textContent = e.message;
+    } finally {
+      stop.disabled = false;
+    }
+  });
+
+  async function runAgain(code, button) {
+    button.disabled = true;
+    try {
+      const domains = await failedDomains(jobId, code);
+      const id = await createJob(domains, 0);
+      location.hash = `#/jobs/${id}`;
+    } catch (e) {
+      message.textContent = e.message;
+      button.disabled = false;
+    }
+  }
+
+  async function drill(domain) {
+    const title = h("h2", { id: "drill-title" }, domain);
+    const close = h("button", { type: "button", class: "close", onclick: () => dialog.close() }, "Close");
+    const body = h("div", { id: "drill-body" }, h("p", {}, "Loading…"));
+    dialog.replaceChildren(title, body, close);
+    dialog.showModal();
+    close.focus();
+    try {
+      const { results } = await call(
+        `query($jobId: ID!, $domain: String) { results(jobId: $jobId, domain: $domain, perPage: 100) { results {
+          domain status error errorCode finalUrl mime width height
+          candidates { url source declaredSizes declaredType mime width height error } } } }`,
+        { jobId, domain },
+      );
+      const r = results.results.find((x) => x.domain === domain);
+      if (!r) throw new Error(`${domain} is not in this job`);
+      const size = (w, ht) => (w === null || w === undefined ? "—" : `${w}×${ht}`);
+      body.replaceChildren(
+        h("p", {}, `${r.status}`, r.error ? ` — ${r.error}` : "", r.finalUrl ? ` (home page ${r.finalUrl})` : ""),
+        r.candidates.length === 0
+          ? h("p", {}, "No candidates were found.")
+          : h("div", { class: "table-wrap" }, h("table", { id: "candidates" },
+              h("caption", {}, `${r.candidates.length} candidates, in rank order`),
+              h("thead", {}, h("tr", {}, ["Source", "URL", "Declared size", "Real size", "MIME", "Error"].map((c) => h("th", { scope: "col" }, c)))),
+              h("tbody", {}, r.candidates.map((c) => h("tr", {},
+                h("td", {}, c.source), h("td", { class: "url" }, c.url), h("td", {}, c.declaredSizes || "—"),
+                h("td", {}, size(c.width, c.height)), h("td", {}, c.mime || c.declaredType || "—"), h("td", {}, c.error || "—")))))),
+      );
+    } catch (e) {
+      body.replaceChildren(h("p", { class: "error" }, e.message));
+    }
+  }
+
+  return () => {
+    if (unfollow) unfollow();
+    grid.destroy();
+    clearTimeout(typing);
+  };
+}

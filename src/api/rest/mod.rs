@@ -1,0 +1,344 @@
+//! The REST API, compatible with the original Node service: same paths, same field names.
+//!
+//! `POST /jobs`, `GET /jobs/{id}`, `GET /jobs/{id}/results` and `GET /jobs/{id}/download`
+//! (CSV streamed from the database in chunks); `POST /jobs/{id}/cancel` and
+//! `DELETE /jobs/{id}`. New fields may be added to answers; none of
+//! the original ones change meaning.
+
+use crate::api::auth::client_ip;
+use crate::api::{AppState, caller_of, download_url};
+use crate::auth::Caller;
+use crate::error::{AppError, AppResult, Code};
+use crate::jobs::FailureGroup;
+use crate::jobs::{self, Fields, NewJob};
+use crate::model::{
+    FilterFields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter, ResultView,
+    parse_first, parse_status,
+};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json};
+use body::{Domains, Scalar, parse_job_body};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::net::SocketAddr;
+use uuid::Uuid;
+
+mod body;
+
+/// The REST routes.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/jobs", post(create_job))
+        .route("/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/jobs/{id}/results", get(get_results))
+        .route("/jobs/{id}/download", get(download))
+}
+
+/// `POST /jobs` `{client_id, domains}` → `{job_id, status}`; with an API key `client_id` may
+/// be left out (the key names the client).
+async fn create_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> AppResult<Response> {
+    let caller = caller_of(caller)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge(format!(
+                "the request body is larger than {} bytes",
+                state.config.max_request_bytes
+            ))
+        } else {
+            AppError::bad_request(Code::InvalidInput, rejection.body_text())
+        }
+    })?;
+    let fields = parse_job_body(&body, state.jobs.max_domains_per_job())?;
+    let request = NewJob {
+        client_id: match &fields.client_id {
+            Scalar::Missing | Scalar::Null => Ok(None),
+            Scalar::Text(s) => Ok(Some(s.as_str())),
+            Scalar::Int(_) | Scalar::Other(_) => Err(invalid("client_id must be a string")),
+        },
+        domains: match &fields.domains {
+            Domains::Missing | Domains::Null => {
+                Err(invalid("domains is required: a list of domain names"))
+            }
+            Domains::List(items) => Ok(items.iter().map(Scalar::entry).collect()),
+            Domains::WrongType => Err(invalid("domains must be an array of strings")),
+        },
+        max_age_seconds: match fields.max_age_seconds {
+            Scalar::Missing | Scalar::Null => Ok(None),
+            Scalar::Int(n) => Ok(Some(n)),
+            Scalar::Text(_) | Scalar::Other(_) => {
+                Err(invalid("max_age_seconds must be a whole number of seconds"))
+            }
+        },
+        fields: Fields::REST,
+        source_ip: Some(client_ip(
+            &headers,
+            peer.ip(),
+            &state.config.trusted_proxy_headers,
+        )),
+    };
+    let view = state.jobs.submit(&caller, request).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({
+            "job_id": view.job.id,
+            "status": view.job.status,
+            "total": view.job.total,
+        })),
+    )
+        .into_response())
+}
+
+/// A client error in a request's shape.
+fn invalid(message: &str) -> AppError {
+    AppError::bad_request(Code::InvalidInput, message)
+}
+
+/// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed, …, download_url,
+/// failures_by_reason}`; `download_url` is a signed link to the CSV that works without a key
+/// until it expires.
+async fn get_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<JobAnswer>> {
+    let caller = caller_of(caller)?;
+    let view = state.jobs.find(&caller, jobs::parse_job_id(&id)?).await?;
+    Ok(Json(JobAnswer::of(&state, view).await?))
+}
+
+/// `POST /jobs/{id}/cancel` → the job as `GET /jobs/{id}` shows it, now `cancelled` (a
+/// finished job unchanged); domains not yet fetched fail with `cancelled`.
+async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Json<JobAnswer>> {
+    let caller = caller_of(caller)?;
+    let view = state.jobs.cancel(&caller, jobs::parse_job_id(&id)?).await?;
+    Ok(Json(JobAnswer::of(&state, view).await?))
+}
+
+/// `DELETE /jobs/{id}` → 204: the job and its results are gone (a running job is cancelled
+/// first); 404 afterwards everywhere.
+async fn delete_job(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<axum::http::StatusCode> {
+    let caller = caller_of(caller)?;
+    state.jobs.delete(&caller, jobs::parse_job_id(&id)?).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// A job as `GET /jobs/{id}` (and the cancel) answers it.
+#[derive(Serialize)]
+struct JobAnswer {
+    /// The job id.
+    job_id: Uuid,
+    /// The submitting client's `client_id`.
+    client_id: String,
+    /// `processing`, `completed`, `failed` or `cancelled`.
+    status: JobStatus,
+    /// Percent of domains finished, rounded down.
+    progress: i32,
+    /// Distinct domains in the job.
+    total: i32,
+    /// Domains finished with an icon.
+    completed: i32,
+    /// Domains finished without one.
+    failed: i32,
+    /// When submitted.
+    created_at: DateTime<Utc>,
+    /// When last changed.
+    updated_at: DateTime<Utc>,
+    /// A signed link to the CSV that works without a key until it expires.
+    download_url: String,
+    /// The finished failures grouped by `error_code`, the largest group first.
+    failures_by_reason: Vec<FailureGroup>,
+}
+
+impl JobAnswer {
+    /// The answer for a job the caller was shown.
+    async fn of(state: &AppState, view: jobs::JobView) -> AppResult<Self> {
+        let failures_by_reason = state.jobs.failures_by_reason(&view).await?;
+        let job = view.job;
+        Ok(Self {
+            job_id: job.id,
+            client_id: view.client_name,
+            status: job.status,
+            progress: job.progress(),
+            total: job.total,
+            completed: job.completed,
+            failed: job.failed,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            download_url: download_url(state, job.id),
+            failures_by_reason,
+        })
+    }
+}
+
+/// Query string of `GET /jobs/{id}/results`: strings, so a bad value gets our own message
+/// naming it. An empty parameter (`status=`, as an HTML form sends) counts as absent.
+#[derive(Deserialize)]
+struct ResultsQuery {
+    page: Option<String>,
+    per_page: Option<String>,
+    first: Option<String>,
+    after: Option<String>,
+    status: Option<String>,
+    error_code: Option<String>,
+    domain: Option<String>,
+}
+
+/// A query parameter's text, unless it is empty.
+fn given(raw: &Option<String>) -> Option<&str> {
+    raw.as_deref().filter(|s| !s.trim().is_empty())
+}
+
+fn page_param(name: &str, raw: Option<&str>, default: i64) -> AppResult<i64> {
+    match raw {
+        None => Ok(default),
+        Some(s) => s.trim().parse().map_err(|_| {
+            AppError::bad_request(
+                Code::InvalidPage,
+                format!("{name} must be a whole number, got {s:?}"),
+            )
+        }),
+    }
+}
+
+/// The cursor form's answer: a slice of results and where the next one starts.
+#[derive(Serialize)]
+struct ResultSliceAnswer {
+    /// The results, in submission order.
+    results: Vec<ResultView>,
+    /// Whether more follow, and the cursor to pass as `after` for them.
+    page_info: PageInfo,
+}
+
+/// Where a slice of results ends.
+#[derive(Serialize)]
+struct PageInfo {
+    /// Whether more results match after this slice.
+    has_next_page: bool,
+    /// The last result's cursor (null for an empty slice): pass it as `after`.
+    end_cursor: Option<String>,
+}
+
+/// `GET /jobs/{id}/results?page=1&per_page=20` → `{results, page, per_page, total}`, or with
+/// `first` / `after` (the cursor form) → `{results, page_info: {has_next_page, end_cursor}}`;
+/// either narrowed by `status`, `error_code` and `domain`. Each result is the one view every
+/// API shows ([`crate::model::ResultView`]).
+async fn get_results(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+    query: Result<Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
+) -> AppResult<Response> {
+    let id = jobs::parse_job_id(&id)?;
+    let Query(query) =
+        query.map_err(|e| AppError::bad_request(Code::InvalidPage, e.body_text()))?;
+    let fields = FilterFields::REST;
+    let status = given(&query.status)
+        .map(|raw| parse_status(raw, fields))
+        .transpose()?;
+    let filter = ResultFilter::new(
+        status,
+        given(&query.error_code),
+        given(&query.domain),
+        fields,
+    )?;
+    let cursor_form = given(&query.first).is_some() || given(&query.after).is_some();
+    let caller = caller_of(caller)?;
+    if !cursor_form {
+        let page = Page::new(
+            page_param("page", given(&query.page), 1)?,
+            page_param("per_page", given(&query.per_page), 20)?,
+        )?;
+        let page = state.jobs.results(&caller, id, page, &filter).await?;
+        return Ok(Json(page).into_response());
+    }
+    if given(&query.page).is_some() || given(&query.per_page).is_some() {
+        return Err(invalid(
+            "page/per_page and first/after are two ways to page: send one of them",
+        ));
+    }
+    let first = parse_first(page_param("first", given(&query.first), 50)?, fields)?;
+    let after = given(&query.after)
+        .map(|raw| ResultCursor::decode(raw, fields))
+        .transpose()?;
+    let slice = state
+        .jobs
+        .results_after(&caller, id, after, first, &filter)
+        .await?;
+    let end_cursor = slice.end_cursor().map(ResultCursor::encode);
+    Ok(Json(ResultSliceAnswer {
+        page_info: PageInfo {
+            has_next_page: slice.has_next_page,
+            end_cursor,
+        },
+        results: slice.results.into_iter().map(|(_, view)| view).collect(),
+    })
+    .into_response())
+}
+
+/// `GET /jobs/{id}/download`: every result as CSV, streamed chunk by chunk; the columns are
+/// [`ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
+async fn download(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id = jobs::parse_job_id(&id)?;
+    let caller = caller_of(caller)?;
+    let chunks = state.jobs.export(&caller, id).await?;
+    let header_row = csv_chunk(true, &[]).map_err(anyhow::Error::from)?;
+    let rows = chunks.map(move |chunk| {
+        let chunk = chunk.map_err(|e| {
+            tracing::error!(job_id = %id, error = %e, "CSV stream failed mid-way");
+            std::io::Error::other(e)
+        })?;
+        csv_chunk(false, &chunk).map_err(std::io::Error::other)
+    });
+    let body =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(header_row) }).chain(rows);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"favicons-{id}.csv\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// Serialises a chunk of rows, after the header row when `with_header`.
+fn csv_chunk(with_header: bool, rows: &[ResultColumns]) -> Result<Bytes, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 120 + 128));
+    if with_header {
+        writer.write_record(ResultColumns::NAMES)?;
+    }
+    for row in rows {
+        writer.write_record(row.csv_record().iter().map(|cell| cell.as_bytes()))?;
+    }
+    let bytes = writer.into_inner().map_err(|e| e.into_error())?;
+    Ok(Bytes::from(bytes))
+}
