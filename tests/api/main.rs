@@ -16,6 +16,7 @@ mod cache;
 mod cli;
 mod config_docs;
 mod dns;
+mod fanout;
 mod finder_cases;
 mod finder_safety;
 mod helpers;
