@@ -67,7 +67,8 @@ impl Application {
         // icons' on-demand lookups.
         let finder = Arc::new(Finder::new(config.finder())?);
         let jobs = Jobs::new(store.clone(), events.clone(), rules(&config))
-            .with_public_url(config.public_url.as_deref());
+            .with_public_url(config.public_url.as_deref())
+            .with_metrics(metrics.clone());
         let icons = Icons::new(
             store.clone(),
             jobs.clone(),

@@ -40,6 +40,12 @@ pub struct Metrics {
     pub subscriptions: IntGauge,
     /// Redis commands that failed.
     pub redis_errors: IntCounter,
+    /// Database re-reads for progress subscribers: one per watched job per silence, plus
+    /// one per subscriber that fell too far behind its job's feed.
+    pub progress_rereads: IntCounter,
+    /// Progress events rendered for subscribers: once per event and distinct selection, not
+    /// once per subscriber.
+    pub progress_renders: IntCounter,
     /// Database operations of the worker that failed (and were retried).
     pub database_errors: IntCounter,
     /// Record writes that failed, by `kind`: `transient` (the batch is retried) or `permanent`
@@ -98,6 +104,16 @@ impl Metrics {
                 .unwrap(),
             redis_errors: IntCounter::new("redis_errors_total", "Redis commands that failed")
                 .unwrap(),
+            progress_rereads: IntCounter::new(
+                "progress_rereads_total",
+                "Database re-reads for progress subscribers (per job per silence, per lagging subscriber)",
+            )
+            .unwrap(),
+            progress_renders: IntCounter::new(
+                "progress_renders_total",
+                "Progress events rendered for subscribers (per event and distinct selection)",
+            )
+            .unwrap(),
             database_errors: IntCounter::new(
                 "database_errors_total",
                 "Worker database operations that failed and were retried",
@@ -140,7 +156,7 @@ impl Metrics {
         for kind in ["jobs", "results", "icon_blobs", "cache_rows"] {
             metrics.purged.with_label_values(&[kind]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(metrics.domains.clone()),
             Box::new(metrics.fetch_seconds.clone()),
             Box::new(metrics.in_flight.clone()),
@@ -148,6 +164,8 @@ impl Metrics {
             Box::new(metrics.record_batch.clone()),
             Box::new(metrics.subscriptions.clone()),
             Box::new(metrics.redis_errors.clone()),
+            Box::new(metrics.progress_rereads.clone()),
+            Box::new(metrics.progress_renders.clone()),
             Box::new(metrics.database_errors.clone()),
             Box::new(metrics.record_failures.clone()),
             Box::new(metrics.jobs.clone()),

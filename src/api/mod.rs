@@ -9,6 +9,7 @@ pub mod graphql;
 pub mod http;
 pub mod icons;
 pub mod ops;
+pub mod raw_frames;
 pub mod rest;
 pub mod ws;
 

@@ -11,6 +11,7 @@
 use crate::api::AppState;
 use crate::api::auth::{CLOSE_FORBIDDEN, client_ip, connection_caller};
 use crate::api::graphql::{AppSchema, SourceIp};
+use crate::api::raw_frames::RawFrames;
 use crate::auth::Caller;
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -256,15 +257,19 @@ async fn run_socket(
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Ending>();
     let heard = Arc::new(Heard::new());
     let operations = Arc::new(Operations::default());
+    let raw = Arc::new(RawFrames::default());
 
     // The only writer: everything queued goes out in order, then (at shutdown) the
     // completions, then the close frame.
     let writer = {
         let operations = operations.clone();
         let refused = refused.clone();
+        let raw = raw.clone();
         async move {
             while let Some(mut message) = rx.recv().await {
                 operations.sent(&message);
+                // Only now, so a queue of a slow socket holds placeholders, not events.
+                message = raw.splice(message);
                 if matches!(message, Message::Close(_)) && refused.load(Ordering::Relaxed) {
                     message = Message::Close(Some(CloseFrame {
                         code: CLOSE_FORBIDDEN,
@@ -307,6 +312,7 @@ async fn run_socket(
             state.config.ws_max_subscriptions,
         ));
         data.insert(source);
+        data.insert(raw);
         let init_state = state.clone();
         let init_refused = refused.clone();
         let serve = GraphQLWebSocket::new_with_pair(sink, input, schema, protocol)

@@ -4,18 +4,20 @@
 //!
 //! - this module: the [`Jobs`] handle, the [`Rules`] it enforces, the rate check;
 //! - `input`: a job request's fields parsed into typed values;
-//! - `progress`: a job's progress as a stream (snapshot, live events, re-reads);
+//! - `feed`: one shared progress feed per watched job (coalescing, re-reads, frames);
+//! - `progress`: a job's progress as one subscriber's stream (snapshot, then the feed);
 //! - `results`: a job's results read by page or by cursor, filtered, and its failure groups.
 
+mod feed;
 mod input;
 mod progress;
 mod results;
 
+pub use feed::{FEED_BUFFER, IDLE_REREAD, ProgressFrame, REREAD_RESULTS, Rendered};
 pub use input::{
     Entry, Fields, MAX_CACHE_AGE_SECS, NewJob, parse_client_id, parse_domains, parse_job_id,
     parse_max_age,
 };
-pub use progress::{IDLE_REREAD, REREAD_RESULTS};
 pub use results::{FailureGroup, ResultPage, ResultSlice};
 
 use crate::auth::{Caller, Scope};
@@ -24,7 +26,7 @@ use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
 use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
 use crate::store::{CachePolicy, Store};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, TryStreamExt};
 use sea_orm::DbErr;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -124,6 +126,10 @@ pub struct Jobs {
     rules: Rules,
     /// `PUBLIC_URL`: icon links in the results are absolute under it (unset: paths).
     public_url: Option<std::sync::Arc<str>>,
+    /// The progress feeds of watched jobs, shared by their subscribers.
+    feeds: feed::Feeds,
+    /// Where progress re-reads are counted (none in tests that build the core alone).
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Jobs {
@@ -134,7 +140,27 @@ impl Jobs {
             events,
             rules,
             public_url: None,
+            feeds: feed::Feeds::default(),
+            metrics: None,
         }
+    }
+
+    /// The same handle, counting its work in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Counts one database re-read made for progress subscribers.
+    fn count_reread(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.progress_rereads.inc();
+        }
+    }
+
+    /// Jobs whose progress feed runs now (one per watched job, however many watch it).
+    pub fn progress_feeds(&self) -> usize {
+        self.feeds.running()
     }
 
     /// The same handle, with results' icon links absolute under `public_url` (`PUBLIC_URL`).
@@ -349,21 +375,14 @@ impl Jobs {
 
     /// A job's progress: its state now, then an event (at most about ten a second) carrying
     /// the domains finished since the previous one, until the job's final state; or
-    /// `NOT_FOUND` (as [`Jobs::find`]). See `progress` for how nothing is missed.
+    /// `NOT_FOUND` (as [`Jobs::find`]). Events after the first are frames shared by every
+    /// subscriber of the job (see `feed`); see `progress` for how nothing is missed.
     pub async fn progress(
         &self,
         caller: &Caller,
         id: Uuid,
-    ) -> AppResult<impl Stream<Item = ProgressEvent> + Send + use<>> {
-        let public_url = self.public_url.clone();
-        Ok(progress::stream(self.clone(), caller, id)
-            .await?
-            .map(move |mut event| {
-                for row in &mut event.finished {
-                    row.link_icon(public_url.as_deref());
-                }
-                event
-            }))
+    ) -> AppResult<impl Stream<Item = std::sync::Arc<ProgressFrame>> + Send + use<>> {
+        progress::stream(self.clone(), caller, id).await
     }
 
     /// Cancels a job for `caller` (the `submit` scope; its own client's job unless it is an

@@ -1,138 +1,106 @@
-//! A job's progress as a stream: the state now, then live events, until the final state.
+//! A job's progress as one subscriber sees it: the state now, then the frames of the job's
+//! shared feed (see `feed`), until the final state.
 //!
-//! Events are signals, not truth (see [`crate::events`]): a subscriber that hears nothing for
-//! [`IDLE_REREAD`], or falls behind the local channel, re-reads the job from the database and
-//! adds the domains that finished meanwhile, so a lost message never leaves a client waiting.
-//! Events that arrive within [`COALESCE`] of each other are merged into one
-//! ([`ProgressEvent::merge`], the same rule the publishers use).
+//! Events are signals, not truth (see [`crate::events`]): the feed re-reads the database when
+//! its job is silent, and a subscriber that fell too far behind the feed re-reads the job and
+//! the domains that finished since its last frame, so neither a lost message nor a slow
+//! socket leaves a client waiting or holds memory for it.
 
 use super::Jobs;
+use super::feed::{ProgressFrame, REREAD_RESULTS};
 use crate::auth::Caller;
 use crate::error::AppResult;
-use crate::events::COALESCE;
-use crate::model::ProgressEvent;
+use crate::model::{JobStatus, ProgressEvent};
 use futures::Stream;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-/// A subscriber that heard nothing for this long re-reads the job from the database.
-pub const IDLE_REREAD: Duration = Duration::from_secs(3);
-/// Finished domains fetched from the database after a re-read, at most.
-pub const REREAD_RESULTS: u64 = 1_000;
-
-/// What a subscriber waits for next.
-enum Heard {
-    /// An event of our job.
-    Event(ProgressEvent),
-    /// Silence, lag or a lost channel: the database must be asked.
-    Reread,
-    /// The process is shutting down.
-    Closed,
-}
-
-async fn next_for_job(
-    rx: &mut broadcast::Receiver<Arc<ProgressEvent>>,
-    job: Uuid,
-    wait: Duration,
-) -> Heard {
-    let deadline = tokio::time::sleep(wait);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            got = rx.recv() => match got {
-                Ok(event) if event.job_id == job => return Heard::Event(event.as_ref().clone()),
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => return Heard::Reread,
-                Err(broadcast::error::RecvError::Closed) => return Heard::Closed,
-            },
-            _ = &mut deadline => return Heard::Reread,
-        }
-    }
-}
+/// Domains recorded this long before a subscriber's last frame are asked for again when it
+/// catches up: a frame is built up to one coalescing window after its domains finished.
+const CATCH_UP_OVERLAP: chrono::Duration = chrono::Duration::seconds(1);
 
 /// The progress of job `id`, or `NOT_FOUND` when `caller` may not read it.
 pub(super) async fn stream(
     jobs: Jobs,
     caller: &Caller,
     id: Uuid,
-) -> AppResult<impl Stream<Item = ProgressEvent> + Send + use<>> {
-    // Subscribe before reading the snapshot, so nothing recorded in between is missed.
-    let mut rx = jobs.events.subscribe_progress();
+) -> AppResult<impl Stream<Item = Arc<ProgressFrame>> + Send + use<>> {
+    // Joined before reading the snapshot, so nothing recorded in between is missed.
+    let (mut frames, membership) = jobs.feeds.join(&jobs, id);
     let view = jobs.find(caller, id).await?;
     Ok(async_stream::stream! {
-        let mut last = ProgressEvent::from(&view.job);
-        let mut read_at = view.job.updated_at;
-        yield last.clone();
-        if last.is_final() {
+        let _member = membership;
+        let snapshot = ProgressEvent::from(&view.job);
+        let mut last = snapshot.counts_only();
+        let mut seen_at = view.job.updated_at;
+        let is_final = snapshot.is_final();
+        yield ProgressFrame::new(snapshot);
+        if is_final {
             return;
         }
         loop {
-            let (mut event, mut reread) = match next_for_job(&mut rx, id, IDLE_REREAD).await {
-                Heard::Event(event) => (event, false),
-                Heard::Reread => (last.counts_only(), true),
-                Heard::Closed => return,
+            let frame = match frames.recv().await {
+                Ok(frame) => frame,
+                Err(RecvError::Lagged(_)) => match catch_up(&jobs, &last, seen_at).await {
+                    Some(frame) => frame,
+                    None => continue,
+                },
+                // The feed stopped without a final event: the process is shutting down.
+                Err(RecvError::Closed) => return,
             };
-            // Coalesce: whatever else arrives within the window joins this event.
-            let window = tokio::time::Instant::now() + COALESCE;
-            while !event.is_final() && !reread {
-                let left = window.saturating_duration_since(tokio::time::Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match next_for_job(&mut rx, id, left).await {
-                    Heard::Event(more) => event.merge(more),
-                    Heard::Reread if tokio::time::Instant::now() >= window => break,
-                    Heard::Reread => reread = true,
-                    Heard::Closed => return,
-                }
-            }
-            if reread {
-                match jobs.store.job(id).await {
-                    Ok(Some(now)) => {
-                        let db = ProgressEvent::from(&now.job);
-                        if db.done() > event.done() || (db.is_final() && !event.is_final()) {
-                            // Events were missed: the database says what finished meanwhile.
-                            let missed = jobs
-                                .store
-                                .finished_since(id, read_at, REREAD_RESULTS)
-                                .await
-                                .unwrap_or_default();
-                            let mut fresh = ProgressEvent {
-                                finished: std::mem::take(&mut event.finished),
-                                ..db
-                            };
-                            fresh.finished.extend(missed);
-                            event = fresh;
-                        }
-                        read_at = now.job.updated_at;
-                    }
-                    // Deleted: its subscribers hear a final event all the same.
-                    Ok(None) => {
-                        yield ProgressEvent {
-                            status: crate::model::JobStatus::Cancelled,
-                            ..last.counts_only()
-                        };
-                        return;
-                    }
-                    Err(e) => tracing::warn!(job_id = %id, error = %e, "progress re-read failed"),
-                }
-            }
-            let moved = event.done() > last.done() || event.is_final() != last.is_final();
-            if !moved && event.finished.is_empty() {
+            let event = frame.event();
+            // Frames built before our snapshot was read say nothing new.
+            if event.done() < last.done() && !event.is_final() {
                 continue;
             }
-            if event.done() < last.done() && !event.is_final() {
-                // A late event from another process: keep its domains, not its older counts.
-                event = ProgressEvent { finished: event.finished, ..last.clone() };
-            }
             last = event.counts_only();
+            seen_at = frame.built_at();
             let is_final = event.is_final();
-            yield event;
+            yield frame;
             if is_final {
                 return;
             }
         }
     })
+}
+
+/// A frame for one subscriber that lost its place in the feed after `last`: the job's counts
+/// now and the domains that finished since `since` (its last frame), from the database.
+async fn catch_up(
+    jobs: &Jobs,
+    last: &ProgressEvent,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Option<Arc<ProgressFrame>> {
+    let id = last.job_id;
+    jobs.count_reread();
+    let event = match jobs.store.job(id).await {
+        Ok(Some(now)) => ProgressEvent::from(&now.job),
+        Ok(None) => {
+            // Deleted meanwhile: the feed's final frame may be among those lost.
+            return Some(ProgressFrame::new(ProgressEvent {
+                status: JobStatus::Cancelled,
+                ..last.counts_only()
+            }));
+        }
+        Err(e) => {
+            tracing::warn!(job_id = %id, error = %e, "progress catch-up failed");
+            return None;
+        }
+    };
+    let mut finished = jobs
+        .store
+        .finished_since(id, since - CATCH_UP_OVERLAP, REREAD_RESULTS)
+        .await
+        .unwrap_or_default();
+    for row in &mut finished {
+        row.link_icon(jobs.public_url.as_deref());
+    }
+    // The database may lag events from another process: counts never go back.
+    let counts = if event.done() < last.done() && !event.is_final() {
+        last.counts_only()
+    } else {
+        event
+    };
+    Some(ProgressFrame::new(ProgressEvent { finished, ..counts }))
 }

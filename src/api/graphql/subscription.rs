@@ -1,7 +1,18 @@
 //! `jobProgress`: the core's progress stream ([`crate::jobs::Jobs::progress`]) as GraphQL
 //! objects, held against the connection's subscription limit.
+//!
+//! The core's events are frames shared by every subscriber of a job. Each frame is resolved
+//! and serialised once per distinct selection (the selection set, the fragments and the
+//! variables it may read), and over WebSocket the JSON goes out as is through
+//! [`RawFrames`]; elsewhere (e.g. a schema executed in tests) it is resolved as usual.
 
 use super::*;
+use crate::api::raw_frames::RawFrames;
+use crate::jobs::ProgressFrame;
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerResult, Value};
+use std::borrow::Cow;
 
 /// A job's progress at one moment, with the domains finished since the previous event.
 #[derive(SimpleObject, Clone)]
@@ -49,7 +60,7 @@ impl SubscriptionRoot {
         &self,
         c: &Context<'_>,
         job_id: ID,
-    ) -> Result<impl Stream<Item = JobProgress> + use<>> {
+    ) -> Result<impl Stream<Item = ProgressItem> + use<>> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
         let slot = match c.data_opt::<ConnectionSubscriptions>() {
             Some(connection) => Some(connection.enter().map_err(AppError::into_graphql)?),
@@ -62,12 +73,72 @@ impl SubscriptionRoot {
             .progress(caller(c)?, id)
             .await
             .map_err(AppError::into_graphql)?;
+        let selection = selection_key(c);
+        let metrics = api.metrics.clone();
         // The slot and the gauge are held by the stream, so both are given back however it
         // ends.
-        Ok(progress.map(move |event| {
+        Ok(progress.map(move |frame| {
             let _held = (&slot, &open);
-            JobProgress::from(event)
+            ProgressItem {
+                frame,
+                selection: selection.clone(),
+                metrics: metrics.clone(),
+            }
         }))
+    }
+}
+
+/// What decides a `jobProgress` rendering besides the event: the field's selection set, the
+/// fragments it may spread and the variables its directives may read. Subscribers that send
+/// the same document share renderings; positions are part of the key, so documents laid out
+/// differently merely do not share.
+fn selection_key(c: &Context<'_>) -> Arc<str> {
+    let env = &c.query_env;
+    let mut fragments: Vec<_> = env.fragments.iter().collect();
+    fragments.sort_by(|a, b| a.0.cmp(b.0));
+    Arc::from(format!(
+        "{:?}|{:?}|{:?}",
+        c.item.node.selection_set, fragments, env.variables
+    ))
+}
+
+/// One `jobProgress` event: a shared frame, rendered once per selection.
+pub struct ProgressItem {
+    frame: Arc<ProgressFrame>,
+    selection: Arc<str>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl OutputType for ProgressItem {
+    fn type_name() -> Cow<'static, str> {
+        JobProgress::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        JobProgress::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        let resolve = || JobProgress::from(self.frame.event().clone());
+        let Some(raw) = ctx.data_opt::<Arc<RawFrames>>() else {
+            return resolve().resolve(ctx, field).await;
+        };
+        let rendered = self
+            .frame
+            .rendered(&self.selection, || async {
+                let value = resolve().resolve(ctx, field).await?;
+                serde_json::to_string(&value)
+                    .map_err(|e| async_graphql::ServerError::new(e.to_string(), None))
+            })
+            .await?;
+        if rendered.fresh {
+            self.metrics.progress_renders.inc();
+        }
+        Ok(Value::String(raw.hold(rendered.text)))
     }
 }
 

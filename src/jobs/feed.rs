@@ -1,0 +1,392 @@
+//! One shared progress feed per watched job, so a job costs the same with 1 or 1,000
+//! watchers.
+//!
+//! The first subscriber of a job starts its feed: a task that owns the job's slice of the
+//! process's event channel, coalesces it, re-reads the database after [`IDLE_REREAD`] of
+//! silence (once per job, however many watch), links icons, and sends each event once, as an
+//! [`Arc<ProgressFrame>`], on a bounded per-job channel of [`FEED_BUFFER`] frames. Every
+//! subscriber reads the same frames; a frame is rendered once per distinct rendering (see
+//! [`ProgressFrame::rendered`]). A subscriber that falls more than [`FEED_BUFFER`] frames
+//! behind loses its place in the channel, not memory: it catches up from the database alone
+//! (see `progress`). The feed ends with the job's final event, or when its last subscriber
+//! leaves.
+
+use super::Jobs;
+use crate::events::COALESCE;
+use crate::model::{JobStatus, ProgressEvent};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OnceCell, broadcast};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A feed that heard nothing of its job for this long re-reads the job from the database.
+pub const IDLE_REREAD: Duration = Duration::from_secs(3);
+/// Finished domains fetched from the database after a re-read, at most.
+pub const REREAD_RESULTS: u64 = 1_000;
+/// Frames a feed keeps for subscribers that have not read them yet; one further behind
+/// catches up from the database instead (over 6 s of events at the coalescing rate).
+pub const FEED_BUFFER: usize = 64;
+
+/// One progress event of a job, shared by every subscriber of the job, with its renderings.
+pub struct ProgressFrame {
+    event: ProgressEvent,
+    /// When the feed built it: a subscriber that lost frames after it asks the database for
+    /// what finished since.
+    built_at: DateTime<Utc>,
+    /// Each distinct rendering (e.g. one per GraphQL selection), made once, by key.
+    rendered: Mutex<Vec<(Arc<str>, Slot)>>,
+}
+
+/// One rendering of a frame, filled by its first reader.
+type Slot = Arc<OnceCell<Arc<str>>>;
+
+impl ProgressFrame {
+    /// A frame of `event`, built now.
+    pub fn new(event: ProgressEvent) -> Arc<Self> {
+        Arc::new(Self {
+            event,
+            built_at: crate::store::now(),
+            rendered: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &ProgressEvent {
+        &self.event
+    }
+
+    /// The rendering of this frame under `key`, made by `render` for the first caller with
+    /// that key and shared with the others (who wait for it); `fresh` says whether this call
+    /// made it. A failed rendering is not kept.
+    pub async fn rendered<E, F, Fut>(&self, key: &Arc<str>, render: F) -> Result<Rendered, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<String, E>>,
+    {
+        let cell = {
+            let mut rendered = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+            match rendered.iter().find(|(k, _)| k == key) {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    rendered.push((key.clone(), cell.clone()));
+                    cell
+                }
+            }
+        };
+        let mut fresh = false;
+        let text = cell
+            .get_or_try_init(|| async {
+                fresh = true;
+                render().await.map(Arc::from)
+            })
+            .await?;
+        Ok(Rendered {
+            text: text.clone(),
+            fresh,
+        })
+    }
+}
+
+/// A frame's rendering, shared.
+pub struct Rendered {
+    /// The rendered text.
+    pub text: Arc<str>,
+    /// Whether this call rendered it (for the renderings counter).
+    pub fresh: bool,
+}
+
+/// The feeds of this process, by job; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Feeds(Arc<Mutex<FeedMap>>);
+
+impl Default for Feeds {
+    fn default() -> Self {
+        Self::with_buffer(FEED_BUFFER)
+    }
+}
+
+struct FeedMap {
+    /// Frames each feed keeps ([`FEED_BUFFER`]; fewer in tests).
+    buffer: usize,
+    by_job: HashMap<Uuid, Entry>,
+    /// Tells a feed that ended from its successor for the same job.
+    generation: u64,
+}
+
+struct Entry {
+    frames: broadcast::Sender<Arc<ProgressFrame>>,
+    members: usize,
+    stop: CancellationToken,
+    generation: u64,
+}
+
+/// A subscriber's place in a feed; leaving (on drop) stops the feed with its last member.
+pub(super) struct Membership {
+    feeds: Feeds,
+    job: Uuid,
+    generation: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        let mut map = self.feeds.lock();
+        let Some(entry) = map.by_job.get_mut(&self.job) else {
+            return;
+        };
+        if entry.generation != self.generation {
+            return;
+        }
+        entry.members -= 1;
+        if entry.members == 0 {
+            entry.stop.cancel();
+            map.by_job.remove(&self.job);
+        }
+    }
+}
+
+impl Feeds {
+    /// No feeds yet; each will keep `buffer` frames.
+    fn with_buffer(buffer: usize) -> Self {
+        Self(Arc::new(Mutex::new(FeedMap {
+            buffer,
+            by_job: HashMap::new(),
+            generation: 0,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedMap> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Jobs with a running feed (for tests and metrics).
+    pub(super) fn running(&self) -> usize {
+        self.lock().by_job.len()
+    }
+
+    /// Joins the feed of job `job`, starting it if none runs. Call it before reading the
+    /// job's snapshot, so nothing recorded in between is missed.
+    pub(super) fn join(
+        &self,
+        jobs: &Jobs,
+        job: Uuid,
+    ) -> (broadcast::Receiver<Arc<ProgressFrame>>, Membership) {
+        let mut map = self.lock();
+        if let Some(entry) = map.by_job.get_mut(&job) {
+            entry.members += 1;
+            let generation = entry.generation;
+            return (entry.frames.subscribe(), self.member(job, generation));
+        }
+        map.generation += 1;
+        let generation = map.generation;
+        let (frames, receiver) = broadcast::channel(map.buffer);
+        let stop = CancellationToken::new();
+        // Subscribed here, under the lock, so the feed misses nothing from this moment on.
+        let events = jobs.events.subscribe_progress();
+        map.by_job.insert(
+            job,
+            Entry {
+                frames: frames.clone(),
+                members: 1,
+                stop: stop.clone(),
+                generation,
+            },
+        );
+        let feed = Feed {
+            jobs: jobs.clone(),
+            job,
+            events,
+            frames,
+        };
+        let feeds = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = feed.run() => {}
+                () = stop.cancelled() => {}
+            }
+            feeds.ended(job, generation);
+        });
+        (receiver, self.member(job, generation))
+    }
+
+    fn member(&self, job: Uuid, generation: u64) -> Membership {
+        Membership {
+            feeds: self.clone(),
+            job,
+            generation,
+        }
+    }
+
+    /// Forgets a feed that ended; its frame sender drops with it, so its subscribers read
+    /// what is left and then see the channel closed.
+    fn ended(&self, job: Uuid, generation: u64) {
+        let mut map = self.lock();
+        if map
+            .by_job
+            .get(&job)
+            .is_some_and(|e| e.generation == generation)
+        {
+            map.by_job.remove(&job);
+        }
+    }
+}
+
+/// What a feed waits for next.
+enum Heard {
+    /// An event of our job.
+    Event(ProgressEvent),
+    /// Silence, lag or a lost channel: the database must be asked.
+    Reread,
+    /// The process is shutting down.
+    Closed,
+}
+
+/// One job's feed task.
+struct Feed {
+    jobs: Jobs,
+    job: Uuid,
+    events: broadcast::Receiver<Arc<ProgressEvent>>,
+    frames: broadcast::Sender<Arc<ProgressFrame>>,
+}
+
+impl Feed {
+    async fn next(&mut self, wait: Duration) -> Heard {
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                got = self.events.recv() => match got {
+                    Ok(event) if event.job_id == self.job => {
+                        return Heard::Event(event.as_ref().clone());
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Heard::Reread,
+                    Err(broadcast::error::RecvError::Closed) => return Heard::Closed,
+                },
+                _ = &mut deadline => return Heard::Reread,
+            }
+        }
+    }
+
+    /// Sends one frame to every subscriber; the icon links are made absolute here, once.
+    fn send(&self, mut event: ProgressEvent) {
+        for row in &mut event.finished {
+            row.link_icon(self.jobs.public_url.as_deref());
+        }
+        // No receiver left: the last member is leaving and stops the feed.
+        let _ = self.frames.send(ProgressFrame::new(event));
+    }
+
+    /// The job's state now, or `None` once it is deleted; retries while the database fails.
+    async fn state(&self) -> Option<(ProgressEvent, DateTime<Utc>)> {
+        loop {
+            match self.jobs.store.job(self.job).await {
+                Ok(Some(now)) => return Some((ProgressEvent::from(&now.job), now.job.updated_at)),
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(job_id = %self.job, error = %e, "progress feed cannot read the job");
+                    tokio::time::sleep(IDLE_REREAD).await;
+                }
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        let Some((mut last, mut read_at)) = self.state().await else {
+            return;
+        };
+        if last.is_final() {
+            // Subscribers that read an older snapshot hear the end from here.
+            self.send(last);
+            return;
+        }
+        loop {
+            let (mut event, mut reread) = match self.next(IDLE_REREAD).await {
+                Heard::Event(event) => (event, false),
+                Heard::Reread => (last.counts_only(), true),
+                Heard::Closed => return,
+            };
+            // Coalesce: whatever else arrives within the window joins this event.
+            let window = tokio::time::Instant::now() + COALESCE;
+            while !event.is_final() && !reread {
+                let left = window.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match self.next(left).await {
+                    Heard::Event(more) => event.merge(more),
+                    Heard::Reread if tokio::time::Instant::now() >= window => break,
+                    Heard::Reread => reread = true,
+                    Heard::Closed => return,
+                }
+            }
+            if reread {
+                self.jobs.count_reread();
+                match self.jobs.store.job(self.job).await {
+                    Ok(Some(now)) => {
+                        let db = ProgressEvent::from(&now.job);
+                        if db.done() > event.done() || (db.is_final() && !event.is_final()) {
+                            // Events were missed: the database says what finished meanwhile.
+                            let missed = self
+                                .jobs
+                                .store
+                                .finished_since(self.job, read_at, REREAD_RESULTS)
+                                .await
+                                .unwrap_or_default();
+                            let mut fresh = ProgressEvent {
+                                finished: std::mem::take(&mut event.finished),
+                                ..db
+                            };
+                            fresh.finished.extend(missed);
+                            event = fresh;
+                        }
+                        read_at = now.job.updated_at;
+                    }
+                    // Deleted: its subscribers hear a final event all the same.
+                    Ok(None) => {
+                        self.send(ProgressEvent {
+                            status: JobStatus::Cancelled,
+                            ..last.counts_only()
+                        });
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %self.job, error = %e, "progress re-read failed");
+                    }
+                }
+            }
+            let moved = event.done() > last.done() || event.is_final() != last.is_final();
+            if !moved && event.finished.is_empty() {
+                continue;
+            }
+            if event.done() < last.done() && !event.is_final() {
+                // A late event from another process: keep its domains, not its older counts.
+                event = ProgressEvent {
+                    finished: event.finished,
+                    ..last.clone()
+                };
+            }
+            last = event.counts_only();
+            let is_final = event.is_final();
+            self.send(event);
+            if is_final {
+                return;
+            }
+        }
+    }
+}
+
+impl ProgressFrame {
+    /// When the feed built this frame.
+    pub(super) fn built_at(&self) -> DateTime<Utc> {
+        self.built_at
+    }
+}
+
+#[cfg(test)]
+#[path = "feed_tests.rs"]
+mod tests;
