@@ -39,6 +39,13 @@ pub(crate) struct Resp {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Body,
+    /// How long the server waits before answering.
+    delay: Duration,
+}
+
+/// `resp`, answered only after `delay`: sites that take their time, and differ in it.
+pub(crate) fn delayed(resp: Resp, delay: Duration) -> Resp {
+    Resp { delay, ..resp }
 }
 
 pub(crate) fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
@@ -46,6 +53,7 @@ pub(crate) fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
         status: 200,
         headers: vec![("Content-Type", ctype.into())],
         body: Body::Bytes(body.into()),
+        delay: Duration::ZERO,
     }
 }
 
@@ -58,6 +66,7 @@ pub(crate) fn status(code: u16) -> Resp {
         status: code,
         headers: vec![("Content-Type", "text/html".into())],
         body: Body::Bytes(format!("<html><body>{code}</body></html>").into()),
+        delay: Duration::ZERO,
     }
 }
 
@@ -67,6 +76,7 @@ pub(crate) fn drip(ctype: &str) -> Resp {
         status: 200,
         headers: vec![("Content-Type", ctype.into())],
         body: Body::Drip,
+        delay: Duration::ZERO,
     }
 }
 
@@ -75,6 +85,7 @@ fn redirect(code: u16, to: &str) -> Resp {
         status: code,
         headers: vec![("Location", to.into())],
         body: Body::Bytes(Vec::new()),
+        delay: Duration::ZERO,
     }
 }
 
@@ -170,6 +181,7 @@ async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
     let req = Req { host, path, head };
     reqs.lock().unwrap().push(req.clone());
     let resp = h(&req);
+    tokio::time::sleep(resp.delay).await;
     let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", resp.status);
     for (k, v) in &resp.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
