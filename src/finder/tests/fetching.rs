@@ -333,3 +333,42 @@ fn find_future_is_send() {
     let f = Finder::new(config(1, true, 1000)).unwrap();
     assert_send(&f.find("x.test"));
 }
+
+/// A host that refused https while http worked is fetched over http first for the TTL: a
+/// second find (a re-run) makes no TLS handshake; with the memory off it does.
+#[tokio::test]
+async fn a_host_that_refused_https_is_fetched_over_http_next_time() {
+    use std::sync::atomic::Ordering;
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html("<head><link rel=icon href=/i.png></head>"),
+        "/i.png" => ok("image/png", png_bytes(32, 32)),
+        _ => status(404),
+    })
+    .await;
+    let f = Finder::new(config(s.port, true, 5000)).unwrap();
+    assert!(f.find("plain.test").await.is_ok());
+    assert_eq!(
+        s.tls_hellos.load(Ordering::SeqCst),
+        1,
+        "https is the first try"
+    );
+    assert!(f.find("plain.test").await.is_ok());
+    assert_eq!(
+        s.tls_hellos.load(Ordering::SeqCst),
+        1,
+        "the refused handshake is not paid again"
+    );
+
+    let forgetful = Finder::new(FinderConfig {
+        https_refusal_ttl: Duration::ZERO,
+        ..config(s.port, true, 5000)
+    })
+    .unwrap();
+    assert!(forgetful.find("plain.test").await.is_ok());
+    assert!(forgetful.find("plain.test").await.is_ok());
+    assert_eq!(
+        s.tls_hellos.load(Ordering::SeqCst),
+        3,
+        "without the memory, every find tries https"
+    );
+}

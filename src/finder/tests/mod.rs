@@ -96,6 +96,8 @@ pub(crate) struct Server {
     requests: Arc<Mutex<Vec<Req>>>,
     /// The peer address of every connection accepted, in the order accepted.
     peers: Arc<Mutex<Vec<SocketAddr>>>,
+    /// TLS handshakes attempted (each answered with a 400: the server speaks plain HTTP).
+    pub(crate) tls_hellos: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Server {
@@ -105,14 +107,15 @@ impl Server {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let peers = Arc::new(Mutex::new(Vec::new()));
         let h: Handler = Arc::new(h);
-        let (reqs, accepted) = (requests.clone(), peers.clone());
+        let tls_hellos = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (reqs, accepted, hellos) = (requests.clone(), peers.clone(), tls_hellos.clone());
         tokio::spawn(async move {
             while let Ok((sock, peer)) = listener.accept().await {
                 accepted.lock().unwrap().push(peer);
-                let (h, reqs) = (h.clone(), reqs.clone());
+                let (h, reqs, hellos) = (h.clone(), reqs.clone(), hellos.clone());
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(30), serve(sock, h, reqs)).await;
+                    let serving = serve(sock, h, reqs, hellos);
+                    let _ = tokio::time::timeout(Duration::from_secs(30), serving).await;
                 });
             }
         });
@@ -120,6 +123,7 @@ impl Server {
             port,
             requests,
             peers,
+            tls_hellos,
         }
     }
 
@@ -146,7 +150,12 @@ impl Server {
     }
 }
 
-async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
+async fn serve(
+    mut sock: TcpStream,
+    h: Handler,
+    reqs: Arc<Mutex<Vec<Req>>>,
+    hellos: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     loop {
@@ -159,6 +168,7 @@ async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
         buf.extend_from_slice(&tmp[..n]);
         if buf[0] == 0x16 {
             // A TLS ClientHello on a plain-HTTP port.
+            hellos.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = sock
                 .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
                 .await;
