@@ -74,17 +74,19 @@ async fn partial_index_clauses_match_the_migrations_on_sqlite() {
     check_claim_plan(&store).await;
 }
 
-/// The claim's plan, on a queue of 30,000 rows mostly finished (statistics taken),
-/// reads the claim index, not a scan or sort of the table: its name must be in the plan.
-/// (At 3,000 rows PostgreSQL rightly prefers a scan of so small a table.)
+/// The plans of the claim, the results page and the CSV export, on a queue of 30,000 rows
+/// mostly finished (statistics taken), read their index, not a scan or sort of the table:
+/// each index's name must be in its plan. (At 3,000 rows PostgreSQL rightly prefers a scan
+/// of so small a table.)
 async fn check_claim_plan(store: &Store) {
     let domains: Vec<crate::domain::Domain> = (0..30_000)
         .map(|i| crate::domain::Domain::parse(&format!("d{i}.test")).unwrap())
         .collect();
-    store
+    let job = store
         .create_job("plans", &domains, crate::store::CachePolicy::OFF)
         .await
-        .unwrap();
+        .unwrap()
+        .job;
     let db = store.connection();
     // Most rows finished, as in a service that has run for a while.
     db.execute_unprepared(
@@ -99,18 +101,50 @@ async fn check_claim_plan(store: &Store) {
     };
     db.execute_unprepared("ANALYZE").await.unwrap();
     let now = now();
+    let claim = Statement::from_sql_and_values(
+        backend,
+        claim_sql(backend),
+        [
+            Uuid::new_v4().into(),
+            now.into(),
+            now.into(),
+            3i32.into(),
+            64i64.into(),
+        ],
+    );
+    let (index, _) = PARTIAL_INDEXES[0];
+    assert_plan_uses(db, explain, claim, index).await;
+    // The results page and the CSV export read a range of one job's positions.
+    let by_position = super::super::results::JOB_POSITION_INDEX;
+    let page = sea_orm::QueryTrait::build(
+        &super::super::results::page_query(job.id, 20_000, 20),
+        backend,
+    );
+    assert_plan_uses(db, explain, page, by_position).await;
+    let export = Statement::from_sql_and_values(
+        backend,
+        super::super::results::export_sql(backend),
+        [
+            job.id.into(),
+            20_000i32.into(),
+            500i64.into(),
+            (1i64 << 20).into(),
+        ],
+    );
+    assert_plan_uses(db, explain, export, by_position).await;
+}
+
+/// Asserts that `statement`'s plan names `index`.
+async fn assert_plan_uses(
+    db: &impl ConnectionTrait,
+    explain: &str,
+    statement: Statement,
+    index: &str,
+) {
+    let backend = db.get_database_backend();
+    let sql = format!("{explain} {}", statement.sql);
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            format!("{explain} {}", claim_sql(backend)),
-            [
-                Uuid::new_v4().into(),
-                now.into(),
-                now.into(),
-                3i32.into(),
-                64i64.into(),
-            ],
-        ))
+        .query_all_raw(Statement { sql, ..statement })
         .await
         .unwrap();
     let plan: String = rows
@@ -124,10 +158,9 @@ async fn check_claim_plan(store: &Store) {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let (index, _) = PARTIAL_INDEXES[0];
     assert!(
         plan.contains(index),
-        "the claim does not use {index}:\n{plan}"
+        "the plan does not use {index}:\n{plan}"
     );
 }
 
