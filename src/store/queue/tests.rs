@@ -74,7 +74,8 @@ async fn partial_index_clauses_match_the_migrations_on_sqlite() {
     check_claim_plan(&store).await;
 }
 
-/// The plans of the claim, the results page and the CSV export, on a queue of 30,000 rows
+/// The plans of the claim, the results page, the CSV export and the cache lookup of job
+/// creation, on a queue of 30,000 rows
 /// mostly finished (statistics taken), read their index, not a scan or sort of the table:
 /// each index's name must be in its plan. (At 3,000 rows PostgreSQL rightly prefers a scan
 /// of so small a table.)
@@ -132,6 +133,17 @@ async fn check_claim_plan(store: &Store) {
         ],
     );
     assert_plan_uses(db, explain, export, by_position).await;
+    // Job creation's cache lookup probes the cache index per domain.
+    let day = Duration::from_secs(86_400);
+    let policy = crate::store::CachePolicy {
+        max_age: day,
+        failure_max_age: day,
+    };
+    let reuse = super::super::jobs::Cutoffs::new(policy, now);
+    let create =
+        super::super::jobs::insert_results(backend, Uuid::new_v4(), now, reuse, 0, &domains[..50]);
+    let (cache_index, _) = PARTIAL_INDEXES[2];
+    assert_plan_uses(db, explain, create, cache_index).await;
 }
 
 /// Asserts that `statement`'s plan names `index`.
