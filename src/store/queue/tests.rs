@@ -1,5 +1,6 @@
 //! The partial-index clauses the queue's queries splice in, checked against the migrated
-//! schema on both databases.
+//! schema on both databases; and the plans of the queries those indexes (and the job-position
+//! index) serve, which must name their index.
 
 use super::*;
 use std::collections::BTreeSet;
