@@ -97,6 +97,9 @@ pub struct Config {
     pub fetch_dns_max_inflight: usize,
     /// `FETCH_DNS_TIMEOUT_MS`: how long one DNS lookup may take.
     pub fetch_dns_timeout: Duration,
+    /// `FETCH_HTTPS_REFUSAL_TTL_SECS`: how long a host that refused https while http worked
+    /// is fetched over http first (0: never).
+    pub fetch_https_refusal_ttl: Duration,
     /// `CACHE_MAX_AGE_SECS`: reuse a domain's success from an earlier job fetched at most this
     /// long ago (0: always fetch); a job may ask for less or more.
     pub cache_max_age: Duration,
@@ -352,6 +355,11 @@ impl Config {
                 5000,
                 50..=60_000,
             )?),
+            fetch_https_refusal_ttl: Duration::from_secs(env.parse_in(
+                "FETCH_HTTPS_REFUSAL_TTL_SECS",
+                600,
+                0..=86_400,
+            )?),
             cache_max_age: Duration::from_secs(env.parse_in(
                 "CACHE_MAX_AGE_SECS",
                 86_400,
@@ -529,6 +537,7 @@ impl Config {
             dns_servers: self.fetch_dns_servers.clone(),
             dns_max_inflight: self.fetch_dns_max_inflight,
             dns_timeout: self.fetch_dns_timeout,
+            https_refusal_ttl: self.fetch_https_refusal_ttl,
             icon_max_bytes: match self.icon_store {
                 IconStore::Chosen => self.icon_max_bytes,
                 IconStore::Off => 0,

@@ -109,6 +109,8 @@ pub struct Fetcher {
     resolver: GuardedResolver,
     host_slots: Slots<String>,
     address_slots: Slots<IpAddr>,
+    /// Hosts to fetch over http first, shared by every find of this process.
+    pub(super) https_refusals: super::refusals::HttpsRefusals,
 }
 
 /// Browser-like headers for the one retry after a 403/503 (bot walls look at these).
@@ -183,6 +185,10 @@ impl Fetcher {
             resolver,
             host_slots: Slots::new(config.per_host_concurrency),
             address_slots: Slots::new(config.per_address_concurrency),
+            https_refusals: super::refusals::HttpsRefusals::new(
+                config.https_refusal_ttl,
+                super::refusals::MAX_HOSTS,
+            ),
         })
     }
 

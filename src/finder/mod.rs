@@ -22,6 +22,7 @@ pub mod manifest;
 mod page;
 mod pipeline;
 pub mod rank;
+pub mod refusals;
 pub mod resolve;
 pub use pipeline::ICON_CAP;
 #[cfg(test)]
@@ -68,6 +69,9 @@ pub struct FinderConfig {
     /// The chosen icon's bytes travel out with a [`Found`] when they are at most this many
     /// (0: never; `ICON_STORE=off`).
     pub icon_max_bytes: usize,
+    /// How long a host that refused https while http worked is fetched over http first
+    /// (zero: never remembered).
+    pub https_refusal_ttl: Duration,
 }
 
 /// The defaults of the settings (see `src/config/mod.rs`): production-safe, no resolution rules.
@@ -85,6 +89,7 @@ impl Default for FinderConfig {
             dns_max_inflight: 256,
             dns_timeout: Duration::from_secs(5),
             icon_max_bytes: 256 * 1024,
+            https_refusal_ttl: Duration::from_secs(600),
         }
     }
 }

@@ -161,14 +161,28 @@ pub(super) async fn home_page(
         // more than the https handshake it could not do.
         let mut host_err: Option<FetchError> = None;
         let mut next_host = true;
-        for scheme in ["https", "http"] {
+        // A host that recently refused https while http worked goes straight to http.
+        let schemes: &[&str] = if f.https_refusals.remembers(&host) {
+            &["http"]
+        } else {
+            &["https", "http"]
+        };
+        let mut https_refused = false;
+        for &scheme in schemes {
             let Ok(url) = Url::parse(&format!("{scheme}://{host}/")) else {
                 return Err(FetchError::new(
                     ErrorCategory::Dns,
                     format!("{host:?} is not a valid host name"),
                 ));
             };
-            match fetch_page(f, url, deadline).await {
+            let outcome = fetch_page(f, url, deadline).await;
+            let host_works = outcome
+                .as_ref()
+                .map_or_else(|e| e.origin.is_some(), |_| true);
+            if https_refused && host_works {
+                f.https_refusals.remember(&host);
+            }
+            match outcome {
                 Ok(p) => return Ok(p),
                 Err(e) => {
                     let cat = e.category;
@@ -184,6 +198,7 @@ pub(super) async fn home_page(
                         host_err = Some(e);
                     }
                     if scheme == "https" && matches!(cat, C::Tls | C::Connect) {
+                        https_refused = true;
                         continue;
                     }
                     next_host = matches!(

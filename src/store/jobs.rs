@@ -297,7 +297,7 @@ pub(super) async fn client_named(
 
 /// The cutoffs of a [`CachePolicy`] at one moment; `None` when the cache is off.
 #[derive(Clone, Copy, Debug)]
-struct Cutoffs {
+pub(super) struct Cutoffs {
     /// A success fetched at or after this may be reused.
     success: DateTime<Utc>,
     /// A permanent failure fetched at or after this may be reused.
@@ -305,10 +305,10 @@ struct Cutoffs {
 }
 
 /// What a new job may reuse, if anything.
-type Reuse = Option<Cutoffs>;
+pub(super) type Reuse = Option<Cutoffs>;
 
 impl Cutoffs {
-    fn new(cache: CachePolicy, now: DateTime<Utc>) -> Reuse {
+    pub(super) fn new(cache: CachePolicy, now: DateTime<Utc>) -> Reuse {
         if cache.max_age.is_zero() {
             return None;
         }
@@ -352,7 +352,7 @@ pub(super) fn cached_columns() -> Vec<&'static str> {
 /// values per column per row, and cache hits are found and copied inside the database: binding
 /// values, and reading earlier rows out only to write them back, dominated creating a job (see
 /// BENCHMARKS.md).
-fn insert_results(
+pub(super) fn insert_results(
     backend: DbBackend,
     job_id: Uuid,
     now: DateTime<Utc>,

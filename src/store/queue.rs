@@ -150,21 +150,7 @@ impl Store {
         let now = now();
         let lease_until = lease_end(now, lease);
         let backend = self.backend();
-        // SQLite has no SKIP LOCKED and needs none: it runs one writer at a time.
-        let lock = match backend {
-            DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-            _ => "",
-        };
-        let sql = format!(
-            "UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, \
-               updated_at = $3 \
-             WHERE id IN (SELECT id FROM result \
-               WHERE {PENDING} AND run_at <= $3 \
-                 AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
-                 AND {NOT_CANCELLED} \
-               ORDER BY run_at, position LIMIT $5{lock}) \
-             RETURNING id, job_id, domain, tries"
-        );
+        let sql = claim_sql(backend);
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
@@ -514,6 +500,25 @@ impl Store {
             .collect();
         Ok(self.record(batch).await?.updates)
     }
+}
+
+/// The claim statement; its parameters: owner, lease end, now, max tries, limit.
+fn claim_sql(backend: DbBackend) -> String {
+    // SQLite has no SKIP LOCKED and needs none: it runs one writer at a time.
+    let lock = match backend {
+        DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+        _ => "",
+    };
+    format!(
+        "UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, \
+           updated_at = $3 \
+         WHERE id IN (SELECT id FROM result \
+           WHERE {PENDING} AND run_at <= $3 \
+             AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
+             AND {NOT_CANCELLED} \
+           ORDER BY run_at, position LIMIT $5{lock}) \
+         RETURNING id, job_id, domain, tries"
+    )
 }
 
 /// When a lease of length `lease` taken at `now` ends.

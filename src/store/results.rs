@@ -157,19 +157,12 @@ impl Store {
         per_page: u64,
     ) -> Result<Vec<ResultView>, DbErr> {
         let start = (page - 1).saturating_mul(per_page);
-        let query = result::Entity::find()
-            .filter(matching(job_id, filter))
-            .order_by_asc(result::Column::Position)
-            .limit(per_page);
-        let query = if filter.is_empty() {
-            if start >= i32::MAX as u64 {
-                return Ok(Vec::new());
-            }
-            query.filter(result::Column::Position.gte(start as i32))
-        } else {
-            query.offset(start)
-        };
-        let rows = query.all(&self.db).await?;
+        if filter.is_empty() && start >= i32::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        let rows = page_query(job_id, filter, start, per_page)
+            .all(&self.db)
+            .await?;
         self.with_icon_sizes(rows.into_iter().map(ResultView::from).collect())
             .await
     }
@@ -293,43 +286,7 @@ impl Store {
         // writing the CSV (see BENCHMARKS.md). The database sums the rows' sizes, so rows
         // past the byte budget are never sent to this process; the first row always is
         // (`upto = size`), so the export moves on however large a row is.
-        let octets = |column: &str| match backend {
-            DbBackend::Postgres => format!("COALESCE(OCTET_LENGTH({column}), 0)"),
-            _ => format!("COALESCE(LENGTH(CAST({column} AS BLOB)), 0)"),
-        };
-        let size = format!(
-            "({} + {} + {} + {} + {} + {} + {ROW_FIXED_BYTES})",
-            octets("domain"),
-            octets("favicon_url"),
-            octets("error"),
-            octets("error_code"),
-            octets("final_url"),
-            octets("mime"),
-        );
-        // Every column the views show, so a new one is exported without an edit here; the
-        // icon's URL is made from whether its bytes are stored.
-        let columns = ResultColumns::NAMES.join(", ");
-        let read = ResultColumns::NAMES
-            .map(|c| match c {
-                "icon_url" => {
-                    "CASE WHEN icon_sha256 IS NULL THEN NULL \
-                               ELSE '/icons/' || domain END AS icon_url"
-                }
-                c => c,
-            })
-            .join(", ");
-        let [p1, p2, p3, p4] = match backend {
-            DbBackend::Postgres => ["$1", "$2", "$3", "$4"],
-            _ => ["?", "?", "?", "?"],
-        };
-        let sql = format!(
-            "SELECT {columns} FROM (\
-               SELECT {columns}, position, {size} AS size, \
-                 SUM({size}) OVER (ORDER BY position) AS upto \
-               FROM (SELECT {read}, position FROM result \
-                 WHERE job_id = {p1} AND position >= {p2} ORDER BY position LIMIT {p3}) AS page\
-             ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
-        );
+        let sql = export_sql(backend);
         let budget = i64::try_from(max_bytes).unwrap_or(i64::MAX);
         // Positions are dense from 0, so the next chunk starts where this one's count ends.
         futures::stream::try_unfold(0i32, move |next| {
@@ -358,4 +315,69 @@ impl Store {
             }
         })
     }
+}
+
+/// The index a results page and the export read (`migration`'s `idx_result_job_position`).
+#[cfg(test)]
+pub(super) const JOB_POSITION_INDEX: &str = "idx_result_job_position";
+
+/// A results page: `per_page` rows of `job_id` that `filter` matches, from the `start`-th
+/// match, in position order. Unfiltered, positions are dense, so the page is a range of
+/// positions; filtered, it skips the matches before it along an index.
+pub(super) fn page_query(
+    job_id: Uuid,
+    filter: &ResultFilter,
+    start: u64,
+    per_page: u64,
+) -> sea_orm::Select<result::Entity> {
+    let query = result::Entity::find()
+        .filter(matching(job_id, filter))
+        .order_by_asc(result::Column::Position)
+        .limit(per_page);
+    if filter.is_empty() {
+        query.filter(result::Column::Position.gte(start.min(i32::MAX as u64) as i32))
+    } else {
+        query.offset(start)
+    }
+}
+
+/// The export's chunk statement; its parameters: job id, first position, rows, byte budget.
+pub(super) fn export_sql(backend: DbBackend) -> String {
+    let octets = |column: &str| match backend {
+        DbBackend::Postgres => format!("COALESCE(OCTET_LENGTH({column}), 0)"),
+        _ => format!("COALESCE(LENGTH(CAST({column} AS BLOB)), 0)"),
+    };
+    let size = format!(
+        "({} + {} + {} + {} + {} + {} + {ROW_FIXED_BYTES})",
+        octets("domain"),
+        octets("favicon_url"),
+        octets("error"),
+        octets("error_code"),
+        octets("final_url"),
+        octets("mime"),
+    );
+    // Every column the views show, so a new one is exported without an edit here; the
+    // icon's URL is made from whether its bytes are stored.
+    let columns = ResultColumns::NAMES.join(", ");
+    let read = ResultColumns::NAMES
+        .map(|c| match c {
+            "icon_url" => {
+                "CASE WHEN icon_sha256 IS NULL THEN NULL \
+                               ELSE '/icons/' || domain END AS icon_url"
+            }
+            c => c,
+        })
+        .join(", ");
+    let [p1, p2, p3, p4] = match backend {
+        DbBackend::Postgres => ["$1", "$2", "$3", "$4"],
+        _ => ["?", "?", "?", "?"],
+    };
+    format!(
+        "SELECT {columns} FROM (\
+               SELECT {columns}, position, {size} AS size, \
+                 SUM({size}) OVER (ORDER BY position) AS upto \
+               FROM (SELECT {read}, position FROM result \
+                 WHERE job_id = {p1} AND position >= {p2} ORDER BY position LIMIT {p3}) AS page\
+             ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
+    )
 }

@@ -125,11 +125,13 @@ async fn endless_bodies_are_capped() {
             status: 200,
             headers: vec![("Content-Type", "text/html".into())],
             body: Body::Endless(b"<link rel=icon href=/big.png><!-- padding -->".to_vec()),
+            delay: Duration::ZERO,
         },
         "/big.png" => Resp {
             status: 200,
             headers: vec![("Content-Type", "image/png".into())],
             body: Body::Endless(png_bytes(32, 32)),
+            delay: Duration::ZERO,
         },
         "/favicon.ico" => ok("image/x-icon", ico_bytes(&[48])),
         _ => status(404),
@@ -163,6 +165,7 @@ async fn gzip_page_is_decompressed() {
                 ("Content-Encoding", "gzip".into()),
             ],
             body: Body::Bytes(gz.clone()),
+            delay: Duration::ZERO,
         },
         "/z.png" => ok("image/png", png_bytes(48, 48)),
         _ => status(404),
@@ -289,11 +292,13 @@ async fn bot_wall_that_survives_the_browser_retry_is_http_status() {
                 body: Body::Bytes(
                     b"<html><head><title>Just a moment...</title></head></html>".to_vec(),
                 ),
+                delay: Duration::ZERO,
             },
             ("cf.test", "/") => Resp {
                 status: 403,
                 headers: vec![("cf-mitigated", "challenge".into())],
                 body: Body::Bytes(Vec::new()),
+                delay: Duration::ZERO,
             },
             ("plain403.test", "/") => status(403),
             ("browser.test", "/") if !browser => status(403),
@@ -327,4 +332,43 @@ fn find_future_is_send() {
     fn assert_send<T: Send>(_: &T) {}
     let f = Finder::new(config(1, true, 1000)).unwrap();
     assert_send(&f.find("x.test"));
+}
+
+/// A host that refused https while http worked is fetched over http first for the TTL: a
+/// second find (a re-run) makes no TLS handshake; with the memory off it does.
+#[tokio::test]
+async fn a_host_that_refused_https_is_fetched_over_http_next_time() {
+    use std::sync::atomic::Ordering;
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => html("<head><link rel=icon href=/i.png></head>"),
+        "/i.png" => ok("image/png", png_bytes(32, 32)),
+        _ => status(404),
+    })
+    .await;
+    let f = Finder::new(config(s.port, true, 5000)).unwrap();
+    assert!(f.find("plain.test").await.is_ok());
+    assert_eq!(
+        s.tls_hellos.load(Ordering::SeqCst),
+        1,
+        "https is the first try"
+    );
+    assert!(f.find("plain.test").await.is_ok());
+    assert_eq!(
+        s.tls_hellos.load(Ordering::SeqCst),
+        1,
+        "the refused handshake is not paid again"
+    );
+
+    let forgetful = Finder::new(FinderConfig {
+        https_refusal_ttl: Duration::ZERO,
+        ..config(s.port, true, 5000)
+    })
+    .unwrap();
+    assert!(forgetful.find("plain.test").await.is_ok());
+    assert!(forgetful.find("plain.test").await.is_ok());
+    assert_eq!(
+        s.tls_hellos.load(Ordering::SeqCst),
+        3,
+        "without the memory, every find tries https"
+    );
 }

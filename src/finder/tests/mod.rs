@@ -39,6 +39,13 @@ pub(crate) struct Resp {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Body,
+    /// How long the server waits before answering.
+    delay: Duration,
+}
+
+/// `resp`, answered only after `delay`: sites that take their time, and differ in it.
+pub(crate) fn delayed(resp: Resp, delay: Duration) -> Resp {
+    Resp { delay, ..resp }
 }
 
 pub(crate) fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
@@ -46,6 +53,7 @@ pub(crate) fn ok(ctype: &str, body: impl Into<Vec<u8>>) -> Resp {
         status: 200,
         headers: vec![("Content-Type", ctype.into())],
         body: Body::Bytes(body.into()),
+        delay: Duration::ZERO,
     }
 }
 
@@ -58,6 +66,7 @@ pub(crate) fn status(code: u16) -> Resp {
         status: code,
         headers: vec![("Content-Type", "text/html".into())],
         body: Body::Bytes(format!("<html><body>{code}</body></html>").into()),
+        delay: Duration::ZERO,
     }
 }
 
@@ -67,6 +76,7 @@ pub(crate) fn drip(ctype: &str) -> Resp {
         status: 200,
         headers: vec![("Content-Type", ctype.into())],
         body: Body::Drip,
+        delay: Duration::ZERO,
     }
 }
 
@@ -75,6 +85,7 @@ fn redirect(code: u16, to: &str) -> Resp {
         status: code,
         headers: vec![("Location", to.into())],
         body: Body::Bytes(Vec::new()),
+        delay: Duration::ZERO,
     }
 }
 
@@ -85,6 +96,8 @@ pub(crate) struct Server {
     requests: Arc<Mutex<Vec<Req>>>,
     /// The peer address of every connection accepted, in the order accepted.
     peers: Arc<Mutex<Vec<SocketAddr>>>,
+    /// TLS handshakes attempted (each answered with a 400: the server speaks plain HTTP).
+    pub(crate) tls_hellos: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Server {
@@ -94,14 +107,15 @@ impl Server {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let peers = Arc::new(Mutex::new(Vec::new()));
         let h: Handler = Arc::new(h);
-        let (reqs, accepted) = (requests.clone(), peers.clone());
+        let tls_hellos = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (reqs, accepted, hellos) = (requests.clone(), peers.clone(), tls_hellos.clone());
         tokio::spawn(async move {
             while let Ok((sock, peer)) = listener.accept().await {
                 accepted.lock().unwrap().push(peer);
-                let (h, reqs) = (h.clone(), reqs.clone());
+                let (h, reqs, hellos) = (h.clone(), reqs.clone(), hellos.clone());
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(30), serve(sock, h, reqs)).await;
+                    let serving = serve(sock, h, reqs, hellos);
+                    let _ = tokio::time::timeout(Duration::from_secs(30), serving).await;
                 });
             }
         });
@@ -109,6 +123,7 @@ impl Server {
             port,
             requests,
             peers,
+            tls_hellos,
         }
     }
 
@@ -135,7 +150,12 @@ impl Server {
     }
 }
 
-async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
+async fn serve(
+    mut sock: TcpStream,
+    h: Handler,
+    reqs: Arc<Mutex<Vec<Req>>>,
+    hellos: Arc<std::sync::atomic::AtomicUsize>,
+) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
     loop {
@@ -148,6 +168,7 @@ async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
         buf.extend_from_slice(&tmp[..n]);
         if buf[0] == 0x16 {
             // A TLS ClientHello on a plain-HTTP port.
+            hellos.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = sock
                 .write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
                 .await;
@@ -170,6 +191,7 @@ async fn serve(mut sock: TcpStream, h: Handler, reqs: Arc<Mutex<Vec<Req>>>) {
     let req = Req { host, path, head };
     reqs.lock().unwrap().push(req.clone());
     let resp = h(&req);
+    tokio::time::sleep(resp.delay).await;
     let mut out = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", resp.status);
     for (k, v) in &resp.headers {
         out.push_str(&format!("{k}: {v}\r\n"));

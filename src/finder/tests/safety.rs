@@ -112,6 +112,7 @@ async fn private_targets_behind_a_public_site_are_refused_before_any_connection(
                     Body::Bytes(b) => Body::Bytes(b.clone()),
                     _ => Body::Bytes(Vec::new()),
                 },
+                delay: p.delay,
             },
             None => status(404),
         }

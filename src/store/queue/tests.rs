@@ -1,5 +1,6 @@
 //! The partial-index clauses the queue's queries splice in, checked against the migrated
-//! schema on both databases.
+//! schema on both databases; and the plans of the queries those indexes (and the job-position
+//! index) serve, which must name their index.
 
 use super::*;
 use std::collections::BTreeSet;
@@ -72,6 +73,109 @@ async fn partial_index_clauses_match_the_migrations_on_sqlite() {
     let store = Store::connect("sqlite::memory:", 1).await.unwrap();
     store.migrate().await.unwrap();
     check_partial_indexes(&store).await;
+    check_claim_plan(&store).await;
+}
+
+/// The plans of the claim, the results page, the CSV export and the cache lookup of job
+/// creation, on a queue of 30,000 rows
+/// mostly finished (statistics taken), read their index, not a scan or sort of the table:
+/// each index's name must be in its plan. (At 3,000 rows PostgreSQL rightly prefers a scan
+/// of so small a table.)
+async fn check_claim_plan(store: &Store) {
+    let domains: Vec<crate::domain::Domain> = (0..30_000)
+        .map(|i| crate::domain::Domain::parse(&format!("d{i}.test")).unwrap())
+        .collect();
+    let job = store
+        .create_job("plans", &domains, crate::store::CachePolicy::OFF)
+        .await
+        .unwrap()
+        .job;
+    let db = store.connection();
+    // Most rows finished, as in a service that has run for a while.
+    db.execute_unprepared(
+        "UPDATE result SET status = 'success', fetched_at = updated_at WHERE position > 100",
+    )
+    .await
+    .unwrap();
+    let backend = db.get_database_backend();
+    let explain = match backend {
+        DbBackend::Postgres => "EXPLAIN (FORMAT JSON)",
+        _ => "EXPLAIN QUERY PLAN",
+    };
+    db.execute_unprepared("ANALYZE").await.unwrap();
+    let now = now();
+    let claim = Statement::from_sql_and_values(
+        backend,
+        claim_sql(backend),
+        [
+            Uuid::new_v4().into(),
+            now.into(),
+            now.into(),
+            3i32.into(),
+            64i64.into(),
+        ],
+    );
+    let (index, _) = PARTIAL_INDEXES[0];
+    assert_plan_uses(db, explain, claim, index).await;
+    // The results page and the CSV export read a range of one job's positions.
+    let by_position = super::super::results::JOB_POSITION_INDEX;
+    let page = sea_orm::QueryTrait::build(
+        &super::super::results::page_query(job.id, &Default::default(), 20_000, 20),
+        backend,
+    );
+    assert_plan_uses(db, explain, page, by_position).await;
+    let export = Statement::from_sql_and_values(
+        backend,
+        super::super::results::export_sql(backend),
+        [
+            job.id.into(),
+            20_000i32.into(),
+            500i64.into(),
+            (1i64 << 20).into(),
+        ],
+    );
+    assert_plan_uses(db, explain, export, by_position).await;
+    // Job creation's cache lookup probes the cache index per domain.
+    let day = Duration::from_secs(86_400);
+    let policy = crate::store::CachePolicy {
+        max_age: day,
+        failure_max_age: day,
+    };
+    let reuse = super::super::jobs::Cutoffs::new(policy, now);
+    let create =
+        super::super::jobs::insert_results(backend, Uuid::new_v4(), now, reuse, 0, &domains[..50]);
+    let (cache_index, _) = PARTIAL_INDEXES[2];
+    assert_plan_uses(db, explain, create, cache_index).await;
+}
+
+/// Asserts that `statement`'s plan names `index`.
+async fn assert_plan_uses(
+    db: &impl ConnectionTrait,
+    explain: &str,
+    statement: Statement,
+    index: &str,
+) {
+    let backend = db.get_database_backend();
+    let sql = format!("{explain} {}", statement.sql);
+    let rows = db
+        .query_all_raw(Statement { sql, ..statement })
+        .await
+        .unwrap();
+    let plan: String = rows
+        .iter()
+        .map(|row| match backend {
+            DbBackend::Postgres => row
+                .try_get::<serde_json::Value>("", "QUERY PLAN")
+                .unwrap()
+                .to_string(),
+            _ => row.try_get::<String>("", "detail").unwrap(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        plan.contains(index),
+        "the plan does not use {index}:\n{plan}"
+    );
 }
 
 #[tokio::test]
@@ -100,6 +204,7 @@ async fn partial_index_clauses_match_the_migrations_on_postgres() {
     let store = Store::connect(url.as_str(), 1).await.unwrap();
     store.migrate().await.unwrap();
     check_partial_indexes(&store).await;
+    check_claim_plan(&store).await;
     store.connection().clone().close().await.unwrap();
     admin
         .connection()
