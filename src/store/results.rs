@@ -335,7 +335,7 @@ pub(super) fn page_query(
         .order_by_asc(result::Column::Position)
         .limit(per_page);
     if filter.is_empty() {
-        query.filter(result::Column::Position.gte(start.min(i32::MAX as u64) as i32))
+        query.filter(result::Column::Position.gte(Ord::min(start, i32::MAX as u64) as i32))
     } else {
         query.offset(start)
     }
