@@ -2,6 +2,7 @@ use super::recorder::write_batch;
 use super::*;
 use crate::domain::Domain;
 use crate::entities::{job::JobStatus, result::ResultStatus};
+use crate::finder::FindOutcome;
 use crate::finder::tests::{Server, config, delayed, drip, html, ok, status};
 use crate::store::CachePolicy;
 use sea_orm::ConnectionTrait;
