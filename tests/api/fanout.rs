@@ -1,30 +1,18 @@
 //! `jobProgress` fan-out: one shared feed per job, whatever the number of subscribers.
 //! Each event is rendered once per distinct selection, and the database is re-read once per
-//! silence of the job, not once per subscriber.
+//! silence of the job, not once per subscriber. (Every subscriber of 200 hearing the end is
+//! checked here too.)
 
-use crate::fake::{FakeInternet, Sites};
 use crate::helpers::{Backend, Protocol, TestApp, ws_subscribe};
-use crate::subscriptions::watch;
+use crate::subscriptions::{slow_world, watch};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-/// `count` sites whose home pages take `delay`, all with an icon.
-async fn world(count: usize, delay: Duration) -> (FakeInternet, Vec<String>) {
-    let mut sites = Sites::default();
-    let mut domains = Vec::new();
-    for i in 0..count {
-        let host = format!("fan{i}.test");
-        sites.slow_icon_site(&host, delay);
-        domains.push(host);
-    }
-    (FakeInternet::start(sites).await, domains)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_subscribers_share_one_rendering_of_each_event() {
-    let (internet, domains) = world(40, Duration::from_millis(50)).await;
+    let (internet, domains) = slow_world(40, Duration::from_millis(50)).await;
     let resolve = internet.resolve(&[]);
     let app = TestApp::spawn(
         Backend::Sqlite,
@@ -61,7 +49,7 @@ async fn two_hundred_subscribers_share_one_rendering_of_each_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_job_is_re_read_once_per_silence_for_all_its_subscribers() {
     // One domain that takes 7 s: two silences of 3 s before it finishes.
-    let (internet, domains) = world(1, Duration::from_secs(7)).await;
+    let (internet, domains) = slow_world(1, Duration::from_secs(7)).await;
     let resolve = internet.resolve(&[]);
     let app = TestApp::spawn(
         Backend::Sqlite,
@@ -89,7 +77,7 @@ async fn a_silent_job_is_re_read_once_per_silence_for_all_its_subscribers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_with_different_selections_each_get_their_own_fields() {
-    let (internet, domains) = world(6, Duration::from_millis(100)).await;
+    let (internet, domains) = slow_world(6, Duration::from_millis(100)).await;
     let resolve = internet.resolve(&[]);
     let app = TestApp::spawn(
         Backend::Sqlite,
