@@ -3,7 +3,7 @@
 use super::*;
 use crate::auth::Caller;
 use crate::domain::Domain;
-use crate::events::Events;
+use crate::events::{COALESCE, Events};
 use crate::jobs::{RateLimits, Rules};
 use crate::metrics::Metrics;
 use crate::store::{CachePolicy, Store};
