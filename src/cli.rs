@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `worker`, `migrate`, `find`, `schema`, `keys`.
+//! The command line: `serve` (default), `worker`, `migrate`, `find`, `schema`, `openapi`, `keys`.
 
 use crate::app::{Application, Roles};
 use crate::config::Config;
@@ -47,6 +47,8 @@ pub enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Print the REST API's OpenAPI 3.1 document (what `/openapi.json` serves).
+    Openapi,
     /// Manage API keys (create, list, revoke).
     Keys {
         /// What to do with keys.
@@ -60,6 +62,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Schema) = cli.command {
         print!("{}", crate::api::graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", crate::api::openapi::json());
         return ExitCode::SUCCESS;
     }
     // A missing .env is normal; a malformed one is worth saying.
@@ -142,7 +148,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             }
             return crate::auth::cli::run(store, command, &mut std::io::stdout().lock()).await;
         }
-        Command::Schema => unreachable!("handled before configuration is read"),
+        Command::Schema | Command::Openapi => {
+            unreachable!("handled before configuration is read")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -93,6 +93,27 @@ impl std::fmt::Display for Code {
     }
 }
 
+/// The REST body of every error: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorObject,
+}
+
+/// One error, as REST shows it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorObject {
+    /// A stable code to branch on (`INVALID_DOMAINS`, `NOT_FOUND`, `RATE_LIMITED`, …); GraphQL
+    /// gives the same code in `extensions.code`.
+    #[schema(value_type = String, example = "NOT_FOUND")]
+    pub code: &'static str,
+    /// What was wrong, for a person: what to fix.
+    pub message: String,
+    /// Structured specifics, such as every bad domain with its position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
 /// Everything an API call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -271,12 +292,15 @@ impl AppError {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut error = json!({ "code": self.code().as_str(), "message": self.public_message() });
-        if let Some(details) = self.details() {
-            error["details"] = details.clone();
-        }
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code().as_str(),
+                message: self.public_message(),
+                details: self.details().cloned(),
+            },
+        };
         let unauthorized = matches!(self, Self::Unauthorized(_));
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        let mut response = (status, Json(body)).into_response();
         if unauthorized {
             // RFC 6750: a 401 names the scheme the client should use.
             response.headers_mut().insert(

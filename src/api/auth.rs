@@ -97,8 +97,13 @@ pub async fn authenticate(
 ) -> Response {
     let graphql = is_graphql(&request);
     let path = request.uri().path();
-    // The dashboard's files are static and public; the page asks for a key when it needs one.
-    if matches!(path, "/healthz" | "/readyz" | "/metrics" | "/") || path.starts_with("/assets/") {
+    // The dashboard's files and the API's description are static and public; the page asks
+    // for a key when it needs one.
+    if matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/" | "/openapi.json"
+    ) || path.starts_with("/assets/")
+    {
         return next.run(request).await;
     }
     let upgrade = is_websocket_upgrade(&request);

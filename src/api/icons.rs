@@ -6,7 +6,7 @@
 use super::AppState;
 use super::auth::client_ip;
 use crate::auth::Caller;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::icons::{IconAnswer, parse_request};
 use axum::Extension;
 use axum::Router;
@@ -28,10 +28,53 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/icons/{domain}", get(icon))
 }
 
+/// The query of `/icons/{domain}`, as OpenAPI shows it; [`parse_request`] reads the raw pairs
+/// so that an unknown parameter (a cache buster) is ignored rather than refused.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct IconQuery {
+    /// Resize to this many pixels square (1 to 256); raster and SVG icons alike.
+    #[param(minimum = 1, maximum = 256)]
+    size: Option<u32>,
+    /// `png` (needs `size`): always a PNG, whatever the stored format.
+    #[param(pattern = "^png$")]
+    format: Option<String>,
+    /// Without a stored icon: `letter` (default) draws the domain's first letter as SVG,
+    /// `404` answers 404.
+    #[param(pattern = "^(letter|404)$")]
+    fallback: Option<String>,
+    /// `1`: a domain never seen is queued for finding (rate-limited per client).
+    #[param(pattern = "^(0|1|true|false)$")]
+    find: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/icons/{domain}",
+    tag = "icons",
+    summary = "A domain's icon, for `<img src>`",
+    description = "The newest stored icon of the domain, its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script. With `ICONS_PUBLIC=true` no key is needed.",
+    params(
+        ("domain" = String, Path, description = "A domain name, as jobs take it (`example.com`, `bücher.de`)"),
+        IconQuery,
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` held: 304 when it is still current"),
+    ),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The icon (its own MIME type), or with `fallback=letter` a letter drawn as SVG (`X-Icon-Fallback: letter`)", content_type = "image/*", body = Vec<u8>),
+        (status = 304, description = "`If-None-Match` names the current `ETag`"),
+        (status = 400, description = "A bad domain or parameter (`INVALID_INPUT`)", body = ErrorBody),
+        (status = 401, description = "A key is required (`ICONS_PUBLIC=false`) and none was sent", body = ErrorBody),
+        (status = 404, description = "No stored icon and `fallback=404`", body = ErrorBody),
+        (status = 422, description = "The stored icon cannot be resized within the limits (`ICON_UNDECODABLE`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate of finds; see `Retry-After`", body = ErrorBody),
+    )
+)]
 /// The caller is absent where keys are required and none was sent: the door lets such a
 /// request through to here, since `ICONS_PUBLIC=true` serves stored icons without a key
 /// (`<img>` tags cannot send headers); the icons core decides.
-async fn icon(
+pub(crate) async fn icon(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

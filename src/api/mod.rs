@@ -8,6 +8,7 @@ pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod icons;
+pub mod openapi;
 pub mod ops;
 pub mod raw_frames;
 pub mod rest;
@@ -75,7 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/graphql", get(graphiql_or_subscription).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::serve));
     // With an ops listener, metrics are served there only.
     if state.config.ops_addr.is_none() {
         router = router.route(

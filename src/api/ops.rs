@@ -2,6 +2,7 @@
 //! with `WORKER_HTTP_PORT`, by worker-only ones.
 
 use super::AppState;
+use crate::error::ErrorBody;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -11,7 +12,19 @@ use std::time::Duration;
 
 /// `/metrics` of an API process: its own series plus the fleet-wide database gauges (see
 /// [`crate::metrics`]).
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "The text exposition format. With `METRICS_TOKEN` set it wants that token as a Bearer credential; without one, `AUTH_MODE=required` wants an admin key. With `OPS_ADDR` set it is served on that listener only.",
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Every series", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, description = "A token or admin key is required", body = ErrorBody),
+    )
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if state.metrics.fleet_gauges_due() {
         match (
             state.jobs.job_status_counts().await,
@@ -44,7 +57,17 @@ pub(super) async fn process_metrics(State(state): State<AppState>) -> Response {
 /// `/healthz`: the process is up and serving, and its recorder (if it runs workers) is not
 /// stuck: a worker that finds but cannot write would otherwise look alive forever while its
 /// leases run out.
-pub(super) async fn healthz(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`", body = Object),
+        (status = 503, description = "`{\"status\": \"unhealthy\", \"reason\"}`: the recorder is stuck", body = Object),
+    )
+)]
+pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
     match state.recorder.as_ref().and_then(|r| r.stalled()) {
         None => Json(json!({ "status": "ok" })).into_response(),
         Some(reason) => (
@@ -64,7 +87,18 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Response {
 /// the probes' 3 s timeout in deploy/k8s.
 const READY_DATABASE_TIMEOUT: Duration = Duration::from_millis(1500);
 
-pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    description = "Ready when the database answers and its schema is current. Redis is reported in `checks.redis` but not required: without it the status is `degraded`, still 200.",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\" | \"degraded\", \"checks\": {\"database\", \"redis\"?}}`", body = Object),
+        (status = 503, description = "`{\"status\": \"unavailable\", \"checks\"}`: the database is unreachable or migrations are pending", body = Object),
+    )
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     // Each check answers with a fixed word; the error text (which may name hosts, users or
     // SQL) goes to the log only.
     let check_database = async {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// One page of a job's results, in submission order; REST answers it as is.
-#[derive(Clone, Debug, Serialize, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, Serialize, async_graphql::SimpleObject, utoipa::ToSchema)]
 pub struct ResultPage {
     /// The results on this page.
     pub results: Vec<ResultView>,
@@ -39,7 +39,7 @@ impl ResultSlice {
 }
 
 /// How many of a job's finished failures have one error code.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, async_graphql::SimpleObject)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, async_graphql::SimpleObject, utoipa::ToSchema)]
 pub struct FailureGroup {
     /// The failure code (`dns`, `timeout`, …), as results show it in `error_code`.
     #[graphql(name = "errorCode")]

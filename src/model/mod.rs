@@ -70,6 +70,7 @@ impl Page {
     async_graphql::Enum,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +119,7 @@ impl JobStatus {
     async_graphql::Enum,
     Serialize,
     Deserialize,
+    utoipa::ToSchema,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "lowercase")]

@@ -12,7 +12,17 @@ use std::fmt;
 ///
 /// Stored as text (`result.error_code`), shown as that text by every API and in events.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter, DeriveActiveEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    EnumIter,
+    DeriveActiveEnum,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
@@ -111,7 +121,9 @@ impl ErrorCategory {
 }
 
 /// Where a candidate was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, async_graphql::Enum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateSource {
     /// `<link rel=icon>` / `shortcut icon` in the head.
@@ -132,7 +144,9 @@ pub enum CandidateSource {
 
 /// One possible icon, with what was declared and what verification found. Stored as JSON in
 /// `result.candidates` and shown as is by REST and GraphQL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, async_graphql::SimpleObject)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, async_graphql::SimpleObject, utoipa::ToSchema,
+)]
 pub struct Candidate {
     /// Absolute URL (http, https or data).
     pub url: String,
@@ -162,6 +176,7 @@ pub struct Candidate {
     pub height: Option<u32>,
     /// Why verification rejected it, when it was fetched and rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub error: Option<CandidateError>,
 }
 

@@ -25,6 +25,7 @@ use std::borrow::Cow;
     Deserialize,
     async_graphql::SimpleObject,
     sea_orm::FromQueryResult,
+    utoipa::ToSchema,
 )]
 #[graphql(name = "ProgressResult")]
 // An event from a process of an older version may lack a column; it reads as the default.
@@ -190,7 +191,9 @@ impl ResultColumns {
 
 /// One domain's result as the REST and GraphQL pages show it: every column, then what the
 /// finder considered.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, async_graphql::SimpleObject)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Serialize, async_graphql::SimpleObject, utoipa::ToSchema,
+)]
 #[graphql(name = "Result")]
 pub struct ResultView {
     /// The columns every view shows.

@@ -29,6 +29,7 @@ mod lifecycle;
 mod limits;
 mod migrations;
 mod observability;
+mod openapi;
 mod politeness;
 mod promises;
 mod promises_work;

@@ -8,12 +8,12 @@
 use crate::api::auth::client_ip;
 use crate::api::{AppState, caller_of, download_url};
 use crate::auth::Caller;
-use crate::error::{AppError, AppResult, Code};
-use crate::jobs::FailureGroup;
+use crate::error::{AppError, AppResult, Code, ErrorBody};
 use crate::jobs::{self, Fields, NewJob};
+use crate::jobs::{FailureGroup, ResultPage};
 use crate::model::{
-    FilterFields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter, ResultView,
-    parse_first, parse_status,
+    ErrorCategory, FilterFields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter,
+    ResultStatus, ResultView, parse_first, parse_status,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -26,7 +26,6 @@ use body::{Domains, Scalar, parse_job_body};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::net::SocketAddr;
 use uuid::Uuid;
 
@@ -42,9 +41,52 @@ pub fn router() -> axum::Router<AppState> {
         .route("/jobs/{id}/download", get(download))
 }
 
+/// What `POST /jobs` takes. The handler reads the body itself (to name each wrong field in
+/// its own words); this type only describes it to OpenAPI.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct CreateJobRequest {
+    /// Who submits; required without an API key (the key names the client otherwise).
+    client_id: Option<String>,
+    /// The domain names (or URLs) to find icons for, at most `MAX_DOMAINS_PER_JOB`; each bad
+    /// entry is named in the 400's `details`. Duplicates count once.
+    #[schema(example = json!(["example.com", "https://www.rust-lang.org/"]))]
+    domains: Vec<String>,
+    /// Reuse a result fetched this many seconds ago or less instead of fetching again
+    /// (default `CACHE_MAX_AGE_SECS`; 0 fetches everything).
+    max_age_seconds: Option<i64>,
+}
+
+/// What `POST /jobs` answers (201).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct CreatedJob {
+    /// The new job's id.
+    job_id: Uuid,
+    /// `processing`, or already `completed`/`failed` when every domain was answered from
+    /// the cache.
+    status: JobStatus,
+    /// Distinct domains in the job.
+    total: i32,
+}
+
 /// `POST /jobs` `{client_id, domains}` → `{job_id, status}`; with an API key `client_id` may
 /// be left out (the key names the client).
-async fn create_job(
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    request_body = CreateJobRequest,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 201, description = "The job is queued", body = CreatedJob),
+        (status = 400, description = "The body is not valid JSON (`INVALID_JSON`), a field is wrong (`INVALID_INPUT`), domains are not valid public hostnames (`INVALID_DOMAINS`, each named in `details`) or too many (`TOO_MANY_DOMAINS`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
+        (status = 413, description = "The body is larger than `MAX_REQUEST_BYTES`", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 429, description = "Over the client's hourly allowance; see `Retry-After`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_job(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -93,11 +135,11 @@ async fn create_job(
     let view = state.jobs.submit(&caller, request).await?;
     Ok((
         axum::http::StatusCode::CREATED,
-        Json(json!({
-            "job_id": view.job.id,
-            "status": view.job.status,
-            "total": view.job.total,
-        })),
+        Json(CreatedJob {
+            job_id: view.job.id,
+            status: view.job.status,
+            total: view.job.total,
+        }),
     )
         .into_response())
 }
@@ -110,7 +152,20 @@ fn invalid(message: &str) -> AppError {
 /// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed, …, download_url,
 /// failures_by_reason}`; `download_url` is a signed link to the CSV that works without a key
 /// until it expires.
-async fn get_job(
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The job and its counts", body = JobAnswer),
+        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_job(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
@@ -122,7 +177,26 @@ async fn get_job(
 
 /// `POST /jobs/{id}/cancel` → the job as `GET /jobs/{id}` shows it, now `cancelled` (a
 /// finished job unchanged); domains not yet fetched fail with `cancelled`.
-async fn cancel_job(
+#[utoipa::path(
+    post,
+    path = "/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)")),
+    request_body(
+        content = Option<Object>,
+        content_type = "application/json",
+        description = "Empty or `{}`. The Content-Type must say application/json all the same, so that a cross-site HTML form cannot cancel a job",
+    ),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The job, now `cancelled` (a finished job unchanged)", body = JobAnswer),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
@@ -134,7 +208,20 @@ async fn cancel_job(
 
 /// `DELETE /jobs/{id}` → 204: the job and its results are gone (a running job is cancelled
 /// first); 404 afterwards everywhere.
-async fn delete_job(
+#[utoipa::path(
+    delete,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 204, description = "The job and its results are deleted"),
+        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_job(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
@@ -145,8 +232,9 @@ async fn delete_job(
 }
 
 /// A job as `GET /jobs/{id}` (and the cancel) answers it.
-#[derive(Serialize)]
-struct JobAnswer {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Job)]
+pub(crate) struct JobAnswer {
     /// The job id.
     job_id: Uuid,
     /// The submitting client's `client_id`.
@@ -194,14 +282,27 @@ impl JobAnswer {
 
 /// Query string of `GET /jobs/{id}/results`: strings, so a bad value gets our own message
 /// naming it. An empty parameter (`status=`, as an HTML form sends) counts as absent.
-#[derive(Deserialize)]
-struct ResultsQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ResultsQuery {
+    /// The page, from 1 (default 1); not with `first`/`after`.
+    #[param(value_type = Option<u64>, minimum = 1)]
     page: Option<String>,
+    /// Results per page, 1 to 500 (default 20); not with `first`/`after`.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 500)]
     per_page: Option<String>,
+    /// The cursor form: this many results, 1 to 500 (default 50).
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 500)]
     first: Option<String>,
+    /// The cursor form: the results after this `page_info.end_cursor`.
     after: Option<String>,
+    /// Only results in this status.
+    #[param(value_type = Option<ResultStatus>)]
     status: Option<String>,
+    /// Only failures with this code.
+    #[param(value_type = Option<ErrorCategory>)]
     error_code: Option<String>,
+    /// Only domains containing this text (case-insensitive).
     domain: Option<String>,
 }
 
@@ -222,9 +323,19 @@ fn page_param(name: &str, raw: Option<&str>, default: i64) -> AppResult<i64> {
     }
 }
 
+/// `GET /jobs/{id}/results` answers one of two shapes, by the paging form asked for.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub(crate) enum ResultsAnswer {
+    /// `page` / `per_page` (or neither).
+    Page(ResultPage),
+    /// `first` / `after`.
+    Slice(ResultSliceAnswer),
+}
+
 /// The cursor form's answer: a slice of results and where the next one starts.
-#[derive(Serialize)]
-struct ResultSliceAnswer {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ResultSliceAnswer {
     /// The results, in submission order.
     results: Vec<ResultView>,
     /// Whether more follow, and the cursor to pass as `after` for them.
@@ -232,8 +343,8 @@ struct ResultSliceAnswer {
 }
 
 /// Where a slice of results ends.
-#[derive(Serialize)]
-struct PageInfo {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct PageInfo {
     /// Whether more results match after this slice.
     has_next_page: bool,
     /// The last result's cursor (null for an empty slice): pass it as `after`.
@@ -244,12 +355,27 @@ struct PageInfo {
 /// `first` / `after` (the cursor form) → `{results, page_info: {has_next_page, end_cursor}}`;
 /// either narrowed by `status`, `error_code` and `domain`. Each result is the one view every
 /// API shows ([`crate::model::ResultView`]).
-async fn get_results(
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/results",
+    tag = "jobs",
+    summary = "A job's results, a page or a slice at a time",
+    description = "`?page=1&per_page=20` (the original API's form) answers `{results, page, per_page, total}`; `?first=50&after=<cursor>` answers `{results, page_info: {has_next_page, end_cursor}}`. Either form can be narrowed by `status`, `error_code` and `domain`; `total` then counts the matches.",
+    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)"), ResultsQuery),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page (`page`/`per_page`) or, with `first`/`after`, a slice and where the next one starts", body = inline(ResultsAnswer)),
+        (status = 400, description = "A bad id (`INVALID_ID`), paging value (`INVALID_PAGE`) or filter (`INVALID_INPUT`), or both paging forms at once", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_results(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     query: Result<Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Response> {
+) -> AppResult<Json<ResultsAnswer>> {
     let id = jobs::parse_job_id(&id)?;
     let Query(query) =
         query.map_err(|e| AppError::bad_request(Code::InvalidPage, e.body_text()))?;
@@ -271,7 +397,7 @@ async fn get_results(
             page_param("per_page", given(&query.per_page), 20)?,
         )?;
         let page = state.jobs.results(&caller, id, page, &filter).await?;
-        return Ok(Json(page).into_response());
+        return Ok(Json(ResultsAnswer::Page(page)));
     }
     if given(&query.page).is_some() || given(&query.per_page).is_some() {
         return Err(invalid(
@@ -287,19 +413,36 @@ async fn get_results(
         .results_after(&caller, id, after, first, &filter)
         .await?;
     let end_cursor = slice.end_cursor().map(ResultCursor::encode);
-    Ok(Json(ResultSliceAnswer {
+    Ok(Json(ResultsAnswer::Slice(ResultSliceAnswer {
         page_info: PageInfo {
             has_next_page: slice.has_next_page,
             end_cursor,
         },
         results: slice.results.into_iter().map(|(_, view)| view).collect(),
-    })
-    .into_response())
+    })))
 }
 
 /// `GET /jobs/{id}/download`: every result as CSV, streamed chunk by chunk; the columns are
 /// [`ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
-async fn download(
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/download",
+    tag = "jobs",
+    params(
+        ("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)"),
+        ("expires" = Option<i64>, Query, description = "A signed link's expiry (Unix seconds), as `download_url` gives it"),
+        ("sig" = Option<String>, Query, description = "A signed link's signature, as `download_url` gives it"),
+    ),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Every result, one CSV row each, after a header row of the column names", content_type = "text/csv", body = String),
+        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
+        (status = 403, description = "The signed link is wrong (`FORBIDDEN`) or has expired (`LINK_EXPIRED`)", body = ErrorBody),
+        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn download(
     State(state): State<AppState>,
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
