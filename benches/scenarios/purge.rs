@@ -5,13 +5,14 @@
 
 use super::*;
 
-/// The bytes of a deployment's SQLite file and its write-ahead log.
-fn sqlite_bytes(d: &Deployment) -> u64 {
-    ["bench.db", "bench.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(d._dir.path().join(f)).ok())
-        .map(|m| m.len())
-        .sum()
+/// The bytes of a deployment's SQLite file and of its write-ahead log.
+fn sqlite_bytes(d: &Deployment) -> (u64, u64) {
+    let bytes = |f: &str| {
+        std::fs::metadata(d._dir.path().join(f))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    (bytes("bench.db"), bytes("bench.db-wal"))
 }
 
 /// The longest transaction the API logged for its deletes (`"job deleted"`, `longest_ms`).
@@ -111,13 +112,19 @@ pub(super) async fn sc_purge(ctx: &mut Ctx) -> Result<()> {
         if db == Db::Sqlite {
             // Two big jobs and two small ones; with the big one above, half are gone.
             delete_job(ctx, &d, &alone_id).await?;
+            // One more small job, so the WAL is reset (and cut to its limit) by a write, as
+            // it would be in a service that keeps working.
+            timed_job(ctx, &net, &d, 10, Some(0)).await?;
             let after = sqlite_bytes(&d);
+            let mb = |b: u64| b as f64 / 1e6;
             ctx.row(
-                "SQLite file (+ WAL) before and after purging half its jobs",
+                "SQLite file + WAL before and after purging half its jobs",
                 format!(
-                    "{:.1} MB → {:.1} MB",
-                    before as f64 / 1e6,
-                    after as f64 / 1e6
+                    "{:.1} + {:.1} MB → {:.1} + {:.1} MB",
+                    mb(before.0),
+                    mb(before.1),
+                    mb(after.0),
+                    mb(after.1)
                 ),
                 "(reported)",
                 None,

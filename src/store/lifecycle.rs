@@ -343,6 +343,12 @@ impl Store {
             self.db
                 .execute_unprepared("PRAGMA incremental_vacuum")
                 .await?;
+            // In WAL mode the file is cut short only when a checkpoint copies the vacuum's
+            // pages back. A passive one waits for no reader or writer; if a reader holds it
+            // back, the next automatic checkpoint finishes the job.
+            self.db
+                .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                .await?;
         }
         Ok(())
     }

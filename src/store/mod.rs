@@ -111,6 +111,9 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
 }
 
+/// The bytes an SQLite WAL is cut back to after a checkpoint (SQLite's `journal_size_limit`).
+pub const WAL_SIZE_LIMIT: u64 = 16 << 20;
+
 impl Store {
     /// Connects to SQLite or PostgreSQL, chosen by the URL's scheme.
     pub async fn connect(url: &str, pool_size: u32) -> anyhow::Result<Self> {
@@ -125,9 +128,13 @@ impl Store {
                 // WAL lets readers (pages, CSV) run beside the single writer; the busy timeout
                 // makes concurrent writers wait for the lock rather than fail.
                 // Incremental auto-vacuum lets purges give pages back (`reclaim_space`); it
-                // must be set before the journal mode and before any table exists.
+                // must be set before the journal mode and before any table exists. The WAL
+                // keeps the size it once grew to unless limited: a purge writes every page it
+                // frees through it, so without the limit the WAL would hold what the file
+                // gave back.
                 opts.auto_vacuum(sea_orm::sqlx::sqlite::SqliteAutoVacuum::Incremental)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string())
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)

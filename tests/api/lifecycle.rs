@@ -458,6 +458,21 @@ async fn sqlite_gives_space_back_after_a_delete() {
         .await,
         0
     );
+    // On disk too: the checkpoint after the vacuum cuts the file to its pages.
+    use sea_orm::ConnectionTrait;
+    let path = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT file FROM pragma_database_list WHERE name = 'main'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "file")
+        .unwrap();
+    let page_size = number(db, "SELECT page_size AS n FROM pragma_page_size()").await;
+    let file = std::fs::metadata(&path).unwrap().len() as i64;
+    assert_eq!(file, after * page_size, "{path} is {file} bytes");
 }
 
 /// An SQLite file made before incremental auto-vacuum is switched at start (one VACUUM).
