@@ -78,10 +78,18 @@ pub async fn graphql_ws(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite reserves 128 KiB to read into per connection; a subscriber sends a few
+        // small messages (init, subscribe, pong), so that was most of an idle connection's
+        // memory (1,000 subscribers: 186 MB before any event). A larger message still
+        // arrives whole: the buffer is the chunk read at a time, not a limit.
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| {
             serve_socket(state, schema, protocol, (caller, source), socket, permit)
         })
 }
+
+/// The bytes a connection reads from its socket at a time.
+const WS_READ_BUFFER: usize = 4 << 10;
 
 /// What the server has heard from one WebSocket client.
 struct Heard {

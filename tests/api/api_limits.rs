@@ -83,6 +83,25 @@ async fn an_oversized_websocket_message_closes_with_1009() {
     app.stop().await;
 }
 
+/// The server reads a socket a few KiB at a time (to keep idle connections small); a
+/// message many times that size, under the limit, still arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_read_chunk_arrives_whole() {
+    let app = TestApp::api_only(&[("WS_MAX_MESSAGE_BYTES", "262144")]).await;
+    let mut ws = app.ws_from([127, 0, 0, 1]).await;
+    ws_init(&mut ws).await;
+    let pad = "x".repeat(200_000);
+    let big = json!({"type": "ping", "payload": {"pad": pad}}).to_string();
+    ws.send(Message::Text(big.into())).await.unwrap();
+    let frame = next_frame(&mut ws, Duration::from_secs(5)).await;
+    let Message::Text(text) = frame else {
+        panic!("not a text frame: {frame:?}");
+    };
+    let pong: Value = serde_json::from_str(text.as_str()).unwrap();
+    assert_eq!(pong["type"], "pong", "{pong}");
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_connections_are_capped_per_address_and_in_all() {
     let app = TestApp::api_only(&[
