@@ -61,6 +61,11 @@ pub async fn serve_http(
             },
             () = shutdown.cancelled() => break,
         };
+        // Subscription events are pushed one write each while earlier ones may still be
+        // unacknowledged; Nagle's algorithm would hold them for the peer's delayed ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
         let Ok(service) = make_service.call(peer).await;
         let service = hyper_util::service::TowerToHyperService::new(service);
         let builder = builder.clone();
