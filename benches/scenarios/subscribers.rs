@@ -15,6 +15,9 @@ use super::*;
 const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) { \
     jobId status total completed failed progress results { domain status faviconUrl errorCode } } }";
 
+/// The bytes a subscriber reads from its socket at a time.
+const CLIENT_READ_BUFFER: usize = 32 << 10;
+
 /// What one subscriber saw.
 #[derive(Default)]
 struct SubOut {
@@ -45,7 +48,12 @@ async fn subscriber(
         let mut req = url.into_client_request()?;
         req.headers_mut()
             .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+        // tungstenite zeroes its whole read buffer before each read (128 KiB by default),
+        // which was the clients' largest cost; an event is a few KiB to a few tens.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(CLIENT_READ_BUFFER);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(req, Some(config), false).await?;
         drop(permit);
         let text = |v: Value| Message::Text(v.to_string().into());
         ws.send(text(json!({"type": "connection_init", "payload": {}})))
@@ -69,8 +77,8 @@ async fn subscriber(
                     ready.fetch_add(1, Ordering::Relaxed);
                 }
                 if measured_n.is_some() {
-                    let v: Value = serde_json::from_str(t)?;
-                    let p = &v["payload"]["data"]["jobProgress"];
+                    let mut v: Value = serde_json::from_str(t)?;
+                    let p = v["payload"]["data"]["jobProgress"].take();
                     if let Some(rs) = p["results"].as_array() {
                         for r in rs {
                             if let Some(i) = r["domain"].as_str().and_then(site_index)
@@ -81,7 +89,7 @@ async fn subscriber(
                             }
                         }
                     }
-                    out.last = Some(p.clone());
+                    out.last = Some(p);
                 } else {
                     out.last = Some(Value::String(t.to_owned()));
                 }
@@ -120,6 +128,10 @@ struct Watched {
     /// Every subscriber completed, with the final counts, and every measured one got every
     /// result.
     complete: bool,
+    /// CPU seconds of the service, and of this process (fake internet and subscribers), from
+    /// the gate's opening to the job's end.
+    svc_cpu: f64,
+    harness_cpu: f64,
     events_median: f64,
 }
 
@@ -175,6 +187,30 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
         mb(rss0),
         mb(rss1)
     );
+    // `HARNESS_PERF_SUBSCRIBERS=FILE` records a profile of the watched job's service there,
+    // and one of this process (fake internet and subscribers) in FILE.harness.
+    let perf: Vec<Child> = std::env::var("HARNESS_PERF_SUBSCRIBERS")
+        .ok()
+        .filter(|_| subs > 0)
+        .map(|out| {
+            [
+                (out.clone(), d.api.pid()),
+                (format!("{out}.harness"), std::process::id()),
+            ]
+            .into_iter()
+            .filter_map(|(out, pid)| {
+                Command::new("perf")
+                    .args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-o", &out])
+                    .args(["-p", &pid.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .ok()
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    let (svc0, harness0) = (d.api.cpu(), cpu_secs("self"));
     let t0 = Instant::now();
     net.open_gate();
     wait_job(&ctx.http, &d.base, &id, job_limit(n)).await?;
@@ -182,6 +218,13 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
     let mut outs = Vec::new();
     for h in handles {
         outs.push(h.await?);
+    }
+    let (svc_cpu, harness_cpu) = (d.api.cpu() - svc0, cpu_secs("self") - harness0);
+    for mut perf in perf {
+        let _ = Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
     }
     let hwm = d.api.hwm_kb();
     let fetched = fetched_at(ctx, &d, &id, n).await?;
@@ -218,7 +261,7 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
         .sum();
     let measured = outs.iter().filter(|o| !o.arrivals.is_empty()).count();
     println!(
-        "    {subs} subscribers: job {wall:.2}s after the gate opened; {done}/{subs} completed, {final_ok} saw the final counts, {} errors{}; events/subscriber median {}; {measured} measured subscribers received {measured_results} of {} results; delay after fetched_at median {:.0} ms p99 {:.0} ms; after the icon request median {:.0} ms p99 {:.0} ms; HWM {:.0} MB",
+        "    {subs} subscribers: job {wall:.2}s after the gate opened; {done}/{subs} completed, {final_ok} saw the final counts, {} errors{}; events/subscriber median {}; {measured} measured subscribers received {measured_results} of {} results; delay after fetched_at median {:.0} ms p99 {:.0} ms; after the icon request median {:.0} ms p99 {:.0} ms; HWM {:.0} MB; CPU service {svc_cpu:.1}s, harness {harness_cpu:.1}s",
         errors.len(),
         errors
             .first()
@@ -241,6 +284,8 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
         after_icon,
         complete: done == subs && final_ok == subs && measured_results == measured * n,
         events_median: median(&ev),
+        svc_cpu,
+        harness_cpu,
     })
 }
 
@@ -292,6 +337,7 @@ pub(super) async fn sc_subscribers(ctx: &mut Ctx) -> Result<()> {
     let mut rss = Vec::new();
     let mut events = Vec::new();
     let mut complete_all = true;
+    let mut cpu = Vec::new();
     for _ in 0..ctx.opts.runs {
         let alone = watched_job(ctx, n, 0).await?;
         let watched = watched_job(ctx, n, subs).await?;
@@ -306,14 +352,25 @@ pub(super) async fn sc_subscribers(ctx: &mut Ctx) -> Result<()> {
         rss.push((watched.rss_idle_mb, watched.rss_subscribed_mb));
         events.push(watched.events_median);
         complete_all &= watched.complete;
+        cpu.push([
+            alone.svc_cpu,
+            watched.svc_cpu,
+            alone.harness_cpu,
+            watched.harness_cpu,
+        ]);
     }
+    let cpu_median = |i: usize| median(&cpu.iter().map(|c| c[i]).collect::<Vec<_>>());
     let (ratio, p99, hwm) = (median(&ratios), median(&p99s), median(&hwms));
     ctx.row(
         &format!("{n}-domain job with {subs} jobProgress subscribers vs with none (wall)"),
         format!(
-            "{ratio:.2}× ({:.2}s vs {:.2}s)",
+            "{ratio:.2}× ({:.2}s vs {:.2}s; CPU of the service {:.1}s vs {:.1}s, of the harness's fake internet and subscribers {:.1}s vs {:.1}s)",
             median(&walls),
-            median(&alone_walls)
+            median(&alone_walls),
+            cpu_median(1),
+            cpu_median(0),
+            cpu_median(3),
+            cpu_median(2),
         ),
         "≤ 1.3×",
         Some(ratio <= 1.3),
