@@ -22,6 +22,8 @@ const CLIENT_READ_BUFFER: usize = 32 << 10;
 #[derive(Default)]
 struct SubOut {
     events: usize,
+    /// The largest `next` message, bytes.
+    largest: usize,
     completed: bool,
     last: Option<Value>,
     /// First arrival per site index, unix µs (measured subscribers only).
@@ -72,6 +74,7 @@ async fn subscriber(
             let t = t.as_str();
             if t.contains("\"type\":\"next\"") {
                 out.events += 1;
+                out.largest = out.largest.max(t.len());
                 if first {
                     first = false;
                     ready.fetch_add(1, Ordering::Relaxed);
@@ -133,6 +136,8 @@ struct Watched {
     svc_cpu: f64,
     harness_cpu: f64,
     events_median: f64,
+    /// The largest `next` message any subscriber received, bytes.
+    largest: usize,
 }
 
 /// One fresh deployment running one `n`-domain job watched by `subs` subscribers (the
@@ -284,6 +289,7 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
         after_icon,
         complete: done == subs && final_ok == subs && measured_results == measured * n,
         events_median: median(&ev),
+        largest: outs.iter().map(|o| o.largest).max().unwrap_or(0),
         svc_cpu,
         harness_cpu,
     })
@@ -336,6 +342,7 @@ pub(super) async fn sc_subscribers(ctx: &mut Ctx) -> Result<()> {
     let mut icon_p99s = Vec::new();
     let mut rss = Vec::new();
     let mut events = Vec::new();
+    let mut largest = 0;
     let mut complete_all = true;
     let mut cpu = Vec::new();
     for _ in 0..ctx.opts.runs {
@@ -351,6 +358,7 @@ pub(super) async fn sc_subscribers(ctx: &mut Ctx) -> Result<()> {
         icon_p99s.push(percentile(&watched.after_icon, 99.0));
         rss.push((watched.rss_idle_mb, watched.rss_subscribed_mb));
         events.push(watched.events_median);
+        largest = largest.max(watched.largest);
         complete_all &= watched.complete;
         cpu.push([
             alone.svc_cpu,
@@ -378,10 +386,11 @@ pub(super) async fn sc_subscribers(ctx: &mut Ctx) -> Result<()> {
     ctx.row(
         &format!("peak service RSS with {subs} subscribers"),
         format!(
-            "{hwm:.0} MB (alone {:.0} MB; {:.0} MB idle → {:.0} MB with all subscribed)",
+            "{hwm:.0} MB (alone {:.0} MB; {:.0} MB idle → {:.0} MB with all subscribed; largest event {:.0} KB)",
             median(&alone_hwms),
             median(&rss.iter().map(|r| r.0).collect::<Vec<_>>()),
             median(&rss.iter().map(|r| r.1).collect::<Vec<_>>()),
+            largest as f64 / 1024.0,
         ),
         "≤ 250 MB",
         Some(hwm <= 250.0),
