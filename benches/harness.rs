@@ -715,6 +715,8 @@ impl Ctx {
             ),
             ("RUST_LOG".into(), "warn".into()),
         ];
+        // The allocator's settings reach the service, to measure them (`MIMALLOC_PURGE_DELAY`…).
+        env.extend(std::env::vars().filter(|(k, _)| k.starts_with("MIMALLOC_")));
         if !o.cache {
             env.push(("CACHE_MAX_AGE_SECS".into(), "0".into()));
         }
@@ -1030,6 +1032,26 @@ async fn sc_postgres(ctx: &mut Ctx) -> Result<()> {
         "≥ 1500/s",
         Some(rate >= 1500.0),
     );
+    // The fleet's 2 × 64 slots against one embedded process with as many, on the same fake
+    // internet in the same invocation.
+    let alone = fresh_runs(ctx, &net, n, ctx.opts.runs, || DeployOpts {
+        env: vec![("WORKER_CONCURRENCY", "128".into())],
+        ..embedded()
+    })
+    .await?;
+    let (alone_rate, alone_wall) = summarize(&alone);
+    let alone_cpu = median(&alone.iter().map(|r| r.svc_cpu).collect::<Vec<_>>());
+    let ratio = rate / alone_rate;
+    ctx.row(
+        &format!(
+            "fleet (PostgreSQL + Redis, 1 API + 2 workers of 64) vs embedded SQLite (WORKER_CONCURRENCY=128), {n} domains"
+        ),
+        format!(
+            "{ratio:.2}× the rate ({rate:.0}/s vs {alone_rate:.0}/s; wall {wall:.2}s vs {alone_wall:.2}s; CPU {cpu_s:.1}s vs {alone_cpu:.1}s)"
+        ),
+        "≥ 0.9×",
+        Some(ratio >= 0.9),
+    );
     Ok(())
 }
 
@@ -1107,8 +1129,8 @@ async fn sc_limit(ctx: &mut Ctx) -> Result<()> {
             100.0 * ours / ka,
             100.0 * ours / close
         ),
-        "(reported)",
-        None,
+        "≥ 45 % of one connection per request",
+        Some(ours / close >= 0.45),
     );
     Ok(())
 }
@@ -1188,8 +1210,9 @@ async fn sc_peer(ctx: &mut Ctx) -> Result<()> {
             format!(
                 "ours {our_rate:.0}/s over {n} domains, peer {peer:.0}/s over {pn} ({found} found an icon) = {ratio:.1}×"
             ),
-            "≥ 10×",
-            Some(ratio >= 10.0),
+            // Plain HTTP is the first round's target; HTTPS the one issue 17 raised.
+            if tls { "≥ 20×" } else { "≥ 10×" },
+            Some(ratio >= if tls { 20.0 } else { 10.0 }),
         );
     }
     Ok(())
@@ -1537,8 +1560,27 @@ async fn sc_icons(ctx: &mut Ctx) -> Result<()> {
 }
 
 async fn sc_profile(ctx: &mut Ctx) -> Result<()> {
+    for tls in [false, true] {
+        profile_one(ctx, tls).await?;
+    }
+    Ok(())
+}
+
+/// A `perf record` of the service during one `--domains` job, over plain HTTP or HTTPS.
+async fn profile_one(ctx: &mut Ctx, tls: bool) -> Result<()> {
     let n = ctx.opts.domains;
-    let net = plain_net(ctx, n, Duration::ZERO).await?;
+    let mode = if tls { "HTTPS" } else { "plain HTTP" };
+    let net = FakeInternet::start(
+        NetOpts {
+            tls,
+            latency: Duration::ZERO,
+            sites: n,
+            low_ports: false,
+            gated: false,
+        },
+        ctx.tmp.path(),
+    )
+    .await?;
     let d = ctx.deploy(Some(&net), embedded()).await?;
     let data = ctx.tmp.path().join("perf.data");
     let perf = Command::new("perf")
@@ -1577,7 +1619,11 @@ async fn sc_profile(ctx: &mut Ctx) -> Result<()> {
     let kept = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("bench-perf.data");
+        .join(if tls {
+            "bench-perf-https.data"
+        } else {
+            "bench-perf.data"
+        });
     if std::fs::copy(&data, &kept).is_ok() {
         println!("    perf data kept at {}", kept.display());
     }
@@ -1591,7 +1637,7 @@ async fn sc_profile(ctx: &mut Ctx) -> Result<()> {
     let top = top.join("\n");
     println!("{top}");
     ctx.notes.push(format!(
-        "perf profile of the service (cpu-clock, {n} domains, {:.2}s, service CPU {:.1}s, fake internet+harness CPU {:.1}s), self time by symbol, ≥ 1%:\n\n```\n{top}\n```",
+        "perf profile of the service (cpu-clock, {n} domains over {mode}, {:.2}s, service CPU {:.1}s, fake internet+harness CPU {:.1}s), self time by symbol, ≥ 1%:\n\n```\n{top}\n```",
         out.wall, out.svc_cpu, out.harness_cpu
     ));
     Ok(())
