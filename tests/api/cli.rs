@@ -171,3 +171,40 @@ async fn find_over_a_file_prints_nothing_extra_when_piped() {
         "stderr when piped"
     );
 }
+
+/// mimalloc reads its settings from the environment before `main` runs, so the binary starts
+/// itself again with the one it needs (arena memory committed as it is used, and so given back
+/// when freed) unless the operator chose a value.
+#[test]
+fn the_binary_runs_with_its_allocator_setting_unless_one_is_given() {
+    const VAR: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+    for (given, expected) in [(None, "0"), (Some("1"), "1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_favicon-finder"));
+        command
+            .arg("serve")
+            .env_remove(VAR)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display()),
+            )
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("WORKER_CONCURRENCY", "0")
+            // The app's start-up line says it is serving, after the restart.
+            .env("RUST_LOG", "warn,favicon_finder::app=info")
+            .stderr(std::process::Stdio::piped());
+        if let Some(value) = given {
+            command.env(VAR, value);
+        }
+        let mut child = command.spawn().unwrap();
+        crate::helpers::listening_addr(child.stderr.take().unwrap());
+        let child = crate::helpers::ChildGuard(child);
+        let environ = std::fs::read(format!("/proc/{}/environ", child.0.id())).unwrap();
+        let want = format!("{VAR}={expected}");
+        assert!(
+            environ.split(|b| *b == 0).any(|v| v == want.as_bytes()),
+            "{want} not in the environment of the serving process (given {given:?})"
+        );
+    }
+}
