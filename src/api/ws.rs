@@ -414,13 +414,20 @@ async fn supervise_socket(
 ) -> Ending {
     let init_deadline = tokio::time::sleep(init_timeout);
     tokio::pin!(init_deadline);
+    // A select's guard is read only when the loop turns, and a quiet connection may not turn
+    // it before the deadline (the next turn can be the first ping): so the deadline itself
+    // asks whether `connection_init` came, and is disarmed for good once it has.
+    let mut init_pending = true;
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let idle_deadline = heard.last() + idle_timeout;
         tokio::select! {
-            () = &mut init_deadline, if !heard.initialised.load(Ordering::Relaxed) => {
-                return Ending::close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout");
+            () = &mut init_deadline, if init_pending => {
+                if !heard.initialised.load(Ordering::Relaxed) {
+                    return Ending::close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout");
+                }
+                init_pending = false;
             }
             () = tokio::time::sleep_until(idle_deadline) => {
                 if heard.last() + idle_timeout <= Instant::now() {

@@ -161,6 +161,47 @@ both_backends!(
     both_protocols_see_snapshot_events_and_completion
 );
 
+/// A subscription lives as long as its job, however short the socket's timers: the init
+/// deadline, many pings and several idle timeouts all pass while the job runs, on both
+/// protocols, and each subscriber still ends with the final counts and every domain named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_outlive_every_socket_timer() {
+    let (internet, domains) = slow_world(40, Duration::from_millis(250)).await;
+    let resolve = internet.resolve(&[]);
+    // The first ping after the init deadline, as with the defaults (10 s, then 15 s): the
+    // deadline must not depend on anything else waking the connection first.
+    let (init, ping, idle) = (300, 700, 1_600);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("FETCH_RESOLVE", &resolve),
+            ("WORKER_CONCURRENCY", "2"),
+            ("WS_INIT_TIMEOUT_MS", &init.to_string()),
+            ("WS_PING_INTERVAL_MS", &ping.to_string()),
+            ("WS_IDLE_TIMEOUT_MS", &idle.to_string()),
+        ],
+    )
+    .await;
+    let job_id = app.create_job("long", &domains).await;
+    let started = tokio::time::Instant::now();
+    let (modern, legacy) = tokio::join!(
+        watch(app.ws().await, Protocol::TransportWs, &job_id),
+        watch(
+            app.ws_with("/graphql", Protocol::LegacyWs).await,
+            Protocol::LegacyWs,
+            &job_id
+        ),
+    );
+    let lived = started.elapsed();
+    assert!(
+        lived > Duration::from_millis(2 * idle),
+        "the job must outlive every timer for this test to mean anything: {lived:?}"
+    );
+    check_delivery(&app, &job_id, &domains, &modern).await;
+    check_delivery(&app, &job_id, &domains, &legacy).await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_malformed_ids_get_errors_not_hangs() {
     let app = TestApp::api_only(&[]).await;
@@ -458,4 +499,221 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+const RESUMING: &str =
+    "subscription($id: ID!, $after: Int) { jobProgress(jobId: $id, after: $after) {
+    status total completed failed cursor results { domain status } } }";
+
+/// Reads `jobProgress` events on an initialised socket until the operation completes or
+/// `stop` says enough; returns them.
+async fn read_events(ws: &mut Ws, mut stop: impl FnMut(&[Value]) -> bool) -> (Vec<Value>, bool) {
+    let mut events = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("an event within a minute")
+            .expect("the socket stays open")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        match frame["type"].as_str().unwrap() {
+            "next" => {
+                assert!(frame["payload"]["errors"].is_null(), "{frame}");
+                events.push(frame["payload"]["data"]["jobProgress"].clone());
+                if stop(&events) {
+                    return (events, false);
+                }
+            }
+            "complete" => return (events, true),
+            "ping" | "pong" | "ka" => {}
+            other => panic!("unexpected frame {other}: {frame}"),
+        }
+    }
+}
+
+/// A client that leaves mid-job and comes back with the cursor of the last event it read
+/// hears of every domain: those that finished while it was away first, then the rest live.
+/// `after: 0` on a finished job names every domain; a negative cursor is refused.
+async fn resuming_with_the_cursor_misses_no_domain(backend: Backend) {
+    let (internet, domains) = slow_world(30, Duration::from_millis(150)).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(
+        backend,
+        &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "3")],
+    )
+    .await;
+    let job_id = app.create_job("resume", &domains).await;
+    let mut heard: HashSet<String> = HashSet::new();
+    let name = |events: &[Value], heard: &mut HashSet<String>| {
+        for event in events {
+            for result in event["results"].as_array().unwrap() {
+                heard.insert(result["domain"].as_str().unwrap().to_owned());
+            }
+        }
+    };
+
+    let mut ws = app.ws().await;
+    ws_subscribe(
+        &mut ws,
+        Protocol::TransportWs,
+        "1",
+        RESUMING,
+        json!({"id": job_id}),
+    )
+    .await;
+    // Leaves once some domains were named and the job is still running.
+    let (events, completed) = read_events(&mut ws, |events| {
+        events
+            .iter()
+            .any(|e| !e["results"].as_array().unwrap().is_empty())
+    })
+    .await;
+    assert!(!completed, "the job must still run when the client leaves");
+    let cursor = events.last().unwrap()["cursor"].as_i64().unwrap();
+    assert!(cursor > 0, "{events:?}");
+    name(&events, &mut heard);
+    drop(ws);
+    // Away while more domains finish.
+    wait_until("more domains finish while the client is away", || async {
+        rows_done(&app, &job_id).await >= cursor + 5
+    })
+    .await;
+
+    let mut ws = app.ws().await;
+    ws_subscribe(
+        &mut ws,
+        Protocol::TransportWs,
+        "2",
+        RESUMING,
+        json!({"id": job_id, "after": cursor}),
+    )
+    .await;
+    let (events, completed) = read_events(&mut ws, |_| false).await;
+    assert!(completed);
+    let first: Vec<_> = events[0]["results"].as_array().unwrap().to_vec();
+    assert!(
+        first.len() >= 5,
+        "the first event after resuming names what finished meanwhile: {:?}",
+        events[0]
+    );
+    name(&events, &mut heard);
+    let expected: HashSet<String> = domains.iter().cloned().collect();
+    assert_eq!(heard, expected, "every domain was named");
+    let last = events.last().unwrap();
+    assert_eq!(last["status"], "COMPLETED");
+    assert_eq!(last["cursor"], 30);
+
+    // From the start, after the end: every domain, then completion.
+    let mut ws = app.ws().await;
+    ws_subscribe(
+        &mut ws,
+        Protocol::TransportWs,
+        "3",
+        RESUMING,
+        json!({"id": job_id, "after": 0}),
+    )
+    .await;
+    let (events, completed) = read_events(&mut ws, |_| false).await;
+    assert!(completed);
+    let mut all = HashSet::new();
+    name(&events, &mut all);
+    assert_eq!(all, expected);
+
+    // A cursor no event ever carried is refused with a reason.
+    let mut ws = app.ws().await;
+    ws_subscribe(
+        &mut ws,
+        Protocol::TransportWs,
+        "4",
+        RESUMING,
+        json!({"id": job_id, "after": -1}),
+    )
+    .await;
+    let frame: Value = loop {
+        let Message::Text(text) = ws.next().await.unwrap().unwrap() else {
+            continue;
+        };
+        break serde_json::from_str(&text).unwrap();
+    };
+    let said = frame.to_string();
+    assert!(said.contains("after must be"), "{said}");
+    app.stop().await;
+}
+both_backends!(resume, resuming_with_the_cursor_misses_no_domain);
+
+/// The npm `graphql-ws` client, with retries, following a job while the network drops its
+/// socket twice mid-job (a relay cuts the TCP connections; the server never says goodbye):
+/// it reconnects, resumes with the cursor it keeps in its variables, and ends having heard of
+/// every domain, with the final counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graphql_ws_client_resumes_after_its_socket_is_cut() {
+    let js = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js");
+    let installed = std::path::Path::new(js)
+        .join("node_modules/graphql-ws")
+        .is_dir();
+    if !crate::common::services::available(
+        "node with tests/js installed (npm ci --prefix tests/js)",
+        crate::common::services::on_path("node") && installed,
+    ) {
+        return;
+    }
+    let (internet, domains) = slow_world(60, Duration::from_millis(250)).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "2")],
+    )
+    .await;
+    let target = app.base.trim_start_matches("http://").parse().unwrap();
+    let relay = crate::common::relay::Relay::start(target).await;
+    let job_id = app.create_job("npm", &domains).await;
+    let url = format!("{}/graphql/ws", relay.base().replace("http://", "ws://"));
+    let client = tokio::process::Command::new("node")
+        .arg(format!("{js}/resume.mjs"))
+        .arg(&url)
+        .arg(&job_id)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for (cut, cut_at) in [10, 30].into_iter().enumerate() {
+        // Each cut hits a connection: the client's first, then the one it came back on.
+        wait_until(
+            "domains finish, the client connected, before the cut",
+            || async { relay.accepted() > cut && rows_done(&app, &job_id).await >= cut_at },
+        )
+        .await;
+        relay.cut();
+    }
+    assert!(
+        rows_done(&app, &job_id).await < 60,
+        "the job must still run after the cuts for this test to mean anything"
+    );
+    let output = tokio::time::timeout(Duration::from_secs(90), client.wait_with_output())
+        .await
+        .expect("the client finishes")
+        .unwrap();
+    let said: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stdout)));
+    assert!(output.status.success(), "{said}");
+    assert!(said["errors"].as_array().unwrap().is_empty(), "{said}");
+    assert!(
+        said["closes"].as_i64().unwrap() >= 2 && relay.accepted() >= 3,
+        "the socket was cut twice and the client came back: {said}, {} connections",
+        relay.accepted()
+    );
+    let named: HashSet<String> = said["named"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    let expected: HashSet<String> = domains.iter().cloned().collect();
+    assert_eq!(named, expected, "every domain was named: {said}");
+    assert_eq!(said["last"]["status"], "COMPLETED", "{said}");
+    assert_eq!(said["last"]["completed"], 60, "{said}");
+    app.stop().await;
 }
