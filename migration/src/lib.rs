@@ -15,6 +15,7 @@ mod m20261202_000007_job_source_ip;
 mod m20261202_000008_icons;
 mod m20261203_000009_lifecycle;
 mod m20261205_000010_result_filters;
+mod m20261206_000011_finished_seq;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_icons::Migration),
             Box::new(m20261203_000009_lifecycle::Migration),
             Box::new(m20261205_000010_result_filters::Migration),
+            Box::new(m20261206_000011_finished_seq::Migration),
         ]
     }
 }

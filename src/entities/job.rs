@@ -54,6 +54,8 @@ impl From<&Model> for ProgressEvent {
             failed: job.failed,
             progress: job.progress(),
             finished: Vec::new(),
+            // Finished domains are numbered in the transaction that counts them.
+            cursor: job.completed + job.failed,
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct Model {
     pub lease_until: Option<DateTimeUtc>,
     /// The stored bytes of the chosen icon (`icon_blob.sha256`), on success when kept.
     pub icon_sha256: Option<String>,
+    /// The domain's place in the job's order of finishing (1, 2, ...), given in the transaction
+    /// that finishes it; none while pending.
+    pub finished_seq: Option<i32>,
     /// When the row was created.
     pub created_at: DateTimeUtc,
     /// When last changed.
@@ -98,6 +101,7 @@ impl From<Model> for ResultView {
                 height: row.height,
                 fetched_at: row.fetched_at,
                 cached: row.cached,
+                seq: row.finished_seq,
             },
             candidates,
             candidates_dropped: row.candidates_dropped,

@@ -13,7 +13,6 @@
 
 use super::Jobs;
 use crate::model::{JobStatus, ProgressEvent};
-use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -24,8 +23,9 @@ use uuid::Uuid;
 
 /// A feed that heard nothing of its job for this long re-reads the job from the database.
 pub const IDLE_REREAD: Duration = Duration::from_secs(3);
-/// Finished domains fetched from the database after a re-read, at most.
-pub const REREAD_RESULTS: u64 = 1_000;
+/// Finished domains read from the database at a time when a feed or a subscriber fills a
+/// gap; a larger gap is read, and sent, page by page.
+pub const CATCH_UP_PAGE: u64 = 1_000;
 /// Frames a feed keeps for subscribers that have not read them yet; one further behind
 /// catches up from the database instead (over 6 s of events at the coalescing rate).
 pub const FEED_BUFFER: usize = 64;
@@ -33,9 +33,6 @@ pub const FEED_BUFFER: usize = 64;
 /// One progress event of a job, shared by every subscriber of the job, with its renderings.
 pub struct ProgressFrame {
     event: ProgressEvent,
-    /// When the feed built it: a subscriber that lost frames after it asks the database for
-    /// what finished since.
-    built_at: DateTime<Utc>,
     /// Each distinct rendering (e.g. one per GraphQL selection), made once, by key.
     rendered: Mutex<Vec<(Arc<str>, Slot)>>,
 }
@@ -48,7 +45,6 @@ impl ProgressFrame {
     pub fn new(event: ProgressEvent) -> Arc<Self> {
         Arc::new(Self {
             event,
-            built_at: crate::store::now(),
             rendered: Mutex::new(Vec::new()),
         })
     }
@@ -281,10 +277,10 @@ impl Feed {
     }
 
     /// The job's state now, or `None` once it is deleted; retries while the database fails.
-    async fn state(&self) -> Option<(ProgressEvent, DateTime<Utc>)> {
+    async fn state(&self) -> Option<ProgressEvent> {
         loop {
             match self.jobs.store.job(self.job).await {
-                Ok(Some(now)) => return Some((ProgressEvent::from(&now.job), now.job.updated_at)),
+                Ok(Some(now)) => return Some(ProgressEvent::from(&now.job)),
                 Ok(None) => return None,
                 Err(e) => {
                     tracing::warn!(job_id = %self.job, error = %e, "progress feed cannot read the job");
@@ -295,9 +291,12 @@ impl Feed {
     }
 
     async fn run(mut self) {
-        let Some((mut last, mut read_at)) = self.state().await else {
+        let Some(mut last) = self.state().await else {
             return;
         };
+        // Every domain up to here has been sent, or finished before the feed began (and so is
+        // in every subscriber's snapshot or catch-up).
+        let mut cursor = last.cursor;
         if last.is_final() {
             // Subscribers that read an older snapshot hear the end from here.
             self.send(last);
@@ -322,40 +321,34 @@ impl Feed {
                     Err(broadcast::error::TryRecvError::Closed) => return,
                 }
             }
+            // Domains already sent go (a late event from another process); the rest must go on
+            // from the cursor without a hole. A hole means an event is late or lost, and the
+            // domains in it are committed (numbers follow commit order), so the database
+            // fills it; so it does for a final event whose counts are ahead of the names.
+            event
+                .finished
+                .retain(|done| done.seq.is_none_or(|seq| seq > cursor));
+            event.finished.sort_by_key(|done| done.seq);
+            let follows = (cursor + 1..).zip(event.finished.iter().filter_map(|d| d.seq));
+            if follows.clone().any(|(next, seq)| seq != next)
+                || (event.is_final() && event.done() > cursor + event.finished.len() as i32)
+            {
+                reread = true;
+            }
             if reread {
-                self.jobs.count_reread();
-                match self.jobs.store.job(self.job).await {
-                    Ok(Some(now)) => {
-                        let db = ProgressEvent::from(&now.job);
-                        if db.done() > event.done() || (db.is_final() && !event.is_final()) {
-                            // Events were missed: the database says what finished meanwhile.
-                            let missed = self
-                                .jobs
-                                .store
-                                .finished_since(self.job, read_at, REREAD_RESULTS)
-                                .await
-                                .unwrap_or_default();
-                            let mut fresh = ProgressEvent {
-                                finished: std::mem::take(&mut event.finished),
-                                ..db
-                            };
-                            fresh.finished.extend(missed);
-                            event = fresh;
-                        }
-                        read_at = now.job.updated_at;
-                    }
-                    // Deleted: its subscribers hear a final event all the same.
-                    Ok(None) => {
+                match self.fill(&mut event, &mut cursor).await {
+                    Filled::Yes => {}
+                    Filled::Deleted => {
+                        // Its subscribers hear a final event all the same.
                         self.send(ProgressEvent {
                             status: JobStatus::Cancelled,
                             ..last.counts_only()
                         });
                         return;
                     }
-                    Err(e) => {
-                        tracing::warn!(job_id = %self.job, error = %e, "progress re-read failed");
-                    }
                 }
+            } else if let Some(seq) = event.finished.iter().filter_map(|d| d.seq).next_back() {
+                cursor = seq;
             }
             let moved = event.done() > last.done() || event.is_final() != last.is_final();
             if !moved && event.finished.is_empty() {
@@ -368,6 +361,7 @@ impl Feed {
                     ..last.clone()
                 };
             }
+            event.cursor = cursor;
             last = event.counts_only();
             let is_final = event.is_final();
             self.send(event);
@@ -376,13 +370,67 @@ impl Feed {
             }
         }
     }
+
+    /// Replaces `event`'s domains by those the database has after `cursor`, and its counts by
+    /// the database's when they are further on. Every page but the last is sent at once (so a
+    /// large gap is never held whole); the last stays in `event` for the caller to send.
+    async fn fill(&self, event: &mut ProgressEvent, cursor: &mut i32) -> Filled {
+        self.jobs.count_reread();
+        let db = match self.jobs.store.job(self.job).await {
+            Ok(Some(now)) => ProgressEvent::from(&now.job),
+            Ok(None) => return Filled::Deleted,
+            Err(e) => {
+                tracing::warn!(job_id = %self.job, error = %e, "progress re-read failed");
+                return Filled::Yes;
+            }
+        };
+        if db.done() > event.done() || (db.is_final() && !event.is_final()) {
+            *event = ProgressEvent {
+                finished: std::mem::take(&mut event.finished),
+                ..db
+            };
+        }
+        // Domains of an older process carry no place; they are kept as they came.
+        event.finished.retain(|done| done.seq.is_none());
+        loop {
+            let page = match self
+                .jobs
+                .store
+                .finished_after(self.job, *cursor, CATCH_UP_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(job_id = %self.job, error = %e, "progress re-read failed");
+                    return Filled::Yes;
+                }
+            };
+            let full = page.len() as u64 == CATCH_UP_PAGE;
+            if let Some(seq) = page.last().and_then(|done| done.seq) {
+                *cursor = seq;
+            }
+            event.finished.extend(page);
+            if !full {
+                return Filled::Yes;
+            }
+            // More to come: this page goes now, with counts that are not yet final.
+            let page = ProgressEvent {
+                status: JobStatus::Processing,
+                finished: std::mem::take(&mut event.finished),
+                cursor: *cursor,
+                ..event.counts_only()
+            };
+            self.send(page);
+        }
+    }
 }
 
-impl ProgressFrame {
-    /// When the feed built this frame.
-    pub(super) fn built_at(&self) -> DateTime<Utc> {
-        self.built_at
-    }
+/// What filling a gap from the database found.
+enum Filled {
+    /// The event holds what the database has (or what could be read).
+    Yes,
+    /// The job is gone.
+    Deleted,
 }
 
 #[cfg(test)]

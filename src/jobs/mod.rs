@@ -13,7 +13,7 @@ mod input;
 mod progress;
 mod results;
 
-pub use feed::{FEED_BUFFER, IDLE_REREAD, ProgressFrame, REREAD_RESULTS, Rendered};
+pub use feed::{CATCH_UP_PAGE, FEED_BUFFER, IDLE_REREAD, ProgressFrame, Rendered};
 pub use input::{
     Entry, Fields, MAX_CACHE_AGE_SECS, NewJob, parse_client_id, parse_domains, parse_job_id,
     parse_max_age,
@@ -376,13 +376,15 @@ impl Jobs {
     /// A job's progress: its state now, then an event (at most about ten a second) carrying
     /// the domains finished since the previous one, until the job's final state; or
     /// `NOT_FOUND` (as [`Jobs::find`]). Events after the first are frames shared by every
-    /// subscriber of the job (see `feed`); see `progress` for how nothing is missed.
+    /// subscriber of the job (see `feed`); see `progress` for how nothing is missed. With
+    /// `after` (an earlier event's cursor) it starts with every domain finished after it.
     pub async fn progress(
         &self,
         caller: &Caller,
         id: Uuid,
+        after: Option<i32>,
     ) -> AppResult<impl Stream<Item = std::sync::Arc<ProgressFrame>> + Send + use<>> {
-        progress::stream(self.clone(), caller, id).await
+        progress::stream(self.clone(), caller, id, after).await
     }
 
     /// Cancels a job for `caller` (the `submit` scope; its own client's job unless it is an

@@ -1,31 +1,40 @@
-//! A job's progress as one subscriber sees it: the state now, then the frames of the job's
-//! shared feed (see `feed`), until the final state.
+//! A job's progress as one subscriber sees it: the state now (or, resuming, every domain that
+//! finished after its cursor), then the frames of the job's shared feed (see `feed`), until
+//! the final state.
 //!
-//! Events are signals, not truth (see [`crate::events`]): the feed re-reads the database when
-//! its job is silent, and a subscriber that fell too far behind the feed re-reads the job and
-//! the domains that finished since its last frame, so neither a lost message nor a slow
-//! socket leaves a client waiting or holds memory for it.
+//! Events are signals, not truth (see [`crate::events`]). Every finished domain has a place
+//! in its job's order of finishing, given in the transaction that finishes it, and every event
+//! carries a cursor: the place up to which the subscriber has heard of every domain. So a
+//! client that reconnects with `after: cursor`, and a subscriber that fell too far behind the
+//! feed, read the same thing: every domain after the cursor, from the database, page by page;
+//! neither a lost message nor a slow socket nor a reconnect leaves a domain unnamed, and none
+//! holds memory for it.
 
 use super::Jobs;
-use super::feed::{ProgressFrame, REREAD_RESULTS};
+use super::feed::{CATCH_UP_PAGE, ProgressFrame};
 use crate::auth::Caller;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult, Code};
 use crate::model::{JobStatus, ProgressEvent};
 use futures::Stream;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-/// Domains recorded this long before a subscriber's last frame are asked for again when it
-/// catches up: a frame is built up to one coalescing window after its domains finished.
-const CATCH_UP_OVERLAP: chrono::Duration = chrono::Duration::seconds(1);
-
-/// The progress of job `id`, or `NOT_FOUND` when `caller` may not read it.
+/// The progress of job `id`, or `NOT_FOUND` when `caller` may not read it. With `after`, the
+/// stream starts with every domain that finished after that place (in pages), instead of the
+/// counts alone.
 pub(super) async fn stream(
     jobs: Jobs,
     caller: &Caller,
     id: Uuid,
+    after: Option<i32>,
 ) -> AppResult<impl Stream<Item = Arc<ProgressFrame>> + Send + use<>> {
+    if after.is_some_and(|cursor| cursor < 0) {
+        return Err(AppError::bad_request(
+            Code::InvalidInput,
+            "after must be a cursor from an earlier event (0 or more)",
+        ));
+    }
     // Joined before reading the snapshot, so nothing recorded in between is missed.
     let (mut frames, membership) = jobs.feeds.join(&jobs, id);
     let view = jobs.find(caller, id).await?;
@@ -33,29 +42,54 @@ pub(super) async fn stream(
         let _member = membership;
         let snapshot = ProgressEvent::from(&view.job);
         let mut last = snapshot.counts_only();
-        let mut seen_at = view.job.updated_at;
-        let is_final = snapshot.is_final();
-        yield ProgressFrame::new(snapshot);
-        if is_final {
-            return;
+        let mut cursor = snapshot.cursor;
+        let mut catch_up = false;
+        if let Some(after) = after {
+            cursor = after;
+            catch_up = true;
+        } else {
+            yield ProgressFrame::new(snapshot);
         }
         loop {
+            if catch_up {
+                catch_up = false;
+                // Every domain after our cursor, from the database: the one path for a client
+                // that resumes and for a subscriber that lost its place in the feed.
+                for await frame in pages(jobs.clone(), last.clone(), cursor) {
+                    let event = frame.event();
+                    cursor = event.cursor;
+                    last = event.counts_only();
+                    yield frame;
+                }
+            }
+            if last.is_final() && cursor >= last.done() {
+                return;
+            }
             let frame = match frames.recv().await {
                 Ok(frame) => frame,
-                Err(RecvError::Lagged(_)) => match catch_up(&jobs, &last, seen_at).await {
-                    Some(frame) => frame,
-                    None => continue,
-                },
+                Err(RecvError::Lagged(_)) => {
+                    catch_up = true;
+                    continue;
+                }
                 // The feed stopped without a final event: the process is shutting down.
                 Err(RecvError::Closed) => return,
             };
             let event = frame.event();
-            // Frames built before our snapshot was read say nothing new.
-            if event.done() < last.done() && !event.is_final() {
+            let first = event.finished.iter().find_map(|done| done.seq);
+            if first.is_some_and(|seq| seq > cursor + 1) {
+                // The feed goes on from a later place than ours (it started after our
+                // snapshot): what lies between comes from the database, this frame included.
+                catch_up = true;
                 continue;
             }
-            last = event.counts_only();
-            seen_at = frame.built_at();
+            // Frames from before our snapshot or catch-up say nothing new.
+            if !event.is_final() && event.cursor <= cursor && event.done() <= last.done() {
+                continue;
+            }
+            if event.done() >= last.done() || event.is_final() {
+                last = event.counts_only();
+            }
+            cursor = cursor.max(event.cursor);
             let is_final = event.is_final();
             yield frame;
             if is_final {
@@ -65,42 +99,87 @@ pub(super) async fn stream(
     })
 }
 
-/// A frame for one subscriber that lost its place in the feed after `last`: the job's counts
-/// now and the domains that finished since `since` (its last frame), from the database.
-async fn catch_up(
-    jobs: &Jobs,
-    last: &ProgressEvent,
-    since: chrono::DateTime<chrono::Utc>,
-) -> Option<Arc<ProgressFrame>> {
+/// Every domain of `last`'s job that finished after `cursor`, as frames of at most
+/// [`CATCH_UP_PAGE`] domains with the job's counts; at least one frame, unless the database
+/// cannot be read (then the feed's next frame or re-read brings the subscriber on).
+fn pages(
+    jobs: Jobs,
+    mut last: ProgressEvent,
+    mut cursor: i32,
+) -> impl Stream<Item = Arc<ProgressFrame>> + Send {
+    async_stream::stream! {
+        while let Some(page) = next_page(&jobs, &mut last, &mut cursor).await {
+            let more = page.more;
+            yield page.frame;
+            if !more {
+                break;
+            }
+        }
+    }
+}
+
+/// One page of a catch-up, and whether more follow.
+struct Page {
+    frame: Arc<ProgressFrame>,
+    more: bool,
+}
+
+/// The next page of domains finished after `cursor`, with the job's counts (which never go
+/// back from `last`); moves both on. A page that is not the last says `PROCESSING`, so a
+/// client that stops at a final status reads every page. `None` when the database cannot be
+/// read (the feed's next frame or re-read brings the subscriber on).
+async fn next_page(jobs: &Jobs, last: &mut ProgressEvent, cursor: &mut i32) -> Option<Page> {
     let id = last.job_id;
     jobs.count_reread();
-    let event = match jobs.store.job(id).await {
+    let counts = match jobs.store.job(id).await {
         Ok(Some(now)) => ProgressEvent::from(&now.job),
+        // Deleted meanwhile: the feed's final frame may be among those lost.
         Ok(None) => {
-            // Deleted meanwhile: the feed's final frame may be among those lost.
-            return Some(ProgressFrame::new(ProgressEvent {
+            *last = ProgressEvent {
                 status: JobStatus::Cancelled,
                 ..last.counts_only()
-            }));
+            };
+            return Some(Page {
+                frame: ProgressFrame::new(ProgressEvent {
+                    cursor: *cursor,
+                    ..last.clone()
+                }),
+                more: false,
+            });
         }
         Err(e) => {
             tracing::warn!(job_id = %id, error = %e, "progress catch-up failed");
             return None;
         }
     };
-    let mut finished = jobs
-        .store
-        .finished_since(id, since - CATCH_UP_OVERLAP, REREAD_RESULTS)
-        .await
-        .unwrap_or_default();
-    for row in &mut finished {
-        row.link_icon(jobs.public_url.as_deref());
+    let finished = match jobs.store.finished_after(id, *cursor, CATCH_UP_PAGE).await {
+        Ok(finished) => finished,
+        Err(e) => {
+            tracing::warn!(job_id = %id, error = %e, "progress catch-up failed");
+            return None;
+        }
+    };
+    let more = finished.len() as u64 == CATCH_UP_PAGE;
+    if let Some(seq) = finished.last().and_then(|done| done.seq) {
+        *cursor = seq;
     }
     // The database may lag events from another process: counts never go back.
-    let counts = if event.done() < last.done() && !event.is_final() {
-        last.counts_only()
-    } else {
-        event
+    if counts.done() >= last.done() || counts.is_final() {
+        *last = counts.counts_only();
+    }
+    let mut event = ProgressEvent {
+        finished,
+        cursor: *cursor,
+        ..last.clone()
     };
-    Some(ProgressFrame::new(ProgressEvent { finished, ..counts }))
+    for row in &mut event.finished {
+        row.link_icon(jobs.public_url.as_deref());
+    }
+    if more {
+        event.status = JobStatus::Processing;
+    }
+    Some(Page {
+        frame: ProgressFrame::new(event),
+        more,
+    })
 }

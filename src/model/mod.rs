@@ -166,6 +166,11 @@ pub struct ProgressEvent {
     /// Domains finished since the previous event, as every view shows a result.
     #[serde(with = "view::wire")]
     pub finished: Vec<ResultColumns>,
+    /// Where the event leaves a subscriber in the job's order of finishing: every domain up
+    /// to this place has been named to it, or was finished before it subscribed. Resuming
+    /// with `after: cursor` misses nothing (see [`ResultColumns::seq`]).
+    #[serde(default)]
+    pub cursor: i32,
 }
 
 impl ProgressEvent {
@@ -191,6 +196,7 @@ impl ProgressEvent {
             failed: self.failed,
             progress: self.progress,
             finished: Vec::new(),
+            cursor: self.cursor,
         }
     }
 
@@ -205,6 +211,7 @@ impl ProgressEvent {
             self.failed = later.failed;
             self.progress = later.progress;
         }
+        self.cursor = self.cursor.max(later.cursor);
         self.finished.extend(later.finished);
     }
 }
@@ -241,6 +248,7 @@ impl ProgressEvent {
                     ..ResultColumns::default()
                 })
                 .collect(),
+            cursor: 0,
         }
     }
 }

@@ -64,6 +64,13 @@ pub struct ResultColumns {
     #[serde(skip)]
     #[sea_orm(skip)]
     pub icon: Option<IconView>,
+    /// The domain's place in its job's order of finishing (1-based), once finished: what a
+    /// progress event's cursor is made of. Events carry it between processes; no view shows
+    /// it as a column.
+    #[serde(skip)]
+    #[sea_orm(skip)]
+    #[graphql(skip)]
+    pub seq: Option<i32>,
 }
 
 /// A stored icon as GraphQL's `Result.icon` (and `ProgressResult.icon`) shows it.
@@ -99,12 +106,15 @@ pub(super) mod wire {
         columns: C,
         #[serde(default)]
         icon: I,
+        #[serde(default)]
+        seq: Option<i32>,
     }
 
     pub fn serialize<S: Serializer>(rows: &[ResultColumns], s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(rows.iter().map(|c| Row {
             columns: c,
             icon: &c.icon,
+            seq: c.seq,
         }))
     }
 
@@ -114,6 +124,7 @@ pub(super) mod wire {
             .into_iter()
             .map(|row| ResultColumns {
                 icon: row.icon,
+                seq: row.seq,
                 ..row.columns
             })
             .collect())
@@ -238,6 +249,7 @@ mod tests {
             cached: true,
             icon_url: Some("/icons/a.test".into()),
             icon: None,
+            seq: Some(7),
         };
         let json = serde_json::to_value(&row).unwrap();
         let object = json.as_object().unwrap();
@@ -270,6 +282,7 @@ mod tests {
         let row = ResultColumns {
             icon_url: Some(icon.url.clone()),
             icon: Some(icon),
+            seq: Some(3),
             ..ResultColumns::default()
         };
         let rest = serde_json::to_value(&row).unwrap();
@@ -283,6 +296,7 @@ mod tests {
             failed: 0,
             progress: 100,
             finished: vec![row],
+            cursor: 3,
         };
         let wire = serde_json::to_string(&event).unwrap();
         let back: crate::model::ProgressEvent = serde_json::from_str(&wire).unwrap();

@@ -139,6 +139,7 @@ impl Store {
                 .filter(job::Column::Id.eq(job.id))
                 .exec(&txn)
                 .await?;
+            super::results::number_finished(&txn, job.id, false).await?;
         }
         txn.commit().await?;
         Ok(JobView {

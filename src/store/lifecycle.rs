@@ -26,6 +26,7 @@
 //!   it must have started before the mark, so it has committed long before the sweep.
 
 use super::queue::{FETCHED, HAS_ICON};
+use super::results::number_finished;
 use super::{Store, now};
 use crate::entities::job;
 use crate::model::JobStatus;
@@ -106,6 +107,7 @@ impl Store {
                 [id.into(), (n as i32).into()],
             ))
             .await?;
+            number_finished(&txn, id, false).await?;
         }
         let job = job::Entity::find_by_id(id).one(&txn).await?;
         txn.commit().await?;
@@ -408,6 +410,7 @@ pub(super) async fn cancel_leftovers(db: &DatabaseConnection, job_id: Uuid) -> R
             [job_id.into(), (n as i32).into(), now.into()],
         ))
         .await?;
+        number_finished(&txn, job_id, false).await?;
     }
     txn.commit().await?;
     Ok(n)

@@ -4,7 +4,7 @@
 //! partial index only when the query repeats the index's clause, so the clauses live here as
 //! constants that the queries splice in, and a test checks each against the migrated schema.
 
-use super::results::finished_row;
+use super::results::{finished_row, number_finished};
 use super::{Store, is_transient, now};
 use crate::entities::{job, result};
 use crate::model::{
@@ -16,7 +16,7 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -42,6 +42,9 @@ pub(super) const FAILED: &str = "status = 'failed'";
 
 /// The lease owner of an abandoned row: no pool has this id, so no heartbeat renews it.
 const ABANDONED: Uuid = Uuid::nil();
+
+/// A row finished by a write, by its id, with the view events carry.
+type FinishedRow = (Uuid, ResultColumns);
 
 /// A row a worker has claimed and must now find.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,7 +107,7 @@ fn clean_disposition(disposition: Disposition) -> Disposition {
 pub struct JobUpdate {
     /// The job after the write.
     pub job: job::Model,
-    /// The domains that finished in that write, in no particular order.
+    /// The domains that finished in that write, in their order of finishing.
     pub finished: Vec<ResultColumns>,
 }
 
@@ -372,8 +375,8 @@ impl Store {
     async fn write_batch(&self, batch: &[(Claimed, Disposition)]) -> Result<Vec<JobUpdate>, DbErr> {
         let now = now();
         let txn = self.db.begin().await?;
-        // Per job: (newly completed, newly failed, finished domains).
-        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<ResultColumns>)> = BTreeMap::new();
+        // Per job: (newly completed, newly failed, finished domains by row id).
+        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedRow>)> = BTreeMap::new();
         // Icons to store, written after the rows in content-address order: two batches that
         // share icons then lock their blob rows in the same order and cannot deadlock.
         let mut icons = Vec::new();
@@ -401,7 +404,7 @@ impl Store {
                 } else {
                     entry.1 += 1;
                 }
-                entry.2.push(done);
+                entry.2.push((claim.id, done));
             }
         }
         icons.sort_by(|a, b| {
@@ -454,6 +457,19 @@ impl Store {
                 .filter(Expr::cust("completed + failed >= total"))
                 .exec(&txn)
                 .await?;
+            // After the counters: their write holds the job row's lock for the numbering.
+            let places: HashMap<Uuid, i32> = number_finished(&txn, job_id, true)
+                .await?
+                .into_iter()
+                .collect();
+            let mut finished: Vec<ResultColumns> = finished
+                .into_iter()
+                .map(|(id, mut done)| {
+                    done.seq = places.get(&id).copied();
+                    done
+                })
+                .collect();
+            finished.sort_by_key(|done| done.seq);
             let job = job::Entity::find_by_id(job_id)
                 .one(&txn)
                 .await?

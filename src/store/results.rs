@@ -19,10 +19,18 @@ use futures::Stream;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
+
+/// The finished-order index's clause (`idx_result_finished_seq`): rows with their place in
+/// their job's order of finishing; a cursor's `finished_seq > n` implies it.
+pub(super) const NUMBERED: &str = "finished_seq IS NOT NULL";
+
+/// The unnumbered index's clause (`idx_result_unnumbered`): rows finished in a transaction
+/// that has not numbered them yet (none between transactions).
+pub(super) const UNNUMBERED: &str = "finished_seq IS NULL AND status <> 'pending'";
 
 /// Rows per read when streaming a job's results. Larger chunks were no faster once only the
 /// exported columns are read, and 5,000 grew the RSS by 26 MB instead of 10 (BENCHMARKS.md).
@@ -271,6 +279,23 @@ impl Store {
         Ok(views.into_iter().map(|view| view.columns).collect())
     }
 
+    /// Domains of job `job_id` that finished after place `cursor` in its order of finishing,
+    /// in that order, at most `limit`: a page of what a subscriber has not heard of yet.
+    pub async fn finished_after(
+        &self,
+        job_id: Uuid,
+        cursor: i32,
+        limit: u64,
+    ) -> Result<Vec<ResultColumns>, DbErr> {
+        let rows = finished_after_query(job_id, cursor, limit)
+            .all(&self.db)
+            .await?;
+        let views = self
+            .with_icon_sizes(rows.into_iter().map(ResultView::from).collect())
+            .await?;
+        Ok(views.into_iter().map(|view| view.columns).collect())
+    }
+
     /// Streams a job's results in submission order, as chunks of at most [`STREAM_CHUNK`] rows
     /// and about `max_bytes` of text: a chunk ends before the row that would take it past
     /// `max_bytes` (every chunk holds at least one row), so memory stays bounded however large
@@ -380,4 +405,64 @@ pub(super) fn export_sql(backend: DbBackend) -> String {
                  WHERE job_id = {p1} AND position >= {p2} ORDER BY position LIMIT {p3}) AS page\
              ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
     )
+}
+
+/// Gives the rows of job `job_id` that the transaction `db` has finished and not numbered yet
+/// their places in the job's order of finishing, after the largest given so far (in
+/// position order among themselves); returns each row's id and place when `returning`.
+///
+/// Call it after the statement that moves the job's counters: that statement holds the job
+/// row's lock to the end of the transaction, so no two transactions number one job at once,
+/// the numbers follow commit order (a reader that sees place n sees every place before it),
+/// and the largest equals the job's `completed + failed`.
+pub(super) async fn number_finished(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+    returning: bool,
+) -> Result<Vec<(Uuid, i32)>, DbErr> {
+    let statement = Statement::from_sql_and_values(
+        db.get_database_backend(),
+        number_sql(returning),
+        [job_id.into()],
+    );
+    if !returning {
+        db.execute_raw(statement).await?;
+        return Ok(Vec::new());
+    }
+    db.query_all_raw(statement)
+        .await?
+        .into_iter()
+        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "finished_seq")?)))
+        .collect()
+}
+
+/// The numbering statement of [`number_finished`]; its one parameter is the job id.
+pub(super) fn number_sql(returning: bool) -> String {
+    format!(
+        "UPDATE result SET finished_seq = s.base + s.rn \
+         FROM (SELECT id AS rid, row_number() OVER (ORDER BY position) AS rn, \
+                 (SELECT COALESCE(MAX(finished_seq), 0) FROM result \
+                  WHERE job_id = $1 AND {NUMBERED}) AS base \
+               FROM result WHERE job_id = $1 AND {UNNUMBERED}) AS s \
+         WHERE result.id = s.rid{}",
+        if returning {
+            " RETURNING id, finished_seq"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A job's finished rows after place `cursor` in its order of finishing, in that order.
+pub(super) fn finished_after_query(
+    job_id: Uuid,
+    cursor: i32,
+    limit: u64,
+) -> sea_orm::Select<result::Entity> {
+    result::Entity::find()
+        .filter(result::Column::JobId.eq(job_id))
+        .filter(Expr::cust(NUMBERED))
+        .filter(result::Column::FinishedSeq.gt(cursor))
+        .order_by_asc(result::Column::FinishedSeq)
+        .limit(limit)
 }

@@ -29,9 +29,14 @@ pub struct JobProgress {
     failed: i32,
     /// Percent finished, rounded down.
     progress: i32,
-    /// Domains finished since the previous event (empty in the first, snapshot event), with
-    /// the same columns as a `Result` short of its candidates.
+    /// Domains finished since the previous event (empty in the first, snapshot event, unless
+    /// the subscription resumes with `after`), with the same columns as a `Result` short of
+    /// its candidates.
     results: Vec<ResultColumns>,
+    /// Where this event leaves the subscriber in the job's order of finishing: every domain
+    /// up to this place has been named to it (or had finished before it subscribed without
+    /// `after`). Subscribe again with `after: cursor` to miss nothing.
+    cursor: i32,
 }
 
 impl From<ProgressEvent> for JobProgress {
@@ -44,6 +49,7 @@ impl From<ProgressEvent> for JobProgress {
             failed: event.failed,
             progress: event.progress,
             results: event.finished,
+            cursor: event.cursor,
         }
     }
 }
@@ -55,11 +61,15 @@ pub struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// Live progress of a job: the current state at once, then events (at most about ten a
     /// second) carrying the domains finished since the previous one; completes after the
-    /// job's final event.
+    /// job's final event. With `after` (the `cursor` of the last event a client received,
+    /// or 0 for all), it starts instead with every domain that finished after that place,
+    /// in events of at most 1,000 domains, and then goes on live: a client that reconnects
+    /// this way misses no domain (one may be named twice).
     async fn job_progress(
         &self,
         c: &Context<'_>,
         job_id: ID,
+        after: Option<i32>,
     ) -> Result<impl Stream<Item = ProgressItem> + use<>> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
         let slot = match c.data_opt::<ConnectionSubscriptions>() {
@@ -70,7 +80,7 @@ impl SubscriptionRoot {
         let open = OpenSubscription::new(api.metrics.clone());
         let progress = api
             .jobs
-            .progress(caller(c)?, id)
+            .progress(caller(c)?, id, after)
             .await
             .map_err(AppError::into_graphql)?;
         let selection = selection_key(c);

@@ -3,15 +3,18 @@
 //! index) serve, which must name their index.
 
 use super::*;
+use crate::store::results::{NUMBERED, UNNUMBERED};
 use std::collections::BTreeSet;
 
 /// Each partial index on `result`, with the clause the queries repeat for it.
-const PARTIAL_INDEXES: [(&str, &str); 5] = [
+const PARTIAL_INDEXES: [(&str, &str); 7] = [
     ("idx_result_pending_order", PENDING),
     ("idx_result_leased", LEASED),
     ("idx_result_fetched", FETCHED),
     ("idx_result_icon", HAS_ICON),
     ("idx_result_job_failure", FAILED),
+    ("idx_result_finished_seq", NUMBERED),
+    ("idx_result_unnumbered", UNNUMBERED),
 ];
 
 /// The partial indexes on `result` and their clauses, as the database holds them: the text
@@ -97,6 +100,9 @@ async fn check_claim_plan(store: &Store) {
     )
     .await
     .unwrap();
+    super::super::results::number_finished(db, job.id, false)
+        .await
+        .unwrap();
     let backend = db.get_database_backend();
     let explain = match backend {
         DbBackend::Postgres => "EXPLAIN (FORMAT JSON)",
@@ -146,6 +152,21 @@ async fn check_claim_plan(store: &Store) {
         super::super::jobs::insert_results(backend, Uuid::new_v4(), now, reuse, 0, &domains[..50]);
     let (cache_index, _) = PARTIAL_INDEXES[2];
     assert_plan_uses(db, explain, create, cache_index).await;
+    // A subscriber's catch-up reads a job's finished domains after a cursor, and a finishing
+    // transaction numbers what it finished, each from its own index.
+    let after = sea_orm::QueryTrait::build(
+        &super::super::results::finished_after_query(job.id, 20_000, 1_000),
+        backend,
+    );
+    let (numbered, _) = PARTIAL_INDEXES[5];
+    assert_plan_uses(db, explain, after, numbered).await;
+    let number = Statement::from_sql_and_values(
+        backend,
+        super::super::results::number_sql(true),
+        [job.id.into()],
+    );
+    let (unnumbered, _) = PARTIAL_INDEXES[6];
+    assert_plan_uses(db, explain, number, unnumbered).await;
 }
 
 /// Asserts that `statement`'s plan names `index`.
