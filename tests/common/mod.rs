@@ -5,5 +5,6 @@
 pub mod client;
 pub mod db;
 pub mod fake;
+pub mod relay;
 pub mod services;
 pub mod tls;
