@@ -17,7 +17,8 @@ export function renderJob(main, jobId) {
   const bar = progressBar("Job progress");
   const status = h("span", { class: "status", id: "job-status" });
   const counts = h("dl", { class: "counts", id: "job-counts" });
-  const stop = h("button", { type: "button", id: "stop", class: "danger" }, "Stop");
+  // Hidden until the job is known to be running: a finished job has nothing to stop.
+  const stop = h("button", { type: "button", id: "stop", class: "danger", hidden: true }, "Stop");
   const csv = h("a", { id: "csv", class: "button", download: "" }, "Download CSV");
   const message = h("p", { role: "alert", id: "job-message" });
   const groups = h("ul", { id: "failure-groups", class: "groups" });

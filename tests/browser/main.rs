@@ -36,3 +36,4 @@ mod helpers;
 mod cdp;
 mod dashboard;
 mod graphiql;
+mod job_page;
