@@ -95,7 +95,8 @@ export function renderJob(main, jobId) {
       ["Rate", running ? `${rate.toFixed(1)} domains/s` : "—"],
       ["ETA", running && rate > 0 ? duration((p.total - done) / rate) : "—"],
     ];
-    counts.replaceChildren(...pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-key": k.toLowerCase() }, String(v))]));
+    // A div per pair (allowed in a dl) is the grid's cell, keeping each value with its label.
+    counts.replaceChildren(...pairs.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { "data-key": k.toLowerCase() }, String(v)))));
   }
 
   async function refresh() {
