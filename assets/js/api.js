@@ -102,9 +102,12 @@ export async function createJob(domains, maxAgeSeconds) {
   return data.createJob.id;
 }
 
-/** The jobProgress subscription's selection. */
-export const PROGRESS = `subscription($jobId: ID!) {
-  jobProgress(jobId: $jobId) { jobId status total completed failed progress results { domain status errorCode error icon { url } } }
+/**
+ * The jobProgress subscription's selection. `cursor` is the event's place in the job's order
+ * of finishing; subscribing with `after: cursor` starts with every domain finished since.
+ */
+export const PROGRESS = `subscription($jobId: ID!, $after: Int) {
+  jobProgress(jobId: $jobId, after: $after) { jobId status total completed failed progress cursor results { domain status errorCode error icon { url } } }
 }`;
 
 
@@ -121,12 +124,29 @@ export function live() {
   return socket;
 }
 
-/** Follows a job's progress: live events, or polling every 2 s when WebSockets are refused. */
-export function followJob(jobId, { onEvent, onError = () => {}, onDone = () => {} }) {
+/**
+ * Follows a job's progress: live events, or polling every 2 s when WebSockets are refused.
+ * When the socket comes back it resumes after the last event's cursor, so every domain that
+ * finished meanwhile still arrives in an event; `onResume` is called first.
+ */
+export function followJob(jobId, { onEvent, onError = () => {}, onDone = () => {}, onResume = () => {} }) {
   let stopped = false;
   let poll = null;
-  const unsubscribe = live().subscribe(PROGRESS, { jobId }, {
-    next: (payload) => (payload.data ? onEvent(payload.data.jobProgress) : onError(new ApiError(payload.errors || []))),
+  // The cursor of the last event; null until the first, which starts from the job's state.
+  let cursor = null;
+  let subscribed = false;
+  const variables = () => {
+    if (subscribed) onResume();
+    subscribed = true;
+    return cursor === null ? { jobId } : { jobId, after: cursor };
+  };
+  const unsubscribe = live().subscribe(PROGRESS, variables, {
+    next: (payload) => {
+      if (!payload.data) return onError(new ApiError(payload.errors || []));
+      const p = payload.data.jobProgress;
+      if (Number.isInteger(p.cursor)) cursor = p.cursor;
+      onEvent(p);
+    },
     error: (errors) => onError(new ApiError(Array.isArray(errors) ? errors : [errors])),
     complete: () => onDone(),
     refused: () => {

@@ -23,6 +23,9 @@ export function createGrid(jobId, { onSelect }) {
   let filters = {};
   let generation = 0;
   let columns = 1;
+  // Results reported while a page is on its way: the page may have been read before they
+  // finished, so they are applied to it when it arrives.
+  let inflight = new Map();
   const tiles = new Map();
 
   function columnsNow() {
@@ -79,7 +82,8 @@ export function createGrid(jobId, { onSelect }) {
       if (mine !== generation) return;
       for (const node of page.nodes) {
         index.set(node.domain, items.length);
-        items.push({ domain: node.domain, status: node.status, errorCode: node.errorCode, error: node.error });
+        const r = inflight.get(node.domain) || node;
+        items.push({ domain: node.domain, status: r.status, errorCode: r.errorCode, error: r.error });
       }
       next = page.next;
       done = !next;
@@ -87,7 +91,10 @@ export function createGrid(jobId, { onSelect }) {
       more.textContent = e.message;
       done = true;
     } finally {
-      if (mine === generation) loading = false;
+      if (mine === generation) {
+        loading = false;
+        inflight = new Map();
+      }
     }
     if (mine === generation) draw();
   }
@@ -111,6 +118,7 @@ export function createGrid(jobId, { onSelect }) {
       next = null;
       done = false;
       loading = false;
+      inflight = new Map();
       for (const el of tiles.values()) el.remove();
       tiles.clear();
       viewport.scrollTop = 0;
@@ -119,6 +127,7 @@ export function createGrid(jobId, { onSelect }) {
     /** Takes in results a progress event reports finished. */
     update(results) {
       for (const r of results) {
+        if (loading) inflight.set(r.domain, r);
         const i = index.get(r.domain);
         if (i === undefined) continue;
         items[i] = { domain: r.domain, status: r.status, errorCode: r.errorCode, error: r.error };

@@ -17,7 +17,8 @@ export function renderJob(main, jobId) {
   const bar = progressBar("Job progress");
   const status = h("span", { class: "status", id: "job-status" });
   const counts = h("dl", { class: "counts", id: "job-counts" });
-  const stop = h("button", { type: "button", id: "stop", class: "danger" }, "Stop");
+  // Hidden until the job is known to be running: a finished job has nothing to stop.
+  const stop = h("button", { type: "button", id: "stop", class: "danger", hidden: true }, "Stop");
   const csv = h("a", { id: "csv", class: "button", download: "" }, "Download CSV");
   const message = h("p", { role: "alert", id: "job-message" });
   const groups = h("ul", { id: "failure-groups", class: "groups" });
@@ -94,7 +95,8 @@ export function renderJob(main, jobId) {
       ["Rate", running ? `${rate.toFixed(1)} domains/s` : "—"],
       ["ETA", running && rate > 0 ? duration((p.total - done) / rate) : "—"],
     ];
-    counts.replaceChildren(...pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-key": k.toLowerCase() }, String(v))]));
+    // A div per pair (allowed in a dl) is the grid's cell, keeping each value with its label.
+    counts.replaceChildren(...pairs.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { "data-key": k.toLowerCase() }, String(v)))));
   }
 
   async function refresh() {
@@ -111,7 +113,9 @@ export function renderJob(main, jobId) {
     }
   }
 
-  let snapshots = 0;
+  // Set when the socket came back: the resumed events may name a domain twice, so failures
+  // are not counted from them; the groups are read again once the events have caught up.
+  let regroup = false;
   let unfollow = null;
   // The grid's first page and the job's counts are read side by side: the first icons do
   // not wait for the failure groups, which cost a scan of the job's results.
@@ -121,16 +125,22 @@ export function renderJob(main, jobId) {
     if (job.status !== "PROCESSING") return;
     unfollow = followJob(jobId, {
       onEvent: (p) => {
-        // A snapshot after the first one means the socket came back: events in between
-        // were missed, so the groups are read again.
-        if (p.results.length === 0 && snapshots++ > 0) refresh();
-        for (const r of p.results) {
-          if (r.status === "FAILED") failures.set(r.errorCode || "unknown", (failures.get(r.errorCode || "unknown") || 0) + 1);
+        if (regroup) {
+          // Caught up once the cursor reaches the job's finished count: read the groups.
+          if (p.cursor >= p.completed + p.failed) {
+            regroup = false;
+            refresh();
+          }
+        } else {
+          for (const r of p.results) {
+            if (r.status === "FAILED") failures.set(r.errorCode || "unknown", (failures.get(r.errorCode || "unknown") || 0) + 1);
+          }
+          if (p.results.some((r) => r.status === "FAILED")) drawGroups();
         }
-        if (p.results.some((r) => r.status === "FAILED")) drawGroups();
         grid.update(p.results);
         draw(p);
       },
+      onResume: () => (regroup = true),
       onError: (e) => (message.textContent = e.message),
       onDone: () => {
         announce(`Job ${state?.status?.toLowerCase() || "finished"}`);

@@ -2,7 +2,8 @@
 // shared by the dashboard and the GraphiQL page. One socket carries every subscription; it
 // reconnects with exponential backoff and resubscribes, closes while the tab is hidden and
 // reopens when it is shown, and reports "refused" when WebSockets never open at all, so the
-// caller can fall back to polling.
+// caller can fall back to polling. A subscription's variables may be a function, asked each
+// time it is (re)subscribed, so a caller can resume where its last event left it.
 
 const PROTOCOL = "graphql-transport-ws";
 const MIN_DELAY = 500;
@@ -31,7 +32,8 @@ export function createClient({ url, params = () => ({}), onState = () => {} }) {
   }
 
   function subscribeMessage(id, sub) {
-    return { id, type: "subscribe", payload: { query: sub.query, variables: sub.variables } };
+    const variables = typeof sub.variables === "function" ? sub.variables() : sub.variables;
+    return { id, type: "subscribe", payload: { query: sub.query, variables } };
   }
 
   function connect() {
@@ -117,8 +119,9 @@ export function createClient({ url, params = () => ({}), onState = () => {} }) {
   document.addEventListener("visibilitychange", () => {
     paused = document.visibilityState === "hidden";
     if (paused) {
-      // Nothing to draw while hidden: give the connection (and the server's slot) back. The
-      // first event after resubscribing is a snapshot, so nothing is missed.
+      // Nothing to draw while hidden: give the connection (and the server's slot) back.
+      // Resubscribing asks the variables again, so a subscriber that resumes from its last
+      // event misses nothing.
       if (socket) {
         const ws = socket;
         socket = null;
@@ -133,8 +136,9 @@ export function createClient({ url, params = () => ({}), onState = () => {} }) {
 
   return {
     /**
-     * Subscribes; `sink` has next(payload), error(errors), complete() and optionally
-     * refused() (WebSockets never open: poll instead). Returns the unsubscribe function.
+     * Subscribes; `variables` is an object or a function giving them at each (re)subscribe;
+     * `sink` has next(payload), error(errors), complete() and optionally refused()
+     * (WebSockets never open: poll instead). Returns the unsubscribe function.
      */
     subscribe(query, variables, sink) {
       const id = String(nextId++);

@@ -60,6 +60,7 @@ struct Log {
     requests: Vec<Request>,
     blocked: Vec<String>,
     websockets: Vec<String>,
+    ws_sent: Vec<String>,
     console_errors: Vec<String>,
 }
 
@@ -330,6 +331,11 @@ impl Browser {
         self.log.lock().unwrap().websockets.clone()
     }
 
+    /// The text of every WebSocket message the page sent, in order.
+    pub fn ws_sent(&self) -> Vec<String> {
+        self.log.lock().unwrap().ws_sent.clone()
+    }
+
     /// Uncaught exceptions and console errors.
     pub fn console_errors(&self) -> Vec<String> {
         self.log.lock().unwrap().console_errors.clone()
@@ -380,6 +386,12 @@ fn on_event(value: &Value, log: &Mutex<Log>, out: &mpsc::UnboundedSender<Message
         "Network.webSocketCreated" => {
             let url = params["url"].as_str().unwrap_or_default().to_owned();
             log.lock().unwrap().websockets.push(url);
+        }
+        "Network.webSocketFrameSent" => {
+            let text = params["response"]["payloadData"]
+                .as_str()
+                .unwrap_or_default();
+            log.lock().unwrap().ws_sent.push(text.to_owned());
         }
         "Runtime.exceptionThrown" => {
             log.lock()

@@ -33,6 +33,9 @@ use common::{client, db, fake, services, tls};
 )]
 mod helpers;
 
+mod cable;
 mod cdp;
 mod dashboard;
 mod graphiql;
+mod job_page;
+mod resume;
