@@ -126,14 +126,15 @@ export function live() {
 
 /**
  * Follows a job's progress: live events, or polling every 2 s when WebSockets are refused.
- * When the socket comes back it resumes after the last event's cursor, so every domain that
- * finished meanwhile still arrives in an event; `onResume` is called first.
+ * It starts after `after` (a finished count read earlier), or from the job's state; when the
+ * socket comes back it resumes after the last event's cursor, so every domain that finished
+ * meanwhile still arrives in an event; `onResume` is called first.
  */
-export function followJob(jobId, { onEvent, onError = () => {}, onDone = () => {}, onResume = () => {} }) {
+export function followJob(jobId, { after = null, onEvent, onError = () => {}, onDone = () => {}, onResume = () => {} }) {
   let stopped = false;
   let poll = null;
-  // The cursor of the last event; null until the first, which starts from the job's state.
-  let cursor = null;
+  // The cursor of the last event; until the first, `after` (null: from the job's state).
+  let cursor = after;
   let subscribed = false;
   const variables = () => {
     if (subscribed) onResume();

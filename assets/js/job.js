@@ -117,35 +117,45 @@ export function renderJob(main, jobId) {
   // are not counted from them; the groups are read again once the events have caught up.
   let regroup = false;
   let unfollow = null;
-  // The grid's first page and the job's counts are read side by side: the first icons do
-  // not wait for the failure groups, which cost a scan of the job's results.
-  applyFilters();
-  refresh().then((job) => {
-    if (!job) return;
-    if (job.status !== "PROCESSING") return;
-    unfollow = followJob(jobId, {
-      onEvent: (p) => {
-        if (regroup) {
-          // Caught up once the cursor reaches the job's finished count: read the groups.
-          if (p.cursor >= p.completed + p.failed) {
-            regroup = false;
-            refresh();
+  // The job's finished count is read before the grid's first page, and the subscription
+  // starts after it: a domain that finishes between the grid's read and the subscription
+  // still arrives in an event. Then the grid's first page and the job's counts are read side
+  // by side: the first icons do not wait for the failure groups, which cost a scan.
+  const counted = call(`query($id: ID!) { job(id: $id) { completed failed } }`, { id: jobId }).then(
+    ({ job }) => job.completed + job.failed,
+    // The page still works from the job's state; refresh() below says what is wrong.
+    () => null,
+  );
+  counted.then((start) => {
+    applyFilters();
+    refresh().then((job) => {
+      if (!job) return;
+      if (job.status !== "PROCESSING") return;
+      unfollow = followJob(jobId, {
+        after: start,
+        onEvent: (p) => {
+          if (regroup) {
+            // Caught up once the cursor reaches the job's finished count: read the groups.
+            if (p.cursor >= p.completed + p.failed) {
+              regroup = false;
+              refresh();
+            }
+          } else {
+            for (const r of p.results) {
+              if (r.status === "FAILED") failures.set(r.errorCode || "unknown", (failures.get(r.errorCode || "unknown") || 0) + 1);
+            }
+            if (p.results.some((r) => r.status === "FAILED")) drawGroups();
           }
-        } else {
-          for (const r of p.results) {
-            if (r.status === "FAILED") failures.set(r.errorCode || "unknown", (failures.get(r.errorCode || "unknown") || 0) + 1);
-          }
-          if (p.results.some((r) => r.status === "FAILED")) drawGroups();
-        }
-        grid.update(p.results);
-        draw(p);
-      },
-      onResume: () => (regroup = true),
-      onError: (e) => (message.textContent = e.message),
-      onDone: () => {
-        announce(`Job ${state?.status?.toLowerCase() || "finished"}`);
-        refresh();
-      },
+          grid.update(p.results);
+          draw(p);
+        },
+        onResume: () => (regroup = true),
+        onError: (e) => (message.textContent = e.message),
+        onDone: () => {
+          announce(`Job ${state?.status?.toLowerCase() || "finished"}`);
+          refresh();
+        },
+      });
     });
   });
 

@@ -667,10 +667,9 @@ async fn the_graphql_ws_client_resumes_after_its_socket_is_cut() {
         &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "2")],
     )
     .await;
-    let target = app.base.trim_start_matches("http://").parse().unwrap();
-    let relay = crate::common::relay::Relay::start(target).await;
+    let relay = crate::common::relay::Cable::start(&app.base).await;
     let job_id = app.create_job("npm", &domains).await;
-    let url = format!("{}/graphql/ws", relay.base().replace("http://", "ws://"));
+    let url = relay.url("/graphql/ws").replace("http://", "ws://");
     let client = tokio::process::Command::new("node")
         .arg(format!("{js}/resume.mjs"))
         .arg(&url)
@@ -683,10 +682,10 @@ async fn the_graphql_ws_client_resumes_after_its_socket_is_cut() {
         // Each cut hits a connection: the client's first, then the one it came back on.
         wait_until(
             "domains finish, the client connected, before the cut",
-            || async { relay.accepted() > cut && rows_done(&app, &job_id).await >= cut_at },
+            || async { relay.websockets() > cut && rows_done(&app, &job_id).await >= cut_at },
         )
         .await;
-        relay.cut();
+        relay.cut(Duration::ZERO);
     }
     assert!(
         rows_done(&app, &job_id).await < 60,
@@ -701,9 +700,9 @@ async fn the_graphql_ws_client_resumes_after_its_socket_is_cut() {
     assert!(output.status.success(), "{said}");
     assert!(said["errors"].as_array().unwrap().is_empty(), "{said}");
     assert!(
-        said["closes"].as_i64().unwrap() >= 2 && relay.accepted() >= 3,
+        said["closes"].as_i64().unwrap() >= 2 && relay.websockets() >= 3,
         "the socket was cut twice and the client came back: {said}, {} connections",
-        relay.accepted()
+        relay.websockets()
     );
     let named: HashSet<String> = said["named"]
         .as_array()

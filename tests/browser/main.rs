@@ -33,7 +33,6 @@ use common::{client, db, fake, services, tls};
 )]
 mod helpers;
 
-mod cable;
 mod cdp;
 mod dashboard;
 mod graphiql;
