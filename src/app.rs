@@ -127,6 +127,20 @@ impl Application {
                 let key_id = accounts.bootstrap(key).await?;
                 tracing::info!(%key_id, "BOOTSTRAP_API_KEY: admin key in place");
             }
+            // Not fatal: with RUN_MIGRATIONS=false the key table may not exist yet.
+            let issued = match config.auth_mode {
+                AuthMode::Off => accounts.live_key_count().await.unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "cannot count the issued keys");
+                    0
+                }),
+                AuthMode::Required => 0,
+            };
+            if issued > 0 {
+                tracing::warn!(
+                    keys = issued,
+                    "AUTH_MODE=off WHILE API KEYS ARE ISSUED: a request without a key acts for the default client and reads every client's jobs, those of the keys' clients too; set AUTH_MODE=required, or revoke the keys (`favicon-finder keys revoke`)"
+                );
+            }
             if config.auth_mode == AuthMode::Off && !config.host.is_loopback() {
                 tracing::warn!(
                     host = %config.host,

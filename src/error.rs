@@ -30,6 +30,8 @@ pub enum Code {
     NotFound,
     /// The request body is larger than `MAX_REQUEST_BYTES`.
     PayloadTooLarge,
+    /// The request body did not arrive within `HTTP_BODY_TIMEOUT_MS`.
+    RequestTimeout,
     /// Something failed on our side.
     Internal,
     /// The client is over its hourly allowance; retry after the time given.
@@ -70,6 +72,7 @@ impl Code {
             Self::InvalidPage => "INVALID_PAGE",
             Self::NotFound => "NOT_FOUND",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::Internal => "INTERNAL",
             Self::RateLimited => "RATE_LIMITED",
             Self::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
@@ -133,6 +136,9 @@ pub enum AppError {
     /// The body was over the size limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body did not arrive in time (408).
+    #[error("{0}")]
+    RequestTimeout(String),
     /// Over a rate limit; the client may try again after `retry_after_secs`.
     #[error("{message}")]
     RateLimited {
@@ -194,6 +200,7 @@ impl AppError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyConnections {
@@ -213,6 +220,7 @@ impl AppError {
             Self::BadRequest { code, .. } => *code,
             Self::NotFound(_) => Code::NotFound,
             Self::PayloadTooLarge(_) => Code::PayloadTooLarge,
+            Self::RequestTimeout(_) => Code::RequestTimeout,
             Self::RateLimited { .. } => Code::RateLimited,
             Self::UnsupportedMediaType(_) => Code::UnsupportedMediaType,
             Self::TooManyConnections { .. } => Code::TooManyConnections,

@@ -95,6 +95,9 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if let Err(refused) = check_host(&state, request.headers()) {
+        return refused.into_response();
+    }
     let graphql = is_graphql(&request);
     let path = request.uri().path();
     // The dashboard's files and the API's description are static and public; the page asks
@@ -155,25 +158,105 @@ pub async fn authenticate(
     next.run(request).await
 }
 
-/// A WebSocket upgrade from a browser page must come from an allowed origin when
-/// `CORS_ALLOWED_ORIGINS` is set: browsers let any page open a WebSocket anywhere, and CORS
-/// does not apply to them. Clients that are not browsers send no `Origin` and are let in.
+/// A WebSocket upgrade from a browser page must come from this service's own origin, or one
+/// listed in `CORS_ALLOWED_ORIGINS`: browsers let any page open a WebSocket anywhere, CORS
+/// does not apply to them, and the socket would act with whatever the server grants its
+/// caller (all of a keyless loopback server). Clients that are not browsers send no `Origin`
+/// and are let in.
 fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let allowed = &state.config.cors_allowed_origins;
-    if allowed.is_empty() {
-        return Ok(());
-    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
-    if allowed.iter().any(|a| a.as_bytes() == origin.as_bytes()) {
+    let listed = state
+        .config
+        .cors_allowed_origins
+        .iter()
+        .any(|a| a.as_bytes() == origin.as_bytes());
+    if listed || same_origin(state, headers, origin.as_bytes()) {
         return Ok(());
     }
     Err(AppError::Forbidden {
         code: Code::Forbidden,
-        message: "WebSocket connections from this origin are not allowed (CORS_ALLOWED_ORIGINS)"
+        message: "WebSocket connections from another origin are not allowed; list it in \
+                  CORS_ALLOWED_ORIGINS"
             .into(),
     })
+}
+
+/// Whether `origin` is this service's own: `PUBLIC_URL`'s origin, or the scheme and the very
+/// host and port the request was sent to (`Host`), as a page served from here has.
+fn same_origin(state: &AppState, headers: &HeaderMap, origin: &[u8]) -> bool {
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    if let Some(public) = &state.config.public_url
+        && url::Url::parse(public).is_ok_and(|u| u.origin().ascii_serialization() == origin)
+    {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    // The scheme is not compared: behind a proxy that ends TLS the page is https while the
+    // request here is http, and the host and port are what a cross-site page cannot fake.
+    origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
+/// The request must be addressed (`Host`) to a name this service answers to, so a web page
+/// cannot reach it through a name of its own that it points at this server (DNS rebinding):
+/// an IP address, `PUBLIC_URL`'s host, a name in `ALLOWED_HOSTS`, or, on a loopback `HOST`,
+/// `localhost`. A request without `Host` (HTTP/1.0) comes from no browser and passes.
+fn check_host(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    let Some(value) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let Some(host) = value.to_str().ok().map(host_name) else {
+        return Err(host_refused("(not text)"));
+    };
+    let config = &state.config;
+    let public = config
+        .public_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    let loopback_name = host == "localhost" || host.ends_with(".localhost");
+    let allowed = host.parse::<IpAddr>().is_ok()
+        || public.as_deref() == Some(host.as_str())
+        || (loopback_name && config.host.is_loopback())
+        || config.allowed_hosts.iter().any(|a| a == "*" || *a == host);
+    if allowed {
+        Ok(())
+    } else {
+        Err(host_refused(&host))
+    }
+}
+
+/// A `Host` header's name, lowercased, without its port or an IPv6 literal's brackets.
+fn host_name(value: &str) -> String {
+    let value = value.trim();
+    let name = match value.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => value.rsplit_once(':').map_or(value, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                value
+            }
+        }),
+    };
+    name.to_ascii_lowercase()
+}
+
+fn host_refused(host: &str) -> AppError {
+    AppError::Forbidden {
+        code: Code::Forbidden,
+        message: format!(
+            "this server does not answer to the name {host:?}; list it in ALLOWED_HOSTS or \
+             set PUBLIC_URL"
+        ),
+    }
 }
 
 /// The caller of a WebSocket at `connection_init`: a key in its payload

@@ -101,6 +101,10 @@ pub fn router(state: AppState) -> Router {
         // One limit for every body, enforced while reading (not only by Content-Length).
         .layer(DefaultBodyLimit::disable())
         .layer(RequestBodyLimitLayer::new(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body_deadline,
+        ))
         .layer(axum::middleware::from_fn(json_payload_too_large));
     // Outermost, so preflights are answered before authentication and every answer (a 401
     // too) carries the CORS headers a browser needs to read it.
@@ -178,6 +182,55 @@ async fn json_payload_too_large(request: Request, next: Next) -> Response {
     } else {
         response
     }
+}
+
+/// A request's body must arrive whole within `HTTP_BODY_TIMEOUT_MS`: the idle timeout alone
+/// lets a body trickled a byte at a time hold a connection and a handler forever. Past the
+/// deadline the body ends in an error, and the answer is 408 whatever the handler made of it.
+async fn body_deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use axum::body::HttpBody as _;
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let graphql = is_graphql(&request);
+    let limit = state.config.http_body_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
+    let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (parts, body) = request.into_parts();
+    let flag = late.clone();
+    let timed = futures::stream::unfold(Some(body.into_data_stream()), move |stream| {
+        let flag = flag.clone();
+        async move {
+            let mut stream = stream?;
+            match tokio::time::timeout_at(deadline, futures::StreamExt::next(&mut stream)).await {
+                Ok(Some(chunk)) => Some((chunk, Some(stream))),
+                Ok(None) => None,
+                Err(_) => {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "body too slow");
+                    Some((Err(axum::Error::new(late)), None))
+                }
+            }
+        }
+    });
+    let request = Request::from_parts(parts, axum::body::Body::from_stream(timed));
+    let response = next.run(request).await;
+    if !late.load(std::sync::atomic::Ordering::Relaxed) {
+        return response;
+    }
+    let mut answer = error_response(
+        graphql,
+        AppError::RequestTimeout(format!(
+            "the request body did not arrive within {} ms (HTTP_BODY_TIMEOUT_MS)",
+            limit.as_millis()
+        )),
+    );
+    // What is left of the body will not be read: the connection must not be reused.
+    answer.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    answer
 }
 
 fn payload_too_large() -> AppError {

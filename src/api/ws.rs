@@ -12,7 +12,7 @@ use crate::api::AppState;
 use crate::api::auth::{CLOSE_FORBIDDEN, client_ip, connection_caller};
 use crate::api::graphql::{AppSchema, SourceIp};
 use crate::api::raw_frames::RawFrames;
-use crate::auth::Caller;
+use crate::auth::{Accounts, Caller, KeyCaller};
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -41,6 +41,9 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_IDLE: u16 = 1001;
 /// Close code when the server shuts down (RFC 6455 "going away").
 pub const CLOSE_SHUTDOWN: u16 = 1001;
+/// How often an open connection asks whether its key still stands: a revoked key (or one whose
+/// scopes changed) loses its sockets within this plus [`crate::auth::LIVE_KEYS_MAX_AGE`].
+pub const KEY_RECHECK: Duration = Duration::from_secs(2);
 /// How long the server waits for the client's answer to its close frame before dropping the
 /// connection anyway: a client that is still there answers at once.
 pub const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,8 +71,9 @@ pub async fn graphql_ws(
         &state.config.trusted_proxy_headers,
     ));
     // Taken before the upgrade answer, so a shutdown that starts in between still waits for
-    // this connection.
-    let permit = match state.ws_connections.acquire(peer.ip()) {
+    // this connection. Counted under the client's address: behind a trusted proxy every
+    // connection comes from the proxy, and one client must not use up everyone's cap.
+    let permit = match state.ws_connections.acquire(source.0) {
         Ok(permit) => permit,
         Err(refused) => return refused.into_response(),
     };
@@ -112,21 +116,33 @@ impl Heard {
         }
     }
 
-    fn note(&self, message: &Result<Message, axum::Error>, operations: &Operations) {
+    /// Notes a message from the client; returns the answer to an operation it may not start
+    /// (the message must then not reach async-graphql).
+    fn note(
+        &self,
+        message: &Result<Message, axum::Error>,
+        operations: &Operations,
+    ) -> Option<Message> {
         let now = self.since.elapsed().as_millis() as u64;
         self.last_ms.store(now, Ordering::Relaxed);
         match message {
             Ok(Message::Text(text)) => self.read(text.as_bytes(), operations),
             Ok(Message::Binary(data)) => self.read(data, operations),
-            Ok(_) => {}
-            Err(e) if is_too_big(e) => self.too_big.store(true, Ordering::Relaxed),
-            Err(_) => {}
+            Ok(_) => None,
+            Err(e) if is_too_big(e) => {
+                self.too_big.store(true, Ordering::Relaxed);
+                None
+            }
+            Err(_) => None,
         }
     }
 
     /// Notes `connection_init` (both protocols use the name) and the id of each operation
-    /// started (`subscribe`, or `start` in the legacy protocol).
-    fn read(&self, data: &[u8], operations: &Operations) {
+    /// started (`subscribe`, or `start` in the legacy protocol) or stopped by the client
+    /// (`complete`, or `stop`). Every operation counts against `WS_MAX_SUBSCRIPTIONS`, queries
+    /// and mutations as much as subscriptions: one over it gets an error of its own and is
+    /// never run.
+    fn read(&self, data: &[u8], operations: &Operations) -> Option<Message> {
         #[derive(serde::Deserialize)]
         struct Envelope<'a> {
             #[serde(rename = "type", borrow)]
@@ -135,13 +151,17 @@ impl Heard {
             id: Option<std::borrow::Cow<'a, str>>,
         }
         let Ok(message) = serde_json::from_slice::<Envelope>(data) else {
-            return;
+            return None;
         };
         match (&*message.kind, message.id) {
             ("connection_init", _) => self.initialised.store(true, Ordering::Relaxed),
-            ("subscribe" | "start", Some(id)) => operations.started(&id),
+            (kind @ ("subscribe" | "start"), Some(id)) if !operations.started(&id) => {
+                return Some(too_many_operations(&id, kind == "start", operations.max));
+            }
+            ("complete" | "stop", Some(id)) => operations.ended(&id),
             _ => {}
         }
+        None
     }
 
     /// When the client was last heard from.
@@ -150,18 +170,59 @@ impl Heard {
     }
 }
 
+/// The error answering an operation over the connection's limit, in the client's protocol.
+fn too_many_operations(id: &str, legacy: bool, max: usize) -> Message {
+    let error = serde_json::json!({
+        "message": format!(
+            "this connection already runs {max} operations, the most allowed \
+             (WS_MAX_SUBSCRIPTIONS); complete one first"
+        ),
+        "extensions": {"code": crate::error::Code::TooManySubscriptions.as_str()},
+    });
+    // graphql-transport-ws sends a list of errors; the legacy protocol one error.
+    let payload = if legacy {
+        error
+    } else {
+        serde_json::json!([error])
+    };
+    let answer = serde_json::json!({"type": "error", "id": id, "payload": payload});
+    Message::Text(answer.to_string().into())
+}
+
 /// The operations open on one connection, as the wire shows them: an id enters when the
-/// client starts it and leaves when the server's `complete` for it is written. async-graphql
-/// keeps its own map but does not expose it.
-#[derive(Default)]
-struct Operations(Mutex<HashSet<String>>);
+/// client starts it and leaves when the server's `complete` for it is written or the client
+/// stops it. async-graphql keeps its own map but does not expose it.
+struct Operations {
+    open: Mutex<HashSet<String>>,
+    /// `WS_MAX_SUBSCRIPTIONS`: the most open at once.
+    max: usize,
+}
 
 impl Operations {
-    fn started(&self, id: &str) {
-        self.0
+    fn new(max: usize) -> Self {
+        Self {
+            open: Mutex::default(),
+            max,
+        }
+    }
+
+    /// Notes an operation the client starts; false when the connection runs the most it may
+    /// (a reused id is let through: async-graphql refuses it in the protocol's own way).
+    fn started(&self, id: &str) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.len() >= self.max && !open.contains(id) {
+            return false;
+        }
+        open.insert(id.to_owned());
+        true
+    }
+
+    /// Notes an operation the client stopped.
+    fn ended(&self, id: &str) {
+        self.open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_owned());
+            .remove(id);
     }
 
     /// Notes a message on its way to the client; a `complete` ends its operation.
@@ -178,17 +239,14 @@ impl Operations {
             id: String,
         }
         if let Ok(complete) = serde_json::from_str::<Complete>(text.as_str()) {
-            self.0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&complete.id);
+            self.ended(&complete.id);
         }
     }
 
     /// Takes every open id, sorted (so a client sees a stable order).
     fn take(&self) -> Vec<String> {
         let mut ids: Vec<String> =
-            std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+            std::mem::take(&mut *self.open.lock().unwrap_or_else(|e| e.into_inner()))
                 .into_iter()
                 .collect();
         ids.sort_unstable();
@@ -264,7 +322,9 @@ async fn run_socket(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(32);
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Ending>();
     let heard = Arc::new(Heard::new());
-    let operations = Arc::new(Operations::default());
+    // The key `connection_init` was accepted with, which the connection must keep following.
+    let key: Arc<Mutex<Option<KeyCaller>>> = Arc::default();
+    let operations = Arc::new(Operations::new(state.config.ws_max_subscriptions));
     let raw = Arc::new(RawFrames::default());
 
     // The only writer: everything queued goes out in order, then (at shutdown) the
@@ -309,12 +369,25 @@ async fn run_socket(
 
     let session = async {
         let pings = tx.clone();
+        let refusals = tx.clone();
         let sink = tokio_util::sync::PollSender::new(tx)
             .sink_map_err(|_| axum::Error::new("the WebSocket writer stopped"));
         let noted = heard.clone();
         let seen = operations.clone();
         // Borrowed, not moved: after the session the read half waits for the close reply.
-        let input = (&mut from_client).inspect(move |message| noted.note(message, &seen));
+        let input = (&mut from_client).filter_map(move |message| {
+            let refused = noted.note(&message, &seen);
+            let refusals = refusals.clone();
+            async move {
+                let Some(answer) = refused else {
+                    return Some(message);
+                };
+                // A client that does not read its answers fills the queue; its operation
+                // is refused all the same.
+                let _ = refusals.try_send(answer);
+                None
+            }
+        });
         let mut data = async_graphql::Data::default();
         data.insert(crate::api::graphql::ConnectionSubscriptions::new(
             state.config.ws_max_subscriptions,
@@ -323,11 +396,16 @@ async fn run_socket(
         data.insert(raw);
         let init_state = state.clone();
         let init_refused = refused.clone();
+        let init_key = key.clone();
         let serve = GraphQLWebSocket::new_with_pair(sink, input, schema, protocol)
             .with_data(data)
             .on_connection_init(move |payload| async move {
                 match connection_caller(&init_state, caller, &payload).await {
                     Ok(caller) => {
+                        if let Caller::Key(accepted) = &caller {
+                            *init_key.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(accepted.clone());
+                        }
                         let mut data = async_graphql::Data::default();
                         data.insert(caller);
                         Ok(data)
@@ -352,9 +430,13 @@ async fn run_socket(
         let supervise = supervise_socket(
             &heard,
             pings,
-            config.ws_init_timeout,
-            config.ws_ping_interval,
-            config.ws_idle_timeout,
+            (
+                config.ws_init_timeout,
+                config.ws_ping_interval,
+                config.ws_idle_timeout,
+            ),
+            &state.accounts,
+            &key,
         );
         // Shutdown drops the GraphQL side at once, even while it waits on a slow client:
         // every subscription stream on the connection ends with it.
@@ -404,13 +486,14 @@ async fn run_socket(
     .await;
 }
 
-/// Pings the client and watches the deadlines; returns how to close when one passes.
+/// Pings the client, watches the deadlines (init, ping interval, idle) and the connection's
+/// key; returns how to close when a deadline passes or the key no longer stands.
 async fn supervise_socket(
     heard: &Heard,
     pings: tokio::sync::mpsc::Sender<Message>,
-    init_timeout: Duration,
-    ping_interval: Duration,
-    idle_timeout: Duration,
+    (init_timeout, ping_interval, idle_timeout): (Duration, Duration, Duration),
+    accounts: &Accounts,
+    key: &Mutex<Option<KeyCaller>>,
 ) -> Ending {
     let init_deadline = tokio::time::sleep(init_timeout);
     tokio::pin!(init_deadline);
@@ -420,6 +503,8 @@ async fn supervise_socket(
     let mut init_pending = true;
     let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut recheck = tokio::time::interval_at(Instant::now() + KEY_RECHECK, KEY_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let idle_deadline = heard.last() + idle_timeout;
         tokio::select! {
@@ -440,6 +525,25 @@ async fn supervise_socket(
             _ = ping.tick() => {
                 // A full queue means the client is not reading; the idle deadline decides.
                 let _ = pings.try_send(Message::Ping(Bytes::new()));
+            }
+            _ = recheck.tick() => {
+                let held = key.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let Some(held) = held else { continue };
+                match accounts.still_valid(&held).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(
+                            key_id = %held.key_id,
+                            "closing a WebSocket: its key was revoked or its scopes changed"
+                        );
+                        return Ending::close(
+                            CLOSE_FORBIDDEN,
+                            "Forbidden: the key was revoked or its scopes changed",
+                        );
+                    }
+                    // The database is away: the connection keeps what it had until it answers.
+                    Err(e) => tracing::warn!(error = %e, "cannot recheck a WebSocket's key"),
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -258,7 +259,19 @@ impl Caller {
 pub struct Accounts {
     store: Store,
     signer: std::sync::Arc<LinkSigner>,
+    /// Every live key as last read, and when: see [`Accounts::still_valid`].
+    live_keys: std::sync::Arc<tokio::sync::Mutex<Option<LiveKeys>>>,
 }
+
+/// The unrevoked keys by id, as read at one moment.
+type LiveKeys = (
+    tokio::time::Instant,
+    std::sync::Arc<HashMap<Uuid, KeyCaller>>,
+);
+
+/// How old the keys [`Accounts::still_valid`] answers from may be: one read of the key table
+/// per process this often, however many connections ask.
+pub const LIVE_KEYS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Accounts {
     /// A handle over the store, signing links with `signer`.
@@ -266,7 +279,49 @@ impl Accounts {
         Self {
             store,
             signer: std::sync::Arc::new(signer),
+            live_keys: Default::default(),
         }
+    }
+
+    /// How many keys are issued and not revoked.
+    pub async fn live_key_count(&self) -> AppResult<usize> {
+        let keys = self.store.list_api_keys().await?;
+        Ok(keys.iter().filter(|row| row.revoked_at.is_none()).count())
+    }
+
+    /// Whether `key` still stands as it did when its connection began: not revoked, same
+    /// client, same scopes. For what outlives one request (a WebSocket authenticates once);
+    /// answered from a read of every key at most [`LIVE_KEYS_MAX_AGE`] old, so a thousand
+    /// connections asking cost one query.
+    pub async fn still_valid(&self, key: &KeyCaller) -> AppResult<bool> {
+        let mut live = self.live_keys.lock().await;
+        let now = tokio::time::Instant::now();
+        let fresh = match &*live {
+            Some((read_at, keys)) if now.duration_since(*read_at) < LIVE_KEYS_MAX_AGE => {
+                keys.clone()
+            }
+            _ => {
+                let keys: HashMap<Uuid, KeyCaller> = self
+                    .store
+                    .list_api_keys()
+                    .await?
+                    .into_iter()
+                    .filter(|row| row.revoked_at.is_none())
+                    .map(|row| {
+                        let key = KeyCaller {
+                            key_id: row.id,
+                            client_id: row.client_id,
+                            scopes: parse_scopes(&row.scopes),
+                        };
+                        (key.key_id, key)
+                    })
+                    .collect();
+                let keys = std::sync::Arc::new(keys);
+                *live = Some((now, keys.clone()));
+                keys
+            }
+        };
+        Ok(fresh.get(&key.key_id) == Some(key))
     }
 
     /// The signer of download links.

@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod parse;
-pub use parse::parse_origins;
 use parse::{
     Vars, check_header_value, check_redis_url, check_secret, parse_proxy_headers, parse_public_url,
 };
+pub use parse::{parse_hosts, parse_origins};
 
 /// The default SQLite file, created on first start in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://favicon-finder.db?mode=rwc";
@@ -150,6 +150,9 @@ pub struct Config {
     /// `HTTP_IDLE_TIMEOUT_MS`: an HTTP connection with no traffic for this long is closed
     /// (after any response in flight).
     pub http_idle_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_MS`: how long a request's whole body may take to arrive, however it
+    /// trickles.
+    pub http_body_timeout: Duration,
     /// `RUN_MIGRATIONS`: apply migrations at start of `serve` and `worker`.
     pub run_migrations: bool,
     /// `SENTRY_DSN`: where to report errors and panics; unset means no reporting.
@@ -183,6 +186,9 @@ pub struct Config {
     /// `CORS_ALLOWED_ORIGINS`: exact origins (`https://app.example.com`) a browser may call
     /// from, and open WebSockets from; empty: no cross-origin access.
     pub cors_allowed_origins: Vec<String>,
+    /// `ALLOWED_HOSTS`: the names requests may be addressed to (`Host`) besides `PUBLIC_URL`'s,
+    /// IP addresses, and loopback names on a loopback `HOST`; `*`: any (no DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
     /// `METRICS_TOKEN` (secret): the bearer token `/metrics` requires, when set.
     pub metrics_token: Option<String>,
     /// `OPS_ADDR`: a separate listener for `/metrics`, `/healthz` and `/readyz`; when set, the
@@ -421,6 +427,7 @@ impl Config {
             ws_idle_timeout: env.millis("WS_IDLE_TIMEOUT_MS", 45_000)?,
             http_header_timeout: env.millis("HTTP_HEADER_TIMEOUT_MS", 10_000)?,
             http_idle_timeout: env.millis("HTTP_IDLE_TIMEOUT_MS", 60_000)?,
+            http_body_timeout: env.millis("HTTP_BODY_TIMEOUT_MS", 120_000)?,
             run_migrations: env.bool("RUN_MIGRATIONS", true)?,
             sentry_dsn: env.optional("SENTRY_DSN"),
             sentry_environment: env.optional("SENTRY_ENVIRONMENT"),
@@ -482,6 +489,14 @@ impl Config {
                 None => Vec::new(),
                 Some(value) => parse_origins(&value).map_err(|reason| ConfigError {
                     var: "CORS_ALLOWED_ORIGINS",
+                    value,
+                    reason,
+                })?,
+            },
+            allowed_hosts: match env.optional("ALLOWED_HOSTS") {
+                None => Vec::new(),
+                Some(value) => parse_hosts(&value).map_err(|reason| ConfigError {
+                    var: "ALLOWED_HOSTS",
                     value,
                     reason,
                 })?,
@@ -565,6 +580,7 @@ impl fmt::Debug for Config {
             )
             .field("auth_mode", &self.auth_mode)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("ops_addr", &self.ops_addr)
             .field("public_url", &self.public_url)
             .field("host", &self.host)

@@ -34,6 +34,17 @@ pub(super) fn check_secret(var: &'static str, value: String) -> Result<String, C
                 .into(),
         });
     }
+    // The examples' placeholders (deploy/k8s/secret.example.yaml) are public: a secret that
+    // still holds one is known to everyone who read them.
+    if value.to_ascii_lowercase().contains("change-me") {
+        return Err(ConfigError {
+            var,
+            value: "***".into(),
+            reason: "is still the example's placeholder (it says CHANGE-ME); put in a real \
+                     secret (for example `openssl rand -base64 32`)"
+                .into(),
+        });
+    }
     Ok(value)
 }
 
@@ -62,6 +73,26 @@ pub fn parse_origins(value: &str) -> Result<Vec<String>, String> {
         origins.push(origin);
     }
     Ok(origins)
+}
+
+/// `ALLOWED_HOSTS`: host names (no scheme or port), lowercased; `*` alone allows any.
+pub fn parse_hosts(value: &str) -> Result<Vec<String>, String> {
+    let mut hosts = Vec::new();
+    for raw in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let host = raw.to_ascii_lowercase();
+        let plain = host == "*"
+            || host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !plain {
+            return Err(format!(
+                "{raw:?} is not a host name; write names such as favicons.example.com, without \
+                 scheme or port (or * alone to allow any)"
+            ));
+        }
+        hosts.push(host);
+    }
+    Ok(hosts)
 }
 
 /// An `http(s)` URL without query or fragment; the trailing slash is dropped so a path can

@@ -10,11 +10,11 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SECRET: &str = "download-secret-download-secret-0123";
-const BOOTSTRAP: &str = "ffk_bootstrap-key-for-tests-0123456789abcdef";
+pub(crate) const BOOTSTRAP: &str = "ffk_bootstrap-key-for-tests-0123456789abcdef";
 
 /// An app that wants a key on every request, with `BOOTSTRAP` as its admin key and no
 /// workers, plus `overrides`.
-async fn required_app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn required_app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
     let mut vars = vec![
         ("AUTH_MODE", "required"),
         ("BOOTSTRAP_API_KEY", BOOTSTRAP),
@@ -25,7 +25,7 @@ async fn required_app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
 }
 
 /// Runs `favicon-finder keys …` on the app's database; returns (exit code, stdout, stderr).
-async fn keys(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) {
+pub(crate) async fn keys(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) {
     let url = app.database_url();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
@@ -49,7 +49,7 @@ async fn keys(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 /// Creates a key with the CLI; returns (its id, the key).
-async fn create_key(app: &TestApp, client: &str, scopes: &[&str]) -> (String, String) {
+pub(crate) async fn create_key(app: &TestApp, client: &str, scopes: &[&str]) -> (String, String) {
     let mut args = vec!["create", "--client", client, "--name", "test key"];
     for scope in scopes {
         args.extend(["--scope", scope]);
@@ -503,15 +503,29 @@ pub(crate) async fn ws_open(
     origin: Option<&str>,
     key: Option<&str>,
 ) -> Result<crate::helpers::Ws, u16> {
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let mut headers = vec![];
+    headers.extend(origin.map(|origin| ("origin", origin)));
+    headers.extend(bearer.as_deref().map(|bearer| ("authorization", bearer)));
+    ws_open_with(app, protocol, &headers).await
+}
+
+/// Opens a GraphQL WebSocket with these request headers besides the handshake's; the
+/// upgrade's HTTP status when refused.
+pub(crate) async fn ws_open_with(
+    app: &TestApp,
+    protocol: &str,
+    extra: &[(&str, &str)],
+) -> Result<crate::helpers::Ws, u16> {
     let url = format!("{}/graphql/ws", app.base.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().unwrap();
     let headers = request.headers_mut();
     headers.insert("sec-websocket-protocol", protocol.parse().unwrap());
-    if let Some(origin) = origin {
-        headers.insert("origin", origin.parse().unwrap());
-    }
-    if let Some(key) = key {
-        headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
+    for (name, value) in extra {
+        headers.insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
     }
     match tokio_tungstenite::connect_async(request).await {
         Ok((ws, _)) => Ok(ws),

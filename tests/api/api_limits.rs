@@ -565,7 +565,7 @@ async fn a_client_that_never_reads_cannot_hold_shutdown() {
     socket.set_recv_buffer_size(4096).unwrap();
     let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
-    let request = format!("GET /jobs/{job}/download HTTP/1.1\r\nHost: x\r\n\r\n");
+    let request = format!("GET /jobs/{job}/download HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     // The export has begun once its status line is here; from then on nothing is read, so
     // the server's writes fill the small buffers and block on this client.

@@ -17,6 +17,7 @@ mod cli;
 mod config_docs;
 mod dashboard;
 mod dns;
+mod exposure;
 mod fanout;
 mod finder_cases;
 mod finder_safety;
