@@ -7,6 +7,13 @@
 //! keeps the real status), every 4xx becomes [`ErrorCategory::HttpStatus`] (permanent). This
 //! keeps the public category set and `is_transient` unchanged.
 //!
+//! `no_icon` means every candidate answered and none was an icon (a 404 or 410, a non-image,
+//! a broken image). A candidate or manifest that did not answer (a timeout, a refused or reset
+//! connection, a 429 or 5xx) makes the failure transient instead, in that fetch's category
+//! (`timeout`, `connect`, `rate_limited`): it is retried with backoff, and the cross-job cache
+//! never reuses it. A home page that answered 429/5xx keeps `rate_limited` with its
+//! `Retry-After`; a bot wall or a 403 stays `http_status`.
+//!
 //! Bot walls: a 403 or 503 home page is asked again once with browser-like headers.
 //! If the answer is still an error and looks like a challenge page ("Just a moment...",
 //! `cf-mitigated: challenge`, ...), the failure is `http_status` (permanent: the same client
@@ -139,6 +146,14 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
         .await
         .map_err(|e| CandidateError::fetch(e.category, &e.message))?;
     let status = opened.resp.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        // The server did not say whether this is an icon, only "not now": a later try may
+        // well get the image, so this counts like a fetch that failed, not a rejection.
+        return Err(CandidateError::fetch(
+            ErrorCategory::RateLimited,
+            &format!("HTTP {}", status.as_u16()),
+        ));
+    }
     if !status.is_success() {
         return Err(CandidateError::rejected(format!(
             "HTTP {}",
@@ -160,8 +175,9 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
     Ok(body)
 }
 
-/// A manifest's icons; `Err` only when the SSRF guard refused to fetch it (any other failure
-/// just means no icons from it).
+/// A manifest's icons; `Err` when the SSRF guard refused to fetch it or it did not answer
+/// (a timeout, a connection failure, a 429 or 5xx): its icons are unknown, not absent. Any
+/// other failure just means no icons from it.
 async fn manifest_icons(
     f: &Fetcher,
     url: Url,
@@ -174,10 +190,19 @@ async fn manifest_icons(
         .await
     {
         Ok(o) => o,
-        Err(e) if e.category == ErrorCategory::Blocked => return Err(e),
+        Err(e) if e.category == ErrorCategory::Blocked || e.category.is_transient() => {
+            return Err(e);
+        }
         Err(_) => return Ok((Vec::new(), 0)),
     };
-    if !opened.resp.status().is_success() {
+    let status = opened.resp.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(FetchError::new(
+            ErrorCategory::RateLimited,
+            format!("manifest {url} answered HTTP {}", status.as_u16()),
+        ));
+    }
+    if !status.is_success() {
         return Ok((Vec::new(), 0));
     }
     let mut body = Vec::new();
@@ -199,6 +224,17 @@ fn refused(c: &Candidate) -> bool {
     c.error
         .as_ref()
         .is_some_and(|e| e.category() == Some(ErrorCategory::Blocked))
+}
+
+/// The first fetch failure among the candidates that a later try may not meet (a timeout, a
+/// refused or reset connection, a 429 or 5xx): such a candidate never said whether it is an
+/// icon, so the domain cannot be called `no_icon`.
+fn unanswered(ranked: &[Candidate]) -> Option<(ErrorCategory, &str)> {
+    ranked.iter().find_map(|c| {
+        let e = c.error.as_ref()?;
+        let category = e.category().filter(|c| c.is_transient())?;
+        Some((category, e.as_str()))
+    })
 }
 
 /// Runs the whole pipeline for one domain; the chosen icon's bytes come along when they are
@@ -239,6 +275,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
     let mut cands = Vec::new();
     let mut last_resort = Vec::new();
     let mut manifest_refused: Option<String> = None;
+    let mut manifest_unanswered: Option<(ErrorCategory, String)> = None;
     let mut dropped: u32 = 0;
     let mut parse_error: Option<String> = None;
     if let Ok(Page {
@@ -258,7 +295,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
                     cands.extend(icons);
                     dropped = dropped.saturating_add(n);
                 }
-                Err(e) => manifest_refused = Some(e.message),
+                Err(e) if e.category == ErrorCategory::Blocked => {
+                    manifest_refused = Some(e.message);
+                }
+                Err(e) => {
+                    manifest_unanswered.get_or_insert((e.category, e.message));
+                }
             }
         }
     }
@@ -382,6 +424,11 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         });
     }
 
+    // A candidate or a manifest that did not answer leaves the question open: a later try may
+    // find the icon there, so the failure is transient and never `no_icon`.
+    let unanswered = unanswered(&ranked)
+        .map(|(category, what)| (category, what.to_owned()))
+        .or(manifest_unanswered);
     let mut err = match &page {
         Err(e) => FindError::new(e.category, e.message.clone()),
         Ok(p) if p.status >= 400 && p.challenge => FindError::new(
@@ -395,16 +442,22 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
             ErrorCategory::HttpStatus,
             "home page answered HTTP 403, also to a browser-like retry (bot wall?)",
         ),
-        Ok(p) if p.status >= 400 => {
-            let cat = if p.status == 429 || p.status >= 500 {
-                ErrorCategory::RateLimited
-            } else {
-                ErrorCategory::HttpStatus
-            };
-            let mut e = FindError::new(cat, format!("home page answered HTTP {}", p.status));
+        Ok(p) if p.status == 429 || p.status >= 500 => {
+            let mut e = FindError::new(
+                ErrorCategory::RateLimited,
+                format!("home page answered HTTP {}", p.status),
+            );
             e.retry_after_secs = p.retry_after;
             e
         }
+        Ok(_) if let Some((category, what)) = &unanswered => FindError::new(
+            *category,
+            format!("no icon verified; a candidate did not answer ({what})"),
+        ),
+        Ok(p) if p.status >= 400 => FindError::new(
+            ErrorCategory::HttpStatus,
+            format!("home page answered HTTP {}", p.status),
+        ),
         Ok(_) if manifest_refused.is_some() || ranked.iter().any(refused) => {
             let what = ranked
                 .iter()

@@ -372,3 +372,57 @@ async fn a_host_that_refused_https_is_fetched_over_http_next_time() {
         "without the memory, every find tries https"
     );
 }
+
+/// `no_icon` only when every candidate answered: a linked icon that never answers, refuses
+/// connections or answers 503 (or a manifest that does) leaves the failure transient, in that
+/// fetch's category, so it is retried and never cached; 404, 410 and non-images are definite.
+#[tokio::test]
+async fn a_candidate_that_did_not_answer_makes_the_failure_transient() {
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .unwrap();
+    let dead = refusing.local_addr().unwrap();
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        ("silent.test", "/") => html("<head><link rel=icon href=/i.png></head>"),
+        ("silent.test", "/i.png") => delayed(ok("image/png", vec![]), Duration::from_secs(30)),
+        ("busy.test", "/") => html("<head><link rel=icon href=/i.png></head>"),
+        ("busy.test", "/i.png") => status(503),
+        ("refused.test", "/") => {
+            html("<head><link rel=icon href=http://dead.test/i.png></head>")
+        }
+        ("manifest.test", "/") => html("<head><link rel=manifest href=/m.json></head>"),
+        ("manifest.test", "/m.json") => status(500),
+        ("gone.test", "/") => html(
+            "<head><link rel=icon href=/a.png><link rel=icon href=/b.png><link rel=icon href=/c.png></head>",
+        ),
+        ("gone.test", "/a.png") => status(410),
+        ("gone.test", "/b.png") => html("<html>not an image</html>"),
+        _ => status(404),
+    })
+    .await;
+    let mut cfg = config(s.port, true, 2000);
+    cfg.resolve.insert(
+        0,
+        ResolveRule {
+            host: "dead.test".into(),
+            addr: dead,
+        },
+    );
+    let f = Finder::new(cfg).unwrap();
+    for (domain, category) in [
+        ("silent.test", ErrorCategory::Timeout),
+        ("busy.test", ErrorCategory::RateLimited),
+        ("refused.test", ErrorCategory::Connect),
+        ("manifest.test", ErrorCategory::RateLimited),
+        ("gone.test", ErrorCategory::NoIcon),
+    ] {
+        let err = f.find(domain).await.unwrap_err();
+        assert_eq!(err.category, category, "{domain}: {err:?}");
+        assert_eq!(
+            category.is_cacheable(),
+            category == ErrorCategory::NoIcon,
+            "{domain}: only a definite answer may be reused"
+        );
+    }
+}
