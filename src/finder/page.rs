@@ -2,10 +2,10 @@
 //! streamed through the extractor, and a bot wall's challenge page recognised.
 
 use super::ErrorCategory;
+use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher, Opened, retry_after};
 use super::html::{self, HeadParser};
 use super::pipeline::remaining;
-use tokio::time::Instant;
 use url::Url;
 
 /// Decompressed bytes of HTML read at most.
@@ -62,7 +62,7 @@ fn host_variants(domain: &str) -> Vec<String> {
 pub(super) async fn fetch_page(
     f: &Fetcher,
     url: Url,
-    deadline: Instant,
+    deadline: &Deadline,
 ) -> Result<Page, FetchError> {
     // The page gets two thirds of what is left so that default paths can still be tried.
     let budget = remaining(deadline) * 2 / 3;
@@ -152,7 +152,7 @@ async fn wall_page(mut opened: Opened) -> Page {
 pub(super) async fn home_page(
     f: &Fetcher,
     domain: &str,
-    deadline: Instant,
+    deadline: &Deadline,
 ) -> Result<Page, FetchError> {
     use ErrorCategory as C;
     let mut first: Option<FetchError> = None;

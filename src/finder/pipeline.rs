@@ -25,7 +25,8 @@
 //! the candidate (a `blocked` fetch error); when nothing verified and something was refused, the
 //! failure is `blocked` rather than `no_icon`, so the refusal is visible in the result.
 //!
-//! Time: the page gets two thirds of what is left, each icon at most half of what is left
+//! Time is the site's own (see `clock`): waiting for one of our politeness slots is not
+//! charged to the deadline or to a request's budget. The page gets two thirds of what is left, each icon at most half of what is left
 //! (but at least 1.5 s when that much remains), a manifest two fifths (at most 4 s), so one
 //! slow resource cannot starve the rest; every request is also capped at 10 s.
 //!
@@ -37,6 +38,7 @@
 //! the default paths, then the best-ranked of the rest; the others are counted in
 //! `candidates_dropped`, with those the page declared past the parsing caps.
 
+use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher};
 use super::html;
 use super::page::{Page, fetch_page, home_page};
@@ -47,7 +49,6 @@ use super::{image, links, manifest, rank};
 use crate::clean::{self, MAX_CANDIDATES, MAX_MESSAGE_BYTES};
 use base64::Engine as _;
 use std::time::Duration;
-use tokio::time::Instant;
 use url::Url;
 
 /// Decompressed bytes of one icon read at most (a larger icon is rejected).
@@ -68,9 +69,9 @@ const EXTRA_SAME_TIER: usize = 3;
 /// Manifests fetched at most.
 const MAX_MANIFESTS: usize = 2;
 
-/// Time left until `deadline`, zero once it has passed.
-pub(super) fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
+/// Site time left until `deadline`, zero once it has passed.
+pub(super) fn remaining(deadline: &Deadline) -> Duration {
+    deadline.remaining()
 }
 
 /// Decodes a `data:` URL (base64 or percent-encoded) without fetching anything.
@@ -98,7 +99,7 @@ pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
 
 /// Fetches (or decodes) one candidate and records what it really is; returns its bytes when
 /// it is an image, so the chosen one can be kept.
-async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec<u8>> {
+async fn verify(f: &Fetcher, c: &mut Candidate, deadline: &Deadline) -> Option<Vec<u8>> {
     let bytes = if c.url.starts_with("data:") {
         decode_data_url(&c.url).map_err(CandidateError::rejected)
     } else {
@@ -137,7 +138,11 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec
     }
 }
 
-async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>, CandidateError> {
+async fn fetch_icon(
+    f: &Fetcher,
+    url: &str,
+    deadline: &Deadline,
+) -> Result<Vec<u8>, CandidateError> {
     let url = Url::parse(url).map_err(|e| CandidateError::rejected(e.to_string()))?;
     let left = remaining(deadline);
     let budget = (left / 2).max(left.min(Duration::from_millis(1500)));
@@ -181,7 +186,7 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
 async fn manifest_icons(
     f: &Fetcher,
     url: Url,
-    deadline: Instant,
+    deadline: &Deadline,
 ) -> Result<(Vec<Candidate>, u32), FetchError> {
     // A manifest is optional: a short budget, and any failure just means no icons from it.
     let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
@@ -239,7 +244,7 @@ fn unanswered(ranked: &[Candidate]) -> Option<(ErrorCategory, &str)> {
 
 /// Runs the whole pipeline for one domain; the chosen icon's bytes come along when they are
 /// at most `keep` bytes.
-pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> FindOutcome {
+pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -> FindOutcome {
     let mut page = match home_page(f, domain, deadline).await {
         Ok(p) => Ok(p),
         Err(e) if e.origin.is_some() => Err(e),
@@ -321,7 +326,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
 
     // Declared icons stop short of the deadline so the default paths keep time of their own.
     let reserve = (remaining(deadline) / 3).min(DEFAULT_RESERVE_MAX);
-    let declared_deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
+    let declared_deadline = deadline.less(reserve);
     let mut tried = std::collections::HashSet::new();
     let mut kept: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
     let mut fetched = 0;
@@ -348,7 +353,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         let until = if is_default {
             deadline
         } else {
-            declared_deadline
+            &declared_deadline
         };
         if !is_default && declared_fetched >= MAX_DECLARED_VERIFY {
             // Skipped, not stopped: the default paths further down still get their turn.

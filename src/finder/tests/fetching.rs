@@ -196,10 +196,10 @@ async fn https_to_plain_http_port_is_tls() {
     let s = Server::start(|_| status(404)).await;
     let f = Finder::new(config(s.port, true, 3000)).unwrap();
     let u = Url::parse("https://tls.test/").unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = clock::Deadline::start(Duration::from_secs(2), Duration::from_secs(2));
     let e = f
         .fetcher
-        .open(u, 0, false, Duration::from_secs(2), deadline)
+        .open(u, 0, false, Duration::from_secs(2), &deadline)
         .await
         .err()
         .unwrap();
@@ -424,5 +424,54 @@ async fn a_candidate_that_did_not_answer_makes_the_failure_transient() {
             category == ErrorCategory::NoIcon,
             "{domain}: only a definite answer may be reused"
         );
+    }
+}
+
+/// A site's deadline is the site's own time: ten sites on one address with one slot, each
+/// answering in 150 ms per request, queue for far longer than their 1 s deadline, and all
+/// still find their icon; the wait is bounded only by `max_slot_wait`.
+#[tokio::test]
+async fn waiting_for_our_own_slot_is_not_the_sites_time() {
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => delayed(
+            html("<head><link rel=icon href=/i.png></head>"),
+            Duration::from_millis(150),
+        ),
+        "/i.png" => delayed(
+            ok("image/png", png_bytes(32, 32)),
+            Duration::from_millis(150),
+        ),
+        _ => status(404),
+    })
+    .await;
+    let mut one_slot = config(s.port, true, 1000);
+    one_slot.per_address_concurrency = 1;
+    let f = Finder::new(one_slot.clone()).unwrap();
+    let finds = (0..10).map(|i| {
+        let f = f.clone();
+        async move { f.find(&format!("shared{i}.test")).await }
+    });
+    let started = std::time::Instant::now();
+    for outcome in futures::future::join_all(finds).await {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the sites really queued: {:?}",
+        started.elapsed()
+    );
+
+    // The wait itself is bounded: past `max_slot_wait` it ends as a transient timeout.
+    one_slot.max_slot_wait = Duration::from_millis(200);
+    let f = Finder::new(one_slot).unwrap();
+    let finds = (0..6).map(|i| {
+        let f = f.clone();
+        async move { f.find(&format!("queued{i}.test")).await }
+    });
+    let outcomes = futures::future::join_all(finds).await;
+    let waited_out: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert!(!waited_out.is_empty(), "some waited too long");
+    for e in waited_out {
+        assert_eq!(e.category, ErrorCategory::Timeout, "{e:?}");
     }
 }
