@@ -78,6 +78,15 @@ pub(super) async fn fetch_page(
         let budget = remaining(deadline) * 2 / 3;
         match f.open(url, PAGE_REDIRECTS, true, budget, deadline).await {
             Ok(again) => opened = again,
+            // Unanswered (a timeout, our own wait for a slot, a reset): what the wall says to a
+            // browser is unknown, so the failure stays transient; the host did answer, so its
+            // `/favicon.ico` is still tried.
+            Err(e) if e.category.is_transient() => {
+                return Err(FetchError {
+                    origin: Some(first.url),
+                    ..e
+                });
+            }
             Err(_) => return Ok(first),
         }
     }
