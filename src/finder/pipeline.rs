@@ -8,7 +8,7 @@
 //! keeps the public category set and `is_transient` unchanged.
 //!
 //! `no_icon` means every candidate answered and none was an icon (a 404 or 410, a non-image,
-//! a broken image). A candidate or manifest that did not answer (a timeout, a refused or reset
+//! a broken image). A candidate, manifest or `<meta refresh>` target that did not answer (a timeout, a refused or reset
 //! connection, a 429 or 5xx) makes the failure transient instead, in that fetch's category
 //! (`timeout`, `connect`, `rate_limited`): it is retried with backoff, and the cross-job cache
 //! never reuses it. A home page that answered 429/5xx keeps `rate_limited` with its
@@ -253,6 +253,9 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
         }
     };
 
+    // A fetch besides the candidates (the `<meta refresh>` target, a manifest) that did not
+    // answer: the icons it would have named are unknown, not absent.
+    let mut unanswered_fetch: Option<(ErrorCategory, String)> = None;
     // Meta refresh is followed once, only when the page itself declared nothing.
     if let Ok(p) = &page
         && let Some(ex) = &p.extracted
@@ -263,10 +266,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
         && let Some(next) = links::resolve_href(&p.url, &target)
         && let Ok(next) = Url::parse(&next)
         && next != p.url
-        && let Ok(p2) = fetch_page(f, next, deadline).await
-        && (200..300).contains(&p2.status)
     {
-        page = Ok(p2);
+        match fetch_page(f, next, deadline).await {
+            Ok(p2) if (200..300).contains(&p2.status) => page = Ok(p2),
+            Err(e) if e.category.is_transient() => unanswered_fetch = Some((e.category, e.message)),
+            _ => {}
+        }
     }
 
     let (origin, final_url) = match &page {
@@ -280,7 +285,6 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
     let mut cands = Vec::new();
     let mut last_resort = Vec::new();
     let mut manifest_refused: Option<String> = None;
-    let mut manifest_unanswered: Option<(ErrorCategory, String)> = None;
     let mut dropped: u32 = 0;
     let mut parse_error: Option<String> = None;
     if let Ok(Page {
@@ -304,7 +308,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
                     manifest_refused = Some(e.message);
                 }
                 Err(e) => {
-                    manifest_unanswered.get_or_insert((e.category, e.message));
+                    unanswered_fetch.get_or_insert((e.category, e.message));
                 }
             }
         }
@@ -429,11 +433,11 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
         });
     }
 
-    // A candidate or a manifest that did not answer leaves the question open: a later try may
+    // A candidate, a manifest or a refresh target that did not answer leaves the question open: a later try may
     // find the icon there, so the failure is transient and never `no_icon`.
     let unanswered = unanswered(&ranked)
         .map(|(category, what)| (category, what.to_owned()))
-        .or(manifest_unanswered);
+        .or(unanswered_fetch);
     let mut err = match &page {
         Err(e) => FindError::new(e.category, e.message.clone()),
         Ok(p) if p.status >= 400 && p.challenge => FindError::new(

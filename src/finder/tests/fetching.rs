@@ -374,8 +374,9 @@ async fn a_host_that_refused_https_is_fetched_over_http_next_time() {
 }
 
 /// `no_icon` only when every candidate answered: a linked icon that never answers, refuses
-/// connections or answers 503 (or a manifest that does) leaves the failure transient, in that
-/// fetch's category, so it is retried and never cached; 404, 410 and non-images are definite.
+/// connections or answers 503 (or a manifest or `<meta refresh>` target that does) leaves the
+/// failure transient, in that fetch's category, so it is retried and never cached; 404, 410
+/// and non-images are definite.
 #[tokio::test]
 async fn a_candidate_that_did_not_answer_makes_the_failure_transient() {
     let refusing = tokio::net::TcpSocket::new_v4().unwrap();
@@ -393,6 +394,8 @@ async fn a_candidate_that_did_not_answer_makes_the_failure_transient() {
         }
         ("manifest.test", "/") => html("<head><link rel=manifest href=/m.json></head>"),
         ("manifest.test", "/m.json") => status(500),
+        ("refresh.test", "/") => html(r#"<head><meta http-equiv=refresh content="0; url=/en/"></head>"#),
+        ("refresh.test", "/en/") => delayed(html("<head></head>"), Duration::from_secs(30)),
         ("gone.test", "/") => html(
             "<head><link rel=icon href=/a.png><link rel=icon href=/b.png><link rel=icon href=/c.png></head>",
         ),
@@ -415,6 +418,7 @@ async fn a_candidate_that_did_not_answer_makes_the_failure_transient() {
         ("busy.test", ErrorCategory::RateLimited),
         ("refused.test", ErrorCategory::Connect),
         ("manifest.test", ErrorCategory::RateLimited),
+        ("refresh.test", ErrorCategory::Timeout),
         ("gone.test", ErrorCategory::NoIcon),
     ] {
         let err = f.find(domain).await.unwrap_err();
@@ -474,4 +478,23 @@ async fn waiting_for_our_own_slot_is_not_the_sites_time() {
     for e in waited_out {
         assert_eq!(e.category, ErrorCategory::Timeout, "{e:?}");
     }
+}
+
+/// A bot wall whose browser-like retry never answers said nothing final: the failure is a
+/// transient timeout, not the wall's permanent `http_status`, and `/favicon.ico` is still tried.
+#[tokio::test]
+async fn a_bot_wall_retry_that_does_not_answer_is_transient() {
+    let s = Server::start(|r| {
+        let browser = r.head.to_ascii_lowercase().contains("sec-fetch-mode");
+        match r.path.as_str() {
+            "/" if !browser => status(403),
+            "/" => delayed(html("<head></head>"), Duration::from_secs(30)),
+            _ => status(404),
+        }
+    })
+    .await;
+    let f = Finder::new(config(s.port, true, 1500)).unwrap();
+    let err = f.find("walled.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::Timeout, "{err:?}");
+    assert!(s.paths().contains(&"walled.test/favicon.ico".to_owned()));
 }
