@@ -51,7 +51,10 @@ impl Waits {
 
 /// A wait for a slot took longer than the find's total allowance for waiting.
 #[derive(Debug, Clone, Copy)]
-pub struct WaitedTooLong(pub Duration);
+pub struct WaitedTooLong(
+    /// How long the find had waited for slots, in all.
+    pub Duration,
+);
 
 impl Deadline {
     /// Starts a find's clock now: `budget` of the site's own time, and at most `max_wait` of
