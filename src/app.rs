@@ -80,6 +80,9 @@ impl Application {
                 resize_cache_bytes: config.icon_resize_cache_bytes,
             },
         );
+        // Past the finder's own longest find (its deadline and all of its waiting for slots),
+        // so the worker's backstop only ever catches a stuck find.
+        let find_timeout = finder.max_find_time() + std::time::Duration::from_secs(5);
         let worker = if roles.worker && config.worker_concurrency > 0 {
             Some(WorkerPool::new(
                 store.clone(),
@@ -92,7 +95,7 @@ impl Application {
                     poll: config.worker_poll,
                     max_tries: config.fetch_max_tries,
                     backoff: config.fetch_retry_backoff,
-                    find_timeout: config.fetch_timeout + std::time::Duration::from_secs(5),
+                    find_timeout,
                     shutdown_grace: config.shutdown_grace,
                 },
             ))

@@ -71,8 +71,13 @@ pub struct Config {
     pub worker_lease: Duration,
     /// `WORKER_POLL_MS`: how often an idle worker looks for work without a wake-up signal.
     pub worker_poll: Duration,
-    /// `FETCH_TIMEOUT_SECS`: the whole-domain deadline.
+    /// `FETCH_TIMEOUT_SECS`: the whole-domain deadline, on the site's own clock (waits for our
+    /// politeness slots are not counted).
     pub fetch_timeout: Duration,
+    /// `FETCH_SLOT_WAIT_SECS`: the most time one domain may wait for politeness slots, in total;
+    /// past it the domain fails as a transient `timeout` (retried), so a worker slot is never
+    /// held forever by our own queue.
+    pub fetch_slot_wait: Duration,
     /// `FETCH_MAX_TRIES`: tries before a transient failure is final.
     pub fetch_max_tries: u32,
     /// `FETCH_RETRY_BACKOFF_MS`: the first retry delay; later ones double, with jitter.
@@ -324,6 +329,11 @@ impl Config {
                 10..=600_000,
             )?),
             fetch_timeout: Duration::from_secs(env.parse_in("FETCH_TIMEOUT_SECS", 15, 1..=600)?),
+            fetch_slot_wait: Duration::from_secs(env.parse_in(
+                "FETCH_SLOT_WAIT_SECS",
+                120,
+                1..=3600,
+            )?),
             fetch_max_tries: env.parse_in("FETCH_MAX_TRIES", 3, 1..=100)?,
             fetch_retry_backoff: Duration::from_millis(env.parse_in(
                 "FETCH_RETRY_BACKOFF_MS",
@@ -543,6 +553,7 @@ impl Config {
     pub fn finder(&self) -> FinderConfig {
         FinderConfig {
             timeout: self.fetch_timeout,
+            max_slot_wait: self.fetch_slot_wait,
             allow_private_networks: self.fetch_allow_private_networks,
             resolve: self.fetch_resolve.clone(),
             extra_root_certs: self.fetch_extra_root_certs.clone(),

@@ -16,6 +16,7 @@ fn defaults_match_the_design() {
     assert_eq!(config.port, 3000);
     assert_eq!(config.worker_concurrency, 64);
     assert_eq!(config.fetch_timeout, Duration::from_secs(15));
+    assert_eq!(config.fetch_slot_wait, Duration::from_secs(120));
     assert_eq!(config.fetch_max_tries, 3);
     assert_eq!(config.max_domains_per_job, 100_000);
     assert!(!config.fetch_allow_private_networks);

@@ -6,6 +6,7 @@
 //! never reach a resolver, so [`Fetcher::check_url`] checks them before every request,
 //! together with the scheme and the port.
 
+use super::clock::{Deadline, WaitedTooLong};
 use super::resolve::{GuardedResolver, ResolveError, is_public};
 use super::{ErrorCategory, FinderConfig};
 use reqwest::header::{self, HeaderMap, HeaderValue};
@@ -229,38 +230,44 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Takes this request's slot with its host name, then with its address. Waiting counts
-    /// against the request's time, like a slow server. The address is the first that the
-    /// guarded resolver gives (the one the connector tries first); hickory caches the answer,
-    /// so the connector's own lookup a moment later normally sees the same addresses, and it is
-    /// guarded again whatever it sees.
+    /// Takes this request's slot with its host name, then with its address. Waiting for
+    /// either is our queue, not the site's slowness: the site's clock stops meanwhile (see
+    /// [`Deadline::wait_for`]), and only the find's total allowance for waiting can end it, as
+    /// a transient timeout. The address is the first that the guarded resolver gives (the one
+    /// the connector tries first); hickory caches the answer, so the connector's own lookup a
+    /// moment later normally sees the same addresses, and it is guarded again whatever it sees.
     async fn slots(
         &self,
         url: &Url,
-        until: Instant,
+        deadline: &Deadline,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), FetchError> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let no_slot = |what: &str| {
+        let no_slot = |what: &str, WaitedTooLong(waited): WaitedTooLong| {
             FetchError::new(
                 ErrorCategory::Timeout,
-                format!("no free slot for {host} in time (per-{what} limit)"),
+                format!(
+                    "no free slot for {host} after waiting {} ms in all (per-{what} limit)",
+                    waited.as_millis()
+                ),
             )
         };
-        let host_slot = tokio::time::timeout_at(until, self.host_slots.acquire(&host))
+        let host_slot = deadline
+            .wait_for(self.host_slots.acquire(&host))
             .await
-            .map_err(|_| no_slot("host"))?;
+            .map_err(|w| no_slot("host", w))?;
         let ip = match url.host() {
             Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
             Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
             _ => {
-                let looked = tokio::time::timeout_at(until, self.resolver.lookup(&host))
-                    .await
-                    .map_err(|_| {
-                        FetchError::new(
-                            ErrorCategory::DnsTransient,
-                            format!("temporary DNS failure for {host}: no answer in time"),
-                        )
-                    })?;
+                let looked =
+                    tokio::time::timeout(deadline.remaining(), self.resolver.lookup(&host))
+                        .await
+                        .map_err(|_| {
+                            FetchError::new(
+                                ErrorCategory::DnsTransient,
+                                format!("temporary DNS failure for {host}: no answer in time"),
+                            )
+                        })?;
                 let addrs = looked.map_err(|e| FetchError::new(e.category(), e.to_string()))?;
                 // A successful lookup is never empty; an empty one would be `NotFound`.
                 let first = addrs.first().ok_or_else(|| {
@@ -270,27 +277,30 @@ impl Fetcher {
                 first.ip()
             }
         };
-        let address_slot = tokio::time::timeout_at(until, self.address_slots.acquire(&ip))
+        let address_slot = deadline
+            .wait_for(self.address_slots.acquire(&ip))
             .await
-            .map_err(|_| no_slot("address"))?;
+            .map_err(|w| no_slot("address", w))?;
         Ok((host_slot, address_slot))
     }
 
     /// GETs `url`, following at most `max_redirects` redirects by hand (each hop checked);
-    /// the request and its body must be done within `budget` and before `deadline`.
+    /// the request and its body must be done within `budget` and before `deadline`, both on
+    /// the site's clock: waits for our own slots (every hop takes its slots anew) are not
+    /// counted.
     pub async fn open(
         &self,
         url: Url,
         max_redirects: usize,
         browser: bool,
         budget: Duration,
-        deadline: Instant,
+        deadline: &Deadline,
     ) -> Result<Opened, FetchError> {
-        let now = Instant::now();
-        if now >= deadline {
+        if deadline.remaining().is_zero() {
             return Err(FetchError::new(ErrorCategory::Timeout, "deadline passed"));
         }
-        let until = deadline.min(now + budget.min(MAX_REQUEST_TIME));
+        // This request's own time, spent hop by hop.
+        let mut left = budget.min(MAX_REQUEST_TIME);
         let mut url = url;
         let mut seen = HashSet::new();
         let mut origin: Option<Url> = None;
@@ -300,10 +310,12 @@ impl Fetcher {
                 e
             })?;
             seen.insert(url.to_string());
-            let slots = self.slots(&url, until).await.map_err(|mut e| {
+            let slots = self.slots(&url, deadline).await.map_err(|mut e| {
                 e.origin = origin.clone();
                 e
             })?;
+            let sent = Instant::now();
+            let until = sent + left.min(deadline.remaining());
             let mut req = self.client.get(url.clone());
             if browser {
                 req = req.headers(browser_headers());
@@ -360,6 +372,7 @@ impl Fetcher {
             if hop == max_redirects {
                 break;
             }
+            left = left.saturating_sub(sent.elapsed());
             url = next;
         }
         Err(FetchError {

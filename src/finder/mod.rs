@@ -4,6 +4,7 @@
 //! Layout:
 //! - `resolve`: name resolution (`FETCH_RESOLVE` rules, then async DNS with a cap on lookups in
 //!   flight) and the SSRF guard pinned at connect time.
+//! - `clock`: a site's deadline on its own clock, stopped while we wait for our own slots.
 //! - `fetch`: the HTTP client (redirects, per-host and per-address politeness, body caps) and
 //!   the classification of network failures into [`ErrorCategory`].
 //! - `html`: streaming `<head>` extraction with lol_html.
@@ -14,6 +15,7 @@
 //! - `page`: the home page over https/http × apex/www, and bot-wall recognition.
 //! - `pipeline`: one domain from home page to verified icon, and the error mapping.
 
+pub mod clock;
 pub mod fetch;
 pub mod html;
 pub mod image;
@@ -45,8 +47,13 @@ pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (compatible; favicon-finder/0.
 /// How the finder fetches: limits, safety switches and the test resolution seam.
 #[derive(Debug, Clone)]
 pub struct FinderConfig {
-    /// Whole-domain deadline: everything for one domain happens within it.
+    /// Whole-domain deadline: everything for one domain happens within it, on the site's own
+    /// clock (waits for our politeness slots are not counted).
     pub timeout: Duration,
+    /// The most time one domain may wait for politeness slots, in total, on top of `timeout`;
+    /// past it the domain fails as a transient `timeout`, so a worker slot is never held
+    /// forever.
+    pub max_slot_wait: Duration,
     /// Allow loopback/private targets (tests, intranets); off in production.
     pub allow_private_networks: bool,
     /// `FETCH_RESOLVE` rules: host (or `*`) pointed at a fixed socket address.
@@ -79,6 +86,7 @@ impl Default for FinderConfig {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(15),
+            max_slot_wait: Duration::from_secs(120),
             allow_private_networks: false,
             resolve: Vec::new(),
             extra_root_certs: None,
@@ -110,7 +118,7 @@ pub struct Finder {
     config: Arc<FinderConfig>,
 }
 
-/// Slack past `config.timeout` that the hard backstop allows before giving up on a find.
+/// Slack past a find's longest time that the hard backstop allows before giving up on it.
 const DEADLINE_SLACK: Duration = Duration::from_millis(250);
 
 impl Finder {
@@ -134,12 +142,20 @@ impl Finder {
         })
     }
 
+    /// The longest one find can take in real time: the site's deadline, all the waiting for
+    /// slots it may do, and a little slack. Callers that bound a find from outside (the
+    /// worker's backstop) must allow at least this.
+    pub fn max_find_time(&self) -> Duration {
+        self.config.timeout + self.config.max_slot_wait + DEADLINE_SLACK
+    }
+
     /// Finds the favicon of one already-normalised domain (lowercase ASCII hostname, e.g.
-    /// "example.com"). Never panics on hostile input, always returns within config.timeout
-    /// (+ small slack).
+    /// "example.com"). Never panics on hostile input, always returns within
+    /// [`Finder::max_find_time`].
     pub async fn find(&self, domain: &str) -> FindOutcome {
         let timeout = self.config.timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = clock::Deadline::start(timeout, self.config.max_slot_wait);
+        let backstop = self.max_find_time();
         let fetcher = self.fetcher.clone();
         let keep = self.config.icon_max_bytes;
         let domain = domain.to_string();
@@ -150,19 +166,14 @@ impl Finder {
         let hub = sentry::Hub::current();
         let mut task = AbortOnDrop(tokio::spawn(sentry::SentryFutureExt::bind_hub(
             async move {
-                match tokio::time::timeout_at(
-                    deadline,
-                    pipeline::find(&fetcher, &domain, deadline, keep),
-                )
-                .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err(timeout_error(timeout)),
+                tokio::select! {
+                    outcome = pipeline::find(&fetcher, &domain, &deadline, keep) => outcome,
+                    () = deadline.passed() => Err(timeout_error(timeout)),
                 }
             },
             hub,
         )));
-        match tokio::time::timeout(timeout + DEADLINE_SLACK, &mut task.0).await {
+        match tokio::time::timeout(backstop, &mut task.0).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(join)) => Err(FindError::new(
                 ErrorCategory::Internal,

@@ -2,10 +2,10 @@
 //! streamed through the extractor, and a bot wall's challenge page recognised.
 
 use super::ErrorCategory;
+use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher, Opened, retry_after};
 use super::html::{self, HeadParser};
 use super::pipeline::remaining;
-use tokio::time::Instant;
 use url::Url;
 
 /// Decompressed bytes of HTML read at most.
@@ -62,7 +62,7 @@ fn host_variants(domain: &str) -> Vec<String> {
 pub(super) async fn fetch_page(
     f: &Fetcher,
     url: Url,
-    deadline: Instant,
+    deadline: &Deadline,
 ) -> Result<Page, FetchError> {
     // The page gets two thirds of what is left so that default paths can still be tried.
     let budget = remaining(deadline) * 2 / 3;
@@ -78,6 +78,15 @@ pub(super) async fn fetch_page(
         let budget = remaining(deadline) * 2 / 3;
         match f.open(url, PAGE_REDIRECTS, true, budget, deadline).await {
             Ok(again) => opened = again,
+            // Unanswered (a timeout, our own wait for a slot, a reset): what the wall says to a
+            // browser is unknown, so the failure stays transient; the host did answer, so its
+            // `/favicon.ico` is still tried.
+            Err(e) if e.category.is_transient() => {
+                return Err(FetchError {
+                    origin: Some(first.url),
+                    ..e
+                });
+            }
             Err(_) => return Ok(first),
         }
     }
@@ -152,7 +161,7 @@ async fn wall_page(mut opened: Opened) -> Page {
 pub(super) async fn home_page(
     f: &Fetcher,
     domain: &str,
-    deadline: Instant,
+    deadline: &Deadline,
 ) -> Result<Page, FetchError> {
     use ErrorCategory as C;
     let mut first: Option<FetchError> = None;

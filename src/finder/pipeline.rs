@@ -7,6 +7,13 @@
 //! keeps the real status), every 4xx becomes [`ErrorCategory::HttpStatus`] (permanent). This
 //! keeps the public category set and `is_transient` unchanged.
 //!
+//! `no_icon` means every candidate answered and none was an icon (a 404 or 410, a non-image,
+//! a broken image). A candidate, manifest or `<meta refresh>` target that did not answer (a timeout, a refused or reset
+//! connection, a 429 or 5xx) makes the failure transient instead, in that fetch's category
+//! (`timeout`, `connect`, `rate_limited`): it is retried with backoff, and the cross-job cache
+//! never reuses it. A home page that answered 429/5xx keeps `rate_limited` with its
+//! `Retry-After`; a bot wall or a 403 stays `http_status`.
+//!
 //! Bot walls: a 403 or 503 home page is asked again once with browser-like headers.
 //! If the answer is still an error and looks like a challenge page ("Just a moment...",
 //! `cf-mitigated: challenge`, ...), the failure is `http_status` (permanent: the same client
@@ -18,7 +25,8 @@
 //! the candidate (a `blocked` fetch error); when nothing verified and something was refused, the
 //! failure is `blocked` rather than `no_icon`, so the refusal is visible in the result.
 //!
-//! Time: the page gets two thirds of what is left, each icon at most half of what is left
+//! Time is the site's own (see `clock`): waiting for one of our politeness slots is not
+//! charged to the deadline or to a request's budget. The page gets two thirds of what is left, each icon at most half of what is left
 //! (but at least 1.5 s when that much remains), a manifest two fifths (at most 4 s), so one
 //! slow resource cannot starve the rest; every request is also capped at 10 s.
 //!
@@ -30,6 +38,7 @@
 //! the default paths, then the best-ranked of the rest; the others are counted in
 //! `candidates_dropped`, with those the page declared past the parsing caps.
 
+use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher};
 use super::html;
 use super::page::{Page, fetch_page, home_page};
@@ -40,7 +49,6 @@ use super::{image, links, manifest, rank};
 use crate::clean::{self, MAX_CANDIDATES, MAX_MESSAGE_BYTES};
 use base64::Engine as _;
 use std::time::Duration;
-use tokio::time::Instant;
 use url::Url;
 
 /// Decompressed bytes of one icon read at most (a larger icon is rejected).
@@ -61,9 +69,9 @@ const EXTRA_SAME_TIER: usize = 3;
 /// Manifests fetched at most.
 const MAX_MANIFESTS: usize = 2;
 
-/// Time left until `deadline`, zero once it has passed.
-pub(super) fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
+/// Site time left until `deadline`, zero once it has passed.
+pub(super) fn remaining(deadline: &Deadline) -> Duration {
+    deadline.remaining()
 }
 
 /// Decodes a `data:` URL (base64 or percent-encoded) without fetching anything.
@@ -91,7 +99,7 @@ pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
 
 /// Fetches (or decodes) one candidate and records what it really is; returns its bytes when
 /// it is an image, so the chosen one can be kept.
-async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec<u8>> {
+async fn verify(f: &Fetcher, c: &mut Candidate, deadline: &Deadline) -> Option<Vec<u8>> {
     let bytes = if c.url.starts_with("data:") {
         decode_data_url(&c.url).map_err(CandidateError::rejected)
     } else {
@@ -130,7 +138,11 @@ async fn verify(f: &Fetcher, c: &mut Candidate, deadline: Instant) -> Option<Vec
     }
 }
 
-async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>, CandidateError> {
+async fn fetch_icon(
+    f: &Fetcher,
+    url: &str,
+    deadline: &Deadline,
+) -> Result<Vec<u8>, CandidateError> {
     let url = Url::parse(url).map_err(|e| CandidateError::rejected(e.to_string()))?;
     let left = remaining(deadline);
     let budget = (left / 2).max(left.min(Duration::from_millis(1500)));
@@ -139,6 +151,14 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
         .await
         .map_err(|e| CandidateError::fetch(e.category, &e.message))?;
     let status = opened.resp.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        // The server did not say whether this is an icon, only "not now": a later try may
+        // well get the image, so this counts like a fetch that failed, not a rejection.
+        return Err(CandidateError::fetch(
+            ErrorCategory::RateLimited,
+            &format!("HTTP {}", status.as_u16()),
+        ));
+    }
     if !status.is_success() {
         return Err(CandidateError::rejected(format!(
             "HTTP {}",
@@ -160,12 +180,13 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
     Ok(body)
 }
 
-/// A manifest's icons; `Err` only when the SSRF guard refused to fetch it (any other failure
-/// just means no icons from it).
+/// A manifest's icons; `Err` when the SSRF guard refused to fetch it or it did not answer
+/// (a timeout, a connection failure, a 429 or 5xx): its icons are unknown, not absent. Any
+/// other failure just means no icons from it.
 async fn manifest_icons(
     f: &Fetcher,
     url: Url,
-    deadline: Instant,
+    deadline: &Deadline,
 ) -> Result<(Vec<Candidate>, u32), FetchError> {
     // A manifest is optional: a short budget, and any failure just means no icons from it.
     let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
@@ -174,10 +195,19 @@ async fn manifest_icons(
         .await
     {
         Ok(o) => o,
-        Err(e) if e.category == ErrorCategory::Blocked => return Err(e),
+        Err(e) if e.category == ErrorCategory::Blocked || e.category.is_transient() => {
+            return Err(e);
+        }
         Err(_) => return Ok((Vec::new(), 0)),
     };
-    if !opened.resp.status().is_success() {
+    let status = opened.resp.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        return Err(FetchError::new(
+            ErrorCategory::RateLimited,
+            format!("manifest {url} answered HTTP {}", status.as_u16()),
+        ));
+    }
+    if !status.is_success() {
         return Ok((Vec::new(), 0));
     }
     let mut body = Vec::new();
@@ -201,9 +231,20 @@ fn refused(c: &Candidate) -> bool {
         .is_some_and(|e| e.category() == Some(ErrorCategory::Blocked))
 }
 
+/// The first fetch failure among the candidates that a later try may not meet (a timeout, a
+/// refused or reset connection, a 429 or 5xx): such a candidate never said whether it is an
+/// icon, so the domain cannot be called `no_icon`.
+fn unanswered(ranked: &[Candidate]) -> Option<(ErrorCategory, &str)> {
+    ranked.iter().find_map(|c| {
+        let e = c.error.as_ref()?;
+        let category = e.category().filter(|c| c.is_transient())?;
+        Some((category, e.as_str()))
+    })
+}
+
 /// Runs the whole pipeline for one domain; the chosen icon's bytes come along when they are
 /// at most `keep` bytes.
-pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> FindOutcome {
+pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -> FindOutcome {
     let mut page = match home_page(f, domain, deadline).await {
         Ok(p) => Ok(p),
         Err(e) if e.origin.is_some() => Err(e),
@@ -212,6 +253,9 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         }
     };
 
+    // A fetch besides the candidates (the `<meta refresh>` target, a manifest) that did not
+    // answer: the icons it would have named are unknown, not absent.
+    let mut unanswered_fetch: Option<(ErrorCategory, String)> = None;
     // Meta refresh is followed once, only when the page itself declared nothing.
     if let Ok(p) = &page
         && let Some(ex) = &p.extracted
@@ -222,10 +266,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         && let Some(next) = links::resolve_href(&p.url, &target)
         && let Ok(next) = Url::parse(&next)
         && next != p.url
-        && let Ok(p2) = fetch_page(f, next, deadline).await
-        && (200..300).contains(&p2.status)
     {
-        page = Ok(p2);
+        match fetch_page(f, next, deadline).await {
+            Ok(p2) if (200..300).contains(&p2.status) => page = Ok(p2),
+            Err(e) if e.category.is_transient() => unanswered_fetch = Some((e.category, e.message)),
+            _ => {}
+        }
     }
 
     let (origin, final_url) = match &page {
@@ -258,7 +304,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
                     cands.extend(icons);
                     dropped = dropped.saturating_add(n);
                 }
-                Err(e) => manifest_refused = Some(e.message),
+                Err(e) if e.category == ErrorCategory::Blocked => {
+                    manifest_refused = Some(e.message);
+                }
+                Err(e) => {
+                    unanswered_fetch.get_or_insert((e.category, e.message));
+                }
             }
         }
     }
@@ -279,7 +330,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
 
     // Declared icons stop short of the deadline so the default paths keep time of their own.
     let reserve = (remaining(deadline) / 3).min(DEFAULT_RESERVE_MAX);
-    let declared_deadline = deadline.checked_sub(reserve).unwrap_or(deadline);
+    let declared_deadline = deadline.less(reserve);
     let mut tried = std::collections::HashSet::new();
     let mut kept: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
     let mut fetched = 0;
@@ -306,7 +357,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         let until = if is_default {
             deadline
         } else {
-            declared_deadline
+            &declared_deadline
         };
         if !is_default && declared_fetched >= MAX_DECLARED_VERIFY {
             // Skipped, not stopped: the default paths further down still get their turn.
@@ -382,6 +433,11 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         });
     }
 
+    // A candidate, a manifest or a refresh target that did not answer leaves the question open: a later try may
+    // find the icon there, so the failure is transient and never `no_icon`.
+    let unanswered = unanswered(&ranked)
+        .map(|(category, what)| (category, what.to_owned()))
+        .or(unanswered_fetch);
     let mut err = match &page {
         Err(e) => FindError::new(e.category, e.message.clone()),
         Ok(p) if p.status >= 400 && p.challenge => FindError::new(
@@ -395,16 +451,22 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
             ErrorCategory::HttpStatus,
             "home page answered HTTP 403, also to a browser-like retry (bot wall?)",
         ),
-        Ok(p) if p.status >= 400 => {
-            let cat = if p.status == 429 || p.status >= 500 {
-                ErrorCategory::RateLimited
-            } else {
-                ErrorCategory::HttpStatus
-            };
-            let mut e = FindError::new(cat, format!("home page answered HTTP {}", p.status));
+        Ok(p) if p.status == 429 || p.status >= 500 => {
+            let mut e = FindError::new(
+                ErrorCategory::RateLimited,
+                format!("home page answered HTTP {}", p.status),
+            );
             e.retry_after_secs = p.retry_after;
             e
         }
+        Ok(_) if let Some((category, what)) = &unanswered => FindError::new(
+            *category,
+            format!("no icon verified; a candidate did not answer ({what})"),
+        ),
+        Ok(p) if p.status >= 400 => FindError::new(
+            ErrorCategory::HttpStatus,
+            format!("home page answered HTTP {}", p.status),
+        ),
         Ok(_) if manifest_refused.is_some() || ranked.iter().any(refused) => {
             let what = ranked
                 .iter()

@@ -51,7 +51,8 @@ pub enum ErrorCategory {
     /// More than the redirect limit, or a loop.
     #[sea_orm(string_value = "too_many_redirects")]
     TooManyRedirects,
-    /// The site worked but no candidate was a real image.
+    /// Every candidate answered and none was a real image (a candidate that did not answer
+    /// makes the failure transient instead).
     #[sea_orm(string_value = "no_icon")]
     NoIcon,
     /// The target address is not public (SSRF guard) or the port is not allowed.

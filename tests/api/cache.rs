@@ -1,7 +1,7 @@
 //! The cross-job cache: a domain found recently is answered from the stored result, without
 //! a request; permanent failures are reused for a shorter time, transient ones never.
 
-use crate::fake::{FakeInternet, Sites, dead_addr, png};
+use crate::fake::{FakeInternet, Route, Sites, dead_addr, png};
 use crate::helpers::{Backend, TestApp, both_backends};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -139,3 +139,46 @@ async fn second_job_is_served_from_the_cache(backend: Backend) {
     app.stop().await;
 }
 both_backends!(cross_job_cache, second_job_is_served_from_the_cache);
+
+/// A page links `/i.png` and `/i.png` never answers: nobody said it is not an icon, so the
+/// domain is a transient `timeout` (retried with backoff), never `no_icon`, and a later job
+/// asks the site again instead of reusing the failure.
+async fn a_linked_icon_that_never_answers_is_retried_and_never_cached(backend: Backend) {
+    let mut sites = Sites::default();
+    sites
+        .page("silent.test", "<link rel=icon href=/i.png>")
+        .route(
+            "silent.test",
+            "/i.png",
+            Route::new(200, "image/png", png(16, 16)).with_delay(Duration::from_secs(3600)),
+        );
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn_on(
+        backend,
+        &internet,
+        &[
+            ("FETCH_TIMEOUT_SECS", "2"),
+            ("FETCH_MAX_TRIES", "2"),
+            ("CACHE_FAILURE_MAX_AGE_SECS", "3600"),
+        ],
+    )
+    .await;
+
+    let (job, first) = run_job(&app, &["silent.test"], json!({})).await;
+    assert_eq!(job["failed"], 1, "{job}");
+    let row = &first[0];
+    assert_eq!(row["error_code"], "timeout", "{row}");
+    assert_eq!(row["tries"], 2, "a transient failure is retried: {row}");
+    assert_eq!(internet.hits("silent.test", "/i.png"), 2);
+
+    let (_, second) = run_job(&app, &["silent.test"], json!({})).await;
+    let row = &second[0];
+    assert_eq!(row["cached"], false, "never reused as a negative: {row}");
+    assert_eq!(row["error_code"], "timeout", "{row}");
+    assert_eq!(internet.hits("silent.test", "/i.png"), 4);
+    app.stop().await;
+}
+both_backends!(
+    unanswered_icon_is_transient,
+    a_linked_icon_that_never_answers_is_retried_and_never_cached
+);

@@ -324,6 +324,14 @@ pub struct FakeInternet {
 impl FakeInternet {
     /// Serves `sites` on a fresh loopback port, over HTTP and HTTPS.
     pub async fn start(sites: Sites) -> Self {
+        Self::start_at(sites, std::net::Ipv4Addr::LOCALHOST).await
+    }
+
+    /// [`FakeInternet::start`] on another loopback address (all of 127.0.0.0/8 is loopback):
+    /// a server of its own as the finder's per-address politeness sees it, e.g. a CDN apart
+    /// from the shared host of the sites that use it. [`FakeInternet::max_concurrent_total`]
+    /// is then what that one address saw.
+    pub async fn start_at(sites: Sites, ip: std::net::Ipv4Addr) -> Self {
         let ca = test_ca();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
@@ -341,7 +349,7 @@ impl FakeInternet {
             sites,
             ..Shared::default()
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let raw_addr = raw.local_addr().unwrap();

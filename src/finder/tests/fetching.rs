@@ -196,10 +196,10 @@ async fn https_to_plain_http_port_is_tls() {
     let s = Server::start(|_| status(404)).await;
     let f = Finder::new(config(s.port, true, 3000)).unwrap();
     let u = Url::parse("https://tls.test/").unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = clock::Deadline::start(Duration::from_secs(2), Duration::from_secs(2));
     let e = f
         .fetcher
-        .open(u, 0, false, Duration::from_secs(2), deadline)
+        .open(u, 0, false, Duration::from_secs(2), &deadline)
         .await
         .err()
         .unwrap();
@@ -371,4 +371,130 @@ async fn a_host_that_refused_https_is_fetched_over_http_next_time() {
         3,
         "without the memory, every find tries https"
     );
+}
+
+/// `no_icon` only when every candidate answered: a linked icon that never answers, refuses
+/// connections or answers 503 (or a manifest or `<meta refresh>` target that does) leaves the
+/// failure transient, in that fetch's category, so it is retried and never cached; 404, 410
+/// and non-images are definite.
+#[tokio::test]
+async fn a_candidate_that_did_not_answer_makes_the_failure_transient() {
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .unwrap();
+    let dead = refusing.local_addr().unwrap();
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        ("silent.test", "/") => html("<head><link rel=icon href=/i.png></head>"),
+        ("silent.test", "/i.png") => delayed(ok("image/png", vec![]), Duration::from_secs(30)),
+        ("busy.test", "/") => html("<head><link rel=icon href=/i.png></head>"),
+        ("busy.test", "/i.png") => status(503),
+        ("refused.test", "/") => {
+            html("<head><link rel=icon href=http://dead.test/i.png></head>")
+        }
+        ("manifest.test", "/") => html("<head><link rel=manifest href=/m.json></head>"),
+        ("manifest.test", "/m.json") => status(500),
+        ("refresh.test", "/") => html(r#"<head><meta http-equiv=refresh content="0; url=/en/"></head>"#),
+        ("refresh.test", "/en/") => delayed(html("<head></head>"), Duration::from_secs(30)),
+        ("gone.test", "/") => html(
+            "<head><link rel=icon href=/a.png><link rel=icon href=/b.png><link rel=icon href=/c.png></head>",
+        ),
+        ("gone.test", "/a.png") => status(410),
+        ("gone.test", "/b.png") => html("<html>not an image</html>"),
+        _ => status(404),
+    })
+    .await;
+    let mut cfg = config(s.port, true, 2000);
+    cfg.resolve.insert(
+        0,
+        ResolveRule {
+            host: "dead.test".into(),
+            addr: dead,
+        },
+    );
+    let f = Finder::new(cfg).unwrap();
+    for (domain, category) in [
+        ("silent.test", ErrorCategory::Timeout),
+        ("busy.test", ErrorCategory::RateLimited),
+        ("refused.test", ErrorCategory::Connect),
+        ("manifest.test", ErrorCategory::RateLimited),
+        ("refresh.test", ErrorCategory::Timeout),
+        ("gone.test", ErrorCategory::NoIcon),
+    ] {
+        let err = f.find(domain).await.unwrap_err();
+        assert_eq!(err.category, category, "{domain}: {err:?}");
+        assert_eq!(
+            category.is_cacheable(),
+            category == ErrorCategory::NoIcon,
+            "{domain}: only a definite answer may be reused"
+        );
+    }
+}
+
+/// A site's deadline is the site's own time: ten sites on one address with one slot, each
+/// answering in 150 ms per request, queue for far longer than their 1 s deadline, and all
+/// still find their icon; the wait is bounded only by `max_slot_wait`.
+#[tokio::test]
+async fn waiting_for_our_own_slot_is_not_the_sites_time() {
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => delayed(
+            html("<head><link rel=icon href=/i.png></head>"),
+            Duration::from_millis(150),
+        ),
+        "/i.png" => delayed(
+            ok("image/png", png_bytes(32, 32)),
+            Duration::from_millis(150),
+        ),
+        _ => status(404),
+    })
+    .await;
+    let mut one_slot = config(s.port, true, 1000);
+    one_slot.per_address_concurrency = 1;
+    let f = Finder::new(one_slot.clone()).unwrap();
+    let finds = (0..10).map(|i| {
+        let f = f.clone();
+        async move { f.find(&format!("shared{i}.test")).await }
+    });
+    let started = std::time::Instant::now();
+    for outcome in futures::future::join_all(finds).await {
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the sites really queued: {:?}",
+        started.elapsed()
+    );
+
+    // The wait itself is bounded: past `max_slot_wait` it ends as a transient timeout.
+    one_slot.max_slot_wait = Duration::from_millis(200);
+    let f = Finder::new(one_slot).unwrap();
+    let finds = (0..6).map(|i| {
+        let f = f.clone();
+        async move { f.find(&format!("queued{i}.test")).await }
+    });
+    let outcomes = futures::future::join_all(finds).await;
+    let waited_out: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert!(!waited_out.is_empty(), "some waited too long");
+    for e in waited_out {
+        assert_eq!(e.category, ErrorCategory::Timeout, "{e:?}");
+    }
+}
+
+/// A bot wall whose browser-like retry never answers said nothing final: the failure is a
+/// transient timeout, not the wall's permanent `http_status`, and `/favicon.ico` is still tried.
+#[tokio::test]
+async fn a_bot_wall_retry_that_does_not_answer_is_transient() {
+    let s = Server::start(|r| {
+        let browser = r.head.to_ascii_lowercase().contains("sec-fetch-mode");
+        match r.path.as_str() {
+            "/" if !browser => status(403),
+            "/" => delayed(html("<head></head>"), Duration::from_secs(30)),
+            _ => status(404),
+        }
+    })
+    .await;
+    let f = Finder::new(config(s.port, true, 1500)).unwrap();
+    let err = f.find("walled.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::Timeout, "{err:?}");
+    assert!(s.paths().contains(&"walled.test/favicon.ico".to_owned()));
 }
