@@ -421,6 +421,18 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
             ErrorCategory::Timeout,
             "deadline passed before an icon was verified",
         ),
+        // A page the client could not read to its end is not an empty page: its own failure
+        // (undecodable: `invalid_content`; too slow: `timeout`) says why nothing was found.
+        Ok(Page {
+            read_error: Some(e),
+            ..
+        }) => FindError::new(
+            e.category,
+            format!(
+                "no usable icon; the home page could not be read ({})",
+                e.message
+            ),
+        ),
         // The page's markup broke the parser's memory limit before anything usable was found:
         // the page, not the network, is why there is no icon.
         Ok(_) if parse_error.is_some() => FindError::new(

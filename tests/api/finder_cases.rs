@@ -88,6 +88,10 @@ enum Body {
     Utf8Bom(&'static str),
     /// `Head` with 3 MiB of script between these two parts (past the HTML cap).
     Huge(&'static str, &'static str),
+    /// `Head`, raw-deflate-encoded (no zlib header) as `Content-Encoding: deflate`.
+    RawDeflateHead(&'static str),
+    /// A page labelled `Content-Encoding: gzip` that is not gzip.
+    Undecodable,
     /// `Head` for browser-like requests; anything else gets a bot wall's 403.
     BrowserOnly(&'static str),
 }
@@ -421,6 +425,19 @@ const SCENARIOS: &[Scenario] = &[
         (SELF, "/", DeflateHead(r#"<link rel="icon" href="/d.png">"#)),
         (SELF, "/d.png", Image(PNG, Png(32, 32))),
     ]),
+    // HTTP's deflate is zlib, but servers also send raw deflate; browsers read both.
+    row("c38-raw-deflate-page.test", Icon(SELF, "/r.png"), &[
+        (SELF, "/", RawDeflateHead(r#"<link rel="icon" href="/r.png">"#)),
+        (SELF, "/r.png", Image(PNG, Png(32, 32))),
+    ]),
+    // A page that cannot be decoded is not an empty page.
+    row("c38-undecodable-page.test", Fail("invalid_content"), &[
+        (SELF, "/", Undecodable),
+    ]),
+    row("c38-undecodable-page-favicon.test", Icon(SELF, "/favicon.ico"), &[
+        (SELF, "/", Undecodable),
+        FAVICON,
+    ]),
     row("c38-gzip-svg.test", Icon(SELF, "/i.svg"), &[
         (SELF, "/", Head(r#"<link rel="icon" href="/i.svg">"#)),
         (SELF, "/i.svg", GzipSvg),
@@ -742,6 +759,9 @@ fn serve(sites: &mut Sites, host: &str, path: &str, body: Body) {
             );
             Route::html(&head(&format!("{before}{script}{after}")))
         }
+        RawDeflateHead(links) => Route::raw_deflate(HTML, head(links).as_bytes()),
+        Undecodable => Route::new(200, HTML, b"\x1f\x8b\x08\0not gzip at all".to_vec())
+            .with_header("content-encoding", "gzip"),
         BrowserOnly(links) => {
             sites.browser_only(host, path, Route::html(&head(links)));
             return;

@@ -1,0 +1,82 @@
+//! Shapes of the real web that browsers read and a finder easily misses: pages in UTF-16,
+//! raw deflate, icon links after megabytes of inline script, icons declared only in
+//! `browserconfig.xml`, and answers with more headers than an HTTP library allows by default.
+
+use super::*;
+
+/// `resp` with these extra headers.
+fn with_headers(mut resp: Resp, headers: impl IntoIterator<Item = (&'static str, String)>) -> Resp {
+    resp.headers.extend(headers);
+    resp
+}
+
+/// `body` as raw deflate (RFC 1951, no zlib header), as some servers send `deflate`.
+fn raw_deflate(body: &[u8]) -> Vec<u8> {
+    use flate2::{Compression, write::DeflateEncoder};
+    use std::io::Write;
+    let mut enc = DeflateEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(body).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn deflate_pages_are_read_with_or_without_the_zlib_header() {
+    // HTTP's `deflate` is zlib, but servers also send raw deflate; browsers read both.
+    use flate2::{Compression, write::ZlibEncoder};
+    use std::io::Write;
+    let page = b"<head><link rel=icon href=/d.png></head><body>";
+    let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+    zlib.write_all(page).unwrap();
+    let zlib = zlib.finish().unwrap();
+    let raw = raw_deflate(page);
+    let s = Server::start(move |r| {
+        let deflated = |body: &Vec<u8>| {
+            with_headers(
+                ok("text/html", body.clone()),
+                [("Content-Encoding", "deflate".into())],
+            )
+        };
+        match (r.host.as_str(), r.path.as_str()) {
+            ("raw.test", "/") => deflated(&raw),
+            ("zlib.test", "/") => deflated(&zlib),
+            (_, "/d.png") => ok("image/png", png_bytes(32, 32)),
+            _ => status(404),
+        }
+    })
+    .await;
+    for host in ["raw.test", "zlib.test"] {
+        let found = find_on(&s, host).await;
+        assert_eq!(
+            found.map(|f| f.favicon_url),
+            Ok(format!("http://{host}/d.png")),
+            "{host}"
+        );
+    }
+    let asked = s.requests.lock().unwrap()[0].head.to_ascii_lowercase();
+    assert!(
+        asked.contains("deflate"),
+        "deflate is still offered: {asked}"
+    );
+}
+
+#[tokio::test]
+async fn a_page_that_cannot_be_decoded_is_invalid_content_not_no_icon() {
+    // A body the client cannot decode is not an empty page: the default paths are still
+    // tried, and when nothing verifies the failure says why.
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        (_, "/") => with_headers(
+            ok("text/html", b"\x1f\x8b\x08\0garbage, not gzip".to_vec()),
+            [("Content-Encoding", "gzip".into())],
+        ),
+        ("ico.test", "/favicon.ico") => ok("image/x-icon", ico_bytes(&[32])),
+        _ => status(404),
+    })
+    .await;
+    let err = find_on(&s, "broken.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::InvalidContent, "{err:?}");
+    assert!(err.message.contains("home page"), "{}", err.message);
+    assert!(!err.category.is_transient());
+    assert!(s.paths().contains(&"broken.test/favicon.ico".to_string()));
+    let found = find_on(&s, "ico.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://ico.test/favicon.ico");
+}
