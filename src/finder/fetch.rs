@@ -20,6 +20,10 @@ use url::{Host, Url};
 
 /// No single request may take longer than this, whatever the remaining budget.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(10);
+/// Header lines an answer may carry. hyper's default of 100 refuses real sites that repeat a
+/// header a few hundred times, which browsers (that count bytes, not lines) read; the bytes of
+/// the header section stay bounded by hyper's read buffer (about 400 KiB).
+pub const MAX_RESPONSE_HEADERS: usize = 512;
 /// The encodings offered. `deflate` is decoded here, not by reqwest (see [`Inflate`]).
 const ACCEPT_ENCODING: &str = "gzip, deflate, br";
 
@@ -241,6 +245,7 @@ impl Fetcher {
             // in a large job, see BENCHMARKS.md).
             .pool_idle_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(1)
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
             // Offered as before, decoded by `Inflate`; gzip and brotli stay with reqwest.
             .no_deflate()
             .default_headers(HeaderMap::from_iter([(
@@ -405,6 +410,14 @@ impl Fetcher {
                 }
                 Ok(Err(e)) => {
                     let (category, message) = classify(&e);
+                    // An answer the client cannot take (more headers than it allows, a broken
+                    // status line) still came from a server that works: its default paths are
+                    // worth trying, rather than the other host.
+                    let origin = if malformed_answer(&e) {
+                        Some(url)
+                    } else {
+                        origin
+                    };
                     return Err(FetchError {
                         category,
                         message,
@@ -560,8 +573,18 @@ fn error_chain<'a>(
     out
 }
 
+/// Whether the server answered with something that is not HTTP the client takes (hyper could
+/// not parse it: too many headers, a header section over its buffer, a broken status line).
+fn malformed_answer(err: &reqwest::Error) -> bool {
+    error_chain(err).iter().any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+    })
+}
+
 /// Classifies a reqwest error by walking its source chain: our resolver's error first, then
-/// rustls and I/O errors, then reqwest's own flags.
+/// rustls and I/O errors, then reqwest's own flags. An answer the client could not parse is
+/// `invalid_content`: the server works, what it sent cannot be used.
 pub fn classify(err: &reqwest::Error) -> (ErrorCategory, String) {
     let mut message = err.to_string();
     let mut found = None;
@@ -569,6 +592,14 @@ pub fn classify(err: &reqwest::Error) -> (ErrorCategory, String) {
         message = e.to_string();
         if let Some(r) = e.downcast_ref::<ResolveError>() {
             return (r.category(), r.to_string());
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            found = Some((
+                ErrorCategory::InvalidContent,
+                format!("the answer could not be read: {e}"),
+            ));
         }
         if e.downcast_ref::<rustls::Error>().is_some() {
             // The innermost cause wins over the I/O wrappers that carried it.

@@ -92,6 +92,8 @@ enum Body {
     RawDeflateHead(&'static str),
     /// A page labelled `Content-Encoding: gzip` that is not gzip.
     Undecodable,
+    /// `Head` answered with this many extra header lines.
+    ManyHeaders(usize, &'static str),
     /// `Head` for browser-like requests; anything else gets a bot wall's 403.
     BrowserOnly(&'static str),
 }
@@ -673,6 +675,20 @@ const SCENARIOS: &[Scenario] = &[
         ("c65-www-dead-apex-alive.test", "/a.png", Image(PNG, Png(32, 32))),
     ]),
     row("c65-both-dead.test", Fail("connect"), &[]),
+    // Browsers do not count header lines: a few hundred repeated ones are read.
+    row("c65-many-headers.test", Icon(SELF, "/i.png"), &[
+        (SELF, "/", ManyHeaders(150, "<link rel=icon href=/i.png>")),
+        (SELF, "/i.png", Image(PNG, Png(32, 32))),
+    ]),
+    // An answer past every header bound came from a working server: its `/favicon.ico` is
+    // tried, not the www twin.
+    row("c65-headers-over-bound.test", Icon(SELF, "/favicon.ico"), &[
+        (SELF, "/", ManyHeaders(5000, "<link rel=icon href=/i.png>")),
+        (SELF, "/i.png", Image(PNG, Png(32, 32))),
+        FAVICON,
+        ("www.c65-headers-over-bound.test", "/", Head("<link rel=icon href=/w.png>")),
+        ("www.c65-headers-over-bound.test", "/w.png", Image(PNG, Png(32, 32))),
+    ]),
     row("c67-nxdomain.test", Fail("dns"), &[]),
     row("c69-bot-wall-browser-retry.test", Icon(SELF, "/b.png"), &[
         (SELF, "/", BrowserOnly(r#"<link rel="icon" href="/b.png">"#)),
@@ -762,6 +778,9 @@ fn serve(sites: &mut Sites, host: &str, path: &str, body: Body) {
         RawDeflateHead(links) => Route::raw_deflate(HTML, head(links).as_bytes()),
         Undecodable => Route::new(200, HTML, b"\x1f\x8b\x08\0not gzip at all".to_vec())
             .with_header("content-encoding", "gzip"),
+        ManyHeaders(count, links) => (0..count).fold(Route::html(&head(links)), |r, i| {
+            r.with_header("x-pad", &i.to_string())
+        }),
         BrowserOnly(links) => {
             sites.browser_only(host, path, Route::html(&head(links)));
             return;
@@ -959,6 +978,7 @@ async fn every_scenario(backend: Backend) {
         ("c35-noscript.test", "/ns.png"),
         ("c36-script-string.test", "/js.png"),
         ("c37-huge-html-late-link.test", "/late.png"),
+        ("www.c65-headers-over-bound.test", "/"),
         ("c43-purpose.test", "/mono.png"),
         ("c47-og-image-only.test", "/og.png"),
         ("c47-og-image-only.test", "/tw.png"),

@@ -80,3 +80,41 @@ async fn a_page_that_cannot_be_decoded_is_invalid_content_not_no_icon() {
     let found = find_on(&s, "ico.test").await.unwrap();
     assert_eq!(found.favicon_url, "http://ico.test/favicon.ico");
 }
+
+#[tokio::test]
+async fn a_home_page_with_many_headers_is_read() {
+    // Misconfigured servers repeat a header a few hundred times; browsers do not count them.
+    let s = Server::start(|r| match r.path.as_str() {
+        "/" => with_headers(
+            html("<head><link rel=icon href=/i.png></head><body>"),
+            (0..150).map(|i| ("X-Pad", i.to_string())),
+        ),
+        "/i.png" => ok("image/png", png_bytes(32, 32)),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "headers.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://headers.test/i.png");
+}
+
+#[tokio::test]
+async fn a_home_page_the_client_refuses_still_gets_its_favicon_tried() {
+    // An answer the HTTP client cannot take (here more headers than any bound allows) came
+    // from a working server: its `/favicon.ico` is tried, not the www twin instead.
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        ("apex.test", "/") => with_headers(
+            html("<head><link rel=icon href=/i.png></head><body>"),
+            (0..5000).map(|i| ("X-Pad", i.to_string())),
+        ),
+        ("apex.test", "/favicon.ico") => ok("image/x-icon", ico_bytes(&[32])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "apex.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://apex.test/favicon.ico");
+    assert!(
+        !s.paths().iter().any(|p| p.starts_with("www.")),
+        "{:?}",
+        s.paths()
+    );
+}
