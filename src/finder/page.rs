@@ -8,8 +8,9 @@ use super::pipeline::remaining;
 use tokio::time::Instant;
 use url::Url;
 
-/// Decompressed bytes of HTML read at most.
-pub const HTML_CAP: usize = 1024 * 1024;
+/// Decompressed bytes of HTML read at most: a long head, then a scan of the body (the parser
+/// says when to stop before this, see [`HeadParser::done`]).
+pub const HTML_CAP: usize = html::HEAD_CAP + html::BODY_SCAN;
 /// Redirects followed for the home page.
 const PAGE_REDIRECTS: usize = 10;
 

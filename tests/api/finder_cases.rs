@@ -86,8 +86,11 @@ enum Body {
     Cp1251(&'static str, &'static str),
     /// The same link in UTF-8 behind a byte-order mark, labelled with this content type.
     Utf8Bom(&'static str),
-    /// `Head` with 3 MiB of script between these two parts (past the HTML cap).
+    /// `Head` with 3 MiB of script between these two parts (past the first MiB).
     Huge(&'static str, &'static str),
+    /// The same link in UTF-16 behind its byte-order mark (big-endian when true), labelled
+    /// `charset=utf-8`.
+    Utf16(bool),
     /// `Head`, raw-deflate-encoded (no zlib header) as `Content-Encoding: deflate`.
     RawDeflateHead(&'static str),
     /// A page labelled `Content-Encoding: gzip` that is not gzip.
@@ -408,8 +411,8 @@ const SCENARIOS: &[Scenario] = &[
         (SELF, "/js.png", Image(PNG, Png(32, 32))),
         FAVICON,
     ]),
-    // Past the HTML cap: what came before it counts, what came after is never seen.
-    row("c37-huge-html-late-link.test", Icon(SELF, "/favicon.ico"), &[
+    // A long head (megabytes of inline state) is read to its end, as browsers read it.
+    row("c37-huge-html-late-link.test", Icon(SELF, "/late.png"), &[
         (SELF, "/", Huge("", "<link rel=icon href=/late.png>")),
         (SELF, "/late.png", Image(PNG, Png(32, 32))),
         FAVICON,
@@ -456,6 +459,14 @@ const SCENARIOS: &[Scenario] = &[
     ]),
     row("c39-bom-beats-header.test", Icon(SELF, CYR), &[
         (SELF, "/", Utf8Bom("text/html; charset=windows-1251")),
+        (SELF, CYR, Image(PNG, Png(32, 32))),
+    ]),
+    row("c39-utf16le-bom.test", Icon(SELF, CYR), &[
+        (SELF, "/", Utf16(false)),
+        (SELF, CYR, Image(PNG, Png(32, 32))),
+    ]),
+    row("c39-utf16be-bom.test", Icon(SELF, CYR), &[
+        (SELF, "/", Utf16(true)),
         (SELF, CYR, Image(PNG, Png(32, 32))),
     ]),
     row("c40-json-root.test", Icon(SELF, "/favicon.ico"), &[
@@ -775,6 +786,22 @@ fn serve(sites: &mut Sites, host: &str, path: &str, body: Body) {
             );
             Route::html(&head(&format!("{before}{script}{after}")))
         }
+        Utf16(big_endian) => {
+            let html = head(cyrillic_link);
+            let mut bytes = if big_endian {
+                vec![0xfe, 0xff]
+            } else {
+                vec![0xff, 0xfe]
+            };
+            for unit in html.encode_utf16() {
+                bytes.extend(if big_endian {
+                    unit.to_be_bytes()
+                } else {
+                    unit.to_le_bytes()
+                });
+            }
+            Route::new(200, "text/html; charset=utf-8", bytes)
+        }
         RawDeflateHead(links) => Route::raw_deflate(HTML, head(links).as_bytes()),
         Undecodable => Route::new(200, HTML, b"\x1f\x8b\x08\0not gzip at all".to_vec())
             .with_header("content-encoding", "gzip"),
@@ -977,7 +1004,6 @@ async fn every_scenario(backend: Backend) {
         ("c34-template.test", "/tpl.png"),
         ("c35-noscript.test", "/ns.png"),
         ("c36-script-string.test", "/js.png"),
-        ("c37-huge-html-late-link.test", "/late.png"),
         ("www.c65-headers-over-bound.test", "/"),
         ("c43-purpose.test", "/mono.png"),
         ("c47-og-image-only.test", "/og.png"),

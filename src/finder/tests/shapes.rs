@@ -4,10 +4,50 @@
 
 use super::*;
 
+/// `html` as UTF-16 behind its byte-order mark, little- or big-endian.
+fn utf16(html: &str, big_endian: bool) -> Vec<u8> {
+    let mut bytes = if big_endian {
+        vec![0xfe, 0xff]
+    } else {
+        vec![0xff, 0xfe]
+    };
+    for unit in html.encode_utf16() {
+        bytes.extend(if big_endian {
+            unit.to_be_bytes()
+        } else {
+            unit.to_le_bytes()
+        });
+    }
+    bytes
+}
+
 /// `resp` with these extra headers.
 fn with_headers(mut resp: Resp, headers: impl IntoIterator<Item = (&'static str, String)>) -> Resp {
     resp.headers.extend(headers);
     resp
+}
+
+#[tokio::test]
+async fn utf16_pages_behind_a_bom_are_read_whatever_the_header_says() {
+    // Browsers look for a byte-order mark before anything else, so a UTF-16 page that its
+    // server labels utf-8 still shows (and declares its icon) in browsers.
+    let page = r#"<html><head><link rel="icon" href="/ícone.png"></head><body></body></html>"#;
+    let (le, be) = (utf16(page, false), utf16(page, true));
+    let s = Server::start(move |r| match (r.host.as_str(), r.path.as_str()) {
+        ("le.test", "/") => ok("text/html; charset=utf-8", le.clone()),
+        ("be.test", "/") => ok("text/html; charset=utf-8", be.clone()),
+        (_, "/%C3%ADcone.png") => ok("image/png", png_bytes(32, 32)),
+        _ => status(404),
+    })
+    .await;
+    for host in ["le.test", "be.test"] {
+        let found = find_on(&s, host).await;
+        assert_eq!(
+            found.map(|f| f.favicon_url),
+            Ok(format!("http://{host}/%C3%ADcone.png")),
+            "{host}"
+        );
+    }
 }
 
 /// `body` as raw deflate (RFC 1951, no zlib header), as some servers send `deflate`.
@@ -79,6 +119,26 @@ async fn a_page_that_cannot_be_decoded_is_invalid_content_not_no_icon() {
     assert!(s.paths().contains(&"broken.test/favicon.ico".to_string()));
     let found = find_on(&s, "ico.test").await.unwrap();
     assert_eq!(found.favicon_url, "http://ico.test/favicon.ico");
+}
+
+#[tokio::test]
+async fn an_icon_link_after_megabytes_of_inline_script_is_found() {
+    // Server-rendered apps inline megabytes of state in the head before their icon links.
+    let script = format!(
+        "<script>window.__STATE__=\"{}\"</script>",
+        "a".repeat(3 << 20)
+    );
+    let page = format!("<html><head>{script}<link rel=icon href=/late.png></head><body>");
+    assert!(page.len() > 2 * 1024 * 1024);
+    let s = Server::start(move |r| match r.path.as_str() {
+        "/" => html(&page),
+        "/late.png" => ok("image/png", png_bytes(32, 32)),
+        "/favicon.ico" => ok("image/x-icon", ico_bytes(&[16])),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "late.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://late.test/late.png");
 }
 
 #[tokio::test]
