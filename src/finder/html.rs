@@ -96,6 +96,9 @@ pub struct Extracted {
     pub tiles: Vec<String>,
     /// The first `<meta http-equiv=refresh>` content (dropped when longer than a URL may be).
     pub refresh: Option<String>,
+    /// The first `msapplication-config` content: where the site's `browserconfig.xml` is, or
+    /// `none` when the site says it has none (within [`MAX_URL_BYTES`]).
+    pub browserconfig: Option<String>,
     /// Icon links found inside `<noscript>` (a last resort: scripting browsers ignore them).
     pub noscript_links: Vec<RawLink>,
     /// `</head>` or `<body>` was reached.
@@ -119,6 +122,7 @@ impl Extracted {
         let link = |l: &RawLink| l.href.capacity() + opt(&l.sizes) + opt(&l.type_) + opt(&l.media);
         opt(&self.base)
             + opt(&self.refresh)
+            + opt(&self.browserconfig)
             + opt(&self.parse_error)
             + self.noscript_text.capacity()
             + self.links.iter().map(link).sum::<usize>()
@@ -467,8 +471,9 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
             let name = decoded(el.get_attribute("name")).unwrap_or_default();
             let equiv = decoded(el.get_attribute("http-equiv")).unwrap_or_default();
             let is_tile = name.trim().eq_ignore_ascii_case("msapplication-TileImage");
+            let is_config = name.trim().eq_ignore_ascii_case("msapplication-config");
             let is_refresh = equiv.trim().eq_ignore_ascii_case("refresh");
-            if !is_tile && !is_refresh {
+            if !is_tile && !is_config && !is_refresh {
                 return Ok(());
             }
             let content = decoded(el.get_attribute("content"));
@@ -487,6 +492,10 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
                 }
                 if is_tile {
                     push_distinct(&mut s.tiles, content, MAX_TILES, &mut s.dropped);
+                } else if is_config {
+                    if s.browserconfig.is_none() && content.len() <= MAX_URL_BYTES {
+                        s.browserconfig = Some(content);
+                    }
                 } else if s.refresh.is_none() {
                     s.refresh = Some(content);
                 }

@@ -19,7 +19,8 @@
 //! failure is `blocked` rather than `no_icon`, so the refusal is visible in the result.
 //!
 //! Time: the page gets two thirds of what is left, each icon at most half of what is left
-//! (but at least 1.5 s when that much remains), a manifest two fifths (at most 4 s), so one
+//! (but at least 1.5 s when that much remains), a manifest or `browserconfig.xml` two fifths
+//! (at most 4 s), so one
 //! slow resource cannot starve the rest; every request is also capped at 10 s.
 //!
 //! The fallback always gets its turn: declared candidates are verified at most
@@ -36,7 +37,7 @@ use super::page::{Page, fetch_page, home_page};
 use super::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
 };
-use super::{image, links, manifest, rank};
+use super::{browserconfig, image, links, manifest, rank};
 use crate::clean::{self, MAX_CANDIDATES, MAX_MESSAGE_BYTES};
 use base64::Engine as _;
 use std::time::Duration;
@@ -47,6 +48,8 @@ use url::Url;
 pub const ICON_CAP: usize = 1024 * 1024;
 /// Decompressed bytes of a manifest read at most.
 pub const MANIFEST_CAP: usize = 256 * 1024;
+/// Decompressed bytes of a `browserconfig.xml` read at most (a real one is under 1 KiB).
+pub const BROWSERCONFIG_CAP: usize = 64 * 1024;
 /// Redirects followed for an icon or a manifest.
 const ICON_REDIRECTS: usize = 5;
 /// Icons fetched at most per domain (declared, default paths and `<noscript>` together).
@@ -160,38 +163,58 @@ async fn fetch_icon(f: &Fetcher, url: &str, deadline: Instant) -> Result<Vec<u8>
     Ok(body)
 }
 
-/// A manifest's icons; `Err` only when the SSRF guard refused to fetch it (any other failure
-/// just means no icons from it).
+/// A file the page points at for more icons (a manifest, a `browserconfig.xml`), read up to
+/// `cap`, with the URL that answered; `Ok(None)` when it is not there or not readable (such a
+/// file is optional), `Err` only when the SSRF guard refused to fetch it.
+async fn optional_file(
+    f: &Fetcher,
+    url: Url,
+    cap: usize,
+    deadline: Instant,
+) -> Result<Option<(Vec<u8>, Url)>, FetchError> {
+    // Optional, so a short budget: it must not starve the icons.
+    let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
+    let mut opened = match f.open(url, ICON_REDIRECTS, false, budget, deadline).await {
+        Ok(o) => o,
+        Err(e) if e.category == ErrorCategory::Blocked => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    if !opened.resp.status().is_success() {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    let read = Fetcher::read_capped(&mut opened, cap, |c| {
+        body.extend_from_slice(c);
+        true
+    })
+    .await;
+    Ok(matches!(read, Ok(false)).then(|| (body, opened.url)))
+}
+
+/// A manifest's icons and how many were dropped for a cap; `Err` only when the SSRF guard
+/// refused to fetch it.
 async fn manifest_icons(
     f: &Fetcher,
     url: Url,
     deadline: Instant,
 ) -> Result<(Vec<Candidate>, u32), FetchError> {
-    // A manifest is optional: a short budget, and any failure just means no icons from it.
-    let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
-    let mut opened = match f
-        .open(url.clone(), ICON_REDIRECTS, false, budget, deadline)
-        .await
-    {
-        Ok(o) => o,
-        Err(e) if e.category == ErrorCategory::Blocked => return Err(e),
-        Err(_) => return Ok((Vec::new(), 0)),
-    };
-    if !opened.resp.status().is_success() {
-        return Ok((Vec::new(), 0));
-    }
-    let mut body = Vec::new();
-    Ok(
-        match Fetcher::read_capped(&mut opened, MANIFEST_CAP, |c| {
-            body.extend_from_slice(c);
-            true
-        })
-        .await
-        {
-            Ok(false) => manifest::icons(&body, &opened.url),
-            _ => (Vec::new(), 0),
-        },
-    )
+    Ok(optional_file(f, url, MANIFEST_CAP, deadline)
+        .await?
+        .map(|(body, url)| manifest::icons(&body, &url))
+        .unwrap_or_default())
+}
+
+/// A `browserconfig.xml`'s square tiles and how many were dropped for a cap; `Err` only when
+/// the SSRF guard refused to fetch it.
+async fn browserconfig_tiles(
+    f: &Fetcher,
+    url: Url,
+    deadline: Instant,
+) -> Result<(Vec<Candidate>, u32), FetchError> {
+    Ok(optional_file(f, url, BROWSERCONFIG_CAP, deadline)
+        .await?
+        .map(|(body, url)| browserconfig::tiles(&body, &url))
+        .unwrap_or_default())
 }
 
 /// Whether verification refused this candidate because of the SSRF guard.
@@ -238,9 +261,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
 
     let mut cands = Vec::new();
     let mut last_resort = Vec::new();
-    let mut manifest_refused: Option<String> = None;
+    let mut file_refused: Option<String> = None;
     let mut dropped: u32 = 0;
     let mut parse_error: Option<String> = None;
+    // `/browserconfig.xml`, asked for as IE and Edge did when a page named none, but only as a
+    // last resort: its tiles are often white on transparent, and `/favicon.ico` is better.
+    let mut default_browserconfig = None;
     if let Ok(Page {
         url,
         extracted: Some(ex),
@@ -252,14 +278,29 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         parse_error.clone_from(&ex.parse_error);
         cands.extend(declared.candidates);
         last_resort = rank::rank(links::noscript_candidates(ex, url));
-        for m in declared.manifests.into_iter().take(MAX_MANIFESTS) {
-            match manifest_icons(f, m, deadline).await {
+        let named_config = declared.browserconfig.is_some();
+        let files = declared
+            .manifests
+            .into_iter()
+            .take(MAX_MANIFESTS)
+            .map(|m| (m, false))
+            .chain(declared.browserconfig.map(|b| (b, true)));
+        for (file, is_config) in files {
+            let icons = if is_config {
+                browserconfig_tiles(f, file, deadline).await
+            } else {
+                manifest_icons(f, file, deadline).await
+            };
+            match icons {
                 Ok((icons, n)) => {
                     cands.extend(icons);
                     dropped = dropped.saturating_add(n);
                 }
-                Err(e) => manifest_refused = Some(e.message),
+                Err(e) => file_refused = Some(e.message),
             }
+        }
+        if cands.is_empty() && !named_config && !declared.browserconfig_off {
+            default_browserconfig = url.join("/browserconfig.xml").ok();
         }
     }
     let declared_any = !cands.is_empty();
@@ -341,9 +382,26 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
         }
     }
     // `<noscript>` icons only when nothing else, `/favicon.ico` included, verified: browsers
-    // that run scripts ignore them.
-    if rank::pick(&ranked).is_none() {
-        for mut c in last_resort {
+    // that run scripts ignore them. Then the default `browserconfig.xml`'s tiles.
+    for resort in 0..2 {
+        if rank::pick(&ranked).is_some() {
+            break;
+        }
+        let list = if resort == 0 {
+            std::mem::take(&mut last_resort)
+        } else {
+            match default_browserconfig.take() {
+                Some(u) if fetched < MAX_VERIFY && !remaining(deadline).is_zero() => {
+                    let (tiles, n) = browserconfig_tiles(f, u, deadline)
+                        .await
+                        .unwrap_or_default();
+                    dropped = dropped.saturating_add(n);
+                    rank::rank(tiles)
+                }
+                _ => Vec::new(),
+            }
+        };
+        for mut c in list {
             if !seen.insert(c.url.clone()) {
                 continue;
             }
@@ -405,12 +463,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: Instant, keep: usize) -> 
             e.retry_after_secs = p.retry_after;
             e
         }
-        Ok(_) if manifest_refused.is_some() || ranked.iter().any(refused) => {
+        Ok(_) if file_refused.is_some() || ranked.iter().any(refused) => {
             let what = ranked
                 .iter()
                 .find(|c| refused(c))
                 .and_then(|c| c.error.as_ref().map(ToString::to_string))
-                .or(manifest_refused)
+                .or(file_refused)
                 .unwrap_or_default();
             FindError::new(
                 ErrorCategory::Blocked,

@@ -139,6 +139,12 @@ const OG: &str =
 const CHALLENGE: &str =
     "<html><head><title>Just a moment...</title></head><body>cf-chl</body></html>";
 const CYR: &str = "/%D0%B8%D0%BA%D0%BE%D0%BD%D0%BA%D0%B0.png";
+const BROWSERCONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<browserconfig><msapplication><tile>
+  <square150x150logo src="/t/150.png"/><wide310x150logo src="/t/wide.png"/>
+  <TileColor>#da532c</TileColor>
+</tile></msapplication></browserconfig>"#;
+const XML: &str = "application/xml";
 
 /// Every scenario. Rel tokens and attributes (c01–c09), sizes and picking (c10–c18), URL
 /// resolution (c19–c30), document structure (c31–c41), manifests, tiles and meta (c42–c47),
@@ -531,6 +537,25 @@ const SCENARIOS: &[Scenario] = &[
         (SELF, "/", Head(r#"<meta name="msapplication-TileImage" content="/tile.png"><link rel="icon" href="/i.png">"#)),
         (SELF, "/tile.png", Image(PNG, Png(144, 144))),
         (SELF, "/i.png", Image(PNG, Png(32, 32))),
+    ]),
+    // The tiles of browserconfig.xml: the one the page names, else `/browserconfig.xml`, which
+    // is asked for only when nothing else verified (`/favicon.ico` is the better icon).
+    row("c46-browserconfig-named.test", Sized(SELF, "/t/150.png", 150, 150), &[
+        (SELF, "/", Head(r#"<meta name="msapplication-config" content="/ie/browserconfig.xml">"#)),
+        (SELF, "/ie/browserconfig.xml", File(XML, BROWSERCONFIG)),
+        (SELF, "/t/150.png", Image(PNG, Png(150, 150))),
+        (SELF, "/t/wide.png", Image(PNG, Png(310, 150))),
+    ]),
+    row("c46-browserconfig-default.test", Sized(SELF, "/t/150.png", 150, 150), &[
+        (SELF, "/", Head("")),
+        (SELF, "/browserconfig.xml", File("text/xml", BROWSERCONFIG)),
+        (SELF, "/t/150.png", Image(PNG, Png(150, 150))),
+    ]),
+    row("c46-browserconfig-after-favicon.test", Icon(SELF, "/favicon.ico"), &[
+        (SELF, "/", Head("")),
+        (SELF, "/browserconfig.xml", File(XML, BROWSERCONFIG)),
+        (SELF, "/t/150.png", Image(PNG, Png(150, 150))),
+        FAVICON,
     ]),
     row("c47-og-image-only.test", Fail("no_icon"), &[
         (SELF, "/", Head(OG)),
@@ -975,6 +1000,15 @@ async fn every_scenario(backend: Backend) {
     );
     let tile = candidate("c46-tile.test", "http://c46-tile.test/tile.png");
     assert_eq!(tile["source"], "tile", "{tile}");
+    let from_config = candidate(
+        "c46-browserconfig-named.test",
+        "http://c46-browserconfig-named.test/t/150.png",
+    );
+    assert_eq!(
+        (&from_config["source"], &from_config["declared_sizes"]),
+        (&json!("tile"), &json!("150x150")),
+        "{from_config}"
+    );
     let from_manifest = candidate("c42-manifest.test", "http://c42-manifest.test/s/i/192.png");
     assert_eq!(from_manifest["source"], "manifest", "{from_manifest}");
     let rejected = candidate("c50-soft-404.test", "http://c50-soft-404.test/favicon.ico");
@@ -1004,6 +1038,9 @@ async fn every_scenario(backend: Backend) {
         ("c34-template.test", "/tpl.png"),
         ("c35-noscript.test", "/ns.png"),
         ("c36-script-string.test", "/js.png"),
+        ("c46-browserconfig-after-favicon.test", "/browserconfig.xml"),
+        ("c46-browserconfig-named.test", "/browserconfig.xml"),
+        ("c46-browserconfig-named.test", "/t/wide.png"),
         ("www.c65-headers-over-bound.test", "/"),
         ("c43-purpose.test", "/mono.png"),
         ("c47-og-image-only.test", "/og.png"),

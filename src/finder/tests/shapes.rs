@@ -142,6 +142,60 @@ async fn an_icon_link_after_megabytes_of_inline_script_is_found() {
 }
 
 #[tokio::test]
+async fn browserconfig_tiles_are_candidates() {
+    // IE and Edge took tiles from `browserconfig.xml`: the one a page names in
+    // `msapplication-config`, else `/browserconfig.xml`. For some sites they are the only
+    // icons.
+    const CONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+        <browserconfig><msapplication><tile>
+          <square150x150logo src="/t/mstile-150x150.png"/>
+          <wide310x150logo src="/t/wide.png"/>
+          <TileColor>#2b5797</TileColor>
+        </tile></msapplication></browserconfig>"#;
+    let s = Server::start(|r| match (r.host.as_str(), r.path.as_str()) {
+        ("named.test", "/") => html(
+            r#"<head><meta name="msapplication-config" content="/ie/config.xml"></head><body>"#,
+        ),
+        ("named.test", "/ie/config.xml") => ok("application/xml", CONFIG),
+        ("default.test", "/") => html("<head><title>no icons</title></head><body>"),
+        ("default.test", "/browserconfig.xml") => ok(
+            "text/xml",
+            r#"<browserconfig><msapplication><tile><TileImage src="tile.png"/></tile></msapplication></browserconfig>"#,
+        ),
+        ("default.test", "/tile.png") => ok("image/png", png_bytes(144, 144)),
+        (_, "/t/mstile-150x150.png") => ok("image/png", png_bytes(150, 150)),
+        (_, "/t/wide.png") => ok("image/png", png_bytes(310, 150)),
+        ("none.test", "/") => html(
+            r#"<head><meta name="msapplication-config" content="none"></head><body>"#,
+        ),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "named.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://named.test/t/mstile-150x150.png");
+    let tile = &found.candidates[0];
+    assert_eq!(
+        (tile.source, tile.declared_sizes.as_deref()),
+        (CandidateSource::Tile, Some("150x150"))
+    );
+    assert!(
+        !found.candidates.iter().any(|c| c.url.ends_with("wide.png")),
+        "a wide tile is no icon: {:?}",
+        found.candidates
+    );
+    let found = find_on(&s, "default.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://default.test/tile.png");
+    let err = find_on(&s, "none.test").await.unwrap_err();
+    assert_eq!(err.category, ErrorCategory::NoIcon);
+    assert!(
+        !s.paths()
+            .contains(&"none.test/browserconfig.xml".to_string()),
+        "`none` turns browserconfig off: {:?}",
+        s.paths()
+    );
+}
+
+#[tokio::test]
 async fn a_home_page_with_many_headers_is_read() {
     // Misconfigured servers repeat a header a few hundred times; browsers do not count them.
     let s = Server::start(|r| match r.path.as_str() {
