@@ -1,8 +1,8 @@
 //! Streaming extraction of icon declarations with lol_html (an HTML5 tokenizer, so comments,
 //! `<script>`/`<style>`/`<noscript>` raw text and attribute quoting behave as in browsers).
 //!
-//! Policy: the caller feeds body chunks and stops reading once `</head>` (or `<body>`) has been
-//! seen *and* at least one icon link was found; when the head declared no icon it keeps reading
+//! Policy: the caller feeds body chunks and stops reading once the head has ended (`</head>`,
+//! `<body>`, or an element a head cannot hold) *and* at least one icon link was found; when the head declared no icon it keeps reading
 //! for [`BODY_SCAN`] more bytes so that links a CMS injected into `<body>` are still found
 //! (ranked lower). A head may be long (server-rendered apps inline megabytes of state before
 //! their icon links), so it is read up to [`HEAD_CAP`] bytes; the tokenizer streams, so a long
@@ -101,7 +101,7 @@ pub struct Extracted {
     pub browserconfig: Option<String>,
     /// Icon links found inside `<noscript>` (a last resort: scripting browsers ignore them).
     pub noscript_links: Vec<RawLink>,
-    /// `</head>` or `<body>` was reached.
+    /// `</head>` was reached, or the body started (`<body>`, or an element a head cannot hold).
     pub head_closed: bool,
     /// Declarations not kept because of a count or length cap (exact repeats are not counted:
     /// they would be the same candidate).
