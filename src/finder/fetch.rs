@@ -21,6 +21,12 @@ use url::{Host, Url};
 
 /// No single request may take longer than this, whatever the remaining budget.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(10);
+/// Header lines an answer may carry. hyper's default of 100 refuses real sites that repeat a
+/// header a few hundred times, which browsers (that count bytes, not lines) read; the bytes of
+/// the header section stay bounded by hyper's read buffer (about 400 KiB).
+pub const MAX_RESPONSE_HEADERS: usize = 512;
+/// The encodings offered. `deflate` is decoded here, not by reqwest (see [`Inflate`]).
+const ACCEPT_ENCODING: &str = "gzip, deflate, br";
 
 /// A classified failure, with the origin that did answer when there was one (so that its
 /// `/favicon.ico` can still be tried).
@@ -56,6 +62,82 @@ pub struct Opened {
     /// This request's slots with its host and its address, held until the body is read and
     /// dropped.
     _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// The decoder of a `Content-Encoding: deflate` body.
+    inflate: Option<Inflate>,
+}
+
+/// A `Content-Encoding: deflate` body, decoded as browsers decode it: HTTP says zlib, but
+/// servers also send raw deflate, so the first two bytes decide (a zlib header or not).
+/// reqwest's own decoder reads only zlib, and a page it cannot read would look empty.
+struct Inflate {
+    /// Set once two bytes have come.
+    decoder: Option<flate2::Decompress>,
+    /// The first byte, when it came alone.
+    first: Option<u8>,
+    /// The stream ended (or the reader stopped it); anything after is ignored.
+    ended: bool,
+}
+
+/// Decoded bytes produced per step, each passed on (and counted against the cap) before the
+/// next is made, so a small body that inflates hugely never sits in memory whole.
+const INFLATE_STEP: usize = 32 * 1024;
+
+impl Inflate {
+    fn new() -> Self {
+        Self {
+            decoder: None,
+            first: None,
+            ended: false,
+        }
+    }
+
+    /// Decodes `input`, handing the output to `out` a step at a time until it returns false.
+    fn push(&mut self, input: &[u8], mut out: impl FnMut(&[u8]) -> bool) -> Result<(), String> {
+        if self.ended || input.is_empty() {
+            return Ok(());
+        }
+        let joined;
+        let mut input = input;
+        if self.decoder.is_none() {
+            if let Some(first) = self.first.take() {
+                joined = [&[first][..], input].concat();
+                input = &joined;
+            }
+            let [cmf, flg, ..] = *input else {
+                self.first = input.first().copied();
+                return Ok(());
+            };
+            // RFC 1950's header: method 8, a window of at most 32 KiB, a multiple of 31.
+            let zlib = cmf & 0x0f == 8
+                && cmf >> 4 <= 7
+                && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0;
+            self.decoder = Some(flate2::Decompress::new(zlib));
+        }
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; INFLATE_STEP];
+        loop {
+            let (in_before, out_before) = (decoder.total_in(), decoder.total_out());
+            let status = decoder
+                .decompress(input, &mut buf, flate2::FlushDecompress::None)
+                .map_err(|e| format!("bad deflate data: {e}"))?;
+            let read = usize::try_from(decoder.total_in() - in_before).unwrap_or(input.len());
+            let written = usize::try_from(decoder.total_out() - out_before).unwrap_or(0);
+            input = input.get(read..).unwrap_or_default();
+            if written > 0 && !out(&buf[..written]) {
+                self.ended = true;
+                return Ok(());
+            }
+            if status == flate2::Status::StreamEnd {
+                self.ended = true;
+                return Ok(());
+            }
+            if read == 0 && written == 0 {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Politeness: at most `limit` requests in flight per key (a host name, or a resolved address)
@@ -164,6 +246,13 @@ impl Fetcher {
             // in a large job, see BENCHMARKS.md).
             .pool_idle_timeout(Duration::from_millis(500))
             .pool_max_idle_per_host(1)
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
+            // Offered as before, decoded by `Inflate`; gzip and brotli stay with reqwest.
+            .no_deflate()
+            .default_headers(HeaderMap::from_iter([(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static(ACCEPT_ENCODING),
+            )]))
             .user_agent(config.user_agent.clone());
         if let Some(path) = &config.extra_root_certs {
             let pem = std::fs::read(path).map_err(|e| {
@@ -333,6 +422,14 @@ impl Fetcher {
                 }
                 Ok(Err(e)) => {
                     let (category, message) = classify(&e);
+                    // An answer the client cannot take (more headers than it allows, a broken
+                    // status line) still came from a server that works: its default paths are
+                    // worth trying, rather than the other host.
+                    let origin = if malformed_answer(&e) {
+                        Some(url)
+                    } else {
+                        origin
+                    };
                     return Err(FetchError {
                         category,
                         message,
@@ -350,11 +447,17 @@ impl Fetcher {
                 .map(str::trim)
                 .filter(|l| !l.is_empty());
             let Some(location) = location.filter(|_| status.is_redirection()) else {
+                let deflated = resp
+                    .headers()
+                    .get(header::CONTENT_ENCODING)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("deflate"));
                 return Ok(Opened {
                     url,
                     resp,
                     until,
                     _slots: slots,
+                    inflate: deflated.then(Inflate::new),
                 });
             };
             let next = url.join(location).map_err(|e| FetchError {
@@ -390,6 +493,16 @@ impl Fetcher {
         mut on_chunk: impl FnMut(&[u8]) -> bool,
     ) -> Result<bool, FetchError> {
         let mut total = 0usize;
+        // `Some(over_cap)` once reading must stop.
+        let mut take = |piece: &[u8]| -> Option<bool> {
+            let room = cap - total;
+            if piece.len() > room {
+                on_chunk(&piece[..room]);
+                return Some(true);
+            }
+            total += piece.len();
+            (!on_chunk(piece)).then_some(false)
+        };
         loop {
             let chunk = match tokio::time::timeout_at(opened.until, opened.resp.chunk()).await {
                 Err(_) => {
@@ -410,13 +523,28 @@ impl Fetcher {
                 Ok(Ok(None)) => return Ok(false),
                 Ok(Ok(Some(c))) => c,
             };
-            let room = cap - total;
-            if chunk.len() > room {
-                on_chunk(&chunk[..room]);
-                return Ok(true);
+            let Some(inflate) = opened.inflate.as_mut() else {
+                match take(&chunk) {
+                    Some(over) => return Ok(over),
+                    None => continue,
+                }
+            };
+            let mut stop = None;
+            inflate
+                .push(&chunk, |piece| {
+                    stop = take(piece);
+                    stop.is_none()
+                })
+                .map_err(|e| {
+                    FetchError::new(
+                        ErrorCategory::InvalidContent,
+                        format!("body of {} could not be decoded: {e}", opened.url),
+                    )
+                })?;
+            if let Some(over) = stop {
+                return Ok(over);
             }
-            total += chunk.len();
-            if !on_chunk(&chunk) {
+            if inflate.ended {
                 return Ok(false);
             }
         }
@@ -458,8 +586,18 @@ fn error_chain<'a>(
     out
 }
 
+/// Whether the server answered with something that is not HTTP the client takes (hyper could
+/// not parse it: too many headers, a header section over its buffer, a broken status line).
+fn malformed_answer(err: &reqwest::Error) -> bool {
+    error_chain(err).iter().any(|e| {
+        e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+    })
+}
+
 /// Classifies a reqwest error by walking its source chain: our resolver's error first, then
-/// rustls and I/O errors, then reqwest's own flags.
+/// rustls and I/O errors, then reqwest's own flags. An answer the client could not parse is
+/// `invalid_content`: the server works, what it sent cannot be used.
 pub fn classify(err: &reqwest::Error) -> (ErrorCategory, String) {
     let mut message = err.to_string();
     let mut found = None;
@@ -467,6 +605,14 @@ pub fn classify(err: &reqwest::Error) -> (ErrorCategory, String) {
         message = e.to_string();
         if let Some(r) = e.downcast_ref::<ResolveError>() {
             return (r.category(), r.to_string());
+        }
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            found = Some((
+                ErrorCategory::InvalidContent,
+                format!("the answer could not be read: {e}"),
+            ));
         }
         if e.downcast_ref::<rustls::Error>().is_some() {
             // The innermost cause wins over the I/O wrappers that carried it.
@@ -540,6 +686,34 @@ mod tests {
             open.check_url(&Url::parse("http://127.0.0.1:6379/").unwrap())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn deflate_with_or_without_its_zlib_header_in_any_chunking() {
+        use std::io::Write;
+        let text = b"<head><link rel=icon href=/d.png></head>".repeat(100);
+        let level = flate2::Compression::default();
+        let mut raw = flate2::write::DeflateEncoder::new(Vec::new(), level);
+        raw.write_all(&text).unwrap();
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), level);
+        zlib.write_all(&text).unwrap();
+        for body in [raw.finish().unwrap(), zlib.finish().unwrap()] {
+            for step in [1, 2, 7, 4096] {
+                let mut inflate = Inflate::new();
+                let mut out = Vec::new();
+                for chunk in body.chunks(step) {
+                    let push = inflate.push(chunk, |p| {
+                        out.extend_from_slice(p);
+                        true
+                    });
+                    assert_eq!(push, Ok(()));
+                }
+                assert_eq!(out, text, "chunks of {step}");
+                assert!(inflate.ended);
+            }
+        }
+        // A zlib header, then a block of the reserved type.
+        assert!(Inflate::new().push(b"\x78\x9c\xff\xff", |_| true).is_err());
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Streaming extraction of icon declarations with lol_html (an HTML5 tokenizer, so comments,
 //! `<script>`/`<style>`/`<noscript>` raw text and attribute quoting behave as in browsers).
 //!
-//! Policy: the caller feeds body chunks and stops reading once `</head>` (or `<body>`) has been
-//! seen *and* at least one icon link was found; when the head declared no icon it keeps reading
-//! up to its byte cap so that links a CMS injected into `<body>` are still found (ranked lower).
+//! Policy: the caller feeds body chunks and stops reading once the head has ended (`</head>`,
+//! `<body>`, or an element a head cannot hold) *and* at least one icon link was found; when the head declared no icon it keeps reading
+//! for [`BODY_SCAN`] more bytes so that links a CMS injected into `<body>` are still found
+//! (ranked lower). A head may be long (server-rendered apps inline megabytes of state before
+//! their icon links), so it is read up to [`HEAD_CAP`] bytes; the tokenizer streams, so a long
+//! head costs time, not memory.
 //! Links between `</head>` and `<body>` count as head links, as the HTML parser moves them there.
 //! `<template>` content is inert and ignored. `<noscript>` content is raw text for lol_html (a
 //! scripting browser ignores it too), so its links are not head links; the text is kept
@@ -16,6 +19,10 @@
 //! within [`MAX_TOKEN_BYTES`], and lol_html's own buffers within [`PARSER_MEMORY`]. Exact
 //! repeats are removed before anything is resolved, so 20,000 copies of one link cost one.
 //! Attribute values are decoded as a browser decodes them before any of this.
+//!
+//! Encodings: as in browsers, a byte-order mark wins over the Content-Type's charset, which
+//! wins over `<meta charset>`. lol_html reads only ASCII-compatible encodings, so a UTF-16 page
+//! is turned into UTF-8 on the way in.
 
 use super::CandidateSource;
 use crate::clean::{self, MAX_DATA_URL_BYTES, MAX_TOKEN_BYTES, MAX_URL_BYTES};
@@ -38,6 +45,19 @@ const MAX_NOSCRIPT: usize = 64 * 1024;
 pub const PARSER_MEMORY: usize = 256 * 1024;
 /// Largest slice of input handed to lol_html at once (see [`HeadParser::write`]).
 const FEED_SLICE: usize = 16 * 1024;
+/// Bytes of a page read at most while its head is still open: pages inlining several
+/// megabytes of script or JSON before their icon links exist, and browsers read them all.
+pub const HEAD_CAP: usize = 8 * 1024 * 1024;
+/// Bytes read past the head's end looking for icon links in `<body>`, when the head had none.
+pub const BODY_SCAN: usize = 1024 * 1024;
+/// The elements a head holds (the HTML parser's "in head" and "after head" rules); any other
+/// start tag begins the body.
+const IN_HEAD: [&str; 13] = [
+    "html", "head", "base", "basefont", "bgsound", "link", "meta", "title", "noscript", "noframes",
+    "style", "script", "template",
+];
+/// Bytes of a byte-order mark at most (UTF-8's).
+const BOM_BYTES: usize = 3;
 /// Bytes of an over-long `data:` URL kept, so the candidate still shows what it was.
 const DATA_URL_PREVIEW: usize = 64;
 
@@ -76,9 +96,12 @@ pub struct Extracted {
     pub tiles: Vec<String>,
     /// The first `<meta http-equiv=refresh>` content (dropped when longer than a URL may be).
     pub refresh: Option<String>,
+    /// The first `msapplication-config` content: where the site's `browserconfig.xml` is, or
+    /// `none` when the site says it has none (within [`MAX_URL_BYTES`]).
+    pub browserconfig: Option<String>,
     /// Icon links found inside `<noscript>` (a last resort: scripting browsers ignore them).
     pub noscript_links: Vec<RawLink>,
-    /// `</head>` or `<body>` was reached.
+    /// `</head>` was reached, or the body started (`<body>`, or an element a head cannot hold).
     pub head_closed: bool,
     /// Declarations not kept because of a count or length cap (exact repeats are not counted:
     /// they would be the same candidate).
@@ -99,6 +122,7 @@ impl Extracted {
         let link = |l: &RawLink| l.href.capacity() + opt(&l.sizes) + opt(&l.type_) + opt(&l.media);
         opt(&self.base)
             + opt(&self.refresh)
+            + opt(&self.browserconfig)
             + opt(&self.parse_error)
             + self.noscript_text.capacity()
             + self.links.iter().map(link).sum::<usize>()
@@ -189,8 +213,16 @@ fn with<R>(s: &Shared, f: impl FnOnce(&mut Extracted) -> R) -> R {
 pub struct HeadParser {
     charset: Option<String>,
     rewriter: Option<Rewriter>,
+    /// The first bytes, held until there are enough to look for a byte-order mark.
+    sniffed: Vec<u8>,
+    /// Turns a UTF-16 page into the UTF-8 that lol_html is given.
+    utf16: Option<encoding_rs::Decoder>,
     state: Shared,
     failed: bool,
+    /// Bytes of the page written so far, as they came.
+    fed: usize,
+    /// `fed` when the head was first seen closed.
+    head_end: Option<usize>,
 }
 
 impl HeadParser {
@@ -199,37 +231,98 @@ impl HeadParser {
         Self {
             charset: charset.map(str::to_string),
             rewriter: None,
+            sniffed: Vec::new(),
+            utf16: None,
             state: Shared::default(),
             failed: false,
+            fed: 0,
+            head_end: None,
         }
     }
 
-    /// Parses one more chunk; the first chunk decides the encoding (BOM, header, then meta).
+    /// Parses one more chunk; the first bytes decide the encoding (BOM, header, then meta).
     pub fn write(&mut self, chunk: &[u8]) {
         if self.failed {
             return;
         }
-        if self.rewriter.is_none() {
-            let bom = chunk.starts_with(b"\xef\xbb\xbf");
-            let header = self
-                .charset
-                .as_deref()
-                .and_then(|l| encoding_rs::Encoding::for_label(l.trim().as_bytes()))
-                .and_then(AsciiCompatibleEncoding::new);
-            let (enc, from_meta) = match (bom, header) {
-                (true, _) => (AsciiCompatibleEncoding::utf_8(), false),
-                (false, Some(e)) => (e, false),
-                (false, None) => (AsciiCompatibleEncoding::utf_8(), true),
-            };
-            self.rewriter = Some(build(self.state.clone(), enc, from_meta));
+        self.fed = self.fed.saturating_add(chunk.len());
+        if self.rewriter.is_some() {
+            self.decode(chunk, false);
+        } else if self.sniffed.len() + chunk.len() < BOM_BYTES {
+            // Too few bytes to tell a byte-order mark yet (a hostile server may send one at a
+            // time).
+            self.sniffed.extend_from_slice(chunk);
+            return;
+        } else if self.sniffed.is_empty() {
+            self.start(chunk);
+            self.decode(chunk, false);
+        } else {
+            let mut first = std::mem::take(&mut self.sniffed);
+            first.extend_from_slice(chunk);
+            self.start(&first);
+            self.decode(&first, false);
         }
+        if self.head_end.is_none() && with(&self.state, |s| s.head_closed) {
+            self.head_end = Some(self.fed);
+        }
+    }
+
+    /// Chooses the encoding from the page's first bytes and builds the rewriter.
+    fn start(&mut self, first: &[u8]) {
+        use encoding_rs::{UTF_16BE, UTF_16LE};
+        let bom = encoding_rs::Encoding::for_bom(first).map(|(e, _)| e);
+        let header = self
+            .charset
+            .as_deref()
+            .and_then(|l| encoding_rs::Encoding::for_label(l.trim().as_bytes()));
+        let enc = match bom.or(header) {
+            Some(e) if e == UTF_16LE || e == UTF_16BE => {
+                // The decoder removes the BOM itself (and would follow one that disagreed
+                // with a header's label, as browsers do).
+                self.utf16 = Some(e.new_decoder());
+                None
+            }
+            Some(_) if bom.is_some() => None,
+            Some(e) => AsciiCompatibleEncoding::new(e),
+            None => None,
+        };
+        // Only a page whose encoding nothing else named may be switched by `<meta charset>`.
+        let from_meta = bom.is_none() && enc.is_none() && self.utf16.is_none();
+        let enc = enc.unwrap_or_else(AsciiCompatibleEncoding::utf_8);
+        self.rewriter = Some(build(self.state.clone(), enc, from_meta));
+    }
+
+    /// Hands `bytes` to lol_html, through the UTF-16 decoder when the page needs it; `last`
+    /// flushes the decoder.
+    fn decode(&mut self, bytes: &[u8], last: bool) {
+        let Some(mut decoder) = self.utf16.take() else {
+            self.feed(bytes);
+            return;
+        };
+        // UTF-16 becomes at most half again as many bytes of UTF-8; they are produced and
+        // fed a slice at a time.
+        let mut out = vec![0u8; FEED_SLICE];
+        let mut input = bytes;
+        loop {
+            let (result, read, written, _) = decoder.decode_to_utf8(input, &mut out, last);
+            input = &input[read..];
+            self.feed(&out[..written]);
+            if result == encoding_rs::CoderResult::InputEmpty || self.failed {
+                break;
+            }
+        }
+        self.utf16 = Some(decoder);
+    }
+
+    /// Hands already-decoded bytes to lol_html.
+    fn feed(&mut self, bytes: &[u8]) {
         let Some(r) = self.rewriter.as_mut() else {
             return;
         };
         // lol_html appends a whole new chunk to any tag left unfinished by the previous one and
         // counts it against its memory limit, so a large network chunk could trip the limit on
         // an ordinary page: it is fed in slices, and only a really large tag trips it.
-        if let Some(e) = chunk
+        if let Some(e) = bytes
             .chunks(FEED_SLICE)
             .find_map(|slice| r.write(slice).err())
         {
@@ -244,15 +337,32 @@ impl HeadParser {
         }
     }
 
-    /// Whether the head is complete and declared at least one icon source, so reading can stop.
+    /// Whether reading can stop: the head is complete and declared an icon source, or
+    /// [`BODY_SCAN`] bytes past its end found none, or [`HEAD_CAP`] bytes did not end it, or
+    /// the parser gave up.
     pub fn done(&self) -> bool {
-        with(&self.state, |s| {
-            s.head_closed && !(s.links.is_empty() && s.manifests.is_empty() && s.tiles.is_empty())
-        })
+        if self.failed {
+            return true;
+        }
+        let declared = with(&self.state, |s| {
+            !(s.links.is_empty() && s.manifests.is_empty() && s.tiles.is_empty())
+        });
+        match self.head_end {
+            Some(end) => declared || self.fed - end >= BODY_SCAN,
+            None => self.fed >= HEAD_CAP,
+        }
     }
 
     /// Ends parsing and returns what was found.
     pub fn finish(mut self) -> Extracted {
+        if self.rewriter.is_none() && !self.sniffed.is_empty() {
+            let first = std::mem::take(&mut self.sniffed);
+            self.start(&first);
+            self.decode(&first, false);
+        }
+        if !self.failed {
+            self.decode(&[], true);
+        }
         if let Some(r) = self.rewriter.take()
             && !self.failed
         {
@@ -361,8 +471,9 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
             let name = decoded(el.get_attribute("name")).unwrap_or_default();
             let equiv = decoded(el.get_attribute("http-equiv")).unwrap_or_default();
             let is_tile = name.trim().eq_ignore_ascii_case("msapplication-TileImage");
+            let is_config = name.trim().eq_ignore_ascii_case("msapplication-config");
             let is_refresh = equiv.trim().eq_ignore_ascii_case("refresh");
-            if !is_tile && !is_refresh {
+            if !is_tile && !is_config && !is_refresh {
                 return Ok(());
             }
             let content = decoded(el.get_attribute("content"));
@@ -381,6 +492,10 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
                 }
                 if is_tile {
                     push_distinct(&mut s.tiles, content, MAX_TILES, &mut s.dropped);
+                } else if is_config {
+                    if s.browserconfig.is_none() && content.len() <= MAX_URL_BYTES {
+                        s.browserconfig = Some(content);
+                    }
                 } else if s.refresh.is_none() {
                     s.refresh = Some(content);
                 }
@@ -428,10 +543,16 @@ fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewrit
             });
             Ok(())
         }))
-        .append_element_content_handler(element!("body", move |_| {
+        .append_element_content_handler(element!("*", move |el| {
+            // As the HTML parser does: `<body>`, or any element a head cannot hold (`<div>` on
+            // a page without a `<body>` tag), starts the body. Without it, a page that never
+            // writes `<body>` would be read to the head's cap.
+            let name = el.tag_name();
             with(&s_body, |s| {
-                s.head_closed = true;
-                s.in_body = true;
+                if !s.in_body && s.template_depth == 0 && !IN_HEAD.contains(&name.as_str()) {
+                    s.head_closed = true;
+                    s.in_body = true;
+                }
             });
             Ok(())
         }));

@@ -101,6 +101,11 @@ pub struct Declared {
     pub candidates: Vec<Candidate>,
     /// Manifest URLs to fetch, in declaration order.
     pub manifests: Vec<Url>,
+    /// The `browserconfig.xml` the page named, to fetch for its tiles.
+    pub browserconfig: Option<Url>,
+    /// The page said it has no `browserconfig.xml` (`content="none"`), so the default one is
+    /// not asked for either.
+    pub browserconfig_off: bool,
     /// Declarations dropped for a cap, here and during extraction.
     pub dropped: u32,
 }
@@ -137,6 +142,13 @@ pub fn candidates(ex: &Extracted, page: &Url) -> Declared {
         .filter(|m| !m.starts_with("data:"))
         .filter_map(|m| Url::parse(&m).ok())
         .collect();
+    let config = ex.browserconfig.as_deref().map(str::trim);
+    out.browserconfig_off = config.is_some_and(|c| c.eq_ignore_ascii_case("none"));
+    out.browserconfig = config
+        .filter(|_| !out.browserconfig_off)
+        .and_then(|c| count(resolve(base.as_ref(), c)))
+        .filter(|c| !c.starts_with("data:"))
+        .and_then(|c| Url::parse(&c).ok());
     out.candidates = cands;
     out.manifests = manifests;
     out

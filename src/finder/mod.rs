@@ -12,9 +12,11 @@
 //! - `image`: sniffing image bytes and reading real dimensions.
 //! - `rank`: the pure ranking policy over candidates.
 //! - `manifest`: lenient web app manifest parsing.
+//! - `browserconfig`: the tiles of IE and Edge's `browserconfig.xml`.
 //! - `page`: the home page over https/http × apex/www, and bot-wall recognition.
 //! - `pipeline`: one domain from home page to verified icon, and the error mapping.
 
+pub mod browserconfig;
 pub mod clock;
 pub mod fetch;
 pub mod html;

@@ -8,8 +8,9 @@ use super::html::{self, HeadParser};
 use super::pipeline::remaining;
 use url::Url;
 
-/// Decompressed bytes of HTML read at most.
-pub const HTML_CAP: usize = 1024 * 1024;
+/// Decompressed bytes of HTML read at most: a long head, then a scan of the body (the parser
+/// says when to stop before this, see [`HeadParser::done`]).
+pub const HTML_CAP: usize = html::HEAD_CAP + html::BODY_SCAN;
 /// Redirects followed for the home page.
 const PAGE_REDIRECTS: usize = 10;
 
@@ -21,6 +22,10 @@ pub(super) struct Page {
     /// The error page still looked like a bot-wall challenge after the browser-like retry.
     pub(super) challenge: bool,
     pub(super) extracted: Option<html::Extracted>,
+    /// Why the body could not be read to its end (undecodable, cut off, too slow): what was
+    /// parsed before still counts, and this is the failure when nothing verifies, rather than
+    /// an empty page's `no_icon`.
+    pub(super) read_error: Option<FetchError>,
 }
 
 /// Bytes of an error page read to recognise a challenge.
@@ -109,12 +114,13 @@ pub(super) async fn fetch_page(
         .next();
     let mut parser = HeadParser::new(charset.as_deref());
     // A body that fails or stalls midway still yields what was parsed so far.
-    let _ = Fetcher::read_capped(&mut opened, HTML_CAP, |chunk| {
+    let read = Fetcher::read_capped(&mut opened, HTML_CAP, |chunk| {
         parser.write(chunk);
         !parser.done()
     })
     .await;
     page.extracted = Some(parser.finish());
+    page.read_error = read.err();
     Ok(page)
 }
 
@@ -137,6 +143,7 @@ fn page_head(opened: &Opened) -> (Page, String) {
         retry_after: retry_after(headers),
         challenge: false,
         extracted: None,
+        read_error: None,
     };
     (page, content_type)
 }

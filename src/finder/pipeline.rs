@@ -26,8 +26,9 @@
 //! failure is `blocked` rather than `no_icon`, so the refusal is visible in the result.
 //!
 //! Time is the site's own (see `clock`): waiting for one of our politeness slots is not
-//! charged to the deadline or to a request's budget. The page gets two thirds of what is left, each icon at most half of what is left
-//! (but at least 1.5 s when that much remains), a manifest two fifths (at most 4 s), so one
+//! charged to the deadline or to a request's budget. The page gets two thirds of what is left,
+//! each icon at most half of what is left (but at least 1.5 s when that much remains), a
+//! manifest or `browserconfig.xml` two fifths (at most 4 s), so one
 //! slow resource cannot starve the rest; every request is also capped at 10 s.
 //!
 //! The fallback always gets its turn: declared candidates are verified at most
@@ -45,7 +46,7 @@ use super::page::{Page, fetch_page, home_page};
 use super::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
 };
-use super::{image, links, manifest, rank};
+use super::{browserconfig, image, links, manifest, rank};
 use crate::clean::{self, MAX_CANDIDATES, MAX_MESSAGE_BYTES};
 use base64::Engine as _;
 use std::time::Duration;
@@ -55,6 +56,8 @@ use url::Url;
 pub const ICON_CAP: usize = 1024 * 1024;
 /// Decompressed bytes of a manifest read at most.
 pub const MANIFEST_CAP: usize = 256 * 1024;
+/// Decompressed bytes of a `browserconfig.xml` read at most (a real one is under 1 KiB).
+pub const BROWSERCONFIG_CAP: usize = 64 * 1024;
 /// Redirects followed for an icon or a manifest.
 const ICON_REDIRECTS: usize = 5;
 /// Icons fetched at most per domain (declared, default paths and `<noscript>` together).
@@ -180,15 +183,17 @@ async fn fetch_icon(
     Ok(body)
 }
 
-/// A manifest's icons; `Err` when the SSRF guard refused to fetch it or it did not answer
-/// (a timeout, a connection failure, a 429 or 5xx): its icons are unknown, not absent. Any
-/// other failure just means no icons from it.
-async fn manifest_icons(
+/// A file the page points at for more icons (a manifest, a `browserconfig.xml`), read up to
+/// `cap`, with the URL that answered. `Ok(None)` when it is not there or not readable (such a
+/// file is optional); `Err` when the SSRF guard refused to fetch it or it did not answer (a
+/// timeout, a connection failure, a 429 or 5xx): its icons are then unknown, not absent.
+async fn optional_file(
     f: &Fetcher,
     url: Url,
+    cap: usize,
     deadline: &Deadline,
-) -> Result<(Vec<Candidate>, u32), FetchError> {
-    // A manifest is optional: a short budget, and any failure just means no icons from it.
+) -> Result<Option<(Vec<u8>, Url)>, FetchError> {
+    // Optional, so a short budget: it must not starve the icons.
     let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
     let mut opened = match f
         .open(url.clone(), ICON_REDIRECTS, false, budget, deadline)
@@ -198,30 +203,50 @@ async fn manifest_icons(
         Err(e) if e.category == ErrorCategory::Blocked || e.category.is_transient() => {
             return Err(e);
         }
-        Err(_) => return Ok((Vec::new(), 0)),
+        Err(_) => return Ok(None),
     };
     let status = opened.resp.status();
     if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
         return Err(FetchError::new(
             ErrorCategory::RateLimited,
-            format!("manifest {url} answered HTTP {}", status.as_u16()),
+            format!("{url} answered HTTP {}", status.as_u16()),
         ));
     }
     if !status.is_success() {
-        return Ok((Vec::new(), 0));
+        return Ok(None);
     }
     let mut body = Vec::new();
-    Ok(
-        match Fetcher::read_capped(&mut opened, MANIFEST_CAP, |c| {
-            body.extend_from_slice(c);
-            true
-        })
-        .await
-        {
-            Ok(false) => manifest::icons(&body, &opened.url),
-            _ => (Vec::new(), 0),
-        },
-    )
+    let read = Fetcher::read_capped(&mut opened, cap, |c| {
+        body.extend_from_slice(c);
+        true
+    })
+    .await;
+    Ok(matches!(read, Ok(false)).then(|| (body, opened.url)))
+}
+
+/// A manifest's icons and how many were dropped for a cap; `Err` as [`optional_file`].
+async fn manifest_icons(
+    f: &Fetcher,
+    url: Url,
+    deadline: &Deadline,
+) -> Result<(Vec<Candidate>, u32), FetchError> {
+    Ok(optional_file(f, url, MANIFEST_CAP, deadline)
+        .await?
+        .map(|(body, url)| manifest::icons(&body, &url))
+        .unwrap_or_default())
+}
+
+/// A `browserconfig.xml`'s square tiles and how many were dropped for a cap; `Err` as
+/// [`optional_file`].
+async fn browserconfig_tiles(
+    f: &Fetcher,
+    url: Url,
+    deadline: &Deadline,
+) -> Result<(Vec<Candidate>, u32), FetchError> {
+    Ok(optional_file(f, url, BROWSERCONFIG_CAP, deadline)
+        .await?
+        .map(|(body, url)| browserconfig::tiles(&body, &url))
+        .unwrap_or_default())
 }
 
 /// Whether verification refused this candidate because of the SSRF guard.
@@ -284,9 +309,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
 
     let mut cands = Vec::new();
     let mut last_resort = Vec::new();
-    let mut manifest_refused: Option<String> = None;
+    let mut file_refused: Option<String> = None;
     let mut dropped: u32 = 0;
     let mut parse_error: Option<String> = None;
+    // `/browserconfig.xml`, asked for as IE and Edge did when a page named none, but only as a
+    // last resort: its tiles are often white on transparent, and `/favicon.ico` is better.
+    let mut default_browserconfig = None;
     if let Ok(Page {
         url,
         extracted: Some(ex),
@@ -298,19 +326,34 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
         parse_error.clone_from(&ex.parse_error);
         cands.extend(declared.candidates);
         last_resort = rank::rank(links::noscript_candidates(ex, url));
-        for m in declared.manifests.into_iter().take(MAX_MANIFESTS) {
-            match manifest_icons(f, m, deadline).await {
+        let named_config = declared.browserconfig.is_some();
+        let files = declared
+            .manifests
+            .into_iter()
+            .take(MAX_MANIFESTS)
+            .map(|m| (m, false))
+            .chain(declared.browserconfig.map(|b| (b, true)));
+        for (file, is_config) in files {
+            let icons = if is_config {
+                browserconfig_tiles(f, file, deadline).await
+            } else {
+                manifest_icons(f, file, deadline).await
+            };
+            match icons {
                 Ok((icons, n)) => {
                     cands.extend(icons);
                     dropped = dropped.saturating_add(n);
                 }
                 Err(e) if e.category == ErrorCategory::Blocked => {
-                    manifest_refused = Some(e.message);
+                    file_refused = Some(e.message);
                 }
                 Err(e) => {
                     unanswered_fetch.get_or_insert((e.category, e.message));
                 }
             }
+        }
+        if cands.is_empty() && !named_config && !declared.browserconfig_off {
+            default_browserconfig = url.join("/browserconfig.xml").ok();
         }
     }
     let declared_any = !cands.is_empty();
@@ -392,9 +435,26 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
         }
     }
     // `<noscript>` icons only when nothing else, `/favicon.ico` included, verified: browsers
-    // that run scripts ignore them.
-    if rank::pick(&ranked).is_none() {
-        for mut c in last_resort {
+    // that run scripts ignore them. Then the default `browserconfig.xml`'s tiles.
+    for resort in 0..2 {
+        if rank::pick(&ranked).is_some() {
+            break;
+        }
+        let list = if resort == 0 {
+            std::mem::take(&mut last_resort)
+        } else {
+            match default_browserconfig.take() {
+                Some(u) if fetched < MAX_VERIFY && !remaining(deadline).is_zero() => {
+                    let (tiles, n) = browserconfig_tiles(f, u, deadline)
+                        .await
+                        .unwrap_or_default();
+                    dropped = dropped.saturating_add(n);
+                    rank::rank(tiles)
+                }
+                _ => Vec::new(),
+            }
+        };
+        for mut c in list {
             if !seen.insert(c.url.clone()) {
                 continue;
             }
@@ -467,12 +527,12 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
             ErrorCategory::HttpStatus,
             format!("home page answered HTTP {}", p.status),
         ),
-        Ok(_) if manifest_refused.is_some() || ranked.iter().any(refused) => {
+        Ok(_) if file_refused.is_some() || ranked.iter().any(refused) => {
             let what = ranked
                 .iter()
                 .find(|c| refused(c))
                 .and_then(|c| c.error.as_ref().map(ToString::to_string))
-                .or(manifest_refused)
+                .or(file_refused)
                 .unwrap_or_default();
             FindError::new(
                 ErrorCategory::Blocked,
@@ -482,6 +542,18 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
         Ok(_) if timed_out || remaining(deadline).is_zero() => FindError::new(
             ErrorCategory::Timeout,
             "deadline passed before an icon was verified",
+        ),
+        // A page the client could not read to its end is not an empty page: its own failure
+        // (undecodable: `invalid_content`; too slow: `timeout`) says why nothing was found.
+        Ok(Page {
+            read_error: Some(e),
+            ..
+        }) => FindError::new(
+            e.category,
+            format!(
+                "no usable icon; the home page could not be read ({})",
+                e.message
+            ),
         ),
         // The page's markup broke the parser's memory limit before anything usable was found:
         // the page, not the network, is why there is no icon.

@@ -137,7 +137,7 @@ pub enum CandidateSource {
     MaskIcon,
     /// An entry of the web app manifest.
     Manifest,
-    /// `msapplication-TileImage`.
+    /// `msapplication-TileImage`, or a square tile of the site's `browserconfig.xml`.
     Tile,
     /// A well-known path probed on the final origin (`/favicon.ico`, ...).
     DefaultPath,

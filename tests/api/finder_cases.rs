@@ -86,8 +86,17 @@ enum Body {
     Cp1251(&'static str, &'static str),
     /// The same link in UTF-8 behind a byte-order mark, labelled with this content type.
     Utf8Bom(&'static str),
-    /// `Head` with 3 MiB of script between these two parts (past the HTML cap).
+    /// `Head` with 3 MiB of script between these two parts (past the first MiB).
     Huge(&'static str, &'static str),
+    /// The same link in UTF-16 behind its byte-order mark (big-endian when true), labelled
+    /// `charset=utf-8`.
+    Utf16(bool),
+    /// `Head`, raw-deflate-encoded (no zlib header) as `Content-Encoding: deflate`.
+    RawDeflateHead(&'static str),
+    /// A page labelled `Content-Encoding: gzip` that is not gzip.
+    Undecodable,
+    /// `Head` answered with this many extra header lines.
+    ManyHeaders(usize, &'static str),
     /// `Head` for browser-like requests; anything else gets a bot wall's 403.
     BrowserOnly(&'static str),
 }
@@ -130,6 +139,12 @@ const OG: &str =
 const CHALLENGE: &str =
     "<html><head><title>Just a moment...</title></head><body>cf-chl</body></html>";
 const CYR: &str = "/%D0%B8%D0%BA%D0%BE%D0%BD%D0%BA%D0%B0.png";
+const BROWSERCONFIG: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<browserconfig><msapplication><tile>
+  <square150x150logo src="/t/150.png"/><wide310x150logo src="/t/wide.png"/>
+  <TileColor>#da532c</TileColor>
+</tile></msapplication></browserconfig>"#;
+const XML: &str = "application/xml";
 
 /// Every scenario. Rel tokens and attributes (c01–c09), sizes and picking (c10–c18), URL
 /// resolution (c19–c30), document structure (c31–c41), manifests, tiles and meta (c42–c47),
@@ -402,8 +417,8 @@ const SCENARIOS: &[Scenario] = &[
         (SELF, "/js.png", Image(PNG, Png(32, 32))),
         FAVICON,
     ]),
-    // Past the HTML cap: what came before it counts, what came after is never seen.
-    row("c37-huge-html-late-link.test", Icon(SELF, "/favicon.ico"), &[
+    // A long head (megabytes of inline state) is read to its end, as browsers read it.
+    row("c37-huge-html-late-link.test", Icon(SELF, "/late.png"), &[
         (SELF, "/", Huge("", "<link rel=icon href=/late.png>")),
         (SELF, "/late.png", Image(PNG, Png(32, 32))),
         FAVICON,
@@ -421,6 +436,19 @@ const SCENARIOS: &[Scenario] = &[
         (SELF, "/", DeflateHead(r#"<link rel="icon" href="/d.png">"#)),
         (SELF, "/d.png", Image(PNG, Png(32, 32))),
     ]),
+    // HTTP's deflate is zlib, but servers also send raw deflate; browsers read both.
+    row("c38-raw-deflate-page.test", Icon(SELF, "/r.png"), &[
+        (SELF, "/", RawDeflateHead(r#"<link rel="icon" href="/r.png">"#)),
+        (SELF, "/r.png", Image(PNG, Png(32, 32))),
+    ]),
+    // A page that cannot be decoded is not an empty page.
+    row("c38-undecodable-page.test", Fail("invalid_content"), &[
+        (SELF, "/", Undecodable),
+    ]),
+    row("c38-undecodable-page-favicon.test", Icon(SELF, "/favicon.ico"), &[
+        (SELF, "/", Undecodable),
+        FAVICON,
+    ]),
     row("c38-gzip-svg.test", Icon(SELF, "/i.svg"), &[
         (SELF, "/", Head(r#"<link rel="icon" href="/i.svg">"#)),
         (SELF, "/i.svg", GzipSvg),
@@ -437,6 +465,14 @@ const SCENARIOS: &[Scenario] = &[
     ]),
     row("c39-bom-beats-header.test", Icon(SELF, CYR), &[
         (SELF, "/", Utf8Bom("text/html; charset=windows-1251")),
+        (SELF, CYR, Image(PNG, Png(32, 32))),
+    ]),
+    row("c39-utf16le-bom.test", Icon(SELF, CYR), &[
+        (SELF, "/", Utf16(false)),
+        (SELF, CYR, Image(PNG, Png(32, 32))),
+    ]),
+    row("c39-utf16be-bom.test", Icon(SELF, CYR), &[
+        (SELF, "/", Utf16(true)),
         (SELF, CYR, Image(PNG, Png(32, 32))),
     ]),
     row("c40-json-root.test", Icon(SELF, "/favicon.ico"), &[
@@ -501,6 +537,25 @@ const SCENARIOS: &[Scenario] = &[
         (SELF, "/", Head(r#"<meta name="msapplication-TileImage" content="/tile.png"><link rel="icon" href="/i.png">"#)),
         (SELF, "/tile.png", Image(PNG, Png(144, 144))),
         (SELF, "/i.png", Image(PNG, Png(32, 32))),
+    ]),
+    // The tiles of browserconfig.xml: the one the page names, else `/browserconfig.xml`, which
+    // is asked for only when nothing else verified (`/favicon.ico` is the better icon).
+    row("c46-browserconfig-named.test", Sized(SELF, "/t/150.png", 150, 150), &[
+        (SELF, "/", Head(r#"<meta name="msapplication-config" content="/ie/browserconfig.xml">"#)),
+        (SELF, "/ie/browserconfig.xml", File(XML, BROWSERCONFIG)),
+        (SELF, "/t/150.png", Image(PNG, Png(150, 150))),
+        (SELF, "/t/wide.png", Image(PNG, Png(310, 150))),
+    ]),
+    row("c46-browserconfig-default.test", Sized(SELF, "/t/150.png", 150, 150), &[
+        (SELF, "/", Head("")),
+        (SELF, "/browserconfig.xml", File("text/xml", BROWSERCONFIG)),
+        (SELF, "/t/150.png", Image(PNG, Png(150, 150))),
+    ]),
+    row("c46-browserconfig-after-favicon.test", Icon(SELF, "/favicon.ico"), &[
+        (SELF, "/", Head("")),
+        (SELF, "/browserconfig.xml", File(XML, BROWSERCONFIG)),
+        (SELF, "/t/150.png", Image(PNG, Png(150, 150))),
+        FAVICON,
     ]),
     row("c47-og-image-only.test", Fail("no_icon"), &[
         (SELF, "/", Head(OG)),
@@ -656,6 +711,20 @@ const SCENARIOS: &[Scenario] = &[
         ("c65-www-dead-apex-alive.test", "/a.png", Image(PNG, Png(32, 32))),
     ]),
     row("c65-both-dead.test", Fail("connect"), &[]),
+    // Browsers do not count header lines: a few hundred repeated ones are read.
+    row("c65-many-headers.test", Icon(SELF, "/i.png"), &[
+        (SELF, "/", ManyHeaders(150, "<link rel=icon href=/i.png>")),
+        (SELF, "/i.png", Image(PNG, Png(32, 32))),
+    ]),
+    // An answer past every header bound came from a working server: its `/favicon.ico` is
+    // tried, not the www twin.
+    row("c65-headers-over-bound.test", Icon(SELF, "/favicon.ico"), &[
+        (SELF, "/", ManyHeaders(5000, "<link rel=icon href=/i.png>")),
+        (SELF, "/i.png", Image(PNG, Png(32, 32))),
+        FAVICON,
+        ("www.c65-headers-over-bound.test", "/", Head("<link rel=icon href=/w.png>")),
+        ("www.c65-headers-over-bound.test", "/w.png", Image(PNG, Png(32, 32))),
+    ]),
     row("c67-nxdomain.test", Fail("dns"), &[]),
     row("c69-bot-wall-browser-retry.test", Icon(SELF, "/b.png"), &[
         (SELF, "/", BrowserOnly(r#"<link rel="icon" href="/b.png">"#)),
@@ -742,6 +811,28 @@ fn serve(sites: &mut Sites, host: &str, path: &str, body: Body) {
             );
             Route::html(&head(&format!("{before}{script}{after}")))
         }
+        Utf16(big_endian) => {
+            let html = head(cyrillic_link);
+            let mut bytes = if big_endian {
+                vec![0xfe, 0xff]
+            } else {
+                vec![0xff, 0xfe]
+            };
+            for unit in html.encode_utf16() {
+                bytes.extend(if big_endian {
+                    unit.to_be_bytes()
+                } else {
+                    unit.to_le_bytes()
+                });
+            }
+            Route::new(200, "text/html; charset=utf-8", bytes)
+        }
+        RawDeflateHead(links) => Route::raw_deflate(HTML, head(links).as_bytes()),
+        Undecodable => Route::new(200, HTML, b"\x1f\x8b\x08\0not gzip at all".to_vec())
+            .with_header("content-encoding", "gzip"),
+        ManyHeaders(count, links) => (0..count).fold(Route::html(&head(links)), |r, i| {
+            r.with_header("x-pad", &i.to_string())
+        }),
         BrowserOnly(links) => {
             sites.browser_only(host, path, Route::html(&head(links)));
             return;
@@ -909,6 +1000,15 @@ async fn every_scenario(backend: Backend) {
     );
     let tile = candidate("c46-tile.test", "http://c46-tile.test/tile.png");
     assert_eq!(tile["source"], "tile", "{tile}");
+    let from_config = candidate(
+        "c46-browserconfig-named.test",
+        "http://c46-browserconfig-named.test/t/150.png",
+    );
+    assert_eq!(
+        (&from_config["source"], &from_config["declared_sizes"]),
+        (&json!("tile"), &json!("150x150")),
+        "{from_config}"
+    );
     let from_manifest = candidate("c42-manifest.test", "http://c42-manifest.test/s/i/192.png");
     assert_eq!(from_manifest["source"], "manifest", "{from_manifest}");
     let rejected = candidate("c50-soft-404.test", "http://c50-soft-404.test/favicon.ico");
@@ -938,7 +1038,10 @@ async fn every_scenario(backend: Backend) {
         ("c34-template.test", "/tpl.png"),
         ("c35-noscript.test", "/ns.png"),
         ("c36-script-string.test", "/js.png"),
-        ("c37-huge-html-late-link.test", "/late.png"),
+        ("c46-browserconfig-after-favicon.test", "/browserconfig.xml"),
+        ("c46-browserconfig-named.test", "/browserconfig.xml"),
+        ("c46-browserconfig-named.test", "/t/wide.png"),
+        ("www.c65-headers-over-bound.test", "/"),
         ("c43-purpose.test", "/mono.png"),
         ("c47-og-image-only.test", "/og.png"),
         ("c47-og-image-only.test", "/tw.png"),

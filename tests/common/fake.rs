@@ -87,6 +87,16 @@ impl Route {
         Self::new(200, content_type, enc.finish().unwrap()).with_header("content-encoding", "gzip")
     }
 
+    /// `body` raw-deflate-compressed (no zlib header), with `Content-Encoding: deflate`: what
+    /// some servers send for deflate.
+    pub fn raw_deflate(content_type: &str, body: &[u8]) -> Self {
+        use std::io::Write;
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(body).unwrap();
+        Self::new(200, content_type, enc.finish().unwrap())
+            .with_header("content-encoding", "deflate")
+    }
+
     /// `body` zlib-compressed, with `Content-Encoding: deflate` (what HTTP calls deflate).
     pub fn deflate(content_type: &str, body: &[u8]) -> Self {
         use std::io::Write;

@@ -130,7 +130,7 @@ fn no_panics(what: &str) {
             .map(|r| r.status())
     });
     assert!(
-        health.is_ok_and(|s| s.is_success()),
+        health.as_ref().is_ok_and(|s| s.is_success()),
         "the app stopped answering after {what}: {health:?}"
     );
 }

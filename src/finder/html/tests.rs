@@ -383,3 +383,95 @@ fn meta_refresh_targets() {
     );
     assert_eq!(ex.refresh.as_deref(), Some("0; URL='/en/'"));
 }
+
+#[test]
+fn utf16_behind_a_bom_is_decoded_whatever_the_header_says() {
+    // Browsers look for a byte-order mark first; lol_html reads no UTF-16, so the page is
+    // turned into UTF-8 on the way in, even when it arrives a byte at a time.
+    let html = "<head><link rel=icon href=\"/ícone.png\"><meta charset=windows-1252></head><body>";
+    for big_endian in [false, true] {
+        let mut bytes = if big_endian {
+            vec![0xfe, 0xff]
+        } else {
+            vec![0xff, 0xfe]
+        };
+        for unit in html.encode_utf16() {
+            bytes.extend(if big_endian {
+                unit.to_be_bytes()
+            } else {
+                unit.to_le_bytes()
+            });
+        }
+        assert_eq!(extract(&bytes, Some("utf-8")).links[0].href, "/ícone.png");
+        let mut p = HeadParser::new(Some("windows-1252"));
+        for b in &bytes {
+            p.write(std::slice::from_ref(b));
+        }
+        assert!(p.done());
+        assert_eq!(p.finish().links[0].href, "/ícone.png");
+    }
+    // A UTF-8 BOM split over two writes still wins over the header.
+    let mut p = HeadParser::new(Some("windows-1251"));
+    p.write(b"\xef\xbb");
+    p.write(b"\xbf<link rel=icon href=/\xc3\xadcone.png>");
+    assert_eq!(p.finish().links[0].href, "/ícone.png");
+}
+
+#[test]
+fn a_long_head_is_read_to_its_cap_and_a_body_scan_is_bounded() {
+    // Megabytes of inline script before the icon link are read through; a head that never
+    // ends is given up at its cap, and a body without links is scanned only so far.
+    let filler = vec![b'a'; 64 * 1024];
+    let mut p = HeadParser::new(None);
+    p.write(b"<html><head><script>");
+    for _ in 0..(3 << 20) / filler.len() {
+        p.write(&filler);
+    }
+    assert!(!p.done());
+    p.write(b"</script><link rel=icon href=/late.png></head><body>");
+    assert!(p.done());
+    assert_eq!(p.finish().links[0].href, "/late.png");
+
+    let mut endless = HeadParser::new(None);
+    endless.write(b"<html><head><script>");
+    let mut fed = 0;
+    while !endless.done() {
+        endless.write(&filler);
+        fed += filler.len();
+        assert!(fed <= HEAD_CAP, "read past the head cap");
+    }
+    assert!(fed + filler.len() > HEAD_CAP);
+
+    let mut body = HeadParser::new(None);
+    body.write(b"<html><head></head><body>");
+    let mut fed = 0;
+    let text = "<p>text</p>".repeat(1000);
+    while !body.done() {
+        body.write(text.as_bytes());
+        fed += text.len();
+        assert!(fed <= BODY_SCAN + text.len(), "scanned past the body bound");
+    }
+}
+
+#[test]
+fn an_element_a_head_cannot_hold_starts_the_body() {
+    // As the HTML parser does: a page that never writes `<body>` has one from its first
+    // `<div>`, so its links after that are body links and its head ends there.
+    let ex = extract(
+        b"<title>t</title><link rel=icon href=/h.png><template><div></div></template>\
+          <link rel=icon href=/t.png><div>x</div><link rel=icon href=/b.png>",
+        None,
+    );
+    assert_eq!(
+        hrefs(&ex),
+        [
+            ("/h.png", Icon, false),
+            ("/t.png", Icon, false),
+            ("/b.png", Icon, true)
+        ]
+    );
+    assert!(ex.head_closed);
+    let mut p = HeadParser::new(None);
+    p.write(b"<html><p>no head, no icons");
+    assert!(!p.done(), "body links are still looked for");
+}

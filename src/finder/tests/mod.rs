@@ -19,6 +19,7 @@ mod choosing;
 mod fetching;
 mod properties;
 mod safety;
+mod shapes;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Req {
