@@ -1,6 +1,6 @@
 //! The API's edge under random input: REST query parameters, GraphQL arguments and WebSocket
 //! frames, thrown at one running app (SQLite, no workers) by proptest for a bounded number of
-//! cases (`FUZZ_CASES`, 64 by default, so CI stays quick; raise it for a longer hunt).
+//! cases (`FUZZ_CASES`, 256 by default, a few seconds; raise it for a longer hunt).
 //!
 //! Nothing may panic: a panic hook counts every panic in this process (its own binary, so no
 //! other test's failures count), every answer must be a 2xx or 4xx, never a 5xx or a
@@ -78,7 +78,7 @@ fn cases() -> u32 {
     std::env::var("FUZZ_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(64)
+        .unwrap_or(256)
 }
 
 /// Any text a client might put in a parameter: digits (huge, negative), words, and bytes
