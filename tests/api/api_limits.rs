@@ -582,3 +582,29 @@ async fn a_client_that_never_reads_cannot_hold_shutdown() {
     assert!(took < Duration::from_secs(4), "grace 1 s, took {took:?}");
     drop(stream);
 }
+
+/// With introspection off the schema is not browsable, so validation errors must not name
+/// the fields and arguments it has either ("Did you mean …?"); with it on they still do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_suggests_names_only_with_introspection() {
+    for (introspection, suggests) in [("true", true), ("false", false)] {
+        let app = TestApp::api_only(&[("INTROSPECTION", introspection)]).await;
+        for query in [
+            "{ jobz { total } }",
+            "{ jobs(clientId: \"c\", perPag: 1) { total } }",
+        ] {
+            let body = app.graphql(query, json!({})).await;
+            let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+                "{body}"
+            );
+            assert_eq!(
+                message.contains("Did you mean"),
+                suggests,
+                "INTROSPECTION={introspection}, {query}: {message}"
+            );
+        }
+        app.stop().await;
+    }
+}

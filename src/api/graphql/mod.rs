@@ -23,9 +23,11 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder =
         Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(ErrorCodesFactory);
     match state {
-        // INTROSPECTION=false: the schema is not browsable by whoever holds a key.
+        // INTROSPECTION=false: the schema is not browsable by whoever holds a key, and a
+        // typo's "Did you mean …?" would list its fields and arguments all the same.
         Some(state) if !state.config.introspection => builder
             .disable_introspection()
+            .disable_suggestions()
             .limit_depth(state.config.graphql_max_depth)
             .limit_complexity(state.config.graphql_max_complexity)
             .data(state)
