@@ -61,7 +61,7 @@ impl Jobs {
         let view = self.find(caller, id).await?;
         let mut results = self
             .store
-            .results_page(id, filter, page.page, page.per_page)
+            .results_page(id, filter, page.offset(), page.per_page)
             .await?;
         self.link_icons(&mut results);
         // The job keeps its own count; only a filtered total costs a count.

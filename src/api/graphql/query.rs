@@ -40,9 +40,10 @@ impl QueryRoot {
             .map_err(AppError::into_graphql)?;
         Ok(JobPage {
             jobs: views.into_iter().map(Into::into).collect(),
-            page: page.page as i32,
+            // Both fit: a Page ends by MAX_PAGE_END, and a count past i32 is shown capped.
+            page: i32::try_from(page.page).unwrap_or(i32::MAX),
             per_page: page.per_page as i32,
-            total: total as i32,
+            total: i32::try_from(total).unwrap_or(i32::MAX),
         })
     }
 

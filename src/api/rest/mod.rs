@@ -285,7 +285,8 @@ impl JobAnswer {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ResultsQuery {
-    /// The page, from 1 (default 1); not with `first`/`after`.
+    /// The page, from 1 (default 1); not with `first`/`after`. `page × per_page` may be at
+    /// most 2147483647, the most items a list can hold (`INVALID_PAGE` beyond).
     #[param(value_type = Option<u64>, minimum = 1)]
     page: Option<String>,
     /// Results per page, 1 to 500 (default 20); not with `first`/`after`.
