@@ -2,7 +2,8 @@
 //!
 //! Resolvers parse their arguments, call the core ([`crate::jobs::Jobs`]) and map the answer;
 //! every rule (validation, paging, not-found) lives there and is shared with the REST API. Layout: `types` (the objects and inputs),
-//! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error).
+//! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error), `gate`
+//! (what one operation may take from the database).
 
 use crate::api::AppState;
 use crate::auth::Caller;
@@ -20,8 +21,9 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// Builds the schema; resolvers reach the service through the [`AppState`] in its data
 /// (none when only the SDL is wanted).
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
-    let builder =
-        Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).extension(ErrorCodesFactory);
+    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .extension(ErrorCodesFactory)
+        .extension(DbGateFactory);
     match state {
         // INTROSPECTION=false: the schema is not browsable by whoever holds a key, and a
         // typo's "Did you mean …?" would list its fields and arguments all the same.
@@ -93,24 +95,33 @@ pub fn sdl() -> String {
 }
 
 mod errors;
+mod gate;
 mod mutation;
 mod query;
 mod subscription;
 mod types;
 
 pub use errors::ErrorCodesFactory;
+use gate::db_turn;
+pub use gate::{DB_CONNECTIONS_PER_OPERATION, DB_FIELD_COST, DbGateFactory};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::{JobProgress, SubscriptionRoot};
 pub use types::*;
 
-/// The complexity of a paged field: what is selected under it counts once per row the page
-/// may hold, so aliases of `results(perPage: 500)` cannot multiply a response past
-/// `GRAPHQL_MAX_COMPLEXITY`. An out-of-range `perPage` is refused by the resolver; here it
-/// counts as the nearest legal size.
+/// The complexity of a paged field: its read ([`DB_FIELD_COST`]), and what is selected under
+/// it once per row the page may hold, so aliases of `results(perPage: 500)` cannot multiply a
+/// response past `GRAPHQL_MAX_COMPLEXITY`. An out-of-range `perPage` is refused by the
+/// resolver; here it counts as the nearest legal size.
 pub(super) fn page_cost(per_page: i64, child_complexity: usize) -> usize {
     let rows = per_page.clamp(1, crate::model::MAX_PER_PAGE as i64) as usize;
-    rows.saturating_mul(child_complexity).saturating_add(1)
+    rows.saturating_mul(child_complexity)
+        .saturating_add(DB_FIELD_COST)
+}
+
+/// The complexity of a field that reads the database once for what it answers.
+pub(super) fn read_cost(child_complexity: usize) -> usize {
+    child_complexity.saturating_add(DB_FIELD_COST)
 }
 
 /// Who asked: the door put the [`Caller`] in an HTTP request's data, `connection_init` in a

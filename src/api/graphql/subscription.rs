@@ -65,6 +65,7 @@ impl SubscriptionRoot {
     /// or 0 for all), it starts instead with every domain that finished after that place,
     /// in events of at most 1,000 domains, and then goes on live: a client that reconnects
     /// this way misses no domain (one may be named twice).
+    #[graphql(complexity = "read_cost(child_complexity)")]
     async fn job_progress(
         &self,
         c: &Context<'_>,
@@ -78,11 +79,15 @@ impl SubscriptionRoot {
         };
         let api = ctx(c);
         let open = OpenSubscription::new(api.metrics.clone());
+        // The turn covers the first read only; the feed's later reads are shared by every
+        // subscriber of the job, not this operation's.
+        let turn = db_turn(c).await;
         let progress = api
             .jobs
             .progress(caller(c)?, id, after)
             .await
             .map_err(AppError::into_graphql)?;
+        drop(turn);
         let selection = selection_key(c);
         let metrics = api.metrics.clone();
         // The slot and the gauge are held by the stream, so both are given back however it

@@ -66,7 +66,9 @@ impl Job {
     /// The job's finished failures grouped by error code, the largest group first: each
     /// group's domains are `results(jobId, errorCode: …)`. Null for a key without the `read`
     /// scope.
+    #[graphql(complexity = "read_cost(child_complexity)")]
     async fn failures_by_reason(&self, c: &Context<'_>) -> Result<Option<Vec<FailureGroup>>> {
+        let _turn = db_turn(c).await;
         ctx(c)
             .jobs
             .failures_by_reason(caller(c)?, &self.view)
