@@ -3,7 +3,7 @@
 //! complexity by page size; request parsing that stops at the domain limit; the CSV export's
 //! byte-bounded chunks; JSON-only POSTs; and `/readyz` answers without error text.
 
-use crate::helpers::{Backend, TestApp, Ws, both_backends, ws_init};
+use crate::helpers::{Backend, Protocol, TestApp, Ws, both_backends, ws_init};
 use futures::{SinkExt, StreamExt};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
@@ -696,3 +696,140 @@ both_backends!(
     heavy_graphql_request,
     a_heavy_graphql_request_leaves_the_pool_to_others
 );
+
+/// What the server answered to subscription `id`: `Ok` with its first event, or the error.
+async fn subscription_answer(ws: &mut Ws, id: &str) -> Result<Value, Value> {
+    loop {
+        let Message::Text(text) = next_frame(ws, Duration::from_secs(10)).await else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["id"] != id {
+            continue;
+        }
+        let payload = &frame["payload"];
+        return match frame["type"].as_str() {
+            Some("error") => Err(payload[0].clone()),
+            _ if !payload["errors"].is_null() => Err(payload["errors"][0].clone()),
+            _ => Ok(payload["data"].clone()),
+        };
+    }
+}
+
+const PROGRESS: &str = "subscription($id: ID!) { jobProgress(jobId: $id) { status } }";
+
+/// Subscribes as `id` on `ws` and waits for the answer.
+async fn subscribe(ws: &mut Ws, id: &str, job: &str) -> Result<Value, Value> {
+    crate::helpers::ws_subscribe(ws, Protocol::TransportWs, id, PROGRESS, json!({"id": job})).await;
+    subscription_answer(ws, id).await
+}
+
+/// Subscriptions are capped per address (default 100) and per key across connections, not
+/// only per connection: more connections do not buy more subscriptions. A stopped one gives
+/// its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_capped_per_address_and_per_key() {
+    let app = TestApp::api_only(&[]).await;
+    let job = app.create_job("subs", &["x.test"]).await;
+    let mut sockets = Vec::new();
+    for _ in 0..10 {
+        let mut ws = app.ws().await;
+        for i in 0..10 {
+            let answer = subscribe(&mut ws, &i.to_string(), &job).await;
+            assert!(
+                answer.is_ok(),
+                "subscription {}: {answer:?}",
+                sockets.len() * 10 + i
+            );
+        }
+        sockets.push(ws);
+    }
+    let mut extra = app.ws().await;
+    let error = subscribe(&mut extra, "101", &job)
+        .await
+        .expect_err("a 101st subscription from one address, on an 11th connection");
+    assert_eq!(
+        error["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+        "{error}"
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("WS_MAX_SUBSCRIPTIONS_PER_IP"), "{message}");
+    let stop = json!({"id": "0", "type": "complete"});
+    sockets[0]
+        .send(Message::Text(stop.to_string().into()))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut attempt = 0;
+    while subscribe(&mut extra, &format!("again{attempt}"), &job)
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped subscription's place never came back"
+        );
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+
+    let app = TestApp::api_only(&[
+        ("AUTH_MODE", "required"),
+        ("WS_MAX_SUBSCRIPTIONS_PER_KEY", "3"),
+    ])
+    .await;
+    let accounts = favicon_finder::auth::Accounts::new(
+        app.store.clone(),
+        favicon_finder::auth::LinkSigner::new(None, Duration::from_secs(60)),
+    );
+    let scopes = [
+        favicon_finder::auth::Scope::Submit,
+        favicon_finder::auth::Scope::Read,
+    ];
+    let (_, key) = accounts
+        .create_key("subs", "watcher", &scopes)
+        .await
+        .unwrap();
+    let (_, other_key) = accounts.create_key("subs", "other", &scopes).await.unwrap();
+    let job = json_answer_id(&app, &key).await;
+    let mut sockets = Vec::new();
+    for (i, (from, key)) in [(2, &key), (3, &key), (4, &key), (5, &key), (6, &other_key)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut ws = app.ws_from([127, 0, 0, from]).await;
+        let ack = crate::helpers::ws_init_with(&mut ws, json!({"apiKey": key}))
+            .await
+            .unwrap();
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        let answer = subscribe(&mut ws, "1", &job).await;
+        match i {
+            3 => {
+                let error = answer.expect_err("a key's 4th subscription, from a 4th address");
+                assert_eq!(
+                    error["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+                    "{error}"
+                );
+                let message = error["message"].as_str().unwrap();
+                assert!(
+                    message.contains("WS_MAX_SUBSCRIPTIONS_PER_KEY"),
+                    "{message}"
+                );
+            }
+            _ => assert!(answer.is_ok(), "subscription {i}: {answer:?}"),
+        }
+        sockets.push(ws);
+    }
+    app.stop().await;
+}
+
+/// Creates a one-domain job with `key`; returns its id.
+async fn json_answer_id(app: &TestApp, key: &str) -> String {
+    let request = app
+        .http
+        .post(app.url("/jobs"))
+        .json(&json!({"domains": ["x.test"]}));
+    let body = crate::helpers::json_answer(request, Some(key)).await;
+    body["job_id"].as_str().unwrap().to_owned()
+}

@@ -16,7 +16,12 @@ async fn two_hundred_subscribers_share_one_rendering_of_each_event() {
     let resolve = internet.resolve(&[]);
     let app = TestApp::spawn(
         Backend::Sqlite,
-        &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "8")],
+        &[
+            ("FETCH_RESOLVE", &resolve),
+            ("WORKER_CONCURRENCY", "8"),
+            // All 200 come from 127.0.0.1.
+            ("WS_MAX_SUBSCRIPTIONS_PER_IP", "200"),
+        ],
     )
     .await;
     let job_id = app.create_job("fan", &domains).await;

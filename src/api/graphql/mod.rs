@@ -32,11 +32,13 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
             .disable_suggestions()
             .limit_depth(state.config.graphql_max_depth)
             .limit_complexity(state.config.graphql_max_complexity)
+            .data(SubscriptionCaps::new(&state.config))
             .data(state)
             .finish(),
         Some(state) => builder
             .limit_depth(state.config.graphql_max_depth)
             .limit_complexity(state.config.graphql_max_complexity)
+            .data(SubscriptionCaps::new(&state.config))
             .data(state)
             .finish(),
         None => builder.finish(),
@@ -86,6 +88,110 @@ struct ConnectionSlot(Arc<std::sync::atomic::AtomicUsize>);
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Subscriptions running in this process by client address and by API key, across every
+/// connection, against `WS_MAX_SUBSCRIPTIONS_PER_IP` and `WS_MAX_SUBSCRIPTIONS_PER_KEY`: the
+/// per-connection cap alone let one address open 10,000 subscriptions over 1,000 connections.
+#[derive(Clone)]
+pub struct SubscriptionCaps(Arc<CapsInner>);
+
+struct CapsInner {
+    per_address: usize,
+    per_key: usize,
+    running: std::sync::Mutex<std::collections::HashMap<Holder, usize>>,
+}
+
+/// Who a subscription is counted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Holder {
+    /// A client address: IPv4 as is, IPv6 by its /64 (one host usually holds a whole /64).
+    Address(std::net::IpAddr),
+    /// An API key, by its id.
+    Key(uuid::Uuid),
+}
+
+impl Holder {
+    fn address(ip: std::net::IpAddr) -> Self {
+        use std::net::IpAddr;
+        Self::Address(match ip.to_canonical() {
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            v4 => v4,
+        })
+    }
+}
+
+impl SubscriptionCaps {
+    /// Empty counts under the configured caps.
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self(Arc::new(CapsInner {
+            per_address: config.ws_max_subscriptions_per_ip,
+            per_key: config.ws_max_subscriptions_per_key,
+            running: Default::default(),
+        }))
+    }
+
+    /// Takes a place for one more subscription from `address` with key `key`, or says which
+    /// cap is full; both counts go up together or neither does.
+    fn enter(
+        &self,
+        address: Option<std::net::IpAddr>,
+        key: Option<uuid::Uuid>,
+    ) -> Result<CapsSlot, AppError> {
+        let holders: Vec<(Holder, usize)> = address
+            .map(|ip| (Holder::address(ip), self.0.per_address))
+            .into_iter()
+            .chain(key.map(|id| (Holder::Key(id), self.0.per_key)))
+            .collect();
+        let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+        for (holder, cap) in &holders {
+            let now = running.get(holder).copied().unwrap_or(0);
+            if now >= *cap {
+                let (who, setting) = match holder {
+                    Holder::Address(_) => ("this address", "WS_MAX_SUBSCRIPTIONS_PER_IP"),
+                    Holder::Key(_) => ("this API key", "WS_MAX_SUBSCRIPTIONS_PER_KEY"),
+                };
+                return Err(AppError::bad_request(
+                    Code::TooManySubscriptions,
+                    format!(
+                        "{who} already runs {now} subscriptions across its connections, the most allowed ({setting}); stop one first"
+                    ),
+                ));
+            }
+        }
+        for (holder, _) in &holders {
+            *running.entry(*holder).or_default() += 1;
+        }
+        Ok(CapsSlot {
+            caps: self.clone(),
+            holders: holders.into_iter().map(|(holder, _)| holder).collect(),
+        })
+    }
+}
+
+/// A subscription's place in the address and key counts, given back when the stream ends.
+struct CapsSlot {
+    caps: SubscriptionCaps,
+    holders: Vec<Holder>,
+}
+
+impl Drop for CapsSlot {
+    fn drop(&mut self) {
+        let mut running = self
+            .caps
+            .0
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for holder in &self.holders {
+            if let Some(n) = running.get_mut(holder) {
+                *n -= 1;
+                if *n == 0 {
+                    running.remove(holder);
+                }
+            }
+        }
     }
 }
 

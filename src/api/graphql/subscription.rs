@@ -1,5 +1,6 @@
 //! `jobProgress`: the core's progress stream ([`crate::jobs::Jobs::progress`]) as GraphQL
-//! objects, held against the connection's subscription limit.
+//! objects, held against the connection's subscription limit and the address's and key's
+//! ([`SubscriptionCaps`]).
 //!
 //! The core's events are frames shared by every subscriber of a job. Each frame is resolved
 //! and serialised once per distinct selection (normalised: see `selection_key`), and over
@@ -82,6 +83,13 @@ impl SubscriptionRoot {
             Some(connection) => Some(connection.enter().map_err(AppError::into_graphql)?),
             None => None,
         };
+        let held = match c.data_opt::<SubscriptionCaps>() {
+            Some(caps) => Some(
+                caps.enter(c.data_opt::<SourceIp>().map(|ip| ip.0), caller(c)?.key_id())
+                    .map_err(AppError::into_graphql)?,
+            ),
+            None => None,
+        };
         let api = ctx(c);
         let open = OpenSubscription::new(api.metrics.clone());
         // The turn covers the first read only; the feed's later reads are shared by every
@@ -95,10 +103,10 @@ impl SubscriptionRoot {
         drop(turn);
         let selection = selection_key(c);
         let metrics = api.metrics.clone();
-        // The slot and the gauge are held by the stream, so both are given back however it
+        // The slots and the gauge are held by the stream, so all are given back however it
         // ends.
         Ok(progress.map(move |frame| {
-            let _held = (&slot, &open);
+            let _held = (&slot, &held, &open);
             ProgressItem {
                 frame,
                 selection: selection.clone(),
