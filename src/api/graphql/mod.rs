@@ -97,9 +97,14 @@ impl Drop for ConnectionSlot {
 #[derive(Clone)]
 pub struct SubscriptionCaps(Arc<CapsInner>);
 
+/// The counts behind [`SubscriptionCaps`], shared by every connection.
 struct CapsInner {
+    /// `WS_MAX_SUBSCRIPTIONS_PER_IP`.
     per_address: usize,
+    /// `WS_MAX_SUBSCRIPTIONS_PER_KEY`.
     per_key: usize,
+    /// Open subscriptions by holder; a holder with none is removed, so the map stays as
+    /// small as the set of current subscribers.
     running: std::sync::Mutex<std::collections::HashMap<Holder, usize>>,
 }
 
@@ -113,6 +118,7 @@ enum Holder {
 }
 
 impl Holder {
+    /// The holder for address `ip`: the same rule as the WebSocket connection cap's.
     fn address(ip: std::net::IpAddr) -> Self {
         use std::net::IpAddr;
         Self::Address(match ip.to_canonical() {
@@ -172,7 +178,9 @@ impl SubscriptionCaps {
 
 /// A subscription's place in the address and key counts, given back when the stream ends.
 struct CapsSlot {
+    /// The counts to give the place back to.
     caps: SubscriptionCaps,
+    /// What the subscription was counted against: its address, its key, or both.
     holders: Vec<Holder>,
 }
 

@@ -140,16 +140,21 @@ fn selection_key(c: &Context<'_>) -> Arc<str> {
 
 /// Writes a selection in one canonical text (see [`selection_key`]).
 struct Normaliser<'a> {
+    /// The request's variables, for the values of those the selection reads.
     variables: &'a async_graphql::Variables,
+    /// The operation, for the defaults of variables the request leaves out.
     operation: &'a OperationDefinition,
+    /// The document's fragments, written out where they are spread.
     fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
     /// The fragments being written out, innermost last: a spread of one of them again is a
     /// cycle (validation refuses those; this only keeps the walk finite).
     expanding: Vec<&'a str>,
+    /// The key written so far.
     out: String,
 }
 
 impl<'a> Normaliser<'a> {
+    /// Writes `{item item …}`, each field as `alias:name(args)@directives{…}`.
     fn selection_set(&mut self, set: &'a SelectionSet) {
         self.out.push('{');
         for item in &set.items {
@@ -203,6 +208,7 @@ impl<'a> Normaliser<'a> {
         self.out.push('}');
     }
 
+    /// Writes `@name(args)` for each directive.
     fn directives(&mut self, directives: &'a [Positioned<Directive>]) {
         for directive in directives {
             self.out.push('@');
