@@ -197,15 +197,19 @@ impl Caller {
         }
     }
 
-    /// Refuses a caller that may not do `scope`. Without a key (`AUTH_MODE=off`) everything
-    /// but admin is allowed; `admin` includes every scope.
-    pub fn require(&self, scope: Scope) -> AppResult<()> {
-        let allowed = match self {
+    /// Whether the caller may do `scope`. Without a key (`AUTH_MODE=off`) everything but
+    /// admin is allowed; `admin` includes every scope.
+    pub fn may(&self, scope: Scope) -> bool {
+        match self {
             Self::Anonymous => scope != Scope::Admin,
             Self::Key(key) => key.scopes.contains(&scope) || key.scopes.contains(&Scope::Admin),
             Self::Link { .. } => false,
-        };
-        if allowed {
+        }
+    }
+
+    /// Refuses a caller that may not do `scope` (see [`Caller::may`]).
+    pub fn require(&self, scope: Scope) -> AppResult<()> {
+        if self.may(scope) {
             Ok(())
         } else {
             Err(AppError::Forbidden {
@@ -467,6 +471,8 @@ mod tests {
         assert!(link.can_see(job, "acme"));
         assert!(!link.can_see(Uuid::now_v7(), "acme"));
         assert!(acme.require(Scope::Read).is_ok());
+        assert!(!key("acme", &[Scope::Submit]).may(Scope::Read));
+        assert!(!link.may(Scope::Read));
         assert_eq!(
             acme.require(Scope::Submit).unwrap_err().code(),
             Code::Forbidden

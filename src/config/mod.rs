@@ -131,6 +131,12 @@ pub struct Config {
     pub graphql_max_complexity: usize,
     /// `WS_MAX_SUBSCRIPTIONS`: subscriptions one WebSocket connection may run at once.
     pub ws_max_subscriptions: usize,
+    /// `WS_MAX_SUBSCRIPTIONS_PER_IP`: subscriptions one client address (IPv6: its /64) may
+    /// run at once across all its connections, so more connections buy no more of them.
+    pub ws_max_subscriptions_per_ip: usize,
+    /// `WS_MAX_SUBSCRIPTIONS_PER_KEY`: subscriptions one API key may run at once across all
+    /// its connections and addresses.
+    pub ws_max_subscriptions_per_key: usize,
     /// `MAX_REQUEST_BYTES`: the largest request body the API accepts (default: sized to the
     /// largest legal job, see [`default_max_request_bytes`]).
     pub max_request_bytes: usize,
@@ -411,6 +417,16 @@ impl Config {
                 10..=10_000_000,
             )?,
             ws_max_subscriptions: env.parse_in("WS_MAX_SUBSCRIPTIONS", 10, 1..=10_000)?,
+            ws_max_subscriptions_per_ip: env.parse_in(
+                "WS_MAX_SUBSCRIPTIONS_PER_IP",
+                100,
+                1..=1_000_000,
+            )?,
+            ws_max_subscriptions_per_key: env.parse_in(
+                "WS_MAX_SUBSCRIPTIONS_PER_KEY",
+                100,
+                1..=1_000_000,
+            )?,
             max_request_bytes: env.parse_in(
                 "MAX_REQUEST_BYTES",
                 default_max_request_bytes(max_domains_per_job),

@@ -345,7 +345,7 @@ impl Jobs {
         };
         Ok(self
             .store
-            .jobs_for_client(&client_id, page.page, page.per_page)
+            .jobs_for_client(&client_id, page.offset(), page.per_page)
             .await?)
     }
 

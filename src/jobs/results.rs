@@ -3,7 +3,7 @@
 //! Each read first checks the caller may see the job, as [`Jobs::find`] does.
 
 use super::{JobView, Jobs};
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::error::AppResult;
 use crate::model::{ErrorCategory, Page, ResultCursor, ResultFilter, ResultView};
 use serde::Serialize;
@@ -61,7 +61,7 @@ impl Jobs {
         let view = self.find(caller, id).await?;
         let mut results = self
             .store
-            .results_page(id, filter, page.page, page.per_page)
+            .results_page(id, filter, page.offset(), page.per_page)
             .await?;
         self.link_icons(&mut results);
         // The job keeps its own count; only a filtered total costs a count.
@@ -105,20 +105,37 @@ impl Jobs {
         })
     }
 
-    /// A job's finished failures grouped by error code, the largest group first. It takes
-    /// the job as read for the caller (by [`Jobs::find`] and the like), so only a job the
-    /// caller may see is counted.
-    pub async fn failures_by_reason(&self, job: &JobView) -> AppResult<Vec<FailureGroup>> {
-        Ok(self
-            .store
-            .failures_by_reason(job.job.id)
-            .await?
-            .into_iter()
-            .map(|(code, count): (ErrorCategory, i64)| FailureGroup {
-                error_code: code.as_str().to_owned(),
-                count: i32::try_from(count).unwrap_or(i32::MAX),
-            })
-            .collect())
+    /// A job's finished failures grouped by error code, the largest group first; `None` for
+    /// a caller who may not read the job's results (see [`Jobs::may_read`]). It takes the job
+    /// as read for the caller (by [`Jobs::find`], [`Jobs::cancel`] and the like), so only a
+    /// job the caller may see is counted.
+    pub async fn failures_by_reason(
+        &self,
+        caller: &Caller,
+        job: &JobView,
+    ) -> AppResult<Option<Vec<FailureGroup>>> {
+        if !Self::may_read(caller) {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.store
+                .failures_by_reason(job.job.id)
+                .await?
+                .into_iter()
+                .map(|(code, count): (ErrorCategory, i64)| FailureGroup {
+                    error_code: code.as_str().to_owned(),
+                    count: i32::try_from(count).unwrap_or(i32::MAX),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Whether an answer about a job may carry what reads its results: failure groups, and
+    /// the signed download link (which serves the whole CSV to whoever holds it). A caller
+    /// with `submit` alone is answered the job's counts when it creates or cancels one, and
+    /// nothing more: a key without `read` must not read by the back door.
+    pub fn may_read(caller: &Caller) -> bool {
+        caller.may(Scope::Read)
     }
 
     /// Makes the results' icon links absolute under `PUBLIC_URL`, when it is set.

@@ -27,7 +27,13 @@ use uuid::Uuid;
 /// The most results (or jobs) a page may hold.
 pub const MAX_PER_PAGE: u64 = 500;
 
-/// A validated page request (`page` from 1, `per_page` in 1..=500).
+/// The furthest item a page may reach: positions, counts and GraphQL's `Int` are i32, so no
+/// list this service answers can hold more.
+pub const MAX_PAGE_END: u64 = i32::MAX as u64;
+
+/// A validated page request (`page` from 1, `per_page` in 1..=500, and the page's end,
+/// `page × per_page`, at most [`MAX_PAGE_END`]), so its offset fits every integer the stores
+/// and the APIs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     /// 1-based page number.
@@ -37,7 +43,9 @@ pub struct Page {
 }
 
 impl Page {
-    /// Validates page numbers from either API.
+    /// Validates page numbers from either API. A page past any possible list is refused
+    /// rather than answered empty: its offset would not fit the databases' integers, and a
+    /// client that asks for it has a bug worth naming.
     pub fn new(page: i64, per_page: i64) -> AppResult<Self> {
         if page < 1 {
             return Err(AppError::bad_request(
@@ -51,10 +59,25 @@ impl Page {
                 format!("per_page must be between 1 and {MAX_PER_PAGE}, got {per_page}"),
             ));
         }
-        Ok(Self {
-            page: page as u64,
-            per_page: per_page as u64,
-        })
+        let (page, per_page) = (page as u64, per_page as u64);
+        if page
+            .checked_mul(per_page)
+            .is_none_or(|end| end > MAX_PAGE_END)
+        {
+            return Err(AppError::bad_request(
+                Code::InvalidPage,
+                format!(
+                    "page {page} of {per_page} starts past the most items a list can hold \
+                     ({MAX_PAGE_END}): page × per_page must be at most that"
+                ),
+            ));
+        }
+        Ok(Self { page, per_page })
+    }
+
+    /// How many items come before this page; below [`MAX_PAGE_END`].
+    pub fn offset(&self) -> u64 {
+        (self.page - 1) * self.per_page
     }
 }
 
@@ -295,5 +318,13 @@ mod tests {
         assert!(Page::new(1, 0).is_err());
         assert!(Page::new(1, 501).is_err());
         assert_eq!(Page::new(2, 500).unwrap().per_page, 500);
+        assert_eq!(Page::new(3, 500).unwrap().offset(), 1000);
+        assert!(Page::new(i64::MAX, 500).is_err());
+        assert!(Page::new(1 << 40, 500).is_err());
+        assert!(Page::new(1 << 31, 1).is_err());
+        assert_eq!(
+            Page::new(i32::MAX as i64, 1).unwrap().offset(),
+            i32::MAX as u64 - 1
+        );
     }
 }

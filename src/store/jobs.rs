@@ -161,11 +161,12 @@ impl Store {
         }))
     }
 
-    /// A client's jobs, newest first, one page of them, and how many there are in all.
+    /// A client's jobs, newest first, `per_page` of them after the first `offset`, and how
+    /// many there are in all.
     pub async fn jobs_for_client(
         &self,
         client_name: &str,
-        page: u64,
+        offset: u64,
         per_page: u64,
     ) -> Result<(Vec<JobView>, u64), DbErr> {
         let Some(client) = client_named(&self.db, client_name).await? else {
@@ -177,11 +178,7 @@ impl Store {
             .order_by_desc(job::Column::CreatedAt)
             .order_by_desc(job::Column::Id);
         let total = query.clone().count(&self.db).await?;
-        let jobs = query
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-            .all(&self.db)
-            .await?;
+        let jobs = query.offset(offset).limit(per_page).all(&self.db).await?;
         Ok((
             jobs.into_iter()
                 .map(|job| JobView {

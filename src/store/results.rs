@@ -150,8 +150,8 @@ fn matching(job_id: Uuid, filter: &ResultFilter) -> Condition {
 }
 
 impl Store {
-    /// One page of a job's results that `filter` matches, in submission order (`page`
-    /// starts at 1).
+    /// One page of a job's results that `filter` matches, in submission order: `per_page`
+    /// of them after the first `start` (a validated [`crate::model::Page`]'s offset).
     ///
     /// Unfiltered, positions are dense, so a page is a range of positions: the cost does not
     /// grow with the page number the way `OFFSET` does. A filtered page skips the matching
@@ -161,13 +161,9 @@ impl Store {
         &self,
         job_id: Uuid,
         filter: &ResultFilter,
-        page: u64,
+        start: u64,
         per_page: u64,
     ) -> Result<Vec<ResultView>, DbErr> {
-        let start = (page - 1).saturating_mul(per_page);
-        if filter.is_empty() && start >= i32::MAX as u64 {
-            return Ok(Vec::new());
-        }
         let rows = page_query(job_id, filter, start, per_page)
             .all(&self.db)
             .await?;

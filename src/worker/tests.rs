@@ -203,7 +203,7 @@ async fn drain_works_the_queue_to_empty_and_records_everything() {
     // Nothing waits or is leased, and every outcome is written, with no wait in between.
     assert_eq!(store.queue_depth().await.unwrap(), (0, 0));
     let rows = store
-        .results_page(job.id, &Default::default(), 1, 10)
+        .results_page(job.id, &Default::default(), 0, 10)
         .await
         .unwrap();
     let statuses: Vec<_> = rows.iter().map(|r| (r.domain.as_str(), r.status)).collect();

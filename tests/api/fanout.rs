@@ -4,7 +4,7 @@
 //! checked here too.)
 
 use crate::helpers::{Backend, Protocol, TestApp, ws_subscribe};
-use crate::subscriptions::{slow_world, watch};
+use crate::subscriptions::{slow_world, watch, watch_query};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -16,7 +16,12 @@ async fn two_hundred_subscribers_share_one_rendering_of_each_event() {
     let resolve = internet.resolve(&[]);
     let app = TestApp::spawn(
         Backend::Sqlite,
-        &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "8")],
+        &[
+            ("FETCH_RESOLVE", &resolve),
+            ("WORKER_CONCURRENCY", "8"),
+            // All 200 come from 127.0.0.1.
+            ("WS_MAX_SUBSCRIPTIONS_PER_IP", "200"),
+        ],
     )
     .await;
     let job_id = app.create_job("fan", &domains).await;
@@ -161,5 +166,56 @@ async fn subscribers_with_different_selections_each_get_their_own_fields() {
             assert_eq!(domains_seen, 6, "every domain reached {id}");
         }
     }
+    app.stop().await;
+}
+
+/// The rendering is keyed on what decides it, the normalised selection: variables the
+/// selection never reads (one extra each, as a client that stamps a request id sends), the
+/// field's own arguments such as `after`, and where the selection sits in the text split
+/// nothing. Sixty subscribers that differ only in those share each rendering (a variable a directive reads still splits it:
+/// `subscribers_with_different_selections_each_get_their_own_fields`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_variables_do_not_split_the_rendering() {
+    let (internet, domains) = slow_world(40, Duration::from_millis(50)).await;
+    let resolve = internet.resolve(&[]);
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[("FETCH_RESOLVE", &resolve), ("WORKER_CONCURRENCY", "8")],
+    )
+    .await;
+    let job_id = app.create_job("fan", &domains).await;
+    let query = "subscription($id: ID!, $after: Int, $full: Boolean!) {
+        jobProgress(jobId: $id, after: $after) { status completed ...F
+          results @include(if: $full) { domain } } }
+        fragment F on JobProgress { failed }";
+    let app_ref = &app;
+    let watchers = (0..60).map(|i| {
+        let job_id = job_id.clone();
+        async move {
+            let mut variables = json!({"id": job_id, "full": true});
+            variables[format!("extra{i}")] = json!(i);
+            if i % 2 == 0 {
+                variables["after"] = json!(0);
+            }
+            // Laid out differently too: where the selection sits in the text changes nothing.
+            let query = format!("{}{query}", " ".repeat(i % 3));
+            watch_query(app_ref.ws().await, Protocol::TransportWs, &query, variables).await
+        }
+    });
+    let deliveries = futures::future::join_all(watchers).await;
+    let mut most_events = 0;
+    for delivery in &deliveries {
+        assert!(
+            delivery.completed && delivery.errors.is_empty(),
+            "{delivery:?}"
+        );
+        assert_eq!(delivery.events.last().unwrap()["status"], "COMPLETED");
+        most_events = most_events.max(delivery.events.len());
+    }
+    let renders = app.metric("favicon_finder_progress_renders_total").await as usize;
+    assert!(
+        renders <= 60 + most_events,
+        "{renders} renderings for 60 subscribers of at most {most_events} events that differ only in unused variables"
+    );
     app.stop().await;
 }

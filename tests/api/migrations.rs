@@ -102,7 +102,7 @@ async fn candidates_dropped_goes_up_and_down(backend: Backend) {
     store.migrate().await.unwrap();
     assert!(column_exists(&store, "result", "candidates_dropped").await);
     let rows = store
-        .results_page(job.id, &Default::default(), 1, 10)
+        .results_page(job.id, &Default::default(), 0, 10)
         .await
         .unwrap();
     assert_eq!(rows.len(), 1, "the rows outlive the column");
@@ -196,7 +196,7 @@ async fn icons_goes_up_and_down(backend: Backend) {
     store.migrate().await.unwrap();
     assert!(table_exists(&store, "icon_blob").await);
     let rows = store
-        .results_page(job.id, &Default::default(), 1, 10)
+        .results_page(job.id, &Default::default(), 0, 10)
         .await
         .unwrap();
     assert_eq!(rows.len(), 1, "the rows outlive the column");

@@ -263,7 +263,7 @@ async fn an_unstorable_row_never_blocks_its_batch(backend: Backend) {
     assert_eq!(counters(&store, job).await, (5, 1, JobStatus::Completed));
 
     let rows = store
-        .results_page(job, &Default::default(), 1, 10)
+        .results_page(job, &Default::default(), 0, 10)
         .await
         .unwrap();
     for row in rows {
@@ -297,7 +297,7 @@ async fn the_same_outcome_cleaned_is_stored(backend: Backend) {
         .unwrap();
     assert!(recorded.refused.is_empty());
     let row = &store
-        .results_page(job, &Default::default(), 1, 1)
+        .results_page(job, &Default::default(), 0, 1)
         .await
         .unwrap()[0];
     assert_eq!(row.error_code, Some(ErrorCategory::HttpStatus));

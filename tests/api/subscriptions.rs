@@ -24,8 +24,18 @@ pub(crate) struct Delivery {
 
 /// Subscribes to `jobProgress` and reads until the server completes the operation.
 /// `ws` is initialised in `protocol` (`TestApp::ws`, `TestApp::ws_with`).
-pub(crate) async fn watch(mut ws: Ws, protocol: Protocol, job_id: &str) -> Delivery {
-    ws_subscribe(&mut ws, protocol, "1", SUBSCRIPTION, json!({"id": job_id})).await;
+pub(crate) async fn watch(ws: Ws, protocol: Protocol, job_id: &str) -> Delivery {
+    watch_query(ws, protocol, SUBSCRIPTION, json!({"id": job_id})).await
+}
+
+/// Runs subscription `query` with `variables` and reads until the server completes it.
+pub(crate) async fn watch_query(
+    mut ws: Ws,
+    protocol: Protocol,
+    query: &str,
+    variables: Value,
+) -> Delivery {
+    ws_subscribe(&mut ws, protocol, "1", query, variables).await;
     let mut delivery = Delivery::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {

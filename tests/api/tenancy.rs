@@ -638,3 +638,99 @@ async fn key_material_never_reaches_the_log() {
         assert!(!log.contains(material), "{what} is in the log");
     }
 }
+
+/// A key with `submit` but not `read` creates and cancels jobs, but no answer to it is a way
+/// to read them: no signed CSV link and no failure groups (REST leaves both out, GraphQL
+/// answers null), whether the job is running or already finished. A key that also has `read`
+/// still gets both.
+async fn submit_only_answers_hold_nothing_to_read(backend: Backend) {
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("AUTH_MODE", "required"),
+            ("DOWNLOAD_URL_SECRET", SECRET),
+            ("WORKER_CONCURRENCY", "0"),
+        ],
+    )
+    .await;
+    let accounts = Accounts::new(
+        app.store.clone(),
+        LinkSigner::new(None, Duration::from_secs(60)),
+    );
+    let (_, writer) = accounts
+        .create_key("acme", "writer", &[Scope::Submit])
+        .await
+        .unwrap();
+    let (_, reader) = accounts
+        .create_key("acme", "reader", &[Scope::Submit, Scope::Read])
+        .await
+        .unwrap();
+    let post = |path: String, body: Value, key: String| {
+        let request = app.http.post(app.url(&path)).json(&body);
+        async move { json_answer(request, Some(&key)).await }
+    };
+    let created = post(
+        "/jobs".into(),
+        json!({"domains": ["a.test"]}),
+        writer.clone(),
+    )
+    .await;
+    let id = created["job_id"].as_str().unwrap().to_owned();
+    assert!(created.get("download_url").is_none(), "{created}");
+    // Running, then finished: both cancels answer the job, and neither a way to read it.
+    for round in ["running", "finished"] {
+        let job = post(format!("/jobs/{id}/cancel"), json!({}), writer.clone()).await;
+        assert_eq!(job["status"], "cancelled", "{round}: {job}");
+        for field in ["download_url", "failures_by_reason"] {
+            assert!(
+                job.get(field).is_none(),
+                "a submit-only key's cancel of a {round} job answered {field}: {job}"
+            );
+        }
+    }
+    let job = post(format!("/jobs/{id}/cancel"), json!({}), reader.clone()).await;
+    assert!(job["download_url"].is_string(), "{job}");
+    assert_eq!(job["failures_by_reason"][0]["error_code"], "cancelled");
+
+    let fields = "id status downloadUrl failuresByReason { errorCode count }";
+    let graphql = |query: String, variables: Value, key: String| {
+        let request = app
+            .http
+            .post(app.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}));
+        async move { json_answer(request, Some(&key)).await }
+    };
+    let create =
+        format!("mutation {{ createJob(input: {{domains: [\"b.test\"]}}) {{ {fields} }} }}");
+    let cancel = format!("mutation($id: ID!) {{ cancelJob(id: $id) {{ {fields} }} }}");
+    let body = graphql(create.clone(), json!({}), writer.clone()).await;
+    let created = &body["data"]["createJob"];
+    assert!(body["errors"].is_null(), "{body}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut answers = vec![("createJob", created.clone())];
+    for _ in ["running", "finished"] {
+        let body = graphql(cancel.clone(), json!({"id": id}), writer.clone()).await;
+        assert!(body["errors"].is_null(), "{body}");
+        answers.push(("cancelJob", body["data"]["cancelJob"].clone()));
+    }
+    for (mutation, job) in answers {
+        assert!(
+            job["downloadUrl"].is_null() && job["failuresByReason"].is_null(),
+            "{mutation} answered a submit-only key a way to read the job: {job}"
+        );
+    }
+    let body = graphql(create, json!({}), reader.clone()).await;
+    assert!(
+        body["data"]["createJob"]["downloadUrl"].is_string(),
+        "{body}"
+    );
+    assert!(
+        body["data"]["createJob"]["failuresByReason"].is_array(),
+        "{body}"
+    );
+    app.stop().await;
+}
+both_backends!(
+    submit_only_answers,
+    submit_only_answers_hold_nothing_to_read
+);

@@ -273,3 +273,94 @@ async fn creates_a_job_of_the_maximum_size(backend: Backend) {
     app.stop().await;
 }
 both_backends!(maximum_size_job, creates_a_job_of_the_maximum_size);
+
+/// Pages that start past any list this service can hold (`page × per_page` over
+/// 2,147,483,647: every position and count is an i32) are `INVALID_PAGE` by both doors,
+/// filtered or not, on both databases: one whose offset overflows i64 (it used to panic and
+/// drop the connection), and ones whose offset fits an i64 but not an i32 (they used to wrap).
+/// The last page that can exist is an ordinary, empty page.
+async fn pages_past_any_list_are_invalid(backend: Backend) {
+    let owned = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
+    let app = &owned;
+    let id = app.create_job("pager", &["a.test", "b.test"]).await;
+    let refused: [(i64, i64); 4] = [
+        (i64::MAX, 500),
+        (1 << 40, 500),
+        (4_294_967_297, 1),
+        (2_147_483_648, 1),
+    ];
+    let mut wrong = Vec::new();
+    let id = &id;
+    let rest = move |page: i64, per_page: i64, filter: &'static str| {
+        let url = app.url(&format!(
+            "/jobs/{id}/results?page={page}&per_page={per_page}{filter}"
+        ));
+        async move {
+            match app.http.get(url).send().await {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    (
+                        status,
+                        response.json::<Value>().await.unwrap_or(Value::Null),
+                    )
+                }
+                Err(e) => (0, json!(format!("no answer: {e}"))),
+            }
+        }
+    };
+    let graphql = move |query: String| {
+        let request = app
+            .http
+            .post(app.url("/graphql"))
+            .json(&json!({"query": query}));
+        async move {
+            match request.send().await {
+                Ok(response) => response.json::<Value>().await.unwrap_or(Value::Null),
+                Err(e) => json!(format!("no answer: {e}")),
+            }
+        }
+    };
+    let queries = move |page: i64, per_page: i64| {
+        [
+            format!(
+                "{{ results(jobId: \"{id}\", page: {page}, perPage: {per_page}) {{ total results {{ domain }} }} }}"
+            ),
+            format!(
+                "{{ results(jobId: \"{id}\", page: {page}, perPage: {per_page}, status: PENDING) {{ total results {{ domain }} }} }}"
+            ),
+            format!(
+                "{{ jobs(clientId: \"pager\", page: {page}, perPage: {per_page}) {{ total jobs {{ id }} }} }}"
+            ),
+        ]
+    };
+    for (page, per_page) in refused {
+        for filter in ["", "&status=pending"] {
+            let (status, body) = rest(page, per_page, filter).await;
+            if status != 400 || body["error"]["code"] != "INVALID_PAGE" {
+                wrong.push(format!(
+                    "REST page={page} per_page={per_page}{filter}: {status} {body}"
+                ));
+            }
+        }
+        for query in queries(page, per_page) {
+            let body = graphql(query.clone()).await;
+            if body["errors"][0]["extensions"]["code"] != "INVALID_PAGE" {
+                wrong.push(format!("GraphQL {query}: {body}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let (page, per_page) = (2_147_483_647, 1);
+    for filter in ["", "&status=pending"] {
+        let (status, body) = rest(page, per_page, filter).await;
+        assert_eq!(status, 200, "{filter}: {body}");
+        assert_eq!(body["results"], json!([]), "{filter}: {body}");
+        assert_eq!(body["page"], page, "{filter}: {body}");
+    }
+    for query in queries(page, per_page) {
+        let body = graphql(query.clone()).await;
+        assert!(body["errors"].is_null(), "{query}: {body}");
+    }
+    owned.stop().await;
+}
+both_backends!(huge_pages, pages_past_any_list_are_invalid);

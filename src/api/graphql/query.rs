@@ -12,8 +12,10 @@ pub struct QueryRoot;
 #[Object]
 impl QueryRoot {
     /// One job by id.
+    #[graphql(complexity = "read_cost(child_complexity)")]
     async fn job(&self, c: &Context<'_>, id: ID) -> Result<Job> {
         let id = jobs::parse_job_id(&id).map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
         let view = ctx(c)
             .jobs
             .find(caller(c)?, id)
@@ -33,6 +35,7 @@ impl QueryRoot {
         #[graphql(default = 20)] per_page: i64,
     ) -> Result<JobPage> {
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
         let (views, total) = ctx(c)
             .jobs
             .jobs_for_client(caller(c)?, client_id.as_deref(), page)
@@ -40,9 +43,10 @@ impl QueryRoot {
             .map_err(AppError::into_graphql)?;
         Ok(JobPage {
             jobs: views.into_iter().map(Into::into).collect(),
-            page: page.page as i32,
+            // Both fit: a Page ends by MAX_PAGE_END, and a count past i32 is shown capped.
+            page: i32::try_from(page.page).unwrap_or(i32::MAX),
             per_page: page.per_page as i32,
-            total: total as i32,
+            total: i32::try_from(total).unwrap_or(i32::MAX),
         })
     }
 
@@ -65,6 +69,7 @@ impl QueryRoot {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
         let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
         let filter = filter(status, error_code, domain)?;
+        let _turn = db_turn(c).await;
         ctx(c)
             .jobs
             .results(caller(c)?, id, page, &filter)
@@ -95,6 +100,7 @@ impl QueryRoot {
             .transpose()
             .map_err(AppError::into_graphql)?;
         let filter = filter(status, error_code, domain)?;
+        let _turn = db_turn(c).await;
         let slice = ctx(c)
             .jobs
             .results_after(caller(c)?, id, after, first, &filter)

@@ -1,18 +1,24 @@
 //! `jobProgress`: the core's progress stream ([`crate::jobs::Jobs::progress`]) as GraphQL
-//! objects, held against the connection's subscription limit.
+//! objects, held against the connection's subscription limit and the address's and key's
+//! ([`SubscriptionCaps`]).
 //!
 //! The core's events are frames shared by every subscriber of a job. Each frame is resolved
-//! and serialised once per distinct selection (the selection set, the fragments and the
-//! variables it may read), and over WebSocket the JSON goes out as is through
+//! and serialised once per distinct selection (normalised: see `selection_key`), and over
+//! WebSocket the JSON goes out as is through
 //! [`RawFrames`]; elsewhere (e.g. a schema executed in tests) it is resolved as usual.
 
 use super::*;
 use crate::api::raw_frames::RawFrames;
 use crate::jobs::ProgressFrame;
-use async_graphql::parser::types::Field;
+use async_graphql::Name;
+use async_graphql::parser::types::{
+    Directive, Field, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
+};
 use async_graphql::registry::Registry;
 use async_graphql::{ContextSelectionSet, OutputType, Positioned, ServerResult, Value};
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::convert::Infallible;
 
 /// A job's progress at one moment, with the domains finished since the previous event.
 #[derive(SimpleObject, Clone)]
@@ -65,6 +71,7 @@ impl SubscriptionRoot {
     /// or 0 for all), it starts instead with every domain that finished after that place,
     /// in events of at most 1,000 domains, and then goes on live: a client that reconnects
     /// this way misses no domain (one may be named twice).
+    #[graphql(complexity = "read_cost(child_complexity)")]
     async fn job_progress(
         &self,
         c: &Context<'_>,
@@ -76,19 +83,30 @@ impl SubscriptionRoot {
             Some(connection) => Some(connection.enter().map_err(AppError::into_graphql)?),
             None => None,
         };
+        let held = match c.data_opt::<SubscriptionCaps>() {
+            Some(caps) => Some(
+                caps.enter(c.data_opt::<SourceIp>().map(|ip| ip.0), caller(c)?.key_id())
+                    .map_err(AppError::into_graphql)?,
+            ),
+            None => None,
+        };
         let api = ctx(c);
         let open = OpenSubscription::new(api.metrics.clone());
+        // The turn covers the first read only; the feed's later reads are shared by every
+        // subscriber of the job, not this operation's.
+        let turn = db_turn(c).await;
         let progress = api
             .jobs
             .progress(caller(c)?, id, after)
             .await
             .map_err(AppError::into_graphql)?;
+        drop(turn);
         let selection = selection_key(c);
         let metrics = api.metrics.clone();
-        // The slot and the gauge are held by the stream, so both are given back however it
+        // The slots and the gauge are held by the stream, so all are given back however it
         // ends.
         Ok(progress.map(move |frame| {
-            let _held = (&slot, &open);
+            let _held = (&slot, &held, &open);
             ProgressItem {
                 frame,
                 selection: selection.clone(),
@@ -98,18 +116,159 @@ impl SubscriptionRoot {
     }
 }
 
-/// What decides a `jobProgress` rendering besides the event: the field's selection set, the
-/// fragments it may spread and the variables its directives may read. Subscribers that send
-/// the same document share renderings; positions are part of the key, so documents laid out
-/// differently merely do not share.
+/// What decides a `jobProgress` rendering besides the event: the field's selection,
+/// normalised. Fragments it spreads are written out in place, and every variable it reads
+/// (in a directive or an argument) is replaced by its value; nothing else goes in: not the
+/// variables it never reads, not fragments it does not spread, not where things sit in the
+/// document, and not the field's own arguments (`jobId`, and `after`, which differs from
+/// subscriber to subscriber but only decides where the stream starts). So subscribers that
+/// ask for the same thing share renderings, however they write it; one that stamped a
+/// different unused variable on each of 200 subscriptions used to render every event 200
+/// times.
 fn selection_key(c: &Context<'_>) -> Arc<str> {
     let env = &c.query_env;
-    let mut fragments: Vec<_> = env.fragments.iter().collect();
-    fragments.sort_by(|a, b| a.0.cmp(b.0));
-    Arc::from(format!(
-        "{:?}|{:?}|{:?}",
-        c.item.node.selection_set, fragments, env.variables
-    ))
+    let mut normal = Normaliser {
+        variables: &env.variables,
+        operation: &env.operation.node,
+        fragments: &env.fragments,
+        expanding: Vec::new(),
+        out: String::new(),
+    };
+    normal.selection_set(&c.item.node.selection_set.node);
+    Arc::from(normal.out)
+}
+
+/// Writes a selection in one canonical text (see [`selection_key`]).
+struct Normaliser<'a> {
+    /// The request's variables, for the values of those the selection reads.
+    variables: &'a async_graphql::Variables,
+    /// The operation, for the defaults of variables the request leaves out.
+    operation: &'a OperationDefinition,
+    /// The document's fragments, written out where they are spread.
+    fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
+    /// The fragments being written out, innermost last: a spread of one of them again is a
+    /// cycle (validation refuses those; this only keeps the walk finite).
+    expanding: Vec<&'a str>,
+    /// The key written so far.
+    out: String,
+}
+
+impl<'a> Normaliser<'a> {
+    /// Writes `{item item …}`, each field as `alias:name(args)@directives{…}`.
+    fn selection_set(&mut self, set: &'a SelectionSet) {
+        self.out.push('{');
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    if let Some(alias) = &field.alias {
+                        self.out.push_str(&alias.node);
+                        self.out.push(':');
+                    }
+                    self.out.push_str(&field.name.node);
+                    let lookup = self.lookup();
+                    self.arguments(constants(&field.arguments, |v| {
+                        v.into_const_with(lookup).unwrap_or(Value::Null)
+                    }));
+                    self.directives(&field.directives);
+                    if !field.selection_set.node.items.is_empty() {
+                        self.selection_set(&field.selection_set.node);
+                    }
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    let Some(fragment) = self.fragments.get(name) else {
+                        continue;
+                    };
+                    if self.expanding.contains(&name) {
+                        continue;
+                    }
+                    self.expanding.push(name);
+                    self.out.push_str("...on ");
+                    self.out
+                        .push_str(&fragment.node.type_condition.node.on.node);
+                    self.directives(&spread.node.directives);
+                    self.directives(&fragment.node.directives);
+                    self.selection_set(&fragment.node.selection_set.node);
+                    self.expanding.pop();
+                }
+                Selection::InlineFragment(inline) => {
+                    let inline = &inline.node;
+                    self.out.push_str("...");
+                    if let Some(on) = &inline.type_condition {
+                        self.out.push_str("on ");
+                        self.out.push_str(&on.node.on.node);
+                    }
+                    self.directives(&inline.directives);
+                    self.selection_set(&inline.selection_set.node);
+                }
+            }
+            self.out.push(' ');
+        }
+        self.out.push('}');
+    }
+
+    /// Writes `@name(args)` for each directive.
+    fn directives(&mut self, directives: &'a [Positioned<Directive>]) {
+        for directive in directives {
+            self.out.push('@');
+            self.out.push_str(&directive.node.name.node);
+            let lookup = self.lookup();
+            self.arguments(constants(&directive.node.arguments, |v| {
+                v.into_const_with(lookup).unwrap_or(Value::Null)
+            }));
+        }
+    }
+
+    /// Writes `(name:value,…)`.
+    fn arguments(&mut self, arguments: Vec<(&Name, Value)>) {
+        if arguments.is_empty() {
+            return;
+        }
+        self.out.push('(');
+        for (name, value) in arguments {
+            self.out.push_str(&format!("{name}:{value},"));
+        }
+        self.out.push(')');
+    }
+
+    /// Replaces a variable by its value (see [`Normaliser::variable`]).
+    fn lookup(&self) -> impl Fn(Name) -> Result<Value, Infallible> + Copy + 'a {
+        let (variables, operation) = (self.variables, self.operation);
+        move |name| Ok(variable(variables, operation, &name))
+    }
+}
+
+/// Arguments with their values made constant by `to_const` (the parser's value type is not
+/// exported under a name of its own, so the conversion is written where it is known).
+fn constants<'v, V: Clone + 'v>(
+    arguments: &'v [(Positioned<Name>, Positioned<V>)],
+    to_const: impl Fn(V) -> Value,
+) -> Vec<(&'v Name, Value)> {
+    arguments
+        .iter()
+        .map(|(name, value)| (&name.node, to_const(value.node.clone())))
+        .collect()
+}
+
+/// A variable's value as the request gives it, else its declared default, else null.
+fn variable(
+    variables: &async_graphql::Variables,
+    operation: &OperationDefinition,
+    name: &str,
+) -> Value {
+    variables
+        .get(name)
+        .cloned()
+        .or_else(|| {
+            operation
+                .variable_definitions
+                .iter()
+                .find(|d| d.node.name.node == name)
+                .and_then(|d| d.node.default_value.as_ref())
+                .map(|d| d.node.clone())
+        })
+        .unwrap_or(Value::Null)
 }
 
 /// One `jobProgress` event: a shared frame, rendered once per selection.

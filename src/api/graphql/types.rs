@@ -57,17 +57,21 @@ impl From<JobView> for Job {
 impl Job {
     /// A signed link to the job's CSV that works without a key (a browser can open it) until
     /// it expires (`DOWNLOAD_URL_TTL_SECS`, 15 minutes by default); absolute under
-    /// `PUBLIC_URL` when that is set, a path otherwise.
-    async fn download_url(&self, c: &Context<'_>) -> String {
-        crate::api::download_url(ctx(c), self.job_id)
+    /// `PUBLIC_URL` when that is set, a path otherwise. Null for a key without the `read`
+    /// scope (what `createJob` and `cancelJob` answer it), since the link reads the results.
+    async fn download_url(&self, c: &Context<'_>) -> Result<Option<String>> {
+        Ok(jobs::Jobs::may_read(caller(c)?).then(|| crate::api::download_url(ctx(c), self.job_id)))
     }
 
     /// The job's finished failures grouped by error code, the largest group first: each
-    /// group's domains are `results(jobId, errorCode: …)`.
-    async fn failures_by_reason(&self, c: &Context<'_>) -> Result<Vec<FailureGroup>> {
+    /// group's domains are `results(jobId, errorCode: …)`. Null for a key without the `read`
+    /// scope.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn failures_by_reason(&self, c: &Context<'_>) -> Result<Option<Vec<FailureGroup>>> {
+        let _turn = db_turn(c).await;
         ctx(c)
             .jobs
-            .failures_by_reason(&self.view)
+            .failures_by_reason(caller(c)?, &self.view)
             .await
             .map_err(AppError::into_graphql)
     }

@@ -172,11 +172,12 @@ pub(crate) async fn get_job(
 ) -> AppResult<Json<JobAnswer>> {
     let caller = caller_of(caller)?;
     let view = state.jobs.find(&caller, jobs::parse_job_id(&id)?).await?;
-    Ok(Json(JobAnswer::of(&state, view).await?))
+    Ok(Json(JobAnswer::of(&state, &caller, view).await?))
 }
 
 /// `POST /jobs/{id}/cancel` → the job as `GET /jobs/{id}` shows it, now `cancelled` (a
-/// finished job unchanged); domains not yet fetched fail with `cancelled`.
+/// finished job unchanged); domains not yet fetched fail with `cancelled`. A key without the
+/// `read` scope gets no `download_url` or `failures_by_reason`.
 #[utoipa::path(
     post,
     path = "/jobs/{id}/cancel",
@@ -203,7 +204,7 @@ pub(crate) async fn cancel_job(
 ) -> AppResult<Json<JobAnswer>> {
     let caller = caller_of(caller)?;
     let view = state.jobs.cancel(&caller, jobs::parse_job_id(&id)?).await?;
-    Ok(Json(JobAnswer::of(&state, view).await?))
+    Ok(Json(JobAnswer::of(&state, &caller, view).await?))
 }
 
 /// `DELETE /jobs/{id}` → 204: the job and its results are gone (a running job is cancelled
@@ -253,16 +254,20 @@ pub(crate) struct JobAnswer {
     created_at: DateTime<Utc>,
     /// When last changed.
     updated_at: DateTime<Utc>,
-    /// A signed link to the CSV that works without a key until it expires.
-    download_url: String,
-    /// The finished failures grouped by `error_code`, the largest group first.
-    failures_by_reason: Vec<FailureGroup>,
+    /// A signed link to the CSV that works without a key until it expires. Left out for a
+    /// key without the `read` scope (a cancel's answer), since the link reads the results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    download_url: Option<String>,
+    /// The finished failures grouped by `error_code`, the largest group first. Left out for
+    /// a key without the `read` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failures_by_reason: Option<Vec<FailureGroup>>,
 }
 
 impl JobAnswer {
-    /// The answer for a job the caller was shown.
-    async fn of(state: &AppState, view: jobs::JobView) -> AppResult<Self> {
-        let failures_by_reason = state.jobs.failures_by_reason(&view).await?;
+    /// The answer for a job `caller` was shown.
+    async fn of(state: &AppState, caller: &Caller, view: jobs::JobView) -> AppResult<Self> {
+        let failures_by_reason = state.jobs.failures_by_reason(caller, &view).await?;
         let job = view.job;
         Ok(Self {
             job_id: job.id,
@@ -274,7 +279,7 @@ impl JobAnswer {
             failed: job.failed,
             created_at: job.created_at,
             updated_at: job.updated_at,
-            download_url: download_url(state, job.id),
+            download_url: jobs::Jobs::may_read(caller).then(|| download_url(state, job.id)),
             failures_by_reason,
         })
     }
@@ -285,7 +290,8 @@ impl JobAnswer {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ResultsQuery {
-    /// The page, from 1 (default 1); not with `first`/`after`.
+    /// The page, from 1 (default 1); not with `first`/`after`. `page × per_page` may be at
+    /// most 2147483647, the most items a list can hold (`INVALID_PAGE` beyond).
     #[param(value_type = Option<u64>, minimum = 1)]
     page: Option<String>,
     /// Results per page, 1 to 500 (default 20); not with `first`/`after`.
