@@ -631,8 +631,9 @@ impl WsConnections {
     }
 }
 
-/// The address a connection is counted under: IPv4 as is, IPv6 by its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under (connections, subscriptions): IPv4 as is, IPv6 by
+/// its /64.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

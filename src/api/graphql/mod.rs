@@ -120,11 +120,7 @@ enum Holder {
 impl Holder {
     /// The holder for address `ip`: the same rule as the WebSocket connection cap's.
     fn address(ip: std::net::IpAddr) -> Self {
-        use std::net::IpAddr;
-        Self::Address(match ip.to_canonical() {
-            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-            v4 => v4,
-        })
+        Self::Address(crate::api::ws::client_key(ip))
     }
 }
 
