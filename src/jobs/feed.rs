@@ -392,6 +392,10 @@ impl Feed {
         }
         // Domains of an older process carry no place; they are kept as they came.
         event.finished.retain(|done| done.seq.is_none());
+        // Numbers end at the job's finished count: nothing after the cursor, no query.
+        if event.done() <= *cursor {
+            return Filled::Yes;
+        }
         loop {
             let page = match self
                 .jobs

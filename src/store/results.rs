@@ -1,5 +1,6 @@
 //! A job's results: how a finished outcome becomes a row (and the view events carry), pages
-//! in submission order, what finished since a moment (for subscribers that missed events),
+//! in submission order, what finished after a place in the job's order of finishing (for
+//! subscribers that missed events or resume),
 //! and the CSV export's stream of rows.
 //!
 //! With the view's mapping next to the entity (`entities::result`), this file is where the
@@ -251,28 +252,6 @@ impl Store {
             }
         }
         Ok(views)
-    }
-
-    /// Domains of a job finished at or after `since`, at most `limit`: what a subscriber that
-    /// missed events still has to hear about.
-    pub async fn finished_since(
-        &self,
-        job_id: Uuid,
-        since: DateTime<Utc>,
-        limit: u64,
-    ) -> Result<Vec<ResultColumns>, DbErr> {
-        let rows = result::Entity::find()
-            .filter(result::Column::JobId.eq(job_id))
-            .filter(result::Column::Status.ne(ResultStatus::Pending))
-            .filter(result::Column::UpdatedAt.gte(since))
-            .order_by_asc(result::Column::UpdatedAt)
-            .limit(limit)
-            .all(&self.db)
-            .await?;
-        let views = self
-            .with_icon_sizes(rows.into_iter().map(ResultView::from).collect())
-            .await?;
-        Ok(views.into_iter().map(|view| view.columns).collect())
     }
 
     /// Domains of job `job_id` that finished after place `cursor` in its order of finishing,

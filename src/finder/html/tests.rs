@@ -390,18 +390,7 @@ fn utf16_behind_a_bom_is_decoded_whatever_the_header_says() {
     // turned into UTF-8 on the way in, even when it arrives a byte at a time.
     let html = "<head><link rel=icon href=\"/ícone.png\"><meta charset=windows-1252></head><body>";
     for big_endian in [false, true] {
-        let mut bytes = if big_endian {
-            vec![0xfe, 0xff]
-        } else {
-            vec![0xff, 0xfe]
-        };
-        for unit in html.encode_utf16() {
-            bytes.extend(if big_endian {
-                unit.to_be_bytes()
-            } else {
-                unit.to_le_bytes()
-            });
-        }
+        let bytes = crate::finder::tests::shapes::utf16(html, big_endian);
         assert_eq!(extract(&bytes, Some("utf-8")).links[0].href, "/ícone.png");
         let mut p = HeadParser::new(Some("windows-1252"));
         for b in &bytes {

@@ -19,7 +19,7 @@ mod choosing;
 mod fetching;
 mod properties;
 mod safety;
-mod shapes;
+pub(super) mod shapes;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Req {

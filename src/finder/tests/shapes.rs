@@ -5,7 +5,7 @@
 use super::*;
 
 /// `html` as UTF-16 behind its byte-order mark, little- or big-endian.
-fn utf16(html: &str, big_endian: bool) -> Vec<u8> {
+pub(crate) fn utf16(html: &str, big_endian: bool) -> Vec<u8> {
     let mut bytes = if big_endian {
         vec![0xfe, 0xff]
     } else {
