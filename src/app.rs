@@ -78,7 +78,9 @@ impl Application {
                 find_timeout: config.icon_find_timeout,
                 public: config.icons_public,
                 resize_cache_bytes: config.icon_resize_cache_bytes,
+                render_per_minute: config.icon_render_per_minute,
             },
+            metrics.clone(),
         );
         let worker = if roles.worker && config.worker_concurrency > 0 {
             Some(WorkerPool::new(

@@ -67,8 +67,8 @@ pub(crate) struct IconQuery {
         (status = 400, description = "A bad domain or parameter (`INVALID_INPUT`)", body = ErrorBody),
         (status = 401, description = "A key is required (`ICONS_PUBLIC=false`) and none was sent", body = ErrorBody),
         (status = 404, description = "No stored icon and `fallback=404`", body = ErrorBody),
-        (status = 422, description = "The stored icon cannot be resized within the limits (`ICON_UNDECODABLE`)", body = ErrorBody),
-        (status = 429, description = "Over the client's rate of finds; see `Retry-After`", body = ErrorBody),
+        (status = 422, description = "The stored icon cannot be resized within the limits, or an SVG is too complex to draw (`ICON_UNDECODABLE`); remembered for 10 minutes per icon and size", body = ErrorBody),
+        (status = 429, description = "Over the client's rate of finds, or over its render time for resizing (`ICON_RENDER_MS_PER_MINUTE`); see `Retry-After`", body = ErrorBody),
     )
 )]
 /// The caller is absent where keys are required and none was sent: the door lets such a

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A key of `client` with `scopes` ("read submit"), stored as the CLI would.
-async fn key(app: &TestApp, client: &str, scopes: &str) -> String {
+pub(crate) async fn key(app: &TestApp, client: &str, scopes: &str) -> String {
     let store = Store::connect(&app.database_url(), 1).await.unwrap();
     let generated = favicon_finder::auth::generate_key();
     store
