@@ -58,7 +58,7 @@ pub(crate) struct IconQuery {
     path = "/icons/{domain}",
     tag = "icons",
     summary = "A domain's icon, for `<img src>`",
-    description = "The newest stored icon of the domain, its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script and forms and sandboxes the document. With `ICONS_PUBLIC=true` no key is needed.",
+    description = "The newest stored icon of the domain, its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script and forms and sandboxes the document. With `ICONS_PUBLIC=true` no key is needed; with `false`, a key with `read` reads the icons its own client found (an admin key every client's), and any other domain is answered as one without an icon.",
     params(
         ("domain" = String, Path, description = "A domain name, as jobs take it (`example.com`, `bücher.de`)"),
         IconQuery,

@@ -141,9 +141,10 @@ struct Inner {
     /// Why a resize failed, by (content address, size), for [`FAILURE_TTL`]: a hostile icon
     /// is drawn once, not once per request.
     failures: moka::sync::Cache<(String, u32), String>,
-    /// Lookups in flight by domain. An async lock: the leader re-checks the database under
-    /// it, so a lookup that just finished (and wrote its row) is never started again.
-    flights: Mutex<HashMap<Domain, Flight>>,
+    /// Lookups in flight by domain and, where icons are private, by the client that may read
+    /// the outcome. An async lock: the leader re-checks the database under it, so a lookup
+    /// that just finished (and wrote its row) is never started again.
+    flights: Mutex<HashMap<(Domain, Option<String>), Flight>>,
     /// Render slots; a slot moves into the render's thread and is freed when the thread ends.
     renders: Arc<Semaphore>,
     /// Render time per caller.
@@ -196,7 +197,10 @@ impl Icons {
     /// `source_ip`: the stored icon (maybe resized), or the fallback; with `find`, after
     /// looking the domain up if the cache would not answer it.
     ///
-    /// Serving needs nothing with `ICONS_PUBLIC=true`, and the `read` scope otherwise. A
+    /// Serving needs nothing with `ICONS_PUBLIC=true`, and otherwise the `read` scope and an
+    /// icon the caller's client found itself (one of its jobs has it; every client's for an
+    /// admin key or without keys): an icon only another client found is answered exactly as
+    /// a domain nobody found, so a private deployment is no oracle of who looked up what. A
     /// lookup follows the rules of creating a job ([`Jobs::admit_lookup`]): the `submit`
     /// scope, and a one-domain job against the caller's allowance.
     pub async fn answer(
@@ -205,14 +209,19 @@ impl Icons {
         source_ip: Option<IpAddr>,
         request: &IconRequest,
     ) -> AppResult<IconAnswer> {
-        if !self.inner.settings.public {
-            required(caller)?.require(Scope::Read)?;
-        }
+        // `None`: the caller may read every client's icons.
+        let reader = if self.inner.settings.public {
+            None
+        } else {
+            let caller = required(caller)?;
+            caller.require(Scope::Read)?;
+            caller.own_client()
+        };
         let store = &self.inner.store;
         let domain = request.domain.as_str();
         if request.find
             && !store
-                .answered_by_cache(domain, self.inner.jobs.default_cache())
+                .answered_by_cache(domain, self.inner.jobs.default_cache(), reader)
                 .await?
         {
             let payer = self
@@ -220,9 +229,9 @@ impl Icons {
                 .jobs
                 .admit_lookup(required(caller)?, source_ip, ON_DEMAND_CLIENT)
                 .await?;
-            self.lookup(&request.domain, payer).await?;
+            self.lookup(&request.domain, reader, payer).await?;
         }
-        let Some(sha) = store.newest_icon_sha(domain).await? else {
+        let Some(sha) = store.newest_icon_sha(domain, reader).await? else {
             return Ok(fallback(request));
         };
         let etag = match request.size {
@@ -348,22 +357,28 @@ impl Icons {
     /// Looks `domain` up now, sharing a lookup already in flight, and waits for it up to
     /// `ICON_FIND_TIMEOUT_MS`. A new lookup is recorded for `payer`; one already in flight
     /// is shared and charged to whoever started it.
-    async fn lookup(&self, domain: &Domain, payer: LookupPayer) -> AppResult<()> {
+    async fn lookup(
+        &self,
+        domain: &Domain,
+        reader: Option<&str>,
+        payer: LookupPayer,
+    ) -> AppResult<()> {
+        let key = (domain.clone(), reader.map(str::to_owned));
         let flight = {
             let mut flights = self.inner.flights.lock().await;
-            match flights.get(domain) {
+            match flights.get(&key) {
                 Some(flight) => flight.clone(),
                 None => {
                     // The lock is held: a lookup that finished has written its row already.
                     let store = &self.inner.store;
                     if store
-                        .answered_by_cache(domain.as_str(), self.inner.jobs.default_cache())
+                        .answered_by_cache(domain.as_str(), self.inner.jobs.default_cache(), reader)
                         .await?
                     {
                         return Ok(());
                     }
-                    let flight = self.start_lookup(domain.clone(), payer);
-                    flights.insert(domain.clone(), flight.clone());
+                    let flight = self.start_lookup(key.clone(), payer);
+                    flights.insert(key, flight.clone());
                     flight
                 }
             }
@@ -375,9 +390,10 @@ impl Icons {
 
     /// Runs the finder in a task of its own (so it outlives a caller that stops waiting),
     /// records the outcome, then leaves the table of flights.
-    fn start_lookup(&self, domain: Domain, payer: LookupPayer) -> Flight {
+    fn start_lookup(&self, key: (Domain, Option<String>), payer: LookupPayer) -> Flight {
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
+            let domain = &key.0;
             let outcome = crate::clean::outcome(inner.finder.find(domain.as_str()).await);
             match inner
                 .store
@@ -391,7 +407,7 @@ impl Icons {
                     tracing::error!(domain = domain.as_str(), error = %err, "could not record an on-demand lookup")
                 }
             }
-            inner.flights.lock().await.remove(&domain);
+            inner.flights.lock().await.remove(&key);
         });
         task.map(|_| ()).boxed().shared()
     }
