@@ -50,6 +50,16 @@ fn cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
+/// The resident memory of this process, in MB (VmRSS of /proc/self/status), for the log.
+fn rss_mb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
 /// The value of `favicon_finder_icon_renders_total{outcome="…"}` in /metrics.
 async fn renders(app: &TestApp, outcome: &str) -> u64 {
     let text = app
@@ -119,6 +129,7 @@ async fn hostile_resizes_stop_with_their_answer(backend: Backend) {
     .await;
 
     // Eight resizes at once, each a new (icon, size): every answer is a bounded failure.
+    let rss_before = rss_mb();
     let started = Instant::now();
     let requests = (0..8u32).map(|i| {
         let app = &app;
@@ -145,7 +156,11 @@ async fn hostile_resizes_stop_with_their_answer(backend: Backend) {
     // whatever share of the cores they can get.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let spent = cpu_seconds() - answered;
-    eprintln!("hostile resizes: answered in {took:?}, then {spent:.2} s of CPU in 5 s");
+    eprintln!(
+        "hostile resizes: answered in {took:?}, then {spent:.2} s of CPU in 5 s; \
+         RSS {rss_before} MB before, {} MB after",
+        rss_mb()
+    );
     assert!(
         spent < 2.0,
         "{spent:.2} s of CPU in the 5 s after the answers ({took:?} to answer)"
