@@ -45,6 +45,8 @@ const MAX_PIXEL_WORK: f64 = 256e6;
 const MAX_LAYER_DEPTH: u32 = 12;
 /// Primitives of one filter: each keeps its result, a region of up to 25 canvases, to the end.
 const MAX_PRIMITIVES: usize = 64;
+/// Pixels one filter's results may hold at once (its steps times its region): 16 M is 64 MB.
+const MAX_FILTER_PIXELS: f64 = 16e6;
 
 /// How the message of a refusal starts.
 pub const REFUSED: &str = "the SVG icon is too complex to resize";
@@ -213,6 +215,12 @@ impl Walk {
                         "a filter of more than {MAX_PRIMITIVES} steps"
                     )));
                 }
+                if filter.primitives().len() as f64 * layer > MAX_FILTER_PIXELS {
+                    return Err(refused(format!(
+                        "a filter whose steps would hold more than {} million pixels",
+                        MAX_FILTER_PIXELS / 1e6
+                    )));
+                }
                 for primitive in filter.primitives() {
                     per_pixel += self.primitive(primitive.kind(), transform, layers)?;
                 }
@@ -292,11 +300,11 @@ impl Walk {
         let mut dashes = 0u64;
         if let Some(fill) = path.fill() {
             passes += 1.0;
-            self.paint(fill.paint(), transform, layers)?;
+            self.paint(fill.paint(), transform, layers, area)?;
         }
         if let Some(stroke) = path.stroke() {
             passes += 1.0;
-            self.paint(stroke.paint(), transform, layers)?;
+            self.paint(stroke.paint(), transform, layers, area)?;
             if let Some(pattern) = stroke.dasharray() {
                 let period: f32 = pattern.iter().sum();
                 let points = path.data().points();
@@ -315,15 +323,20 @@ impl Walk {
         )
     }
 
-    /// A pattern's tile is drawn for each shape it paints, at the shape's scale.
+    /// A gradient looks through its stops for every pixel it paints; a pattern's tile is
+    /// drawn for each shape it paints, at the shape's scale.
     fn paint(
         &mut self,
         paint: &usvg::Paint,
         transform: Transform,
         layers: u32,
+        area: f64,
     ) -> Result<(), RenderError> {
-        let usvg::Paint::Pattern(pattern) = paint else {
-            return Ok(());
+        let pattern = match paint {
+            usvg::Paint::Color(_) => return Ok(()),
+            usvg::Paint::LinearGradient(g) => return self.count(0, area * g.stops().len() as f64),
+            usvg::Paint::RadialGradient(g) => return self.count(0, area * g.stops().len() as f64),
+            usvg::Paint::Pattern(pattern) => pattern,
         };
         let (sx, sy) = transform.pre_concat(pattern.transform()).get_scale();
         let rect = pattern.rect();
@@ -436,8 +449,23 @@ mod tests {
         nested.push_str(r#"<circle cx="32" cy="32" r="20"/>"#);
         nested.push_str(&"</g>".repeat(20));
         nested.push_str("</svg>");
-        for svg in [morphology, turbulence, tile, dashes, blurs, nested] {
-            let err = measured(&svg, 256).unwrap_err();
+        let mut stops = String::from(r#"<linearGradient id="g">"#);
+        for i in 0..5_000 {
+            stops.push_str(&format!(r#"<stop offset="{}"/>"#, f64::from(i) / 5_000.0));
+        }
+        let stops = format!(
+            r##"{HEAD}{stops}</linearGradient><rect width="64" height="64" fill="url(#g)"/></svg>"##
+        );
+        let mut steps = format!(r#"{HEAD}<filter id="f" x="-2" y="-2" width="5" height="5">"#);
+        for _ in 0..30 {
+            steps.push_str(r#"<feOffset dx="1"/>"#);
+        }
+        let steps =
+            format!(r##"{steps}</filter><circle cx="32" cy="32" r="20" filter="url(#f)"/></svg>"##);
+        for svg in [
+            morphology, turbulence, tile, dashes, blurs, nested, stops, steps,
+        ] {
+            let err = measured(&svg, 256).expect_err(&svg[..svg.len().min(300)]);
             assert!(err.0.contains("too complex"), "{err}");
         }
     }
