@@ -7,6 +7,8 @@
 //! a turbulence linear in its octaves, a pattern tile is as large as it declares. So the
 //! document is measured twice, with the same rules the libraries draw by:
 //!
+//! 0. [`check_entities`], on the text before it is parsed: XML entities expand in full, so
+//!    a few kilobytes of references to a long entity are gigabytes of text.
 //! 1. [`check_document`], on the XML before usvg reads it: nesting, and the number of
 //!    elements once every `<use>` is expanded (usvg copies the referenced subtree for each),
 //!    times the stylesheet's rules (each is matched against each element).
@@ -26,6 +28,9 @@ use std::collections::HashMap;
 /// XML nodes (elements, text, comments) a document may have at all: 256 KiB of icon holds
 /// far fewer, so more means expansion by entities.
 pub const MAX_XML_NODES: u32 = 100_000;
+/// Text that entity references may expand to: an exporter's entities (namespace URLs
+/// referenced a few times) are a few kilobytes.
+const MAX_ENTITY_TEXT: usize = 1 << 20;
 /// Elements plus `<use>` nesting deep: usvg and resvg recurse once per level.
 const MAX_DEPTH: u32 = 128;
 /// Elements once every `<use>` is expanded (usvg's own limit is a million, a tree of some
@@ -53,6 +58,37 @@ pub const REFUSED: &str = "the SVG icon is too complex to resize";
 
 fn refused(what: String) -> RenderError {
     RenderError(format!("{REFUSED}: {what}"))
+}
+
+/// Refuses a document whose entities could expand to more than [`MAX_ENTITY_TEXT`]: roxmltree
+/// (as usvg sets it up) expands every reference in full, each up to 255 nested references
+/// deep. An entity made of entities is refused; otherwise the bound is the references times
+/// the longest value, counting every `&` as a reference.
+pub fn check_entities(text: &str) -> Result<(), RenderError> {
+    let Some(start) = text.find("<!ENTITY") else {
+        return Ok(());
+    };
+    let mut longest = 0;
+    for declaration in text[start..].split("<!ENTITY").skip(1) {
+        // The value is the first quoted string (a SYSTEM id is never read).
+        let Some(open) = declaration.find(['"', '\'']) else {
+            continue;
+        };
+        let quote = &declaration[open..=open];
+        let rest = &declaration[open + 1..];
+        let value = rest.find(quote).map_or(rest, |end| &rest[..end]);
+        if value.contains('&') {
+            return Err(refused("an XML entity made of entities".into()));
+        }
+        longest = longest.max(value.len());
+    }
+    let references = text.matches('&').count();
+    if references.saturating_mul(longest) > MAX_ENTITY_TEXT {
+        return Err(refused(format!(
+            "{references} references to XML entities of up to {longest} bytes"
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a document whose parse alone would be too large: too deep, too many elements once
@@ -354,6 +390,7 @@ mod tests {
     use super::*;
 
     fn measured(svg: &str, size: u32) -> Result<(), RenderError> {
+        check_entities(svg)?;
         let doc = roxmltree::Document::parse_with_options(
             svg,
             roxmltree::ParsingOptions {
@@ -393,6 +430,27 @@ mod tests {
                 measured(&svg, size).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn entity_expansion_is_refused_before_parsing() {
+        // What Illustrator writes: namespace URLs as entities, referenced a few times.
+        let exported = r#"<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd" [
+<!ENTITY ns_svg "http://www.w3.org/2000/svg"> <!ENTITY ns_xlink 'http://www.w3.org/1999/xlink'>]>
+<svg xmlns="&ns_svg;" xmlns:xlink="&ns_xlink;" width="64" height="64"><circle cx="32" cy="32" r="30"/></svg>"#;
+        measured(exported, 64).unwrap();
+        let nested = r#"<!DOCTYPE svg [<!ENTITY a "aaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><svg xmlns="http://www.w3.org/2000/svg">&b;</svg>"#;
+        let err = measured(nested, 64).unwrap_err();
+        assert!(err.0.contains("made of entities"), "{err}");
+        // 64 KB behind each of 100 references would be 6.4 MB of text (a real bomb is the
+        // same with 50,000 references: 3 GB).
+        let long = format!(
+            r#"<!DOCTYPE svg [<!ENTITY a "{}">]><svg xmlns="http://www.w3.org/2000/svg"><desc>{}</desc></svg>"#,
+            "a".repeat(65_536),
+            "&a;".repeat(100)
+        );
+        let err = measured(&long, 64).unwrap_err();
+        assert!(err.0.contains("references to XML entities"), "{err}");
     }
 
     #[test]

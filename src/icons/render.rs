@@ -111,6 +111,7 @@ fn svg(bytes: &[u8], size: u32, deadline: Instant) -> Result<RgbaImage, RenderEr
     // What usvg's `from_data` does, in two steps so the document is measured in between;
     // compressed SVG (svgz) is not built in.
     let text = std::str::from_utf8(bytes).map_err(|e| unparsable(&e))?;
+    measure::check_entities(text)?;
     let doc = usvg::roxmltree::Document::parse_with_options(
         text,
         usvg::roxmltree::ParsingOptions {
