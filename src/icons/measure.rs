@@ -1,11 +1,11 @@
 //! Measuring an SVG before it is drawn, so that a document whose drawing would run away is
-//! refused in microseconds instead of being stopped after its deadline.
+//! refused in milliseconds instead of being stopped after its deadline.
 //!
 //! Neither usvg nor resvg can be interrupted, and a small document can ask for a great deal:
 //! nested `<use>` multiplies elements (8 levels of 8 are 16 million), each filtered element
 //! works on a layer up to 25 times the canvas, a morphology filter is quadratic in its radius,
 //! a turbulence linear in its octaves, a pattern tile is as large as it declares. So the
-//! document is measured twice, with the same rules the libraries draw by:
+//! document is measured in three steps, with the same rules the libraries draw by:
 //!
 //! 0. [`check_entities`], on the text before it is parsed: XML entities expand in full, so
 //!    a few kilobytes of references to a long entity are gigabytes of text.
@@ -17,8 +17,9 @@
 //!    mask once per group it masks), its segments, and its pixel work (the layer each isolated
 //!    group allocates, times what its filters do per pixel).
 //!
-//! The bounds are far above what icons need (a detailed 256 px illustration does a few
-//! million pixel operations) and far below what keeps a core busy for seconds.
+//! The bounds are far above what icons need (an icon with a soft shadow at 256 px is under a
+//! million pixel operations; the unit tests pass 2,000 overlapping shapes) and far below
+//! what keeps a core busy for seconds.
 
 use super::render::RenderError;
 use resvg::tiny_skia::{Rect, Transform};
