@@ -44,7 +44,8 @@ const MAX_DRAWN: u64 = 50_000;
 /// Path segments drawn, dashes included.
 const MAX_SEGMENTS: u64 = 1_000_000;
 /// Pixel operations: each isolated group's layer times the work per pixel of its filters,
-/// plus every shape's covered area. 256 M is a few hundred milliseconds of drawing.
+/// plus every shape's covered area. 256 M is meant as a fraction of a second of drawing in a
+/// release build (an estimate from tiny-skia's per-pixel pipelines, not a measurement).
 const MAX_PIXEL_WORK: f64 = 256e6;
 /// Isolated groups inside one another: each holds a layer (up to 25 canvases) while the
 /// ones inside it are drawn.
