@@ -78,7 +78,9 @@ impl Application {
                 find_timeout: config.icon_find_timeout,
                 public: config.icons_public,
                 resize_cache_bytes: config.icon_resize_cache_bytes,
+                render_per_minute: config.icon_render_per_minute,
             },
+            metrics.clone(),
         );
         // Past the finder's own longest find (its deadline and all of its waiting for slots),
         // so the worker's backstop only ever catches a stuck find.

@@ -23,6 +23,16 @@ use prometheus::{
 /// How long the fleet-wide gauges read from the database are reused between scrapes.
 pub const FLEET_GAUGES_TTL: Duration = Duration::from_secs(5);
 
+/// The outcomes `icon_renders_total` counts (see [`Metrics::icon_renders`]).
+pub const ICON_RENDER_OUTCOMES: [&str; 6] = [
+    "rendered",
+    "refused",
+    "failed",
+    "timeout",
+    "cached_failure",
+    "over_budget",
+];
+
 /// Every metric of one process, in its own registry (so tests can run many side by side).
 pub struct Metrics {
     registry: Registry,
@@ -56,6 +66,11 @@ pub struct Metrics {
     pub purged: IntCounterVec,
     /// The longest single transaction of the retention task's last pass that purged a job.
     pub purge_longest_transaction: Gauge,
+    /// Resizes of stored icons (`/icons/{domain}?size=N`), by outcome: `rendered`, `refused`
+    /// (measured too complex to draw), `failed` (undecodable), `timeout`, `cached_failure` (a
+    /// failure remembered, answered without drawing), `over_budget` (the caller's render time
+    /// is spent: 429).
+    pub icon_renders: IntCounterVec,
     /// Jobs by status, read at scrape time.
     jobs: IntGaugeVec,
     /// Result rows not yet finished, by state (`queued`, `leased`), read at scrape time.
@@ -140,6 +155,14 @@ impl Metrics {
                 "The longest single transaction of the last retention pass that purged a job",
             )
             .unwrap(),
+            icon_renders: IntCounterVec::new(
+                Opts::new(
+                    "icon_renders_total",
+                    "Icon resizes, by outcome (rendered, refused, failed, timeout, cached_failure, over_budget)",
+                ),
+                &["outcome"],
+            )
+            .unwrap(),
             jobs: IntGaugeVec::new(Opts::new("jobs", "Jobs by status"), &["status"]).unwrap(),
             queue: IntGaugeVec::new(
                 Opts::new("queue_rows", "Unfinished result rows, by state"),
@@ -156,7 +179,10 @@ impl Metrics {
         for kind in ["jobs", "results", "icon_blobs", "cache_rows"] {
             metrics.purged.with_label_values(&[kind]);
         }
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        for outcome in ICON_RENDER_OUTCOMES {
+            metrics.icon_renders.with_label_values(&[outcome]);
+        }
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(metrics.domains.clone()),
             Box::new(metrics.fetch_seconds.clone()),
             Box::new(metrics.in_flight.clone()),
@@ -172,6 +198,7 @@ impl Metrics {
             Box::new(metrics.queue.clone()),
             Box::new(metrics.purged.clone()),
             Box::new(metrics.purge_longest_transaction.clone()),
+            Box::new(metrics.icon_renders.clone()),
         ];
         for collector in collectors {
             metrics

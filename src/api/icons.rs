@@ -17,8 +17,12 @@ use axum::routing::get;
 use std::net::SocketAddr;
 
 /// The CSP of every icon answer: nothing may load or run; inline styles are allowed because
-/// icon SVGs use them to draw.
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+/// icon SVGs use them to draw. A stored SVG opened as a page is a document of this origin,
+/// so it is also sandboxed (an opaque origin, no scripts, forms, popups or top navigation;
+/// `navigate-to` is not implemented by browsers, the sandbox is what stops navigation) and
+/// may post no form anywhere: a site's "paste your API key" form drawn from `/icons/` sends
+/// nothing. One policy for every answer, images and errors alike, so no answer is missed.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; sandbox";
 /// How long a client may keep a fallback: the domain may gain an icon soon.
 const FALLBACK_CACHE_CONTROL: &str = "public, max-age=300";
 
@@ -54,7 +58,7 @@ pub(crate) struct IconQuery {
     path = "/icons/{domain}",
     tag = "icons",
     summary = "A domain's icon, for `<img src>`",
-    description = "The newest stored icon of the domain, its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script. With `ICONS_PUBLIC=true` no key is needed.",
+    description = "The newest stored icon of the domain, its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script and forms and sandboxes the document. With `ICONS_PUBLIC=true` no key is needed; with `false`, a key with `read` reads the icons its own client found (an admin key every client's), and any other domain is answered as one without an icon.",
     params(
         ("domain" = String, Path, description = "A domain name, as jobs take it (`example.com`, `bücher.de`)"),
         IconQuery,
@@ -67,8 +71,8 @@ pub(crate) struct IconQuery {
         (status = 400, description = "A bad domain or parameter (`INVALID_INPUT`)", body = ErrorBody),
         (status = 401, description = "A key is required (`ICONS_PUBLIC=false`) and none was sent", body = ErrorBody),
         (status = 404, description = "No stored icon and `fallback=404`", body = ErrorBody),
-        (status = 422, description = "The stored icon cannot be resized within the limits (`ICON_UNDECODABLE`)", body = ErrorBody),
-        (status = 429, description = "Over the client's rate of finds; see `Retry-After`", body = ErrorBody),
+        (status = 422, description = "The stored icon cannot be resized within the limits, or an SVG is too complex to draw (`ICON_UNDECODABLE`); remembered for 10 minutes per icon and size", body = ErrorBody),
+        (status = 429, description = "Over the client's rate of finds, or over its render time for resizing (`ICON_RENDER_MS_PER_MINUTE`); see `Retry-After`", body = ErrorBody),
     )
 )]
 /// The caller is absent where keys are required and none was sent: the door lets such a

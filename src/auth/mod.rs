@@ -247,6 +247,16 @@ impl Caller {
         }
     }
 
+    /// The one client whose data the caller may read, or `None` for a caller that reads every
+    /// client's (no key in `AUTH_MODE=off`, an admin key) or none (a download link, which
+    /// [`Caller::require`] refuses first).
+    pub fn own_client(&self) -> Option<&str> {
+        match self {
+            Self::Key(key) if !self.is_admin() => Some(&key.client_id),
+            _ => None,
+        }
+    }
+
     /// Whether the caller may see job `job_id` of client `job_client`. Anyone else is told
     /// the job does not exist (404), so ids reveal nothing.
     pub fn can_see(&self, job_id: Uuid, job_client: &str) -> bool {

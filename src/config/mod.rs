@@ -188,6 +188,9 @@ pub struct Config {
     pub icons_public: bool,
     /// `ICON_RESIZE_CACHE_BYTES`: memory for resized icons kept for the next request (0: none).
     pub icon_resize_cache_bytes: u64,
+    /// `ICON_RENDER_MS_PER_MINUTE`: time each caller (a key's client, or an address without a
+    /// key) may spend resizing icons per minute; over it, 429.
+    pub icon_render_per_minute: Duration,
     /// `AUTH_MODE`: whether requests need an API key (unset: `off` on a loopback `HOST`,
     /// `required` otherwise).
     pub auth_mode: AuthMode,
@@ -506,6 +509,7 @@ impl Config {
                 16 * 1024 * 1024,
                 0..=1024 * 1024 * 1024,
             )?,
+            icon_render_per_minute: env.millis("ICON_RENDER_MS_PER_MINUTE", 10_000)?,
             auth_mode,
             bootstrap_api_key: match env.optional("BOOTSTRAP_API_KEY") {
                 None => None,

@@ -5,14 +5,22 @@
 //!   ETag), so a revalidation answers 304 without reading the bytes.
 //! - **Resizing** (`render`): an N×N PNG from any format the finder accepts, on a blocking
 //!   thread under a deadline and a cap on renders at once; results are kept in a cache bounded
-//!   by bytes, keyed by (content, size), so a popular icon is resized once.
+//!   by bytes, keyed by (content, size), so a popular icon is resized once. An SVG is measured
+//!   before it is drawn (`measure`) and refused when drawing it would be more work than an
+//!   icon needs; the drawing checks the deadline between shapes and stops there, and the
+//!   render's slot is given back only when its thread is done, so a render that overran
+//!   cannot keep using CPU behind a freed slot. Failures are remembered per (content, size)
+//!   for [`FAILURE_TTL`], and each caller's render time is budgeted (`budget`,
+//!   `ICON_RENDER_MS_PER_MINUTE`; 429 over it).
 //! - **Fallback** (`letter`): a monogram, or a 404, when there is no stored icon.
 //! - **On-demand lookup** (`?find=1`): runs the finder for a domain the cache would not
 //!   answer, single-flight (concurrent requests for one domain share one lookup), waits up to
 //!   `ICON_FIND_TIMEOUT_MS`, and records the outcome as a finished job so the next job finds
 //!   it in the cache. The lookup goes on after a timeout; only the wait ends.
 
+pub mod budget;
 pub mod letter;
+pub mod measure;
 pub mod render;
 
 use crate::auth::{Caller, Scope};
@@ -20,14 +28,16 @@ use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::finder::Finder;
 use crate::jobs::{Jobs, LookupPayer};
+use crate::metrics::Metrics;
 use crate::store::Store;
+use budget::Budgets;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
 
 /// The client an on-demand lookup without an API key (`AUTH_MODE=off`) is recorded for: such
@@ -37,6 +47,11 @@ pub const ON_DEMAND_CLIENT: &str = "icons";
 const RENDER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Renders running at once; more wait, so hostile icons cannot take every blocking thread.
 const RENDERS_AT_ONCE: usize = 4;
+/// How long a failed resize is remembered and answered without rendering again: the same
+/// bytes at the same size fail the same way (a deadline missed under load is retried after).
+pub const FAILURE_TTL: Duration = Duration::from_secs(600);
+/// Failed resizes remembered at most (each a key and a message).
+const FAILURES_KEPT: u64 = 10_000;
 
 /// The settings the icon rules need, from the configuration.
 #[derive(Clone, Debug)]
@@ -49,6 +64,8 @@ pub struct IconSettings {
     pub public: bool,
     /// `ICON_RESIZE_CACHE_BYTES`.
     pub resize_cache_bytes: u64,
+    /// `ICON_RENDER_MS_PER_MINUTE`: render time each caller may use per minute.
+    pub render_per_minute: Duration,
 }
 
 /// What the client asked for, parsed at the edge.
@@ -121,15 +138,34 @@ struct Inner {
     settings: IconSettings,
     /// Resized PNGs by (content address, size), bounded by their bytes.
     resized: moka::sync::Cache<(String, u32), Bytes>,
-    /// Lookups in flight by domain. An async lock: the leader re-checks the database under
-    /// it, so a lookup that just finished (and wrote its row) is never started again.
-    flights: Mutex<HashMap<Domain, Flight>>,
-    renders: Semaphore,
+    /// Why a resize failed, by (content address, size), for [`FAILURE_TTL`]: a hostile icon
+    /// is drawn once, not once per request.
+    failures: moka::sync::Cache<(String, u32), String>,
+    /// Lookups in flight by domain and, where icons are private, by the client that may read
+    /// the outcome. An async lock: the leader re-checks the database under it, so a lookup
+    /// that just finished (and wrote its row) is never started again.
+    flights: Mutex<HashMap<(Domain, Option<String>), Flight>>,
+    /// Render slots; a slot moves into the render's thread and is freed when the thread ends.
+    renders: Arc<Semaphore>,
+    /// Render time per caller.
+    budgets: Budgets,
+    metrics: Arc<Metrics>,
 }
 
 impl Icons {
     /// The icons core over this database and finder.
-    pub fn new(store: Store, jobs: Jobs, finder: Arc<Finder>, settings: IconSettings) -> Self {
+    pub fn new(
+        store: Store,
+        jobs: Jobs,
+        finder: Arc<Finder>,
+        settings: IconSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let failures = moka::sync::Cache::builder()
+            .max_capacity(FAILURES_KEPT)
+            .time_to_live(FAILURE_TTL)
+            .build();
+        let budgets = Budgets::new(settings.render_per_minute);
         let resized = moka::sync::Cache::builder()
             .max_capacity(settings.resize_cache_bytes)
             .weigher(|(sha, _): &(String, u32), png: &Bytes| {
@@ -143,8 +179,11 @@ impl Icons {
                 finder,
                 settings,
                 resized,
+                failures,
                 flights: Mutex::new(HashMap::new()),
-                renders: Semaphore::new(RENDERS_AT_ONCE),
+                renders: Arc::new(Semaphore::new(RENDERS_AT_ONCE)),
+                budgets,
+                metrics,
             }),
         }
     }
@@ -158,7 +197,10 @@ impl Icons {
     /// `source_ip`: the stored icon (maybe resized), or the fallback; with `find`, after
     /// looking the domain up if the cache would not answer it.
     ///
-    /// Serving needs nothing with `ICONS_PUBLIC=true`, and the `read` scope otherwise. A
+    /// Serving needs nothing with `ICONS_PUBLIC=true`, and otherwise the `read` scope and an
+    /// icon the caller's client found itself (one of its jobs has it; every client's for an
+    /// admin key or without keys): an icon only another client found is answered exactly as
+    /// a domain nobody found, so a private deployment is no oracle of who looked up what. A
     /// lookup follows the rules of creating a job ([`Jobs::admit_lookup`]): the `submit`
     /// scope, and a one-domain job against the caller's allowance.
     pub async fn answer(
@@ -167,14 +209,19 @@ impl Icons {
         source_ip: Option<IpAddr>,
         request: &IconRequest,
     ) -> AppResult<IconAnswer> {
-        if !self.inner.settings.public {
-            required(caller)?.require(Scope::Read)?;
-        }
+        // `None`: the caller may read every client's icons.
+        let reader = if self.inner.settings.public {
+            None
+        } else {
+            let caller = required(caller)?;
+            caller.require(Scope::Read)?;
+            caller.own_client()
+        };
         let store = &self.inner.store;
         let domain = request.domain.as_str();
         if request.find
             && !store
-                .answered_by_cache(domain, self.inner.jobs.default_cache())
+                .answered_by_cache(domain, self.inner.jobs.default_cache(), reader)
                 .await?
         {
             let payer = self
@@ -182,9 +229,9 @@ impl Icons {
                 .jobs
                 .admit_lookup(required(caller)?, source_ip, ON_DEMAND_CLIENT)
                 .await?;
-            self.lookup(&request.domain, payer).await?;
+            self.lookup(&request.domain, reader, payer).await?;
         }
-        let Some(sha) = store.newest_icon_sha(domain).await? else {
+        let Some(sha) = store.newest_icon_sha(domain, reader).await? else {
             return Ok(fallback(request));
         };
         let etag = match request.size {
@@ -198,14 +245,19 @@ impl Icons {
         {
             return Ok(IconAnswer::NotModified { etag });
         }
-        if let Some(n) = request.size
-            && let Some(png) = self.inner.resized.get(&(sha.clone(), n))
-        {
-            return Ok(IconAnswer::Image {
-                mime: "image/png".into(),
-                etag,
-                bytes: png,
-            });
+        if let Some(n) = request.size {
+            let key = (sha.clone(), n);
+            if let Some(png) = self.inner.resized.get(&key) {
+                return Ok(IconAnswer::Image {
+                    mime: "image/png".into(),
+                    etag,
+                    bytes: png,
+                });
+            }
+            if let Some(message) = self.inner.failures.get(&key) {
+                self.count("cached_failure");
+                return Err(undecodable(message));
+            }
         }
         let Some(blob) = store.icon_blob(&sha).await? else {
             // A result names a blob that is not there: only if someone deleted blobs by hand.
@@ -219,7 +271,21 @@ impl Icons {
                 bytes: Bytes::from(blob.bytes),
             });
         };
-        let png = self.render(blob.bytes, blob.mime, n).await?;
+        let payer = match caller {
+            Some(Caller::Key(key)) => format!("client:{}", key.client_id),
+            _ => format!(
+                "ip:{}",
+                source_ip.map_or("unknown".into(), |ip| ip.to_string())
+            ),
+        };
+        let png = match self.render(blob.bytes, blob.mime, n, &payer).await {
+            Ok(png) => png,
+            Err(Rendered::Failed(message)) => {
+                self.inner.failures.insert((sha, n), message.clone());
+                return Err(undecodable(message));
+            }
+            Err(Rendered::NotNow(error)) => return Err(error),
+        };
         self.inner.resized.insert((sha, n), png.clone());
         Ok(IconAnswer::Image {
             mime: "image/png".into(),
@@ -229,47 +295,90 @@ impl Icons {
     }
 
     /// Resizes on a blocking thread, at most [`RENDERS_AT_ONCE`] at once, within
-    /// [`RENDER_TIMEOUT`]; a failure or overrun is a 422.
-    async fn render(&self, bytes: Vec<u8>, mime: String, size: u32) -> AppResult<Bytes> {
-        let _slot = self
+    /// [`RENDER_TIMEOUT`], charged to `payer`'s render time.
+    async fn render(
+        &self,
+        bytes: Vec<u8>,
+        mime: String,
+        size: u32,
+        payer: &str,
+    ) -> Result<Bytes, Rendered> {
+        let slot = self
             .inner
             .renders
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        let work = tokio::task::spawn_blocking(move || render::to_png(&bytes, &mime, size));
-        // A render that overruns cannot be stopped, but its thread is bounded by the
-        // decoders' limits and its slot is given back only when it ends.
-        match tokio::time::timeout(RENDER_TIMEOUT, work).await {
-            Ok(Ok(Ok(png))) => Ok(Bytes::from(png)),
-            Ok(Ok(Err(e))) => Err(undecodable(e.0)),
-            Ok(Err(join)) => Err(undecodable(format!("the renderer failed: {join}"))),
-            Err(_) => Err(undecodable(format!(
-                "resizing took longer than {} ms",
-                RENDER_TIMEOUT.as_millis()
-            ))),
+            .map_err(|e| Rendered::NotNow(AppError::Internal(e.into())))?;
+        // Admitted with a slot held, so the renders this caller has finished are charged.
+        let bucket = self.inner.budgets.of(payer);
+        if let Err(retry_after_secs) = self.inner.budgets.admit(&bucket) {
+            self.count("over_budget");
+            return Err(Rendered::NotNow(AppError::RateLimited {
+                message: "this caller's time for resizing icons is spent for now; stored \
+                          icons and sizes resized before are still served"
+                    .into(),
+                retry_after_secs,
+            }));
         }
+        let budgets = self.inner.budgets.clone();
+        let deadline = Instant::now() + RENDER_TIMEOUT;
+        let work = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let png = render::to_png(&bytes, &mime, size, deadline);
+            budgets.charge(&bucket, started.elapsed());
+            // The slot is free when this thread is, not when the caller stops waiting.
+            drop(slot);
+            png
+        });
+        // The drawing checks the same deadline between shapes, so the thread ends about when
+        // this wait does; a little longer lets its own answer (often a refusal) arrive first.
+        let outcome = tokio::time::timeout(RENDER_TIMEOUT + Duration::from_millis(100), work).await;
+        let (label, result) = match outcome {
+            Ok(Ok(Ok(png))) => ("rendered", Ok(Bytes::from(png))),
+            Ok(Ok(Err(e))) if e.is_refusal() => ("refused", Err(e.0)),
+            Ok(Ok(Err(e))) if e.is_overrun() => ("timeout", Err(overrun())),
+            Ok(Ok(Err(e))) => ("failed", Err(e.0)),
+            Ok(Err(join)) => ("failed", Err(format!("the renderer failed: {join}"))),
+            Err(_) => ("timeout", Err(overrun())),
+        };
+        self.count(label);
+        result.map_err(Rendered::Failed)
+    }
+
+    fn count(&self, outcome: &str) {
+        self.inner
+            .metrics
+            .icon_renders
+            .with_label_values(&[outcome])
+            .inc();
     }
 
     /// Looks `domain` up now, sharing a lookup already in flight, and waits for it up to
     /// `ICON_FIND_TIMEOUT_MS`. A new lookup is recorded for `payer`; one already in flight
     /// is shared and charged to whoever started it.
-    async fn lookup(&self, domain: &Domain, payer: LookupPayer) -> AppResult<()> {
+    async fn lookup(
+        &self,
+        domain: &Domain,
+        reader: Option<&str>,
+        payer: LookupPayer,
+    ) -> AppResult<()> {
+        let key = (domain.clone(), reader.map(str::to_owned));
         let flight = {
             let mut flights = self.inner.flights.lock().await;
-            match flights.get(domain) {
+            match flights.get(&key) {
                 Some(flight) => flight.clone(),
                 None => {
                     // The lock is held: a lookup that finished has written its row already.
                     let store = &self.inner.store;
                     if store
-                        .answered_by_cache(domain.as_str(), self.inner.jobs.default_cache())
+                        .answered_by_cache(domain.as_str(), self.inner.jobs.default_cache(), reader)
                         .await?
                     {
                         return Ok(());
                     }
-                    let flight = self.start_lookup(domain.clone(), payer);
-                    flights.insert(domain.clone(), flight.clone());
+                    let flight = self.start_lookup(key.clone(), payer);
+                    flights.insert(key, flight.clone());
                     flight
                 }
             }
@@ -281,9 +390,10 @@ impl Icons {
 
     /// Runs the finder in a task of its own (so it outlives a caller that stops waiting),
     /// records the outcome, then leaves the table of flights.
-    fn start_lookup(&self, domain: Domain, payer: LookupPayer) -> Flight {
+    fn start_lookup(&self, key: (Domain, Option<String>), payer: LookupPayer) -> Flight {
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
+            let domain = &key.0;
             let outcome = crate::clean::outcome(inner.finder.find(domain.as_str()).await);
             match inner
                 .store
@@ -297,7 +407,7 @@ impl Icons {
                     tracing::error!(domain = domain.as_str(), error = %err, "could not record an on-demand lookup")
                 }
             }
-            inner.flights.lock().await.remove(&domain);
+            inner.flights.lock().await.remove(&key);
         });
         task.map(|_| ()).boxed().shared()
     }
@@ -323,6 +433,21 @@ fn fallback(request: &IconRequest) -> IconAnswer {
             message: format!("no icon is stored for {}", request.domain.as_str()),
         },
     }
+}
+
+/// Why a render gave no PNG.
+enum Rendered {
+    /// The icon cannot be resized (remembered for [`FAILURE_TTL`]).
+    Failed(String),
+    /// This request may not render now (over budget), or could not wait for a slot.
+    NotNow(AppError),
+}
+
+fn overrun() -> String {
+    format!(
+        "resizing took longer than {} ms",
+        RENDER_TIMEOUT.as_millis()
+    )
 }
 
 /// The 422 of an icon that cannot be resized.

@@ -2,11 +2,15 @@
 //!
 //! Everything here runs on a blocking thread under a deadline (see [`super::Icons`]); what
 //! bounds the work is set here: the decoders' pixel and memory limits, the N×N canvas an SVG
-//! is drawn on whatever size it declares, and no reference out of the document followed.
+//! is drawn on whatever size it declares, no reference out of the document followed, an SVG
+//! measured before it is drawn ([`super::measure`]), and the deadline checked between the
+//! shapes it draws, so a render past its deadline stops instead of running on unseen.
 
+use super::measure;
 use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbaImage};
 use resvg::{tiny_skia, usvg};
 use std::io::Cursor;
+use std::time::Instant;
 
 /// The largest side a raster icon may have to be decoded (the finder stores up to
 /// [`crate::finder::image::MAX_SIDE`]; decoding more than this for a 256 px answer is waste).
@@ -21,11 +25,31 @@ pub const MAX_SIZE: u32 = 256;
 #[error("{0}")]
 pub struct RenderError(pub String);
 
+impl RenderError {
+    /// Whether the icon was refused as too complex to draw (rather than undecodable).
+    pub fn is_refusal(&self) -> bool {
+        self.0.starts_with(measure::REFUSED)
+    }
+
+    /// Whether the render stopped at its deadline.
+    pub fn is_overrun(&self) -> bool {
+        self.0 == OVERRUN
+    }
+}
+
+/// The message of a render stopped at its deadline.
+const OVERRUN: &str = "resizing took longer than its deadline";
+
 /// Renders `bytes` (of the sniffed `mime`) as a `size`×`size` PNG, the image scaled to fit
-/// and centred on a transparent square.
-pub fn to_png(bytes: &[u8], mime: &str, size: u32) -> Result<Vec<u8>, RenderError> {
+/// and centred on a transparent square; an SVG stops drawing once `deadline` has passed.
+pub fn to_png(
+    bytes: &[u8],
+    mime: &str,
+    size: u32,
+    deadline: Instant,
+) -> Result<Vec<u8>, RenderError> {
     let canvas = if mime == "image/svg+xml" {
-        svg(bytes, size)?
+        svg(bytes, size, deadline)?
     } else {
         raster(bytes, mime, size)?
     };
@@ -81,9 +105,24 @@ fn svg_options() -> usvg::Options<'static> {
     }
 }
 
-fn svg(bytes: &[u8], size: u32) -> Result<RgbaImage, RenderError> {
-    let tree = usvg::Tree::from_data(bytes, &svg_options())
-        .map_err(|e| RenderError(format!("the SVG icon could not be parsed: {e}")))?;
+fn svg(bytes: &[u8], size: u32, deadline: Instant) -> Result<RgbaImage, RenderError> {
+    let unparsable =
+        |e: &dyn std::fmt::Display| RenderError(format!("the SVG icon could not be parsed: {e}"));
+    // What usvg's `from_data` does, in two steps so the document is measured in between;
+    // compressed SVG (svgz) is not built in.
+    let text = std::str::from_utf8(bytes).map_err(|e| unparsable(&e))?;
+    measure::check_entities(text)?;
+    let doc = usvg::roxmltree::Document::parse_with_options(
+        text,
+        usvg::roxmltree::ParsingOptions {
+            allow_dtd: true,
+            nodes_limit: measure::MAX_XML_NODES,
+            entity_resolver: None,
+        },
+    )
+    .map_err(|e| unparsable(&e))?;
+    measure::check_document(&doc)?;
+    let tree = usvg::Tree::from_xmltree(&doc, &svg_options()).map_err(|e| unparsable(&e))?;
     // The canvas is N×N whatever the document declares, so a huge width or height only
     // changes the scale, never the memory.
     let mut pixmap =
@@ -96,7 +135,8 @@ fn svg(bytes: &[u8], size: u32) -> Result<RgbaImage, RenderError> {
     let dx = (size as f32 - declared.width() * scale) / 2.0;
     let dy = (size as f32 - declared.height() * scale) / 2.0;
     let transform = tiny_skia::Transform::from_row(scale, 0.0, 0.0, scale, dx, dy);
-    resvg::render(&tree, transform, &mut pixmap.as_mut());
+    measure::check_tree(&tree, transform, size)?;
+    draw(tree.root(), transform, &mut pixmap.as_mut(), deadline)?;
     // tiny-skia keeps premultiplied RGBA; PNG wants straight alpha.
     let mut rgba = Vec::with_capacity((size * size * 4) as usize);
     for p in pixmap.pixels() {
@@ -106,10 +146,44 @@ fn svg(bytes: &[u8], size: u32) -> Result<RgbaImage, RenderError> {
     RgbaImage::from_raw(size, size, rgba).ok_or_else(|| RenderError("bad canvas".into()))
 }
 
+/// Draws `group`'s children one at a time as `resvg::render` would, checking the deadline
+/// before each: a plain group (one resvg draws straight onto the canvas) is entered, anything
+/// else (a shape, a group with effects) is drawn whole, its cost bounded by the measure.
+fn draw(
+    group: &usvg::Group,
+    transform: tiny_skia::Transform,
+    pixmap: &mut tiny_skia::PixmapMut,
+    deadline: Instant,
+) -> Result<(), RenderError> {
+    for child in group.children() {
+        if Instant::now() >= deadline {
+            return Err(RenderError(OVERRUN.into()));
+        }
+        match child {
+            usvg::Node::Group(g) if !g.should_isolate() => {
+                draw(g, transform.pre_concat(g.transform()), pixmap, deadline)?;
+            }
+            node => {
+                // `render_node` draws a node with its layer's corner at the origin (to draw it
+                // alone); shifting by that corner puts it where `render` would.
+                if let Some(bbox) = node.abs_layer_bounding_box() {
+                    resvg::render_node(node, transform.pre_translate(bbox.x(), bbox.y()), pixmap);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::finder::image::tests::png_bytes;
+    use std::time::Duration;
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
 
     fn decoded(png: &[u8]) -> RgbaImage {
         image::load_from_memory_with_format(png, ImageFormat::Png)
@@ -120,7 +194,7 @@ mod tests {
     #[test]
     fn svg_with_a_huge_declared_size_renders_at_the_asked_size() {
         let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="100000000" height="100000000" viewBox="0 0 10 10"><rect width="10" height="10" fill="red"/></svg>"#;
-        let out = decoded(&to_png(svg, "image/svg+xml", 32).unwrap());
+        let out = decoded(&to_png(svg, "image/svg+xml", 32, later()).unwrap());
         assert_eq!(out.dimensions(), (32, 32));
         assert_eq!(out.get_pixel(16, 16).0, [255, 0, 0, 255]);
     }
@@ -140,23 +214,74 @@ mod tests {
             r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="10" height="10"><image width="10" height="10" href="{p}" xlink:href="{p}"/></svg>"#,
             p = inner.display()
         );
-        let out = decoded(&to_png(outer.as_bytes(), "image/svg+xml", 16).unwrap());
+        let out = decoded(&to_png(outer.as_bytes(), "image/svg+xml", 16, later()).unwrap());
         assert!(out.pixels().all(|p| p.0[3] == 0), "nothing was drawn");
     }
 
     #[test]
     fn a_decompression_bomb_is_refused_not_decoded() {
         let bomb = png_bytes(9000, 9000);
-        let err = to_png(&bomb, "image/png", 64).unwrap_err();
+        let err = to_png(&bomb, "image/png", 64, later()).unwrap_err();
         assert!(err.0.contains("could not be decoded"), "{err}");
     }
 
     #[test]
     fn non_square_rasters_are_centred() {
         let wide = crate::icons::tests::real_png(40, 20);
-        let out = decoded(&to_png(&wide, "image/png", 20).unwrap());
+        let out = decoded(&to_png(&wide, "image/png", 20, later()).unwrap());
         assert_eq!(out.dimensions(), (20, 20));
         assert_eq!(out.get_pixel(10, 0).0[3], 0, "transparent above");
         assert_eq!(out.get_pixel(10, 10).0[3], 255, "opaque in the middle");
+    }
+}
+
+#[cfg(test)]
+mod drawing {
+    use super::*;
+    use std::time::Duration;
+
+    fn decoded(png: &[u8]) -> RgbaImage {
+        image::load_from_memory_with_format(png, ImageFormat::Png)
+            .unwrap()
+            .to_rgba8()
+    }
+
+    #[test]
+    fn shapes_land_where_resvg_puts_them() {
+        // Nested plain groups with transforms, a group with an effect, a path at an offset:
+        // drawn one node at a time, the picture is the one `resvg::render` draws.
+        let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64"><g transform="translate(8 4)"><g transform="scale(0.5)"><rect x="10" y="10" width="40" height="40" fill="red"/></g><g opacity="0.5"><circle cx="40" cy="40" r="10" fill="blue"/></g></g><path d="M50 2 L62 2 L62 14 Z" fill="green" stroke="black"/></svg>"##;
+        let ours = decoded(
+            &to_png(
+                svg,
+                "image/svg+xml",
+                48,
+                Instant::now() + Duration::from_secs(60),
+            )
+            .unwrap(),
+        );
+        let tree = usvg::Tree::from_data(svg, &svg_options()).unwrap();
+        let mut pixmap = tiny_skia::Pixmap::new(48, 48).unwrap();
+        resvg::render(
+            &tree,
+            tiny_skia::Transform::from_scale(0.75, 0.75),
+            &mut pixmap.as_mut(),
+        );
+        let mut differ = 0;
+        for (p, q) in ours.pixels().zip(pixmap.pixels()) {
+            let q = q.demultiply();
+            let q = [q.red(), q.green(), q.blue(), q.alpha()];
+            if p.0.iter().zip(q).any(|(a, b)| a.abs_diff(b) > 2) {
+                differ += 1;
+            }
+        }
+        assert_eq!(differ, 0);
+    }
+
+    #[test]
+    fn a_render_past_its_deadline_stops() {
+        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>"#;
+        let err = to_png(svg, "image/svg+xml", 8, Instant::now()).unwrap_err();
+        assert!(err.is_overrun(), "{err}");
     }
 }

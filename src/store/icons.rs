@@ -63,6 +63,11 @@ struct Newest {
     fetched_at: Option<DateTime<Utc>>,
 }
 
+/// The results of domain `$1` in the jobs of the client named `$2` (`r`), for a `WHERE`
+/// clause to continue with `AND`.
+const CLIENT_RESULTS: &str = "client c JOIN job j ON j.client_id = c.id \
+     JOIN result r ON r.job_id = j.id AND r.domain = $1 WHERE c.client_id = $2";
+
 #[derive(Debug, FromQueryResult)]
 struct Sha {
     icon_sha256: String,
@@ -72,25 +77,43 @@ impl Store {
     /// The content address of the newest stored icon of `domain`: the newest success whose
     /// icon was kept. Copies made by the cache are skipped (they repeat a fetch), so the
     /// lookup uses the cache's own index.
-    pub async fn newest_icon_sha(&self, domain: &str) -> Result<Option<String>, DbErr> {
-        // The newest in the results, or the one kept in `domain_cache` when its job was
-        // purged, whichever is newer.
-        let sql = format!(
-            "SELECT icon_sha256, fetched_at FROM (SELECT icon_sha256, fetched_at FROM result \
-               WHERE domain = $1 AND {FETCHED} \
-               AND status = 'success' AND icon_sha256 IS NOT NULL \
-               ORDER BY fetched_at DESC LIMIT 1) AS r \
-             UNION ALL SELECT icon_sha256, fetched_at FROM domain_cache \
-               WHERE domain = $1 AND status = 'success' AND icon_sha256 IS NOT NULL \
-             ORDER BY fetched_at DESC LIMIT 1"
-        );
-        let row = Sha::find_by_statement(Statement::from_sql_and_values(
-            self.backend(),
-            sql,
-            [domain.into()],
-        ))
-        .one(&self.db)
-        .await?;
+    ///
+    /// With `client`, only what that client's own jobs hold, copies from the cache included
+    /// (an icon only another client found is not its to see): a probe per job of the client
+    /// by the (job, domain) index.
+    pub async fn newest_icon_sha(
+        &self,
+        domain: &str,
+        client: Option<&str>,
+    ) -> Result<Option<String>, DbErr> {
+        let (sql, values) = match client {
+            // The newest in the results, or the one kept in `domain_cache` when its job was
+            // purged, whichever is newer.
+            None => (
+                format!(
+                    "SELECT icon_sha256, fetched_at FROM (SELECT icon_sha256, fetched_at \
+                       FROM result WHERE domain = $1 AND {FETCHED} \
+                       AND status = 'success' AND icon_sha256 IS NOT NULL \
+                       ORDER BY fetched_at DESC LIMIT 1) AS r \
+                     UNION ALL SELECT icon_sha256, fetched_at FROM domain_cache \
+                       WHERE domain = $1 AND status = 'success' AND icon_sha256 IS NOT NULL \
+                     ORDER BY fetched_at DESC LIMIT 1"
+                ),
+                vec![domain.into()],
+            ),
+            Some(client) => (
+                format!(
+                    "SELECT r.icon_sha256 FROM {CLIENT_RESULTS} \
+                     AND r.status = 'success' AND r.icon_sha256 IS NOT NULL \
+                     ORDER BY r.fetched_at DESC LIMIT 1"
+                ),
+                vec![domain.into(), client.into()],
+            ),
+        };
+        let row =
+            Sha::find_by_statement(Statement::from_sql_and_values(self.backend(), sql, values))
+                .one(&self.db)
+                .await?;
         Ok(row.map(|r| r.icon_sha256))
     }
 
@@ -104,23 +127,41 @@ impl Store {
     /// Whether a new job would take `domain` from the cache under `cache` (the same rule as
     /// [`Store::create_job`]): its newest fetch is a success within `max_age`, or a permanent
     /// failure within `failure_max_age`.
-    pub async fn answered_by_cache(&self, domain: &str, cache: CachePolicy) -> Result<bool, DbErr> {
+    ///
+    /// With `client`, only that client's own results count (see [`Store::newest_icon_sha`]):
+    /// another client's fetch is not one it may read.
+    pub async fn answered_by_cache(
+        &self,
+        domain: &str,
+        cache: CachePolicy,
+        client: Option<&str>,
+    ) -> Result<bool, DbErr> {
         // Cancelled rows have no fetch time and say nothing; a fetch kept in `domain_cache`
         // when its job was purged counts as well.
-        let sql = format!(
-            "SELECT status, error_code, fetched_at FROM (SELECT status, error_code, fetched_at \
-               FROM result WHERE domain = $1 AND {FETCHED} AND fetched_at IS NOT NULL \
-               ORDER BY fetched_at DESC LIMIT 1) AS r \
-             UNION ALL SELECT status, error_code, fetched_at FROM domain_cache WHERE domain = $1 \
-             ORDER BY fetched_at DESC LIMIT 1"
-        );
-        let newest = Newest::find_by_statement(Statement::from_sql_and_values(
-            self.backend(),
-            sql,
-            [domain.into()],
-        ))
-        .one(&self.db)
-        .await?;
+        let (sql, values) = match client {
+            None => (
+                format!(
+                    "SELECT status, error_code, fetched_at FROM (SELECT status, error_code, \
+                       fetched_at FROM result WHERE domain = $1 AND {FETCHED} \
+                       AND fetched_at IS NOT NULL ORDER BY fetched_at DESC LIMIT 1) AS r \
+                     UNION ALL SELECT status, error_code, fetched_at FROM domain_cache \
+                       WHERE domain = $1 ORDER BY fetched_at DESC LIMIT 1"
+                ),
+                vec![domain.into()],
+            ),
+            Some(client) => (
+                format!(
+                    "SELECT r.status, r.error_code, r.fetched_at FROM {CLIENT_RESULTS} \
+                     AND r.status <> 'pending' AND r.fetched_at IS NOT NULL \
+                     ORDER BY r.fetched_at DESC LIMIT 1"
+                ),
+                vec![domain.into(), client.into()],
+            ),
+        };
+        let newest =
+            Newest::find_by_statement(Statement::from_sql_and_values(self.backend(), sql, values))
+                .one(&self.db)
+                .await?;
         let Some(Newest {
             status,
             error_code,

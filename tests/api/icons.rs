@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use std::time::Duration;
 
-const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'";
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'none'; sandbox";
 
 async fn run_job(app: &TestApp, domains: &[&str], extra: Value) -> Value {
     let mut body = json!({"client_id": "icons-test", "domains": domains});
@@ -366,3 +366,52 @@ both_backends!(
     distinct_icons_stored_once,
     storage_grows_with_distinct_icons
 );
+
+/// The directives of a `Content-Security-Policy`, each as its words.
+fn directives(response: &reqwest::Response) -> Vec<String> {
+    header(response, "content-security-policy")
+        .split(';')
+        .map(|d| d.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+async fn svg_answers_are_sandboxed(backend: Backend) {
+    let mut sites = Sites::default();
+    sites
+        .page("svg.test", r#"<link rel=icon href=/i.svg>"#)
+        .file("svg.test", "/i.svg", "image/svg+xml", &svg())
+        .page("png.test", r#"<link rel=icon href=/i.png>"#)
+        .file("png.test", "/i.png", "image/png", &png(32, 32));
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &internet.resolve(&[]))]).await;
+    run_job(&app, &["svg.test", "png.test"], json!({})).await;
+
+    // A stored SVG opened as a page is a document of this origin: the sandbox gives it an
+    // opaque origin and no forms or scripts, and `form-action 'none'` stops a form posting
+    // anywhere, so a "paste your key" form drawn by a site cannot send what is typed.
+    for path in ["/icons/svg.test", "/icons/never.test"] {
+        let response = get(&app, path).await;
+        assert_eq!(header(&response, "content-type"), "image/svg+xml", "{path}");
+        let policy = directives(&response);
+        for wanted in [
+            "default-src 'none'",
+            "style-src 'unsafe-inline'",
+            "form-action 'none'",
+            "sandbox",
+        ] {
+            assert!(policy.iter().any(|d| d == wanted), "{path}: {policy:?}");
+        }
+    }
+    // Raster answers keep their policy as well.
+    for path in ["/icons/png.test", "/icons/svg.test?size=16"] {
+        let response = get(&app, path).await;
+        assert_eq!(header(&response, "content-type"), "image/png", "{path}");
+        let policy = directives(&response);
+        for wanted in ["default-src 'none'", "style-src 'unsafe-inline'"] {
+            assert!(policy.iter().any(|d| d == wanted), "{path}: {policy:?}");
+        }
+        assert_eq!(header(&response, "x-content-type-options"), "nosniff");
+    }
+}
+both_backends!(svg_sandbox, svg_answers_are_sandboxed);

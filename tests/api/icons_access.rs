@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A key of `client` with `scopes` ("read submit"), stored as the CLI would.
-async fn key(app: &TestApp, client: &str, scopes: &str) -> String {
+pub(crate) async fn key(app: &TestApp, client: &str, scopes: &str) -> String {
     let store = Store::connect(&app.database_url(), 1).await.unwrap();
     let generated = favicon_finder::auth::generate_key();
     store
@@ -234,3 +234,95 @@ async fn results_link_their_icons(backend: Backend) {
     app.stop().await;
 }
 both_backends!(icon_links, results_link_their_icons);
+
+/// The parts of an answer a caller can compare: status, the headers that describe it, and the
+/// body with the domain's name taken out (a 404 names it).
+async fn shape(app: &TestApp, path: &str, key: &str, domain: &str) -> Value {
+    let response = app
+        .http
+        .get(app.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map_or(String::new(), |v| v.to_str().unwrap().to_owned())
+    };
+    let head = json!({
+        "status": response.status().as_u16(),
+        "content-type": header("content-type"),
+        "cache-control": header("cache-control"),
+        "etag": header("etag"),
+        "x-icon-fallback": header("x-icon-fallback"),
+    });
+    let body = response.text().await.unwrap();
+    let body = match serde_json::from_str::<Value>(&body) {
+        Ok(json) => json.to_string().replace(domain, "DOMAIN"),
+        // The letter differs by its letter and colour only; its shape is that it is one.
+        Err(_) => format!("svg:{}", body.contains("</text>")),
+    };
+    json!({"head": head, "body": body})
+}
+
+async fn private_icons_tell_other_clients_nothing(backend: Backend) {
+    let internet = internet(&["a.test"]).await;
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("FETCH_RESOLVE", &internet.resolve(&[])),
+            ("AUTH_MODE", "required"),
+            ("ICONS_PUBLIC", "false"),
+        ],
+    )
+    .await;
+    let acme = key(&app, "acme", "read submit").await;
+    let other = key(&app, "other", "read submit").await;
+    let found = app
+        .http
+        .get(app.url("/icons/a.test?find=1"))
+        .bearer_auth(&acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 200);
+    assert_eq!(found.headers()["content-type"], "image/png");
+    let etag = found.headers()["etag"].to_str().unwrap().to_owned();
+
+    // Another client's key, on the domain acme found and on one nobody ever found: the
+    // same answer, whatever the fallback or size asked for.
+    for query in [
+        "",
+        "?fallback=404",
+        "?fallback=letter",
+        "?size=32",
+        "?size=32&fallback=404",
+    ] {
+        let found = shape(&app, &format!("/icons/a.test{query}"), &other, "a.test").await;
+        let never = shape(&app, &format!("/icons/b.test{query}"), &other, "b.test").await;
+        assert_eq!(found, never, "query {query:?}");
+    }
+    // Knowing the icon's ETag does not help: no 304 for an icon the caller may not read.
+    for domain in ["a.test", "b.test"] {
+        let probe = app
+            .http
+            .get(app.url(&format!("/icons/{domain}?fallback=404")))
+            .bearer_auth(&other)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(probe.status(), 404, "{domain}");
+    }
+    // The client that found it still reads it.
+    let own = shape(&app, "/icons/a.test?fallback=404", &acme, "a.test").await;
+    assert_eq!(own["head"]["status"], 200, "{own}");
+    assert_eq!(own["head"]["etag"], etag.as_str());
+    app.stop().await;
+}
+both_backends!(
+    private_icons_reveal_nothing,
+    private_icons_tell_other_clients_nothing
+);

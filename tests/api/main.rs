@@ -25,6 +25,7 @@ mod helpers;
 mod https;
 mod icons;
 mod icons_access;
+mod icons_render;
 mod jobs;
 mod lifecycle;
 mod limits;
