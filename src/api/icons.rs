@@ -6,7 +6,7 @@
 use super::AppState;
 use super::auth::client_ip;
 use crate::auth::Caller;
-use crate::error::{AppError, ErrorBody};
+use crate::error::{AppError, Code, ErrorBody};
 use crate::icons::{IconAnswer, parse_request};
 use axum::Extension;
 use axum::Router;
@@ -70,6 +70,7 @@ pub(crate) struct IconQuery {
         (status = 304, description = "`If-None-Match` names the current `ETag`"),
         (status = 400, description = "A bad domain or parameter (`INVALID_INPUT`)", body = ErrorBody),
         (status = 401, description = "A key is required (`ICONS_PUBLIC=false`) and none was sent", body = ErrorBody),
+        (status = 403, description = "`find=1` without a key from a page of another site (`Sec-Fetch-Site: cross-site` or `same-site`): a lookup is not started for it (`FORBIDDEN`)", body = ErrorBody),
         (status = 404, description = "No stored icon and `fallback=404`", body = ErrorBody),
         (status = 422, description = "The stored icon cannot be resized within the limits, or an SVG is too complex to draw (`ICON_UNDECODABLE`); remembered for 10 minutes per icon and size", body = ErrorBody),
         (status = 429, description = "Over the client's rate of finds, or over its render time for resizing (`ICON_RENDER_MS_PER_MINUTE`); see `Retry-After`", body = ErrorBody),
@@ -113,6 +114,15 @@ pub(crate) async fn icon(
     response
 }
 
+/// Whether a browser says the request comes from a page of another site (Fetch Metadata):
+/// an `<img>` there must not make this service fetch anything. Clients that are not browsers
+/// send no such header.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|site| matches!(site.as_bytes(), b"cross-site" | b"same-site"))
+}
+
 async fn answer(
     state: &AppState,
     caller: Option<&Caller>,
@@ -129,6 +139,14 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let request = parse_request(domain, &query, if_none_match)?;
+    if request.find && !matches!(caller, Some(Caller::Key(_))) && from_another_site(headers) {
+        return Err(AppError::Forbidden {
+            code: Code::Forbidden,
+            message: "find=1 starts a lookup, which a page of another site may not do without \
+                      a key (Sec-Fetch-Site); leave find out to read the stored icon"
+                .into(),
+        });
+    }
     let cache_control = state.icons.settings().cache_control.clone();
     Ok(
         match state

@@ -398,3 +398,35 @@ async fn queries_on_a_socket_count_against_its_operation_limit() {
     assert!(answer["errors"].is_null(), "{answer}");
     app.stop().await;
 }
+
+/// `?find=1` makes the service fetch a site: a page of another site must not be able to make
+/// a visitor's browser start that through an `<img>` (Fetch Metadata says where a request
+/// comes from). The service's own pages and clients that are not browsers still can.
+#[tokio::test]
+async fn a_lookup_is_not_started_by_a_page_of_another_site() {
+    let app = TestApp::spawn_api(Backend::Sqlite, &[("ICON_FIND_TIMEOUT_MS", "200")]).await;
+    let client = reqwest::Client::new();
+    let get = |site: Option<&'static str>| {
+        let mut request = client.get(format!("{}/icons/example.test?find=1", app.base));
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    for site in ["cross-site", "same-site"] {
+        let (status, body) = get(Some(site)).await;
+        assert_eq!(status, 403, "{site}: {body}");
+        assert!(body.contains("find=1"), "{body}");
+    }
+    for site in [Some("same-origin"), Some("none"), None] {
+        let (status, body) = get(site).await;
+        assert_ne!(status, 403, "{site:?}: {body}");
+    }
+    app.stop().await;
+}
