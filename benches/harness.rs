@@ -7,13 +7,11 @@
 //! cargo bench --bench harness -- --scenario throughput,cache --domains 500 --runs 1
 //! ```
 //!
-//! Scenarios: throughput postgres latency limit peer rss create csv page growth cache
-//! subscribers profile icons purge dashboard all. Options: `--domains N` (10000), `--runs N` (3), `--big N` (100000,
-//! the large job of rss/create/csv/page/growth/dashboard), `--subscribers N` (1000), `--peer-domains N`
-//! (= domains), `--no-build`, `--no-append`, `--pg URL`, `--redis URL`.
+//! Scenarios and options: see [`USAGE`] (`-- --help`).
 //!
-//! Nothing here sends traffic anywhere but 127.0.0.1: the service reaches the fake internet
-//! through `FETCH_RESOLVE=*=127.0.0.1:PORT`, the peer through a patched `getaddrinfo`.
+//! Nothing here sends traffic anywhere but loopback: the service reaches the fake internet
+//! through `FETCH_RESOLVE=*=127.0.0.1:PORT` (the slow web: one entry per name, on addresses of
+//! 127.77.0.0/16), the peer through a patched `getaddrinfo`.
 
 // Test code: a failed unwrap is the test failing, with the value in the message
 // (the unwrap_used lint in Cargo.toml is for the service).
@@ -54,6 +52,9 @@ use tls::TestCa;
 /// The `purge` scenario (a file of its own; this one is long enough).
 #[path = "scenarios/purge.rs"]
 mod purge;
+/// The `slow-web` scenario and its web (issue 25).
+#[path = "scenarios/slow_web.rs"]
+mod slow_web;
 /// The `subscribers` scenario.
 #[path = "scenarios/subscribers.rs"]
 mod subscribers;
@@ -68,7 +69,7 @@ mod cdp;
 #[path = "scenarios/dashboard.rs"]
 mod dashboard;
 
-const ALL: [&str; 16] = [
+const ALL: [&str; 17] = [
     "throughput",
     "postgres",
     "latency",
@@ -85,7 +86,29 @@ const ALL: [&str; 16] = [
     "icons",
     "purge",
     "dashboard",
+    "slow-web",
 ];
+
+/// What `--help` prints.
+const USAGE: &str = "\
+cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
+
+Scenarios (comma-separated, or all; default throughput):
+  throughput postgres latency limit peer rss create csv page growth cache
+  subscribers profile icons purge dashboard slow-web
+
+Options:
+  --domains N        sites of the throughput-style jobs (10000)
+  --runs N           runs per figure (3)
+  --big N            the large job of rss/create/csv/page/growth/purge/dashboard (100000)
+  --subscribers N    jobProgress subscribers of `subscribers` (1000)
+  --peer-domains N   the first N domains for the peer (all)
+  --web-hosts N      hosts of the slow web (2000)
+  --pg URL           postgres://postgres@127.0.0.1:5432
+  --redis URL        redis://127.0.0.1:6379
+  --no-build         use $CARGO_TARGET_DIR/release/favicon-finder as it is
+  --no-append        print the figures without appending them to BENCHMARKS.md
+";
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -99,6 +122,8 @@ struct Opts {
     big: usize,
     subscribers: usize,
     peer_domains: Option<usize>,
+    /// Hosts of the slow web (`slow-web`).
+    web_hosts: usize,
     build: bool,
     append: bool,
     pg: String,
@@ -119,6 +144,7 @@ impl Opts {
             big: 100_000,
             subscribers: 1000,
             peer_domains: None,
+            web_hosts: 2000,
             build: true,
             append: true,
             pg: "postgres://postgres@127.0.0.1:5432".into(),
@@ -145,11 +171,16 @@ impl Opts {
                 "--big" => o.big = val()?.parse()?,
                 "--subscribers" => o.subscribers = val()?.parse()?,
                 "--peer-domains" => o.peer_domains = Some(val()?.parse()?),
+                "--web-hosts" => o.web_hosts = val()?.parse::<usize>()?.max(1),
+                "--help" | "-h" => {
+                    print!("{USAGE}");
+                    std::process::exit(0);
+                }
                 "--pg" => o.pg = val()?,
                 "--redis" => o.redis = val()?,
                 "--no-build" => o.build = false,
                 "--no-append" => o.append = false,
-                other => bail!("unknown argument {other}"),
+                other => bail!("unknown argument {other} (see --help)"),
             }
         }
         if o.scenarios.is_empty() {
@@ -342,6 +373,9 @@ struct Net {
     png: Bytes,
     /// Each site's icon differs (a text chunk naming the site), so none is deduplicated.
     distinct_icons: std::sync::atomic::AtomicBool,
+    /// The slow web: hosts on many addresses, each with its own behaviour, instead of every
+    /// `siteN.bench` on one address answering alike.
+    web: Option<Arc<slow_web::Web>>,
 }
 
 struct FakeInternet {
@@ -352,6 +386,8 @@ struct FakeInternet {
     gate_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     ca_file: Option<PathBuf>,
+    /// The slow web's listeners: one port per address.
+    web_ports: Vec<(std::net::IpAddr, u16)>,
 }
 
 impl Drop for FakeInternet {
@@ -368,6 +404,8 @@ struct NetOpts {
     sites: usize,
     low_ports: bool,
     gated: bool,
+    /// Serve this web (a listener per address) besides the one address.
+    web: Option<Arc<slow_web::Web>>,
 }
 
 impl FakeInternet {
@@ -407,10 +445,19 @@ impl FakeInternet {
             home: Bytes::from_static(HOME.as_bytes()),
             png: Bytes::from(png32()),
             distinct_icons: std::sync::atomic::AtomicBool::new(false),
+            web: o.web.clone(),
         });
         let main = TcpListener::bind("127.0.0.1:0").await?;
         let port = main.local_addr()?.port();
         let mut tasks = vec![tokio::spawn(accept_loop(main, net.clone()))];
+        let mut web_ports = Vec::new();
+        for addr in o.web.iter().flat_map(|w| w.addresses()) {
+            let l = TcpListener::bind((addr, 0))
+                .await
+                .with_context(|| format!("binding {addr}"))?;
+            web_ports.push((addr, l.local_addr()?.port()));
+            tasks.push(tokio::spawn(accept_loop(l, net.clone())));
+        }
         let mut low_ports = false;
         if o.low_ports {
             match (
@@ -432,11 +479,20 @@ impl FakeInternet {
             gate_tx,
             tasks,
             ca_file,
+            web_ports,
         })
     }
 
     fn resolve(&self) -> String {
-        format!("*=127.0.0.1:{}", self.port)
+        match &self.net.web {
+            Some(web) => web.resolve(&self.web_ports),
+            None => format!("*=127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Whether every site is on one address (every net but the slow web).
+    fn one_address(&self) -> bool {
+        self.net.web.is_none()
     }
 
     fn open_gate(&self) {
@@ -475,6 +531,14 @@ async fn accept_loop(listener: TcpListener, net: Arc<Net>) {
 async fn serve_conn(stream: TcpStream, net: Arc<Net>) -> Result<()> {
     stream.set_nodelay(true)?;
     net.counters.connections.fetch_add(1, Ordering::Relaxed);
+    // Which of the slow web's addresses the service connected to.
+    let local = stream.local_addr()?.ip();
+    if let Some(web) = &net.web
+        && web.is_silent(local)
+    {
+        web.hold(stream, local).await;
+        return Ok(());
+    }
     let mut first = [0u8; 1];
     let n = tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await??;
     if n == 0 {
@@ -488,19 +552,19 @@ async fn serve_conn(stream: TcpStream, net: Arc<Net>) -> Result<()> {
         };
         let tls = acceptor.accept(stream).await?;
         net.counters.tls_ok.fetch_add(1, Ordering::Relaxed);
-        serve_http(TokioIo::new(tls), net).await
+        serve_http(TokioIo::new(tls), net, local).await
     } else {
-        serve_http(TokioIo::new(stream), net).await
+        serve_http(TokioIo::new(stream), net, local).await
     }
 }
 
-async fn serve_http<I>(io: I, net: Arc<Net>) -> Result<()>
+async fn serve_http<I>(io: I, net: Arc<Net>, local: std::net::IpAddr) -> Result<()>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| {
         let net = net.clone();
-        async move { Ok::<_, Infallible>(handle(req, &net).await) }
+        async move { Ok::<_, Infallible>(handle(req, &net, local).await) }
     });
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -510,9 +574,16 @@ where
     Ok(())
 }
 
-async fn handle(req: hyper::Request<Incoming>, net: &Net) -> hyper::Response<Full<Bytes>> {
+async fn handle(
+    req: hyper::Request<Incoming>,
+    net: &Net,
+    local: std::net::IpAddr,
+) -> hyper::Response<Full<Bytes>> {
     let c = &net.counters;
     c.http.fetch_add(1, Ordering::Relaxed);
+    // In flight from its arrival, the wait at the gate included: the service holds its
+    // per-address slot all that time too.
+    let _in_flight = net.web.as_ref().map(|w| w.enter(local));
     if !*net.gate.borrow() {
         let mut g = net.gate.clone();
         let _ = g.wait_for(|open| *open).await;
@@ -525,25 +596,32 @@ async fn handle(req: hyper::Request<Incoming>, net: &Net) -> hyper::Response<Ful
         .get(hyper::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let (status, ctype, body) = match req.uri().path() {
-        "/" => {
-            c.home.fetch_add(1, Ordering::Relaxed);
-            (200, "text/html; charset=utf-8", net.home.clone())
-        }
-        "/favicon.png" => {
-            c.icon.fetch_add(1, Ordering::Relaxed);
-            if let Some(slot) = site_index(host).and_then(|i| net.icon_seen.get(i)) {
-                let _ = slot.compare_exchange(0, unix_us(), Ordering::Relaxed, Ordering::Relaxed);
+    let (status, ctype, body) = if let Some(web) = &net.web {
+        web.answer(host, req.uri().path()).await
+    } else {
+        match req.uri().path() {
+            "/" => {
+                c.home.fetch_add(1, Ordering::Relaxed);
+                (200, "text/html; charset=utf-8", net.home.clone())
             }
-            let png = match site_index(host) {
-                Some(i) if net.distinct_icons.load(Ordering::Relaxed) => distinct_png(&net.png, i),
-                _ => net.png.clone(),
-            };
-            (200, "image/png", png)
-        }
-        _ => {
-            c.other.fetch_add(1, Ordering::Relaxed);
-            (404, "text/plain", Bytes::from_static(b"not found"))
+            "/favicon.png" => {
+                c.icon.fetch_add(1, Ordering::Relaxed);
+                if let Some(slot) = site_index(host).and_then(|i| net.icon_seen.get(i)) {
+                    let _ =
+                        slot.compare_exchange(0, unix_us(), Ordering::Relaxed, Ordering::Relaxed);
+                }
+                let png = match site_index(host) {
+                    Some(i) if net.distinct_icons.load(Ordering::Relaxed) => {
+                        distinct_png(&net.png, i)
+                    }
+                    _ => net.png.clone(),
+                };
+                (200, "image/png", png)
+            }
+            _ => {
+                c.other.fetch_add(1, Ordering::Relaxed);
+                (404, "text/plain", Bytes::from_static(b"not found"))
+            }
         }
     };
     hyper::Response::builder()
@@ -723,8 +801,11 @@ impl Ctx {
         if let Some(net) = net {
             env.push(("FETCH_RESOLVE".into(), net.resolve()));
             // The whole fake internet is one address; real sites are spread over many, so the
-            // per-address politeness limit would measure itself instead of the service.
-            env.push(("FETCH_PER_ADDRESS_CONCURRENCY".into(), "10000".into()));
+            // per-address politeness limit would measure itself instead of the service. The
+            // slow web has addresses like the real one, and keeps the service's limit.
+            if net.one_address() {
+                env.push(("FETCH_PER_ADDRESS_CONCURRENCY".into(), "10000".into()));
+            }
             if let Some(ca) = &net.ca_file {
                 env.push(("FETCH_EXTRA_ROOT_CERTS".into(), ca.display().to_string()));
             }
@@ -982,6 +1063,7 @@ async fn plain_net(ctx: &Ctx, sites: usize, latency: Duration) -> Result<FakeInt
             sites,
             low_ports: false,
             gated: false,
+            web: None,
         },
         ctx.tmp.path(),
     )
@@ -1148,6 +1230,7 @@ async fn sc_peer(ctx: &mut Ctx) -> Result<()> {
                 sites: n,
                 low_ports: true,
                 gated: false,
+                web: None,
             },
             ctx.tmp.path(),
         )
@@ -1577,6 +1660,7 @@ async fn profile_one(ctx: &mut Ctx, tls: bool) -> Result<()> {
             sites: n,
             low_ports: false,
             gated: false,
+            web: None,
         },
         ctx.tmp.path(),
     )
@@ -1783,6 +1867,7 @@ fn main() -> Result<()> {
                 "icons" => sc_icons(&mut ctx).await,
                 "purge" => purge::sc_purge(&mut ctx).await,
                 "dashboard" => dashboard::sc_dashboard(&mut ctx).await,
+                "slow-web" => slow_web::sc_slow_web(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

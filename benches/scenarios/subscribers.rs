@@ -20,20 +20,22 @@ const CLIENT_READ_BUFFER: usize = 32 << 10;
 
 /// What one subscriber saw.
 #[derive(Default)]
-struct SubOut {
+pub(super) struct SubOut {
     events: usize,
     /// The largest `next` message, bytes.
     largest: usize,
-    completed: bool,
+    /// A `complete` message arrived.
+    pub(super) completed: bool,
     last: Option<Value>,
     /// First arrival per site index, unix µs (measured subscribers only).
-    arrivals: Vec<i64>,
-    error: Option<String>,
+    pub(super) arrivals: Vec<i64>,
+    /// Why it stopped early; "socket closed before completion …" when the server closed.
+    pub(super) error: Option<String>,
 }
 
 /// One graphql-transport-ws subscriber of job `id`, reading until completion; a measured one
 /// (`measured_n`) notes when each site's result first arrived.
-async fn subscriber(
+pub(super) async fn subscriber(
     base: String,
     id: String,
     measured_n: Option<usize>,
@@ -70,7 +72,15 @@ async fn subscriber(
                 bail!("socket closed before completion");
             };
             let now = unix_us();
-            let Message::Text(t) = msg? else { continue };
+            let msg = msg?;
+            if let Message::Close(frame) = &msg {
+                let why = frame.as_ref().map_or_else(
+                    || "no close frame".to_owned(),
+                    |f| format!("{} {}", u16::from(f.code), f.reason),
+                );
+                bail!("socket closed before completion ({why})");
+            }
+            let Message::Text(t) = msg else { continue };
             let t = t.as_str();
             if t.contains("\"type\":\"next\"") {
                 out.events += 1;
@@ -151,6 +161,7 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
             sites: n,
             low_ports: false,
             gated: true,
+            web: None,
         },
         ctx.tmp.path(),
     )
