@@ -206,8 +206,7 @@ fn same_origin(state: &AppState, headers: &HeaderMap, origin: &[u8]) -> bool {
 
 /// The request must be addressed (`Host`) to a name this service answers to, so a web page
 /// cannot reach it through a name of its own that it points at this server (DNS rebinding):
-/// an IP address, `PUBLIC_URL`'s host, a name in `ALLOWED_HOSTS`, or, on a loopback `HOST`,
-/// `localhost`. A request without `Host` (HTTP/1.0) comes from no browser and passes.
+/// an IP address, `PUBLIC_URL`'s host, a name in `ALLOWED_HOSTS`, or `localhost`. A request without `Host` (HTTP/1.0) comes from no browser and passes.
 fn check_host(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
     let Some(value) = headers.get(header::HOST) else {
         return Ok(());
@@ -221,10 +220,12 @@ fn check_host(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
         .as_deref()
         .and_then(|u| url::Url::parse(u).ok())
         .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    // No DNS answer can make a browser send `localhost` (browsers resolve it themselves), so
+    // it is safe on any listener: `docker run -p 3000:3000` is reached as localhost.
     let loopback_name = host == "localhost" || host.ends_with(".localhost");
     let allowed = host.parse::<IpAddr>().is_ok()
         || public.as_deref() == Some(host.as_str())
-        || (loopback_name && config.host.is_loopback())
+        || loopback_name
         || config.allowed_hosts.iter().any(|a| a == "*" || *a == host);
     if allowed {
         Ok(())
@@ -246,7 +247,8 @@ fn host_name(value: &str) -> String {
             }
         }),
     };
-    name.to_ascii_lowercase()
+    // `example.com.` names the same host as `example.com`.
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
 fn host_refused(host: &str) -> AppError {

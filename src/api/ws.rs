@@ -138,8 +138,7 @@ impl Heard {
     }
 
     /// Notes `connection_init` (both protocols use the name) and the id of each operation
-    /// started (`subscribe`, or `start` in the legacy protocol) or stopped by the client
-    /// (`complete`, or `stop`). Every operation counts against `WS_MAX_SUBSCRIPTIONS`, queries
+    /// started (`subscribe`, or `start` in the legacy protocol). Every operation counts against `WS_MAX_SUBSCRIPTIONS`, queries
     /// and mutations as much as subscriptions: one over it gets an error of its own and is
     /// never run.
     fn read(&self, data: &[u8], operations: &Operations) -> Option<Message> {
@@ -155,10 +154,11 @@ impl Heard {
         };
         match (&*message.kind, message.id) {
             ("connection_init", _) => self.initialised.store(true, Ordering::Relaxed),
-            (kind @ ("subscribe" | "start"), Some(id)) if !operations.started(&id) => {
-                return Some(too_many_operations(&id, kind == "start", operations.max));
+            (kind @ ("subscribe" | "start"), Some(id)) => {
+                if let Err(refusal) = operations.started(&id) {
+                    return Some(refused_operation(&id, kind == "start", &refusal));
+                }
             }
-            ("complete" | "stop", Some(id)) => operations.ended(&id),
             _ => {}
         }
         None
@@ -170,23 +170,42 @@ impl Heard {
     }
 }
 
-/// The error answering an operation over the connection's limit, in the client's protocol.
-fn too_many_operations(id: &str, legacy: bool, max: usize) -> Message {
-    let error = serde_json::json!({
-        "message": format!(
-            "this connection already runs {max} operations, the most allowed \
-             (WS_MAX_SUBSCRIPTIONS); complete one first"
-        ),
-        "extensions": {"code": crate::error::Code::TooManySubscriptions.as_str()},
-    });
+/// Why an operation may not start.
+enum Refusal {
+    /// The connection runs `WS_MAX_SUBSCRIPTIONS` operations already.
+    Full(usize),
+    /// An operation with this id runs already (async-graphql would replace it silently).
+    Running,
+}
+
+/// The error answering an operation that may not start, in the client's protocol.
+fn refused_operation(id: &str, legacy: bool, refusal: &Refusal) -> Message {
+    let error = match refusal {
+        Refusal::Full(max) => serde_json::json!({
+            "message": format!(
+                "this connection already runs {max} operations, the most allowed \
+                 (WS_MAX_SUBSCRIPTIONS); complete one first"
+            ),
+            "extensions": {"code": crate::error::Code::TooManySubscriptions.as_str()},
+        }),
+        Refusal::Running => serde_json::json!({
+            "message": format!("an operation with id {id:?} is running; use a new id"),
+            "extensions": {"code": crate::error::Code::InvalidInput.as_str()},
+        }),
+    };
     // graphql-transport-ws sends a list of errors; the legacy protocol one error.
     let payload = if legacy {
         error
     } else {
         serde_json::json!([error])
     };
-    let answer = serde_json::json!({"type": "error", "id": id, "payload": payload});
-    Message::Text(answer.to_string().into())
+    // Written id first, so the writer (`Operations::sent`, which looks for messages that
+    // start with their type) never takes it for the end of a running operation of that id.
+    let answer = format!(
+        r#"{{"id":{},"type":"error","payload":{payload}}}"#,
+        serde_json::Value::from(id)
+    );
+    Message::Text(answer.into())
 }
 
 /// The operations open on one connection, as the wire shows them: an id enters when the
@@ -206,18 +225,22 @@ impl Operations {
         }
     }
 
-    /// Notes an operation the client starts; false when the connection runs the most it may
-    /// (a reused id is let through: async-graphql refuses it in the protocol's own way).
-    fn started(&self, id: &str) -> bool {
+    /// Notes an operation the client starts, or says why it may not. An id leaves only when
+    /// the server writes its `complete` (async-graphql answers a client's stop with one), so
+    /// a stop and a new start under the same id cannot slip past the count.
+    fn started(&self, id: &str) -> Result<(), Refusal> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.len() >= self.max && !open.contains(id) {
-            return false;
+        if open.contains(id) {
+            return Err(Refusal::Running);
+        }
+        if open.len() >= self.max {
+            return Err(Refusal::Full(self.max));
         }
         open.insert(id.to_owned());
-        true
+        Ok(())
     }
 
-    /// Notes an operation the client stopped.
+    /// Notes an operation that ended.
     fn ended(&self, id: &str) {
         self.open
             .lock()
@@ -227,18 +250,21 @@ impl Operations {
 
     /// Notes a message on its way to the client; a `complete` ends its operation.
     fn sent(&self, message: &Message) {
-        // async-graphql writes the tag first, so only completions need parsing.
+        // async-graphql writes the tag first, so only the messages that end an operation need
+        // parsing: a `complete`, or an `error` (an operation that fails to start, or ours for
+        // one refused, gets no `complete` after it).
         let Message::Text(text) = message else {
             return;
         };
-        if !text.as_str().starts_with(r#"{"type":"complete""#) {
+        let text = text.as_str();
+        if !text.starts_with(r#"{"type":"complete""#) && !text.starts_with(r#"{"type":"error""#) {
             return;
         }
         #[derive(serde::Deserialize)]
         struct Complete {
             id: String,
         }
-        if let Ok(complete) = serde_json::from_str::<Complete>(text.as_str()) {
+        if let Ok(complete) = serde_json::from_str::<Complete>(text) {
             self.ended(&complete.id);
         }
     }
@@ -529,9 +555,10 @@ async fn supervise_socket(
             _ = recheck.tick() => {
                 let held = key.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let Some(held) = held else { continue };
-                match accounts.still_valid(&held).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                // Bounded, so a slow database cannot hold back the pings and deadlines.
+                match tokio::time::timeout(KEY_RECHECK, accounts.still_valid(&held)).await {
+                    Ok(Ok(true)) => {}
+                    Ok(Ok(false)) => {
                         tracing::info!(
                             key_id = %held.key_id,
                             "closing a WebSocket: its key was revoked or its scopes changed"
@@ -542,7 +569,8 @@ async fn supervise_socket(
                         );
                     }
                     // The database is away: the connection keeps what it had until it answers.
-                    Err(e) => tracing::warn!(error = %e, "cannot recheck a WebSocket's key"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot recheck a WebSocket's key"),
+                    Err(_) => tracing::warn!("rechecking a WebSocket's key timed out"),
                 }
             }
         }

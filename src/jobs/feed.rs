@@ -390,12 +390,19 @@ impl Feed {
                 ..db
             };
         }
-        // Domains of an older process carry no place; they are kept as they came.
-        event.finished.retain(|done| done.seq.is_none());
         // Numbers end at the job's finished count: nothing after the cursor, no query.
         if event.done() <= *cursor {
             return Filled::Yes;
         }
+        // Domains of an older process carry no place; they are kept as they came. The rest
+        // come again from the database, or stay as they are if it cannot be read (then each
+        // subscriber sees the hole and fills it itself).
+        let (numbered, unnumbered) = std::mem::take(&mut event.finished)
+            .into_iter()
+            .partition(|done| done.seq.is_some());
+        event.finished = unnumbered;
+        let mut numbered: Vec<crate::model::ResultColumns> = numbered;
+        let mut tries = 0;
         loop {
             let page = match self
                 .jobs
@@ -404,11 +411,20 @@ impl Feed {
                 .await
             {
                 Ok(page) => page,
+                // The end of a job is worth a few tries: after it nothing re-reads.
+                Err(e) if event.is_final() && tries < FINAL_FILL_TRIES => {
+                    tries += 1;
+                    tracing::warn!(job_id = %self.job, error = %e, "progress re-read failed; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(job_id = %self.job, error = %e, "progress re-read failed");
+                    event.finished.append(&mut numbered);
                     return Filled::Yes;
                 }
             };
+            numbered.clear();
             let full = page.len() as u64 == CATCH_UP_PAGE;
             if let Some(seq) = page.last().and_then(|done| done.seq) {
                 *cursor = seq;
@@ -428,6 +444,10 @@ impl Feed {
         }
     }
 }
+
+/// How often a feed tries to read the last domains of a finished job before it sends the end
+/// without them (each subscriber then reads them itself).
+const FINAL_FILL_TRIES: u32 = 3;
 
 /// What filling a gap from the database found.
 enum Filled {

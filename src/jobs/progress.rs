@@ -59,7 +59,12 @@ pub(super) async fn stream(
                     let event = frame.event();
                     cursor = event.cursor;
                     last = event.counts_only();
+                    // Only the last page says the job's final status: all is told.
+                    let is_final = event.is_final();
                     yield frame;
+                    if is_final {
+                        return;
+                    }
                 }
             }
             if last.is_final() && cursor >= last.done() {
@@ -76,9 +81,10 @@ pub(super) async fn stream(
             };
             let event = frame.event();
             let first = event.finished.iter().find_map(|done| done.seq);
-            if first.is_some_and(|seq| seq > cursor + 1) {
-                // The feed goes on from a later place than ours (it started after our
-                // snapshot): what lies between comes from the database, this frame included.
+            if first.map_or(event.cursor > cursor, |seq| seq > cursor + 1) {
+                // The feed is past our place with nothing in this frame to bridge the gap (it
+                // started after our snapshot, or this is a final count): what lies between
+                // comes from the database, this frame included.
                 catch_up = true;
                 continue;
             }
@@ -86,11 +92,19 @@ pub(super) async fn stream(
             if !event.is_final() && event.cursor <= cursor && event.done() <= last.done() {
                 continue;
             }
-            if event.done() >= last.done() || event.is_final() {
-                last = event.counts_only();
-            }
-            cursor = cursor.max(event.cursor);
             let is_final = event.is_final();
+            cursor = cursor.max(event.cursor);
+            if event.done() < last.done() && !is_final {
+                // Read before counts we have already shown: its domains, with our counts.
+                let frame = ProgressFrame::new(ProgressEvent {
+                    finished: event.finished.clone(),
+                    cursor,
+                    ..last.clone()
+                });
+                yield frame;
+                continue;
+            }
+            last = event.counts_only();
             yield frame;
             if is_final {
                 return;

@@ -231,6 +231,8 @@ impl Store {
         })
         .exec_without_returning(&txn)
         .await?;
+        // Its one row is finished: it takes its place in the job's order of finishing.
+        super::results::number_finished(&txn, job_id, false).await?;
         txn.commit().await?;
         Ok(job_id)
     }

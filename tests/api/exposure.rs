@@ -156,6 +156,7 @@ async fn requests_to_a_foreign_host_name_are_refused() {
         format!("127.0.0.1:{port}"),
         format!("localhost:{port}"),
         "favicons.example.test".to_owned(),
+        "favicons.example.test.".to_owned(),
         format!("internal.example.test:{port}"),
         format!("[::1]:{port}"),
     ] {
@@ -387,6 +388,22 @@ async fn queries_on_a_socket_count_against_its_operation_limit() {
         refused.to_string().contains("WS_MAX_SUBSCRIPTIONS"),
         "{refused}"
     );
+    // An id that is running cannot be started again (the server would replace it unseen).
+    let again = json!({"id": "2", "type": "subscribe", "payload": {"query": progress}});
+    ws.send(Message::Text(again.to_string().into()))
+        .await
+        .unwrap();
+    let refused = loop {
+        let Some(Ok(Message::Text(text))) = ws.next().await else {
+            panic!("the socket closed");
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["id"] == "2" && frame["type"] != "next" {
+            break frame;
+        }
+    };
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert!(refused.to_string().contains("is running"), "{refused}");
     // The client stops one subscription: a query runs again.
     let stop = json!({"id": "1", "type": "complete"});
     ws.send(Message::Text(stop.to_string().into()))
