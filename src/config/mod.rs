@@ -201,7 +201,7 @@ pub struct Config {
     /// from, and open WebSockets from; empty: no cross-origin access.
     pub cors_allowed_origins: Vec<String>,
     /// `ALLOWED_HOSTS`: the names requests may be addressed to (`Host`) besides `PUBLIC_URL`'s,
-    /// IP addresses, and loopback names on a loopback `HOST`; `*`: any (no DNS-rebinding guard).
+    /// IP addresses and `localhost`; `*`: any (no DNS-rebinding guard).
     pub allowed_hosts: Vec<String>,
     /// `METRICS_TOKEN` (secret): the bearer token `/metrics` requires, when set.
     pub metrics_token: Option<String>,

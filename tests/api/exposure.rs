@@ -124,8 +124,7 @@ async fn sockets_from_another_origin_are_refused_by_default() {
 
 /// A request addressed to a name this server does not answer to is refused, on every door:
 /// a page that points its own name at 127.0.0.1 (DNS rebinding) reaches nothing. IP
-/// addresses, `localhost` on a loopback listener, `PUBLIC_URL`'s host and `ALLOWED_HOSTS`
-/// pass.
+/// addresses, `localhost`, `PUBLIC_URL`'s host and `ALLOWED_HOSTS` pass.
 #[tokio::test]
 async fn requests_to_a_foreign_host_name_are_refused() {
     let app = TestApp::spawn_api(
