@@ -129,7 +129,8 @@ pub struct Config {
     pub graphql_max_depth: usize,
     /// `GRAPHQL_MAX_COMPLEXITY`: the most fields a GraphQL query may select.
     pub graphql_max_complexity: usize,
-    /// `WS_MAX_SUBSCRIPTIONS`: subscriptions one WebSocket connection may run at once.
+    /// `WS_MAX_SUBSCRIPTIONS`: operations (subscriptions, queries, mutations) one WebSocket
+    /// connection may run at once.
     pub ws_max_subscriptions: usize,
     /// `WS_MAX_SUBSCRIPTIONS_PER_IP`: subscriptions one client address (IPv6: its /64) may
     /// run at once across all its connections, so more connections buy no more of them.
