@@ -23,14 +23,18 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
+
+mod connections;
+mod operations;
+
+pub(crate) use connections::client_key;
+pub use connections::{WsConnections, WsPermit};
+use operations::{Operations, refused_operation};
 
 /// Close code of graphql-transport-ws for a client that did not send `connection_init` in
 /// time.
@@ -170,116 +174,6 @@ impl Heard {
     }
 }
 
-/// Why an operation may not start.
-enum Refusal {
-    /// The connection runs `WS_MAX_SUBSCRIPTIONS` operations already.
-    Full(usize),
-    /// An operation with this id runs already (async-graphql would replace it silently).
-    Running,
-}
-
-/// The error answering an operation that may not start, in the client's protocol.
-fn refused_operation(id: &str, legacy: bool, refusal: &Refusal) -> Message {
-    let error = match refusal {
-        Refusal::Full(max) => serde_json::json!({
-            "message": format!(
-                "this connection already runs {max} operations, the most allowed \
-                 (WS_MAX_SUBSCRIPTIONS); complete one first"
-            ),
-            "extensions": {"code": crate::error::Code::TooManySubscriptions.as_str()},
-        }),
-        Refusal::Running => serde_json::json!({
-            "message": format!("an operation with id {id:?} is running; use a new id"),
-            "extensions": {"code": crate::error::Code::InvalidInput.as_str()},
-        }),
-    };
-    // graphql-transport-ws sends a list of errors; the legacy protocol one error.
-    let payload = if legacy {
-        error
-    } else {
-        serde_json::json!([error])
-    };
-    // Written id first, so the writer (`Operations::sent`, which looks for messages that
-    // start with their type) never takes it for the end of a running operation of that id.
-    let answer = format!(
-        r#"{{"id":{},"type":"error","payload":{payload}}}"#,
-        serde_json::Value::from(id)
-    );
-    Message::Text(answer.into())
-}
-
-/// The operations open on one connection, as the wire shows them: an id enters when the
-/// client starts it and leaves when the server's `complete` for it is written or the client
-/// stops it. async-graphql keeps its own map but does not expose it.
-struct Operations {
-    open: Mutex<HashSet<String>>,
-    /// `WS_MAX_SUBSCRIPTIONS`: the most open at once.
-    max: usize,
-}
-
-impl Operations {
-    fn new(max: usize) -> Self {
-        Self {
-            open: Mutex::default(),
-            max,
-        }
-    }
-
-    /// Notes an operation the client starts, or says why it may not. An id leaves only when
-    /// the server writes its `complete` (async-graphql answers a client's stop with one), so
-    /// a stop and a new start under the same id cannot slip past the count.
-    fn started(&self, id: &str) -> Result<(), Refusal> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if open.contains(id) {
-            return Err(Refusal::Running);
-        }
-        if open.len() >= self.max {
-            return Err(Refusal::Full(self.max));
-        }
-        open.insert(id.to_owned());
-        Ok(())
-    }
-
-    /// Notes an operation that ended.
-    fn ended(&self, id: &str) {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-    }
-
-    /// Notes a message on its way to the client; a `complete` ends its operation.
-    fn sent(&self, message: &Message) {
-        // async-graphql writes the tag first, so only the messages that end an operation need
-        // parsing: a `complete`, or an `error` (an operation that fails to start, or ours for
-        // one refused, gets no `complete` after it).
-        let Message::Text(text) = message else {
-            return;
-        };
-        let text = text.as_str();
-        if !text.starts_with(r#"{"type":"complete""#) && !text.starts_with(r#"{"type":"error""#) {
-            return;
-        }
-        #[derive(serde::Deserialize)]
-        struct Complete {
-            id: String,
-        }
-        if let Ok(complete) = serde_json::from_str::<Complete>(text) {
-            self.ended(&complete.id);
-        }
-    }
-
-    /// Takes every open id, sorted (so a client sees a stable order).
-    fn take(&self) -> Vec<String> {
-        let mut ids: Vec<String> =
-            std::mem::take(&mut *self.open.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
-                .collect();
-        ids.sort_unstable();
-        ids
-    }
-}
-
 /// How a connection ends, from the server's side.
 struct Ending {
     /// The close frame to send.
@@ -321,7 +215,7 @@ async fn serve_socket(
     socket: WebSocket,
     permit: WsPermit,
 ) {
-    let abort = permit.owner.abort.clone();
+    let abort = permit.abort();
     tokio::select! {
         () = run_socket(state, schema, protocol, caller, socket) => {}
         () = abort.cancelled() => {}
@@ -572,122 +466,6 @@ async fn supervise_socket(
                     Ok(Err(e)) => tracing::warn!(error = %e, "cannot recheck a WebSocket's key"),
                     Err(_) => tracing::warn!("rechecking a WebSocket's key timed out"),
                 }
-            }
-        }
-    }
-}
-
-/// Open WebSocket connections, in all and per client address, and the tasks serving them.
-///
-/// IPv6 clients are counted per /64, the block one host is usually given, so a client
-/// cannot dodge its cap by rotating addresses within it.
-pub struct WsConnections {
-    max: usize,
-    max_per_client: usize,
-    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
-    /// Every connection from its upgrade to its end, so shutdown can wait for them.
-    tasks: TaskTracker,
-    /// Cancelled when shutdown's grace period is over: connections still open are dropped.
-    abort: CancellationToken,
-}
-
-impl WsConnections {
-    /// Empty counts with the two caps.
-    pub fn new(max: usize, max_per_client: usize) -> Self {
-        Self {
-            max,
-            max_per_client,
-            open: Mutex::new((0, HashMap::new())),
-            tasks: TaskTracker::new(),
-            abort: CancellationToken::new(),
-        }
-    }
-
-    /// How many connections are open (from their upgrade until their task ends).
-    pub fn open(&self) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).0
-    }
-
-    /// Waits until every connection has ended (they end themselves once
-    /// [`AppState::shutdown`] is cancelled); at `deadline` drops those still open and returns
-    /// how many that was.
-    pub async fn drain(&self, deadline: Instant) -> usize {
-        self.tasks.close();
-        if tokio::time::timeout_at(deadline, self.tasks.wait())
-            .await
-            .is_ok()
-        {
-            return 0;
-        }
-        let cut = self.tasks.len();
-        self.abort.cancel();
-        // A connection still between its 101 answer and its task cannot see the abort; it
-        // sees the shutdown as soon as it starts, so this wait is short.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.tasks.wait()).await;
-        cut
-    }
-
-    /// Takes a place for a new connection from `ip`, or says which cap is full.
-    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Result<WsPermit, AppError> {
-        let client = client_key(ip);
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let from_client = open.1.get(&client).copied().unwrap_or(0);
-        if from_client >= self.max_per_client {
-            return Err(AppError::TooManyConnections {
-                message: format!(
-                    "this address already has {from_client} open WebSocket connections, the most allowed (WS_MAX_CONNECTIONS_PER_IP); close one first"
-                ),
-                per_client: true,
-            });
-        }
-        if open.0 >= self.max {
-            return Err(AppError::TooManyConnections {
-                message: format!(
-                    "the server already has {} open WebSocket connections, the most it accepts (WS_MAX_CONNECTIONS); try again later",
-                    open.0
-                ),
-                per_client: false,
-            });
-        }
-        open.0 += 1;
-        *open.1.entry(client).or_default() += 1;
-        Ok(WsPermit {
-            owner: self.clone(),
-            client,
-            _task: self.tasks.token(),
-        })
-    }
-}
-
-/// The address a client is counted under (connections, subscriptions): IPv4 as is, IPv6 by
-/// its /64.
-pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
-}
-
-/// One open WebSocket's place in the counts and in the tasks shutdown waits for, given back
-/// when the connection ends.
-pub struct WsPermit {
-    owner: Arc<WsConnections>,
-    client: IpAddr,
-    /// Counts as a running task until dropped.
-    _task: TaskTrackerToken,
-}
-
-impl Drop for WsPermit {
-    fn drop(&mut self) {
-        let mut open = self.owner.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.0 = open.0.saturating_sub(1);
-        if let Some(n) = open.1.get_mut(&self.client) {
-            *n -= 1;
-            if *n == 0 {
-                open.1.remove(&self.client);
             }
         }
     }
