@@ -146,6 +146,7 @@ async fn websocket_connections_are_capped_per_address_and_in_all() {
             Instant::now() < deadline,
             "the closed connection's place never came back"
         );
+        // Wall-clock: the server frees the place when it sees the closed socket.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;
@@ -207,6 +208,7 @@ async fn a_websocket_that_stops_answering_pings_is_closed() {
             Instant::now() < deadline,
             "the silent client was never closed"
         );
+        // Wall-clock: the server's ping timer, on a real socket, is what is under test.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(silent_since.elapsed() >= Duration::from_millis(400));
@@ -665,6 +667,8 @@ async fn a_heavy_graphql_request_leaves_the_pool_to_others(backend: Backend) {
             (started.elapsed(), body)
         })
     };
+    // Wall-clock: gives the heavy request time to take its database connections before the
+    // light reads start; `reads > 0` below fails the test if it ended first.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut slowest = Duration::ZERO;
     let mut reads = 0;
@@ -770,6 +774,7 @@ async fn subscriptions_are_capped_per_address_and_per_key() {
             "the stopped subscription's place never came back"
         );
         attempt += 1;
+        // Wall-clock: the server frees the place when it handles the `complete` frame.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;
