@@ -267,10 +267,9 @@ async fn a_client_that_stalls_in_its_request_line_is_cut_off() {
     let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(took >= Duration::from_millis(250), "closed after {took:?}");
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer:?}"
-    );
+    // hyper ends a connection whose head did not arrive in time without an answer: no
+    // request was read, so there is nothing to answer (a 408 would be a change to notice).
+    assert!(answer.is_empty(), "{answer:?}");
     // A whole request in time is still served.
     let (status, _) = app.get_json("/healthz").await;
     assert_eq!(status, 200);
