@@ -227,6 +227,12 @@ impl Application {
         &self.store
     }
 
+    /// Takes the worker pool out before the service runs, which then runs without one: a
+    /// test drives the pool itself with [`WorkerPool::drain`] instead of waiting for it.
+    pub fn take_worker(&mut self) -> Option<WorkerPool> {
+        self.worker.take()
+    }
+
     /// Serves the API and runs the workers until `shutdown` is cancelled, then stops both
     /// gracefully and reports how each ended.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {

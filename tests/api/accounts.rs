@@ -58,6 +58,11 @@ pub(crate) async fn create_key(app: &TestApp, client: &str, scopes: &[&str]) -> 
     assert_eq!(code, Some(0), "{stderr}");
     let key = stdout.trim().to_owned();
     assert!(key.starts_with("ffk_") && key.len() >= 40, "{stdout}");
+    // The positive control: the debug log is really captured, and holds the key's line.
+    assert!(
+        stderr.contains("API key created"),
+        "the log was not captured: {stderr}"
+    );
     assert!(!stderr.contains(&key), "the key reached the log: {stderr}");
     let id = stderr
         .split("Created key ")
@@ -480,7 +485,10 @@ async fn graphiql_and_introspection_can_be_switched_off() {
     let body = app
         .graphql("{ __schema { queryType { name } } }", json!({}))
         .await;
-    assert!(body["data"]["__schema"].is_null(), "{body}");
+    // `graphql` has checked the answer is a 200; the null must be the refusal (the field
+    // resolved to null, with no error), not a request that failed for another reason.
+    assert!(body["errors"].is_null(), "the request failed: {body}");
+    assert_eq!(body["data"], json!({"__schema": null}), "{body}");
     let body = app.graphql("{ __typename }", json!({})).await;
     assert_eq!(body["data"]["__typename"], "QueryRoot");
     app.stop().await;

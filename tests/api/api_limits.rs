@@ -146,6 +146,7 @@ async fn websocket_connections_are_capped_per_address_and_in_all() {
             Instant::now() < deadline,
             "the closed connection's place never came back"
         );
+        // Wall-clock: the server frees the place when it sees the closed socket.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;
@@ -207,6 +208,7 @@ async fn a_websocket_that_stops_answering_pings_is_closed() {
             Instant::now() < deadline,
             "the silent client was never closed"
         );
+        // Wall-clock: the server's ping timer, on a real socket, is what is under test.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(silent_since.elapsed() >= Duration::from_millis(400));
@@ -265,10 +267,9 @@ async fn a_client_that_stalls_in_its_request_line_is_cut_off() {
     let (answer, took) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(took >= Duration::from_millis(250), "closed after {took:?}");
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer:?}"
-    );
+    // hyper ends a connection whose head did not arrive in time without an answer: no
+    // request was read, so there is nothing to answer (a 408 would be a change to notice).
+    assert!(answer.is_empty(), "{answer:?}");
     // A whole request in time is still served.
     let (status, _) = app.get_json("/healthz").await;
     assert_eq!(status, 200);
@@ -665,6 +666,8 @@ async fn a_heavy_graphql_request_leaves_the_pool_to_others(backend: Backend) {
             (started.elapsed(), body)
         })
     };
+    // Wall-clock: gives the heavy request time to take its database connections before the
+    // light reads start; `reads > 0` below fails the test if it ended first.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut slowest = Duration::ZERO;
     let mut reads = 0;
@@ -770,6 +773,7 @@ async fn subscriptions_are_capped_per_address_and_per_key() {
             "the stopped subscription's place never came back"
         );
         attempt += 1;
+        // Wall-clock: the server frees the place when it handles the `complete` frame.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;

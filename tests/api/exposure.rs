@@ -105,6 +105,7 @@ async fn a_revoked_key_loses_its_open_sockets(backend: Backend) {
     ws_init_with(&mut admin, json!({"apiKey": BOOTSTRAP}))
         .await
         .unwrap();
+    // Wall-clock: the server's recheck timer on open sockets is what is under test.
     tokio::time::sleep(REVOCATION_REACHES_SOCKETS).await;
     let still = ask(&mut admin, "3", "{ jobs { total } }").await.unwrap();
     assert!(still["errors"].is_null(), "{still}");
@@ -302,6 +303,7 @@ async fn a_trickled_body_is_cut_at_its_deadline() {
                     Ok(0) | Err(_) => break,
                     Ok(n) => answer.extend_from_slice(&buf[..n]),
                 },
+                // A client's drip, under the server's real socket timers.
                 () = tokio::time::sleep(Duration::from_millis(200)) => {
                     if write.write_all(b" ").await.is_err() {
                         break;

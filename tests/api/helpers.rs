@@ -100,6 +100,9 @@ pub struct TestApp {
     vars: HashMap<String, String>,
     shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The worker pool of an app built by [`TestApp::spawn_drained`]: not running, worked
+    /// by [`TestApp::drain`].
+    worker: Option<favicon_finder::worker::WorkerPool>,
 }
 
 /// Settings every test app gets: loopback only, fast retries, small pools.
@@ -168,8 +171,59 @@ impl TestApp {
         Self::spawn_with(backend, overrides, roles).await
     }
 
+    /// Starts the API with its worker pool built but not running: the test works the queue
+    /// with [`TestApp::drain`] when it chooses, instead of polling a running pool.
+    pub async fn spawn_drained(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        let roles = Roles {
+            api: true,
+            worker: true,
+        };
+        Self::spawn_built(backend, overrides, roles, true).await
+    }
+
+    /// Works the queue until nothing is due and every outcome is written; returns how many
+    /// rows it finished. Only for an app from [`TestApp::spawn_drained`].
+    pub async fn drain(&self) -> u64 {
+        let pool = self.worker.as_ref().expect("an app from spawn_drained");
+        pool.drain().await.expect("the drain claims")
+    }
+
+    /// Drains the queue, then reads `GET /jobs/{id}`, which must be finished by then: for
+    /// jobs whose every try is due at once (no retry waits for its backoff).
+    pub async fn drain_job(&self, job_id: &str) -> Value {
+        self.drain().await;
+        let (status, job) = self.get_json(&format!("/jobs/{job_id}")).await;
+        assert_eq!(status, 200, "{job}");
+        assert_ne!(
+            job["status"], "processing",
+            "still processing after a drain: {job}"
+        );
+        job
+    }
+
+    /// Waits for a job to finish: by a drain when this app holds its pool
+    /// ([`TestApp::spawn_drained`]), else by polling its running pool for up to `within`.
+    pub async fn finish_job(&self, job_id: &str, within: Duration) -> Value {
+        if self.worker.is_some() {
+            self.drain_job(job_id).await
+        } else {
+            self.wait_for_job(job_id, within).await
+        }
+    }
+
     /// Starts the app with chosen roles (for example the API alone, with workers elsewhere).
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)], roles: Roles) -> Self {
+        Self::spawn_built(backend, overrides, roles, false).await
+    }
+
+    /// Builds and runs the app; with `hold_worker` its pool is kept out of the running app
+    /// for [`TestApp::drain`].
+    async fn spawn_built(
+        backend: Backend,
+        overrides: &[(&str, &str)],
+        roles: Roles,
+        hold_worker: bool,
+    ) -> Self {
         init_tracing();
         let db = TestDb::new(backend).await;
         let mut vars = base_vars(&db.url);
@@ -177,7 +231,15 @@ impl TestApp {
             vars.insert((*k).to_owned(), (*v).to_owned());
         }
         let config = Config::from_vars(vars.clone()).expect("test config");
-        let app = Application::build(config, roles).await.expect("app builds");
+        let mut app = Application::build(config, roles).await.expect("app builds");
+        let worker = if hold_worker {
+            Some(
+                app.take_worker()
+                    .expect("a worker pool (WORKER_CONCURRENCY > 0)"),
+            )
+        } else {
+            None
+        };
         let base = format!("http://127.0.0.1:{}", app.port().unwrap());
         let store = app.store().clone();
         let shutdown = CancellationToken::new();
@@ -190,6 +252,7 @@ impl TestApp {
             vars,
             shutdown,
             handle: Some(handle),
+            worker,
         }
     }
 
@@ -368,6 +431,8 @@ pub async fn wait_for_job_at(base: &str, job_id: &str, within: Duration) -> Valu
             tokio::time::Instant::now() < deadline,
             "job {job_id} still processing after {within:?}: {job}"
         );
+        // Wall-clock: the pool works on a real network (the fake internet's sockets); apps
+        // that can be drained use `TestApp::finish_job` instead.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -446,6 +511,7 @@ impl ChildGuard {
                 tokio::time::Instant::now() < deadline,
                 "still running after {within:?}"
             );
+            // Wall-clock: another process's exit, which no tokio clock can move.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -62,15 +62,19 @@ fn rss_mb() -> u64 {
 
 /// The value of `favicon_finder_icon_renders_total{outcome="…"}` in /metrics.
 async fn renders(app: &TestApp, outcome: &str) -> u64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    renders_with(app, outcome, None).await
+}
+
+/// [`renders`] with `METRICS_TOKEN`'s value, when the app wants one.
+async fn renders_with(app: &TestApp, outcome: &str, token: Option<&str>) -> u64 {
+    let mut request = app.http.get(app.url("/metrics"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    // A refused scrape must not read as zero renders.
+    assert_eq!(response.status(), 200, "/metrics: {response:?}");
+    let text = response.text().await.unwrap();
     let series = format!("favicon_finder_icon_renders_total{{outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&series))
@@ -201,6 +205,9 @@ async fn hostile_resizes_stop_with_their_answer(backend: Backend) {
 }
 both_backends!(hostile_resizes, hostile_resizes_stop_with_their_answer);
 
+/// The `/metrics` token of the budget test, whose API wants keys.
+const METRICS_TOKEN: &str = "metrics-token-for-the-render-budget";
+
 async fn render_time_is_budgeted_per_client(backend: Backend) {
     let internet = sites(&[("shadow.test", shadowed())]).await;
     let app = TestApp::spawn(
@@ -209,6 +216,7 @@ async fn render_time_is_budgeted_per_client(backend: Backend) {
             ("FETCH_RESOLVE", &internet.resolve(&[])),
             ("AUTH_MODE", "required"),
             ("ICON_RENDER_MS_PER_MINUTE", "10"),
+            ("METRICS_TOKEN", METRICS_TOKEN),
         ],
     )
     .await;
@@ -247,9 +255,17 @@ async fn render_time_is_budgeted_per_client(backend: Backend) {
         status_and_code(response).await,
         (429, "RATE_LIMITED".to_owned())
     );
-    // What was drawn already is served without drawing; another client has its own budget.
+    // What was drawn already is served without drawing (no render is counted, and the
+    // spent budget does not refuse it); another client has its own budget.
+    let drawn = renders_with(&app, "rendered", Some(METRICS_TOKEN)).await;
+    assert!(drawn > 0, "the renders are counted");
     let cached = get("/icons/shadow.test?size=256".into(), acme.clone()).await;
     assert_eq!(cached.status(), 200);
+    assert_eq!(
+        renders_with(&app, "rendered", Some(METRICS_TOKEN)).await,
+        drawn,
+        "the cached size was drawn again"
+    );
     let theirs = get(format!("/icons/shadow.test?size={size}"), other.clone()).await;
     assert_eq!(theirs.status(), 200);
     app.stop().await;

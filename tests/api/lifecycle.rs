@@ -393,6 +393,8 @@ async fn rows_held_at_a_cancel(backend: Backend) {
     let after_release = store.job(job.job.id).await.unwrap().unwrap().job;
     assert_eq!(after_release.failed, 2, "released rows finish as cancelled");
 
+    // Waiting out the abandoned rows' 300 ms lease is the scenario; the database's clock
+    // judges it, so the wait is wall-clock.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let other = Uuid::now_v7();
     assert!(

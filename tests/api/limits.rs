@@ -274,6 +274,7 @@ async fn subscriptions_per_connection_are_limited() {
             frame.to_string().contains("TOO_MANY_SUBSCRIPTIONS"),
             "{frame}"
         );
+        // Wall-clock: the server frees the place when it sees the closed socket.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     app.stop().await;

@@ -95,6 +95,7 @@ async fn a_worker_serves_its_own_metrics_when_asked() {
             tokio::time::Instant::now() < deadline,
             "the worker did not finish the job"
         );
+        // Wall-clock: the worker is another process, working on real sockets.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let metrics = worker.metrics().await;

@@ -339,13 +339,15 @@ async fn serve_no_worker_claims_nothing() {
             "no API address in the log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+        // Wall-clock: another process writes its log.
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
     let job = crate::client::create_job_at(&base, "nw", &["nw.test"]).await;
     // Waiting for something not to happen needs a window: twenty poll intervals, in which
-    // any worker would have claimed the row many times over.
+    // any worker would have claimed the row many times over. Wall-clock: the workers that
+    // must not claim are other processes.
     tokio::time::sleep(poll * 20).await;
     assert_eq!(internet.host_hits("nw.test"), 0, "nothing was fetched");
     let results = json_answer(http.get(format!("{base}/jobs/{job}/results")), None).await;

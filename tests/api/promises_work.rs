@@ -104,6 +104,7 @@ impl Flaky {
             }
             return response;
         }
+        // A fake server's delay: the worker under test meets it on a real socket.
         tokio::time::sleep(plan.delay).await;
         let page = if self.icons.load(Ordering::SeqCst) {
             "<html><head><link rel=icon href=/i.png></head></html>"
@@ -230,6 +231,7 @@ async fn a_domain_finishing_within_the_grace_is_recorded() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while flaky.visits("late.test").is_empty() {
         assert!(Instant::now() < deadline, "the worker never fetched");
+        // Wall-clock: the worker is another process.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.terminate();

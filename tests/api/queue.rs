@@ -118,7 +118,8 @@ async fn expired_leases_move_to_the_next_worker(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
-    // Waiting out the 1 ms lease is the scenario.
+    // Waiting out the 1 ms lease is the scenario; leases are stamped and compared by the
+    // database's clock, which paused tokio time cannot move.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let second = store.claim(b, 1, LEASE, 3).await.unwrap();
     assert_eq!(second.len(), 1, "an expired lease is claimable");
@@ -202,7 +203,8 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(dying[0].tries, 1);
-    // Each wait outlasts a 1 ms lease: a worker that died with it.
+    // Each wait outlasts a 1 ms lease: a worker that died with it (the database's clock, so
+    // wall-clock).
     tokio::time::sleep(Duration::from_millis(20)).await;
     let last = store
         .claim(b, 1, Duration::from_millis(1), 2)

@@ -153,6 +153,7 @@ async fn wait_for_health(app: &TestApp, want: u16, within: Duration) -> Value {
             tokio::time::Instant::now() < deadline,
             "/healthz still {status} after {within:?}: {body}"
         );
+        // Wall-clock: the recorder's stall is judged against its lease, a real timer.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -193,6 +194,7 @@ async fn a_stuck_recorder_fails_healthz_until_it_writes_again(backend: Backend) 
             tokio::time::Instant::now() < deadline,
             "the row is never claimed"
         );
+        // Wall-clock: the running pool claims on its own poll timer.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let lock = WriteLock::take(&app).await;

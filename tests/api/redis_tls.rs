@@ -54,6 +54,7 @@ fn start_tls_redis(port: u16, cert: &str, key: &str, ca: &str) -> Option<ChildGu
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Some(ChildGuard(child));
         }
+        // Wall-clock: a redis-server process coming up.
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
@@ -79,6 +80,7 @@ async fn redis_state(backend: Backend, url: &str, ca: &str, patience: Duration) 
         if state == "ok" || tokio::time::Instant::now() > deadline {
             break state;
         }
+        // Wall-clock: the app's TLS connection to a real Redis.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     app.stop().await;

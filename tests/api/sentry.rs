@@ -3,7 +3,7 @@
 //! recorded batch sends a transaction, and no secret leaves the process.
 
 use crate::fake::{FakeInternet, Sites};
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, both_backends};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -16,6 +16,9 @@ const DSN_SECRET: &str = "dsn-secret-5be1c";
 /// The worker's database password (on PostgreSQL, which ignores it under trust auth): never
 /// sent either.
 const DB_PASSWORD: &str = "db-password-9d2e4";
+/// The worker's link-signing secret: a secret it holds on every backend (a SQLite URL
+/// cannot carry a password), never sent.
+const LINK_SECRET: &str = "link-secret-3f9a1c7e-0b2d-4e6f-8a5c-1d3e5f7a9b0c";
 
 /// Every envelope item received, as (item type, payload JSON).
 type Received = Arc<Mutex<Vec<(String, Value)>>>;
@@ -94,20 +97,12 @@ async fn envelope(
     "{}"
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_workers_domain_is_reported_with_its_tags() {
+async fn a_dead_workers_domain_is_reported_with_its_tags(backend: Backend) {
     let (dsn, received, raw) = fake_sentry().await;
     let mut sites = Sites::default();
     sites.icon_site("fine.test");
     let internet = FakeInternet::start(sites).await;
     let resolve = internet.resolve(&[]);
-    // On PostgreSQL the worker's database URL carries a password, so the check below has a
-    // password to look for; SQLite URLs cannot carry one.
-    let backend = if crate::helpers::postgres_url().is_some() {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
-    };
     let app = TestApp::spawn_api(
         backend,
         &[
@@ -136,8 +131,11 @@ async fn a_dead_workers_domain_is_reported_with_its_tags() {
     assert_eq!(stuck[0].domain, "stuck.test");
 
     let mut worker_db = url::Url::parse(&app.database_url()).unwrap();
+    // On PostgreSQL the worker's database URL carries a password, so the check below has a
+    // password to look for; SQLite URLs cannot carry one.
     if backend == Backend::Postgres {
         worker_db.set_password(Some(DB_PASSWORD)).unwrap();
+        assert!(worker_db.as_str().contains(DB_PASSWORD), "{worker_db}");
     }
     let worker_db = worker_db.to_string();
     let _worker = app.spawn_worker_process(&[
@@ -146,6 +144,7 @@ async fn a_dead_workers_domain_is_reported_with_its_tags() {
         ("SENTRY_DSN", &dsn),
         ("SENTRY_TRACES_SAMPLE_RATE", "1"),
         ("SENTRY_ENVIRONMENT", "test"),
+        ("DOWNLOAD_URL_SECRET", LINK_SECRET),
     ]);
     let job = app.wait_for_job(&job_id, Duration::from_secs(30)).await;
     assert_eq!(
@@ -172,6 +171,7 @@ async fn a_dead_workers_domain_is_reported_with_its_tags() {
             tokio::time::Instant::now() < deadline,
             "no event and transaction reached the fake Sentry: {items:?}"
         );
+        // Wall-clock: another process's Sentry client sends over a real socket.
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // Sentry leaves out the level when it is the default, error.
@@ -197,8 +197,24 @@ async fn a_dead_workers_domain_is_reported_with_its_tags() {
     let db_name = database.path().trim_start_matches('/');
     let db_name = db_name.rsplit('/').next().unwrap_or(db_name);
     assert!(!db_name.is_empty());
-    for secret in [&worker_db, db_name, DB_PASSWORD, DSN_SECRET, "DATABASE_URL"] {
+    // The positive control: what was sent is really in the capture.
+    assert!(raw.contains(&job_id), "the capture misses the payloads");
+    let mut secrets = vec![
+        &worker_db[..],
+        db_name,
+        DSN_SECRET,
+        LINK_SECRET,
+        "DATABASE_URL",
+    ];
+    if backend == Backend::Postgres {
+        secrets.push(DB_PASSWORD);
+    }
+    for secret in secrets {
         assert!(!raw.contains(secret), "{secret} was sent to Sentry");
     }
     app.stop().await;
 }
+both_backends!(
+    dead_worker_report,
+    a_dead_workers_domain_is_reported_with_its_tags
+);

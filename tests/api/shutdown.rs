@@ -49,6 +49,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/healthz")).send().await.is_err() {
         assert!(Instant::now() < deadline, "serve did not start");
+        // Wall-clock: another process starting.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let job_id = create_job_at(&base, "stop", &domains).await;
@@ -74,6 +75,7 @@ async fn serve_stops_cleanly_on_sigterm() {
     };
     while leased().await < 4 {
         assert!(Instant::now() < deadline, "the worker never claimed rows");
+        // Wall-clock: another process claiming.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

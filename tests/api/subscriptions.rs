@@ -273,6 +273,7 @@ async fn events_cross_processes_over_redis() {
             tokio::time::Instant::now() < deadline,
             "Redis never became ready: {ready}"
         );
+        // Wall-clock: the app's connection to a real Redis.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _worker: ChildGuard = app.spawn_worker_process(&[("WORKER_CONCURRENCY", "4")]);
@@ -351,6 +352,7 @@ impl OwnRedis {
                     return true;
                 }
             }
+            // Wall-clock: a redis-server process coming up.
             std::thread::sleep(Duration::from_millis(20));
         }
         false
@@ -385,6 +387,7 @@ async fn readyz_answers_quickly_whatever_redis_does() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.get_json("/readyz").await.1["checks"]["redis"] != "ok" {
         assert!(tokio::time::Instant::now() < deadline, "Redis never ok");
+        // Wall-clock: the app's connection to a real Redis.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let timed = |app: &TestApp| {
@@ -507,6 +510,8 @@ where
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
+        // Wall-clock: what is waited for happens on real sockets (the fake internet, the
+        // app's WebSockets, other processes).
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -85,18 +85,42 @@ pub(crate) async fn read(app: &TestApp, key: Option<&str>, way: Way, job: &Targe
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
             let text = response.text().await.unwrap();
+            // Each job holds one domain, its client's; a 200 must carry that job's data.
+            let domain = format!("{}.test", job.client);
             if status == 200 {
                 match way {
-                    Way::RestCsv => assert!(text.starts_with("domain,"), "{text}"),
+                    Way::RestCsv => {
+                        let (header, records) = crate::helpers::parse_csv(&text);
+                        assert_eq!(header[0], "domain", "{text}");
+                        let domains: Vec<&str> = records.iter().map(|r| r[0].as_str()).collect();
+                        assert_eq!(domains, [domain.as_str()], "{path}: {text}");
+                    }
                     Way::RestStatus => {
                         let body: Value = serde_json::from_str(&text).unwrap();
                         assert_eq!(body["job_id"], *id, "{body}");
                     }
-                    _ => {}
+                    _ => {
+                        let body: Value = serde_json::from_str(&text).unwrap();
+                        let domains: Vec<&Value> = body["results"]
+                            .as_array()
+                            .unwrap_or_else(|| panic!("{path}: no results: {body}"))
+                            .iter()
+                            .map(|r| &r["domain"])
+                            .collect();
+                        assert_eq!(domains, [&json!(domain)], "{path}: {body}");
+                    }
                 }
                 return Answer::Sees;
             }
+            // A refusal is the error shape alone: nothing of the job leaks into it.
+            assert!(!text.contains(&domain), "{path} leaks the job: {text}");
             let body: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                body.as_object().map(|o| o.keys().collect::<Vec<_>>()),
+                Some(vec![&"error".to_owned()]),
+                "{path}: {text}"
+            );
+            assert!(body["error"]["message"].is_string(), "{path}: {text}");
             let answer = answer_for_code(&body["error"]["code"], &text);
             let expected_status = match answer {
                 Answer::NotFound => 404,
@@ -623,6 +647,7 @@ async fn key_material_never_reaches_the_log() {
             tokio::time::Instant::now() < deadline,
             "the key id never logged"
         );
+        // Wall-clock: another process writes the log.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let log = format!("{}\n{cli_log}", log.lock().unwrap());
