@@ -17,6 +17,8 @@ mod cli;
 mod config_docs;
 mod dashboard;
 mod dns;
+mod documented;
+mod documented_process;
 mod exposure;
 mod fanout;
 mod finder_cases;

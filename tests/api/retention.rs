@@ -246,3 +246,175 @@ async fn one_process_holds_the_lease(backend: Backend) {
     assert!(store.take_lease("t", a, later).await.unwrap(), "b let go");
 }
 both_backends!(retention_lease, one_process_holds_the_lease);
+
+/// A cache row too old to reuse is dropped by retention and counted as `cache_rows`.
+async fn old_cache_rows_are_dropped_and_counted(backend: Backend) {
+    let mut sites = Sites::default();
+    sites.icon_site("cached.test");
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn_on(backend, &internet, &[("RETENTION_INTERVAL_SECS", "1")]).await;
+    let id = app.create_job("rows", &["cached.test"]).await;
+    app.wait_for_job(&id, Duration::from_secs(30)).await;
+    let response = app
+        .http
+        .delete(app.url(&format!("/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        app.count_rows("domain_cache").await,
+        1,
+        "kept for the cache"
+    );
+    // Older than CACHE_MAX_AGE_SECS (a day): no job may reuse it now.
+    at(&app, "UPDATE domain_cache SET fetched_at = $1", days_ago(2)).await;
+    wait_until("the old cache row to be dropped", || async {
+        app.count_rows("domain_cache").await == 0
+    })
+    .await;
+    let sample = "favicon_finder_purged_total{kind=\"cache_rows\"}";
+    assert_eq!(app.metric(sample).await, 1.0);
+}
+both_backends!(cache_rows_counted, old_cache_rows_are_dropped_and_counted);
+
+/// A recorder that stores an icon whose blob is marked unreferenced clears the mark, so the
+/// sweep leaves the blob. (The default interval: no retention pass runs during the test, so
+/// only the recorder can clear it.)
+async fn a_recorder_reusing_a_marked_blob_clears_the_mark(backend: Backend) {
+    let mut sites = Sites::default();
+    sites.icon_site("reused.test");
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn_on(backend, &internet, &[]).await;
+    let first = app.create_job("mark", &["reused.test"]).await;
+    app.wait_for_job(&first, Duration::from_secs(30)).await;
+    let marked = "SELECT COUNT(*) AS n FROM icon_blob WHERE orphaned_at IS NOT NULL";
+    // Marked half an hour ago, as a pass that found it unreferenced would have: within the
+    // grace period, so nothing deletes it meanwhile.
+    let half_hour_ago = Utc::now() - chrono::Duration::minutes(30);
+    at(&app, "UPDATE icon_blob SET orphaned_at = $1", half_hour_ago).await;
+    let db = app.store.connection();
+    assert_eq!(number(db, marked).await, 1);
+    let (status, created) = app
+        .post_json(
+            "/jobs",
+            &serde_json::json!({"client_id": "mark", "domains": ["reused.test"], "max_age_seconds": 0}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let again = created["job_id"].as_str().unwrap();
+    let job = app.wait_for_job(again, Duration::from_secs(30)).await;
+    assert_eq!(job["completed"], 1, "{job}");
+    assert_eq!(
+        results(&app, again).await[0]["cached"],
+        false,
+        "fetched again"
+    );
+    assert_eq!(
+        app.count_rows("icon_blob").await,
+        1,
+        "the same content, one blob"
+    );
+    assert_eq!(number(db, marked).await, 0, "the recorder cleared the mark");
+}
+both_backends!(
+    mark_cleared,
+    a_recorder_reusing_a_marked_blob_clears_the_mark
+);
+
+/// A delete that a stopped process left half-done (the job hidden, its results still there)
+/// is finished by the retention task, even with `RETENTION_DAYS=0`; other jobs stay.
+async fn a_half_done_delete_is_finished(backend: Backend) {
+    let mut sites = Sites::default();
+    for host in ["left1.test", "left2.test", "left3.test", "kept.test"] {
+        sites.icon_site(host);
+    }
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn_on(
+        backend,
+        &internet,
+        &[
+            ("RETENTION_DAYS", "0"),
+            ("RETENTION_INTERVAL_SECS", "1"),
+            ("RETENTION_BATCH_ROWS", "1"),
+        ],
+    )
+    .await;
+    let left = app
+        .create_job("half", &["left1.test", "left2.test", "left3.test"])
+        .await;
+    let kept = app.create_job("half", &["kept.test"]).await;
+    app.wait_for_job(&left, Duration::from_secs(30)).await;
+    app.wait_for_job(&kept, Duration::from_secs(30)).await;
+    // What `DELETE` writes first (the job hidden), an hour ago, and then nothing: the
+    // process stopped before deleting a single result.
+    let db = app.store.connection();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE job SET deleted_at = $1 WHERE id = $2",
+        [
+            (Utc::now() - chrono::Duration::hours(1)).into(),
+            Uuid::parse_str(&left).unwrap().into(),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        app.get_json(&format!("/jobs/{left}")).await.0,
+        404,
+        "hidden"
+    );
+    wait_until("the half-done delete to be finished", || async {
+        app.count_rows("job").await == 1
+    })
+    .await;
+    assert_eq!(
+        app.count_rows("result").await,
+        1,
+        "only the kept job's result"
+    );
+    assert_eq!(app.get_json(&format!("/jobs/{kept}")).await.0, 200);
+    let purged = |kind: &str| format!("favicon_finder_purged_total{{kind=\"{kind}\"}}");
+    assert_eq!(app.metric(&purged("jobs")).await, 1.0);
+    assert_eq!(app.metric(&purged("results")).await, 3.0);
+}
+both_backends!(half_done_delete, a_half_done_delete_is_finished);
+
+/// SQLite's WAL, grown past 16 MiB by one large write, is cut back to at most 16 MiB
+/// (`journal_size_limit`) at the next write after a checkpoint, as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqlite_wal_is_cut_back_to_its_limit() {
+    let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
+    let url = url::Url::parse(&app.database_url()).unwrap();
+    let wal = std::path::PathBuf::from(format!("{}-wal", url.path()));
+    let limit = favicon_finder::store::WAL_SIZE_LIMIT;
+    assert_eq!(limit, 16 << 20, "the README's figure");
+    let db = app.store.connection();
+    let insert = |n: u8| {
+        Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO icon_blob (sha256, mime, bytes, width, height, size, created_at) \
+             VALUES ($1, 'image/png', $2, 1, 1, $3, $4)",
+            [
+                format!("{n:064x}").into(),
+                vec![n; 24 << 20].into(),
+                (24i32 << 20).into(),
+                Utc::now().into(),
+            ],
+        )
+    };
+    db.execute_raw(insert(1)).await.unwrap();
+    let grown = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        grown > limit,
+        "the write grew the WAL past the limit: {grown}"
+    );
+    db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+        .await
+        .unwrap();
+    db.execute_unprepared("DELETE FROM icon_blob")
+        .await
+        .unwrap();
+    let cut = std::fs::metadata(&wal).unwrap().len();
+    assert!(cut <= limit, "the WAL kept {cut} bytes after a checkpoint");
+}
