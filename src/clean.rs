@@ -3,8 +3,9 @@
 //! A website controls the bytes of its pages, manifests and error answers. Whatever of it we
 //! keep (URLs, declared sizes and types, messages) passes through here first, so that no
 //! string can break a database write (PostgreSQL refuses NUL in text) or bloat a row. The
-//! finder applies the count and length caps where it parses; the store applies [`text`] to
-//! every string once more at its one write boundary, so a path that forgot is still safe.
+//! finder applies the count and length caps where it parses; the store applies [`outcome`]
+//! once more wherever it writes one (a worker's record and an on-demand lookup alike), so a
+//! path that forgot is still safe.
 
 use crate::model::{Candidate, ErrorCategory, FindError, FindOutcome, Found};
 

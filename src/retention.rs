@@ -9,8 +9,8 @@
 //! a shared SQLite file alike; a process that dies lets it run out.
 
 use crate::metrics::Metrics;
+use crate::store::StoreError;
 use crate::store::{Purged, Store, now};
-use sea_orm::DbErr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -116,7 +116,7 @@ impl Retention {
     }
 
     /// A pass, if this process holds (or can take) the lease; `None` when another does.
-    pub async fn pass_if_leased(&self) -> Result<Option<Pass>, DbErr> {
+    pub async fn pass_if_leased(&self) -> Result<Option<Pass>, StoreError> {
         if !self.renew().await? {
             return Ok(None);
         }
@@ -125,14 +125,14 @@ impl Retention {
 
     /// Takes or extends the lease: long enough to outlast the next interval, so the holder
     /// keeps it from pass to pass and the others only take over when it stops.
-    async fn renew(&self) -> Result<bool, DbErr> {
+    async fn renew(&self) -> Result<bool, StoreError> {
         let hold = self.settings.interval * 2 + Duration::from_secs(60);
         let until = now() + chrono::Duration::from_std(hold).unwrap_or(chrono::Duration::MAX);
         self.store.take_lease(LEASE, self.owner, until).await
     }
 
     /// One pass: jobs, old cache rows, unreferenced blobs, then the space.
-    pub async fn pass(&self) -> Result<Pass, DbErr> {
+    pub async fn pass(&self) -> Result<Pass, StoreError> {
         let mut pass = Pass::default();
         let at = now();
         let ago = |d: Duration| at - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);

@@ -36,9 +36,9 @@ use recorder::record_loop;
 use crate::events::{Events, ProgressEvent};
 use crate::finder::{ErrorCategory, FindError, Finder};
 use crate::metrics::Metrics;
+use crate::store::StoreError;
 use crate::store::{Claimed, Disposition, Store};
 use rand::Rng;
-use sea_orm::DbErr;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +95,7 @@ pub enum Outcome {
     /// step, so a database that is down is not hammered.
     ClaimFailed {
         /// Why the claim failed.
-        error: DbErr,
+        error: StoreError,
         /// How long to wait before claiming again.
         retry_in: Duration,
     },
@@ -221,7 +221,7 @@ impl WorkerPool {
     ///
     /// Rows put back for a later retry are not waited for. A failed claim ends the drain
     /// after the rows already in flight are recorded, with the claim's error.
-    pub async fn drain(&self) -> Result<u64, DbErr> {
+    pub async fn drain(&self) -> Result<u64, StoreError> {
         let mut running = self.start();
         let mut failed = None;
         loop {

@@ -2,9 +2,10 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::model::Job;
 /// The status column's type, from the shared vocabulary.
 pub use crate::model::JobStatus;
-use crate::model::ProgressEvent;
+use crate::model::job::progress;
 
 /// One row of `job`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -13,8 +14,10 @@ pub struct Model {
     /// The job id given to the client.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    /// The submitting client (`client.id`).
-    pub client_id: Uuid,
+    /// The submitting client's row (`client.id`); the column keeps its first name,
+    /// `client_id`, while everywhere else that name is the client's own name for itself.
+    #[sea_orm(column_name = "client_id")]
+    pub client_ref: Uuid,
     /// Life-cycle state.
     pub status: JobStatus,
     /// Distinct domains in the job.
@@ -33,29 +36,18 @@ pub struct Model {
 }
 
 impl Model {
-    /// `floor(100 · (completed + failed) / total)`; an empty job counts as done.
-    pub fn progress(&self) -> i32 {
-        if self.total == 0 {
-            100
-        } else {
-            ((i64::from(self.completed + self.failed) * 100) / i64::from(self.total)) as i32
-        }
-    }
-}
-
-/// The event that says where the job stands, with no finished domains.
-impl From<&Model> for ProgressEvent {
-    fn from(job: &Model) -> Self {
-        Self {
-            job_id: job.id,
-            status: job.status,
-            total: job.total,
-            completed: job.completed,
-            failed: job.failed,
-            progress: job.progress(),
-            finished: Vec::new(),
-            // Finished domains are numbered in the transaction that counts them.
-            cursor: job.completed + job.failed,
+    /// The job as every layer sees it, with its client's name.
+    pub fn into_job(self, client: String) -> Job {
+        Job {
+            id: self.id,
+            client,
+            status: self.status,
+            progress: progress(self.total, self.completed, self.failed),
+            total: self.total,
+            completed: self.completed,
+            failed: self.failed,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
         }
     }
 }
@@ -66,7 +58,7 @@ pub enum Relation {
     /// The submitting client.
     #[sea_orm(
         belongs_to = "super::client::Entity",
-        from = "Column::ClientId",
+        from = "Column::ClientRef",
         to = "super::client::Column::Id"
     )]
     Client,

@@ -109,16 +109,8 @@ impl From<Model> for ResultView {
     }
 }
 
-/// Relations of `result`.
+/// Relations of `result`: none the queries walk (a row's job is read by its id).
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    /// The owning job.
-    #[sea_orm(
-        belongs_to = "super::job::Entity",
-        from = "Column::JobId",
-        to = "super::job::Column::Id"
-    )]
-    Job,
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -280,7 +280,7 @@ impl Feed {
     async fn state(&self) -> Option<ProgressEvent> {
         loop {
             match self.jobs.store.job(self.job).await {
-                Ok(Some(now)) => return Some(ProgressEvent::from(&now.job)),
+                Ok(Some(now)) => return Some(ProgressEvent::from(&now)),
                 Ok(None) => return None,
                 Err(e) => {
                     tracing::warn!(job_id = %self.job, error = %e, "progress feed cannot read the job");
@@ -377,7 +377,7 @@ impl Feed {
     async fn fill(&self, event: &mut ProgressEvent, cursor: &mut i32) -> Filled {
         self.jobs.count_reread();
         let db = match self.jobs.store.job(self.job).await {
-            Ok(Some(now)) => ProgressEvent::from(&now.job),
+            Ok(Some(now)) => ProgressEvent::from(&now),
             Ok(None) => return Filled::Deleted,
             Err(e) => {
                 tracing::warn!(job_id = %self.job, error = %e, "progress re-read failed");

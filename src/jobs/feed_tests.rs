@@ -21,8 +21,7 @@ async fn core_with_job() -> (Jobs, Events, Arc<Metrics>, Uuid, tempfile::TempDir
     let job = store
         .create_job("feed", &domains, CachePolicy::OFF)
         .await
-        .unwrap()
-        .job;
+        .unwrap();
     let events = Events::in_process();
     let metrics = Arc::new(Metrics::new());
     let rules = Rules {

@@ -24,16 +24,12 @@ use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
-use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
-use crate::store::{CachePolicy, Store};
+use crate::model::{CachePolicy, Job, JobStatus, Page, ProgressEvent, ResultColumns};
+use crate::store::{Store, Usage};
 use futures::{Stream, TryStreamExt};
-use sea_orm::DbErr;
 use std::net::IpAddr;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// A job with its client's name, as the APIs show it.
-pub use crate::store::JobView;
 
 /// Per-client allowances over a rolling hour (0 means no limit).
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,12 +61,7 @@ pub struct Rules {
 impl RateLimits {
     /// Refuses one more job of `domains` domains after `usage` (jobs, domains, the oldest
     /// job's time) in the last hour; `who` names the client or address in the message.
-    fn check(
-        &self,
-        who: &str,
-        (jobs, submitted, oldest): (u64, u64, Option<chrono::DateTime<chrono::Utc>>),
-        domains: usize,
-    ) -> AppResult<()> {
+    fn check(&self, who: &str, (jobs, submitted, oldest): Usage, domains: usize) -> AppResult<()> {
         let hour = chrono::Duration::hours(1);
         let retry_after_secs = oldest
             .map(|t| (t + hour - crate::store::now()).num_seconds().max(1) as u64)
@@ -182,7 +173,7 @@ impl Jobs {
     /// allowances: the client's, and for a caller without a key also its address's. The job
     /// is created with whatever the cache answers, and the workers are woken unless it
     /// answered every domain.
-    pub async fn submit(&self, caller: &Caller, request: NewJob<'_>) -> AppResult<JobView> {
+    pub async fn submit(&self, caller: &Caller, request: NewJob<'_>) -> AppResult<Job> {
         caller.require(Scope::Submit)?;
         let fields = request.fields;
         let requested = request
@@ -261,18 +252,18 @@ impl Jobs {
         source_ip: Option<IpAddr>,
         domains: &[Domain],
         cache: CachePolicy,
-    ) -> AppResult<JobView> {
-        let view = self
+    ) -> AppResult<Job> {
+        let job = self
             .store
             .create_job_from(client_id, source_ip, domains, cache)
             .await?;
-        let cached = view.job.completed + view.job.failed;
-        if cached < view.job.total {
+        let cached = job.done();
+        if cached < job.total {
             self.events.notify_work();
         }
-        let _span = tracing::info_span!("job", job_id = %view.job.id).entered();
-        tracing::info!(client_id, total = view.job.total, cached, "job created");
-        Ok(view)
+        let _span = tracing::info_span!("job", job_id = %job.id).entered();
+        tracing::info!(client_id, total = job.total, cached, "job created");
+        Ok(job)
     }
 
     /// The cross-job cache policy of a job that asks for no age of its own.
@@ -309,16 +300,16 @@ impl Jobs {
 
     /// A job `caller` may read (the `read` scope, and its own client's job unless it is an
     /// admin), or `NOT_FOUND`.
-    pub async fn find(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+    pub async fn find(&self, caller: &Caller, id: Uuid) -> AppResult<Job> {
         caller.require(Scope::Read)?;
         self.visible(caller, id).await
     }
 
     /// A job `caller` may see, or `NOT_FOUND`: a job of another client is answered exactly
     /// as one that does not exist, so ids reveal nothing.
-    async fn visible(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+    async fn visible(&self, caller: &Caller, id: Uuid) -> AppResult<Job> {
         match self.store.job(id).await? {
-            Some(view) if caller.can_see(id, &view.client_name) => Ok(view),
+            Some(job) if caller.can_see(id, &job.client) => Ok(job),
             _ => Err(AppError::NotFound(format!("no job with id {id}"))),
         }
     }
@@ -331,7 +322,7 @@ impl Jobs {
         caller: &Caller,
         requested: Option<&str>,
         page: Page,
-    ) -> AppResult<(Vec<JobView>, u64)> {
+    ) -> AppResult<(Vec<Job>, u64)> {
         caller.require(Scope::Read)?;
         let requested = requested.map(str::trim);
         let client_id = match (caller, requested) {
@@ -356,7 +347,7 @@ impl Jobs {
         &self,
         caller: &Caller,
         id: Uuid,
-    ) -> AppResult<impl Stream<Item = Result<Vec<ResultColumns>, DbErr>> + Send + use<>> {
+    ) -> AppResult<impl Stream<Item = AppResult<Vec<ResultColumns>>> + Send + use<>> {
         if !matches!(caller, Caller::Link { .. }) {
             caller.require(Scope::Read)?;
         }
@@ -370,7 +361,8 @@ impl Jobs {
                     row.link_icon(public_url.as_deref());
                 }
                 rows
-            }))
+            })
+            .map_err(AppError::from))
     }
 
     /// A job's progress: its state now, then an event (at most about ten a second) carrying
@@ -391,20 +383,17 @@ impl Jobs {
     /// admin; otherwise `NOT_FOUND`): the job turns `cancelled`, its domains no worker holds
     /// fail with the code `cancelled` and are never fetched, domains being fetched finish
     /// normally, and subscribers get a final event. A finished job is answered unchanged.
-    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> AppResult<JobView> {
+    pub async fn cancel(&self, caller: &Caller, id: Uuid) -> AppResult<Job> {
         caller.require(Scope::Submit)?;
-        let view = self.visible(caller, id).await?;
-        if view.job.status.is_final() {
-            return Ok(view);
+        let job = self.visible(caller, id).await?;
+        if job.status.is_final() {
+            return Ok(job);
         }
         match self.store.cancel_job(id).await? {
             Some(job) => {
                 self.events.publish_progress(ProgressEvent::from(&job));
                 tracing::info!(job_id = %id, key_id = ?caller.key_id(), "job cancelled");
-                Ok(JobView {
-                    job,
-                    client_name: view.client_name,
-                })
+                Ok(job)
             }
             // It finished (or was deleted) meanwhile: answer what it is now.
             None => self.visible(caller, id).await,
@@ -418,10 +407,10 @@ impl Jobs {
     /// still reuse. If this stops half-way, the retention task finishes the deletion.
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> AppResult<()> {
         caller.require(Scope::Submit)?;
-        let view = self.visible(caller, id).await?;
-        let job = match view.job.status {
-            JobStatus::Processing => self.store.cancel_job(id).await?.unwrap_or(view.job),
-            _ => view.job,
+        let job = self.visible(caller, id).await?;
+        let job = match job.status {
+            JobStatus::Processing => self.store.cancel_job(id).await?.unwrap_or(job),
+            _ => job,
         };
         if !self.store.mark_deleted(id).await? {
             // Another request deleted it first.
@@ -453,22 +442,22 @@ impl Jobs {
     }
 
     /// How many jobs are in each status, fleet-wide (a metrics gauge).
-    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
-        self.store.job_status_counts().await
+    pub async fn job_status_counts(&self) -> AppResult<Vec<(String, i64)>> {
+        Ok(self.store.job_status_counts().await?)
     }
 
     /// Result rows waiting for a worker, and how many of them are leased now.
-    pub async fn queue_depth(&self) -> Result<(i64, i64), DbErr> {
-        self.store.queue_depth().await
+    pub async fn queue_depth(&self) -> AppResult<(i64, i64)> {
+        Ok(self.store.queue_depth().await?)
     }
 
     /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), DbErr> {
-        self.store.ping().await
+    pub async fn ping(&self) -> AppResult<()> {
+        Ok(self.store.ping().await?)
     }
 
     /// Whether every migration has been applied.
-    pub async fn migrations_applied(&self) -> Result<bool, DbErr> {
-        self.store.migrations_applied().await
+    pub async fn migrations_applied(&self) -> AppResult<bool> {
+        Ok(self.store.migrations_applied().await?)
     }
 }

@@ -40,7 +40,7 @@ pub(super) async fn stream(
     let view = jobs.find(caller, id).await?;
     Ok(async_stream::stream! {
         let _member = membership;
-        let snapshot = ProgressEvent::from(&view.job);
+        let snapshot = ProgressEvent::from(&view);
         let mut last = snapshot.counts_only();
         let mut cursor = snapshot.cursor;
         let mut catch_up = false;
@@ -146,7 +146,7 @@ async fn next_page(jobs: &Jobs, last: &mut ProgressEvent, cursor: &mut i32) -> O
     let id = last.job_id;
     jobs.count_reread();
     let counts = match jobs.store.job(id).await {
-        Ok(Some(now)) => ProgressEvent::from(&now.job),
+        Ok(Some(now)) => ProgressEvent::from(&now),
         // Deleted meanwhile: the feed's final frame may be among those lost.
         Ok(None) => {
             *last = ProgressEvent {

@@ -2,9 +2,10 @@
 //! a cursor (infinite scroll), either one filtered; and the job's failures grouped by code.
 //! Each read first checks the caller may see the job, as [`Jobs::find`] does.
 
-use super::{JobView, Jobs};
+use super::Jobs;
 use crate::auth::{Caller, Scope};
 use crate::error::AppResult;
+use crate::model::Job;
 use crate::model::{ErrorCategory, Page, ResultCursor, ResultFilter, ResultView};
 use serde::Serialize;
 use uuid::Uuid;
@@ -66,7 +67,7 @@ impl Jobs {
         self.link_icons(&mut results);
         // The job keeps its own count; only a filtered total costs a count.
         let total = if filter.is_empty() {
-            view.job.total
+            view.total
         } else {
             i32::try_from(self.store.count_results(id, filter).await?).unwrap_or(i32::MAX)
         };
@@ -112,14 +113,14 @@ impl Jobs {
     pub async fn failures_by_reason(
         &self,
         caller: &Caller,
-        job: &JobView,
+        job: &Job,
     ) -> AppResult<Option<Vec<FailureGroup>>> {
         if !Self::may_read(caller) {
             return Ok(None);
         }
         Ok(Some(
             self.store
-                .failures_by_reason(job.job.id)
+                .failures_by_reason(job.id)
                 .await?
                 .into_iter()
                 .map(|(code, count): (ErrorCategory, i64)| FailureGroup {

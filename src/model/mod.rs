@@ -8,10 +8,12 @@
 //! same lowercase words.
 
 mod filter;
+pub mod job;
 mod outcome;
 mod view;
 
 pub use filter::{FilterFields, ResultCursor, ResultFilter, parse_first, parse_status};
+pub use job::{CachePolicy, Cutoffs, Job, Tally};
 
 pub use outcome::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
@@ -23,6 +25,21 @@ use crate::error::{AppError, AppResult, Code};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// A status stored as text and shown as the same lowercase word by every API: the one list
+/// of derives and attributes both statuses share.
+macro_rules! stored_words {
+    ($(#[$meta:meta])* pub enum $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, async_graphql::Enum,
+            Serialize, Deserialize, utoipa::ToSchema,
+        )]
+        #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($body)* }
+    };
+}
 
 /// The most results (or jobs) a page may hold.
 pub const MAX_PER_PAGE: u64 = 500;
@@ -81,22 +98,8 @@ impl Page {
     }
 }
 
+stored_words! {
 /// Where a job is in its life.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    EnumIter,
-    DeriveActiveEnum,
-    async_graphql::Enum,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-#[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// Some domains are still pending.
     #[sea_orm(string_value = "processing")]
@@ -110,6 +113,7 @@ pub enum JobStatus {
     /// Stopped on request before finishing.
     #[sea_orm(string_value = "cancelled")]
     Cancelled,
+}
 }
 
 impl JobStatus {
@@ -129,23 +133,9 @@ impl JobStatus {
     }
 }
 
+stored_words! {
 /// Where one domain is.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    EnumIter,
-    DeriveActiveEnum,
-    async_graphql::Enum,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-#[serde(rename_all = "lowercase")]
+#[derive(Default)]
 pub enum ResultStatus {
     /// Not finished yet (queued, leased, or waiting for a retry).
     #[default]
@@ -157,6 +147,7 @@ pub enum ResultStatus {
     /// Finished without a favicon.
     #[sea_orm(string_value = "failed")]
     Failed,
+}
 }
 
 impl ResultStatus {

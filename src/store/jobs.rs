@@ -1,55 +1,27 @@
 //! Jobs: creating one (with the copy of earlier jobs' results, the cross-job cache), reading
 //! them, and what a client has asked for lately (for its rate limit).
 
-use super::queue::FETCHED;
-use super::{Store, now};
+use super::sql::{self, FETCHED, NOT_DELETED};
+use super::write::{client_named, insert_job, read_job, settle};
+use super::{Store, StoreResult, now};
 use crate::domain::Domain;
-use crate::entities::{client, job};
-use crate::model::{ErrorCategory, JobStatus, ResultColumns, ResultStatus};
+use crate::entities::job;
+use crate::model::{CachePolicy, Cutoffs, Job, ResultStatus, Tally};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
 };
 use std::net::IpAddr;
-use std::time::Duration;
 use uuid::Uuid;
 
 /// Result rows per insert statement: each statement binds a handful of arrays (or one JSON text
 /// on SQLite), so this only bounds the statement's size, not its parameter count.
 const INSERT_CHUNK: usize = 10_000;
 
-/// Jobs not being deleted: a deleted job is hidden from every read at once, while its
-/// results are removed in batches (`lifecycle`).
-const NOT_DELETED: &str = "job.deleted_at IS NULL";
-
-/// How a new job may reuse earlier jobs' results instead of fetching (the cross-job cache).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CachePolicy {
-    /// Reuse a success fetched at most this long ago; zero turns the cache off.
-    pub max_age: Duration,
-    /// Reuse a permanent failure (no such domain, no icon, blocked…) fetched at most this long
-    /// ago. Transient failures are never reused.
-    pub failure_max_age: Duration,
-}
-
-impl CachePolicy {
-    /// Always fetch.
-    pub const OFF: Self = Self {
-        max_age: Duration::ZERO,
-        failure_max_age: Duration::ZERO,
-    };
-}
-
-/// A job with its client's name, as the API shows it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct JobView {
-    /// The job row.
-    pub job: job::Model,
-    /// The caller's `client_id`.
-    pub client_name: String,
-}
+/// A client's (or an address's) jobs in a window: (count, domains, the oldest one's time).
+pub type Usage = (u64, u64, Option<DateTime<Utc>>);
 
 impl Store {
     /// Creates a job with one row per domain, all in one transaction: a domain with a recent
@@ -62,7 +34,7 @@ impl Store {
         client_name: &str,
         domains: &[Domain],
         cache: CachePolicy,
-    ) -> Result<JobView, DbErr> {
+    ) -> StoreResult<Job> {
         self.create_job_from(client_name, None, domains, cache)
             .await
     }
@@ -75,26 +47,12 @@ impl Store {
         source_ip: Option<IpAddr>,
         domains: &[Domain],
         cache: CachePolicy,
-    ) -> Result<JobView, DbErr> {
+    ) -> StoreResult<Job> {
         let now = now();
         let txn = self.db.begin().await?;
-        let client = upsert_client(&txn, client_name, now).await?;
         let total = domains.len() as i32;
-        let mut job = job::Model {
-            id: Uuid::now_v7(),
-            client_id: client.id,
-            status: JobStatus::Processing,
-            total,
-            completed: 0,
-            failed: 0,
-            created_at: now,
-            updated_at: now,
-            source_ip: source_ip.map(|ip| ip.to_string()),
-        };
-        job::Entity::insert(job::ActiveModel::from(job.clone()))
-            .exec_without_returning(&txn)
-            .await?;
-        let reuse = Cutoffs::new(cache, now);
+        let job = insert_job(&txn, client_name, source_ip, total, now).await?;
+        let reuse = cache.cutoffs(now);
         for (n, chunk) in domains.chunks(INSERT_CHUNK).enumerate() {
             let first = (n * INSERT_CHUNK) as i32;
             txn.execute_raw(insert_results(
@@ -107,8 +65,9 @@ impl Store {
             ))
             .await?;
         }
+        let mut copied = Tally::default();
         if reuse.is_some() {
-            let copied = txn
+            let rows = txn
                 .query_all_raw(Statement::from_sql_and_values(
                     self.backend(),
                     "SELECT status, COUNT(*) AS n FROM result \
@@ -116,49 +75,25 @@ impl Store {
                     [job.id.into()],
                 ))
                 .await?;
-            for row in copied {
+            for row in rows {
                 let n = row.try_get::<i64>("", "n")? as i32;
-                match row.try_get::<ResultStatus>("", "status")? {
-                    ResultStatus::Success => job.completed = n,
-                    _ => job.failed += n,
-                }
+                copied.add(row.try_get::<ResultStatus>("", "status")?, n);
             }
         }
-        if job.completed + job.failed > 0 || total == 0 {
-            if job.completed + job.failed == total {
-                job.status = if job.completed == 0 && total > 0 {
-                    JobStatus::Failed
-                } else {
-                    JobStatus::Completed
-                };
-            }
-            job::Entity::update_many()
-                .col_expr(job::Column::Status, Expr::value(job.status))
-                .col_expr(job::Column::Completed, Expr::value(job.completed))
-                .col_expr(job::Column::Failed, Expr::value(job.failed))
-                .filter(job::Column::Id.eq(job.id))
-                .exec(&txn)
-                .await?;
-            super::results::number_finished(&txn, job.id, false).await?;
+        // Copies are finished rows, and an empty job is finished at once.
+        if !copied.is_empty() || total == 0 {
+            settle(&txn, job.id, copied, now, false).await?;
         }
+        let job = read_job(&txn, job.id, false)
+            .await?
+            .ok_or(sea_orm::DbErr::RecordNotUpdated)?;
         txn.commit().await?;
-        Ok(JobView {
-            job,
-            client_name: client.client_id,
-        })
+        Ok(job)
     }
 
     /// One job with its client's name.
-    pub async fn job(&self, id: Uuid) -> Result<Option<JobView>, DbErr> {
-        let found = job::Entity::find_by_id(id)
-            .filter(Expr::cust(NOT_DELETED))
-            .find_also_related(client::Entity)
-            .one(&self.db)
-            .await?;
-        Ok(found.map(|(job, client)| JobView {
-            job,
-            client_name: client.map(|c| c.client_id).unwrap_or_default(),
-        }))
+    pub async fn job(&self, id: Uuid) -> StoreResult<Option<Job>> {
+        Ok(read_job(&self.db, id, false).await?)
     }
 
     /// A client's jobs, newest first, `per_page` of them after the first `offset`, and how
@@ -168,12 +103,12 @@ impl Store {
         client_name: &str,
         offset: u64,
         per_page: u64,
-    ) -> Result<(Vec<JobView>, u64), DbErr> {
+    ) -> StoreResult<(Vec<Job>, u64)> {
         let Some(client) = client_named(&self.db, client_name).await? else {
             return Ok((Vec::new(), 0));
         };
         let query = job::Entity::find()
-            .filter(job::Column::ClientId.eq(client.id))
+            .filter(job::Column::ClientRef.eq(client.id))
             .filter(Expr::cust(NOT_DELETED))
             .order_by_desc(job::Column::CreatedAt)
             .order_by_desc(job::Column::Id);
@@ -181,10 +116,7 @@ impl Store {
         let jobs = query.offset(offset).limit(per_page).all(&self.db).await?;
         Ok((
             jobs.into_iter()
-                .map(|job| JobView {
-                    job,
-                    client_name: client.client_id.clone(),
-                })
+                .map(|job| job.into_job(client.client_id.clone()))
                 .collect(),
             total,
         ))
@@ -195,11 +127,11 @@ impl Store {
         &self,
         client_name: &str,
         since: DateTime<Utc>,
-    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
+    ) -> StoreResult<Usage> {
         let Some(client) = client_named(&self.db, client_name).await? else {
             return Ok((0, 0, None));
         };
-        self.usage_since(job::Column::ClientId.eq(client.id), since)
+        self.usage_since(job::Column::ClientRef.eq(client.id), since)
             .await
     }
 
@@ -209,7 +141,7 @@ impl Store {
         &self,
         ip: IpAddr,
         since: DateTime<Utc>,
-    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
+    ) -> StoreResult<Usage> {
         self.usage_since(job::Column::SourceIp.eq(ip.to_string()), since)
             .await
     }
@@ -218,7 +150,7 @@ impl Store {
         &self,
         whose: impl sea_orm::sea_query::IntoCondition,
         since: DateTime<Utc>,
-    ) -> Result<(u64, u64, Option<DateTime<Utc>>), DbErr> {
+    ) -> StoreResult<Usage> {
         // Bounded by the rate limit itself: a client has at most that many jobs in the window.
         let jobs = job::Entity::find()
             .filter(whose)
@@ -238,7 +170,7 @@ impl Store {
     }
 
     /// How many jobs are in each status.
-    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>, DbErr> {
+    pub async fn job_status_counts(&self) -> StoreResult<Vec<(String, i64)>> {
         let backend = self.backend();
         let rows = self
             .db
@@ -247,99 +179,11 @@ impl Store {
                 "SELECT status, COUNT(*) AS n FROM job WHERE deleted_at IS NULL GROUP BY status",
             ))
             .await?;
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|row| Ok((row.try_get("", "status")?, row.try_get("", "n")?)))
-            .collect()
+            .collect::<Result<_, sea_orm::DbErr>>()?)
     }
-}
-
-/// The client a caller's name stands for, if it ever created a job.
-/// The client row named `name`, created if this is its first job (two jobs of a new client
-/// may race; the unique name makes one insert win and both read the same row).
-pub(super) async fn upsert_client(
-    db: &impl ConnectionTrait,
-    name: &str,
-    now: DateTime<Utc>,
-) -> Result<client::Model, DbErr> {
-    let inserted = client::Entity::insert(client::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        client_id: Set(name.to_owned()),
-        created_at: Set(now),
-        updated_at: Set(now),
-    })
-    .on_conflict(
-        OnConflict::column(client::Column::ClientId)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec(db)
-    .await;
-    match inserted {
-        Ok(_) | Err(DbErr::RecordNotInserted) => {}
-        Err(e) => return Err(e),
-    }
-    client_named(db, name)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("client just upserted".into()))
-}
-
-pub(super) async fn client_named(
-    db: &impl ConnectionTrait,
-    name: &str,
-) -> Result<Option<client::Model>, DbErr> {
-    client::Entity::find()
-        .filter(client::Column::ClientId.eq(name))
-        .one(db)
-        .await
-}
-
-/// The cutoffs of a [`CachePolicy`] at one moment; `None` when the cache is off.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Cutoffs {
-    /// A success fetched at or after this may be reused.
-    success: DateTime<Utc>,
-    /// A permanent failure fetched at or after this may be reused.
-    failure: DateTime<Utc>,
-}
-
-/// What a new job may reuse, if anything.
-pub(super) type Reuse = Option<Cutoffs>;
-
-impl Cutoffs {
-    pub(super) fn new(cache: CachePolicy, now: DateTime<Utc>) -> Reuse {
-        if cache.max_age.is_zero() {
-            return None;
-        }
-        let age =
-            |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-        Some(Self {
-            success: age(cache.max_age),
-            // failure_max_age ≤ max_age, so the success cutoff is the older one and bounds
-            // the search.
-            failure: age(cache.failure_max_age.min(cache.max_age)),
-        })
-    }
-}
-
-/// The columns a cache hit copies from the earlier result: every column the views show
-/// except the row's own (its domain, status, tries and whether it is a copy), the
-/// candidates, and the stored icon's address (the blob itself is shared, not copied; the
-/// views make `icon_url` from it). Each is nullable, so a domain without a hit gets NULL in each.
-fn copied_columns() -> Vec<&'static str> {
-    ResultColumns::NAMES
-        .into_iter()
-        .filter(|c| !matches!(*c, "domain" | "status" | "tries" | "cached" | "icon_url"))
-        .chain(["candidates", "icon_sha256"])
-        .collect()
-}
-
-/// The columns of a `domain_cache` row: the domain, its status and what a cache hit copies.
-pub(super) fn cached_columns() -> Vec<&'static str> {
-    ["domain", "status"]
-        .into_iter()
-        .chain(copied_columns())
-        .chain(["candidates_dropped"])
-        .collect()
 }
 
 /// One statement that inserts `domains` into job `job_id` from position `first` on: a copy of
@@ -354,7 +198,7 @@ pub(super) fn insert_results(
     backend: DbBackend,
     job_id: Uuid,
     now: DateTime<Utc>,
-    reuse: Reuse,
+    reuse: Option<Cutoffs>,
     first: i32,
     domains: &[Domain],
 ) -> Statement {
@@ -411,20 +255,9 @@ pub(super) fn insert_results(
             let (success, failure) = (values.len() + 1, values.len() + 2);
             values.push(cut.success.into());
             values.push(cut.failure.into());
-            let permanent = ErrorCategory::ALL
-                .iter()
-                .filter(|c| c.is_cacheable())
-                .map(|c| format!("'{}'", c.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let reusable = |t: &str| {
-                format!(
-                    "({t}.status = 'success' OR ({t}.fetched_at >= ${failure} \
-                     AND {t}.error_code IN ({permanent})))"
-                )
-            };
-            let (reuse_p, reuse_k) = (reusable("p"), reusable("k"));
-            let copied = copied_columns();
+            let failure = format!("${failure}");
+            let (reuse_p, reuse_k) = (sql::reusable("p", &failure), sql::reusable("k", &failure));
+            let copied = sql::copied_columns();
             let into = copied.join(", ");
             let from = copied
                 .iter()

@@ -25,21 +25,17 @@
 //!   grace covers a transaction that copied a reference from a row deleted before the mark:
 //!   it must have started before the mark, so it has committed long before the sweep.
 
-use super::queue::{FETCHED, HAS_ICON};
-use super::results::number_finished;
-use super::{Store, now};
+use super::sql::{FETCHED, HAS_ICON, cached_columns};
+use super::write::{cancel_rows, read_job};
+use super::{Store, StoreResult, now};
 use crate::entities::job;
-use crate::model::JobStatus;
+use crate::model::Job;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, Statement, TransactionTrait,
+    ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Statement, TransactionTrait,
 };
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-/// The error text of a domain a cancel finished (after its `cancelled: ` code, as stored).
-pub const CANCELLED_MESSAGE: &str = "job cancelled before this domain was fetched";
 
 /// What a purge removed, and its longest transaction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,13 +79,12 @@ impl Store {
     /// Cancels a processing job: it turns `cancelled` and its pending rows no worker holds
     /// turn `failed` with the code `cancelled`, in one transaction. Returns the job after the
     /// write, or `None` when it was not processing (finished already, deleted or unknown).
-    pub async fn cancel_job(&self, id: Uuid) -> Result<Option<job::Model>, DbErr> {
-        let backend = self.backend();
+    pub async fn cancel_job(&self, id: Uuid) -> StoreResult<Option<Job>> {
         let now = now();
         let txn = self.db.begin().await?;
         let cancelled = txn
             .execute_raw(Statement::from_sql_and_values(
-                backend,
+                self.backend(),
                 "UPDATE job SET status = 'cancelled', updated_at = $2 \
                  WHERE id = $1 AND status = 'processing' AND deleted_at IS NULL",
                 [id.into(), now.into()],
@@ -99,24 +94,15 @@ impl Store {
             txn.rollback().await?;
             return Ok(None);
         }
-        let n = cancel_pending(&txn, id, now).await?;
-        if n > 0 {
-            txn.execute_raw(Statement::from_sql_and_values(
-                backend,
-                "UPDATE job SET failed = failed + $2 WHERE id = $1",
-                [id.into(), (n as i32).into()],
-            ))
-            .await?;
-            number_finished(&txn, id, false).await?;
-        }
-        let job = job::Entity::find_by_id(id).one(&txn).await?;
+        cancel_rows(&txn, id, now).await?;
+        let job = read_job(&txn, id, false).await?;
         txn.commit().await?;
         Ok(job)
     }
 
     /// Hides a job from every read at once (it is then being deleted); false when it was
     /// already hidden or never existed.
-    pub async fn mark_deleted(&self, id: Uuid) -> Result<bool, DbErr> {
+    pub async fn mark_deleted(&self, id: Uuid) -> StoreResult<bool> {
         let res = self
             .db
             .execute_raw(Statement::from_sql_and_values(
@@ -136,7 +122,7 @@ impl Store {
         id: Uuid,
         batch: usize,
         keep_since: Option<DateTime<Utc>>,
-    ) -> Result<Purged, DbErr> {
+    ) -> StoreResult<Purged> {
         let backend = self.backend();
         let batch = batch.max(1) as i32;
         let mut purged = Purged::default();
@@ -187,7 +173,7 @@ impl Store {
         finished_before: Option<DateTime<Utc>>,
         deleted_before: DateTime<Utc>,
         limit: u64,
-    ) -> Result<Vec<Uuid>, DbErr> {
+    ) -> StoreResult<Vec<Uuid>> {
         let (clause, mut values) = match finished_before {
             Some(cut) => (
                 "(deleted_at < $1 OR (deleted_at IS NULL AND status <> 'processing' \
@@ -208,11 +194,7 @@ impl Store {
 
     /// Deletes up to `limit` rows of `domain_cache` fetched before `before` (too old for any
     /// job to reuse); returns how many.
-    pub async fn prune_domain_cache(
-        &self,
-        before: DateTime<Utc>,
-        limit: u64,
-    ) -> Result<u64, DbErr> {
+    pub async fn prune_domain_cache(&self, before: DateTime<Utc>, limit: u64) -> StoreResult<u64> {
         let res = self
             .db
             .execute_raw(Statement::from_sql_and_values(
@@ -228,11 +210,7 @@ impl Store {
     /// One page of the blob marking pass, over the blobs after `after` in content-address
     /// order: marks those nothing references and clears the mark of those referenced again.
     /// Returns the page's last address, or `None` at the end.
-    pub async fn mark_orphan_blobs(
-        &self,
-        after: &str,
-        limit: u64,
-    ) -> Result<Option<String>, DbErr> {
+    pub async fn mark_orphan_blobs(&self, after: &str, limit: u64) -> StoreResult<Option<String>> {
         let backend = self.backend();
         let page = Sha::find_by_statement(Statement::from_sql_and_values(
             backend,
@@ -272,7 +250,7 @@ impl Store {
         &self,
         marked_before: DateTime<Utc>,
         limit: u64,
-    ) -> Result<u64, DbErr> {
+    ) -> StoreResult<u64> {
         // `orphaned_at` is checked on the row being deleted, not only in the subquery: on
         // PostgreSQL a recorder that reused the blob meanwhile cleared it, and the delete
         // re-checks its own row's conditions after waiting for that recorder's lock.
@@ -305,7 +283,7 @@ impl Store {
         name: &str,
         owner: Uuid,
         until: DateTime<Utc>,
-    ) -> Result<bool, DbErr> {
+    ) -> StoreResult<bool> {
         let res = self
             .db
             .execute_raw(Statement::from_sql_and_values(
@@ -322,7 +300,7 @@ impl Store {
     }
 
     /// Ends `owner`'s lease `name` now, so another process need not wait for it to run out.
-    pub async fn release_lease(&self, name: &str, owner: Uuid) -> Result<(), DbErr> {
+    pub async fn release_lease(&self, name: &str, owner: Uuid) -> StoreResult<()> {
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
@@ -340,7 +318,7 @@ impl Store {
 
     /// Gives the pages freed by purges back to the file system (SQLite, in incremental
     /// auto-vacuum mode); PostgreSQL's autovacuum reuses the space by itself.
-    pub async fn reclaim_space(&self) -> Result<(), DbErr> {
+    pub async fn reclaim_space(&self) -> StoreResult<()> {
         if self.backend() == DbBackend::Sqlite {
             self.db
                 .execute_unprepared("PRAGMA incremental_vacuum")
@@ -358,7 +336,7 @@ impl Store {
     /// Switches an SQLite file made before incremental auto-vacuum to it: the mode is only
     /// set on a new file's connection (`connect`), and an existing file needs one `VACUUM`
     /// (which rewrites it, so it is logged). Nothing to do on PostgreSQL.
-    pub(super) async fn ensure_incremental_vacuum(&self) -> Result<(), DbErr> {
+    pub(super) async fn ensure_incremental_vacuum(&self) -> StoreResult<()> {
         if self.backend() != DbBackend::Sqlite {
             return Ok(());
         }
@@ -388,59 +366,6 @@ fn unreferenced() -> String {
     )
 }
 
-/// If job `job_id` is cancelled, finishes its unheld pending rows as `cancelled` and counts
-/// them as failed; returns how many.
-pub(super) async fn cancel_leftovers(db: &DatabaseConnection, job_id: Uuid) -> Result<u64, DbErr> {
-    // Read outside the transaction (SQLite: a transaction that starts with a read may not be
-    // able to write later); a cancelled job never changes status again.
-    let cancelled = job::Entity::find_by_id(job_id)
-        .filter(job::Column::Status.eq(JobStatus::Cancelled))
-        .one(db)
-        .await?;
-    if cancelled.is_none() {
-        return Ok(0);
-    }
-    let now = now();
-    let txn = db.begin().await?;
-    let n = cancel_pending(&txn, job_id, now).await?;
-    if n > 0 {
-        txn.execute_raw(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            "UPDATE job SET failed = failed + $2, updated_at = $3 WHERE id = $1",
-            [job_id.into(), (n as i32).into(), now.into()],
-        ))
-        .await?;
-        number_finished(&txn, job_id, false).await?;
-    }
-    txn.commit().await?;
-    Ok(n)
-}
-
-/// Finishes the pending rows of a cancelled job that no worker holds (or whose lease ran
-/// out) as `failed` / `cancelled`; returns how many.
-pub(super) async fn cancel_pending(
-    db: &impl ConnectionTrait,
-    job_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let sql = "UPDATE result SET status = 'failed', error_code = 'cancelled', error = $3, \
-           lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-         WHERE job_id = $1 AND status = 'pending' \
-           AND (lease_owner IS NULL OR lease_until < $2)";
-    let res = db
-        .execute_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            [
-                job_id.into(),
-                now.into(),
-                format!("cancelled: {CANCELLED_MESSAGE}").into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected())
-}
-
 /// Upserts into `domain_cache` the rows of job `job_id` at positions `first..end` that are
 /// real fetches made at or after `since` and still the newest fetch of their domain; a row
 /// there already is replaced only by a newer fetch.
@@ -451,7 +376,7 @@ fn keep_for_cache(
     end: i32,
     since: DateTime<Utc>,
 ) -> Statement {
-    let columns = super::jobs::cached_columns();
+    let columns = cached_columns();
     let into = columns.join(", ");
     let from = columns
         .iter()

@@ -26,7 +26,13 @@
 //! - `queue`: claim, heartbeat, release, record and reap, with the partial-index clauses the
 //!   queries share with the migrations;
 //! - `lifecycle`: cancel, delete and purge in batches, the per-domain cache that outlives
-//!   purged results, icon blob collection, the maintenance lease, giving space back.
+//!   purged results, icon blob collection, the maintenance lease, giving space back;
+//! - `write`: the writes those parts share (creating a job, counting finished rows, cancelling
+//!   rows, an outcome's row, icon bytes), and `sql`: the SQL text they share (index clauses,
+//!   the job's rules as SQL). Both are leaves: the parts use them and never one another.
+//!
+//! Reads answer the model's types ([`crate::model::Job`], [`crate::model::ResultView`]…) and every method
+//! fails with a [`StoreError`], never a type of the database library.
 
 mod icons;
 mod jobs;
@@ -34,12 +40,16 @@ mod keys;
 mod lifecycle;
 mod queue;
 mod results;
+mod sql;
+mod write;
 
-pub use jobs::{CachePolicy, JobView};
+pub use crate::model::CachePolicy;
+pub use jobs::Usage;
 pub use keys::NewKey;
-pub use lifecycle::{CANCELLED_MESSAGE, Purged};
+pub use lifecycle::Purged;
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
 pub use results::STREAM_CHUNK;
+pub use write::CANCELLED_MESSAGE;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use migration::{Migrator, MigratorTrait};
@@ -57,6 +67,28 @@ const MIGRATION_LOCK: i64 = 0x66_6176_6963_6f6e;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+}
+
+/// Why the store could not answer: the database refused or could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StoreError(#[from] DbErr);
+
+/// The store's answer.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// Whether the same call may succeed later (see [`is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        is_transient(&self.0)
+    }
+}
+
+/// A store failure is the service's own: an internal error, logged with its cause.
+impl From<StoreError> for crate::error::AppError {
+    fn from(err: StoreError) -> Self {
+        Self::Internal(err.into())
+    }
 }
 
 /// Whether a database error may go away by itself (connection lost, pool exhausted, timeout,
@@ -183,12 +215,15 @@ impl Store {
     }
 
     /// Whether every migration this build knows has been applied.
-    pub async fn migrations_applied(&self) -> Result<bool, DbErr> {
+    pub async fn migrations_applied(&self) -> StoreResult<bool> {
         Ok(Migrator::get_pending_migrations(&self.db).await?.is_empty())
     }
 
     /// A cheap round trip, for readiness checks.
-    pub async fn ping(&self) -> Result<(), DbErr> {
-        self.db.ping().await
+    pub async fn ping(&self) -> StoreResult<()> {
+        Ok(self.db.ping().await?)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,17 +1,21 @@
 //! The work queue: claim, heartbeat, release, record and reap, on the result rows themselves.
 //!
-//! Three partial indexes keep the queue's searches (and the cache's) small. SQLite uses a
-//! partial index only when the query repeats the index's clause, so the clauses live here as
-//! constants that the queries splice in, and a test checks each against the migrated schema.
+//! Partial indexes keep the queue's searches (and the cache's) small. SQLite uses a partial
+//! index only when the query repeats the index's clause, so the clauses live in `sql` as
+//! constants that the queries splice in, and a test here checks each against the migrated
+//! schema.
 
-use super::results::{finished_row, number_finished};
-use super::{Store, is_transient, now};
-use crate::entities::{job, result};
+use super::sql::{LEASED, PENDING, not_cancelled};
+use super::write::{
+    cancel_leftovers, cancel_rows, finished_row, is_cancelled, put_blob, read_job, settle,
+};
+use super::{Store, StoreResult, is_transient, now};
+use crate::entities::result;
 use crate::model::{
-    ErrorCategory, FindError, FindOutcome, JobStatus, ProgressEvent, ResultColumns, ResultStatus,
+    ErrorCategory, FindError, FindOutcome, Job, ProgressEvent, ResultColumns, ResultStatus, Tally,
 };
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QuerySelect, Statement, TransactionTrait,
@@ -19,26 +23,6 @@ use sea_orm::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use uuid::Uuid;
-
-/// The claim index's clause (`idx_result_pending_order`): rows still to be found. Written as a
-/// literal because a bound parameter in its place would not match the index.
-pub(super) const PENDING: &str = "status = 'pending'";
-/// The claim's guard against cancelled jobs: a primary-key probe per candidate row.
-const NOT_CANCELLED: &str =
-    "NOT EXISTS (SELECT 1 FROM job WHERE job.id = result.job_id AND job.status = 'cancelled')";
-/// The lease index's clause (`idx_result_leased`): rows some worker holds.
-pub(super) const LEASED: &str = "lease_owner IS NOT NULL";
-/// The cache index's clause (`idx_result_fetched`): outcomes fetched by this service, not
-/// copied from another job and not pending; the cross-job cache looks only at these.
-pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
-
-/// The icon-reference index's clause (`idx_result_icon`): results that point at a stored
-/// icon, probed by the icon collector (`lifecycle`), whose equality terms imply it.
-pub(super) const HAS_ICON: &str = "icon_sha256 IS NOT NULL";
-
-/// The failure index's clause (`idx_result_job_failure`): a job's finished failures, read by
-/// the error-code filter and the failure groups (`results`).
-pub(super) const FAILED: &str = "status = 'failed'";
 
 /// The lease owner of an abandoned row: no pool has this id, so no heartbeat renews it.
 const ABANDONED: Uuid = Uuid::nil();
@@ -106,7 +90,7 @@ fn clean_disposition(disposition: Disposition) -> Disposition {
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobUpdate {
     /// The job after the write.
-    pub job: job::Model,
+    pub job: Job,
     /// The domains that finished in that write, in their order of finishing.
     pub finished: Vec<ResultColumns>,
 }
@@ -123,7 +107,7 @@ impl From<JobUpdate> for ProgressEvent {
 
 impl Store {
     /// Unfinished rows: (waiting to be claimed, leased by a worker now).
-    pub async fn queue_depth(&self) -> Result<(i64, i64), DbErr> {
+    pub async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
         let now = now();
         let pending = result::Entity::find().filter(Expr::cust(PENDING));
         let leased = pending
@@ -146,7 +130,7 @@ impl Store {
         limit: usize,
         lease: Duration,
         max_tries: u32,
-    ) -> Result<Vec<Claimed>, DbErr> {
+    ) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -168,7 +152,8 @@ impl Store {
                 ],
             ))
             .await?;
-        rows.into_iter()
+        let claimed = rows
+            .into_iter()
             .map(|row| {
                 Ok(Claimed {
                     id: row.try_get("", "id")?,
@@ -178,11 +163,12 @@ impl Store {
                     owner,
                 })
             })
-            .collect()
+            .collect::<Result<_, DbErr>>()?;
+        Ok(claimed)
     }
 
     /// Extends the leases of every row `owner` still holds.
-    pub async fn heartbeat(&self, owner: Uuid, lease: Duration) -> Result<u64, DbErr> {
+    pub async fn heartbeat(&self, owner: Uuid, lease: Duration) -> StoreResult<u64> {
         let now = now();
         let res = result::Entity::update_many()
             .col_expr(
@@ -199,7 +185,7 @@ impl Store {
 
     /// Gives back claimed rows that were not finished, claimable at once; their try is not
     /// counted.
-    pub async fn release(&self, claims: &[Claimed]) -> Result<u64, DbErr> {
+    pub async fn release(&self, claims: &[Claimed]) -> StoreResult<u64> {
         let mut released = 0;
         let jobs: BTreeSet<Uuid> = claims.iter().map(|c| c.job_id).collect();
         for claim in claims {
@@ -216,14 +202,14 @@ impl Store {
         }
         // A job cancelled while these rows were held: they finish now instead of waiting.
         for job_id in jobs {
-            super::lifecycle::cancel_leftovers(&self.db, job_id).await?;
+            cancel_leftovers(&self.db, job_id).await?;
         }
         Ok(released)
     }
 
     /// Finishes the unheld pending rows of cancelled jobs (left by a worker that stopped or
     /// died after the cancel), a few jobs per call; returns how many rows.
-    pub async fn reap_cancelled(&self) -> Result<u64, DbErr> {
+    pub async fn reap_cancelled(&self) -> StoreResult<u64> {
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
@@ -238,7 +224,7 @@ impl Store {
         let mut finished = 0;
         for row in rows {
             let id: Uuid = row.try_get("", "id")?;
-            finished += super::lifecycle::cancel_leftovers(&self.db, id).await?;
+            finished += cancel_leftovers(&self.db, id).await?;
         }
         Ok(finished)
     }
@@ -253,7 +239,7 @@ impl Store {
     /// message, and every other row lands. A transient error (connection, pool, timeout) is
     /// returned for the caller to retry the whole batch; rows already written by then are
     /// guarded, so the retry cannot count them twice.
-    pub async fn record(&self, batch: Vec<(Claimed, Disposition)>) -> Result<Recorded, DbErr> {
+    pub async fn record(&self, batch: Vec<(Claimed, Disposition)>) -> StoreResult<Recorded> {
         let mut recorded = Recorded::default();
         self.record_into(batch, &mut recorded).await?;
         Ok(recorded)
@@ -267,7 +253,7 @@ impl Store {
         &self,
         batch: Vec<(Claimed, Disposition)>,
         recorded: &mut Recorded,
-    ) -> Result<(), DbErr> {
+    ) -> StoreResult<()> {
         let batch = batch
             .into_iter()
             .map(|(claim, disposition)| (claim, clean_disposition(disposition)))
@@ -281,7 +267,7 @@ impl Store {
     pub async fn record_uncleaned(
         &self,
         batch: Vec<(Claimed, Disposition)>,
-    ) -> Result<Recorded, DbErr> {
+    ) -> StoreResult<Recorded> {
         let mut recorded = Recorded::default();
         self.record_splitting(batch, &mut recorded).await?;
         Ok(recorded)
@@ -291,7 +277,7 @@ impl Store {
         &self,
         batch: Vec<(Claimed, Disposition)>,
         recorded: &mut Recorded,
-    ) -> Result<(), DbErr> {
+    ) -> StoreResult<()> {
         // Parts still to write, the next one last: halves are pushed second-half first so
         // rows are written in their batch order.
         let mut parts = vec![batch];
@@ -301,7 +287,7 @@ impl Store {
                     recorded.updates.extend(updates);
                     continue;
                 }
-                Err(err) if is_transient(&err) => return Err(err),
+                Err(err) if is_transient(&err) => return Err(err.into()),
                 Err(err) => err,
             };
             if part.len() > 1 {
@@ -329,7 +315,7 @@ impl Store {
                 Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message)));
             match self.write_batch(&[(claim.clone(), stand_in)]).await {
                 Ok(updates) => recorded.updates.extend(updates),
-                Err(err) if is_transient(&err) => return Err(err),
+                Err(err) if is_transient(&err) => return Err(err.into()),
                 // Nothing of the site is left in the stand-in, so this is not expected. The
                 // row is let go (its lease ends now, and no pool's heartbeat renews it), so it
                 // is fetched again while it has tries left, and then the reaper finishes it.
@@ -341,7 +327,7 @@ impl Store {
                         "the database refused even the failure record of a row"
                     );
                     match self.abandon(&claim).await {
-                        Err(err) if is_transient(&err) => return Err(err),
+                        Err(err) if is_transient(&err) => return Err(err.into()),
                         Err(err) => tracing::error!(
                             domain = %claim.domain,
                             error = %err,
@@ -375,8 +361,8 @@ impl Store {
     async fn write_batch(&self, batch: &[(Claimed, Disposition)]) -> Result<Vec<JobUpdate>, DbErr> {
         let now = now();
         let txn = self.db.begin().await?;
-        // Per job: (newly completed, newly failed, finished domains by row id).
-        let mut moved: BTreeMap<Uuid, (i32, i32, Vec<FinishedRow>)> = BTreeMap::new();
+        // Per job: what the batch finished, and the finished domains by row id.
+        let mut moved: BTreeMap<Uuid, (Tally, Vec<FinishedRow>)> = BTreeMap::new();
         // Icons to store, written after the rows in content-address order: two batches that
         // share icons then lock their blob rows in the same order and cannot deadlock.
         let mut icons = Vec::new();
@@ -390,21 +376,20 @@ impl Store {
                 .filter(guard(claim))
                 .exec(&txn)
                 .await?;
+            if res.rows_affected != 1 {
+                continue;
+            }
             match disposition {
-                Disposition::Finish(Ok(found)) if res.rows_affected == 1 => icons.push(found),
-                Disposition::Retry { .. } if res.rows_affected == 1 => {
+                Disposition::Finish(Ok(found)) => icons.push(found),
+                Disposition::Retry { .. } => {
                     retried.insert(claim.job_id);
                 }
-                _ => {}
+                Disposition::Finish(Err(_)) => {}
             }
-            if let (1, Some(done)) = (res.rows_affected, finished) {
+            if let Some(done) = finished {
                 let entry = moved.entry(claim.job_id).or_default();
-                if done.status == ResultStatus::Success {
-                    entry.0 += 1;
-                } else {
-                    entry.1 += 1;
-                }
-                entry.2.push((claim.id, done));
+                entry.0.add(done.status, 1);
+                entry.1.push((claim.id, done));
             }
         }
         icons.sort_by(|a, b| {
@@ -412,53 +397,17 @@ impl Store {
             sha(a).cmp(&sha(b))
         });
         for found in icons {
-            super::icons::put_blob(&txn, found, now).await?;
+            put_blob(&txn, found, now).await?;
         }
         for job_id in retried {
-            let cancelled = job::Entity::find_by_id(job_id)
-                .filter(job::Column::Status.eq(JobStatus::Cancelled))
-                .one(&txn)
-                .await?;
-            if cancelled.is_some() {
-                let n = super::lifecycle::cancel_pending(&txn, job_id, now).await?;
-                if n > 0 {
-                    moved.entry(job_id).or_default().1 += n as i32;
-                }
+            if is_cancelled(&txn, job_id).await? && cancel_rows(&txn, job_id, now).await? > 0 {
+                // Counted already; the job's subscribers still hear of the move.
+                moved.entry(job_id).or_default();
             }
         }
         let mut updates = Vec::with_capacity(moved.len());
-        for (job_id, (completed, failed, finished)) in moved {
-            let counted = job::Entity::update_many()
-                .col_expr(
-                    job::Column::Completed,
-                    Expr::col(job::Column::Completed).add(completed),
-                )
-                .col_expr(
-                    job::Column::Failed,
-                    Expr::col(job::Column::Failed).add(failed),
-                )
-                .col_expr(job::Column::UpdatedAt, Expr::value(now))
-                .filter(job::Column::Id.eq(job_id))
-                .exec(&txn)
-                .await?;
-            // A finished row was just written for this job, so the job is there; a count that
-            // did not move would leave the job open forever, so the batch fails instead.
-            if counted.rows_affected != 1 {
-                return Err(DbErr::RecordNotUpdated);
-            }
-            // The write that brings completed + failed to total decides the final status.
-            job::Entity::update_many()
-                .col_expr(
-                    job::Column::Status,
-                    Expr::cust("CASE WHEN completed = 0 THEN 'failed' ELSE 'completed' END"),
-                )
-                .filter(job::Column::Id.eq(job_id))
-                .filter(job::Column::Status.eq(JobStatus::Processing))
-                .filter(Expr::cust("completed + failed >= total"))
-                .exec(&txn)
-                .await?;
-            // After the counters: their write holds the job row's lock for the numbering.
-            let places: HashMap<Uuid, i32> = number_finished(&txn, job_id, true)
+        for (job_id, (tally, finished)) in moved {
+            let places: HashMap<Uuid, i32> = settle(&txn, job_id, tally, now, true)
                 .await?
                 .into_iter()
                 .collect();
@@ -470,8 +419,7 @@ impl Store {
                 })
                 .collect();
             finished.sort_by_key(|done| done.seq);
-            let job = job::Entity::find_by_id(job_id)
-                .one(&txn)
+            let job = read_job(&txn, job_id, true)
                 .await?
                 .ok_or(DbErr::RecordNotUpdated)?;
             updates.push(JobUpdate { job, finished });
@@ -482,7 +430,7 @@ impl Store {
 
     /// Finishes as `failed` the rows whose tries are used up and whose lease expired (their
     /// worker died or hung on every try), so no domain holds its job open forever.
-    pub async fn reap_exhausted(&self, max_tries: u32) -> Result<Vec<JobUpdate>, DbErr> {
+    pub async fn reap_exhausted(&self, max_tries: u32) -> StoreResult<Vec<JobUpdate>> {
         let now = now();
         let stuck = result::Entity::find()
             .filter(Expr::cust(PENDING))
@@ -531,9 +479,10 @@ fn claim_sql(backend: DbBackend) -> String {
          WHERE id IN (SELECT id FROM result \
            WHERE {PENDING} AND run_at <= $3 \
              AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
-             AND {NOT_CANCELLED} \
+             AND {not_cancelled} \
            ORDER BY run_at, position LIMIT $5{lock}) \
-         RETURNING id, job_id, domain, tries"
+         RETURNING id, job_id, domain, tries",
+        not_cancelled = not_cancelled()
     )
 }
 

@@ -1,37 +1,24 @@
-//! A job's results: how a finished outcome becomes a row (and the view events carry), pages
+//! A job's results: pages
 //! in submission order, what finished after a place in the job's order of finishing (for
 //! subscribers that missed events or resume),
 //! and the CSV export's stream of rows.
 //!
 //! With the view's mapping next to the entity (`entities::result`), this file is where the
-//! store meets the one result view: a new column is written in [`finished_row`] and read by
-//! the export through [`ResultColumns::NAMES`].
+//! store meets the one result view: a new column is written in `write::finished_row` and
+//! read by the export through [`ResultColumns::NAMES`].
 
-use super::Store;
-use super::queue::FAILED;
+use super::sql::{FAILED, NUMBERED};
+use super::{Store, StoreError};
 use crate::entities::icon_blob;
 use crate::entities::result;
-use crate::model::{
-    Candidate, ErrorCategory, FindOutcome, IconView, ResultColumns, ResultFilter, ResultStatus,
-    ResultView, icon_path,
-};
-use chrono::{DateTime, Utc};
+use crate::model::{ErrorCategory, ResultColumns, ResultFilter, ResultView};
 use futures::Stream;
-use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, Condition, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use uuid::Uuid;
-
-/// The finished-order index's clause (`idx_result_finished_seq`): rows with their place in
-/// their job's order of finishing; a cursor's `finished_seq > n` implies it.
-pub(super) const NUMBERED: &str = "finished_seq IS NOT NULL";
-
-/// The unnumbered index's clause (`idx_result_unnumbered`): rows finished in a transaction
-/// that has not numbered them yet (none between transactions).
-pub(super) const UNNUMBERED: &str = "finished_seq IS NULL AND status <> 'pending'";
 
 /// Rows per read when streaming a job's results. Larger chunks were no faster once only the
 /// exported columns are read, and 5,000 grew the RSS by 26 MB instead of 10 (BENCHMARKS.md).
@@ -39,82 +26,6 @@ pub const STREAM_CHUNK: usize = 1_000;
 /// What a CSV row costs besides its text columns (status, numbers, timestamp, separators),
 /// counted against the export's byte budget.
 const ROW_FIXED_BYTES: i64 = 64;
-
-/// The columns a finished outcome writes on its row, and the row as the views show it (what
-/// progress events carry), both made from one [`ResultColumns`].
-///
-/// Counts are converted with `as`: [`crate::clean::outcome`] keeps them within `i32`, and an
-/// outcome that skipped it shows up as a negative count the database refuses.
-pub(super) fn finished_row(
-    domain: &str,
-    tries: i32,
-    outcome: &FindOutcome,
-    now: DateTime<Utc>,
-) -> (result::ActiveModel, ResultColumns) {
-    let fetched = ResultColumns {
-        domain: domain.to_owned(),
-        tries,
-        fetched_at: Some(now),
-        cached: false,
-        ..ResultColumns::default()
-    };
-    let (columns, candidates, dropped) = match outcome {
-        Ok(found) => (
-            ResultColumns {
-                status: ResultStatus::Success,
-                icon_url: found.icon.as_ref().map(|_| icon_path(domain)),
-                icon: found.icon.as_ref().map(|icon| IconView {
-                    url: icon_path(domain),
-                    sha256: icon.sha256.clone(),
-                    mime: found.mime.clone(),
-                    width: found.width as i32,
-                    height: found.height as i32,
-                    bytes: i32::try_from(icon.bytes.len()).unwrap_or(i32::MAX),
-                }),
-                favicon_url: Some(found.favicon_url.clone()),
-                final_url: found.final_url.clone(),
-                mime: Some(found.mime.clone()),
-                width: Some(found.width as i32),
-                height: Some(found.height as i32),
-                ..fetched
-            },
-            &found.candidates,
-            found.candidates_dropped,
-        ),
-        Err(err) => (
-            ResultColumns {
-                status: ResultStatus::Failed,
-                error: Some(format!("{}: {}", err.category.as_str(), err.message)),
-                error_code: Some(err.category),
-                final_url: err.final_url.clone(),
-                ..fetched
-            },
-            &err.candidates,
-            err.candidates_dropped,
-        ),
-    };
-    let stored = |c: &[Candidate]| serde_json::to_value(c).ok().filter(|_| !c.is_empty());
-    let row = result::ActiveModel {
-        status: Set(columns.status),
-        favicon_url: Set(columns.favicon_url.clone()),
-        error: Set(columns.error.clone()),
-        error_code: Set(columns.error_code),
-        final_url: Set(columns.final_url.clone()),
-        mime: Set(columns.mime.clone()),
-        width: Set(columns.width),
-        height: Set(columns.height),
-        fetched_at: Set(columns.fetched_at),
-        candidates: Set(stored(candidates)),
-        candidates_dropped: Set(dropped as i32),
-        icon_sha256: Set(outcome
-            .as_ref()
-            .ok()
-            .and_then(|found| found.icon.as_ref())
-            .map(|icon| icon.sha256.clone())),
-        ..Default::default()
-    };
-    (row, columns)
-}
 
 /// The rows of a job that `filter` matches, as a condition every filtered read shares.
 ///
@@ -164,7 +75,7 @@ impl Store {
         filter: &ResultFilter,
         start: u64,
         per_page: u64,
-    ) -> Result<Vec<ResultView>, DbErr> {
+    ) -> Result<Vec<ResultView>, StoreError> {
         let rows = page_query(job_id, filter, start, per_page)
             .all(&self.db)
             .await?;
@@ -180,7 +91,7 @@ impl Store {
         filter: &ResultFilter,
         after: Option<i32>,
         limit: u64,
-    ) -> Result<Vec<(i32, ResultView)>, DbErr> {
+    ) -> Result<Vec<(i32, ResultView)>, StoreError> {
         let mut query = result::Entity::find()
             .filter(matching(job_id, filter))
             .order_by_asc(result::Column::Position)
@@ -197,11 +108,15 @@ impl Store {
     }
 
     /// How many of a job's results `filter` matches.
-    pub async fn count_results(&self, job_id: Uuid, filter: &ResultFilter) -> Result<u64, DbErr> {
-        result::Entity::find()
+    pub async fn count_results(
+        &self,
+        job_id: Uuid,
+        filter: &ResultFilter,
+    ) -> Result<u64, StoreError> {
+        Ok(result::Entity::find()
             .filter(matching(job_id, filter))
             .count(&self.db)
-            .await
+            .await?)
     }
 
     /// A job's finished failures counted by code, the largest group first (ties by code), in
@@ -209,7 +124,7 @@ impl Store {
     pub async fn failures_by_reason(
         &self,
         job_id: Uuid,
-    ) -> Result<Vec<(ErrorCategory, i64)>, DbErr> {
+    ) -> Result<Vec<(ErrorCategory, i64)>, StoreError> {
         let mut groups = result::Entity::find()
             .select_only()
             .column(result::Column::ErrorCode)
@@ -228,7 +143,10 @@ impl Store {
     }
 
     /// Adds each stored icon's size, which lives on its blob, in one query per page.
-    async fn with_icon_sizes(&self, mut views: Vec<ResultView>) -> Result<Vec<ResultView>, DbErr> {
+    async fn with_icon_sizes(
+        &self,
+        mut views: Vec<ResultView>,
+    ) -> Result<Vec<ResultView>, StoreError> {
         let shas: Vec<String> = views
             .iter()
             .filter_map(|v| v.icon.as_ref().map(|icon| icon.sha256.clone()))
@@ -261,7 +179,7 @@ impl Store {
         job_id: Uuid,
         cursor: i32,
         limit: u64,
-    ) -> Result<Vec<ResultColumns>, DbErr> {
+    ) -> Result<Vec<ResultColumns>, StoreError> {
         let rows = finished_after_query(job_id, cursor, limit)
             .all(&self.db)
             .await?;
@@ -279,7 +197,7 @@ impl Store {
         &self,
         job_id: Uuid,
         max_bytes: usize,
-    ) -> impl Stream<Item = Result<Vec<ResultColumns>, DbErr>> + Send + use<> {
+    ) -> impl Stream<Item = Result<Vec<ResultColumns>, StoreError>> + Send + use<> {
         let store = self.clone();
         let backend = self.backend();
         // Only the exported columns: decoding the candidates JSON of every row cost more than
@@ -379,52 +297,6 @@ pub(super) fn export_sql(backend: DbBackend) -> String {
                FROM (SELECT {read}, position FROM result \
                  WHERE job_id = {p1} AND position >= {p2} ORDER BY position LIMIT {p3}) AS page\
              ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
-    )
-}
-
-/// Gives the rows of job `job_id` that the transaction `db` has finished and not numbered yet
-/// their places in the job's order of finishing, after the largest given so far (in
-/// position order among themselves); returns each row's id and place when `returning`.
-///
-/// Call it after the statement that moves the job's counters: that statement holds the job
-/// row's lock to the end of the transaction, so no two transactions number one job at once,
-/// the numbers follow commit order (a reader that sees place n sees every place before it),
-/// and the largest equals the job's `completed + failed`.
-pub(super) async fn number_finished(
-    db: &impl ConnectionTrait,
-    job_id: Uuid,
-    returning: bool,
-) -> Result<Vec<(Uuid, i32)>, DbErr> {
-    let statement = Statement::from_sql_and_values(
-        db.get_database_backend(),
-        number_sql(returning),
-        [job_id.into()],
-    );
-    if !returning {
-        db.execute_raw(statement).await?;
-        return Ok(Vec::new());
-    }
-    db.query_all_raw(statement)
-        .await?
-        .into_iter()
-        .map(|row| Ok((row.try_get("", "id")?, row.try_get("", "finished_seq")?)))
-        .collect()
-}
-
-/// The numbering statement of [`number_finished`]; its one parameter is the job id.
-pub(super) fn number_sql(returning: bool) -> String {
-    format!(
-        "UPDATE result SET finished_seq = s.base + s.rn \
-         FROM (SELECT id AS rid, row_number() OVER (ORDER BY position) AS rn, \
-                 (SELECT COALESCE(MAX(finished_seq), 0) FROM result \
-                  WHERE job_id = $1 AND {NUMBERED}) AS base \
-               FROM result WHERE job_id = $1 AND {UNNUMBERED}) AS s \
-         WHERE result.id = s.rid{}",
-        if returning {
-            " RETURNING id, finished_seq"
-        } else {
-            ""
-        }
     )
 }
 

@@ -33,8 +33,7 @@ async fn store_with_job(domains: &[&str]) -> (Store, Uuid, tempfile::TempDir) {
     let job = store
         .create_job("worker", &domains, CachePolicy::OFF)
         .await
-        .unwrap()
-        .job;
+        .unwrap();
     (store, job.id, dir)
 }
 
@@ -182,8 +181,7 @@ async fn drain_works_the_queue_to_empty_and_records_everything() {
     let job = store
         .create_job("drain", &domains, CachePolicy::OFF)
         .await
-        .unwrap()
-        .job;
+        .unwrap();
     // Fewer slots than rows, so the drain has to claim again as slots free up.
     let settings = settings(2);
     let pool = WorkerPool::new(
@@ -219,7 +217,7 @@ async fn drain_works_the_queue_to_empty_and_records_everything() {
         rows[0].favicon_url.as_deref(),
         Some("http://icon.test/i.png")
     );
-    let job = store.job(job.id).await.unwrap().unwrap().job;
+    let job = store.job(job.id).await.unwrap().unwrap();
     assert_eq!(
         (job.status, job.completed, job.failed),
         (JobStatus::Completed, 1, 2)
@@ -387,7 +385,7 @@ async fn a_row_refused_twice_is_left_for_the_reaper() {
     sql(&store, "DROP TRIGGER refuse").await;
     let reaped = store.reap_exhausted(1).await.unwrap();
     assert_eq!(reaped.len(), 1, "the reaper took the row");
-    let job = store.job(job).await.unwrap().unwrap().job;
+    let job = store.job(job).await.unwrap().unwrap();
     assert_eq!((job.status, job.failed), (JobStatus::Failed, 1));
 }
 
@@ -446,7 +444,7 @@ async fn a_loaded_pool_claims_freed_slots_in_batches() {
     let run = tokio::spawn(pool.run(shutdown.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let view = store.job(job).await.unwrap().unwrap().job;
+        let view = store.job(job).await.unwrap().unwrap();
         if view.status.is_final() {
             break;
         }

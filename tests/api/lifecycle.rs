@@ -331,8 +331,8 @@ async fn recording_a_row_of_a_deleted_job(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(claims.len(), 2);
-    assert!(store.mark_deleted(gone.job.id).await.unwrap());
-    let purged = store.purge_job(gone.job.id, 1, None).await.unwrap();
+    assert!(store.mark_deleted(gone.id).await.unwrap());
+    let purged = store.purge_job(gone.id, 1, None).await.unwrap();
     assert_eq!((purged.jobs, purged.results), (1, 1));
 
     let failure = |claim| {
@@ -349,10 +349,10 @@ async fn recording_a_row_of_a_deleted_job(backend: Backend) {
         .await
         .expect("the batch commits");
     assert_eq!(recorded.updates.len(), 1);
-    assert_eq!(recorded.updates[0].job.id, kept.job.id);
+    assert_eq!(recorded.updates[0].job.id, kept.id);
     assert!(recorded.refused.is_empty());
-    assert_eq!(result_rows(&app, &gone.job.id.to_string()).await, 0);
-    assert!(store.job(gone.job.id).await.unwrap().is_none());
+    assert_eq!(result_rows(&app, &gone.id.to_string()).await, 0);
+    assert!(store.job(gone.id).await.unwrap().is_none());
 }
 both_backends!(recording_after_delete, recording_a_row_of_a_deleted_job);
 
@@ -380,7 +380,7 @@ async fn rows_held_at_a_cancel(backend: Backend) {
         .unwrap();
     assert_eq!((released.len(), abandoned.len()), (2, 2));
     let cancelled = store
-        .cancel_job(job.job.id)
+        .cancel_job(job.id)
         .await
         .unwrap()
         .expect("it was running");
@@ -390,7 +390,7 @@ async fn rows_held_at_a_cancel(backend: Backend) {
     );
 
     assert_eq!(store.release(&released).await.unwrap(), 2);
-    let after_release = store.job(job.job.id).await.unwrap().unwrap().job;
+    let after_release = store.job(job.id).await.unwrap().unwrap();
     assert_eq!(after_release.failed, 2, "released rows finish as cancelled");
 
     // Waiting out the abandoned rows' 300 ms lease is the scenario; the database's clock
@@ -411,10 +411,10 @@ async fn rows_held_at_a_cancel(backend: Backend) {
         0,
         "nothing is left to finish"
     );
-    let done = store.job(job.job.id).await.unwrap().unwrap().job;
+    let done = store.job(job.id).await.unwrap().unwrap();
     assert_eq!((done.completed, done.failed), (0, 4));
     let (_, body) = app
-        .get_json(&format!("/jobs/{}/results?per_page=10", job.job.id))
+        .get_json(&format!("/jobs/{}/results?per_page=10", job.id))
         .await;
     let codes: Vec<_> = body["results"]
         .as_array()

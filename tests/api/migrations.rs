@@ -65,9 +65,7 @@ fn steps_back_to(name: &str) -> u32 {
 
 /// A fresh database migrated to the newest schema, holding one job of client `m` for
 /// `a.test`: rows for a migration to carry down and up.
-async fn migrated_with_a_job(
-    backend: Backend,
-) -> (TestDb, Store, favicon_finder::entities::job::Model) {
+async fn migrated_with_a_job(backend: Backend) -> (TestDb, Store, favicon_finder::model::Job) {
     let db = TestDb::new(backend).await;
     let store = Store::connect(&db.url, 2).await.unwrap();
     store.migrate().await.unwrap();
@@ -75,8 +73,7 @@ async fn migrated_with_a_job(
     let job = store
         .create_job("m", &[domain], favicon_finder::store::CachePolicy::OFF)
         .await
-        .unwrap()
-        .job;
+        .unwrap();
     (db, store, job)
 }
 
@@ -130,10 +127,7 @@ async fn api_keys_go_up_and_down(backend: Backend) {
         key.id
     );
     let duplicate = store.create_api_key(new_key(&hash)).await.unwrap_err();
-    assert!(
-        !favicon_finder::store::is_transient(&duplicate),
-        "{duplicate}"
-    );
+    assert!(!duplicate.is_transient(), "{duplicate}");
 
     let after_six = (Migrator::migrations().len() - 5) as u32;
     Migrator::down(store.connection(), Some(after_six))

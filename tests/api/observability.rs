@@ -83,12 +83,11 @@ async fn a_worker_serves_its_own_metrics_when_asked() {
         .store
         .create_job("w", &domains, favicon_finder::store::CachePolicy::OFF)
         .await
-        .unwrap()
-        .job;
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let view = worker.store.job(job.id).await.unwrap().unwrap();
-        if view.job.status.is_final() {
+        if view.status.is_final() {
             break;
         }
         assert!(

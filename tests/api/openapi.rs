@@ -268,10 +268,14 @@ async fn every_documented_call_answers_as_documented() {
     );
     let mut wrong = answer.clone();
     wrong["failures_by_reason"][0]["count"] = json!("1");
-    assert_eq!(
-        contract.check(&job_schema, &wrong).len(),
-        1,
-        "a count as text"
+    // The job is an all-of (its fields, then its links), so the validator may report the
+    // part that failed as well as the field: what matters is that the field is named.
+    let errors = contract.check(&job_schema, &wrong);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.ends_with(" at /failures_by_reason/0/count")),
+        "a count as text: {errors:?}"
     );
     let results = "/jobs/{id}/results";
     for query in [

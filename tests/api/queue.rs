@@ -37,14 +37,13 @@ async fn store_with_job(backend: Backend, domains: &[&str]) -> (TestDb, Store, U
     let job = store
         .create_job("queue-test", &domains, CachePolicy::OFF)
         .await
-        .unwrap()
-        .job;
+        .unwrap();
     (db, store, job.id)
 }
 
 async fn counters(store: &Store, job: Uuid) -> (i32, i32, JobStatus) {
     let view = store.job(job).await.unwrap().unwrap();
-    (view.job.completed, view.job.failed, view.job.status)
+    (view.completed, view.failed, view.status)
 }
 
 async fn claims_are_exclusive_and_records_exactly_once(backend: Backend) {

@@ -281,7 +281,6 @@ pub async fn create_job(store: &Store, domains: &[String]) -> Uuid {
         .create_job("faults", &parsed, CachePolicy::OFF)
         .await
         .unwrap()
-        .job
         .id
 }
 

@@ -8,10 +8,9 @@
 use crate::api::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, Code};
-use crate::jobs::{self, Entry, Fields, JobView, NewJob, ResultPage};
+use crate::jobs::{self, Entry, Fields, NewJob, ResultPage};
 use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
-use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use std::sync::Arc;
 

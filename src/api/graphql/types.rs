@@ -8,59 +8,30 @@ use crate::jobs::FailureGroup;
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Job {
-    /// The job id.
-    id: ID,
-    #[graphql(skip)]
-    job_id: uuid::Uuid,
-    /// The job as read for the caller: what its failure groups are counted for.
-    #[graphql(skip)]
-    view: JobView,
-    /// The submitting client's `clientId`.
-    client_id: String,
-    /// Life-cycle state.
-    status: JobStatus,
-    /// Percent of domains finished, rounded down.
-    progress: i32,
-    /// Distinct domains in the job.
-    total: i32,
-    /// Domains finished with an icon.
-    completed: i32,
-    /// Domains finished without one.
-    failed: i32,
-    /// When submitted.
-    created_at: DateTime<Utc>,
-    /// When last changed.
-    updated_at: DateTime<Utc>,
+    /// The job as read for the caller, its fields shown as they are.
+    #[graphql(flatten)]
+    job: crate::model::Job,
 }
 
-impl From<JobView> for Job {
-    fn from(view: JobView) -> Self {
-        let progress = view.job.progress();
-        let job = view.job.clone();
-        Self {
-            id: ID(job.id.to_string()),
-            job_id: job.id,
-            client_id: view.client_name.clone(),
-            view,
-            status: job.status,
-            progress,
-            total: job.total,
-            completed: job.completed,
-            failed: job.failed,
-            created_at: job.created_at,
-            updated_at: job.updated_at,
-        }
+impl From<crate::model::Job> for Job {
+    fn from(job: crate::model::Job) -> Self {
+        Self { job }
     }
 }
 
 #[async_graphql::ComplexObject]
 impl Job {
+    /// The job id.
+    async fn id(&self) -> ID {
+        ID(self.job.id.to_string())
+    }
+
     /// A signed link to the job's CSV that works without a key (a browser can open it) until
     /// it expires (`DOWNLOAD_URL_TTL_SECS`, 15 minutes by default); absolute under
     /// `PUBLIC_URL` when that is set, a path otherwise. Null for a key without the `read`
     /// scope (what `createJob` and `cancelJob` answer it), since the link reads the results.
     async fn download_url(&self, c: &Context<'_>) -> Result<Option<String>> {
-        Ok(jobs::Jobs::may_read(caller(c)?).then(|| crate::api::download_url(ctx(c), self.job_id)))
+        Ok(jobs::Jobs::may_read(caller(c)?).then(|| crate::api::download_url(ctx(c), self.job.id)))
     }
 
     /// The job's finished failures grouped by error code, the largest group first: each
@@ -71,7 +42,7 @@ impl Job {
         let _turn = db_turn(c).await;
         ctx(c)
             .jobs
-            .failures_by_reason(caller(c)?, &self.view)
+            .failures_by_reason(caller(c)?, &self.job)
             .await
             .map_err(AppError::into_graphql)
     }

@@ -23,7 +23,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json};
 use body::{Domains, Scalar, parse_job_body};
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -136,9 +135,9 @@ pub(crate) async fn create_job(
     Ok((
         axum::http::StatusCode::CREATED,
         Json(CreatedJob {
-            job_id: view.job.id,
-            status: view.job.status,
-            total: view.job.total,
+            job_id: view.id,
+            status: view.status,
+            total: view.total,
         }),
     )
         .into_response())
@@ -236,24 +235,9 @@ pub(crate) async fn delete_job(
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = Job)]
 pub(crate) struct JobAnswer {
-    /// The job id.
-    job_id: Uuid,
-    /// The submitting client's `client_id`.
-    client_id: String,
-    /// `processing`, `completed`, `failed` or `cancelled`.
-    status: JobStatus,
-    /// Percent of domains finished, rounded down.
-    progress: i32,
-    /// Distinct domains in the job.
-    total: i32,
-    /// Domains finished with an icon.
-    completed: i32,
-    /// Domains finished without one.
-    failed: i32,
-    /// When submitted.
-    created_at: DateTime<Utc>,
-    /// When last changed.
-    updated_at: DateTime<Utc>,
+    /// The job's counts and times, as every view shows them.
+    #[serde(flatten)]
+    job: crate::model::Job,
     /// A signed link to the CSV that works without a key until it expires. Left out for a
     /// key without the `read` scope (a cancel's answer), since the link reads the results.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -266,20 +250,11 @@ pub(crate) struct JobAnswer {
 
 impl JobAnswer {
     /// The answer for a job `caller` was shown.
-    async fn of(state: &AppState, caller: &Caller, view: jobs::JobView) -> AppResult<Self> {
-        let failures_by_reason = state.jobs.failures_by_reason(caller, &view).await?;
-        let job = view.job;
+    async fn of(state: &AppState, caller: &Caller, job: crate::model::Job) -> AppResult<Self> {
+        let failures_by_reason = state.jobs.failures_by_reason(caller, &job).await?;
         Ok(Self {
-            job_id: job.id,
-            client_id: view.client_name,
-            status: job.status,
-            progress: job.progress(),
-            total: job.total,
-            completed: job.completed,
-            failed: job.failed,
-            created_at: job.created_at,
-            updated_at: job.updated_at,
             download_url: jobs::Jobs::may_read(caller).then(|| download_url(state, job.id)),
+            job,
             failures_by_reason,
         })
     }

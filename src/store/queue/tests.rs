@@ -3,7 +3,8 @@
 //! index) serve, which must name their index.
 
 use super::*;
-use crate::store::results::{NUMBERED, UNNUMBERED};
+use crate::store::sql::{FAILED, FETCHED, HAS_ICON, LEASED, NUMBERED, PENDING, UNNUMBERED};
+use sea_orm::ConnectionTrait;
 use std::collections::BTreeSet;
 
 /// Each partial index on `result`, with the clause the queries repeat for it.
@@ -91,8 +92,7 @@ async fn check_claim_plan(store: &Store) {
     let job = store
         .create_job("plans", &domains, crate::store::CachePolicy::OFF)
         .await
-        .unwrap()
-        .job;
+        .unwrap();
     let db = store.connection();
     // Most rows finished, as in a service that has run for a while.
     db.execute_unprepared(
@@ -100,7 +100,7 @@ async fn check_claim_plan(store: &Store) {
     )
     .await
     .unwrap();
-    super::super::results::number_finished(db, job.id, false)
+    super::super::write::number_finished(db, job.id, false)
         .await
         .unwrap();
     let backend = db.get_database_backend();
@@ -147,7 +147,7 @@ async fn check_claim_plan(store: &Store) {
         max_age: day,
         failure_max_age: day,
     };
-    let reuse = super::super::jobs::Cutoffs::new(policy, now);
+    let reuse = policy.cutoffs(now);
     let create =
         super::super::jobs::insert_results(backend, Uuid::new_v4(), now, reuse, 0, &domains[..50]);
     let (cache_index, _) = PARTIAL_INDEXES[2];
@@ -162,7 +162,7 @@ async fn check_claim_plan(store: &Store) {
     assert_plan_uses(db, explain, after, numbered).await;
     let number = Statement::from_sql_and_values(
         backend,
-        super::super::results::number_sql(true),
+        super::super::sql::number_sql(true),
         [job.id.into()],
     );
     let (unnumbered, _) = PARTIAL_INDEXES[6];
