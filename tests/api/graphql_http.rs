@@ -216,6 +216,10 @@ async fn browsers_still_get_graphiql_and_strangers_get_406() {
     assert_eq!(status, 200);
     assert!(content_type(&headers).starts_with("text/html"));
     assert!(page.as_str().unwrap().contains("graphiql"), "{page}");
+    // HTML alone, which allows no JSON type, is still a browser asking for the page.
+    let (status, headers, _) = get(&app, &[], "text/html", None).await;
+    assert_eq!(status, 200);
+    assert!(content_type(&headers).starts_with("text/html"));
 
     // A JSON client without a query is told what to send.
     let (status, _, body) = get(&app, &[], "application/json", None).await;

@@ -376,18 +376,27 @@ pub async fn get(
     if let (Ok(upgrade), Ok(protocol)) = (upgrade, protocol) {
         return graphql_ws(state, Ext(schema), peer, caller, headers, protocol, upgrade).await;
     }
+    let params = params.map_err(|e| AppError::bad_request(Code::InvalidInput, e.body_text()));
+    // A browser's navigation accepts no JSON type; it is asked for the page, not a query.
+    if let Ok(Query(GetParams { query: None, .. })) = &params
+        && accepts_html(&headers)
+    {
+        return graphiql_page(&state, &headers);
+    }
     let Some(wire) = negotiate(&headers) else {
         return not_acceptable();
     };
     let params = match params {
         Ok(Query(params)) => params,
-        Err(e) => {
-            let error = AppError::bad_request(Code::InvalidInput, e.body_text());
-            return refused(wire, error);
-        }
+        Err(error) => return refused(wire, error),
     };
     let Some(query) = params.query else {
-        return without_query(&state, &headers, wire);
+        let error = AppError::bad_request(
+            Code::InvalidInput,
+            "GET /graphql runs the query in its `query` parameter (with `variables` and \
+             `operationName`); browsers asking for text/html get GraphiQL",
+        );
+        return refused(wire, error);
     };
     if query.trim().is_empty() {
         return refused(wire, no_query("the `query` parameter is empty"));
@@ -423,21 +432,13 @@ fn no_query(what: &str) -> AppError {
 /// What a request without a caller is told, as the door tells a `POST`.
 const MISSING_KEY: &str = "an API key is required: send Authorization: Bearer <key>";
 
-/// A `GET` without `query`: GraphiQL for a client that takes HTML, else what to send.
-fn without_query(state: &AppState, headers: &HeaderMap, wire: Wire) -> Response {
-    if !accepts_html(headers) {
-        let error = AppError::bad_request(
-            Code::InvalidInput,
-            "GET /graphql runs the query in its `query` parameter (with `variables` and \
-             `operationName`); browsers asking for text/html get GraphiQL",
-        );
-        return refused(wire, error);
-    }
+/// GraphiQL, or 404 where it is turned off.
+fn graphiql_page(state: &AppState, headers: &HeaderMap) -> Response {
     if !state.config.graphiql {
-        let error = AppError::NotFound(
+        return AppError::NotFound(
             "GraphiQL is not served here (GRAPHIQL=false); send queries to /graphql".into(),
-        );
-        return refused(wire, error);
+        )
+        .into_graphql_response();
     }
     graphiql::page(headers)
 }
