@@ -1,4 +1,4 @@
-//! GraphiQL at `GET /graphql`, served offline: our own small page (assets/graphiql.html)
+//! GraphiQL for a browser's `GET /graphql` (one with no `query`), served offline: our own small page (assets/graphiql.html)
 //! loading the vendored React, ReactDOM and GraphiQL builds from `/assets/vendor/` (pinned
 //! in assets/vendor/manifest.json), with subscriptions over graphql-transport-ws at
 //! `/graphql/ws` through the dashboard's own client (assets/js/ws.js). async-graphql's
