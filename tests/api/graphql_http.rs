@@ -125,6 +125,20 @@ async fn get_runs_queries_with_variables_and_the_operation_named() {
     assert!(content_type(&headers).starts_with(accept));
     assert_eq!(body["data"]["job"]["id"], job_id, "{body}");
 
+    // An error while running (no such job) is a field error: 200 with `data`, even in the
+    // spec's media type, unlike the request error below.
+    let unknown = [(
+        "query",
+        r#"{ job(id: "00000000-0000-4000-8000-000000000000") { id } }"#,
+    )];
+    let (status, _, body) = get(&app, &unknown, accept, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("data").is_some(), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{body}"
+    );
+
     // A required variable left out is refused before anything runs: 400, no `data`.
     let params = [("query", query), ("operationName", "Job")];
     let (status, _, body) = get(&app, &params, accept, None).await;

@@ -266,6 +266,21 @@ async fn run(
     render(wire, status, &response, false)
 }
 
+/// A GraphQL response as sent: serialised straight from async-graphql's values, with no
+/// `data` entry for a request that never ran.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    /// What the operation produced; absent when it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    /// Every error, each with `extensions.code`.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [ServerError],
+    /// What extensions added to the response.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+}
+
 /// The answer's body and headers; `ran` says whether it has a `data` entry.
 fn render(
     wire: Wire,
@@ -273,16 +288,11 @@ fn render(
     response: &async_graphql::Response,
     ran: bool,
 ) -> Response {
-    let mut body = serde_json::Map::new();
-    if ran {
-        body.insert("data".into(), serde_json::json!(response.data));
-    }
-    if !response.errors.is_empty() {
-        body.insert("errors".into(), serde_json::json!(response.errors));
-    }
-    if !response.extensions.is_empty() {
-        body.insert("extensions".into(), serde_json::json!(response.extensions));
-    }
+    let body = Body {
+        data: ran.then_some(&response.data),
+        errors: &response.errors,
+        extensions: &response.extensions,
+    };
     let mut answer = (status, Json(body)).into_response();
     let headers = answer.headers_mut();
     headers.insert(header::CONTENT_TYPE, wire.content_type());
