@@ -26,8 +26,12 @@ pub enum Code {
     InvalidId,
     /// `page` or `per_page` out of range.
     InvalidPage,
-    /// No such job.
+    /// No such job, or no such path.
     NotFound,
+    /// The path exists but does not take this method (405, with `Allow`).
+    MethodNotAllowed,
+    /// The `Accept` header allows none of the media types the endpoint answers in (406).
+    NotAcceptable,
     /// The request body is larger than `MAX_REQUEST_BYTES`.
     PayloadTooLarge,
     /// The request body did not arrive within `HTTP_BODY_TIMEOUT_MS`.
@@ -71,6 +75,8 @@ impl Code {
             Self::InvalidId => "INVALID_ID",
             Self::InvalidPage => "INVALID_PAGE",
             Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::NotAcceptable => "NOT_ACCEPTABLE",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::Internal => "INTERNAL",
@@ -133,6 +139,17 @@ pub enum AppError {
     /// The named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The path does not take this method; `allow` lists the methods it does take.
+    #[error("{message}")]
+    MethodNotAllowed {
+        /// What was refused, and what to do instead.
+        message: String,
+        /// The `Allow` header, the methods the path takes; `None` where the router sets it.
+        allow: Option<&'static str>,
+    },
+    /// No media type the client accepts can carry the answer.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The body was over the size limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -199,6 +216,8 @@ impl AppError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -219,6 +238,8 @@ impl AppError {
         match self {
             Self::BadRequest { code, .. } => *code,
             Self::NotFound(_) => Code::NotFound,
+            Self::MethodNotAllowed { .. } => Code::MethodNotAllowed,
+            Self::NotAcceptable(_) => Code::NotAcceptable,
             Self::PayloadTooLarge(_) => Code::PayloadTooLarge,
             Self::RequestTimeout(_) => Code::RequestTimeout,
             Self::RateLimited { .. } => Code::RateLimited,
@@ -293,7 +314,22 @@ impl AppError {
         let body = json!({
             "errors": [{ "message": self.public_message(), "extensions": extensions }]
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        self.allow_header(&mut response);
+        response
+    }
+
+    /// A 405 says which methods the path does take (RFC 9110 requires `Allow` on it).
+    fn allow_header(&self, response: &mut Response) {
+        if let Self::MethodNotAllowed {
+            allow: Some(allow), ..
+        } = self
+        {
+            response.headers_mut().insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static(allow),
+            );
+        }
     }
 }
 
@@ -309,6 +345,7 @@ impl IntoResponse for AppError {
         };
         let unauthorized = matches!(self, Self::Unauthorized(_));
         let mut response = (status, Json(body)).into_response();
+        self.allow_header(&mut response);
         if unauthorized {
             // RFC 6750: a 401 names the scheme the client should use.
             response.headers_mut().insert(

@@ -1,9 +1,9 @@
-//! GraphiQL at `GET /graphql`, served offline: our own small page (assets/graphiql.html)
-//! loading the vendored React, ReactDOM and GraphiQL builds from `/assets/vendor/` (pinned
-//! in assets/vendor/manifest.json), with subscriptions over graphql-transport-ws at
-//! `/graphql/ws` through the dashboard's own client (assets/js/ws.js). async-graphql's
-//! built-in page loads its code from a public CDN, which a machine without internet cannot
-//! reach.
+//! GraphiQL for a browser's `GET /graphql` (one with no `query`), served offline: our own
+//! small page (assets/graphiql.html) loading the vendored React, ReactDOM and GraphiQL builds
+//! from `/assets/vendor/` (pinned in assets/vendor/manifest.json), with subscriptions over
+//! graphql-transport-ws at `/graphql/ws` through the dashboard's own client
+//! (assets/js/ws.js). async-graphql's built-in page loads its code from a public CDN, which a
+//! machine without internet cannot reach.
 
 use super::dashboard::serve;
 use axum::http::HeaderMap;

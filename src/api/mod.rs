@@ -16,26 +16,19 @@ pub mod ws;
 
 use crate::auth::{Accounts, Caller};
 use crate::config::Config;
-use crate::error::{AppError, Code};
+use crate::error::AppError;
 use crate::events::Events;
 use crate::icons::Icons;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::model::Liveness;
-use async_graphql::ParseRequestError;
-use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse};
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
-use graphql::AppSchema;
 use ops::{healthz, metrics, process_metrics, readyz};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -73,7 +66,10 @@ pub fn router(state: AppState) -> Router {
     // GraphQL handlers take it as an extension instead.
     let schema = graphql::build_schema(Some(state.clone()));
     let mut router = Router::new()
-        .route("/graphql", get(graphiql_or_subscription).post(graphql))
+        .route(
+            "/graphql",
+            get(graphql::over_http::get).post(graphql::over_http::post),
+        )
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -92,6 +88,8 @@ pub fn router(state: AppState) -> Router {
         .merge(rest::router())
         .merge(icons::router())
         .merge(dashboard::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(Extension(schema))
         .layer(axum::middleware::from_fn(require_json))
         .layer(axum::middleware::from_fn_with_state(
@@ -233,7 +231,8 @@ async fn body_deadline(State(state): State<AppState>, request: Request, next: Ne
     answer
 }
 
-fn payload_too_large() -> AppError {
+/// The error for a body over `MAX_REQUEST_BYTES`, whichever layer noticed.
+pub(crate) fn payload_too_large() -> AppError {
     AppError::PayloadTooLarge(
         "the request body is larger than the limit (MAX_REQUEST_BYTES)".into(),
     )
@@ -258,6 +257,36 @@ pub(crate) fn download_url(state: &AppState, job_id: uuid::Uuid) -> String {
     match &state.config.public_url {
         Some(base) => format!("{base}{path}"),
         None => path,
+    }
+}
+
+/// An unknown path: the API's JSON error naming it, not an empty 404.
+async fn no_route(method: Method, uri: axum::http::Uri) -> Response {
+    AppError::NotFound(format!(
+        "no such path: {method} {}; the REST API is described at /openapi.json, GraphQL is at /graphql",
+        shown_path(&uri)
+    ))
+    .into_response()
+}
+
+/// A known path asked with a method it does not take: 405 in the shape of the API called
+/// (the router adds `Allow`).
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
+    let path = shown_path(&uri);
+    let error = AppError::MethodNotAllowed {
+        message: format!("{path} does not take {method}; the Allow header lists what it takes"),
+        allow: None,
+    };
+    error_response(uri.path() == "/graphql", error)
+}
+
+/// The path as an error shows it: never the query string (it may hold a signature), and
+/// not at any length.
+fn shown_path(uri: &axum::http::Uri) -> String {
+    let path = uri.path();
+    match path.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_owned(),
     }
 }
 
@@ -302,83 +331,4 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// GET `/graphql`: a WebSocket upgrade runs subscriptions (as on `/graphql/ws`), anything
-/// else gets the GraphiQL page.
-async fn graphiql_or_subscription(
-    state: State<AppState>,
-    schema: Extension<AppSchema>,
-    peer: ConnectInfo<SocketAddr>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    protocol: Result<GraphQLProtocol, StatusCode>,
-) -> Response {
-    match (upgrade, protocol) {
-        (Ok(upgrade), Ok(protocol)) => {
-            graphql_ws(state, schema, peer, caller, headers, protocol, upgrade).await
-        }
-        _ if !state.config.graphiql => AppError::NotFound(
-            "GraphiQL is not served here (GRAPHIQL=false); POST queries to /graphql".into(),
-        )
-        .into_graphql_response(),
-        _ => graphiql::page(&headers),
-    }
-}
-
-/// POST `/graphql`. A body that is not a GraphQL request in JSON gets a GraphQL error with a
-/// code, like every other GraphQL error, rather than the extractor's plain-text 400.
-async fn graphql(
-    State(state): State<AppState>,
-    Extension(schema): Extension<AppSchema>,
-    caller: Option<Extension<Caller>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: Result<GraphQLRequest, GraphQLRejection>,
-) -> Response {
-    match request {
-        Ok(request) => {
-            // Resolvers find who asked, and from where, in the request's data.
-            let mut request = request.into_inner().data(graphql::SourceIp(auth::client_ip(
-                &headers,
-                peer.ip(),
-                &state.config.trusted_proxy_headers,
-            )));
-            if let Some(Extension(caller)) = caller {
-                request = request.data(caller);
-            }
-            GraphQLResponse::from(schema.execute(request).await).into_response()
-        }
-        Err(GraphQLRejection(err)) => {
-            let error = match err {
-                ParseRequestError::PayloadTooLarge => payload_too_large(),
-                // The body limit cuts a streamed body short while it is being read.
-                ParseRequestError::Io(e) if e.to_string().contains("length limit") => {
-                    payload_too_large()
-                }
-                ParseRequestError::Io(e) => AppError::bad_request(
-                    Code::InvalidJson,
-                    format!("the request body could not be read: {e}"),
-                ),
-                other => AppError::bad_request(
-                    Code::InvalidJson,
-                    format!(
-                        "the body is not a GraphQL request in JSON ({{\"query\": …, \"variables\": …}}): {}",
-                        short_reason(&other)
-                    ),
-                ),
-            };
-            error.into_graphql_response()
-        }
-    }
-}
-
-/// The parser's reason, without the request text it may quote at length.
-fn short_reason(err: &ParseRequestError) -> String {
-    let reason = err.to_string();
-    match reason.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &reason[..cut]),
-        None => reason,
-    }
 }

@@ -23,6 +23,7 @@ mod exposure;
 mod fanout;
 mod finder_cases;
 mod finder_safety;
+mod graphql_http;
 mod helpers;
 mod https;
 mod icons;

@@ -3,7 +3,8 @@
 //! Resolvers parse their arguments, call the core ([`crate::jobs::Jobs`]) and map the answer;
 //! every rule (validation, paging, not-found) lives there and is shared with the REST API. Layout: `types` (the objects and inputs),
 //! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error), `gate`
-//! (what one operation may take from the database).
+//! (what one operation may take from the database), `over_http` (the `/graphql` handlers:
+//! GET and POST, media types and status codes).
 
 use crate::api::AppState;
 use crate::auth::Caller;
@@ -22,7 +23,8 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .extension(ErrorCodesFactory)
-        .extension(DbGateFactory);
+        .extension(DbGateFactory)
+        .extension(over_http::HttpPhaseFactory);
     match state {
         // INTROSPECTION=false: the schema is not browsable by whoever holds a key, and a
         // typo's "Did you mean …?" would list its fields and arguments all the same.
@@ -206,6 +208,7 @@ pub fn sdl() -> String {
 mod errors;
 mod gate;
 mod mutation;
+pub mod over_http;
 mod query;
 mod subscription;
 mod types;
