@@ -244,8 +244,6 @@ impl Config {
         // Browsing the schema is a convenience for a local, keyless service; behind keys it
         // is something to switch on deliberately.
         let open_by_default = auth_mode == AuthMode::Off;
-        // Caps on what one client address or key may hold open go up to a million.
-        let per_client = |var, default| env.count(var, default, 1_000_000);
         Ok(Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_pool_size: env.parse_in("DATABASE_POOL_SIZE", 10, 1..=1000)?,
@@ -291,8 +289,8 @@ impl Config {
                 10..=10_000_000,
             )?,
             ws_max_subscriptions: env.parse_in("WS_MAX_SUBSCRIPTIONS", 10, 1..=10_000)?,
-            ws_max_subscriptions_per_ip: per_client("WS_MAX_SUBSCRIPTIONS_PER_IP", 100)?,
-            ws_max_subscriptions_per_key: per_client("WS_MAX_SUBSCRIPTIONS_PER_KEY", 100)?,
+            ws_max_subscriptions_per_ip: env.client_cap("WS_MAX_SUBSCRIPTIONS_PER_IP", 100)?,
+            ws_max_subscriptions_per_key: env.client_cap("WS_MAX_SUBSCRIPTIONS_PER_KEY", 100)?,
             max_request_bytes: env.parse_in(
                 "MAX_REQUEST_BYTES",
                 largest_job,
@@ -301,7 +299,7 @@ impl Config {
             export_chunk_bytes: env.parse_in("EXPORT_CHUNK_BYTES", MIB, KIB..=256 * MIB)?,
             ws_max_message_bytes: env.parse_in("WS_MAX_MESSAGE_BYTES", 64 * KIB, KIB..=64 * MIB)?,
             ws_max_connections: env.parse_in("WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
-            ws_max_connections_per_ip: per_client("WS_MAX_CONNECTIONS_PER_IP", 1_000)?,
+            ws_max_connections_per_ip: env.client_cap("WS_MAX_CONNECTIONS_PER_IP", 1_000)?,
             ws_init_timeout: env.millis("WS_INIT_TIMEOUT_MS", 10_000)?,
             ws_ping_interval: env.millis("WS_PING_INTERVAL_MS", 15_000)?,
             ws_idle_timeout: env.millis("WS_IDLE_TIMEOUT_MS", 45_000)?,
@@ -312,13 +310,9 @@ impl Config {
             sentry_dsn: env.optional("SENTRY_DSN"),
             sentry_environment: env.optional("SENTRY_ENVIRONMENT"),
             sentry_traces_sample_rate: env.share("SENTRY_TRACES_SAMPLE_RATE", 0.05)?,
-            log_format: env
-                .choice("LOG_FORMAT", LOG_FORMATS)?
-                .unwrap_or(LogFormat::Text),
+            log_format: env.choice("LOG_FORMAT", LOG_FORMATS, LogFormat::Text)?,
             shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 30, 0..=3600)?,
-            icon_store: env
-                .choice("ICON_STORE", ICON_STORES)?
-                .unwrap_or(IconStore::Chosen),
+            icon_store: env.choice("ICON_STORE", ICON_STORES, IconStore::Chosen)?,
             // The finder reads at most ICON_CAP bytes of an icon, so more could never be kept.
             icon_max_bytes: env.parse_in("ICON_MAX_BYTES", 256 * KIB, KIB..=finder::ICON_CAP)?,
             icon_cache_control: env.header_value("ICON_CACHE_CONTROL", "public, max-age=86400")?,
@@ -380,7 +374,7 @@ const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", 
 /// `AUTH_MODE`, whose default follows `HOST`: off on loopback, required anywhere else.
 fn auth_mode(env: &Vars, host: IpAddr) -> Result<AuthMode, ConfigError> {
     let words = [("required", AuthMode::Required), ("off", AuthMode::Off)];
-    Ok(match env.choice("AUTH_MODE", &words)? {
+    Ok(match env.choice_opt("AUTH_MODE", &words)? {
         Some(mode) => mode,
         None if host.is_loopback() => AuthMode::Off,
         None => AuthMode::Required,

@@ -218,6 +218,15 @@ impl Vars {
         self.parse_in(var, default, 0.0..=1.0)
     }
 
+    /// A cap on what one client address or key may hold open at once, up to a million.
+    pub(super) fn client_cap(
+        &self,
+        var: &'static str,
+        default: usize,
+    ) -> Result<usize, ConfigError> {
+        self.count(var, default, 1_000_000)
+    }
+
     /// A duration in whole seconds within `range`.
     pub(super) fn secs(
         &self,
@@ -277,8 +286,18 @@ impl Vars {
             .transpose()
     }
 
-    /// One of a few words, each standing for a value; unset is `None`.
+    /// One of a few words, each standing for a value; unset is `default`.
     pub(super) fn choice<T: Copy>(
+        &self,
+        var: &'static str,
+        words: &[(&str, T)],
+        default: T,
+    ) -> Result<T, ConfigError> {
+        Ok(self.choice_opt(var, words)?.unwrap_or(default))
+    }
+
+    /// One of a few words, each standing for a value; unset is `None`.
+    pub(super) fn choice_opt<T: Copy>(
         &self,
         var: &'static str,
         words: &[(&str, T)],
