@@ -13,6 +13,7 @@ use crate::api::auth::{CLOSE_FORBIDDEN, client_ip, connection_caller};
 use crate::api::graphql::{AppSchema, SourceIp};
 use crate::api::raw_frames::RawFrames;
 use crate::auth::{Accounts, Caller, KeyCaller};
+use crate::config::Config;
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -280,18 +281,8 @@ async fn run_socket(
                 connection_init(init_state, caller, payload, init_key, init_refused)
             })
             .serve();
-        let config = &state.config;
-        let supervise = supervise_socket(
-            &heard,
-            pings,
-            (
-                config.ws_init_timeout,
-                config.ws_ping_interval,
-                config.ws_idle_timeout,
-            ),
-            &state.accounts,
-            &key,
-        );
+        let deadlines = socket_deadlines(&state.config);
+        let supervise = supervise_socket(&heard, pings, deadlines, &state.accounts, &key);
         // Shutdown drops the GraphQL side at once, even while it waits on a slow client:
         // every subscription stream on the connection ends with it.
         let ending = tokio::select! {
@@ -312,11 +303,19 @@ async fn run_socket(
         await_reply
     };
     let ((), await_reply) = tokio::join!(writer, session);
-    if !await_reply {
-        return;
+    if await_reply {
+        await_close_reply(&mut from_client).await;
     }
+}
 
-    await_close_reply(&mut from_client).await;
+/// `WS_INIT_TIMEOUT_MS`, `WS_PING_INTERVAL_MS` and `WS_IDLE_TIMEOUT_MS`, as
+/// [`supervise_socket`] takes them.
+fn socket_deadlines(config: &Config) -> (Duration, Duration, Duration) {
+    (
+        config.ws_init_timeout,
+        config.ws_ping_interval,
+        config.ws_idle_timeout,
+    )
 }
 
 /// The client's messages as async-graphql should see them: each is noted (liveness,
