@@ -18,6 +18,7 @@ use crate::worker::{WorkerPool, WorkerSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -54,15 +55,7 @@ impl Application {
             store.migrate().await?;
         }
         let metrics = Arc::new(Metrics::new());
-        let events = match &config.redis_url {
-            Some(url) => Events::redis(
-                url,
-                &config.redis_prefix,
-                config.redis_ca_cert.as_deref(),
-                metrics.clone(),
-            )?,
-            None => Events::in_process(),
-        };
+        let events = events(&config, &metrics)?;
         // One finder (one connection pool, one politeness budget) for the workers and the
         // icons' on-demand lookups.
         let finder = Arc::new(Finder::new(config.finder())?);
@@ -73,52 +66,19 @@ impl Application {
             store.clone(),
             jobs.clone(),
             finder.clone(),
-            IconSettings {
-                cache_control: config.icon_cache_control.clone(),
-                find_timeout: config.icon_find_timeout,
-                public: config.icons_public,
-                resize_cache_bytes: config.icon_resize_cache_bytes,
-                render_per_minute: config.icon_render_per_minute,
-            },
+            icon_settings(&config),
             metrics.clone(),
         );
-        // Past the finder's own longest find (its deadline and all of its waiting for slots),
-        // so the worker's backstop only ever catches a stuck find.
-        let find_timeout = finder.max_find_time() + std::time::Duration::from_secs(5);
-        let worker = if roles.worker && config.worker_concurrency > 0 {
-            Some(WorkerPool::new(
+        let worker = (roles.worker && config.worker_concurrency > 0).then(|| {
+            worker_pool(
+                &config,
                 store.clone(),
                 finder,
                 events.clone(),
                 metrics.clone(),
-                WorkerSettings {
-                    concurrency: config.worker_concurrency,
-                    lease: config.worker_lease,
-                    poll: config.worker_poll,
-                    max_tries: config.fetch_max_tries,
-                    backoff: config.fetch_retry_backoff,
-                    find_timeout,
-                    shutdown_grace: config.shutdown_grace,
-                },
-            ))
-        } else {
-            None
-        };
-        // A worker-only process serves just health and metrics, and only when asked to.
-        let port = match (roles.api, config.worker_http_port) {
-            (true, _) => Some(config.port),
-            (false, port) => port,
-        };
-        let listener = if let Some(port) = port {
-            let addr = SocketAddr::new(config.host, port);
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?,
             )
-        } else {
-            None
-        };
+        });
+        let listener = bind_listener(&config, roles).await?;
         let accounts = Accounts::new(
             store.clone(),
             LinkSigner::new(
@@ -128,30 +88,7 @@ impl Application {
         );
         let mut ops_listener = None;
         if roles.api {
-            if let Some(key) = &config.bootstrap_api_key {
-                let key_id = accounts.bootstrap(key).await?;
-                tracing::info!(%key_id, "BOOTSTRAP_API_KEY: admin key in place");
-            }
-            // Not fatal: with RUN_MIGRATIONS=false the key table may not exist yet.
-            let issued = match config.auth_mode {
-                AuthMode::Off => accounts.live_key_count().await.unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "cannot count the issued keys");
-                    0
-                }),
-                AuthMode::Required => 0,
-            };
-            if issued > 0 {
-                tracing::warn!(
-                    keys = issued,
-                    "AUTH_MODE=off WHILE API KEYS ARE ISSUED: a request without a key acts for the default client and reads every client's jobs, those of the keys' clients too; set AUTH_MODE=required, or revoke the keys (`favicon-finder keys revoke`)"
-                );
-            }
-            if config.auth_mode == AuthMode::Off && !config.host.is_loopback() {
-                tracing::warn!(
-                    host = %config.host,
-                    "AUTH_MODE=off on a non-loopback address: ANYONE WHO CAN REACH THIS PORT CAN READ EVERY CLIENT'S JOBS AND CREATE JOBS UNDER ANY NAME; set AUTH_MODE=required (and create keys) unless a gateway in front authenticates"
-                );
-            }
+            prepare_access(&config, &accounts).await?;
             if let Some(addr) = config.ops_addr {
                 ops_listener = Some(
                     TcpListener::bind(addr)
@@ -164,19 +101,8 @@ impl Application {
             config.ws_max_connections,
             config.ws_max_connections_per_ip,
         ));
-        let retention = (roles.api || roles.worker).then(|| {
-            Retention::new(
-                store.clone(),
-                RetentionSettings {
-                    max_age: (config.retention_days > 0)
-                        .then(|| std::time::Duration::from_secs(config.retention_days * 86_400)),
-                    interval: config.retention_interval,
-                    batch_rows: config.retention_batch_rows,
-                    cache_max_age: config.cache_max_age,
-                },
-                metrics.clone(),
-            )
-        });
+        let retention = (roles.api || roles.worker)
+            .then(|| Retention::new(store.clone(), retention_settings(&config), metrics.clone()));
         let config = Arc::new(config);
         Ok(Self {
             api: roles.api,
@@ -250,6 +176,7 @@ impl Application {
             let token = shutdown.clone();
             tokio::spawn(async move { pool.run(token).await })
         });
+        let timeouts = http_timeouts(&self.state.config);
         let api = match self.listener {
             Some(listener) => {
                 let addr = listener.local_addr()?;
@@ -261,11 +188,6 @@ impl Application {
                     ops_router(self.state.clone())
                 };
                 let token = shutdown.clone();
-                let timeouts = HttpTimeouts {
-                    header: self.state.config.http_header_timeout,
-                    idle: self.state.config.http_idle_timeout,
-                    grace: self.state.config.shutdown_grace,
-                };
                 Some(tokio::spawn(serve_http(listener, app, timeouts, token)))
             }
             None => None,
@@ -274,52 +196,160 @@ impl Application {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(%addr, "health and metrics listening (OPS_ADDR)");
             }
-            let timeouts = HttpTimeouts {
-                header: self.state.config.http_header_timeout,
-                idle: self.state.config.http_idle_timeout,
-                grace: self.state.config.shutdown_grace,
-            };
-            tokio::spawn(serve_http(
-                listener,
-                api_ops_router(self.state.clone()),
-                timeouts,
-                shutdown.clone(),
-            ))
+            let app = api_ops_router(self.state.clone());
+            tokio::spawn(serve_http(listener, app, timeouts, shutdown.clone()))
         });
         if let Some(api) = api {
             match api.await {
                 Ok(()) => tracing::info!("API stopped"),
                 Err(e) => tracing::error!(error = %e, "API task panicked"),
             }
-            // WebSockets left hyper at their upgrade, so serving HTTP does not wait for them;
-            // they complete their subscriptions and close within the same grace period.
             let started = stopping.await.unwrap_or_else(|_| Instant::now());
-            let grace = self.state.config.shutdown_grace;
-            let cut = self.state.ws_connections.drain(started + grace).await;
-            if cut > 0 {
-                tracing::warn!(
-                    cut,
-                    "WebSocket connections still open after SHUTDOWN_GRACE_SECS were cut"
-                );
-            }
+            drain_websockets(&self.state, started).await;
         }
-        if let Some(ops) = ops {
-            if let Err(e) = ops.await {
-                tracing::error!(error = %e, "ops listener task panicked");
-            }
-        }
-        if let Some(worker) = worker {
-            if let Err(e) = worker.await {
-                tracing::error!(error = %e, "worker task panicked");
-            }
-        }
-        if let Some(retention) = retention {
-            if let Err(e) = retention.await {
-                tracing::error!(error = %e, "retention task panicked");
-            }
-        }
+        join_task(ops, "ops listener").await;
+        join_task(worker, "worker").await;
+        join_task(retention, "retention").await;
         Ok(())
     }
+}
+
+/// WebSockets left hyper at their upgrade, so serving HTTP does not wait for them; they
+/// complete their subscriptions and close within the same grace period, counted from when
+/// shutdown `started`.
+async fn drain_websockets(state: &AppState, started: Instant) {
+    let grace = state.config.shutdown_grace;
+    let cut = state.ws_connections.drain(started + grace).await;
+    if cut > 0 {
+        tracing::warn!(
+            cut,
+            "WebSocket connections still open after SHUTDOWN_GRACE_SECS were cut"
+        );
+    }
+}
+
+/// Waits for a background task, if it runs, and logs a panic by the task's name.
+async fn join_task(task: Option<JoinHandle<()>>, what: &str) {
+    if let Some(task) = task
+        && let Err(e) = task.await
+    {
+        tracing::error!(error = %e, "{what} task panicked");
+    }
+}
+
+/// The HTTP deadlines every listener of the process shares.
+fn http_timeouts(config: &Config) -> HttpTimeouts {
+    HttpTimeouts {
+        header: config.http_header_timeout,
+        idle: config.http_idle_timeout,
+        grace: config.shutdown_grace,
+    }
+}
+
+/// Events over Redis when `REDIS_URL` is set, so processes hear each other; in-process
+/// otherwise.
+fn events(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Events> {
+    Ok(match &config.redis_url {
+        Some(url) => Events::redis(
+            url,
+            &config.redis_prefix,
+            config.redis_ca_cert.as_deref(),
+            metrics.clone(),
+        )?,
+        None => Events::in_process(),
+    })
+}
+
+/// The icon endpoint's settings, from the configuration's plain values.
+fn icon_settings(config: &Config) -> IconSettings {
+    IconSettings {
+        cache_control: config.icon_cache_control.clone(),
+        find_timeout: config.icon_find_timeout,
+        public: config.icons_public,
+        resize_cache_bytes: config.icon_resize_cache_bytes,
+        render_per_minute: config.icon_render_per_minute,
+    }
+}
+
+/// The retention task's settings; `RETENTION_DAYS=0` keeps jobs for ever.
+fn retention_settings(config: &Config) -> RetentionSettings {
+    RetentionSettings {
+        max_age: (config.retention_days > 0)
+            .then(|| std::time::Duration::from_secs(config.retention_days * 86_400)),
+        interval: config.retention_interval,
+        batch_rows: config.retention_batch_rows,
+        cache_max_age: config.cache_max_age,
+    }
+}
+
+/// The worker pool, sharing the finder with the icons' on-demand lookups.
+fn worker_pool(
+    config: &Config,
+    store: Store,
+    finder: Arc<Finder>,
+    events: Events,
+    metrics: Arc<Metrics>,
+) -> WorkerPool {
+    // Past the finder's own longest find (its deadline and all of its waiting for slots),
+    // so the worker's backstop only ever catches a stuck find.
+    let find_timeout = finder.max_find_time() + std::time::Duration::from_secs(5);
+    let settings = WorkerSettings {
+        concurrency: config.worker_concurrency,
+        lease: config.worker_lease,
+        poll: config.worker_poll,
+        max_tries: config.fetch_max_tries,
+        backoff: config.fetch_retry_backoff,
+        find_timeout,
+        shutdown_grace: config.shutdown_grace,
+    };
+    WorkerPool::new(store, finder, events, metrics, settings)
+}
+
+/// The main listener: the API's port, or for a worker-only process the health and metrics
+/// port, and only when asked for one.
+async fn bind_listener(config: &Config, roles: Roles) -> anyhow::Result<Option<TcpListener>> {
+    let port = match (roles.api, config.worker_http_port) {
+        (true, _) => Some(config.port),
+        (false, port) => port,
+    };
+    let Some(port) = port else {
+        return Ok(None);
+    };
+    let addr = SocketAddr::new(config.host, port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    Ok(Some(listener))
+}
+
+/// Before the API serves: the bootstrap key put in place, and a loud warning when keyless
+/// requests can read more than whoever runs the service may expect.
+async fn prepare_access(config: &Config, accounts: &Accounts) -> anyhow::Result<()> {
+    if let Some(key) = &config.bootstrap_api_key {
+        let key_id = accounts.bootstrap(key).await?;
+        tracing::info!(%key_id, "BOOTSTRAP_API_KEY: admin key in place");
+    }
+    // Not fatal: with RUN_MIGRATIONS=false the key table may not exist yet.
+    let issued = match config.auth_mode {
+        AuthMode::Off => accounts.live_key_count().await.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "cannot count the issued keys");
+            0
+        }),
+        AuthMode::Required => 0,
+    };
+    if issued > 0 {
+        tracing::warn!(
+            keys = issued,
+            "AUTH_MODE=off WHILE API KEYS ARE ISSUED: a request without a key acts for the default client and reads every client's jobs, those of the keys' clients too; set AUTH_MODE=required, or revoke the keys (`favicon-finder keys revoke`)"
+        );
+    }
+    if config.auth_mode == AuthMode::Off && !config.host.is_loopback() {
+        tracing::warn!(
+            host = %config.host,
+            "AUTH_MODE=off on a non-loopback address: ANYONE WHO CAN REACH THIS PORT CAN READ EVERY CLIENT'S JOBS AND CREATE JOBS UNDER ANY NAME; set AUTH_MODE=required (and create keys) unless a gateway in front authenticates"
+        );
+    }
+    Ok(())
 }
 
 /// The core's rules, from the configuration's plain values.

@@ -85,84 +85,64 @@ impl Metrics {
         let registry = Registry::new_custom(Some("favicon_finder".into()), None)
             .expect("a valid metric namespace");
         let batch_buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+        let fetch_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0];
         let metrics = Self {
-            domains: IntCounterVec::new(
-                Opts::new(
-                    "domains_total",
-                    "Domains finished or retried, by outcome and error code",
-                ),
+            domains: counter_vec(
+                "domains_total",
+                "Domains finished or retried, by outcome and error code",
                 &["outcome", "error_code"],
-            )
-            .unwrap(),
-            fetch_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "fetch_duration_seconds",
-                    "Time to find one domain's favicon",
-                )
-                .buckets(vec![
-                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0,
-                ]),
-            )
-            .unwrap(),
+            ),
+            fetch_seconds: histogram(
+                "fetch_duration_seconds",
+                "Time to find one domain's favicon",
+                fetch_buckets,
+            ),
             in_flight: IntGauge::new("in_flight_fetches", "Domains being fetched now").unwrap(),
-            claim_batch: Histogram::with_opts(
-                HistogramOpts::new("claim_batch_size", "Rows taken per claim")
-                    .buckets(batch_buckets.clone()),
-            )
-            .unwrap(),
-            record_batch: Histogram::with_opts(
-                HistogramOpts::new("record_batch_size", "Outcomes written per transaction")
-                    .buckets(batch_buckets),
-            )
-            .unwrap(),
+            claim_batch: histogram(
+                "claim_batch_size",
+                "Rows taken per claim",
+                batch_buckets.clone(),
+            ),
+            record_batch: histogram(
+                "record_batch_size",
+                "Outcomes written per transaction",
+                batch_buckets,
+            ),
             subscriptions: IntGauge::new("subscriptions", "Open jobProgress subscriptions")
                 .unwrap(),
-            redis_errors: IntCounter::new("redis_errors_total", "Redis commands that failed")
-                .unwrap(),
-            progress_rereads: IntCounter::new(
+            redis_errors: counter("redis_errors_total", "Redis commands that failed"),
+            progress_rereads: counter(
                 "progress_rereads_total",
                 "Database re-reads for progress subscribers (per job per silence, per lagging subscriber)",
-            )
-            .unwrap(),
-            progress_renders: IntCounter::new(
+            ),
+            progress_renders: counter(
                 "progress_renders_total",
                 "Progress events rendered for subscribers (per event and distinct selection)",
-            )
-            .unwrap(),
-            database_errors: IntCounter::new(
+            ),
+            database_errors: counter(
                 "database_errors_total",
                 "Worker database operations that failed and were retried",
-            )
-            .unwrap(),
-            record_failures: IntCounterVec::new(
-                Opts::new(
-                    "record_failures_total",
-                    "Failed writes of outcomes, by kind (transient: retried; permanent: row refused)",
-                ),
+            ),
+            record_failures: counter_vec(
+                "record_failures_total",
+                "Failed writes of outcomes, by kind (transient: retried; permanent: row refused)",
                 &["kind"],
-            )
-            .unwrap(),
-            purged: IntCounterVec::new(
-                Opts::new(
-                    "purged_total",
-                    "Rows removed by the retention task, by kind (jobs, results, icon_blobs, cache_rows)",
-                ),
+            ),
+            purged: counter_vec(
+                "purged_total",
+                "Rows removed by the retention task, by kind (jobs, results, icon_blobs, cache_rows)",
                 &["kind"],
-            )
-            .unwrap(),
+            ),
             purge_longest_transaction: Gauge::new(
                 "purge_longest_transaction_seconds",
                 "The longest single transaction of the last retention pass that purged a job",
             )
             .unwrap(),
-            icon_renders: IntCounterVec::new(
-                Opts::new(
-                    "icon_renders_total",
-                    "Icon resizes, by outcome (rendered, refused, failed, timeout, cached_failure, over_budget)",
-                ),
+            icon_renders: counter_vec(
+                "icon_renders_total",
+                "Icon resizes, by outcome (rendered, refused, failed, timeout, cached_failure, over_budget)",
                 &["outcome"],
-            )
-            .unwrap(),
+            ),
             jobs: IntGaugeVec::new(Opts::new("jobs", "Jobs by status"), &["status"]).unwrap(),
             queue: IntGaugeVec::new(
                 Opts::new("queue_rows", "Unfinished result rows, by state"),
@@ -172,41 +152,50 @@ impl Metrics {
             registry,
             fleet_read_at: Mutex::new(None),
         };
-        // Both kinds show from the start, so a rate over them never starts from nothing.
+        metrics.show_every_label();
+        metrics.register_all();
+        metrics
+    }
+
+    /// Creates the labelled series of every known kind up front: they show from the start,
+    /// so a rate over them never starts from nothing.
+    fn show_every_label(&self) {
         for kind in ["transient", "permanent"] {
-            metrics.record_failures.with_label_values(&[kind]);
+            self.record_failures.with_label_values(&[kind]);
         }
         for kind in ["jobs", "results", "icon_blobs", "cache_rows"] {
-            metrics.purged.with_label_values(&[kind]);
+            self.purged.with_label_values(&[kind]);
         }
         for outcome in ICON_RENDER_OUTCOMES {
-            metrics.icon_renders.with_label_values(&[outcome]);
+            self.icon_renders.with_label_values(&[outcome]);
         }
+    }
+
+    /// Registers every metric in this process's registry, which `/metrics` encodes.
+    fn register_all(&self) {
         let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
-            Box::new(metrics.domains.clone()),
-            Box::new(metrics.fetch_seconds.clone()),
-            Box::new(metrics.in_flight.clone()),
-            Box::new(metrics.claim_batch.clone()),
-            Box::new(metrics.record_batch.clone()),
-            Box::new(metrics.subscriptions.clone()),
-            Box::new(metrics.redis_errors.clone()),
-            Box::new(metrics.progress_rereads.clone()),
-            Box::new(metrics.progress_renders.clone()),
-            Box::new(metrics.database_errors.clone()),
-            Box::new(metrics.record_failures.clone()),
-            Box::new(metrics.jobs.clone()),
-            Box::new(metrics.queue.clone()),
-            Box::new(metrics.purged.clone()),
-            Box::new(metrics.purge_longest_transaction.clone()),
-            Box::new(metrics.icon_renders.clone()),
+            Box::new(self.domains.clone()),
+            Box::new(self.fetch_seconds.clone()),
+            Box::new(self.in_flight.clone()),
+            Box::new(self.claim_batch.clone()),
+            Box::new(self.record_batch.clone()),
+            Box::new(self.subscriptions.clone()),
+            Box::new(self.redis_errors.clone()),
+            Box::new(self.progress_rereads.clone()),
+            Box::new(self.progress_renders.clone()),
+            Box::new(self.database_errors.clone()),
+            Box::new(self.record_failures.clone()),
+            Box::new(self.jobs.clone()),
+            Box::new(self.queue.clone()),
+            Box::new(self.purged.clone()),
+            Box::new(self.purge_longest_transaction.clone()),
+            Box::new(self.icon_renders.clone()),
         ];
         for collector in collectors {
-            metrics
-                .registry
+            self.registry
                 .register(collector)
                 .expect("unique metric names");
         }
-        metrics
     }
 
     /// Whether the fleet-wide gauges are older than [`FLEET_GAUGES_TTL`]; if so, marks them
@@ -248,4 +237,19 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A counter; its name and help are constants, so a bad one fails the first start.
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).unwrap()
+}
+
+/// A counter with labels.
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).unwrap()
+}
+
+/// A histogram over the given bucket bounds.
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).unwrap()
 }

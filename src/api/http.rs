@@ -49,23 +49,9 @@ pub async fn serve_http(
     let builder = Arc::new(builder);
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
+        let Some((stream, peer)) = accept(&listener, &shutdown).await else {
+            break;
         };
-        // Subscription events are pushed one write each while earlier ones may still be
-        // unacknowledged; Nagle's algorithm would hold them for the peer's delayed ACK.
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
         let Ok(service) = make_service.call(peer).await;
         let service = hyper_util::service::TowerToHyperService::new(service);
         let builder = builder.clone();
@@ -114,6 +100,32 @@ pub async fn serve_http(
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// The next connection, ready for small writes; `None` once `shutdown` is cancelled.
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    let (stream, peer) = loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => break accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = shutdown.cancelled() => return None,
+        }
+    };
+    // Subscription events are pushed one write each while earlier ones may still be
+    // unacknowledged; Nagle's algorithm would hold them for the peer's delayed ACK.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    Some((stream, peer))
 }
 
 /// When a connection last moved bytes, either way.

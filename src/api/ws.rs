@@ -13,6 +13,7 @@ use crate::api::auth::{CLOSE_FORBIDDEN, client_ip, connection_caller};
 use crate::api::graphql::{AppSchema, SourceIp};
 use crate::api::raw_frames::RawFrames;
 use crate::auth::{Accounts, Caller, KeyCaller};
+use crate::config::Config;
 use crate::error::AppError;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
@@ -22,6 +23,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -235,11 +237,11 @@ async fn run_socket(
     (caller, source): (Option<Caller>, SourceIp),
     socket: WebSocket,
 ) {
-    let (mut to_client, mut from_client) = socket.split();
+    let (to_client, mut from_client) = socket.split();
     // Set when `connection_init` is refused: async-graphql then closes graphql-transport-ws
     // with 1002, where the protocol asks for 4403 Forbidden.
     let refused = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(32);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Message>(32);
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Ending>();
     let heard = Arc::new(Heard::new());
     // The key `connection_init` was accepted with, which the connection must keep following.
@@ -249,115 +251,38 @@ async fn run_socket(
 
     // The only writer: everything queued goes out in order, then (at shutdown) the
     // completions, then the close frame.
-    let writer = {
-        let operations = operations.clone();
-        let refused = refused.clone();
-        let raw = raw.clone();
-        async move {
-            while let Some(mut message) = rx.recv().await {
-                operations.sent(&message);
-                // Only now, so a queue of a slow socket holds placeholders, not events.
-                message = raw.splice(message);
-                if matches!(message, Message::Close(_)) && refused.load(Ordering::Relaxed) {
-                    message = Message::Close(Some(CloseFrame {
-                        code: CLOSE_FORBIDDEN,
-                        reason: "Forbidden".into(),
-                    }));
-                }
-                if to_client.send(message).await.is_err() {
-                    return;
-                }
-            }
-            let ending = end_rx
-                .await
-                .unwrap_or_else(|_| Ending::close(CLOSE_SHUTDOWN, "connection finished"));
-            if ending.complete_open {
-                for id in operations.take() {
-                    let complete = serde_json::json!({"type": "complete", "id": id}).to_string();
-                    if to_client
-                        .send(Message::Text(complete.into()))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            let _ = to_client.send(Message::Close(Some(ending.frame))).await;
-        }
-    };
+    let writer = write_socket(
+        to_client,
+        rx,
+        end_rx,
+        operations.clone(),
+        refused.clone(),
+        raw.clone(),
+    );
 
     let session = async {
-        let pings = tx.clone();
-        let refusals = tx.clone();
+        let (pings, refusals) = (tx.clone(), tx.clone());
         let sink = tokio_util::sync::PollSender::new(tx)
             .sink_map_err(|_| axum::Error::new("the WebSocket writer stopped"));
-        let noted = heard.clone();
-        let seen = operations.clone();
         // Borrowed, not moved: after the session the read half waits for the close reply.
-        let input = (&mut from_client).filter_map(move |message| {
-            let refused = noted.note(&message, &seen);
-            let refusals = refusals.clone();
-            async move {
-                let Some(answer) = refused else {
-                    return Some(message);
-                };
-                // A client that does not read its answers fills the queue; its operation
-                // is refused all the same.
-                let _ = refusals.try_send(answer);
-                None
-            }
-        });
-        let mut data = async_graphql::Data::default();
-        data.insert(crate::api::graphql::ConnectionSubscriptions::new(
-            state.config.ws_max_subscriptions,
-        ));
-        data.insert(source);
-        data.insert(raw);
+        let input = screened(
+            &mut from_client,
+            heard.clone(),
+            operations.clone(),
+            refusals,
+        );
+        let data = connection_data(state.config.ws_max_subscriptions, source, raw);
         let init_state = state.clone();
         let init_refused = refused.clone();
         let init_key = key.clone();
         let serve = GraphQLWebSocket::new_with_pair(sink, input, schema, protocol)
             .with_data(data)
-            .on_connection_init(move |payload| async move {
-                match connection_caller(&init_state, caller, &payload).await {
-                    Ok(caller) => {
-                        if let Caller::Key(accepted) = &caller {
-                            *init_key.lock().unwrap_or_else(|e| e.into_inner()) =
-                                Some(accepted.clone());
-                        }
-                        let mut data = async_graphql::Data::default();
-                        data.insert(caller);
-                        Ok(data)
-                    }
-                    Err(AppError::Internal(e)) => {
-                        tracing::error!(
-                            error = format!("{e:#}"),
-                            "connection_init: cannot check the key"
-                        );
-                        Err(async_graphql::Error::new(
-                            "internal error; the cause has been logged",
-                        ))
-                    }
-                    Err(refusal) => {
-                        init_refused.store(true, Ordering::Relaxed);
-                        Err(async_graphql::Error::new(refusal.to_string()))
-                    }
-                }
+            .on_connection_init(move |payload| {
+                connection_init(init_state, caller, payload, init_key, init_refused)
             })
             .serve();
-        let config = &state.config;
-        let supervise = supervise_socket(
-            &heard,
-            pings,
-            (
-                config.ws_init_timeout,
-                config.ws_ping_interval,
-                config.ws_idle_timeout,
-            ),
-            &state.accounts,
-            &key,
-        );
+        let deadlines = socket_deadlines(&state.config);
+        let supervise = supervise_socket(&heard, pings, deadlines, &state.accounts, &key);
         // Shutdown drops the GraphQL side at once, even while it waits on a slow client:
         // every subscription stream on the connection ends with it.
         let ending = tokio::select! {
@@ -369,19 +294,7 @@ async fn run_socket(
             }),
         };
         // The senders are dropped now, so the writer drains what was queued, then ends.
-        let ending = ending.or_else(|| {
-            refused
-                .load(Ordering::Relaxed)
-                .then(|| Ending::close(CLOSE_FORBIDDEN, "Forbidden"))
-        });
-        let ending = ending.or_else(|| {
-            heard.too_big.load(Ordering::Relaxed).then(|| {
-                Ending::close(
-                    CLOSE_TOO_BIG,
-                    "message larger than the limit (WS_MAX_MESSAGE_BYTES)",
-                )
-            })
-        });
+        let ending = ending.or_else(|| refusal_ending(&refused, &heard));
         let await_reply = ending.as_ref().is_none_or(|e| e.await_reply);
         if let Some(ending) = ending {
             let _ = end_tx.send(ending);
@@ -390,12 +303,154 @@ async fn run_socket(
         await_reply
     };
     let ((), await_reply) = tokio::join!(writer, session);
-    if !await_reply {
-        return;
+    if await_reply {
+        await_close_reply(&mut from_client).await;
     }
+}
 
-    // Read until the client answers the close frame: dropping a connection with unread bytes
-    // makes the kernel send a reset, and the client may lose our close frame to it.
+/// `WS_INIT_TIMEOUT_MS`, `WS_PING_INTERVAL_MS` and `WS_IDLE_TIMEOUT_MS`, as
+/// [`supervise_socket`] takes them.
+fn socket_deadlines(config: &Config) -> (Duration, Duration, Duration) {
+    (
+        config.ws_init_timeout,
+        config.ws_ping_interval,
+        config.ws_idle_timeout,
+    )
+}
+
+/// The client's messages as async-graphql should see them: each is noted (liveness,
+/// operations), and one the connection refuses is answered at once, never passed on.
+fn screened<'a>(
+    from_client: &'a mut SplitStream<WebSocket>,
+    heard: Arc<Heard>,
+    operations: Arc<Operations>,
+    refusals: tokio::sync::mpsc::Sender<Message>,
+) -> impl futures::Stream<Item = Result<Message, axum::Error>> + Send + 'a {
+    from_client.filter_map(move |message| {
+        let refused = heard.note(&message, &operations);
+        let refusals = refusals.clone();
+        async move {
+            let Some(answer) = refused else {
+                return Some(message);
+            };
+            // A client that does not read its answers fills the queue; its operation is
+            // refused all the same.
+            let _ = refusals.try_send(answer);
+            None
+        }
+    })
+}
+
+/// What every operation of one connection can reach: its subscription count, the client's
+/// address and the pre-rendered frames the writer splices in.
+fn connection_data(
+    max_subscriptions: usize,
+    source: SourceIp,
+    raw: Arc<RawFrames>,
+) -> async_graphql::Data {
+    let mut data = async_graphql::Data::default();
+    data.insert(crate::api::graphql::ConnectionSubscriptions::new(
+        max_subscriptions,
+    ));
+    data.insert(source);
+    data.insert(raw);
+    data
+}
+
+/// Sends everything queued, in order; once the queue closes, `complete` for each operation
+/// still open when the ending asks for it, then the close frame.
+async fn write_socket(
+    mut to_client: SplitSink<WebSocket, Message>,
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    end_rx: tokio::sync::oneshot::Receiver<Ending>,
+    operations: Arc<Operations>,
+    refused: Arc<AtomicBool>,
+    raw: Arc<RawFrames>,
+) {
+    while let Some(mut message) = rx.recv().await {
+        operations.sent(&message);
+        // Only now, so a queue of a slow socket holds placeholders, not events.
+        message = raw.splice(message);
+        if matches!(message, Message::Close(_)) && refused.load(Ordering::Relaxed) {
+            message = Message::Close(Some(CloseFrame {
+                code: CLOSE_FORBIDDEN,
+                reason: "Forbidden".into(),
+            }));
+        }
+        if to_client.send(message).await.is_err() {
+            return;
+        }
+    }
+    let ending = end_rx
+        .await
+        .unwrap_or_else(|_| Ending::close(CLOSE_SHUTDOWN, "connection finished"));
+    if ending.complete_open {
+        for id in operations.take() {
+            let complete = serde_json::json!({"type": "complete", "id": id}).to_string();
+            if to_client
+                .send(Message::Text(complete.into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    let _ = to_client.send(Message::Close(Some(ending.frame))).await;
+}
+
+/// Answers `connection_init`: the caller it names (remembering an accepted key, which the
+/// connection keeps following), or the refusal; an internal failure is logged, not shown.
+async fn connection_init(
+    state: AppState,
+    caller: Option<Caller>,
+    payload: serde_json::Value,
+    key: Arc<Mutex<Option<KeyCaller>>>,
+    refused: Arc<AtomicBool>,
+) -> async_graphql::Result<async_graphql::Data> {
+    match connection_caller(&state, caller, &payload).await {
+        Ok(caller) => {
+            if let Caller::Key(accepted) = &caller {
+                *key.lock().unwrap_or_else(|e| e.into_inner()) = Some(accepted.clone());
+            }
+            let mut data = async_graphql::Data::default();
+            data.insert(caller);
+            Ok(data)
+        }
+        Err(AppError::Internal(e)) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "connection_init: cannot check the key"
+            );
+            Err(async_graphql::Error::new(
+                "internal error; the cause has been logged",
+            ))
+        }
+        Err(refusal) => {
+            refused.store(true, Ordering::Relaxed);
+            Err(async_graphql::Error::new(refusal.to_string()))
+        }
+    }
+}
+
+/// How to close a connection whose GraphQL side ended by itself: 4403 after a refused
+/// `connection_init`, 1009 after a message over the limit, otherwise the writer's default.
+fn refusal_ending(refused: &AtomicBool, heard: &Heard) -> Option<Ending> {
+    if refused.load(Ordering::Relaxed) {
+        return Some(Ending::close(CLOSE_FORBIDDEN, "Forbidden"));
+    }
+    heard.too_big.load(Ordering::Relaxed).then(|| {
+        Ending::close(
+            CLOSE_TOO_BIG,
+            "message larger than the limit (WS_MAX_MESSAGE_BYTES)",
+        )
+    })
+}
+
+/// Reads until the client answers the close frame (for at most [`CLOSE_REPLY_TIMEOUT`]):
+/// dropping a connection with unread bytes makes the kernel send a reset, and the client may
+/// lose our close frame to it.
+async fn await_close_reply(from_client: &mut SplitStream<WebSocket>) {
     let _ = tokio::time::timeout(CLOSE_REPLY_TIMEOUT, async {
         while let Some(Ok(message)) = from_client.next().await {
             if matches!(message, Message::Close(_)) {

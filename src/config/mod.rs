@@ -5,7 +5,7 @@
 //! start-up with an error naming the variable, so a typo never silently falls back to a default.
 
 use crate::finder::resolve::parse_dns_servers;
-use crate::finder::{FinderConfig, ResolveRule, parse_resolve_rules};
+use crate::finder::{self, FinderConfig, ResolveRule, parse_resolve_rules};
 use crate::redact::redact_url;
 use std::collections::HashMap;
 use std::fmt;
@@ -15,9 +15,7 @@ use std::time::Duration;
 
 mod parse;
 mod values;
-use parse::{
-    Vars, check_header_value, check_redis_url, check_secret, parse_proxy_headers, parse_public_url,
-};
+use parse::{Vars, check_redis_url, parse_proxy_headers, parse_public_url};
 pub use parse::{parse_hosts, parse_origins};
 pub use values::{AuthMode, ConfigError, IconStore, LogFormat, ProxyHeader};
 
@@ -238,123 +236,52 @@ impl Config {
     pub fn from_vars(vars: HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Vars(vars);
         let max_domains_per_job = env.parse_in("MAX_DOMAINS_PER_JOB", 100_000, 1..=10_000_000)?;
+        let largest_job = default_max_request_bytes(max_domains_per_job);
         // Loopback by default: `cargo run` must keep working without a key, and a keyless
         // service must not be reachable from the network unless someone says so.
         let host = env.parse("HOST", IpAddr::from([127, 0, 0, 1]))?;
-        let auth_mode = match env.optional("AUTH_MODE").as_deref() {
-            None if host.is_loopback() => AuthMode::Off,
-            None => AuthMode::Required,
-            Some("required") => AuthMode::Required,
-            Some("off") => AuthMode::Off,
-            Some(other) => {
-                return Err(ConfigError {
-                    var: "AUTH_MODE",
-                    value: other.to_owned(),
-                    reason: "expected `required` or `off`".into(),
-                });
-            }
-        };
+        let auth_mode = auth_mode(&env, host)?;
         // Browsing the schema is a convenience for a local, keyless service; behind keys it
         // is something to switch on deliberately.
         let open_by_default = auth_mode == AuthMode::Off;
         Ok(Self {
             database_url: env.string("DATABASE_URL", DEFAULT_DATABASE_URL),
             database_pool_size: env.parse_in("DATABASE_POOL_SIZE", 10, 1..=1000)?,
-            redis_url: match env.optional("REDIS_URL") {
-                None => None,
-                Some(value) => Some(check_redis_url(value)?),
-            },
+            redis_url: env.optional("REDIS_URL").map(check_redis_url).transpose()?,
             redis_ca_cert: env.optional("REDIS_CA_CERT").map(PathBuf::from),
             redis_prefix: env.string("REDIS_PREFIX", "favicon-finder"),
             host,
             port: env.parse("PORT", 3000)?,
-            worker_http_port: match env.optional("WORKER_HTTP_PORT") {
-                None => None,
-                Some(_) => Some(env.parse("WORKER_HTTP_PORT", 0u16)?),
-            },
+            worker_http_port: env.parse_opt("WORKER_HTTP_PORT")?,
             worker_concurrency: env.parse_in("WORKER_CONCURRENCY", 64, 0..=10_000)?,
-            worker_lease: Duration::from_secs(env.parse_in("WORKER_LEASE_SECS", 60, 1..=86_400)?),
-            worker_poll: Duration::from_millis(env.parse_in(
-                "WORKER_POLL_MS",
-                1000,
-                10..=600_000,
-            )?),
-            fetch_timeout: Duration::from_secs(env.parse_in("FETCH_TIMEOUT_SECS", 15, 1..=600)?),
-            fetch_slot_wait: Duration::from_secs(env.parse_in(
-                "FETCH_SLOT_WAIT_SECS",
-                120,
-                1..=3600,
-            )?),
+            worker_lease: env.secs("WORKER_LEASE_SECS", 60, 1..=86_400)?,
+            worker_poll: env.millis_in("WORKER_POLL_MS", 1000, 10..=600_000)?,
+            fetch_timeout: env.secs("FETCH_TIMEOUT_SECS", 15, 1..=600)?,
+            fetch_slot_wait: env.secs("FETCH_SLOT_WAIT_SECS", 120, 1..=3600)?,
             fetch_max_tries: env.parse_in("FETCH_MAX_TRIES", 3, 1..=100)?,
-            fetch_retry_backoff: Duration::from_millis(env.parse_in(
-                "FETCH_RETRY_BACKOFF_MS",
-                5000,
-                0..=3_600_000,
-            )?),
+            fetch_retry_backoff: env.millis_in("FETCH_RETRY_BACKOFF_MS", 5000, 0..=3_600_000)?,
             fetch_allow_private_networks: env.bool("FETCH_ALLOW_PRIVATE_NETWORKS", false)?,
             fetch_extra_root_certs: env.optional("FETCH_EXTRA_ROOT_CERTS").map(PathBuf::from),
-            fetch_resolve: match env.optional("FETCH_RESOLVE") {
-                None => Vec::new(),
-                Some(value) => parse_resolve_rules(&value).map_err(|reason| ConfigError {
-                    var: "FETCH_RESOLVE",
-                    value,
-                    reason,
-                })?,
-            },
+            fetch_resolve: env.list("FETCH_RESOLVE", parse_resolve_rules)?,
             fetch_user_agent: env.string("FETCH_USER_AGENT", DEFAULT_USER_AGENT),
             fetch_per_host_concurrency: env.parse_in("FETCH_PER_HOST_CONCURRENCY", 4, 1..=1000)?,
-            fetch_per_address_concurrency: env.parse_in(
+            fetch_per_address_concurrency: env.count(
                 "FETCH_PER_ADDRESS_CONCURRENCY",
                 16,
-                1..=10_000,
+                10_000,
             )?,
-            fetch_dns_servers: match env.optional("FETCH_DNS_SERVERS") {
-                None => Vec::new(),
-                Some(value) => parse_dns_servers(&value).map_err(|reason| ConfigError {
-                    var: "FETCH_DNS_SERVERS",
-                    value,
-                    reason,
-                })?,
-            },
+            fetch_dns_servers: env.list("FETCH_DNS_SERVERS", parse_dns_servers)?,
             fetch_dns_max_inflight: env.parse_in("FETCH_DNS_MAX_INFLIGHT", 256, 1..=100_000)?,
-            fetch_dns_timeout: Duration::from_millis(env.parse_in(
-                "FETCH_DNS_TIMEOUT_MS",
-                5000,
-                50..=60_000,
-            )?),
-            fetch_https_refusal_ttl: Duration::from_secs(env.parse_in(
-                "FETCH_HTTPS_REFUSAL_TTL_SECS",
-                600,
-                0..=86_400,
-            )?),
-            cache_max_age: Duration::from_secs(env.parse_in(
-                "CACHE_MAX_AGE_SECS",
-                86_400,
-                0..=31_536_000,
-            )?),
-            cache_failure_max_age: Duration::from_secs(env.parse_in(
-                "CACHE_FAILURE_MAX_AGE_SECS",
-                3_600,
-                0..=31_536_000,
-            )?),
+            fetch_dns_timeout: env.millis_in("FETCH_DNS_TIMEOUT_MS", 5000, 50..=60_000)?,
+            fetch_https_refusal_ttl: env.secs("FETCH_HTTPS_REFUSAL_TTL_SECS", 600, 0..=86_400)?,
+            cache_max_age: env.secs("CACHE_MAX_AGE_SECS", 86_400, 0..=31_536_000)?,
+            cache_failure_max_age: env.secs("CACHE_FAILURE_MAX_AGE_SECS", 3_600, 0..=31_536_000)?,
             retention_days: env.parse_in("RETENTION_DAYS", 30, 0..=36_500)?,
-            retention_interval: Duration::from_secs(env.parse_in(
-                "RETENTION_INTERVAL_SECS",
-                3_600,
-                1..=604_800,
-            )?),
+            retention_interval: env.secs("RETENTION_INTERVAL_SECS", 3_600, 1..=604_800)?,
             retention_batch_rows: env.parse_in("RETENTION_BATCH_ROWS", 2_000, 1..=100_000)?,
             max_domains_per_job,
-            rate_limit_jobs_per_hour: env.parse_in(
-                "RATE_LIMIT_JOBS_PER_HOUR",
-                600,
-                0..=u64::MAX,
-            )?,
-            rate_limit_domains_per_hour: env.parse_in(
-                "RATE_LIMIT_DOMAINS_PER_HOUR",
-                1_000_000,
-                0..=u64::MAX,
-            )?,
+            rate_limit_jobs_per_hour: env.parse("RATE_LIMIT_JOBS_PER_HOUR", 600)?,
+            rate_limit_domains_per_hour: env.parse("RATE_LIMIT_DOMAINS_PER_HOUR", 1_000_000)?,
             graphql_max_depth: env.parse_in("GRAPHQL_MAX_DEPTH", 16, 2..=1000)?,
             graphql_max_complexity: env.parse_in(
                 "GRAPHQL_MAX_COMPLEXITY",
@@ -362,37 +289,17 @@ impl Config {
                 10..=10_000_000,
             )?,
             ws_max_subscriptions: env.parse_in("WS_MAX_SUBSCRIPTIONS", 10, 1..=10_000)?,
-            ws_max_subscriptions_per_ip: env.parse_in(
-                "WS_MAX_SUBSCRIPTIONS_PER_IP",
-                100,
-                1..=1_000_000,
-            )?,
-            ws_max_subscriptions_per_key: env.parse_in(
-                "WS_MAX_SUBSCRIPTIONS_PER_KEY",
-                100,
-                1..=1_000_000,
-            )?,
+            ws_max_subscriptions_per_ip: env.client_cap("WS_MAX_SUBSCRIPTIONS_PER_IP", 100)?,
+            ws_max_subscriptions_per_key: env.client_cap("WS_MAX_SUBSCRIPTIONS_PER_KEY", 100)?,
             max_request_bytes: env.parse_in(
                 "MAX_REQUEST_BYTES",
-                default_max_request_bytes(max_domains_per_job),
-                1024..=MAX_REQUEST_BYTES_CEILING,
+                largest_job,
+                KIB..=MAX_REQUEST_BYTES_CEILING,
             )?,
-            export_chunk_bytes: env.parse_in(
-                "EXPORT_CHUNK_BYTES",
-                1024 * 1024,
-                1024..=256 * 1024 * 1024,
-            )?,
-            ws_max_message_bytes: env.parse_in(
-                "WS_MAX_MESSAGE_BYTES",
-                64 * 1024,
-                1024..=64 * 1024 * 1024,
-            )?,
+            export_chunk_bytes: env.parse_in("EXPORT_CHUNK_BYTES", MIB, KIB..=256 * MIB)?,
+            ws_max_message_bytes: env.parse_in("WS_MAX_MESSAGE_BYTES", 64 * KIB, KIB..=64 * MIB)?,
             ws_max_connections: env.parse_in("WS_MAX_CONNECTIONS", 10_000, 1..=1_000_000)?,
-            ws_max_connections_per_ip: env.parse_in(
-                "WS_MAX_CONNECTIONS_PER_IP",
-                1_000,
-                1..=1_000_000,
-            )?,
+            ws_max_connections_per_ip: env.client_cap("WS_MAX_CONNECTIONS_PER_IP", 1_000)?,
             ws_init_timeout: env.millis("WS_INIT_TIMEOUT_MS", 10_000)?,
             ws_ping_interval: env.millis("WS_PING_INTERVAL_MS", 15_000)?,
             ws_idle_timeout: env.millis("WS_IDLE_TIMEOUT_MS", 45_000)?,
@@ -402,112 +309,29 @@ impl Config {
             run_migrations: env.bool("RUN_MIGRATIONS", true)?,
             sentry_dsn: env.optional("SENTRY_DSN"),
             sentry_environment: env.optional("SENTRY_ENVIRONMENT"),
-            sentry_traces_sample_rate: env.parse_in(
-                "SENTRY_TRACES_SAMPLE_RATE",
-                0.05,
-                0.0..=1.0,
-            )?,
-            log_format: match env.optional("LOG_FORMAT").as_deref() {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(other) => {
-                    return Err(ConfigError {
-                        var: "LOG_FORMAT",
-                        value: other.to_owned(),
-                        reason: "expected `text` or `json`".into(),
-                    });
-                }
-            },
-            shutdown_grace: Duration::from_secs(env.parse_in(
-                "SHUTDOWN_GRACE_SECS",
-                30,
-                0..=3600,
-            )?),
-            icon_store: match env.optional("ICON_STORE").as_deref() {
-                None | Some("chosen") => IconStore::Chosen,
-                Some("off") => IconStore::Off,
-                Some(other) => {
-                    return Err(ConfigError {
-                        var: "ICON_STORE",
-                        value: other.to_owned(),
-                        reason: "expected `chosen` or `off`".into(),
-                    });
-                }
-            },
+            sentry_traces_sample_rate: env.share("SENTRY_TRACES_SAMPLE_RATE", 0.05)?,
+            log_format: env.choice("LOG_FORMAT", LOG_FORMATS, LogFormat::Text)?,
+            shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 30, 0..=3600)?,
+            icon_store: env.choice("ICON_STORE", ICON_STORES, IconStore::Chosen)?,
             // The finder reads at most ICON_CAP bytes of an icon, so more could never be kept.
-            icon_max_bytes: env.parse_in(
-                "ICON_MAX_BYTES",
-                256 * 1024,
-                1024..=crate::finder::ICON_CAP,
-            )?,
-            icon_cache_control: check_header_value(
-                "ICON_CACHE_CONTROL",
-                env.string("ICON_CACHE_CONTROL", "public, max-age=86400"),
-            )?,
+            icon_max_bytes: env.parse_in("ICON_MAX_BYTES", 256 * KIB, KIB..=finder::ICON_CAP)?,
+            icon_cache_control: env.header_value("ICON_CACHE_CONTROL", "public, max-age=86400")?,
             icon_find_timeout: env.millis("ICON_FIND_TIMEOUT_MS", 10_000)?,
             icons_public: env.bool("ICONS_PUBLIC", true)?,
-            icon_resize_cache_bytes: env.parse_in(
-                "ICON_RESIZE_CACHE_BYTES",
-                16 * 1024 * 1024,
-                0..=1024 * 1024 * 1024,
-            )?,
+            icon_resize_cache_bytes: env.parse_in("ICON_RESIZE_CACHE_BYTES", 16 << 20, 0..=GIB)?,
             icon_render_per_minute: env.millis("ICON_RENDER_MS_PER_MINUTE", 10_000)?,
             auth_mode,
-            bootstrap_api_key: match env.optional("BOOTSTRAP_API_KEY") {
-                None => None,
-                Some(value) => Some(check_secret("BOOTSTRAP_API_KEY", value)?),
-            },
-            cors_allowed_origins: match env.optional("CORS_ALLOWED_ORIGINS") {
-                None => Vec::new(),
-                Some(value) => parse_origins(&value).map_err(|reason| ConfigError {
-                    var: "CORS_ALLOWED_ORIGINS",
-                    value,
-                    reason,
-                })?,
-            },
-            allowed_hosts: match env.optional("ALLOWED_HOSTS") {
-                None => Vec::new(),
-                Some(value) => parse_hosts(&value).map_err(|reason| ConfigError {
-                    var: "ALLOWED_HOSTS",
-                    value,
-                    reason,
-                })?,
-            },
-            metrics_token: match env.optional("METRICS_TOKEN") {
-                None => None,
-                Some(value) => Some(check_secret("METRICS_TOKEN", value)?),
-            },
-            ops_addr: match env.optional("OPS_ADDR") {
-                None => None,
-                Some(_) => Some(env.parse("OPS_ADDR", SocketAddr::from(([127, 0, 0, 1], 0)))?),
-            },
+            bootstrap_api_key: env.secret("BOOTSTRAP_API_KEY")?,
+            cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", parse_origins)?,
+            allowed_hosts: env.list("ALLOWED_HOSTS", parse_hosts)?,
+            metrics_token: env.secret("METRICS_TOKEN")?,
+            ops_addr: env.parse_opt("OPS_ADDR")?,
             graphiql: env.bool("GRAPHIQL", open_by_default)?,
             introspection: env.bool("INTROSPECTION", open_by_default)?,
-            download_url_secret: match env.optional("DOWNLOAD_URL_SECRET") {
-                None => None,
-                Some(value) => Some(check_secret("DOWNLOAD_URL_SECRET", value)?),
-            },
-            download_url_ttl: Duration::from_secs(env.parse_in(
-                "DOWNLOAD_URL_TTL_SECS",
-                900,
-                10..=86_400,
-            )?),
-            public_url: match env.optional("PUBLIC_URL") {
-                None => None,
-                Some(value) => Some(parse_public_url(&value).map_err(|reason| ConfigError {
-                    var: "PUBLIC_URL",
-                    value,
-                    reason,
-                })?),
-            },
-            trusted_proxy_headers: match env.optional("TRUSTED_PROXY_HEADERS") {
-                None => Vec::new(),
-                Some(value) => parse_proxy_headers(&value).map_err(|reason| ConfigError {
-                    var: "TRUSTED_PROXY_HEADERS",
-                    value,
-                    reason,
-                })?,
-            },
+            download_url_secret: env.secret("DOWNLOAD_URL_SECRET")?,
+            download_url_ttl: env.secs("DOWNLOAD_URL_TTL_SECS", 900, 10..=86_400)?,
+            public_url: env.checked("PUBLIC_URL", parse_public_url)?,
+            trusted_proxy_headers: env.list("TRUSTED_PROXY_HEADERS", parse_proxy_headers)?,
         })
     }
 
@@ -532,6 +356,29 @@ impl Config {
             },
         }
     }
+}
+
+/// A kibibyte, for the byte-sized settings.
+const KIB: usize = 1024;
+/// A mebibyte.
+const MIB: usize = 1024 * KIB;
+
+/// A gibibyte, for the memory budgets counted in `u64`.
+const GIB: u64 = 1 << 30;
+
+/// The words `ICON_STORE` takes.
+const ICON_STORES: &[(&str, IconStore)] = &[("chosen", IconStore::Chosen), ("off", IconStore::Off)];
+/// The words `LOG_FORMAT` takes.
+const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
+
+/// `AUTH_MODE`, whose default follows `HOST`: off on loopback, required anywhere else.
+fn auth_mode(env: &Vars, host: IpAddr) -> Result<AuthMode, ConfigError> {
+    let words = [("required", AuthMode::Required), ("off", AuthMode::Off)];
+    Ok(match env.choice_opt("AUTH_MODE", &words)? {
+        Some(mode) => mode,
+        None if host.is_loopback() => AuthMode::Off,
+        None => AuthMode::Required,
+    })
 }
 
 /// Never print credentials: URLs may carry passwords.

@@ -203,6 +203,126 @@ impl Vars {
         )?))
     }
 
+    /// A count of things from one to `max` (a cap, where zero would mean nothing works).
+    pub(super) fn count(
+        &self,
+        var: &'static str,
+        default: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        self.parse_in(var, default, 1..=max)
+    }
+
+    /// A share of something, from 0 to 1.
+    pub(super) fn share(&self, var: &'static str, default: f32) -> Result<f32, ConfigError> {
+        self.parse_in(var, default, 0.0..=1.0)
+    }
+
+    /// A cap on what one client address or key may hold open at once, up to a million.
+    pub(super) fn client_cap(
+        &self,
+        var: &'static str,
+        default: usize,
+    ) -> Result<usize, ConfigError> {
+        self.count(var, default, 1_000_000)
+    }
+
+    /// A duration in whole seconds within `range`.
+    pub(super) fn secs(
+        &self,
+        var: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(self.parse_in(var, default, range)?))
+    }
+
+    /// A duration in milliseconds within `range`, for settings whose bounds are not
+    /// [`Vars::millis`]'s.
+    pub(super) fn millis_in(
+        &self,
+        var: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.parse_in(var, default, range)?))
+    }
+
+    /// A set value run through `check`, whose reason names what is wrong; unset is `None`.
+    pub(super) fn checked<T>(
+        &self,
+        var: &'static str,
+        check: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(value) = self.optional(var) else {
+            return Ok(None);
+        };
+        check(&value)
+            .map(Some)
+            .map_err(|reason| ConfigError { var, value, reason })
+    }
+
+    /// A comma-separated list read by `parse_list`; unset is empty.
+    pub(super) fn list<T>(
+        &self,
+        var: &'static str,
+        parse_list: impl FnOnce(&str) -> Result<Vec<T>, String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        Ok(self.checked(var, parse_list)?.unwrap_or_default())
+    }
+
+    /// A value with no default: unset is `None`, a set one must parse.
+    pub(super) fn parse_opt<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.checked(var, |v| v.parse().map_err(|e: T::Err| e.to_string()))
+    }
+
+    /// A secret (see [`check_secret`]); unset is `None`.
+    pub(super) fn secret(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        self.optional(var)
+            .map(|value| check_secret(var, value))
+            .transpose()
+    }
+
+    /// One of a few words, each standing for a value; unset is `default`.
+    pub(super) fn choice<T: Copy>(
+        &self,
+        var: &'static str,
+        words: &[(&str, T)],
+        default: T,
+    ) -> Result<T, ConfigError> {
+        Ok(self.choice_opt(var, words)?.unwrap_or(default))
+    }
+
+    /// One of a few words, each standing for a value; unset is `None`.
+    pub(super) fn choice_opt<T: Copy>(
+        &self,
+        var: &'static str,
+        words: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        self.checked(var, |v| {
+            words
+                .iter()
+                .find(|(word, _)| *word == v)
+                .map(|(_, value)| *value)
+                .ok_or_else(|| {
+                    let names: Vec<String> = words.iter().map(|(w, _)| format!("`{w}`")).collect();
+                    format!("expected {}", names.join(" or "))
+                })
+        })
+    }
+
+    /// A value sent as an HTTP header as it is (see [`check_header_value`]).
+    pub(super) fn header_value(
+        &self,
+        var: &'static str,
+        default: &str,
+    ) -> Result<String, ConfigError> {
+        check_header_value(var, self.string(var, default))
+    }
+
     pub(super) fn bool(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
         match self.optional(var) {
             None => Ok(default),

@@ -18,8 +18,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use url::{Host, Url};
 
+mod classify;
 mod inflate;
 mod slots;
+pub use classify::classify;
+use classify::malformed_answer;
 use inflate::Inflate;
 use slots::Slots;
 
@@ -292,59 +295,18 @@ impl Fetcher {
             })?;
             let sent = Instant::now();
             let until = sent + left.min(deadline.remaining());
-            let mut req = self.client.get(url.clone());
-            if browser {
-                req = req.headers(browser_headers());
-            } else {
-                req = req.header(header::ACCEPT, "*/*");
-            }
-            let resp = match tokio::time::timeout_at(until, req.send()).await {
-                Err(_) => {
-                    let mut e = FetchError::new(
-                        ErrorCategory::Timeout,
-                        format!("no answer from {url} in time"),
-                    );
-                    e.origin = origin;
-                    return Err(e);
-                }
-                Ok(Err(e)) => {
-                    let (category, message) = classify(&e);
-                    // An answer the client cannot take (more headers than it allows, a broken
-                    // status line) still came from a server that works: its default paths are
-                    // worth trying, rather than the other host.
-                    let origin = if malformed_answer(&e) {
-                        Some(url)
-                    } else {
-                        origin
-                    };
-                    return Err(FetchError {
-                        category,
-                        message,
-                        origin,
-                    });
-                }
-                Ok(Ok(r)) => r,
-            };
+            let resp = self.send(&url, browser, until, origin).await?;
             origin = Some(url.clone());
             let status = resp.status();
-            let location = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .map(str::trim)
-                .filter(|l| !l.is_empty());
+            let location = redirect_location(&resp);
             let Some(location) = location.filter(|_| status.is_redirection()) else {
-                let deflated = resp
-                    .headers()
-                    .get(header::CONTENT_ENCODING)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("deflate"));
+                let inflate = deflated(&resp).then(Inflate::new);
                 return Ok(Opened {
                     url,
                     resp,
                     until,
                     _slots: slots,
-                    inflate: deflated.then(Inflate::new),
+                    inflate,
                 });
             };
             let next = url.join(location).map_err(|e| FetchError {
@@ -370,6 +332,51 @@ impl Fetcher {
             message: format!("more than {max_redirects} redirects"),
             origin,
         })
+    }
+
+    /// Sends one GET that must answer by `until`. A failure keeps `origin` (the last host
+    /// that answered), or names `url` itself when its server answered in a form the client
+    /// could not take.
+    async fn send(
+        &self,
+        url: &Url,
+        browser: bool,
+        until: Instant,
+        origin: Option<Url>,
+    ) -> Result<reqwest::Response, FetchError> {
+        let mut req = self.client.get(url.clone());
+        if browser {
+            req = req.headers(browser_headers());
+        } else {
+            req = req.header(header::ACCEPT, "*/*");
+        }
+        match tokio::time::timeout_at(until, req.send()).await {
+            Err(_) => {
+                let mut e = FetchError::new(
+                    ErrorCategory::Timeout,
+                    format!("no answer from {url} in time"),
+                );
+                e.origin = origin;
+                Err(e)
+            }
+            Ok(Err(e)) => {
+                let (category, message) = classify(&e);
+                // An answer the client cannot take (more headers than it allows, a broken
+                // status line) still came from a server that works: its default paths are
+                // worth trying, rather than the other host.
+                let origin = if malformed_answer(&e) {
+                    Some(url.clone())
+                } else {
+                    origin
+                };
+                Err(FetchError {
+                    category,
+                    message,
+                    origin,
+                })
+            }
+            Ok(Ok(r)) => Ok(r),
+        }
     }
 
     /// Reads the body chunk by chunk (decompressed bytes) until `on_chunk` says stop, the cap,
@@ -438,6 +445,23 @@ impl Fetcher {
     }
 }
 
+/// A response's non-empty `Location`, trimmed (whatever its status).
+fn redirect_location(resp: &reqwest::Response) -> Option<&str> {
+    resp.headers()
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+}
+
+/// Whether a body comes raw- or zlib-deflated, which the client does not undo itself.
+fn deflated(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("deflate"))
+}
+
 /// `Retry-After` as seconds (the delta form; an HTTP date is ignored), capped at a day.
 pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -448,98 +472,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
         .parse::<u64>()
         .ok()
         .map(|s| s.min(86_400))
-}
-
-/// Every error in the chain, outermost first, including the payloads of `io::Error`s (whose
-/// `source()` skips the payload itself).
-fn error_chain<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Vec<&'a (dyn std::error::Error + 'static)> {
-    let mut out = Vec::new();
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if out.len() > 32 {
-            break;
-        }
-        out.push(e);
-        cur = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    out
-}
-
-/// Whether the server answered with something that is not HTTP the client takes (hyper could
-/// not parse it: too many headers, a header section over its buffer, a broken status line).
-fn malformed_answer(err: &reqwest::Error) -> bool {
-    error_chain(err).iter().any(|e| {
-        e.downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_parse)
-    })
-}
-
-/// Classifies a reqwest error by walking its source chain: our resolver's error first, then
-/// rustls and I/O errors, then reqwest's own flags. An answer the client could not parse is
-/// `invalid_content`: the server works, what it sent cannot be used.
-pub fn classify(err: &reqwest::Error) -> (ErrorCategory, String) {
-    let mut message = err.to_string();
-    let mut found = None;
-    for e in error_chain(err) {
-        message = e.to_string();
-        if let Some(r) = e.downcast_ref::<ResolveError>() {
-            return (r.category(), r.to_string());
-        }
-        if e.downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_parse)
-        {
-            found = Some((
-                ErrorCategory::InvalidContent,
-                format!("the answer could not be read: {e}"),
-            ));
-        }
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            // The innermost cause wins over the I/O wrappers that carried it.
-            found = Some((ErrorCategory::Tls, e.to_string()));
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            let cat = match io.kind() {
-                K::TimedOut => Some(ErrorCategory::Timeout),
-                K::ConnectionRefused
-                | K::ConnectionReset
-                | K::ConnectionAborted
-                | K::NotConnected
-                | K::AddrNotAvailable
-                | K::HostUnreachable
-                | K::NetworkUnreachable
-                | K::BrokenPipe
-                | K::UnexpectedEof => Some(ErrorCategory::Connect),
-                _ => None,
-            };
-            if let Some(c) = cat {
-                found.get_or_insert((c, io.to_string()));
-            }
-        }
-    }
-    if let Some((c, m)) = found {
-        return (c, m);
-    }
-    let lower = message.to_ascii_lowercase();
-    let cat = if err.is_timeout() {
-        ErrorCategory::Timeout
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
-    {
-        ErrorCategory::Tls
-    } else if err.is_decode() {
-        ErrorCategory::InvalidContent
-    } else {
-        ErrorCategory::Connect
-    };
-    (cat, message)
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@
 //! `candidates_dropped`, with those the page declared past the parsing caps.
 
 use super::clock::Deadline;
-use super::fetch::Fetcher;
+use super::fetch::{FetchError, Fetcher};
 use super::html;
 use super::page::{Page, fetch_page, home_page};
 use super::{Candidate, CandidateSource, ErrorCategory, FindError, FindOutcome, Found};
@@ -51,7 +51,10 @@ use std::time::Duration;
 use url::Url;
 
 mod resources;
+mod verdict;
 use resources::{browserconfig_tiles, manifest_icons, verify};
+use std::collections::{HashMap, HashSet};
+use verdict::Trail;
 
 /// Decompressed bytes of one icon read at most (a larger icon is rejected).
 pub const ICON_CAP: usize = 1024 * 1024;
@@ -101,56 +104,11 @@ pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Whether verification refused this candidate because of the SSRF guard.
-fn refused(c: &Candidate) -> bool {
-    c.error
-        .as_ref()
-        .is_some_and(|e| e.category() == Some(ErrorCategory::Blocked))
-}
-
-/// The first fetch failure among the candidates that a later try may not meet (a timeout, a
-/// refused or reset connection, a 429 or 5xx): such a candidate never said whether it is an
-/// icon, so the domain cannot be called `no_icon`.
-fn unanswered(ranked: &[Candidate]) -> Option<(ErrorCategory, &str)> {
-    ranked.iter().find_map(|c| {
-        let e = c.error.as_ref()?;
-        let category = e.category().filter(|c| c.is_transient())?;
-        Some((category, e.as_str()))
-    })
-}
-
 /// Runs the whole pipeline for one domain; the chosen icon's bytes come along when they are
 /// at most `keep` bytes.
 pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -> FindOutcome {
-    let mut page = match home_page(f, domain, deadline).await {
-        Ok(p) => Ok(p),
-        Err(e) if e.origin.is_some() => Err(e),
-        Err(e) => {
-            return Err(FindError::new(e.category, e.message));
-        }
-    };
-
-    // A fetch besides the candidates (the `<meta refresh>` target, a manifest) that did not
-    // answer: the icons it would have named are unknown, not absent.
-    let mut unanswered_fetch: Option<(ErrorCategory, String)> = None;
-    // Meta refresh is followed once, only when the page itself declared nothing.
-    if let Ok(p) = &page
-        && let Some(ex) = &p.extracted
-        && ex.links.is_empty()
-        && ex.manifests.is_empty()
-        && ex.tiles.is_empty()
-        && let Some(target) = ex.refresh.as_deref().and_then(links::refresh_target)
-        && let Some(next) = links::resolve_href(&p.url, &target)
-        && let Ok(next) = Url::parse(&next)
-        && next != p.url
-    {
-        match fetch_page(f, next, deadline).await {
-            Ok(p2) if (200..300).contains(&p2.status) => page = Ok(p2),
-            Err(e) if e.category.is_transient() => unanswered_fetch = Some((e.category, e.message)),
-            _ => {}
-        }
-    }
-
+    let mut trail = Trail::default();
+    let page = start_page(f, domain, deadline, &mut trail).await?;
     let (origin, final_url) = match &page {
         Ok(p) => (p.url.clone(), Some(p.url.to_string())),
         Err(e) => match e.origin.clone() {
@@ -158,178 +116,21 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
             None => return Err(FindError::new(e.category, e.message.clone())),
         },
     };
+    let mut declared = match &page {
+        Ok(p) => declarations(f, p, deadline, &mut trail).await,
+        Err(_) => Declared::default(),
+    };
+    add_default_paths(&mut declared.cands, &origin);
 
-    let mut cands = Vec::new();
-    let mut last_resort = Vec::new();
-    let mut file_refused: Option<String> = None;
-    let mut dropped: u32 = 0;
-    let mut parse_error: Option<String> = None;
-    // `/browserconfig.xml`, asked for as IE and Edge did when a page named none, but only as a
-    // last resort: its tiles are often white on transparent, and `/favicon.ico` is better.
-    let mut default_browserconfig = None;
-    if let Ok(Page {
-        url,
-        extracted: Some(ex),
-        ..
-    }) = &page
-    {
-        let declared = links::candidates(ex, url);
-        dropped = declared.dropped;
-        parse_error.clone_from(&ex.parse_error);
-        cands.extend(declared.candidates);
-        last_resort = rank::rank(links::noscript_candidates(ex, url));
-        let named_config = declared.browserconfig.is_some();
-        let files = declared
-            .manifests
-            .into_iter()
-            .take(MAX_MANIFESTS)
-            .map(|m| (m, false))
-            .chain(declared.browserconfig.map(|b| (b, true)));
-        for (file, is_config) in files {
-            let icons = if is_config {
-                browserconfig_tiles(f, file, deadline).await
-            } else {
-                manifest_icons(f, file, deadline).await
-            };
-            match icons {
-                Ok((icons, n)) => {
-                    cands.extend(icons);
-                    dropped = dropped.saturating_add(n);
-                }
-                Err(e) if e.category == ErrorCategory::Blocked => {
-                    file_refused = Some(e.message);
-                }
-                Err(e) => {
-                    unanswered_fetch.get_or_insert((e.category, e.message));
-                }
-            }
-        }
-        if cands.is_empty() && !named_config && !declared.browserconfig_off {
-            default_browserconfig = url.join("/browserconfig.xml").ok();
-        }
-    }
-    let declared_any = !cands.is_empty();
-    let mut defaults = vec!["/favicon.ico"];
-    if !declared_any {
-        defaults.extend(["/apple-touch-icon.png", "/apple-touch-icon-precomposed.png"]);
-    }
-    for path in defaults {
-        if let Ok(u) = origin.join(path) {
-            cands.push(Candidate::new(u.as_str(), CandidateSource::DefaultPath));
-        }
-    }
+    let mut search = Search::new(f, deadline, keep);
+    let mut ranked = search.rank_unseen(std::mem::take(&mut declared.cands));
+    search.verify_ranked(&mut ranked).await;
+    search.last_resorts(&mut ranked, &mut declared).await;
+    trail.timed_out = search.timed_out;
+    trail.fetched = search.fetched;
 
-    let mut ranked = rank::rank(cands);
-    let mut seen = std::collections::HashSet::new();
-    ranked.retain(|c| seen.insert(c.url.clone()));
-
-    // Declared icons stop short of the deadline so the default paths keep time of their own.
-    let reserve = (remaining(deadline) / 3).min(DEFAULT_RESERVE_MAX);
-    let declared_deadline = deadline.less(reserve);
-    let mut tried = std::collections::HashSet::new();
-    let mut kept: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
-    let mut fetched = 0;
-    let mut declared_fetched = 0;
-    let mut winner_tier: Option<u8> = None;
-    let mut extra = 0;
-    let mut timed_out = false;
-    for c in ranked.iter_mut() {
-        // A mask icon is never picked; a candidate that already carries its rejection (an
-        // inline icon over the cap) is shown, never fetched.
-        if c.source == CandidateSource::MaskIcon || c.error.is_some() {
-            continue;
-        }
-        if let Some(t) = winner_tier {
-            if rank::tier(c) != t || extra >= EXTRA_SAME_TIER {
-                break;
-            }
-            extra += 1;
-        }
-        if fetched >= MAX_VERIFY {
-            break;
-        }
-        let is_default = c.source == CandidateSource::DefaultPath;
-        let until = if is_default {
-            deadline
-        } else {
-            &declared_deadline
-        };
-        if !is_default && declared_fetched >= MAX_DECLARED_VERIFY {
-            // Skipped, not stopped: the default paths further down still get their turn.
-            continue;
-        }
-        if !is_default && remaining(until).is_zero() {
-            timed_out = true;
-            continue;
-        }
-        if remaining(until).is_zero() {
-            timed_out = true;
-            break;
-        }
-        if let Some(b) = verify(f, c, until).await.filter(|b| b.len() <= keep) {
-            // At most MAX_VERIFY icons of at most `keep` bytes each are held until the pick.
-            kept.insert(c.url.clone(), b);
-        }
-        tried.insert(c.url.clone());
-        fetched += 1;
-        if !is_default {
-            declared_fetched += 1;
-        }
-        // A non-square image is a last resort: keep looking for a square one.
-        let square = match (c.width, c.height) {
-            (Some(w), Some(h)) if w > 0 && h > 0 => {
-                (0.9..=1.1).contains(&(f64::from(w) / f64::from(h)))
-            }
-            _ => true,
-        };
-        if winner_tier.is_none() && rank::is_verified(c) && square {
-            winner_tier = Some(rank::tier(c));
-        }
-    }
-    // `<noscript>` icons only when nothing else, `/favicon.ico` included, verified: browsers
-    // that run scripts ignore them. Then the default `browserconfig.xml`'s tiles.
-    for resort in 0..2 {
-        if rank::pick(&ranked).is_some() {
-            break;
-        }
-        let list = if resort == 0 {
-            std::mem::take(&mut last_resort)
-        } else {
-            match default_browserconfig.take() {
-                Some(u) if fetched < MAX_VERIFY && !remaining(deadline).is_zero() => {
-                    let (tiles, n) = browserconfig_tiles(f, u, deadline)
-                        .await
-                        .unwrap_or_default();
-                    dropped = dropped.saturating_add(n);
-                    rank::rank(tiles)
-                }
-                _ => Vec::new(),
-            }
-        };
-        for mut c in list {
-            if !seen.insert(c.url.clone()) {
-                continue;
-            }
-            if fetched < MAX_VERIFY && !remaining(deadline).is_zero() {
-                if let Some(b) = verify(f, &mut c, deadline)
-                    .await
-                    .filter(|b| b.len() <= keep)
-                {
-                    kept.insert(c.url.clone(), b);
-                }
-                tried.insert(c.url.clone());
-                fetched += 1;
-            }
-            let done = rank::is_verified(&c);
-            ranked.push(c);
-            if done {
-                break;
-            }
-        }
-    }
-
-    let (ranked, over) = keep_candidates(ranked, &tried);
-    let candidates_dropped = dropped.saturating_add(over);
+    let (ranked, over) = keep_candidates(ranked, &search.tried);
+    let candidates_dropped = declared.dropped.saturating_add(over);
 
     if let Some(i) = rank::pick(&ranked) {
         let c = &ranked[i];
@@ -339,102 +140,293 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
             mime: c.mime.clone().unwrap_or_default(),
             width: c.width.unwrap_or(0),
             height: c.height.unwrap_or(0),
-            icon: kept.remove(&c.url).map(super::IconBytes::new),
+            icon: search.kept.remove(&c.url).map(super::IconBytes::new),
             candidates: ranked,
             candidates_dropped,
         });
     }
-
-    // A candidate, a manifest or a refresh target that did not answer leaves the question open: a later try may
-    // find the icon there, so the failure is transient and never `no_icon`.
-    let unanswered = unanswered(&ranked)
-        .map(|(category, what)| (category, what.to_owned()))
-        .or(unanswered_fetch);
-    let mut err = match &page {
-        Err(e) => FindError::new(e.category, e.message.clone()),
-        Ok(p) if p.status >= 400 && p.challenge => FindError::new(
-            ErrorCategory::HttpStatus,
-            format!(
-                "bot wall: home page answered HTTP {} with a challenge page, also to a browser-like retry",
-                p.status
-            ),
-        ),
-        Ok(p) if p.status == 403 => FindError::new(
-            ErrorCategory::HttpStatus,
-            "home page answered HTTP 403, also to a browser-like retry (bot wall?)",
-        ),
-        Ok(p) if p.status == 429 || p.status >= 500 => {
-            let mut e = FindError::new(
-                ErrorCategory::RateLimited,
-                format!("home page answered HTTP {}", p.status),
-            );
-            e.retry_after_secs = p.retry_after;
-            e
-        }
-        Ok(_) if let Some((category, what)) = &unanswered => FindError::new(
-            *category,
-            format!("no icon verified; a candidate did not answer ({what})"),
-        ),
-        Ok(p) if p.status >= 400 => FindError::new(
-            ErrorCategory::HttpStatus,
-            format!("home page answered HTTP {}", p.status),
-        ),
-        Ok(_) if file_refused.is_some() || ranked.iter().any(refused) => {
-            let what = ranked
-                .iter()
-                .find(|c| refused(c))
-                .and_then(|c| c.error.as_ref().map(ToString::to_string))
-                .or(file_refused)
-                .unwrap_or_default();
-            FindError::new(
-                ErrorCategory::Blocked,
-                format!("no usable icon; refused a non-public target ({what})"),
-            )
-        }
-        Ok(_) if timed_out || remaining(deadline).is_zero() => FindError::new(
-            ErrorCategory::Timeout,
-            "deadline passed before an icon was verified",
-        ),
-        // A page the client could not read to its end is not an empty page: its own failure
-        // (undecodable: `invalid_content`; too slow: `timeout`) says why nothing was found.
-        Ok(Page {
-            read_error: Some(e),
-            ..
-        }) => FindError::new(
-            e.category,
-            format!(
-                "no usable icon; the home page could not be read ({})",
-                e.message
-            ),
-        ),
-        // The page's markup broke the parser's memory limit before anything usable was found:
-        // the page, not the network, is why there is no icon.
-        Ok(_) if parse_error.is_some() => FindError::new(
-            ErrorCategory::InvalidContent,
-            format!(
-                "no usable icon; the home page could not be parsed within the {}-byte parser memory limit ({})",
-                html::PARSER_MEMORY,
-                parse_error.as_deref().unwrap_or_default()
-            ),
-        ),
-        Ok(_) => FindError::new(
-            ErrorCategory::NoIcon,
-            format!("no candidate was a real image ({fetched} tried)"),
-        ),
-    };
+    let mut err = verdict::failure(&page, &ranked, trail, deadline);
     err.final_url = final_url;
     err.candidates = ranked;
     err.candidates_dropped = candidates_dropped;
     Err(err)
 }
 
+/// The home page, or its failure when it still gives an origin to try the default paths on;
+/// a failure without one ends the search at once. A page that declared nothing but a
+/// `<meta refresh>` is replaced by the page it points to (followed once).
+async fn start_page(
+    f: &Fetcher,
+    domain: &str,
+    deadline: &Deadline,
+    trail: &mut Trail,
+) -> Result<Result<Page, FetchError>, FindError> {
+    let mut page = match home_page(f, domain, deadline).await {
+        Ok(p) => p,
+        Err(e) if e.origin.is_some() => return Ok(Err(e)),
+        Err(e) => return Err(FindError::new(e.category, e.message)),
+    };
+    if let Some(ex) = &page.extracted
+        && ex.links.is_empty()
+        && ex.manifests.is_empty()
+        && ex.tiles.is_empty()
+        && let Some(target) = ex.refresh.as_deref().and_then(links::refresh_target)
+        && let Some(next) = links::resolve_href(&page.url, &target)
+        && let Ok(next) = Url::parse(&next)
+        && next != page.url
+    {
+        match fetch_page(f, next, deadline).await {
+            Ok(p2) if (200..300).contains(&p2.status) => page = p2,
+            Err(e) if e.category.is_transient() => {
+                trail.unanswered_fetch = Some((e.category, e.message));
+            }
+            _ => {}
+        }
+    }
+    Ok(Ok(page))
+}
+
+/// What the home page declared, with the files it named (manifests, `browserconfig.xml`)
+/// already read.
+#[derive(Default)]
+struct Declared {
+    /// Links, tiles and manifest icons, in the page's order.
+    cands: Vec<Candidate>,
+    /// `<noscript>` icons, ranked, tried only when nothing else verified.
+    last_resort: Vec<Candidate>,
+    /// `/browserconfig.xml`, asked for as IE and Edge did when a page named none, but only as
+    /// a last resort: its tiles are often white on transparent, and `/favicon.ico` is better.
+    default_browserconfig: Option<Url>,
+    /// Candidates left out past the parsing caps.
+    dropped: u32,
+}
+
+/// Reads the page's declarations and fetches the manifests and `browserconfig.xml` it names.
+async fn declarations(
+    f: &Fetcher,
+    page: &Page,
+    deadline: &Deadline,
+    trail: &mut Trail,
+) -> Declared {
+    let mut out = Declared::default();
+    let (url, Some(ex)) = (&page.url, &page.extracted) else {
+        return out;
+    };
+    let declared = links::candidates(ex, url);
+    out.dropped = declared.dropped;
+    trail.parse_error.clone_from(&ex.parse_error);
+    out.cands.extend(declared.candidates);
+    out.last_resort = rank::rank(links::noscript_candidates(ex, url));
+    let named_config = declared.browserconfig.is_some();
+    let files = declared
+        .manifests
+        .into_iter()
+        .take(MAX_MANIFESTS)
+        .map(|m| (m, false))
+        .chain(declared.browserconfig.map(|b| (b, true)));
+    for (file, is_config) in files {
+        let icons = if is_config {
+            browserconfig_tiles(f, file, deadline).await
+        } else {
+            manifest_icons(f, file, deadline).await
+        };
+        match icons {
+            Ok((icons, n)) => {
+                out.cands.extend(icons);
+                out.dropped = out.dropped.saturating_add(n);
+            }
+            Err(e) if e.category == ErrorCategory::Blocked => {
+                trail.file_refused = Some(e.message);
+            }
+            Err(e) => {
+                trail
+                    .unanswered_fetch
+                    .get_or_insert((e.category, e.message));
+            }
+        }
+    }
+    if out.cands.is_empty() && !named_config && !declared.browserconfig_off {
+        out.default_browserconfig = url.join("/browserconfig.xml").ok();
+    }
+    out
+}
+
+/// Adds the well-known paths: `/favicon.ico` always, the apple-touch icons only when the page
+/// declared nothing.
+fn add_default_paths(cands: &mut Vec<Candidate>, origin: &Url) {
+    let mut defaults = vec!["/favicon.ico"];
+    if cands.is_empty() {
+        defaults.extend(["/apple-touch-icon.png", "/apple-touch-icon-precomposed.png"]);
+    }
+    for path in defaults {
+        if let Ok(u) = origin.join(path) {
+            cands.push(Candidate::new(u.as_str(), CandidateSource::DefaultPath));
+        }
+    }
+}
+
+/// The verification of one domain's candidates: which were fetched, the bytes held for the
+/// pick, and the budget (`MAX_VERIFY`, the deadline) they share.
+struct Search<'a> {
+    f: &'a Fetcher,
+    deadline: &'a Deadline,
+    /// Largest icon whose bytes are held for the outcome.
+    keep: usize,
+    /// Every candidate URL already listed, so a last resort never repeats one.
+    seen: HashSet<String>,
+    /// The candidate URLs fetched: the evidence `keep_candidates` never drops.
+    tried: HashSet<String>,
+    /// Verified icons' bytes by URL (at most `MAX_VERIFY` of at most `keep` bytes each).
+    kept: HashMap<String, Vec<u8>>,
+    /// Icons fetched so far.
+    fetched: usize,
+    /// A candidate was skipped or the search stopped because its time had run out.
+    timed_out: bool,
+}
+
+impl<'a> Search<'a> {
+    /// A search with nothing fetched yet.
+    fn new(f: &'a Fetcher, deadline: &'a Deadline, keep: usize) -> Self {
+        Self {
+            f,
+            deadline,
+            keep,
+            seen: HashSet::new(),
+            tried: HashSet::new(),
+            kept: HashMap::new(),
+            fetched: 0,
+            timed_out: false,
+        }
+    }
+
+    /// Ranks the candidates and drops those already seen (the first of equal URLs stays).
+    fn rank_unseen(&mut self, cands: Vec<Candidate>) -> Vec<Candidate> {
+        let mut ranked = rank::rank(cands);
+        ranked.retain(|c| self.seen.insert(c.url.clone()));
+        ranked
+    }
+
+    /// Whether another icon may be fetched at all.
+    fn has_room(&self) -> bool {
+        self.fetched < MAX_VERIFY && !remaining(self.deadline).is_zero()
+    }
+
+    /// Fetches one candidate by `until`, holding its bytes when they are small enough.
+    async fn check(&mut self, c: &mut Candidate, until: &Deadline) {
+        if let Some(b) = verify(self.f, c, until)
+            .await
+            .filter(|b| b.len() <= self.keep)
+        {
+            self.kept.insert(c.url.clone(), b);
+        }
+        self.tried.insert(c.url.clone());
+        self.fetched += 1;
+    }
+
+    /// Verifies the ranked candidates in order until a square icon verified and a few more of
+    /// its tier had their say; declared icons stop short of the deadline so the default paths
+    /// keep time of their own.
+    async fn verify_ranked(&mut self, ranked: &mut [Candidate]) {
+        let reserve = (remaining(self.deadline) / 3).min(DEFAULT_RESERVE_MAX);
+        let declared_deadline = self.deadline.less(reserve);
+        let mut declared_fetched = 0;
+        let mut winner_tier: Option<u8> = None;
+        let mut extra = 0;
+        for c in ranked.iter_mut() {
+            // A mask icon is never picked; a candidate that already carries its rejection (an
+            // inline icon over the cap) is shown, never fetched.
+            if c.source == CandidateSource::MaskIcon || c.error.is_some() {
+                continue;
+            }
+            if let Some(t) = winner_tier {
+                if rank::tier(c) != t || extra >= EXTRA_SAME_TIER {
+                    break;
+                }
+                extra += 1;
+            }
+            if self.fetched >= MAX_VERIFY {
+                break;
+            }
+            let is_default = c.source == CandidateSource::DefaultPath;
+            let until = if is_default {
+                self.deadline
+            } else {
+                &declared_deadline
+            };
+            if !is_default && declared_fetched >= MAX_DECLARED_VERIFY {
+                // Skipped, not stopped: the default paths further down still get their turn.
+                continue;
+            }
+            if remaining(until).is_zero() {
+                self.timed_out = true;
+                if is_default {
+                    break;
+                }
+                continue;
+            }
+            self.check(c, until).await;
+            if !is_default {
+                declared_fetched += 1;
+            }
+            if winner_tier.is_none() && rank::is_verified(c) && square(c) {
+                winner_tier = Some(rank::tier(c));
+            }
+        }
+    }
+
+    /// `<noscript>` icons only when nothing else, `/favicon.ico` included, verified: browsers
+    /// that run scripts ignore them. Then the default `browserconfig.xml`'s tiles.
+    async fn last_resorts(&mut self, ranked: &mut Vec<Candidate>, declared: &mut Declared) {
+        for resort in 0..2 {
+            if rank::pick(ranked).is_some() {
+                break;
+            }
+            let list = if resort == 0 {
+                std::mem::take(&mut declared.last_resort)
+            } else {
+                match declared.default_browserconfig.take() {
+                    Some(u) if self.has_room() => {
+                        let (tiles, n) = browserconfig_tiles(self.f, u, self.deadline)
+                            .await
+                            .unwrap_or_default();
+                        declared.dropped = declared.dropped.saturating_add(n);
+                        rank::rank(tiles)
+                    }
+                    _ => Vec::new(),
+                }
+            };
+            for mut c in list {
+                if !self.seen.insert(c.url.clone()) {
+                    continue;
+                }
+                if self.has_room() {
+                    self.check(&mut c, self.deadline).await;
+                }
+                let done = rank::is_verified(&c);
+                ranked.push(c);
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Whether an icon is near enough square to win: a non-square image is a last resort, so the
+/// search keeps looking for a square one. Unknown sizes count as square.
+fn square(c: &Candidate) -> bool {
+    match (c.width, c.height) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => {
+            (0.9..=1.1).contains(&(f64::from(w) / f64::from(h)))
+        }
+        _ => true,
+    }
+}
+
 /// Keeps at most [`MAX_CANDIDATES`] of the ranked candidates, in rank order: first every one
 /// that was fetched (the evidence for the outcome; at most `MAX_VERIFY`) and the default
 /// paths, then the best-ranked of the rest. Returns them with how many were left out.
-fn keep_candidates(
-    ranked: Vec<Candidate>,
-    tried: &std::collections::HashSet<String>,
-) -> (Vec<Candidate>, u32) {
+fn keep_candidates(ranked: Vec<Candidate>, tried: &HashSet<String>) -> (Vec<Candidate>, u32) {
     if ranked.len() <= MAX_CANDIDATES {
         return (ranked, 0);
     }

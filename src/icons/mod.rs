@@ -189,14 +189,7 @@ impl Icons {
         source_ip: Option<IpAddr>,
         request: &IconRequest,
     ) -> AppResult<IconAnswer> {
-        // `None`: the caller may read every client's icons.
-        let reader = if self.inner.settings.public {
-            None
-        } else {
-            let caller = required(caller)?;
-            caller.require(Scope::Read)?;
-            caller.own_client()
-        };
+        let reader = self.reader(caller)?;
         let store = &self.inner.store;
         let domain = request.domain.as_str();
         if request.find
@@ -225,19 +218,10 @@ impl Icons {
         {
             return Ok(IconAnswer::NotModified { etag });
         }
-        if let Some(n) = request.size {
-            let key = (sha.clone(), n);
-            if let Some(png) = self.inner.resized.get(&key) {
-                return Ok(IconAnswer::Image {
-                    mime: "image/png".into(),
-                    etag,
-                    bytes: png,
-                });
-            }
-            if let Some(message) = self.inner.failures.get(&key) {
-                self.count("cached_failure");
-                return Err(undecodable(message));
-            }
+        if let Some(n) = request.size
+            && let Some(remembered) = self.remembered(&sha, n, &etag)
+        {
+            return remembered;
         }
         let Some(blob) = store.icon_blob(&sha).await? else {
             // A result names a blob that is not there: only if someone deleted blobs by hand.
@@ -251,14 +235,49 @@ impl Icons {
                 bytes: Bytes::from(blob.bytes),
             });
         };
-        let payer = match caller {
-            Some(Caller::Key(key)) => format!("client:{}", key.client_id),
-            _ => format!(
-                "ip:{}",
-                source_ip.map_or("unknown".into(), |ip| ip.to_string())
-            ),
-        };
-        let png = match self.render(blob.bytes, blob.mime, n, &payer).await {
+        let payer = render_payer(caller, source_ip);
+        self.resize(blob.bytes, blob.mime, (sha, n), etag, &payer)
+            .await
+    }
+
+    /// Whose icons `caller` may read: `None` for every client's (public icons, an admin key,
+    /// no keys), else its own client's; without the `read` scope, refused.
+    fn reader<'c>(&self, caller: Option<&'c Caller>) -> AppResult<Option<&'c str>> {
+        if self.inner.settings.public {
+            return Ok(None);
+        }
+        let caller = required(caller)?;
+        caller.require(Scope::Read)?;
+        Ok(caller.own_client())
+    }
+
+    /// The answer memory holds for a resize of `sha` to `n`: the PNG drawn before, or the
+    /// failure remembered; `None` when it must be drawn.
+    fn remembered(&self, sha: &str, n: u32, etag: &str) -> Option<AppResult<IconAnswer>> {
+        let key = (sha.to_owned(), n);
+        if let Some(png) = self.inner.resized.get(&key) {
+            return Some(Ok(IconAnswer::Image {
+                mime: "image/png".into(),
+                etag: etag.to_owned(),
+                bytes: png,
+            }));
+        }
+        let message = self.inner.failures.get(&key)?;
+        self.count("cached_failure");
+        Some(Err(undecodable(message)))
+    }
+
+    /// Draws the icon at the requested size and remembers the PNG, or the failure, for the
+    /// next request of the same `(sha, size)`.
+    async fn resize(
+        &self,
+        bytes: Vec<u8>,
+        mime: String,
+        (sha, n): (String, u32),
+        etag: String,
+        payer: &str,
+    ) -> AppResult<IconAnswer> {
+        let png = match self.render(bytes, mime, n, payer).await {
             Ok(png) => png,
             Err(Rendered::Failed(message)) => {
                 self.inner.failures.insert((sha, n), message.clone());
@@ -412,6 +431,17 @@ fn fallback(request: &IconRequest) -> IconAnswer {
         Fallback::NotFound => IconAnswer::Missing {
             message: format!("no icon is stored for {}", request.domain.as_str()),
         },
+    }
+}
+
+/// Whose render time a resize spends: the key's client, or the address without a key.
+fn render_payer(caller: Option<&Caller>, source_ip: Option<IpAddr>) -> String {
+    match caller {
+        Some(Caller::Key(key)) => format!("client:{}", key.client_id),
+        _ => format!(
+            "ip:{}",
+            source_ip.map_or("unknown".into(), |ip| ip.to_string())
+        ),
     }
 }
 
