@@ -5,7 +5,6 @@ use super::ErrorCategory;
 use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher, Opened, retry_after};
 use super::html::{self, HeadParser};
-use super::pipeline::remaining;
 use url::Url;
 
 /// Decompressed bytes of HTML read at most: a long head, then a scan of the body (the parser
@@ -70,7 +69,7 @@ pub(super) async fn fetch_page(
     deadline: &Deadline,
 ) -> Result<Page, FetchError> {
     // The page gets two thirds of what is left so that default paths can still be tried.
-    let budget = remaining(deadline) * 2 / 3;
+    let budget = deadline.remaining() * 2 / 3;
     let mut opened = f
         .open(url.clone(), PAGE_REDIRECTS, false, budget, deadline)
         .await?;
@@ -80,7 +79,7 @@ pub(super) async fn fetch_page(
         // its own, and holding the first one's could wait on ourselves when the per-host or
         // per-address limit is small.
         let first = wall_page(opened).await;
-        let budget = remaining(deadline) * 2 / 3;
+        let budget = deadline.remaining() * 2 / 3;
         match f.open(url, PAGE_REDIRECTS, true, budget, deadline).await {
             Ok(again) => opened = again,
             // Unanswered (a timeout, our own wait for a slot, a reset): what the wall says to a

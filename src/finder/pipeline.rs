@@ -76,11 +76,6 @@ const EXTRA_SAME_TIER: usize = 3;
 /// Manifests fetched at most.
 const MAX_MANIFESTS: usize = 2;
 
-/// Site time left until `deadline`, zero once it has passed.
-pub(super) fn remaining(deadline: &Deadline) -> Duration {
-    deadline.remaining()
-}
-
 /// Decodes a `data:` URL (base64 or percent-encoded) without fetching anything.
 pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
     let rest = &u[5..];
@@ -308,7 +303,7 @@ impl<'a> Search<'a> {
 
     /// Whether another icon may be fetched at all.
     fn has_room(&self) -> bool {
-        self.fetched < MAX_VERIFY && !remaining(self.deadline).is_zero()
+        self.fetched < MAX_VERIFY && !self.deadline.remaining().is_zero()
     }
 
     /// Fetches one candidate by `until`, holding its bytes when they are small enough.
@@ -327,7 +322,7 @@ impl<'a> Search<'a> {
     /// its tier had their say; declared icons stop short of the deadline so the default paths
     /// keep time of their own.
     async fn verify_ranked(&mut self, ranked: &mut [Candidate]) {
-        let reserve = (remaining(self.deadline) / 3).min(DEFAULT_RESERVE_MAX);
+        let reserve = (self.deadline.remaining() / 3).min(DEFAULT_RESERVE_MAX);
         let declared_deadline = self.deadline.less(reserve);
         let mut declared_fetched = 0;
         let mut winner_tier: Option<u8> = None;
@@ -357,7 +352,7 @@ impl<'a> Search<'a> {
                 // Skipped, not stopped: the default paths further down still get their turn.
                 continue;
             }
-            if remaining(until).is_zero() {
+            if until.remaining().is_zero() {
                 self.timed_out = true;
                 if is_default {
                     break;

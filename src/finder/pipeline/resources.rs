@@ -1,9 +1,7 @@
 //! What a page points at, fetched within the domain's time: each icon candidate verified by
 //! its bytes, and the optional files that list more icons (a manifest, `browserconfig.xml`).
 
-use super::{
-    BROWSERCONFIG_CAP, ICON_CAP, ICON_REDIRECTS, MANIFEST_CAP, decode_data_url, remaining,
-};
+use super::{BROWSERCONFIG_CAP, ICON_CAP, ICON_REDIRECTS, MANIFEST_CAP, decode_data_url};
 use crate::clean::{self, MAX_MESSAGE_BYTES};
 use crate::finder::clock::Deadline;
 use crate::finder::fetch::{FetchError, Fetcher};
@@ -59,7 +57,7 @@ async fn fetch_icon(
     deadline: &Deadline,
 ) -> Result<Vec<u8>, CandidateError> {
     let url = Url::parse(url).map_err(|e| CandidateError::rejected(e.to_string()))?;
-    let left = remaining(deadline);
+    let left = deadline.remaining();
     let budget = (left / 2).max(left.min(Duration::from_millis(1500)));
     let mut opened = f
         .open(url, ICON_REDIRECTS, false, budget, deadline)
@@ -106,7 +104,7 @@ async fn optional_file(
     deadline: &Deadline,
 ) -> Result<Option<(Vec<u8>, Url)>, FetchError> {
     // Optional, so a short budget: it must not starve the icons.
-    let budget = (remaining(deadline) * 2 / 5).min(Duration::from_secs(4));
+    let budget = (deadline.remaining() * 2 / 5).min(Duration::from_secs(4));
     let mut opened = match f
         .open(url.clone(), ICON_REDIRECTS, false, budget, deadline)
         .await

@@ -1,7 +1,7 @@
 //! Why a domain has no icon: the failure's category and message, chosen from the home page's
 //! answer and what the search met on the way (see the parent module for the rules).
 
-use super::{html, remaining};
+use super::html;
 use crate::finder::clock::Deadline;
 use crate::finder::fetch::FetchError;
 use crate::finder::page::Page;
@@ -115,7 +115,7 @@ pub(super) fn failure(
             format!("no usable icon; refused a non-public target ({what})"),
         );
     }
-    if trail.timed_out || remaining(deadline).is_zero() {
+    if trail.timed_out || deadline.remaining().is_zero() {
         return FindError::new(
             ErrorCategory::Timeout,
             "deadline passed before an icon was verified",
