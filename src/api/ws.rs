@@ -102,7 +102,7 @@ pub async fn graphql_ws(
 const WS_READ_BUFFER: usize = 4 << 10;
 
 /// What the server has heard from one WebSocket client.
-struct Heard {
+struct ClientSignals {
     /// When the last frame (of any kind, pongs included) arrived, in ms since `since`.
     last_ms: AtomicU64,
     since: Instant,
@@ -112,7 +112,7 @@ struct Heard {
     too_big: AtomicBool,
 }
 
-impl Heard {
+impl ClientSignals {
     fn new() -> Self {
         Self {
             last_ms: AtomicU64::new(0),
@@ -243,7 +243,7 @@ async fn run_socket(
     let refused = Arc::new(AtomicBool::new(false));
     let (tx, rx) = tokio::sync::mpsc::channel::<Message>(32);
     let (end_tx, end_rx) = tokio::sync::oneshot::channel::<Ending>();
-    let heard = Arc::new(Heard::new());
+    let heard = Arc::new(ClientSignals::new());
     // The key `connection_init` was accepted with, which the connection must keep following.
     let key: Arc<Mutex<Option<KeyCaller>>> = Arc::default();
     let operations = Arc::new(Operations::new(state.config.ws_max_subscriptions));
@@ -322,7 +322,7 @@ fn socket_deadlines(config: &Config) -> (Duration, Duration, Duration) {
 /// operations), and one the connection refuses is answered at once, never passed on.
 fn screened<'a>(
     from_client: &'a mut SplitStream<WebSocket>,
-    heard: Arc<Heard>,
+    heard: Arc<ClientSignals>,
     operations: Arc<Operations>,
     refusals: tokio::sync::mpsc::Sender<Message>,
 ) -> impl futures::Stream<Item = Result<Message, axum::Error>> + Send + 'a {
@@ -435,7 +435,7 @@ async fn connection_init(
 
 /// How to close a connection whose GraphQL side ended by itself: 4403 after a refused
 /// `connection_init`, 1009 after a message over the limit, otherwise the writer's default.
-fn refusal_ending(refused: &AtomicBool, heard: &Heard) -> Option<Ending> {
+fn refusal_ending(refused: &AtomicBool, heard: &ClientSignals) -> Option<Ending> {
     if refused.load(Ordering::Relaxed) {
         return Some(Ending::close(CLOSE_FORBIDDEN, "Forbidden"));
     }
@@ -464,7 +464,7 @@ async fn await_close_reply(from_client: &mut SplitStream<WebSocket>) {
 /// Pings the client, watches the deadlines (init, ping interval, idle) and the connection's
 /// key; returns how to close when a deadline passes or the key no longer stands.
 async fn supervise_socket(
-    heard: &Heard,
+    heard: &ClientSignals,
     pings: tokio::sync::mpsc::Sender<Message>,
     (init_timeout, ping_interval, idle_timeout): (Duration, Duration, Duration),
     accounts: &Accounts,

@@ -155,7 +155,7 @@ fn raster(b: &[u8]) -> Result<Option<ImageInfo>, String> {
 fn text(b: &[u8]) -> Result<ImageInfo, String> {
     let head = &b[..b.len().min(SVG_SNIFF_BYTES)];
     let lower: Vec<u8> = head.iter().map(|c| c.to_ascii_lowercase()).collect();
-    let svg_at = find(&lower, b"<svg");
+    let svg_at = position_of(&lower, b"<svg");
     let html_at = [
         &b"<!doctype html"[..],
         b"<html",
@@ -164,7 +164,7 @@ fn text(b: &[u8]) -> Result<ImageInfo, String> {
         b"<title",
     ]
     .iter()
-    .filter_map(|m| find(&lower, m))
+    .filter_map(|m| position_of(&lower, m))
     .min();
     match (svg_at, html_at) {
         (Some(s), h) if h.is_none_or(|h| s < h) => {
@@ -186,7 +186,7 @@ fn text(b: &[u8]) -> Result<ImageInfo, String> {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+fn position_of(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 

@@ -14,7 +14,7 @@ pub const HTML_CAP: usize = html::HEAD_CAP + html::BODY_SCAN;
 const PAGE_REDIRECTS: usize = 10;
 
 /// The home page as fetched.
-pub(super) struct Page {
+pub(super) struct HomePage {
     pub(super) url: Url,
     pub(super) status: u16,
     pub(super) retry_after: Option<u64>,
@@ -67,7 +67,7 @@ pub(super) async fn fetch_page(
     f: &Fetcher,
     url: Url,
     deadline: &Deadline,
-) -> Result<Page, FetchError> {
+) -> Result<HomePage, FetchError> {
     // The page gets two thirds of what is left so that default paths can still be tried.
     let budget = deadline.remaining() * 2 / 3;
     let mut opened = f
@@ -129,14 +129,14 @@ fn is_wall(opened: &Opened) -> bool {
 }
 
 /// The page as its status line and headers describe it, and its lowercase content type.
-fn page_head(opened: &Opened) -> (Page, String) {
+fn page_head(opened: &Opened) -> (HomePage, String) {
     let headers = opened.resp.headers();
     let content_type = headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let page = Page {
+    let page = HomePage {
         url: opened.url.clone(),
         status: opened.resp.status().as_u16(),
         retry_after: retry_after(headers),
@@ -149,7 +149,7 @@ fn page_head(opened: &Opened) -> (Page, String) {
 
 /// A wall's page, with whether its first bytes look like a challenge; consumes the answer
 /// so its connection and slots are free afterwards.
-async fn wall_page(mut opened: Opened) -> Page {
+async fn wall_page(mut opened: Opened) -> HomePage {
     let (mut page, _) = page_head(&opened);
     let headers = opened.resp.headers().clone();
     let mut body = Vec::new();
@@ -168,7 +168,7 @@ pub(super) async fn home_page(
     f: &Fetcher,
     domain: &str,
     deadline: &Deadline,
-) -> Result<Page, FetchError> {
+) -> Result<HomePage, FetchError> {
     use ErrorCategory as C;
     let mut first: Option<FetchError> = None;
     for host in host_variants(domain) {

@@ -42,7 +42,7 @@
 use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher};
 use super::html;
-use super::page::{Page, fetch_page, home_page};
+use super::page::{HomePage, fetch_page, home_page};
 use super::{Candidate, CandidateSource, ErrorCategory, FindError, FindOutcome, Found};
 use super::{links, rank};
 use crate::clean::MAX_CANDIDATES;
@@ -155,7 +155,7 @@ async fn start_page(
     domain: &str,
     deadline: &Deadline,
     trail: &mut Trail,
-) -> Result<Result<Page, FetchError>, FindError> {
+) -> Result<Result<HomePage, FetchError>, FindError> {
     let mut page = match home_page(f, domain, deadline).await {
         Ok(p) => p,
         Err(e) if e.origin.is_some() => return Ok(Err(e)),
@@ -199,7 +199,7 @@ struct Declared {
 /// Reads the page's declarations and fetches the manifests and `browserconfig.xml` it names.
 async fn declarations(
     f: &Fetcher,
-    page: &Page,
+    page: &HomePage,
     deadline: &Deadline,
     trail: &mut Trail,
 ) -> Declared {

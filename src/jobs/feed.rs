@@ -108,12 +108,13 @@ impl Default for Feeds {
 struct FeedMap {
     /// Frames each feed keeps ([`FEED_BUFFER`]; fewer in tests).
     buffer: usize,
-    by_job: HashMap<Uuid, Entry>,
+    by_job: HashMap<Uuid, FeedSlot>,
     /// Tells a feed that ended from its successor for the same job.
     generation: u64,
 }
 
-struct Entry {
+/// One watched job's feed: its frames, how many subscribers share it, and its stop switch.
+struct FeedSlot {
     frames: broadcast::Sender<Arc<ProgressFrame>>,
     members: usize,
     stop: CancellationToken,
@@ -184,7 +185,7 @@ impl Feeds {
         let events = jobs.events.subscribe_progress();
         map.by_job.insert(
             job,
-            Entry {
+            FeedSlot {
                 frames: frames.clone(),
                 members: 1,
                 stop: stop.clone(),
@@ -231,7 +232,7 @@ impl Feeds {
 }
 
 /// What a feed waits for next.
-enum Heard {
+enum Wake {
     /// An event of our job.
     Event(ProgressEvent),
     /// Silence, lag or a lost channel: the database must be asked.
@@ -249,20 +250,20 @@ struct Feed {
 }
 
 impl Feed {
-    async fn next(&mut self, wait: Duration) -> Heard {
+    async fn next(&mut self, wait: Duration) -> Wake {
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 got = self.events.recv() => match got {
                     Ok(event) if event.job_id == self.job => {
-                        return Heard::Event(event.as_ref().clone());
+                        return Wake::Event(event.as_ref().clone());
                     }
                     Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => return Heard::Reread,
-                    Err(broadcast::error::RecvError::Closed) => return Heard::Closed,
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Wake::Reread,
+                    Err(broadcast::error::RecvError::Closed) => return Wake::Closed,
                 },
-                _ = &mut deadline => return Heard::Reread,
+                _ = &mut deadline => return Wake::Reread,
             }
         }
     }
@@ -304,9 +305,9 @@ impl Feed {
         }
         loop {
             let (mut event, mut reread) = match self.next(IDLE_REREAD).await {
-                Heard::Event(event) => (event, false),
-                Heard::Reread => (last.counts_only(), true),
-                Heard::Closed => return,
+                Wake::Event(event) => (event, false),
+                Wake::Reread => (last.counts_only(), true),
+                Wake::Closed => return,
             };
             // Coalesce what is already queued, without waiting for more: the publishers send a
             // job's events at most every [`crate::events::COALESCE`] each, so a second window here would only

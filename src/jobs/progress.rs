@@ -133,7 +133,7 @@ fn pages(
 }
 
 /// One page of a catch-up, and whether more follow.
-struct Page {
+struct CatchUpPage {
     frame: Arc<ProgressFrame>,
     more: bool,
 }
@@ -142,7 +142,7 @@ struct Page {
 /// back from `last`); moves both on. A page that is not the last says `PROCESSING`, so a
 /// client that stops at a final status reads every page. `None` when the database cannot be
 /// read (the feed's next frame or re-read brings the subscriber on).
-async fn next_page(jobs: &Jobs, last: &mut ProgressEvent, cursor: &mut i32) -> Option<Page> {
+async fn next_page(jobs: &Jobs, last: &mut ProgressEvent, cursor: &mut i32) -> Option<CatchUpPage> {
     let id = last.job_id;
     jobs.count_reread();
     let counts = match jobs.store.job(id).await {
@@ -153,7 +153,7 @@ async fn next_page(jobs: &Jobs, last: &mut ProgressEvent, cursor: &mut i32) -> O
                 status: JobStatus::Cancelled,
                 ..last.counts_only()
             };
-            return Some(Page {
+            return Some(CatchUpPage {
                 frame: ProgressFrame::new(ProgressEvent {
                     cursor: *cursor,
                     ..last.clone()
@@ -192,7 +192,7 @@ async fn next_page(jobs: &Jobs, last: &mut ProgressEvent, cursor: &mut i32) -> O
     if more {
         event.status = JobStatus::Processing;
     }
-    Some(Page {
+    Some(CatchUpPage {
         frame: ProgressFrame::new(event),
         more,
     })

@@ -4,7 +4,7 @@
 use super::html;
 use crate::finder::clock::Deadline;
 use crate::finder::fetch::FetchError;
-use crate::finder::page::Page;
+use crate::finder::page::HomePage;
 use crate::finder::{Candidate, ErrorCategory, FindError};
 
 /// What the search learned besides the candidates themselves, kept because the failure's
@@ -44,7 +44,7 @@ fn unanswered(ranked: &[Candidate]) -> Option<(ErrorCategory, &str)> {
 
 /// The failure a home page that refused us explains on its own (a bot wall, a 403, a 429 or
 /// 5xx); these outrank everything the candidates could say.
-fn home_page_refusal(p: &Page) -> Option<FindError> {
+fn home_page_refusal(p: &HomePage) -> Option<FindError> {
     if p.status >= 400 && p.challenge {
         return Some(FindError::new(
             ErrorCategory::HttpStatus,
@@ -73,7 +73,7 @@ fn home_page_refusal(p: &Page) -> Option<FindError> {
 
 /// Classifies a domain where no candidate verified, in the order of the parent module's rules.
 pub(super) fn failure(
-    page: &Result<Page, FetchError>,
+    page: &Result<HomePage, FetchError>,
     ranked: &[Candidate],
     trail: Trail,
     deadline: &Deadline,
