@@ -297,20 +297,20 @@ impl Application {
                 );
             }
         }
-        if let Some(ops) = ops {
-            if let Err(e) = ops.await {
-                tracing::error!(error = %e, "ops listener task panicked");
-            }
+        if let Some(ops) = ops
+            && let Err(e) = ops.await
+        {
+            tracing::error!(error = %e, "ops listener task panicked");
         }
-        if let Some(worker) = worker {
-            if let Err(e) = worker.await {
-                tracing::error!(error = %e, "worker task panicked");
-            }
+        if let Some(worker) = worker
+            && let Err(e) = worker.await
+        {
+            tracing::error!(error = %e, "worker task panicked");
         }
-        if let Some(retention) = retention {
-            if let Err(e) = retention.await {
-                tracing::error!(error = %e, "retention task panicked");
-            }
+        if let Some(retention) = retention
+            && let Err(e) = retention.await
+        {
+            tracing::error!(error = %e, "retention task panicked");
         }
         Ok(())
     }
