@@ -155,7 +155,7 @@ async fn the_configmap_serves_the_dashboard_and_the_largest_job() {
     let grid = read("assets/js/grid.js");
     let grid_page: u64 = between(&grid, "const PAGE = ", ';').parse().unwrap();
     let default_fields = between(&api, "const RESULT_FIELDS = \"", '"');
-    let again = between(&api, "resultsPage(jobId, {", '}');
+    let again = between(&api, "await resultsPage(jobId, {", '}');
     let again_first: u64 = between(again, "first: ", ',').parse().unwrap();
     let again_fields = between(again, "fields: \"", '"');
     let mut runs = Vec::new();
