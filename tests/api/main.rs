@@ -18,6 +18,7 @@ mod config_docs;
 mod dashboard;
 mod deploy_config;
 mod dns;
+mod docs_truth;
 mod exposure;
 mod fanout;
 mod finder_cases;
