@@ -35,6 +35,7 @@ mod limits;
 mod migrations;
 mod observability;
 mod openapi;
+mod openapi_scopes;
 mod politeness;
 mod promises;
 mod promises_work;
