@@ -286,10 +286,10 @@ impl AppError {
             if let Some(secs) = retry_after {
                 ext.set("retryAfterSeconds", secs);
             }
-            if let Some(details) = details {
-                if let Ok(value) = async_graphql::Value::from_json(details) {
-                    ext.set("details", value);
-                }
+            if let Some(details) = details
+                && let Ok(value) = async_graphql::Value::from_json(details)
+            {
+                ext.set("details", value);
             }
         })
     }

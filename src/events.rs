@@ -319,7 +319,7 @@ async fn subscribe_loop(inner: std::sync::Weak<Inner>) {
             Ok(()) => break,
             Err(e) => {
                 attempt += 1;
-                if attempt == 1 || attempt % 30 == 0 {
+                if attempt == 1 || attempt.is_multiple_of(30) {
                     tracing::warn!(error = %e, "cannot subscribe to Redis yet; retrying");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use std::sync::LazyLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// The document: every REST path, its parameters, answers and errors.
@@ -29,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         ops::readyz,
         ops::metrics,
     ),
-    modifiers(&ApiKey),
+    modifiers(&ApiKey, &SharedAnswers),
     tags(
         (name = "jobs", description = "Submit domains, follow a job, read and download its results"),
         (name = "icons", description = "The stored icons themselves"),
@@ -56,6 +57,69 @@ impl Modify for ApiKey {
             ),
         );
     }
+}
+
+/// Adds the answers the shared layers give (`api::auth` and the error mapping), which the
+/// handlers' own annotations do not name: every operation may be refused for its `Host` (403),
+/// and one that takes a key may be refused for the key's scope or client (403), and fail
+/// inside (500).
+struct SharedAnswers;
+
+/// Why a request with a key may be refused.
+const SCOPE_REFUSED: &str =
+    "the key lacks the scope this needs, or names another client than its own (`FORBIDDEN`)";
+
+/// Why any request may be refused: the DNS-rebinding guard.
+const HOST_REFUSED: &str =
+    "the request's `Host` is not a name this service answers to (`FORBIDDEN`; see `ALLOWED_HOSTS`)";
+
+impl Modify for SharedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let keyed = operation.security.is_some();
+                let answers = &mut operation.responses.responses;
+                let mut reasons: Vec<String> = match answers.get("403") {
+                    Some(RefOr::T(listed)) => vec![listed.description.clone()],
+                    _ => Vec::new(),
+                };
+                if keyed {
+                    reasons.push(SCOPE_REFUSED.into());
+                }
+                reasons.push(HOST_REFUSED.into());
+                let forbidden = format!("Refused: {}", reasons.join("; or "));
+                answers.insert("403".into(), error_answer(&forbidden));
+                if keyed {
+                    answers.insert(
+                        "500".into(),
+                        error_answer("An internal error (`INTERNAL`): the cause is logged and reported, never shown"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// An answer with the shared error body.
+fn error_answer(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// The document as pretty-printed JSON with a final newline: what `/openapi.json` serves,

@@ -115,29 +115,34 @@ fn beyond(edge: &str, up: bool) -> Option<String> {
     }
 }
 
-/// `.env.template`: name → `Some(value)` when set, `None` when only shown commented out.
+/// `NAME` when `line` is a setting (`NAME=value`), set or shown in a comment.
+fn setting_name(line: &str) -> Option<&str> {
+    let (name, _) = line.split_once('=')?;
+    let is_name = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    is_name.then_some(name)
+}
+
+/// `.env.template`: name → `Some(value)` when set, `None` when only shown commented out. The
+/// set values are read by dotenvy, the loader the binary reads `.env` with, so a line it
+/// cannot read fails here as it would fail start-up.
 fn template() -> BTreeMap<String, Option<String>> {
+    let text = read(".env.template");
     let mut vars = BTreeMap::new();
-    for line in read(".env.template").lines() {
-        let (commented, line) = match line.strip_prefix('#') {
-            Some(rest) => (true, rest.trim_start()),
-            None => (false, line),
-        };
-        let Some((name, value)) = line.split_once('=') else {
-            continue;
-        };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    for line in text.lines() {
+        if let Some(name) = line
+            .strip_prefix('#')
+            .and_then(|l| setting_name(l.trim_start()))
         {
-            continue;
+            vars.insert(name.to_owned(), None);
         }
-        let value = (!commented).then(|| value.trim().to_owned());
-        // A commented example never hides a set value of the same name.
-        if value.is_some() || !vars.contains_key(name) {
-            vars.insert(name.to_owned(), value);
-        }
+    }
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        let (name, value) =
+            item.unwrap_or_else(|e| panic!(".env.template is not a .env the binary reads: {e}"));
+        vars.insert(name, Some(value));
     }
     vars
 }
@@ -244,5 +249,29 @@ fn stated_ranges_are_the_enforced_ones() {
             }
         }
     }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A commented example, uncommented as its comment invites, is a line the binary's loader
+/// reads as that one setting (a value with spaces needs its quotes in the example too).
+#[test]
+fn commented_examples_load_when_uncommented() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for line in read(".env.template").lines() {
+        let Some(example) = line.strip_prefix("# ") else {
+            continue;
+        };
+        let Some(name) = setting_name(example) else {
+            continue;
+        };
+        checked += 1;
+        match dotenvy::from_read_iter(example.as_bytes()).collect::<Result<Vec<_>, _>>() {
+            Ok(read) if read.len() == 1 && read[0].0 == name => {}
+            Ok(read) => problems.push(format!("{example:?} reads as {read:?}")),
+            Err(e) => problems.push(format!("{example:?}: {e}")),
+        }
+    }
+    assert!(checked > 10, "only {checked} examples were found");
     assert!(problems.is_empty(), "{problems:#?}");
 }

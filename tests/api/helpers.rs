@@ -487,17 +487,20 @@ pub async fn number(db: &impl ConnectionTrait, sql: &str) -> i64 {
     row.try_get::<i64>("", "n").unwrap()
 }
 
+/// Sends `signal` to process `pid`; panics if it cannot be sent.
+pub fn signal(pid: u32, signal: rustix::process::Signal) {
+    let target = rustix::process::Pid::from_raw(pid.try_into().unwrap()).unwrap();
+    rustix::process::kill_process(target, signal)
+        .unwrap_or_else(|e| panic!("signal {signal:?} to {pid}: {e}"));
+}
+
 /// A child process killed (and reaped) when dropped, even if the test panics.
 pub struct ChildGuard(pub std::process::Child);
 
 impl ChildGuard {
-    /// Sends SIGTERM, with kill(1) (no unsafe code needed).
+    /// Sends SIGTERM (rustix: no `kill` executable, no unsafe code).
     pub fn terminate(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-s", "TERM", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -s TERM {}", self.0.id());
+        signal(self.0.id(), rustix::process::Signal::TERM);
     }
 
     /// Waits up to `within` for the child to exit; panics if it is still running then.

@@ -34,15 +34,25 @@ fn openapi_command_prints_the_same_document() {
 }
 
 /// The document as the app serves it, and what checks answers against it.
-struct Contract {
-    document: Value,
+pub(crate) struct Contract {
+    /// openapi.json, parsed.
+    pub(crate) document: Value,
     /// The operations called so far, as `method template`.
-    called: Mutex<BTreeSet<String>>,
+    pub(crate) called: Mutex<BTreeSet<String>>,
+}
+
+/// Who a call is sent as: a bearer key, and a `Host` of its own.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct As<'a> {
+    /// Sent as `Authorization: Bearer …`.
+    pub(crate) key: Option<&'a str>,
+    /// Sent as `Host`, instead of the address's.
+    pub(crate) host: Option<&'a str>,
 }
 
 impl Contract {
     /// The operation `method` of path template `template`.
-    fn operation(&self, method: &str, template: &str) -> &Value {
+    pub(crate) fn operation(&self, method: &str, template: &str) -> &Value {
         let operation = &self.document["paths"][template][method];
         assert!(
             operation.is_object(),
@@ -61,6 +71,20 @@ impl Contract {
         url: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.call_as(app, As::default(), method, template, url, body)
+            .await
+    }
+
+    /// [`Contract::call`], sent as `who`.
+    pub(crate) async fn call_as(
+        &self,
+        app: &TestApp,
+        who: As<'_>,
+        method: &str,
+        template: &str,
+        url: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let operation = self.operation(method, template);
         self.called
             .lock()
@@ -71,6 +95,12 @@ impl Contract {
             .request(method.to_uppercase().parse().unwrap(), app.url(url));
         if let Some(body) = body {
             request = request.json(&body);
+        }
+        if let Some(key) = who.key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(host) = who.host {
+            request = request.header("host", host);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();

@@ -401,18 +401,10 @@ async fn readyz_answers_quickly_whatever_redis_does() {
             (started.elapsed(), status, body)
         }
     };
-    let pid = redis.child.as_ref().unwrap().0.id().to_string();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    };
-    signal("-STOP");
+    let pid = redis.child.as_ref().unwrap().0.id();
+    crate::helpers::signal(pid, rustix::process::Signal::STOP);
     let (took, status, body) = timed(&app).await;
-    signal("-CONT");
+    crate::helpers::signal(pid, rustix::process::Signal::CONT);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "degraded", "{body}");
     assert!(took < Duration::from_millis(900), "a hung Redis: {took:?}");

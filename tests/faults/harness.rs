@@ -133,13 +133,19 @@ impl Proc {
         self.child.id()
     }
 
-    /// Sends a signal by name (`TERM`, `STOP`, `CONT`) with kill(1): no unsafe code needed.
+    /// Sends a signal by name (`TERM`, `STOP`, `CONT`) with rustix: no `kill` executable
+    /// and no unsafe code needed.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args(["-s", signal, &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -s {signal} {} failed", self.name);
+        use rustix::process::Signal;
+        let sig = match signal {
+            "TERM" => Signal::TERM,
+            "STOP" => Signal::STOP,
+            "CONT" => Signal::CONT,
+            other => panic!("no such signal in the harness: {other}"),
+        };
+        let pid = rustix::process::Pid::from_raw(self.pid().try_into().unwrap()).unwrap();
+        rustix::process::kill_process(pid, sig)
+            .unwrap_or_else(|e| panic!("signal {signal} to {} failed: {e}", self.name));
     }
 
     /// SIGKILL, and reap it.

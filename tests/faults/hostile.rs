@@ -158,9 +158,13 @@ impl Watchdog {
                 p.fetch_max(hwm, Ordering::Relaxed);
                 if hwm > RSS_BOUND_MB * 1024 {
                     t.store(true, Ordering::Relaxed);
-                    let _ = std::process::Command::new("kill")
-                        .args(["-s", "KILL", &pid.to_string()])
-                        .status();
+                    if let Some(target) = i32::try_from(pid)
+                        .ok()
+                        .and_then(rustix::process::Pid::from_raw)
+                    {
+                        let _ =
+                            rustix::process::kill_process(target, rustix::process::Signal::KILL);
+                    }
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
