@@ -11,7 +11,10 @@ mod filter;
 mod outcome;
 mod view;
 
-pub use filter::{FilterFields, ResultCursor, ResultFilter, parse_first, parse_status};
+pub use filter::{
+    Fields, ResultCursor, ResultFilter, parse_client_id, parse_error_code, parse_first,
+    parse_status,
+};
 
 pub use outcome::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,

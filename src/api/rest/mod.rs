@@ -9,11 +9,11 @@ use crate::api::auth::client_ip;
 use crate::api::{AppState, caller_of, download_url};
 use crate::auth::Caller;
 use crate::error::{AppError, AppResult, Code, ErrorBody};
-use crate::jobs::{self, Fields, NewJob};
+use crate::jobs::{self, NewJob};
 use crate::jobs::{FailureGroup, ResultPage};
 use crate::model::{
-    ErrorCategory, FilterFields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter,
-    ResultStatus, ResultView, parse_first, parse_status,
+    ErrorCategory, Fields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter,
+    ResultStatus, ResultView, parse_error_code, parse_first, parse_status,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -385,16 +385,14 @@ pub(crate) async fn get_results(
     let id = jobs::parse_job_id(&id)?;
     let Query(query) =
         query.map_err(|e| AppError::bad_request(Code::InvalidPage, e.body_text()))?;
-    let fields = FilterFields::REST;
+    let fields = Fields::REST;
     let status = given(&query.status)
         .map(|raw| parse_status(raw, fields))
         .transpose()?;
-    let filter = ResultFilter::new(
-        status,
-        given(&query.error_code),
-        given(&query.domain),
-        fields,
-    )?;
+    let error_code = given(&query.error_code)
+        .map(|raw| parse_error_code(raw, fields))
+        .transpose()?;
+    let filter = ResultFilter::new(status, error_code, given(&query.domain), fields)?;
     let cursor_form = given(&query.first).is_some() || given(&query.after).is_some();
     let caller = caller_of(caller)?;
     if !cursor_form {
