@@ -20,7 +20,7 @@ pub use outcome::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
     IconBytes,
 };
-pub use view::{IconView, ResultColumns, ResultView, icon_path};
+pub use view::{ICONS_PREFIX, IconView, ResultColumns, ResultView, icon_path};
 
 use crate::error::{AppError, AppResult, Code};
 use sea_orm::entity::prelude::*;

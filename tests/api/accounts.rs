@@ -257,7 +257,7 @@ async fn signed_download_links() {
     let job_id: uuid::Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
     let signer = LinkSigner::new(Some(SECRET), Duration::from_secs(900));
     let now = chrono::Utc::now();
-    let path = signer.download_path(job_id, now);
+    let path = signer.link(job_id, now);
 
     let response = app.http.get(app.url(&path)).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -291,7 +291,7 @@ async fn signed_download_links() {
         assert_eq!(status, 403, "{what}: {body}");
         assert_eq!(body["error"]["code"], "FORBIDDEN", "{what}: {body}");
     }
-    let old = signer.download_path(job_id, now - chrono::Duration::hours(1));
+    let old = signer.link(job_id, now - chrono::Duration::hours(1));
     let (status, body) = get(&app, &old, None).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "LINK_EXPIRED", "{body}");

@@ -8,6 +8,7 @@
 use crate::api::auth::client_ip;
 use crate::api::{AppState, caller_of, download_url};
 use crate::auth::Caller;
+use crate::auth::signed::DOWNLOAD_ROUTE;
 use crate::error::{AppError, AppResult, Code, ErrorBody};
 use crate::jobs::{self, NewJob};
 use crate::jobs::{FailureGroup, ResultPage};
@@ -38,7 +39,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/jobs/{id}", get(get_job).delete(delete_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/results", get(get_results))
-        .route("/jobs/{id}/download", get(download))
+        .route(DOWNLOAD_ROUTE, get(download))
 }
 
 /// What `POST /jobs` takes. The handler reads the body itself (to name each wrong field in
@@ -430,7 +431,7 @@ pub(crate) async fn get_results(
 /// [`ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
 #[utoipa::path(
     get,
-    path = "/jobs/{id}/download",
+    path = DOWNLOAD_ROUTE,
     tag = "jobs",
     params(
         ("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)"),
