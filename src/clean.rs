@@ -45,13 +45,37 @@ pub fn text(s: &str, max: usize) -> String {
     out
 }
 
+/// What follows the `data:` scheme of `url`, or `None` when it is another URL. Read as the
+/// URL parser reads a scheme: C0 controls and spaces before it are skipped, tabs and newlines
+/// within it ignored, its letters matched in any case. DEL is not a C0 control, so a URL
+/// that starts with one has no scheme at all.
+pub fn data_url_body(url: &str) -> Option<&str> {
+    let url = url.trim_start_matches(|c: char| c <= ' ');
+    let mut scheme = b"data:".iter();
+    let mut wanted = scheme.next();
+    for (at, byte) in url.bytes().enumerate() {
+        let Some(want) = wanted else {
+            // Every byte before `at` was ASCII, so `at` is a character boundary.
+            return Some(&url[at..]);
+        };
+        match byte {
+            b'\t' | b'\n' | b'\r' => {}
+            b if b.eq_ignore_ascii_case(want) => wanted = scheme.next(),
+            _ => return None,
+        }
+    }
+    wanted.is_none().then_some("")
+}
+
+/// Whether `url` is a `data:` URL; see [`data_url_body`].
+pub fn is_data_url(url: &str) -> bool {
+    data_url_body(url).is_some()
+}
+
 /// The byte cap for a URL: `data:` URLs may be up to [`MAX_DATA_URL_BYTES`], others
 /// [`MAX_URL_BYTES`].
 pub fn url_cap(url: &str) -> usize {
-    let is_data = url
-        .get(..5)
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("data:"));
-    if is_data {
+    if is_data_url(url) {
         MAX_DATA_URL_BYTES
     } else {
         MAX_URL_BYTES
@@ -157,6 +181,39 @@ mod tests {
         // A cap too small for the mark still ends (empty) rather than looping.
         assert_eq!(text("abcdef", 2), "");
         assert_eq!(text("abcdef", 0), "");
+    }
+
+    #[test]
+    fn a_data_url_is_recognised_as_the_url_parser_reads_its_scheme() {
+        for (url, body) in [
+            ("data:image/png,x", Some("image/png,x")),
+            ("DATA:image/png,x", Some("image/png,x")),
+            ("DaTa:,", Some(",")),
+            ("data:", Some("")),
+            // Leading C0 controls and spaces go; tabs and newlines inside the scheme too.
+            ("   data:x", Some("x")),
+            ("\u{0}\u{1f} \tdata:x", Some("x")),
+            ("d\ta\nt\ra:x", Some("x")),
+            ("data\n:x", Some("x")),
+            // DEL is no C0 control: not stripped, so no scheme.
+            ("\u{7f}data:x", None),
+            ("da\u{7f}ta:x", None),
+            // Other characters in or before the scheme, or another scheme.
+            ("\u{a0}data:x", None),
+            ("da ta:x", None),
+            ("data", None),
+            ("dat", None),
+            ("datax:y", None),
+            ("https://data:x@example.com/", None),
+            ("", None),
+        ] {
+            assert_eq!(data_url_body(url), body, "{url:?}");
+            assert_eq!(is_data_url(url), body.is_some(), "{url:?}");
+        }
+        // Whatever follows the scheme is kept as it is, multi-byte characters included.
+        assert_eq!(data_url_body(" data:é\t"), Some("é\t"));
+        assert_eq!(url_cap("\tDATA:x"), MAX_DATA_URL_BYTES);
+        assert_eq!(url_cap("\u{7f}data:x"), MAX_URL_BYTES);
     }
 
     fn dirty_candidate(n: usize) -> Candidate {

@@ -146,7 +146,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             if config.run_migrations {
                 store.migrate().await?;
             }
-            return crate::auth::cli::run(store, command, &mut std::io::stdout().lock()).await;
+            // Keys are created, listed and revoked here, never signed into links: any signer
+            // will do.
+            let accounts = crate::auth::Accounts::new(
+                store,
+                crate::auth::LinkSigner::new(None, Default::default()),
+            );
+            return crate::auth::cli::run(accounts, command, &mut std::io::stdout().lock()).await;
         }
         Command::Schema | Command::Openapi => {
             unreachable!("handled before configuration is read")

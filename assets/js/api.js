@@ -69,7 +69,7 @@ const RESULT_FIELDS = "domain status errorCode error icon { url }";
 /** One page of a job's results through the cursor connection, with filters. */
 export async function resultsPage(jobId, { first = 100, after = null, status = null, errorCode = null, domain = null, fields = RESULT_FIELDS }) {
   const data = await call(
-    `query($jobId: ID!, $first: Int, $after: String, $status: ResultStatus, $errorCode: String, $domain: String) {
+    `query($jobId: ID!, $first: Int, $after: String, $status: ResultStatus, $errorCode: ErrorCategory, $domain: String) {
       resultsConnection(jobId: $jobId, first: $first, after: $after, status: $status, errorCode: $errorCode, domain: $domain) {
         edges { cursor node { ${fields} } }
         pageInfo { hasNextPage endCursor }

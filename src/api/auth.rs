@@ -14,15 +14,16 @@
 //! ([`metrics_guard`]). Keys never appear in a log line or an error message; key ids may.
 
 use super::{AppState, error_response, is_graphql};
+use crate::auth::signed::download_job;
 use crate::auth::{Caller, secrets_equal};
 use crate::config::{AuthMode, ProxyHeader};
 use crate::error::{AppError, Code};
+use crate::model::ICONS_PREFIX;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::IpAddr;
-use uuid::Uuid;
 
 /// Close code of graphql-transport-ws for a `connection_init` the server refuses ("4403:
 /// Forbidden" in the protocol); the legacy `graphql-ws` answers `connection_error` instead.
@@ -66,12 +67,6 @@ fn is_websocket_upgrade(request: &Request) -> bool {
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// The job of `/jobs/{id}/download`, if that is the path.
-fn download_job(path: &str) -> Option<Uuid> {
-    let id = path.strip_prefix("/jobs/")?.strip_suffix("/download")?;
-    Uuid::parse_str(id).ok()
 }
 
 /// A download link's `expires` and `sig`, when the query has a `sig`.
@@ -148,7 +143,7 @@ pub async fn authenticate(
             AuthMode::Required if graphql && request.method() == Method::GET => None,
             // Stored icons may be public (`ICONS_PUBLIC`), and `<img>` cannot send a key: the
             // icons core refuses what needs one.
-            AuthMode::Required if path.starts_with("/icons/") => None,
+            AuthMode::Required if path.starts_with(ICONS_PREFIX) => None,
             AuthMode::Required => return error_response(graphql, unauthorized(MISSING_KEY)),
         },
     };

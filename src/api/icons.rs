@@ -8,6 +8,7 @@ use super::auth::client_ip;
 use crate::auth::Caller;
 use crate::error::{AppError, Code, ErrorBody};
 use crate::icons::{IconAnswer, parse_request};
+use crate::model::icon_path;
 use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
@@ -29,7 +30,7 @@ const FALLBACK_CACHE_CONTROL: &str = "public, max-age=300";
 /// The `/icons` routes.
 pub fn router() -> Router<AppState> {
     // `get` answers HEAD too, with the same headers and no body.
-    Router::new().route("/icons/{domain}", get(icon))
+    Router::new().route(&icon_path("{domain}"), get(icon))
 }
 
 /// The query of `/icons/{domain}`, as OpenAPI shows it; [`parse_request`] reads the raw pairs
@@ -55,7 +56,7 @@ pub(crate) struct IconQuery {
 
 #[utoipa::path(
     get,
-    path = "/icons/{domain}",
+    path = icon_path("{domain}"),
     tag = "icons",
     summary = "A domain's icon, for `<img src>`",
     description = "The newest stored icon of the domain, its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script and forms and sandboxes the document. With `ICONS_PUBLIC=true` no key is needed; with `false`, a key with `read` reads the icons its own client found (an admin key every client's), and any other domain is answered as one without an icon.",

@@ -250,10 +250,7 @@ pub(crate) fn caller_of(caller: Option<Extension<Caller>>) -> Result<Caller, App
 /// A signed link to job `job_id`'s CSV, valid for `DOWNLOAD_URL_TTL_SECS` from now: absolute
 /// under `PUBLIC_URL` when that is set, a path otherwise.
 pub(crate) fn download_url(state: &AppState, job_id: uuid::Uuid) -> String {
-    let path = state
-        .accounts
-        .signer()
-        .download_path(job_id, chrono::Utc::now());
+    let path = state.accounts.signer().link(job_id, chrono::Utc::now());
     match &state.config.public_url {
         Some(base) => format!("{base}{path}"),
         None => path,

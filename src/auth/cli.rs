@@ -1,7 +1,7 @@
 //! `favicon-finder keys …`: create, list and revoke API keys from a shell.
 
-use super::{Accounts, LinkSigner, Scope, parse_scopes};
-use crate::store::Store;
+use super::{Accounts, Scope, parse_scopes};
+use crate::error::Code;
 use clap::Subcommand;
 use std::io::Write;
 use std::process::ExitCode;
@@ -35,9 +35,9 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse()
 }
 
-/// Runs one `keys` subcommand on `store`, writing to `out`.
+/// Runs one `keys` subcommand through `accounts`, writing to `out`.
 pub async fn run(
-    store: Store,
+    accounts: Accounts,
     command: KeysCommand,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
@@ -47,17 +47,17 @@ pub async fn run(
             name,
             mut scopes,
         } => {
-            let client = crate::jobs::parse_client_id(&client, crate::jobs::Fields::REST)
-                .map_err(|e| anyhow::anyhow!("--client: {e}"))?;
             if scopes.is_empty() {
                 scopes = vec![Scope::Submit, Scope::Read];
             }
-            // The signer is not used to create keys; any will do.
-            let accounts = Accounts::new(store, LinkSigner::new(None, Default::default()));
             let (row, key) = accounts
                 .create_key(&client, name.trim(), &scopes)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot create the key: {e}"))?;
+                .map_err(|e| match e.code() {
+                    // The one field a client can get wrong here.
+                    Code::InvalidInput => anyhow::anyhow!("--client: {e}"),
+                    _ => anyhow::anyhow!("cannot create the key: {e}"),
+                })?;
             tracing::info!(key_id = %row.id, client = %row.client_id, "API key created");
             eprintln!(
                 "Created key {} for client {:?} with scopes {}. It is shown only now; store it safely:",
@@ -66,7 +66,7 @@ pub async fn run(
             writeln!(out, "{key}")?;
         }
         KeysCommand::List => {
-            let keys = store.list_api_keys().await?;
+            let keys = accounts.list_keys().await?;
             writeln!(
                 out,
                 "id\tclient\tname\tscopes\tprefix\tcreated\tlast_used\trevoked"
@@ -93,7 +93,7 @@ pub async fn run(
                 )?;
             }
         }
-        KeysCommand::Revoke { id } => match store.revoke_api_key(id).await? {
+        KeysCommand::Revoke { id } => match accounts.revoke_key(id).await? {
             Some(key) => {
                 tracing::info!(key_id = %id, "API key revoked");
                 eprintln!(

@@ -14,6 +14,7 @@ pub mod signed;
 
 use crate::entities::api_key;
 use crate::error::{AppError, AppResult, Code};
+use crate::model::{Fields, parse_client_id};
 use crate::store::{NewKey, Store};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -384,18 +385,20 @@ impl Accounts {
         }))
     }
 
-    /// Creates a key for `client_id`; returns its row and the key, which is never stored.
+    /// Creates a key for `client_id` (a client name as jobs take it); returns its row and the
+    /// key, which is never stored.
     pub async fn create_key(
         &self,
         client_id: &str,
         name: &str,
         scopes: &[Scope],
     ) -> AppResult<(api_key::Model, String)> {
+        let client_id = parse_client_id(client_id, Fields::REST)?;
         let generated = generate_key();
         let row = self
             .store
             .create_api_key(NewKey {
-                client_id: client_id.to_owned(),
+                client_id,
                 name: name.to_owned(),
                 scopes: format_scopes(scopes),
                 hash: generated.hash,
@@ -403,6 +406,16 @@ impl Accounts {
             })
             .await?;
         Ok((row, generated.key))
+    }
+
+    /// Every key, revoked ones included, oldest first.
+    pub async fn list_keys(&self) -> AppResult<Vec<api_key::Model>> {
+        Ok(self.store.list_api_keys().await?)
+    }
+
+    /// Revokes key `id`; its row, or `None` when there is no such key.
+    pub async fn revoke_key(&self, id: Uuid) -> AppResult<Option<api_key::Model>> {
+        Ok(self.store.revoke_api_key(id).await?)
     }
 
     /// Creates, or keeps, the admin key `BOOTSTRAP_API_KEY` holds, and revokes an earlier

@@ -17,6 +17,22 @@ use std::fmt;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The CSV download's route, as the router and the OpenAPI document spell it; links and the
+/// door read and write paths of this shape through [`download_path`] and [`download_job`].
+pub const DOWNLOAD_ROUTE: &str = "/jobs/{id}/download";
+
+/// The path of job `job_id`'s CSV download.
+pub fn download_path(job_id: Uuid) -> String {
+    DOWNLOAD_ROUTE.replace("{id}", &job_id.to_string())
+}
+
+/// The job whose download `path` is, if it is one.
+pub fn download_job(path: &str) -> Option<Uuid> {
+    let (before, after) = DOWNLOAD_ROUTE.split_once("{id}")?;
+    let id = path.strip_prefix(before)?.strip_suffix(after)?;
+    Uuid::parse_str(id).ok()
+}
+
 /// Signs and checks download links.
 #[derive(Clone)]
 pub struct LinkSigner {
@@ -71,8 +87,8 @@ impl LinkSigner {
     }
 
     /// The path and query of a link to job `job_id`'s CSV, made at `now`.
-    pub fn download_path(&self, job_id: Uuid, now: DateTime<Utc>) -> String {
-        format!("/jobs/{job_id}/download?{}", self.query(job_id, now))
+    pub fn link(&self, job_id: Uuid, now: DateTime<Utc>) -> String {
+        format!("{}?{}", download_path(job_id), self.query(job_id, now))
     }
 
     /// Checks a link's `expires` and `sig` for job `job_id` at `now`: an altered link is
@@ -122,6 +138,26 @@ mod tests {
             }
         }
         (expires, sig)
+    }
+
+    #[test]
+    fn a_download_path_names_its_job_and_nothing_else_does() {
+        let job = Uuid::now_v7();
+        let path = download_path(job);
+        assert_eq!(path, format!("/jobs/{job}/download"));
+        assert_eq!(download_job(&path), Some(job));
+        let link = LinkSigner::new(None, Duration::from_secs(60)).link(job, Utc::now());
+        assert!(link.starts_with(&format!("{path}?expires=")), "{link}");
+        for other in [
+            format!("/jobs/{job}"),
+            format!("/jobs/{job}/results"),
+            format!("/jobs/{job}/download/x"),
+            format!("/x/jobs/{job}/download"),
+            "/jobs/not-a-uuid/download".to_owned(),
+            "/jobs//download".to_owned(),
+        ] {
+            assert_eq!(download_job(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn tiles(body: &[u8], config_url: &Url) -> (Vec<Candidate>, u32) {
     for (src, size) in found.into_inner() {
         let src = htmlize::unescape_attribute(src.as_str());
         let url = match resolve(Some(config_url), &src) {
-            Ok(u) if !u.starts_with("data:") => u,
+            Ok(u) if !crate::clean::is_data_url(&u) => u,
             Err(Skip::TooLong) => {
                 dropped = dropped.saturating_add(1);
                 continue;

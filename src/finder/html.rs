@@ -25,7 +25,7 @@
 //! is turned into UTF-8 on the way in.
 
 use super::CandidateSource;
-use crate::clean::{self, MAX_DATA_URL_BYTES, MAX_TOKEN_BYTES, MAX_URL_BYTES};
+use crate::clean::{self, MAX_DATA_URL_BYTES, MAX_TOKEN_BYTES, MAX_URL_BYTES, is_data_url};
 use lol_html::AsciiCompatibleEncoding;
 use lol_html::send::HtmlRewriter;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -184,17 +184,10 @@ fn token(v: Option<String>) -> Option<String> {
     v.map(|v| clean::text(&v, MAX_TOKEN_BYTES))
 }
 
-/// Whether an href starts with the `data:` scheme (ASCII case-insensitive, after trimming).
-pub(super) fn is_data(href: &str) -> bool {
-    href.trim_start_matches(|c: char| c.is_ascii_whitespace() || c.is_ascii_control())
-        .get(..5)
-        .is_some_and(|p| p.eq_ignore_ascii_case("data:"))
-}
-
 /// The longest href kept: a URL is never cut (a cut URL is another URL), so a longer one is
 /// dropped; a `data:` URL may be longer, up to the inline icon cap.
 fn href_cap(href: &str) -> usize {
-    if is_data(href) {
+    if is_data_url(href) {
         MAX_DATA_URL_BYTES
     } else {
         MAX_URL_BYTES

@@ -2,9 +2,9 @@
 //! (against `<base href>`, `data:` kept, anything but http(s) dropped), the length caps applied
 //! to what would be stored, and the `<meta refresh>` target read.
 
-use super::html::{Extracted, RawLink, is_data};
+use super::html::{Extracted, RawLink};
 use super::{Candidate, CandidateError, CandidateSource};
-use crate::clean::{MAX_DATA_URL_BYTES, MAX_URL_BYTES};
+use crate::clean::{MAX_DATA_URL_BYTES, MAX_URL_BYTES, data_url_body, is_data_url};
 use url::Url;
 
 /// Why an href gave no candidate.
@@ -26,11 +26,11 @@ pub fn resolve(base: Option<&Url>, href: &str) -> Result<String, Skip> {
     if href.is_empty() || href.starts_with('#') {
         return Err(Skip::Unusable);
     }
-    if is_data(href) {
+    if let Some(body) = data_url_body(href) {
         if href.len() > MAX_DATA_URL_BYTES {
             return Err(Skip::TooLong);
         }
-        return Ok(data_url(href));
+        return Ok(data_url(body));
     }
     if href.len() > MAX_URL_BYTES {
         return Err(Skip::TooLong);
@@ -61,13 +61,13 @@ pub fn resolve_href(base: &Url, href: &str) -> Option<String> {
     resolve(Some(base), href).ok()
 }
 
-/// A `data:` URL as stored: the scheme lower-cased, tabs and newlines removed and other
-/// control characters percent-encoded (as the URL parser does), so that storage, which drops
-/// control characters, cannot change what the URL says.
-fn data_url(href: &str) -> String {
-    let mut out = String::with_capacity(href.len());
+/// A `data:` URL as stored, from what follows its scheme: the scheme lower-cased, tabs and
+/// newlines removed and other control characters percent-encoded (as the URL parser does), so
+/// that storage, which drops control characters, cannot change what the URL says.
+fn data_url(body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 5);
     out.push_str("data:");
-    for ch in href[5..].chars() {
+    for ch in body.chars() {
         match ch {
             '\t' | '\n' | '\r' => {}
             c if c.is_ascii_control() => out.push_str(&format!("%{:02X}", c as u32)),
@@ -139,7 +139,7 @@ pub fn candidates(ex: &Extracted, page: &Url) -> Declared {
         .manifests
         .iter()
         .filter_map(|m| count(resolve(base.as_ref(), m)))
-        .filter(|m| !m.starts_with("data:"))
+        .filter(|m| !is_data_url(m))
         .filter_map(|m| Url::parse(&m).ok())
         .collect();
     let config = ex.browserconfig.as_deref().map(str::trim);
@@ -147,7 +147,7 @@ pub fn candidates(ex: &Extracted, page: &Url) -> Declared {
     out.browserconfig = config
         .filter(|_| !out.browserconfig_off)
         .and_then(|c| count(resolve(base.as_ref(), c)))
-        .filter(|c| !c.starts_with("data:"))
+        .filter(|c| !is_data_url(c))
         .and_then(|c| Url::parse(&c).ok());
     out.candidates = cands;
     out.manifests = manifests;

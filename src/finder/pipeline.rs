@@ -78,7 +78,7 @@ const MAX_MANIFESTS: usize = 2;
 
 /// Decodes a `data:` URL (base64 or percent-encoded) without fetching anything.
 pub(crate) fn decode_data_url(u: &str) -> Result<Vec<u8>, String> {
-    let rest = &u[5..];
+    let rest = crate::clean::data_url_body(u).ok_or("not a data: URL")?;
     let (meta, data) = rest.split_once(',').ok_or("data: URL without a comma")?;
     if meta.to_ascii_lowercase().ends_with(";base64") {
         let clean: String = percent_encoding::percent_decode_str(data)

@@ -164,9 +164,9 @@ fn format_rank(c: &Candidate) -> u8 {
 }
 
 fn extension(url: &str) -> Option<String> {
-    if url.starts_with("data:") {
-        return url
-            .strip_prefix("data:image/")
+    if let Some(body) = crate::clean::data_url_body(url) {
+        return body
+            .strip_prefix("image/")
             .map(|r| r.split([';', ',', '+']).next().unwrap_or("").to_string());
     }
     let path = url.split(['?', '#']).next()?;

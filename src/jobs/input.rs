@@ -4,12 +4,11 @@
 
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
+pub use crate::model::{Fields, parse_client_id};
 use serde_json::json;
 use std::collections::HashSet;
 use uuid::Uuid;
 
-/// The longest `client_id` we store.
-const MAX_CLIENT_ID_LEN: usize = 255;
 /// Bad entries listed in an error's message; `details` lists them all.
 const BAD_ENTRIES_IN_MESSAGE: usize = 10;
 
@@ -39,54 +38,6 @@ pub struct NewJob<'a> {
     /// The address the request came from (see `TRUSTED_PROXY_HEADERS`): a caller without a
     /// key is also held to the hourly allowances per address.
     pub source_ip: Option<std::net::IpAddr>,
-}
-
-/// How an API names the fields of a job request, so that an error names what the caller
-/// wrote (`client_id` over REST, `input.clientId` over GraphQL).
-#[derive(Clone, Copy, Debug)]
-pub struct Fields {
-    /// The client's name for itself.
-    pub client_id: &'static str,
-    /// The list of domains.
-    pub domains: &'static str,
-    /// The job's own cache age.
-    pub max_age: &'static str,
-}
-
-impl Fields {
-    /// The REST API's names (the original service's JSON).
-    pub const REST: Fields = Fields {
-        client_id: "client_id",
-        domains: "domains",
-        max_age: "max_age_seconds",
-    };
-    /// The GraphQL `createJob(input: …)` names.
-    pub const GRAPHQL: Fields = Fields {
-        client_id: "input.clientId",
-        domains: "input.domains",
-        max_age: "input.maxAgeSeconds",
-    };
-}
-
-/// Validates a `client_id`.
-pub fn parse_client_id(raw: &str, fields: Fields) -> AppResult<String> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() {
-        return Err(AppError::bad_request(
-            Code::InvalidInput,
-            format!("{} must not be empty", fields.client_id),
-        ));
-    }
-    if trimmed.len() > MAX_CLIENT_ID_LEN {
-        return Err(AppError::bad_request(
-            Code::InvalidInput,
-            format!(
-                "{} must be at most {MAX_CLIENT_ID_LEN} characters",
-                fields.client_id
-            ),
-        ));
-    }
-    Ok(trimmed.to_owned())
 }
 
 /// One submitted domain entry: a string, or something else a JSON client sent by mistake.

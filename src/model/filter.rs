@@ -1,8 +1,10 @@
-//! What a read of a job's results asks for besides a page: which results (status, failure
-//! code, part of the domain), and for the cursor form where the previous slice ended.
+//! How each API names a request's fields ([`Fields`]), the client's name every request and
+//! key carries, and what a read of a job's results asks for besides a page: which results
+//! (status, failure code, part of the domain), and for the cursor form where the previous
+//! slice ended.
 //!
-//! Both APIs parse their arguments here, so a bad value gets the same message from each,
-//! naming the parameter as that API spells it ([`FilterFields`]).
+//! Both APIs (and the keys command) parse their arguments here, so a bad value gets the same
+//! message from each, naming the parameter as that API spells it.
 
 use super::{ErrorCategory, MAX_PER_PAGE, ResultStatus};
 use crate::error::{AppError, AppResult, Code};
@@ -12,10 +14,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 /// The longest domain search: no domain is longer, so a longer one can only be a mistake.
 const MAX_DOMAIN_SEARCH: usize = 253;
 
-/// How an API names the filter and cursor parameters, so an error names what the caller
-/// wrote (`error_code` over REST, `errorCode` over GraphQL).
+/// How an API names the fields of a request, so that an error names what the caller wrote
+/// (`client_id` and `error_code` over REST, `input.clientId` and `errorCode` over GraphQL).
 #[derive(Clone, Copy, Debug)]
-pub struct FilterFields {
+pub struct Fields {
+    /// A job's client: its name for itself.
+    pub client_id: &'static str,
+    /// A job's list of domains.
+    pub domains: &'static str,
+    /// A job's own cache age.
+    pub max_age: &'static str,
     /// The status filter.
     pub status: &'static str,
     /// The failure-code filter.
@@ -28,23 +36,47 @@ pub struct FilterFields {
     pub after: &'static str,
 }
 
-impl FilterFields {
-    /// The REST query parameters.
-    pub const REST: FilterFields = FilterFields {
+impl Fields {
+    /// The REST API's names (the original service's JSON and query parameters).
+    pub const REST: Fields = Fields {
+        client_id: "client_id",
+        domains: "domains",
+        max_age: "max_age_seconds",
         status: "status",
         error_code: "error_code",
         domain: "domain",
         first: "first",
         after: "after",
     };
-    /// The GraphQL arguments.
-    pub const GRAPHQL: FilterFields = FilterFields {
+    /// The GraphQL names: `createJob(input: …)` and the results' arguments.
+    pub const GRAPHQL: Fields = Fields {
+        client_id: "input.clientId",
+        domains: "input.domains",
+        max_age: "input.maxAgeSeconds",
         status: "status",
         error_code: "errorCode",
         domain: "domain",
         first: "first",
         after: "after",
     };
+}
+
+/// The longest client name kept.
+const MAX_CLIENT_ID_LEN: usize = 255;
+
+/// Validates a client's name for itself, as a job request or a new API key gives it.
+pub fn parse_client_id(raw: &str, fields: Fields) -> AppResult<String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(invalid(format!("{} must not be empty", fields.client_id)));
+    }
+    if trimmed.len() > MAX_CLIENT_ID_LEN {
+        return Err(invalid(format!(
+            "{} must be at most {MAX_CLIENT_ID_LEN} characters",
+            fields.client_id
+        )));
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// Which of a job's results a read wants; every condition given must hold.
@@ -64,13 +96,10 @@ impl ResultFilter {
     /// Validates the filters from either API; an empty domain search is no search.
     pub fn new(
         status: Option<ResultStatus>,
-        error_code: Option<&str>,
+        error_code: Option<ErrorCategory>,
         domain: Option<&str>,
-        fields: FilterFields,
+        fields: Fields,
     ) -> AppResult<Self> {
-        let error_code = error_code
-            .map(|raw| parse_error_code(raw, fields))
-            .transpose()?;
         let domain = match domain.map(str::trim) {
             None | Some("") => None,
             Some(text) if text.len() > MAX_DOMAIN_SEARCH => {
@@ -101,7 +130,7 @@ impl ResultFilter {
 }
 
 /// Reads a status as REST writes it (`pending`, `success`, `failed`, in any case).
-pub fn parse_status(raw: &str, fields: FilterFields) -> AppResult<ResultStatus> {
+pub fn parse_status(raw: &str, fields: Fields) -> AppResult<ResultStatus> {
     let word = raw.trim().to_ascii_lowercase();
     [
         ResultStatus::Pending,
@@ -118,8 +147,9 @@ pub fn parse_status(raw: &str, fields: FilterFields) -> AppResult<ResultStatus> 
     })
 }
 
-/// Reads a failure code (`dns`, `timeout`, …: [`ErrorCategory::as_str`], in any case).
-fn parse_error_code(raw: &str, fields: FilterFields) -> AppResult<ErrorCategory> {
+/// Reads a failure code as REST writes it (`dns`, `timeout`, …: [`ErrorCategory::as_str`],
+/// in any case); GraphQL's enum argument takes the same words, checked by the schema.
+pub fn parse_error_code(raw: &str, fields: Fields) -> AppResult<ErrorCategory> {
     let word = raw.trim().to_ascii_lowercase();
     ErrorCategory::ALL
         .into_iter()
@@ -135,7 +165,7 @@ fn parse_error_code(raw: &str, fields: FilterFields) -> AppResult<ErrorCategory>
 }
 
 /// Validates the size of a cursor slice: the same bounds as a page's `per_page`.
-pub fn parse_first(first: i64, fields: FilterFields) -> AppResult<u64> {
+pub fn parse_first(first: i64, fields: Fields) -> AppResult<u64> {
     if !(1..=MAX_PER_PAGE as i64).contains(&first) {
         return Err(AppError::bad_request(
             Code::InvalidPage,
@@ -164,7 +194,7 @@ impl ResultCursor {
     }
 
     /// Reads a cursor this service made, or says which parameter was wrong.
-    pub fn decode(raw: &str, fields: FilterFields) -> AppResult<Self> {
+    pub fn decode(raw: &str, fields: Fields) -> AppResult<Self> {
         URL_SAFE_NO_PAD
             .decode(raw.trim())
             .ok()
@@ -187,7 +217,7 @@ impl async_graphql::connection::CursorType for ResultCursor {
     type Error = AppError;
 
     fn decode_cursor(s: &str) -> Result<Self, AppError> {
-        Self::decode(s, FilterFields::GRAPHQL)
+        Self::decode(s, Fields::GRAPHQL)
     }
 
     fn encode_cursor(&self) -> String {
@@ -208,50 +238,63 @@ mod tests {
         for position in [0, 1, 99_999, i32::MAX] {
             let text = ResultCursor(position).encode();
             assert_eq!(
-                ResultCursor::decode(&text, FilterFields::REST).unwrap(),
+                ResultCursor::decode(&text, Fields::REST).unwrap(),
                 ResultCursor(position)
             );
         }
         let other = URL_SAFE_NO_PAD.encode("result:-1");
         for bad in ["", "abc", "12", "cmVzdWx0Og", other.as_str()] {
-            let err = ResultCursor::decode(bad, FilterFields::GRAPHQL).unwrap_err();
+            let err = ResultCursor::decode(bad, Fields::GRAPHQL).unwrap_err();
             assert!(err.to_string().starts_with("after "), "{bad:?}: {err}");
         }
     }
 
     #[test]
     fn filters_are_parsed_and_errors_name_the_parameter() {
-        let filter =
-            ResultFilter::new(None, Some(" DNS "), Some(" Shop. "), FilterFields::REST).unwrap();
+        let dns = parse_error_code(" DNS ", Fields::REST).unwrap();
+        assert_eq!(dns, ErrorCategory::Dns);
+        let filter = ResultFilter::new(None, Some(dns), Some(" Shop. "), Fields::REST).unwrap();
         assert_eq!(filter.error_code, Some(ErrorCategory::Dns));
         assert_eq!(filter.domain.as_deref(), Some("shop."));
         assert!(
-            ResultFilter::new(None, None, Some("  "), FilterFields::REST)
+            ResultFilter::new(None, None, Some("  "), Fields::REST)
                 .unwrap()
                 .is_empty()
         );
-        let err = ResultFilter::new(None, Some("nope"), None, FilterFields::GRAPHQL).unwrap_err();
+        let err = parse_error_code("nope", Fields::REST).unwrap_err();
+        let message = err.to_string();
         assert!(
-            err.to_string().starts_with("errorCode must be one of dns,"),
-            "{err}"
+            message.starts_with("error_code must be one of dns, dns_transient,"),
+            "{message}"
         );
-        let err = parse_status("done", FilterFields::REST).unwrap_err();
+        assert!(message.ends_with("cancelled; got \"nope\""), "{message}");
+        assert_eq!(
+            parse_client_id(" acme ", Fields::GRAPHQL).unwrap(),
+            "acme",
+            "the name is trimmed"
+        );
+        let err = parse_client_id(&"a".repeat(256), Fields::GRAPHQL).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("input.clientId must be at most")
+        );
+        let err = parse_status("done", Fields::REST).unwrap_err();
         assert!(
             err.to_string().starts_with("status must be one of"),
             "{err}"
         );
         assert_eq!(
-            parse_status("FAILED", FilterFields::REST).unwrap(),
+            parse_status("FAILED", Fields::REST).unwrap(),
             ResultStatus::Failed
         );
         let long = "a".repeat(254);
-        let err = ResultFilter::new(None, None, Some(&long), FilterFields::REST).unwrap_err();
+        let err = ResultFilter::new(None, None, Some(&long), Fields::REST).unwrap_err();
         assert!(
             err.to_string().starts_with("domain must be at most"),
             "{err}"
         );
-        assert!(parse_first(0, FilterFields::REST).is_err());
-        assert!(parse_first(501, FilterFields::REST).is_err());
-        assert_eq!(parse_first(500, FilterFields::REST).unwrap(), 500);
+        assert!(parse_first(0, Fields::REST).is_err());
+        assert!(parse_first(501, Fields::REST).is_err());
+        assert_eq!(parse_first(500, Fields::REST).unwrap(), 500);
     }
 }

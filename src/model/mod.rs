@@ -12,14 +12,17 @@ pub mod job;
 mod outcome;
 mod view;
 
-pub use filter::{FilterFields, ResultCursor, ResultFilter, parse_first, parse_status};
+pub use filter::{
+    Fields, ResultCursor, ResultFilter, parse_client_id, parse_error_code, parse_first,
+    parse_status,
+};
 pub use job::{CachePolicy, Cutoffs, Job, Tally};
 
 pub use outcome::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
     IconBytes,
 };
-pub use view::{IconView, ResultColumns, ResultView, icon_path};
+pub use view::{ICONS_PREFIX, IconView, ResultColumns, ResultView, icon_path};
 
 use crate::error::{AppError, AppResult, Code};
 use sea_orm::entity::prelude::*;

@@ -22,9 +22,13 @@ use std::fmt;
     Deserialize,
     EnumIter,
     DeriveActiveEnum,
+    async_graphql::Enum,
     utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
+// The same words in GraphQL as stored and shown by REST, so a `Result.errorCode` read back
+// is a value of the `errorCode` argument as it stands.
+#[graphql(rename_items = "snake_case")]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 pub enum ErrorCategory {
     /// The name does not resolve (NXDOMAIN, or no usable address).
@@ -381,8 +385,8 @@ impl<'de> Deserialize<'de> for CandidateError {
     }
 }
 
-/// GraphQL shows a category and a candidate's error as the same `String` REST shows, so the
-/// schema keeps its types and the two APIs their values.
+/// GraphQL shows a candidate's error as the same `String` REST shows, so the schema keeps its
+/// type and the two APIs their values. (A category is a GraphQL enum of the same words.)
 macro_rules! graphql_as_string {
     ($ty:ty, $text:expr) => {
         impl async_graphql::OutputType for $ty {
@@ -406,7 +410,6 @@ macro_rules! graphql_as_string {
     };
 }
 
-graphql_as_string!(ErrorCategory, |c| c.as_str());
 graphql_as_string!(CandidateError, |e| e.as_str());
 
 #[cfg(test)]

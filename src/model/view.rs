@@ -131,9 +131,13 @@ pub(super) mod wire {
     }
 }
 
-/// The path of a domain's icon on this service, before `PUBLIC_URL`.
+/// Where a domain's icon is served: every path under it names a domain.
+pub const ICONS_PREFIX: &str = "/icons/";
+
+/// The path of a domain's icon on this service, before `PUBLIC_URL`; with `{domain}` for the
+/// domain, the route the router and the OpenAPI document spell.
 pub fn icon_path(domain: &str) -> String {
-    format!("/icons/{domain}")
+    format!("{ICONS_PREFIX}{domain}")
 }
 
 impl ResultColumns {

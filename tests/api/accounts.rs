@@ -178,14 +178,28 @@ async fn keys_open_the_door_until_revoked(backend: Backend) {
 }
 both_backends!(keys_and_the_door, keys_open_the_door_until_revoked);
 
+/// `keys create` refuses what no request could use: an unknown scope, and a client name that
+/// jobs would refuse (checked by `Accounts`, the same rule as a job's `client_id`).
 #[tokio::test]
-async fn keys_create_refuses_an_unknown_scope() {
+async fn keys_create_refuses_an_unknown_scope_or_a_bad_client() {
     let app = TestApp::spawn(Backend::Sqlite, &[("WORKER_CONCURRENCY", "0")]).await;
     let (code, stdout, stderr) =
         keys(&app, &["create", "--client", "acme", "--scope", "root"]).await;
     assert_ne!(code, Some(0));
     assert!(stdout.is_empty(), "{stdout}");
     assert!(stderr.contains("root"), "{stderr}");
+    let long = "c".repeat(256);
+    for bad in ["  ", long.as_str()] {
+        let (code, stdout, stderr) = keys(&app, &["create", "--client", bad]).await;
+        assert_ne!(code, Some(0), "{bad:?}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains("--client: client_id must"), "{stderr}");
+    }
+    assert_eq!(app.count_rows("api_key").await, 0);
+    let (code, _, stderr) = keys(&app, &["create", "--client", " acme "]).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let (_, listed, _) = keys(&app, &["list"]).await;
+    assert!(listed.contains("\tacme\t"), "the name is trimmed: {listed}");
 }
 
 /// `AUTH_MODE=off` (the loopback default): no key works as before, but a key that is sent
@@ -248,7 +262,7 @@ async fn signed_download_links() {
     let job_id: uuid::Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
     let signer = LinkSigner::new(Some(SECRET), Duration::from_secs(900));
     let now = chrono::Utc::now();
-    let path = signer.download_path(job_id, now);
+    let path = signer.link(job_id, now);
 
     let response = app.http.get(app.url(&path)).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -282,7 +296,7 @@ async fn signed_download_links() {
         assert_eq!(status, 403, "{what}: {body}");
         assert_eq!(body["error"]["code"], "FORBIDDEN", "{what}: {body}");
     }
-    let old = signer.download_path(job_id, now - chrono::Duration::hours(1));
+    let old = signer.link(job_id, now - chrono::Duration::hours(1));
     let (status, body) = get(&app, &old, None).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "LINK_EXPIRED", "{body}");

@@ -96,12 +96,12 @@ async fn filters_in_both_apis(backend: Backend) {
         ),
         (
             "status=failed&error_code=dns",
-            ", status: FAILED, errorCode: \"dns\"",
+            ", status: FAILED, errorCode: dns",
             &["nx1.test", "nx-shop.test", "nx2.test"],
         ),
         (
             "error_code=NO_ICON",
-            ", errorCode: \"no_icon\"",
+            ", errorCode: no_icon",
             &["bare1.test", "bare-shop.test"],
         ),
         (
@@ -297,24 +297,55 @@ async fn bad_filters_name_the_parameter() {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.starts_with(names_param), "{query}: {message}");
     }
+    // REST names the bad code and every valid one.
+    let (status, body) = rest(&app, &id, "error_code=dns,timeout").await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    let valid = "dns, dns_transient, connect, tls, timeout, http_status, rate_limited, \
+                 too_many_redirects, no_icon, blocked, invalid_content, internal, cancelled";
+    assert_eq!(
+        message,
+        format!("error_code must be one of {valid}; got \"dns,timeout\"")
+    );
+    // GraphQL's `errorCode` is the `ErrorCategory` enum: the schema refuses an unknown code,
+    // written in the query or sent as a variable, and names it. Nothing is read.
     for field in ["results", "resultsConnection"] {
-        let body = app
-            .graphql(
-                &format!(
-                    "query($id: ID!) {{ {field}(jobId: $id, errorCode: \"nope\") \
-                     {{ __typename }} }}"
+        for (query, variables) in [
+            (
+                format!(
+                    "query($id: ID!) {{ {field}(jobId: $id, errorCode: nope) {{ __typename }} }}"
                 ),
                 json!({"id": id}),
-            )
-            .await;
-        let error = &body["errors"][0];
-        assert_eq!(error["extensions"]["code"], "INVALID_INPUT", "{body}");
-        let message = error["message"].as_str().unwrap();
-        assert!(
-            message.starts_with("errorCode must be one of dns,"),
-            "{message}"
-        );
+            ),
+            (
+                format!(
+                    "query($id: ID!, $code: ErrorCategory) \
+                     {{ {field}(jobId: $id, errorCode: $code) {{ __typename }} }}"
+                ),
+                json!({"id": id, "code": "nope"}),
+            ),
+        ] {
+            let body = app.graphql(&query, variables).await;
+            assert!(body["data"].is_null(), "{body}");
+            let error = &body["errors"][0];
+            let message = error["message"].as_str().unwrap();
+            assert!(
+                message.contains("ErrorCategory") && message.contains("nope"),
+                "{message}"
+            );
+        }
     }
+    // A code in another case is not a value of the enum either (GraphQL is case-sensitive).
+    let body = app
+        .graphql(
+            "query($id: ID!) { results(jobId: $id, errorCode: DNS) { total } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{body}"
+    );
     // An unknown status is the schema's to refuse: the enum has three values.
     let body = app
         .graphql(

@@ -350,7 +350,7 @@ async fn access_matrix(backend: Backend) {
         .unwrap()
         .to_owned();
     let signer = LinkSigner::new(Some(SECRET), Duration::from_secs(900));
-    let expired = signer.download_path(
+    let expired = signer.link(
         acme_job.parse().unwrap(),
         chrono::Utc::now() - chrono::Duration::hours(1),
     );

@@ -44,7 +44,7 @@ async fn job_domains(app: &TestApp, job_id: &str, error_code: Option<&str>) -> B
     loop {
         let data = gql(
             app,
-            "query($jobId: ID!, $after: String, $errorCode: String) {
+            "query($jobId: ID!, $after: String, $errorCode: ErrorCategory) {
                resultsConnection(jobId: $jobId, first: 500, after: $after, errorCode: $errorCode) {
                  edges { node { domain } } pageInfo { hasNextPage endCursor } } }",
             json!({"jobId": job_id, "after": after, "errorCode": error_code}),
@@ -364,7 +364,7 @@ async fn stop_cancels_and_pending_domains_are_never_fetched() {
     let job_id = job_id_of(&hash);
     let cancelled = gql(
         &app,
-        "query($jobId: ID!) { resultsConnection(jobId: $jobId, first: 100, errorCode: \"cancelled\") {
+        "query($jobId: ID!) { resultsConnection(jobId: $jobId, first: 100, errorCode: cancelled) {
            edges { node { domain } } } }",
         json!({"jobId": job_id}),
     )

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::{
-    FilterFields, ResultCursor, ResultFilter, ResultStatus, ResultView, parse_first,
+    ErrorCategory, Fields, ResultCursor, ResultFilter, ResultStatus, ResultView, parse_first,
 };
 use async_graphql::connection::{Connection, Edge};
 
@@ -63,7 +63,7 @@ impl QueryRoot {
         #[graphql(default = 1)] page: i64,
         #[graphql(default = 20)] per_page: i64,
         status: Option<ResultStatus>,
-        error_code: Option<String>,
+        error_code: Option<ErrorCategory>,
         domain: Option<String>,
     ) -> Result<ResultPage> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
@@ -90,13 +90,13 @@ impl QueryRoot {
         #[graphql(default = 50)] first: i64,
         after: Option<String>,
         status: Option<ResultStatus>,
-        error_code: Option<String>,
+        error_code: Option<ErrorCategory>,
         domain: Option<String>,
     ) -> Result<Connection<ResultCursor, ResultView>> {
         let id = jobs::parse_job_id(&job_id).map_err(AppError::into_graphql)?;
-        let first = parse_first(first, FilterFields::GRAPHQL).map_err(AppError::into_graphql)?;
+        let first = parse_first(first, Fields::GRAPHQL).map_err(AppError::into_graphql)?;
         let after = after
-            .map(|raw| ResultCursor::decode(&raw, FilterFields::GRAPHQL))
+            .map(|raw| ResultCursor::decode(&raw, Fields::GRAPHQL))
             .transpose()
             .map_err(AppError::into_graphql)?;
         let filter = filter(status, error_code, domain)?;
@@ -120,14 +120,9 @@ impl QueryRoot {
 /// The result filters of `results` and `resultsConnection`.
 fn filter(
     status: Option<ResultStatus>,
-    error_code: Option<String>,
+    error_code: Option<ErrorCategory>,
     domain: Option<String>,
 ) -> Result<ResultFilter> {
-    ResultFilter::new(
-        status,
-        error_code.as_deref(),
-        domain.as_deref(),
-        FilterFields::GRAPHQL,
-    )
-    .map_err(AppError::into_graphql)
+    ResultFilter::new(status, error_code, domain.as_deref(), Fields::GRAPHQL)
+        .map_err(AppError::into_graphql)
 }

@@ -8,16 +8,18 @@
 use crate::api::auth::client_ip;
 use crate::api::{AppState, caller_of, download_url};
 use crate::auth::Caller;
+use crate::auth::signed::DOWNLOAD_ROUTE;
 use crate::error::{AppError, AppResult, Code, ErrorBody};
-use crate::jobs::{self, Fields, NewJob};
+use crate::jobs::{self, NewJob};
 use crate::jobs::{FailureGroup, ResultPage};
 use crate::model::{
-    ErrorCategory, FilterFields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter,
-    ResultStatus, ResultView, parse_first, parse_status,
+    ErrorCategory, Fields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter,
+    ResultStatus, ResultView, parse_error_code, parse_first, parse_status,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,7 +39,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/jobs/{id}", get(get_job).delete(delete_job))
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/results", get(get_results))
-        .route("/jobs/{id}/download", get(download))
+        .route(DOWNLOAD_ROUTE, get(download))
 }
 
 /// What `POST /jobs` takes. The handler reads the body itself (to name each wrong field in
@@ -143,6 +145,58 @@ pub(crate) async fn create_job(
         .into_response())
 }
 
+/// The job a `/jobs/{id}…` request names, and who asks: read once for every job route, the
+/// id first, so a malformed one is `INVALID_ID` whoever sends it.
+pub(crate) struct JobRequest {
+    /// Who asks.
+    caller: Caller,
+    /// The job.
+    id: Uuid,
+}
+
+impl FromRequestParts<AppState> for JobRequest {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Self> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| AppError::bad_request(Code::InvalidId, e.body_text()))?;
+        let id = jobs::parse_job_id(&id)?;
+        let caller = caller_of(parts.extensions.get::<Caller>().cloned().map(Extension))?;
+        Ok(Self { caller, id })
+    }
+}
+
+/// The path of every `/jobs/{id}…` operation, as OpenAPI shows it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[expect(
+    dead_code,
+    reason = "describes the path to OpenAPI; JobRequest reads it"
+)]
+struct JobPath {
+    /// The job id (`INVALID_ID` when it is not a UUID)
+    id: Uuid,
+}
+
+/// What every operation on one job may answer besides its own outcome.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "describes answers to OpenAPI; AppError makes them"
+)]
+enum JobErrors {
+    /// The id is not a UUID (`INVALID_ID`)
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// A key is required and none (or an unknown one) was sent
+    #[response(status = 401)]
+    NoKey(ErrorBody),
+    /// No such job, or not the caller's
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
 /// A client error in a request's shape.
 fn invalid(message: &str) -> AppError {
     AppError::bad_request(Code::InvalidInput, message)
@@ -155,22 +209,18 @@ fn invalid(message: &str) -> AppError {
     get,
     path = "/jobs/{id}",
     tag = "jobs",
-    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)")),
+    params(JobPath),
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "The job and its counts", body = JobAnswer),
-        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
-        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
-        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+        JobErrors,
     )
 )]
 pub(crate) async fn get_job(
     State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    JobRequest { caller, id }: JobRequest,
 ) -> AppResult<Json<JobAnswer>> {
-    let caller = caller_of(caller)?;
-    let view = state.jobs.find(&caller, jobs::parse_job_id(&id)?).await?;
+    let view = state.jobs.find(&caller, id).await?;
     Ok(Json(JobAnswer::of(&state, &caller, view).await?))
 }
 
@@ -181,7 +231,7 @@ pub(crate) async fn get_job(
     post,
     path = "/jobs/{id}/cancel",
     tag = "jobs",
-    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)")),
+    params(JobPath),
     request_body(
         content = Option<Object>,
         content_type = "application/json",
@@ -191,18 +241,14 @@ pub(crate) async fn get_job(
     responses(
         (status = 200, description = "The job, now `cancelled` (a finished job unchanged)", body = JobAnswer),
         (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
-        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
-        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
-        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+        JobErrors,
     )
 )]
 pub(crate) async fn cancel_job(
     State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    JobRequest { caller, id }: JobRequest,
 ) -> AppResult<Json<JobAnswer>> {
-    let caller = caller_of(caller)?;
-    let view = state.jobs.cancel(&caller, jobs::parse_job_id(&id)?).await?;
+    let view = state.jobs.cancel(&caller, id).await?;
     Ok(Json(JobAnswer::of(&state, &caller, view).await?))
 }
 
@@ -212,22 +258,18 @@ pub(crate) async fn cancel_job(
     delete,
     path = "/jobs/{id}",
     tag = "jobs",
-    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)")),
+    params(JobPath),
     security((), ("api_key" = [])),
     responses(
         (status = 204, description = "The job and its results are deleted"),
-        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
-        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
-        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+        JobErrors,
     )
 )]
 pub(crate) async fn delete_job(
     State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    JobRequest { caller, id }: JobRequest,
 ) -> AppResult<axum::http::StatusCode> {
-    let caller = caller_of(caller)?;
-    state.jobs.delete(&caller, jobs::parse_job_id(&id)?).await?;
+    state.jobs.delete(&caller, id).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
@@ -280,7 +322,8 @@ pub(crate) struct ResultsQuery {
     /// Only results in this status.
     #[param(value_type = Option<ResultStatus>)]
     status: Option<String>,
-    /// Only failures with this code.
+    /// Only failures with this code (in any case); another value is 400 `INVALID_INPUT`,
+    /// naming it and the valid codes.
     #[param(value_type = Option<ErrorCategory>)]
     error_code: Option<String>,
     /// Only domains containing this text (case-insensitive).
@@ -342,7 +385,7 @@ pub(crate) struct PageInfo {
     tag = "jobs",
     summary = "A job's results, a page or a slice at a time",
     description = "`?page=1&per_page=20` (the original API's form) answers `{results, page, per_page, total}`; `?first=50&after=<cursor>` answers `{results, page_info: {has_next_page, end_cursor}}`. Either form can be narrowed by `status`, `error_code` and `domain`; `total` then counts the matches.",
-    params(("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)"), ResultsQuery),
+    params(JobPath, ResultsQuery),
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "A page (`page`/`per_page`) or, with `first`/`after`, a slice and where the next one starts", body = inline(ResultsAnswer)),
@@ -353,25 +396,20 @@ pub(crate) struct PageInfo {
 )]
 pub(crate) async fn get_results(
     State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    JobRequest { caller, id }: JobRequest,
     query: Result<Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> AppResult<Json<ResultsAnswer>> {
-    let id = jobs::parse_job_id(&id)?;
     let Query(query) =
         query.map_err(|e| AppError::bad_request(Code::InvalidPage, e.body_text()))?;
-    let fields = FilterFields::REST;
+    let fields = Fields::REST;
     let status = given(&query.status)
         .map(|raw| parse_status(raw, fields))
         .transpose()?;
-    let filter = ResultFilter::new(
-        status,
-        given(&query.error_code),
-        given(&query.domain),
-        fields,
-    )?;
+    let error_code = given(&query.error_code)
+        .map(|raw| parse_error_code(raw, fields))
+        .transpose()?;
+    let filter = ResultFilter::new(status, error_code, given(&query.domain), fields)?;
     let cursor_form = given(&query.first).is_some() || given(&query.after).is_some();
-    let caller = caller_of(caller)?;
     if !cursor_form {
         let page = Page::new(
             page_param("page", given(&query.page), 1)?,
@@ -407,29 +445,24 @@ pub(crate) async fn get_results(
 /// [`ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
 #[utoipa::path(
     get,
-    path = "/jobs/{id}/download",
+    path = DOWNLOAD_ROUTE,
     tag = "jobs",
     params(
-        ("id" = Uuid, Path, description = "The job id (`INVALID_ID` when it is not a UUID)"),
+        JobPath,
         ("expires" = Option<i64>, Query, description = "A signed link's expiry (Unix seconds), as `download_url` gives it"),
         ("sig" = Option<String>, Query, description = "A signed link's signature, as `download_url` gives it"),
     ),
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Every result, one CSV row each, after a header row of the column names", content_type = "text/csv", body = String),
-        (status = 400, description = "The id is not a UUID (`INVALID_ID`)", body = ErrorBody),
-        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
         (status = 403, description = "The signed link is wrong (`FORBIDDEN`) or has expired (`LINK_EXPIRED`)", body = ErrorBody),
-        (status = 404, description = "No such job, or not the caller's", body = ErrorBody),
+        JobErrors,
     )
 )]
 pub(crate) async fn download(
     State(state): State<AppState>,
-    caller: Option<Extension<Caller>>,
-    Path(id): Path<String>,
+    JobRequest { caller, id }: JobRequest,
 ) -> AppResult<Response> {
-    let id = jobs::parse_job_id(&id)?;
-    let caller = caller_of(caller)?;
     let chunks = state.jobs.export(&caller, id).await?;
     let header_row = csv_chunk(true, &[]).map_err(anyhow::Error::from)?;
     let rows = chunks.map(move |chunk| {

@@ -4,10 +4,10 @@
 
 use super::{
     DATA_URL_PREVIEW, IN_HEAD, MAX_NOSCRIPT, PARSER_MEMORY, RawLink, Rewriter, Shared, decoded,
-    href_cap, is_data, push_distinct, token, with,
+    href_cap, push_distinct, token, with,
 };
 use super::{MAX_MANIFEST_LINKS, MAX_TILES};
-use crate::clean::{self, MAX_TOKEN_BYTES, MAX_URL_BYTES};
+use crate::clean::{self, MAX_TOKEN_BYTES, MAX_URL_BYTES, is_data_url};
 use crate::finder::CandidateSource;
 use lol_html::html_content::TextChunk;
 use lol_html::send::{Element, EndTagHandler, HtmlRewriter, Settings};
@@ -61,11 +61,11 @@ fn on_link(state: &Shared, el: &Element<'_, '_>) -> HandlerResult {
         let Some(href) = href else { return };
         let too_long = href.len() > href_cap(&href);
         match kind {
-            RelKind::Manifest if too_long || is_data(&href) => s.count_dropped(),
+            RelKind::Manifest if too_long || is_data_url(&href) => s.count_dropped(),
             RelKind::Manifest => {
                 push_distinct(&mut s.manifests, href, MAX_MANIFEST_LINKS, &mut s.dropped)
             }
-            RelKind::Icon(_) if too_long && !is_data(&href) => s.count_dropped(),
+            RelKind::Icon(_) if too_long && !is_data_url(&href) => s.count_dropped(),
             RelKind::Icon(source) => {
                 // An inline icon over the cap stays visible as a rejected candidate, but only
                 // a short preview of its URL is kept.
@@ -122,7 +122,7 @@ fn on_meta(state: &Shared, el: &Element<'_, '_>) -> HandlerResult {
         }
         let Some(content) = content else { return };
         // A refresh content is a delay, `;` and a URL: a few bytes past a URL's cap.
-        if content.len() > MAX_URL_BYTES + MAX_TOKEN_BYTES || (is_tile && is_data(&content)) {
+        if content.len() > MAX_URL_BYTES + MAX_TOKEN_BYTES || (is_tile && is_data_url(&content)) {
             if is_tile {
                 s.count_dropped();
             }

@@ -280,7 +280,7 @@ pub(crate) fn assert_bounded(ex: &Extracted) {
     assert!(ex.base.as_ref().is_none_or(|b| b.len() <= MAX_URL_BYTES));
     for l in ex.links.iter().chain(&ex.noscript_links) {
         assert!(l.href.len() <= MAX_DATA_URL_BYTES, "{}", l.href.len());
-        assert!(is_data(&l.href) || l.href.len() <= MAX_URL_BYTES);
+        assert!(is_data_url(&l.href) || l.href.len() <= MAX_URL_BYTES);
         for t in [&l.sizes, &l.type_, &l.media].into_iter().flatten() {
             assert!(t.len() <= MAX_TOKEN_BYTES);
         }

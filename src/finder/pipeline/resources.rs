@@ -13,7 +13,7 @@ use url::Url;
 /// Fetches (or decodes) one candidate and records what it really is; returns its bytes when
 /// it is an image, so the chosen one can be kept.
 pub(super) async fn verify(f: &Fetcher, c: &mut Candidate, deadline: &Deadline) -> Option<Vec<u8>> {
-    let bytes = if c.url.starts_with("data:") {
+    let bytes = if crate::clean::is_data_url(&c.url) {
         decode_data_url(&c.url).map_err(CandidateError::rejected)
     } else {
         let mut bytes = fetch_icon(f, &c.url, deadline).await;
