@@ -4,12 +4,14 @@
 //! async-graphql raises itself (a query that does not parse, fails validation, is too deep or
 //! too complex, or has an argument of the wrong type) have none, so clients would have to
 //! match on English messages. This extension gives each one the code of the phase it failed
-//! in; the HTTP layer does the same for bodies that are not JSON or are too large.
+//! in; the HTTP layer does the same for bodies that are not JSON or are too large. It is
+//! also where the HTTP checks run (`over_http::admit` once a document parsed, and the note
+//! that execution began), so one extension sees every phase of a request.
 
 use crate::error::Code;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe,
-    NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest,
+    NextSubscribe, NextValidation,
 };
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
@@ -87,9 +89,22 @@ impl Extension for ErrorCodes {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
+        let document = next
+            .run(ctx, query, variables)
             .await
-            .map_err(|e| with_code(e, Code::GraphqlParseFailed))
+            .map_err(|e| with_code(e, Code::GraphqlParseFailed))?;
+        super::over_http::admit(ctx, &document, variables)?;
+        Ok(document)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        super::over_http::executing(ctx);
+        next.run(ctx, operation_name).await
     }
 
     async fn validation(

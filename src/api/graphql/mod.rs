@@ -23,8 +23,7 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .extension(ErrorCodesFactory)
-        .extension(DbGateFactory)
-        .extension(over_http::HttpPhaseFactory);
+        .extension(DbGateFactory);
     match state {
         // INTROSPECTION=false: the schema is not browsable by whoever holds a key, and a
         // typo's "Did you mean …?" would list its fields and arguments all the same.

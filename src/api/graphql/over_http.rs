@@ -12,9 +12,7 @@ use super::AppSchema;
 use crate::api::{AppState, auth, graphiql, payload_too_large, ws::graphql_ws};
 use crate::auth::Caller;
 use crate::error::{AppError, Code};
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-};
+use async_graphql::extensions::ExtensionContext;
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
 use async_graphql::{ParseRequestError, ServerError, ServerResult, Variables};
 use async_graphql_axum::GraphQLProtocol;
@@ -108,7 +106,7 @@ fn accepts_html(headers: &HeaderMap) -> bool {
     ranges.is_empty() || weight(&ranges, "text/html", &["text/*", "*/*"]).is_some_and(|q| q > 0.0)
 }
 
-/// What the handler tells the [`HttpPhaseFactory`] extension about one HTTP request, and
+/// What the handler tells the schema's extension ([`admit`], [`executing`]) about one HTTP request, and
 /// what the extension tells back.
 #[derive(Clone, Default)]
 struct HttpPhase(Arc<PhaseInner>);
@@ -126,46 +124,24 @@ struct PhaseInner {
     mutation_over_get: AtomicBool,
 }
 
-/// Installs the HTTP checks on a schema: the operation a `GET` may run, variables coerced
-/// before execution, and a note of when execution began. A request without an
-/// [`HttpPhase`] (a WebSocket's) passes untouched.
-pub struct HttpPhaseFactory;
-
-impl ExtensionFactory for HttpPhaseFactory {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(HttpPhaseExtension)
+/// The HTTP checks of one operation once its document parsed: the operation a `GET` may run
+/// and variables coerced before execution. A request without an [`HttpPhase`] (a
+/// WebSocket's) passes untouched. Called by the schema's one extension (`ErrorCodes`).
+pub(super) fn admit(
+    ctx: &ExtensionContext<'_>,
+    document: &ExecutableDocument,
+    variables: &Variables,
+) -> ServerResult<()> {
+    match ctx.data_opt::<HttpPhase>() {
+        Some(phase) => phase.admit(document, variables),
+        None => Ok(()),
     }
 }
 
-/// The extension [`HttpPhaseFactory`] makes.
-struct HttpPhaseExtension;
-
-#[async_trait::async_trait]
-impl Extension for HttpPhaseExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        if let Some(phase) = ctx.data_opt::<HttpPhase>() {
-            phase.admit(&document, variables)?;
-        }
-        Ok(document)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> async_graphql::Response {
-        if let Some(phase) = ctx.data_opt::<HttpPhase>() {
-            phase.0.executed.store(true, Ordering::Release);
-        }
-        next.run(ctx, operation_name).await
+/// Notes that execution began: an error after it is a field error, answered with `data`.
+pub(super) fn executing(ctx: &ExtensionContext<'_>) {
+    if let Some(phase) = ctx.data_opt::<HttpPhase>() {
+        phase.0.executed.store(true, Ordering::Release);
     }
 }
 
