@@ -140,7 +140,7 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let request = parse_request(domain, &query, if_none_match)?;
-    if request.find && !matches!(caller, Some(Caller::Key(_))) && from_another_site(headers) {
+    if request.lookup && !matches!(caller, Some(Caller::Key(_))) && from_another_site(headers) {
         return Err(AppError::Forbidden {
             code: Code::Forbidden,
             message: "find=1 starts a lookup, which a page of another site may not do without \

@@ -192,7 +192,7 @@ impl Icons {
         let reader = self.reader(caller)?;
         let store = &self.inner.store;
         let domain = request.domain.as_str();
-        if request.find
+        if request.lookup
             && !store
                 .answered_by_cache(domain, self.inner.jobs.default_cache(), reader)
                 .await?

@@ -15,7 +15,7 @@ pub struct IconRequest {
     /// `?fallback=`: what to answer without a stored icon.
     pub fallback: Fallback,
     /// `?find=1`: look the domain up now if the cache would not answer it.
-    pub find: bool,
+    pub lookup: bool,
     /// `If-None-Match`, as sent.
     pub if_none_match: Option<String>,
 }
@@ -54,7 +54,7 @@ pub fn parse_request(
         domain,
         size: None,
         fallback: Fallback::Letter,
-        find: false,
+        lookup: false,
         if_none_match,
     };
     let mut format = None;
@@ -91,7 +91,7 @@ pub fn parse_request(
                 }
             }
             "find" => {
-                request.find = match value.as_str() {
+                request.lookup = match value.as_str() {
                     "1" | "true" => true,
                     "0" | "false" => false,
                     _ => {
@@ -149,7 +149,7 @@ mod tests {
         }
         assert!(parse_request("localhost", &[], None).is_err());
         let r = parse_request("a.com", &q(&[("fallback", "404"), ("find", "1")]), None).unwrap();
-        assert_eq!((r.fallback, r.find), (Fallback::NotFound, true));
+        assert_eq!((r.fallback, r.lookup), (Fallback::NotFound, true));
     }
 
     #[test]

@@ -300,7 +300,7 @@ impl Jobs {
 
     /// A job `caller` may read (the `read` scope, and its own client's job unless it is an
     /// admin), or `NOT_FOUND`.
-    pub async fn find(&self, caller: &Caller, id: Uuid) -> AppResult<Job> {
+    pub async fn job(&self, caller: &Caller, id: Uuid) -> AppResult<Job> {
         caller.require(Scope::Read)?;
         self.visible(caller, id).await
     }

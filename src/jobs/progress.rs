@@ -37,7 +37,7 @@ pub(super) async fn stream(
     }
     // Joined before reading the snapshot, so nothing recorded in between is missed.
     let (mut frames, membership) = jobs.feeds.join(&jobs, id);
-    let view = jobs.find(caller, id).await?;
+    let view = jobs.job(caller, id).await?;
     Ok(async_stream::stream! {
         let _member = membership;
         let snapshot = ProgressEvent::from(&view);

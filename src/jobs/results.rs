@@ -59,7 +59,7 @@ impl Jobs {
         page: Page,
         filter: &ResultFilter,
     ) -> AppResult<ResultPage> {
-        let view = self.find(caller, id).await?;
+        let view = self.job(caller, id).await?;
         let mut results = self
             .store
             .results_page(id, filter, page.offset(), page.per_page)
@@ -90,7 +90,7 @@ impl Jobs {
         first: u64,
         filter: &ResultFilter,
     ) -> AppResult<ResultSlice> {
-        self.find(caller, id).await?;
+        self.job(caller, id).await?;
         // One row more than asked says whether there is a next page without a count.
         let mut rows = self
             .store

@@ -18,7 +18,7 @@ impl QueryRoot {
         let _turn = db_turn(c).await;
         let view = ctx(c)
             .jobs
-            .find(caller(c)?, id)
+            .job(caller(c)?, id)
             .await
             .map_err(AppError::into_graphql)?;
         Ok(view.into())

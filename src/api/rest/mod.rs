@@ -220,7 +220,7 @@ pub(crate) async fn get_job(
     State(state): State<AppState>,
     JobRequest { caller, id }: JobRequest,
 ) -> AppResult<Json<JobAnswer>> {
-    let view = state.jobs.find(&caller, id).await?;
+    let view = state.jobs.job(&caller, id).await?;
     Ok(Json(JobAnswer::of(&state, &caller, view).await?))
 }
 
