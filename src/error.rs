@@ -295,12 +295,6 @@ impl AppError {
     }
 }
 
-impl From<sea_orm::DbErr> for AppError {
-    fn from(err: sea_orm::DbErr) -> Self {
-        Self::Internal(err.into())
-    }
-}
-
 impl AppError {
     /// The GraphQL-over-HTTP form of an error that stopped a request before any GraphQL ran
     /// (a body that is not JSON, too large, the wrong content type): the same status, with a
