@@ -44,7 +44,7 @@ impl ResultSlice {
 pub struct FailureGroup {
     /// The failure code (`dns`, `timeout`, …), as results show it in `error_code`.
     #[graphql(name = "errorCode")]
-    pub error_code: String,
+    pub error_code: ErrorCategory,
     /// Failed results with this code.
     pub count: i32,
 }
@@ -108,7 +108,7 @@ impl Jobs {
 
     /// A job's finished failures grouped by error code, the largest group first; `None` for
     /// a caller who may not read the job's results (see [`Jobs::may_read`]). It takes the job
-    /// as read for the caller (by [`Jobs::find`], [`Jobs::cancel`] and the like), so only a
+    /// as read for the caller (by [`Jobs::job`], [`Jobs::cancel`] and the like), so only a
     /// job the caller may see is counted.
     pub async fn failures_by_reason(
         &self,
@@ -124,7 +124,7 @@ impl Jobs {
                 .await?
                 .into_iter()
                 .map(|(code, count): (ErrorCategory, i64)| FailureGroup {
-                    error_code: code.as_str().to_owned(),
+                    error_code: code,
                     count: i32::try_from(count).unwrap_or(i32::MAX),
                 })
                 .collect(),

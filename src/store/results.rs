@@ -11,7 +11,7 @@ use super::sql::{FAILED, NUMBERED};
 use super::{Store, StoreError};
 use crate::entities::icon_blob;
 use crate::entities::result;
-use crate::model::{ErrorCategory, ResultColumns, ResultFilter, ResultView};
+use crate::model::{ErrorCategory, ICONS_PREFIX, ResultColumns, ResultFilter, ResultView};
 use futures::Stream;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
@@ -277,13 +277,16 @@ pub(super) fn export_sql(backend: DbBackend) -> String {
     // Every column the views show, so a new one is exported without an edit here; the
     // icon's URL is made from whether its bytes are stored.
     let columns = ResultColumns::NAMES.join(", ");
+    let icon_url = format!(
+        "CASE WHEN icon_sha256 IS NULL THEN NULL ELSE '{ICONS_PREFIX}' || domain END AS icon_url"
+    );
     let read = ResultColumns::NAMES
-        .map(|c| match c {
-            "icon_url" => {
-                "CASE WHEN icon_sha256 IS NULL THEN NULL \
-                               ELSE '/icons/' || domain END AS icon_url"
+        .map(|c| {
+            if c == "icon_url" {
+                icon_url.as_str()
+            } else {
+                c
             }
-            c => c,
         })
         .join(", ");
     let [p1, p2, p3, p4] = match backend {
