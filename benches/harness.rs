@@ -1680,9 +1680,7 @@ async fn profile_one(ctx: &mut Ctx, tls: bool) -> Result<()> {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (out, _) = timed_job(ctx, &net, &d, n, None).await?;
-    let _ = Command::new("kill")
-        .args(["-INT", &perf.id().to_string()])
-        .status();
+    interrupt(&perf);
     let _ = perf.wait();
     let report = Command::new("perf")
         .args([
@@ -1887,4 +1885,15 @@ fn main() -> Result<()> {
         }
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// Sends SIGINT to a child (perf writes its profile on it); through rustix, as the tests do,
+/// since a slim image has no `kill` executable.
+pub(crate) fn interrupt(child: &std::process::Child) {
+    if let Some(pid) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+    }
 }

@@ -237,9 +237,7 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
     }
     let (svc_cpu, harness_cpu) = (d.api.cpu() - svc0, cpu_secs("self") - harness0);
     for mut perf in perf {
-        let _ = Command::new("kill")
-            .args(["-INT", &perf.id().to_string()])
-            .status();
+        interrupt(&perf);
         let _ = perf.wait();
     }
     let hwm = d.api.hwm_kb();
