@@ -76,8 +76,19 @@ pub(super) async fn stream(
                     catch_up = true;
                     continue;
                 }
-                // The feed stopped without a final event: the process is shutting down.
-                Err(RecvError::Closed) => return,
+                // The feed stopped without a final event: the process is shutting down, or the
+                // job was deleted before the feed first read it, which sends nothing; a
+                // subscriber that has its snapshot hears the end all the same.
+                Err(RecvError::Closed) => {
+                    if let Ok(None) = jobs.store.job(id).await {
+                        yield ProgressFrame::new(ProgressEvent {
+                            status: JobStatus::Cancelled,
+                            cursor,
+                            ..last.clone()
+                        });
+                    }
+                    return;
+                }
             };
             let event = frame.event();
             let first = event.finished.iter().find_map(|done| done.seq);

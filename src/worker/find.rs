@@ -23,19 +23,12 @@ pub(super) async fn find_one(
     // the await would see.
     let _in_flight = InFlight::enter(&metrics);
     let started = std::time::Instant::now();
-    // A hub of its own, so whatever Sentry hears while this domain is handled (a panic, an
-    // error log) is tagged with it.
-    let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
-    hub.configure_scope(|scope| {
-        scope.set_tag("job_id", claim.job_id);
-        scope.set_tag("domain", &claim.domain);
-    });
-    let outcome = sentry::SentryFutureExt::bind_hub(
+    let outcome = on_domain_hub(
+        &claim,
         tracing::Instrument::instrument(
             guarded(finder.find(&claim.domain), settings.find_timeout),
             span,
         ),
-        hub,
     )
     .await;
     metrics
@@ -65,6 +58,17 @@ pub(super) async fn find_one(
     // passes this on.
     health.handed_over();
     (claim, disposition)
+}
+
+/// Runs `work` under a Sentry hub of its own, tagged with the row's `job_id` and `domain`, so
+/// whatever Sentry hears while this domain is handled (a panic, an error log) carries both.
+pub(super) fn on_domain_hub<F: Future>(claim: &Claimed, work: F) -> sentry::SentryFuture<F> {
+    let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::current()));
+    hub.configure_scope(|scope| {
+        scope.set_tag("job_id", claim.job_id);
+        scope.set_tag("domain", &claim.domain);
+    });
+    sentry::SentryFutureExt::bind_hub(work, hub)
 }
 
 /// Counts a row in the `in_flight` gauge for as long as it lives.

@@ -98,6 +98,64 @@ async fn a_panic_or_an_overrun_is_a_failed_try() {
     assert_eq!(err.category, ErrorCategory::Timeout);
 }
 
+/// A panic while a domain is handled reaches Sentry as a panic event tagged with the row's
+/// `job_id` and `domain`. The find runs as `find_one` runs it (the guarded find inside the
+/// domain's hub), under the client `sentry::init` builds (its default integrations, the panic
+/// hook among them), which sends to a test transport instead of a server.
+#[test]
+fn a_panic_while_a_domain_is_handled_reaches_sentry_with_its_tags() {
+    let claim = Claimed {
+        id: Uuid::new_v4(),
+        job_id: Uuid::new_v4(),
+        domain: "panics.test".into(),
+        tries: 1,
+        owner: Uuid::new_v4(),
+    };
+    let panicking = async {
+        if true {
+            panic!("the finder broke");
+        }
+        Err(FindError::new(ErrorCategory::NoIcon, "unreachable"))
+    };
+    let mut outcome = None;
+    let events = sentry::test::with_captured_events_options(
+        || {
+            // A runtime on this thread: the test hub is this thread's current hub.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let find = guarded(panicking, Duration::from_secs(60));
+            outcome = Some(runtime.block_on(find::on_domain_hub(&claim, find)));
+        },
+        sentry::apply_defaults(sentry::ClientOptions::default()),
+    );
+
+    let err = outcome.unwrap().unwrap_err();
+    assert_eq!(
+        err.category,
+        ErrorCategory::Internal,
+        "the panic was caught"
+    );
+    let panics: Vec<_> = events
+        .iter()
+        .filter(|event| {
+            event.exception.values.iter().any(|exception| {
+                exception.mechanism.as_ref().map(|m| m.ty.as_str()) == Some("panic")
+                    && exception.value.as_deref() == Some("the finder broke")
+            })
+        })
+        .collect();
+    assert_eq!(panics.len(), 1, "one panic event: {events:#?}");
+    let tags = &panics[0].tags;
+    assert_eq!(
+        tags.get("job_id"),
+        Some(&claim.job_id.to_string()),
+        "{tags:?}"
+    );
+    assert_eq!(tags.get("domain").map(String::as_str), Some("panics.test"));
+}
+
 #[tokio::test]
 async fn a_write_that_cannot_reach_the_database_is_a_transient_failure() {
     let store = Store::connect("sqlite::memory:", 1).await.unwrap();

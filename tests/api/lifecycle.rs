@@ -2,8 +2,10 @@
 //! is gone everywhere, with its subscribers told and its in-flight rows harmless.
 
 use crate::fake::{FakeInternet, Sites};
-use crate::helpers::{Backend, Protocol, TestApp, both_backends, json_answer, number};
-use crate::subscriptions::{Delivery, wait_until, watch};
+use crate::helpers::{
+    Backend, Protocol, TestApp, both_backends, json_answer, number, ws_subscribe,
+};
+use crate::subscriptions::{Delivery, SUBSCRIPTION, read_events, wait_until};
 use crate::tenancy::{Answer, Target, WAYS, read};
 use favicon_finder::auth::{Accounts, LinkSigner, Scope};
 use favicon_finder::store::{CachePolicy, Disposition};
@@ -37,13 +39,25 @@ async fn until_held(internet: &FakeInternet) {
     .await;
 }
 
-/// Watches `job_id`'s progress in the background.
-fn watching(app: &TestApp, job_id: &str) -> tokio::task::JoinHandle<Delivery> {
-    let base = app.base.clone();
-    let id = job_id.to_owned();
+/// Subscribes to `job_id`'s progress and reads the rest in the background. Returns once the
+/// snapshot has arrived: the server joins the job's feed before it reads the snapshot, so
+/// whatever happens to the job from then on reaches this subscriber.
+async fn watching(app: &TestApp, job_id: &str) -> tokio::task::JoinHandle<Delivery> {
+    let mut ws = crate::helpers::ws_connect(&app.base, "/graphql/ws", Protocol::TransportWs).await;
+    let variables = json!({"id": job_id});
+    ws_subscribe(&mut ws, Protocol::TransportWs, "1", SUBSCRIPTION, variables).await;
+    let (mut events, completed) = read_events(&mut ws, |events| !events.is_empty()).await;
+    assert!(!completed, "the job was still running: {events:?}");
     tokio::spawn(async move {
-        let ws = crate::helpers::ws_connect(&base, "/graphql/ws", Protocol::TransportWs).await;
-        watch(ws, Protocol::TransportWs, &id).await
+        let (rest, completed) = read_events(&mut ws, |_| false).await;
+        let _ = ws.close(None).await;
+        events.extend(rest);
+        Delivery {
+            events,
+            // `read_events` fails the test on any error frame.
+            errors: Vec::new(),
+            completed,
+        }
     })
 }
 
@@ -63,7 +77,7 @@ async fn cancel_stops_what_no_worker_holds(backend: Backend) {
     let app = TestApp::spawn_on(backend, &internet, &[("WORKER_CONCURRENCY", "2")]).await;
     let id = app.create_job("c", &domains).await;
     until_held(&internet).await;
-    let subscriber = watching(&app, &id);
+    let subscriber = watching(&app, &id).await;
 
     let (status, job) = app
         .post_json(&format!("/jobs/{id}/cancel"), &json!({}))
@@ -273,12 +287,12 @@ both_backends!(delete_access, delete_by_owner_other_and_admin);
 async fn delete_while_running(backend: Backend) {
     let (mut sites, domains) = held_world(Duration::from_secs(2), 4);
     sites.icon_site("other.test");
+    sites.icon_site("marker.test");
     let internet = FakeInternet::start(sites).await;
     let app = TestApp::spawn_on(backend, &internet, &[("WORKER_CONCURRENCY", "2")]).await;
     let id = app.create_job("d", &domains).await;
     until_held(&internet).await;
-    let subscriber = watching(&app, &id);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let subscriber = watching(&app, &id).await;
 
     let response = app
         .http
@@ -296,10 +310,22 @@ async fn delete_while_running(backend: Backend) {
         internet.answered("held0.test", "/") == 1 && internet.answered("held1.test", "/") == 1
     })
     .await;
-    // The workers record the two held rows (or find them gone) right after their answers.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The recorder has taken all three rows (the other job's and the two held ones) once its
+    // batches add up to three; it writes batch after batch, so a job created now is recorded
+    // after them, and seeing it finish means the held rows' write is done.
+    wait_until("the held rows handed to the recorder", || async {
+        app.metric("favicon_finder_record_batch_size_sum").await >= 3.0
+    })
+    .await;
+    let marker = app.create_job("d", &["marker.test"]).await;
+    let job = app.wait_for_job(&marker, Duration::from_secs(30)).await;
+    assert_eq!(job["completed"], 1, "{job}");
     assert_eq!(result_rows(&app, &id).await, 0, "no row came back");
-    assert_eq!(app.count_rows("job").await, 1, "only the other job is left");
+    assert_eq!(
+        app.count_rows("job").await,
+        2,
+        "only the other jobs are left"
+    );
     for kind in ["transient", "permanent"] {
         let sample = format!("favicon_finder_record_failures_total{{kind=\"{kind}\"}}");
         assert_eq!(app.metric(&sample).await, 0.0, "{kind} record failures");

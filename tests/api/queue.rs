@@ -210,6 +210,7 @@ async fn retries_releases_and_exhausted_rows(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(last[0].tries, 2);
+    // The second 1 ms lease runs out the same way, on the database's clock.
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(
         store.claim(b, 1, LEASE, 2).await.unwrap().is_empty(),

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) {
+pub(crate) const SUBSCRIPTION: &str = "subscription($id: ID!) { jobProgress(jobId: $id) {
     jobId status total completed failed progress results { domain status faviconUrl errorCode } } }";
 
 /// What a subscription delivered before it ended.
@@ -514,7 +514,10 @@ const RESUMING: &str =
 
 /// Reads `jobProgress` events on an initialised socket until the operation completes or
 /// `stop` says enough; returns them.
-async fn read_events(ws: &mut Ws, mut stop: impl FnMut(&[Value]) -> bool) -> (Vec<Value>, bool) {
+pub(crate) async fn read_events(
+    ws: &mut Ws,
+    mut stop: impl FnMut(&[Value]) -> bool,
+) -> (Vec<Value>, bool) {
     let mut events = Vec::new();
     loop {
         let message = tokio::time::timeout(Duration::from_secs(60), ws.next())

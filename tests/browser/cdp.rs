@@ -256,6 +256,7 @@ impl Browser {
             if tokio::time::Instant::now() > deadline {
                 panic!("timed out waiting for {what} ({expression})");
             }
+            // Wall-clock: the condition is judged in the browser, another process.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -376,7 +376,8 @@ async fn stop_cancels_and_pending_domains_are_never_fetched() {
         .map(|e| e["node"]["domain"].as_str().unwrap().to_owned())
         .collect();
     assert!(cancelled.len() >= 30, "only {} cancelled", cancelled.len());
-    // Longer than several fetches would take: a claim after the cancel would show.
+    // Longer than several fetches would take: a claim after the cancel would show. Wall-clock:
+    // a negative check against running workers, which claim on their own poll timer.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for domain in &cancelled {
         assert_eq!(

@@ -132,6 +132,8 @@ async fn after_a_dropped_socket_the_grid_still_ends_with_every_final_state() {
     let done_at_cut = browser.eval(DONE_ON_PAGE).await.as_u64().unwrap();
 
     cable.cut(OUTAGE);
+    // The outage's length is the scenario (domains finish while the page is cut off), and
+    // the relay keeps it on its own real clock.
     tokio::time::sleep(OUTAGE).await;
     let job = app
         .graphql(

@@ -654,6 +654,7 @@ async fn serve<B>(
             .unwrap());
     };
     if !route.delay.is_zero() {
+        // A slow site is the scenario: the client under test meets the delay on a real socket.
         tokio::time::sleep(route.delay).await;
     }
     *shared.answered.lock().unwrap().entry(key).or_default() += 1;
@@ -689,6 +690,8 @@ fn streamed(content_type: &str, stream: Stream) -> Response {
             }))
         }
         Stream::Drip => Body::from_stream(futures::stream::unfold((), |()| async {
+            // A byte a second is the scenario: a server slow enough to meet the client's
+            // deadlines on a real socket.
             tokio::time::sleep(Duration::from_secs(1)).await;
             Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")), ()))
         })),

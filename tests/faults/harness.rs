@@ -164,6 +164,7 @@ impl Proc {
             if Instant::now() >= deadline {
                 return None;
             }
+            // Wall-clock: another process's exit, which no tokio clock can move.
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -217,6 +218,7 @@ impl Proc {
                 "{}: no {what} after {within:?}; log:\n{log}",
                 self.name
             );
+            // Wall-clock: another process writes its log.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -308,6 +310,8 @@ where
             Instant::now() < deadline,
             "timed out after {within:?} waiting for {what}"
         );
+        // Wall-clock: what the fault tests wait for happens in other processes (the workers,
+        // PostgreSQL, Redis, the proxies between them).
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -167,6 +167,7 @@ impl Watchdog {
                     }
                     return;
                 }
+                // Wall-clock: sampling another process's memory as it grows in real time.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
