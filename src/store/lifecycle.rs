@@ -25,7 +25,7 @@
 //!   grace covers a transaction that copied a reference from a row deleted before the mark:
 //!   it must have started before the mark, so it has committed long before the sweep.
 
-use super::sql::{FETCHED, HAS_ICON, cached_columns};
+use super::sql::{self, FETCHED, HAS_ICON, cached_columns};
 use super::write::{cancel_rows, read_job};
 use super::{Store, StoreResult, now};
 use crate::entities::job;
@@ -85,8 +85,7 @@ impl Store {
         let cancelled = txn
             .execute_raw(Statement::from_sql_and_values(
                 self.backend(),
-                "UPDATE job SET status = 'cancelled', updated_at = $2 \
-                 WHERE id = $1 AND status = 'processing' AND deleted_at IS NULL",
+                sql::cancel_job_sql(),
                 [id.into(), now.into()],
             ))
             .await?;

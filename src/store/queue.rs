@@ -5,7 +5,7 @@
 //! constants that the queries splice in, and a test here checks each against the migrated
 //! schema.
 
-use super::sql::{LEASED, PENDING, not_cancelled};
+use super::sql::{self, LEASED, PENDING, not_cancelled};
 use super::write::{
     cancel_leftovers, cancel_rows, finished_row, is_cancelled, put_blob, read_job, settle,
 };
@@ -214,10 +214,7 @@ impl Store {
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 self.backend(),
-                "SELECT id FROM job WHERE status = 'cancelled' AND EXISTS (SELECT 1 FROM result r \
-                   WHERE r.job_id = job.id AND r.status = 'pending' \
-                     AND (r.lease_until IS NULL OR r.lease_until < $1)) \
-                 LIMIT 20",
+                sql::cancelled_with_leftovers_sql(),
                 [now().into()],
             ))
             .await?;

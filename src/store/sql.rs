@@ -66,6 +66,30 @@ pub(super) fn finish_sql() -> String {
     )
 }
 
+/// Moves job `$1` to cancelled at `$2`: only a processing job that is not being deleted, so a
+/// finished job keeps its final status.
+pub(super) fn cancel_job_sql() -> String {
+    format!(
+        "UPDATE job SET status = '{cancelled}', updated_at = $2 \
+         WHERE id = $1 AND status = '{processing}' AND deleted_at IS NULL",
+        cancelled = JobStatus::Cancelled.as_str(),
+        processing = JobStatus::Processing.as_str(),
+    )
+}
+
+/// Cancelled jobs that still have pending rows no worker holds (or whose lease ran out at
+/// `$1`), a few at a time.
+pub(super) fn cancelled_with_leftovers_sql() -> String {
+    format!(
+        "SELECT id FROM job WHERE status = '{cancelled}' AND EXISTS (SELECT 1 FROM result r \
+           WHERE r.job_id = job.id AND r.status = '{pending}' \
+             AND (r.lease_until IS NULL OR r.lease_until < $1)) \
+         LIMIT 20",
+        cancelled = JobStatus::Cancelled.as_str(),
+        pending = ResultStatus::Pending.as_str(),
+    )
+}
+
 /// Finishes the pending rows of job `$1` that no worker holds (or whose lease ran out at
 /// `$2`) as `failed` with the code `cancelled` and the message `$3`.
 pub(super) fn cancel_rows_sql() -> String {
