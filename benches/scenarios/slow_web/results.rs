@@ -1,0 +1,45 @@
+//! A finished job's results read back from the service: domain to category and favicon URL.
+
+use super::*;
+
+/// Every result of job `id`: domain → (category, favicon URL), the category being `success`
+/// or the error code.
+pub(super) async fn categories(
+    ctx: &Ctx,
+    d: &Deployment,
+    id: &str,
+) -> Result<std::collections::HashMap<String, (String, String)>> {
+    let mut out = std::collections::HashMap::new();
+    for page in 1.. {
+        let v: Value = ctx
+            .http
+            .get(format!(
+                "{}/jobs/{id}/results?page={page}&per_page=500",
+                d.base
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let rs = v["results"].as_array().cloned().unwrap_or_default();
+        for r in &rs {
+            let status = r["status"].as_str().unwrap_or("?");
+            let category = if status == "success" {
+                status
+            } else {
+                r["error_code"].as_str().unwrap_or(status)
+            };
+            out.insert(
+                r["domain"].as_str().unwrap_or_default().to_owned(),
+                (
+                    category.to_owned(),
+                    r["favicon_url"].as_str().unwrap_or_default().to_owned(),
+                ),
+            );
+        }
+        if rs.len() < 500 {
+            break;
+        }
+    }
+    Ok(out)
+}
