@@ -140,7 +140,7 @@ pub async fn authenticate(
             // Browsers cannot set headers on a WebSocket: the key comes in `connection_init`.
             AuthMode::Required if upgrade => None,
             // The GraphiQL page is static; the queries it sends carry the key.
-            AuthMode::Required if graphql && request.method() == Method::GET => None,
+            AuthMode::Required if graphql.is_some() && request.method() == Method::GET => None,
             // Stored icons may be public (`ICONS_PUBLIC`), and `<img>` cannot send a key: the
             // icons core refuses what needs one.
             AuthMode::Required if path.starts_with(ICONS_PREFIX) => None,

@@ -28,6 +28,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
+use graphql::over_http::Wire;
 use ops::{healthz, metrics, process_metrics, readyz};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -268,13 +269,17 @@ async fn no_route(method: Method, uri: axum::http::Uri) -> Response {
 
 /// A known path asked with a method it does not take: 405 in the shape of the API called
 /// (the router adds `Allow`).
-async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
+async fn wrong_method(
+    method: Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
     let path = shown_path(&uri);
     let error = AppError::MethodNotAllowed {
         message: format!("{path} does not take {method}; the Allow header lists what it takes"),
         allow: None,
     };
-    error_response(uri.path() == "/graphql", error)
+    error_response(graphql_wire(&uri, &headers), error)
 }
 
 /// The path as an error shows it: never the query string (it may hold a signature), and
@@ -287,17 +292,23 @@ fn shown_path(uri: &axum::http::Uri) -> String {
     }
 }
 
-/// Whether a request is for the GraphQL endpoint, whose errors have GraphQL's shape.
-fn is_graphql(request: &Request) -> bool {
-    request.uri().path() == "/graphql"
+/// For a request to the GraphQL endpoint, whose errors have GraphQL's shape, its media type.
+fn is_graphql(request: &Request) -> Option<Wire> {
+    graphql_wire(request.uri(), request.headers())
 }
 
-/// An error that stopped a request before its handler, in the shape of the API called.
-fn error_response(graphql: bool, error: AppError) -> Response {
-    if graphql {
-        error.into_graphql_response()
-    } else {
-        error.into_response()
+/// For a request to `/graphql`, the media type its `Accept` asks for (JSON when it allows
+/// neither: an error is still read); `None` for every other path.
+fn graphql_wire(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> Option<Wire> {
+    (uri.path() == "/graphql").then(|| graphql::over_http::negotiate(headers).unwrap_or(Wire::Json))
+}
+
+/// An error that stopped a request before its handler, in the shape of the API called (and,
+/// for GraphQL, in the media type the client accepts).
+fn error_response(graphql: Option<Wire>, error: AppError) -> Response {
+    match graphql {
+        Some(wire) => graphql::over_http::refused(wire, error),
+        None => error.into_response(),
     }
 }
 

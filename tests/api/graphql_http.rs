@@ -222,6 +222,42 @@ async fn get_passes_the_same_door_and_limits_as_post() {
     app.stop().await;
 }
 
+/// The door refuses a request before GraphQL sees it (no key, a bad key): its answer is still
+/// in the media type the client accepts, or a client that reads only
+/// `application/graphql-response+json` cannot read why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_door_answers_in_the_negotiated_media_type() {
+    let app = required_app(Backend::Sqlite, &[]).await;
+    for (accept, expected) in [
+        (
+            "application/graphql-response+json",
+            "application/graphql-response+json",
+        ),
+        ("application/json", "application/json"),
+    ] {
+        for key in [None, Some("ff_not_a_key")] {
+            let mut request = app
+                .http
+                .post(app.url("/graphql"))
+                .header("accept", accept)
+                .json(&json!({ "query": "{ __typename }" }));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{accept} {key:?}");
+            let sent = content_type(response.headers()).to_owned();
+            assert!(sent.starts_with(expected), "{accept} {key:?}: {sent}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "UNAUTHORIZED",
+                "{body}"
+            );
+        }
+    }
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_still_get_graphiql_and_strangers_get_406() {
     let app = TestApp::api_only(&[("GRAPHIQL", "true")]).await;

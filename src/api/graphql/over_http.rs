@@ -283,7 +283,7 @@ fn render(
 }
 
 /// An error that stopped a request before GraphQL saw it, in the negotiated media type.
-fn refused(wire: Wire, error: AppError) -> Response {
+pub(crate) fn refused(wire: Wire, error: AppError) -> Response {
     let mut answer = error.into_graphql_response();
     answer
         .headers_mut()
