@@ -78,7 +78,8 @@ pub(crate) use service::{Ctx, Db, DeployOpts, Deployment};
 #[path = "harness/jobs.rs"]
 mod jobs;
 pub(crate) use jobs::{
-    RunOut, embedded, fresh_runs, job_limit, plain_net, post_job, summarize, timed_job, wait_job,
+    RunOut, all_results, embedded, fresh_runs, job_limit, plain_net, post_job, summarize,
+    timed_job, wait_job,
 };
 #[path = "harness/report.rs"]
 mod report;

@@ -172,3 +172,27 @@ pub(crate) async fn plain_net(ctx: &Ctx, sites: usize, latency: Duration) -> Res
     )
     .await
 }
+
+/// Every result of job `id`, read back from the REST API a page of 500 at a time.
+pub(crate) async fn all_results(ctx: &Ctx, d: &Deployment, id: &str) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for page in 1.. {
+        let v: Value = ctx
+            .http
+            .get(format!(
+                "{}/jobs/{id}/results?page={page}&per_page=500",
+                d.base
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let rs = v["results"].as_array().cloned().unwrap_or_default();
+        let last = rs.len() < 500;
+        out.extend(rs);
+        if last {
+            break;
+        }
+    }
+    Ok(out)
+}

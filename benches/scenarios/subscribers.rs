@@ -307,35 +307,18 @@ async fn watched_job(ctx: &Ctx, n: usize, subs: usize) -> Result<Watched> {
 /// Every result's `fetched_at` (unix µs) by site index, read back from the API.
 async fn fetched_at(ctx: &Ctx, d: &Deployment, id: &str, n: usize) -> Result<Vec<i64>> {
     let mut fetched = vec![0i64; n];
-    let mut page = 1;
-    loop {
-        let v: Value = ctx
-            .http
-            .get(format!(
-                "{}/jobs/{id}/results?page={page}&per_page=500",
-                d.base
-            ))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let rs = v["results"].as_array().cloned().unwrap_or_default();
-        for r in &rs {
-            if let (Some(i), Some(t)) = (
-                r["domain"].as_str().and_then(site_index),
-                r["fetched_at"].as_str(),
-            ) && i < n
-            {
-                fetched[i] = chrono::DateTime::parse_from_rfc3339(t)
-                    .map(|t| t.timestamp_micros())
-                    .unwrap_or(0);
-            }
+    for r in all_results(ctx, d, id).await? {
+        if let (Some(i), Some(t)) = (
+            r["domain"].as_str().and_then(site_index),
+            r["fetched_at"].as_str(),
+        ) && i < n
+        {
+            fetched[i] = chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.timestamp_micros())
+                .unwrap_or(0);
         }
-        if rs.len() < 500 {
-            return Ok(fetched);
-        }
-        page += 1;
     }
+    Ok(fetched)
 }
 
 pub(super) async fn sc_subscribers(ctx: &mut Ctx) -> Result<()> {

@@ -348,6 +348,17 @@ impl TestApp {
         body
     }
 
+    /// Deletes job `id` through `DELETE /jobs/{id}` without a key; returns the status.
+    pub async fn delete_job(&self, id: &str) -> u16 {
+        let response = self
+            .http
+            .delete(self.url(&format!("/jobs/{id}")))
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    }
+
     /// Creates a job through `POST /jobs`; returns its id.
     pub async fn create_job<D: serde::Serialize>(&self, client: &str, domains: &[D]) -> String {
         crate::client::create_job_at(&self.base, client, domains).await

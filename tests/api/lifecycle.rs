@@ -294,13 +294,7 @@ async fn delete_while_running(backend: Backend) {
     until_held(&internet).await;
     let subscriber = watching(&app, &id).await;
 
-    let response = app
-        .http
-        .delete(app.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    assert_eq!(app.delete_job(&id).await, 204);
     ends_cancelled(&subscriber.await.unwrap());
     let other = app.create_job("d", &["other.test"]).await;
     let job = app.wait_for_job(&other, Duration::from_secs(30)).await;
@@ -466,13 +460,7 @@ async fn sqlite_gives_space_back_after_a_delete() {
     let domains: Vec<String> = (0..3000).map(|n| format!("padding-{n:05}.test")).collect();
     let id = app.create_job("s", &domains).await;
     let before = number(db, "SELECT page_count AS n FROM pragma_page_count()").await;
-    let response = app
-        .http
-        .delete(app.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    assert_eq!(app.delete_job(&id).await, 204);
     let after = number(db, "SELECT page_count AS n FROM pragma_page_count()").await;
     assert!(
         after < before * 2 / 3,

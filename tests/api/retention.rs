@@ -255,13 +255,7 @@ async fn old_cache_rows_are_dropped_and_counted(backend: Backend) {
     let app = TestApp::spawn_on(backend, &internet, &[("RETENTION_INTERVAL_SECS", "1")]).await;
     let id = app.create_job("rows", &["cached.test"]).await;
     app.wait_for_job(&id, Duration::from_secs(30)).await;
-    let response = app
-        .http
-        .delete(app.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    assert_eq!(app.delete_job(&id).await, 204);
     assert_eq!(
         app.count_rows("domain_cache").await,
         1,

@@ -26,10 +26,9 @@ struct Actor {
     otherwise: Answer,
 }
 
-/// Two clients with keys, an admin, a key without `read`, and no key at all each try every way
-/// of reading each client's job; a revoked key is refused at its next request. Over REST a
-/// signed link serves its one job's CSV untouched, and nothing altered, moved or expired.
-async fn access_matrix(backend: Backend) {
+/// An app that wants keys, signs download links with [`SECRET`] and runs no worker (jobs stay
+/// as created), with the accounts handle that makes its keys.
+async fn keyed_app(backend: Backend) -> (TestApp, Accounts) {
     let app = TestApp::spawn(
         backend,
         &[
@@ -43,6 +42,14 @@ async fn access_matrix(backend: Backend) {
         app.store.clone(),
         LinkSigner::new(None, Duration::from_secs(60)),
     );
+    (app, accounts)
+}
+
+/// Two clients with keys, an admin, a key without `read`, and no key at all each try every way
+/// of reading each client's job; a revoked key is refused at its next request. Over REST a
+/// signed link serves its one job's CSV untouched, and nothing altered, moved or expired.
+async fn access_matrix(backend: Backend) {
+    let (app, accounts) = keyed_app(backend).await;
     let key = |client: &'static str, scopes: &'static [Scope]| {
         let accounts = accounts.clone();
         async move {
@@ -468,19 +475,7 @@ async fn key_material_never_reaches_the_log() {
 /// answers null), whether the job is running or already finished. A key that also has `read`
 /// still gets both.
 async fn submit_only_answers_hold_nothing_to_read(backend: Backend) {
-    let app = TestApp::spawn(
-        backend,
-        &[
-            ("AUTH_MODE", "required"),
-            ("DOWNLOAD_URL_SECRET", SECRET),
-            ("WORKER_CONCURRENCY", "0"),
-        ],
-    )
-    .await;
-    let accounts = Accounts::new(
-        app.store.clone(),
-        LinkSigner::new(None, Duration::from_secs(60)),
-    );
+    let (app, accounts) = keyed_app(backend).await;
     let (_, writer) = accounts
         .create_key("acme", "writer", &[Scope::Submit])
         .await

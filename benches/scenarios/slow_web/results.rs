@@ -10,36 +10,20 @@ pub(super) async fn categories(
     id: &str,
 ) -> Result<std::collections::HashMap<String, (String, String)>> {
     let mut out = std::collections::HashMap::new();
-    for page in 1.. {
-        let v: Value = ctx
-            .http
-            .get(format!(
-                "{}/jobs/{id}/results?page={page}&per_page=500",
-                d.base
-            ))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let rs = v["results"].as_array().cloned().unwrap_or_default();
-        for r in &rs {
-            let status = r["status"].as_str().unwrap_or("?");
-            let category = if status == "success" {
-                status
-            } else {
-                r["error_code"].as_str().unwrap_or(status)
-            };
-            out.insert(
-                r["domain"].as_str().unwrap_or_default().to_owned(),
-                (
-                    category.to_owned(),
-                    r["favicon_url"].as_str().unwrap_or_default().to_owned(),
-                ),
-            );
-        }
-        if rs.len() < 500 {
-            break;
-        }
+    for r in all_results(ctx, d, id).await? {
+        let status = r["status"].as_str().unwrap_or("?");
+        let category = if status == "success" {
+            status
+        } else {
+            r["error_code"].as_str().unwrap_or(status)
+        };
+        out.insert(
+            r["domain"].as_str().unwrap_or_default().to_owned(),
+            (
+                category.to_owned(),
+                r["favicon_url"].as_str().unwrap_or_default().to_owned(),
+            ),
+        );
     }
     Ok(out)
 }
