@@ -16,6 +16,7 @@ mod m20261202_000008_icons;
 mod m20261203_000009_lifecycle;
 mod m20261205_000010_result_filters;
 mod m20261206_000011_finished_seq;
+mod m20261206_000012_fair_claims;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_lifecycle::Migration),
             Box::new(m20261205_000010_result_filters::Migration),
             Box::new(m20261206_000011_finished_seq::Migration),
+            Box::new(m20261206_000012_fair_claims::Migration),
         ]
     }
 }

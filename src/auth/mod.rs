@@ -54,6 +54,9 @@ pub enum Scope {
     Read,
     /// Everything, for any client.
     Admin,
+    /// Create jobs of `high` priority (with `submit`); without it a key's jobs are at most
+    /// `normal`.
+    Priority,
 }
 
 impl Scope {
@@ -63,6 +66,7 @@ impl Scope {
             Self::Submit => "submit",
             Self::Read => "read",
             Self::Admin => "admin",
+            Self::Priority => "priority",
         }
     }
 }
@@ -75,8 +79,9 @@ impl FromStr for Scope {
             "submit" => Ok(Self::Submit),
             "read" => Ok(Self::Read),
             "admin" => Ok(Self::Admin),
+            "priority" => Ok(Self::Priority),
             other => Err(format!(
-                "unknown scope {other:?}; expected submit, read or admin"
+                "unknown scope {other:?}; expected submit, read, admin or priority"
             )),
         }
     }

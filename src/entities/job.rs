@@ -2,10 +2,10 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::model::Job;
 /// The status column's type, from the shared vocabulary.
 pub use crate::model::JobStatus;
 use crate::model::job::progress;
+use crate::model::{Job, Priority};
 
 /// One row of `job`.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -33,6 +33,8 @@ pub struct Model {
     /// The address a job without an API key came from (for per-address allowances); none
     /// for a job made with a key.
     pub source_ip: Option<String>,
+    /// The job's weight in the fair share of the workers' slots.
+    pub priority: Priority,
 }
 
 impl Model {
@@ -42,6 +44,7 @@ impl Model {
             id: self.id,
             client,
             status: self.status,
+            priority: self.priority,
             progress: progress(self.total, self.completed, self.failed),
             total: self.total,
             completed: self.completed,

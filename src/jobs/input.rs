@@ -4,6 +4,7 @@
 
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
+use crate::model::Priority;
 pub use crate::model::{Fields, parse_client_id};
 use serde_json::json;
 use std::collections::HashSet;
@@ -33,6 +34,8 @@ pub struct NewJob<'a> {
     pub domains: AppResult<Vec<Entry<'a>>>,
     /// The job's own cache age in seconds, if sent.
     pub max_age_seconds: AppResult<Option<i64>>,
+    /// The job's priority, if sent (default `normal`).
+    pub priority: AppResult<Option<Priority>>,
     /// How the caller's API names these fields, for error messages.
     pub fields: Fields,
     /// The address the request came from (see `TRUSTED_PROXY_HEADERS`): a caller without a

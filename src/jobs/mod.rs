@@ -24,7 +24,7 @@ use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
-use crate::model::{CachePolicy, Job, JobStatus, Page, ProgressEvent, ResultColumns};
+use crate::model::{CachePolicy, Job, JobStatus, Page, Priority, ProgressEvent, ResultColumns};
 use crate::store::{Store, Usage};
 use futures::{Stream, TryStreamExt};
 use std::net::IpAddr;
@@ -196,6 +196,17 @@ impl Jobs {
         )?;
         let max_age = parse_max_age(request.max_age_seconds?, fields)?;
         let cache = self.rules.cache_policy(max_age);
+        let priority = request.priority?.unwrap_or_default();
+        if priority > Priority::Normal && !caller.may(Scope::Priority) {
+            return Err(AppError::Forbidden {
+                code: Code::Forbidden,
+                message: format!(
+                    "{} {} needs a key with the `priority` scope; this key may submit low or normal",
+                    fields.priority,
+                    priority.as_str()
+                ),
+            });
+        }
         // Only a caller without a key can write any client_id, so only its address is counted
         // (and kept on the job).
         let source_ip = match caller {
@@ -204,7 +215,8 @@ impl Jobs {
         };
         self.check_rate(&client_id, source_ip, domains.len())
             .await?;
-        self.create(&client_id, source_ip, &domains, cache).await
+        self.create(&client_id, source_ip, priority, &domains, cache)
+            .await
     }
 
     /// Refuses a new job of `domains` domains when the client, or the address `source_ip`,
@@ -250,12 +262,13 @@ impl Jobs {
         &self,
         client_id: &str,
         source_ip: Option<IpAddr>,
+        priority: Priority,
         domains: &[Domain],
         cache: CachePolicy,
     ) -> AppResult<Job> {
         let job = self
             .store
-            .create_job_from(client_id, source_ip, domains, cache)
+            .create_job_from(client_id, source_ip, priority, domains, cache)
             .await?;
         let cached = job.done();
         if cached < job.total {

@@ -6,7 +6,7 @@
 //! Both APIs (and the keys command) parse their arguments here, so a bad value gets the same
 //! message from each, naming the parameter as that API spells it.
 
-use super::{ErrorCategory, MAX_PER_PAGE, ResultStatus};
+use super::{ErrorCategory, MAX_PER_PAGE, Priority, ResultStatus};
 use crate::error::{AppError, AppResult, Code};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,6 +24,8 @@ pub struct Fields {
     pub domains: &'static str,
     /// A job's own cache age.
     pub max_age: &'static str,
+    /// A job's priority.
+    pub priority: &'static str,
     /// The status filter.
     pub status: &'static str,
     /// The failure-code filter.
@@ -42,6 +44,7 @@ impl Fields {
         client_id: "client_id",
         domains: "domains",
         max_age: "max_age_seconds",
+        priority: "priority",
         status: "status",
         error_code: "error_code",
         domain: "domain",
@@ -53,6 +56,7 @@ impl Fields {
         client_id: "input.clientId",
         domains: "input.domains",
         max_age: "input.maxAgeSeconds",
+        priority: "input.priority",
         status: "status",
         error_code: "errorCode",
         domain: "domain",
@@ -145,6 +149,21 @@ pub fn parse_status(raw: &str, fields: Fields) -> AppResult<ResultStatus> {
             fields.status
         ))
     })
+}
+
+/// Reads a job's priority as REST writes it (`low`, `normal`, `high`, in any case); GraphQL's
+/// enum argument takes the same words, checked by the schema.
+pub fn parse_priority(raw: &str, fields: Fields) -> AppResult<Priority> {
+    let word = raw.trim().to_ascii_lowercase();
+    [Priority::Low, Priority::Normal, Priority::High]
+        .into_iter()
+        .find(|priority| priority.as_str() == word)
+        .ok_or_else(|| {
+            invalid(format!(
+                "{} must be one of low, normal, high; got {raw:?}",
+                fields.priority
+            ))
+        })
 }
 
 /// Reads a failure code as REST writes it (`dns`, `timeout`, …: [`ErrorCategory::as_str`],

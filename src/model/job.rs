@@ -2,7 +2,7 @@
 //! a cancel counts, and when an earlier result may be reused. The store writes these rules
 //! into its SQL (`store::sql`), so each is stated here once and tested without a database.
 
-use super::{ErrorCategory, JobStatus, ProgressEvent, ResultStatus};
+use super::{ErrorCategory, JobStatus, Priority, ProgressEvent, ResultStatus};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct Job {
     pub status: JobStatus,
     /// Percent of domains finished, rounded down.
     pub progress: i32,
+    /// `low`, `normal` or `high`: the job's weight in the workers' fair share.
+    pub priority: Priority,
     /// Distinct domains in the job.
     pub total: i32,
     /// Domains finished with an icon.

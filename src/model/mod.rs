@@ -14,7 +14,7 @@ mod view;
 
 pub use filter::{
     Fields, ResultCursor, ResultFilter, parse_client_id, parse_error_code, parse_first,
-    parse_status,
+    parse_priority, parse_status,
 };
 pub use job::{CachePolicy, Cutoffs, Job, Tally};
 
@@ -133,6 +133,44 @@ impl JobStatus {
     /// Whether the job will change no more.
     pub fn is_final(self) -> bool {
         self != Self::Processing
+    }
+}
+
+stored_words! {
+/// How much of the workers' time a job asks for, next to other jobs (see `Priority::weight`).
+#[derive(Default, PartialOrd, Ord)]
+pub enum Priority {
+    /// Background work (watches, bulk re-checks): half the share of a normal job.
+    #[sea_orm(string_value = "low")]
+    Low,
+    /// The default.
+    #[default]
+    #[sea_orm(string_value = "normal")]
+    Normal,
+    /// Twice the share of a normal job; a key needs the `priority` scope to ask for it.
+    #[sea_orm(string_value = "high")]
+    High,
+}
+}
+
+impl Priority {
+    /// The lowercase name used by every API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Normal => "normal",
+            Self::High => "high",
+        }
+    }
+
+    /// This priority's weight in the fair share of slots: a client's or a job's share is
+    /// proportional to it.
+    pub fn weight(self) -> u32 {
+        match self {
+            Self::Low => 1,
+            Self::Normal => 2,
+            Self::High => 4,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::sql::newest_fetch;
 use super::write::{finished_row, insert_job, put_blob, settle};
 use super::{Store, StoreResult};
 use crate::entities::{icon_blob, result};
-use crate::model::{CachePolicy, ErrorCategory, FindOutcome, ResultStatus, Tally};
+use crate::model::{CachePolicy, ErrorCategory, FindOutcome, Priority, ResultStatus, Tally};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, EntityTrait, FromQueryResult, Statement, TransactionTrait};
 use std::net::IpAddr;
@@ -136,7 +136,7 @@ impl Store {
         let outcome = crate::clean::outcome(outcome);
         let now = super::now();
         let txn = self.db.begin().await?;
-        let job = insert_job(&txn, client_name, source_ip, 1, now).await?;
+        let job = insert_job(&txn, client_name, source_ip, Priority::Normal, 1, now).await?;
         if let Ok(found) = &outcome {
             put_blob(&txn, found, now).await?;
         }

@@ -6,7 +6,7 @@ use super::write::{client_named, insert_job, read_job, settle};
 use super::{Store, StoreResult, now};
 use crate::domain::Domain;
 use crate::entities::job;
-use crate::model::{CachePolicy, Cutoffs, Job, ResultStatus, Tally};
+use crate::model::{CachePolicy, Cutoffs, Job, Priority, ResultStatus, Tally};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -35,7 +35,7 @@ impl Store {
         domains: &[Domain],
         cache: CachePolicy,
     ) -> StoreResult<Job> {
-        self.create_job_from(client_name, None, domains, cache)
+        self.create_job_from(client_name, None, Priority::Normal, domains, cache)
             .await
     }
 
@@ -45,13 +45,14 @@ impl Store {
         &self,
         client_name: &str,
         source_ip: Option<IpAddr>,
+        priority: Priority,
         domains: &[Domain],
         cache: CachePolicy,
     ) -> StoreResult<Job> {
         let now = now();
         let txn = self.db.begin().await?;
         let total = domains.len() as i32;
-        let job = insert_job(&txn, client_name, source_ip, total, now).await?;
+        let job = insert_job(&txn, client_name, source_ip, priority, total, now).await?;
         let reuse = cache.cutoffs(now);
         for (n, chunk) in domains.chunks(INSERT_CHUNK).enumerate() {
             let first = (n * INSERT_CHUNK) as i32;

@@ -4,7 +4,7 @@
 use super::write::{insert_job, settle};
 use super::*;
 use crate::model::job::final_status;
-use crate::model::{ErrorCategory, FindError, JobStatus, ResultFilter, Tally};
+use crate::model::{ErrorCategory, FindError, JobStatus, Priority, ResultFilter, Tally};
 
 async fn sqlite() -> Store {
     let store = Store::connect("sqlite::memory:", 1).await.unwrap();
@@ -26,7 +26,9 @@ async fn the_final_status_sql_agrees_with_the_model() {
     ];
     for (total, completed, failed) in cases {
         let txn = store.connection().begin().await.unwrap();
-        let job = insert_job(&txn, "rules", None, total, now()).await.unwrap();
+        let job = insert_job(&txn, "rules", None, Priority::Normal, total, now())
+            .await
+            .unwrap();
         let tally = Tally { completed, failed };
         settle(&txn, job.id, tally, now(), false).await.unwrap();
         txn.commit().await.unwrap();

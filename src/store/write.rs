@@ -7,8 +7,8 @@
 use super::sql::{self, COUNT, NOT_DELETED};
 use crate::entities::{client, icon_blob, job, result};
 use crate::model::{
-    Candidate, FindOutcome, Found, IconView, Job, JobStatus, ResultColumns, ResultStatus, Tally,
-    icon_path,
+    Candidate, FindOutcome, Found, IconView, Job, JobStatus, Priority, ResultColumns, ResultStatus,
+    Tally, icon_path,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, OnConflict};
@@ -29,6 +29,7 @@ pub(super) async fn insert_job(
     db: &impl ConnectionTrait,
     client_name: &str,
     source_ip: Option<IpAddr>,
+    priority: Priority,
     total: i32,
     now: DateTime<Utc>,
 ) -> Result<Job, DbErr> {
@@ -43,6 +44,7 @@ pub(super) async fn insert_job(
         created_at: now,
         updated_at: now,
         source_ip: source_ip.map(|ip| ip.to_string()),
+        priority,
     };
     job::Entity::insert(job::ActiveModel::from(row.clone()))
         .exec_without_returning(db)

@@ -153,6 +153,7 @@ async fn job_source_ip_goes_up_and_down(backend: Backend) {
         .create_job_from(
             "m",
             Some(ip),
+            favicon_finder::model::Priority::Normal,
             &[domain],
             favicon_finder::store::CachePolicy::OFF,
         )

@@ -10,7 +10,7 @@ use crate::api::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, Code};
 use crate::jobs::{self, Entry, Fields, NewJob, ResultPage};
-use crate::model::{JobStatus, Page, ProgressEvent, ResultColumns};
+use crate::model::{JobStatus, Page, Priority, ProgressEvent, ResultColumns};
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
 use futures::{Stream, StreamExt};
 use std::sync::Arc;

@@ -15,6 +15,7 @@ impl MutationRoot {
             client_id: Ok(input.client_id.as_deref()),
             domains: Ok(input.domains.iter().map(|d| Entry::Text(d)).collect()),
             max_age_seconds: Ok(input.max_age_seconds),
+            priority: Ok(input.priority),
             fields: Fields::GRAPHQL,
             source_ip: c.data_opt::<SourceIp>().map(|ip| ip.0),
         };

@@ -72,4 +72,7 @@ pub struct CreateJobInput {
     /// Reuse a domain's result from an earlier job fetched at most this many seconds ago
     /// instead of fetching it (default `CACHE_MAX_AGE_SECS`; 0 always fetches).
     pub max_age_seconds: Option<i64>,
+    /// The job's weight in the workers' fair share (default `NORMAL`); `HIGH` needs a key with
+    /// the `priority` scope.
+    pub priority: Option<Priority>,
 }

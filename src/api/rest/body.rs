@@ -45,6 +45,7 @@ pub(super) struct JobBody {
     pub(super) client_id: Scalar,
     pub(super) domains: Domains,
     pub(super) max_age_seconds: Scalar,
+    pub(super) priority: Scalar,
 }
 
 /// One JSON value, kept only when it is a string or a whole number; anything else is read
@@ -106,6 +107,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             match key.as_str() {
                 "client_id" => body.client_id = map.next_value()?,
                 "max_age_seconds" => body.max_age_seconds = map.next_value()?,
+                "priority" => body.priority = map.next_value()?,
                 "domains" => {
                     body.domains = map.next_value_seed(DomainsSeed {
                         max: self.max,

@@ -13,8 +13,8 @@ use crate::error::{AppError, AppResult, Code, ErrorBody};
 use crate::jobs::{self, NewJob};
 use crate::jobs::{FailureGroup, ResultPage};
 use crate::model::{
-    ErrorCategory, Fields, JobStatus, Page, ResultColumns, ResultCursor, ResultFilter,
-    ResultStatus, ResultView, parse_error_code, parse_first, parse_status,
+    ErrorCategory, Fields, JobStatus, Page, Priority, ResultColumns, ResultCursor, ResultFilter,
+    ResultStatus, ResultView, parse_error_code, parse_first, parse_priority, parse_status,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -56,6 +56,9 @@ pub(crate) struct CreateJobRequest {
     /// Reuse a result fetched this many seconds ago or less instead of fetching again
     /// (default `CACHE_MAX_AGE_SECS`; 0 fetches everything).
     max_age_seconds: Option<i64>,
+    /// `low`, `normal` (the default) or `high`: the job's weight in the workers' fair share.
+    /// `high` needs a key with the `priority` scope.
+    priority: Option<Priority>,
 }
 
 /// What `POST /jobs` answers (201).
@@ -124,6 +127,13 @@ pub(crate) async fn create_job(
             Scalar::Int(n) => Ok(Some(n)),
             Scalar::Text(_) | Scalar::Other(_) => {
                 Err(invalid("max_age_seconds must be a whole number of seconds"))
+            }
+        },
+        priority: match &fields.priority {
+            Scalar::Missing | Scalar::Null => Ok(None),
+            Scalar::Text(s) => parse_priority(s, Fields::REST).map(Some),
+            Scalar::Int(_) | Scalar::Other(_) => {
+                Err(invalid("priority must be one of low, normal, high"))
             }
         },
         fields: Fields::REST,
