@@ -58,6 +58,9 @@ mod slow_web;
 /// The `subscribers` scenario.
 #[path = "scenarios/subscribers.rs"]
 mod subscribers;
+/// The `two-clients` scenario (issue 28).
+#[path = "scenarios/two_clients.rs"]
+mod two_clients;
 
 #[path = "../tests/browser/cdp.rs"]
 #[allow(
@@ -78,8 +81,8 @@ pub(crate) use service::{Ctx, Db, DeployOpts, Deployment};
 #[path = "harness/jobs.rs"]
 mod jobs;
 pub(crate) use jobs::{
-    RunOut, all_results, embedded, fresh_runs, job_limit, plain_net, post_job, summarize,
-    timed_job, wait_job,
+    RunOut, all_results, embedded, fleet, fresh_runs, job_limit, plain_net, post_job, post_job_as,
+    summarize, timed_job, wait_job,
 };
 #[path = "harness/report.rs"]
 mod report;
@@ -96,7 +99,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 17] = [
+const ALL: [&str; 18] = [
     "throughput",
     "postgres",
     "latency",
@@ -114,6 +117,7 @@ const ALL: [&str; 17] = [
     "purge",
     "dashboard",
     "slow-web",
+    "two-clients",
 ];
 
 /// What `--help` prints.
@@ -122,18 +126,21 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
-  subscribers profile icons purge dashboard slow-web
+  subscribers profile icons purge dashboard slow-web two-clients
 
 Options:
   --domains N        sites of the throughput-style jobs (10000)
   --runs N           runs per figure (3)
-  --big N            the large job of rss/create/csv/page/growth/purge/dashboard (100000)
+  --big N            the large job of rss/create/csv/page/growth/purge/dashboard, and
+                     alpha's job of two-clients (100000)
   --subscribers N    jobProgress subscribers of `subscribers` (1000)
   --peer-domains N   the first N domains for the peer (all)
   --web-hosts N      hosts of the slow web (2000)
   --pg URL           postgres://postgres@127.0.0.1:5432
   --redis URL        redis://127.0.0.1:6379
   --no-build         use $CARGO_TARGET_DIR/release/favicon-finder as it is
+  --baseline-bin P   an earlier build of the service: two-clients times its bulk
+                     throughput against this one's, in the same run
   --no-append        print the figures without appending them to BENCHMARKS.md
 ";
 
@@ -151,6 +158,8 @@ struct Opts {
     peer_domains: Option<usize>,
     /// Hosts of the slow web (`slow-web`).
     web_hosts: usize,
+    /// An earlier service binary to compare throughput against (`two-clients`).
+    baseline_bin: Option<PathBuf>,
     build: bool,
     append: bool,
     pg: String,
@@ -172,6 +181,7 @@ impl Opts {
             subscribers: 1000,
             peer_domains: None,
             web_hosts: 2000,
+            baseline_bin: None,
             build: true,
             append: true,
             pg: "postgres://postgres@127.0.0.1:5432".into(),
@@ -206,6 +216,13 @@ impl Opts {
                 "--pg" => o.pg = val()?,
                 "--redis" => o.redis = val()?,
                 "--no-build" => o.build = false,
+                "--baseline-bin" => {
+                    let p = PathBuf::from(val()?);
+                    if !p.is_file() {
+                        bail!("--baseline-bin {}: no such file", p.display());
+                    }
+                    o.baseline_bin = Some(p);
+                }
                 "--no-append" => o.append = false,
                 other => bail!("unknown argument {other} (see --help)"),
             }
@@ -387,6 +404,7 @@ fn main() -> Result<()> {
                 "purge" => purge::sc_purge(&mut ctx).await,
                 "dashboard" => dashboard::sc_dashboard(&mut ctx).await,
                 "slow-web" => slow_web::sc_slow_web(&mut ctx).await,
+                "two-clients" => two_clients::sc_two_clients(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

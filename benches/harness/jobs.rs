@@ -12,7 +12,18 @@ pub(crate) async fn post_job(
     domains: &[String],
     max_age: Option<u64>,
 ) -> Result<Value> {
-    let mut body = json!({"client_id": "bench", "domains": domains});
+    post_job_as(http, base, "bench", domains, max_age).await
+}
+
+/// `POST /jobs` for client `client` (no key: the service takes the body's `client_id`).
+pub(crate) async fn post_job_as(
+    http: &reqwest::Client,
+    base: &str,
+    client: &str,
+    domains: &[String],
+    max_age: Option<u64>,
+) -> Result<Value> {
+    let mut body = json!({"client_id": client, "domains": domains});
     if let Some(m) = max_age {
         body["max_age_seconds"] = json!(m);
     }
@@ -147,6 +158,17 @@ pub(crate) fn embedded() -> DeployOpts<'static> {
         db: Db::Sqlite,
         workers: 0,
         api_no_worker: false,
+        env: vec![],
+        cache: false,
+    }
+}
+
+/// The fleet: PostgreSQL and Redis, `serve --no-worker` and two worker processes.
+pub(crate) fn fleet() -> DeployOpts<'static> {
+    DeployOpts {
+        db: Db::Postgres,
+        workers: 2,
+        api_no_worker: true,
         env: vec![],
         cache: false,
     }

@@ -106,9 +106,17 @@ pub(crate) struct Net {
     pub(crate) png: Bytes,
     /// Each site's icon differs (a text chunk naming the site), so none is deduplicated.
     pub(crate) distinct_icons: std::sync::atomic::AtomicBool,
-    /// The slow web: hosts on many addresses, each with its own behaviour, instead of every
-    /// `siteN.bench` on one address answering alike.
-    web: Option<Arc<slow_web::Web>>,
+    /// Hosts with behaviours of their own, instead of every `siteN.bench` answering alike.
+    web: Option<Web>,
+}
+
+/// A web whose hosts behave each in its own way, served instead of the plain sites.
+#[derive(Clone)]
+pub(crate) enum Web {
+    /// The slow web of `slow-web`: hosts on many addresses, a listener per address.
+    Slow(Arc<slow_web::Web>),
+    /// The web of `two-clients`: every name on the one address, told apart by `Host`.
+    Clients(Arc<two_clients::Web>),
 }
 
 pub(crate) struct FakeInternet {
@@ -137,8 +145,8 @@ pub(crate) struct NetOpts {
     pub(crate) sites: usize,
     pub(crate) low_ports: bool,
     pub(crate) gated: bool,
-    /// Serve this web (a listener per address) besides the one address.
-    pub(crate) web: Option<Arc<slow_web::Web>>,
+    /// Serve this web (the slow web: a listener per address, besides the one address).
+    pub(crate) web: Option<Web>,
 }
 
 impl FakeInternet {
@@ -184,7 +192,11 @@ impl FakeInternet {
         let port = main.local_addr()?.port();
         let mut tasks = vec![tokio::spawn(accept_loop(main, net.clone()))];
         let mut web_ports = Vec::new();
-        for addr in o.web.iter().flat_map(|w| w.addresses()) {
+        let slow = match &o.web {
+            Some(Web::Slow(w)) => Some(w),
+            _ => None,
+        };
+        for addr in slow.iter().flat_map(|w| w.addresses()) {
             let l = TcpListener::bind((addr, 0))
                 .await
                 .with_context(|| format!("binding {addr}"))?;
@@ -218,14 +230,14 @@ impl FakeInternet {
 
     pub(crate) fn resolve(&self) -> String {
         match &self.net.web {
-            Some(web) => web.resolve(&self.web_ports),
-            None => format!("*=127.0.0.1:{}", self.port),
+            Some(Web::Slow(web)) => web.resolve(&self.web_ports),
+            _ => format!("*=127.0.0.1:{}", self.port),
         }
     }
 
     /// Whether every site is on one address (every net but the slow web).
     pub(crate) fn one_address(&self) -> bool {
-        self.net.web.is_none()
+        !matches!(self.net.web, Some(Web::Slow(_)))
     }
 
     pub(crate) fn open_gate(&self) {
@@ -266,7 +278,7 @@ async fn serve_conn(stream: TcpStream, net: Arc<Net>) -> Result<()> {
     net.counters.connections.fetch_add(1, Ordering::Relaxed);
     // Which of the slow web's addresses the service connected to.
     let local = stream.local_addr()?.ip();
-    if let Some(web) = &net.web
+    if let Some(Web::Slow(web)) = &net.web
         && web.is_silent(local)
     {
         web.hold(stream, local).await;
@@ -316,7 +328,10 @@ async fn handle(
     c.http.fetch_add(1, Ordering::Relaxed);
     // In flight from its arrival, the wait at the gate included: the service holds its
     // per-address slot all that time too.
-    let _in_flight = net.web.as_ref().map(|w| w.enter(local));
+    let _in_flight = match &net.web {
+        Some(Web::Slow(w)) => Some(w.enter(local)),
+        _ => None,
+    };
     if !*net.gate.borrow() {
         let mut g = net.gate.clone();
         let _ = g.wait_for(|open| *open).await;
@@ -329,7 +344,9 @@ async fn handle(
         .get(hyper::header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    let (status, ctype, body) = if let Some(web) = &net.web {
+    let (status, ctype, body) = if let Some(Web::Slow(web)) = &net.web {
+        web.answer(host, req.uri().path()).await
+    } else if let Some(Web::Clients(web)) = &net.web {
         web.answer(host, req.uri().path()).await
     } else {
         match req.uri().path() {

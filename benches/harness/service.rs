@@ -150,6 +150,16 @@ impl Ctx {
         net: Option<&FakeInternet>,
         o: DeployOpts<'_>,
     ) -> Result<Deployment> {
+        self.deploy_bin(&self.bin, net, o).await
+    }
+
+    /// As [`Ctx::deploy`], with the service binary `bin` (`--baseline-bin`: an earlier build).
+    pub(crate) async fn deploy_bin(
+        &self,
+        bin: &Path,
+        net: Option<&FakeInternet>,
+        o: DeployOpts<'_>,
+    ) -> Result<Deployment> {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let dir = tempfile::Builder::new()
             .prefix("deploy-")
@@ -211,7 +221,7 @@ impl Ctx {
             env.push((k.to_owned(), v));
         }
         if o.db == Db::Postgres {
-            let out = Command::new(&self.bin)
+            let out = Command::new(bin)
                 .arg("migrate")
                 .env_clear()
                 .envs(env.iter().map(|(k, v)| (k, v)))
@@ -225,7 +235,7 @@ impl Ctx {
         let spawn = |name: &str, args: &[&str]| -> Result<Proc> {
             let log = dir.path().join(format!("{name}.log"));
             let f = std::fs::File::create(&log)?;
-            let child = Command::new(&self.bin)
+            let child = Command::new(bin)
                 .args(args)
                 .env_clear()
                 .envs(env.iter().map(|(k, v)| (k, v)))
@@ -234,7 +244,7 @@ impl Ctx {
                 .stdout(f.try_clone()?)
                 .stderr(f)
                 .spawn()
-                .with_context(|| format!("starting {}", self.bin.display()))?;
+                .with_context(|| format!("starting {}", bin.display()))?;
             Ok(Proc {
                 child,
                 name: name.into(),

@@ -30,14 +30,7 @@ pub(crate) async fn sc_throughput(ctx: &mut Ctx) -> Result<()> {
 pub(crate) async fn sc_postgres(ctx: &mut Ctx) -> Result<()> {
     let n = ctx.opts.domains;
     let net = plain_net(ctx, n, Duration::ZERO).await?;
-    let runs = fresh_runs(ctx, &net, n, ctx.opts.runs, || DeployOpts {
-        db: Db::Postgres,
-        workers: 2,
-        api_no_worker: true,
-        env: vec![],
-        cache: false,
-    })
-    .await?;
+    let runs = fresh_runs(ctx, &net, n, ctx.opts.runs, fleet).await?;
     let (rate, wall) = summarize(&runs);
     let cpu_s = median(&runs.iter().map(|r| r.svc_cpu).collect::<Vec<_>>());
     ctx.row(

@@ -128,11 +128,25 @@ struct Host {
     latency: Duration,
 }
 
-/// Requests in flight at one address: now, and the most at once.
+/// Requests in flight at one address (or one host): now, and the most at once.
 #[derive(Default)]
-struct Load {
+pub(super) struct Load {
     now: AtomicUsize,
     most: AtomicUsize,
+}
+
+impl Load {
+    /// Counts one request in flight until the guard is dropped.
+    pub(super) fn enter(&self) -> InFlight<'_> {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.most.fetch_max(now, Ordering::Relaxed);
+        InFlight(Some(self))
+    }
+
+    /// The most requests in flight at once so far.
+    pub(super) fn most(&self) -> usize {
+        self.most.load(Ordering::Relaxed)
+    }
 }
 
 /// A request counted in flight at its address until dropped (hyper drops a request's future
@@ -172,11 +186,22 @@ fn ico_of(png: &[u8], side: u8) -> Bytes {
     Bytes::from(v)
 }
 
+/// A host's latency, the slow web's heavy tail: log-normal around `MEDIAN_LATENCY` (σ
+/// `LATENCY_SIGMA`), at most `MAX_LATENCY`.
+pub(super) fn draw_latency(rng: &mut impl rand::Rng) -> Duration {
+    // Box-Muller: exp(σ·z) around the median.
+    let (u1, u2) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    MEDIAN_LATENCY
+        .mul_f64((LATENCY_SIGMA * z).exp())
+        .min(MAX_LATENCY)
+}
+
 impl Web {
     /// A web of `n` hosts; the same `seed` gives the same web.
     pub(super) fn new(n: usize, seed: u64) -> Self {
+        use rand::SeedableRng;
         use rand::seq::SliceRandom;
-        use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let share = |per_mille: usize| n * per_mille / 1000;
         // (kind, shared address) per name, then shuffled so that no kind comes in a run.
@@ -218,16 +243,10 @@ impl Web {
                         a
                     }
                 };
-                // Log-normal by Box-Muller: exp(σ·z) around the median.
-                let (u1, u2) = (1.0 - rng.random::<f64>(), rng.random::<f64>());
-                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                let latency = MEDIAN_LATENCY
-                    .mul_f64((LATENCY_SIGMA * z).exp())
-                    .min(MAX_LATENCY);
                 Host {
                     kind,
                     addr,
-                    latency,
+                    latency: draw_latency(&mut rng),
                 }
             })
             .collect();
@@ -269,12 +288,7 @@ impl Web {
 
     /// Counts one request in flight at `addr` until the guard is dropped.
     pub(super) fn enter(&self, addr: IpAddr) -> InFlight<'_> {
-        let load = self.load(addr);
-        if let Some(l) = load {
-            let now = l.now.fetch_add(1, Ordering::Relaxed) + 1;
-            l.most.fetch_max(now, Ordering::Relaxed);
-        }
-        InFlight(load)
+        self.load(addr).map_or(InFlight(None), Load::enter)
     }
 
     /// Whether `addr` is a silent host's.
@@ -327,7 +341,7 @@ impl Web {
             .iter()
             .map(|(a, l, _)| {
                 let names = self.hosts.iter().filter(|h| h.addr == *a).count();
-                (l.most.load(Ordering::Relaxed), *a, names)
+                (l.most(), *a, names)
             })
             .max_by_key(|&(most, _, names)| (most, names))
             .unwrap_or((0, address(0), 0))
@@ -350,7 +364,7 @@ pub(super) async fn sc_slow_web(ctx: &mut Ctx) -> Result<()> {
             sites: n,
             low_ports: false,
             gated: true,
-            web: Some(web.clone()),
+            web: Some(net::Web::Slow(web.clone())),
         },
         ctx.tmp.path(),
     )
