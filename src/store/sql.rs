@@ -7,7 +7,7 @@
 
 use crate::model::{ErrorCategory, JobStatus, ResultColumns, ResultStatus};
 
-/// The claim index's clause (`idx_result_pending_order`): rows still to be found. Written as a
+/// The claim index's clause (`idx_result_job_due`): rows still to be found. Written as a
 /// literal because a bound parameter in its place would not match the index.
 pub(super) const PENDING: &str = "status = 'pending'";
 /// The lease index's clause (`idx_result_leased`): rows some worker holds.
@@ -31,6 +31,17 @@ pub(super) const UNNUMBERED: &str = "finished_seq IS NULL AND status <> 'pending
 /// Jobs not being deleted: a deleted job is hidden from every read at once, while its
 /// results are removed in batches (`lifecycle`).
 pub(super) const NOT_DELETED: &str = "job.deleted_at IS NULL";
+
+/// The jobs a claim shares slots between: processing and not being deleted, oldest first,
+/// at most `$1`, read from `idx_job_processing` (whose clause the status term repeats).
+pub(super) fn active_jobs_sql() -> String {
+    format!(
+        "SELECT id, client_id, priority FROM job \
+         WHERE status = '{processing}' AND {NOT_DELETED} \
+         ORDER BY created_at LIMIT $1",
+        processing = JobStatus::Processing.as_str(),
+    )
+}
 
 /// The claim's guard against cancelled jobs: a primary-key probe per candidate row.
 pub(super) fn not_cancelled() -> String {

@@ -2,14 +2,15 @@
 //! schema on both databases; and the plans of the queries those indexes (and the job-position
 //! index) serve, which must name their index.
 
+use super::claim::claim_sql;
 use super::*;
 use crate::store::sql::{FAILED, FETCHED, HAS_ICON, LEASED, NUMBERED, PENDING, UNNUMBERED};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DbBackend};
 use std::collections::BTreeSet;
 
 /// Each partial index on `result`, with the clause the queries repeat for it.
 const PARTIAL_INDEXES: [(&str, &str); 7] = [
-    ("idx_result_pending_order", PENDING),
+    ("idx_result_job_due", PENDING),
     ("idx_result_leased", LEASED),
     ("idx_result_fetched", FETCHED),
     ("idx_result_icon", HAS_ICON),
@@ -110,19 +111,7 @@ async fn check_claim_plan(store: &Store) {
     };
     db.execute_unprepared("ANALYZE").await.unwrap();
     let now = now();
-    let claim = Statement::from_sql_and_values(
-        backend,
-        claim_sql(backend),
-        [
-            Uuid::new_v4().into(),
-            now.into(),
-            now.into(),
-            3i32.into(),
-            64i64.into(),
-        ],
-    );
-    let (index, _) = PARTIAL_INDEXES[0];
-    assert_plan_uses(db, explain, claim, index).await;
+    check_fair_claim_plans(store, explain, job.id).await;
     // The results page and the CSV export read a range of one job's positions.
     let by_position = super::super::results::JOB_POSITION_INDEX;
     let page = sea_orm::QueryTrait::build(
@@ -169,13 +158,100 @@ async fn check_claim_plan(store: &Store) {
     assert_plan_uses(db, explain, number, unnumbered).await;
 }
 
-/// Asserts that `statement`'s plan names `index`.
+/// The fair claim's statements read each planned job's due rows from the claim index, with
+/// no scan of `result` and no sort of the pending rows; the jobs they plan for are read from
+/// `idx_job_processing`.
+async fn check_fair_claim_plans(store: &Store, explain: &str, big: Uuid) {
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let small: Vec<crate::domain::Domain> = (0..20)
+        .map(|i| crate::domain::Domain::parse(&format!("s{i}.test")).unwrap())
+        .collect();
+    let other = store
+        .create_job("plans-other", &small, crate::store::CachePolicy::OFF)
+        .await
+        .unwrap();
+    db.execute_unprepared("ANALYZE").await.unwrap();
+    let now = now();
+    let planned = [(big, 40usize), (other.id, 24)];
+    let mut values: Vec<sea_orm::Value> =
+        vec![Uuid::new_v4().into(), now.into(), now.into(), 3i32.into()];
+    match backend {
+        DbBackend::Postgres => {
+            let ids: Vec<Uuid> = planned.iter().map(|(j, _)| *j).collect();
+            let counts: Vec<i32> = planned.iter().map(|(_, n)| *n as i32).collect();
+            values.push(ids.into());
+            values.push(counts.into());
+        }
+        _ => {
+            for (job, n) in planned {
+                values.push(job.into());
+                values.push((n as i64).into());
+            }
+        }
+    }
+    let claim = Statement::from_sql_and_values(backend, claim_sql(backend, planned.len()), values);
+    let (index, _) = PARTIAL_INDEXES[0];
+    let plan = assert_plan_uses(db, explain, claim, index).await;
+    // A scan of result, or a sort: the index gives each job's rows in order.
+    let steps = match backend {
+        DbBackend::Postgres => pg_steps(&serde_json::from_str(&plan).unwrap()),
+        _ => plan.lines().map(str::to_owned).collect(),
+    };
+    let bad = |step: &String| {
+        step.starts_with("Seq Scan result")
+            || step.starts_with("Sort")
+            || step.starts_with("Incremental Sort")
+            || step.starts_with("SCAN result")
+            || step.contains("TEMP B-TREE")
+    };
+    assert!(
+        steps.iter().any(|step| step.contains("result")),
+        "no step of the plan reads result:\n{plan}"
+    );
+    assert!(
+        !steps.iter().any(bad),
+        "the claim scans or sorts:\n{}",
+        steps.join("\n")
+    );
+    let jobs = Statement::from_sql_and_values(
+        backend,
+        super::super::sql::active_jobs_sql(),
+        [(claim::MAX_ACTIVE_JOBS as i64).into()],
+    );
+    if backend == DbBackend::Sqlite {
+        // PostgreSQL rightly scans a job table this small; SQLite goes by the clause.
+        assert_plan_uses(db, explain, jobs, "idx_job_processing").await;
+    }
+}
+
+/// Every node of a PostgreSQL JSON plan as "node type relation".
+fn pg_steps(plan: &serde_json::Value) -> Vec<String> {
+    let mut steps = Vec::new();
+    match plan {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| steps.extend(pg_steps(i))),
+        serde_json::Value::Object(fields) => {
+            if let Some(kind) = fields.get("Node Type").and_then(|k| k.as_str()) {
+                let relation = fields
+                    .get("Relation Name")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("");
+                steps.push(format!("{kind} {relation}"));
+            }
+            fields.values().for_each(|v| steps.extend(pg_steps(v)));
+        }
+        _ => {}
+    }
+    steps
+}
+
+/// Asserts that `statement`'s plan names `index`; returns the plan.
 async fn assert_plan_uses(
     db: &impl ConnectionTrait,
     explain: &str,
     statement: Statement,
     index: &str,
-) {
+) -> String {
     let backend = db.get_database_backend();
     let sql = format!("{explain} {}", statement.sql);
     let rows = db
@@ -197,6 +273,7 @@ async fn assert_plan_uses(
         plan.contains(index),
         "the plan does not use {index}:\n{plan}"
     );
+    plan
 }
 
 #[tokio::test]
