@@ -109,7 +109,7 @@ impl Store {
     /// Unfinished rows: (waiting to be claimed, leased by a worker now).
     pub async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
         let now = now();
-        let pending = result::Entity::find().filter(Expr::cust(PENDING));
+        let pending = pending_rows();
         let leased = pending
             .clone()
             .filter(result::Column::LeaseUntil.gte(now))
@@ -380,14 +380,7 @@ impl Store {
     /// Finishes as `failed` the rows whose tries are used up and whose lease expired (their
     /// worker died or hung on every try), so no domain holds its job open forever.
     pub async fn reap_exhausted(&self, max_tries: u32) -> StoreResult<Vec<JobUpdate>> {
-        let now = now();
-        let stuck = result::Entity::find()
-            .filter(Expr::cust(PENDING))
-            .filter(result::Column::Tries.gte(max_tries as i32))
-            .filter(result::Column::LeaseUntil.lt(now))
-            .limit(500)
-            .all(&self.db)
-            .await?;
+        let stuck = exhausted_rows(max_tries, now()).all(&self.db).await?;
         if stuck.is_empty() {
             return Ok(Vec::new());
         }
@@ -413,6 +406,19 @@ impl Store {
             .collect();
         Ok(self.record(batch).await?.updates)
     }
+}
+
+/// Every pending row, through the claim index (its clause repeated for SQLite).
+fn pending_rows() -> sea_orm::Select<result::Entity> {
+    result::Entity::find().filter(Expr::cust(PENDING))
+}
+
+/// Up to 500 pending rows whose tries are used up and whose lease expired by `now`.
+fn exhausted_rows(max_tries: u32, now: DateTime<Utc>) -> sea_orm::Select<result::Entity> {
+    pending_rows()
+        .filter(result::Column::Tries.gte(max_tries as i32))
+        .filter(result::Column::LeaseUntil.lt(now))
+        .limit(500)
 }
 
 /// When a lease of length `lease` taken at `now` ends.
