@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 /// The most jobs a claim considers: the oldest this many processing jobs. Newer ones wait
 /// until one of them ends, which a fleet with this many jobs running at once would see as
-/// first-come-first-served between jobs beyond the bound.
-pub const MAX_ACTIVE_JOBS: u64 = 1000;
+/// first-come-first-served between jobs beyond the bound. It is also the most subselects
+/// SQLite's claim joins (`SQLITE_MAX_COMPOUND_SELECT` is 500 by default).
+pub const MAX_ACTIVE_JOBS: u64 = 500;
 
 /// The rows one claim statement asks for: (job, how many), jobs oldest first.
 type Planned = [(Uuid, usize)];

@@ -73,6 +73,31 @@ async fn check_partial_indexes(store: &Store) {
     }
 }
 
+/// A claim planned over as many jobs as a claim ever considers is one statement SQLite takes
+/// (its compound selects are capped at 500 terms by default).
+#[tokio::test]
+async fn a_claim_over_every_active_job_is_one_statement_on_sqlite() {
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let jobs: Vec<crate::model::fair::ActiveJob> = (0..claim::MAX_ACTIVE_JOBS)
+        .map(|i| crate::model::fair::ActiveJob {
+            id: Uuid::from_u128(u128::from(i) + 1),
+            client: Uuid::from_u128(u128::from(i) + 1),
+            priority: crate::model::Priority::Normal,
+        })
+        .collect();
+    let share = crate::model::fair::Share {
+        free: jobs.len(),
+        per_job: 1,
+        held: Default::default(),
+    };
+    let claimed = store
+        .claim_share(Uuid::new_v4(), &share, &jobs, Duration::from_secs(30), 3)
+        .await
+        .unwrap();
+    assert!(claimed.is_empty());
+}
+
 #[tokio::test]
 async fn partial_index_clauses_match_the_migrations_on_sqlite() {
     let store = Store::connect("sqlite::memory:", 1).await.unwrap();
