@@ -26,6 +26,10 @@ pub struct ActiveJob {
     pub client: Uuid,
     /// Its weight within its client, and its client's weight if it is the client's highest.
     pub priority: Priority,
+    /// Whether it has a row to claim now. A job whose rows are all in flight or waiting for
+    /// a retry still counts for its client's holdings and weight, but gets no slot: asking
+    /// it for rows would only cost a statement.
+    pub due: bool,
 }
 
 /// What a process may claim now and what it already holds.
@@ -88,7 +92,7 @@ pub fn plan(share: &Share, jobs: &[ActiveJob]) -> Vec<(Uuid, usize)> {
     }
     let cap = share.per_job as u64;
     for _ in 0..share.free {
-        let open = |i: &usize| held[*i] < cap;
+        let open = |i: &usize| jobs[*i].due && held[*i] < cap;
         // Clients are in the order of their oldest job, so the first lightest is the older.
         let mut best: Option<(usize, usize)> = None;
         for (c, client) in clients.iter().enumerate() {

@@ -33,13 +33,27 @@ pub(super) const UNNUMBERED: &str = "finished_seq IS NULL AND status <> 'pending
 pub(super) const NOT_DELETED: &str = "job.deleted_at IS NULL";
 
 /// The jobs a claim shares slots between: processing and not being deleted, oldest first,
-/// at most `$1`, read from `idx_job_processing` (whose clause the status term repeats).
+/// at most `$3`, read from `idx_job_processing` (whose clause the status term repeats); with
+/// `due`, whether the job has a row a claim at `$1` with `$2` tries allowed would take, one
+/// probe of the claim index each.
 pub(super) fn active_jobs_sql() -> String {
     format!(
-        "SELECT id, client_id, priority FROM job \
-         WHERE status = '{processing}' AND {NOT_DELETED} \
-         ORDER BY created_at LIMIT $1",
+        "SELECT id, client_id, priority, EXISTS (SELECT 1 FROM result \
+             WHERE result.job_id = job.id AND {claimable}) AS due \
+         FROM job WHERE status = '{processing}' AND {NOT_DELETED} \
+         ORDER BY created_at LIMIT $3",
+        claimable = claimable("$1", "$2"),
         processing = JobStatus::Processing.as_str(),
+    )
+}
+
+/// A result row a claim at `now` may take, `tries` being the tries allowed: pending (the
+/// claim index's clause, so SQLite uses the index), due, its lease (if any) run out, tries
+/// left.
+pub(super) fn claimable(now: &str, tries: &str) -> String {
+    format!(
+        "{PENDING} AND run_at <= {now} \
+         AND (lease_until IS NULL OR lease_until < {now}) AND tries < {tries}"
     )
 }
 

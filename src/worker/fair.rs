@@ -63,7 +63,7 @@ impl Roster {
         let expired = self.read_at.is_none_or(|at| at.elapsed() >= JOBS_FRESH_FOR);
         // An empty roster is read every time: an idle pool's claim is then one cheap read.
         if self.stale.swap(false, Ordering::Relaxed) || expired || self.jobs.is_empty() {
-            self.jobs = pool.store.active_jobs().await?;
+            self.jobs = pool.store.active_jobs(settings.max_tries).await?;
             self.read_at = Some(Instant::now());
         }
         let mut held: HashMap<uuid::Uuid, usize> = HashMap::new();

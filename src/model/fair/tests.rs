@@ -7,6 +7,7 @@ fn job(id: u128, client: u128, priority: Priority) -> ActiveJob {
         id: Uuid::from_u128(id),
         client: Uuid::from_u128(client),
         priority,
+        due: true,
     }
 }
 
@@ -123,6 +124,27 @@ fn a_capped_job_leaves_its_slots_to_the_others_and_to_no_one_when_alone() {
     // The high job would get 40 of 60, but may hold 16: beta takes the rest up to its own cap.
     assert_eq!(planned(&share(60, 16, &[]), &jobs), [(1, 16), (2, 16)]);
     assert_eq!(planned(&share(60, 40, &[]), &jobs), [(1, 40), (2, 20)]);
+}
+
+#[test]
+fn a_job_with_nothing_due_gets_no_slot_but_its_holdings_count_for_its_client() {
+    // Alpha's first job is all in flight (nothing due), its second has work; beta has one.
+    let mut waiting = job(1, 10, Priority::Normal);
+    waiting.due = false;
+    let jobs = [
+        waiting,
+        job(2, 10, Priority::Normal),
+        job(3, 20, Priority::Normal),
+    ];
+    // Alpha holds 20 through its waiting job, so beta gets the freed slots first.
+    assert_eq!(
+        planned(&share(24, 64, &[(1, 20)]), &jobs),
+        [(2, 2), (3, 22)]
+    );
+    // Nothing due anywhere: nothing planned.
+    let mut idle = job(1, 10, Priority::Normal);
+    idle.due = false;
+    assert_eq!(planned(&share(8, 64, &[]), &[idle]), []);
 }
 
 #[test]

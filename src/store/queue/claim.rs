@@ -7,7 +7,7 @@
 //! retry, or gone) leaves its slots to the jobs that gave all they were asked for, in one
 //! more statement at most.
 
-use super::super::sql::{PENDING, active_jobs_sql, not_cancelled};
+use super::super::sql::{active_jobs_sql, claimable, not_cancelled};
 use super::super::{Store, StoreResult, now};
 use super::{Claimed, lease_end};
 use crate::model::fair::{self, ActiveJob, Share};
@@ -28,14 +28,19 @@ type Planned = [(Uuid, usize)];
 
 impl Store {
     /// The jobs with work left (processing, not being deleted), oldest first, at most
-    /// [`MAX_ACTIVE_JOBS`], read from `idx_job_processing`.
-    pub async fn active_jobs(&self) -> StoreResult<Vec<ActiveJob>> {
+    /// [`MAX_ACTIVE_JOBS`], read from `idx_job_processing`; each says whether a claim with
+    /// `max_tries` would find a row of it now.
+    pub async fn active_jobs(&self, max_tries: u32) -> StoreResult<Vec<ActiveJob>> {
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(
                 self.backend(),
                 active_jobs_sql(),
-                [(MAX_ACTIVE_JOBS as i64).into()],
+                [
+                    now().into(),
+                    (max_tries as i32).into(),
+                    (MAX_ACTIVE_JOBS as i64).into(),
+                ],
             ))
             .await?;
         let jobs = rows
@@ -45,6 +50,7 @@ impl Store {
                     id: row.try_get("", "id")?,
                     client: row.try_get("", "client_id")?,
                     priority: row.try_get("", "priority")?,
+                    due: row.try_get("", "due")?,
                 })
             })
             .collect::<Result<_, DbErr>>()?;
@@ -67,7 +73,7 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let jobs = self.active_jobs().await?;
+        let jobs = self.active_jobs(max_tries).await?;
         let share = Share {
             free: limit,
             per_job: limit,
@@ -197,10 +203,9 @@ pub(super) fn claim_sql(backend: DbBackend, jobs: usize) -> String {
     let due = |job: &str, n: &str, lock: &str| {
         format!(
             "SELECT id FROM result \
-             WHERE job_id = {job} AND {PENDING} AND run_at <= $3 \
-               AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
-               AND {not_cancelled} \
+             WHERE job_id = {job} AND {claimable} AND {not_cancelled} \
              ORDER BY run_at, position LIMIT {n}{lock}",
+            claimable = claimable("$3", "$4"),
             not_cancelled = not_cancelled()
         )
     };
