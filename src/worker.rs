@@ -15,7 +15,9 @@
 //! between steps for a free slot, a wake-up or the poll; [`WorkerPool::drain`] steps until
 //! nothing is due and every outcome is written, so tests need no sleeps. The recorder
 //! (`recorder`) writes outcomes in batches and reports its health to `/healthz`; `find` runs
-//! one claimed row.
+//! one claimed row; `fair` shares each claim's free slots between clients and their jobs
+//! (the rule is [`crate::model::fair`]), one job never holding more than
+//! [`WorkerSettings::max_share_per_job`] of the slots.
 
 mod fair;
 mod find;

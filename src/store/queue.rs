@@ -1,4 +1,5 @@
 //! The work queue: claim, heartbeat, release, record and reap, on the result rows themselves.
+//! The claim, shared fairly between the jobs with work left, is `claim`.
 //!
 //! Partial indexes keep the queue's searches (and the cache's) small. SQLite uses a partial
 //! index only when the query repeats the index's clause, so the clauses live in `sql` as
