@@ -486,7 +486,13 @@ async fn silent_dns(db: Db) {
         "silent dns",
         db,
         &hostile,
-        &[("FETCH_DNS_SERVERS", &dns), ("WORKER_CONCURRENCY", "32")],
+        // The default per-job cap: the 64 silent names hold half of 128 slots, one wave that
+        // ends within their own deadline, and the healthy job never waits for them.
+        &[
+            ("FETCH_DNS_SERVERS", &dns),
+            ("WORKER_CONCURRENCY", "128"),
+            ("WORKER_MAX_SHARE_PER_JOB", "0.5"),
+        ],
         &resolve,
     )
     .await
