@@ -40,6 +40,7 @@ mod observability;
 mod openapi;
 mod openapi_scopes;
 mod politeness;
+mod priority;
 mod promises;
 mod promises_work;
 mod queue;
