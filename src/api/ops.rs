@@ -29,11 +29,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         match (
             state.jobs.job_status_counts().await,
             state.jobs.queue_depth().await,
+            state.jobs.work_left_by_job().await,
         ) {
-            (Ok(jobs), Ok((queued, leased))) => {
-                state.metrics.set_database_gauges(&jobs, queued, leased)
+            (Ok(jobs), Ok((queued, leased)), Ok(left)) => {
+                state.metrics.set_database_gauges(&jobs, queued, leased);
+                state.metrics.set_queue_owners(&left);
             }
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 state.metrics.database_errors.inc();
                 tracing::warn!(error = %e, "metrics: database gauges not refreshed");
             }

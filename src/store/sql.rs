@@ -28,6 +28,10 @@ pub(super) const NUMBERED: &str = "finished_seq IS NOT NULL";
 /// that has not numbered them yet (none between transactions).
 pub(super) const UNNUMBERED: &str = "finished_seq IS NULL AND status <> 'pending'";
 
+/// The processing-job index's clause (`idx_job_processing`): jobs with work left. A fixed
+/// word, not a bound value, so SQLite can use the partial index.
+pub(super) const PROCESSING: &str = "status = 'processing'";
+
 /// Jobs not being deleted: a deleted job is hidden from every read at once, while its
 /// results are removed in batches (`lifecycle`).
 pub(super) const NOT_DELETED: &str = "job.deleted_at IS NULL";

@@ -44,6 +44,7 @@ mod priority;
 mod promises;
 mod promises_work;
 mod queue;
+mod queue_standing;
 mod recorder;
 mod redis_tls;
 mod result_fields;
