@@ -7,7 +7,7 @@
 //! however many finished ones the table keeps. Only a job's rows held by a worker are counted
 //! from `result`, through the lease index, which holds no more rows than the fleet has slots.
 
-use super::sql::{LEASED, PENDING, PROCESSING};
+use super::sql::{LEASED, PROCESSING};
 use super::{Store, StoreResult, now};
 use crate::model::QueueStanding;
 use chrono::{DateTime, Utc};
@@ -20,12 +20,20 @@ const LEFT: &str = "j.total - j.completed - j.failed";
 /// The standing of job `$1` at `$2`: its work left and leased rows, and the processing jobs
 /// and clients beside it. One row, whatever the queue holds (zeros when nothing is
 /// processing). The clauses repeat the partial indexes' word for word so SQLite uses them.
-pub(super) fn standing_sql() -> String {
+///
+/// The job's leases are found from the lease index alone: every write that finishes or
+/// retries a row clears its lease, so a leased row is a pending one, and the lease index
+/// holds about as many rows as the fleet has slots, where the job's own rows may be 100,000.
+/// SQLite, which the service never gives statistics, would walk the job's pending rows by
+/// `idx_result_job_status` instead; a unary `+` takes `job_id` out of its choice (PostgreSQL
+/// has statistics, and no `+` for a UUID).
+pub(super) fn standing_sql(backend: DbBackend) -> String {
     let processing = PROCESSING.replace("status", "j.status");
-    let (pending, leased) = (
-        PENDING.replace("status", "r.status"),
-        LEASED.replace("lease_owner", "r.lease_owner"),
-    );
+    let leased = LEASED.replace("lease_owner", "r.lease_owner");
+    let job = match backend {
+        DbBackend::Sqlite => "+r.job_id",
+        _ => "r.job_id",
+    };
     format!(
         "SELECT \
            COALESCE(SUM(CASE WHEN j.id = $1 THEN {LEFT} ELSE 0 END), 0) AS pending, \
@@ -34,7 +42,7 @@ pub(super) fn standing_sql() -> String {
              AS other_clients, \
            COALESCE(SUM(CASE WHEN j.client_id <> me.client_id THEN {LEFT} ELSE 0 END), 0) \
              AS other_clients_pending, \
-           (SELECT COUNT(*) FROM result r WHERE {leased} AND r.job_id = $1 AND {pending} \
+           (SELECT COUNT(*) FROM result r WHERE {leased} AND {job} = $1 \
               AND r.lease_until >= $2) AS in_flight \
          FROM job me, job j \
          WHERE me.id = $1 AND {processing} AND j.completed + j.failed < j.total"
@@ -42,19 +50,21 @@ pub(super) fn standing_sql() -> String {
 }
 
 /// Every processing job with work left: its id, its client's name and its domains not
-/// finished.
+/// finished. The client is a primary-key probe per job, so the processing jobs drive the
+/// read (a join let SQLite without statistics walk every client's jobs, finished ones too).
 pub(super) fn left_by_job_sql() -> String {
     let processing = PROCESSING.replace("status", "j.status");
     format!(
-        "SELECT j.id AS job, c.client_id AS client, CAST({LEFT} AS BIGINT) AS pending \
-         FROM job j JOIN client c ON c.id = j.client_id \
-         WHERE {processing} AND j.completed + j.failed < j.total"
+        "SELECT j.id AS job, \
+           (SELECT c.client_id FROM client c WHERE c.id = j.client_id) AS client, \
+           CAST({LEFT} AS BIGINT) AS pending \
+         FROM job j WHERE {processing} AND j.completed + j.failed < j.total"
     )
 }
 
 /// The statement of [`standing_sql`] for job `id` at `at`.
 pub(super) fn standing_statement(backend: DbBackend, id: Uuid, at: DateTime<Utc>) -> Statement {
-    Statement::from_sql_and_values(backend, standing_sql(), [id.into(), at.into()])
+    Statement::from_sql_and_values(backend, standing_sql(backend), [id.into(), at.into()])
 }
 
 /// A count as the APIs show it (they count in 32 bits, as a job's own counters do).

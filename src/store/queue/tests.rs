@@ -78,6 +78,7 @@ async fn partial_index_clauses_match_the_migrations_on_sqlite() {
     store.migrate().await.unwrap();
     check_partial_indexes(&store).await;
     check_claim_plan(&store).await;
+    check_standing_plans(&store).await;
 }
 
 /// The plans of the claim, the results page, the CSV export and the cache lookup of job
@@ -226,10 +227,94 @@ async fn partial_index_clauses_match_the_migrations_on_postgres() {
     store.migrate().await.unwrap();
     check_partial_indexes(&store).await;
     check_claim_plan(&store).await;
+    check_standing_plans(&store).await;
     store.connection().clone().close().await.unwrap();
     admin
         .connection()
         .execute_unprepared(&format!("DROP DATABASE {name}"))
         .await
         .unwrap();
+}
+
+/// A queue for the standing reads (`store/standing.rs`): a processing job of 20,000 pending
+/// domains, 8 of them held by a worker, beside 20,000 finished jobs, as a service that has
+/// run a while keeps; returns the processing job.
+async fn standing_queue(store: &Store) -> Uuid {
+    let domains: Vec<crate::domain::Domain> = (0..20_000)
+        .map(|i| crate::domain::Domain::parse(&format!("s{i}.test")).unwrap())
+        .collect();
+    let job = store
+        .create_job("standing", &domains, crate::store::CachePolicy::OFF)
+        .await
+        .unwrap();
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let uuid = match backend {
+        DbBackend::Postgres => "gen_random_uuid()",
+        _ => "randomblob(16)",
+    };
+    let finished = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO job (id, client_id, status, total, completed, failed, created_at, \
+           updated_at, priority) \
+         SELECT {uuid}, j.client_id, 'completed', 1, 1, 0, j.created_at, j.updated_at, \
+           'normal' FROM n, job j WHERE j.id = $1"
+    );
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        finished,
+        [job.id.into()],
+    ))
+    .await
+    .unwrap();
+    let lease = "UPDATE result SET lease_owner = $2, lease_until = $3 WHERE id IN \
+                 (SELECT id FROM result WHERE job_id = $1 ORDER BY position LIMIT 8)";
+    let until = now() + chrono::Duration::minutes(5);
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        lease,
+        [job.id.into(), Uuid::new_v4().into(), until.into()],
+    ))
+    .await
+    .unwrap();
+    job.id
+}
+
+/// The standing of `job` reads the processing jobs through `idx_job_processing` and the
+/// job's leases through `idx_result_leased` (not the job's 20,000 pending rows); the work
+/// left per job reads `idx_job_processing` (not every client's jobs).
+async fn assert_standing_plans(store: &Store, job: Uuid) {
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let explain = match backend {
+        DbBackend::Postgres => "EXPLAIN (FORMAT JSON)",
+        _ => "EXPLAIN QUERY PLAN",
+    };
+    let standing = || super::super::standing::standing_statement(backend, job, now());
+    assert_plan_uses(db, explain, standing(), "idx_job_processing").await;
+    assert_plan_uses(db, explain, standing(), "idx_result_leased").await;
+    let left = Statement::from_string(backend, super::super::standing::left_by_job_sql());
+    assert_plan_uses(db, explain, left, "idx_job_processing").await;
+}
+
+/// The standing reads use their indexes on a database with statistics.
+async fn check_standing_plans(store: &Store) {
+    let job = standing_queue(store).await;
+    store
+        .connection()
+        .execute_unprepared("ANALYZE")
+        .await
+        .unwrap();
+    assert_standing_plans(store, job).await;
+}
+
+/// The service never runs `ANALYZE` on SQLite: without statistics too, the standing reads
+/// use their indexes (before the `+job_id`, the leases were found by walking the job's
+/// pending rows in `idx_result_job_status`).
+#[tokio::test]
+async fn standing_plans_use_their_indexes_on_sqlite_without_statistics() {
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let job = standing_queue(&store).await;
+    assert_standing_plans(&store, job).await;
 }
