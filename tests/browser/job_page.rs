@@ -235,6 +235,32 @@ async fn a_waiting_job_says_who_it_shares_the_workers_with() {
         json!("high priority")
     );
 
+    // The other wordings, from the page's own module: a job being fetched beside others,
+    // alone, and between two of its fetches.
+    let words = browser
+        .eval(
+            "import('/assets/js/job.js').then((m) => [\
+               m.standingText({pending: 30, inFlight: 12, otherJobs: 4, otherClients: 3, \
+                               otherClientsPending: 20000}, 5), \
+               m.standingText({pending: 3, inFlight: 1, otherJobs: 0, otherClients: 0, \
+                               otherClientsPending: 0}, 0), \
+               m.standingText({pending: 3, inFlight: 0, otherJobs: 1, otherClients: 1, \
+                               otherClientsPending: 7}, 2), \
+               m.standingText(null, 0)])",
+        )
+        .await;
+    assert_eq!(
+        words,
+        json!([
+            "Sharing the workers with 3 other clients (20,000 of their domains waiting); \
+             12 of this job's domains are being fetched now.",
+            "No other client's work is waiting; 1 of this job's domains is being fetched now.",
+            "Sharing the workers with 1 other client (7 of their domains waiting); \
+             none of this job's domains is being fetched at this moment.",
+            "",
+        ])
+    );
+
     let answer = app
         .graphql(
             "mutation($id: ID!) { cancelJob(id: $id) { status } }",
