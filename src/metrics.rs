@@ -166,7 +166,7 @@ impl Metrics {
             queue_by_client: IntGaugeVec::new(
                 Opts::new(
                     "queue_pending_by_client",
-                    "Domains not finished of processing jobs, per client (the deepest 10, the rest as other)",
+                    format!("Domains not finished of processing jobs, per client (the deepest {TOP_QUEUES}, the rest as {OTHER})"),
                 ),
                 &["client"],
             )
@@ -174,7 +174,7 @@ impl Metrics {
             queue_by_job: IntGaugeVec::new(
                 Opts::new(
                     "queue_pending_by_job",
-                    "Domains not finished of processing jobs, per job (the deepest 10, the rest as other)",
+                    format!("Domains not finished of processing jobs, per job (the deepest {TOP_QUEUES}, the rest as {OTHER})"),
                 ),
                 &["job"],
             )
