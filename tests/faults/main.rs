@@ -20,7 +20,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{client, db, fake, services, tls};
+use common::{client, db, fake, redis, services, tls};
 
 mod harness;
 mod hostile;
