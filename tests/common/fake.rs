@@ -449,6 +449,16 @@ impl FakeInternet {
             .map_or(0, |(_, max)| *max)
     }
 
+    /// The requests to `host` the fake internet is handling right now.
+    pub fn in_flight(&self, host: &str) -> usize {
+        self.shared
+            .active
+            .lock()
+            .unwrap()
+            .get(host)
+            .map_or(0, |(now, _)| *now)
+    }
+
     /// The most requests in flight at once across every host.
     pub fn max_concurrent_total(&self) -> usize {
         self.shared.active_total.lock().unwrap().1
