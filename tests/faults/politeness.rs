@@ -114,6 +114,24 @@ async fn two_workers_keep_to_one_per_host_limit() {
     assert_eq!(job_row(&store, job).await.completed, 80);
     let most = cdn.max_concurrent("cdn.test");
     eprintln!("per-host: at most {most} requests at once at the CDN (limit 4, two workers)");
+    let mut waits = 0.0;
+    for worker in [&a, &b] {
+        let metrics = reqwest::get(format!("{}/metrics", worker.ops_base(START).await))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        waits += metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("favicon_finder_politeness_fleet_waits_total "))
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no fleet waits counter:\n{metrics}"));
+    }
+    assert!(
+        waits >= 1.0,
+        "requests that waited for a fleet slot are counted"
+    );
     assert!(most <= 4, "{most} requests to one host at once, limit 4");
     assert!(
         most >= 3,
@@ -235,6 +253,38 @@ async fn redis_stopped_mid_job_leaves_each_worker_its_share() {
         "Redis unreachable: politeness falls back to this process's share of each limit, after one lease",
     );
     assert_eq!(warned.len(), 1, "one warning, not one per request");
+
+    // Redis back: the worker says so once, and after one lease (7 s) and a probe it is on the
+    // fleet's counters again.
+    redis.restart();
+    wait_for(
+        "worker A back on the fleet's slots",
+        Duration::from_secs(30),
+        || async {
+            let ready: serde_json::Value = reqwest::get(format!("{ops}/readyz"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            ready["politeness"] == serde_json::json!({"mode": "fleet"})
+        },
+    )
+    .await;
+    let recovered = a.events(
+        "Redis answers again: fleet-wide politeness resumes (with this process's share too for one lease)",
+    );
+    assert_eq!(recovered.len(), 1, "one info line when Redis is back");
+    let metrics = reqwest::get(format!("{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("favicon_finder_politeness_fallbacks_total 1"),
+        "{metrics}"
+    );
     drop((a, b));
     db.drop_db().await;
 }
