@@ -158,6 +158,7 @@ impl Politeness {
             live_workers,
             waits,
             fallbacks,
+            redis_errors: metrics.redis_errors.clone(),
         });
         if !matches!(connected, Ok(Ok(()))) {
             fleet.fall_back("not connected at start");
@@ -218,6 +219,8 @@ struct Fleet {
     live_workers: LiveWorkers,
     waits: IntCounter,
     fallbacks: IntCounter,
+    /// The service's count of failed Redis commands, which politeness's failures join.
+    redis_errors: IntCounter,
 }
 
 #[derive(Default)]
@@ -251,7 +254,7 @@ impl State {
             && now >= until
         {
             self.mode = Mode::Fleet;
-            tracing::info!("fleet-wide politeness: back on Redis's counters alone");
+            tracing::debug!("fleet-wide politeness: back on Redis's counters alone");
         }
     }
 
@@ -399,6 +402,7 @@ impl Fleet {
                 Step::Wait(NAP_MAX)
             }
             Err(e) => {
+                self.redis_errors.inc();
                 // The script may have run before the answer was lost: give it back later.
                 held.in_redis = true;
                 held.uncount();

@@ -464,6 +464,11 @@ impl FakeInternet {
         self.shared.active_total.lock().unwrap().1
     }
 
+    /// Requests seen, any host and path.
+    pub fn host_hits_total(&self) -> usize {
+        self.shared.hits.lock().unwrap().values().sum()
+    }
+
     /// Requests seen for `host`, any path.
     pub fn host_hits(&self, host: &str) -> usize {
         self.shared

@@ -89,6 +89,21 @@ impl OwnRedis {
         false
     }
 
+    /// The server's answer to `INFO section` (e.g. `commandstats`), as text.
+    pub fn info(&self, section: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        stream
+            .write_all(format!("INFO {section}\r\n").as_bytes())
+            .unwrap();
+        let mut out = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut out).unwrap();
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    }
+
     /// The server's process id (while it runs).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the server runs").0.id()

@@ -132,6 +132,20 @@ async fn two_workers_keep_to_one_per_host_limit() {
         waits >= 1.0,
         "requests that waited for a fleet slot are counted"
     );
+    // What waiting costs Redis: every take, give-back and renewed ask is one EVAL.
+    let stats = redis.info("commandstats");
+    let evals: f64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_eval:calls="))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no EVAL in {stats}"));
+    let requests = (cdn.host_hits("cdn.test") + shops.host_hits_total()) as f64;
+    eprintln!("per-host: {evals} EVALs for {requests} requests");
+    assert!(
+        evals <= 30.0 * requests,
+        "waiting for a fleet slot must not hammer Redis: {evals} EVALs for {requests} requests"
+    );
     assert!(most <= 4, "{most} requests to one host at once, limit 4");
     assert!(
         most >= 3,
