@@ -91,17 +91,38 @@ impl OwnRedis {
 
     /// The server's answer to `INFO section` (e.g. `commandstats`), as text.
     pub fn info(&self, section: &str) -> String {
+        self.inline(&format!("INFO {section}"))
+    }
+
+    /// The values of the answer to an inline `command` whose answer is a flat array of
+    /// strings (`TIME`, `ZRANGE … WITHSCORES`), in order.
+    pub fn strings(&self, command: &str) -> Vec<String> {
+        self.inline(command)
+            .split("\r\n")
+            .filter(|l| !l.is_empty() && !l.starts_with(['*', '$']))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The server's whole answer to one inline command (one read: small answers only).
+    fn inline(&self, command: &str) -> String {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
         stream
-            .write_all(format!("INFO {section}\r\n").as_bytes())
+            .write_all(format!("{command}\r\n").as_bytes())
             .unwrap();
         let mut out = vec![0u8; 64 * 1024];
         let n = stream.read(&mut out).unwrap();
         String::from_utf8_lossy(&out[..n]).into_owned()
+    }
+
+    /// The server's clock (`TIME`), in milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        let time = self.strings("TIME");
+        time[0].parse::<u64>().unwrap() * 1000 + time[1].parse::<u64>().unwrap() / 1000
     }
 
     /// The server's process id (while it runs).
