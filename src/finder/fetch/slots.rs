@@ -54,8 +54,8 @@ impl<K: Hash + Eq + Clone> Slots<K> {
 /// Politeness shared with the other processes of a fleet: after this process's own slots, a
 /// request takes a fleet-wide slot with its host and its address together, so the limits hold
 /// across every worker. Absent on the embedded default, where the process's own slots are the
-/// whole limit. The implementation lives outside the finder (`crate::politeness`), which
-/// names no transport.
+/// whole limit. The implementation lives outside the finder (`crate::politeness`), so the
+/// finder names no transport.
 pub trait FleetSlots: Send + Sync {
     /// Waits until this request may go to `host` at `address` as far as the fleet is
     /// concerned; the slot is held until the returned value is dropped. Waiting here is our
