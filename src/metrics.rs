@@ -274,6 +274,14 @@ impl Metrics {
         }
     }
 
+    /// Registers a series a part of the service owns itself (e.g. `politeness`'s counters),
+    /// so it is rendered with the rest.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry
+            .register(collector)
+            .expect("unique metric names");
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -8,7 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{client, db, fake, services, tls};
+use common::{client, db, fake, redis, services, tls};
 
 mod accounts;
 mod api_limits;
