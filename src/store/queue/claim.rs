@@ -28,7 +28,7 @@ type Planned = [(Uuid, usize)];
 
 impl Store {
     /// The jobs with work left (processing, not being deleted), oldest first, at most
-    /// [`MAX_ACTIVE_JOBS`], read from `idx_job_processing`; each says whether a claim with
+    /// `MAX_ACTIVE_JOBS` (500), read from `idx_job_processing`; each says whether a claim with
     /// `max_tries` would find a row of it now.
     pub async fn active_jobs(&self, max_tries: u32) -> StoreResult<Vec<ActiveJob>> {
         let rows = self
