@@ -329,6 +329,7 @@ fn worker_pool(
     let find_timeout = finder.max_find_time() + std::time::Duration::from_secs(5);
     let settings = WorkerSettings {
         concurrency: config.worker_concurrency,
+        max_share_per_job: config.worker_max_share_per_job,
         lease: config.worker_lease,
         poll: config.worker_poll,
         max_tries: config.fetch_max_tries,

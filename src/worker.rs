@@ -15,8 +15,11 @@
 //! between steps for a free slot, a wake-up or the poll; [`WorkerPool::drain`] steps until
 //! nothing is due and every outcome is written, so tests need no sleeps. The recorder
 //! (`recorder`) writes outcomes in batches and reports its health to `/healthz`; `find` runs
-//! one claimed row.
+//! one claimed row; `fair` shares each claim's free slots between clients and their jobs
+//! (the rule is [`crate::model::fair`]), one job never holding more than
+//! [`WorkerSettings::max_share_per_job`] of the slots.
 
+mod fair;
 mod find;
 mod recorder;
 
@@ -28,6 +31,7 @@ impl crate::model::Liveness for RecorderHealth {
         RecorderHealth::stalled(self)
     }
 }
+use fair::Roster;
 use find::find_one;
 #[cfg(test)]
 use find::guarded;
@@ -67,6 +71,8 @@ const CLAIM_GAP: Duration = Duration::from_millis(5);
 pub struct WorkerSettings {
     /// Domains in flight at once.
     pub concurrency: usize,
+    /// The fraction of `concurrency` one job may hold (at least one slot).
+    pub max_share_per_job: f64,
     /// Lease length; the heartbeat renews it every third of it.
     pub lease: Duration,
     /// How often an idle pool looks for work without a wake-up.
@@ -174,6 +180,7 @@ impl WorkerPool {
             heartbeat,
             heartbeat_stop,
             finished,
+            roster: Roster::new(self.events.clone()),
             db_failures: 0,
             free_since: None,
             shutdown,
@@ -204,7 +211,7 @@ impl WorkerPool {
                         running.forward(done, None).await;
                     }
                 }
-                _ = self.events.work_available(), if queue_drained => {}
+                _ = self.events.work_available(), if queue_drained => running.roster.mark_stale(),
                 _ = tokio::time::sleep(self.settings.poll), if queue_drained => {}
                 _ = shutdown.cancelled() => {}
             }
@@ -258,6 +265,8 @@ pub struct Running<'a> {
     heartbeat_stop: CancellationToken,
     /// Rows the recorder's writes finished.
     finished: Arc<AtomicU64>,
+    /// The jobs this pool shares its slots between.
+    roster: Roster,
     /// Claims failed in a row, for the backoff.
     db_failures: u32,
     /// When a slot was first seen free since the last claim: the claim waits for others
@@ -281,11 +290,7 @@ impl Running<'_> {
             return Outcome::Full;
         }
         self.free_since = None;
-        let batch = match pool
-            .store
-            .claim(pool.owner, free, settings.lease, settings.max_tries)
-            .await
-        {
+        let batch = match self.roster.claim(pool, free, self.claims.values()).await {
             Ok(batch) => batch,
             Err(error) => {
                 pool.metrics.database_errors.inc();

@@ -2,6 +2,12 @@
 //! client asked otherwise), and `idx_job_processing`, the partial index a claim reads the jobs
 //! with work left from: only processing jobs are in it, so it stays as small as the set of
 //! running jobs however many finished jobs the table keeps.
+//!
+//! A fair claim takes each planned job's due rows in order, so the claim index now leads with
+//! the job: `idx_result_job_due` replaces `idx_result_pending_order`, whose one reader was the
+//! old first-in-first-out claim over every job. The other searches of pending rows (queue
+//! depth, the reapers, a cancelled job's leftovers) read the new index as well (a job's
+//! leftovers better: they name the job), so creating a job maintains one index fewer.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -15,11 +21,25 @@ enum Job {
 }
 
 /// (name, table and columns, clause) of the new indexes.
-const INDEXES: [(&str, &str, &str); 1] = [(
-    "idx_job_processing",
-    "job (created_at)",
-    "status = 'processing'",
-)];
+const INDEXES: [(&str, &str, &str); 2] = [
+    (
+        "idx_job_processing",
+        "job (created_at)",
+        "status = 'processing'",
+    ),
+    (
+        "idx_result_job_due",
+        "result (job_id, run_at, position)",
+        "status = 'pending'",
+    ),
+];
+
+/// The index the new claim index replaces, as `m20261129_000004_partial_indexes` made it.
+const REPLACED: (&str, &str, &str) = (
+    "idx_result_pending_order",
+    "result (run_at, position)",
+    "status = 'pending'",
+);
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -37,11 +57,16 @@ impl MigrationTrait for Migration {
             db.execute_unprepared(&format!("CREATE INDEX {name} ON {on} WHERE {clause}"))
                 .await?;
         }
+        db.execute_unprepared(&format!("DROP INDEX IF EXISTS {}", REPLACED.0))
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> std::result::Result<(), DbErr> {
         let db = manager.get_connection();
+        let (name, on, clause) = REPLACED;
+        db.execute_unprepared(&format!("CREATE INDEX {name} ON {on} WHERE {clause}"))
+            .await?;
         for (name, _, _) in INDEXES {
             db.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}"))
                 .await?;

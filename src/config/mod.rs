@@ -30,6 +30,9 @@ pub const MAX_ENTRY_JSON_BYTES: usize = 253 + 2 + 1;
 /// Room in a job request for everything besides the domain entries (`client_id` of at most
 /// 255 characters, `max_age_seconds`, keys, brackets, whitespace), generously.
 pub const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
+/// `WORKER_MAX_SHARE_PER_JOB`'s default: of the reserves measured (0.5 and 0.75), the one
+/// that cost a lone bulk job least throughput on a fast web (see the README's "Fair claims").
+pub const DEFAULT_JOB_SHARE: f64 = 0.75;
 /// The largest `MAX_REQUEST_BYTES` accepted, set or derived (1 GiB).
 pub const MAX_REQUEST_BYTES_CEILING: usize = 1024 * 1024 * 1024;
 
@@ -67,6 +70,9 @@ pub struct Config {
     pub worker_http_port: Option<u16>,
     /// `WORKER_CONCURRENCY`: domains fetched at once by this process (0: no worker pool).
     pub worker_concurrency: usize,
+    /// `WORKER_MAX_SHARE_PER_JOB`: the fraction of this process's slots one job may hold
+    /// (at least one slot), so a job of slow or silent sites cannot take them all.
+    pub worker_max_share_per_job: f64,
     /// `WORKER_LEASE_SECS`: how long a claimed row stays reserved without a heartbeat.
     pub worker_lease: Duration,
     /// `WORKER_POLL_MS`: how often an idle worker looks for work without a wake-up signal.
@@ -241,6 +247,7 @@ impl Config {
         // service must not be reachable from the network unless someone says so.
         let host = env.parse("HOST", IpAddr::from([127, 0, 0, 1]))?;
         let auth_mode = auth_mode(&env, host)?;
+        let job_share = env.fraction("WORKER_MAX_SHARE_PER_JOB", DEFAULT_JOB_SHARE)?;
         // Browsing the schema is a convenience for a local, keyless service; behind keys it
         // is something to switch on deliberately.
         let open_by_default = auth_mode == AuthMode::Off;
@@ -254,6 +261,7 @@ impl Config {
             port: env.parse("PORT", 3000)?,
             worker_http_port: env.parse_opt("WORKER_HTTP_PORT")?,
             worker_concurrency: env.parse_in("WORKER_CONCURRENCY", 64, 0..=10_000)?,
+            worker_max_share_per_job: job_share,
             worker_lease: env.secs("WORKER_LEASE_SECS", 60, 1..=86_400)?,
             worker_poll: env.millis_in("WORKER_POLL_MS", 1000, 10..=600_000)?,
             fetch_timeout: env.secs("FETCH_TIMEOUT_SECS", 15, 1..=600)?,
@@ -406,6 +414,7 @@ impl fmt::Debug for Config {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("worker_concurrency", &self.worker_concurrency)
+            .field("worker_max_share_per_job", &self.worker_max_share_per_job)
             .field("fetch_timeout", &self.fetch_timeout)
             .field("fetch_max_tries", &self.fetch_max_tries)
             .field(

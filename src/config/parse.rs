@@ -218,6 +218,20 @@ impl Vars {
         self.parse_in(var, default, 0.0..=1.0)
     }
 
+    /// A fraction of something that must not be nothing: more than 0, at most 1.
+    pub(super) fn fraction(&self, var: &'static str, default: f64) -> Result<f64, ConfigError> {
+        let value = self.parse(var, default)?;
+        if value > 0.0 && value <= 1.0 {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                var,
+                value: value.to_string(),
+                reason: "must be more than 0 and at most 1".into(),
+            })
+        }
+    }
+
     /// A cap on what one client address or key may hold open at once, up to a million.
     pub(super) fn client_cap(
         &self,

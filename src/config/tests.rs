@@ -125,6 +125,19 @@ fn the_request_limit_follows_the_domain_limit_unless_set() {
 }
 
 #[test]
+fn the_job_share_is_a_fraction_of_the_slots() {
+    let config = Config::from_vars(vars(&[("WORKER_MAX_SHARE_PER_JOB", "1")])).unwrap();
+    assert_eq!(config.worker_max_share_per_job, 1.0);
+    let config = Config::from_vars(vars(&[("WORKER_MAX_SHARE_PER_JOB", "0.25")])).unwrap();
+    assert_eq!(config.worker_max_share_per_job, 0.25);
+    let err = Config::from_vars(vars(&[("WORKER_MAX_SHARE_PER_JOB", "0")])).unwrap_err();
+    assert!(
+        err.to_string().contains("more than 0 and at most 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_bad_value_names_its_variable() {
     for (var, value) in [
         ("PORT", "eighty"),
@@ -144,6 +157,11 @@ fn a_bad_value_names_its_variable() {
         ("WS_INIT_TIMEOUT_MS", "0"),
         ("HTTP_HEADER_TIMEOUT_MS", "soon"),
         ("EXPORT_CHUNK_BYTES", "1"),
+        ("WORKER_MAX_SHARE_PER_JOB", "0"),
+        ("WORKER_MAX_SHARE_PER_JOB", "1.5"),
+        ("WORKER_MAX_SHARE_PER_JOB", "-0.5"),
+        ("WORKER_MAX_SHARE_PER_JOB", "NaN"),
+        ("WORKER_MAX_SHARE_PER_JOB", "half"),
     ] {
         let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
         assert_eq!(err.var, var);

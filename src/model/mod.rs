@@ -7,6 +7,7 @@
 //! through SeaORM's active enums and shown by serde (REST, events) and async-graphql with the
 //! same lowercase words.
 
+pub mod fair;
 mod filter;
 pub mod job;
 mod outcome;

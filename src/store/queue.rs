@@ -1,11 +1,12 @@
 //! The work queue: claim, heartbeat, release, record and reap, on the result rows themselves.
+//! The claim, shared fairly between the jobs with work left, is `claim`.
 //!
 //! Partial indexes keep the queue's searches (and the cache's) small. SQLite uses a partial
 //! index only when the query repeats the index's clause, so the clauses live in `sql` as
 //! constants that the queries splice in, and a test here checks each against the migrated
 //! schema.
 
-use super::sql::{self, LEASED, PENDING, not_cancelled};
+use super::sql::{self, LEASED, PENDING};
 use super::write::{
     cancel_leftovers, cancel_rows, finished_row, is_cancelled, put_blob, read_job, settle,
 };
@@ -17,7 +18,7 @@ use crate::model::{
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -109,7 +110,7 @@ impl Store {
     /// Unfinished rows: (waiting to be claimed, leased by a worker now).
     pub async fn queue_depth(&self) -> StoreResult<(i64, i64)> {
         let now = now();
-        let pending = result::Entity::find().filter(Expr::cust(PENDING));
+        let pending = pending_rows();
         let leased = pending
             .clone()
             .filter(result::Column::LeaseUntil.gte(now))
@@ -117,54 +118,6 @@ impl Store {
             .await?;
         let all = pending.count(&self.db).await?;
         Ok((all as i64 - leased as i64, leased as i64))
-    }
-
-    /// Claims up to `limit` due rows for `owner`, stamping a lease and counting a try.
-    ///
-    /// Rows whose tries are used up are not claimed; [`Store::reap_exhausted`] finishes them.
-    /// Nor are rows of a cancelled job: one released or left by a stopped worker after the
-    /// cancel is never fetched, and [`Store::reap_cancelled`] finishes it.
-    pub async fn claim(
-        &self,
-        owner: Uuid,
-        limit: usize,
-        lease: Duration,
-        max_tries: u32,
-    ) -> StoreResult<Vec<Claimed>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let now = now();
-        let lease_until = lease_end(now, lease);
-        let backend = self.backend();
-        let sql = claim_sql(backend);
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [
-                    owner.into(),
-                    lease_until.into(),
-                    now.into(),
-                    (max_tries as i32).into(),
-                    (limit as i64).into(),
-                ],
-            ))
-            .await?;
-        let claimed = rows
-            .into_iter()
-            .map(|row| {
-                Ok(Claimed {
-                    id: row.try_get("", "id")?,
-                    job_id: row.try_get("", "job_id")?,
-                    domain: row.try_get("", "domain")?,
-                    tries: row.try_get("", "tries")?,
-                    owner,
-                })
-            })
-            .collect::<Result<_, DbErr>>()?;
-        Ok(claimed)
     }
 
     /// Extends the leases of every row `owner` still holds.
@@ -428,14 +381,7 @@ impl Store {
     /// Finishes as `failed` the rows whose tries are used up and whose lease expired (their
     /// worker died or hung on every try), so no domain holds its job open forever.
     pub async fn reap_exhausted(&self, max_tries: u32) -> StoreResult<Vec<JobUpdate>> {
-        let now = now();
-        let stuck = result::Entity::find()
-            .filter(Expr::cust(PENDING))
-            .filter(result::Column::Tries.gte(max_tries as i32))
-            .filter(result::Column::LeaseUntil.lt(now))
-            .limit(500)
-            .all(&self.db)
-            .await?;
+        let stuck = exhausted_rows(max_tries, now()).all(&self.db).await?;
         if stuck.is_empty() {
             return Ok(Vec::new());
         }
@@ -463,24 +409,17 @@ impl Store {
     }
 }
 
-/// The claim statement; its parameters: owner, lease end, now, max tries, limit.
-fn claim_sql(backend: DbBackend) -> String {
-    // SQLite has no SKIP LOCKED and needs none: it runs one writer at a time.
-    let lock = match backend {
-        DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-        _ => "",
-    };
-    format!(
-        "UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, \
-           updated_at = $3 \
-         WHERE id IN (SELECT id FROM result \
-           WHERE {PENDING} AND run_at <= $3 \
-             AND (lease_until IS NULL OR lease_until < $3) AND tries < $4 \
-             AND {not_cancelled} \
-           ORDER BY run_at, position LIMIT $5{lock}) \
-         RETURNING id, job_id, domain, tries",
-        not_cancelled = not_cancelled()
-    )
+/// Every pending row, through the claim index (its clause repeated for SQLite).
+fn pending_rows() -> sea_orm::Select<result::Entity> {
+    result::Entity::find().filter(Expr::cust(PENDING))
+}
+
+/// Up to 500 pending rows whose tries are used up and whose lease expired by `now`.
+fn exhausted_rows(max_tries: u32, now: DateTime<Utc>) -> sea_orm::Select<result::Entity> {
+    pending_rows()
+        .filter(result::Column::Tries.gte(max_tries as i32))
+        .filter(result::Column::LeaseUntil.lt(now))
+        .limit(500)
 }
 
 /// When a lease of length `lease` taken at `now` ends.
@@ -540,6 +479,8 @@ fn written(
         }
     }
 }
+
+mod claim;
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@
 
 use crate::model::{ErrorCategory, JobStatus, ResultColumns, ResultStatus};
 
-/// The claim index's clause (`idx_result_pending_order`): rows still to be found. Written as a
+/// The claim index's clause (`idx_result_job_due`): rows still to be found. Written as a
 /// literal because a bound parameter in its place would not match the index.
 pub(super) const PENDING: &str = "status = 'pending'";
 /// The lease index's clause (`idx_result_leased`): rows some worker holds.
@@ -35,6 +35,31 @@ pub(super) const PROCESSING: &str = "status = 'processing'";
 /// Jobs not being deleted: a deleted job is hidden from every read at once, while its
 /// results are removed in batches (`lifecycle`).
 pub(super) const NOT_DELETED: &str = "job.deleted_at IS NULL";
+
+/// The jobs a claim shares slots between: processing and not being deleted, oldest first,
+/// at most `$3`, read from `idx_job_processing` (whose clause the status term repeats); with
+/// `due`, whether the job has a row a claim at `$1` with `$2` tries allowed would take, one
+/// probe of the claim index each.
+pub(super) fn active_jobs_sql() -> String {
+    format!(
+        "SELECT id, client_id, priority, EXISTS (SELECT 1 FROM result \
+             WHERE result.job_id = job.id AND {claimable}) AS due \
+         FROM job WHERE status = '{processing}' AND {NOT_DELETED} \
+         ORDER BY created_at LIMIT $3",
+        claimable = claimable("$1", "$2"),
+        processing = JobStatus::Processing.as_str(),
+    )
+}
+
+/// A result row a claim at `now` may take, `tries` being the tries allowed: pending (the
+/// claim index's clause, so SQLite uses the index), due, its lease (if any) run out, tries
+/// left.
+pub(super) fn claimable(now: &str, tries: &str) -> String {
+    format!(
+        "{PENDING} AND run_at <= {now} \
+         AND (lease_until IS NULL OR lease_until < {now}) AND tries < {tries}"
+    )
+}
 
 /// The claim's guard against cancelled jobs: a primary-key probe per candidate row.
 pub(super) fn not_cancelled() -> String {

@@ -12,6 +12,7 @@ use sea_orm::ConnectionTrait;
 fn settings(concurrency: usize) -> WorkerSettings {
     WorkerSettings {
         concurrency,
+        max_share_per_job: 1.0,
         lease: Duration::from_secs(30),
         poll: Duration::from_secs(3600),
         max_tries: 3,

@@ -22,6 +22,7 @@ mod docs_truth;
 mod documented;
 mod documented_process;
 mod exposure;
+mod fairness;
 mod fanout;
 mod finder_cases;
 mod finder_safety;

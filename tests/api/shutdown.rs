@@ -73,7 +73,8 @@ async fn serve_stops_cleanly_on_sigterm() {
             "SELECT COUNT(*) AS n FROM result WHERE lease_owner IS NOT NULL",
         )
     };
-    while leased().await < 4 {
+    // Not all 4 slots: one job holds at most WORKER_MAX_SHARE_PER_JOB (0.75) of them.
+    while leased().await < 2 {
         assert!(Instant::now() < deadline, "the worker never claimed rows");
         // Wall-clock: another process claiming.
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -81,6 +81,10 @@ pub fn base_env(database_url: &str, resolve: &str) -> BTreeMap<String, String> {
         ("FETCH_MAX_TRIES", "3"),
         ("FETCH_RETRY_BACKOFF_MS", "50"),
         ("WORKER_CONCURRENCY", "8"),
+        // These cases are about leases and recording, with one job at a time: they count on
+        // a worker filling every slot with it. The per-job cap has its own cases
+        // (tests/api/fairness.rs, and the silent-DNS case here).
+        ("WORKER_MAX_SHARE_PER_JOB", "1"),
         ("WORKER_LEASE_SECS", "2"),
         ("WORKER_POLL_MS", "100"),
         ("SHUTDOWN_GRACE_SECS", "2"),
