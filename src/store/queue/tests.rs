@@ -73,6 +73,32 @@ async fn check_partial_indexes(store: &Store) {
     }
 }
 
+/// The bound on the jobs a claim considers takes every client's oldest job first: a client
+/// with more running jobs than the bound cannot keep another client's only job out.
+#[tokio::test]
+async fn every_client_has_a_job_among_the_active_ones_past_the_bound() {
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let one = [crate::domain::Domain::parse("a.test").unwrap()];
+    for _ in 0..=claim::MAX_ACTIVE_JOBS {
+        store
+            .create_job("alpha", &one, crate::store::CachePolicy::OFF)
+            .await
+            .unwrap();
+    }
+    let beta = store
+        .create_job("beta", &one, crate::store::CachePolicy::OFF)
+        .await
+        .unwrap();
+    let active = store.active_jobs(3).await.unwrap();
+    assert_eq!(active.len() as u64, claim::MAX_ACTIVE_JOBS);
+    assert!(
+        active.iter().any(|job| job.id == beta.id),
+        "beta's only job, the newest of {} processing jobs, must be considered",
+        claim::MAX_ACTIVE_JOBS + 2
+    );
+}
+
 /// A claim planned over as many jobs as a claim ever considers is one statement SQLite takes
 /// (its compound selects are capped at 500 terms by default).
 #[tokio::test]
@@ -136,6 +162,7 @@ async fn check_claim_plan(store: &Store) {
         DbBackend::Postgres => "EXPLAIN (FORMAT JSON)",
         _ => "EXPLAIN QUERY PLAN",
     };
+    add_finished_jobs(db, job.id, 5_000).await;
     db.execute_unprepared("ANALYZE").await.unwrap();
     let now = now();
     check_fair_claim_plans(store, explain, job.id).await;
@@ -183,6 +210,32 @@ async fn check_claim_plan(store: &Store) {
     );
     let (unnumbered, _) = PARTIAL_INDEXES[6];
     assert_plan_uses(db, explain, number, unnumbered).await;
+}
+
+/// Adds `n` finished jobs of `like`'s client, as in a service that has run for a while: the
+/// reads of processing jobs must then go by their partial index, not a scan of the table.
+async fn add_finished_jobs(db: &sea_orm::DatabaseConnection, like: Uuid, n: i64) {
+    let backend = db.get_database_backend();
+    let (series, id) = match backend {
+        DbBackend::Postgres => ("generate_series(1, $2) AS g(i)", "md5(g.i::text)::uuid"),
+        _ => (
+            "(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $2) \
+              SELECT i FROM s) AS g",
+            "printf('00000000-0000-4000-8000-%012d', g.i)",
+        ),
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO job (id, client_id, status, total, completed, failed, created_at, \
+               updated_at, priority) \
+             SELECT {id}, j.client_id, 'completed', 1, 1, 0, j.created_at, j.updated_at, \
+               'normal' FROM {series}, job j WHERE j.id = $1"
+        ),
+        [like.into(), n.into()],
+    ))
+    .await
+    .unwrap();
 }
 
 /// The fair claim's statements read each planned job's due rows from the claim index, with
