@@ -12,6 +12,7 @@ use crate::finder::Finder;
 use crate::icons::{IconSettings, Icons};
 use crate::jobs::{Jobs, RateLimits, Rules};
 use crate::metrics::Metrics;
+use crate::politeness::{LiveWorkers, Politeness, PolitenessSettings};
 use crate::retention::{Retention, RetentionSettings};
 use crate::store::Store;
 use crate::worker::{WorkerPool, WorkerSettings};
@@ -56,9 +57,13 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new());
         let events = events(&config, &metrics)?;
+        let politeness = politeness(&config, &metrics, &store).await?;
         // One finder (one connection pool, one politeness budget) for the workers and the
         // icons' on-demand lookups.
-        let finder = Arc::new(Finder::new(config.finder())?);
+        let finder = Arc::new(match politeness.slots() {
+            Some(fleet) => Finder::with_fleet(config.finder(), fleet)?,
+            None => Finder::new(config.finder())?,
+        });
         let jobs = Jobs::new(store.clone(), events.clone(), rules(&config))
             .with_public_url(config.public_url.as_deref())
             .with_metrics(metrics.clone());
@@ -118,6 +123,7 @@ impl Application {
                     .as_ref()
                     .map(|pool| pool.health() as Arc<dyn crate::model::Liveness>),
                 accounts,
+                politeness,
             },
             store,
             listener,
@@ -258,6 +264,34 @@ fn events(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Events> {
         )?,
         None => Events::in_process(),
     })
+}
+
+/// Fleet-wide politeness when `REDIS_URL` is set (every process that fetches shares the
+/// limits), process-local otherwise. The fleet's size without Redis is the database's count of
+/// live lease owners.
+async fn politeness(
+    config: &Config,
+    metrics: &Metrics,
+    store: &Store,
+) -> anyhow::Result<Politeness> {
+    let Some(url) = &config.redis_url else {
+        return Ok(Politeness::process_local());
+    };
+    let finder = config.finder();
+    let settings = PolitenessSettings {
+        redis_url: url.clone(),
+        ca_cert: config.redis_ca_cert.clone(),
+        prefix: config.redis_prefix.clone(),
+        per_host: finder.per_host_concurrency,
+        per_address: finder.per_address_concurrency,
+        lease: finder.max_slot_hold(),
+    };
+    let store = store.clone();
+    let live_workers: LiveWorkers = Arc::new(move || {
+        let store = store.clone();
+        Box::pin(async move { Ok(store.live_workers().await?) })
+    });
+    Politeness::redis(settings, metrics, live_workers).await
 }
 
 /// The icon endpoint's settings, from the configuration's plain values.

@@ -85,27 +85,7 @@ impl Events {
         ca_cert: Option<&Path>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        // fred builds a default TLS config for `rediss://` while parsing the URL, through
-        // rustls' process-wide provider; with two providers linked in there is none unless one
-        // is installed. Installing twice is harmless (the first one stays).
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut config = RedisConfig::from_url(url)
-            .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
-        if config.tls.is_some() {
-            config.tls = Some(redis_tls(ca_cert)?.into());
-        }
-        let mut builder = Builder::from_config(config);
-        builder
-            // max_attempts 0: never give up reconnecting.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(5);
-                c.max_command_buffer_len = REDIS_BUFFER;
-                c.max_command_attempts = 1;
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = REDIS_COMMAND_TIMEOUT;
-            });
+        let builder = redis_builder(url, ca_cert, REDIS_COMMAND_TIMEOUT)?;
         let publisher = builder.build()?;
         let subscriber = builder.build_subscriber_client()?;
         let events = Self::build(Some(RedisLink {
@@ -251,6 +231,38 @@ async fn flush_loop(inner: std::sync::Weak<Inner>) {
             }
         }
     }
+}
+
+/// A builder of Redis clients for `url` (TLS for `rediss://`, trusting `ca_cert` or else the
+/// system's roots) that reconnect forever and give up on a command after `command_timeout`:
+/// the one way every part of the service connects to Redis.
+pub fn redis_builder(
+    url: &str,
+    ca_cert: Option<&Path>,
+    command_timeout: Duration,
+) -> anyhow::Result<Builder> {
+    // fred builds a default TLS config for `rediss://` while parsing the URL, through
+    // rustls' process-wide provider; with two providers linked in there is none unless one
+    // is installed. Installing twice is harmless (the first one stays).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut config = RedisConfig::from_url(url)
+        .map_err(|e| anyhow::anyhow!("REDIS_URL is not a valid Redis URL: {e}"))?;
+    if config.tls.is_some() {
+        config.tls = Some(redis_tls(ca_cert)?.into());
+    }
+    let mut builder = Builder::from_config(config);
+    builder
+        // max_attempts 0: never give up reconnecting.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .with_connection_config(|c| {
+            c.connection_timeout = Duration::from_secs(5);
+            c.max_command_buffer_len = REDIS_BUFFER;
+            c.max_command_attempts = 1;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = command_timeout;
+        });
+    Ok(builder)
 }
 
 /// The TLS client settings for Redis. The provider is named, not taken from the process

@@ -21,6 +21,8 @@
 //! - [`store`][]: every query (jobs, results, the work queue) and the delivery guarantees.
 //! - [`finder`][]: fetch a site, discover, verify and rank icons, safely.
 //! - [`worker`][]: a pool over `step()` (claim → find → record → publish) that tests can drain.
+//! - [`politeness`][]: the per-host and per-address limits across a fleet (leased counters in
+//!   Redis, each process's share without it), behind the finder's `FleetSlots` seam.
 //! - [`events`][]: the transport of progress events and wake-ups (Redis or in-process).
 //! - [`jobs`][]: the core: the `Jobs` handle every adapter calls (submit, reads, export,
 //!   progress) and every rule.
@@ -47,6 +49,7 @@ pub mod icons;
 pub mod jobs;
 pub mod metrics;
 pub mod model;
+pub mod politeness;
 pub mod redact;
 pub mod retention;
 pub mod store;

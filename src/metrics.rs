@@ -12,6 +12,7 @@
     reason = "metric definitions are constants: a bad one fails the first start and every test, never later"
 )]
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,14 @@ use prometheus::{
 
 /// How long the fleet-wide gauges read from the database are reused between scrapes.
 pub const FLEET_GAUGES_TTL: Duration = Duration::from_secs(5);
+
+/// The most clients, and the most jobs, whose queue depth `/metrics` names one by one; the
+/// rest are summed under [`OTHER`], so the series stay this many however many clients and
+/// jobs there are.
+pub const TOP_QUEUES: usize = 10;
+
+/// The label of the clients or jobs past the [`TOP_QUEUES`] deepest.
+pub const OTHER: &str = "other";
 
 /// The outcomes `icon_renders_total` counts (see [`Metrics::icon_renders`]).
 pub const ICON_RENDER_OUTCOMES: [&str; 6] = [
@@ -75,6 +84,11 @@ pub struct Metrics {
     jobs: IntGaugeVec,
     /// Result rows not yet finished, by state (`queued`, `leased`), read at scrape time.
     queue: IntGaugeVec,
+    /// Domains not finished of processing jobs, per client: the deepest [`TOP_QUEUES`] and
+    /// [`OTHER`], read at scrape time.
+    queue_by_client: IntGaugeVec,
+    /// The same per job.
+    queue_by_job: IntGaugeVec,
     /// When the fleet-wide gauges were last read from the database.
     fleet_read_at: Mutex<Option<Instant>>,
 }
@@ -149,6 +163,22 @@ impl Metrics {
                 &["state"],
             )
             .unwrap(),
+            queue_by_client: IntGaugeVec::new(
+                Opts::new(
+                    "queue_pending_by_client",
+                    format!("Domains not finished of processing jobs, per client (the deepest {TOP_QUEUES}, the rest as {OTHER})"),
+                ),
+                &["client"],
+            )
+            .unwrap(),
+            queue_by_job: IntGaugeVec::new(
+                Opts::new(
+                    "queue_pending_by_job",
+                    format!("Domains not finished of processing jobs, per job (the deepest {TOP_QUEUES}, the rest as {OTHER})"),
+                ),
+                &["job"],
+            )
+            .unwrap(),
             registry,
             fleet_read_at: Mutex::new(None),
         };
@@ -173,7 +203,7 @@ impl Metrics {
 
     /// Registers every metric in this process's registry, which `/metrics` encodes.
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(self.domains.clone()),
             Box::new(self.fetch_seconds.clone()),
             Box::new(self.in_flight.clone()),
@@ -187,6 +217,8 @@ impl Metrics {
             Box::new(self.record_failures.clone()),
             Box::new(self.jobs.clone()),
             Box::new(self.queue.clone()),
+            Box::new(self.queue_by_client.clone()),
+            Box::new(self.queue_by_job.clone()),
             Box::new(self.purged.clone()),
             Box::new(self.purge_longest_transaction.clone()),
             Box::new(self.icon_renders.clone()),
@@ -223,6 +255,33 @@ impl Metrics {
         self.queue.with_label_values(&["leased"]).set(leased);
     }
 
+    /// Sets the queue depth per client and per job from every processing job's (id, client,
+    /// domains left). The label sets are replaced, so a finished job's series (and a client's
+    /// with nothing left) goes away.
+    pub fn set_queue_owners(&self, jobs: &[(uuid::Uuid, String, i64)]) {
+        let mut clients: HashMap<&str, i64> = HashMap::new();
+        for (_, client, left) in jobs {
+            *clients.entry(client).or_default() += left;
+        }
+        let clients = top_with_other(clients.into_iter().map(|(c, n)| (c.to_owned(), n)));
+        let jobs = top_with_other(jobs.iter().map(|(id, _, n)| (id.to_string(), *n)));
+        for (gauge, depths) in [(&self.queue_by_client, clients), (&self.queue_by_job, jobs)] {
+            gauge.reset();
+            for (label, depth) in depths {
+                // Added, not set: a client may be named `other` itself.
+                gauge.with_label_values(&[label.as_str()]).add(depth);
+            }
+        }
+    }
+
+    /// Registers a series a part of the service owns itself (e.g. `politeness`'s counters),
+    /// so it is rendered with the rest.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        self.registry
+            .register(collector)
+            .expect("unique metric names");
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -239,6 +298,18 @@ impl Default for Metrics {
     }
 }
 
+/// The [`TOP_QUEUES`] deepest of `depths` (name, depth), deepest first, ties by name, and
+/// the rest summed as [`OTHER`] when there are more.
+fn top_with_other(depths: impl IntoIterator<Item = (String, i64)>) -> Vec<(String, i64)> {
+    let mut depths: Vec<_> = depths.into_iter().collect();
+    depths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    if depths.len() > TOP_QUEUES {
+        let rest = depths.split_off(TOP_QUEUES).iter().map(|(_, n)| n).sum();
+        depths.push((OTHER.to_owned(), rest));
+    }
+    depths
+}
+
 /// A counter; its name and help are constants, so a bad one fails the first start.
 fn counter(name: &str, help: &str) -> IntCounter {
     IntCounter::new(name, help).unwrap()
@@ -252,4 +323,64 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 /// A histogram over the given bucket bounds.
 fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The depth samples of one gauge in the exposition: label value → depth.
+    fn samples(metrics: &Metrics, name: &str) -> Vec<(String, i64)> {
+        let prefix = format!("favicon_finder_{name}{{");
+        let mut found: Vec<_> = metrics
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|l| {
+                let (label, value) = l.rsplit_once(' ').unwrap();
+                let label = label.split('"').nth(1).unwrap().to_owned();
+                (label, value.parse().unwrap())
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_finished_jobs_series_goes_at_the_next_refresh() {
+        let metrics = Metrics::new();
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        metrics.set_queue_owners(&[(a, "acme".into(), 5), (b, "globex".into(), 2)]);
+        assert_eq!(samples(&metrics, "queue_pending_by_job").len(), 2);
+        metrics.set_queue_owners(&[(b, "globex".into(), 1)]);
+        assert_eq!(
+            samples(&metrics, "queue_pending_by_job"),
+            [(b.to_string(), 1)]
+        );
+        assert_eq!(
+            samples(&metrics, "queue_pending_by_client"),
+            [("globex".to_owned(), 1)]
+        );
+    }
+
+    #[test]
+    fn past_the_top_the_rest_is_other_and_a_client_named_other_adds_to_it() {
+        let depths = (1..=12).map(|n| (format!("c{n:02}"), n));
+        let top = top_with_other(depths);
+        assert_eq!(top.len(), TOP_QUEUES + 1);
+        assert_eq!(top[0], ("c12".to_owned(), 12));
+        assert_eq!(top[TOP_QUEUES], (OTHER.to_owned(), 1 + 2));
+        let metrics = Metrics::new();
+        let mut jobs: Vec<_> = (1..=11)
+            .map(|n| (uuid::Uuid::now_v7(), format!("c{n:02}"), 100 + n))
+            .collect();
+        // A client named `other` deep enough to be among the top.
+        jobs.push((uuid::Uuid::now_v7(), OTHER.to_owned(), 500));
+        metrics.set_queue_owners(&jobs);
+        let clients = samples(&metrics, "queue_pending_by_client");
+        // The client `other` and the rest share one series.
+        assert_eq!(clients.len(), TOP_QUEUES);
+        let other = clients.iter().find(|(c, _)| c == OTHER).unwrap();
+        assert_eq!(other.1, 500 + 101 + 102, "{clients:?}");
+    }
 }

@@ -5,9 +5,37 @@ import { call, createJob, failedDomains, followJob } from "./api.js";
 import { announce, duration, h, progressBar } from "./dom.js";
 import { createGrid } from "./grid.js";
 
+// The operations are written out whole (no interpolation): tests read them from this file
+// and run them against the deployed limits.
 const JOB = `query($id: ID!) { job(id: $id) {
-  id status progress total completed failed createdAt downloadUrl
-  failuresByReason { errorCode count } } }`;
+  id status priority progress total completed failed createdAt downloadUrl
+  failuresByReason { errorCode count }
+  queue { pending inFlight otherJobs otherClients otherClientsPending } } }`;
+const STANDING = `query($id: ID!) { job(id: $id) { status completed failed
+  queue { pending inFlight otherJobs otherClients otherClientsPending } } }`;
+
+// How often a running job's standing among the other clients' work is read again: progress
+// events do not carry it.
+const QUEUE_EVERY_MS = 5_000;
+
+const count = (n, one, many) => `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
+
+/**
+ * What a running job waits on, in words: who it shares the workers with (counts only) and
+ * how much of it is being fetched; "" once it is final.
+ */
+export function standingText(queue, done) {
+  if (!queue) return "";
+  const others = queue.otherClients === 0
+    ? "No other client's work is waiting"
+    : `Sharing the workers with ${count(queue.otherClients, "other client", "other clients")} ` +
+      `(${count(queue.otherClientsPending, "of their domains", "of their domains")} waiting)`;
+  if (queue.inFlight === 0 && done === 0) return `Waiting for a worker. ${others}.`;
+  const own = queue.inFlight === 0
+    ? "none of this job's domains is being fetched at this moment"
+    : `${count(queue.inFlight, "of this job's domains is", "of this job's domains are")} being fetched now`;
+  return `${others}; ${own}.`;
+}
 
 // The window throughput is measured over: long enough to be steady, short enough to follow.
 const RATE_WINDOW_MS = 10_000;
@@ -16,6 +44,8 @@ const RATE_WINDOW_MS = 10_000;
 export function renderJob(main, jobId) {
   const bar = progressBar("Job progress");
   const status = h("span", { class: "status", id: "job-status" });
+  const priority = h("span", { class: "priority", id: "job-priority" });
+  const standing = h("p", { class: "hint", id: "job-queue", "aria-live": "polite" });
   const counts = h("dl", { class: "counts", id: "job-counts" });
   // Hidden until the job is known to be running: a finished job has nothing to stop.
   const stop = h("button", { type: "button", id: "stop", class: "danger", hidden: true }, "Stop");
@@ -50,8 +80,8 @@ export function renderJob(main, jobId) {
   main.append(
     h("section", { class: "panel job", "aria-labelledby": "job-title" },
       h("h2", { id: "job-title" }, "Job ", h("code", {}, jobId)),
-      h("div", { class: "summary" }, status, bar, h("div", { class: "actions" }, stop, csv)),
-      counts, message),
+      h("div", { class: "summary" }, status, priority, bar, h("div", { class: "actions" }, stop, csv)),
+      standing, counts, message),
     h("section", { class: "panel", "aria-labelledby": "groups-title" },
       h("h2", { id: "groups-title" }, "Failures by reason"), groups),
     h("section", { class: "panel", "aria-labelledby": "icons-title" },
@@ -88,6 +118,9 @@ export function renderJob(main, jobId) {
     status.textContent = p.status;
     status.className = `status ${p.status.toLowerCase()}`;
     stop.hidden = !running;
+    if (state.priority) priority.textContent = `${state.priority.toLowerCase()} priority`;
+    standing.textContent = running ? standingText(state.queue, done) : "";
+    standing.hidden = !standing.textContent;
     const pairs = [
       ["Done", `${done} / ${p.total} (${p.progress} %)`],
       ["Found", p.completed],
@@ -112,6 +145,20 @@ export function renderJob(main, jobId) {
       return null;
     }
   }
+
+  // The standing changes as other clients' work comes and goes, not only with this job's
+  // events: read it again while the job runs.
+  const standingTimer = setInterval(async () => {
+    if (state?.status !== "PROCESSING") return;
+    try {
+      const { job } = await call(STANDING, { id: jobId });
+      state = { ...state, queue: job.queue };
+      standing.textContent = job.status === "PROCESSING" ? standingText(job.queue, job.completed + job.failed) : "";
+      standing.hidden = !standing.textContent;
+    } catch {
+      // The next refresh says what is wrong; the line keeps its last words meanwhile.
+    }
+  }, QUEUE_EVERY_MS);
 
   // Set when the socket came back: the resumed events may name a domain twice, so failures
   // are not counted from them; the groups are read again once the events have caught up.
@@ -219,6 +266,7 @@ export function renderJob(main, jobId) {
 
   return () => {
     if (unfollow) unfollow();
+    clearInterval(standingTimer);
     grid.destroy();
     clearTimeout(typing);
   };

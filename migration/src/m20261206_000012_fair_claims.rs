@@ -24,7 +24,7 @@ enum Job {
 const INDEXES: [(&str, &str, &str); 2] = [
     (
         "idx_job_processing",
-        "job (created_at)",
+        "job (client_id, created_at)",
         "status = 'processing'",
     ),
     (

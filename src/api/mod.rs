@@ -55,6 +55,9 @@ pub struct AppState {
     pub ws_connections: Arc<WsConnections>,
     /// This process's recorder, when it runs workers: `/healthz` fails while it is stuck.
     pub recorder: Option<Arc<dyn Liveness>>,
+    /// Whether the politeness limits are the fleet's, a fallback share, or this process's
+    /// (shown by `/readyz`).
+    pub politeness: crate::politeness::Politeness,
     /// API keys and signed links: who a request acts for.
     pub accounts: Accounts,
 }

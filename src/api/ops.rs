@@ -29,11 +29,13 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         match (
             state.jobs.job_status_counts().await,
             state.jobs.queue_depth().await,
+            state.jobs.work_left_by_job().await,
         ) {
-            (Ok(jobs), Ok((queued, leased))) => {
-                state.metrics.set_database_gauges(&jobs, queued, leased)
+            (Ok(jobs), Ok((queued, leased)), Ok(left)) => {
+                state.metrics.set_database_gauges(&jobs, queued, leased);
+                state.metrics.set_queue_owners(&left);
             }
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 state.metrics.database_errors.inc();
                 tracing::warn!(error = %e, "metrics: database gauges not refreshed");
             }
@@ -92,9 +94,9 @@ const READY_DATABASE_TIMEOUT: Duration = Duration::from_millis(1500);
     path = "/readyz",
     tag = "operations",
     summary = "Readiness",
-    description = "Ready when the database answers and its schema is current. Redis is reported in `checks.redis` but not required: without it the status is `degraded`, still 200.",
+    description = "Ready when the database answers and its schema is current. Redis is reported in `checks.redis` but not required: without it the status is `degraded`, still 200. `politeness` says whose per-host and per-address limits this process keeps: `process-local` (no Redis configured), `fleet` (shared through Redis), `fallback` (Redis away: this process's `share` of each limit, from `live_workers`), or `recovering` (back on Redis, and within the share for one lease).",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\" | \"degraded\", \"checks\": {\"database\", \"redis\"?}}`", body = Object),
+        (status = 200, description = "`{\"status\": \"ok\" | \"degraded\", \"checks\": {\"database\", \"redis\"?}, \"politeness\": {\"mode\", \"reason\"?, \"share\"?, \"live_workers\"?}}`", body = Object),
         (status = 503, description = "`{\"status\": \"unavailable\", \"checks\"}`: the database is unreachable or migrations are pending", body = Object),
     )
 )]
@@ -154,6 +156,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
                 (true, false) => "ok",
             },
             "checks": checks,
+            "politeness": state.politeness.status(),
         })),
     )
         .into_response()

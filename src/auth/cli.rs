@@ -18,7 +18,8 @@ pub enum KeysCommand {
         /// A label for people, shown by `keys list`.
         #[arg(long, default_value = "")]
         name: String,
-        /// What the key may do; repeat for several (default: submit and read).
+        /// What the key may do: `submit`, `read`, `admin` or `priority` (with `submit`, jobs of
+        /// `high` priority); repeat for several (default: submit and read).
         #[arg(long = "scope", value_parser = clap::builder::ValueParser::new(parse_scope))]
         scopes: Vec<Scope>,
     },

@@ -16,7 +16,12 @@ fn defaults_match_the_design() {
     // changed default must change the docs and this line with it.
     assert_eq!(config.database_url, "sqlite://favicon-finder.db?mode=rwc");
     assert_eq!(config.port, 3000);
-    assert_eq!(config.worker_concurrency, 64);
+    assert_eq!(config.worker_concurrency, 80);
+    // A lone job holds the 64 slots it held before the per-job cap; 16 stay for others.
+    assert_eq!(
+        crate::model::fair::per_job_cap(config.worker_concurrency, config.worker_max_share_per_job),
+        64
+    );
     assert_eq!(config.fetch_timeout, Duration::from_secs(15));
     assert_eq!(config.fetch_slot_wait, Duration::from_secs(120));
     assert_eq!(config.fetch_max_tries, 3);

@@ -25,6 +25,7 @@ pub use classify::classify;
 use classify::malformed_answer;
 use inflate::Inflate;
 use slots::Slots;
+pub use slots::{FleetSlot, FleetSlots};
 
 /// No single request may take longer than this, whatever the remaining budget.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(10);
@@ -68,9 +69,17 @@ pub struct Opened {
     pub until: Instant,
     /// This request's slots with its host and its address, held until the body is read and
     /// dropped.
-    _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    _slots: Held,
     /// The decoder of a `Content-Encoding: deflate` body.
     inflate: Option<Inflate>,
+}
+
+/// The slots one request holds: this process's, with its host and its address, and the
+/// fleet's when the process is one of a fleet.
+struct Held {
+    _host: OwnedSemaphorePermit,
+    _address: OwnedSemaphorePermit,
+    _fleet: Option<FleetSlot>,
 }
 
 /// The reqwest client with the guard, plus what requests need to know.
@@ -82,6 +91,8 @@ pub struct Fetcher {
     resolver: GuardedResolver,
     host_slots: Slots<String>,
     address_slots: Slots<IpAddr>,
+    /// The fleet's slots, taken after this process's own; `None` on the embedded default.
+    fleet: Option<Arc<dyn FleetSlots>>,
     /// Hosts to fetch over http first, shared by every find of this process.
     pub(super) https_refusals: super::refusals::HttpsRefusals,
 }
@@ -165,11 +176,18 @@ impl Fetcher {
             resolver,
             host_slots: Slots::new(config.per_host_concurrency),
             address_slots: Slots::new(config.per_address_concurrency),
+            fleet: None,
             https_refusals: super::refusals::HttpsRefusals::new(
                 config.https_refusal_ttl,
                 super::refusals::MAX_HOSTS,
             ),
         })
+    }
+
+    /// The same fetcher, whose requests also take the fleet's slots after their own.
+    pub fn with_fleet(mut self, fleet: Arc<dyn FleetSlots>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// Refuses URLs we must not request: scheme, port, and IP-literal hosts.
@@ -215,11 +233,9 @@ impl Fetcher {
     /// a transient timeout. The address is the first that the guarded resolver gives (the one
     /// the connector tries first); hickory caches the answer, so the connector's own lookup a
     /// moment later normally sees the same addresses, and it is guarded again whatever it sees.
-    async fn slots(
-        &self,
-        url: &Url,
-        deadline: &Deadline,
-    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), FetchError> {
+    /// In a fleet, the fleet's slot with both comes last, taken as one, so a request never
+    /// holds a fleet slot while it waits for another.
+    async fn slots(&self, url: &Url, deadline: &Deadline) -> Result<Held, FetchError> {
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let no_slot = |what: &str, WaitedTooLong(waited): WaitedTooLong| {
             FetchError::new(
@@ -260,7 +276,20 @@ impl Fetcher {
             .wait_for(self.address_slots.acquire(&ip))
             .await
             .map_err(|w| no_slot("address", w))?;
-        Ok((host_slot, address_slot))
+        let fleet = match &self.fleet {
+            Some(fleet) => Some(
+                deadline
+                    .wait_for(fleet.acquire(&host, ip))
+                    .await
+                    .map_err(|w| no_slot("fleet host and address", w))?,
+            ),
+            None => None,
+        };
+        Ok(Held {
+            _host: host_slot,
+            _address: address_slot,
+            _fleet: fleet,
+        })
     }
 
     /// GETs `url`, following at most `max_redirects` redirects by hand (each hop checked);

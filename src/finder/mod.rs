@@ -104,6 +104,16 @@ impl Default for FinderConfig {
     }
 }
 
+impl FinderConfig {
+    /// How long one request can hold its politeness slots: its own bound (the whole-domain
+    /// deadline, never more than [`fetch::MAX_REQUEST_TIME`]) and a margin for what its caller
+    /// does with the answer. A fleet's leases on slots last this long, so a dead process's
+    /// slots come back.
+    pub fn max_slot_hold(&self) -> Duration {
+        self.timeout.min(fetch::MAX_REQUEST_TIME) + SLOT_HOLD_MARGIN
+    }
+}
+
 /// One `FETCH_RESOLVE` entry: `HOST=IP:PORT`, where `HOST` may be `*` for any host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolveRule {
@@ -120,6 +130,11 @@ pub struct Finder {
     config: Arc<FinderConfig>,
 }
 
+/// Past a request's own time limit, how long its caller may still hold its slots: the body is
+/// read within the limit, and what follows (parsing, decoding the image) is CPU work that a
+/// busy machine can slow down.
+const SLOT_HOLD_MARGIN: Duration = Duration::from_secs(5);
+
 /// Slack past a find's longest time that the hard backstop allows before giving up on it.
 const DEADLINE_SLACK: Duration = Duration::from_millis(250);
 
@@ -129,6 +144,18 @@ impl Finder {
     pub fn new(config: FinderConfig) -> anyhow::Result<Self> {
         Ok(Self {
             fetcher: Arc::new(fetch::Fetcher::new(&config)?),
+            config: Arc::new(config),
+        })
+    }
+
+    /// A finder whose requests also take the fleet's politeness slots (see
+    /// [`fetch::FleetSlots`]), so the per-host and per-address limits hold across processes.
+    pub fn with_fleet(
+        config: FinderConfig,
+        fleet: Arc<dyn fetch::FleetSlots>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            fetcher: Arc::new(fetch::Fetcher::new(&config)?.with_fleet(fleet)),
             config: Arc::new(config),
         })
     }

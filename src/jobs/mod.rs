@@ -24,7 +24,9 @@ use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
-use crate::model::{CachePolicy, Job, JobStatus, Page, Priority, ProgressEvent, ResultColumns};
+use crate::model::{
+    CachePolicy, Job, JobStatus, Page, Priority, ProgressEvent, QueueStanding, ResultColumns,
+};
 use crate::store::{Store, Usage};
 use futures::{Stream, TryStreamExt};
 use std::net::IpAddr;
@@ -462,6 +464,21 @@ impl Jobs {
     /// Result rows waiting for a worker, and how many of them are leased now.
     pub async fn queue_depth(&self) -> AppResult<(i64, i64)> {
         Ok(self.store.queue_depth().await?)
+    }
+
+    /// Where `job` (which `caller` was shown) stands among the work the workers share, or
+    /// `None` once it is final. Counts only, so any caller that may see the job may see this.
+    pub async fn queue_standing(&self, job: &Job) -> AppResult<Option<QueueStanding>> {
+        if job.status.is_final() {
+            return Ok(None);
+        }
+        Ok(Some(self.store.queue_standing(job.id).await?))
+    }
+
+    /// Every processing job with domains left, fleet-wide: (job id, client, domains left),
+    /// for the metrics.
+    pub async fn work_left_by_job(&self) -> AppResult<Vec<(Uuid, String, i64)>> {
+        Ok(self.store.work_left_by_job().await?)
     }
 
     /// Whether the database answers.

@@ -64,6 +64,35 @@ impl From<&Job> for ProgressEvent {
     }
 }
 
+/// Where a processing job stands among the work the workers share: its own domains left and
+/// held, and how much other work waits beside it. Counts only: a client learns how busy the
+/// service is, never who else uses it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    utoipa::ToSchema,
+    async_graphql::SimpleObject,
+)]
+#[graphql(name = "JobQueue")]
+#[schema(as = JobQueue)]
+pub struct QueueStanding {
+    /// This job's domains not finished yet.
+    pub pending: i32,
+    /// This job's domains a worker is fetching right now (a live lease).
+    pub in_flight: i32,
+    /// Other processing jobs with domains not finished, this client's own among them.
+    pub other_jobs: i32,
+    /// Other clients with such jobs: how many the workers' slots are shared with.
+    pub other_clients: i32,
+    /// The domains not finished of those other clients' jobs.
+    pub other_clients_pending: i32,
+}
+
 /// `floor(100 · (completed + failed) / total)`; an empty job counts as done.
 pub fn progress(total: i32, completed: i32, failed: i32) -> i32 {
     if total <= 0 {

@@ -17,7 +17,7 @@ pub use filter::{
     Fields, ResultCursor, ResultFilter, parse_client_id, parse_error_code, parse_first,
     parse_priority, parse_status,
 };
-pub use job::{CachePolicy, Cutoffs, Job, Tally};
+pub use job::{CachePolicy, Cutoffs, Job, QueueStanding, Tally};
 
 pub use outcome::{
     Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,

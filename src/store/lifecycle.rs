@@ -315,6 +315,27 @@ impl Store {
         Ok(())
     }
 
+    /// How many worker processes hold live row leases now: the fleet's size as the database
+    /// knows it, without Redis (see `politeness`). An idle worker holds none and is not
+    /// counted; a killed one is counted until its leases run out, which errs on the polite
+    /// side. The partial index on `lease_owner` keeps this a read of the leased rows only.
+    pub async fn live_workers(&self) -> StoreResult<usize> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend(),
+                "SELECT COUNT(DISTINCT lease_owner) FROM result \
+                 WHERE lease_owner IS NOT NULL AND lease_until > $1",
+                [now().into()],
+            ))
+            .await?;
+        let n = match row {
+            Some(row) => row.try_get_by_index::<i64>(0)?,
+            None => 0,
+        };
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
     /// Gives the pages freed by purges back to the file system (SQLite, in incremental
     /// auto-vacuum mode); PostgreSQL's autovacuum reuses the space by itself.
     pub async fn reclaim_space(&self) -> StoreResult<()> {

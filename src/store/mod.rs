@@ -25,6 +25,8 @@
 //! - `keys`: API keys (create, list, revoke, find by hash, last use);
 //! - `queue`: claim, heartbeat, release, record and reap, with the partial-index clauses the
 //!   queries share with the migrations;
+//! - `standing`: where a job stands in the shared queue, and the work left per job, from the
+//!   counters of processing jobs;
 //! - `lifecycle`: cancel, delete and purge in batches, the per-domain cache that outlives
 //!   purged results, icon blob collection, the maintenance lease, giving space back;
 //! - `write`: the writes those parts share (creating a job, counting finished rows, cancelling
@@ -41,6 +43,7 @@ mod lifecycle;
 mod queue;
 mod results;
 mod sql;
+mod standing;
 mod write;
 
 pub use crate::model::CachePolicy;

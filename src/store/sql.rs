@@ -28,22 +28,33 @@ pub(super) const NUMBERED: &str = "finished_seq IS NOT NULL";
 /// that has not numbered them yet (none between transactions).
 pub(super) const UNNUMBERED: &str = "finished_seq IS NULL AND status <> 'pending'";
 
+/// The processing-job index's clause (`idx_job_processing`): jobs with work left. A fixed
+/// word, not a bound value, so SQLite can use the partial index.
+pub(super) const PROCESSING: &str = "status = 'processing'";
+
 /// Jobs not being deleted: a deleted job is hidden from every read at once, while its
 /// results are removed in batches (`lifecycle`).
 pub(super) const NOT_DELETED: &str = "job.deleted_at IS NULL";
 
-/// The jobs a claim shares slots between: processing and not being deleted, oldest first,
-/// at most `$3`, read from `idx_job_processing` (whose clause the status term repeats); with
-/// `due`, whether the job has a row a claim at `$1` with `$2` tries allowed would take, one
-/// probe of the claim index each.
+/// The jobs a claim shares slots between: processing and not being deleted, at most `$3`,
+/// read from `idx_job_processing` (whose clause [`PROCESSING`] is), answered oldest first;
+/// with `due`, whether the job has a row a claim at `$1` with `$2` tries allowed would take,
+/// one probe of the claim index for each job kept.
+///
+/// The bound takes every client's oldest job before any client's second (`turn`), so a
+/// client with more running jobs than the bound cannot keep another client's only job out
+/// of the claim.
 pub(super) fn active_jobs_sql() -> String {
     format!(
         "SELECT id, client_id, priority, EXISTS (SELECT 1 FROM result \
-             WHERE result.job_id = job.id AND {claimable}) AS due \
-         FROM job WHERE status = '{processing}' AND {NOT_DELETED} \
-         ORDER BY created_at LIMIT $3",
+             WHERE result.job_id = kept.id AND {claimable}) AS due \
+         FROM (SELECT id, client_id, priority, created_at FROM \
+                 (SELECT id, client_id, priority, created_at, row_number() OVER \
+                    (PARTITION BY client_id ORDER BY created_at) AS turn \
+                  FROM job WHERE {PROCESSING} AND {NOT_DELETED}) AS turns \
+               ORDER BY turn, created_at LIMIT $3) AS kept \
+         ORDER BY created_at",
         claimable = claimable("$1", "$2"),
-        processing = JobStatus::Processing.as_str(),
     )
 }
 

@@ -8,7 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{client, db, fake, services, tls};
+use common::{client, db, fake, redis, services, tls};
 
 mod accounts;
 mod api_limits;
@@ -41,9 +41,11 @@ mod observability;
 mod openapi;
 mod openapi_scopes;
 mod politeness;
+mod priority;
 mod promises;
 mod promises_work;
 mod queue;
+mod queue_standing;
 mod recorder;
 mod redis_tls;
 mod result_fields;

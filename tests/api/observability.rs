@@ -56,7 +56,14 @@ async fn metrics_describe_a_finished_job(backend: Backend) {
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
     let (status, ready) = app.get_json("/readyz").await;
     assert_eq!(status, 200, "{ready}");
-    assert_eq!(ready, json!({"status": "ok", "checks": {"database": "ok"}}));
+    assert_eq!(
+        ready,
+        json!({
+            "status": "ok",
+            "checks": {"database": "ok"},
+            "politeness": {"mode": "process-local"},
+        })
+    );
     app.stop().await;
 }
 both_backends!(metrics_after_a_job, metrics_describe_a_finished_job);

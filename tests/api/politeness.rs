@@ -3,11 +3,18 @@
 //! at one address, at most `FETCH_PER_ADDRESS_CONCURRENCY` requests reach that address. The
 //! queue those limits make is ours, not the sites': waiting in it is never charged to a
 //! site's deadline, so with far more sites than slots every site still finds its icon.
+//!
+//! These are one process's limits (the embedded default); the same limits across worker
+//! processes sharing Redis are `tests/faults/politeness.rs`. The live-worker count a worker's
+//! share is made from without Redis is checked here on both databases.
 
 use crate::fake::{FakeInternet, Route, Sites, png};
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, TestDb, both_backends};
+use favicon_finder::domain::Domain;
+use favicon_finder::store::{CachePolicy, Store};
 use serde_json::json;
 use std::time::Duration;
+use uuid::Uuid;
 
 async fn max_in_flight_to_cdn(per_host: &str) -> (usize, serde_json::Value) {
     let mut sites = Sites::default();
@@ -257,3 +264,44 @@ async fn a_crowded_cdn_host_queues_without_failing_a_site() {
     );
     assert!(shops.max_concurrent_total() <= 16);
 }
+
+/// Without Redis, a worker's share of the politeness limits is made from the live workers:
+/// the distinct owners of row leases that have not run out, on both databases.
+async fn live_workers_are_the_owners_of_live_leases(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(&db.url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    let domains: Vec<Domain> = ["a.test", "b.test", "c.test", "d.test"]
+        .iter()
+        .map(|d| Domain::parse(d).unwrap())
+        .collect();
+    store
+        .create_job("polite", &domains, CachePolicy::OFF)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.live_workers().await.unwrap(),
+        0,
+        "no lease, no worker"
+    );
+    let long = Duration::from_secs(30);
+    let (a, b, gone) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    assert_eq!(store.claim(a, 2, long, 3).await.unwrap().len(), 2);
+    assert_eq!(store.claim(b, 1, long, 3).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim(gone, 1, Duration::from_millis(1), 3)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Wall-clock: leases end on the database's timestamps, which no tokio clock moves.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        store.live_workers().await.unwrap(),
+        2,
+        "two rows of one worker count once; a lease run out counts not at all"
+    );
+}
+both_backends!(live_workers, live_workers_are_the_owners_of_live_leases);

@@ -73,7 +73,7 @@ async fn serve_stops_cleanly_on_sigterm() {
             "SELECT COUNT(*) AS n FROM result WHERE lease_owner IS NOT NULL",
         )
     };
-    // Half of the 4 slots: one job holds at most WORKER_MAX_SHARE_PER_JOB (0.5) of them.
+    // Not all 4 slots: one job holds at most WORKER_MAX_SHARE_PER_JOB (0.8) of them.
     while leased().await < 2 {
         assert!(Instant::now() < deadline, "the worker never claimed rows");
         // Wall-clock: another process claiming.

@@ -190,3 +190,95 @@ async fn each_count_keeps_its_label_on_a_desktop_and_a_phone() {
     );
     assert_eq!(browser.console_errors(), Vec::<String>::new());
 }
+
+/// A running job's page says who it shares the workers with instead of a silent 0 %: here no
+/// worker runs, so beta's job waits beside alpha's, and the page says so (counts only, no
+/// name), with the job's priority; once the job is final the line goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_says_who_it_shares_the_workers_with() {
+    let Some(binary) = chromium() else { return };
+    // The API alone: nothing fetches, so the queue stays as created.
+    let app = TestApp::spawn_api(Backend::Sqlite, &[]).await;
+    let alpha: Vec<String> = (0..1200).map(|i| format!("alpha{i}.test")).collect();
+    app.create_job("alpha", &alpha).await;
+    let (status, created) = app
+        .post_json(
+            "/jobs",
+            &json!({"client_id": "beta", "domains": ["beta0.test", "beta1.test"], "priority": "high"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let beta = created["job_id"].as_str().unwrap().to_owned();
+
+    let browser = Browser::launch(&binary, &app.base).await;
+    browser.viewport(1280, 1000).await;
+    open_job(&browser, &app, &beta, "PROCESSING").await;
+    let line = browser
+        .wait_for(
+            "document.querySelector('#job-queue')?.textContent || null",
+            LONG,
+            "the job's standing",
+        )
+        .await;
+    assert_eq!(
+        line,
+        json!(
+            "Waiting for a worker. Sharing the workers with 1 other client \
+             (1,200 of their domains waiting)."
+        )
+    );
+    assert!(!line.to_string().contains("alpha"), "{line}");
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#job-priority').textContent")
+            .await,
+        json!("high priority")
+    );
+
+    // The other wordings, from the page's own module: a job being fetched beside others,
+    // alone, and between two of its fetches.
+    let words = browser
+        .eval(
+            "import('/assets/js/job.js').then((m) => [\
+               m.standingText({pending: 30, inFlight: 12, otherJobs: 4, otherClients: 3, \
+                               otherClientsPending: 20000}, 5), \
+               m.standingText({pending: 3, inFlight: 1, otherJobs: 0, otherClients: 0, \
+                               otherClientsPending: 0}, 0), \
+               m.standingText({pending: 3, inFlight: 0, otherJobs: 1, otherClients: 1, \
+                               otherClientsPending: 7}, 2), \
+               m.standingText(null, 0)])",
+        )
+        .await;
+    assert_eq!(
+        words,
+        json!([
+            "Sharing the workers with 3 other clients (20,000 of their domains waiting); \
+             12 of this job's domains are being fetched now.",
+            "No other client's work is waiting; 1 of this job's domains is being fetched now.",
+            "Sharing the workers with 1 other client (7 of their domains waiting); \
+             none of this job's domains is being fetched at this moment.",
+            "",
+        ])
+    );
+
+    let answer = app
+        .graphql(
+            "mutation($id: ID!) { cancelJob(id: $id) { status } }",
+            json!({"id": beta}),
+        )
+        .await;
+    assert_eq!(
+        answer["data"]["cancelJob"]["status"], "CANCELLED",
+        "{answer}"
+    );
+    open_job(&browser, &app, &beta, "CANCELLED").await;
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#job-queue').checkVisibility()")
+            .await,
+        json!(false),
+        "a final job still shows its standing"
+    );
+    assert_eq!(browser.blocked(), Vec::<String>::new());
+    assert_eq!(browser.console_errors(), Vec::<String>::new());
+}

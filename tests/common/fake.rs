@@ -449,9 +449,24 @@ impl FakeInternet {
             .map_or(0, |(_, max)| *max)
     }
 
+    /// The requests to `host` the fake internet is handling right now.
+    pub fn in_flight(&self, host: &str) -> usize {
+        self.shared
+            .active
+            .lock()
+            .unwrap()
+            .get(host)
+            .map_or(0, |(now, _)| *now)
+    }
+
     /// The most requests in flight at once across every host.
     pub fn max_concurrent_total(&self) -> usize {
         self.shared.active_total.lock().unwrap().1
+    }
+
+    /// Requests seen, any host and path.
+    pub fn host_hits_total(&self) -> usize {
+        self.shared.hits.lock().unwrap().values().sum()
     }
 
     /// Requests seen for `host`, any path.

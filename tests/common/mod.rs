@@ -5,6 +5,7 @@
 pub mod client;
 pub mod db;
 pub mod fake;
+pub mod redis;
 pub mod relay;
 pub mod services;
 pub mod tls;

@@ -245,6 +245,16 @@ impl Proc {
         .await
     }
 
+    /// The health and metrics base URL of a `worker` child started with
+    /// `WORKER_HTTP_PORT=0`, from its log like [`Proc::api_base`].
+    pub async fn ops_base(&self, within: Duration) -> String {
+        self.find_in_log("health address", within, |l| {
+            let listening = l["message"].as_str()? == "health and metrics listening";
+            listening.then(|| Some(format!("http://{}", l["addr"].as_str()?)))?
+        })
+        .await
+    }
+
     /// The number of rows the pool said it finished when it stopped.
     pub fn finished(&self) -> u64 {
         let stopped = self.events("worker pool stopped");

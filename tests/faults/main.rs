@@ -7,6 +7,8 @@
 //! SQLite test always runs. Run them with `.ci/faults`, or `cargo test --test faults`.
 //!
 //! `hostile` meets sites built to stop, crash or bloat a worker, on both databases.
+//! `politeness` runs two workers sharing a Redis of the test's own: the per-host and
+//! per-address limits hold across both, with Redis stopped mid-job, and after a SIGKILL.
 //!
 //! Each test prints what it measured (times, counts); `--nocapture` shows them.
 //!
@@ -20,10 +22,11 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{client, db, fake, services, tls};
+use common::{client, db, fake, redis, services, tls};
 
 mod harness;
 mod hostile;
 mod pg_restart;
+mod politeness;
 mod sqlite;
 mod workers;

@@ -34,6 +34,19 @@ impl Job {
         Ok(jobs::Jobs::may_read(caller(c)?).then(|| crate::api::download_url(ctx(c), self.job.id)))
     }
 
+    /// Where the job stands among the work the workers share: its domains left and being
+    /// fetched, and how many other jobs and clients wait beside it (counts only, never who).
+    /// Null once the job is final.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn queue(&self, c: &Context<'_>) -> Result<Option<crate::model::QueueStanding>> {
+        let _turn = db_turn(c).await;
+        ctx(c)
+            .jobs
+            .queue_standing(&self.job)
+            .await
+            .map_err(AppError::into_graphql)
+    }
+
     /// The job's finished failures grouped by error code, the largest group first: each
     /// group's domains are `results(jobId, errorCode: …)`. Null for a key without the `read`
     /// scope.

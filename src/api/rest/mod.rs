@@ -13,8 +13,9 @@ use crate::error::{AppError, AppResult, Code, ErrorBody};
 use crate::jobs::{self, NewJob};
 use crate::jobs::{FailureGroup, ResultPage};
 use crate::model::{
-    ErrorCategory, Fields, JobStatus, Page, Priority, ResultColumns, ResultCursor, ResultFilter,
-    ResultStatus, ResultView, parse_error_code, parse_first, parse_priority, parse_status,
+    ErrorCategory, Fields, JobStatus, Page, Priority, QueueStanding, ResultColumns, ResultCursor,
+    ResultFilter, ResultStatus, ResultView, parse_error_code, parse_first, parse_priority,
+    parse_status,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -212,9 +213,10 @@ fn invalid(message: &str) -> AppError {
     AppError::bad_request(Code::InvalidInput, message)
 }
 
-/// `GET /jobs/{id}` → `{job_id, status, progress, total, completed, failed, …, download_url,
-/// failures_by_reason}`; `download_url` is a signed link to the CSV that works without a key
-/// until it expires.
+/// `GET /jobs/{id}` → `{job_id, status, priority, progress, total, completed, failed, …,
+/// download_url, failures_by_reason, queue}`; `download_url` is a signed link to the CSV that
+/// works without a key until it expires; `queue` is the job's standing among the work the
+/// workers share (null once final).
 #[utoipa::path(
     get,
     path = "/jobs/{id}",
@@ -298,13 +300,19 @@ pub(crate) struct JobAnswer {
     /// a key without the `read` scope.
     #[serde(skip_serializing_if = "Option::is_none")]
     failures_by_reason: Option<Vec<FailureGroup>>,
+    /// Where the job stands among the work the workers share: its domains left and being
+    /// fetched, and how many other jobs and clients wait beside it (counts only). Null once
+    /// the job is final.
+    queue: Option<QueueStanding>,
 }
 
 impl JobAnswer {
     /// The answer for a job `caller` was shown.
     async fn of(state: &AppState, caller: &Caller, job: crate::model::Job) -> AppResult<Self> {
         let failures_by_reason = state.jobs.failures_by_reason(caller, &job).await?;
+        let queue = state.jobs.queue_standing(&job).await?;
         Ok(Self {
+            queue,
             download_url: jobs::Jobs::may_read(caller).then(|| download_url(state, job.id)),
             job,
             failures_by_reason,

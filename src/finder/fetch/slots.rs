@@ -1,8 +1,10 @@
 //! Politeness slots: a semaphore per host name or address, shared by every request of the
-//! process.
+//! process, and the seam through which a fleet shares them ([`FleetSlots`]).
 
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -48,3 +50,18 @@ impl<K: Hash + Eq + Clone> Slots<K> {
             .expect("slot semaphores are never closed")
     }
 }
+
+/// Politeness shared with the other processes of a fleet: after this process's own slots, a
+/// request takes a fleet-wide slot with its host and its address together, so the limits hold
+/// across every worker. Absent on the embedded default, where the process's own slots are the
+/// whole limit. The implementation lives outside the finder (`crate::politeness`), so the
+/// finder names no transport.
+pub trait FleetSlots: Send + Sync {
+    /// Waits until this request may go to `host` at `address` as far as the fleet is
+    /// concerned; the slot is held until the returned value is dropped. Waiting here is our
+    /// queue, so the caller wraps it in [`crate::finder::clock::Deadline::wait_for`].
+    fn acquire(&self, host: &str, address: IpAddr) -> BoxFuture<'static, FleetSlot>;
+}
+
+/// A fleet slot held by one request; dropping it gives the slot back.
+pub type FleetSlot = Box<dyn Send + Sync>;

@@ -17,10 +17,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The most jobs a claim considers: the oldest this many processing jobs. Newer ones wait
-/// until one of them ends, which a fleet with this many jobs running at once would see as
-/// first-come-first-served between jobs beyond the bound. It is also the most subselects
-/// SQLite's claim joins (`SQLITE_MAX_COMPOUND_SELECT` is 500 by default).
+/// The most jobs a claim considers: every client's oldest processing job first, then every
+/// client's second, and so on, up to this many (see `sql::active_jobs_sql`). A client's
+/// jobs beyond the bound wait until one of the considered ones ends. It is also the most
+/// subselects SQLite's claim joins (`SQLITE_MAX_COMPOUND_SELECT` is 500 by default).
 pub const MAX_ACTIVE_JOBS: u64 = 500;
 
 /// The rows one claim statement asks for: (job, how many), jobs oldest first.
@@ -28,7 +28,7 @@ type Planned = [(Uuid, usize)];
 
 impl Store {
     /// The jobs with work left (processing, not being deleted), oldest first, at most
-    /// [`MAX_ACTIVE_JOBS`], read from `idx_job_processing`; each says whether a claim with
+    /// `MAX_ACTIVE_JOBS` (500) taken each client's oldest first, read from `idx_job_processing`; each says whether a claim with
     /// `max_tries` would find a row of it now.
     pub async fn active_jobs(&self, max_tries: u32) -> StoreResult<Vec<ActiveJob>> {
         let rows = self

@@ -73,6 +73,32 @@ async fn check_partial_indexes(store: &Store) {
     }
 }
 
+/// The bound on the jobs a claim considers takes every client's oldest job first: a client
+/// with more running jobs than the bound cannot keep another client's only job out.
+#[tokio::test]
+async fn every_client_has_a_job_among_the_active_ones_past_the_bound() {
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let one = [crate::domain::Domain::parse("a.test").unwrap()];
+    for _ in 0..=claim::MAX_ACTIVE_JOBS {
+        store
+            .create_job("alpha", &one, crate::store::CachePolicy::OFF)
+            .await
+            .unwrap();
+    }
+    let beta = store
+        .create_job("beta", &one, crate::store::CachePolicy::OFF)
+        .await
+        .unwrap();
+    let active = store.active_jobs(3).await.unwrap();
+    assert_eq!(active.len() as u64, claim::MAX_ACTIVE_JOBS);
+    assert!(
+        active.iter().any(|job| job.id == beta.id),
+        "beta's only job, the newest of {} processing jobs, must be considered",
+        claim::MAX_ACTIVE_JOBS + 2
+    );
+}
+
 /// A claim planned over as many jobs as a claim ever considers is one statement SQLite takes
 /// (its compound selects are capped at 500 terms by default).
 #[tokio::test]
@@ -105,6 +131,7 @@ async fn partial_index_clauses_match_the_migrations_on_sqlite() {
     store.migrate().await.unwrap();
     check_partial_indexes(&store).await;
     check_claim_plan(&store).await;
+    check_standing_plans(&store).await;
 }
 
 /// The plans of the claim, the results page, the CSV export and the cache lookup of job
@@ -135,6 +162,7 @@ async fn check_claim_plan(store: &Store) {
         DbBackend::Postgres => "EXPLAIN (FORMAT JSON)",
         _ => "EXPLAIN QUERY PLAN",
     };
+    add_finished_jobs(db, job.id, 5_000).await;
     db.execute_unprepared("ANALYZE").await.unwrap();
     let now = now();
     check_fair_claim_plans(store, explain, job.id).await;
@@ -182,6 +210,32 @@ async fn check_claim_plan(store: &Store) {
     );
     let (unnumbered, _) = PARTIAL_INDEXES[6];
     assert_plan_uses(db, explain, number, unnumbered).await;
+}
+
+/// Adds `n` finished jobs of `like`'s client, as in a service that has run for a while: the
+/// reads of processing jobs must then go by their partial index, not a scan of the table.
+async fn add_finished_jobs(db: &sea_orm::DatabaseConnection, like: Uuid, n: i64) {
+    let backend = db.get_database_backend();
+    let (series, id) = match backend {
+        DbBackend::Postgres => ("generate_series(1, $2) AS g(i)", "md5(g.i::text)::uuid"),
+        _ => (
+            "(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < $2) \
+              SELECT i FROM s) AS g",
+            "printf('00000000-0000-4000-8000-%012d', g.i)",
+        ),
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO job (id, client_id, status, total, completed, failed, created_at, \
+               updated_at, priority) \
+             SELECT {id}, j.client_id, 'completed', 1, 1, 0, j.created_at, j.updated_at, \
+               'normal' FROM {series}, job j WHERE j.id = $1"
+        ),
+        [like.into(), n.into()],
+    ))
+    .await
+    .unwrap();
 }
 
 /// The fair claim's statements read each planned job's due rows from the claim index, with
@@ -365,10 +419,94 @@ async fn partial_index_clauses_match_the_migrations_on_postgres() {
     store.migrate().await.unwrap();
     check_partial_indexes(&store).await;
     check_claim_plan(&store).await;
+    check_standing_plans(&store).await;
     store.connection().clone().close().await.unwrap();
     admin
         .connection()
         .execute_unprepared(&format!("DROP DATABASE {name}"))
         .await
         .unwrap();
+}
+
+/// A queue for the standing reads (`store/standing.rs`): a processing job of 20,000 pending
+/// domains, 8 of them held by a worker, beside 20,000 finished jobs, as a service that has
+/// run a while keeps; returns the processing job.
+async fn standing_queue(store: &Store) -> Uuid {
+    let domains: Vec<crate::domain::Domain> = (0..20_000)
+        .map(|i| crate::domain::Domain::parse(&format!("s{i}.test")).unwrap())
+        .collect();
+    let job = store
+        .create_job("standing", &domains, crate::store::CachePolicy::OFF)
+        .await
+        .unwrap();
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let uuid = match backend {
+        DbBackend::Postgres => "gen_random_uuid()",
+        _ => "randomblob(16)",
+    };
+    let finished = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO job (id, client_id, status, total, completed, failed, created_at, \
+           updated_at, priority) \
+         SELECT {uuid}, j.client_id, 'completed', 1, 1, 0, j.created_at, j.updated_at, \
+           'normal' FROM n, job j WHERE j.id = $1"
+    );
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        finished,
+        [job.id.into()],
+    ))
+    .await
+    .unwrap();
+    let lease = "UPDATE result SET lease_owner = $2, lease_until = $3 WHERE id IN \
+                 (SELECT id FROM result WHERE job_id = $1 ORDER BY position LIMIT 8)";
+    let until = now() + chrono::Duration::minutes(5);
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        lease,
+        [job.id.into(), Uuid::new_v4().into(), until.into()],
+    ))
+    .await
+    .unwrap();
+    job.id
+}
+
+/// The standing of `job` reads the processing jobs through `idx_job_processing` and the
+/// job's leases through `idx_result_leased` (not the job's 20,000 pending rows); the work
+/// left per job reads `idx_job_processing` (not every client's jobs).
+async fn assert_standing_plans(store: &Store, job: Uuid) {
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let explain = match backend {
+        DbBackend::Postgres => "EXPLAIN (FORMAT JSON)",
+        _ => "EXPLAIN QUERY PLAN",
+    };
+    let standing = || super::super::standing::standing_statement(backend, job, now());
+    assert_plan_uses(db, explain, standing(), "idx_job_processing").await;
+    assert_plan_uses(db, explain, standing(), "idx_result_leased").await;
+    let left = Statement::from_string(backend, super::super::standing::left_by_job_sql());
+    assert_plan_uses(db, explain, left, "idx_job_processing").await;
+}
+
+/// The standing reads use their indexes on a database with statistics.
+async fn check_standing_plans(store: &Store) {
+    let job = standing_queue(store).await;
+    store
+        .connection()
+        .execute_unprepared("ANALYZE")
+        .await
+        .unwrap();
+    assert_standing_plans(store, job).await;
+}
+
+/// The service never runs `ANALYZE` on SQLite: without statistics too, the standing reads
+/// use their indexes (before the `+job_id`, the leases were found by walking the job's
+/// pending rows in `idx_result_job_status`).
+#[tokio::test]
+async fn standing_plans_use_their_indexes_on_sqlite_without_statistics() {
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let job = standing_queue(&store).await;
+    assert_standing_plans(&store, job).await;
 }

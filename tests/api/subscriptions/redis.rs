@@ -1,6 +1,7 @@
 //! Events over Redis: across processes, `/readyz` whatever Redis does, a Redis restart mid-job.
 
 use super::*;
+use crate::redis::OwnRedis;
 
 /// Distributed mode: the API in this process, the worker in another, events over Redis.
 async fn redis_api(prefix: &str, redis_url: &str, resolve: &str) -> TestApp {
@@ -56,89 +57,6 @@ async fn events_cross_processes_over_redis() {
     app.stop().await;
 }
 
-/// A Redis server of the test's own, so stopping it disturbs nothing else.
-struct OwnRedis {
-    port: u16,
-    child: Option<ChildGuard>,
-}
-
-impl OwnRedis {
-    fn start(port: u16) -> Option<Self> {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Self {
-            port,
-            child: Some(ChildGuard(child)),
-        })
-    }
-
-    /// Starts a server on a port no one holds. Ports are tried at random until this server is
-    /// the one answering on it: a port found by binding and dropping a socket could be taken
-    /// by another test before redis-server binds it.
-    fn start_on_free_port() -> Option<Self> {
-        for _ in 0..20 {
-            let port = rand::random_range(20_000..60_000);
-            let mut redis = Self::start(port)?;
-            if redis.answers() {
-                return Some(redis);
-            }
-        }
-        None
-    }
-
-    /// Waits (5 s at most) until this very process answers on the port: `INFO server` names
-    /// its process id. False once it has exited (the port was taken).
-    fn answers(&mut self) -> bool {
-        use std::io::{Read, Write};
-        let pid = format!("process_id:{}", self.child.as_ref().unwrap().0.id());
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::time::Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut()
-                && child.0.try_wait().ok().flatten().is_some()
-            {
-                return false;
-            }
-            if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut info = [0u8; 4096];
-                if stream.write_all(b"INFO server\r\n").is_ok()
-                    && let Ok(n) = stream.read(&mut info)
-                    && String::from_utf8_lossy(&info[..n]).contains(&pid)
-                {
-                    return true;
-                }
-            }
-            // Wall-clock: a redis-server process coming up.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        self.child = None;
-    }
-
-    fn restart(&mut self) {
-        *self = Self::start(self.port).expect("redis-server restarts");
-    }
-}
-
 /// Readiness probes give up after 1 s by default: `/readyz` must answer well within that while
 /// Redis hangs (process stopped: connected, silent) and after it died (connection refused).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +87,7 @@ async fn readyz_answers_quickly_whatever_redis_does() {
             (started.elapsed(), status, body)
         }
     };
-    let pid = redis.child.as_ref().unwrap().0.id();
+    let pid = redis.pid();
     crate::helpers::signal(pid, rustix::process::Signal::STOP);
     let (took, status, body) = timed(&app).await;
     crate::helpers::signal(pid, rustix::process::Signal::CONT);
