@@ -19,16 +19,18 @@
 //! - **Without Redis, a share.** A failed or slow command turns the process to `fallback`:
 //!   each process may hold `max(1, limit / live workers)` per host and per address, where the
 //!   live workers are the distinct lease owners of the queue's rows in the database (read
-//!   every few seconds while Redis is away: it needs no Redis, it follows workers that come and
-//!   go during the outage, and a killed worker keeps counting until its rows' leases end, which
-//!   errs on the polite side). The count kept is the most seen since Redis went away, because
-//!   a worker between two claims holds no lease; a worker that only starts claiming during the
+//!   every few seconds, with Redis or without: it needs no Redis, it follows workers that come
+//!   and go, and a killed worker keeps counting until its rows' leases end, which errs on the
+//!   polite side). The count kept is the most seen since the process started, because a
+//!   worker between two claims holds no lease, and an outage that begins while the fleet is
+//!   idle must not give each worker the whole limit; a worker that only starts during the
 //!   outage is counted at the next read, a few seconds later. Until the database has answered,
 //!   the share is 1. For one lease
 //!   after the switch no slot is given at all: slots the fleet gave out before Redis went away
 //!   may still be in use, and no process can see them any more.
-//! - **Back to the fleet, carefully.** When Redis answers a PING again, for one lease (and one
-//!   probe interval) a slot needs both the fleet's lease and the share, since other processes
+//! - **Back to the fleet, carefully.** When Redis runs the script again (a probe takes and
+//!   gives back a lease on a key of its own: a PING would pass on a Redis that refuses
+//!   writes), for one lease (and two probe intervals) a slot needs both the fleet's lease and the share, since other processes
 //!   may not have noticed yet and still give slots Redis does not count; then the fleet alone.
 //! - The switch is logged once each way (a warning, then an info), shown in `/readyz`
 //!   (`politeness`), and counted in `/metrics` with the requests that waited for a fleet slot.
@@ -226,8 +228,9 @@ struct Fleet {
 #[derive(Default)]
 struct State {
     mode: Mode,
-    /// Live workers: the most the database has counted since Redis went away; `None` until
-    /// it has answered.
+    /// Live workers: the most the database has counted since this process started (a
+    /// worker between two claims holds no lease, and a fleet idle when Redis goes away
+    /// must not look like one worker); `None` until it has answered.
     workers: Option<usize>,
     /// When they were last read.
     workers_read: Option<Instant>,
@@ -318,8 +321,7 @@ impl Fleet {
         state.mode = Mode::Fallback {
             since: Instant::now(),
         };
-        // The fleet may have changed since the last outage: read it again before any share.
-        state.workers = None;
+        // Read the fleet again at once; the most seen so far stays the floor of the count.
         state.workers_read = None;
         self.fallbacks.inc();
         tracing::warn!(
@@ -392,12 +394,14 @@ impl Fleet {
             }
             held.counted = true;
         }
+        // The script may add the token before its answer arrives; a wait given up meanwhile
+        // (the find's deadline, an abort) must still give the slot back, not leave it to the
+        // lease.
+        held.in_redis = true;
         match self.take_lease(held).await {
-            Ok(true) => {
-                held.in_redis = true;
-                Step::Got
-            }
+            Ok(true) => Step::Got,
             Ok(false) => {
+                held.in_redis = false;
                 held.uncount();
                 Step::Wait(NAP_MAX)
             }
@@ -410,6 +414,29 @@ impl Fleet {
                 Step::Wait(Duration::ZERO)
             }
         }
+    }
+
+    /// Whether Redis runs the politeness script now: a lease taken and given back on a key
+    /// of its own, with no limit that could refuse it.
+    async fn probe(&self) -> bool {
+        let keys = vec![format!("{}:probe", self.keys); 2];
+        let token = uuid::Uuid::new_v4().to_string();
+        let unlimited = u32::MAX.to_string();
+        let args = vec![
+            self.lease.as_millis().to_string(),
+            unlimited.clone(),
+            unlimited,
+            token.clone(),
+        ];
+        let took = self
+            .client
+            .eval::<i64, _, _, _>(TAKE, keys.clone(), args)
+            .await;
+        let gave = self
+            .client
+            .eval::<i64, _, _, _>(GIVE_BACK, keys, token)
+            .await;
+        matches!(took, Ok(1)) && gave.is_ok()
     }
 
     async fn take_lease(&self, held: &Held) -> Result<bool, String> {
@@ -509,24 +536,30 @@ async fn watch(fleet: Weak<Fleet>) {
             fleet.fall_back("connection lost");
             continue;
         }
-        if in_fallback {
-            let ping = fleet.client.ping::<String>(None);
-            if fleet.client.is_connected() && ping.await.is_ok() {
-                let mut state = fleet.state();
-                state.mode = Mode::Recovering {
-                    until: Instant::now() + fleet.lease + PROBE,
-                };
-                tracing::info!(
-                    lease = ?fleet.lease,
-                    "Redis answers again: fleet-wide politeness resumes (with this process's share too for one lease)"
-                );
-            }
+        // A PING is not enough: a Redis that answers it but refuses the script (out of
+        // memory, an ACL without EVAL) would send the process back and forth between
+        // recovering and fallback and never give a slot. Only a lease taken and given back
+        // ends the fallback.
+        if in_fallback && fleet.client.is_connected() && fleet.probe().await {
+            let mut state = fleet.state();
+            // Two probes on top of the lease: a peer that notices Redis a probe later may
+            // still hold slots its share gave it.
+            state.mode = Mode::Recovering {
+                until: Instant::now() + fleet.lease + 2 * PROBE,
+            };
+            tracing::info!(
+                lease = ?fleet.lease,
+                "Redis answers again: fleet-wide politeness resumes (with this process's share too for one lease)"
+            );
         }
-        if away && read_due {
+        // Read in every mode, so a fallback starts from the fleet seen while Redis was up:
+        // an outage that begins while few rows are leased must not give each worker the
+        // whole limit.
+        if read_due {
             match (fleet.live_workers)().await {
                 Ok(n) => {
                     let mut state = fleet.state();
-                    // The most seen during this outage: a worker between two claims holds no
+                    // The most seen since start: a worker between two claims holds no
                     // lease and would otherwise take a moment to count again.
                     state.workers = Some(state.workers.map_or(n, |seen| seen.max(n)));
                     state.workers_read = Some(Instant::now());

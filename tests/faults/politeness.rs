@@ -302,6 +302,56 @@ async fn redis_stopped_mid_job_leaves_each_worker_its_share() {
     db.drop_db().await;
 }
 
+/// Redis that still answers PING (and carries events) but refuses the politeness script (an
+/// ACL without scripting): the workers stay on their share rather than turning back to the
+/// fleet's counters on each PING and failing again, so the job finishes, with one warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refusing_the_script_leaves_each_worker_its_share() {
+    let Some(admin) = services() else { return };
+    let _serial = one_at_a_time().await;
+    let db = PgDb::create(&admin).await;
+    let store = migrated_store(&db.url).await;
+    let redis = OwnRedis::start_on_free_port().expect("redis-server starts");
+    let (shops, cdn, domains) = shops_on_a_cdn("acl", 120, Duration::from_millis(100)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let resolve = shops.resolve(&[("cdn.test", cdn.addr)]);
+    let env = fleet_env(
+        &db.url,
+        &resolve,
+        &redis,
+        &[("FETCH_PER_HOST_CONCURRENCY", "4")],
+    );
+    let (a, b) = two_workers(&env, dir.path()).await;
+    let ops = a.ops_base(START).await;
+    let job = create_job(&store, &domains).await;
+    wait_for(
+        "the job to be under way",
+        Duration::from_secs(60),
+        || async { job_row(&store, job).await.completed >= 20 },
+    )
+    .await;
+    let refused = redis.strings("ACL SETUSER default -@scripting");
+    assert_eq!(refused, ["+OK"], "{refused:?}");
+    wait_job_done(&store, job, Duration::from_secs(90)).await;
+    check_invariants(&store, job, &domains, 3).await;
+    assert_eq!(job_row(&store, job).await.completed, 120);
+    let most = cdn.max_concurrent("cdn.test");
+    assert!(most <= 4, "{most} requests at once to one host, limit 4");
+    let ready: serde_json::Value = reqwest::get(format!("{ops}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["politeness"]["mode"], "fallback", "{ready}");
+    let warned = a.events(
+        "Redis unreachable: politeness falls back to this process's share of each limit, after one lease",
+    );
+    assert_eq!(warned.len(), 1, "one warning, not one per probe");
+    drop((a, b));
+    db.drop_db().await;
+}
+
 /// A worker killed (SIGKILL) while it holds both of the CDN's fleet slots: another worker
 /// gets one only when the dead worker's leases end (2 s request bound + 5 s margin after they
 /// were taken), and then soon. Timed on Redis's own clock, against the leases' own ends, so a
