@@ -171,18 +171,7 @@ async fn beta_behind_alpha(
 ) -> Result<()> {
     let big = ctx.opts.big;
     let web = Arc::new(Web::new(big));
-    let net = FakeInternet::start(
-        NetOpts {
-            tls: false,
-            latency: Duration::ZERO,
-            sites: 0,
-            low_ports: false,
-            gated: false,
-            web: Some(net::Web::Clients(web.clone())),
-        },
-        ctx.tmp.path(),
-    )
-    .await?;
+    let net = clients_net(ctx, &web).await?;
     let d = ctx.deploy(Some(&net), o).await?;
     let (http, base) = (ctx.http.clone(), d.base.clone());
     let betas = Web::beta_names();
@@ -327,11 +316,9 @@ async fn bulk_throughput(ctx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// One job of [`SLOW_BULK`] of alpha's slow sites alone, on this build and on `baseline`:
-/// on a slow web a lone job's rate follows the slots it may hold, which a fast web hides.
-async fn slow_bulk(ctx: &mut Ctx, baseline: &Path, label: &str, mk: MakeDeploy) -> Result<()> {
-    let web = Arc::new(Web::new(SLOW_BULK));
-    let net = FakeInternet::start(
+/// The fake internet serving the two clients' `web` on loopback.
+async fn clients_net(ctx: &Ctx, web: &Arc<Web>) -> Result<FakeInternet> {
+    FakeInternet::start(
         NetOpts {
             tls: false,
             latency: Duration::ZERO,
@@ -342,7 +329,14 @@ async fn slow_bulk(ctx: &mut Ctx, baseline: &Path, label: &str, mk: MakeDeploy) 
         },
         ctx.tmp.path(),
     )
-    .await?;
+    .await
+}
+
+/// One job of [`SLOW_BULK`] of alpha's slow sites alone, on this build and on `baseline`:
+/// on a slow web a lone job's rate follows the slots it may hold, which a fast web hides.
+async fn slow_bulk(ctx: &mut Ctx, baseline: &Path, label: &str, mk: MakeDeploy) -> Result<()> {
+    let web = Arc::new(Web::new(SLOW_BULK));
+    let net = clients_net(ctx, &web).await?;
     let mut rates = Vec::new();
     for bin in [ctx.bin.as_path(), baseline] {
         let d = ctx.deploy_bin(bin, Some(&net), mk()).await?;

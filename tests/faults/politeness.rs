@@ -79,6 +79,47 @@ fn fleet_env(
     env
 }
 
+/// One test's world: its database and Redis, `n` shops whose icons are on one CDN (see
+/// [`shops_on_a_cdn`]), and the workers' environment with a per-host limit of `per_host`.
+struct CdnFleet {
+    db: PgDb,
+    store: favicon_finder::store::Store,
+    redis: OwnRedis,
+    shops: FakeInternet,
+    cdn: FakeInternet,
+    domains: Vec<String>,
+    env: BTreeMap<String, String>,
+    /// The workers' directory, kept as long as they run.
+    dir: tempfile::TempDir,
+}
+
+impl CdnFleet {
+    async fn start(admin: &str, kind: &str, n: usize, delay: Duration, per_host: &str) -> Self {
+        let db = PgDb::create(admin).await;
+        let store = migrated_store(&db.url).await;
+        let redis = OwnRedis::start_on_free_port().expect("redis-server starts");
+        let (shops, cdn, domains) = shops_on_a_cdn(kind, n, delay).await;
+        let dir = tempfile::tempdir().unwrap();
+        let resolve = shops.resolve(&[("cdn.test", cdn.addr)]);
+        let env = fleet_env(
+            &db.url,
+            &resolve,
+            &redis,
+            &[("FETCH_PER_HOST_CONCURRENCY", per_host)],
+        );
+        Self {
+            db,
+            store,
+            redis,
+            shops,
+            cdn,
+            domains,
+            env,
+            dir,
+        }
+    }
+}
+
 /// Two workers with `env`, both started.
 async fn two_workers(env: &BTreeMap<String, String>, dir: &std::path::Path) -> (Proc, Proc) {
     let a = Proc::spawn("worker-a", &["worker"], env, dir);
@@ -94,18 +135,16 @@ async fn two_workers(env: &BTreeMap<String, String>, dir: &std::path::Path) -> (
 async fn two_workers_keep_to_one_per_host_limit() {
     let Some(admin) = services() else { return };
     let _serial = one_at_a_time().await;
-    let db = PgDb::create(&admin).await;
-    let store = migrated_store(&db.url).await;
-    let redis = OwnRedis::start_on_free_port().expect("redis-server starts");
-    let (shops, cdn, domains) = shops_on_a_cdn("host", 80, Duration::from_millis(150)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let resolve = shops.resolve(&[("cdn.test", cdn.addr)]);
-    let env = fleet_env(
-        &db.url,
-        &resolve,
-        &redis,
-        &[("FETCH_PER_HOST_CONCURRENCY", "4")],
-    );
+    let CdnFleet {
+        db,
+        store,
+        redis,
+        shops,
+        cdn,
+        domains,
+        env,
+        dir,
+    } = CdnFleet::start(&admin, "host", 80, Duration::from_millis(150), "4").await;
     let (a, b) = two_workers(&env, dir.path()).await;
     let job = create_job(&store, &domains).await;
     wait_job_done(&store, job, Duration::from_secs(90)).await;
@@ -211,18 +250,16 @@ async fn two_workers_keep_to_one_per_address_limit() {
 async fn redis_stopped_mid_job_leaves_each_worker_its_share() {
     let Some(admin) = services() else { return };
     let _serial = one_at_a_time().await;
-    let db = PgDb::create(&admin).await;
-    let store = migrated_store(&db.url).await;
-    let mut redis = OwnRedis::start_on_free_port().expect("redis-server starts");
-    let (shops, cdn, domains) = shops_on_a_cdn("outage", 240, Duration::from_millis(100)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let resolve = shops.resolve(&[("cdn.test", cdn.addr)]);
-    let env = fleet_env(
-        &db.url,
-        &resolve,
-        &redis,
-        &[("FETCH_PER_HOST_CONCURRENCY", "4")],
-    );
+    let CdnFleet {
+        db,
+        store,
+        mut redis,
+        shops: _shops,
+        cdn,
+        domains,
+        env,
+        dir,
+    } = CdnFleet::start(&admin, "outage", 240, Duration::from_millis(100), "4").await;
     let (a, b) = two_workers(&env, dir.path()).await;
     let ops = a.ops_base(START).await;
     let job = create_job(&store, &domains).await;
@@ -309,18 +346,16 @@ async fn redis_stopped_mid_job_leaves_each_worker_its_share() {
 async fn redis_refusing_the_script_leaves_each_worker_its_share() {
     let Some(admin) = services() else { return };
     let _serial = one_at_a_time().await;
-    let db = PgDb::create(&admin).await;
-    let store = migrated_store(&db.url).await;
-    let redis = OwnRedis::start_on_free_port().expect("redis-server starts");
-    let (shops, cdn, domains) = shops_on_a_cdn("acl", 120, Duration::from_millis(100)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let resolve = shops.resolve(&[("cdn.test", cdn.addr)]);
-    let env = fleet_env(
-        &db.url,
-        &resolve,
-        &redis,
-        &[("FETCH_PER_HOST_CONCURRENCY", "4")],
-    );
+    let CdnFleet {
+        db,
+        store,
+        redis,
+        shops: _shops,
+        cdn,
+        domains,
+        env,
+        dir,
+    } = CdnFleet::start(&admin, "acl", 120, Duration::from_millis(100), "4").await;
     let (a, b) = two_workers(&env, dir.path()).await;
     let ops = a.ops_base(START).await;
     let job = create_job(&store, &domains).await;
@@ -360,19 +395,17 @@ async fn redis_refusing_the_script_leaves_each_worker_its_share() {
 async fn a_killed_workers_slots_come_back_with_its_leases() {
     let Some(admin) = services() else { return };
     let _serial = one_at_a_time().await;
-    let db = PgDb::create(&admin).await;
-    let store = migrated_store(&db.url).await;
-    let redis = OwnRedis::start_on_free_port().expect("redis-server starts");
     // Icons that never answer within a request's time: whoever asks holds the slot.
-    let (shops, cdn, domains) = shops_on_a_cdn("hang", 4, Duration::from_secs(60)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let resolve = shops.resolve(&[("cdn.test", cdn.addr)]);
-    let env = fleet_env(
-        &db.url,
-        &resolve,
-        &redis,
-        &[("FETCH_PER_HOST_CONCURRENCY", "2")],
-    );
+    let CdnFleet {
+        db,
+        store,
+        redis,
+        shops: _shops,
+        cdn,
+        domains,
+        env,
+        dir,
+    } = CdnFleet::start(&admin, "hang", 4, Duration::from_secs(60), "2").await;
     let lease_ms = 7_000;
     let mut a = Proc::spawn("worker-a", &["worker"], &env, dir.path());
     a.owner(START).await;
