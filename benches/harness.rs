@@ -49,12 +49,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod tls;
 use tls::TestCa;
 
+#[path = "harness/dns.rs"]
+mod dns;
+/// The `features` scenario (issue 29): each feature of the last round alone.
+#[path = "scenarios/features.rs"]
+mod features;
 /// The `purge` scenario (a file of its own; this one is long enough).
 #[path = "scenarios/purge.rs"]
 mod purge;
 /// The `slow-web` scenario and its web (issue 25).
 #[path = "scenarios/slow_web.rs"]
 mod slow_web;
+/// The `stages` scenario (issue 29): CPU per domain and where it goes.
+#[path = "scenarios/stages.rs"]
+mod stages;
 /// The `subscribers` scenario.
 #[path = "scenarios/subscribers.rs"]
 mod subscribers;
@@ -99,7 +107,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 18] = [
+const ALL: [&str; 20] = [
     "throughput",
     "postgres",
     "latency",
@@ -118,6 +126,8 @@ const ALL: [&str; 18] = [
     "dashboard",
     "slow-web",
     "two-clients",
+    "stages",
+    "features",
 ];
 
 /// What `--help` prints.
@@ -126,7 +136,8 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
-  subscribers profile icons purge dashboard slow-web two-clients
+  subscribers profile icons purge dashboard slow-web two-clients stages
+  features
 
 Options:
   --domains N        sites of the throughput-style jobs (10000)
@@ -140,7 +151,8 @@ Options:
   --redis URL        redis://127.0.0.1:6379
   --no-build         use $CARGO_TARGET_DIR/release/favicon-finder as it is
   --baseline-bin P   an earlier build of the service: two-clients times its bulk
-                     throughput against this one's, in the same run
+                     throughput, stages its CPU per domain and where it goes,
+                     against this one's, in the same run
   --no-append        print the figures without appending them to BENCHMARKS.md
 ";
 
@@ -405,6 +417,8 @@ fn main() -> Result<()> {
                 "dashboard" => dashboard::sc_dashboard(&mut ctx).await,
                 "slow-web" => slow_web::sc_slow_web(&mut ctx).await,
                 "two-clients" => two_clients::sc_two_clients(&mut ctx).await,
+                "stages" => stages::sc_stages(&mut ctx).await,
+                "features" => features::sc_features(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

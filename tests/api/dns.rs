@@ -150,6 +150,33 @@ async fn dns_answers_are_guarded() {
     );
 }
 
+/// Names looked up again while their answers live are answered from the resolver's cache,
+/// also when more names are in flight than hickory's default cache holds (32): a job's
+/// domains ask for their names several times each.
+#[tokio::test]
+async fn names_asked_again_are_answered_from_the_cache() {
+    let dns = NameServer::loopback().await;
+    let resolver = resolver(true, vec![], dns.addr);
+    let names: Vec<String> = (0..200).map(|i| format!("site{i}.example")).collect();
+    for name in &names {
+        resolver.lookup(name).await.unwrap();
+    }
+    let first = dns.queries();
+    // A and AAAA per name.
+    assert_eq!(first, 2 * names.len());
+    for name in &names {
+        assert_eq!(
+            resolver.lookup(name).await.unwrap(),
+            ["127.0.0.1:0".parse().unwrap()]
+        );
+    }
+    assert_eq!(
+        dns.queries(),
+        first,
+        "the second round went to the name server"
+    );
+}
+
 #[test]
 fn silent_name_servers_hold_no_thread() {
     // One worker thread and one blocking thread: lookups that used the blocking pool

@@ -532,11 +532,13 @@ impl NameServer {
         Self { addr, queries }
     }
 
-    /// Answers every A query with 127.0.0.1 (and any other with an empty NOERROR), as a
-    /// hostile or misconfigured zone would.
+    /// Answers every A query with 127.0.0.1 (and any other with an empty NOERROR and the
+    /// root's SOA, which says how long the absence may be cached), as a hostile or
+    /// misconfigured zone would.
     pub async fn loopback() -> Self {
         use hickory_resolver::proto::op::{Message, MessageType};
-        use hickory_resolver::proto::rr::{RData, Record, RecordType, rdata::A};
+        use hickory_resolver::proto::rr::rdata::{A, SOA};
+        use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
         let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = udp.local_addr().unwrap();
         let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -562,6 +564,13 @@ impl NameServer {
                             q.name().clone(),
                             60,
                             RData::A(A(std::net::Ipv4Addr::LOCALHOST)),
+                        ));
+                    } else {
+                        let soa = SOA::new(Name::root(), Name::root(), 1, 3600, 600, 86400, 60);
+                        answer.add_name_server(Record::from_rdata(
+                            Name::root(),
+                            60,
+                            RData::SOA(soa),
                         ));
                     }
                 }
