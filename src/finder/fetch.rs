@@ -141,12 +141,15 @@ impl Fetcher {
             // A proxy would resolve names itself and bypass the guard.
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
-            // Every domain is its own host: a connection is reused between a site's page and
-            // its icons, milliseconds apart, and rarely after. A long idle timeout kept one
-            // open socket per finished domain (thousands of descriptors and hundreds of MB
-            // in a large job, see BENCHMARKS.md).
+            // Most domains are their own host: a connection is reused between a site's page
+            // and its icons, milliseconds apart, and rarely after. A long idle timeout kept
+            // one open socket per finished domain (thousands of descriptors and hundreds of
+            // MB in a large job, see BENCHMARKS.md). A host many sites share (a CDN serving
+            // their icons) has up to its per-host limit of requests at once: keeping as many
+            // idle connections lets each next request skip a TCP and TLS handshake, where
+            // one kept idle made about every other icon open a new connection.
             .pool_idle_timeout(Duration::from_millis(500))
-            .pool_max_idle_per_host(1)
+            .pool_max_idle_per_host(config.per_host_concurrency)
             .http1_max_headers(MAX_RESPONSE_HEADERS)
             // Offered as before, decoded by `Inflate`; gzip and brotli stay with reqwest.
             .no_deflate()

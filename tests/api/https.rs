@@ -155,3 +155,42 @@ async fn an_unreachable_http_icon_is_fetched_over_https() {
     assert_eq!(internet.https_hits("icons.test", "/i.png"), 1);
     app.stop().await;
 }
+
+/// Sites whose icons live on one shared host (a CDN) reuse its connections: they are asked
+/// over about as many TLS connections as requests may be in flight to one host, not one or
+/// more per site.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_icon_host_is_asked_over_few_connections() {
+    let mut sites = Sites::default();
+    let shops: Vec<String> = (0..40).map(|i| format!("shop{i}.test")).collect();
+    for (i, shop) in shops.iter().enumerate() {
+        sites
+            .page(
+                shop,
+                &format!(r#"<link rel="icon" href="https://cdn.test/i{i}.png">"#),
+            )
+            .file("cdn.test", &format!("/i{i}.png"), "image/png", &png(32, 32));
+        sites.https_only(shop);
+    }
+    sites.https_only("cdn.test");
+    let internet = FakeInternet::start(sites).await;
+    let app = app_on(&internet, true).await;
+    let domains: Vec<&str> = shops.iter().map(String::as_str).collect();
+    let rows = find(&app, &domains).await;
+    for (i, shop) in shops.iter().enumerate() {
+        let row = &rows[shop.as_str()];
+        assert_eq!(
+            row["favicon_url"],
+            format!("https://cdn.test/i{i}.png"),
+            "{row}"
+        );
+    }
+    let (full, resumed) = internet.tls_handshakes("cdn.test");
+    // FETCH_PER_HOST_CONCURRENCY (4) requests at most at once; a few more connections are
+    // fine (one may close as another opens), one per site is not.
+    assert!(
+        full + resumed <= 8,
+        "{full} full and {resumed} resumed handshakes for 40 icons on one host"
+    );
+    app.stop().await;
+}

@@ -262,6 +262,8 @@ struct Shared {
     active: Mutex<HashMap<String, (usize, usize)>>,
     /// Across every host (the fake internet is one address): in flight now, and the most ever.
     active_total: Mutex<(usize, usize)>,
+    /// Per host (its SNI name): TLS handshakes completed, full and resumed.
+    handshakes: Mutex<HashMap<String, (usize, usize)>>,
 }
 
 /// Counts a request as in flight for its host until dropped.
@@ -437,6 +439,17 @@ impl FakeInternet {
             .filter(|((_, path), _)| path == "/")
             .map(|((host, _), n)| (host.clone(), *n))
             .collect()
+    }
+
+    /// TLS handshakes completed for `host` (its SNI name): full ones, and resumed ones.
+    pub fn tls_handshakes(&self, host: &str) -> (usize, usize) {
+        self.shared
+            .handshakes
+            .lock()
+            .unwrap()
+            .get(host)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The most requests to `host` the fake internet was handling at once.

@@ -73,6 +73,17 @@ async fn connection(
     if first[0] == 0x16 {
         // A client that does not trust the certificate ends the handshake here.
         if let Ok(stream) = tls.accept(stream).await {
+            let conn = stream.get_ref().1;
+            let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            if let Some(host) = conn.server_name() {
+                let mut handshakes = shared.handshakes.lock().unwrap();
+                let entry = handshakes.entry(host.to_ascii_lowercase()).or_default();
+                if resumed {
+                    entry.1 += 1;
+                } else {
+                    entry.0 += 1;
+                }
+            }
             http1(TokioIo::new(stream), shared, true).await;
         }
     } else {
