@@ -10,8 +10,28 @@ use super::{MAX_MANIFEST_LINKS, MAX_TILES};
 use crate::clean::{self, MAX_TOKEN_BYTES, MAX_URL_BYTES, is_data_url};
 use crate::finder::CandidateSource;
 use lol_html::html_content::TextChunk;
-use lol_html::send::{Element, EndTagHandler, HtmlRewriter, Settings};
-use lol_html::{AsciiCompatibleEncoding, HandlerResult, MemorySettings, element, text};
+use lol_html::send::{Element, ElementContentHandlers, EndTagHandler, HtmlRewriter, Settings};
+use lol_html::{AsciiCompatibleEncoding, HandlerResult, MemorySettings, Selector};
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+/// The handlers' selectors, parsed once: parsing them again for every page was a percent of
+/// the finder's CPU (see BENCHMARKS.md, issue 29).
+static SELECTORS: LazyLock<[Selector; 7]> = LazyLock::new(|| {
+    ["link", "base", "meta", "template", "head", "noscript", "*"]
+        .map(|s| s.parse().expect("the handlers' selectors are valid"))
+});
+
+/// One element handler on a selector parsed once.
+fn on<'h>(
+    selector: &'static Selector,
+    handler: impl FnMut(&mut Element<'_, '_>) -> HandlerResult + Send + 'h,
+) -> (Cow<'static, Selector>, ElementContentHandlers<'h>) {
+    (
+        Cow::Borrowed(selector),
+        ElementContentHandlers::default().element(handler),
+    )
+}
 
 /// The rewriter for one page: its encoding, the parser's memory limit, and the handlers.
 pub(super) fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool) -> Rewriter {
@@ -24,17 +44,22 @@ pub(super) fn build(state: Shared, enc: AsciiCompatibleEncoding, from_meta: bool
         state.clone(),
         state,
     );
+    let [link, base, meta, template, head, noscript, any] = &*SELECTORS;
     let settings = Settings::new_send()
         .with_encoding(enc)
         .with_adjust_charset_on_meta_tag(from_meta)
         .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(PARSER_MEMORY))
-        .append_element_content_handler(element!("link", move |el| on_link(&s_link, el)))
-        .append_element_content_handler(element!("base", move |el| on_base(&s_base, el)))
-        .append_element_content_handler(element!("meta", move |el| on_meta(&s_meta, el)))
-        .append_element_content_handler(element!("template", move |el| { on_template(&s_tpl, el) }))
-        .append_element_content_handler(element!("head", move |el| on_head(&s_head, el)))
-        .append_element_content_handler(text!("noscript", move |t| on_noscript(&s_nos, t)))
-        .append_element_content_handler(element!("*", move |el| on_any(&s_body, el)));
+        .append_element_content_handler(on(link, move |el| on_link(&s_link, el)))
+        .append_element_content_handler(on(base, move |el| on_base(&s_base, el)))
+        .append_element_content_handler(on(meta, move |el| on_meta(&s_meta, el)))
+        .append_element_content_handler(on(template, move |el| on_template(&s_tpl, el)))
+        .append_element_content_handler(on(head, move |el| on_head(&s_head, el)))
+        .append_element_content_handler((
+            Cow::Borrowed(noscript),
+            ElementContentHandlers::default()
+                .text(move |t: &mut TextChunk<'_>| on_noscript(&s_nos, t)),
+        ))
+        .append_element_content_handler(on(any, move |el| on_any(&s_body, el)));
     let sink: fn(&[u8]) = |_| {};
     HtmlRewriter::new(settings, sink)
 }
