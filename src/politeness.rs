@@ -10,9 +10,16 @@
 //!   own clock. One Lua script drops expired members and admits the request into both sets
 //!   only when both have room, so a request never holds one fleet slot while waiting for the
 //!   other. A lease lasts as long as a request can hold its slot
-//!   ([`crate::finder::FinderConfig::max_slot_hold`]); a process killed mid-request leaks its
-//!   slots for that long, never longer. Giving a slot back is a best-effort `ZREM` off the
-//!   request's path.
+//!   ([`crate::finder::FinderConfig::max_slot_hold`]) plus [`spare::REUSE_WINDOW`]; a process
+//!   killed mid-request leaks its slots for that long, never longer.
+//! - **One lease for a site's next request.** A lease a request gives up stays with this
+//!   process for a moment ([`spare::PARK`]): the next request of this process to the same host
+//!   and address (a site's page over http after https, then its icon, milliseconds apart) takes
+//!   it without asking Redis, as long as it is at most [`spare::REUSE_WINDOW`] old, so its rest
+//!   still covers the longest hold. Meanwhile it counts in Redis as held, which errs on the
+//!   polite side. Only in `fleet` mode.
+//! - **Given back together**, off the request's path: every few milliseconds one command
+//!   `ZREM`s all the leases due (best effort: one not given back ends with its lease).
 //! - **Waiting is ours.** A full set is asked again after a short, growing, jittered nap (or
 //!   at once when a slot of this process is given back), so waiters do not hammer Redis; the
 //!   finder waits inside its `Deadline::wait_for`, off the site's clock.
@@ -25,15 +32,16 @@
 //!   worker between two claims holds no lease, and an outage that begins while the fleet is
 //!   idle must not give each worker the whole limit; a worker that only starts during the
 //!   outage is counted at the next read, a few seconds later. Until the database has answered,
-//!   the share is 1. For one lease
-//!   after the switch no slot is given at all: slots the fleet gave out before Redis went away
-//!   may still be in use, and no process can see them any more.
+//!   the share is 1. For one lease after the switch no slot is given at all: slots the fleet
+//!   gave out before Redis went away may still be in use, and no process can see them any more.
 //! - **Back to the fleet, carefully.** When Redis runs the script again (a probe takes and
 //!   gives back a lease on a key of its own: a PING would pass on a Redis that refuses
 //!   writes), for one lease (and two probe intervals) a slot needs both the fleet's lease and the share, since other processes
 //!   may not have noticed yet and still give slots Redis does not count; then the fleet alone.
 //! - The switch is logged once each way (a warning, then an info), shown in `/readyz`
 //!   (`politeness`), and counted in `/metrics` with the requests that waited for a fleet slot.
+
+mod spare;
 
 use crate::events::redis_builder;
 use crate::finder::fetch::{FleetSlot, FleetSlots};
@@ -67,13 +75,6 @@ for i = 1, 2 do
   redis.call('ZADD', KEYS[i], now + lease, ARGV[4])
   redis.call('PEXPIRE', KEYS[i], lease)
 end
-return 1
-";
-
-/// Gives a token's slots back. KEYS: host set, address set. ARGV: token.
-const GIVE_BACK: &str = r"
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 ";
 
@@ -154,9 +155,10 @@ impl Politeness {
             keys: format!("{}:polite", settings.prefix),
             per_host: settings.per_host.max(1),
             per_address: settings.per_address.max(1),
-            lease: settings.lease,
+            lease: settings.lease + spare::REUSE_WINDOW,
             state: Mutex::new(State::default()),
             released: Notify::new(),
+            spare_wake: Arc::new(Notify::new()),
             live_workers,
             waits,
             fallbacks,
@@ -166,6 +168,10 @@ impl Politeness {
             fleet.fall_back("not connected at start");
         }
         tokio::spawn(watch(Arc::downgrade(&fleet)));
+        tokio::spawn(spare::give_back_loop(
+            Arc::downgrade(&fleet),
+            fleet.spare_wake.clone(),
+        ));
         Ok(Self { fleet: Some(fleet) })
     }
 
@@ -213,11 +219,14 @@ struct Fleet {
     keys: String,
     per_host: usize,
     per_address: usize,
+    /// How long Redis counts a slot: the longest hold plus [`spare::REUSE_WINDOW`].
     lease: Duration,
     state: Mutex<State>,
     /// Rung when a slot of this process is given back, so a waiter here asks again at once
     /// rather than at the end of its nap.
     released: Notify,
+    /// Rung when a lease is parked or due to be given back.
+    spare_wake: Arc<Notify>,
     live_workers: LiveWorkers,
     waits: IntCounter,
     fallbacks: IntCounter,
@@ -237,6 +246,8 @@ struct State {
     /// Slots this process holds now, per set, whatever mode gave them: what the share is
     /// checked against.
     held: HashMap<String, usize>,
+    /// Leases no request holds: parked for the next request, or due to be given back.
+    spare: spare::Spare,
 }
 
 #[derive(Default)]
@@ -339,6 +350,7 @@ impl Fleet {
             token: uuid::Uuid::new_v4().simple().to_string(),
             counted: false,
             in_redis: false,
+            taken: None,
         };
         let mut nap = NAP_MIN;
         let mut waited = false;
@@ -390,6 +402,13 @@ impl Fleet {
                 }
                 Mode::Fleet => {
                     state.take(&held.keys, None);
+                    if let Some((token, taken)) = state.spare.reuse(&held.keys, now) {
+                        held.counted = true;
+                        held.token = token;
+                        held.taken = Some(taken);
+                        held.in_redis = true;
+                        return Step::Got;
+                    }
                 }
             }
             held.counted = true;
@@ -398,8 +417,13 @@ impl Fleet {
         // (the find's deadline, an abort) must still give the slot back, not leave it to the
         // lease.
         held.in_redis = true;
+        // The lease starts when the script runs, after this: counting from here errs early.
+        let asked = Instant::now();
         match self.take_lease(held).await {
-            Ok(true) => Step::Got,
+            Ok(true) => {
+                held.taken = Some(asked);
+                Step::Got
+            }
             Ok(false) => {
                 held.in_redis = false;
                 held.uncount();
@@ -434,7 +458,7 @@ impl Fleet {
             .await;
         let gave = self
             .client
-            .eval::<i64, _, _, _>(GIVE_BACK, keys, token)
+            .eval::<i64, _, _, _>(spare::GIVE_BACK, keys, token)
             .await;
         matches!(took, Ok(1)) && gave.is_ok()
     }
@@ -481,6 +505,8 @@ struct Held {
     counted: bool,
     /// Maybe a member of the sets in Redis.
     in_redis: bool,
+    /// When its lease was taken (a moment before Redis ran the script), once it was.
+    taken: Option<Instant>,
 }
 
 impl Held {
@@ -495,24 +521,21 @@ impl Drop for Held {
     fn drop(&mut self) {
         let was_counted = self.counted;
         self.uncount();
+        // Not in Redis, or Redis away (the lease ends it): nothing to give back.
+        if self.in_redis && self.fleet.client.is_connected() {
+            let keys = std::mem::take(&mut self.keys);
+            let token = std::mem::take(&mut self.token);
+            let mut state = self.fleet.state();
+            let fleet_mode = matches!(state.mode, Mode::Fleet);
+            state
+                .spare
+                .put(keys, token, self.taken.filter(|_| fleet_mode));
+            drop(state);
+            self.fleet.spare_wake.notify_one();
+        }
         if was_counted {
             self.fleet.released.notify_one();
         }
-        if !self.in_redis || !self.fleet.client.is_connected() {
-            // Not there, or Redis away: the lease ends it.
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let client = self.fleet.client.clone();
-        let keys = self.keys.to_vec();
-        let token = self.token.clone();
-        runtime.spawn(async move {
-            if let Err(e) = client.eval::<i64, _, _, _>(GIVE_BACK, keys, token).await {
-                tracing::debug!(error = %e, "politeness slot not given back; its lease ends it");
-            }
-        });
     }
 }
 

@@ -18,7 +18,7 @@ use crate::model::{
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -319,14 +319,39 @@ impl Store {
         // Jobs with a row put back for a retry: if the job was cancelled meanwhile, that row
         // must not wait for a worker.
         let mut retried = BTreeSet::new();
-        for (claim, disposition) in batch {
-            let (row, finished) = written(claim, disposition, now);
-            let res = result::Entity::update_many()
-                .set(row)
-                .filter(guard(claim))
-                .exec(&txn)
-                .await?;
-            if res.rows_affected != 1 {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(claim, disposition)| written(claim, disposition, now))
+            .collect();
+        // On PostgreSQL the finished rows go in one statement; retries (and SQLite, whose
+        // statements cost no round trip) row by row.
+        let mut records = Vec::new();
+        let in_bulk: Vec<bool> = batch
+            .iter()
+            .zip(&rows)
+            .map(|((claim, disposition), (row, _))| {
+                let record = match disposition {
+                    Disposition::Finish(_) if self.backend() == DbBackend::Postgres => {
+                        bulk::record(claim, row)
+                    }
+                    _ => None,
+                };
+                record.map(|r| records.push(r)).is_some()
+            })
+            .collect();
+        let landed_in_bulk = bulk::finish(&txn, records, now).await?;
+        for (((claim, disposition), (row, finished)), bulk) in batch.iter().zip(rows).zip(in_bulk) {
+            let landed = if bulk {
+                landed_in_bulk.contains(&(claim.id, claim.tries))
+            } else {
+                let res = result::Entity::update_many()
+                    .set(row)
+                    .filter(guard(claim))
+                    .exec(&txn)
+                    .await?;
+                res.rows_affected == 1
+            };
+            if !landed {
                 continue;
             }
             match disposition {
@@ -342,10 +367,14 @@ impl Store {
                 entry.1.push((claim.id, done));
             }
         }
-        icons.sort_by(|a, b| {
-            let sha = |f: &crate::model::Found| f.icon.as_ref().map(|i| i.sha256.clone());
-            sha(a).cmp(&sha(b))
-        });
+        // One write per content, not per row: sites that share an icon (a CDN's, a platform's
+        // default) would otherwise cost a round trip each for the same blob row.
+        fn sha(found: &crate::model::Found) -> Option<&str> {
+            found.icon.as_ref().map(|i| i.sha256.as_str())
+        }
+        icons.retain(|found| found.icon.is_some());
+        icons.sort_by(|a, b| sha(a).cmp(&sha(b)));
+        icons.dedup_by(|a, b| sha(a) == sha(b));
         for found in icons {
             put_blob(&txn, found, now).await?;
         }
@@ -480,6 +509,7 @@ fn written(
     }
 }
 
+mod bulk;
 mod claim;
 
 #[cfg(test)]

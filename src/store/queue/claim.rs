@@ -224,10 +224,24 @@ pub(super) fn claim_sql(backend: DbBackend, jobs: usize) -> String {
             .collect::<Vec<_>>()
             .join(" UNION ALL "),
     };
+    let (no_flush, gate) = match backend {
+        DbBackend::Postgres => (NO_FLUSH, " AND EXISTS (SELECT 1 FROM no_flush)"),
+        _ => ("", ""),
+    };
     format!(
-        "UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, \
+        "{no_flush}UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, \
            updated_at = $3 \
-         WHERE id IN ({chosen}) \
+         WHERE id IN ({chosen}){gate} \
          RETURNING id, job_id, domain, tries"
     )
 }
+
+/// Lets a claim's commit on PostgreSQL return before its WAL reaches the disk
+/// (`synchronous_commit` off for that one transaction), which saves a claim, on every worker's
+/// path to its next domains, the flush's few milliseconds. A claim is the one write whose
+/// loss costs nothing: after a crash of the database the row is as it was before the claim
+/// (unleased, the try not counted), the worker that fetched it finds its record's guard
+/// fails, and the row is fetched again, as after any lost lease. Every record still waits for
+/// its flush, and takes the claims before it to the disk with it.
+const NO_FLUSH: &str =
+    "WITH no_flush AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) ";
