@@ -18,7 +18,7 @@ use crate::model::{
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -323,17 +323,14 @@ impl Store {
             .iter()
             .map(|(claim, disposition)| written(claim, disposition, now))
             .collect();
-        // On PostgreSQL the finished rows go in one statement; retries (and SQLite, whose
-        // statements cost no round trip) row by row.
+        // The finished rows go in one statement; retries row by row.
         let mut records = Vec::new();
         let in_bulk: Vec<bool> = batch
             .iter()
             .zip(&rows)
             .map(|((claim, disposition), (row, _))| {
                 let record = match disposition {
-                    Disposition::Finish(_) if self.backend() == DbBackend::Postgres => {
-                        bulk::record(claim, row)
-                    }
+                    Disposition::Finish(_) => bulk::record(self.backend(), claim, row),
                     _ => None,
                 };
                 record.map(|r| records.push(r)).is_some()

@@ -89,3 +89,93 @@ async fn a_lookup_is_cleaned_before_it_is_written() {
     assert_eq!(job.status, JobStatus::Failed);
     assert_eq!(job.progress, 100);
 }
+
+/// A batch's finished rows, written in one statement, are stored as the driver stores a bound
+/// value on SQLite: times as its exact text (SQLite compares times as text, so the cache's
+/// cut-offs and the newest-fetch order depend on it), ids as blobs the guard matches, the
+/// candidates as JSON that reads back whole, and the icon's blob once for rows that share it.
+#[tokio::test]
+async fn a_recorded_batch_is_stored_as_the_driver_stores_values() {
+    use crate::model::{Candidate, CandidateSource, Found, IconBytes};
+    let store = sqlite().await;
+    let domains: Vec<_> = ["a.test", "b.test", "c.test"]
+        .iter()
+        .map(|d| crate::domain::Domain::parse(d).unwrap())
+        .collect();
+    let job = store
+        .create_job("batch", &domains, CachePolicy::OFF)
+        .await
+        .unwrap();
+    let owner = uuid::Uuid::new_v4();
+    let claimed = store
+        .claim(owner, 10, std::time::Duration::from_secs(60), 3)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let mut candidate = Candidate::new("https://a.test/i.png", CandidateSource::Icon);
+    candidate.width = Some(32);
+    let found = |domain: &str| Found {
+        favicon_url: format!("https://{domain}/i.png"),
+        final_url: Some(format!("https://{domain}/")),
+        mime: "image/png".into(),
+        width: 32,
+        height: 32,
+        candidates: vec![candidate.clone()],
+        candidates_dropped: 2,
+        icon: Some(IconBytes::new(&b"the same icon"[..])),
+    };
+    let batch = claimed
+        .into_iter()
+        .map(|claim| {
+            let outcome = match claim.domain.as_str() {
+                "c.test" => Err(FindError::new(ErrorCategory::NoIcon, "nothing")),
+                domain => Ok(found(domain)),
+            };
+            (claim, Disposition::Finish(outcome))
+        })
+        .collect();
+    let recorded = store.record(batch).await.unwrap();
+    assert_eq!(recorded.updates[0].job.completed, 2);
+    assert_eq!(recorded.updates[0].job.failed, 1);
+    let raw = store
+        .db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT fetched_at, updated_at, typeof(width) AS w, lease_owner IS NULL AS free \
+             FROM result ORDER BY position",
+        ))
+        .await
+        .unwrap();
+    for row in raw {
+        // `fetched_at` came through the JSON, `updated_at` was bound: the same time, the same text.
+        let fetched: String = row.try_get("", "fetched_at").unwrap();
+        let updated: String = row.try_get("", "updated_at").unwrap();
+        assert_eq!(fetched, updated);
+        assert!(row.try_get::<bool>("", "free").unwrap());
+    }
+    let rows = store
+        .results_page(job.id, &ResultFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows[0].columns.favicon_url.as_deref(),
+        Some("https://a.test/i.png")
+    );
+    assert_eq!(rows[0].columns.width, Some(32));
+    assert_eq!(rows[0].candidates, vec![candidate]);
+    assert_eq!(rows[0].candidates_dropped, 2);
+    assert!(rows[1].columns.icon_url.is_some() || rows[1].icon.is_some());
+    assert_eq!(rows[2].columns.error_code, Some(ErrorCategory::NoIcon));
+    let blobs = store
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT COUNT(*) AS n FROM icon_blob",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(blobs, 1);
+}

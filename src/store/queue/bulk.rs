@@ -1,18 +1,22 @@
-//! The finished rows of a recording batch in one statement on PostgreSQL, where each used to
-//! be an `UPDATE` of its own: one round trip per batch, not per domain. The statement's text
-//! never changes, so each connection prepares it once.
+//! The finished rows of a recording batch in one statement, where each used to be an `UPDATE`
+//! of its own: on PostgreSQL one round trip per batch, not per domain; on SQLite one hand-off
+//! to the driver's thread instead of one per row (each a pair of thread switches, which with
+//! the per-row icon writes were a quarter of the embedded service's CPU per domain, see
+//! BENCHMARKS.md, issue 29). The statement's text never changes, so each connection prepares
+//! it once.
 //!
-//! The rows travel as one JSON array (`jsonb_to_recordset`): arrays of nullable values are
-//! not something the driver binds. A row whose write sets other columns than the statement's
-//! (a column added to [`super::written`] and not here) is left to the row-by-row write, so the
-//! statement can never drop a column silently; a test checks that a finished row goes here.
+//! The rows travel as one JSON array (`jsonb_to_recordset`, `json_each`): arrays of nullable
+//! values are not something the drivers bind. A row whose write sets other columns than the
+//! statement's (a column added to [`super::written`] and not here) is left to the row-by-row
+//! write, so the statement can never drop a column silently; a test checks that a finished row
+//! goes here.
 
 use super::Claimed;
 use crate::entities::result;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sea_orm::{
-    ActiveEnum, ActiveModelTrait, ActiveValue, ConnectionTrait, DbErr, IdenStatic, Iterable,
-    Statement,
+    ActiveEnum, ActiveModelTrait, ActiveValue, ConnectionTrait, DbBackend, DbErr, IdenStatic,
+    Iterable, Statement,
 };
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -33,6 +37,26 @@ const FINISH_SQL: &str = "UPDATE result AS r SET \
      WHERE r.id = u.id AND r.status = 'pending' AND r.lease_owner = u.owner \
        AND r.tries = u.tries \
      RETURNING r.id, r.tries";
+
+/// [`FINISH_SQL`] on SQLite: ids are kept as 16-byte blobs, times as the driver's RFC 3339
+/// text (see [`stamp`]), JSON as its text.
+const FINISH_SQLITE: &str = "UPDATE result SET \
+       status = u.status, favicon_url = u.favicon_url, error = u.error, \
+       error_code = u.error_code, final_url = u.final_url, mime = u.mime, width = u.width, \
+       height = u.height, fetched_at = u.fetched_at, candidates = u.candidates, \
+       candidates_dropped = u.candidates_dropped, icon_sha256 = u.icon_sha256, \
+       updated_at = $2, lease_owner = NULL, lease_until = NULL \
+     FROM (SELECT unhex(value ->> 'id', '-') AS id, unhex(value ->> 'owner', '-') AS owner, \
+       value ->> 'tries' AS tries, value ->> 'status' AS status, \
+       value ->> 'favicon_url' AS favicon_url, value ->> 'error' AS error, \
+       value ->> 'error_code' AS error_code, value ->> 'final_url' AS final_url, \
+       value ->> 'mime' AS mime, value ->> 'width' AS width, value ->> 'height' AS height, \
+       value ->> 'fetched_at' AS fetched_at, value ->> 'candidates' AS candidates, \
+       value ->> 'candidates_dropped' AS candidates_dropped, \
+       value ->> 'icon_sha256' AS icon_sha256 FROM json_each($1)) AS u \
+     WHERE result.id = u.id AND result.status = 'pending' AND result.lease_owner = u.owner \
+       AND result.tries = u.tries \
+     RETURNING result.id, result.tries";
 
 /// The columns [`FINISH_SQL`] writes; `updated_at` and the lease's are written whatever the row.
 const WRITTEN: [result::Column; 15] = [
@@ -61,14 +85,23 @@ fn set<T: Into<sea_orm::Value>>(value: &ActiveValue<T>) -> Option<&T> {
     }
 }
 
-/// A time as PostgreSQL keeps it (microseconds, truncated as the driver does).
-fn micros(at: &DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+/// A time as the database keeps it: on PostgreSQL microseconds (truncated as the driver does);
+/// on SQLite the text the driver writes for a bound time, to the character, since SQLite
+/// compares times as text.
+fn stamp(backend: DbBackend, at: &DateTime<Utc>) -> String {
+    match backend {
+        DbBackend::Postgres => at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        _ => at.to_rfc3339_opts(SecondsFormat::AutoSi, false),
+    }
 }
 
 /// `claim`'s finished row as a record of [`FINISH_SQL`], or `None` when its write sets a
 /// column the statement does not write (then it is written on its own).
-pub(super) fn record(claim: &Claimed, row: &result::ActiveModel) -> Option<Value> {
+pub(super) fn record(
+    backend: DbBackend,
+    claim: &Claimed,
+    row: &result::ActiveModel,
+) -> Option<Value> {
     let only_these = result::Column::iter().all(|c| {
         let written = WRITTEN.iter().any(|w| w.as_str() == c.as_str());
         row.get(c).is_not_set() != written
@@ -88,7 +121,7 @@ pub(super) fn record(claim: &Claimed, row: &result::ActiveModel) -> Option<Value
         "mime": set(&row.mime)?,
         "width": set(&row.width)?,
         "height": set(&row.height)?,
-        "fetched_at": set(&row.fetched_at)?.as_ref().map(micros),
+        "fetched_at": set(&row.fetched_at)?.as_ref().map(|at| stamp(backend, at)),
         "candidates": set(&row.candidates)?,
         "candidates_dropped": set(&row.candidates_dropped)?,
         "icon_sha256": set(&row.icon_sha256)?,
@@ -104,11 +137,17 @@ pub(super) async fn finish(
     if records.is_empty() {
         return Ok(HashSet::new());
     }
+    let backend = db.get_database_backend();
+    let (sql, rows) = match backend {
+        DbBackend::Postgres => (FINISH_SQL, sea_orm::Value::from(Value::Array(records))),
+        // SQLite reads JSON from text.
+        _ => (FINISH_SQLITE, Value::Array(records).to_string().into()),
+    };
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            FINISH_SQL,
-            [Value::Array(records).into(), now.into()],
+            backend,
+            sql,
+            [rows, now.into()],
         ))
         .await?;
     rows.into_iter()
