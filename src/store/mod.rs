@@ -51,7 +51,7 @@ pub use jobs::Usage;
 pub use keys::NewKey;
 pub use lifecycle::Purged;
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
-pub use results::STREAM_CHUNK;
+pub use results::EXPORT_HOLD;
 pub use write::CANCELLED_MESSAGE;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -146,6 +146,9 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
 }
 
+/// Rows an SQLite statement's thread may hand over before the caller takes them.
+const EXPORT_ROW_BUFFER: usize = 4096;
+
 /// The bytes an SQLite WAL is cut back to after a checkpoint (SQLite's `journal_size_limit`).
 pub const WAL_SIZE_LIMIT: u64 = 16 << 20;
 
@@ -173,6 +176,9 @@ impl Store {
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
+                    // The CSV export takes rows in batches (`results::export`); with the
+                    // default 50 the statement's thread would wait on it after 50 rows.
+                    .row_buffer_size(EXPORT_ROW_BUFFER)
             });
         let db = Database::connect(options).await.map_err(|e| {
             anyhow::anyhow!(
