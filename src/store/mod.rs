@@ -146,9 +146,6 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
 }
 
-/// Rows an SQLite statement's thread may hand over before the caller takes them.
-const EXPORT_ROW_BUFFER: usize = 4096;
-
 /// The bytes an SQLite WAL is cut back to after a checkpoint (SQLite's `journal_size_limit`).
 pub const WAL_SIZE_LIMIT: u64 = 16 << 20;
 
@@ -176,9 +173,6 @@ impl Store {
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
-                    // The CSV export takes rows in batches (`results::export`); with the
-                    // default 50 the statement's thread would wait on it after 50 rows.
-                    .row_buffer_size(EXPORT_ROW_BUFFER)
             });
         let db = Database::connect(options).await.map_err(|e| {
             anyhow::anyhow!(

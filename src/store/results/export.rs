@@ -77,7 +77,7 @@ impl Export {
                 _ => {
                     let pool = db.get_sqlite_connection_pool();
                     let query = sqlx::query(EXPORT_SQL).bind(job_id).bind(self.after);
-                    self.pump(paced(query.fetch(pool))).await?
+                    self.pump(query.fetch(pool)).await?
                 }
             };
             match pass {
@@ -120,30 +120,6 @@ impl Export {
         Ok(Pass::Done)
     }
 }
-
-/// SQLite's rows, taken in batches: its statement runs on a thread of its own that hands
-/// each row over a channel, and taking every row as it comes cost a wake-up of each thread per
-/// row, half the export's time (BENCHMARKS.md, issue 29). When no row is ready, this waits a
-/// millisecond, in which the statement's thread fills the channel (`EXPORT_ROW_BUFFER` in
-/// `store`) with a few hundred.
-fn paced<'a, R: Send + 'a>(
-    rows: BoxStream<'a, Result<R, sqlx::Error>>,
-) -> BoxStream<'a, Result<R, sqlx::Error>> {
-    use futures::{FutureExt, StreamExt};
-    Box::pin(futures::stream::unfold(rows, |mut rows| async move {
-        let row = match rows.next().now_or_never() {
-            Some(row) => row,
-            None => {
-                tokio::time::sleep(PACE).await;
-                rows.next().await
-            }
-        };
-        row.map(|row| (row, rows))
-    }))
-}
-
-/// How long the export waits for SQLite rows when none is ready (see [`paced`]).
-const PACE: Duration = Duration::from_millis(1);
 
 fn query_error(e: sqlx::Error) -> StoreError {
     StoreError::from(DbErr::Query(RuntimeErr::SqlxError(e.into())))
