@@ -186,8 +186,9 @@ impl Store {
         Ok(views.into_iter().map(|view| view.columns).collect())
     }
 
-    /// A job's results as CSV rows (no header), in submission order, in chunks of at most
-    /// `chunk_bytes` (a chunk longer than that holds a single row), written by `csv`.
+    /// A job's results as CSV rows written by `csv` after what it holds already (the
+    /// header), in submission order, in chunks of at most `chunk_bytes` (a chunk longer
+    /// than that holds a single row).
     ///
     /// One statement reads the whole job through the driver's row stream, each row's cells
     /// borrowed from it, so the export moves at the speed the database hands rows over. The
