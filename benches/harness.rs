@@ -97,6 +97,9 @@ mod report;
 use report::append_report;
 #[path = "scenarios/basic.rs"]
 mod basic;
+/// The `csv` figures against the databases' own exports (issue 29).
+#[path = "scenarios/export.rs"]
+mod export;
 use basic::{
     sc_big, sc_cache, sc_create, sc_latency, sc_limit, sc_peer, sc_postgres, sc_throughput,
 };
@@ -152,6 +155,8 @@ Options:
   --no-build         use $CARGO_TARGET_DIR/release/favicon-finder as it is
   --baseline-bin P   an earlier build of the service: two-clients times its bulk
                      throughput, stages its CPU per domain and where it goes,
+                     features each feature's cost, csv its download of the same
+                     database (byte for byte the same), create its createJob,
                      against this one's, in the same run
   --no-append        print the figures without appending them to BENCHMARKS.md
 ";

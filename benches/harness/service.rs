@@ -50,6 +50,8 @@ pub(crate) struct Deployment {
     pub(crate) api: Proc,
     workers: Vec<Proc>,
     pub(crate) base: String,
+    /// The `DATABASE_URL` the processes were given.
+    pub(crate) database_url: String,
     pg_db: Option<(String, String)>,
     pub(crate) _dir: tempfile::TempDir,
 }
@@ -261,10 +263,16 @@ impl Ctx {
         for i in 0..o.workers {
             workers.push(spawn(&format!("worker{i}"), &["worker"])?);
         }
+        let database_url = env
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let mut d = Deployment {
             api,
             workers,
             base: format!("http://127.0.0.1:{port}"),
+            database_url,
             pg_db,
             _dir: dir,
         };

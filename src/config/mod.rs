@@ -151,7 +151,8 @@ pub struct Config {
     /// `MAX_REQUEST_BYTES`: the largest request body the API accepts (default: sized to the
     /// largest legal job, see [`default_max_request_bytes`]).
     pub max_request_bytes: usize,
-    /// `EXPORT_CHUNK_BYTES`: the most result text one chunk of the CSV export buffers.
+    /// `EXPORT_CHUNK_BYTES`: the most CSV one chunk of the export holds (a longer row is a
+    /// chunk of its own).
     pub export_chunk_bytes: usize,
     /// `WS_MAX_MESSAGE_BYTES`: the largest WebSocket message (and frame) a client may send.
     pub ws_max_message_bytes: usize,

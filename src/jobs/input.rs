@@ -70,17 +70,12 @@ pub fn parse_domains<'a>(
             format!("a job may hold at most {max} domains; this request has {count}"),
         ));
     }
-    let mut seen = HashSet::with_capacity(count);
     let mut domains = Vec::with_capacity(count);
     let mut bad = Vec::new();
     for (position, entry) in entries.enumerate() {
         match entry {
             Entry::Text(raw) => match Domain::parse(raw) {
-                Ok(domain) => {
-                    if seen.insert(domain.clone()) {
-                        domains.push(domain);
-                    }
-                }
+                Ok(domain) => domains.push(domain),
                 Err(err) => bad.push((position, json!(raw), err.to_string())),
             },
             Entry::NotText(kind) => bad.push((
@@ -91,6 +86,15 @@ pub fn parse_domains<'a>(
         }
     }
     if bad.is_empty() {
+        // Duplicates are found by reference, so no domain is copied to be remembered.
+        let mut seen = HashSet::with_capacity(domains.len());
+        let first: Vec<bool> = domains.iter().map(|d| seen.insert(d.as_str())).collect();
+        drop(seen);
+        if first.iter().all(|&f| f) {
+            return Ok(domains);
+        }
+        let mut first = first.into_iter();
+        domains.retain(|_| first.next().unwrap_or(false));
         return Ok(domains);
     }
     let listed: Vec<String> = bad

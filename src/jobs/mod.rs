@@ -25,9 +25,10 @@ use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::events::Events;
 use crate::model::{
-    CachePolicy, Job, JobStatus, Page, Priority, ProgressEvent, QueueStanding, ResultColumns,
+    CachePolicy, CsvWriter, Job, JobStatus, Page, Priority, ProgressEvent, QueueStanding,
 };
 use crate::store::{Store, Usage};
+use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -355,28 +356,26 @@ impl Jobs {
             .await?)
     }
 
-    /// Every result of a job for the export, in chunks of about `EXPORT_CHUNK_BYTES`, or
+    /// A job's results as CSV (the header row, then one row per result in submission order),
+    /// in chunks of at most `EXPORT_CHUNK_BYTES` (a longer row is a chunk of its own), or
     /// `NOT_FOUND` (as [`Jobs::find`]) before anything is read. A signed link to the job
     /// stands in for the `read` scope.
     pub async fn export(
         &self,
         caller: &Caller,
         id: Uuid,
-    ) -> AppResult<impl Stream<Item = AppResult<Vec<ResultColumns>>> + Send + use<>> {
+    ) -> AppResult<impl Stream<Item = AppResult<Bytes>> + Send + use<>> {
         if !matches!(caller, Caller::Link { .. }) {
             caller.require(Scope::Read)?;
         }
         self.visible(caller, id).await?;
-        let public_url = self.public_url.clone();
+        let chunk_bytes = self.rules.export_chunk_bytes;
+        // Room for a chunk and the row that ends it, so the buffer seldom grows.
+        let mut csv = CsvWriter::new(self.public_url.as_deref(), chunk_bytes + 4096);
+        csv.header();
         Ok(self
             .store
-            .results_stream(id, self.rules.export_chunk_bytes)
-            .map_ok(move |mut rows| {
-                for row in &mut rows {
-                    row.link_icon(public_url.as_deref());
-                }
-                rows
-            })
+            .export_csv(id, csv, chunk_bytes)
             .map_err(AppError::from))
     }
 

@@ -7,12 +7,14 @@
 //! through SeaORM's active enums and shown by serde (REST, events) and async-graphql with the
 //! same lowercase words.
 
+mod csv;
 pub mod fair;
 mod filter;
 pub mod job;
 mod outcome;
 mod view;
 
+pub use csv::{CsvRow, CsvWriter};
 pub use filter::{
     Fields, ResultCursor, ResultFilter, parse_client_id, parse_error_code, parse_first,
     parse_priority, parse_status,

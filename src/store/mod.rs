@@ -51,7 +51,7 @@ pub use jobs::Usage;
 pub use keys::NewKey;
 pub use lifecycle::Purged;
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
-pub use results::STREAM_CHUNK;
+pub use results::EXPORT_HOLD;
 pub use write::CANCELLED_MESSAGE;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -5,27 +5,24 @@
 //!
 //! With the view's mapping next to the entity (`entities::result`), this file is where the
 //! store meets the one result view: a new column is written in `write::finished_row` and
-//! read by the export through [`ResultColumns::NAMES`].
+//! read by the export through [`EXPORT_SQL`] into a [`crate::model::CsvRow`] (`export`).
+
+mod export;
+
+pub use export::HOLD as EXPORT_HOLD;
 
 use super::sql::{FAILED, NUMBERED};
 use super::{Store, StoreError};
 use crate::entities::icon_blob;
 use crate::entities::result;
-use crate::model::{ErrorCategory, ICONS_PREFIX, ResultColumns, ResultFilter, ResultView};
+use crate::model::{CsvWriter, ErrorCategory, ResultColumns, ResultFilter, ResultView};
+use bytes::Bytes;
 use futures::Stream;
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
-
-/// Rows per read when streaming a job's results. Larger chunks were no faster once only the
-/// exported columns are read, and 5,000 grew the RSS by 26 MB instead of 10 (BENCHMARKS.md).
-pub const STREAM_CHUNK: usize = 1_000;
-/// What a CSV row costs besides its text columns (status, numbers, timestamp, separators),
-/// counted against the export's byte budget.
-const ROW_FIXED_BYTES: i64 = 64;
 
 /// The rows of a job that `filter` matches, as a condition every filtered read shares.
 ///
@@ -189,49 +186,23 @@ impl Store {
         Ok(views.into_iter().map(|view| view.columns).collect())
     }
 
-    /// Streams a job's results in submission order, as chunks of at most [`STREAM_CHUNK`] rows
-    /// and about `max_bytes` of text: a chunk ends before the row that would take it past
-    /// `max_bytes` (every chunk holds at least one row), so memory stays bounded however large
-    /// the rows are.
-    pub fn results_stream(
+    /// A job's results as CSV rows written by `csv` after what it holds already (the
+    /// header), in submission order, in chunks of at most `chunk_bytes` (a chunk longer
+    /// than that holds a single row).
+    ///
+    /// One statement reads the whole job through the driver's row stream, each row's cells
+    /// borrowed from it, so the export moves at the speed the database hands rows over. The
+    /// stream is read ahead by at most one chunk: a client that reads slowly holds the
+    /// statement (a pooled connection and, on SQLite, a read snapshot) no longer than
+    /// [`EXPORT_HOLD`] per chunk; then the statement is let go and a new one starts after
+    /// the last row sent once the client catches up.
+    pub fn export_csv(
         &self,
         job_id: Uuid,
-        max_bytes: usize,
-    ) -> impl Stream<Item = Result<Vec<ResultColumns>, StoreError>> + Send + use<> {
-        let store = self.clone();
-        let backend = self.backend();
-        // Only the exported columns: decoding the candidates JSON of every row cost more than
-        // writing the CSV (see BENCHMARKS.md). The database sums the rows' sizes, so rows
-        // past the byte budget are never sent to this process; the first row always is
-        // (`upto = size`), so the export moves on however large a row is.
-        let sql = export_sql(backend);
-        let budget = i64::try_from(max_bytes).unwrap_or(i64::MAX);
-        // Positions are dense from 0, so the next chunk starts where this one's count ends.
-        futures::stream::try_unfold(0i32, move |next| {
-            let store = store.clone();
-            let sql = sql.clone();
-            async move {
-                let statement = Statement::from_sql_and_values(
-                    backend,
-                    sql,
-                    [
-                        job_id.into(),
-                        next.into(),
-                        (STREAM_CHUNK as i64).into(),
-                        budget.into(),
-                    ],
-                );
-                let rows =
-                    <ResultColumns as sea_orm::FromQueryResult>::find_by_statement(statement)
-                        .all(&store.db)
-                        .await?;
-                if rows.is_empty() {
-                    return Ok(None);
-                }
-                let after = next.saturating_add(i32::try_from(rows.len()).unwrap_or(i32::MAX));
-                Ok(Some((rows, after)))
-            }
-        })
+        csv: CsvWriter,
+        chunk_bytes: usize,
+    ) -> impl Stream<Item = Result<Bytes, StoreError>> + Send + Unpin + use<> {
+        export::spawn(self.db.clone(), job_id, csv, chunk_bytes.max(1))
     }
 }
 
@@ -259,49 +230,14 @@ pub(super) fn page_query(
     }
 }
 
-/// The export's chunk statement; its parameters: job id, first position, rows, byte budget.
-pub(super) fn export_sql(backend: DbBackend) -> String {
-    let octets = |column: &str| match backend {
-        DbBackend::Postgres => format!("COALESCE(OCTET_LENGTH({column}), 0)"),
-        _ => format!("COALESCE(LENGTH(CAST({column} AS BLOB)), 0)"),
-    };
-    let size = format!(
-        "({} + {} + {} + {} + {} + {} + {ROW_FIXED_BYTES})",
-        octets("domain"),
-        octets("favicon_url"),
-        octets("error"),
-        octets("error_code"),
-        octets("final_url"),
-        octets("mime"),
-    );
-    // Every column the views show, so a new one is exported without an edit here; the
-    // icon's URL is made from whether its bytes are stored.
-    let columns = ResultColumns::NAMES.join(", ");
-    let icon_url = format!(
-        "CASE WHEN icon_sha256 IS NULL THEN NULL ELSE '{ICONS_PREFIX}' || domain END AS icon_url"
-    );
-    let read = ResultColumns::NAMES
-        .map(|c| {
-            if c == "icon_url" {
-                icon_url.as_str()
-            } else {
-                c
-            }
-        })
-        .join(", ");
-    let [p1, p2, p3, p4] = match backend {
-        DbBackend::Postgres => ["$1", "$2", "$3", "$4"],
-        _ => ["?", "?", "?", "?"],
-    };
-    format!(
-        "SELECT {columns} FROM (\
-               SELECT {columns}, position, {size} AS size, \
-                 SUM({size}) OVER (ORDER BY position) AS upto \
-               FROM (SELECT {read}, position FROM result \
-                 WHERE job_id = {p1} AND position >= {p2} ORDER BY position LIMIT {p3}) AS page\
-             ) AS sized WHERE upto <= {p4} OR upto = size ORDER BY position"
-    )
-}
+/// The export's statement: the rows of job `$1` after position `$2`, in position order, with
+/// what the CSV shows of each: its columns in CSV order, then whether the icon's bytes are
+/// stored (`icon_url` is made from it and the domain) and the position (where a new statement
+/// resumes).
+pub(super) const EXPORT_SQL: &str = "SELECT domain, status, favicon_url, error, tries, \
+     error_code, final_url, mime, width, height, fetched_at, cached, \
+     icon_sha256 IS NOT NULL AS has_icon, position \
+     FROM result WHERE job_id = $1 AND position > $2 ORDER BY position";
 
 /// A job's finished rows after place `cursor` in its order of finishing, in that order.
 pub(super) fn finished_after_query(

@@ -99,10 +99,14 @@ async fn an_idn_domain_goes_through_job_results_and_csv(backend: Backend) {
 both_backends!(idn_domain, an_idn_domain_goes_through_job_results_and_csv);
 
 async fn the_export_crosses_its_chunk_boundary(backend: Backend) {
-    // More rows than one chunk holds (`STREAM_CHUNK`), so the export needs a second query
-    // that starts where the first stopped.
-    let rows = favicon_finder::store::STREAM_CHUNK * 2 + 37;
-    let app = TestApp::spawn(backend, &[("WORKER_CONCURRENCY", "0")]).await;
+    // Many more rows than one chunk holds (the smallest `EXPORT_CHUNK_BYTES`), so the export
+    // sends dozens of chunks, each ending between two rows.
+    let rows = 2_037;
+    let app = TestApp::spawn(
+        backend,
+        &[("WORKER_CONCURRENCY", "0"), ("EXPORT_CHUNK_BYTES", "1024")],
+    )
+    .await;
     let domains: Vec<String> = (0..rows).map(|i| format!("d{i:05}.test")).collect();
     let job = app.create_job("promises", &domains).await;
     let (header, records) = parse_csv(&app.download(&job).await);

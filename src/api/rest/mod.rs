@@ -13,9 +13,8 @@ use crate::error::{AppError, AppResult, Code, ErrorBody};
 use crate::jobs::{self, NewJob};
 use crate::jobs::{FailureGroup, ResultPage};
 use crate::model::{
-    ErrorCategory, Fields, JobStatus, Page, Priority, QueueStanding, ResultColumns, ResultCursor,
-    ResultFilter, ResultStatus, ResultView, parse_error_code, parse_first, parse_priority,
-    parse_status,
+    ErrorCategory, Fields, JobStatus, Page, Priority, QueueStanding, ResultCursor, ResultFilter,
+    ResultStatus, ResultView, parse_error_code, parse_first, parse_priority, parse_status,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -460,7 +459,7 @@ pub(crate) async fn get_results(
 }
 
 /// `GET /jobs/{id}/download`: every result as CSV, streamed chunk by chunk; the columns are
-/// [`ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
+/// [`crate::model::ResultColumns::NAMES`]. With a key, or a signed link (`?expires=…&sig=…`) instead.
 #[utoipa::path(
     get,
     path = DOWNLOAD_ROUTE,
@@ -482,16 +481,12 @@ pub(crate) async fn download(
     JobRequest { caller, id }: JobRequest,
 ) -> AppResult<Response> {
     let chunks = state.jobs.export(&caller, id).await?;
-    let header_row = csv_chunk(true, &[]).map_err(anyhow::Error::from)?;
-    let rows = chunks.map(move |chunk| {
-        let chunk = chunk.map_err(|e| {
+    let body = chunks.map(move |chunk| {
+        chunk.map_err(|e| {
             tracing::error!(job_id = %id, error = %e, "CSV stream failed mid-way");
             std::io::Error::other(e)
-        })?;
-        csv_chunk(false, &chunk).map_err(std::io::Error::other)
+        })
     });
-    let body =
-        futures::stream::once(async move { Ok::<_, std::io::Error>(header_row) }).chain(rows);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -503,17 +498,4 @@ pub(crate) async fn download(
         Body::from_stream(body),
     )
         .into_response())
-}
-
-/// Serialises a chunk of rows, after the header row when `with_header`.
-fn csv_chunk(with_header: bool, rows: &[ResultColumns]) -> Result<Bytes, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 120 + 128));
-    if with_header {
-        writer.write_record(ResultColumns::NAMES)?;
-    }
-    for row in rows {
-        writer.write_record(row.csv_record().iter().map(|cell| cell.as_bytes()))?;
-    }
-    let bytes = writer.into_inner().map_err(|e| e.into_error())?;
-    Ok(Bytes::from(bytes))
 }

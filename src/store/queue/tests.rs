@@ -175,15 +175,12 @@ async fn check_claim_plan(store: &Store) {
         backend,
     );
     assert_plan_uses(db, explain, page, by_position).await;
+    // The export resuming near the job's end (a third of it is read more cheaply in a
+    // scan and a sort on PostgreSQL, as a whole job that is most of the table is).
     let export = Statement::from_sql_and_values(
         backend,
-        super::super::results::export_sql(backend),
-        [
-            job.id.into(),
-            20_000i32.into(),
-            500i64.into(),
-            (1i64 << 20).into(),
-        ],
+        super::super::results::EXPORT_SQL,
+        [job.id.into(), 29_500i32.into()],
     );
     assert_plan_uses(db, explain, export, by_position).await;
     // Job creation's cache lookup probes the cache index per domain.
