@@ -49,6 +49,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod tls;
 use tls::TestCa;
 
+/// The `concurrency` scenario: domains in flight against throughput, CPU and RSS (issue 29).
+#[path = "scenarios/concurrency.rs"]
+mod concurrency;
 /// The `purge` scenario (a file of its own; this one is long enough).
 #[path = "scenarios/purge.rs"]
 mod purge;
@@ -99,7 +102,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 18] = [
+const ALL: [&str; 19] = [
     "throughput",
     "postgres",
     "latency",
@@ -118,6 +121,7 @@ const ALL: [&str; 18] = [
     "dashboard",
     "slow-web",
     "two-clients",
+    "concurrency",
 ];
 
 /// What `--help` prints.
@@ -126,7 +130,9 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
-  subscribers profile icons purge dashboard slow-web two-clients
+  subscribers profile icons purge dashboard slow-web two-clients concurrency
+  (concurrency sweeps WORKER_CONCURRENCY at 64,256,1000,2000,4000 and the default;
+  CONCURRENCY_LEVELS=a,b,... in the environment for others)
 
 Options:
   --domains N        sites of the throughput-style jobs (10000)
@@ -405,6 +411,7 @@ fn main() -> Result<()> {
                 "dashboard" => dashboard::sc_dashboard(&mut ctx).await,
                 "slow-web" => slow_web::sc_slow_web(&mut ctx).await,
                 "two-clients" => two_clients::sc_two_clients(&mut ctx).await,
+                "concurrency" => concurrency::sc_concurrency(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {
