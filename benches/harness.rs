@@ -54,6 +54,9 @@ mod dns;
 /// The `features` scenario (issue 29): each feature of the last round alone.
 #[path = "scenarios/features.rs"]
 mod features;
+/// The `concurrency` scenario: domains in flight against throughput, CPU and RSS (issue 29).
+#[path = "scenarios/concurrency.rs"]
+mod concurrency;
 /// The `purge` scenario (a file of its own; this one is long enough).
 #[path = "scenarios/purge.rs"]
 mod purge;
@@ -110,7 +113,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 20] = [
+const ALL: [&str; 21] = [
     "throughput",
     "postgres",
     "latency",
@@ -131,6 +134,7 @@ const ALL: [&str; 20] = [
     "two-clients",
     "stages",
     "features",
+    "concurrency",
 ];
 
 /// What `--help` prints.
@@ -140,7 +144,9 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
   subscribers profile icons purge dashboard slow-web two-clients stages
-  features
+  features concurrency
+  (concurrency sweeps WORKER_CONCURRENCY at 64,256,1000,2000,4000 and the default;
+  CONCURRENCY_LEVELS=a,b,... in the environment for others)
 
 Options:
   --domains N        sites of the throughput-style jobs (10000)
@@ -424,6 +430,7 @@ fn main() -> Result<()> {
                 "two-clients" => two_clients::sc_two_clients(&mut ctx).await,
                 "stages" => stages::sc_stages(&mut ctx).await,
                 "features" => features::sc_features(&mut ctx).await,
+                "concurrency" => concurrency::sc_concurrency(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

@@ -197,9 +197,7 @@ impl FakeInternet {
             _ => None,
         };
         for addr in slow.iter().flat_map(|w| w.addresses()) {
-            let l = TcpListener::bind((addr, 0))
-                .await
-                .with_context(|| format!("binding {addr}"))?;
+            let l = listen_wide(addr).with_context(|| format!("binding {addr}"))?;
             web_ports.push((addr, l.local_addr()?.port()));
             tasks.push(tokio::spawn(accept_loop(l, net.clone())));
         }
@@ -257,6 +255,22 @@ impl FakeInternet {
             tls_ok: l(&c.tls_ok),
         }
     }
+}
+
+/// Connections waiting to be accepted at one of the slow web's listeners: the kernel's
+/// ceiling (`net.core.somaxconn`, 4096 here). With tokio's 1,024, the `concurrency` sweep's
+/// thousands of names on one address overflowed the queue when a level started, and every
+/// dropped SYN cost its domain a second's retransmission (`TcpExtListenOverflows`).
+const WIDE_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` (any port) with [`WIDE_BACKLOG`].
+fn listen_wide(addr: std::net::IpAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind((addr, 0).into())?;
+    socket.listen(WIDE_BACKLOG)
 }
 
 async fn accept_loop(listener: TcpListener, net: Arc<Net>) {

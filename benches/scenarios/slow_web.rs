@@ -170,6 +170,9 @@ pub(super) struct Web {
     addresses: Vec<(IpAddr, Load, bool)>,
     png: Bytes,
     ico: Bytes,
+    /// Every name on the one address, through `FETCH_RESOLVE=*=…` (the `concurrency` sweep:
+    /// more names than one environment string can list).
+    wildcard: bool,
 }
 
 /// The `k`-th address of the web, on loopback away from 127.0.0.1.
@@ -256,7 +259,43 @@ impl Web {
             addresses,
             ico: ico_of(&png, 32),
             png: Bytes::from(png),
+            wildcard: false,
         }
+    }
+
+    /// The `concurrency` sweep's web: `n` hosts that all answer (no silent ones, whose 15 s
+    /// deadlines and retries would make the job's length theirs), every name on one address and
+    /// one listener, with the slow web's latencies. Per 20 names, in turn: one dead, two
+    /// `/favicon.ico` only, the rest linking an icon; so the web of `n` names is the start of
+    /// every larger one, and each level sees the same mix.
+    pub(super) fn sweep(n: usize, seed: u64) -> Self {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let hosts = (0..n)
+            .map(|i| Host {
+                kind: match i % 20 {
+                    0 => Kind::Dead,
+                    1 | 2 => Kind::FaviconOnly,
+                    _ => Kind::Linked,
+                },
+                addr: address(0),
+                latency: draw_latency(&mut rng),
+            })
+            .collect();
+        let png = png32();
+        Self {
+            hosts,
+            addresses: vec![(address(0), Load::default(), false)],
+            ico: ico_of(&png, 32),
+            png: Bytes::from(png),
+            wildcard: true,
+        }
+    }
+
+    /// The hosts' mean latency (a found domain costs two of them: its page and its icon).
+    pub(super) fn mean_latency(&self) -> Duration {
+        let sum: Duration = self.hosts.iter().map(|h| h.latency).sum();
+        sum / self.hosts.len().max(1) as u32
     }
 
     /// Every host's name, in index order.
@@ -274,6 +313,9 @@ impl Web {
     /// `FETCH_RESOLVE`: every name to its address, on the port its listener got.
     pub(super) fn resolve(&self, ports: &[(IpAddr, u16)]) -> String {
         let port: std::collections::HashMap<IpAddr, u16> = ports.iter().copied().collect();
+        if self.wildcard {
+            return format!("*={}:{}", address(0), port[&address(0)]);
+        }
         self.names()
             .iter()
             .zip(&self.hosts)

@@ -31,12 +31,13 @@ pub const MAX_ENTRY_JSON_BYTES: usize = 253 + 2 + 1;
 /// 255 characters, `max_age_seconds`, keys, brackets, whitespace), generously.
 pub const REQUEST_OVERHEAD_BYTES: usize = 64 * 1024;
 /// `WORKER_MAX_SHARE_PER_JOB`'s default. With [`DEFAULT_WORKER_CONCURRENCY`] it lets a lone
-/// job hold 64 slots, what it held before the cap, and keeps 16 for other jobs: a cap at
-/// the old 64 slots cost a lone bulk job 5–14 % (README, "Fair claims").
+/// job hold 409 slots and keeps 103 for other jobs, so a job of silent sites cannot take them
+/// all (README, "Fair claims").
 pub const DEFAULT_JOB_SHARE: f64 = 0.8;
-/// `WORKER_CONCURRENCY`'s default: 64 slots for any one job plus a reserve of 16 that a job
-/// of silent sites cannot take.
-pub const DEFAULT_WORKER_CONCURRENCY: usize = 80;
+/// `WORKER_CONCURRENCY`'s default: the most domains in flight measured to keep ≥ 90 % of the
+/// ideal throughput on the slow web (heavy-tailed latency, mean domain time about 0.58 s)
+/// within 0.6 cores and 70 MB; 1,000 stayed at 56–81 % (BENCHMARKS.md, issue 29).
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 512;
 /// The largest `MAX_REQUEST_BYTES` accepted, set or derived (1 GiB).
 pub const MAX_REQUEST_BYTES_CEILING: usize = 1024 * 1024 * 1024;
 

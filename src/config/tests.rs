@@ -16,11 +16,11 @@ fn defaults_match_the_design() {
     // changed default must change the docs and this line with it.
     assert_eq!(config.database_url, "sqlite://favicon-finder.db?mode=rwc");
     assert_eq!(config.port, 3000);
-    assert_eq!(config.worker_concurrency, 80);
-    // A lone job holds the 64 slots it held before the per-job cap; 16 stay for others.
+    assert_eq!(config.worker_concurrency, 512);
+    // A lone job holds 409 slots; 103 stay for others.
     assert_eq!(
         crate::model::fair::per_job_cap(config.worker_concurrency, config.worker_max_share_per_job),
-        64
+        409
     );
     assert_eq!(config.fetch_timeout, Duration::from_secs(15));
     assert_eq!(config.fetch_slot_wait, Duration::from_secs(120));

@@ -33,6 +33,9 @@ pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(10);
 /// header a few hundred times, which browsers (that count bytes, not lines) read; the bytes of
 /// the header section stay bounded by hyper's read buffer (about 400 KiB).
 pub const MAX_RESPONSE_HEADERS: usize = 512;
+/// How long a finished request's connection waits for the same site's next request (its
+/// icon after its page). hyper-util reaps idle connections every `max(this, 90 ms)`.
+const POOL_IDLE: Duration = Duration::from_millis(100);
 /// The encodings offered. `deflate` is decoded here, not by reqwest (see [`Inflate`]).
 const ACCEPT_ENCODING: &str = "gzip, deflate, br";
 
@@ -144,11 +147,13 @@ impl Fetcher {
             // Most domains are their own host: a connection is reused between a site's page
             // and its icons, milliseconds apart, and rarely after. A long idle timeout kept
             // one open socket per finished domain (thousands of descriptors and hundreds of
-            // MB in a large job, see BENCHMARKS.md). A host many sites share (a CDN serving
-            // their icons) has up to its per-host limit of requests at once: keeping as many
-            // idle connections lets each next request skip a TCP and TLS handshake, where
-            // one kept idle made about every other icon open a new connection.
-            .pool_idle_timeout(Duration::from_millis(500))
+            // MB in a large job, see BENCHMARKS.md). Even 500 ms (reaped every 500 ms, so held
+            // 0.5–1 s) kept more idle connections than busy ones on the slow web, each with
+            // hyper's two 8 KiB buffers (BENCHMARKS.md, issue 29). A host many sites share (a
+            // CDN serving their icons) has up to its per-host limit of requests at once:
+            // keeping as many idle connections lets each next request skip a TCP and TLS
+            // handshake, where one kept idle made about every other icon open a new one.
+            .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(config.per_host_concurrency)
             .http1_max_headers(MAX_RESPONSE_HEADERS)
             // Offered as before, decoded by `Inflate`; gzip and brotli stay with reqwest.

@@ -17,6 +17,7 @@ use url::Url;
 mod bounds;
 mod choosing;
 mod fetching;
+mod pool;
 mod properties;
 mod safety;
 pub(super) mod shapes;
