@@ -49,14 +49,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod tls;
 use tls::TestCa;
 
+/// The `concurrency` scenario: domains in flight against throughput, CPU and RSS (issue 29).
+#[path = "scenarios/concurrency.rs"]
+mod concurrency;
 #[path = "harness/dns.rs"]
 mod dns;
 /// The `features` scenario (issue 29): each feature of the last round alone.
 #[path = "scenarios/features.rs"]
 mod features;
-/// The `concurrency` scenario: domains in flight against throughput, CPU and RSS (issue 29).
-#[path = "scenarios/concurrency.rs"]
-mod concurrency;
 /// The `purge` scenario (a file of its own; this one is long enough).
 #[path = "scenarios/purge.rs"]
 mod purge;
