@@ -91,7 +91,12 @@ pub(crate) async fn sc_latency(ctx: &mut Ctx) -> Result<()> {
     let n = ctx.opts.domains;
     let net = plain_net(ctx, n, Duration::from_millis(100)).await?;
     let runs = fresh_runs(ctx, &net, n, ctx.opts.runs, || DeployOpts {
-        env: vec![("WORKER_CONCURRENCY", "256".into())],
+        // The lone job holds all 256 slots, as the ideal below assumes (a job holds
+        // WORKER_MAX_SHARE_PER_JOB of them by default).
+        env: vec![
+            ("WORKER_CONCURRENCY", "256".into()),
+            ("WORKER_MAX_SHARE_PER_JOB", "1".into()),
+        ],
         ..embedded()
     })
     .await?;

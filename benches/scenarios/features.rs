@@ -52,10 +52,8 @@ pub(crate) async fn sc_features(ctx: &mut Ctx) -> Result<()> {
         for (i, (label, env)) in variants.iter().enumerate() {
             for (b, (build, bin)) in builds.iter().enumerate() {
                 println!("    {build}, {label}:");
-                let o = DeployOpts {
-                    env: env.clone(),
-                    ..embedded()
-                };
+                let mut o = crate::stages::same_slots();
+                o.env.extend(env.iter().cloned());
                 let d = ctx.deploy_bin(bin, Some(&net), o).await?;
                 let asked = dns.queries.load(Ordering::Relaxed);
                 runs[b][i].push(timed_job(ctx, &net, &d, n, None).await?.0);
