@@ -1,9 +1,9 @@
 //! The finished rows of a recording batch in one statement, where each used to be an `UPDATE`
 //! of its own: on PostgreSQL one round trip per batch, not per domain; on SQLite one hand-off
-//! to the driver's thread instead of one per row (each a pair of thread switches, which with
-//! the per-row icon writes were a quarter of the embedded service's CPU per domain, see
-//! BENCHMARKS.md, issue 29). The statement's text never changes, so each connection prepares
-//! it once.
+//! to the driver's thread instead of one per row (each a pair of thread switches: with the
+//! per-row icon writes, the recorder was about a tenth of the embedded service's CPU per
+//! domain, and the switches a good part of the scheduling; see BENCHMARKS.md, issue 29). The
+//! statement's text never changes, so each connection prepares it once.
 //!
 //! The rows travel as one JSON array (`jsonb_to_recordset`, `json_each`): arrays of nullable
 //! values are not something the drivers bind. A row whose write sets other columns than the
