@@ -92,8 +92,8 @@ pub(crate) use service::{Ctx, Db, DeployOpts, Deployment};
 #[path = "harness/jobs.rs"]
 mod jobs;
 pub(crate) use jobs::{
-    RunOut, all_results, embedded, fleet, fresh_runs, job_limit, plain_net, post_job, post_job_as,
-    summarize, timed_job, wait_job,
+    RunOut, all_results, bulk_net, embedded, fleet, fresh_runs, job_limit, plain_net, post_job,
+    post_job_as, summarize, timed_job, wait_job,
 };
 #[path = "harness/report.rs"]
 mod report;

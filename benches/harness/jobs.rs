@@ -180,6 +180,28 @@ pub(crate) fn summarize(runs: &[RunOut]) -> (f64, f64) {
     (median(&rates), median(&walls))
 }
 
+/// The bulk fake internet: `sites` sites answering at once, over HTTPS when `tls`, and also
+/// on ports 80 and 443 when `low_ports` (for names looked up by DNS, and for the peer).
+pub(crate) async fn bulk_net(
+    ctx: &Ctx,
+    sites: usize,
+    tls: bool,
+    low_ports: bool,
+) -> Result<FakeInternet> {
+    FakeInternet::start(
+        NetOpts {
+            tls,
+            latency: Duration::ZERO,
+            sites,
+            low_ports,
+            gated: false,
+            web: None,
+        },
+        ctx.tmp.path(),
+    )
+    .await
+}
+
 pub(crate) async fn plain_net(ctx: &Ctx, sites: usize, latency: Duration) -> Result<FakeInternet> {
     FakeInternet::start(
         NetOpts {

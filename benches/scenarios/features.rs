@@ -9,19 +9,8 @@ use crate::dns::FakeDns;
 
 pub(crate) async fn sc_features(ctx: &mut Ctx) -> Result<()> {
     let n = ctx.opts.domains;
-    let net = FakeInternet::start(
-        NetOpts {
-            tls: false,
-            latency: Duration::ZERO,
-            sites: n,
-            // Names looked up by DNS are fetched on ports 80 and 443.
-            low_ports: true,
-            gated: false,
-            web: None,
-        },
-        ctx.tmp.path(),
-    )
-    .await?;
+    // Names looked up by DNS are fetched on ports 80 and 443.
+    let net = bulk_net(ctx, n, false, true).await?;
     let dns = FakeDns::start().await?;
     let mut variants: Vec<(&str, Vec<(&'static str, String)>)> = vec![
         (

@@ -13,18 +13,7 @@ pub(crate) async fn sc_profile(ctx: &mut Ctx) -> Result<()> {
 async fn profile_one(ctx: &mut Ctx, tls: bool) -> Result<()> {
     let n = ctx.opts.domains;
     let mode = if tls { "HTTPS" } else { "plain HTTP" };
-    let net = FakeInternet::start(
-        NetOpts {
-            tls,
-            latency: Duration::ZERO,
-            sites: n,
-            low_ports: false,
-            gated: false,
-            web: None,
-        },
-        ctx.tmp.path(),
-    )
-    .await?;
+    let net = bulk_net(ctx, n, tls, false).await?;
     let d = ctx.deploy(Some(&net), embedded()).await?;
     let data = ctx.tmp.path().join("perf.data");
     let perf = Command::new("perf")

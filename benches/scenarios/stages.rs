@@ -149,18 +149,7 @@ pub(crate) async fn sc_stages(ctx: &mut Ctx) -> Result<()> {
 async fn stages_one(ctx: &mut Ctx, tls: bool) -> Result<()> {
     let n = ctx.opts.domains;
     let mode = if tls { "HTTPS" } else { "plain HTTP" };
-    let net = FakeInternet::start(
-        NetOpts {
-            tls,
-            latency: Duration::ZERO,
-            sites: n,
-            low_ports: false,
-            gated: false,
-            web: None,
-        },
-        ctx.tmp.path(),
-    )
-    .await?;
+    let net = bulk_net(ctx, n, tls, false).await?;
     let mut builds = vec![("this build", ctx.bin.clone())];
     if let Some(b) = ctx.opts.baseline_bin.clone() {
         builds.push(("baseline", b));
