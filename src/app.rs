@@ -15,6 +15,8 @@ use crate::metrics::Metrics;
 use crate::politeness::{LiveWorkers, Politeness, PolitenessSettings};
 use crate::retention::{Retention, RetentionSettings};
 use crate::store::Store;
+use crate::webhooks::deliver::Deliverer;
+use crate::webhooks::{WebhookSettings, Webhooks};
 use crate::worker::{WorkerPool, WorkerSettings};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct Application {
     worker: Option<WorkerPool>,
     /// The retention task; every process runs one, and a lease lets one of them work.
     retention: Option<Retention>,
+    /// The webhook deliverer, in processes that run workers.
+    deliverer: Option<Deliverer>,
 }
 
 impl Application {
@@ -91,6 +95,22 @@ impl Application {
                 config.download_url_ttl,
             ),
         );
+        let webhooks = Webhooks::new(
+            store.clone(),
+            config.webhooks.secret_key.as_deref(),
+            crate::finder::resolve::GuardedResolver::new(&config.finder())?,
+            webhook_settings(&config),
+        )?;
+        let deliverer = (roles.worker && config.worker_concurrency > 0)
+            .then(|| {
+                Deliverer::new(
+                    &webhooks,
+                    accounts.signer().clone(),
+                    config.public_url.clone(),
+                    metrics.clone(),
+                )
+            })
+            .transpose()?;
         let mut ops_listener = None;
         if roles.api {
             prepare_access(&config, &accounts).await?;
@@ -124,12 +144,14 @@ impl Application {
                     .map(|pool| pool.health() as Arc<dyn crate::model::Liveness>),
                 accounts,
                 politeness,
+                webhooks,
             },
             store,
             listener,
             ops_listener,
             worker,
             retention,
+            deliverer,
         })
     }
 
@@ -178,6 +200,9 @@ impl Application {
         let retention = self
             .retention
             .map(|task| tokio::spawn(task.run(shutdown.clone())));
+        let deliverer = self
+            .deliverer
+            .map(|task| tokio::spawn(task.run(shutdown.clone())));
         let worker = self.worker.map(|pool| {
             let token = shutdown.clone();
             tokio::spawn(async move { pool.run(token).await })
@@ -216,6 +241,7 @@ impl Application {
         join_task(ops, "ops listener").await;
         join_task(worker, "worker").await;
         join_task(retention, "retention").await;
+        join_task(deliverer, "webhook deliverer").await;
         Ok(())
     }
 }
@@ -399,5 +425,24 @@ fn rules(config: &Config) -> Rules {
         cache_failure_max_age: config.cache_failure_max_age,
         export_chunk_bytes: config.export_chunk_bytes,
         purge_batch_rows: config.retention_batch_rows,
+    }
+}
+
+/// The webhooks' settings, from the configuration.
+fn webhook_settings(config: &Config) -> WebhookSettings {
+    let w = &config.webhooks;
+    WebhookSettings {
+        backoff: crate::model::webhook::Backoff {
+            base: w.retry_base,
+            max: w.retry_max,
+            max_attempts: w.max_attempts,
+        },
+        timeout: w.timeout,
+        disable_after: w.disable_after,
+        rotation_overlap: w.rotation_overlap,
+        concurrency: w.concurrency,
+        progress_interval: w.progress_interval,
+        poll: w.poll,
+        allow_private: config.fetch_allow_private_networks,
     }
 }

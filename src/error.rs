@@ -62,6 +62,11 @@ pub enum Code {
     QueryTooDeep,
     /// GraphQL only: more complex than `GRAPHQL_MAX_COMPLEXITY`.
     QueryTooComplex,
+    /// A webhook URL that is not `http(s)`, carries credentials, does not resolve, or
+    /// resolves to a non-public address.
+    WebhookUrlRefused,
+    /// Webhooks are off on this server: `WEBHOOK_SECRET_KEY` is not set.
+    WebhooksNotConfigured,
 }
 
 impl Code {
@@ -92,6 +97,8 @@ impl Code {
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::QueryTooDeep => "QUERY_TOO_DEEP",
             Self::QueryTooComplex => "QUERY_TOO_COMPLEX",
+            Self::WebhookUrlRefused => "WEBHOOK_URL_REFUSED",
+            Self::WebhooksNotConfigured => "WEBHOOKS_NOT_CONFIGURED",
         }
     }
 }

@@ -28,6 +28,8 @@
 //!   progress) and every rule.
 //! - [`retention`][]: the background purge of old jobs, old cache rows and unreferenced
 //!   icon blobs, on one process of a fleet at a time.
+//! - [`webhooks`][]: clients' endpoints and their use cases, Standard Webhooks signing, and
+//!   the workers' delivery of the outbox (leased, retried, through the SSRF guard).
 //! - [`icons`][]: serving the stored icons: newest icon, resize, fallback, on-demand lookup.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
@@ -54,4 +56,5 @@ pub mod redact;
 pub mod retention;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;
 pub mod worker;

@@ -80,6 +80,12 @@ pub struct Metrics {
     /// failure remembered, answered without drawing), `over_budget` (the caller's render time
     /// is spent: 429).
     pub icon_renders: IntCounterVec,
+    /// Webhook delivery attempts, by outcome: `delivered` (2xx), `retry` (failed, tried again
+    /// later), `failed` (the last attempt failed), `refused` (the SSRF guard stopped it; retried
+    /// like a failure).
+    pub webhook_attempts: IntCounterVec,
+    /// Webhook endpoints disabled for failing too long.
+    pub webhooks_disabled: IntCounter,
     /// Jobs by status, read at scrape time.
     jobs: IntGaugeVec,
     /// Result rows not yet finished, by state (`queued`, `leased`), read at scrape time.
@@ -92,6 +98,9 @@ pub struct Metrics {
     /// When the fleet-wide gauges were last read from the database.
     fleet_read_at: Mutex<Option<Instant>>,
 }
+
+/// The outcomes a webhook attempt is counted under.
+pub const WEBHOOK_OUTCOMES: [&str; 4] = ["delivered", "retry", "failed", "refused"];
 
 impl Metrics {
     /// Creates and registers every metric.
@@ -179,6 +188,15 @@ impl Metrics {
                 &["job"],
             )
             .unwrap(),
+            webhook_attempts: counter_vec(
+                "webhook_attempts_total",
+                "Webhook delivery attempts, by outcome",
+                &["outcome"],
+            ),
+            webhooks_disabled: counter(
+                "webhooks_disabled_total",
+                "Webhook endpoints disabled for failing too long",
+            ),
             registry,
             fleet_read_at: Mutex::new(None),
         };
@@ -199,11 +217,16 @@ impl Metrics {
         for outcome in ICON_RENDER_OUTCOMES {
             self.icon_renders.with_label_values(&[outcome]);
         }
+        for outcome in WEBHOOK_OUTCOMES {
+            self.webhook_attempts.with_label_values(&[outcome]);
+        }
     }
 
     /// Registers every metric in this process's registry, which `/metrics` encodes.
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+            Box::new(self.webhook_attempts.clone()),
+            Box::new(self.webhooks_disabled.clone()),
             Box::new(self.domains.clone()),
             Box::new(self.fetch_seconds.clone()),
             Box::new(self.in_flight.clone()),

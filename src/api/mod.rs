@@ -60,6 +60,8 @@ pub struct AppState {
     pub politeness: crate::politeness::Politeness,
     /// API keys and signed links: who a request acts for.
     pub accounts: Accounts,
+    /// Clients' webhook endpoints and their deliveries.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 /// All routes: GraphQL, REST, health, the dashboard.

@@ -230,12 +230,43 @@ pub struct Config {
     pub download_url_secret: Option<String>,
     /// `DOWNLOAD_URL_TTL_SECS`: how long a signed download link works.
     pub download_url_ttl: Duration,
+    /// The `WEBHOOK_*` settings.
+    pub webhooks: WebhookConfig,
     /// `PUBLIC_URL`: where clients reach the API (`https://favicons.example.com`, no trailing
     /// slash); download links are absolute under it (unset: paths such as `/jobs/…`).
     pub public_url: Option<String>,
     /// `TRUSTED_PROXY_HEADERS`: headers that carry the client's address from a trusted proxy,
     /// for per-address limits (empty: the TCP peer's address).
     pub trusted_proxy_headers: Vec<ProxyHeader>,
+}
+
+/// Sending events to clients' webhook endpoints (`WEBHOOK_*`).
+#[derive(Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// `WEBHOOK_SECRET_KEY`: 32 bytes in base64 that seal the endpoints' secrets in the
+    /// database; without it no endpoint can be registered.
+    pub secret_key: Option<String>,
+    /// `WEBHOOK_MAX_ATTEMPTS`: attempts per event, the first included.
+    pub max_attempts: u32,
+    /// `WEBHOOK_RETRY_BASE_MS`: the wait after the first failed attempt; each next one is
+    /// three times longer.
+    pub retry_base: Duration,
+    /// `WEBHOOK_RETRY_MAX_SECS`: the longest wait between attempts.
+    pub retry_max: Duration,
+    /// `WEBHOOK_TIMEOUT_SECS`: one attempt's whole time, connecting included.
+    pub timeout: Duration,
+    /// `WEBHOOK_DISABLE_AFTER_SECS`: an endpoint whose attempts have all failed for this long
+    /// is disabled.
+    pub disable_after: Duration,
+    /// `WEBHOOK_ROTATION_OVERLAP_SECS`: how long a rotated-out secret keeps signing.
+    pub rotation_overlap: Duration,
+    /// `WEBHOOK_CONCURRENCY`: attempts in flight per worker process (0: it sends none).
+    pub concurrency: usize,
+    /// `WEBHOOK_PROGRESS_INTERVAL_SECS`: the least time between two `job.progress` events of
+    /// one job to one endpoint.
+    pub progress_interval: Duration,
+    /// `WEBHOOK_POLL_MS`: how often a worker looks for due deliveries.
+    pub poll: Duration,
 }
 
 impl Config {
@@ -350,6 +381,7 @@ impl Config {
             download_url_ttl: env.secs("DOWNLOAD_URL_TTL_SECS", 900, 10..=86_400)?,
             public_url: env.checked("PUBLIC_URL", parse_public_url)?,
             trusted_proxy_headers: env.list("TRUSTED_PROXY_HEADERS", parse_proxy_headers)?,
+            webhooks: webhooks(&env)?,
         })
     }
 
@@ -389,6 +421,37 @@ const ICON_STORES: &[(&str, IconStore)] = &[("chosen", IconStore::Chosen), ("off
 /// The words `LOG_FORMAT` takes.
 const LOG_FORMATS: &[(&str, LogFormat)] = &[("text", LogFormat::Text), ("json", LogFormat::Json)];
 
+/// The `WEBHOOK_*` settings. The retry defaults (5 s growing threefold to 6 h, 12 attempts)
+/// keep trying for about 22 hours.
+fn webhooks(env: &Vars) -> Result<WebhookConfig, ConfigError> {
+    let secret_key = env.checked("WEBHOOK_SECRET_KEY", check_webhook_key)?;
+    Ok(WebhookConfig {
+        secret_key,
+        max_attempts: env.parse_in("WEBHOOK_MAX_ATTEMPTS", 12, 1..=100)?,
+        retry_base: env.millis_in("WEBHOOK_RETRY_BASE_MS", 5_000, 10..=3_600_000)?,
+        retry_max: env.secs("WEBHOOK_RETRY_MAX_SECS", 21_600, 1..=604_800)?,
+        timeout: env.secs("WEBHOOK_TIMEOUT_SECS", 10, 1..=120)?,
+        disable_after: env.secs("WEBHOOK_DISABLE_AFTER_SECS", 432_000, 60..=31_536_000)?,
+        rotation_overlap: env.secs("WEBHOOK_ROTATION_OVERLAP_SECS", 86_400, 0..=2_592_000)?,
+        concurrency: env.parse_in("WEBHOOK_CONCURRENCY", 16, 0..=1_000)?,
+        progress_interval: env.secs("WEBHOOK_PROGRESS_INTERVAL_SECS", 60, 1..=86_400)?,
+        poll: env.millis_in("WEBHOOK_POLL_MS", 250, 10..=60_000)?,
+    })
+}
+
+/// `WEBHOOK_SECRET_KEY` must be 32 bytes in base64; the value itself is never echoed.
+fn check_webhook_key(value: &str) -> Result<String, String> {
+    use base64::Engine;
+    match base64::engine::general_purpose::STANDARD.decode(value.trim()) {
+        Ok(bytes) if bytes.len() == 32 => Ok(value.trim().to_owned()),
+        Ok(bytes) => Err(format!(
+            "decodes to {} bytes; it must be 32 (make one with `openssl rand -base64 32`)",
+            bytes.len()
+        )),
+        Err(_) => Err("is not base64 (make one with `openssl rand -base64 32`)".into()),
+    }
+}
+
 /// `AUTH_MODE`, whose default follows `HOST`: off on loopback, required anywhere else.
 fn auth_mode(env: &Vars, host: IpAddr) -> Result<AuthMode, ConfigError> {
     let words = [("required", AuthMode::Required), ("off", AuthMode::Off)];
@@ -415,6 +478,10 @@ impl fmt::Debug for Config {
             .field(
                 "download_url_secret",
                 &self.download_url_secret.as_ref().map(|_| "***"),
+            )
+            .field(
+                "webhook_secret_key",
+                &self.webhooks.secret_key.as_ref().map(|_| "***"),
             )
             .field("auth_mode", &self.auth_mode)
             .field("cors_allowed_origins", &self.cors_allowed_origins)

@@ -159,7 +159,7 @@ impl Store {
         // job's order of finishing, as a worker's record would.
         let mut tally = Tally::default();
         tally.add(columns.status, 1);
-        settle(&txn, job.id, tally, now, false).await?;
+        settle(&txn, job.id, tally, now, false, false).await?;
         txn.commit().await?;
         Ok(job.id)
     }

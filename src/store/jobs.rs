@@ -84,7 +84,7 @@ impl Store {
         }
         // Copies are finished rows, and an empty job is finished at once.
         if !copied.is_empty() || total == 0 {
-            settle(&txn, job.id, copied, now, false).await?;
+            settle(&txn, job.id, copied, now, false, true).await?;
         }
         let job = read_job(&txn, job.id, false)
             .await?

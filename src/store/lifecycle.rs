@@ -26,10 +26,11 @@
 //!   it must have started before the mark, so it has committed long before the sweep.
 
 use super::sql::{self, FETCHED, HAS_ICON, cached_columns};
-use super::write::{cancel_rows, read_job};
+use super::write::{cancel_rows, enqueue_job_event, read_job};
 use super::{Store, StoreResult, now};
 use crate::entities::job;
 use crate::model::Job;
+use crate::model::webhook::WebhookEvent;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, Statement, TransactionTrait,
@@ -94,6 +95,7 @@ impl Store {
             return Ok(None);
         }
         cancel_rows(&txn, id, now).await?;
+        enqueue_job_event(&txn, id, WebhookEvent::JobCancelled, now).await?;
         let job = read_job(&txn, id, false).await?;
         txn.commit().await?;
         Ok(job)

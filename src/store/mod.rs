@@ -44,6 +44,7 @@ mod queue;
 mod results;
 mod sql;
 mod standing;
+mod webhooks;
 mod write;
 
 pub use crate::model::CachePolicy;
@@ -52,6 +53,7 @@ pub use keys::NewKey;
 pub use lifecycle::Purged;
 pub use queue::{Claimed, Disposition, JobUpdate, Recorded};
 pub use results::EXPORT_HOLD;
+pub use webhooks::{AttemptOutcome, AttemptRecord, ClaimedDelivery, StoredEndpoint};
 pub use write::CANCELLED_MESSAGE;
 
 use chrono::{DateTime, SubsecRound, Utc};

@@ -383,7 +383,7 @@ impl Store {
         }
         let mut updates = Vec::with_capacity(moved.len());
         for (job_id, (tally, finished)) in moved {
-            let places: HashMap<Uuid, i32> = settle(&txn, job_id, tally, now, true)
+            let places: HashMap<Uuid, i32> = settle(&txn, job_id, tally, now, true, true)
                 .await?
                 .into_iter()
                 .collect();

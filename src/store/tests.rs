@@ -30,7 +30,9 @@ async fn the_final_status_sql_agrees_with_the_model() {
             .await
             .unwrap();
         let tally = Tally { completed, failed };
-        settle(&txn, job.id, tally, now(), false).await.unwrap();
+        settle(&txn, job.id, tally, now(), false, true)
+            .await
+            .unwrap();
         txn.commit().await.unwrap();
         let read = store.job(job.id).await.unwrap().unwrap();
         let expected = final_status(total, completed, failed).unwrap_or(JobStatus::Processing);

@@ -6,6 +6,7 @@
 
 use super::sql::{self, COUNT, NOT_DELETED};
 use crate::entities::{client, icon_blob, job, result};
+use crate::model::webhook::WebhookEvent;
 use crate::model::{
     Candidate, FindOutcome, Found, IconView, Job, JobStatus, Priority, ResultColumns, ResultStatus,
     Tally, icon_path,
@@ -59,12 +60,16 @@ pub(super) async fn insert_job(
 /// The counter write holds the job row's lock to the end of the transaction, so no two
 /// transactions number one job at once and the numbers follow commit order. A job that is
 /// not there (a count that did not move) fails the write: it would otherwise stay open.
+///
+/// When `notify` and this write ends the job, its webhook deliveries are queued in the same
+/// transaction ([`enqueue_job_event`]), so an end that commits always has its events.
 pub(super) async fn settle(
     db: &impl ConnectionTrait,
     job_id: Uuid,
     tally: Tally,
     now: DateTime<Utc>,
     returning: bool,
+    notify: bool,
 ) -> Result<Vec<(Uuid, i32)>, DbErr> {
     let backend = db.get_database_backend();
     let counted = db
@@ -82,12 +87,27 @@ pub(super) async fn settle(
     if counted.rows_affected() != 1 {
         return Err(DbErr::RecordNotUpdated);
     }
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql::finish_sql(),
-        [job_id.into()],
-    ))
-    .await?;
+    let finished = db
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql::finish_sql(),
+            [job_id.into()],
+        ))
+        .await?;
+    if notify && finished.rows_affected() == 1 {
+        let status = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT status FROM job WHERE id = $1",
+                [job_id.into()],
+            ))
+            .await?
+            .map(|row| row.try_get::<JobStatus>("", "status"))
+            .transpose()?;
+        if let Some(event) = status.and_then(WebhookEvent::ending) {
+            enqueue_job_event(db, job_id, event, now).await?;
+        }
+    }
     number_finished(db, job_id, returning).await
 }
 
@@ -137,7 +157,7 @@ pub(super) async fn cancel_rows(
         .await?;
     let n = res.rows_affected();
     if n > 0 {
-        settle(db, job_id, Tally::cancelled(n), now, false).await?;
+        settle(db, job_id, Tally::cancelled(n), now, false, false).await?;
     }
     Ok(n)
 }
@@ -182,7 +202,7 @@ pub(super) async fn read_job(
 
 /// The client row named `name`, created if this is its first job (two jobs of a new client
 /// may race; the unique name makes one insert win and both read the same row).
-async fn upsert_client(
+pub(super) async fn upsert_client(
     db: &impl ConnectionTrait,
     name: &str,
     now: DateTime<Utc>,
@@ -332,4 +352,72 @@ pub(super) fn finished_row(
         ..Default::default()
     };
     (row, columns)
+}
+
+/// Queues `event` of job `job_id` for every enabled endpoint of the job's client that takes
+/// it: one delivery each, all with one event id (the `webhook-id` they are sent with). Runs
+/// in the transaction that ends (or cancels) the job.
+pub(super) async fn enqueue_job_event(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+    event: WebhookEvent,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let endpoints = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT e.id FROM webhook_endpoint e JOIN job j ON j.client_id = e.client_id \
+             WHERE j.id = $1 AND e.deleted_at IS NULL AND e.disabled_at IS NULL \
+               AND (',' || e.events || ',') LIKE $2",
+            [job_id.into(), format!("%,{},%", event.as_str()).into()],
+        ))
+        .await?;
+    let event_id = Uuid::now_v7();
+    for row in endpoints {
+        let endpoint: Uuid = row.try_get("", "id")?;
+        insert_delivery(
+            db,
+            Uuid::now_v7(),
+            endpoint,
+            event_id,
+            event,
+            Some(job_id),
+            None,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes one delivery of event `event_id` to endpoint `endpoint_id`, due at `now`; `payload`
+/// is its `data` when already made (otherwise its first attempt makes it from the job).
+#[expect(clippy::too_many_arguments, reason = "one column each")]
+pub(super) async fn insert_delivery(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    endpoint_id: Uuid,
+    event_id: Uuid,
+    event: WebhookEvent,
+    job_id: Option<Uuid>,
+    payload: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO webhook_delivery (id, endpoint_id, event_id, event_type, job_id, event_at, \
+           payload, status, attempts, run_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $6, $6)",
+        [
+            id.into(),
+            endpoint_id.into(),
+            event_id.into(),
+            event.as_str().into(),
+            job_id.into(),
+            now.into(),
+            payload.map(str::to_owned).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }

@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use uuid::Uuid;
 
 mod body;
+pub(crate) mod webhooks;
 
 /// The REST routes.
 pub fn router() -> axum::Router<AppState> {
@@ -40,6 +41,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/jobs/{id}/cancel", post(cancel_job))
         .route("/jobs/{id}/results", get(get_results))
         .route(DOWNLOAD_ROUTE, get(download))
+        .merge(webhooks::router())
 }
 
 /// What `POST /jobs` takes. The handler reads the body itself (to name each wrong field in

@@ -1,0 +1,643 @@
+//! Webhook endpoints, the outbox of their deliveries and the log of attempts.
+//!
+//! A job's end writes its deliveries in the transaction that ends it ([`super::write::enqueue_job_event`]);
+//! here workers lease due deliveries (one attempt at a time per delivery, across the fleet:
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite) and record each
+//! attempt with the delivery's next state in one transaction, guarded by the lease, so a
+//! worker that lost its lease records nothing.
+
+use super::write::{insert_delivery, upsert_client};
+use super::{Store, StoreResult, now};
+use crate::model::webhook::{
+    DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent, message_id,
+};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, TransactionTrait, Value};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// An endpoint's columns as [`endpoint`] reads them.
+const ENDPOINT_COLUMNS: &str = "e.id, c.client_id AS client_name, e.url, e.description, \
+    e.events, e.secret, e.previous_secret, e.previous_secret_until, e.created_at, \
+    e.failing_since, e.disabled_at, e.disabled_reason";
+
+/// A delivery's columns as [`delivery`] reads them.
+const DELIVERY_COLUMNS: &str = "d.id, d.endpoint_id, d.event_id, d.event_type, d.job_id, \
+    d.event_at, d.payload, d.status, d.attempts, d.run_at, d.created_at, d.delivered_at, \
+    d.last_status_code, d.last_error";
+
+/// An endpoint with its sealed secrets, as the store keeps them.
+#[derive(Clone, Debug)]
+pub struct StoredEndpoint {
+    /// What the APIs show.
+    pub view: Webhook,
+    /// The current secret, sealed.
+    pub secret: String,
+    /// The secret before the last rotation, sealed, while it still signs.
+    pub previous_secret: Option<String>,
+}
+
+/// A leased delivery with what its attempt needs.
+#[derive(Clone, Debug)]
+pub struct ClaimedDelivery {
+    /// The delivery as the APIs show it (its attempts so far counted, not listed).
+    pub delivery: WebhookDelivery,
+    /// When the event happened (its `timestamp`).
+    pub event_at: DateTime<Utc>,
+    /// The event's `data` frozen by an earlier attempt, if any.
+    pub payload: Option<String>,
+    /// The endpoint it goes to.
+    pub endpoint: StoredEndpoint,
+}
+
+/// What one attempt ended in.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    /// When it started.
+    pub at: DateTime<Utc>,
+    /// The endpoint's status, when it answered.
+    pub status_code: Option<u16>,
+    /// How long it took.
+    pub latency: Duration,
+    /// Why it failed (`None`: delivered).
+    pub error: Option<String>,
+    /// When to try again after a failure (`None`: it was the last attempt).
+    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// An endpoint's state after an attempt was recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Recorded; the endpoint stays enabled.
+    Done,
+    /// Recorded, and the endpoint has failed for long enough that it is now disabled.
+    Disabled,
+    /// The lease was lost (another worker took the delivery over): nothing was written.
+    LeaseLost,
+}
+
+fn endpoint(row: &QueryResult) -> Result<StoredEndpoint, sea_orm::DbErr> {
+    let previous_until: Option<DateTime<Utc>> = row.try_get("", "previous_secret_until")?;
+    let live_previous = previous_until.filter(|until| *until > now());
+    let disabled_at: Option<DateTime<Utc>> = row.try_get("", "disabled_at")?;
+    Ok(StoredEndpoint {
+        view: Webhook {
+            id: row.try_get("", "id")?,
+            client_id: row.try_get("", "client_name")?,
+            url: row.try_get("", "url")?,
+            description: row.try_get("", "description")?,
+            events: WebhookEvent::parse_list(&row.try_get::<String>("", "events")?),
+            enabled: disabled_at.is_none(),
+            disabled_reason: row.try_get("", "disabled_reason")?,
+            disabled_at,
+            failing_since: row.try_get("", "failing_since")?,
+            previous_secret_expires_at: live_previous,
+            created_at: row.try_get("", "created_at")?,
+        },
+        secret: row.try_get("", "secret")?,
+        previous_secret: live_previous.and(row.try_get::<Option<String>>("", "previous_secret")?),
+    })
+}
+
+fn delivery(row: &QueryResult) -> Result<WebhookDelivery, sea_orm::DbErr> {
+    let status = DeliveryStatus::parse(&row.try_get::<String>("", "status")?);
+    let event_type: String = row.try_get("", "event_type")?;
+    Ok(WebhookDelivery {
+        id: row.try_get("", "id")?,
+        webhook_id: row.try_get("", "endpoint_id")?,
+        event_id: message_id(row.try_get("", "event_id")?),
+        event_type: WebhookEvent::parse(&event_type).unwrap_or(WebhookEvent::WebhookTest),
+        job_id: row.try_get("", "job_id")?,
+        status,
+        attempts: row.try_get("", "attempts")?,
+        next_attempt_at: (status == DeliveryStatus::Pending)
+            .then(|| row.try_get("", "run_at"))
+            .transpose()?,
+        created_at: row.try_get("", "created_at")?,
+        delivered_at: row.try_get("", "delivered_at")?,
+        last_status_code: row.try_get("", "last_status_code")?,
+        last_error: row.try_get("", "last_error")?,
+        attempt_log: Vec::new(),
+    })
+}
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    /// Registers an endpoint for the client named `client_name` (created if new), with its
+    /// id chosen and its secret sealed by the caller (the seal names the id).
+    pub async fn create_webhook(
+        &self,
+        id: Uuid,
+        client_name: &str,
+        url: &str,
+        description: Option<&str>,
+        events: &[WebhookEvent],
+        sealed_secret: &str,
+    ) -> StoreResult<StoredEndpoint> {
+        let now = now();
+        let txn = self.db.begin().await?;
+        let client = upsert_client(&txn, client_name, now).await?;
+        txn.execute_raw(self.statement(
+            "INSERT INTO webhook_endpoint (id, client_id, url, description, events, secret, \
+               created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            vec![
+                id.into(),
+                client.id.into(),
+                url.into(),
+                description.map(str::to_owned).into(),
+                WebhookEvent::format_list(events).into(),
+                sealed_secret.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(self
+            .webhook(id)
+            .await?
+            .ok_or(sea_orm::DbErr::RecordNotFound(
+                "webhook just created".into(),
+            ))?)
+    }
+
+    /// The endpoints of the client named `client_name` (`None`: every client's), oldest first.
+    pub async fn webhooks(&self, client_name: Option<&str>) -> StoreResult<Vec<StoredEndpoint>> {
+        let (filter, values) = match client_name {
+            Some(name) => ("AND c.client_id = $1", vec![name.into()]),
+            None => ("", vec![]),
+        };
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                &format!(
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint e \
+                     JOIN client c ON c.id = e.client_id \
+                     WHERE e.deleted_at IS NULL {filter} ORDER BY e.created_at, e.id"
+                ),
+                values,
+            ))
+            .await?;
+        Ok(rows.iter().map(endpoint).collect::<Result<_, _>>()?)
+    }
+
+    /// One endpoint, unless deleted.
+    pub async fn webhook(&self, id: Uuid) -> StoreResult<Option<StoredEndpoint>> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(
+                &format!(
+                    "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoint e \
+                     JOIN client c ON c.id = e.client_id \
+                     WHERE e.id = $1 AND e.deleted_at IS NULL"
+                ),
+                vec![id.into()],
+            ))
+            .await?;
+        Ok(row.as_ref().map(endpoint).transpose()?)
+    }
+
+    /// Deletes an endpoint; its deliveries still waiting fail. False when it was not there.
+    pub async fn delete_webhook(&self, id: Uuid) -> StoreResult<bool> {
+        let now = now();
+        let txn = self.db.begin().await?;
+        let gone = txn
+            .execute_raw(self.statement(
+                "UPDATE webhook_endpoint SET deleted_at = $2, updated_at = $2 \
+                 WHERE id = $1 AND deleted_at IS NULL",
+                vec![id.into(), now.into()],
+            ))
+            .await?;
+        txn.execute_raw(self.statement(
+            "UPDATE webhook_delivery SET status = 'failed', \
+               last_error = 'the endpoint was deleted', lease_owner = NULL, lease_until = NULL \
+             WHERE endpoint_id = $1 AND status = 'pending'",
+            vec![id.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(gone.rows_affected() == 1)
+    }
+
+    /// Makes `sealed` the endpoint's secret; the one it replaces keeps signing until `until`.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        sealed: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Option<StoredEndpoint>> {
+        let moved = self
+            .db
+            .execute_raw(self.statement(
+                "UPDATE webhook_endpoint SET previous_secret = secret, \
+                   previous_secret_until = $3, secret = $2, updated_at = $4 \
+                 WHERE id = $1 AND deleted_at IS NULL",
+                vec![id.into(), sealed.into(), until.into(), now().into()],
+            ))
+            .await?;
+        if moved.rows_affected() != 1 {
+            return Ok(None);
+        }
+        self.webhook(id).await
+    }
+
+    /// Enables a disabled endpoint again: its waiting deliveries are due at once.
+    pub async fn enable_webhook(&self, id: Uuid) -> StoreResult<Option<StoredEndpoint>> {
+        let now = now();
+        let txn = self.db.begin().await?;
+        let changed = txn
+            .execute_raw(self.statement(
+                "UPDATE webhook_endpoint SET disabled_at = NULL, disabled_reason = NULL, \
+                   failing_since = NULL, updated_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+                vec![id.into(), now.into()],
+            ))
+            .await?;
+        txn.execute_raw(self.statement(
+            "UPDATE webhook_delivery SET run_at = $2 WHERE endpoint_id = $1 \
+               AND status = 'pending' AND run_at > $2",
+            vec![id.into(), now.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        if changed.rows_affected() != 1 {
+            return Ok(None);
+        }
+        self.webhook(id).await
+    }
+
+    /// An endpoint's deliveries, newest first, `limit` after the first `offset`, each with
+    /// its attempts.
+    pub async fn webhook_deliveries(
+        &self,
+        endpoint_id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_delivery d WHERE d.endpoint_id = $1 \
+                     ORDER BY d.created_at DESC, d.id DESC LIMIT $2 OFFSET $3"
+                ),
+                vec![
+                    endpoint_id.into(),
+                    (limit as i64).into(),
+                    (offset as i64).into(),
+                ],
+            ))
+            .await?;
+        let deliveries = rows.iter().map(delivery).collect::<Result<Vec<_>, _>>()?;
+        self.with_attempts(deliveries).await
+    }
+
+    async fn with_attempts(
+        &self,
+        mut deliveries: Vec<WebhookDelivery>,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        if deliveries.is_empty() {
+            return Ok(deliveries);
+        }
+        let ids: Vec<Value> = deliveries.iter().map(|d| d.id.into()).collect();
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                &format!(
+                    "SELECT delivery_id, attempt, at, status_code, latency_ms, error \
+                     FROM webhook_attempt WHERE delivery_id IN ({}) ORDER BY attempt",
+                    placeholders(1, ids.len())
+                ),
+                ids,
+            ))
+            .await?;
+        for row in rows {
+            let id: Uuid = row.try_get("", "delivery_id")?;
+            let attempt = DeliveryAttempt {
+                attempt: row.try_get("", "attempt")?,
+                at: row.try_get("", "at")?,
+                status_code: row.try_get("", "status_code")?,
+                latency_ms: row.try_get("", "latency_ms")?,
+                error: row.try_get("", "error")?,
+            };
+            if let Some(d) = deliveries.iter_mut().find(|d| d.id == id) {
+                d.attempt_log.push(attempt);
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// One delivery with its attempts, and the endpoint's owner, for the caller's check.
+    pub async fn webhook_delivery(
+        &self,
+        id: Uuid,
+    ) -> StoreResult<Option<(WebhookDelivery, String)>> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS}, c.client_id AS client_name \
+                     FROM webhook_delivery d JOIN webhook_endpoint e ON e.id = d.endpoint_id \
+                     JOIN client c ON c.id = e.client_id \
+                     WHERE d.id = $1 AND e.deleted_at IS NULL"
+                ),
+                vec![id.into()],
+            ))
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let owner: String = row.try_get("", "client_name")?;
+        let found = self.with_attempts(vec![delivery(&row)?]).await?;
+        Ok(found.into_iter().next().map(|d| (d, owner)))
+    }
+
+    /// Queues delivery `id`'s event again, with the same `webhook-id`, as a new delivery due
+    /// now; answers the new one.
+    pub async fn redeliver_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookDelivery>> {
+        let new_id = Uuid::now_v7();
+        let now = now();
+        let copied = self
+            .db
+            .execute_raw(self.statement(
+                "INSERT INTO webhook_delivery (id, endpoint_id, event_id, event_type, job_id, \
+                   event_at, payload, status, attempts, run_at, created_at) \
+                 SELECT $2, endpoint_id, event_id, event_type, job_id, event_at, payload, \
+                   'pending', 0, $3, $3 FROM webhook_delivery WHERE id = $1",
+                vec![id.into(), new_id.into(), now.into()],
+            ))
+            .await?;
+        if copied.rows_affected() != 1 {
+            return Ok(None);
+        }
+        Ok(self.webhook_delivery(new_id).await?.map(|(d, _)| d))
+    }
+
+    /// Queues an event with its `data` already made (a test event, a progress event) for
+    /// one endpoint, due now.
+    pub async fn enqueue_webhook_event(
+        &self,
+        endpoint_id: Uuid,
+        event: WebhookEvent,
+        job_id: Option<Uuid>,
+        payload: &str,
+    ) -> StoreResult<WebhookDelivery> {
+        let id = Uuid::now_v7();
+        insert_delivery(
+            &self.db,
+            id,
+            endpoint_id,
+            Uuid::now_v7(),
+            event,
+            job_id,
+            Some(payload),
+            now(),
+        )
+        .await?;
+        Ok(self.webhook_delivery(id).await?.map(|(d, _)| d).ok_or(
+            sea_orm::DbErr::RecordNotFound("delivery just queued".into()),
+        )?)
+    }
+
+    /// Leases up to `n` due deliveries of enabled endpoints to `owner` until `until`.
+    pub async fn claim_webhook_deliveries(
+        &self,
+        owner: Uuid,
+        n: usize,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let now = now();
+        let lock = match self.backend() {
+            DbBackend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
+            _ => "",
+        };
+        let claimed = self
+            .db
+            .query_all_raw(self.statement(
+                &format!(
+                    "UPDATE webhook_delivery SET lease_owner = $1, lease_until = $2 \
+                     WHERE id IN (SELECT d.id FROM webhook_delivery d \
+                       JOIN webhook_endpoint e ON e.id = d.endpoint_id \
+                       WHERE d.status = 'pending' AND d.run_at <= $3 \
+                         AND (d.lease_until IS NULL OR d.lease_until < $3) \
+                         AND e.deleted_at IS NULL AND e.disabled_at IS NULL \
+                       ORDER BY d.run_at LIMIT $4 {lock}) \
+                     RETURNING id"
+                ),
+                vec![owner.into(), until.into(), now.into(), (n as i64).into()],
+            ))
+            .await?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Value> = claimed
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "id").map(Value::from))
+            .collect::<Result<_, _>>()?;
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                &format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_delivery d WHERE d.id IN ({})",
+                    placeholders(1, ids.len())
+                ),
+                ids,
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let delivery = delivery(row)?;
+            // A claim holds few endpoints; one primary-key read each.
+            let Some(endpoint) = self.webhook(delivery.webhook_id).await? else {
+                continue;
+            };
+            out.push(ClaimedDelivery {
+                delivery,
+                event_at: row.try_get("", "event_at")?,
+                payload: row.try_get("", "payload")?,
+                endpoint,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Keeps the `data` an attempt made, so every later attempt sends the same.
+    pub async fn freeze_webhook_payload(&self, id: Uuid, payload: &str) -> StoreResult<()> {
+        self.db
+            .execute_raw(self.statement(
+                "UPDATE webhook_delivery SET payload = $2 WHERE id = $1 AND payload IS NULL",
+                vec![id.into(), payload.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Records attempt number `attempt` of delivery `id`, leased by `owner`, and the
+    /// delivery's next state; an endpoint whose failures began at or before `disable_before`
+    /// is disabled with the last error as its reason.
+    pub async fn record_webhook_attempt(
+        &self,
+        id: Uuid,
+        endpoint_id: Uuid,
+        owner: Uuid,
+        attempt: i32,
+        record: &AttemptRecord,
+        disable_before: DateTime<Utc>,
+    ) -> StoreResult<AttemptOutcome> {
+        let now = now();
+        let txn = self.db.begin().await?;
+        let (status, run_at) = match (&record.error, record.retry_at) {
+            (None, _) => (DeliveryStatus::Delivered, now),
+            (Some(_), Some(at)) => (DeliveryStatus::Pending, at),
+            (Some(_), None) => (DeliveryStatus::Failed, now),
+        };
+        let status_code = record.status_code.map(i32::from);
+        let moved = txn
+            .execute_raw(self.statement(
+                "UPDATE webhook_delivery SET attempts = $3, status = $4, run_at = $5, \
+                   delivered_at = $6, last_status_code = $7, last_error = $8, \
+                   lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND lease_owner = $2",
+                vec![
+                    id.into(),
+                    owner.into(),
+                    attempt.into(),
+                    status.as_str().into(),
+                    run_at.into(),
+                    (status == DeliveryStatus::Delivered).then_some(now).into(),
+                    status_code.into(),
+                    record.error.clone().into(),
+                ],
+            ))
+            .await?;
+        if moved.rows_affected() != 1 {
+            txn.rollback().await?;
+            return Ok(AttemptOutcome::LeaseLost);
+        }
+        txn.execute_raw(self.statement(
+            "INSERT INTO webhook_attempt (id, delivery_id, attempt, at, status_code, \
+               latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            vec![
+                Uuid::now_v7().into(),
+                id.into(),
+                attempt.into(),
+                record.at.into(),
+                status_code.into(),
+                (record.latency.as_millis().min(i32::MAX as u128) as i32).into(),
+                record.error.clone().into(),
+            ],
+        ))
+        .await?;
+        let mut outcome = AttemptOutcome::Done;
+        match &record.error {
+            None => {
+                txn.execute_raw(self.statement(
+                    "UPDATE webhook_endpoint SET failing_since = NULL WHERE id = $1",
+                    vec![endpoint_id.into()],
+                ))
+                .await?;
+            }
+            Some(error) => {
+                txn.execute_raw(self.statement(
+                    "UPDATE webhook_endpoint SET failing_since = COALESCE(failing_since, $2) \
+                     WHERE id = $1",
+                    vec![endpoint_id.into(), record.at.into()],
+                ))
+                .await?;
+                let disabled = txn
+                    .execute_raw(self.statement(
+                        "UPDATE webhook_endpoint SET disabled_at = $2, disabled_reason = $3, \
+                           updated_at = $2 \
+                         WHERE id = $1 AND disabled_at IS NULL AND failing_since <= $4",
+                        vec![
+                            endpoint_id.into(),
+                            now.into(),
+                            format!(
+                                "every attempt failed for {} hours; the last one: {error}",
+                                (now - disable_before).num_hours()
+                            )
+                            .into(),
+                            disable_before.into(),
+                        ],
+                    ))
+                    .await?;
+                if disabled.rows_affected() == 1 {
+                    outcome = AttemptOutcome::Disabled;
+                }
+            }
+        }
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Queues a `job.progress` event for each endpoint that asked for them and each running
+    /// job of its client that moved since the endpoint's last one, unless that was less than
+    /// `interval` ago; `data` makes each event's data from the job's id, total, completed
+    /// and failed. Answers how many were queued.
+    pub async fn enqueue_webhook_progress(
+        &self,
+        interval: Duration,
+        data: impl Fn(Uuid, i32, i32, i32) -> String,
+    ) -> StoreResult<usize> {
+        let now = now();
+        let cutoff = now - chrono::Duration::from_std(interval).unwrap_or_default();
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT e.id AS endpoint_id, j.id AS job_id, j.total, j.completed, j.failed \
+                 FROM webhook_endpoint e JOIN job j ON j.client_id = e.client_id \
+                 WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL \
+                   AND (',' || e.events || ',') LIKE '%,job.progress,%' \
+                   AND j.status = 'processing' AND j.deleted_at IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM webhook_delivery d \
+                     WHERE d.endpoint_id = e.id AND d.job_id = j.id \
+                       AND d.event_type = 'job.progress' \
+                       AND (d.created_at > $1 OR d.created_at >= j.updated_at))",
+                vec![cutoff.into()],
+            ))
+            .await?;
+        for row in &rows {
+            let job_id: Uuid = row.try_get("", "job_id")?;
+            let payload = data(
+                job_id,
+                row.try_get("", "total")?,
+                row.try_get("", "completed")?,
+                row.try_get("", "failed")?,
+            );
+            insert_delivery(
+                &self.db,
+                Uuid::now_v7(),
+                row.try_get("", "endpoint_id")?,
+                Uuid::now_v7(),
+                WebhookEvent::JobProgress,
+                Some(job_id),
+                Some(&payload),
+                now,
+            )
+            .await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Deliveries by status, for `/metrics`.
+    pub async fn webhook_delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT status, COUNT(*) AS n FROM webhook_delivery GROUP BY status",
+                vec![],
+            ))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("", "status")?, r.try_get("", "n")?)))
+            .collect::<Result<_, sea_orm::DbErr>>()?)
+    }
+}
