@@ -2,14 +2,15 @@
 //! `dns_transient` within their deadline while a second client's job on names served through
 //! `FETCH_RESOLVE` completes with every icon found; an answer pointing at loopback is refused
 //! by the SSRF guard without naming the address. The resolver on its own: its DNS answers are
-//! guarded too, and silent name servers hold no thread.
+//! guarded too, an answer re-pointed inside is blocked on the very next lookup when its TTL is
+//! 0, and silent name servers hold no thread.
 
 use crate::fake::{FakeInternet, NameServer, Sites, png};
 use crate::helpers::{Backend, TestApp, both_backends};
 use favicon_finder::finder::resolve::GuardedResolver;
 use favicon_finder::finder::{ErrorCategory, FinderConfig, ResolveRule};
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 async fn a_silent_name_server_starves_nothing(backend: Backend) {
@@ -233,4 +234,32 @@ fn silent_name_servers_hold_no_thread() {
         let took = started.elapsed();
         assert!(took < Duration::from_millis(600 + 400), "{took:?}");
     });
+}
+
+/// A name re-pointed inside between two lookups: with TTL 0 the very next lookup asks again
+/// and is blocked; with the loopback server's TTL 60 the same change stays unseen (the cache
+/// works, so it is the TTL that defeats it). The public address is only resolved, never
+/// connected to.
+#[tokio::test]
+async fn an_answer_changed_at_runtime_is_seen_at_once_with_ttl_zero() {
+    let dns = NameServer::answering(Ipv4Addr::new(8, 8, 8, 8)).await;
+    let guarded = resolver(false, vec![], dns.addr);
+    assert_eq!(
+        guarded.lookup("hook.example").await.unwrap(),
+        ["8.8.8.8:0".parse().unwrap()]
+    );
+    dns.set_answer(Ipv4Addr::LOCALHOST);
+    let err = guarded.lookup("hook.example").await.unwrap_err();
+    assert_eq!(err.category(), ErrorCategory::Blocked, "{err}");
+
+    let cached = NameServer::loopback().await;
+    let open = resolver(true, vec![], cached.addr);
+    open.lookup("hook.example").await.unwrap();
+    let asked = cached.queries();
+    cached.set_answer(Ipv4Addr::new(8, 8, 8, 8));
+    assert_eq!(
+        open.lookup("hook.example").await.unwrap(),
+        ["127.0.0.1:0".parse().unwrap()]
+    );
+    assert_eq!(cached.queries(), asked, "a TTL-60 answer was asked again");
 }

@@ -57,3 +57,4 @@ mod shutdown;
 mod subscriptions;
 mod tenancy;
 mod validation;
+mod webhook_receiver;

@@ -515,89 +515,12 @@ fn count(counts: &Mutex<Counts>, host: &str, path: &str) -> usize {
 mod server;
 use server::{accept, accept_raw};
 
-/// A name server of the fake internet, on loopback, counting the queries it reads.
-pub struct NameServer {
-    pub addr: SocketAddr,
-    queries: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl NameServer {
-    /// Reads every query and never answers, over UDP or TCP (its TCP connections are held
-    /// open and silent), so neither of a resolver's transports gets a reply.
-    pub async fn silent() -> Self {
-        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = tcp.local_addr().unwrap();
-        let udp = tokio::net::UdpSocket::bind(addr).await.unwrap();
-        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let seen = queries.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1500];
-            while udp.recv_from(&mut buf).await.is_ok() {
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        });
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((sock, _)) = tcp.accept().await {
-                held.push(sock);
-            }
-        });
-        Self { addr, queries }
-    }
-
-    /// Answers every A query with 127.0.0.1 (and any other with an empty NOERROR and the
-    /// root's SOA, which says how long the absence may be cached), as a hostile or
-    /// misconfigured zone would.
-    pub async fn loopback() -> Self {
-        use hickory_resolver::proto::op::{Message, MessageType};
-        use hickory_resolver::proto::rr::rdata::{A, SOA};
-        use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = udp.local_addr().unwrap();
-        let queries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let seen = queries.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1500];
-            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
-                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Ok(query) = Message::from_vec(&buf[..n]) else {
-                    continue;
-                };
-                let mut answer = Message::new();
-                answer
-                    .set_id(query.id())
-                    .set_message_type(MessageType::Response)
-                    .set_op_code(query.op_code())
-                    .set_recursion_desired(query.recursion_desired())
-                    .set_recursion_available(true);
-                for q in query.queries() {
-                    answer.add_query(q.clone());
-                    if q.query_type() == RecordType::A {
-                        answer.add_answer(Record::from_rdata(
-                            q.name().clone(),
-                            60,
-                            RData::A(A(std::net::Ipv4Addr::LOCALHOST)),
-                        ));
-                    } else {
-                        let soa = SOA::new(Name::root(), Name::root(), 1, 3600, 600, 86400, 60);
-                        answer.add_name_server(Record::from_rdata(
-                            Name::root(),
-                            60,
-                            RData::SOA(soa),
-                        ));
-                    }
-                }
-                let _ = udp.send_to(&answer.to_vec().unwrap(), from).await;
-            }
-        });
-        Self { addr, queries }
-    }
-
-    /// Queries read so far.
-    pub fn queries(&self) -> usize {
-        self.queries.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
+mod names;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different part of this module"
+)]
+pub use names::NameServer;
 
 /// A loopback address that refuses every connection, for as long as the test process lives.
 ///
