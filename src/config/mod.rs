@@ -431,7 +431,7 @@ fn webhooks(env: &Vars) -> Result<WebhookConfig, ConfigError> {
         retry_base: env.millis_in("WEBHOOK_RETRY_BASE_MS", 5_000, 10..=3_600_000)?,
         retry_max: env.secs("WEBHOOK_RETRY_MAX_SECS", 21_600, 1..=604_800)?,
         timeout: env.secs("WEBHOOK_TIMEOUT_SECS", 10, 1..=120)?,
-        disable_after: env.secs("WEBHOOK_DISABLE_AFTER_SECS", 432_000, 60..=31_536_000)?,
+        disable_after: env.secs("WEBHOOK_DISABLE_AFTER_SECS", 432_000, 1..=31_536_000)?,
         rotation_overlap: env.secs("WEBHOOK_ROTATION_OVERLAP_SECS", 86_400, 0..=2_592_000)?,
         concurrency: env.parse_in("WEBHOOK_CONCURRENCY", 16, 0..=1_000)?,
         progress_interval: env.secs("WEBHOOK_PROGRESS_INTERVAL_SECS", 60, 1..=86_400)?,
