@@ -164,9 +164,14 @@ impl Deliverer {
         let (status_code, error, refused) = match sent {
             Ok(code) if (200..300).contains(&code) => (Some(code), None, false),
             Ok(code) => (Some(code), Some(format!("HTTP {code}")), false),
-            Err(Failure::Answer(code, text)) => {
-                (Some(code), Some(format!("HTTP {code}: {text}")), false)
+            Err(Failure::Answer(code, text)) if text.trim().is_empty() => {
+                (Some(code), Some(format!("HTTP {code}")), false)
             }
+            Err(Failure::Answer(code, text)) => (
+                Some(code),
+                Some(format!("HTTP {code}: {}", text.trim())),
+                false,
+            ),
             Err(Failure::Refused(why)) => (None, Some(format!("refused: {why}")), true),
             Err(Failure::Other(why)) => (None, Some(why), false),
         };

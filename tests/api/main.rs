@@ -58,3 +58,5 @@ mod subscriptions;
 mod tenancy;
 mod validation;
 mod webhook_receiver;
+mod webhooks_delivery;
+mod webhooks_safety;

@@ -7,6 +7,7 @@
 //! SQLite test always runs. Run them with `.ci/faults`, or `cargo test --test faults`.
 //!
 //! `hostile` meets sites built to stop, crash or bloat a worker, on both databases.
+//! `webhooks`: a job's event outlives a worker killed with SIGKILL before sending it.
 //! `politeness` runs two workers sharing a Redis of the test's own: the per-host and
 //! per-address limits hold across both, with Redis stopped mid-job, and after a SIGKILL.
 //!
@@ -29,4 +30,5 @@ mod hostile;
 mod pg_restart;
 mod politeness;
 mod sqlite;
+mod webhooks;
 mod workers;
