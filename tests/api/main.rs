@@ -59,4 +59,5 @@ mod tenancy;
 mod validation;
 mod webhook_receiver;
 mod webhooks_delivery;
+mod webhooks_fleet;
 mod webhooks_safety;

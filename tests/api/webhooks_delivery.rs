@@ -173,6 +173,10 @@ async fn check_job_event(app: &TestApp, event: &Delivery, kind: &str, job: &Valu
     assert_eq!(records.len() as u64, job["total"].as_u64().unwrap());
 }
 
+/// How long the sites of the job that is cancelled take to answer: longer than the other two
+/// jobs take, so it is cancelled with its domains in flight.
+const SLOW: Duration = Duration::from_secs(4);
+
 async fn a_job_end_reaches_a_verifying_receiver_within_a_second(backend: Backend) {
     let Some(receiver) = Receiver::start(&[], &[]).await else {
         return;
@@ -181,7 +185,7 @@ async fn a_job_end_reaches_a_verifying_receiver_within_a_second(backend: Backend
     sites.icon_site("one.test").icon_site("two.test");
     sites.page("bare.test", "<p>no icon here</p>");
     for host in ["slow1.test", "slow2.test", "slow3.test"] {
-        sites.slow_icon_site(host, Duration::from_secs(20));
+        sites.slow_icon_site(host, SLOW);
     }
     let internet = FakeInternet::start(sites).await;
     let app = TestApp::spawn_on(backend, &internet, &[SECRET_KEY]).await;
@@ -191,6 +195,7 @@ async fn a_job_end_reaches_a_verifying_receiver_within_a_second(backend: Backend
     let completed = submit(&app, "acme", &["one.test", "two.test", "bare.test"]).await;
     let failed = submit(&app, "acme", &["bare.test"]).await;
     let slow = submit(&app, "acme", &["slow1.test", "slow2.test", "slow3.test"]).await;
+    let slow_submitted = tokio::time::Instant::now();
     let done = app.wait_for_job(&completed, WAIT).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["failed"], 1, "{done}");
@@ -209,8 +214,11 @@ async fn a_job_end_reaches_a_verifying_receiver_within_a_second(backend: Backend
     let (_, cancelled) = app.get_json(&format!("/jobs/{slow}")).await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
     check_job_event(&app, &event, "job.cancelled", &cancelled).await;
-    // Nothing else: one event per job's end, each sent once.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Nothing else, also once the cancelled job's sites have answered: one event per job's
+    // end, each sent once.
+    tokio::time::sleep_until(slow_submitted + SLOW + Duration::from_secs(1)).await;
+    let (_, still) = app.get_json(&format!("/jobs/{slow}")).await;
+    assert_eq!(still["status"], "cancelled", "{still}");
     let seen = receiver.deliveries();
     assert_eq!(seen.len(), 3, "{seen:#?}");
     let ids: std::collections::HashSet<&str> =

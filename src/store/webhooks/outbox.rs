@@ -13,6 +13,10 @@ use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait, Value};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The PostgreSQL advisory lock key that makes the fleet's looks for progress take turns
+/// ("webhookp" in ASCII).
+const PROGRESS_LOCK: i64 = 0x7765_6268_6f6f_6b70;
+
 impl Store {
     /// Leases up to `n` due deliveries of enabled endpoints to `owner` until `until`.
     pub async fn claim_webhook_deliveries(
@@ -194,10 +198,21 @@ impl Store {
         interval: Duration,
         data: impl Fn(Uuid, i32, i32, i32) -> String,
     ) -> StoreResult<usize> {
+        // Every worker process looks on its own tick. Looking and queueing in one
+        // transaction that waits for the others' is what keeps two looks at once from
+        // queueing the same progress twice: on PostgreSQL a transaction-scoped advisory lock;
+        // on SQLite a write first, which takes the database's write lock (waiting for it as
+        // any write does) before anything is read, so the look never reads a snapshot that
+        // another write makes stale (its insert would fail with "database is locked").
+        let txn = self.db.begin().await?;
+        let turn = match self.backend() {
+            DbBackend::Postgres => format!("SELECT pg_advisory_xact_lock({PROGRESS_LOCK})"),
+            _ => "DELETE FROM webhook_delivery WHERE 1 = 0".to_owned(),
+        };
+        txn.execute_raw(self.statement(&turn, vec![])).await?;
         let now = now();
         let cutoff = now - chrono::Duration::from_std(interval).unwrap_or_default();
-        let rows = self
-            .db
+        let rows = txn
             .query_all_raw(self.statement(
                 "SELECT e.id AS endpoint_id, j.id AS job_id, j.total, j.completed, j.failed \
                  FROM webhook_endpoint e JOIN job j ON j.client_id = e.client_id \
@@ -220,7 +235,7 @@ impl Store {
                 row.try_get("", "failed")?,
             );
             insert_delivery(
-                &self.db,
+                &txn,
                 Uuid::now_v7(),
                 row.try_get("", "endpoint_id")?,
                 Uuid::now_v7(),
@@ -231,6 +246,7 @@ impl Store {
             )
             .await?;
         }
+        txn.commit().await?;
         Ok(rows.len())
     }
 
