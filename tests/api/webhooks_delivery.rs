@@ -3,8 +3,8 @@
 //! A job's end reaches it within a second, signed, with the job's counts, its failures by
 //! reason and a download link that downloads; a receiver that answers 500 twice gets the
 //! third attempt under the same `webhook-id`, and the attempt log and `/metrics` say so;
-//! redelivery and test events; `job.progress` only for those who asked, at most once per
-//! interval. The unsafe receivers (DNS re-pointed inside, redirects, huge or silent answers)
+//! redelivery and test events; both secrets sign during a rotation's overlap, the new one
+//! alone after it; `job.progress` only for those who asked, at most once per interval. The unsafe receivers (DNS re-pointed inside, redirects, huge or silent answers)
 //! and disabling are in `webhooks_safety.rs`.
 
 use crate::common::webhooks::{Delivery, Receiver};
@@ -113,6 +113,7 @@ pub async fn wait_event(receiver: &Receiver, event: &str, job: &str) -> Delivery
     }
 }
 
+/// A time as the APIs print it (RFC 3339).
 fn parse_time(v: &Value) -> DateTime<Utc> {
     v.as_str()
         .unwrap_or_else(|| panic!("not a time: {v}"))
@@ -391,6 +392,54 @@ async fn redeliver_and_test_events_are_signed_and_keep_their_id(backend: Backend
 both_backends!(
     redeliver_and_test_events_are_signed_and_keep_their_id_on,
     redeliver_and_test_events_are_signed_and_keep_their_id
+);
+
+/// Rotates the endpoint's secret with `overlap_secs`; returns the new secret.
+async fn rotate(app: &TestApp, webhook: &str, overlap_secs: u64) -> String {
+    let (status, rotated) = app
+        .post_json(
+            &format!("/webhooks/{webhook}/rotate-secret"),
+            &json!({"overlap_secs": overlap_secs}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    rotated["secret"].as_str().unwrap().to_owned()
+}
+
+/// Sends a test event and returns it as the receiver got it (its `n`th request).
+async fn test_event(app: &TestApp, receiver: &Receiver, webhook: &str, n: usize) -> Delivery {
+    let (status, queued) = app
+        .post_json(&format!("/webhooks/{webhook}/test"), &json!({}))
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    receiver.wait_for(n, WAIT).await.remove(n - 1)
+}
+
+async fn both_secrets_sign_during_a_rotation_only(backend: Backend) {
+    let Some(receiver) = Receiver::start(&[], &[]).await else {
+        return;
+    };
+    let app = TestApp::spawn(backend, &[SECRET_KEY]).await;
+    let (webhook, first) = register(&app, "acme", &receiver.url(), None).await;
+    let second = rotate(&app, &webhook, 3_600).await;
+    assert_ne!(first, second);
+    receiver.set_secrets(&[&first, &second]).await;
+    let during = test_event(&app, &receiver, &webhook, 1).await;
+    assert_eq!(during.verified_with, [0, 1], "{during:#?}");
+    assert_eq!(during.header("webhook-signature").split(' ').count(), 2);
+
+    // Without an overlap the secret it replaces stops signing at once.
+    let third = rotate(&app, &webhook, 0).await;
+    receiver.set_secrets(&[&first, &second, &third]).await;
+    let after = test_event(&app, &receiver, &webhook, 2).await;
+    assert_eq!(after.verified_with, [2], "{after:#?}");
+    assert_eq!(after.header("webhook-signature").split(' ').count(), 1);
+    app.stop().await;
+}
+
+both_backends!(
+    both_secrets_sign_during_a_rotation_only_on,
+    both_secrets_sign_during_a_rotation_only
 );
 
 async fn progress_only_for_those_who_asked_at_most_once_an_interval(backend: Backend) {
