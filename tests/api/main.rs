@@ -58,3 +58,4 @@ mod subscriptions;
 mod tenancy;
 mod validation;
 mod webhook_receiver;
+mod webhooks_readme;

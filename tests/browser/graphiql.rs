@@ -25,7 +25,12 @@ async fn run(browser: &Browser, text: &str, expect: &str) -> String {
             .await;
         let deadline = tokio::time::Instant::now() + LONG / PRESSES;
         while tokio::time::Instant::now() < deadline {
-            shown = browser.eval(pane).await.as_str().unwrap_or_default().to_owned();
+            shown = browser
+                .eval(pane)
+                .await
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if shown.contains(expect) {
                 return shown;
             }
