@@ -626,6 +626,49 @@ impl Store {
         Ok(rows.len())
     }
 
+    /// Deletes up to `limit` finished deliveries (delivered or failed) made before `before`,
+    /// with their attempts, then endpoints deleted before it that have none left; answers how
+    /// many deliveries went. Pending ones are never deleted, so nothing still to send is lost.
+    pub async fn prune_webhook_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<u64> {
+        let txn = self.db.begin().await?;
+        let old = txn
+            .query_all_raw(self.statement(
+                "SELECT id FROM webhook_delivery WHERE status <> 'pending' AND created_at < $1 \
+                 LIMIT $2",
+                vec![before.into(), (limit as i64).into()],
+            ))
+            .await?;
+        let ids: Vec<Value> = old
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "id").map(Value::from))
+            .collect::<Result<_, _>>()?;
+        if !ids.is_empty() {
+            let list = placeholders(1, ids.len());
+            txn.execute_raw(self.statement(
+                &format!("DELETE FROM webhook_attempt WHERE delivery_id IN ({list})"),
+                ids.clone(),
+            ))
+            .await?;
+            txn.execute_raw(self.statement(
+                &format!("DELETE FROM webhook_delivery WHERE id IN ({list})"),
+                ids.clone(),
+            ))
+            .await?;
+        }
+        txn.execute_raw(self.statement(
+            "DELETE FROM webhook_endpoint WHERE deleted_at < $1 AND NOT EXISTS \
+               (SELECT 1 FROM webhook_delivery d WHERE d.endpoint_id = webhook_endpoint.id)",
+            vec![before.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
     /// Deliveries by status, for `/metrics`.
     pub async fn webhook_delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
         let rows = self
