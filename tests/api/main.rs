@@ -59,3 +59,4 @@ mod tenancy;
 mod validation;
 mod webhook_receiver;
 mod webhooks_readme;
+mod webhooks_secrets;
