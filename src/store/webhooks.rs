@@ -121,6 +121,15 @@ fn delivery(row: &QueryResult) -> Result<WebhookDelivery, sea_orm::DbErr> {
     })
 }
 
+/// A span as a reader says it: seconds under an hour, hours under two days, then days.
+fn span_words(span: chrono::Duration) -> String {
+    match span.num_seconds() {
+        s if s < 3_600 => format!("{s} s"),
+        s if s < 172_800 => format!("{} hours", s / 3_600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -560,8 +569,8 @@ impl Store {
                             endpoint_id.into(),
                             now.into(),
                             format!(
-                                "every attempt failed for {} hours; the last one: {error}",
-                                (now - disable_before).num_hours()
+                                "every attempt failed for {}; the last one: {error}",
+                                span_words(now - disable_before)
                             )
                             .into(),
                             disable_before.into(),
@@ -569,6 +578,18 @@ impl Store {
                     ))
                     .await?;
                 if disabled.rows_affected() == 1 {
+                    // Its waiting deliveries leave the claim's way until it is enabled again
+                    // (which makes them due at once): a disabled endpoint's backlog would
+                    // otherwise be walked past on every claim.
+                    txn.execute_raw(self.statement(
+                        "UPDATE webhook_delivery SET run_at = $2 \
+                         WHERE endpoint_id = $1 AND status = 'pending'",
+                        vec![
+                            endpoint_id.into(),
+                            (now + chrono::Duration::days(36_500)).into(),
+                        ],
+                    ))
+                    .await?;
                     outcome = AttemptOutcome::Disabled;
                 }
             }

@@ -137,9 +137,14 @@ impl Webhooks {
                      job.cancelled, job.progress (or leave it out for the first three)",
                 ));
             }
-            Some(mut events) => {
-                events.dedup();
-                events
+            Some(events) => {
+                let mut unique = Vec::with_capacity(events.len());
+                for event in events {
+                    if !unique.contains(&event) {
+                        unique.push(event);
+                    }
+                }
+                unique
             }
             None => WebhookEvent::DEFAULT.to_vec(),
         };
