@@ -121,6 +121,15 @@ fn delivery(row: &QueryResult) -> Result<WebhookDelivery, sea_orm::DbErr> {
     })
 }
 
+/// A span as a reader says it: seconds under an hour, hours under two days, then days.
+fn span_words(span: chrono::Duration) -> String {
+    match span.num_seconds() {
+        s if s < 3_600 => format!("{s} s"),
+        s if s < 172_800 => format!("{} hours", s / 3_600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -560,8 +569,8 @@ impl Store {
                             endpoint_id.into(),
                             now.into(),
                             format!(
-                                "every attempt failed for {} hours; the last one: {error}",
-                                (now - disable_before).num_hours()
+                                "every attempt failed for {}; the last one: {error}",
+                                span_words(now - disable_before)
                             )
                             .into(),
                             disable_before.into(),
@@ -569,6 +578,18 @@ impl Store {
                     ))
                     .await?;
                 if disabled.rows_affected() == 1 {
+                    // Its waiting deliveries leave the claim's way until it is enabled again
+                    // (which makes them due at once): a disabled endpoint's backlog would
+                    // otherwise be walked past on every claim.
+                    txn.execute_raw(self.statement(
+                        "UPDATE webhook_delivery SET run_at = $2 \
+                         WHERE endpoint_id = $1 AND status = 'pending'",
+                        vec![
+                            endpoint_id.into(),
+                            (now + chrono::Duration::days(36_500)).into(),
+                        ],
+                    ))
+                    .await?;
                     outcome = AttemptOutcome::Disabled;
                 }
             }
@@ -624,6 +645,49 @@ impl Store {
             .await?;
         }
         Ok(rows.len())
+    }
+
+    /// Deletes up to `limit` finished deliveries (delivered or failed) made before `before`,
+    /// with their attempts, then endpoints deleted before it that have none left; answers how
+    /// many deliveries went. Pending ones are never deleted, so nothing still to send is lost.
+    pub async fn prune_webhook_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<u64> {
+        let txn = self.db.begin().await?;
+        let old = txn
+            .query_all_raw(self.statement(
+                "SELECT id FROM webhook_delivery WHERE status <> 'pending' AND created_at < $1 \
+                 LIMIT $2",
+                vec![before.into(), (limit as i64).into()],
+            ))
+            .await?;
+        let ids: Vec<Value> = old
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "id").map(Value::from))
+            .collect::<Result<_, _>>()?;
+        if !ids.is_empty() {
+            let list = placeholders(1, ids.len());
+            txn.execute_raw(self.statement(
+                &format!("DELETE FROM webhook_attempt WHERE delivery_id IN ({list})"),
+                ids.clone(),
+            ))
+            .await?;
+            txn.execute_raw(self.statement(
+                &format!("DELETE FROM webhook_delivery WHERE id IN ({list})"),
+                ids.clone(),
+            ))
+            .await?;
+        }
+        txn.execute_raw(self.statement(
+            "DELETE FROM webhook_endpoint WHERE deleted_at < $1 AND NOT EXISTS \
+               (SELECT 1 FROM webhook_delivery d WHERE d.endpoint_id = webhook_endpoint.id)",
+            vec![before.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(ids.len() as u64)
     }
 
     /// Deliveries by status, for `/metrics`.

@@ -159,11 +159,10 @@ impl Webhooks {
                         ),
                     ));
                 }
-                // Each once, in the order asked: `dedup` alone kept [a, b, a] as it was.
                 let mut unique = Vec::with_capacity(events.len());
-                for e in events {
-                    if !unique.contains(&e) {
-                        unique.push(e);
+                for event in events {
+                    if !unique.contains(&event) {
+                        unique.push(event);
                     }
                 }
                 unique

@@ -59,3 +59,5 @@ mod tenancy;
 mod validation;
 mod webhook_receiver;
 mod webhooks_api;
+mod webhooks_readme;
+mod webhooks_secrets;
