@@ -338,7 +338,13 @@ impl Store {
                 latency_ms: row.try_get("", "latency_ms")?,
                 error: row.try_get("", "error")?,
             };
-            if let Some(d) = deliveries.iter_mut().find(|d| d.id == id) {
+            // The deliveries were read first, in another statement: an attempt recorded
+            // since then (its row and the delivery's count commit together) is left out, so
+            // the log always matches the delivery it is shown with.
+            if let Some(d) = deliveries
+                .iter_mut()
+                .find(|d| d.id == id && attempt.attempt <= d.attempts)
+            {
                 d.attempt_log.push(attempt);
             }
         }

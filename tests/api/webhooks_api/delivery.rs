@@ -200,3 +200,76 @@ both_backends!(
     private_addresses,
     private_addresses_are_refused_at_registration
 );
+
+/// A delivery as the API shows it agrees with its own attempt log at every instant: while
+/// sixty attempts land (thirty test events, each failing once and then delivered), every
+/// read of the deliveries shows as many attempts in `attempt_log` as in `attempts`, and the
+/// last one's status as `last_status_code`. The log used to be read in a second statement,
+/// so an attempt recorded between the two showed in the log of a delivery still `pending`
+/// with `attempts: 0`.
+async fn the_deliveries_view_agrees_with_itself(backend: Backend) {
+    const EVENTS: usize = 30;
+    let Some(receiver) = Receiver::start(&[], &[500; EVENTS]).await else {
+        return;
+    };
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("WEBHOOK_SECRET_KEY", SEALING_KEY),
+            ("WEBHOOK_POLL_MS", "10"),
+            ("WEBHOOK_RETRY_BASE_MS", "10"),
+        ],
+    )
+    .await;
+    let api = Api::anonymous(&app);
+    let id = api.create(&receiver.url(), Some("acme")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let test = format!("/webhooks/{id}/test");
+    let reads = async {
+        let path = format!("/webhooks/{id}/deliveries?per_page=100");
+        let mut reads = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, page) = api.rest("GET", &path, None).await;
+            assert_eq!(status, 200, "{page}");
+            reads += 1;
+            let deliveries = page["deliveries"].as_array().unwrap();
+            for d in deliveries {
+                let log = d["attempt_log"].as_array().unwrap();
+                assert_eq!(
+                    Some(log.len() as i64),
+                    d["attempts"].as_i64(),
+                    "read {reads}: the log and the count disagree: {d}"
+                );
+                let last = log.last().map_or(&json!(null), |a| &a["status_code"]);
+                assert_eq!(last, &d["last_status_code"], "read {reads}: {d}");
+            }
+            let delivered = deliveries
+                .iter()
+                .filter(|d| d["status"] == "delivered")
+                .count();
+            if delivered == EVENTS {
+                return reads;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{delivered} of {EVENTS} delivered"
+            );
+        }
+    };
+    let sends = async {
+        for _ in 0..EVENTS {
+            let (status, _) = api.rest("POST", &test, None).await;
+            assert_eq!(status, 202);
+        }
+    };
+    let (reads, ()) = tokio::join!(reads, sends);
+    assert!(reads > 1, "the reads must overlap the attempts");
+    assert_eq!(
+        receiver.wait_for(2 * EVENTS, ARRIVAL).await.len(),
+        2 * EVENTS
+    );
+}
+both_backends!(consistent_view, the_deliveries_view_agrees_with_itself);
