@@ -71,7 +71,8 @@ pub struct Metrics {
     /// (one row the database refused for good, recorded as failed instead).
     pub record_failures: IntCounterVec,
     /// Rows removed by the retention task, by `kind`: `jobs`, `results`, `icon_blobs`, and
-    /// `cache_rows` (per-domain cache rows too old to reuse).
+    /// `cache_rows` (per-domain cache rows too old to reuse), `webhook_deliveries` (finished
+    /// deliveries as old as the purged jobs, with their attempts).
     pub purged: IntCounterVec,
     /// The longest single transaction of the retention task's last pass that purged a job.
     pub purge_longest_transaction: Gauge,
@@ -153,7 +154,7 @@ impl Metrics {
             ),
             purged: counter_vec(
                 "purged_total",
-                "Rows removed by the retention task, by kind (jobs, results, icon_blobs, cache_rows)",
+                "Rows removed by the retention task, by kind (jobs, results, icon_blobs, cache_rows, webhook_deliveries)",
                 &["kind"],
             ),
             purge_longest_transaction: Gauge::new(
@@ -211,7 +212,13 @@ impl Metrics {
         for kind in ["transient", "permanent"] {
             self.record_failures.with_label_values(&[kind]);
         }
-        for kind in ["jobs", "results", "icon_blobs", "cache_rows"] {
+        for kind in [
+            "jobs",
+            "results",
+            "icon_blobs",
+            "cache_rows",
+            "webhook_deliveries",
+        ] {
             self.purged.with_label_values(&[kind]);
         }
         for outcome in ICON_RENDER_OUTCOMES {

@@ -52,6 +52,8 @@ pub struct Pass {
     pub cache_rows: u64,
     /// Icon blobs deleted.
     pub icon_blobs: u64,
+    /// Finished webhook deliveries older than the retention age, deleted with their attempts.
+    pub webhook_deliveries: u64,
 }
 
 /// The retention task of one process.
@@ -94,6 +96,7 @@ impl Retention {
                     kept_for_cache = pass.purged.kept_for_cache,
                     cache_rows = pass.cache_rows,
                     icon_blobs = pass.icon_blobs,
+                    webhook_deliveries = pass.webhook_deliveries,
                     longest_ms = pass.purged.longest.as_millis() as u64,
                     "retention pass purged data"
                 ),
@@ -192,6 +195,19 @@ impl Retention {
                 .await?;
             pass.icon_blobs += n;
             self.count("icon_blobs", n);
+            if n < batch as u64 {
+                break;
+            }
+        }
+        // Webhook deliveries follow the jobs' age: the history of an event is kept as long as
+        // the job it reports.
+        while let Some(before) = finished_before {
+            let n = self
+                .store
+                .prune_webhook_deliveries(before, batch as u64)
+                .await?;
+            pass.webhook_deliveries += n;
+            self.count("webhook_deliveries", n);
             if n < batch as u64 {
                 break;
             }

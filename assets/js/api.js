@@ -1,4 +1,4 @@
-// Talking to the API: GraphQL over fetch with the API key from sessionStorage, and the
+// Talking to the API: GraphQL (and, for webhooks, REST) over fetch with the API key from sessionStorage, and the
 // settings the dashboard keeps (the key for this tab only; the client id across visits).
 
 import { createClient, wsUrl } from "./ws.js";
@@ -62,6 +62,38 @@ export async function call(query, variables) {
     if (e.code === "UNAUTHORIZED" || e.code === "FORBIDDEN") window.dispatchEvent(new CustomEvent(NEED_KEY, { detail: e.message }));
     throw e;
   }
+}
+
+/**
+ * Calls the REST API: `method` on `path` with an optional JSON `body`, the key when there is
+ * one. Resolves with the parsed answer (null for 204); rejects with an ApiError carrying the
+ * answer's `error.code`, and asks for a key on UNAUTHORIZED or FORBIDDEN like `call`.
+ */
+export async function rest(method, path, body) {
+  const headers = {};
+  if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
+  // The server refuses a POST without this type, even an empty one.
+  if (method === "POST") headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError([{ message: `the service cannot be reached (${e.message})`, extensions: { code: "NETWORK" } }]);
+  }
+  if (response.status === 204) return null;
+  let answer;
+  try {
+    answer = await response.json();
+  } catch {
+    throw new ApiError([{ message: `the service answered ${response.status} without JSON`, extensions: { code: "HTTP" } }]);
+  }
+  if (!response.ok) {
+    const error = answer?.error || {};
+    const e = new ApiError([{ message: error.message || `the service answered ${response.status}`, extensions: { code: error.code || "HTTP", details: error.details } }]);
+    if (e.code === "UNAUTHORIZED" || e.code === "FORBIDDEN") window.dispatchEvent(new CustomEvent(NEED_KEY, { detail: e.message }));
+    throw e;
+  }
+  return answer;
 }
 
 const RESULT_FIELDS = "domain status errorCode error icon { url }";

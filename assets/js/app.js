@@ -1,10 +1,11 @@
-// The dashboard's entry: settings (API key, client id), and a hash router over the three
-// views (#/ submit, #/jobs the list, #/jobs/{id} one job).
+// The dashboard's entry: settings (API key, client id), and a hash router over the four
+// views (#/ submit, #/jobs the list, #/jobs/{id} one job, #/webhooks the endpoints).
 
 import { NEED_KEY, apiKey, clientId, setApiKey, setClientId } from "./api.js";
 import { renderSubmit } from "./submit.js";
 import { renderJobs } from "./jobs.js";
 import { renderJob } from "./job.js";
+import { renderWebhooks } from "./webhooks.js";
 
 const main = document.getElementById("main");
 const settings = document.getElementById("settings");
@@ -46,6 +47,9 @@ function route() {
   } else if (hash === "/jobs") {
     cleanup = renderJobs(main);
     title = "Jobs";
+  } else if (hash === "/webhooks") {
+    cleanup = renderWebhooks(main);
+    title = "Webhooks";
   } else {
     cleanup = renderSubmit(main);
     title = "Submit";

@@ -54,6 +54,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/jobs.js", JS),
     asset!("js/job.js", JS),
     asset!("js/grid.js", JS),
+    asset!("js/webhooks.js", JS),
     asset!("js/graphiql.js", JS),
     asset!("graphiql.css", CSS),
     asset!("graphiql.html", "text/html; charset=utf-8"),

@@ -2,6 +2,7 @@
 //! types they answer with. Served at `/openapi.json` and checked in as `openapi.json`, which a
 //! test keeps equal to [`json`].
 
+use super::rest::webhooks;
 use super::{icons, ops, rest};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -29,12 +30,22 @@ use utoipa::{Modify, OpenApi};
         ops::healthz,
         ops::readyz,
         ops::metrics,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::delete_webhook,
+        webhooks::rotate_secret,
+        webhooks::enable_webhook,
+        webhooks::send_test,
+        webhooks::list_deliveries,
+        webhooks::redeliver,
     ),
     modifiers(&ApiKey, &SharedAnswers),
     tags(
         (name = "jobs", description = "Submit domains, follow a job, read and download its results"),
         (name = "icons", description = "The stored icons themselves"),
         (name = "operations", description = "Health, readiness and metrics"),
+        (name = "webhooks", description = "Endpoints called back when a client's jobs end, signed the Standard Webhooks way; their deliveries and attempts"),
     )
 )]
 struct ApiDoc;

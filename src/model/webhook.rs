@@ -161,9 +161,12 @@ impl Backoff {
 }
 
 /// A webhook endpoint as every API shows it (never its secret).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+// GraphQL flattens these fields into its `Webhook`, which adds the ids as `ID`s.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "WebhookFields")]
 pub struct Webhook {
     /// Its id.
+    #[graphql(skip)]
     pub id: Uuid,
     /// The client it belongs to.
     pub client_id: String,
@@ -174,7 +177,8 @@ pub struct Webhook {
     /// The events it is sent.
     #[schema(value_type = Vec<String>, example = json!(["job.completed"]))]
     pub events: Vec<WebhookEvent>,
-    /// False once it was disabled for failing; `disabled_reason` says why.
+    /// False once it was disabled for failing; `disabled_reason` (`disabledReason` over
+    /// GraphQL) says why.
     pub enabled: bool,
     /// Why it was disabled.
     pub disabled_reason: Option<String>,
@@ -205,11 +209,15 @@ pub struct DeliveryAttempt {
 }
 
 /// One event on its way to one endpoint.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+// GraphQL flattens these fields into its `WebhookDelivery`, which adds the ids as `ID`s.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "WebhookDeliveryFields")]
 pub struct WebhookDelivery {
     /// The delivery's id (what `redeliver` takes).
+    #[graphql(skip)]
     pub id: Uuid,
     /// The endpoint.
+    #[graphql(skip)]
     pub webhook_id: Uuid,
     /// The `webhook-id` header: the same on every attempt and redelivery of one event.
     pub event_id: String,
@@ -217,6 +225,7 @@ pub struct WebhookDelivery {
     #[schema(value_type = String, example = "job.completed")]
     pub event_type: WebhookEvent,
     /// The job it is about, if any.
+    #[graphql(skip)]
     pub job_id: Option<Uuid>,
     /// Where it stands.
     pub status: DeliveryStatus,

@@ -13,6 +13,11 @@
 //!   the job's counters move only when that write changed a row, in the same transaction. A
 //!   worker that lost its lease therefore changes nothing, and two workers that fetched the same
 //!   row cannot count it twice. Job rows are updated in id order so writers cannot deadlock.
+//! - **A job's end has its webhook events.** The write that ends a job (or cancels it) queues
+//!   one delivery per subscribed endpoint in the same transaction, so a committed end always
+//!   has them. A delivery is leased like a row; an attempt is recorded only by the lease's
+//!   holder, so one attempt at a time is made and recorded, and a dead worker's delivery is
+//!   tried again when its lease ends (at least once: the receiver deduplicates on the id).
 //!
 //! The parts, all methods of the one [`Store`] handle:
 //!
@@ -27,6 +32,8 @@
 //!   queries share with the migrations;
 //! - `standing`: where a job stands in the shared queue, and the work left per job, from the
 //!   counters of processing jobs;
+//! - `webhooks`: webhook endpoints, their deliveries (lease, attempt, retry, disable) and
+//!   the log of attempts;
 //! - `lifecycle`: cancel, delete and purge in batches, the per-domain cache that outlives
 //!   purged results, icon blob collection, the maintenance lease, giving space back;
 //! - `write`: the writes those parts share (creating a job, counting finished rows, cancelling

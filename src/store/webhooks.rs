@@ -122,6 +122,15 @@ fn delivery(row: &QueryResult) -> Result<WebhookDelivery, sea_orm::DbErr> {
     })
 }
 
+/// A span as a reader says it: seconds under an hour, hours under two days, then days.
+fn span_words(span: chrono::Duration) -> String {
+    match span.num_seconds() {
+        s if s < 3_600 => format!("{s} s"),
+        s if s < 172_800 => format!("{} hours", s / 3_600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -330,7 +339,13 @@ impl Store {
                 latency_ms: row.try_get("", "latency_ms")?,
                 error: row.try_get("", "error")?,
             };
-            if let Some(d) = deliveries.iter_mut().find(|d| d.id == id) {
+            // The deliveries were read first, in another statement: an attempt recorded
+            // since then (its row and the delivery's count commit together) is left out, so
+            // the log always matches the delivery it is shown with.
+            if let Some(d) = deliveries
+                .iter_mut()
+                .find(|d| d.id == id && attempt.attempt <= d.attempts)
+            {
                 d.attempt_log.push(attempt);
             }
         }
@@ -405,6 +420,64 @@ impl Store {
         Ok(self.webhook_delivery(id).await?.map(|(d, _)| d).ok_or(
             sea_orm::DbErr::RecordNotFound("delivery just queued".into()),
         )?)
+    }
+
+    /// Deletes up to `limit` finished deliveries (delivered or failed) made before `before`,
+    /// with their attempts, then endpoints deleted before it that have none left; answers how
+    /// many deliveries went. Pending ones are never deleted, so nothing still to send is lost.
+    pub async fn prune_webhook_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u64,
+    ) -> StoreResult<u64> {
+        let txn = self.db.begin().await?;
+        let old = txn
+            .query_all_raw(self.statement(
+                "SELECT id FROM webhook_delivery WHERE status <> 'pending' AND created_at < $1 \
+                 LIMIT $2",
+                vec![before.into(), (limit as i64).into()],
+            ))
+            .await?;
+        let ids: Vec<Value> = old
+            .iter()
+            .map(|r| r.try_get::<Uuid>("", "id").map(Value::from))
+            .collect::<Result<_, _>>()?;
+        if !ids.is_empty() {
+            let list = placeholders(1, ids.len());
+            txn.execute_raw(self.statement(
+                &format!("DELETE FROM webhook_attempt WHERE delivery_id IN ({list})"),
+                ids.clone(),
+            ))
+            .await?;
+            txn.execute_raw(self.statement(
+                &format!("DELETE FROM webhook_delivery WHERE id IN ({list})"),
+                ids.clone(),
+            ))
+            .await?;
+        }
+        txn.execute_raw(self.statement(
+            "DELETE FROM webhook_endpoint WHERE deleted_at < $1 AND NOT EXISTS \
+               (SELECT 1 FROM webhook_delivery d WHERE d.endpoint_id = webhook_endpoint.id)",
+            vec![before.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    /// Deliveries by status, for `/metrics`.
+    pub async fn webhook_delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT status, COUNT(*) AS n FROM webhook_delivery GROUP BY status",
+                vec![],
+            ))
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("", "status")?, r.try_get("", "n")?)))
+            .collect::<Result<_, sea_orm::DbErr>>()?)
     }
 }
 

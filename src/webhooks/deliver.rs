@@ -94,8 +94,11 @@ impl Deliverer {
         let mut next_progress = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= next_progress {
-                next_progress += PROGRESS_TICK.min(this.settings.progress_interval);
                 this.queue_progress().await;
+                // From now, not from the last due time: a slow pass does not make the next
+                // ones run back to back.
+                next_progress = tokio::time::Instant::now()
+                    + PROGRESS_TICK.min(this.settings.progress_interval);
             }
             let free = this.settings.concurrency.saturating_sub(inflight.len());
             let mut claimed = 0;

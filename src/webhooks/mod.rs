@@ -14,8 +14,8 @@ pub mod sign;
 use crate::auth::{Caller, Scope};
 use crate::error::{AppError, AppResult, Code};
 use crate::finder::resolve::{GuardedResolver, ResolveError, is_public};
-use crate::model::Page;
 use crate::model::webhook::{Backoff, Webhook, WebhookDelivery, WebhookEvent};
+use crate::model::{Fields, Page, parse_client_id};
 use crate::store::{Store, StoredEndpoint};
 use sign::{Sealer, Secret};
 use std::sync::Arc;
@@ -29,6 +29,8 @@ const MAX_URL_LEN: usize = 2_048;
 const MAX_DESCRIPTION_CHARS: usize = 500;
 /// The most endpoints one client may register.
 pub const MAX_ENDPOINTS_PER_CLIENT: usize = 20;
+/// The longest a rotated-out secret may keep signing: 30 days.
+pub const MAX_ROTATION_OVERLAP: Duration = Duration::from_secs(30 * 86_400);
 
 /// How webhooks are delivered (from the `WEBHOOK_*` settings).
 #[derive(Clone, Debug)]
@@ -124,7 +126,13 @@ impl Webhooks {
     pub async fn create(&self, caller: &Caller, new: NewWebhook<'_>) -> AppResult<WithSecret> {
         caller.require(Scope::Submit)?;
         let sealer = self.sealer()?;
-        let client = caller.client_for(new.client_id.map(str::trim))?;
+        // The same rule as a job's or a key's client: before it, an empty or 10 kB name was
+        // taken and made a client of its own.
+        let requested = new
+            .client_id
+            .map(|raw| parse_client_id(raw, Fields::REST))
+            .transpose()?;
+        let client = caller.client_for(requested.as_deref())?;
         let url = check_url(new.url)?;
         guard_target(&self.guard, self.settings.allow_private, &url)
             .await
@@ -137,9 +145,27 @@ impl Webhooks {
                      job.cancelled, job.progress (or leave it out for the first three)",
                 ));
             }
-            Some(mut events) => {
-                events.dedup();
-                events
+            Some(events) => {
+                if let Some(e) = events
+                    .iter()
+                    .find(|e| !WebhookEvent::SUBSCRIBABLE.contains(e))
+                {
+                    return Err(AppError::bad_request(
+                        Code::InvalidInput,
+                        format!(
+                            "events: {} is sent to every endpoint and cannot be subscribed to; \
+                             use job.completed, job.failed, job.cancelled or job.progress",
+                            e.as_str()
+                        ),
+                    ));
+                }
+                let mut unique = Vec::with_capacity(events.len());
+                for event in events {
+                    if !unique.contains(&event) {
+                        unique.push(event);
+                    }
+                }
+                unique
             }
             None => WebhookEvent::DEFAULT.to_vec(),
         };
@@ -233,10 +259,19 @@ impl Webhooks {
         caller.require(Scope::Submit)?;
         let sealer = self.sealer()?;
         self.find(caller, id).await?;
+        if overlap.is_some_and(|o| o > MAX_ROTATION_OVERLAP) {
+            return Err(AppError::bad_request(
+                Code::InvalidInput,
+                format!(
+                    "the overlap is at most {} seconds (30 days)",
+                    MAX_ROTATION_OVERLAP.as_secs()
+                ),
+            ));
+        }
         let overlap = overlap.unwrap_or(self.settings.rotation_overlap);
         let until = crate::store::now()
             + chrono::Duration::from_std(overlap).map_err(|_| {
-                AppError::bad_request(Code::InvalidInput, "overlap_secs is too large")
+                AppError::bad_request(Code::InvalidInput, "the overlap is too large")
             })?;
         let secret = Secret::generate();
         let stored = self
@@ -306,6 +341,16 @@ impl Webhooks {
             .enqueue_webhook_event(id, WebhookEvent::WebhookTest, None, &data.to_string())
             .await?)
     }
+}
+
+/// Parses the id of a webhook or of a delivery (`what` names which) as an adapter got it.
+pub fn parse_id(raw: &str, what: &str) -> AppResult<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        AppError::bad_request(
+            Code::InvalidId,
+            format!("{what} id {raw:?} is not a valid id (expected a UUID)"),
+        )
+    })
 }
 
 /// Whether `caller` may see an endpoint of client `owner`: its own client's, or any with an

@@ -240,7 +240,14 @@ async fn every_documented_call_answers_as_documented() {
     sites.icon_site("ok.test");
     let internet = FakeInternet::start(sites).await;
     let resolve = internet.resolve_exact(&[]);
-    let app = TestApp::spawn(Backend::Sqlite, &[("FETCH_RESOLVE", resolve.as_str())]).await;
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &[
+            ("FETCH_RESOLVE", resolve.as_str()),
+            ("WEBHOOK_SECRET_KEY", crate::webhooks_api::SEALING_KEY),
+        ],
+    )
+    .await;
 
     let served = app.http.get(app.url("/openapi.json")).send().await.unwrap();
     assert_eq!(served.status(), 200);
@@ -441,6 +448,8 @@ async fn every_documented_call_answers_as_documented() {
         .await;
     assert_eq!(status, 404);
 
+    webhook_calls(&contract, &app).await;
+
     // Every operation in the document was called above: a new one needs its call here.
     let documented: BTreeSet<String> = contract.document["paths"]
         .as_object()
@@ -454,4 +463,154 @@ async fn every_documented_call_answers_as_documented() {
         })
         .collect();
     assert_eq!(*contract.called.lock().unwrap(), documented);
+}
+
+/// Every webhook operation, its answers and errors: an endpoint made, listed, read, rotated,
+/// enabled, sent a test event that the app's own deliverer tries (at `/healthz`, which
+/// answers a POST 405, so the delivery has a failed attempt to show), its deliveries, a
+/// redelivery, and the delete.
+async fn webhook_calls(contract: &Contract, app: &TestApp) {
+    let (status, refused) = contract
+        .call(
+            app,
+            "post",
+            "/webhooks",
+            "/webhooks",
+            Some(json!({"client_id": "contract"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &json!("INVALID_INPUT"))
+    );
+    let (status, _) = contract
+        .call(app, "post", "/webhooks", "/webhooks", None)
+        .await;
+    assert_eq!(status, 415);
+    let hook =
+        json!({"url": app.url("/healthz"), "client_id": "contract", "description": "contract"});
+    let (status, created) = contract
+        .call(app, "post", "/webhooks", "/webhooks", Some(hook))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let one = format!("/webhooks/{id}");
+    let (_, listed) = contract
+        .call(
+            app,
+            "get",
+            "/webhooks",
+            "/webhooks?client_id=contract",
+            None,
+        )
+        .await;
+    assert_eq!(listed["webhooks"][0]["id"], id.as_str(), "{listed}");
+    let (status, _) = contract
+        .call(app, "get", "/webhooks/{id}", &one, None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = contract
+        .call(app, "get", "/webhooks/{id}", "/webhooks/not-an-id", None)
+        .await;
+    assert_eq!(status, 400);
+    let rotate = format!("{one}/rotate-secret");
+    let (status, rotated) = contract
+        .call(
+            app,
+            "post",
+            "/webhooks/{id}/rotate-secret",
+            &rotate,
+            Some(json!({"overlap_secs": 60})),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, _) = contract
+        .call(
+            app,
+            "post",
+            "/webhooks/{id}/rotate-secret",
+            &rotate,
+            Some(json!({"overlap_secs": "soon"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = contract
+        .call(
+            app,
+            "post",
+            "/webhooks/{id}/enable",
+            &format!("{one}/enable"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, queued) = contract
+        .call(
+            app,
+            "post",
+            "/webhooks/{id}/test",
+            &format!("{one}/test"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let deliveries = format!("{one}/deliveries");
+    let mut tried = json!(null);
+    for _ in 0..100 {
+        let (status, page) = contract
+            .call(app, "get", "/webhooks/{id}/deliveries", &deliveries, None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        if page["deliveries"][0]["attempts"].as_i64() > Some(0) {
+            tried = page;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        tried["deliveries"][0]["attempt_log"][0]["status_code"], 405,
+        "the attempt is shown: {tried}"
+    );
+    let (status, _) = contract
+        .call(
+            app,
+            "get",
+            "/webhooks/{id}/deliveries",
+            &format!("{deliveries}?page=0"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+    let redeliver = format!(
+        "/webhooks/deliveries/{}/redeliver",
+        queued["id"].as_str().unwrap()
+    );
+    let (status, again) = contract
+        .call(
+            app,
+            "post",
+            "/webhooks/deliveries/{id}/redeliver",
+            &redeliver,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, &again["event_id"]), (202, &queued["event_id"]));
+    let (status, _) = contract
+        .call(app, "delete", "/webhooks/{id}", &one, None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = contract
+        .call(app, "delete", "/webhooks/{id}", &one, None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = contract
+        .call(
+            app,
+            "post",
+            "/webhooks/deliveries/{id}/redeliver",
+            &redeliver,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 404);
 }

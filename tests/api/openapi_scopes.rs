@@ -19,6 +19,7 @@ async fn every_scope_answers_as_documented() {
         ("AUTH_MODE", "required"),
         ("ICONS_PUBLIC", "false"),
         ("BOOTSTRAP_API_KEY", ADMIN),
+        ("WEBHOOK_SECRET_KEY", crate::webhooks_api::SEALING_KEY),
     ])
     .await;
     let contract = Contract {
@@ -43,6 +44,37 @@ async fn every_scope_answers_as_documented() {
         .await;
     assert_eq!(status, 201, "{created}");
     let job = format!("/jobs/{}", created["job_id"].as_str().unwrap());
+    let submitter = As {
+        key: Some(&submit),
+        host: None,
+    };
+    let (status, hook) = contract
+        .call_as(
+            &app,
+            submitter,
+            "post",
+            "/webhooks",
+            "/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/hook"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let hook = format!("/webhooks/{}", hook["id"].as_str().unwrap());
+    let (status, queued) = contract
+        .call_as(
+            &app,
+            submitter,
+            "post",
+            "/webhooks/{id}/test",
+            &format!("{hook}/test"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let redeliver = format!(
+        "/webhooks/deliveries/{}/redeliver",
+        queued["id"].as_str().unwrap()
+    );
 
     let calls: Vec<(&str, &str, String, Option<Value>)> = vec![
         (
@@ -69,6 +101,45 @@ async fn every_scope_answers_as_documented() {
         ("get", "/metrics", "/metrics".into(), None),
         ("get", "/healthz", "/healthz".into(), None),
         ("get", "/readyz", "/readyz".into(), None),
+        (
+            "post",
+            "/webhooks",
+            "/webhooks".into(),
+            Some(json!({"url": "http://127.0.0.1:9/other", "client_id": "acme"})),
+        ),
+        ("get", "/webhooks", "/webhooks".into(), None),
+        ("get", "/webhooks/{id}", hook.clone(), None),
+        (
+            "post",
+            "/webhooks/{id}/rotate-secret",
+            format!("{hook}/rotate-secret"),
+            Some(json!({})),
+        ),
+        (
+            "post",
+            "/webhooks/{id}/enable",
+            format!("{hook}/enable"),
+            Some(json!({})),
+        ),
+        (
+            "post",
+            "/webhooks/{id}/test",
+            format!("{hook}/test"),
+            Some(json!({})),
+        ),
+        (
+            "get",
+            "/webhooks/{id}/deliveries",
+            format!("{hook}/deliveries"),
+            None,
+        ),
+        (
+            "post",
+            "/webhooks/deliveries/{id}/redeliver",
+            redeliver.clone(),
+            Some(json!({})),
+        ),
+        ("delete", "/webhooks/{id}", hook.clone(), None),
         ("delete", "/jobs/{id}", job.clone(), None),
     ];
     let unknown = "ffk_unknown-key-0123456789abcdefghijklmnop";
@@ -117,6 +188,11 @@ async fn every_scope_answers_as_documented() {
         "post /jobs/{id}/cancel",
         "delete /jobs/{id}",
         "get /icons/{domain}",
+        "post /webhooks",
+        "get /webhooks/{id}",
+        "post /webhooks/{id}/rotate-secret",
+        "get /webhooks/{id}/deliveries",
+        "delete /webhooks/{id}",
     ] {
         assert!(
             seen.contains(&format!("401 {operation}"))

@@ -272,6 +272,78 @@ async fn old_cache_rows_are_dropped_and_counted(backend: Backend) {
 }
 both_backends!(cache_rows_counted, old_cache_rows_are_dropped_and_counted);
 
+/// A webhook delivery as old as a purged job is deleted with its attempts, and counted; one
+/// still pending is kept however old, so nothing still to send is lost.
+async fn old_webhook_deliveries_are_pruned(backend: Backend) {
+    let mut sites = Sites::default();
+    sites.icon_site("hooked.test");
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn_on(
+        backend,
+        &internet,
+        &[
+            ("RETENTION_INTERVAL_SECS", "1"),
+            (
+                "WEBHOOK_SECRET_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+            // Nothing listens there: every attempt fails at once and is retried much later.
+            ("WEBHOOK_RETRY_BASE_MS", "3600000"),
+        ],
+    )
+    .await;
+    let (status, hook) = app
+        .post_json(
+            "/webhooks",
+            &serde_json::json!({"client_id": "hooks", "url": "http://127.0.0.1:1/hook"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let job = app.create_job("hooks", &["hooked.test"]).await;
+    app.wait_for_job(&job, Duration::from_secs(30)).await;
+    wait_until("the first attempt to be recorded", || async {
+        app.count_rows("webhook_attempt").await == 1
+    })
+    .await;
+    // Old, but still waiting for its next attempt: kept.
+    at(
+        &app,
+        "UPDATE webhook_delivery SET created_at = $1",
+        days_ago(40),
+    )
+    .await;
+    at(
+        &app,
+        "UPDATE job SET created_at = $1, updated_at = $1",
+        days_ago(40),
+    )
+    .await;
+    wait_until("the old job to be purged", || async {
+        app.count_rows("job").await == 0
+    })
+    .await;
+    assert_eq!(
+        app.count_rows("webhook_delivery").await,
+        1,
+        "a pending one stays"
+    );
+    // Given up on: now it goes, with its attempt.
+    at(
+        &app,
+        "UPDATE webhook_delivery SET status = 'failed', created_at = $1",
+        days_ago(40),
+    )
+    .await;
+    wait_until("the old delivery to be pruned", || async {
+        app.count_rows("webhook_delivery").await == 0
+    })
+    .await;
+    assert_eq!(app.count_rows("webhook_attempt").await, 0);
+    let sample = "favicon_finder_purged_total{kind=\"webhook_deliveries\"}";
+    assert_eq!(app.metric(sample).await, 1.0);
+}
+both_backends!(webhook_deliveries_pruned, old_webhook_deliveries_are_pruned);
+
 /// A recorder that stores an icon whose blob is marked unreferenced clears the mark, so the
 /// sweep leaves the blob. (The default interval: no retention pass runs during the test, so
 /// only the recorder can clear it.)

@@ -38,3 +38,4 @@ mod dashboard;
 mod graphiql;
 mod job_page;
 mod resume;
+mod webhooks_page;

@@ -1,6 +1,8 @@
-//! The GraphQL API: `createJob`, `job`, `jobs` and paginated `results`.
+//! The GraphQL API: `createJob`, `job`, `jobs` and paginated `results`; webhooks
+//! (`webhooks`, `webhookDeliveries`, `createWebhook` and the rest).
 //!
-//! Resolvers parse their arguments, call the core ([`crate::jobs::Jobs`]) and map the answer;
+//! Resolvers parse their arguments, call the core ([`crate::jobs::Jobs`],
+//! [`crate::webhooks::Webhooks`]) and map the answer;
 //! every rule (validation, paging, not-found) lives there and is shared with the REST API. Layout: `types` (the objects and inputs),
 //! `query`, `mutation`, `subscription` (the roots), `errors` (a code on every error), `gate`
 //! (what one operation may take from the database), `over_http` (the `/graphql` handlers:
@@ -10,6 +12,7 @@ use crate::api::AppState;
 use crate::auth::Caller;
 use crate::error::{AppError, Code};
 use crate::jobs::{self, Entry, Fields, NewJob, ResultPage};
+use crate::model::webhook::WebhookEvent;
 use crate::model::{JobStatus, Page, Priority, ProgressEvent, ResultColumns};
 use async_graphql::{Context, ID, InputObject, Object, Result, Schema, SimpleObject, Subscription};
 use futures::{Stream, StreamExt};

@@ -1,6 +1,9 @@
-//! Write operations: `createJob`, `cancelJob`, `deleteJob`.
+//! Write operations: `createJob`, `cancelJob`, `deleteJob`; `createWebhook`, `deleteWebhook`,
+//! `rotateWebhookSecret`, `enableWebhook`, `sendTestWebhook`, `redeliverWebhook`.
 
 use super::*;
+use crate::webhooks::{self, NewWebhook};
+use std::time::Duration;
 
 /// Write operations.
 pub struct MutationRoot;
@@ -56,5 +59,113 @@ impl MutationRoot {
             .await
             .map_err(AppError::into_graphql)?;
         Ok(true)
+    }
+
+    /// Registers a webhook endpoint for the caller's client (with the `submit` scope, or an
+    /// admin naming any client). Its URL is checked now: a non-public address is refused
+    /// (`WEBHOOK_URL_REFUSED`) unless the server allows private networks. The answer carries
+    /// the signing secret, shown only now.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn create_webhook(
+        &self,
+        c: &Context<'_>,
+        input: CreateWebhookInput,
+    ) -> Result<CreatedWebhook> {
+        let new = NewWebhook {
+            client_id: input.client_id.as_deref(),
+            url: &input.url,
+            events: input.events,
+            description: input.description.as_deref(),
+        };
+        let _turn = db_turn(c).await;
+        let created = ctx(c)
+            .webhooks
+            .create(caller(c)?, new)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(created.into())
+    }
+
+    /// Deletes a webhook endpoint; its deliveries still waiting fail. True when
+    /// deleted; another client's endpoint is NOT_FOUND.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn delete_webhook(&self, c: &Context<'_>, id: ID) -> Result<bool> {
+        let id = webhooks::parse_id(&id, "webhook").map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        ctx(c)
+            .webhooks
+            .delete(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(true)
+    }
+
+    /// Gives a webhook endpoint a new secret, answered only now. The old secret keeps signing
+    /// beside it for `overlapSeconds` (default `WEBHOOK_ROTATION_OVERLAP_SECS`, at most 30
+    /// days), so a receiver can switch without losing an event.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn rotate_webhook_secret(
+        &self,
+        c: &Context<'_>,
+        id: ID,
+        overlap_seconds: Option<i64>,
+    ) -> Result<CreatedWebhook> {
+        let id = webhooks::parse_id(&id, "webhook").map_err(AppError::into_graphql)?;
+        let overlap = overlap_seconds
+            .map(|s| {
+                u64::try_from(s).map(Duration::from_secs).map_err(|_| {
+                    AppError::bad_request(Code::InvalidInput, "overlapSeconds must not be negative")
+                        .into_graphql()
+                })
+            })
+            .transpose()?;
+        let _turn = db_turn(c).await;
+        let rotated = ctx(c)
+            .webhooks
+            .rotate(caller(c)?, id, overlap)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(rotated.into())
+    }
+
+    /// Enables a webhook endpoint again after it was disabled for failing; its waiting
+    /// deliveries are due at once.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn enable_webhook(&self, c: &Context<'_>, id: ID) -> Result<Webhook> {
+        let id = webhooks::parse_id(&id, "webhook").map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        let enabled = ctx(c)
+            .webhooks
+            .enable(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(enabled.into())
+    }
+
+    /// Queues a `webhook.test` event for a webhook endpoint; answers the queued delivery.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn send_test_webhook(&self, c: &Context<'_>, id: ID) -> Result<WebhookDelivery> {
+        let id = webhooks::parse_id(&id, "webhook").map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        let queued = ctx(c)
+            .webhooks
+            .send_test(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(queued.into())
+    }
+
+    /// Sends a delivery's event again, with the same `webhook-id`, so a receiver that saw it
+    /// can tell; answers the new delivery.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn redeliver_webhook(&self, c: &Context<'_>, delivery_id: ID) -> Result<WebhookDelivery> {
+        let id = webhooks::parse_id(&delivery_id, "delivery").map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        let queued = ctx(c)
+            .webhooks
+            .redeliver(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(queued.into())
     }
 }

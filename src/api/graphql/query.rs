@@ -1,9 +1,11 @@
-//! Read operations: `job`, `jobs`, `results`, `resultsConnection`.
+//! Read operations: `job`, `jobs`, `results`, `resultsConnection`, `webhooks`,
+//! `webhookDeliveries`.
 
 use super::*;
 use crate::model::{
     ErrorCategory, Fields, ResultCursor, ResultFilter, ResultStatus, ResultView, parse_first,
 };
+use crate::webhooks;
 use async_graphql::connection::{Connection, Edge};
 
 /// Read operations.
@@ -114,6 +116,41 @@ impl QueryRoot {
                 .map(|(cursor, view)| Edge::new(cursor, view)),
         );
         Ok(connection)
+    }
+
+    /// The caller's webhook endpoints, oldest first (never their secrets). With an API key
+    /// `clientId` may be left out; if given it must be the key's client (an admin key may name
+    /// any, and sees every client's without it).
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn webhooks(&self, c: &Context<'_>, client_id: Option<String>) -> Result<Vec<Webhook>> {
+        let _turn = db_turn(c).await;
+        let list = ctx(c)
+            .webhooks
+            .list(caller(c)?, client_id.as_deref())
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    /// A page of a webhook endpoint's deliveries, newest first, each with its attempts
+    /// (time, status, latency, error). Another client's endpoint is NOT_FOUND.
+    #[graphql(complexity = "page_cost(per_page, child_complexity)")]
+    async fn webhook_deliveries(
+        &self,
+        c: &Context<'_>,
+        webhook_id: ID,
+        #[graphql(default = 1)] page: i64,
+        #[graphql(default = 50)] per_page: i64,
+    ) -> Result<Vec<WebhookDelivery>> {
+        let id = webhooks::parse_id(&webhook_id, "webhook").map_err(AppError::into_graphql)?;
+        let page = Page::new(page, per_page).map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        let list = ctx(c)
+            .webhooks
+            .deliveries(caller(c)?, id, page)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(list.into_iter().map(Into::into).collect())
     }
 }
 

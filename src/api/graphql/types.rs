@@ -89,3 +89,96 @@ pub struct CreateJobInput {
     /// the `priority` scope.
     pub priority: Option<Priority>,
 }
+
+/// A webhook endpoint: where a client's events are sent, signed. Its secret is never shown
+/// here: only `createWebhook` and `rotateWebhookSecret` answer it, once.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Webhook {
+    /// The endpoint as the core shows it.
+    #[graphql(flatten)]
+    webhook: crate::model::webhook::Webhook,
+}
+
+impl From<crate::model::webhook::Webhook> for Webhook {
+    fn from(webhook: crate::model::webhook::Webhook) -> Self {
+        Self { webhook }
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl Webhook {
+    /// The endpoint's id.
+    async fn id(&self) -> ID {
+        ID(self.webhook.id.to_string())
+    }
+}
+
+/// One event on its way to one endpoint, with every attempt made so far.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct WebhookDelivery {
+    /// The delivery as the core shows it.
+    #[graphql(flatten)]
+    delivery: crate::model::webhook::WebhookDelivery,
+}
+
+impl From<crate::model::webhook::WebhookDelivery> for WebhookDelivery {
+    fn from(delivery: crate::model::webhook::WebhookDelivery) -> Self {
+        Self { delivery }
+    }
+}
+
+#[async_graphql::ComplexObject]
+impl WebhookDelivery {
+    /// The delivery's id: what `redeliverWebhook` takes.
+    async fn id(&self) -> ID {
+        ID(self.delivery.id.to_string())
+    }
+
+    /// The endpoint it is sent to.
+    async fn webhook_id(&self) -> ID {
+        ID(self.delivery.webhook_id.to_string())
+    }
+
+    /// The job it is about (null for a test event).
+    async fn job_id(&self) -> Option<ID> {
+        self.delivery.job_id.map(|id| ID(id.to_string()))
+    }
+}
+
+/// An endpoint with its secret, answered by `createWebhook` and `rotateWebhookSecret` only.
+#[derive(SimpleObject)]
+pub struct CreatedWebhook {
+    /// The endpoint.
+    pub(super) webhook: Webhook,
+    /// The secret that signs its events from now on (`whsec_…`): keep it, it is shown only
+    /// now.
+    pub(super) secret: String,
+}
+
+impl From<crate::webhooks::WithSecret> for CreatedWebhook {
+    fn from(w: crate::webhooks::WithSecret) -> Self {
+        Self {
+            webhook: w.webhook.into(),
+            secret: w.secret,
+        }
+    }
+}
+
+/// Input of `createWebhook`.
+#[derive(InputObject)]
+pub struct CreateWebhookInput {
+    /// Where to send events: `http(s)://…`, on a public address (unless the server sets
+    /// `FETCH_ALLOW_PRIVATE_NETWORKS`), without credentials.
+    pub url: String,
+    /// The events to send; left out: `JOB_COMPLETED`, `JOB_FAILED` and `JOB_CANCELLED`.
+    /// `JOB_PROGRESS` only when named; `WEBHOOK_TEST` is sent to every endpoint and cannot
+    /// be named.
+    pub events: Option<Vec<WebhookEvent>>,
+    /// A note for its owner.
+    pub description: Option<String>,
+    /// The client it is for; required without an API key (the key names it otherwise, and
+    /// only an admin's may name another).
+    pub client_id: Option<String>,
+}

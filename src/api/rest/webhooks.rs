@@ -113,6 +113,25 @@ struct WebhookPath {
     id: Uuid,
 }
 
+/// What every operation on one endpoint (or delivery) may answer besides its own outcome.
+#[derive(utoipa::IntoResponses)]
+#[expect(
+    dead_code,
+    reason = "describes answers to OpenAPI; AppError makes them"
+)]
+enum WebhookErrors {
+    /// The id is not a UUID (`INVALID_ID`)
+    #[response(status = 400)]
+    BadId(ErrorBody),
+    /// A key is required and none (or an unknown one) was sent
+    #[response(status = 401)]
+    NoKey(ErrorBody),
+    /// No such endpoint or delivery, or another client's (`NOT_FOUND`)
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
+/// The id in the path of a `/webhooks/{id}…` operation.
 fn id_of(raw: &str) -> AppResult<Uuid> {
     Uuid::parse_str(raw.trim()).map_err(|_| {
         AppError::bad_request(Code::InvalidId, format!("{raw:?} is not an id (a UUID)"))
@@ -174,8 +193,9 @@ fn who(caller: Option<Extension<Caller>>) -> AppResult<Caller> {
     responses(
         (status = 201, description = "Registered; `secret` is shown only now", body = WebhookWithSecret),
         (status = 400, description = "A field is wrong (`INVALID_INPUT`, `INVALID_JSON`), the URL is refused (`WEBHOOK_URL_REFUSED`: not http(s), credentials, does not resolve, or a non-public address), or the server has no `WEBHOOK_SECRET_KEY` (`WEBHOOKS_NOT_CONFIGURED`)", body = ErrorBody),
-        (status = 401, description = "A key is required", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
         (status = 403, description = "The key may not submit, or acts for another client", body = ErrorBody),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_webhook(
@@ -213,7 +233,7 @@ pub(crate) async fn create_webhook(
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "The endpoints", body = WebhookList),
-        (status = 401, description = "A key is required", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
         (status = 403, description = "The key may not read, or acts for another client", body = ErrorBody),
     )
 )]
@@ -239,7 +259,7 @@ pub(crate) async fn list_webhooks(
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "The endpoint", body = Webhook),
-        (status = 404, description = "No such endpoint (or another client's)", body = ErrorBody),
+        WebhookErrors,
     )
 )]
 pub(crate) async fn get_webhook(
@@ -260,7 +280,7 @@ pub(crate) async fn get_webhook(
     security((), ("api_key" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such endpoint (or another client's)", body = ErrorBody),
+        WebhookErrors,
     )
 )]
 pub(crate) async fn delete_webhook(
@@ -284,8 +304,10 @@ pub(crate) async fn delete_webhook(
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "The new secret, shown only now", body = WebhookWithSecret),
-        (status = 400, description = "A field is wrong", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID (`INVALID_ID`), a field is wrong (`INVALID_INPUT`, `INVALID_JSON`; `overlap_secs` is at most 30 days), or the server has no `WEBHOOK_SECRET_KEY` (`WEBHOOKS_NOT_CONFIGURED`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
         (status = 404, description = "No such endpoint (or another client's)", body = ErrorBody),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
     )
 )]
 pub(crate) async fn rotate_secret(
@@ -297,12 +319,6 @@ pub(crate) async fn rotate_secret(
     let caller = who(caller)?;
     let id = id_of(&id)?;
     let request: RotateRequest = json_body(body, Some(RotateRequest::default()))?;
-    if request.overlap_secs.is_some_and(|s| s > 30 * 86_400) {
-        return Err(AppError::bad_request(
-            Code::InvalidInput,
-            "overlap_secs is at most 2592000 (30 days)",
-        ));
-    }
     let rotated = state
         .webhooks
         .rotate(&caller, id, request.overlap_secs.map(Duration::from_secs))
@@ -319,7 +335,8 @@ pub(crate) async fn rotate_secret(
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Enabled; its waiting deliveries are due now", body = Webhook),
-        (status = 404, description = "No such endpoint (or another client's)", body = ErrorBody),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
+        WebhookErrors,
     )
 )]
 pub(crate) async fn enable_webhook(
@@ -340,7 +357,8 @@ pub(crate) async fn enable_webhook(
     security((), ("api_key" = [])),
     responses(
         (status = 202, description = "A `webhook.test` event is queued", body = WebhookDelivery),
-        (status = 404, description = "No such endpoint (or another client's)", body = ErrorBody),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
+        WebhookErrors,
     )
 )]
 pub(crate) async fn send_test(
@@ -362,7 +380,8 @@ pub(crate) async fn send_test(
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "The deliveries", body = DeliveryList),
-        (status = 400, description = "A bad page (`INVALID_PAGE`)", body = ErrorBody),
+        (status = 400, description = "The id is not a UUID (`INVALID_ID`), or a bad page (`INVALID_PAGE`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none (or an unknown one) was sent", body = ErrorBody),
         (status = 404, description = "No such endpoint (or another client's)", body = ErrorBody),
     )
 )]
@@ -391,7 +410,8 @@ pub(crate) async fn list_deliveries(
     security((), ("api_key" = [])),
     responses(
         (status = 202, description = "The event is queued again", body = WebhookDelivery),
-        (status = 404, description = "No such delivery (or another client's)", body = ErrorBody),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
+        WebhookErrors,
     )
 )]
 pub(crate) async fn redeliver(

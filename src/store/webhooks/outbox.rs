@@ -6,6 +6,7 @@ use super::super::write::insert_delivery;
 use super::super::{Store, StoreResult, now};
 use super::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DELIVERY_COLUMNS, delivery, placeholders,
+    span_words,
 };
 use crate::model::webhook::{DeliveryStatus, WebhookEvent};
 use chrono::{DateTime, Utc};
@@ -173,7 +174,7 @@ impl Store {
                             now.into(),
                             format!(
                                 "every attempt failed for {}; the last one: {error}",
-                                span((now - disable_before).num_seconds())
+                                span_words(now - disable_before)
                             )
                             .into(),
                             disable_before.into(),
@@ -181,6 +182,18 @@ impl Store {
                     ))
                     .await?;
                 if disabled.rows_affected() == 1 {
+                    // Its waiting deliveries leave the claim's way until it is enabled again
+                    // (which makes them due at once): a disabled endpoint's backlog would
+                    // otherwise be walked past on every claim.
+                    txn.execute_raw(self.statement(
+                        "UPDATE webhook_delivery SET run_at = $2 \
+                         WHERE endpoint_id = $1 AND status = 'pending'",
+                        vec![
+                            endpoint_id.into(),
+                            (now + chrono::Duration::days(36_500)).into(),
+                        ],
+                    ))
+                    .await?;
                     outcome = AttemptOutcome::Disabled;
                 }
             }
@@ -248,29 +261,5 @@ impl Store {
         }
         txn.commit().await?;
         Ok(rows.len())
-    }
-
-    /// Deliveries by status, for `/metrics`.
-    pub async fn webhook_delivery_counts(&self) -> StoreResult<Vec<(String, i64)>> {
-        let rows = self
-            .db
-            .query_all_raw(self.statement(
-                "SELECT status, COUNT(*) AS n FROM webhook_delivery GROUP BY status",
-                vec![],
-            ))
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Ok((r.try_get("", "status")?, r.try_get("", "n")?)))
-            .collect::<Result<_, sea_orm::DbErr>>()?)
-    }
-}
-
-/// `secs` in the largest unit that keeps it whole enough to read: "2 s", "15 min", "120 h".
-fn span(secs: i64) -> String {
-    match secs {
-        ..120 => format!("{secs} s"),
-        120..7_200 => format!("{} min", secs / 60),
-        _ => format!("{} h", secs / 3_600),
     }
 }
