@@ -84,9 +84,20 @@ impl Deliverer {
     }
 
     /// Sends due deliveries until `shutdown`; attempts in flight then finish (each is bounded
-    /// by `WEBHOOK_TIMEOUT_SECS`) so none is left half-recorded.
+    /// by `WEBHOOK_TIMEOUT_SECS`) so none is left half-recorded. A worker without
+    /// `WEBHOOK_SECRET_KEY` sends nothing.
     pub async fn run(self, shutdown: CancellationToken) {
         if self.settings.concurrency == 0 {
+            return;
+        }
+        if self.sealer.is_none() {
+            // Its attempts could only fail: they would spend the deliveries' retries and
+            // count against endpoints that did nothing wrong. Left alone, the deliveries wait
+            // for a worker that can sign them.
+            tracing::warn!(
+                "this worker sends no webhooks: WEBHOOK_SECRET_KEY is not set here, so it \
+                 cannot sign them; they wait for a worker that has it"
+            );
             return;
         }
         let this = Arc::new(self);
