@@ -444,5 +444,6 @@ fn webhook_settings(config: &Config) -> WebhookSettings {
         progress_interval: w.progress_interval,
         poll: w.poll,
         allow_private: config.fetch_allow_private_networks,
+        extra_root_certs: config.fetch_extra_root_certs.clone(),
     }
 }

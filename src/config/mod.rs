@@ -95,7 +95,8 @@ pub struct Config {
     pub fetch_retry_backoff: Duration,
     /// `FETCH_ALLOW_PRIVATE_NETWORKS`: allow loopback/private targets (tests, intranets).
     pub fetch_allow_private_networks: bool,
-    /// `FETCH_EXTRA_ROOT_CERTS`: PEM file of extra trusted CAs.
+    /// `FETCH_EXTRA_ROOT_CERTS`: PEM file of extra trusted CAs, for fetches and webhook
+    /// deliveries alike.
     pub fetch_extra_root_certs: Option<PathBuf>,
     /// `FETCH_RESOLVE`: `HOST=IP:PORT,…` overrides of name resolution (`*` = any host).
     pub fetch_resolve: Vec<ResolveRule>,

@@ -123,6 +123,24 @@ fn browser_headers() -> HeaderMap {
     h
 }
 
+/// The CAs of the PEM file `path` (`FETCH_EXTRA_ROOT_CERTS`), trusted beside the system's by
+/// the fetches and the webhook deliveries; read at start, so a bad file stops the start.
+pub fn extra_root_certs(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read extra root certificates {}: {e}",
+            path.display()
+        )
+    })?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        anyhow::anyhow!("bad PEM in extra root certificates {}: {e}", path.display())
+    })?;
+    if certs.is_empty() {
+        anyhow::bail!("no certificate found in {}", path.display());
+    }
+    Ok(certs)
+}
+
 impl Fetcher {
     /// Builds the client; extra root certificates are read here so a bad file fails at start.
     pub fn new(config: &FinderConfig) -> anyhow::Result<Self> {
@@ -164,19 +182,7 @@ impl Fetcher {
             )]))
             .user_agent(config.user_agent.clone());
         if let Some(path) = &config.extra_root_certs {
-            let pem = std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read extra root certificates {}: {e}",
-                    path.display()
-                )
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                anyhow::anyhow!("bad PEM in extra root certificates {}: {e}", path.display())
-            })?;
-            if certs.is_empty() {
-                anyhow::bail!("no certificate found in {}", path.display());
-            }
-            b = b.tls_certs_merge(certs);
+            b = b.tls_certs_merge(extra_root_certs(path)?);
         }
         Ok(Self {
             client: b.build()?,

@@ -10,6 +10,8 @@
 use super::sign::{Sealer, Secret, signature_header};
 use super::{WebhookSettings, Webhooks, guard_target};
 use crate::auth::LinkSigner;
+use crate::finder::ErrorCategory;
+use crate::finder::fetch::{classify, extra_root_certs};
 use crate::finder::resolve::{GuardedResolver, ResolveError};
 use crate::metrics::Metrics;
 use crate::model::webhook::WebhookEvent;
@@ -56,7 +58,7 @@ impl Deliverer {
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let settings = webhooks.settings().clone();
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(webhooks.guard.clone()))
             // A proxy would resolve names itself and bypass the guard.
@@ -68,8 +70,11 @@ impl Deliverer {
             .user_agent(concat!(
                 "favicon-finder-webhooks/",
                 env!("CARGO_PKG_VERSION")
-            ))
-            .build()?;
+            ));
+        if let Some(path) = &settings.extra_root_certs {
+            client = client.tls_certs_merge(extra_root_certs(path)?);
+        }
+        let client = client.build()?;
         Ok(Self {
             store: webhooks.store.clone(),
             sealer: webhooks.sealer.clone(),
@@ -371,7 +376,8 @@ impl Deliverer {
         }))
     }
 
-    /// What a failed send says: the guard's refusal, a timeout, a refused connection.
+    /// What a failed send says: the guard's refusal, a timeout, a certificate not trusted, a
+    /// refused connection.
     fn classify(&self, e: &reqwest::Error) -> Failure {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = source {
@@ -390,10 +396,19 @@ impl Deliverer {
                 "no answer within {} s",
                 self.settings.timeout.as_secs()
             ))
-        } else if e.is_connect() {
-            Failure::Other("could not connect (refused or unreachable)".into())
         } else {
-            Failure::Other("the request failed before an answer came".into())
+            // The innermost cause (rustls', the socket's), as the finder words a fetch's: the
+            // endpoint's owner is told which certificate or connection failed, not only that
+            // one did.
+            let (category, why) = classify(e);
+            let why: String = why.chars().take(KEPT_ANSWER_CHARS).collect();
+            if category == ErrorCategory::Tls {
+                Failure::Other(format!("TLS failed: {why}"))
+            } else if e.is_connect() {
+                Failure::Other(format!("could not connect: {why}"))
+            } else {
+                Failure::Other("the request failed before an answer came".into())
+            }
         }
     }
 }

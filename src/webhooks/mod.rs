@@ -51,6 +51,9 @@ pub struct WebhookSettings {
     pub poll: Duration,
     /// `FETCH_ALLOW_PRIVATE_NETWORKS`: endpoints may be on private addresses.
     pub allow_private: bool,
+    /// `FETCH_EXTRA_ROOT_CERTS`: CAs trusted beside the system's, as for fetches (an
+    /// endpoint inside a company, certified by its own CA).
+    pub extra_root_certs: Option<std::path::PathBuf>,
 }
 
 /// A registered endpoint with its secret in the clear: answered once, when it is made or its

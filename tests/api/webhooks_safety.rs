@@ -2,10 +2,11 @@
 //! registration is refused on every attempt and the receiver listening there gets nothing;
 //! redirects are not followed; an endless answer is cut short; a silent receiver times out
 //! and is tried again; an endpoint that keeps failing is disabled, says why, and sends its
-//! waiting delivery once enabled.
+//! waiting delivery once enabled. An HTTPS endpoint is called over TLS, trusting what the
+//! fetches trust (`FETCH_EXTRA_ROOT_CERTS` beside the system's CAs) and nothing else.
 
 use crate::common::webhooks::Receiver;
-use crate::fake::NameServer;
+use crate::fake::{FakeInternet, NameServer, Route, Sites};
 use crate::helpers::{Backend, TestApp, both_backends};
 use crate::webhooks_delivery::{SECRET_KEY, WAIT, deliveries, deliveries_until, register, submit};
 use serde_json::{Value, json};
@@ -391,4 +392,50 @@ async fn wait_until_disabled(app: &TestApp, webhook: &str) -> Value {
 both_backends!(
     a_failing_endpoint_is_disabled_then_enabled_on,
     a_failing_endpoint_is_disabled_then_enabled
+);
+
+async fn an_https_endpoint_is_called_over_tls_it_trusts(backend: Backend) {
+    let mut sites = Sites::default();
+    sites.route("hooks.test", "/hook", Route::new(204, "text/plain", ""));
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve_exact(&[]);
+    let ca = internet.ca_file().display().to_string();
+    let url = "https://hooks.test/hook";
+    let mut vars = vec![
+        SECRET_KEY,
+        ("FETCH_RESOLVE", resolve.as_str()),
+        ("WEBHOOK_MAX_ATTEMPTS", "1"),
+    ];
+    // Without the test CA, the fake internet's certificate is trusted by nothing.
+    let untrusting = TestApp::spawn(backend, &vars).await;
+    let (webhook, _) = register(&untrusting, "acme", url, None).await;
+    untrusting
+        .post_json(&format!("/webhooks/{webhook}/test"), &json!({}))
+        .await;
+    let found = deliveries_until(&untrusting, &webhook, WAIT, |d| settled(d, 1)).await;
+    assert_eq!(found[0]["status"], "failed", "{found:#?}");
+    assert_eq!(found[0]["last_status_code"], Value::Null, "{found:#?}");
+    let error = found[0]["last_error"].as_str().unwrap();
+    assert!(error.starts_with("TLS failed: "), "{error}");
+    assert!(error.contains("certificate"), "{error}");
+    eprintln!("untrusted HTTPS endpoint: {error}");
+    assert_eq!(internet.hits("hooks.test", "/hook"), 0);
+    untrusting.stop().await;
+
+    vars.push(("FETCH_EXTRA_ROOT_CERTS", ca.as_str()));
+    let app = TestApp::spawn(backend, &vars).await;
+    let (webhook, _) = register(&app, "acme", url, None).await;
+    app.post_json(&format!("/webhooks/{webhook}/test"), &json!({}))
+        .await;
+    let found = deliveries_until(&app, &webhook, WAIT, |d| settled(d, 1)).await;
+    assert_eq!(found[0]["status"], "delivered", "{found:#?}");
+    assert_eq!(found[0]["last_status_code"], 204, "{found:#?}");
+    assert_eq!(internet.https_hits("hooks.test", "/hook"), 1);
+    assert_eq!(internet.hits("hooks.test", "/hook"), 1);
+    app.stop().await;
+}
+
+both_backends!(
+    an_https_endpoint_is_called_over_tls_it_trusts_on,
+    an_https_endpoint_is_called_over_tls_it_trusts
 );
