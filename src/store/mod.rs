@@ -32,8 +32,9 @@
 //!   queries share with the migrations;
 //! - `standing`: where a job stands in the shared queue, and the work left per job, from the
 //!   counters of processing jobs;
-//! - `webhooks`: webhook endpoints, their deliveries (lease, attempt, retry, disable) and
-//!   the log of attempts;
+//! - `webhooks`: webhook endpoints, their deliveries and the log of attempts as the APIs
+//!   show them; `webhooks/outbox` the deliverer's side (lease, attempt, retry, disable,
+//!   progress events);
 //! - `lifecycle`: cancel, delete and purge in batches, the per-domain cache that outlives
 //!   purged results, icon blob collection, the maintenance lease, giving space back;
 //! - `write`: the writes those parts share (creating a job, counting finished rows, cancelling
