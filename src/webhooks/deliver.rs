@@ -99,10 +99,17 @@ impl Deliverer {
             // Its attempts could only fail: they would spend the deliveries' retries and
             // count against endpoints that did nothing wrong. Left alone, the deliveries wait
             // for a worker that can sign them.
-            tracing::warn!(
-                "this worker sends no webhooks: WEBHOOK_SECRET_KEY is not set here, so it \
-                 cannot sign them; they wait for a worker that has it"
-            );
+            // A warning only where it matters: on a service that never registered an
+            // endpoint (the embedded default) the missing key is not a mistake.
+            let registered = self.store.webhooks(None).await.map(|w| !w.is_empty());
+            if registered.unwrap_or(true) {
+                tracing::warn!(
+                    "this worker sends no webhooks: WEBHOOK_SECRET_KEY is not set here, so it \
+                     cannot sign them; they wait for a worker that has it"
+                );
+            } else {
+                tracing::debug!("webhooks are off: WEBHOOK_SECRET_KEY is not set");
+            }
             return;
         }
         let this = Arc::new(self);
