@@ -264,14 +264,14 @@ impl Deliverer {
         guard_target(&self.guard, self.settings.allow_private, &url)
             .await
             .map_err(Failure::Refused)?;
-        let id = message_id_of(claimed);
+        let id = &claimed.delivery.event_id;
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = signature_header(&secrets, &id, timestamp, body.as_bytes());
+        let signature = signature_header(&secrets, id, timestamp, body.as_bytes());
         let answer = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", &id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
             .body(body)
@@ -418,11 +418,6 @@ impl Deliverer {
             }
         }
     }
-}
-
-/// The `webhook-id` of a claimed delivery.
-fn message_id_of(claimed: &ClaimedDelivery) -> String {
-    claimed.delivery.event_id.clone()
 }
 
 /// Why an attempt failed.

@@ -131,11 +131,9 @@ enum WebhookErrors {
     NotFound(ErrorBody),
 }
 
-/// The id in the path of a `/webhooks/{id}…` operation.
+/// The webhook id in the path of a `/webhooks/{id}…` operation.
 fn id_of(raw: &str) -> AppResult<Uuid> {
-    Uuid::parse_str(raw.trim()).map_err(|_| {
-        AppError::bad_request(Code::InvalidId, format!("{raw:?} is not an id (a UUID)"))
-    })
+    crate::webhooks::parse_id(raw, "webhook")
 }
 
 /// Reads a JSON body into `T`; an empty body is `T::default()` when `empty` is given.
@@ -420,6 +418,7 @@ pub(crate) async fn redeliver(
     Path(id): Path<String>,
 ) -> AppResult<(StatusCode, Json<WebhookDelivery>)> {
     let caller = who(caller)?;
-    let queued = state.webhooks.redeliver(&caller, id_of(&id)?).await?;
+    let id = crate::webhooks::parse_id(&id, "delivery")?;
+    let queued = state.webhooks.redeliver(&caller, id).await?;
     Ok((StatusCode::ACCEPTED, Json(queued)))
 }
