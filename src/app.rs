@@ -328,6 +328,8 @@ fn icon_settings(config: &Config) -> IconSettings {
         public: config.icons_public,
         resize_cache_bytes: config.icon_resize_cache_bytes,
         render_per_minute: config.icon_render_per_minute,
+        refresh_after: config.icon_refresh_after,
+        refresh_per_minute: config.icon_refresh_per_minute,
     }
 }
 

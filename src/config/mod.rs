@@ -205,6 +205,12 @@ pub struct Config {
     /// `ICON_RENDER_MS_PER_MINUTE`: time each caller (a key's client, or an address without a
     /// key) may spend resizing icons per minute; over it, 429.
     pub icon_render_per_minute: Duration,
+    /// `ICON_REFRESH_AFTER_SECS`: how old the decisive fetch `GET /icons/{domain}` serves may
+    /// be before the request also starts a background re-find (stale-while-revalidate).
+    pub icon_refresh_after: Duration,
+    /// `ICON_REFRESH_PER_MINUTE`: refreshes (`POST /icons/{domain}/refresh`, `refreshIcon`)
+    /// each client (or address without a key) may ask for per minute; over it, 429.
+    pub icon_refresh_per_minute: u32,
     /// `AUTH_MODE`: whether requests need an API key (unset: `off` on a loopback `HOST`,
     /// `required` otherwise).
     pub auth_mode: AuthMode,
@@ -370,6 +376,8 @@ impl Config {
             icons_public: env.bool("ICONS_PUBLIC", true)?,
             icon_resize_cache_bytes: env.parse_in("ICON_RESIZE_CACHE_BYTES", 16 << 20, 0..=GIB)?,
             icon_render_per_minute: env.millis("ICON_RENDER_MS_PER_MINUTE", 10_000)?,
+            icon_refresh_after: env.secs("ICON_REFRESH_AFTER_SECS", 604_800, 1..=31_536_000)?,
+            icon_refresh_per_minute: env.parse_in("ICON_REFRESH_PER_MINUTE", 10, 1..=100_000)?,
             auth_mode,
             bootstrap_api_key: env.secret("BOOTSTRAP_API_KEY")?,
             cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", parse_origins)?,

@@ -12,6 +12,7 @@ pub mod fair;
 mod filter;
 pub mod job;
 mod outcome;
+mod refresh;
 mod view;
 pub mod webhook;
 
@@ -23,9 +24,10 @@ pub use filter::{
 pub use job::{CachePolicy, Cutoffs, Job, QueueStanding, Tally};
 
 pub use outcome::{
-    Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
-    IconBytes,
+    Candidate, CandidateError, CandidateSource, DarkIcon, ErrorCategory, FindError, FindOutcome,
+    Found, IconBytes,
 };
+pub use refresh::{IconRefresh, LookupSource};
 pub use view::{ICONS_PREFIX, IconView, ResultColumns, ResultView, icon_path};
 
 use crate::error::{AppError, AppResult, Code};

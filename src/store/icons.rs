@@ -3,10 +3,12 @@
 //! finished one-domain job, so later jobs find it in the cross-job cache.
 
 use super::sql::newest_fetch;
-use super::write::{finished_row, insert_job, put_blob, settle};
+use super::write::{finished_row, insert_job, put_blobs, settle};
 use super::{Store, StoreResult};
 use crate::entities::{icon_blob, result};
-use crate::model::{CachePolicy, ErrorCategory, FindOutcome, Priority, ResultStatus, Tally};
+use crate::model::{
+    CachePolicy, ErrorCategory, FindOutcome, LookupSource, Priority, ResultStatus, Tally,
+};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, EntityTrait, FromQueryResult, Statement, TransactionTrait};
 use std::net::IpAddr;
@@ -132,13 +134,14 @@ impl Store {
         source_ip: Option<IpAddr>,
         domain: &str,
         outcome: FindOutcome,
+        source: LookupSource,
     ) -> StoreResult<Uuid> {
         let outcome = crate::clean::outcome(outcome);
         let now = super::now();
         let txn = self.db.begin().await?;
         let job = insert_job(&txn, client_name, source_ip, Priority::Normal, 1, now).await?;
         if let Ok(found) = &outcome {
-            put_blob(&txn, found, now).await?;
+            put_blobs(&txn, found, now).await?;
         }
         let (row, columns) = finished_row(domain, 1, &outcome, now);
         result::Entity::insert(result::ActiveModel {

@@ -25,7 +25,7 @@
 //!   grace covers a transaction that copied a reference from a row deleted before the mark:
 //!   it must have started before the mark, so it has committed long before the sweep.
 
-use super::sql::{self, FETCHED, HAS_ICON, cached_columns};
+use super::sql::{self, FETCHED, HAS_DARK_ICON, HAS_ICON, cached_columns};
 use super::write::{cancel_rows, enqueue_job_event, read_job};
 use super::{Store, StoreResult, now};
 use crate::entities::job;
@@ -378,13 +378,18 @@ impl Store {
     }
 }
 
-/// Blobs no result and no `domain_cache` row point at: index probes (`idx_result_icon`, whose
-/// clause [`HAS_ICON`] is repeated for SQLite, and `idx_domain_cache_icon`).
+/// Blobs no result and no `domain_cache` row point at, as the chosen icon or as its dark
+/// variant: index probes (`idx_result_icon` and `idx_result_dark_icon`, whose clauses
+/// [`HAS_ICON`] and [`HAS_DARK_ICON`] are repeated for SQLite, and their `domain_cache` twins).
 fn unreferenced() -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM result r WHERE r.icon_sha256 = icon_blob.sha256 \
            AND {HAS_ICON}) \
-         AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256)"
+         AND NOT EXISTS (SELECT 1 FROM result r WHERE r.dark_icon_sha256 = icon_blob.sha256 \
+           AND {HAS_DARK_ICON}) \
+         AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256) \
+         AND NOT EXISTS (SELECT 1 FROM domain_cache c \
+           WHERE c.dark_icon_sha256 = icon_blob.sha256)"
     )
 }
 

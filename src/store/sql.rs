@@ -18,6 +18,8 @@ pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
 /// The icon-reference index's clause (`idx_result_icon`): results that point at a stored
 /// icon, probed by the icon collector, whose equality terms imply it.
 pub(super) const HAS_ICON: &str = "icon_sha256 IS NOT NULL";
+/// The clause of `idx_result_dark_icon`: results that point at a stored dark variant.
+pub(super) const HAS_DARK_ICON: &str = "dark_icon_sha256 IS NOT NULL";
 /// The failure index's clause (`idx_result_job_failure`): a job's finished failures, read by
 /// the error-code filter and the failure groups.
 pub(super) const FAILED: &str = "status = 'failed'";
@@ -171,13 +173,13 @@ pub(super) fn newest_fetch(columns: &str, also: &str) -> String {
 
 /// The columns a cache hit copies from the earlier result: every column the views show
 /// except the row's own (its domain, status, tries and whether it is a copy), the
-/// candidates, and the stored icon's address (the blob itself is shared, not copied; the
+/// candidates, and the stored icons' addresses (the chosen and the dark one; the blob itself is shared, not copied; the
 /// views make `icon_url` from it). Each is nullable, so a domain without a hit gets NULL in each.
 pub(super) fn copied_columns() -> Vec<&'static str> {
     ResultColumns::NAMES
         .into_iter()
         .filter(|c| !matches!(*c, "domain" | "status" | "tries" | "cached" | "icon_url"))
-        .chain(["candidates", "icon_sha256"])
+        .chain(["candidates", "icon_sha256", "dark_icon_sha256"])
         .collect()
 }
 

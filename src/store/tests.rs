@@ -125,6 +125,7 @@ async fn a_recorded_batch_is_stored_as_the_driver_stores_values() {
         candidates: vec![candidate.clone()],
         candidates_dropped: 2,
         icon: Some(IconBytes::new(&b"the same icon"[..])),
+        dark: None,
     };
     let batch = claimed
         .into_iter()

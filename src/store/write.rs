@@ -8,7 +8,7 @@ use super::sql::{self, COUNT, NOT_DELETED};
 use crate::entities::{client, icon_blob, job, result};
 use crate::model::webhook::WebhookEvent;
 use crate::model::{
-    Candidate, FindOutcome, Found, IconView, Job, JobStatus, Priority, ResultColumns, ResultStatus,
+    Candidate, FindOutcome, Found, IconBytes, IconView, Job, JobStatus, Priority, ResultColumns, ResultStatus,
     Tally, icon_path,
 };
 use chrono::{DateTime, Utc};
@@ -240,7 +240,61 @@ pub(super) async fn client_named(
         .await
 }
 
-/// Stores the icon a found outcome carries, unless that content is stored already.
+/// One icon's bytes to store, with what `icon_blob` keeps beside them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Blob<'a> {
+    /// The bytes and their content address.
+    pub icon: &'a IconBytes,
+    /// Their sniffed type.
+    pub mime: &'a str,
+    /// Real width.
+    pub width: u32,
+    /// Real height.
+    pub height: u32,
+}
+
+impl Blob<'_> {
+    /// The content address.
+    pub fn sha(&self) -> &str {
+        &self.icon.sha256
+    }
+}
+
+/// The icons a found outcome carries, to store: the chosen one and its dark variant, each
+/// when its bytes were kept.
+pub(super) fn blobs(found: &Found) -> impl Iterator<Item = Blob<'_>> {
+    let chosen = found.icon.as_ref().map(|icon| Blob {
+        icon,
+        mime: &found.mime,
+        width: found.width,
+        height: found.height,
+    });
+    let dark = found.dark.as_ref().map(|dark| Blob {
+        icon: &dark.icon,
+        mime: &dark.mime,
+        width: dark.width,
+        height: dark.height,
+    });
+    chosen.into_iter().chain(dark)
+}
+
+/// Stores the icons a found outcome carries (see [`blobs`]), each unless that content is
+/// stored already, in content-address order (so two writers lock shared blobs in one order).
+pub(super) async fn put_blobs(
+    db: &impl ConnectionTrait,
+    found: &Found,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let mut all: Vec<Blob<'_>> = blobs(found).collect();
+    all.sort_by(|a, b| a.sha().cmp(b.sha()));
+    all.dedup_by(|a, b| a.sha() == b.sha());
+    for blob in all {
+        put_blob(db, blob, now).await?;
+    }
+    Ok(())
+}
+
+/// Stores one icon, unless that content is stored already.
 ///
 /// A blob stored already that the collector has marked unreferenced (`orphaned_at`, see
 /// `lifecycle`) gets its mark cleared: it is referenced again, and on PostgreSQL the write
@@ -248,19 +302,17 @@ pub(super) async fn client_named(
 /// are not written (only locked until the recorder commits).
 pub(super) async fn put_blob(
     db: &impl ConnectionTrait,
-    found: &Found,
+    blob: Blob<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let Some(icon) = &found.icon else {
-        return Ok(());
-    };
+    let icon = blob.icon;
     let size = i32::try_from(icon.bytes.len()).map_err(|_| DbErr::RecordNotInserted)?;
     let inserted = icon_blob::Entity::insert(icon_blob::ActiveModel {
         sha256: Set(icon.sha256.clone()),
-        mime: Set(found.mime.clone()),
+        mime: Set(blob.mime.to_owned()),
         bytes: Set(icon.bytes.to_vec()),
-        width: Set(i32::try_from(found.width).unwrap_or(i32::MAX)),
-        height: Set(i32::try_from(found.height).unwrap_or(i32::MAX)),
+        width: Set(i32::try_from(blob.width).unwrap_or(i32::MAX)),
+        height: Set(i32::try_from(blob.height).unwrap_or(i32::MAX)),
         size: Set(size),
         created_at: Set(now),
     })
@@ -349,6 +401,11 @@ pub(super) fn finished_row(
             .ok()
             .and_then(|found| found.icon.as_ref())
             .map(|icon| icon.sha256.clone())),
+        dark_icon_sha256: Set(outcome
+            .as_ref()
+            .ok()
+            .and_then(|found| found.dark.as_ref())
+            .map(|dark| dark.icon.sha256.clone())),
         ..Default::default()
     };
     (row, columns)
