@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         rest::get_results,
         rest::download,
         icons::icon,
+        icons::refresh,
         ops::healthz,
         ops::readyz,
         ops::metrics,

@@ -45,6 +45,7 @@
 //! fails with a [`StoreError`], never a type of the database library.
 
 mod icons;
+pub use icons::Served;
 mod jobs;
 mod keys;
 mod lifecycle;

@@ -146,16 +146,34 @@ pub(super) fn cancel_rows_sql() -> String {
 /// after the success cutoff: a success, or a permanent failure fetched at or after the
 /// failure cutoff (the bound parameter `failure`).
 pub(super) fn reusable(t: &str, failure: &str) -> String {
-    let permanent = ErrorCategory::ALL
-        .iter()
-        .filter(|c| c.is_cacheable())
-        .map(|c| format!("'{}'", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
         "({t}.status = '{success}' OR ({t}.fetched_at >= {failure} \
          AND {t}.error_code IN ({permanent})))",
         success = ResultStatus::Success.as_str(),
+        permanent = permanent_codes(),
+    )
+}
+
+/// The failure categories that are a permanent answer about a site, as an SQL list.
+fn permanent_codes() -> String {
+    ErrorCategory::ALL
+        .iter()
+        .filter(|c| c.is_cacheable())
+        .map(|c| format!("'{}'", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A decisive fetch (columns prefixed by `t`, e.g. `r.` or nothing): a success whose icon was
+/// kept, or a permanent failure. What `GET /icons/{domain}` serves is the newest of these: a
+/// transient failure never replaces a good icon.
+pub(super) fn decisive(t: &str) -> String {
+    format!(
+        "(({t}status = '{success}' AND {t}icon_sha256 IS NOT NULL) \
+         OR ({t}status = '{failed}' AND {t}error_code IN ({permanent})))",
+        success = ResultStatus::Success.as_str(),
+        failed = ResultStatus::Failed.as_str(),
+        permanent = permanent_codes(),
     )
 }
 

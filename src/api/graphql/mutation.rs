@@ -1,7 +1,9 @@
 //! Write operations: `createJob`, `cancelJob`, `deleteJob`; `createWebhook`, `deleteWebhook`,
-//! `rotateWebhookSecret`, `enableWebhook`, `sendTestWebhook`, `redeliverWebhook`.
+//! `rotateWebhookSecret`, `enableWebhook`, `sendTestWebhook`, `redeliverWebhook`;
+//! `refreshIcon`.
 
 use super::*;
+use crate::model::IconRefresh;
 use crate::webhooks::{self, NewWebhook};
 use std::time::Duration;
 
@@ -167,5 +169,25 @@ impl MutationRoot {
             .await
             .map_err(AppError::into_graphql)?;
         Ok(queued.into())
+    }
+
+    /// Looks a domain's icon up again now, whatever the cache holds (sharing a lookup already
+    /// in flight), and answers the outcome with what `GET /icons/{domain}` serves after it. As
+    /// `POST /icons/{domain}/refresh`: the `submit` scope, the client's hourly allowance and
+    /// `ICON_REFRESH_PER_MINUTE` (`RATE_LIMITED` over it); a transient failure never replaces
+    /// the icon served.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn refresh_icon(&self, c: &Context<'_>, domain: String) -> Result<IconRefresh> {
+        let request =
+            crate::icons::parse_request(&domain, &[], None).map_err(AppError::into_graphql)?;
+        ctx(c)
+            .icons
+            .refresh(
+                Some(caller(c)?),
+                c.data_opt::<SourceIp>().map(|ip| ip.0),
+                &request.domain,
+            )
+            .await
+            .map_err(AppError::into_graphql)
     }
 }
