@@ -50,12 +50,18 @@ pub(crate) fn refresh_path() -> String {
     params(
         ("domain" = String, Path, description = "A domain name, as jobs take it"),
     ),
+    request_body(
+        content = Option<Object>,
+        content_type = "application/json",
+        description = "Empty or `{}`. The Content-Type must say application/json all the same, as for every POST, so that a cross-site HTML form cannot start a lookup",
+    ),
     security((), ("api_key" = [])),
     responses(
         (status = 200, description = "The lookup's outcome and what is served now", body = IconRefresh),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
         (status = 400, description = "A bad domain (`INVALID_INPUT`)", body = ErrorBody),
         (status = 401, description = "A key is required and none was sent", body = ErrorBody),
-        (status = 403, description = "The key lacks the `submit` scope, or a page of another site asked without a key (`FORBIDDEN`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `submit` scope (`FORBIDDEN`)", body = ErrorBody),
         (status = 429, description = "Over `ICON_REFRESH_PER_MINUTE` or the client's hourly allowance; see `Retry-After`", body = ErrorBody),
     )
 )]
@@ -70,14 +76,6 @@ pub(crate) async fn refresh(
     let caller = caller.map(|Extension(caller)| caller);
     let source_ip = client_ip(&headers, peer.ip(), &state.config.trusted_proxy_headers);
     let request = parse_request(&domain, &[], None)?;
-    if !matches!(caller, Some(Caller::Key(_))) && from_another_site(&headers) {
-        return Err(AppError::Forbidden {
-            code: Code::Forbidden,
-            message: "a refresh starts a lookup, which a page of another site may not do \
-                      without a key (Sec-Fetch-Site)"
-                .into(),
-        });
-    }
     let answer = state
         .icons
         .refresh(caller.as_ref(), Some(source_ip), &request.domain)

@@ -32,6 +32,7 @@ mod helpers;
 mod https;
 mod icons;
 mod icons_access;
+mod icons_fresh;
 mod icons_render;
 mod jobs;
 mod lifecycle;

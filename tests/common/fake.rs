@@ -252,6 +252,8 @@ type Counts = HashMap<(String, String), usize>;
 #[derive(Default)]
 struct Shared {
     sites: Sites,
+    /// Routes changed while running ([`FakeInternet::set_route`]), ahead of `sites`.
+    replaced: Mutex<HashMap<(String, String), Route>>,
     /// Requests seen, any scheme, counted on arrival.
     hits: Mutex<Counts>,
     /// The subset of `hits` that came over HTTPS.
@@ -412,6 +414,16 @@ impl FakeInternet {
             }
         }
         rules.join(",")
+    }
+
+    /// Serves `route` at `host` and `path` from now on, instead of what the sites said: a
+    /// site that changes its icon, slows down or starts failing between two fetches.
+    pub fn set_route(&self, host: &str, path: &str, route: Route) {
+        self.shared
+            .replaced
+            .lock()
+            .unwrap()
+            .insert((host.to_owned(), path.to_owned()), route);
     }
 
     /// Requests seen for `host` and `path`, over either scheme.

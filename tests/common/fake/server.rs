@@ -159,10 +159,10 @@ async fn serve<B>(
             ))
             .unwrap());
     }
-    let route = shared
-        .sites
-        .browser_only
-        .get(&key)
+    let replaced = shared.replaced.lock().unwrap().get(&key).cloned();
+    let route = replaced
+        .as_ref()
+        .or_else(|| shared.sites.browser_only.get(&key))
         .or_else(|| {
             shared
                 .sites
