@@ -10,11 +10,11 @@ use crate::error::{AppError, Code, ErrorBody};
 use crate::icons::{IconAnswer, Variant, parse_request};
 use crate::model::{IconRefresh, icon_path};
 use axum::Extension;
+use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use axum::routing::{get, post};
 use std::net::SocketAddr;
 
@@ -186,10 +186,9 @@ fn from_another_site(headers: &HeaderMap) -> bool {
 /// Marks the default icon served for `theme=dark` (the site declares no dark variant).
 fn with_variant(mut response: Response, served: Variant) -> Response {
     if served.theme_fallback {
-        response.headers_mut().insert(
-            "x-icon-theme-fallback",
-            HeaderValue::from_static("default"),
-        );
+        response
+            .headers_mut()
+            .insert("x-icon-theme-fallback", HeaderValue::from_static("default"));
     }
     response
 }

@@ -43,9 +43,7 @@ use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher};
 use super::html;
 use super::page::{HomePage, fetch_page, home_page};
-use super::{
-    Candidate, CandidateSource, DarkIcon, ErrorCategory, FindError, FindOutcome, Found,
-};
+use super::{Candidate, CandidateSource, DarkIcon, ErrorCategory, FindError, FindOutcome, Found};
 use super::{links, rank};
 use crate::clean::MAX_CANDIDATES;
 use base64::Engine as _;
@@ -131,18 +129,16 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
     let candidates_dropped = declared.dropped.saturating_add(over);
 
     if let Some(i) = rank::pick(&ranked) {
-        let dark = rank::pick_dark(&ranked)
-            .filter(|d| *d != i)
-            .and_then(|d| {
-                let c = &ranked[d];
-                Some(DarkIcon {
-                    url: c.url.clone(),
-                    mime: c.mime.clone()?,
-                    width: c.width.unwrap_or(0),
-                    height: c.height.unwrap_or(0),
-                    icon: super::IconBytes::new(search.kept.remove(&c.url)?),
-                })
-            });
+        let dark = rank::pick_dark(&ranked).filter(|d| *d != i).and_then(|d| {
+            let c = &ranked[d];
+            Some(DarkIcon {
+                url: c.url.clone(),
+                mime: c.mime.clone()?,
+                width: c.width.unwrap_or(0),
+                height: c.height.unwrap_or(0),
+                icon: super::IconBytes::new(search.kept.remove(&c.url)?),
+            })
+        });
         let c = &ranked[i];
         return Ok(Found {
             favicon_url: c.url.clone(),

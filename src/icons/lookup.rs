@@ -203,9 +203,6 @@ impl Icons {
                 }
             }
         });
-        task.map(Result::ok)
-            .map(Option::flatten)
-            .boxed()
-            .shared()
+        task.map(Result::ok).map(Option::flatten).boxed().shared()
     }
 }

@@ -131,7 +131,9 @@ pub fn parse_request(
             }
             "sha" => {
                 if value.len() != 64
-                    || !value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                    || !value
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
                 {
                     return Err(AppError::bad_request(
                         Code::InvalidInput,
@@ -193,7 +195,10 @@ mod tests {
         assert_eq!((r.fallback, r.lookup), (Fallback::NotFound, true));
         let sha = "0a".repeat(32);
         let r = parse_request("a.com", &q(&[("theme", "dark"), ("sha", &sha)]), None).unwrap();
-        assert_eq!((r.theme, r.sha.as_deref()), (Theme::Dark, Some(sha.as_str())));
+        assert_eq!(
+            (r.theme, r.sha.as_deref()),
+            (Theme::Dark, Some(sha.as_str()))
+        );
     }
 
     #[test]

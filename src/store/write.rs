@@ -8,8 +8,8 @@ use super::sql::{self, COUNT, NOT_DELETED};
 use crate::entities::{client, icon_blob, job, result};
 use crate::model::webhook::WebhookEvent;
 use crate::model::{
-    Candidate, FindOutcome, Found, IconBytes, IconView, Job, JobStatus, Priority, ResultColumns, ResultStatus,
-    Tally, icon_path,
+    Candidate, FindOutcome, Found, IconBytes, IconView, Job, JobStatus, Priority, ResultColumns,
+    ResultStatus, Tally, icon_path,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, OnConflict};

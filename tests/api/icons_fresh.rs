@@ -66,7 +66,11 @@ async fn refresh_replaces_the_icon_and_a_transient_failure_keeps_it(backend: Bac
     assert_eq!((status, etag), (200, format!("\"{}\"", sha(&old))));
 
     // The site changes its icon: the cache still serves the old one until a refresh.
-    internet.set_route("a.test", "/i.png", Route::new(200, "image/png", new.clone()));
+    internet.set_route(
+        "a.test",
+        "/i.png",
+        Route::new(200, "image/png", new.clone()),
+    );
     assert_eq!(fetch(&app, "/icons/a.test").await.2, old);
     let answer = refresh(&app, "a.test", None).await;
     assert_eq!(answer.status(), 200);
@@ -76,21 +80,34 @@ async fn refresh_replaces_the_icon_and_a_transient_failure_keeps_it(backend: Bac
     assert_eq!(answer["favicon_url"], "http://a.test/i.png", "{answer}");
     assert_eq!(answer["sha256"], sha(&new), "{answer}");
     assert_eq!(answer["mime"], "image/png", "{answer}");
-    assert_eq!((answer["width"].as_i64(), answer["height"].as_i64()), (Some(48), Some(48)));
+    assert_eq!(
+        (answer["width"].as_i64(), answer["height"].as_i64()),
+        (Some(48), Some(48))
+    );
     assert_eq!(answer["changed"], true, "{answer}");
     assert_eq!(answer["served"], sha(&new), "{answer}");
-    assert!(answer["error"].is_null() && answer["error_code"].is_null(), "{answer}");
+    assert!(
+        answer["error"].is_null() && answer["error_code"].is_null(),
+        "{answer}"
+    );
     let (status, etag, bytes) = fetch(&app, "/icons/a.test").await;
     assert_eq!((status, etag), (200, format!("\"{}\"", sha(&new))));
     assert_eq!(bytes, new);
 
     // The site fails transiently: the refresh says so, and the good icon stays served.
     internet.set_route("a.test", "/", Route::new(500, "text/html", "down"));
-    internet.set_route("a.test", "/favicon.ico", Route::new(500, "text/html", "down"));
+    internet.set_route(
+        "a.test",
+        "/favicon.ico",
+        Route::new(500, "text/html", "down"),
+    );
     let answer: Value = refresh(&app, "a.test", None).await.json().await.unwrap();
     assert_eq!(answer["status"], "failed", "{answer}");
     assert!(answer["error_code"].is_string(), "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("500"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("500"),
+        "{answer}"
+    );
     assert_eq!(answer["changed"], false, "{answer}");
     assert_eq!(answer["served"], sha(&new), "{answer}");
     assert_eq!(fetch(&app, "/icons/a.test").await.2, new);
@@ -125,7 +142,11 @@ async fn refresh_replaces_the_icon_and_a_transient_failure_keeps_it(backend: Bac
     let small = image::load_from_memory(&small.bytes().await.unwrap()).unwrap();
     assert_eq!((small.width(), small.height()), (16, 16));
     // A hash the domain never had (here, another domain's icon) is not served under it.
-    let unknown = get(&app, &format!("/icons/b.test?sha={}&fallback=404", sha(&old))).await;
+    let unknown = get(
+        &app,
+        &format!("/icons/b.test?sha={}&fallback=404", sha(&old)),
+    )
+    .await;
     assert_eq!(unknown.status(), 404);
     let bad = get(&app, "/icons/a.test?sha=nothex").await;
     assert_eq!(bad.status(), 400);
@@ -169,7 +190,11 @@ async fn a_refresh_and_a_find_share_one_lookup(backend: Backend) {
         refresh(&app, "slow.test", None).await
     };
     let _ = tokio::join!(finding, refreshing);
-    assert_eq!(internet.hits("slow.test", "/"), 2, "a refresh always looks again");
+    assert_eq!(
+        internet.hits("slow.test", "/"),
+        2,
+        "a refresh always looks again"
+    );
 }
 both_backends!(refresh_single_flight, a_refresh_and_a_find_share_one_lookup);
 
@@ -193,7 +218,10 @@ async fn refreshes_are_limited_per_client(backend: Backend) {
     let other = key(&app, "globex", "submit").await;
     let read_only = key(&app, "globex", "read").await;
     assert_eq!(refresh(&app, "r.test", None).await.status(), 401);
-    assert_eq!(refresh(&app, "r.test", Some(&read_only)).await.status(), 403);
+    assert_eq!(
+        refresh(&app, "r.test", Some(&read_only)).await.status(),
+        403
+    );
     assert_eq!(refresh(&app, "r.test", Some(&first)).await.status(), 200);
     assert_eq!(refresh(&app, "r.test", Some(&second)).await.status(), 200);
     // Both keys are one client's: its third refresh this minute is refused.
@@ -237,14 +265,26 @@ async fn a_stale_icon_is_served_at_once_and_found_again_once(backend: Backend) {
 
     // Now older than ICON_REFRESH_AFTER_SECS, and the site has become slow and changed.
     let delay = Duration::from_secs(3);
-    internet.set_route("stale.test", "/", Route::html(icon_page()).with_delay(delay));
-    internet.set_route("stale.test", "/i.png", Route::new(200, "image/png", new.clone()));
+    internet.set_route(
+        "stale.test",
+        "/",
+        Route::html(icon_page()).with_delay(delay),
+    );
+    internet.set_route(
+        "stale.test",
+        "/i.png",
+        Route::new(200, "image/png", new.clone()),
+    );
     let requests = (0..12).map(|_| async {
         let started = Instant::now();
         let response = get(&app, "/icons/stale.test").await;
         let took = started.elapsed();
         let cache_control = header(&response, "cache-control").to_owned();
-        (took, cache_control, response.bytes().await.unwrap().to_vec())
+        (
+            took,
+            cache_control,
+            response.bytes().await.unwrap().to_vec(),
+        )
     });
     for (took, cache_control, bytes) in futures::future::join_all(requests).await {
         assert!(took < delay / 3, "a stale answer waited: {took:?}");
@@ -268,7 +308,10 @@ async fn a_stale_icon_is_served_at_once_and_found_again_once(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(internet.hits("stale.test", "/"), 2);
 }
-both_backends!(stale_while_revalidate, a_stale_icon_is_served_at_once_and_found_again_once);
+both_backends!(
+    stale_while_revalidate,
+    a_stale_icon_is_served_at_once_and_found_again_once
+);
 
 async fn theme_dark_serves_the_dark_variant_or_says_it_fell_back(backend: Backend) {
     let light = png(32, 32);
@@ -311,17 +354,20 @@ async fn theme_dark_serves_the_dark_variant_or_says_it_fell_back(backend: Backen
     // Resized too, under its own validator.
     let resized = get(&app, "/icons/dual.test?theme=dark&size=16").await;
     assert_eq!(resized.status(), 200);
-    assert_eq!(
-        header(&resized, "etag"),
-        format!("\"{}-16\"", sha(&dark))
-    );
+    assert_eq!(header(&resized, "etag"), format!("\"{}-16\"", sha(&dark)));
     // A site without a dark icon: the default one, saying so.
     let response = get(&app, "/icons/plain.test?theme=dark").await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-icon-theme-fallback"), "default");
     assert_eq!(response.bytes().await.unwrap().to_vec(), light);
-    assert_eq!(get(&app, "/icons/plain.test?theme=blue").await.status(), 400);
+    assert_eq!(
+        get(&app, "/icons/plain.test?theme=blue").await.status(),
+        400
+    );
     // The dark variant is stored once, like any icon.
     assert_eq!(app.count_rows("icon_blob").await, 2);
 }
-both_backends!(theme_dark, theme_dark_serves_the_dark_variant_or_says_it_fell_back);
+both_backends!(
+    theme_dark,
+    theme_dark_serves_the_dark_variant_or_says_it_fell_back
+);

@@ -397,6 +397,36 @@ async fn every_documented_call_answers_as_documented() {
         )
         .await;
     assert_eq!(status, 400);
+    let (status, refreshed) = contract
+        .call(
+            &app,
+            "post",
+            "/icons/{domain}/refresh",
+            "/icons/ok.test/refresh",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, &refreshed["status"]), (200, &json!("success")));
+    let (status, _) = contract
+        .call(
+            &app,
+            "post",
+            "/icons/{domain}/refresh",
+            "/icons/nx.test/refresh",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "a failed lookup is an answer too");
+    let (status, _) = contract
+        .call(
+            &app,
+            "post",
+            "/icons/{domain}/refresh",
+            "/icons/localhost/refresh",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 400);
 
     for path in ["/healthz", "/readyz", "/metrics"] {
         let (status, _) = contract.call(&app, "get", path, path, None).await;

@@ -282,11 +282,7 @@ async fn dark_variant_is_verified_and_kept_beside_the_chosen_icon() {
     assert_eq!((dark.mime.as_str(), dark.width), ("image/svg+xml", 64));
     assert_eq!(&dark.icon.bytes[..], dark_svg.as_bytes());
     assert_ne!(found.icon.unwrap().sha256, dark.icon.sha256);
-    let verified = found
-        .candidates
-        .iter()
-        .find(|c| c.url == dark.url)
-        .unwrap();
+    let verified = found.candidates.iter().find(|c| c.url == dark.url).unwrap();
     assert!(rank::is_verified(verified), "{verified:?}");
 
     // A dark icon chosen for want of any other is the icon itself, not a variant of it.
