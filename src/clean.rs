@@ -116,11 +116,13 @@ pub fn outcome(outcome: FindOutcome) -> FindOutcome {
                 candidates,
                 candidates_dropped: dropped,
                 icon: found.icon,
-                dark: found.dark.map(|dark| DarkIcon {
-                    mime: text(&dark.mime, MAX_TOKEN_BYTES),
-                    width: dark.width.min(i32::MAX as u32),
-                    height: dark.height.min(i32::MAX as u32),
-                    ..dark
+                dark: found.dark.map(|dark| {
+                    Box::new(DarkIcon {
+                        mime: text(&dark.mime, MAX_TOKEN_BYTES),
+                        width: dark.width.min(i32::MAX as u32),
+                        height: dark.height.min(i32::MAX as u32),
+                        ..*dark
+                    })
                 }),
             })
         }

@@ -131,13 +131,13 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
     if let Some(i) = rank::pick(&ranked) {
         let dark = rank::pick_dark(&ranked).filter(|d| *d != i).and_then(|d| {
             let c = &ranked[d];
-            Some(DarkIcon {
+            Some(Box::new(DarkIcon {
                 url: c.url.clone(),
                 mime: c.mime.clone()?,
                 width: c.width.unwrap_or(0),
                 height: c.height.unwrap_or(0),
                 icon: super::IconBytes::new(search.kept.remove(&c.url)?),
-            })
+            }))
         });
         let c = &ranked[i];
         return Ok(Found {

@@ -229,7 +229,7 @@ pub struct Found {
     /// when it has one besides the chosen icon and its bytes were kept. Not serialised, as
     /// `icon`.
     #[serde(skip)]
-    pub dark: Option<DarkIcon>,
+    pub dark: Option<Box<DarkIcon>>,
 }
 
 /// The dark-scheme variant of a found icon, verified and kept like the chosen one.
