@@ -18,10 +18,10 @@ const PARTIAL_INDEXES: [(&str, &str); 8] = [
     ("idx_result_leased", LEASED),
     ("idx_result_fetched", FETCHED),
     ("idx_result_icon", HAS_ICON),
-    ("idx_result_dark_icon", HAS_DARK_ICON),
     ("idx_result_job_failure", FAILED),
     ("idx_result_finished_seq", NUMBERED),
     ("idx_result_unnumbered", UNNUMBERED),
+    ("idx_result_dark_icon", HAS_DARK_ICON),
 ];
 
 /// The partial indexes on `result` and their clauses, as the database holds them: the text
