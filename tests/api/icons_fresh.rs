@@ -150,6 +150,20 @@ async fn refresh_replaces_the_icon_and_a_transient_failure_keeps_it(backend: Bac
     assert_eq!(unknown.status(), 404);
     let bad = get(&app, "/icons/a.test?sha=nothex").await;
     assert_eq!(bad.status(), 400);
+
+    // A permanent answer is decisive: the site now has no icon at all, so the fallback is
+    // served, while the versions before stay there by their hashes.
+    internet.set_route("a.test", "/", Route::html("<html><head></head></html>"));
+    internet.set_route("a.test", "/favicon.ico", Route::new(404, "text/html", "no"));
+    internet.set_route("a.test", "/i.png", Route::new(404, "text/html", "no"));
+    let answer: Value = refresh(&app, "a.test", None).await.json().await.unwrap();
+    assert_eq!(answer["error_code"], "no_icon", "{answer}");
+    assert_eq!(answer["changed"], true, "{answer}");
+    assert!(answer["served"].is_null(), "{answer}");
+    let gone = get(&app, "/icons/a.test?fallback=404").await;
+    assert_eq!(gone.status(), 404);
+    let kept = get(&app, &format!("/icons/a.test?sha={}", sha(&new))).await;
+    assert_eq!(kept.bytes().await.unwrap().to_vec(), new);
 }
 both_backends!(
     refresh_and_transient_failures,
@@ -370,4 +384,59 @@ async fn theme_dark_serves_the_dark_variant_or_says_it_fell_back(backend: Backen
 both_backends!(
     theme_dark,
     theme_dark_serves_the_dark_variant_or_says_it_fell_back
+);
+
+async fn private_versions_are_read_by_the_client_that_found_them(backend: Backend) {
+    let icon = png(32, 32);
+    let mut sites = Sites::default();
+    sites
+        .page("p.test", icon_page())
+        .file("p.test", "/i.png", "image/png", &icon);
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("FETCH_RESOLVE", &internet.resolve(&[])),
+            ("AUTH_MODE", "required"),
+            ("ICONS_PUBLIC", "false"),
+        ],
+    )
+    .await;
+    let acme = key(&app, "acme", "read submit").await;
+    let globex = key(&app, "globex", "read submit").await;
+    let answer: Value = refresh(&app, "p.test", Some(&acme))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["served"], sha(&icon), "{answer}");
+    let path = format!("/icons/p.test?sha={}&fallback=404", sha(&icon));
+    let read = |key: String| {
+        let request = app.http.get(app.url(&path)).bearer_auth(key);
+        async move { request.send().await.unwrap() }
+    };
+    let own = read(acme.clone()).await;
+    assert_eq!(own.status(), 200);
+    assert_eq!(
+        header(&own, "cache-control"),
+        "private, max-age=31536000, immutable"
+    );
+    assert_eq!(own.bytes().await.unwrap().to_vec(), icon);
+    // Another client is answered as if the domain never had that icon.
+    assert_eq!(read(globex.clone()).await.status(), 404);
+    // Its own refresh answers what it is served: nothing before, the icon after.
+    let answer: Value = refresh(&app, "p.test", Some(&globex))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&answer["changed"], &answer["served"]),
+        (&json!(true), &json!(sha(&icon)))
+    );
+    assert_eq!(read(globex).await.status(), 200);
+}
+both_backends!(
+    private_versions,
+    private_versions_are_read_by_the_client_that_found_them
 );
