@@ -184,8 +184,8 @@ fn from_another_site(headers: &HeaderMap) -> bool {
 }
 
 /// Marks the default icon served for `theme=dark` (the site declares no dark variant).
-fn with_variant(mut response: Response, served: Variant) -> Response {
-    if served.theme_fallback {
+fn with_variant(mut response: Response, variant: Variant) -> Response {
+    if variant.theme_fallback {
         response
             .headers_mut()
             .insert("x-icon-theme-fallback", HeaderValue::from_static("default"));
@@ -228,29 +228,29 @@ async fn answer(
                 mime,
                 etag,
                 bytes,
-                served,
+                variant,
             } => with_variant(
                 (
                     [
                         (header::CONTENT_TYPE, mime),
                         (header::ETAG, etag),
-                        (header::CACHE_CONTROL, settings.cache_control_for(served)),
+                        (header::CACHE_CONTROL, settings.cache_control_for(variant)),
                     ],
                     bytes,
                 )
                     .into_response(),
-                served,
+                variant,
             ),
-            IconAnswer::NotModified { etag, served } => with_variant(
+            IconAnswer::NotModified { etag, variant } => with_variant(
                 (
                     StatusCode::NOT_MODIFIED,
                     [
                         (header::ETAG, etag),
-                        (header::CACHE_CONTROL, settings.cache_control_for(served)),
+                        (header::CACHE_CONTROL, settings.cache_control_for(variant)),
                     ],
                 )
                     .into_response(),
-                served,
+                variant,
             ),
             IconAnswer::Letter { svg } => (
                 [

@@ -137,14 +137,14 @@ pub enum IconAnswer {
         /// The body.
         bytes: Bytes,
         /// Its caching and variant.
-        served: Variant,
+        variant: Variant,
     },
     /// The client's copy is current.
     NotModified {
         /// The validator it matched.
         etag: String,
         /// Its caching and variant.
-        served: Variant,
+        variant: Variant,
     },
     /// No stored icon: the monogram.
     Letter {
@@ -277,12 +277,12 @@ impl Icons {
             if !store.names_icon(domain, sha, reader).await? {
                 return Ok(fallback(request));
             }
-            let served = Variant {
+            let variant = Variant {
                 immutable: true,
                 theme_fallback: false,
             };
             return self
-                .image(request, sha.clone(), served, caller, source_ip)
+                .image(request, sha.clone(), variant, caller, source_ip)
                 .await;
         }
         let Some(newest) = store.served(domain, reader).await? else {
@@ -299,11 +299,11 @@ impl Icons {
             (Theme::Dark, None) => (sha, true),
             (Theme::Default, _) => (sha, false),
         };
-        let served = Variant {
+        let variant = Variant {
             immutable: false,
             theme_fallback,
         };
-        self.image(request, sha, served, caller, source_ip).await
+        self.image(request, sha, variant, caller, source_ip).await
     }
 
     /// The stored icon `sha` as `request` asks for it (maybe resized), or 304.
@@ -311,7 +311,7 @@ impl Icons {
         &self,
         request: &IconRequest,
         sha: String,
-        served: Variant,
+        variant: Variant,
         caller: Option<&Caller>,
         source_ip: Option<IpAddr>,
     ) -> AppResult<IconAnswer> {
@@ -325,10 +325,10 @@ impl Icons {
             .as_deref()
             .is_some_and(|inm| etag_matches(inm, &etag))
         {
-            return Ok(IconAnswer::NotModified { etag, served });
+            return Ok(IconAnswer::NotModified { etag, variant });
         }
         if let Some(n) = request.size
-            && let Some(remembered) = self.remembered(&sha, n, &etag, served)
+            && let Some(remembered) = self.remembered(&sha, n, &etag, variant)
         {
             return remembered;
         }
@@ -342,11 +342,11 @@ impl Icons {
                 mime: blob.mime,
                 etag,
                 bytes: Bytes::from(blob.bytes),
-                served,
+                variant,
             });
         };
         let payer = render_payer(caller, source_ip);
-        self.resize(blob.bytes, blob.mime, (sha, n), (etag, served), &payer)
+        self.resize(blob.bytes, blob.mime, (sha, n), (etag, variant), &payer)
             .await
     }
 
@@ -368,7 +368,7 @@ impl Icons {
         sha: &str,
         n: u32,
         etag: &str,
-        served: Variant,
+        variant: Variant,
     ) -> Option<AppResult<IconAnswer>> {
         let key = (sha.to_owned(), n);
         if let Some(png) = self.inner.resized.get(&key) {
@@ -376,7 +376,7 @@ impl Icons {
                 mime: "image/png".into(),
                 etag: etag.to_owned(),
                 bytes: png,
-                served,
+                variant,
             }));
         }
         let message = self.inner.failures.get(&key)?;
@@ -391,7 +391,7 @@ impl Icons {
         bytes: Vec<u8>,
         mime: String,
         (sha, n): (String, u32),
-        (etag, served): (String, Variant),
+        (etag, variant): (String, Variant),
         payer: &str,
     ) -> AppResult<IconAnswer> {
         let png = match self.render(bytes, mime, n, payer).await {
@@ -407,7 +407,7 @@ impl Icons {
             mime: "image/png".into(),
             etag,
             bytes: png,
-            served,
+            variant,
         })
     }
 
