@@ -4,8 +4,10 @@
 //! exact stored version of a domain's icon.
 
 use crate::fake::{FakeInternet, Route, Sites, png, svg};
-use crate::helpers::{Backend, TestApp, both_backends};
+use crate::helpers::{Backend, TestApp, both_backends, number};
 use crate::icons_access::key;
+use crate::subscriptions::wait_until;
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::time::{Duration, Instant};
@@ -440,3 +442,53 @@ both_backends!(
     private_versions,
     private_versions_are_read_by_the_client_that_found_them
 );
+
+/// The dark variant is kept with the domain's cache when its job is purged: still served, and
+/// its blob is never taken for unreferenced by the collector.
+async fn a_dark_variant_survives_its_jobs_purge(backend: Backend) {
+    let light = png(32, 32);
+    let dark = svg();
+    let mut sites = Sites::default();
+    sites
+        .page(
+            "kept.test",
+            r#"<link rel=icon href=/light.png>
+               <link rel=icon href=/dark.svg media="(prefers-color-scheme: dark)">"#,
+        )
+        .file("kept.test", "/light.png", "image/png", &light)
+        .file("kept.test", "/dark.svg", "image/svg+xml", &dark);
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("FETCH_RESOLVE", &internet.resolve(&[])),
+            ("RETENTION_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let id = app.create_job("purged", &["kept.test"]).await;
+    app.wait_for_job(&id, Duration::from_secs(30)).await;
+    let db = app.store.connection();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE job SET created_at = $1, updated_at = $1",
+        [(chrono::Utc::now() - chrono::Duration::days(40)).into()],
+    ))
+    .await
+    .unwrap();
+    wait_until("the job to be purged", || async {
+        app.get_json(&format!("/jobs/{id}")).await.0 == 404
+    })
+    .await;
+    assert_eq!(app.count_rows("result").await, 0);
+    // Past a few more passes of the collector.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let marked = "SELECT COUNT(*) AS n FROM icon_blob WHERE orphaned_at IS NOT NULL";
+    assert_eq!(number(db, marked).await, 0, "both blobs are referenced");
+    assert_eq!(app.count_rows("icon_blob").await, 2);
+    let response = get(&app, "/icons/kept.test?theme=dark").await;
+    assert_eq!(header(&response, "x-icon-theme-fallback"), "");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), dark);
+    assert_eq!(fetch(&app, "/icons/kept.test").await.2, light);
+}
+both_backends!(dark_survives_purge, a_dark_variant_survives_its_jobs_purge);
