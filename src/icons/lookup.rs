@@ -103,7 +103,8 @@ impl Icons {
     /// Starts one background re-find of a stale `domain` for `reader`, unless one started
     /// within [`super::REVALIDATE_MEMO`]; never waits for it. Paid by the caller's client
     /// (or the on-demand client and address, [`crate::jobs::Jobs::admit_refind`]); a payer
-    /// over its allowance gets no re-find.
+    /// over its allowance gets no re-find, nor does a private reader whose key may not
+    /// submit (a lookup for another client would not reach what it reads).
     pub(super) fn revalidate(
         &self,
         caller: Option<&Caller>,
@@ -131,7 +132,9 @@ impl Icons {
                 .admit_refind(caller.as_ref(), source_ip, ON_DEMAND_CLIENT)
                 .await
             {
-                Ok(payer) => payer,
+                // Where icons are private, only the reader's own lookup reaches what it reads.
+                Ok(payer) if key.1.as_ref().is_none_or(|r| *r == payer.client_id) => payer,
+                Ok(_) => return,
                 Err(err) => {
                     tracing::debug!(domain = key.0.as_str(), error = %err, "no re-find of a stale icon");
                     return;
