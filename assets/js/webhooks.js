@@ -14,6 +14,7 @@ const EVENTS = [
   ["job.failed", "A job failed", true],
   ["job.cancelled", "A job was cancelled", true],
   ["job.progress", "A job's progress, at most once a minute", false],
+  ["icon.changed", "A watched domain's icon changed", true],
 ];
 
 // While a shown delivery still waits, the endpoints and deliveries are read again this often

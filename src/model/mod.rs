@@ -13,6 +13,7 @@ mod filter;
 pub mod job;
 mod outcome;
 mod view;
+pub mod watch;
 pub mod webhook;
 
 pub use csv::{CsvRow, CsvWriter};

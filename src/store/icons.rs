@@ -2,10 +2,12 @@
 //! one of a domain, and recording an on-demand lookup (`/icons/{domain}?find=1`) as a
 //! finished one-domain job, so later jobs find it in the cross-job cache.
 
+use super::changes::{Observed, Outcome, observe};
 use super::sql::newest_fetch;
 use super::write::{finished_row, insert_job, put_blob, settle};
 use super::{Store, StoreResult};
 use crate::entities::{icon_blob, result};
+use crate::model::watch::ChangeSource;
 use crate::model::{CachePolicy, ErrorCategory, FindOutcome, Priority, ResultStatus, Tally};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, EntityTrait, FromQueryResult, Statement, TransactionTrait};
@@ -160,6 +162,20 @@ impl Store {
         let mut tally = Tally::default();
         tally.add(columns.status, 1);
         settle(&txn, job.id, tally, now, false, false).await?;
+        let outcome = Outcome {
+            status: columns.status,
+            error_code: columns.error_code,
+            url: columns.favicon_url.as_deref(),
+            sha256: columns.icon.as_ref().map(|i| i.sha256.as_str()),
+            mime: columns.mime.as_deref(),
+            width: columns.width,
+            height: columns.height,
+            bytes: columns.icon.as_ref().map(|i| i.bytes),
+        };
+        let observed = Observed::new(domain, outcome, now).into_iter().collect();
+        // The lookup's own source arrives with the caller's `source` argument; until then
+        // every lookup counts as a refresh.
+        observe(&txn, observed, ChangeSource::Refresh, now).await?;
         txn.commit().await?;
         Ok(job.id)
     }

@@ -44,6 +44,7 @@
 //! Reads answer the model's types ([`crate::model::Job`], [`crate::model::ResultView`]…) and every method
 //! fails with a [`StoreError`], never a type of the database library.
 
+mod changes;
 mod icons;
 mod jobs;
 mod keys;
@@ -52,6 +53,7 @@ mod queue;
 mod results;
 mod sql;
 mod standing;
+mod watches;
 mod webhooks;
 mod write;
 

@@ -208,7 +208,12 @@ async fn rest_manages_endpoints(backend: Backend) {
     let plain = api.create("http://127.0.0.1:9/plain", Some("acme")).await;
     assert_eq!(
         plain["events"],
-        json!(["job.completed", "job.failed", "job.cancelled"]),
+        json!([
+            "job.completed",
+            "job.failed",
+            "job.cancelled",
+            "icon.changed"
+        ]),
         "no events named: a job's end, whatever it was"
     );
     assert_ne!(plain["secret"], created["secret"]);
