@@ -648,20 +648,33 @@ async fn watch_calls(contract: &Contract, app: &TestApp) {
         .call(app, "get", "/watches", "/watches?client_id=contract", None)
         .await;
     assert_eq!(listed["watches"][0]["id"], created["id"], "{listed}");
-    let (status, _) = contract
-        .call(app, "get", "/watches/{id}", &one, None)
-        .await;
+    let (status, _) = contract.call(app, "get", "/watches/{id}", &one, None).await;
     assert_eq!(status, 200);
     let (status, _) = contract
         .call(app, "get", "/watches/{id}", "/watches/not-an-id", None)
         .await;
     assert_eq!(status, 400);
     let (status, domains) = contract
-        .call(app, "get", "/watches/{id}/domains", &format!("{one}/domains"), None)
+        .call(
+            app,
+            "get",
+            "/watches/{id}/domains",
+            &format!("{one}/domains"),
+            None,
+        )
         .await;
-    assert_eq!((status, &domains["items"][0]["domain"]), (200, &json!("ok.test")));
+    assert_eq!(
+        (status, &domains["items"][0]["domain"]),
+        (200, &json!("ok.test"))
+    );
     let (status, changes) = contract
-        .call(app, "get", "/watches/{id}/changes", &format!("{one}/changes"), None)
+        .call(
+            app,
+            "get",
+            "/watches/{id}/changes",
+            &format!("{one}/changes"),
+            None,
+        )
         .await;
     assert_eq!((status, &changes["total"]), (200, &json!(0)));
     let (status, _) = contract
