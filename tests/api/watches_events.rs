@@ -3,7 +3,9 @@
 //! subscription and through a verified webhook, with the right before and after, while its
 //! checks stay out of the client's jobs and send no job events; a site that fails
 //! transiently keeps its icon and reports nothing; a flapping site (A → B → A → B) is
-//! reported once and the rest is history with `reported = false`.
+//! reported once and the rest is history with `reported = false`; two worker processes
+//! schedule each domain once per period, and a change one of them finds reaches a subscriber
+//! on an API process that runs no workers.
 
 use crate::common::webhooks::{Delivery, Receiver};
 use crate::fake::{FakeInternet, Route, Sites, png};
@@ -329,3 +331,56 @@ async fn flapping_is_reported_once(backend: crate::helpers::Backend) {
     app.stop().await;
 }
 both_backends!(a_flapping_site_is_reported_once, flapping_is_reported_once);
+
+async fn fleet(backend: crate::helpers::Backend) {
+    let internet = world().await;
+    let resolve = internet.resolve(&[]);
+    let mut vars = FAST.to_vec();
+    vars.push(("FETCH_RESOLVE", &resolve));
+    // The API process runs neither workers nor a scheduler: two worker processes do.
+    let app = TestApp::spawn_api(backend, &vars).await;
+    let _workers = [
+        app.spawn_worker_process(&vars),
+        app.spawn_worker_process(&vars),
+    ];
+    let others = ["two.watched.test", "three.watched.test"];
+    let mut domains = vec![SITE];
+    domains.extend(others);
+    let id = create_watch(&app, "fleet", &domains, 1).await;
+    let started = tokio::time::Instant::now();
+    let mut ws = subscribe(&app, &id).await;
+    baseline(&app, &id).await;
+
+    internet.set_route(SITE, "/i.png", icon(48));
+    let change = next_change(&mut ws, WAIT)
+        .await
+        .expect("a change found by a worker process reaches the API's subscriber");
+    assert_eq!(
+        (&change["before"]["width"], &change["after"]["width"]),
+        (&json!(16), &json!(48)),
+        "{change}"
+    );
+    assert_eq!(
+        next_change(&mut ws, Duration::from_millis(1_500)).await,
+        None
+    );
+
+    // Two schedulers, one check per domain per second: never a domain scheduled twice.
+    let secs = started.elapsed().as_secs_f64();
+    let per_domain = crate::helpers::number(
+        app.store.connection(),
+        "SELECT MAX(c) AS n FROM (SELECT COUNT(*) AS c FROM result r \
+           JOIN job j ON j.id = r.job_id WHERE j.watch_id IS NOT NULL GROUP BY r.domain) AS t",
+    )
+    .await;
+    assert!(
+        (per_domain as f64) <= secs + 2.0,
+        "{per_domain} checks of one domain in {secs:.1} s"
+    );
+    assert!(per_domain >= 2, "{per_domain} checks in {secs:.1} s");
+    app.stop().await;
+}
+both_backends!(
+    a_fleet_checks_each_domain_once_and_tells_any_subscriber,
+    fleet
+);
