@@ -19,6 +19,7 @@ mod m20261206_000011_finished_seq;
 mod m20261206_000012_fair_claims;
 mod m20261207_000013_webhooks;
 mod m20261207_000014_dark_icons;
+mod m20261207_000015_watches;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_fair_claims::Migration),
             Box::new(m20261207_000013_webhooks::Migration),
             Box::new(m20261207_000014_dark_icons::Migration),
+            Box::new(m20261207_000015_watches::Migration),
         ]
     }
 }

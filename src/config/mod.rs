@@ -239,6 +239,8 @@ pub struct Config {
     pub download_url_ttl: Duration,
     /// The `WEBHOOK_*` settings.
     pub webhooks: WebhookConfig,
+    /// The `WATCH_*` settings.
+    pub watches: WatchConfig,
     /// `PUBLIC_URL`: where clients reach the API (`https://favicons.example.com`, no trailing
     /// slash); download links are absolute under it (unset: paths such as `/jobs/…`).
     pub public_url: Option<String>,
@@ -274,6 +276,22 @@ pub struct WebhookConfig {
     pub progress_interval: Duration,
     /// `WEBHOOK_POLL_MS`: how often a worker looks for due deliveries.
     pub poll: Duration,
+}
+
+/// Watches: re-checking clients' domains on a schedule (`WATCH_*`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchConfig {
+    /// `WATCH_TICK_MS`: how often each worker process looks for due watched domains (and a
+    /// subscription for new changes).
+    pub tick: Duration,
+    /// `WATCH_MIN_EVERY_SECS`: the shortest period a watch may ask for.
+    pub min_every: Duration,
+    /// `WATCH_MAX_DOMAINS`: the most domains one client's watches may hold together.
+    pub max_domains: usize,
+    /// `WATCH_CHECK_RETENTION_HOURS`: a finished check job is purged this long after it ended.
+    pub check_retention: Duration,
+    /// `WATCH_HISTORY_DAYS`: recorded icon changes are kept this long.
+    pub history: Duration,
 }
 
 impl Config {
@@ -391,6 +409,7 @@ impl Config {
             public_url: env.checked("PUBLIC_URL", parse_public_url)?,
             trusted_proxy_headers: env.list("TRUSTED_PROXY_HEADERS", parse_proxy_headers)?,
             webhooks: webhooks(&env)?,
+            watches: watches(&env)?,
         })
     }
 
@@ -445,6 +464,22 @@ fn webhooks(env: &Vars) -> Result<WebhookConfig, ConfigError> {
         concurrency: env.parse_in("WEBHOOK_CONCURRENCY", 16, 0..=1_000)?,
         progress_interval: env.secs("WEBHOOK_PROGRESS_INTERVAL_SECS", 60, 1..=86_400)?,
         poll: env.millis_in("WEBHOOK_POLL_MS", 250, 10..=60_000)?,
+    })
+}
+
+/// The `WATCH_*` settings: an hourly minimum period, 100,000 watched domains per client, a
+/// day of check jobs and 90 days of changes.
+fn watches(env: &Vars) -> Result<WatchConfig, ConfigError> {
+    Ok(WatchConfig {
+        tick: env.millis_in("WATCH_TICK_MS", 1_000, 10..=60_000)?,
+        min_every: env.secs("WATCH_MIN_EVERY_SECS", 3_600, 1..=2_592_000)?,
+        max_domains: env.parse_in("WATCH_MAX_DOMAINS", 100_000, 1..=10_000_000)?,
+        check_retention: Duration::from_secs(
+            3_600 * env.parse_in("WATCH_CHECK_RETENTION_HOURS", 24u64, 1..=8_760)?,
+        ),
+        history: Duration::from_secs(
+            86_400 * env.parse_in("WATCH_HISTORY_DAYS", 90u64, 1..=36_500)?,
+        ),
     })
 }
 

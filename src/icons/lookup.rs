@@ -7,7 +7,7 @@ use crate::auth::Caller;
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult};
 use crate::jobs::LookupPayer;
-use crate::model::{IconRefresh, LookupSource};
+use crate::model::{IconRefresh, ChangeSource};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::net::IpAddr;
@@ -29,7 +29,7 @@ impl Icons {
         payer: LookupPayer,
     ) -> AppResult<()> {
         let key = (domain.clone(), reader.map(str::to_owned));
-        if let Some(flight) = self.flight(key, payer, LookupSource::Find).await? {
+        if let Some(flight) = self.flight(key, payer, ChangeSource::Find).await? {
             // Past the wait the lookup goes on; this answer is the fallback, a later one the
             // icon.
             let _ = tokio::time::timeout(self.inner.settings.find_timeout, flight).await;
@@ -78,7 +78,7 @@ impl Icons {
         let store = &self.inner.store;
         let before = served(store.served(domain.as_str(), reader).await?);
         let key = (domain.clone(), reader.map(str::to_owned));
-        let Some(flight) = self.flight(key, payer, LookupSource::Refresh).await? else {
+        let Some(flight) = self.flight(key, payer, ChangeSource::Refresh).await? else {
             return Err(AppError::Internal(anyhow::anyhow!(
                 "a refresh started no lookup"
             )));
@@ -140,7 +140,7 @@ impl Icons {
                     return;
                 }
             };
-            if let Err(err) = icons.flight(key.clone(), payer, LookupSource::Stale).await {
+            if let Err(err) = icons.flight(key.clone(), payer, ChangeSource::Stale).await {
                 tracing::warn!(domain = key.0.as_str(), error = %err, "could not start a re-find");
             }
         });
@@ -153,13 +153,13 @@ impl Icons {
         &self,
         key: Key,
         payer: LookupPayer,
-        source: LookupSource,
+        source: ChangeSource,
     ) -> AppResult<Option<Flight>> {
         let mut flights = self.inner.flights.lock().await;
         if let Some(flight) = flights.get(&key) {
             return Ok(Some(flight.clone()));
         }
-        if source == LookupSource::Find
+        if source == ChangeSource::Find
             && self
                 .inner
                 .store
@@ -179,7 +179,7 @@ impl Icons {
 
     /// Runs the finder in a task of its own (so it outlives a caller that stops waiting),
     /// records the outcome, then leaves the table of flights.
-    fn start_lookup(&self, key: Key, payer: LookupPayer, source: LookupSource) -> Flight {
+    fn start_lookup(&self, key: Key, payer: LookupPayer, source: ChangeSource) -> Flight {
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let domain = key.0.as_str();

@@ -14,6 +14,7 @@ pub mod job;
 mod outcome;
 mod refresh;
 mod view;
+pub mod watch;
 pub mod webhook;
 
 pub use csv::{CsvRow, CsvWriter};
@@ -27,7 +28,8 @@ pub use outcome::{
     Candidate, CandidateError, CandidateSource, DarkIcon, ErrorCategory, FindError, FindOutcome,
     Found, IconBytes,
 };
-pub use refresh::{IconRefresh, LookupSource};
+pub use refresh::IconRefresh;
+pub use watch::ChangeSource;
 pub use view::{ICONS_PREFIX, IconView, ResultColumns, ResultView, icon_path};
 
 use crate::error::{AppError, AppResult, Code};

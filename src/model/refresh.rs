@@ -1,32 +1,8 @@
-//! A domain's icon looked up again on demand: why the lookup ran ([`LookupSource`]) and what
-//! a refresh answers ([`IconRefresh`]).
+//! A domain's icon looked up again on demand: what a refresh answers ([`IconRefresh`]); why
+//! the lookup ran is the [`super::ChangeSource`] its outcome is observed under.
 
 use super::{ErrorCategory, FindOutcome, ResultStatus};
-use serde::{Deserialize, Serialize};
-
-/// Why an on-demand lookup ran, handed to the store with its outcome: change detection
-/// records where each new outcome came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LookupSource {
-    /// `GET /icons/{domain}?find=1` for a domain the cache would not answer.
-    Find,
-    /// `POST /icons/{domain}/refresh` or GraphQL `refreshIcon`.
-    Refresh,
-    /// The background re-find a stale `GET /icons/{domain}` starts.
-    Stale,
-}
-
-impl LookupSource {
-    /// The lowercase word every API and the database use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Find => "find",
-            Self::Refresh => "refresh",
-            Self::Stale => "stale",
-        }
-    }
-}
+use serde::Serialize;
 
 /// What a refresh found, and what `GET /icons/{domain}` serves after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema, async_graphql::SimpleObject)]

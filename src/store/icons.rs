@@ -2,12 +2,13 @@
 //! one of a domain, and recording an on-demand lookup (`/icons/{domain}?find=1`) as a
 //! finished one-domain job, so later jobs find it in the cross-job cache.
 
+use super::changes::{Observed, Outcome, observe};
 use super::sql::{FETCHED, decisive, newest_fetch};
 use super::write::{finished_row, insert_job, put_blobs, settle};
 use super::{Store, StoreResult};
 use crate::entities::{icon_blob, result};
 use crate::model::{
-    CachePolicy, ErrorCategory, FindOutcome, LookupSource, Priority, ResultStatus, Tally,
+    CachePolicy, ChangeSource, ErrorCategory, FindOutcome, Priority, ResultStatus, Tally,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, EntityTrait, FromQueryResult, Statement, TransactionTrait};
@@ -178,7 +179,7 @@ impl Store {
         source_ip: Option<IpAddr>,
         domain: &str,
         outcome: FindOutcome,
-        source: LookupSource,
+        source: ChangeSource,
     ) -> StoreResult<Uuid> {
         let outcome = crate::clean::outcome(outcome);
         let now = super::now();
@@ -207,6 +208,18 @@ impl Store {
         let mut tally = Tally::default();
         tally.add(columns.status, 1);
         settle(&txn, job.id, tally, now, false, false).await?;
+        let outcome = Outcome {
+            status: columns.status,
+            error_code: columns.error_code,
+            url: columns.favicon_url.as_deref(),
+            sha256: columns.icon.as_ref().map(|i| i.sha256.as_str()),
+            mime: columns.mime.as_deref(),
+            width: columns.width,
+            height: columns.height,
+            bytes: columns.icon.as_ref().map(|i| i.bytes),
+        };
+        let observed = Observed::new(domain, outcome, now).into_iter().collect();
+        observe(&txn, observed, source, now).await?;
         txn.commit().await?;
         tracing::debug!(domain, source = source.as_str(), job_id = %job.id, "lookup recorded");
         Ok(job.id)

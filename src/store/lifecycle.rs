@@ -167,11 +167,13 @@ impl Store {
     }
 
     /// Jobs the retention task should purge, oldest first, at most `limit`: finished jobs last
-    /// updated before `finished_before` (`None`: keep every finished job), and jobs whose
-    /// deletion was marked before `deleted_before` and not finished (the process stopped).
+    /// updated before `finished_before` (`None`: keep every finished job), a watch's finished
+    /// checks last updated before `checks_before`, and jobs whose deletion was marked before
+    /// `deleted_before` and not finished (the process stopped).
     pub async fn jobs_to_purge(
         &self,
         finished_before: Option<DateTime<Utc>>,
+        checks_before: DateTime<Utc>,
         deleted_before: DateTime<Utc>,
         limit: u64,
     ) -> StoreResult<Vec<Uuid>> {
@@ -183,9 +185,15 @@ impl Store {
             ),
             None => ("deleted_at < $1", vec![deleted_before.into()]),
         };
+        values.push(checks_before.into());
+        let checks = format!(
+            "(watch_id IS NOT NULL AND status <> 'processing' AND updated_at < ${})",
+            values.len()
+        );
         values.push((limit as i64).into());
         let n = values.len();
-        let sql = format!("SELECT id FROM job WHERE {clause} ORDER BY updated_at LIMIT ${n}");
+        let sql =
+            format!("SELECT id FROM job WHERE {clause} OR {checks} ORDER BY updated_at LIMIT ${n}");
         let rows =
             Id::find_by_statement(Statement::from_sql_and_values(self.backend(), sql, values))
                 .all(&self.db)

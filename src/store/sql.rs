@@ -38,6 +38,9 @@ pub(super) const PROCESSING: &str = "status = 'processing'";
 /// results are removed in batches (`lifecycle`).
 pub(super) const NOT_DELETED: &str = "job.deleted_at IS NULL";
 
+/// Jobs a client submitted, not a watch's checks (which job lists and allowances leave out).
+pub(super) const NOT_A_CHECK: &str = "job.watch_id IS NULL";
+
 /// The jobs a claim shares slots between: processing and not being deleted, at most `$3`,
 /// read from `idx_job_processing` (whose clause [`PROCESSING`] is), answered oldest first;
 /// with `due`, whether the job has a row a claim at `$1` with `$2` tries allowed would take,

@@ -5,7 +5,7 @@ use super::write::{insert_job, settle};
 use super::*;
 use crate::model::job::final_status;
 use crate::model::{
-    ErrorCategory, FindError, JobStatus, LookupSource, Priority, ResultFilter, Tally,
+    ErrorCategory, FindError, JobStatus, ChangeSource, Priority, ResultFilter, Tally,
 };
 
 async fn sqlite() -> Store {
@@ -74,7 +74,7 @@ async fn a_lookup_is_cleaned_before_it_is_written() {
     );
     let outcome = Err(FindError::new(ErrorCategory::NoIcon, message));
     let id = store
-        .record_lookup("lookups", None, "a.test", outcome, LookupSource::Find)
+        .record_lookup("lookups", None, "a.test", outcome, ChangeSource::Find)
         .await
         .unwrap();
     let rows = store

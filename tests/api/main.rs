@@ -59,6 +59,8 @@ mod shutdown;
 mod subscriptions;
 mod tenancy;
 mod validation;
+mod watches;
+mod watches_events;
 mod webhook_receiver;
 mod webhooks_api;
 mod webhooks_delivery;

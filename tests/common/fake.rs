@@ -252,8 +252,9 @@ type Counts = HashMap<(String, String), usize>;
 #[derive(Default)]
 struct Shared {
     sites: Sites,
-    /// Routes changed while running ([`FakeInternet::set_route`]), ahead of `sites`.
-    replaced: Mutex<HashMap<(String, String), Route>>,
+    /// Routes set while running ([`FakeInternet::set_route`]), ahead of `sites`' own: a
+    /// site that changes its icon, or starts or stops failing, between two fetches.
+    switched: Mutex<HashMap<(String, String), Route>>,
     /// Requests seen, any scheme, counted on arrival.
     hits: Mutex<Counts>,
     /// The subset of `hits` that came over HTTPS.
@@ -389,6 +390,16 @@ impl FakeInternet {
             .map(|host| format!("{host}={}", self.raw_addr))
     }
 
+    /// From now on `host` answers `route` at `path`, whatever it was started with: the one
+    /// way a test changes a site between fetches (a new icon, an outage, a recovery).
+    pub fn set_route(&self, host: &str, path: &str, route: Route) {
+        self.shared
+            .switched
+            .lock()
+            .unwrap()
+            .insert((host.to_owned(), path.to_owned()), route);
+    }
+
     /// The test CA's certificate (PEM file): `FETCH_EXTRA_ROOT_CERTS` for a test whose app
     /// must trust this fake internet's HTTPS.
     pub fn ca_file(&self) -> PathBuf {
@@ -414,16 +425,6 @@ impl FakeInternet {
             }
         }
         rules.join(",")
-    }
-
-    /// Serves `route` at `host` and `path` from now on, instead of what the sites said: a
-    /// site that changes its icon, slows down or starts failing between two fetches.
-    pub fn set_route(&self, host: &str, path: &str, route: Route) {
-        self.shared
-            .replaced
-            .lock()
-            .unwrap()
-            .insert((host.to_owned(), path.to_owned()), route);
     }
 
     /// Requests seen for `host` and `path`, over either scheme.

@@ -1,6 +1,7 @@
 //! Write operations: `createJob`, `cancelJob`, `deleteJob`; `createWebhook`, `deleteWebhook`,
 //! `rotateWebhookSecret`, `enableWebhook`, `sendTestWebhook`, `redeliverWebhook`;
 //! `refreshIcon`.
+//! `createWatch`, `deleteWatch`.
 
 use super::*;
 use crate::model::IconRefresh;
@@ -86,6 +87,40 @@ impl MutationRoot {
             .await
             .map_err(AppError::into_graphql)?;
         Ok(created.into())
+    }
+
+    /// Creates a watch: its domains are re-checked every `every` seconds (the first checks
+    /// spread over one period) and a change of one's icon is sent as `icon.changed`.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn create_watch(&self, c: &Context<'_>, input: CreateWatchInput) -> Result<Watch> {
+        let request = crate::watches::NewWatch {
+            client_id: input.client_id.as_deref(),
+            domains: input.domains.iter().map(|d| Entry::Text(d)).collect(),
+            every: input.every,
+            name: input.name.as_deref(),
+            fields: Fields::GRAPHQL,
+        };
+        let _turn = db_turn(c).await;
+        let watch = ctx(c)
+            .watches
+            .create(caller(c)?, request)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(watch.into())
+    }
+
+    /// Deletes a watch: nothing more is checked for it. True when deleted; another client's
+    /// watch is NOT_FOUND.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn delete_watch(&self, c: &Context<'_>, id: ID) -> Result<bool> {
+        let id = crate::watches::parse_watch_id(&id).map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        ctx(c)
+            .watches
+            .delete(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(true)
     }
 
     /// Deletes a webhook endpoint; its deliveries still waiting fail. True when

@@ -159,8 +159,8 @@ async fn serve<B>(
             ))
             .unwrap());
     }
-    let replaced = shared.replaced.lock().unwrap().get(&key).cloned();
-    let route = replaced
+    let switched = shared.switched.lock().unwrap().get(&key).cloned();
+    let route = switched
         .as_ref()
         .or_else(|| shared.sites.browser_only.get(&key))
         .or_else(|| {
