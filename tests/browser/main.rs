@@ -38,4 +38,5 @@ mod dashboard;
 mod graphiql;
 mod job_page;
 mod resume;
+mod watches_page;
 mod webhooks_page;
