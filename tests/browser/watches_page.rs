@@ -191,9 +191,7 @@ async fn the_page_creates_a_watch_and_shows_a_change_live_with_before_and_after_
             "both thumbnails to load",
         )
         .await;
-    let text = browser
-        .eval(&format!("{row}.textContent"))
-        .await;
+    let text = browser.eval(&format!("{row}.textContent")).await;
     let text = text.as_str().unwrap();
     for part in ["changing.test", "found", "image/svg+xml", "by watch"] {
         assert!(text.contains(part), "{part:?} not in {text:?}");
@@ -227,7 +225,10 @@ async fn the_page_creates_a_watch_and_shows_a_change_live_with_before_and_after_
     // At 375 px nothing overflows sideways: the tables scroll in their own box.
     browser.viewport(375, 800).await;
     let width = browser.eval("document.documentElement.scrollWidth").await;
-    assert!(width.as_u64().unwrap() <= 375, "the page is {width} px wide at 375");
+    assert!(
+        width.as_u64().unwrap() <= 375,
+        "the page is {width} px wide at 375"
+    );
     browser.viewport(1280, 900).await;
 
     markup_is_text_and_delete_asks_first(&browser, &app, &id).await;
@@ -391,10 +392,7 @@ async fn with_accounts_on_the_page_uses_the_key_and_pages_the_domains() {
         .expect("the subscription's socket opened");
     assert!(init.contains(&format!("Bearer {KEY}")), "{init}");
     assert!(
-        browser
-            .ws_sent()
-            .iter()
-            .any(|m| m.contains("iconChanged")),
+        browser.ws_sent().iter().any(|m| m.contains("iconChanged")),
         "{:?}",
         browser.ws_sent()
     );
