@@ -18,8 +18,11 @@ use uuid::Uuid;
 /// under either database's limit of bound values.
 const INSERT_CHUNK: usize = 500;
 
-/// The columns a [`Watch`] is read from; `$1` in its subqueries is never used, so the same
-/// text serves every read.
+/// A due watched domain: its name, the slot it was due at, and its watch's period.
+type Due = (String, DateTime<Utc>, i64);
+
+/// The columns a [`Watch`] is read from (`w` the watch, `c` its client), for a `WHERE` to
+/// follow: its domain count and its changes' count and newest time come along.
 const WATCH_COLUMNS: &str = "w.id, w.name, w.every_secs, w.created_at, c.client_id AS client_name, \
      (SELECT COUNT(*) FROM watch_domain wd WHERE wd.watch_id = w.id) AS domain_count, \
      (SELECT COUNT(*) FROM icon_change ic WHERE ic.detected_at >= w.created_at \
@@ -272,8 +275,7 @@ impl Store {
                 vec![now.into(), (limit as i64).into()],
             ))
             .await?;
-        let mut watches: BTreeMap<Uuid, (String, Vec<(String, DateTime<Utc>, i64)>)> =
-            BTreeMap::new();
+        let mut watches: BTreeMap<Uuid, (String, Vec<Due>)> = BTreeMap::new();
         for row in &due {
             let entry = watches
                 .entry(row.try_get("", "watch_id")?)
@@ -299,7 +301,7 @@ impl Store {
         txn: &impl ConnectionTrait,
         watch_id: Uuid,
         client_name: &str,
-        domains: &[(String, DateTime<Utc>, i64)],
+        domains: &[Due],
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
         let total = domains.len() as i32;

@@ -57,6 +57,7 @@ mod shutdown;
 mod subscriptions;
 mod tenancy;
 mod validation;
+mod watches_events;
 mod webhook_receiver;
 mod webhooks_api;
 mod webhooks_delivery;

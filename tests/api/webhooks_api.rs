@@ -393,7 +393,12 @@ async fn graphql_manages_endpoints(backend: Backend) {
     assert_eq!(ids, [id.as_str(), rest_id]);
     assert_eq!(
         listed["webhooks"][1]["events"],
-        json!(["JOB_COMPLETED", "JOB_FAILED", "JOB_CANCELLED"])
+        json!([
+            "JOB_COMPLETED",
+            "JOB_FAILED",
+            "JOB_CANCELLED",
+            "ICON_CHANGED"
+        ])
     );
     let asked = api.gql("{ webhooks { id secret } }", json!({})).await;
     let message = asked["errors"][0]["message"].as_str().unwrap_or_default();
