@@ -7,7 +7,7 @@
 
 use crate::cdp::{Browser, chromium};
 use crate::fake::{FakeInternet, Sites};
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, both_backends};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -61,14 +61,19 @@ async fn changes(app: &TestApp, id: &str) -> Vec<Value> {
         .clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_creates_a_watch_and_shows_a_change_live_with_before_and_after_thumbnails() {
+// On both databases: the change detection and the subscription's reads are the store's.
+both_backends!(
+    the_page_creates_a_watch_and_shows_a_change_live_with_before_and_after_thumbnails,
+    creates_a_watch_and_shows_a_change_live
+);
+
+async fn creates_a_watch_and_shows_a_change_live(backend: Backend) {
     let Some(binary) = chromium() else { return };
     // Each fetch of a home page declares another icon (10 px wider than the last), so every
     // check of `changing.test` after the first finds a change; `noicon.test` has none.
     let internet = FakeInternet::start(Sites::every_host(Duration::ZERO)).await;
     let app = TestApp::spawn_on(
-        Backend::Sqlite,
+        backend,
         &internet,
         &[("WATCH_MIN_EVERY_SECS", "1"), ("WATCH_TICK_MS", "100")],
     )
