@@ -9,7 +9,6 @@ import { call, clientArg, live, ApiError } from "./api.js";
 import { announce, duration, h } from "./dom.js";
 import { parseList } from "./submit.js";
 
-const PER_PAGE = 20;
 // When WebSockets are refused, the first page of changes is read again this often.
 const POLL_MS = 5_000;
 const UNITS = [
@@ -19,20 +18,26 @@ const UNITS = [
   ["1", "seconds"],
 ];
 
-// The operations are written out whole (no interpolation of data).
+// The operations are written out whole (no interpolation): tests read them from this file
+// and run them against the deployed limits. A page of domains or changes is 20 long.
 const LIST = `query { watches { id name every domainCount clientId changeCount lastChangeAt createdAt
   domains(page: 1, perPage: 3) { items { domain } } } }`;
 const CREATE = `mutation($input: CreateWatchInput!) { createWatch(input: $input) { id } }`;
 const DELETE = `mutation($id: ID!) { deleteWatch(id: $id) }`;
-const SNAPSHOT = "status url sha256 mime width height bytes errorCode at";
-const CHANGE = `id domain detectedAt source reported before { ${SNAPSHOT} } after { ${SNAPSHOT} }`;
 const WATCH = `query($id: ID!) { watch(id: $id) { id name every domainCount changeCount lastChangeAt createdAt } }`;
-const DOMAINS = `query($id: ID!, $page: Int!, $perPage: Int!) { watch(id: $id) {
-  domains(page: $page, perPage: $perPage) { total page perPage items {
-    domain lastCheckedAt lastStatus lastError nextCheckAt current { ${SNAPSHOT} } } } } }`;
-const CHANGES = `query($id: ID!, $page: Int!, $perPage: Int!) { watch(id: $id) {
-  changeCount lastChangeAt changes(page: $page, perPage: $perPage) { total page perPage items { ${CHANGE} } } } }`;
-const FOLLOW = `subscription($watchId: ID!) { iconChanged(watchId: $watchId) { ${CHANGE} } }`;
+const DOMAINS = `query($id: ID!, $page: Int!) { watch(id: $id) {
+  domains(page: $page, perPage: 20) { total page perPage items {
+    domain lastCheckedAt lastStatus lastError nextCheckAt
+    current { status url sha256 mime width height bytes errorCode at } } } } }`;
+const CHANGES = `query($id: ID!, $page: Int!) { watch(id: $id) {
+  changeCount lastChangeAt changes(page: $page, perPage: 20) { total page perPage items {
+    id domain detectedAt source reported
+    before { status url sha256 mime width height bytes errorCode at }
+    after { status url sha256 mime width height bytes errorCode at } } } } }`;
+const FOLLOW = `subscription($watchId: ID!) { iconChanged(watchId: $watchId) {
+  id domain detectedAt source reported
+  before { status url sha256 mime width height bytes errorCode at }
+  after { status url sha256 mime width height bytes errorCode at } } }`;
 
 const when = (t) => (t ? new Date(t).toLocaleString() : "—");
 
@@ -322,7 +327,8 @@ export function renderWatch(main, watchId) {
   let stopped = false;
   let domainsPage = 1;
   let changesPage = 1;
-  let changes = { total: 0, items: [] };
+  // The page's size is what the API answered (the operation names it).
+  let changes = { total: 0, items: [], perPage: 20 };
   let poll = null;
   // Changes the subscription sent, by id, so a page read meanwhile does not hide them.
   const arrivals = new Map();
@@ -358,7 +364,7 @@ export function renderWatch(main, watchId) {
 
   async function loadDomains(page) {
     try {
-      const data = await call(DOMAINS, { id: watchId, page, perPage: PER_PAGE });
+      const data = await call(DOMAINS, { id: watchId, page });
       if (stopped || !data.watch) return;
       const p = data.watch.domains;
       domainsPage = p.page;
@@ -375,24 +381,24 @@ export function renderWatch(main, watchId) {
       ...(changes.items.length ? [] : [h("tr", {}, h("td", { colspan: 5, class: "hint" }, "No changes yet."))]),
       ...changes.items.map(changeRow),
     );
-    changesPager.draw(changesPage, PER_PAGE, changes.total);
+    changesPager.draw(changesPage, changes.perPage, changes.total);
   }
 
   async function loadChanges(page) {
     try {
-      const data = await call(CHANGES, { id: watchId, page, perPage: PER_PAGE });
+      const data = await call(CHANGES, { id: watchId, page });
       if (stopped || !data.watch) return;
       changesPage = data.watch.changes.page;
-      let { total, items } = data.watch.changes;
+      let { total, items, perPage } = data.watch.changes;
       if (changesPage === 1) {
         // A change sent while this page was on its way may be newer than the page.
         const missed = [...arrivals.values()]
           .filter((c) => !items.some((x) => x.id === c.id) && (!items[0] || c.detectedAt >= items[0].detectedAt))
           .sort((a, b) => b.detectedAt.localeCompare(a.detectedAt));
-        items = [...missed, ...items].slice(0, PER_PAGE);
+        items = [...missed, ...items].slice(0, perPage);
         total += missed.length;
       }
-      changes = { total, items };
+      changes = { total, items, perPage };
       changesMessage.textContent = "";
       if (watch) {
         watch = { ...watch, changeCount: data.watch.changeCount, lastChangeAt: data.watch.lastChangeAt };
@@ -409,7 +415,7 @@ export function renderWatch(main, watchId) {
     arrivals.set(c.id, c);
     if (changes.items.some((x) => x.id === c.id)) return;
     changes.total += 1;
-    if (changesPage === 1) changes.items = [c, ...changes.items].slice(0, PER_PAGE);
+    if (changesPage === 1) changes.items = [c, ...changes.items].slice(0, changes.perPage);
     if (watch) {
       watch = { ...watch, changeCount: watch.changeCount + 1, lastChangeAt: c.detectedAt };
       drawFacts();
