@@ -7,8 +7,8 @@
 import { clientArg, rest } from "./api.js";
 import { announce, h } from "./dom.js";
 
-// The events an endpoint may take (webhook.test is sent on demand to any endpoint); the first
-// three are what the service subscribes by default.
+// The events an endpoint may take (webhook.test is sent on demand to any endpoint); the ones
+// checked are what the service subscribes by default.
 const EVENTS = [
   ["job.completed", "A job completed", true],
   ["job.failed", "A job failed", true],

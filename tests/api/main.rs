@@ -58,6 +58,7 @@ mod shutdown;
 mod subscriptions;
 mod tenancy;
 mod validation;
+mod watches;
 mod watches_events;
 mod webhook_receiver;
 mod webhooks_api;
