@@ -196,6 +196,21 @@ async fn creates_a_watch_and_shows_a_change_live(backend: Backend) {
             "both thumbnails to load",
         )
         .await;
+    // What they load is the stored version, not the letter drawn for an unknown one.
+    for sha in [before, after] {
+        let response = app
+            .http
+            .get(app.url(&format!("/icons/changing.test?sha={sha}&size=32")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers().get("x-icon-fallback").is_none(),
+            "{sha}: {:?}",
+            response.headers()
+        );
+    }
     let text = browser.eval(&format!("{row}.textContent")).await;
     let text = text.as_str().unwrap();
     for part in ["changing.test", "found", "image/svg+xml", "by watch"] {
