@@ -141,10 +141,11 @@ async fn one(ctx: &mut Ctx, label: &str, mut o: DeployOpts<'static>) -> Result<(
         Some(beside >= 0.9 * alone),
     );
 
+    // Another client: `WATCH_MAX_DOMAINS` (100,000 by default) bounds each client's watches.
     let flip_watch = post_watch(
         &ctx.http,
         &base,
-        "watcher",
+        "flipper",
         &web.alpha_range(flips.clone()),
         FLIP_EVERY,
     )
