@@ -72,6 +72,9 @@ mod subscribers;
 /// The `two-clients` scenario (issue 28).
 #[path = "scenarios/two_clients.rs"]
 mod two_clients;
+/// The `watches` scenario (issue 31): re-checks spread over an hour beside a job.
+#[path = "scenarios/watches.rs"]
+mod watches;
 
 #[path = "../tests/browser/cdp.rs"]
 #[allow(
@@ -113,7 +116,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 21] = [
+const ALL: [&str; 22] = [
     "throughput",
     "postgres",
     "latency",
@@ -135,6 +138,7 @@ const ALL: [&str; 21] = [
     "stages",
     "features",
     "concurrency",
+    "watches",
 ];
 
 /// What `--help` prints.
@@ -144,7 +148,7 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
   subscribers profile icons purge dashboard slow-web two-clients stages
-  features concurrency
+  features concurrency watches
   (concurrency sweeps WORKER_CONCURRENCY at 64,256,1000,2000,4000 and the default;
   CONCURRENCY_LEVELS=a,b,... in the environment for others)
 
@@ -431,6 +435,7 @@ fn main() -> Result<()> {
                 "stages" => stages::sc_stages(&mut ctx).await,
                 "features" => features::sc_features(&mut ctx).await,
                 "concurrency" => concurrency::sc_concurrency(&mut ctx).await,
+                "watches" => watches::sc_watches(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {
