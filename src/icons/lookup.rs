@@ -7,7 +7,7 @@ use crate::auth::Caller;
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult};
 use crate::jobs::LookupPayer;
-use crate::model::{IconRefresh, ChangeSource};
+use crate::model::{ChangeSource, IconRefresh};
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use std::net::IpAddr;

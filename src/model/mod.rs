@@ -29,8 +29,8 @@ pub use outcome::{
     Found, IconBytes,
 };
 pub use refresh::IconRefresh;
-pub use watch::ChangeSource;
 pub use view::{ICONS_PREFIX, IconView, ResultColumns, ResultView, icon_path};
+pub use watch::ChangeSource;
 
 use crate::error::{AppError, AppResult, Code};
 use sea_orm::entity::prelude::*;

@@ -5,7 +5,7 @@ use super::write::{insert_job, settle};
 use super::*;
 use crate::model::job::final_status;
 use crate::model::{
-    ErrorCategory, FindError, JobStatus, ChangeSource, Priority, ResultFilter, Tally,
+    ChangeSource, ErrorCategory, FindError, JobStatus, Priority, ResultFilter, Tally,
 };
 
 async fn sqlite() -> Store {
