@@ -18,6 +18,7 @@ mod m20261205_000010_result_filters;
 mod m20261206_000011_finished_seq;
 mod m20261206_000012_fair_claims;
 mod m20261207_000013_webhooks;
+mod m20261207_000016_job_trace;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_finished_seq::Migration),
             Box::new(m20261206_000012_fair_claims::Migration),
             Box::new(m20261207_000013_webhooks::Migration),
+            Box::new(m20261207_000016_job_trace::Migration),
         ]
     }
 }

@@ -65,3 +65,28 @@ pub fn current_ids() -> Option<(String, String)> {
     (context.is_valid() && context.is_sampled())
         .then(|| (context.trace_id().to_string(), context.span_id().to_string()))
 }
+
+/// The most links one span gets to the traces of the jobs it worked for.
+const MAX_LINKS: usize = 16;
+
+/// Links `span` to the traces of the `contexts` (`traceparent`s, none or malformed skipped),
+/// each once and at most [`MAX_LINKS`]: a claim or a recorded batch serves several jobs, so
+/// it is no job's child, but each job's trace can lead to it.
+pub fn link_traces<'a>(span: &tracing::Span, contexts: impl IntoIterator<Item = Option<&'a str>>) {
+    if span.is_disabled() {
+        return;
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for context in contexts.into_iter().flatten() {
+        if seen.len() == MAX_LINKS {
+            break;
+        }
+        if seen.contains(&context) {
+            continue;
+        }
+        seen.push(context);
+        if let Some(remote) = parse_traceparent(context) {
+            span.add_link(remote);
+        }
+    }
+}

@@ -28,7 +28,9 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use context::{continue_trace, current_traceparent, parse_traceparent, traceparent_of};
+pub use context::{
+    continue_trace, current_traceparent, link_traces, parse_traceparent, traceparent_of,
+};
 
 /// The filter when `RUST_LOG` is unset: our own info, dependencies' warnings.
 const DEFAULT_FILTER: &str =

@@ -26,7 +26,8 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .extension(ErrorCodesFactory)
-        .extension(DbGateFactory);
+        .extension(DbGateFactory)
+        .extension(traced::TracedFactory);
     match state {
         // INTROSPECTION=false: the schema is not browsable by whoever holds a key, and a
         // typo's "Did you mean …?" would list its fields and arguments all the same.
@@ -213,6 +214,7 @@ mod mutation;
 pub mod over_http;
 mod query;
 mod subscription;
+mod traced;
 mod types;
 
 pub use errors::ErrorCodesFactory;
