@@ -10,6 +10,7 @@
 
 use crate::config::{OtlpProtocol, Sampler, TracesConfig};
 use opentelemetry::KeyValue;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use std::time::Duration;
@@ -46,17 +47,23 @@ fn exporter(config: &TracesConfig) -> anyhow::Result<opentelemetry_otlp::SpanExp
     })
 }
 
-/// The tracer provider: `config`'s sampler and resource, spans ending in `processor`.
-fn provider(config: &TracesConfig, processor: Bounded) -> SdkTracerProvider {
-    let mut resource = opentelemetry_sdk::Resource::builder_empty()
+/// The resource every span is reported with: `OTEL_SERVICE_NAME`, our version, and
+/// `OTEL_RESOURCE_ATTRIBUTES`.
+fn resource(config: &TracesConfig) -> Resource {
+    let mut resource = Resource::builder_empty()
         .with_service_name(config.service_name.clone())
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
     for (key, value) in &config.resource_attributes {
         resource = resource.with_attribute(KeyValue::new(key.clone(), value.clone()));
     }
+    resource.build()
+}
+
+/// The tracer provider: `config`'s sampler and `resource`, spans ending in `processor`.
+fn provider(config: &TracesConfig, resource: Resource, processor: Bounded) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_sampler(sampler(config.sampler))
-        .with_resource(resource.build())
+        .with_resource(resource)
         .with_span_processor(processor)
         .build()
 }
@@ -216,11 +223,15 @@ impl Pipeline {
         config: &TracesConfig,
         dropped: prometheus::IntCounter,
     ) -> anyhow::Result<Self> {
-        let exporter = exporter(config)?;
+        let mut exporter = exporter(config)?;
+        let resource = resource(config);
+        // The exporter sends the resource with each batch; the provider would hand it over
+        // through the processor, which no longer holds the exporter once its task started.
+        exporter.set_resource(&resource);
         let processor = Bounded::start(exporter, config.max_queue, dropped);
         let flushes = processor.flushes.clone();
         Ok(Self {
-            provider: provider(config, processor),
+            provider: provider(config, resource, processor),
             flushes,
         })
     }

@@ -47,6 +47,7 @@ mod promises_work;
 mod queue;
 mod queue_standing;
 mod recorder;
+mod request_id;
 mod redis_tls;
 mod result_fields;
 mod result_filters;
