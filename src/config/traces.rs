@@ -85,9 +85,7 @@ pub(super) fn traces(env: &Vars) -> Result<Option<TracesConfig>, ConfigError> {
     };
     let sampler = sampler(env)?;
     let service_name = env.string("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME);
-    let resource_attributes = env
-        .checked("OTEL_RESOURCE_ATTRIBUTES", parse_resource_attributes)?
-        .unwrap_or_default();
+    let resource_attributes = env.list("OTEL_RESOURCE_ATTRIBUTES", parse_resource_attributes)?;
     let max_queue = env.parse_in("OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1..=1_000_000)?;
     let disabled = env.bool("OTEL_SDK_DISABLED", false)?;
     let wanted = exporter.unwrap_or(signal_endpoint.is_some() || base_endpoint.is_some());
@@ -115,7 +113,7 @@ pub(super) fn traces(env: &Vars) -> Result<Option<TracesConfig>, ConfigError> {
     }))
 }
 
-/// `OTEL_TRACES_SAMPLER` and its argument, a ratio from 0 to 1 for the ratio samplers
+/// `OTEL_TRACES_SAMPLER` and its argument, the ratio of the ratio samplers, from 0 to 1
 /// (default 1, as the specification says).
 fn sampler(env: &Vars) -> Result<Sampler, ConfigError> {
     #[derive(Clone, Copy)]
@@ -139,16 +137,15 @@ fn sampler(env: &Vars) -> Result<Sampler, ConfigError> {
         ],
         Kind::ParentOn,
     )?;
-    let ratio = || -> Result<f64, ConfigError> {
-        env.parse_in("OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0..=1.0)
-    };
+    // Checked whichever sampler is chosen: a bad ratio is a mistake even where it is unused.
+    let ratio = env.parse_in("OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0..=1.0)?;
     Ok(match kind {
         Kind::On => Sampler::AlwaysOn,
         Kind::Off => Sampler::AlwaysOff,
-        Kind::Ratio => Sampler::TraceIdRatio(ratio()?),
+        Kind::Ratio => Sampler::TraceIdRatio(ratio),
         Kind::ParentOn => Sampler::ParentBasedAlwaysOn,
         Kind::ParentOff => Sampler::ParentBasedAlwaysOff,
-        Kind::ParentRatio => Sampler::ParentBasedTraceIdRatio(ratio()?),
+        Kind::ParentRatio => Sampler::ParentBasedTraceIdRatio(ratio),
     })
 }
 
