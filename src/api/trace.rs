@@ -62,8 +62,8 @@ pub async fn traced(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID, value);
     }
-    if let Some(value) = crate::telemetry::traceparent_of(&span)
-        .and_then(|tp| HeaderValue::from_str(&tp).ok())
+    if let Some(value) =
+        crate::telemetry::traceparent_of(&span).and_then(|tp| HeaderValue::from_str(&tp).ok())
     {
         headers.insert(TRACERESPONSE, value);
     }

@@ -329,7 +329,10 @@ fn traces_follow_the_otel_variables() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
         ("OTEL_TRACES_SAMPLER_ARG", "0.01"),
-        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=prod,team=a%2Cb"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod,team=a%2Cb",
+        ),
     ])
     .unwrap();
     assert_eq!(grpc.endpoint, "http://collector:4317", "gRPC takes no path");
@@ -346,10 +349,16 @@ fn traces_follow_the_otel_variables() {
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:9999/traces"),
     ])
     .unwrap();
-    assert_eq!(exact.endpoint, "http://b:9999/traces", "the signal's own URL, as written");
+    assert_eq!(
+        exact.endpoint, "http://b:9999/traces",
+        "the signal's own URL, as written"
+    );
     let default = traces(&[("OTEL_TRACES_EXPORTER", "otlp")]).unwrap();
     assert_eq!(default.endpoint, "http://localhost:4318/v1/traces");
-    for off in [("OTEL_TRACES_EXPORTER", "none"), ("OTEL_SDK_DISABLED", "true")] {
+    for off in [
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ] {
         assert_eq!(
             traces(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"), off]),
             None

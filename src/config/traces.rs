@@ -65,10 +65,7 @@ fn default_endpoint(protocol: OtlpProtocol) -> &'static str {
 /// `OTEL_TRACES_EXPORTER=otlp`; `OTEL_TRACES_EXPORTER=none` turns them off whatever else is
 /// set, and `OTEL_SDK_DISABLED=true` too.
 pub(super) fn traces(env: &Vars) -> Result<Option<TracesConfig>, ConfigError> {
-    let exporter = env.choice_opt(
-        "OTEL_TRACES_EXPORTER",
-        &[("otlp", true), ("none", false)],
-    )?;
+    let exporter = env.choice_opt("OTEL_TRACES_EXPORTER", &[("otlp", true), ("none", false)])?;
     let signal_endpoint = env.checked("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", check_endpoint)?;
     let base_endpoint = env.checked("OTEL_EXPORTER_OTLP_ENDPOINT", check_endpoint)?;
     let protocols = [

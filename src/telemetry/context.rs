@@ -62,8 +62,12 @@ pub fn current_ids() -> Option<(String, String)> {
     let cx = tracing::Span::current().context();
     let span = cx.span();
     let context = span.span_context();
-    (context.is_valid() && context.is_sampled())
-        .then(|| (context.trace_id().to_string(), context.span_id().to_string()))
+    (context.is_valid() && context.is_sampled()).then(|| {
+        (
+            context.trace_id().to_string(),
+            context.span_id().to_string(),
+        )
+    })
 }
 
 /// The most links one span gets to the traces of the jobs it worked for.

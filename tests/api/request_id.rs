@@ -15,7 +15,10 @@ async fn answers_and_errors_carry_the_request_id(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let id = missing.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let id = missing.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "a new id: {id}");
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["request_id"], id.as_str(), "{body}");
@@ -35,7 +38,11 @@ async fn answers_and_errors_carry_the_request_id(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(refused.status(), 415);
-    assert_eq!(refused.headers()["x-request-id"], "client-req-42", "the caller's is echoed");
+    assert_eq!(
+        refused.headers()["x-request-id"],
+        "client-req-42",
+        "the caller's is echoed"
+    );
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["request_id"], "client-req-42");
 
@@ -49,7 +56,10 @@ async fn answers_and_errors_carry_the_request_id(backend: Backend) {
         .unwrap();
     assert_eq!(odd.status(), 404);
     let replaced = odd.headers()["x-request-id"].to_str().unwrap().to_owned();
-    assert!(uuid::Uuid::parse_str(&replaced).is_ok(), "replaced: {replaced}");
+    assert!(
+        uuid::Uuid::parse_str(&replaced).is_ok(),
+        "replaced: {replaced}"
+    );
     let body: Value = odd.json().await.unwrap();
     assert_eq!(body["error"]["request_id"], replaced.as_str());
 
@@ -78,7 +88,10 @@ async fn answers_and_errors_carry_the_request_id(backend: Backend) {
         .await
         .unwrap();
     let body: Value = broken.json().await.unwrap();
-    assert_eq!(body["errors"][0]["extensions"]["requestId"], "gql-8", "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["requestId"], "gql-8",
+        "{body}"
+    );
 }
 
 both_backends!(request_id, answers_and_errors_carry_the_request_id);

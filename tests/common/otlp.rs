@@ -51,7 +51,10 @@ impl Collector {
                 async move {
                     let request = ExportTraceServiceRequest::decode(body).unwrap();
                     kept.lock().unwrap().extend(flatten(request));
-                    ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
                 }
             }),
         );
@@ -72,7 +75,12 @@ impl Collector {
     }
 
     /// Waits (up to `within`) until `found` holds of the spans received, and returns them.
-    pub async fn wait_for(&self, what: &str, within: Duration, found: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        within: Duration,
+        found: impl Fn(&[Span]) -> bool,
+    ) -> Vec<Span> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let spans = self.spans();
@@ -82,7 +90,10 @@ impl Collector {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "no {what} within {within:?}; spans received: {:#?}",
-                spans.iter().map(|s| (&s.name, &s.trace_id)).collect::<Vec<_>>()
+                spans
+                    .iter()
+                    .map(|s| (&s.name, &s.trace_id))
+                    .collect::<Vec<_>>()
             );
             // Wall-clock: the spans come from other processes' export batches.
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -132,7 +143,12 @@ fn hex(bytes: &[u8]) -> String {
 
 fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
     kvs.iter()
-        .map(|kv| (kv.key.clone(), kv.value.as_ref().map(text).unwrap_or_default()))
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map(text).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 

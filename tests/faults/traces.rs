@@ -2,8 +2,8 @@
 //! collector in the test (`common::otlp`), and one job's life is one trace. Also: no span
 //! carries a secret, and a collector that is down costs nothing but the dropped spans.
 
-use crate::harness::{PgDb, Proc, base_env, migrated_store, one_at_a_time, postgres_url, wait_for};
 use crate::fake::{FakeInternet, Sites};
+use crate::harness::{PgDb, Proc, base_env, migrated_store, one_at_a_time, postgres_url, wait_for};
 use crate::otlp::{Collector, Span};
 use favicon_finder::entities::job::JobStatus;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
@@ -31,7 +31,11 @@ struct PasswordDb {
 impl PasswordDb {
     async fn create(admin: &str) -> Self {
         let db = PgDb::create(admin).await;
-        let name = url::Url::parse(&db.url).unwrap().path().trim_start_matches('/').to_owned();
+        let name = url::Url::parse(&db.url)
+            .unwrap()
+            .path()
+            .trim_start_matches('/')
+            .to_owned();
         let role = format!("ff_trace_{}", uuid::Uuid::new_v4().simple());
         let password = format!("pw{}", uuid::Uuid::new_v4().simple());
         let conn = Database::connect(admin).await.unwrap();
@@ -105,7 +109,10 @@ async fn traced_run(admin: &str) -> Run {
     let mut api_env = env.clone();
     api_env.insert("OTEL_RESOURCE_ATTRIBUTES".into(), "process.role=api".into());
     let mut worker_env = env;
-    worker_env.insert("OTEL_RESOURCE_ATTRIBUTES".into(), "process.role=worker".into());
+    worker_env.insert(
+        "OTEL_RESOURCE_ATTRIBUTES".into(),
+        "process.role=worker".into(),
+    );
     let api = Proc::spawn("api", &["serve", "--no-worker"], &api_env, dir.path());
     let worker = Proc::spawn("worker", &["worker"], &worker_env, dir.path());
     let base = api.api_base(START).await;
@@ -121,7 +128,10 @@ async fn traced_run(admin: &str) -> Run {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "{created:?}");
-    let traceresponse = created.headers()["traceresponse"].to_str().unwrap().to_owned();
+    let traceresponse = created.headers()["traceresponse"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(
         traceresponse.starts_with(&format!("00-{TRACE_ID}-")) && traceresponse.ends_with("-01"),
         "the answer names the request's span in the caller's trace: {traceresponse}"
@@ -157,13 +167,22 @@ async fn traced_run(admin: &str) -> Run {
     assert_eq!(csv.status(), 200);
 
     let spans = collector
-        .wait_for("the download's span and a find", Duration::from_secs(20), |spans| {
-            spans.iter().any(|s| s.name == "GET /jobs/{id}/download")
-                && spans.iter().any(|s| s.name == "domain.find" && s.trace_id == TRACE_ID)
-        })
+        .wait_for(
+            "the download's span and a find",
+            Duration::from_secs(20),
+            |spans| {
+                spans.iter().any(|s| s.name == "GET /jobs/{id}/download")
+                    && spans
+                        .iter()
+                        .any(|s| s.name == "domain.find" && s.trace_id == TRACE_ID)
+            },
+        )
         .await;
     drop((api, worker));
-    assert!(db.url.contains(&db.password), "the services' DATABASE_URL holds the password");
+    assert!(
+        db.url.contains(&db.password),
+        "the services' DATABASE_URL holds the password"
+    );
     let secrets = vec![
         ("API key", API_KEY.to_owned()),
         ("download signature", signature),
@@ -191,7 +210,10 @@ async fn a_job_is_one_trace_from_the_request_to_the_worker() {
             .unwrap_or_else(|| panic!("no {name} span in the trace: {in_trace:#?}"))
     };
     let request = one("POST /jobs");
-    assert_eq!(request.parent_span_id, CLIENT_SPAN, "continues the caller's span");
+    assert_eq!(
+        request.parent_span_id, CLIENT_SPAN,
+        "continues the caller's span"
+    );
     assert_eq!(request.resource["process.role"], "api");
     assert_eq!(request.resource["service.name"], "favicon-finder-test");
     assert_eq!(request.attributes["http.route"], "/jobs");
@@ -199,20 +221,35 @@ async fn a_job_is_one_trace_from_the_request_to_the_worker() {
     let create = one("job.create");
     assert_eq!(create.resource["process.role"], "api");
     // The creation runs inside the request (through the handler's own spans, if any).
-    assert!(descends(&in_trace, create, &request.span_id), "job.create is in the request");
-    let finds: Vec<&&Span> = in_trace.iter().filter(|s| s.name == "domain.find").collect();
+    assert!(
+        descends(&in_trace, create, &request.span_id),
+        "job.create is in the request"
+    );
+    let finds: Vec<&&Span> = in_trace
+        .iter()
+        .filter(|s| s.name == "domain.find")
+        .collect();
     assert!(!finds.is_empty());
     for find in &finds {
-        assert_eq!(find.resource["process.role"], "worker", "found in the worker process");
-        assert_eq!(find.parent_span_id, create.span_id, "a child of the job's creation");
+        assert_eq!(
+            find.resource["process.role"], "worker",
+            "found in the worker process"
+        );
+        assert_eq!(
+            find.parent_span_id, create.span_id,
+            "a child of the job's creation"
+        );
     }
     // The find's own steps are its descendants: the name lookups, new connections, the
     // requests it made, the icon's check.
     for step in ["dns.lookup", "http.connect", "http.get", "icon.verify"] {
-        let under_a_find = in_trace.iter().filter(|s| {
-            s.name == step && finds.iter().any(|f| descends(&in_trace, s, &f.span_id))
-        });
-        assert!(under_a_find.count() > 0, "no {step} span under a find: {in_trace:#?}");
+        let under_a_find = in_trace
+            .iter()
+            .filter(|s| s.name == step && finds.iter().any(|f| descends(&in_trace, s, &f.span_id)));
+        assert!(
+            under_a_find.count() > 0,
+            "no {step} span under a find: {in_trace:#?}"
+        );
     }
     let mut names: Vec<&str> = in_trace.iter().map(|s| s.name.as_str()).collect();
     names.sort_unstable();
@@ -307,12 +344,15 @@ async fn a_dead_collector_costs_nothing_but_dropped_spans() {
         let started = Instant::now();
         let job = crate::harness::submit(&base, name, &domains).await;
         let answered = started.elapsed();
-        let elapsed = crate::harness::wait_job_done(&store, job, Duration::from_secs(60)).await
-            + answered;
+        let elapsed =
+            crate::harness::wait_job_done(&store, job, Duration::from_secs(60)).await + answered;
         let row = crate::harness::job_row(&store, job).await;
         assert_eq!(row.completed, domains.len() as i32, "every domain found");
         eprintln!("dead collector: traced={traced}: created in {answered:?}, done in {elapsed:?}");
-        assert!(answered < Duration::from_secs(2), "the request was answered at once");
+        assert!(
+            answered < Duration::from_secs(2),
+            "the request was answered at once"
+        );
         let metrics = reqwest::get(format!("{base}/metrics"))
             .await
             .unwrap()
