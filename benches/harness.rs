@@ -69,6 +69,9 @@ mod stages;
 /// The `subscribers` scenario.
 #[path = "scenarios/subscribers.rs"]
 mod subscribers;
+/// The `tracing` scenario: bulk throughput with traces off, 1 % and 100 % sampled.
+#[path = "scenarios/traces.rs"]
+mod traces;
 /// The `two-clients` scenario (issue 28).
 #[path = "scenarios/two_clients.rs"]
 mod two_clients;
@@ -113,7 +116,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 21] = [
+const ALL: [&str; 22] = [
     "throughput",
     "postgres",
     "latency",
@@ -135,6 +138,7 @@ const ALL: [&str; 21] = [
     "stages",
     "features",
     "concurrency",
+    "tracing",
 ];
 
 /// What `--help` prints.
@@ -144,7 +148,7 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
   subscribers profile icons purge dashboard slow-web two-clients stages
-  features concurrency
+  features concurrency tracing
   (concurrency sweeps WORKER_CONCURRENCY at 64,256,1000,2000,4000 and the default;
   CONCURRENCY_LEVELS=a,b,... in the environment for others)
 
@@ -431,6 +435,7 @@ fn main() -> Result<()> {
                 "stages" => stages::sc_stages(&mut ctx).await,
                 "features" => features::sc_features(&mut ctx).await,
                 "concurrency" => concurrency::sc_concurrency(&mut ctx).await,
+                "tracing" => traces::sc_tracing(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {
