@@ -165,6 +165,29 @@ async fn traced_run(admin: &str) -> Run {
         .unwrap();
     let csv = http.get(format!("{base}{link}")).send().await.unwrap();
     assert_eq!(csv.status(), 200);
+    // A named GraphQL operation in the same trace, with the key in a variable it does not
+    // use: the span names the operation, never the variables.
+    let read: serde_json::Value = http
+        .post(format!("{base}/graphql"))
+        .bearer_auth(API_KEY)
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .json(&serde_json::json!({
+            "query": "query ShowJob($id: ID!) { job(id: $id) { id status } }",
+            "operationName": "ShowJob",
+            "variables": {"id": job_id, "note": API_KEY},
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["data"]["job"]["id"], job_id.as_str(), "{read}");
+    // The API's log line of the job's creation names the trace it was written in.
+    let created_line = api.events("job created");
+    let line = created_line.first().expect("a `job created` line");
+    assert_eq!(line["trace_id"], TRACE_ID, "{line}");
+    assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
 
     let spans = collector
         .wait_for(
@@ -172,6 +195,7 @@ async fn traced_run(admin: &str) -> Run {
             Duration::from_secs(20),
             |spans| {
                 spans.iter().any(|s| s.name == "GET /jobs/{id}/download")
+                    && spans.iter().any(|s| s.name == "query ShowJob")
                     && spans
                         .iter()
                         .any(|s| s.name == "domain.find" && s.trace_id == TRACE_ID)
@@ -225,6 +249,10 @@ async fn a_job_is_one_trace_from_the_request_to_the_worker() {
         descends(&in_trace, create, &request.span_id),
         "job.create is in the request"
     );
+    let operation = one("query ShowJob");
+    assert_eq!(operation.attributes["graphql.operation.type"], "query");
+    assert_eq!(operation.attributes["graphql.operation.name"], "ShowJob");
+    assert!(descends(&in_trace, operation, CLIENT_SPAN), "in the caller's trace");
     let finds: Vec<&&Span> = in_trace
         .iter()
         .filter(|s| s.name == "domain.find")
