@@ -17,8 +17,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// How long the fleet-wide gauges read from the database are reused between scrapes.
@@ -42,9 +42,35 @@ pub const ICON_RENDER_OUTCOMES: [&str; 6] = [
     "over_budget",
 ];
 
+/// The label of a request no route matched: the raw path is never a label, so the series
+/// stay as many as the routes however many paths are asked for.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The request methods named in labels; any other is counted as `_OTHER`, as the
+/// OpenTelemetry conventions say, so a client inventing methods cannot add series.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The bounds of the request duration histograms: the OpenTelemetry conventions' advice for
+/// `http.server.request.duration`.
+const REQUEST_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
 /// Every metric of one process, in its own registry (so tests can run many side by side).
+/// The registry's namespace gives every name the `favicon_finder_` prefix, those other parts
+/// register too (see [`Metrics::register`]).
 pub struct Metrics {
     registry: Registry,
+    /// HTTP requests by route template, method and status class (`2xx`…), time to the
+    /// answer's head (a streamed body, such as a CSV, goes on after it).
+    http_duration: HistogramVec,
+    /// GraphQL queries and mutations by operation type and outcome (`ok`, `error`), over HTTP
+    /// and WebSocket alike, from the parse to the response.
+    graphql_duration: HistogramVec,
+    /// Open WebSocket connections, read at scrape time.
+    websocket_connections: IntGauge,
     /// Domains finished or retried, by outcome (`success`, `failed`, `retry`) and error code.
     pub domains: IntCounterVec,
     /// How long finding one domain took, whatever the outcome.
@@ -111,6 +137,21 @@ impl Metrics {
         let batch_buckets = vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
         let fetch_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0];
         let metrics = Self {
+            http_duration: histogram_vec(
+                "http_server_request_duration_seconds",
+                "HTTP requests by route template, method and status class: time to the answer's head",
+                &["http_route", "http_request_method", "http_response_status_class"],
+            ),
+            graphql_duration: histogram_vec(
+                "graphql_server_operation_duration_seconds",
+                "GraphQL queries and mutations by operation type and outcome (ok, error)",
+                &["graphql_operation_type", "outcome"],
+            ),
+            websocket_connections: IntGauge::new(
+                "websocket_connections",
+                "Open WebSocket connections (GraphQL subscriptions)",
+            )
+            .unwrap(),
             domains: counter_vec(
                 "domains_total",
                 "Domains finished or retried, by outcome and error code",
@@ -232,7 +273,10 @@ impl Metrics {
 
     /// Registers every metric in this process's registry, which `/metrics` encodes.
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 23] = [
+            Box::new(self.http_duration.clone()),
+            Box::new(self.graphql_duration.clone()),
+            Box::new(self.websocket_connections.clone()),
             Box::new(self.webhook_attempts.clone()),
             Box::new(self.webhooks_disabled.clone()),
             Box::new(self.domains.clone()),
@@ -259,6 +303,39 @@ impl Metrics {
                 .register(collector)
                 .expect("unique metric names");
         }
+    }
+
+    /// Counts one HTTP request of `route` (a template such as `/jobs/{id}`, or
+    /// [`UNMATCHED_ROUTE`]) that took `elapsed` to its answer's head.
+    pub fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let method = KNOWN_METHODS
+            .into_iter()
+            .find(|m| *m == method)
+            .unwrap_or("_OTHER");
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.http_duration
+            .with_label_values(&[route, method, class])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one GraphQL operation of `kind` (`query`, `mutation`, or `invalid` when the
+    /// document did not parse or named no operation it holds).
+    pub fn observe_graphql(&self, kind: &str, ok: bool, elapsed: Duration) {
+        self.graphql_duration
+            .with_label_values(&[kind, if ok { "ok" } else { "error" }])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the open WebSocket connections, read when `/metrics` is scraped.
+    pub fn set_websocket_connections(&self, open: usize) {
+        self.websocket_connections
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
     }
 
     /// Whether the fleet-wide gauges are older than [`FLEET_GAUGES_TTL`]; if so, marks them
@@ -363,6 +440,12 @@ fn counter(name: &str, help: &str) -> IntCounter {
 /// A counter with labels.
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).unwrap()
+}
+
+/// A histogram of request durations ([`REQUEST_BUCKETS`]) with labels.
+fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(REQUEST_BUCKETS.to_vec());
+    HistogramVec::new(opts, labels).unwrap()
 }
 
 /// A histogram over the given bucket bounds.

@@ -23,7 +23,7 @@ use crate::icons::Icons;
 use crate::jobs::Jobs;
 use crate::metrics::Metrics;
 use crate::model::Liveness;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -63,6 +63,26 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Clients' webhook endpoints and their deliveries.
     pub webhooks: crate::webhooks::Webhooks,
+}
+
+/// Counts and times one request under its route template (`/jobs/{id}`, never the path
+/// with the id, so the series stay as many as the routes).
+async fn measure_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(crate::metrics::UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe_http(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// All routes: GraphQL, REST, health, the dashboard.
@@ -110,7 +130,13 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             body_deadline,
         ))
-        .layer(axum::middleware::from_fn(json_payload_too_large));
+        .layer(axum::middleware::from_fn(json_payload_too_large))
+        // Around every other layer, so a request refused by one (a 401, a 413) is counted
+        // and timed too; inside the CORS layer, whose preflights are not the API's work.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            measure_request,
+        ));
     // Outermost, so preflights are answered before authentication and every answer (a 401
     // too) carries the CORS headers a browser needs to read it.
     let router = match cors_layer(&state.config) {

@@ -46,6 +46,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 
 /// `/metrics` of a worker-only process: process-local series only, which sum across a fleet.
 pub(super) async fn process_metrics(State(state): State<AppState>) -> Response {
+    state
+        .metrics
+        .set_websocket_connections(state.ws_connections.open());
     (
         [(
             header::CONTENT_TYPE,

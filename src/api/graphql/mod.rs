@@ -27,7 +27,7 @@ pub fn build_schema(state: Option<AppState>) -> AppSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .extension(ErrorCodesFactory)
         .extension(DbGateFactory)
-        .extension(traced::TracedFactory);
+        .extension(timing::TimingFactory);
     match state {
         // INTROSPECTION=false: the schema is not browsable by whoever holds a key, and a
         // typo's "Did you mean …?" would list its fields and arguments all the same.
@@ -214,7 +214,7 @@ mod mutation;
 pub mod over_http;
 mod query;
 mod subscription;
-mod traced;
+mod timing;
 mod types;
 
 pub use errors::ErrorCodesFactory;
