@@ -23,7 +23,12 @@ impl Sink {
             axum::routing::post(move |body: axum::body::Bytes| {
                 r.fetch_add(1, Ordering::Relaxed);
                 b.fetch_add(body.len(), Ordering::Relaxed);
-                async { ([("content-type", "application/x-protobuf")], Vec::<u8>::new()) }
+                async {
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                }
             }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -57,7 +62,10 @@ pub(crate) async fn sc_tracing(ctx: &mut Ctx) -> Result<()> {
             "traces on, 1 % sampled (parentbased_traceidratio 0.01)",
             traced("parentbased_traceidratio", "0.01"),
         ),
-        ("traces on, 100 % sampled (always_on)", traced("always_on", "1")),
+        (
+            "traces on, 100 % sampled (always_on)",
+            traced("always_on", "1"),
+        ),
     ];
     let mut runs: Vec<Vec<RunOut>> = vec![vec![]; variants.len()];
     let mut exported = vec![(0usize, 0usize); variants.len()];
@@ -82,10 +90,20 @@ pub(crate) async fn sc_tracing(ctx: &mut Ctx) -> Result<()> {
         }
     }
     let (base_rate, _) = summarize(&runs[0]);
-    let base_cpu = median(&runs[0].iter().map(|r| r.svc_cpu / n as f64 * 1e6).collect::<Vec<_>>());
+    let base_cpu = median(
+        &runs[0]
+            .iter()
+            .map(|r| r.svc_cpu / n as f64 * 1e6)
+            .collect::<Vec<_>>(),
+    );
     for (i, (label, _)) in variants.iter().enumerate() {
         let (rate, wall) = summarize(&runs[i]);
-        let cpu = median(&runs[i].iter().map(|r| r.svc_cpu / n as f64 * 1e6).collect::<Vec<_>>());
+        let cpu = median(
+            &runs[i]
+                .iter()
+                .map(|r| r.svc_cpu / n as f64 * 1e6)
+                .collect::<Vec<_>>(),
+        );
         ctx.row(
             &format!("tracing, bulk plain HTTP, {n} domains, embedded SQLite: {label}"),
             format!(

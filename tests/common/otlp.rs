@@ -1,6 +1,6 @@
-//! An OTLP/HTTP collector for the tests: it accepts `POST /v1/traces` in protobuf, decodes
-//! each request with `opentelemetry-proto`, and keeps every span with its resource's
-//! attributes, for the test to search.
+//! An OTLP collector for the tests: over HTTP it accepts `POST /v1/traces` in protobuf and
+//! decodes each request with `opentelemetry-proto`; over gRPC it serves the trace service.
+//! Either way it keeps every span with its resource's attributes, for the test to search.
 
 #![allow(
     dead_code,
@@ -64,6 +64,23 @@ impl Collector {
         Self { addr, spans }
     }
 
+    /// Listens for OTLP over gRPC on a free loopback port.
+    pub async fn start_grpc() -> Self {
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = TraceServiceServer::new(Grpc(spans.clone()));
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                .await
+                .unwrap()
+        });
+        Self { addr, spans }
+    }
+
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` for a process that should export here.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -98,6 +115,25 @@ impl Collector {
             // Wall-clock: the spans come from other processes' export batches.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// The gRPC trace service, keeping what it is sent.
+struct Grpc(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.0.lock().unwrap().extend(flatten(request.into_inner()));
+        Ok(tonic::Response::new(Default::default()))
     }
 }
 

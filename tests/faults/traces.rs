@@ -252,7 +252,10 @@ async fn a_job_is_one_trace_from_the_request_to_the_worker() {
     let operation = one("query ShowJob");
     assert_eq!(operation.attributes["graphql.operation.type"], "query");
     assert_eq!(operation.attributes["graphql.operation.name"], "ShowJob");
-    assert!(descends(&in_trace, operation, CLIENT_SPAN), "in the caller's trace");
+    assert!(
+        descends(&in_trace, operation, CLIENT_SPAN),
+        "in the caller's trace"
+    );
     let finds: Vec<&&Span> = in_trace
         .iter()
         .filter(|s| s.name == "domain.find")
@@ -408,4 +411,43 @@ async fn a_dead_collector_costs_nothing_but_dropped_spans() {
         took[1],
         took[0]
     );
+}
+
+/// The same spans reach a collector over gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`): a
+/// request's span, continuing the caller's trace, with the resource's attributes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_grpc_collector() {
+    let _serial = one_at_a_time().await;
+    let collector = Collector::start_grpc().await;
+    let internet = FakeInternet::start(Sites::every_host(Duration::from_millis(10))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("ff.db").display());
+    let mut env = base_env(&db, &internet.resolve(&[]));
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.endpoint());
+    env.insert("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into());
+    env.insert(
+        "OTEL_RESOURCE_ATTRIBUTES".into(),
+        "process.role=grpc".into(),
+    );
+    let mut proc = Proc::spawn("grpc", &["serve"], &env, dir.path());
+    let base = proc.api_base(START).await;
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.headers().contains_key("traceresponse"));
+    let spans = collector
+        .wait_for(
+            "the health check's span",
+            Duration::from_secs(15),
+            |spans| spans.iter().any(|s| s.name == "GET /healthz"),
+        )
+        .await;
+    let health = spans.iter().find(|s| s.name == "GET /healthz").unwrap();
+    assert_eq!(health.trace_id, TRACE_ID);
+    assert_eq!(health.parent_span_id, CLIENT_SPAN);
+    assert_eq!(health.resource["process.role"], "grpc");
+    proc.terminate(Duration::from_secs(10)).await;
 }
