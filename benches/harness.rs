@@ -75,6 +75,9 @@ mod traces;
 /// The `two-clients` scenario (issue 28).
 #[path = "scenarios/two_clients.rs"]
 mod two_clients;
+/// The `watches` scenario (issue 31): re-checks spread over an hour beside a job.
+#[path = "scenarios/watches.rs"]
+mod watches;
 
 #[path = "../tests/browser/cdp.rs"]
 #[allow(
@@ -116,7 +119,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 22] = [
+const ALL: [&str; 23] = [
     "throughput",
     "postgres",
     "latency",
@@ -138,6 +141,7 @@ const ALL: [&str; 22] = [
     "stages",
     "features",
     "concurrency",
+    "watches",
     "tracing",
 ];
 
@@ -148,7 +152,7 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
   subscribers profile icons purge dashboard slow-web two-clients stages
-  features concurrency tracing
+  features concurrency watches tracing
   (concurrency sweeps WORKER_CONCURRENCY at 64,256,1000,2000,4000 and the default;
   CONCURRENCY_LEVELS=a,b,... in the environment for others)
 
@@ -435,6 +439,7 @@ fn main() -> Result<()> {
                 "stages" => stages::sc_stages(&mut ctx).await,
                 "features" => features::sc_features(&mut ctx).await,
                 "concurrency" => concurrency::sc_concurrency(&mut ctx).await,
+                "watches" => watches::sc_watches(&mut ctx).await,
                 "tracing" => traces::sc_tracing(&mut ctx).await,
                 _ => unreachable!(),
             };

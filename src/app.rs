@@ -15,6 +15,8 @@ use crate::metrics::Metrics;
 use crate::politeness::{LiveWorkers, Politeness, PolitenessSettings};
 use crate::retention::{Retention, RetentionSettings};
 use crate::store::Store;
+use crate::watches::schedule::Scheduler;
+use crate::watches::{WatchSettings, Watches};
 use crate::webhooks::deliver::Deliverer;
 use crate::webhooks::{WebhookSettings, Webhooks};
 use crate::worker::{WorkerPool, WorkerSettings};
@@ -49,6 +51,8 @@ pub struct Application {
     retention: Option<Retention>,
     /// The webhook deliverer, in processes that run workers.
     deliverer: Option<Deliverer>,
+    /// The watches' scheduler, in processes that run workers.
+    scheduler: Option<Scheduler>,
 }
 
 impl Application {
@@ -111,6 +115,9 @@ impl Application {
                 )
             })
             .transpose()?;
+        let scheduler = (roles.worker && config.worker_concurrency > 0)
+            .then(|| Scheduler::new(store.clone(), events.clone(), config.watches.tick));
+        let watches = Watches::new(store.clone(), watch_settings(&config));
         let mut ops_listener = None;
         if roles.api {
             prepare_access(&config, &accounts).await?;
@@ -145,6 +152,7 @@ impl Application {
                 accounts,
                 politeness,
                 webhooks,
+                watches,
             },
             store,
             listener,
@@ -152,6 +160,7 @@ impl Application {
             worker,
             retention,
             deliverer,
+            scheduler,
         })
     }
 
@@ -203,6 +212,9 @@ impl Application {
         let deliverer = self
             .deliverer
             .map(|task| tokio::spawn(task.run(shutdown.clone())));
+        let scheduler = self
+            .scheduler
+            .map(|task| tokio::spawn(task.run(shutdown.clone())));
         let worker = self.worker.map(|pool| {
             let token = shutdown.clone();
             tokio::spawn(async move { pool.run(token).await })
@@ -242,6 +254,7 @@ impl Application {
         join_task(worker, "worker").await;
         join_task(retention, "retention").await;
         join_task(deliverer, "webhook deliverer").await;
+        join_task(scheduler, "watch scheduler").await;
         Ok(())
     }
 }
@@ -328,6 +341,8 @@ fn icon_settings(config: &Config) -> IconSettings {
         public: config.icons_public,
         resize_cache_bytes: config.icon_resize_cache_bytes,
         render_per_minute: config.icon_render_per_minute,
+        refresh_after: config.icon_refresh_after,
+        refresh_per_minute: config.icon_refresh_per_minute,
     }
 }
 
@@ -339,6 +354,8 @@ fn retention_settings(config: &Config) -> RetentionSettings {
         interval: config.retention_interval,
         batch_rows: config.retention_batch_rows,
         cache_max_age: config.cache_max_age,
+        check_max_age: config.watches.check_retention,
+        history_max_age: config.watches.history,
     }
 }
 
@@ -425,6 +442,15 @@ fn rules(config: &Config) -> Rules {
         cache_failure_max_age: config.cache_failure_max_age,
         export_chunk_bytes: config.export_chunk_bytes,
         purge_batch_rows: config.retention_batch_rows,
+    }
+}
+
+/// The watches' rules, from the configuration.
+fn watch_settings(config: &Config) -> WatchSettings {
+    WatchSettings {
+        min_every: config.watches.min_every,
+        max_domains: config.watches.max_domains,
+        tick: config.watches.tick,
     }
 }
 

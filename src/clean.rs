@@ -7,7 +7,7 @@
 //! once more wherever it writes one (a worker's record and an on-demand lookup alike), so a
 //! path that forgot is still safe.
 
-use crate::model::{Candidate, ErrorCategory, FindError, FindOutcome, Found};
+use crate::model::{Candidate, DarkIcon, ErrorCategory, FindError, FindOutcome, Found};
 
 /// Longest http(s) URL kept, in bytes: longer hrefs are dropped as candidates, not cut.
 pub const MAX_URL_BYTES: usize = 4096;
@@ -116,6 +116,14 @@ pub fn outcome(outcome: FindOutcome) -> FindOutcome {
                 candidates,
                 candidates_dropped: dropped,
                 icon: found.icon,
+                dark: found.dark.map(|dark| {
+                    Box::new(DarkIcon {
+                        mime: text(&dark.mime, MAX_TOKEN_BYTES),
+                        width: dark.width.min(i32::MAX as u32),
+                        height: dark.height.min(i32::MAX as u32),
+                        ..*dark
+                    })
+                }),
             })
         }
         Err(err) => outcome_err(err),
@@ -253,6 +261,7 @@ mod tests {
             candidates,
             candidates_dropped: 7,
             icon: None,
+            dark: None,
         };
         let Ok(clean) = outcome(Ok(found)) else {
             panic!("a storable icon stays found")
@@ -298,6 +307,7 @@ mod tests {
             candidates: vec![],
             candidates_dropped: 0,
             icon: None,
+            dark: None,
         };
         let Err(err) = outcome(Ok(found)) else {
             panic!("an icon too large to store is not reported as found")

@@ -30,6 +30,8 @@
 //!   icon blobs, on one process of a fleet at a time.
 //! - [`webhooks`][]: clients' endpoints and their use cases, Standard Webhooks signing, and
 //!   the workers' delivery of the outbox (leased, retried, through the SSRF guard).
+//! - [`watches`][]: domains re-checked on a schedule (their use cases and the workers'
+//!   scheduler); a change of a domain's icon kept, sent as `icon.changed` and subscribable.
 //! - [`icons`][]: serving the stored icons: newest icon, resize, fallback, on-demand lookup.
 //! - [`api`][]: the adapters: the router and the one `AppState`; the REST and GraphQL APIs,
 //!   subscriptions over WebSocket, health and metrics, the HTTP server with its timeouts.
@@ -56,5 +58,6 @@ pub mod redact;
 pub mod retention;
 pub mod store;
 pub mod telemetry;
+pub mod watches;
 pub mod webhooks;
 pub mod worker;

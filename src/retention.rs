@@ -41,6 +41,10 @@ pub struct RetentionSettings {
     pub batch_rows: usize,
     /// `CACHE_MAX_AGE_SECS`: a purged job's rows younger than this stay in the cache.
     pub cache_max_age: Duration,
+    /// `WATCH_CHECK_RETENTION_HOURS`: a watch's finished checks older than this are purged.
+    pub check_max_age: Duration,
+    /// `WATCH_HISTORY_DAYS`: icon changes older than this are deleted.
+    pub history_max_age: Duration,
 }
 
 /// What one pass removed.
@@ -54,6 +58,10 @@ pub struct Pass {
     pub icon_blobs: u64,
     /// Finished webhook deliveries older than the retention age, deleted with their attempts.
     pub webhook_deliveries: u64,
+    /// Icon changes older than `WATCH_HISTORY_DAYS`, deleted.
+    pub icon_changes: u64,
+    /// Deleted watches' rows (their domains, then the watch), deleted.
+    pub watch_rows: u64,
 }
 
 /// The retention task of one process.
@@ -146,7 +154,12 @@ impl Retention {
         loop {
             let ids = self
                 .store
-                .jobs_to_purge(finished_before, ago(ABANDONED_DELETE), JOBS_PER_QUERY)
+                .jobs_to_purge(
+                    finished_before,
+                    ago(self.settings.check_max_age),
+                    ago(ABANDONED_DELETE),
+                    JOBS_PER_QUERY,
+                )
                 .await?;
             if ids.is_empty() {
                 break;
@@ -208,6 +221,27 @@ impl Retention {
                 .await?;
             pass.webhook_deliveries += n;
             self.count("webhook_deliveries", n);
+            if n < batch as u64 {
+                break;
+            }
+        }
+        // A watch's history is kept for its own limit, and deleted watches' rows go in
+        // batches like a deleted job's.
+        loop {
+            let n = self
+                .store
+                .prune_icon_changes(ago(self.settings.history_max_age), batch as u64)
+                .await?;
+            pass.icon_changes += n;
+            self.count("icon_changes", n);
+            if n < batch as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = self.store.purge_deleted_watches(batch as u64).await?;
+            pass.watch_rows += n;
+            self.count("watch_rows", n);
             if n < batch as u64 {
                 break;
             }

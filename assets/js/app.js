@@ -1,11 +1,13 @@
-// The dashboard's entry: settings (API key, client id), and a hash router over the four
-// views (#/ submit, #/jobs the list, #/jobs/{id} one job, #/webhooks the endpoints).
+// The dashboard's entry: settings (API key, client id), and a hash router over the views
+// (#/ submit, #/jobs the list, #/jobs/{id} one job, #/webhooks the endpoints, #/watches the
+// watches, #/watches/{id} one watch).
 
 import { NEED_KEY, apiKey, clientId, setApiKey, setClientId } from "./api.js";
 import { renderSubmit } from "./submit.js";
 import { renderJobs } from "./jobs.js";
 import { renderJob } from "./job.js";
 import { renderWebhooks } from "./webhooks.js";
+import { renderWatch, renderWatches } from "./watches.js";
 
 const main = document.getElementById("main");
 const settings = document.getElementById("settings");
@@ -40,6 +42,7 @@ function route() {
   main.replaceChildren();
   const hash = location.hash.replace(/^#/, "") || "/";
   const job = hash.match(/^\/jobs\/([0-9a-fA-F-]{36})$/);
+  const watch = hash.match(/^\/watches\/([0-9a-fA-F-]{36})$/);
   let title;
   if (job) {
     cleanup = renderJob(main, job[1]);
@@ -47,6 +50,12 @@ function route() {
   } else if (hash === "/jobs") {
     cleanup = renderJobs(main);
     title = "Jobs";
+  } else if (watch) {
+    cleanup = renderWatch(main, watch[1]);
+    title = "Watch";
+  } else if (hash === "/watches") {
+    cleanup = renderWatches(main);
+    title = "Watches";
   } else if (hash === "/webhooks") {
     cleanup = renderWebhooks(main);
     title = "Webhooks";
@@ -56,7 +65,9 @@ function route() {
   }
   document.title = `${title} · favicon-finder`;
   for (const link of document.querySelectorAll("nav a")) {
-    if (link.getAttribute("href") === `#${hash}`) link.setAttribute("aria-current", "page");
+    // One watch is still under Watches.
+    const href = link.getAttribute("href");
+    if (href === `#${hash}` || (watch && href === "#/watches")) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
 }

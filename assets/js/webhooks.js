@@ -7,13 +7,14 @@
 import { clientArg, rest } from "./api.js";
 import { announce, h } from "./dom.js";
 
-// The events an endpoint may take (webhook.test is sent on demand to any endpoint); the first
-// three are what the service subscribes by default.
+// The events an endpoint may take (webhook.test is sent on demand to any endpoint); the ones
+// checked are what the service subscribes by default.
 const EVENTS = [
   ["job.completed", "A job completed", true],
   ["job.failed", "A job failed", true],
   ["job.cancelled", "A job was cancelled", true],
   ["job.progress", "A job's progress, at most once a minute", false],
+  ["icon.changed", "A watched domain's icon changed", true],
 ];
 
 // While a shown delivery still waits, the endpoints and deliveries are read again this often

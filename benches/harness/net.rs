@@ -10,7 +10,7 @@ pub(crate) const HOME: &str = "<!doctype html><html><head><meta charset=\"utf-8\
 <link rel=\"icon\" href=\"/favicon.png\"></head><body><h1>Hello</h1><p>A synthetic site.</p></body></html>";
 
 /// `png` with a `tEXt` chunk naming site `i` before its `IEND`: the same picture, other bytes.
-fn distinct_png(png: &[u8], i: usize) -> Bytes {
+pub(crate) fn distinct_png(png: &[u8], i: usize) -> Bytes {
     let (body, iend) = png.split_at(png.len() - 12);
     let data = format!("site\0{i}");
     let mut out = body.to_vec();

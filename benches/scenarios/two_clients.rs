@@ -78,6 +78,15 @@ pub(crate) struct Web {
     /// Requests in flight at the CDN host.
     cdn: slow_web::Load,
     png: Bytes,
+    /// Home pages asked of alpha's sites below [`Web::counted`] (the `watches` scenario's
+    /// watched sites: each re-check asks for one).
+    pub(crate) homes: std::sync::atomic::AtomicUsize,
+    counted: usize,
+    /// Alpha's sites in this range serve `other_png` once `flipped` is set: an icon that
+    /// changed between two checks.
+    flips: std::ops::Range<usize>,
+    pub(crate) flipped: std::sync::atomic::AtomicBool,
+    other_png: Bytes,
 }
 
 impl Web {
@@ -89,13 +98,33 @@ impl Web {
             alpha: (0..n).map(|_| slow_web::draw_latency(&mut rng)).collect(),
             cdn: slow_web::Load::default(),
             png: Bytes::from(png32()),
+            homes: Default::default(),
+            counted: 0,
+            flips: 0..0,
+            flipped: Default::default(),
+            other_png: Bytes::new(),
         }
     }
 
+    /// A web of `n` alpha sites that counts the home pages asked of the first `counted`,
+    /// and whose sites in `flips` change their icon when told to.
+    pub(crate) fn counting(n: usize, counted: usize, flips: std::ops::Range<usize>) -> Self {
+        Self {
+            counted,
+            flips,
+            // The same picture with a text chunk: other bytes, so another hash.
+            other_png: net::distinct_png(&png32(), 1),
+            ..Self::new(n)
+        }
+    }
+
+    /// Alpha's sites `range`, by name.
+    pub(crate) fn alpha_range(&self, range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("a{i}.alpha.test")).collect()
+    }
+
     fn alpha_names(&self) -> Vec<String> {
-        (0..self.alpha.len())
-            .map(|i| format!("a{i}.alpha.test"))
-            .collect()
+        self.alpha_range(0..self.alpha.len())
     }
 
     fn beta_names() -> Vec<String> {
@@ -124,6 +153,16 @@ impl Web {
             }
             Some(Site::Alpha(i)) if i < self.alpha.len() => {
                 tokio::time::sleep(self.alpha[i]).await;
+                if path == "/" && i < self.counted {
+                    self.homes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                if path == "/favicon.png"
+                    && self.flips.contains(&i)
+                    && self.flipped.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    return (200, "image/png", self.other_png.clone());
+                }
                 match path {
                     "/" if i % CDN_EVERY == 0 => html(HOME.replace(
                         "href=\"/favicon.png\"",
@@ -317,7 +356,7 @@ async fn bulk_throughput(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// The fake internet serving the two clients' `web` on loopback.
-async fn clients_net(ctx: &Ctx, web: &Arc<Web>) -> Result<FakeInternet> {
+pub(crate) async fn clients_net(ctx: &Ctx, web: &Arc<Web>) -> Result<FakeInternet> {
     FakeInternet::start(
         NetOpts {
             tls: false,

@@ -18,6 +18,8 @@ mod m20261205_000010_result_filters;
 mod m20261206_000011_finished_seq;
 mod m20261206_000012_fair_claims;
 mod m20261207_000013_webhooks;
+mod m20261207_000014_dark_icons;
+mod m20261207_000015_watches;
 mod m20261207_000016_job_trace;
 
 /// Applies and reverts the schema, in order.
@@ -40,6 +42,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_finished_seq::Migration),
             Box::new(m20261206_000012_fair_claims::Migration),
             Box::new(m20261207_000013_webhooks::Migration),
+            Box::new(m20261207_000014_dark_icons::Migration),
+            Box::new(m20261207_000015_watches::Migration),
             Box::new(m20261207_000016_job_trace::Migration),
         ]
     }

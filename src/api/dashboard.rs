@@ -55,6 +55,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("js/job.js", JS),
     asset!("js/grid.js", JS),
     asset!("js/webhooks.js", JS),
+    asset!("js/watches.js", JS),
     asset!("js/graphiql.js", JS),
     asset!("graphiql.css", CSS),
     asset!("graphiql.html", "text/html; charset=utf-8"),

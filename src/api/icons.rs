@@ -7,14 +7,15 @@ use super::AppState;
 use super::auth::client_ip;
 use crate::auth::Caller;
 use crate::error::{AppError, Code, ErrorBody};
-use crate::icons::{IconAnswer, parse_request};
-use crate::model::icon_path;
+use crate::icons::{IconAnswer, Variant, parse_request};
+use crate::model::{IconRefresh, icon_path};
 use axum::Extension;
+use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::net::SocketAddr;
 
 /// The CSP of every icon answer: nothing may load or run; inline styles are allowed because
@@ -30,7 +31,56 @@ const FALLBACK_CACHE_CONTROL: &str = "public, max-age=300";
 /// The `/icons` routes.
 pub fn router() -> Router<AppState> {
     // `get` answers HEAD too, with the same headers and no body.
-    Router::new().route(&icon_path("{domain}"), get(icon))
+    Router::new()
+        .route(&icon_path("{domain}"), get(icon))
+        .route(&refresh_path(), post(refresh))
+}
+
+/// The refresh route, under the icon's own path.
+pub(crate) fn refresh_path() -> String {
+    format!("{}/refresh", icon_path("{domain}"))
+}
+
+#[utoipa::path(
+    post,
+    path = refresh_path(),
+    tag = "icons",
+    summary = "Look a domain's icon up again now",
+    description = "Runs the finder for the domain now, whatever the cache holds, and answers its outcome. A lookup already in flight for the domain (`?find=1`, another refresh, a stale icon's re-find) is shared. Admitted like `?find=1` (the `submit` scope; counted as a one-domain job against the client's hourly allowance) and limited to `ICON_REFRESH_PER_MINUTE` per client (or address without a key). What `GET /icons/{domain}` serves changes only with a decisive outcome: a transient failure (`timeout`, `connect`, ...) is answered as it is and the stored icon stays served (`changed: false`, `served` its SHA-256).",
+    params(
+        ("domain" = String, Path, description = "A domain name, as jobs take it"),
+    ),
+    request_body(
+        content = Option<Object>,
+        content_type = "application/json",
+        description = "Empty or `{}`. The Content-Type must say application/json all the same, as for every POST, so that a cross-site HTML form cannot start a lookup",
+    ),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The lookup's outcome and what is served now", body = IconRefresh),
+        (status = 415, description = "No `Content-Type: application/json`", body = ErrorBody),
+        (status = 400, description = "A bad domain (`INVALID_INPUT`)", body = ErrorBody),
+        (status = 401, description = "A key is required and none was sent", body = ErrorBody),
+        (status = 403, description = "The key lacks the `submit` scope (`FORBIDDEN`)", body = ErrorBody),
+        (status = 429, description = "Over `ICON_REFRESH_PER_MINUTE` or the client's hourly allowance; see `Retry-After`", body = ErrorBody),
+    )
+)]
+/// `POST /icons/{domain}/refresh`.
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<IconRefresh>, AppError> {
+    let caller = caller.map(|Extension(caller)| caller);
+    let source_ip = client_ip(&headers, peer.ip(), &state.config.trusted_proxy_headers);
+    let request = parse_request(&domain, &[], None)?;
+    let answer = state
+        .icons
+        .refresh(caller.as_ref(), Some(source_ip), &request.domain)
+        .await?;
+    Ok(Json(answer))
 }
 
 /// The query of `/icons/{domain}`, as OpenAPI shows it; [`parse_request`] reads the raw pairs
@@ -52,6 +102,15 @@ pub(crate) struct IconQuery {
     /// `1`: a domain never seen is queued for finding (rate-limited per client).
     #[param(pattern = "^(0|1|true|false)$")]
     find: Option<String>,
+    /// `dark`: the icon the site declares for `prefers-color-scheme: dark`; a site without
+    /// one gets its default icon with `X-Icon-Theme-Fallback: default`. `light`: the default.
+    #[param(pattern = "^(dark|light)$")]
+    theme: Option<String>,
+    /// One exact stored version of the domain's icon (its SHA-256, as results and refreshes
+    /// name it), served with an immutable `Cache-Control`; a version no fetch of the domain
+    /// (that the caller may read) names gets the fallback.
+    #[param(pattern = "^[0-9a-f]{64}$")]
+    sha: Option<String>,
 }
 
 #[utoipa::path(
@@ -59,7 +118,7 @@ pub(crate) struct IconQuery {
     path = icon_path("{domain}"),
     tag = "icons",
     summary = "A domain's icon, for `<img src>`",
-    description = "The newest stored icon of the domain, its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script and forms and sandboxes the document. With `ICONS_PUBLIC=true` no key is needed; with `false`, a key with `read` reads the icons its own client found (an admin key every client's), and any other domain is answered as one without an icon.",
+    description = "The icon of the domain's newest decisive fetch (a success whose icon was kept, or a permanent failure, which answers the fallback; a transient failure never replaces a good icon), its bytes as verified, with an `ETag` (their SHA-256); `HEAD` answers the same headers. A fetch older than `ICON_REFRESH_AFTER_SECS` is served at once and one background re-find starts (paid by the caller's client, else the on-demand client; none when over the allowance). Every answer carries `X-Content-Type-Options: nosniff` and a CSP that forbids script and forms and sandboxes the document. With `ICONS_PUBLIC=true` no key is needed; with `false`, a key with `read` reads the icons its own client found (an admin key every client's), and any other domain is answered as one without an icon.",
     params(
         ("domain" = String, Path, description = "A domain name, as jobs take it (`example.com`, `bücher.de`)"),
         IconQuery,
@@ -67,7 +126,7 @@ pub(crate) struct IconQuery {
     ),
     security((), ("api_key" = [])),
     responses(
-        (status = 200, description = "The icon (its own MIME type), or with `fallback=letter` a letter drawn as SVG (`X-Icon-Fallback: letter`)", content_type = "image/*", body = Vec<u8>),
+        (status = 200, description = "The icon (its own MIME type), or with `fallback=letter` a letter drawn as SVG (`X-Icon-Fallback: letter`). `Cache-Control` is `ICON_CACHE_CONTROL` with `stale-while-revalidate=<ICON_REFRESH_AFTER_SECS>` (with `sha=`: immutable). With `theme=dark` and no dark variant, the default icon with `X-Icon-Theme-Fallback: default`", content_type = "image/*", body = Vec<u8>),
         (status = 304, description = "`If-None-Match` names the current `ETag`"),
         (status = 400, description = "A bad domain or parameter (`INVALID_INPUT`)", body = ErrorBody),
         (status = 401, description = "A key is required (`ICONS_PUBLIC=false`) and none was sent", body = ErrorBody),
@@ -124,6 +183,16 @@ fn from_another_site(headers: &HeaderMap) -> bool {
         .is_some_and(|site| matches!(site.as_bytes(), b"cross-site" | b"same-site"))
 }
 
+/// Marks the default icon served for `theme=dark` (the site declares no dark variant).
+fn with_variant(mut response: Response, variant: Variant) -> Response {
+    if variant.theme_fallback {
+        response
+            .headers_mut()
+            .insert("x-icon-theme-fallback", HeaderValue::from_static("default"));
+    }
+    response
+}
+
 async fn answer(
     state: &AppState,
     caller: Option<&Caller>,
@@ -148,27 +217,41 @@ async fn answer(
                 .into(),
         });
     }
-    let cache_control = state.icons.settings().cache_control.clone();
+    let settings = state.icons.settings();
     Ok(
         match state
             .icons
             .answer(caller, Some(source_ip), &request)
             .await?
         {
-            IconAnswer::Image { mime, etag, bytes } => (
-                [
-                    (header::CONTENT_TYPE, mime),
-                    (header::ETAG, etag),
-                    (header::CACHE_CONTROL, cache_control),
-                ],
+            IconAnswer::Image {
+                mime,
+                etag,
                 bytes,
-            )
-                .into_response(),
-            IconAnswer::NotModified { etag } => (
-                StatusCode::NOT_MODIFIED,
-                [(header::ETAG, etag), (header::CACHE_CONTROL, cache_control)],
-            )
-                .into_response(),
+                variant,
+            } => with_variant(
+                (
+                    [
+                        (header::CONTENT_TYPE, mime),
+                        (header::ETAG, etag),
+                        (header::CACHE_CONTROL, settings.cache_control_for(variant)),
+                    ],
+                    bytes,
+                )
+                    .into_response(),
+                variant,
+            ),
+            IconAnswer::NotModified { etag, variant } => with_variant(
+                (
+                    StatusCode::NOT_MODIFIED,
+                    [
+                        (header::ETAG, etag),
+                        (header::CACHE_CONTROL, settings.cache_control_for(variant)),
+                    ],
+                )
+                    .into_response(),
+                variant,
+            ),
             IconAnswer::Letter { svg } => (
                 [
                     (header::CONTENT_TYPE, "image/svg+xml"),

@@ -63,6 +63,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Clients' webhook endpoints and their deliveries.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Clients' watches, their domains and changes.
+    pub watches: crate::watches::Watches,
 }
 
 /// Counts and times one request under its route template (`/jobs/{id}`, never the path

@@ -2,7 +2,7 @@
 //! types they answer with. Served at `/openapi.json` and checked in as `openapi.json`, which a
 //! test keeps equal to [`json`].
 
-use super::rest::webhooks;
+use super::rest::{watches, webhooks};
 use super::{icons, ops, rest};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         rest::get_results,
         rest::download,
         icons::icon,
+        icons::refresh,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -39,6 +40,12 @@ use utoipa::{Modify, OpenApi};
         webhooks::send_test,
         webhooks::list_deliveries,
         webhooks::redeliver,
+        watches::create_watch,
+        watches::list_watches,
+        watches::get_watch,
+        watches::list_domains,
+        watches::list_changes,
+        watches::delete_watch,
     ),
     modifiers(&ApiKey, &SharedAnswers),
     tags(
@@ -46,6 +53,7 @@ use utoipa::{Modify, OpenApi};
         (name = "icons", description = "The stored icons themselves"),
         (name = "operations", description = "Health, readiness and metrics"),
         (name = "webhooks", description = "Endpoints called back when a client's jobs end, signed the Standard Webhooks way; their deliveries and attempts"),
+        (name = "watches", description = "Domains re-checked on a schedule: each one's last check and current icon, and the history of changes (sent as `icon.changed`)"),
     )
 )]
 struct ApiDoc;

@@ -209,6 +209,12 @@ pub struct Config {
     /// `ICON_RENDER_MS_PER_MINUTE`: time each caller (a key's client, or an address without a
     /// key) may spend resizing icons per minute; over it, 429.
     pub icon_render_per_minute: Duration,
+    /// `ICON_REFRESH_AFTER_SECS`: how old the decisive fetch `GET /icons/{domain}` serves may
+    /// be before the request also starts a background re-find (stale-while-revalidate).
+    pub icon_refresh_after: Duration,
+    /// `ICON_REFRESH_PER_MINUTE`: refreshes (`POST /icons/{domain}/refresh`, `refreshIcon`)
+    /// each client (or address without a key) may ask for per minute; over it, 429.
+    pub icon_refresh_per_minute: u32,
     /// `AUTH_MODE`: whether requests need an API key (unset: `off` on a loopback `HOST`,
     /// `required` otherwise).
     pub auth_mode: AuthMode,
@@ -237,6 +243,8 @@ pub struct Config {
     pub download_url_ttl: Duration,
     /// The `WEBHOOK_*` settings.
     pub webhooks: WebhookConfig,
+    /// The `WATCH_*` settings.
+    pub watches: WatchConfig,
     /// `PUBLIC_URL`: where clients reach the API (`https://favicons.example.com`, no trailing
     /// slash); download links are absolute under it (unset: paths such as `/jobs/…`).
     pub public_url: Option<String>,
@@ -272,6 +280,22 @@ pub struct WebhookConfig {
     pub progress_interval: Duration,
     /// `WEBHOOK_POLL_MS`: how often a worker looks for due deliveries.
     pub poll: Duration,
+}
+
+/// Watches: re-checking clients' domains on a schedule (`WATCH_*`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatchConfig {
+    /// `WATCH_TICK_MS`: how often each worker process looks for due watched domains (and a
+    /// subscription for new changes).
+    pub tick: Duration,
+    /// `WATCH_MIN_EVERY_SECS`: the shortest period a watch may ask for.
+    pub min_every: Duration,
+    /// `WATCH_MAX_DOMAINS`: the most domains one client's watches may hold together.
+    pub max_domains: usize,
+    /// `WATCH_CHECK_RETENTION_HOURS`: a finished check job is purged this long after it ended.
+    pub check_retention: Duration,
+    /// `WATCH_HISTORY_DAYS`: recorded icon changes are kept this long.
+    pub history: Duration,
 }
 
 impl Config {
@@ -375,6 +399,8 @@ impl Config {
             icons_public: env.bool("ICONS_PUBLIC", true)?,
             icon_resize_cache_bytes: env.parse_in("ICON_RESIZE_CACHE_BYTES", 16 << 20, 0..=GIB)?,
             icon_render_per_minute: env.millis("ICON_RENDER_MS_PER_MINUTE", 10_000)?,
+            icon_refresh_after: env.secs("ICON_REFRESH_AFTER_SECS", 604_800, 1..=31_536_000)?,
+            icon_refresh_per_minute: env.parse_in("ICON_REFRESH_PER_MINUTE", 10, 1..=100_000)?,
             auth_mode,
             bootstrap_api_key: env.secret("BOOTSTRAP_API_KEY")?,
             cors_allowed_origins: env.list("CORS_ALLOWED_ORIGINS", parse_origins)?,
@@ -388,6 +414,7 @@ impl Config {
             public_url: env.checked("PUBLIC_URL", parse_public_url)?,
             trusted_proxy_headers: env.list("TRUSTED_PROXY_HEADERS", parse_proxy_headers)?,
             webhooks: webhooks(&env)?,
+            watches: watches(&env)?,
         })
     }
 
@@ -442,6 +469,22 @@ fn webhooks(env: &Vars) -> Result<WebhookConfig, ConfigError> {
         concurrency: env.parse_in("WEBHOOK_CONCURRENCY", 16, 0..=1_000)?,
         progress_interval: env.secs("WEBHOOK_PROGRESS_INTERVAL_SECS", 60, 1..=86_400)?,
         poll: env.millis_in("WEBHOOK_POLL_MS", 250, 10..=60_000)?,
+    })
+}
+
+/// The `WATCH_*` settings: an hourly minimum period, 100,000 watched domains per client, a
+/// day of check jobs and 90 days of changes.
+fn watches(env: &Vars) -> Result<WatchConfig, ConfigError> {
+    Ok(WatchConfig {
+        tick: env.millis_in("WATCH_TICK_MS", 1_000, 10..=60_000)?,
+        min_every: env.secs("WATCH_MIN_EVERY_SECS", 3_600, 1..=2_592_000)?,
+        max_domains: env.parse_in("WATCH_MAX_DOMAINS", 100_000, 1..=10_000_000)?,
+        check_retention: Duration::from_secs(
+            3_600 * env.parse_in("WATCH_CHECK_RETENTION_HOURS", 24u64, 1..=8_760)?,
+        ),
+        history: Duration::from_secs(
+            86_400 * env.parse_in("WATCH_HISTORY_DAYS", 90u64, 1..=36_500)?,
+        ),
     })
 }
 

@@ -54,6 +54,9 @@ pub struct Model {
     pub lease_until: Option<DateTimeUtc>,
     /// The stored bytes of the chosen icon (`icon_blob.sha256`), on success when kept.
     pub icon_sha256: Option<String>,
+    /// The stored bytes of the icon the site declares for a dark colour scheme, beside the
+    /// chosen one (`icon_blob.sha256`), on success when the site has one and it was kept.
+    pub dark_icon_sha256: Option<String>,
     /// The domain's place in the job's order of finishing (1, 2, ...), given in the transaction
     /// that finishes it; none while pending.
     pub finished_seq: Option<i32>,

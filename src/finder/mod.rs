@@ -33,8 +33,8 @@ pub use pipeline::ICON_CAP;
 pub(crate) mod tests;
 
 pub use crate::model::{
-    Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
-    IconBytes,
+    Candidate, CandidateError, CandidateSource, DarkIcon, ErrorCategory, FindError, FindOutcome,
+    Found, IconBytes,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;

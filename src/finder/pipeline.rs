@@ -43,7 +43,7 @@ use super::clock::Deadline;
 use super::fetch::{FetchError, Fetcher};
 use super::html;
 use super::page::{HomePage, fetch_page, home_page};
-use super::{Candidate, CandidateSource, ErrorCategory, FindError, FindOutcome, Found};
+use super::{Candidate, CandidateSource, DarkIcon, ErrorCategory, FindError, FindOutcome, Found};
 use super::{links, rank};
 use crate::clean::MAX_CANDIDATES;
 use base64::Engine as _;
@@ -121,6 +121,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
     let mut ranked = search.rank_unseen(std::mem::take(&mut declared.cands));
     search.verify_ranked(&mut ranked).await;
     search.last_resorts(&mut ranked, &mut declared).await;
+    search.verify_dark(&mut ranked).await;
     trail.timed_out = search.timed_out;
     trail.fetched = search.fetched;
 
@@ -128,6 +129,16 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
     let candidates_dropped = declared.dropped.saturating_add(over);
 
     if let Some(i) = rank::pick(&ranked) {
+        let dark = rank::pick_dark(&ranked).filter(|d| *d != i).and_then(|d| {
+            let c = &ranked[d];
+            Some(Box::new(DarkIcon {
+                url: c.url.clone(),
+                mime: c.mime.clone()?,
+                width: c.width.unwrap_or(0),
+                height: c.height.unwrap_or(0),
+                icon: super::IconBytes::new(search.kept.remove(&c.url)?),
+            }))
+        });
         let c = &ranked[i];
         return Ok(Found {
             favicon_url: c.url.clone(),
@@ -136,6 +147,7 @@ pub async fn find(f: &Fetcher, domain: &str, deadline: &Deadline, keep: usize) -
             width: c.width.unwrap_or(0),
             height: c.height.unwrap_or(0),
             icon: search.kept.remove(&c.url).map(super::IconBytes::new),
+            dark,
             candidates: ranked,
             candidates_dropped,
         });
@@ -365,6 +377,33 @@ impl<'a> Search<'a> {
             }
             if winner_tier.is_none() && rank::is_verified(c) && square(c) {
                 winner_tier = Some(rank::tier(c));
+            }
+        }
+    }
+
+    /// The best dark-scheme icon the site declares, verified too when the pick is another
+    /// icon: dark variants rank last, so the search above stops before them. Stops at the
+    /// first that verifies (in rank order), within the same budget as every other fetch.
+    async fn verify_dark(&mut self, ranked: &mut [Candidate]) {
+        if rank::pick(ranked).is_none_or(|i| rank::is_dark(&ranked[i])) {
+            return;
+        }
+        for c in ranked.iter_mut() {
+            if !rank::is_dark(c) || c.source == CandidateSource::MaskIcon {
+                continue;
+            }
+            if rank::is_verified(c) {
+                return;
+            }
+            if c.error.is_some() || self.tried.contains(&c.url) {
+                continue;
+            }
+            if !self.has_room() {
+                return;
+            }
+            self.check(c, self.deadline).await;
+            if rank::is_verified(c) {
+                return;
             }
         }
     }

@@ -57,6 +57,22 @@ pub fn pick(ranked: &[Candidate]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// Index of the best verified candidate the site declares for a dark (non-default) colour
+/// scheme, in an already ranked list: the variant served for `?theme=dark`.
+pub fn pick_dark(ranked: &[Candidate]) -> Option<usize> {
+    ranked
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| is_verified(c) && c.source != CandidateSource::MaskIcon && is_dark(c))
+        .min_by_key(|(i, c)| (key(c), *i))
+        .map(|(i, _)| i)
+}
+
+/// Whether the candidate's `media` targets a non-default colour scheme.
+pub fn is_dark(c: &Candidate) -> bool {
+    c.media.as_deref().is_some_and(targets_other_scheme)
+}
+
 /// Whether verification fetched this candidate and found a real image.
 pub fn is_verified(c: &Candidate) -> bool {
     c.mime.is_some() && c.error.is_none()
@@ -97,7 +113,7 @@ fn key(c: &Candidate) -> Key {
         }
     };
     Key {
-        other_scheme: c.media.as_deref().is_some_and(targets_other_scheme),
+        other_scheme: is_dark(c),
         tier: tier(c),
         non_square,
         size_class,

@@ -37,6 +37,28 @@ impl Budgets {
         }
     }
 
+    /// Buckets of `per_minute` events (a refresh, say), each taken by [`Budgets::take_one`].
+    pub fn counted(per_minute: u32) -> Self {
+        // One event is one unit, kept as a millisecond of the same arithmetic.
+        Self::new(Duration::from_millis(u64::from(per_minute)))
+    }
+
+    /// Takes one event from `caller`'s bucket (made by [`Budgets::counted`]), or says in how
+    /// many seconds one is back.
+    pub fn take_one(&self, caller: &str) -> Result<(), u64> {
+        let bucket = self.of(caller);
+        let mut b = bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.refill(&mut b);
+        if b.left_ms >= 1.0 {
+            b.left_ms -= 1.0;
+            return Ok(());
+        }
+        let wait_secs = (1.0 - b.left_ms) / self.per_minute_ms * 60.0;
+        Err((wait_secs.ceil() as u64).clamp(1, 60))
+    }
+
     /// The bucket of `caller`, to charge later.
     pub fn of(&self, caller: &str) -> Arc<Mutex<Bucket>> {
         let full = self.per_minute_ms;
@@ -102,5 +124,15 @@ mod tests {
         drop(b);
         // 0.1 s of debt at 0.1 s a second: about one second.
         assert_eq!(budgets.admit(&bucket), Err(1));
+    }
+
+    #[test]
+    fn counted_events_run_out_and_come_back_one_at_a_time() {
+        let budgets = Budgets::counted(2);
+        assert_eq!(budgets.take_one("client:acme"), Ok(()));
+        assert_eq!(budgets.take_one("client:acme"), Ok(()));
+        // Two a minute: the next is back in about thirty seconds.
+        assert!(matches!(budgets.take_one("client:acme"), Err(29 | 30)));
+        assert_eq!(budgets.take_one("client:other"), Ok(()));
     }
 }

@@ -17,26 +17,38 @@
 //!   answer, single-flight (concurrent requests for one domain share one lookup), waits up to
 //!   `ICON_FIND_TIMEOUT_MS`, and records the outcome as a finished job so the next job finds
 //!   it in the cache. The lookup goes on after a timeout; only the wait ends.
+//! - **Refresh** (`POST /icons/{domain}/refresh`, `lookup`): the finder now, whatever the
+//!   cache holds, in the same single flight as `?find=1`, limited per caller
+//!   (`ICON_REFRESH_PER_MINUTE`).
+//! - **Stale-while-revalidate** (`lookup`): what is served is the newest *decisive* fetch (a
+//!   success with a kept icon, or a permanent failure), so a transient failure never replaces
+//!   a good icon; one older than `ICON_REFRESH_AFTER_SECS` is served at once and one re-find
+//!   starts in the background, remembered for [`REVALIDATE_MEMO`] so a site that keeps failing
+//!   transiently is not looked up by every request.
+//! - **Variants**: `?theme=dark` serves the dark-scheme icon the site declares (else the
+//!   default one, marked as a fallback); `?sha=` one exact stored version of the domain's
+//!   icon, which never changes and is cached as immutable.
 
 pub mod budget;
 pub mod letter;
+mod lookup;
 pub mod measure;
 pub mod render;
 mod request;
 
 use request::etag_matches;
-pub use request::{Fallback, IconRequest, parse_request};
+pub use request::{Fallback, IconRequest, Theme, parse_request};
 
 use crate::auth::{Caller, Scope};
 use crate::domain::Domain;
 use crate::error::{AppError, AppResult, Code};
 use crate::finder::Finder;
-use crate::jobs::{Jobs, LookupPayer};
+use crate::jobs::Jobs;
 use crate::metrics::Metrics;
+use crate::model::FindOutcome;
 use crate::store::Store;
 use budget::Budgets;
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -56,6 +68,12 @@ const RENDERS_AT_ONCE: usize = 4;
 pub const FAILURE_TTL: Duration = Duration::from_secs(600);
 /// Failed resizes remembered at most (each a key and a message).
 const FAILURES_KEPT: u64 = 10_000;
+/// How long a background re-find of a stale icon is not started again for the same domain
+/// (and reader): a site that fails transiently keeps its old icon, and is not looked up by
+/// every request for it meanwhile.
+pub const REVALIDATE_MEMO: Duration = Duration::from_secs(300);
+/// Domains whose re-find is remembered at most.
+const REVALIDATIONS_KEPT: u64 = 100_000;
 
 /// The settings the icon rules need, from the configuration.
 #[derive(Clone, Debug)]
@@ -70,6 +88,41 @@ pub struct IconSettings {
     pub resize_cache_bytes: u64,
     /// `ICON_RENDER_MS_PER_MINUTE`: render time each caller may use per minute.
     pub render_per_minute: Duration,
+    /// `ICON_REFRESH_AFTER_SECS`: the age of a served fetch past which a request for it also
+    /// starts a background re-find.
+    pub refresh_after: Duration,
+    /// `ICON_REFRESH_PER_MINUTE`: refreshes each caller may ask for per minute.
+    pub refresh_per_minute: u32,
+}
+
+impl IconSettings {
+    /// The `Cache-Control` of a stored icon answered as `variant`: an exact version is
+    /// immutable; the current icon gets `ICON_CACHE_CONTROL` with `stale-while-revalidate`
+    /// for `ICON_REFRESH_AFTER_SECS` (caches may serve it while they ask again, as this
+    /// service does with an old icon), unless the setting names one itself.
+    pub fn cache_control_for(&self, variant: Variant) -> String {
+        if variant.immutable {
+            let scope = if self.public { "public" } else { "private" };
+            return format!("{scope}, max-age=31536000, immutable");
+        }
+        if self.cache_control.contains("stale-while-revalidate") {
+            return self.cache_control.clone();
+        }
+        format!(
+            "{}, stale-while-revalidate={}",
+            self.cache_control,
+            self.refresh_after.as_secs()
+        )
+    }
+}
+
+/// How an image answer may be cached, and which variant it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Variant {
+    /// An exact version (`?sha=`): its bytes never change.
+    pub immutable: bool,
+    /// `?theme=dark` asked for a variant the site does not have: this is the default icon.
+    pub theme_fallback: bool,
 }
 
 /// The answer, for the adapter to map to HTTP.
@@ -83,11 +136,15 @@ pub enum IconAnswer {
         etag: String,
         /// The body.
         bytes: Bytes,
+        /// Its caching and variant.
+        variant: Variant,
     },
     /// The client's copy is current.
     NotModified {
         /// The validator it matched.
         etag: String,
+        /// Its caching and variant.
+        variant: Variant,
     },
     /// No stored icon: the monogram.
     Letter {
@@ -101,8 +158,9 @@ pub enum IconAnswer {
     },
 }
 
-/// One lookup in flight, shared by every request that waits for it.
-type Flight = Shared<BoxFuture<'static, ()>>;
+/// One lookup in flight, shared by every request that waits for it: the outcome it recorded
+/// (none when it could not be recorded).
+type Flight = Shared<BoxFuture<'static, Option<Arc<FindOutcome>>>>;
 
 /// The icons core: a cheap clone around shared state.
 #[derive(Clone)]
@@ -129,6 +187,10 @@ struct Inner {
     renders: Arc<Semaphore>,
     /// Render time per caller.
     budgets: Budgets,
+    /// Refreshes per caller (`ICON_REFRESH_PER_MINUTE`).
+    refreshes: Budgets,
+    /// Stale domains (by reader) whose background re-find started within [`REVALIDATE_MEMO`].
+    revalidated: moka::sync::Cache<(Domain, Option<String>), ()>,
     metrics: Arc<Metrics>,
 }
 
@@ -146,6 +208,11 @@ impl Icons {
             .time_to_live(FAILURE_TTL)
             .build();
         let budgets = Budgets::new(settings.render_per_minute);
+        let refreshes = Budgets::counted(settings.refresh_per_minute);
+        let revalidated = moka::sync::Cache::builder()
+            .max_capacity(REVALIDATIONS_KEPT)
+            .time_to_live(REVALIDATE_MEMO)
+            .build();
         let resized = moka::sync::Cache::builder()
             .max_capacity(settings.resize_cache_bytes)
             .weigher(|(sha, _): &(String, u32), png: &Bytes| {
@@ -163,6 +230,8 @@ impl Icons {
                 flights: Mutex::new(HashMap::new()),
                 renders: Arc::new(Semaphore::new(RENDERS_AT_ONCE)),
                 budgets,
+                refreshes,
+                revalidated,
                 metrics,
             }),
         }
@@ -202,11 +271,51 @@ impl Icons {
                 .jobs
                 .admit_lookup(required(caller)?, source_ip, ON_DEMAND_CLIENT)
                 .await?;
-            self.lookup(&request.domain, reader, payer).await?;
+            self.find(&request.domain, reader, payer).await?;
         }
-        let Some(sha) = store.newest_icon_sha(domain, reader).await? else {
+        if let Some(sha) = &request.sha {
+            if !store.names_icon(domain, sha, reader).await? {
+                return Ok(fallback(request));
+            }
+            let variant = Variant {
+                immutable: true,
+                theme_fallback: false,
+            };
+            return self
+                .image(request, sha.clone(), variant, caller, source_ip)
+                .await;
+        }
+        let Some(newest) = store.served(domain, reader).await? else {
             return Ok(fallback(request));
         };
+        if self.is_stale(newest.fetched_at) {
+            self.revalidate(caller, source_ip, &request.domain, reader);
+        }
+        let Some(sha) = newest.icon_sha256 else {
+            return Ok(fallback(request));
+        };
+        let (sha, theme_fallback) = match (request.theme, newest.dark_icon_sha256) {
+            (Theme::Dark, Some(dark)) => (dark, false),
+            (Theme::Dark, None) => (sha, true),
+            (Theme::Default, _) => (sha, false),
+        };
+        let variant = Variant {
+            immutable: false,
+            theme_fallback,
+        };
+        self.image(request, sha, variant, caller, source_ip).await
+    }
+
+    /// The stored icon `sha` as `request` asks for it (maybe resized), or 304.
+    async fn image(
+        &self,
+        request: &IconRequest,
+        sha: String,
+        variant: Variant,
+        caller: Option<&Caller>,
+        source_ip: Option<IpAddr>,
+    ) -> AppResult<IconAnswer> {
+        let domain = request.domain.as_str();
         let etag = match request.size {
             Some(n) => format!("\"{sha}-{n}\""),
             None => format!("\"{sha}\""),
@@ -216,14 +325,14 @@ impl Icons {
             .as_deref()
             .is_some_and(|inm| etag_matches(inm, &etag))
         {
-            return Ok(IconAnswer::NotModified { etag });
+            return Ok(IconAnswer::NotModified { etag, variant });
         }
         if let Some(n) = request.size
-            && let Some(remembered) = self.remembered(&sha, n, &etag)
+            && let Some(remembered) = self.remembered(&sha, n, &etag, variant)
         {
             return remembered;
         }
-        let Some(blob) = store.icon_blob(&sha).await? else {
+        let Some(blob) = self.inner.store.icon_blob(&sha).await? else {
             // A result names a blob that is not there: only if someone deleted blobs by hand.
             tracing::warn!(domain, sha, "a result points at a missing icon blob");
             return Ok(fallback(request));
@@ -233,10 +342,11 @@ impl Icons {
                 mime: blob.mime,
                 etag,
                 bytes: Bytes::from(blob.bytes),
+                variant,
             });
         };
         let payer = render_payer(caller, source_ip);
-        self.resize(blob.bytes, blob.mime, (sha, n), etag, &payer)
+        self.resize(blob.bytes, blob.mime, (sha, n), (etag, variant), &payer)
             .await
     }
 
@@ -253,13 +363,20 @@ impl Icons {
 
     /// The answer memory holds for a resize of `sha` to `n`: the PNG drawn before, or the
     /// failure remembered; `None` when it must be drawn.
-    fn remembered(&self, sha: &str, n: u32, etag: &str) -> Option<AppResult<IconAnswer>> {
+    fn remembered(
+        &self,
+        sha: &str,
+        n: u32,
+        etag: &str,
+        variant: Variant,
+    ) -> Option<AppResult<IconAnswer>> {
         let key = (sha.to_owned(), n);
         if let Some(png) = self.inner.resized.get(&key) {
             return Some(Ok(IconAnswer::Image {
                 mime: "image/png".into(),
                 etag: etag.to_owned(),
                 bytes: png,
+                variant,
             }));
         }
         let message = self.inner.failures.get(&key)?;
@@ -274,7 +391,7 @@ impl Icons {
         bytes: Vec<u8>,
         mime: String,
         (sha, n): (String, u32),
-        etag: String,
+        (etag, variant): (String, Variant),
         payer: &str,
     ) -> AppResult<IconAnswer> {
         let png = match self.render(bytes, mime, n, payer).await {
@@ -290,6 +407,7 @@ impl Icons {
             mime: "image/png".into(),
             etag,
             bytes: png,
+            variant,
         })
     }
 
@@ -351,64 +469,6 @@ impl Icons {
             .icon_renders
             .with_label_values(&[outcome])
             .inc();
-    }
-
-    /// Looks `domain` up now, sharing a lookup already in flight, and waits for it up to
-    /// `ICON_FIND_TIMEOUT_MS`. A new lookup is recorded for `payer`; one already in flight
-    /// is shared and charged to whoever started it.
-    async fn lookup(
-        &self,
-        domain: &Domain,
-        reader: Option<&str>,
-        payer: LookupPayer,
-    ) -> AppResult<()> {
-        let key = (domain.clone(), reader.map(str::to_owned));
-        let flight = {
-            let mut flights = self.inner.flights.lock().await;
-            match flights.get(&key) {
-                Some(flight) => flight.clone(),
-                None => {
-                    // The lock is held: a lookup that finished has written its row already.
-                    let store = &self.inner.store;
-                    if store
-                        .answered_by_cache(domain.as_str(), self.inner.jobs.default_cache(), reader)
-                        .await?
-                    {
-                        return Ok(());
-                    }
-                    let flight = self.start_lookup(key.clone(), payer);
-                    flights.insert(key, flight.clone());
-                    flight
-                }
-            }
-        };
-        // Past the wait the lookup goes on; this answer is the fallback, a later one the icon.
-        let _ = tokio::time::timeout(self.inner.settings.find_timeout, flight).await;
-        Ok(())
-    }
-
-    /// Runs the finder in a task of its own (so it outlives a caller that stops waiting),
-    /// records the outcome, then leaves the table of flights.
-    fn start_lookup(&self, key: (Domain, Option<String>), payer: LookupPayer) -> Flight {
-        let inner = self.inner.clone();
-        let task = tokio::spawn(async move {
-            let domain = &key.0;
-            let outcome = crate::clean::outcome(inner.finder.find(domain.as_str()).await);
-            match inner
-                .store
-                .record_lookup(&payer.client_id, payer.source_ip, domain.as_str(), outcome)
-                .await
-            {
-                Ok(job_id) => {
-                    tracing::info!(domain = domain.as_str(), %job_id, "on-demand icon lookup")
-                }
-                Err(err) => {
-                    tracing::error!(domain = domain.as_str(), error = %err, "could not record an on-demand lookup")
-                }
-            }
-            inner.flights.lock().await.remove(&key);
-        });
-        task.map(|_| ()).boxed().shared()
     }
 }
 

@@ -1,5 +1,5 @@
 //! What a client asks `/icons/{domain}` for, parsed and checked at the edge: the domain, a
-//! size, a fallback, `find`, and `If-None-Match`.
+//! size, a fallback, `find`, a theme, an exact version (`sha`), and `If-None-Match`.
 
 use super::render;
 use crate::domain::Domain;
@@ -16,8 +16,21 @@ pub struct IconRequest {
     pub fallback: Fallback,
     /// `?find=1`: look the domain up now if the cache would not answer it.
     pub lookup: bool,
+    /// `?theme=`: the default icon or the site's dark-scheme variant.
+    pub theme: Theme,
+    /// `?sha=`: this exact stored version of the domain's icon (lowercase hex SHA-256).
+    pub sha: Option<String>,
     /// `If-None-Match`, as sent.
     pub if_none_match: Option<String>,
+}
+
+/// Which variant of a domain's icon is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Theme {
+    /// The chosen icon (`theme=light`, or no theme).
+    Default,
+    /// The icon the site declares for `prefers-color-scheme: dark`, else the default one.
+    Dark,
 }
 
 /// What to answer when a domain has no stored icon.
@@ -55,6 +68,8 @@ pub fn parse_request(
         size: None,
         fallback: Fallback::Letter,
         lookup: false,
+        theme: Theme::Default,
+        sha: None,
         if_none_match,
     };
     let mut format = None;
@@ -102,6 +117,31 @@ pub fn parse_request(
                     }
                 }
             }
+            "theme" => {
+                request.theme = match value.as_str() {
+                    "dark" => Theme::Dark,
+                    "light" | "default" => Theme::Default,
+                    _ => {
+                        return Err(AppError::bad_request(
+                            Code::InvalidInput,
+                            format!("theme must be `dark` or `light`, got {value:?}"),
+                        ));
+                    }
+                }
+            }
+            "sha" => {
+                if value.len() != 64
+                    || !value
+                        .bytes()
+                        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
+                    return Err(AppError::bad_request(
+                        Code::InvalidInput,
+                        format!("sha must be 64 lowercase hex digits (a SHA-256), got {value:?}"),
+                    ));
+                }
+                request.sha = Some(value.clone());
+            }
             // Unknown parameters (cache busters, trackers) are ignored, as image URLs get them.
             _ => {}
         }
@@ -143,6 +183,9 @@ mod tests {
             q(&[("format", "png")]),
             q(&[("fallback", "none")]),
             q(&[("find", "yes")]),
+            q(&[("theme", "blue")]),
+            q(&[("sha", "abc")]),
+            q(&[("sha", "A".repeat(64).as_str())]),
         ] {
             let err = parse_request("a.com", &bad, None).unwrap_err();
             assert_eq!(err.status(), 400, "{bad:?}");
@@ -150,6 +193,12 @@ mod tests {
         assert!(parse_request("localhost", &[], None).is_err());
         let r = parse_request("a.com", &q(&[("fallback", "404"), ("find", "1")]), None).unwrap();
         assert_eq!((r.fallback, r.lookup), (Fallback::NotFound, true));
+        let sha = "0a".repeat(32);
+        let r = parse_request("a.com", &q(&[("theme", "dark"), ("sha", &sha)]), None).unwrap();
+        assert_eq!(
+            (r.theme, r.sha.as_deref()),
+            (Theme::Dark, Some(sha.as_str()))
+        );
     }
 
     #[test]

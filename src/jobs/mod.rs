@@ -323,6 +323,31 @@ impl Jobs {
         Ok(payer)
     }
 
+    /// Admits the background re-find a stale icon's request starts: paid by the caller's
+    /// client when its key may submit, else by `keyless_client` and the caller's address (an
+    /// `<img>` sends no key); over the payer's allowance, refused (the stale icon is served
+    /// without a re-find).
+    pub async fn admit_refind(
+        &self,
+        caller: Option<&Caller>,
+        source_ip: Option<IpAddr>,
+        keyless_client: &str,
+    ) -> AppResult<LookupPayer> {
+        let payer = match caller {
+            Some(caller @ Caller::Key(_)) if caller.may(Scope::Submit) => LookupPayer {
+                client_id: caller.client_for(None)?,
+                source_ip: None,
+            },
+            _ => LookupPayer {
+                client_id: keyless_client.to_owned(),
+                source_ip,
+            },
+        };
+        self.check_rate(&payer.client_id, payer.source_ip, 1)
+            .await?;
+        Ok(payer)
+    }
+
     /// A job `caller` may read (the `read` scope, and its own client's job unless it is an
     /// admin), or `NOT_FOUND`.
     pub async fn job(&self, caller: &Caller, id: Uuid) -> AppResult<Job> {

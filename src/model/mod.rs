@@ -12,7 +12,9 @@ pub mod fair;
 mod filter;
 pub mod job;
 mod outcome;
+mod refresh;
 mod view;
+pub mod watch;
 pub mod webhook;
 
 pub use csv::{CsvRow, CsvWriter};
@@ -23,10 +25,12 @@ pub use filter::{
 pub use job::{CachePolicy, Cutoffs, Job, QueueStanding, Tally};
 
 pub use outcome::{
-    Candidate, CandidateError, CandidateSource, ErrorCategory, FindError, FindOutcome, Found,
-    IconBytes,
+    Candidate, CandidateError, CandidateSource, DarkIcon, ErrorCategory, FindError, FindOutcome,
+    Found, IconBytes,
 };
+pub use refresh::IconRefresh;
 pub use view::{ICONS_PREFIX, IconView, ResultColumns, ResultView, icon_path};
+pub use watch::ChangeSource;
 
 use crate::error::{AppError, AppResult, Code};
 use sea_orm::entity::prelude::*;

@@ -225,6 +225,26 @@ pub struct Found {
     /// serialised: the bytes go to `icon_blob`, never into a result's JSON.
     #[serde(skip)]
     pub icon: Option<IconBytes>,
+    /// The best verified icon the site declares for a dark colour scheme, with its bytes,
+    /// when it has one besides the chosen icon and its bytes were kept. Not serialised, as
+    /// `icon`.
+    #[serde(skip)]
+    pub dark: Option<Box<DarkIcon>>,
+}
+
+/// The dark-scheme variant of a found icon, verified and kept like the chosen one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DarkIcon {
+    /// Where it was fetched from.
+    pub url: String,
+    /// Its sniffed mime.
+    pub mime: String,
+    /// Its real width (0 when an SVG has no intrinsic size).
+    pub width: u32,
+    /// Its real height.
+    pub height: u32,
+    /// Its bytes with their content address.
+    pub icon: IconBytes,
 }
 
 /// The bytes of a chosen icon, as verified, with their content address.

@@ -20,21 +20,32 @@ pub enum WebhookEvent {
     /// `job.progress`: a running job's counts, at most once per `WEBHOOK_PROGRESS_INTERVAL_SECS`
     /// per job; only when asked for.
     JobProgress,
+    /// `icon.changed`: the icon of a domain one of the client's watches holds changed (only
+    /// changes the flapping rule reports).
+    IconChanged,
     /// `webhook.test`: sent by "send test event"; every endpoint takes it.
     WebhookTest,
 }
 
 impl WebhookEvent {
     /// The events an endpoint can subscribe to, in the order the APIs list them.
-    pub const SUBSCRIBABLE: [Self; 4] = [
+    pub const SUBSCRIBABLE: [Self; 5] = [
         Self::JobCompleted,
         Self::JobFailed,
         Self::JobCancelled,
         Self::JobProgress,
+        Self::IconChanged,
     ];
 
-    /// The events an endpoint gets when it names none: a job's end, whatever it was.
-    pub const DEFAULT: [Self; 3] = [Self::JobCompleted, Self::JobFailed, Self::JobCancelled];
+    /// The events an endpoint gets when it names none: a job's end, whatever it was, and a
+    /// watched icon's change (sent only for domains the client watches, so a client without
+    /// watches never gets one).
+    pub const DEFAULT: [Self; 4] = [
+        Self::JobCompleted,
+        Self::JobFailed,
+        Self::JobCancelled,
+        Self::IconChanged,
+    ];
 
     /// The event's name, as sent in `type` and stored.
     pub fn as_str(self) -> &'static str {
@@ -43,6 +54,7 @@ impl WebhookEvent {
             Self::JobFailed => "job.failed",
             Self::JobCancelled => "job.cancelled",
             Self::JobProgress => "job.progress",
+            Self::IconChanged => "icon.changed",
             Self::WebhookTest => "webhook.test",
         }
     }
@@ -54,6 +66,7 @@ impl WebhookEvent {
             Self::JobFailed,
             Self::JobCancelled,
             Self::JobProgress,
+            Self::IconChanged,
             Self::WebhookTest,
         ]
         .into_iter()

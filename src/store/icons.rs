@@ -2,11 +2,14 @@
 //! one of a domain, and recording an on-demand lookup (`/icons/{domain}?find=1`) as a
 //! finished one-domain job, so later jobs find it in the cross-job cache.
 
-use super::sql::newest_fetch;
-use super::write::{finished_row, insert_job, put_blob, settle};
+use super::changes::{Observed, Outcome, observe};
+use super::sql::{FETCHED, decisive, newest_fetch};
+use super::write::{finished_row, insert_job, put_blobs, settle};
 use super::{Store, StoreResult};
 use crate::entities::{icon_blob, result};
-use crate::model::{CachePolicy, ErrorCategory, FindOutcome, Priority, ResultStatus, Tally};
+use crate::model::{
+    CachePolicy, ChangeSource, ErrorCategory, FindOutcome, Priority, ResultStatus, Tally,
+};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, EntityTrait, FromQueryResult, Statement, TransactionTrait};
 use std::net::IpAddr;
@@ -25,48 +28,92 @@ struct Newest {
 const CLIENT_RESULTS: &str = "client c JOIN job j ON j.client_id = c.id \
      JOIN result r ON r.job_id = j.id AND r.domain = $1 WHERE c.client_id = $2";
 
+/// The fetch `GET /icons/{domain}` serves: the newest decisive one (see [`Store::served`]).
+#[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
+pub struct Served {
+    /// The chosen icon's content address; none for a permanent failure (the fallback).
+    pub icon_sha256: Option<String>,
+    /// The dark variant's content address, when the site declares one and it was kept.
+    pub dark_icon_sha256: Option<String>,
+    /// When it was fetched: an old one is served and looked up again in the background.
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// Any row, for an existence probe.
 #[derive(Debug, FromQueryResult)]
-struct Sha {
-    icon_sha256: String,
+struct One {
+    #[allow(dead_code, reason = "only whether a row came back matters")]
+    one: i32,
 }
 
 impl Store {
-    /// The content address of the newest stored icon of `domain`: the newest success whose
-    /// icon was kept. Copies made by the cache are skipped (they repeat a fetch), so the
-    /// lookup uses the cache's own index.
+    /// What `GET /icons/{domain}` serves: the newest *decisive* fetch of `domain` (a success
+    /// whose icon was kept, or a permanent failure), so a transient failure never hides a good
+    /// icon. Copies made by the cache are skipped (they repeat a fetch), so the lookup uses
+    /// the cache's own index.
     ///
     /// With `client`, only what that client's own jobs hold, copies from the cache included
     /// (an icon only another client found is not its to see): a probe per job of the client
     /// by the (job, domain) index.
-    pub async fn newest_icon_sha(
-        &self,
-        domain: &str,
-        client: Option<&str>,
-    ) -> StoreResult<Option<String>> {
+    pub async fn served(&self, domain: &str, client: Option<&str>) -> StoreResult<Option<Served>> {
         let (sql, values) = match client {
             // The newest in the results, or the one kept in `domain_cache` when its job was
             // purged, whichever is newer.
             None => (
-                newest_fetch(
-                    "icon_sha256, fetched_at",
-                    "status = 'success' AND icon_sha256 IS NOT NULL",
-                ),
+                newest_fetch("icon_sha256, dark_icon_sha256, fetched_at", &decisive("")),
                 vec![domain.into()],
             ),
             Some(client) => (
                 format!(
-                    "SELECT r.icon_sha256 FROM {CLIENT_RESULTS} \
-                     AND r.status = 'success' AND r.icon_sha256 IS NOT NULL \
-                     ORDER BY r.fetched_at DESC LIMIT 1"
+                    "SELECT r.icon_sha256, r.dark_icon_sha256, r.fetched_at FROM {CLIENT_RESULTS} \
+                     AND {} ORDER BY r.fetched_at DESC LIMIT 1",
+                    decisive("r.")
                 ),
                 vec![domain.into(), client.into()],
             ),
         };
+        Ok(
+            Served::find_by_statement(Statement::from_sql_and_values(self.backend(), sql, values))
+                .one(&self.db)
+                .await?,
+        )
+    }
+
+    /// Whether a fetch of `domain` names the icon `sha256` (as its chosen icon or its dark
+    /// variant): a version of the domain's icon that `GET /icons/{domain}?sha=` may serve.
+    /// With `client`, only that client's own results count, as for [`Store::served`].
+    pub async fn names_icon(
+        &self,
+        domain: &str,
+        sha256: &str,
+        client: Option<&str>,
+    ) -> StoreResult<bool> {
+        let names = |t: &str| format!("({t}icon_sha256 = $2 OR {t}dark_icon_sha256 = $2)");
+        let (sql, values) = match client {
+            None => (
+                format!(
+                    "SELECT 1 AS one FROM result WHERE domain = $1 AND {FETCHED} AND {} \
+                     UNION ALL SELECT 1 AS one FROM domain_cache WHERE domain = $1 AND {}",
+                    names(""),
+                    names("")
+                ),
+                vec![domain.into(), sha256.into()],
+            ),
+            Some(client) => (
+                format!(
+                    "SELECT 1 AS one FROM client c JOIN job j ON j.client_id = c.id \
+                     JOIN result r ON r.job_id = j.id AND r.domain = $1 \
+                     WHERE c.client_id = $3 AND {}",
+                    names("r.")
+                ),
+                vec![domain.into(), sha256.into(), client.into()],
+            ),
+        };
         let row =
-            Sha::find_by_statement(Statement::from_sql_and_values(self.backend(), sql, values))
+            One::find_by_statement(Statement::from_sql_and_values(self.backend(), sql, values))
                 .one(&self.db)
                 .await?;
-        Ok(row.map(|r| r.icon_sha256))
+        Ok(row.is_some())
     }
 
     /// One stored icon by its content address.
@@ -80,7 +127,7 @@ impl Store {
     /// [`Store::create_job`]): its newest fetch is a success within `max_age`, or a permanent
     /// failure within `failure_max_age`.
     ///
-    /// With `client`, only that client's own results count (see [`Store::newest_icon_sha`]):
+    /// With `client`, only that client's own results count (see [`Store::served`]):
     /// another client's fetch is not one it may read.
     pub async fn answered_by_cache(
         &self,
@@ -132,13 +179,14 @@ impl Store {
         source_ip: Option<IpAddr>,
         domain: &str,
         outcome: FindOutcome,
+        source: ChangeSource,
     ) -> StoreResult<Uuid> {
         let outcome = crate::clean::outcome(outcome);
         let now = super::now();
         let txn = self.db.begin().await?;
         let job = insert_job(&txn, client_name, source_ip, Priority::Normal, 1, now).await?;
         if let Ok(found) = &outcome {
-            put_blob(&txn, found, now).await?;
+            put_blobs(&txn, found, now).await?;
         }
         let (row, columns) = finished_row(domain, 1, &outcome, now);
         result::Entity::insert(result::ActiveModel {
@@ -160,7 +208,20 @@ impl Store {
         let mut tally = Tally::default();
         tally.add(columns.status, 1);
         settle(&txn, job.id, tally, now, false, false).await?;
+        let outcome = Outcome {
+            status: columns.status,
+            error_code: columns.error_code,
+            url: columns.favicon_url.as_deref(),
+            sha256: columns.icon.as_ref().map(|i| i.sha256.as_str()),
+            mime: columns.mime.as_deref(),
+            width: columns.width,
+            height: columns.height,
+            bytes: columns.icon.as_ref().map(|i| i.bytes),
+        };
+        let observed = Observed::new(domain, outcome, now).into_iter().collect();
+        observe(&txn, observed, source, now).await?;
         txn.commit().await?;
+        tracing::debug!(domain, source = source.as_str(), job_id = %job.id, "lookup recorded");
         Ok(job.id)
     }
 }

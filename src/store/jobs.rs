@@ -1,7 +1,7 @@
 //! Jobs: creating one (with the copy of earlier jobs' results, the cross-job cache), reading
 //! them, and what a client has asked for lately (for its rate limit).
 
-use super::sql::{self, FETCHED, NOT_DELETED};
+use super::sql::{self, FETCHED, NOT_A_CHECK, NOT_DELETED};
 use super::write::{client_named, insert_job, read_job, settle};
 use super::{Store, StoreResult, now};
 use crate::domain::Domain;
@@ -112,6 +112,8 @@ impl Store {
         let query = job::Entity::find()
             .filter(job::Column::ClientRef.eq(client.id))
             .filter(Expr::cust(NOT_DELETED))
+            // A watch's checks are the watch's business, not jobs the client submitted.
+            .filter(Expr::cust(NOT_A_CHECK))
             .order_by_desc(job::Column::CreatedAt)
             .order_by_desc(job::Column::Id);
         let total = query.clone().count(&self.db).await?;
@@ -157,6 +159,8 @@ impl Store {
         let jobs = job::Entity::find()
             .filter(whose)
             .filter(job::Column::CreatedAt.gte(since))
+            // A watch's checks spend no allowance: watches are bounded by WATCH_MAX_DOMAINS.
+            .filter(Expr::cust(NOT_A_CHECK))
             .order_by_asc(job::Column::CreatedAt)
             .all(&self.db)
             .await?;

@@ -25,7 +25,7 @@
 //!   grace covers a transaction that copied a reference from a row deleted before the mark:
 //!   it must have started before the mark, so it has committed long before the sweep.
 
-use super::sql::{self, FETCHED, HAS_ICON, cached_columns};
+use super::sql::{self, FETCHED, HAS_DARK_ICON, HAS_ICON, cached_columns};
 use super::write::{cancel_rows, enqueue_job_event, read_job};
 use super::{Store, StoreResult, now};
 use crate::entities::job;
@@ -167,11 +167,13 @@ impl Store {
     }
 
     /// Jobs the retention task should purge, oldest first, at most `limit`: finished jobs last
-    /// updated before `finished_before` (`None`: keep every finished job), and jobs whose
-    /// deletion was marked before `deleted_before` and not finished (the process stopped).
+    /// updated before `finished_before` (`None`: keep every finished job), a watch's finished
+    /// checks last updated before `checks_before`, and jobs whose deletion was marked before
+    /// `deleted_before` and not finished (the process stopped).
     pub async fn jobs_to_purge(
         &self,
         finished_before: Option<DateTime<Utc>>,
+        checks_before: DateTime<Utc>,
         deleted_before: DateTime<Utc>,
         limit: u64,
     ) -> StoreResult<Vec<Uuid>> {
@@ -183,9 +185,15 @@ impl Store {
             ),
             None => ("deleted_at < $1", vec![deleted_before.into()]),
         };
+        values.push(checks_before.into());
+        let checks = format!(
+            "(watch_id IS NOT NULL AND status <> 'processing' AND updated_at < ${})",
+            values.len()
+        );
         values.push((limit as i64).into());
         let n = values.len();
-        let sql = format!("SELECT id FROM job WHERE {clause} ORDER BY updated_at LIMIT ${n}");
+        let sql =
+            format!("SELECT id FROM job WHERE {clause} OR {checks} ORDER BY updated_at LIMIT ${n}");
         let rows =
             Id::find_by_statement(Statement::from_sql_and_values(self.backend(), sql, values))
                 .all(&self.db)
@@ -378,13 +386,18 @@ impl Store {
     }
 }
 
-/// Blobs no result and no `domain_cache` row point at: index probes (`idx_result_icon`, whose
-/// clause [`HAS_ICON`] is repeated for SQLite, and `idx_domain_cache_icon`).
+/// Blobs no result and no `domain_cache` row point at, as the chosen icon or as its dark
+/// variant: index probes (`idx_result_icon` and `idx_result_dark_icon`, whose clauses
+/// [`HAS_ICON`] and [`HAS_DARK_ICON`] are repeated for SQLite, and their `domain_cache` twins).
 fn unreferenced() -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM result r WHERE r.icon_sha256 = icon_blob.sha256 \
            AND {HAS_ICON}) \
-         AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256)"
+         AND NOT EXISTS (SELECT 1 FROM result r WHERE r.dark_icon_sha256 = icon_blob.sha256 \
+           AND {HAS_DARK_ICON}) \
+         AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256) \
+         AND NOT EXISTS (SELECT 1 FROM domain_cache c \
+           WHERE c.dark_icon_sha256 = icon_blob.sha256)"
     )
 }
 

@@ -13,6 +13,10 @@
 //!   the job's counters move only when that write changed a row, in the same transaction. A
 //!   worker that lost its lease therefore changes nothing, and two workers that fetched the same
 //!   row cannot count it twice. Job rows are updated in id order so writers cannot deadlock.
+//! - **A change is recorded with what saw it.** A fetch's outcome is compared with the
+//!   domain's icon state in the transaction that records the fetch (a watch's check when its
+//!   job ends, a lookup with its row), so a change and its `icon.changed` deliveries commit
+//!   with it or not at all.
 //! - **A job's end has its webhook events.** The write that ends a job (or cancels it) queues
 //!   one delivery per subscribed endpoint in the same transaction, so a committed end always
 //!   has them. A delivery is leased like a row; an attempt is recorded only by the lease's
@@ -37,14 +41,20 @@
 //!   progress events);
 //! - `lifecycle`: cancel, delete and purge in batches, the per-domain cache that outlives
 //!   purged results, icon blob collection, the maintenance lease, giving space back;
+//! - `watches`: watches and their domains, the scheduler's check jobs, the changes a
+//!   subscription polls, the purge of history and deleted watches;
 //! - `write`: the writes those parts share (creating a job, counting finished rows, cancelling
-//!   rows, an outcome's row, icon bytes), and `sql`: the SQL text they share (index clauses,
-//!   the job's rules as SQL). Both are leaves: the parts use them and never one another.
+//!   rows, an outcome's row, icon bytes); below it `changes`: what an outcome says about a
+//!   domain's icon (`observe`: its state, a change, the `icon.changed` deliveries) and the
+//!   outbox's insert; and `sql`: the SQL text they share (index clauses, the job's rules as
+//!   SQL). All are leaves: the parts use them and never one another.
 //!
 //! Reads answer the model's types ([`crate::model::Job`], [`crate::model::ResultView`]…) and every method
 //! fails with a [`StoreError`], never a type of the database library.
 
+mod changes;
 mod icons;
+pub use icons::Served;
 mod jobs;
 mod keys;
 mod lifecycle;
@@ -52,6 +62,7 @@ mod queue;
 mod results;
 mod sql;
 mod standing;
+mod watches;
 mod webhooks;
 mod write;
 

@@ -8,7 +8,7 @@
 
 use super::sql::{self, LEASED, PENDING};
 use super::write::{
-    cancel_leftovers, cancel_rows, finished_row, is_cancelled, put_blob, read_job, settle,
+    blobs, cancel_leftovers, cancel_rows, finished_row, is_cancelled, put_blob, read_job, settle,
 };
 use super::{Store, StoreResult, is_transient, now};
 use crate::entities::result;
@@ -368,14 +368,11 @@ impl Store {
         }
         // One write per content, not per row: sites that share an icon (a CDN's, a platform's
         // default) would otherwise cost a round trip each for the same blob row.
-        fn sha(found: &crate::model::Found) -> Option<&str> {
-            found.icon.as_ref().map(|i| i.sha256.as_str())
-        }
-        icons.retain(|found| found.icon.is_some());
-        icons.sort_by(|a, b| sha(a).cmp(&sha(b)));
-        icons.dedup_by(|a, b| sha(a) == sha(b));
-        for found in icons {
-            put_blob(&txn, found, now).await?;
+        let mut blobs: Vec<_> = icons.into_iter().flat_map(blobs).collect();
+        blobs.sort_by(|a, b| a.sha().cmp(b.sha()));
+        blobs.dedup_by(|a, b| a.sha() == b.sha());
+        for blob in blobs {
+            put_blob(&txn, blob, now).await?;
         }
         for job_id in retried {
             if is_cancelled(&txn, job_id).await? && cancel_rows(&txn, job_id, now).await? > 0 {

@@ -18,6 +18,8 @@ pub(super) const FETCHED: &str = "cached = false AND status <> 'pending'";
 /// The icon-reference index's clause (`idx_result_icon`): results that point at a stored
 /// icon, probed by the icon collector, whose equality terms imply it.
 pub(super) const HAS_ICON: &str = "icon_sha256 IS NOT NULL";
+/// The clause of `idx_result_dark_icon`: results that point at a stored dark variant.
+pub(super) const HAS_DARK_ICON: &str = "dark_icon_sha256 IS NOT NULL";
 /// The failure index's clause (`idx_result_job_failure`): a job's finished failures, read by
 /// the error-code filter and the failure groups.
 pub(super) const FAILED: &str = "status = 'failed'";
@@ -35,6 +37,9 @@ pub(super) const PROCESSING: &str = "status = 'processing'";
 /// Jobs not being deleted: a deleted job is hidden from every read at once, while its
 /// results are removed in batches (`lifecycle`).
 pub(super) const NOT_DELETED: &str = "job.deleted_at IS NULL";
+
+/// Jobs a client submitted, not a watch's checks (which job lists and allowances leave out).
+pub(super) const NOT_A_CHECK: &str = "job.watch_id IS NULL";
 
 /// The jobs a claim shares slots between: processing and not being deleted, at most `$3`,
 /// read from `idx_job_processing` (whose clause [`PROCESSING`] is), answered oldest first;
@@ -144,16 +149,34 @@ pub(super) fn cancel_rows_sql() -> String {
 /// after the success cutoff: a success, or a permanent failure fetched at or after the
 /// failure cutoff (the bound parameter `failure`).
 pub(super) fn reusable(t: &str, failure: &str) -> String {
-    let permanent = ErrorCategory::ALL
-        .iter()
-        .filter(|c| c.is_cacheable())
-        .map(|c| format!("'{}'", c.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
         "({t}.status = '{success}' OR ({t}.fetched_at >= {failure} \
          AND {t}.error_code IN ({permanent})))",
         success = ResultStatus::Success.as_str(),
+        permanent = permanent_codes(),
+    )
+}
+
+/// The failure categories that are a permanent answer about a site, as an SQL list.
+fn permanent_codes() -> String {
+    ErrorCategory::ALL
+        .iter()
+        .filter(|c| c.is_cacheable())
+        .map(|c| format!("'{}'", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A decisive fetch (columns prefixed by `t`, e.g. `r.` or nothing): a success whose icon was
+/// kept, or a permanent failure. What `GET /icons/{domain}` serves is the newest of these: a
+/// transient failure never replaces a good icon.
+pub(super) fn decisive(t: &str) -> String {
+    format!(
+        "(({t}status = '{success}' AND {t}icon_sha256 IS NOT NULL) \
+         OR ({t}status = '{failed}' AND {t}error_code IN ({permanent})))",
+        success = ResultStatus::Success.as_str(),
+        failed = ResultStatus::Failed.as_str(),
+        permanent = permanent_codes(),
     )
 }
 
@@ -171,13 +194,13 @@ pub(super) fn newest_fetch(columns: &str, also: &str) -> String {
 
 /// The columns a cache hit copies from the earlier result: every column the views show
 /// except the row's own (its domain, status, tries and whether it is a copy), the
-/// candidates, and the stored icon's address (the blob itself is shared, not copied; the
+/// candidates, and the stored icons' addresses (the chosen and the dark one; the blob itself is shared, not copied; the
 /// views make `icon_url` from it). Each is nullable, so a domain without a hit gets NULL in each.
 pub(super) fn copied_columns() -> Vec<&'static str> {
     ResultColumns::NAMES
         .into_iter()
         .filter(|c| !matches!(*c, "domain" | "status" | "tries" | "cached" | "icon_url"))
-        .chain(["candidates", "icon_sha256"])
+        .chain(["candidates", "icon_sha256", "dark_icon_sha256"])
         .collect()
 }
 

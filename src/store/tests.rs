@@ -4,7 +4,9 @@
 use super::write::{insert_job, settle};
 use super::*;
 use crate::model::job::final_status;
-use crate::model::{ErrorCategory, FindError, JobStatus, Priority, ResultFilter, Tally};
+use crate::model::{
+    ChangeSource, ErrorCategory, FindError, JobStatus, Priority, ResultFilter, Tally,
+};
 
 async fn sqlite() -> Store {
     let store = Store::connect("sqlite::memory:", 1).await.unwrap();
@@ -72,7 +74,7 @@ async fn a_lookup_is_cleaned_before_it_is_written() {
     );
     let outcome = Err(FindError::new(ErrorCategory::NoIcon, message));
     let id = store
-        .record_lookup("lookups", None, "a.test", outcome)
+        .record_lookup("lookups", None, "a.test", outcome, ChangeSource::Find)
         .await
         .unwrap();
     let rows = store
@@ -125,6 +127,7 @@ async fn a_recorded_batch_is_stored_as_the_driver_stores_values() {
         candidates: vec![candidate.clone()],
         candidates_dropped: 2,
         icon: Some(IconBytes::new(&b"the same icon"[..])),
+        dark: None,
     };
     let batch = claimed
         .into_iter()

@@ -7,7 +7,8 @@
 //! delivery's next state in one transaction, guarded by the lease, so a worker that lost its
 //! lease records nothing.
 
-use super::write::{insert_delivery, upsert_client};
+use super::changes::insert_delivery;
+use super::write::upsert_client;
 use super::{Store, StoreResult, now};
 use crate::model::webhook::{
     DeliveryAttempt, DeliveryStatus, Webhook, WebhookDelivery, WebhookEvent, message_id,

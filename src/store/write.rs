@@ -4,12 +4,13 @@
 //!
 //! Below every other part but [`super::sql`]: the parts call it, it calls none of them.
 
+use super::changes::{Observed, Outcome, insert_delivery, observe};
 use super::sql::{self, COUNT, NOT_DELETED};
 use crate::entities::{client, icon_blob, job, result};
 use crate::model::webhook::WebhookEvent;
 use crate::model::{
-    Candidate, FindOutcome, Found, IconView, Job, JobStatus, Priority, ResultColumns, ResultStatus,
-    Tally, icon_path,
+    Candidate, ChangeSource, ErrorCategory, FindOutcome, Found, IconBytes, IconView, Job,
+    JobStatus, Priority, ResultColumns, ResultStatus, Tally, icon_path,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, OnConflict};
@@ -96,21 +97,66 @@ pub(super) async fn settle(
             [job_id.into()],
         ))
         .await?;
-    if notify && finished.rows_affected() == 1 {
-        let status = db
+    if finished.rows_affected() == 1 {
+        let ended = db
             .query_one_raw(Statement::from_sql_and_values(
                 backend,
-                "SELECT status FROM job WHERE id = $1",
+                "SELECT status, watch_id FROM job WHERE id = $1",
                 [job_id.into()],
             ))
-            .await?
-            .map(|row| row.try_get::<JobStatus>("", "status"))
-            .transpose()?;
-        if let Some(event) = status.and_then(WebhookEvent::ending) {
+            .await?;
+        let (status, watch) = match ended {
+            Some(row) => (
+                Some(row.try_get::<JobStatus>("", "status")?),
+                row.try_get::<Option<Uuid>>("", "watch_id")?,
+            ),
+            None => (None, None),
+        };
+        // A watch's check sends no job events: its end is what its domains now show.
+        if watch.is_some() {
+            observe_check(db, job_id, now).await?;
+        } else if let Some(event) = status.filter(|_| notify).and_then(WebhookEvent::ending) {
             enqueue_job_event(db, job_id, event, now).await?;
         }
     }
     number_finished(db, job_id, returning).await
+}
+
+/// Hands what a watch's check job `job_id` found for each of its domains to change
+/// detection ([`observe`]), in the transaction that ends the job.
+async fn observe_check(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT r.domain, r.status, r.error_code, r.favicon_url, r.icon_sha256, r.mime,                r.width, r.height, r.fetched_at, b.size              FROM result r LEFT JOIN icon_blob b ON b.sha256 = r.icon_sha256              WHERE r.job_id = $1",
+            [job_id.into()],
+        ))
+        .await?;
+    let mut observed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let domain: String = row.try_get("", "domain")?;
+        let url: Option<String> = row.try_get("", "favicon_url")?;
+        let sha256: Option<String> = row.try_get("", "icon_sha256")?;
+        let mime: Option<String> = row.try_get("", "mime")?;
+        let at: Option<DateTime<Utc>> = row.try_get("", "fetched_at")?;
+        let outcome = Outcome {
+            status: row.try_get("", "status")?,
+            error_code: row.try_get::<Option<ErrorCategory>>("", "error_code")?,
+            url: url.as_deref(),
+            sha256: sha256.as_deref(),
+            mime: mime.as_deref(),
+            width: row.try_get("", "width")?,
+            height: row.try_get("", "height")?,
+            bytes: row.try_get("", "size")?,
+        };
+        observed.extend(Observed::new(&domain, outcome, at.unwrap_or(now)));
+    }
+    observe(db, observed, ChangeSource::Watch, now).await?;
+    Ok(())
 }
 
 /// Gives the rows of job `job_id` that the transaction `db` has finished and not numbered yet
@@ -242,7 +288,61 @@ pub(super) async fn client_named(
         .await
 }
 
-/// Stores the icon a found outcome carries, unless that content is stored already.
+/// One icon's bytes to store, with what `icon_blob` keeps beside them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Blob<'a> {
+    /// The bytes and their content address.
+    pub icon: &'a IconBytes,
+    /// Their sniffed type.
+    pub mime: &'a str,
+    /// Real width.
+    pub width: u32,
+    /// Real height.
+    pub height: u32,
+}
+
+impl Blob<'_> {
+    /// The content address.
+    pub fn sha(&self) -> &str {
+        &self.icon.sha256
+    }
+}
+
+/// The icons a found outcome carries, to store: the chosen one and its dark variant, each
+/// when its bytes were kept.
+pub(super) fn blobs(found: &Found) -> impl Iterator<Item = Blob<'_>> {
+    let chosen = found.icon.as_ref().map(|icon| Blob {
+        icon,
+        mime: &found.mime,
+        width: found.width,
+        height: found.height,
+    });
+    let dark = found.dark.as_ref().map(|dark| Blob {
+        icon: &dark.icon,
+        mime: &dark.mime,
+        width: dark.width,
+        height: dark.height,
+    });
+    chosen.into_iter().chain(dark)
+}
+
+/// Stores the icons a found outcome carries (see [`blobs`]), each unless that content is
+/// stored already, in content-address order (so two writers lock shared blobs in one order).
+pub(super) async fn put_blobs(
+    db: &impl ConnectionTrait,
+    found: &Found,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let mut all: Vec<Blob<'_>> = blobs(found).collect();
+    all.sort_by(|a, b| a.sha().cmp(b.sha()));
+    all.dedup_by(|a, b| a.sha() == b.sha());
+    for blob in all {
+        put_blob(db, blob, now).await?;
+    }
+    Ok(())
+}
+
+/// Stores one icon, unless that content is stored already.
 ///
 /// A blob stored already that the collector has marked unreferenced (`orphaned_at`, see
 /// `lifecycle`) gets its mark cleared: it is referenced again, and on PostgreSQL the write
@@ -250,19 +350,17 @@ pub(super) async fn client_named(
 /// are not written (only locked until the recorder commits).
 pub(super) async fn put_blob(
     db: &impl ConnectionTrait,
-    found: &Found,
+    blob: Blob<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let Some(icon) = &found.icon else {
-        return Ok(());
-    };
+    let icon = blob.icon;
     let size = i32::try_from(icon.bytes.len()).map_err(|_| DbErr::RecordNotInserted)?;
     let inserted = icon_blob::Entity::insert(icon_blob::ActiveModel {
         sha256: Set(icon.sha256.clone()),
-        mime: Set(found.mime.clone()),
+        mime: Set(blob.mime.to_owned()),
         bytes: Set(icon.bytes.to_vec()),
-        width: Set(i32::try_from(found.width).unwrap_or(i32::MAX)),
-        height: Set(i32::try_from(found.height).unwrap_or(i32::MAX)),
+        width: Set(i32::try_from(blob.width).unwrap_or(i32::MAX)),
+        height: Set(i32::try_from(blob.height).unwrap_or(i32::MAX)),
         size: Set(size),
         created_at: Set(now),
     })
@@ -351,6 +449,11 @@ pub(super) fn finished_row(
             .ok()
             .and_then(|found| found.icon.as_ref())
             .map(|icon| icon.sha256.clone())),
+        dark_icon_sha256: Set(outcome
+            .as_ref()
+            .ok()
+            .and_then(|found| found.dark.as_ref())
+            .map(|dark| dark.icon.sha256.clone())),
         ..Default::default()
     };
     (row, columns)
@@ -389,37 +492,5 @@ pub(super) async fn enqueue_job_event(
         )
         .await?;
     }
-    Ok(())
-}
-
-/// Writes one delivery of event `event_id` to endpoint `endpoint_id`, due at `now`; `payload`
-/// is its `data` when already made (otherwise its first attempt makes it from the job).
-#[expect(clippy::too_many_arguments, reason = "one column each")]
-pub(super) async fn insert_delivery(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    endpoint_id: Uuid,
-    event_id: Uuid,
-    event: WebhookEvent,
-    job_id: Option<Uuid>,
-    payload: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "INSERT INTO webhook_delivery (id, endpoint_id, event_id, event_type, job_id, event_at, \
-           payload, status, attempts, run_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $6, $6)",
-        [
-            id.into(),
-            endpoint_id.into(),
-            event_id.into(),
-            event.as_str().into(),
-            job_id.into(),
-            now.into(),
-            payload.map(str::to_owned).into(),
-        ],
-    ))
-    .await?;
     Ok(())
 }

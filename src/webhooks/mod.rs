@@ -145,7 +145,8 @@ impl Webhooks {
                 return Err(AppError::bad_request(
                     Code::InvalidInput,
                     "events is empty: name at least one of job.completed, job.failed, \
-                     job.cancelled, job.progress (or leave it out for the first three)",
+                     job.cancelled, job.progress, icon.changed (or leave it out for all but \
+                     job.progress)",
                 ));
             }
             Some(events) => {
@@ -157,7 +158,7 @@ impl Webhooks {
                         Code::InvalidInput,
                         format!(
                             "events: {} is sent to every endpoint and cannot be subscribed to; \
-                             use job.completed, job.failed, job.cancelled or job.progress",
+                             use job.completed, job.failed, job.cancelled, job.progress or icon.changed",
                             e.as_str()
                         ),
                     ));

@@ -58,7 +58,7 @@ fn dashboard_operations() -> Vec<String> {
     files.sort();
     for path in files {
         let code = std::fs::read_to_string(&path).unwrap();
-        for kind in ["`query(", "`mutation("] {
+        for kind in ["`query(", "`query {", "`mutation("] {
             for (at, _) in code.match_indices(kind) {
                 let body = &code[at + 1..];
                 found.push(body[..body.find('`').unwrap()].to_owned());
@@ -148,6 +148,17 @@ async fn the_configmap_serves_the_dashboard_and_the_largest_job() {
     )
     .await;
     let id = created["data"]["createJob"]["id"].as_str().unwrap();
+    let create_watch = operations
+        .iter()
+        .find(|o| o.contains("createWatch("))
+        .expect("the dashboard's createWatch");
+    let watched = run(
+        &app,
+        create_watch,
+        &json!({"input": {"domains": ["a.example", "b.example"], "every": 86_400, "name": "w"}}),
+    )
+    .await;
+    let watch_id = watched["data"]["createWatch"]["id"].as_str().unwrap();
 
     // The results connection is one template with the fields and page size of its caller:
     // the grid (the default fields, a page of PAGE) and "run these again" (its own).
@@ -159,7 +170,10 @@ async fn the_configmap_serves_the_dashboard_and_the_largest_job() {
     let again_first: u64 = between(again, "first: ", ',').parse().unwrap();
     let again_fields = between(again, "fields: \"", '"');
     let mut runs = Vec::new();
-    for operation in operations.iter().filter(|o| !o.contains("createJob(")) {
+    for operation in operations
+        .iter()
+        .filter(|o| !o.contains("createJob(") && !o.contains("createWatch("))
+    {
         if operation.contains("${fields}") {
             for (fields, first, status) in [
                 (default_fields, grid_page, Value::Null),
@@ -170,14 +184,26 @@ async fn the_configmap_serves_the_dashboard_and_the_largest_job() {
                 runs.push((operation.replace("${fields}", fields), values));
             }
         } else {
-            let values = json!({"id": id, "jobId": id, "domain": "a.example",
-                "clientId": null, "page": 1});
+            // A watch's operations name the watch by `id`, a job's the job.
+            let of_watch = operation.contains("watch(") || operation.contains("Watch(");
+            let values = json!({"id": if of_watch { watch_id } else { id }, "jobId": id,
+                "domain": "a.example", "clientId": null, "page": 1});
             runs.push((operation.clone(), values));
         }
     }
-    // Cancelling changes the job the others read, so it goes last.
-    runs.sort_by_key(|(operation, _)| operation.contains("cancelJob("));
-    for needle in ["resultsConnection(", "candidates", "jobs(", "cancelJob("] {
+    // Cancelling and deleting change what the others read, so they go last.
+    runs.sort_by_key(|(operation, _)| {
+        operation.contains("cancelJob(") || operation.contains("deleteWatch(")
+    });
+    for needle in [
+        "resultsConnection(",
+        "candidates",
+        "jobs(",
+        "cancelJob(",
+        "watches {",
+        "changes(",
+        "deleteWatch(",
+    ] {
         assert!(
             runs.iter().any(|(o, _)| o.contains(needle)),
             "the dashboard's operations were not all found: no {needle} in {runs:#?}"

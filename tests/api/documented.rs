@@ -89,7 +89,10 @@ async fn icon_size_cache_control_and_find_timeout() {
     let kept = get(&app, "/icons/small.test").await;
     assert_eq!(kept.status(), 200);
     assert_eq!(header(&kept, "x-icon-fallback"), None);
-    assert_eq!(header(&kept, "cache-control"), Some("private, max-age=7"));
+    assert_eq!(
+        header(&kept, "cache-control"),
+        Some("private, max-age=7, stale-while-revalidate=604800")
+    );
     assert_eq!(kept.bytes().await.unwrap().as_ref(), &small[..]);
     let too_big = get(&app, "/icons/big.test?fallback=404").await;
     assert_eq!(too_big.status(), 404);

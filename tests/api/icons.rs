@@ -108,7 +108,10 @@ async fn serves_stored_icons(backend: Backend) {
         assert_eq!(header(&response, "content-type"), mime, "{domain}");
         let etag = format!("\"{}\"", sha(bytes));
         assert_eq!(header(&response, "etag"), etag);
-        assert_eq!(header(&response, "cache-control"), "public, max-age=86400");
+        assert_eq!(
+            header(&response, "cache-control"),
+            "public, max-age=86400, stale-while-revalidate=604800"
+        );
         assert!(header(&response, "x-icon-fallback").is_empty());
         assert_eq!(
             &response.bytes().await.unwrap()[..],

@@ -397,6 +397,36 @@ async fn every_documented_call_answers_as_documented() {
         )
         .await;
     assert_eq!(status, 400);
+    let (status, refreshed) = contract
+        .call(
+            &app,
+            "post",
+            "/icons/{domain}/refresh",
+            "/icons/ok.test/refresh",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!((status, &refreshed["status"]), (200, &json!("success")));
+    let (status, _) = contract
+        .call(
+            &app,
+            "post",
+            "/icons/{domain}/refresh",
+            "/icons/nx.test/refresh",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "a failed lookup is an answer too");
+    let (status, _) = contract
+        .call(
+            &app,
+            "post",
+            "/icons/{domain}/refresh",
+            "/icons/localhost/refresh",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 400);
 
     for path in ["/healthz", "/readyz", "/metrics"] {
         let (status, _) = contract.call(&app, "get", path, path, None).await;
@@ -449,6 +479,7 @@ async fn every_documented_call_answers_as_documented() {
     assert_eq!(status, 404);
 
     webhook_calls(&contract, &app).await;
+    watch_calls(&contract, &app).await;
 
     // Every operation in the document was called above: a new one needs its call here.
     let documented: BTreeSet<String> = contract.document["paths"]
@@ -611,6 +642,77 @@ async fn webhook_calls(contract: &Contract, app: &TestApp) {
             &redeliver,
             Some(json!({})),
         )
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// Every watch operation: one made (and one refused), listed, read with its domains and
+/// changes, and deleted.
+async fn watch_calls(contract: &Contract, app: &TestApp) {
+    let (status, refused) = contract
+        .call(
+            app,
+            "post",
+            "/watches",
+            "/watches",
+            Some(json!({"client_id": "contract", "domains": ["ok.test"], "every": 60})),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (400, &json!("INVALID_INPUT")),
+        "{refused}"
+    );
+    let (status, created) = contract
+        .call(
+            app,
+            "post",
+            "/watches",
+            "/watches",
+            Some(json!({"client_id": "contract", "domains": ["ok.test"], "every": 3600})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let one = format!("/watches/{}", created["id"].as_str().unwrap());
+    let (_, listed) = contract
+        .call(app, "get", "/watches", "/watches?client_id=contract", None)
+        .await;
+    assert_eq!(listed["watches"][0]["id"], created["id"], "{listed}");
+    let (status, _) = contract.call(app, "get", "/watches/{id}", &one, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = contract
+        .call(app, "get", "/watches/{id}", "/watches/not-an-id", None)
+        .await;
+    assert_eq!(status, 400);
+    let (status, domains) = contract
+        .call(
+            app,
+            "get",
+            "/watches/{id}/domains",
+            &format!("{one}/domains"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &domains["items"][0]["domain"]),
+        (200, &json!("ok.test"))
+    );
+    let (status, changes) = contract
+        .call(
+            app,
+            "get",
+            "/watches/{id}/changes",
+            &format!("{one}/changes"),
+            None,
+        )
+        .await;
+    assert_eq!((status, &changes["total"]), (200, &json!(0)));
+    let (status, _) = contract
+        .call(app, "delete", "/watches/{id}", &one, None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = contract
+        .call(app, "delete", "/watches/{id}", &one, None)
         .await;
     assert_eq!(status, 404);
 }

@@ -22,6 +22,7 @@ fn found(url: &str) -> Disposition {
         candidates: Vec::new(),
         candidates_dropped: 0,
         icon: None,
+        dark: None,
     }))
 }
 

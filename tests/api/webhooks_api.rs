@@ -208,7 +208,12 @@ async fn rest_manages_endpoints(backend: Backend) {
     let plain = api.create("http://127.0.0.1:9/plain", Some("acme")).await;
     assert_eq!(
         plain["events"],
-        json!(["job.completed", "job.failed", "job.cancelled"]),
+        json!([
+            "job.completed",
+            "job.failed",
+            "job.cancelled",
+            "icon.changed"
+        ]),
         "no events named: a job's end, whatever it was"
     );
     assert_ne!(plain["secret"], created["secret"]);
@@ -388,7 +393,12 @@ async fn graphql_manages_endpoints(backend: Backend) {
     assert_eq!(ids, [id.as_str(), rest_id]);
     assert_eq!(
         listed["webhooks"][1]["events"],
-        json!(["JOB_COMPLETED", "JOB_FAILED", "JOB_CANCELLED"])
+        json!([
+            "JOB_COMPLETED",
+            "JOB_FAILED",
+            "JOB_CANCELLED",
+            "ICON_CHANGED"
+        ])
     );
     let asked = api.gql("{ webhooks { id secret } }", json!({})).await;
     let message = asked["errors"][0]["message"].as_str().unwrap_or_default();

@@ -61,6 +61,7 @@ struct Log {
     blocked: Vec<String>,
     websockets: Vec<String>,
     ws_sent: Vec<String>,
+    ws_received: Vec<String>,
     console_errors: Vec<String>,
 }
 
@@ -337,6 +338,11 @@ impl Browser {
         self.log.lock().unwrap().ws_sent.clone()
     }
 
+    /// The text of every WebSocket message the page received, in order.
+    pub fn ws_received(&self) -> Vec<String> {
+        self.log.lock().unwrap().ws_received.clone()
+    }
+
     /// Uncaught exceptions and console errors.
     pub fn console_errors(&self) -> Vec<String> {
         self.log.lock().unwrap().console_errors.clone()
@@ -393,6 +399,12 @@ fn on_event(value: &Value, log: &Mutex<Log>, out: &mpsc::UnboundedSender<Message
                 .as_str()
                 .unwrap_or_default();
             log.lock().unwrap().ws_sent.push(text.to_owned());
+        }
+        "Network.webSocketFrameReceived" => {
+            let text = params["response"]["payloadData"]
+                .as_str()
+                .unwrap_or_default();
+            log.lock().unwrap().ws_received.push(text.to_owned());
         }
         "Runtime.exceptionThrown" => {
             log.lock()

@@ -10,8 +10,6 @@
 // Test code: a failed unwrap is the test failing, with the value in the message
 // (the unwrap_used lint in Cargo.toml is for the service).
 #![allow(clippy::unwrap_used)]
-// helpers.rs's both_backends! is for the API tests; this binary runs on SQLite only.
-#![allow(unused_macros)]
 
 #[path = "../common/mod.rs"]
 #[allow(
@@ -38,4 +36,5 @@ mod dashboard;
 mod graphiql;
 mod job_page;
 mod resume;
+mod watches_page;
 mod webhooks_page;

@@ -113,7 +113,12 @@ async fn the_page_registers_an_endpoint_shows_its_secret_once_and_sends_a_verifi
     assert_eq!(hook["description"], json!("the test receiver"));
     assert_eq!(
         hook["events"],
-        json!(["job.completed", "job.failed", "job.cancelled"])
+        json!([
+            "job.completed",
+            "job.failed",
+            "job.cancelled",
+            "icon.changed"
+        ])
     );
     let item = browser
         .wait_for(

@@ -252,6 +252,9 @@ type Counts = HashMap<(String, String), usize>;
 #[derive(Default)]
 struct Shared {
     sites: Sites,
+    /// Routes set while running ([`FakeInternet::set_route`]), ahead of `sites`' own: a
+    /// site that changes its icon, or starts or stops failing, between two fetches.
+    switched: Mutex<HashMap<(String, String), Route>>,
     /// Requests seen, any scheme, counted on arrival.
     hits: Mutex<Counts>,
     /// The subset of `hits` that came over HTTPS.
@@ -385,6 +388,16 @@ impl FakeInternet {
         hosts
             .into_iter()
             .map(|host| format!("{host}={}", self.raw_addr))
+    }
+
+    /// From now on `host` answers `route` at `path`, whatever it was started with: the one
+    /// way a test changes a site between fetches (a new icon, an outage, a recovery).
+    pub fn set_route(&self, host: &str, path: &str, route: Route) {
+        self.shared
+            .switched
+            .lock()
+            .unwrap()
+            .insert((host.to_owned(), path.to_owned()), route);
     }
 
     /// The test CA's certificate (PEM file): `FETCH_EXTRA_ROOT_CERTS` for a test whose app

@@ -216,6 +216,7 @@ mod query;
 mod subscription;
 mod timing;
 mod types;
+mod watches;
 
 pub use errors::ErrorCodesFactory;
 use gate::db_turn;
@@ -224,6 +225,7 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::{JobProgress, SubscriptionRoot};
 pub use types::*;
+pub use watches::{CreateWatchInput, Watch};
 
 /// The complexity of a paged field: its read ([`DB_FIELD_COST`]), and what is selected under
 /// it once per row the page may hold, so aliases of `results(perPage: 500)` cannot multiply a

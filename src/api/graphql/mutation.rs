@@ -1,7 +1,10 @@
 //! Write operations: `createJob`, `cancelJob`, `deleteJob`; `createWebhook`, `deleteWebhook`,
-//! `rotateWebhookSecret`, `enableWebhook`, `sendTestWebhook`, `redeliverWebhook`.
+//! `rotateWebhookSecret`, `enableWebhook`, `sendTestWebhook`, `redeliverWebhook`;
+//! `refreshIcon`.
+//! `createWatch`, `deleteWatch`.
 
 use super::*;
+use crate::model::IconRefresh;
 use crate::webhooks::{self, NewWebhook};
 use std::time::Duration;
 
@@ -86,6 +89,40 @@ impl MutationRoot {
         Ok(created.into())
     }
 
+    /// Creates a watch: its domains are re-checked every `every` seconds (the first checks
+    /// spread over one period) and a change of one's icon is sent as `icon.changed`.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn create_watch(&self, c: &Context<'_>, input: CreateWatchInput) -> Result<Watch> {
+        let request = crate::watches::NewWatch {
+            client_id: input.client_id.as_deref(),
+            domains: input.domains.iter().map(|d| Entry::Text(d)).collect(),
+            every: input.every,
+            name: input.name.as_deref(),
+            fields: Fields::GRAPHQL,
+        };
+        let _turn = db_turn(c).await;
+        let watch = ctx(c)
+            .watches
+            .create(caller(c)?, request)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(watch.into())
+    }
+
+    /// Deletes a watch: nothing more is checked for it. True when deleted; another client's
+    /// watch is NOT_FOUND.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn delete_watch(&self, c: &Context<'_>, id: ID) -> Result<bool> {
+        let id = crate::watches::parse_watch_id(&id).map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        ctx(c)
+            .watches
+            .delete(caller(c)?, id)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(true)
+    }
+
     /// Deletes a webhook endpoint; its deliveries still waiting fail. True when
     /// deleted; another client's endpoint is NOT_FOUND.
     #[graphql(complexity = "read_cost(child_complexity)")]
@@ -167,5 +204,25 @@ impl MutationRoot {
             .await
             .map_err(AppError::into_graphql)?;
         Ok(queued.into())
+    }
+
+    /// Looks a domain's icon up again now, whatever the cache holds (sharing a lookup already
+    /// in flight), and answers the outcome with what `GET /icons/{domain}` serves after it. As
+    /// `POST /icons/{domain}/refresh`: the `submit` scope, the client's hourly allowance and
+    /// `ICON_REFRESH_PER_MINUTE` (`RATE_LIMITED` over it); a transient failure never replaces
+    /// the icon served.
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn refresh_icon(&self, c: &Context<'_>, domain: String) -> Result<IconRefresh> {
+        let request =
+            crate::icons::parse_request(&domain, &[], None).map_err(AppError::into_graphql)?;
+        ctx(c)
+            .icons
+            .refresh(
+                Some(caller(c)?),
+                c.data_opt::<SourceIp>().map(|ip| ip.0),
+                &request.domain,
+            )
+            .await
+            .map_err(AppError::into_graphql)
     }
 }

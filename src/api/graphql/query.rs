@@ -1,5 +1,5 @@
 //! Read operations: `job`, `jobs`, `results`, `resultsConnection`, `webhooks`,
-//! `webhookDeliveries`.
+//! `webhookDeliveries`, `watches`, `watch`.
 
 use super::*;
 use crate::model::{
@@ -151,6 +151,32 @@ impl QueryRoot {
             .await
             .map_err(AppError::into_graphql)?;
         Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    /// The watches the caller may see, oldest first: its client's (an admin key, or a caller
+    /// without keys, sees every client's).
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn watches(&self, c: &Context<'_>) -> Result<Vec<Watch>> {
+        let _turn = db_turn(c).await;
+        let list = ctx(c)
+            .watches
+            .list(caller(c)?, None)
+            .await
+            .map_err(AppError::into_graphql)?;
+        Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    /// One watch by id; null when there is none the caller may see (another client's
+    /// watch is not told apart from a missing one).
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn watch(&self, c: &Context<'_>, id: ID) -> Result<Option<Watch>> {
+        let id = crate::watches::parse_watch_id(&id).map_err(AppError::into_graphql)?;
+        let _turn = db_turn(c).await;
+        match ctx(c).watches.get(caller(c)?, id).await {
+            Ok(watch) => Ok(Some(watch.into())),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into_graphql()),
+        }
     }
 }
 

@@ -114,7 +114,48 @@ impl SubscriptionRoot {
             }
         }))
     }
+
+    /// Every reported change of the icon of a domain the watch holds, from now on, once
+    /// each: found by any check (the watch's, a refresh, a stale serve), in any process of
+    /// the fleet. A flapping site's return to a state it had within 24 hours is not sent
+    /// (see `IconChange.reported`).
+    #[graphql(complexity = "read_cost(child_complexity)")]
+    async fn icon_changed(
+        &self,
+        c: &Context<'_>,
+        watch_id: ID,
+    ) -> Result<impl Stream<Item = crate::model::watch::IconChange> + use<>> {
+        let id = crate::watches::parse_watch_id(&watch_id).map_err(AppError::into_graphql)?;
+        let slot = match c.data_opt::<ConnectionSubscriptions>() {
+            Some(connection) => Some(connection.enter().map_err(AppError::into_graphql)?),
+            None => None,
+        };
+        let held = match c.data_opt::<SubscriptionCaps>() {
+            Some(caps) => Some(
+                caps.enter(c.data_opt::<SourceIp>().map(|ip| ip.0), caller(c)?.key_id())
+                    .map_err(AppError::into_graphql)?,
+            ),
+            None => None,
+        };
+        let api = ctx(c);
+        let open = OpenSubscription::new(api.metrics.clone());
+        let turn = db_turn(c).await;
+        let changes: ChangeStream = Box::pin(
+            api.watches
+                .follow(caller(c)?, id)
+                .await
+                .map_err(AppError::into_graphql)?,
+        );
+        drop(turn);
+        Ok(changes.map(move |change| {
+            let _held = (&slot, &held, &open);
+            change
+        }))
+    }
 }
+
+/// The `iconChanged` stream's items: each reported change once.
+type ChangeStream = std::pin::Pin<Box<dyn Stream<Item = crate::model::watch::IconChange> + Send>>;
 
 /// What decides a `jobProgress` rendering besides the event: the field's selection,
 /// normalised. Fragments it spreads are written out in place, and every variable it reads

@@ -172,7 +172,8 @@ pub struct CreateWebhookInput {
     /// Where to send events: `http(s)://…`, on a public address (unless the server sets
     /// `FETCH_ALLOW_PRIVATE_NETWORKS`), without credentials.
     pub url: String,
-    /// The events to send; left out: `JOB_COMPLETED`, `JOB_FAILED` and `JOB_CANCELLED`.
+    /// The events to send; left out: `JOB_COMPLETED`, `JOB_FAILED`, `JOB_CANCELLED` and
+    /// `ICON_CHANGED`.
     /// `JOB_PROGRESS` only when named; `WEBHOOK_TEST` is sent to every endpoint and cannot
     /// be named.
     pub events: Option<Vec<WebhookEvent>>,

@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use uuid::Uuid;
 
 mod body;
+pub(crate) mod watches;
 pub(crate) mod webhooks;
 
 /// The REST routes.
@@ -42,6 +43,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/jobs/{id}/results", get(get_results))
         .route(DOWNLOAD_ROUTE, get(download))
         .merge(webhooks::router())
+        .merge(watches::router())
 }
 
 /// What `POST /jobs` takes. The handler reads the body itself (to name each wrong field in

@@ -36,8 +36,8 @@ pub(crate) struct CreateWebhookRequest {
     /// Where to send events: `http(s)://…`, on a public address (unless the server sets
     /// `FETCH_ALLOW_PRIVATE_NETWORKS`).
     url: Option<String>,
-    /// Events to send: `job.completed`, `job.failed`, `job.cancelled`, `job.progress`.
-    /// Left out: the first three.
+    /// Events to send: `job.completed`, `job.failed`, `job.cancelled`, `job.progress`,
+    /// `icon.changed`. Left out: all but `job.progress`.
     #[schema(example = json!(["job.completed", "job.failed"]))]
     events: Option<Vec<String>>,
     /// A note for its owner.
@@ -137,7 +137,7 @@ fn id_of(raw: &str) -> AppResult<Uuid> {
 }
 
 /// Reads a JSON body into `T`; an empty body is `T::default()` when `empty` is given.
-fn json_body<T: for<'de> Deserialize<'de>>(
+pub(super) fn json_body<T: for<'de> Deserialize<'de>>(
     body: Result<Bytes, BytesRejection>,
     empty: Option<T>,
 ) -> AppResult<T> {
@@ -169,7 +169,7 @@ fn parse_events(names: Vec<String>) -> AppResult<Vec<WebhookEvent>> {
                         Code::InvalidInput,
                         format!(
                             "events: {name:?} is not an event; use job.completed, job.failed, \
-                             job.cancelled or job.progress"
+                             job.cancelled, job.progress or icon.changed"
                         ),
                     )
                 })

@@ -259,6 +259,41 @@ async fn dark_scheme_icon_loses_to_the_default_one_and_wins_alone() {
 }
 
 #[tokio::test]
+async fn dark_variant_is_verified_and_kept_beside_the_chosen_icon() {
+    let dark_svg = "<svg xmlns='http://www.w3.org/2000/svg' width='64' height='64'><rect/></svg>";
+    let s = Server::start(move |r| match (r.host.as_str(), r.path.as_str()) {
+        ("both.test", "/") => html(
+            r#"<head><link rel=icon href=/light.png sizes=32x32>
+               <link rel=icon href=/dark.svg media="(prefers-color-scheme: dark)"></head>"#,
+        ),
+        ("dark.test", "/") => html(
+            r#"<head><link rel=icon href=/dark.svg media="(prefers-color-scheme: dark)"></head>"#,
+        ),
+        ("light.test", "/") => html(r#"<head><link rel=icon href=/light.png></head>"#),
+        (_, "/light.png") => ok("image/png", png_bytes(32, 32)),
+        (_, "/dark.svg") => ok("image/svg+xml", dark_svg),
+        _ => status(404),
+    })
+    .await;
+    let found = find_on(&s, "both.test").await.unwrap();
+    assert_eq!(found.favicon_url, "http://both.test/light.png");
+    let dark = found.dark.expect("the declared dark variant is kept");
+    assert_eq!(dark.url, "http://both.test/dark.svg");
+    assert_eq!((dark.mime.as_str(), dark.width), ("image/svg+xml", 64));
+    assert_eq!(&dark.icon.bytes[..], dark_svg.as_bytes());
+    assert_ne!(found.icon.unwrap().sha256, dark.icon.sha256);
+    let verified = found.candidates.iter().find(|c| c.url == dark.url).unwrap();
+    assert!(rank::is_verified(verified), "{verified:?}");
+
+    // A dark icon chosen for want of any other is the icon itself, not a variant of it.
+    let alone = find_on(&s, "dark.test").await.unwrap();
+    assert_eq!(alone.favicon_url, "http://dark.test/dark.svg");
+    assert!(alone.dark.is_none());
+    let light = find_on(&s, "light.test").await.unwrap();
+    assert!(light.dark.is_none());
+}
+
+#[tokio::test]
 async fn oversized_data_icon_is_never_chosen() {
     let big = format!(
         "data:image/png;base64,{}",

@@ -29,11 +29,12 @@ const FINISH_SQL: &str = "UPDATE result AS r SET \
        error_code = u.error_code, final_url = u.final_url, mime = u.mime, width = u.width, \
        height = u.height, fetched_at = u.fetched_at, candidates = u.candidates, \
        candidates_dropped = u.candidates_dropped, icon_sha256 = u.icon_sha256, \
+       dark_icon_sha256 = u.dark_icon_sha256, \
        updated_at = $2, lease_owner = NULL, lease_until = NULL \
      FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, owner uuid, tries int4, status text, \
        favicon_url text, error text, error_code text, final_url text, mime text, width int4, \
        height int4, fetched_at timestamptz, candidates jsonb, candidates_dropped int4, \
-       icon_sha256 text) \
+       icon_sha256 text, dark_icon_sha256 text) \
      WHERE r.id = u.id AND r.status = 'pending' AND r.lease_owner = u.owner \
        AND r.tries = u.tries \
      RETURNING r.id, r.tries";
@@ -45,6 +46,7 @@ const FINISH_SQLITE: &str = "UPDATE result SET \
        error_code = u.error_code, final_url = u.final_url, mime = u.mime, width = u.width, \
        height = u.height, fetched_at = u.fetched_at, candidates = u.candidates, \
        candidates_dropped = u.candidates_dropped, icon_sha256 = u.icon_sha256, \
+       dark_icon_sha256 = u.dark_icon_sha256, \
        updated_at = $2, lease_owner = NULL, lease_until = NULL \
      FROM (SELECT unhex(value ->> 'id', '-') AS id, unhex(value ->> 'owner', '-') AS owner, \
        value ->> 'tries' AS tries, value ->> 'status' AS status, \
@@ -53,13 +55,14 @@ const FINISH_SQLITE: &str = "UPDATE result SET \
        value ->> 'mime' AS mime, value ->> 'width' AS width, value ->> 'height' AS height, \
        value ->> 'fetched_at' AS fetched_at, value ->> 'candidates' AS candidates, \
        value ->> 'candidates_dropped' AS candidates_dropped, \
-       value ->> 'icon_sha256' AS icon_sha256 FROM json_each($1)) AS u \
+       value ->> 'icon_sha256' AS icon_sha256, \
+       value ->> 'dark_icon_sha256' AS dark_icon_sha256 FROM json_each($1)) AS u \
      WHERE result.id = u.id AND result.status = 'pending' AND result.lease_owner = u.owner \
        AND result.tries = u.tries \
      RETURNING result.id, result.tries";
 
 /// The columns [`FINISH_SQL`] writes; `updated_at` and the lease's are written whatever the row.
-const WRITTEN: [result::Column; 15] = [
+const WRITTEN: [result::Column; 16] = [
     result::Column::Status,
     result::Column::FaviconUrl,
     result::Column::Error,
@@ -72,6 +75,7 @@ const WRITTEN: [result::Column; 15] = [
     result::Column::Candidates,
     result::Column::CandidatesDropped,
     result::Column::IconSha256,
+    result::Column::DarkIconSha256,
     result::Column::UpdatedAt,
     result::Column::LeaseOwner,
     result::Column::LeaseUntil,
@@ -125,6 +129,7 @@ pub(super) fn record(
         "candidates": set(&row.candidates)?,
         "candidates_dropped": set(&row.candidates_dropped)?,
         "icon_sha256": set(&row.icon_sha256)?,
+        "dark_icon_sha256": set(&row.dark_icon_sha256)?,
     }))
 }
 

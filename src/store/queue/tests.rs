@@ -4,14 +4,16 @@
 
 use super::claim::claim_sql;
 use super::*;
-use crate::store::sql::{FAILED, FETCHED, HAS_ICON, LEASED, NUMBERED, PENDING, UNNUMBERED};
+use crate::store::sql::{
+    FAILED, FETCHED, HAS_DARK_ICON, HAS_ICON, LEASED, NUMBERED, PENDING, UNNUMBERED,
+};
 use sea_orm::{ConnectionTrait, DbBackend};
 use std::collections::BTreeSet;
 
 mod batch;
 
 /// Each partial index on `result`, with the clause the queries repeat for it.
-const PARTIAL_INDEXES: [(&str, &str); 7] = [
+const PARTIAL_INDEXES: [(&str, &str); 8] = [
     ("idx_result_job_due", PENDING),
     ("idx_result_leased", LEASED),
     ("idx_result_fetched", FETCHED),
@@ -19,6 +21,7 @@ const PARTIAL_INDEXES: [(&str, &str); 7] = [
     ("idx_result_job_failure", FAILED),
     ("idx_result_finished_seq", NUMBERED),
     ("idx_result_unnumbered", UNNUMBERED),
+    ("idx_result_dark_icon", HAS_DARK_ICON),
 ];
 
 /// The partial indexes on `result` and their clauses, as the database holds them: the text

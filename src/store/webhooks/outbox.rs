@@ -2,7 +2,7 @@
 //! delivery's next state (and the endpoint's, which fails and may be disabled), queue
 //! `job.progress` events.
 
-use super::super::write::insert_delivery;
+use super::super::changes::insert_delivery;
 use super::super::{Store, StoreResult, now};
 use super::{
     AttemptOutcome, AttemptRecord, ClaimedDelivery, DELIVERY_COLUMNS, delivery, placeholders,
@@ -232,6 +232,7 @@ impl Store {
                  WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL \
                    AND (',' || e.events || ',') LIKE '%,job.progress,%' \
                    AND j.status = 'processing' AND j.deleted_at IS NULL \
+                   AND j.watch_id IS NULL \
                    AND NOT EXISTS (SELECT 1 FROM webhook_delivery d \
                      WHERE d.endpoint_id = e.id AND d.job_id = j.id \
                        AND d.event_type = 'job.progress' \

@@ -159,10 +159,10 @@ async fn serve<B>(
             ))
             .unwrap());
     }
-    let route = shared
-        .sites
-        .browser_only
-        .get(&key)
+    let switched = shared.switched.lock().unwrap().get(&key).cloned();
+    let route = switched
+        .as_ref()
+        .or_else(|| shared.sites.browser_only.get(&key))
         .or_else(|| {
             shared
                 .sites

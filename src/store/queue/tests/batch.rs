@@ -70,6 +70,7 @@ fn a_finished_row_is_written_in_the_batch_statement() {
         candidates: Vec::new(),
         candidates_dropped: 0,
         icon: None,
+        dark: None,
     };
     let failed = FindError::new(ErrorCategory::Dns, "no such name".to_owned());
     for outcome in [Ok(found), Err(failed)] {
