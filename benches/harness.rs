@@ -69,6 +69,9 @@ mod stages;
 /// The `subscribers` scenario.
 #[path = "scenarios/subscribers.rs"]
 mod subscribers;
+/// The `tracing` scenario: bulk throughput with traces off, 1 % and 100 % sampled.
+#[path = "scenarios/traces.rs"]
+mod traces;
 /// The `two-clients` scenario (issue 28).
 #[path = "scenarios/two_clients.rs"]
 mod two_clients;
@@ -116,7 +119,7 @@ use icons::sc_icons;
 mod profile;
 use profile::sc_profile;
 
-const ALL: [&str; 22] = [
+const ALL: [&str; 23] = [
     "throughput",
     "postgres",
     "latency",
@@ -139,6 +142,7 @@ const ALL: [&str; 22] = [
     "features",
     "concurrency",
     "watches",
+    "tracing",
 ];
 
 /// What `--help` prints.
@@ -148,7 +152,7 @@ cargo bench --bench harness -- [--scenario LIST] [OPTIONS]
 Scenarios (comma-separated, or all; default throughput):
   throughput postgres latency limit peer rss create csv page growth cache
   subscribers profile icons purge dashboard slow-web two-clients stages
-  features concurrency watches
+  features concurrency watches tracing
   (concurrency sweeps WORKER_CONCURRENCY at 64,256,1000,2000,4000 and the default;
   CONCURRENCY_LEVELS=a,b,... in the environment for others)
 
@@ -436,6 +440,7 @@ fn main() -> Result<()> {
                 "features" => features::sc_features(&mut ctx).await,
                 "concurrency" => concurrency::sc_concurrency(&mut ctx).await,
                 "watches" => watches::sc_watches(&mut ctx).await,
+                "tracing" => traces::sc_tracing(&mut ctx).await,
                 _ => unreachable!(),
             };
             if let Err(e) = r {

@@ -82,7 +82,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let _sentry = crate::telemetry::init(&config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -90,10 +89,19 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Inside the runtime: the trace exporter's task and channel live on it.
+    let telemetry = match runtime.block_on(async { crate::telemetry::init(&config) }) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("error: cannot start the trace exporter: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = runtime.block_on(run(
         cli.command.unwrap_or(Command::Serve { no_worker: false }),
         config,
     ));
+    runtime.block_on(telemetry.flush());
     // Dropping the runtime would wait for every blocking task without limit (a connect or
     // lookup to a database that went away, say); the grace period is already spent.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -125,6 +125,9 @@ pub struct ErrorObject {
     pub code: &'static str,
     /// What was wrong, for a person: what to fix.
     pub message: String,
+    /// The request's id (its `x-request-id`), to quote when asking about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// Structured specifics, such as every bad domain with its position.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
@@ -309,6 +312,9 @@ impl AppError {
     pub fn into_graphql_response(self) -> Response {
         let status = self.status();
         let mut extensions = json!({ "code": self.code().as_str() });
+        if let Some(id) = request_id() {
+            extensions["requestId"] = id.into();
+        }
         if let Some(details) = self.details() {
             extensions["details"] = details.clone();
         }
@@ -341,6 +347,7 @@ impl IntoResponse for AppError {
             error: ErrorObject {
                 code: self.code().as_str(),
                 message: self.public_message(),
+                request_id: request_id(),
                 details: self.details().cloned(),
             },
         };
@@ -369,6 +376,21 @@ fn error_retry_after(response: &mut Response, secs: u64) {
         axum::http::header::RETRY_AFTER,
         axum::http::HeaderValue::from(secs.max(1)),
     );
+}
+
+tokio::task_local! {
+    /// The id of the HTTP request being answered, for the error bodies made while answering.
+    static REQUEST_ID: String;
+}
+
+/// Runs `work` (answering one request) with `id` as the request id its error bodies show.
+pub fn with_request_id<F: Future>(id: String, work: F) -> impl Future<Output = F::Output> {
+    REQUEST_ID.scope(id, work)
+}
+
+/// The id of the request being answered, outside of one `None`.
+pub fn request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 /// Results of API operations.

@@ -155,15 +155,18 @@ impl Events {
         self.inner.progress.subscribe()
     }
 
-    /// Tells idle workers, here and in other processes, that new work is due.
+    /// Tells idle workers, here and in other processes, that new work is due. The message
+    /// carries the current span's `traceparent` (or `1` outside a trace), so the wake-up
+    /// shows in the trace of the work it announces.
     pub fn notify_work(&self) {
         self.inner.work.notify_waiters();
         if let Some(redis) = &self.inner.redis {
             let publisher = redis.publisher.clone();
             let channel = redis.work_channel();
             let metrics = redis.metrics.clone();
+            let message = crate::telemetry::current_traceparent().unwrap_or_else(|| "1".into());
             tokio::spawn(async move {
-                if let Err(e) = publisher.publish::<(), _, _>(channel, "1").await {
+                if let Err(e) = publisher.publish::<(), _, _>(channel, message).await {
                     metrics.redis_errors.inc();
                     tracing::debug!(error = %e, "could not publish a wake-up; workers will poll");
                 }
@@ -347,7 +350,9 @@ async fn subscribe_loop(inner: std::sync::Weak<Inner>) {
             Ok(message) => {
                 let Some(hub) = inner.upgrade() else { return };
                 if message.channel == work_channel.as_str() {
-                    hub.work.notify_waiters();
+                    let span = tracing::debug_span!("work.wakeup");
+                    crate::telemetry::continue_trace(&span, message.value.as_str().as_deref());
+                    span.in_scope(|| hub.work.notify_waiters());
                     continue;
                 }
                 let Some(text) = message.value.as_str() else {

@@ -7,7 +7,7 @@
 //! # Layout
 //!
 //! - [`config`][]: every environment variable, validated at start.
-//! - [`telemetry`][]: logging.
+//! - [`telemetry`][]: logging, Sentry, OpenTelemetry traces and W3C trace context.
 //! - [`metrics`][]: Prometheus metrics.
 //! - [`error`][]: the API error type, its `Code`s, and its REST/GraphQL forms.
 //! - [`redact`][]: secrets taken out of URLs before they are shown.

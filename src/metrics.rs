@@ -244,6 +244,7 @@ impl Metrics {
         };
         metrics.show_every_label();
         metrics.register_all();
+        metrics.register(Box::new(trace_spans_dropped()));
         metrics
     }
 
@@ -415,6 +416,20 @@ fn top_with_other(depths: impl IntoIterator<Item = (String, i64)>) -> Vec<(Strin
         depths.push((OTHER.to_owned(), rest));
     }
     depths
+}
+
+/// Spans the trace exporter dropped (its queue full, or an export failed). One per process,
+/// like the tracing pipeline that counts into it, and shown by every registry of the process.
+pub fn trace_spans_dropped() -> IntCounter {
+    static DROPPED: std::sync::OnceLock<IntCounter> = std::sync::OnceLock::new();
+    DROPPED
+        .get_or_init(|| {
+            counter(
+                "trace_spans_dropped_total",
+                "Spans not exported: the export queue was full or the collector failed",
+            )
+        })
+        .clone()
 }
 
 /// A counter; its name and help are constants, so a bad one fails the first start.

@@ -290,7 +290,9 @@ impl Running<'_> {
             return Outcome::Full;
         }
         self.free_since = None;
-        let batch = match self.roster.claim(pool, free, self.claims.values()).await {
+        let span = tracing::debug_span!("worker.claim", free, claimed = tracing::field::Empty);
+        let claim = self.roster.claim(pool, free, self.claims.values());
+        let batch = match tracing::Instrument::instrument(claim, span.clone()).await {
             Ok(batch) => batch,
             Err(error) => {
                 pool.metrics.database_errors.inc();
@@ -302,6 +304,8 @@ impl Running<'_> {
         };
         self.db_failures = 0;
         let claimed = batch.len();
+        span.record("claimed", claimed);
+        crate::telemetry::link_traces(&span, batch.iter().map(|c| c.trace_context.as_deref()));
         if claimed > 0 {
             pool.metrics.claim_batch.observe(claimed as f64);
         }

@@ -20,6 +20,7 @@ mod m20261206_000012_fair_claims;
 mod m20261207_000013_webhooks;
 mod m20261207_000014_dark_icons;
 mod m20261207_000015_watches;
+mod m20261207_000016_job_trace;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000013_webhooks::Migration),
             Box::new(m20261207_000014_dark_icons::Migration),
             Box::new(m20261207_000015_watches::Migration),
+            Box::new(m20261207_000016_job_trace::Migration),
         ]
     }
 }

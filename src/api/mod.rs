@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod ops;
 pub mod raw_frames;
 pub mod rest;
+pub mod trace;
 pub mod ws;
 
 use crate::auth::{Accounts, Caller};
@@ -140,10 +141,12 @@ pub fn router(state: AppState) -> Router {
         ));
     // Outermost, so preflights are answered before authentication and every answer (a 401
     // too) carries the CORS headers a browser needs to read it.
-    match cors_layer(&state.config) {
+    let router = match cors_layer(&state.config) {
         Some(cors) => router.layer(cors).with_state(state),
         None => router.with_state(state),
-    }
+    };
+    // Around everything: every answer, a refusal by any layer too, has its request id.
+    router.layer(axum::middleware::from_fn(trace::traced))
 }
 
 /// The CORS layer for `CORS_ALLOWED_ORIGINS`: exact origins, the methods and the two
@@ -164,7 +167,11 @@ fn cors_layer(config: &Config) -> Option<tower_http::cors::CorsLayer> {
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .expose_headers([header::RETRY_AFTER, header::CONTENT_DISPOSITION])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::CONTENT_DISPOSITION,
+                trace::REQUEST_ID,
+            ])
             .max_age(std::time::Duration::from_secs(600)),
     )
 }

@@ -14,9 +14,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod parse;
+mod traces;
 mod values;
 use parse::{Vars, check_redis_url, parse_proxy_headers, parse_public_url};
 pub use parse::{parse_hosts, parse_origins};
+pub use traces::{DEFAULT_SERVICE_NAME, OtlpProtocol, Sampler, TracesConfig};
 pub use values::{AuthMode, ConfigError, IconStore, LogFormat, ProxyHeader};
 
 /// The default SQLite file, created on first start in the working directory.
@@ -186,6 +188,8 @@ pub struct Config {
     pub sentry_environment: Option<String>,
     /// `SENTRY_TRACES_SAMPLE_RATE`: share of worker batches sent as transactions (0 to 1).
     pub sentry_traces_sample_rate: f32,
+    /// The `OTEL_*` settings: where spans are exported, or `None` when traces are off.
+    pub traces: Option<TracesConfig>,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
     /// `SHUTDOWN_GRACE_SECS`: how long a stopping process finishes in-flight work.
@@ -384,6 +388,7 @@ impl Config {
             sentry_dsn: env.optional("SENTRY_DSN"),
             sentry_environment: env.optional("SENTRY_ENVIRONMENT"),
             sentry_traces_sample_rate: env.share("SENTRY_TRACES_SAMPLE_RATE", 0.05)?,
+            traces: traces::traces(&env)?,
             log_format: env.choice("LOG_FORMAT", LOG_FORMATS, LogFormat::Text)?,
             shutdown_grace: env.secs("SHUTDOWN_GRACE_SECS", 30, 0..=3600)?,
             icon_store: env.choice("ICON_STORE", ICON_STORES, IconStore::Chosen)?,
@@ -526,6 +531,10 @@ impl fmt::Debug for Config {
             .field(
                 "webhook_secret_key",
                 &self.webhooks.secret_key.as_ref().map(|_| "***"),
+            )
+            .field(
+                "traces_endpoint",
+                &self.traces.as_ref().map(|t| redact_url(&t.endpoint)),
             )
             .field("auth_mode", &self.auth_mode)
             .field("cors_allowed_origins", &self.cors_allowed_origins)

@@ -314,3 +314,70 @@ fn the_default_user_agent_names_no_made_up_contact() {
         "acme-icons/1.0 (+https://acme.example/bot; ops@acme.example)"
     );
 }
+
+#[test]
+fn traces_follow_the_otel_variables() {
+    let traces = |pairs: &[(&str, &str)]| Config::from_vars(vars(pairs)).unwrap().traces;
+    assert_eq!(traces(&[]), None, "off by default");
+    let on = traces(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap();
+    assert_eq!(on.endpoint, "http://collector:4318/v1/traces");
+    assert_eq!(on.protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(on.service_name, "favicon-finder");
+    assert_eq!(on.sampler, Sampler::ParentBasedAlwaysOn);
+    let grpc = traces(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.01"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=prod,team=a%2Cb",
+        ),
+    ])
+    .unwrap();
+    assert_eq!(grpc.endpoint, "http://collector:4317", "gRPC takes no path");
+    assert_eq!(grpc.sampler, Sampler::ParentBasedTraceIdRatio(0.01));
+    assert_eq!(
+        grpc.resource_attributes,
+        vec![
+            ("deployment.environment".to_owned(), "prod".to_owned()),
+            ("team".to_owned(), "a,b".to_owned())
+        ]
+    );
+    let exact = traces(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:9999/traces"),
+    ])
+    .unwrap();
+    assert_eq!(
+        exact.endpoint, "http://b:9999/traces",
+        "the signal's own URL, as written"
+    );
+    let default = traces(&[("OTEL_TRACES_EXPORTER", "otlp")]).unwrap();
+    assert_eq!(default.endpoint, "http://localhost:4318/v1/traces");
+    for off in [
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ] {
+        assert_eq!(
+            traces(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"), off]),
+            None
+        );
+    }
+}
+
+#[test]
+fn bad_otel_values_name_their_variable() {
+    for (var, value) in [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+        ("OTEL_TRACES_EXPORTER", "jaeger"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "no-equals-sign"),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+    ] {
+        let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
+        assert_eq!(err.var, var, "{err}");
+    }
+}

@@ -35,6 +35,9 @@ pub struct Model {
     pub source_ip: Option<String>,
     /// The job's weight in the fair share of the workers' slots.
     pub priority: Priority,
+    /// The W3C `traceparent` of the span that created the job, which each domain's find
+    /// continues; none when the job was made outside a trace.
+    pub trace_context: Option<String>,
 }
 
 impl Model {

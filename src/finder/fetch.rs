@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use url::{Host, Url};
 
 mod classify;
+mod connect_span;
 mod inflate;
 mod slots;
 pub use classify::classify;
@@ -159,6 +160,7 @@ impl Fetcher {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(resolver.clone()))
+            .connector_layer(connect_span::ConnectSpanLayer)
             // A proxy would resolve names itself and bypass the guard.
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
@@ -393,7 +395,24 @@ impl Fetcher {
         } else {
             req = req.header(header::ACCEPT, "*/*");
         }
-        match tokio::time::timeout_at(until, req.send()).await {
+        // One span per request: its host and answer, never its URL (a page may link an
+        // icon with anything in its query string).
+        let span = tracing::debug_span!(
+            "http.get",
+            otel.kind = "client",
+            server.address = url.host_str().unwrap_or_default(),
+            url.scheme = url.scheme(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        let sent = tracing::Instrument::instrument(
+            tokio::time::timeout_at(until, req.send()),
+            span.clone(),
+        )
+        .await;
+        if let Ok(Ok(answer)) = &sent {
+            span.record("http.response.status_code", answer.status().as_u16());
+        }
+        match sent {
             Err(_) => {
                 let mut e = FetchError::new(
                     ErrorCategory::Timeout,

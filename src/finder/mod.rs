@@ -192,16 +192,16 @@ impl Finder {
         // taking the worker down.
         // The caller's Sentry hub (tagged with the job and domain) goes along into the task,
         // so a panic in there is reported with them.
+        // So does the caller's span: the find's requests are its children.
         let hub = sentry::Hub::current();
-        let mut task = AbortOnDrop(tokio::spawn(sentry::SentryFutureExt::bind_hub(
-            async move {
-                tokio::select! {
-                    outcome = pipeline::find(&fetcher, &domain, &deadline, keep) => outcome,
-                    () = deadline.passed() => Err(timeout_error(timeout)),
-                }
-            },
-            hub,
-        )));
+        let work = async move {
+            tokio::select! {
+                outcome = pipeline::find(&fetcher, &domain, &deadline, keep) => outcome,
+                () = deadline.passed() => Err(timeout_error(timeout)),
+            }
+        };
+        let work = tracing::Instrument::instrument(work, tracing::Span::current());
+        let mut task = AbortOnDrop(tokio::spawn(sentry::SentryFutureExt::bind_hub(work, hub)));
         match tokio::time::timeout(backstop, &mut task.0).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(join)) => Err(FindError::new(

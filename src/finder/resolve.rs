@@ -200,8 +200,15 @@ impl GuardedResolver {
         })
     }
 
-    /// Resolves and guards one host name (the port of a rule is kept; 0 means "scheme default").
+    /// Resolves and guards one host name (the port of a rule is kept; 0 means "scheme default"),
+    /// in a span of its own.
     pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
+        let span = tracing::debug_span!("dns.lookup", server.address = host);
+        tracing::Instrument::instrument(self.lookup_in(host), span).await
+    }
+
+    /// [`GuardedResolver::lookup`]'s work.
+    async fn lookup_in(&self, host: &str) -> Result<Vec<SocketAddr>, ResolveError> {
         let me = &self.inner;
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let rule = me

@@ -269,13 +269,22 @@ impl Jobs {
         domains: &[Domain],
         cache: CachePolicy,
     ) -> AppResult<Job> {
-        let job = self
-            .store
-            .create_job_from(client_id, source_ip, priority, domains, cache)
-            .await?;
+        // The job row keeps this span's trace context: every find of the job continues it.
+        let span = tracing::debug_span!(
+            "job.create",
+            domains = domains.len(),
+            job_id = tracing::field::Empty
+        );
+        let job = tracing::Instrument::instrument(
+            self.store
+                .create_job_from(client_id, source_ip, priority, domains, cache),
+            span.clone(),
+        )
+        .await?;
+        span.record("job_id", tracing::field::display(job.id));
         let cached = job.done();
         if cached < job.total {
-            self.events.notify_work();
+            span.in_scope(|| self.events.notify_work());
         }
         let _span = tracing::info_span!("job", job_id = %job.id).entered();
         tracing::info!(client_id, total = job.total, cached, "job created");

@@ -44,6 +44,8 @@ pub struct Claimed {
     pub tries: i32,
     /// The lease owner stamped by the claim: the other half of the guard.
     pub owner: Uuid,
+    /// The job's W3C `traceparent` (see `job.trace_context`): the find continues its trace.
+    pub trace_context: Option<String>,
 }
 
 /// What to write for a claimed row.
@@ -423,6 +425,7 @@ impl Store {
                         domain: row.domain,
                         tries: row.tries,
                         owner,
+                        trace_context: None,
                     },
                     Disposition::Finish(Err(FindError::new(ErrorCategory::Internal, message))),
                 ))

@@ -26,7 +26,8 @@ pub const CANCELLED_MESSAGE: &str = "job cancelled before this domain was fetche
 
 /// Creates the job row of `total` domains for the client named `client_name` (created if
 /// this is its first job), `processing` with nothing counted: the one way a job comes to be.
-/// Its rows and any counts follow in the same transaction.
+/// Its rows and any counts follow in the same transaction. The job keeps the trace context
+/// of the span this runs in, so the work it starts joins that trace.
 pub(super) async fn insert_job(
     db: &impl ConnectionTrait,
     client_name: &str,
@@ -47,6 +48,7 @@ pub(super) async fn insert_job(
         updated_at: now,
         source_ip: source_ip.map(|ip| ip.to_string()),
         priority,
+        trace_context: crate::telemetry::current_traceparent(),
     };
     job::Entity::insert(job::ActiveModel::from(row.clone()))
         .exec_without_returning(db)

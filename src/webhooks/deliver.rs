@@ -138,7 +138,20 @@ impl Deliverer {
                         claimed = due.len();
                         for delivery in due {
                             let this = this.clone();
-                            inflight.spawn(async move { this.attempt(delivery).await });
+                            let span = tracing::debug_span!(
+                                "webhook.deliver",
+                                otel.kind = "client",
+                                webhook.id = %delivery.endpoint.view.id,
+                                webhook.delivery.id = %delivery.delivery.id,
+                                webhook.event.type = delivery.delivery.event_type.as_str(),
+                                webhook.attempt = delivery.delivery.attempts + 1,
+                                http.response.status_code = tracing::field::Empty,
+                                webhook.outcome = tracing::field::Empty,
+                            );
+                            inflight.spawn(tracing::Instrument::instrument(
+                                async move { this.attempt(delivery).await },
+                                span,
+                            ));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),
@@ -218,6 +231,11 @@ impl Deliverer {
             .webhook_attempts
             .with_label_values(&[outcome])
             .inc();
+        let span = tracing::Span::current();
+        span.record("webhook.outcome", outcome);
+        if let Some(code) = status_code {
+            span.record("http.response.status_code", code);
+        }
         let record = AttemptRecord {
             at,
             status_code,

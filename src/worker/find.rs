@@ -18,7 +18,9 @@ pub(super) async fn find_one(
     metrics: Arc<Metrics>,
     health: Arc<RecorderHealth>,
 ) -> (Claimed, Disposition) {
-    let span = tracing::debug_span!("domain", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
+    // A child of the span that created the job, in whichever process that ran.
+    let span = tracing::debug_span!("domain.find", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
+    crate::telemetry::continue_trace(&span, claim.trace_context.as_deref());
     // Dropped when the find ends, or when the task is aborted at a stop, which no line after
     // the await would see.
     let _in_flight = InFlight::enter(&metrics);

@@ -117,7 +117,13 @@ pub(super) async fn record_loop(
             transaction.set_tag("job_id", job);
         }
         let rows = batch.len();
-        let n = write_batch(&store, &events, &metrics, &mut batch).await;
+        let span = tracing::debug_span!("worker.record_batch", rows);
+        crate::telemetry::link_traces(&span, batch.iter().map(|(c, _)| c.trace_context.as_deref()));
+        let n = tracing::Instrument::instrument(
+            write_batch(&store, &events, &metrics, &mut batch),
+            span,
+        )
+        .await;
         health.wrote(rows);
         finished.fetch_add(n, Ordering::Relaxed);
         transaction.finish();

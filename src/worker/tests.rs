@@ -111,6 +111,7 @@ fn a_panic_while_a_domain_is_handled_reaches_sentry_with_its_tags() {
         domain: "panics.test".into(),
         tries: 1,
         owner: Uuid::new_v4(),
+        trace_context: None,
     };
     let panicking = async {
         if true {
@@ -169,6 +170,7 @@ async fn a_write_that_cannot_reach_the_database_is_a_transient_failure() {
         domain: "a.test".into(),
         tries: 1,
         owner: Uuid::new_v4(),
+        trace_context: None,
     };
     let mut batch = vec![(
         claim,

@@ -15,9 +15,14 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-/// Every variable `src/config/mod.rs` reads: the string literal right after `env.<method>(`.
+/// The code that reads settings: `src/config/mod.rs`, and `traces.rs` for the `OTEL_*` ones.
+fn config_code() -> String {
+    read("src/config/mod.rs") + &read("src/config/traces.rs")
+}
+
+/// Every variable the config code reads: the string literal right after `env.<method>(`.
 fn names_in_code() -> BTreeSet<String> {
-    let code = read("src/config/mod.rs");
+    let code = config_code();
     let mut names = BTreeSet::new();
     for (at, _) in code.match_indices("env.") {
         let rest = &code[at + 4..];
@@ -74,9 +79,9 @@ fn readme_table() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Every variable `src/config/mod.rs` checks against a range (`parse_in` and `millis`).
+/// Every variable the config code checks against a range (`parse_in` and `millis`).
 fn ranged_in_code() -> BTreeSet<String> {
-    let code = read("src/config/mod.rs");
+    let code = config_code();
     let mut names = BTreeSet::new();
     for call in ["parse_in(", "millis("] {
         for (at, _) in code.match_indices(call) {

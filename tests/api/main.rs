@@ -49,6 +49,7 @@ mod queue;
 mod queue_standing;
 mod recorder;
 mod redis_tls;
+mod request_id;
 mod request_metrics;
 mod result_fields;
 mod result_filters;

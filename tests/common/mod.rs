@@ -6,6 +6,7 @@
 pub mod client;
 pub mod db;
 pub mod fake;
+pub mod otlp;
 pub mod redis;
 pub mod relay;
 pub mod services;

@@ -23,12 +23,13 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::{client, db, fake, redis, services, tls};
+use common::{client, db, fake, otlp, redis, services, tls};
 
 mod harness;
 mod hostile;
 mod pg_restart;
 mod politeness;
 mod sqlite;
+mod traces;
 mod webhooks;
 mod workers;

@@ -58,11 +58,21 @@ fn validation_code(err: &ServerError) -> Code {
     }
 }
 
+/// Every error gets a code, and, inside an HTTP request, the request's id.
 fn coded(mut response: Response) -> Response {
+    let request_id = crate::error::request_id();
     response.errors = response
         .errors
         .into_iter()
-        .map(|e| with_code(e, Code::InvalidInput))
+        .map(|e| {
+            let mut e = with_code(e, Code::InvalidInput);
+            if let Some(id) = &request_id {
+                e.extensions
+                    .get_or_insert_with(Default::default)
+                    .set("requestId", id.as_str());
+            }
+            e
+        })
         .collect();
     response
 }

@@ -1,5 +1,7 @@
 //! Times every GraphQL query and mutation by its operation type, over HTTP and WebSocket
 //! alike: the HTTP series says how long `/graphql` took, this one what kind of work it was.
+//! The operation also runs in a span named by its type and name (`mutation createJob`): never
+//! its variables or arguments (they may hold keys, domains, signatures).
 
 use crate::api::AppState;
 use async_graphql::extensions::{
@@ -9,6 +11,10 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Response, ServerResult, Variables};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tracing::Instrument;
+
+/// The longest operation name a span carries.
+const MAX_NAME: usize = 100;
 
 /// Installs [`Timing`] on a schema: one instance per request, so the operation type the
 /// parse found reaches the request's end.
@@ -84,6 +90,23 @@ impl Extension for Timing {
             .find(|(name, _)| operation_name.is_none() || name.as_deref() == operation_name)
             .map(|(_, kind)| *kind);
         *lock(&self.kind) = kind;
-        next.run(ctx, operation_name).await
+        let name: String = operation_name
+            .unwrap_or("anonymous")
+            .chars()
+            .take(MAX_NAME)
+            .collect();
+        let ty = kind.unwrap_or("query");
+        let span = tracing::debug_span!(
+            "graphql.operation",
+            otel.name = %format_args!("{ty} {name}"),
+            graphql.operation.type = ty,
+            graphql.operation.name = %name,
+            graphql.errors = tracing::field::Empty,
+        );
+        let response = next.run(ctx, operation_name).instrument(span.clone()).await;
+        if !response.errors.is_empty() {
+            span.record("graphql.errors", response.errors.len());
+        }
+        response
     }
 }

@@ -11,8 +11,17 @@ use std::time::Duration;
 use url::Url;
 
 /// Fetches (or decodes) one candidate and records what it really is; returns its bytes when
-/// it is an image, so the chosen one can be kept.
+/// it is an image, so the chosen one can be kept. Runs in a span of its own (the requests it
+/// makes are its children).
 pub(super) async fn verify(f: &Fetcher, c: &mut Candidate, deadline: &Deadline) -> Option<Vec<u8>> {
+    let span = tracing::debug_span!("icon.verify", icon.accepted = tracing::field::Empty);
+    let bytes = tracing::Instrument::instrument(verify_in(f, c, deadline), span.clone()).await;
+    span.record("icon.accepted", bytes.is_some());
+    bytes
+}
+
+/// [`verify`]'s work.
+async fn verify_in(f: &Fetcher, c: &mut Candidate, deadline: &Deadline) -> Option<Vec<u8>> {
     let bytes = if crate::clean::is_data_url(&c.url) {
         decode_data_url(&c.url).map_err(CandidateError::rejected)
     } else {

@@ -176,6 +176,7 @@ impl Store {
                     domain: row.try_get("", "domain")?,
                     tries: row.try_get("", "tries")?,
                     owner: stamp.owner,
+                    trace_context: row.try_get("", "trace_context")?,
                 })
             })
             .collect::<Result<_, DbErr>>()?;
@@ -232,7 +233,8 @@ pub(super) fn claim_sql(backend: DbBackend, jobs: usize) -> String {
         "{no_flush}UPDATE result SET lease_owner = $1, lease_until = $2, tries = tries + 1, \
            updated_at = $3 \
          WHERE id IN ({chosen}){gate} \
-         RETURNING id, job_id, domain, tries"
+         RETURNING id, job_id, domain, tries, \
+           (SELECT trace_context FROM job WHERE job.id = result.job_id) AS trace_context"
     )
 }
 

@@ -59,6 +59,7 @@ fn a_finished_row_is_written_in_the_batch_statement() {
         domain: "example.com".into(),
         tries: 1,
         owner: Uuid::new_v4(),
+        trace_context: None,
     };
     let found = crate::model::Found {
         favicon_url: "https://example.com/favicon.ico".into(),
