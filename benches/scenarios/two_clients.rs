@@ -168,7 +168,8 @@ impl Web {
                     return (200, "image/png", self.other_png.clone());
                 }
                 match path {
-                    "/" if i % CDN_EVERY == 0 => html(HOME.replace(
+                    // The sites that change keep their icon at home, where the change is.
+                    "/" if i % CDN_EVERY == 0 && !self.flips.contains(&i) => html(HOME.replace(
                         "href=\"/favicon.png\"",
                         &format!("href=\"http://{CDN_HOST}/a{i}.png\""),
                     )),
