@@ -10,7 +10,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
 
 /// The request id header, read and answered.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -50,7 +49,7 @@ pub async fn traced(request: Request, next: Next) -> Response {
     crate::telemetry::continue_trace(&span, traceparent);
     let mut response = crate::error::with_request_id(
         request_id.clone(),
-        next.run(request).instrument(span.clone()),
+        crate::telemetry::in_span(span.clone(), next.run(request)),
     )
     .await;
     let status = response.status();

@@ -84,6 +84,10 @@ pub async fn graphql_ws(
         Err(refused) => return refused.into_response(),
     };
     let max = state.config.ws_max_message_bytes;
+    // The connection outlives this request's task: its operations' error bodies quote the
+    // upgrade's request id, and their spans belong to the upgrade's trace.
+    let request_id = crate::error::request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let traceparent = crate::telemetry::current_traceparent();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(max)
@@ -94,7 +98,10 @@ pub async fn graphql_ws(
         // arrives whole: the buffer is the chunk read at a time, not a limit.
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| {
-            serve_socket(state, schema, protocol, (caller, source), socket, permit)
+            let span = tracing::debug_span!("graphql.websocket", otel.kind = "server");
+            crate::telemetry::continue_trace(&span, traceparent.as_deref());
+            let session = serve_socket(state, schema, protocol, (caller, source), socket, permit);
+            crate::error::with_request_id(request_id, crate::telemetry::in_span(span, session))
         })
 }
 

@@ -50,6 +50,9 @@ pub struct ClaimedDelivery {
     pub payload: Option<String>,
     /// The endpoint it goes to.
     pub endpoint: StoredEndpoint,
+    /// The W3C `traceparent` of its job's creation, while the job row is kept: the delivery
+    /// is part of that job's trace.
+    pub trace_context: Option<String>,
 }
 
 /// What one attempt ended in.

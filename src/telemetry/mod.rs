@@ -1,6 +1,7 @@
 //! Logging, error reporting and traces: `tracing` with `RUST_LOG` filtering, text or JSON
 //! lines, Sentry when `SENTRY_DSN` is set, and OpenTelemetry traces when `OTEL_*` says where
-//! to send them (`traces.rs` the export pipeline, `context.rs` W3C trace context).
+//! to send them (`traces.rs` the export pipeline, `context.rs` W3C trace context,
+//! `sampling.rs` what is built).
 //!
 //! With Sentry, error-level log events become Sentry events (warnings and info lines become
 //! breadcrumbs), panics are reported by the panic integration, and the worker sends a
@@ -12,9 +13,11 @@
 //! With traces, the service's own spans (ours only, at debug level and above, whatever
 //! `RUST_LOG` says: the log filter decides what is written, not what is traced) become
 //! OpenTelemetry spans, and a log line written inside a sampled trace carries its `trace_id`
-//! and `span_id`.
+//! and `span_id`. Work whose trace is not sampled (a request, a domain's find) runs quiet and
+//! builds no spans (`sampling.rs`).
 
 pub mod context;
+pub mod sampling;
 mod traces;
 
 use crate::config::{Config, LogFormat};
@@ -31,6 +34,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub use context::{
     continue_trace, current_traceparent, link_traces, parse_traceparent, traceparent_of,
 };
+pub use sampling::in_span;
 
 /// The filter when `RUST_LOG` is unset: our own info, dependencies' warnings.
 const DEFAULT_FILTER: &str =
@@ -135,14 +139,20 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
             .with_target(false)
             .with_tracked_inactivity(false)
             .with_context_activation(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                let level = if meta.is_span() {
-                    tracing::Level::DEBUG
-                } else {
-                    tracing::Level::WARN
-                };
-                meta.target().starts_with(OWN_TARGET) && *meta.level() <= level
-            }))
+            .with_filter(
+                // Asked again for every span and event (not once per call site, as a static
+                // filter would be): inside work whose trace is not sampled, nothing is built.
+                tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+                    traced(meta) && !sampling::quiet()
+                })
+                .with_callsite_filter(|meta| {
+                    if traced(meta) {
+                        tracing::subscriber::Interest::sometimes()
+                    } else {
+                        tracing::subscriber::Interest::never()
+                    }
+                }),
+            )
     });
     tracing_subscriber::registry()
         .with(text)
@@ -155,6 +165,17 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
         _sentry: sentry,
         traces: pipeline,
     })
+}
+
+/// Whether the trace layer wants what `meta` describes: our own spans at debug level and
+/// above, and our own warnings and errors (as span events).
+fn traced(meta: &tracing::Metadata<'_>) -> bool {
+    let level = if meta.is_span() {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN
+    };
+    meta.target().starts_with(OWN_TARGET) && *meta.level() <= level
 }
 
 /// A log line's format with the current trace's `trace_id` and `span_id` added (in front of

@@ -148,10 +148,14 @@ impl Deliverer {
                                 http.response.status_code = tracing::field::Empty,
                                 webhook.outcome = tracing::field::Empty,
                             );
-                            inflight.spawn(tracing::Instrument::instrument(
-                                async move { this.attempt(delivery).await },
-                                span,
-                            ));
+                            // Part of its job's life: a child of the job's creation.
+                            crate::telemetry::continue_trace(
+                                &span,
+                                delivery.trace_context.as_deref(),
+                            );
+                            inflight.spawn(crate::telemetry::in_span(span, async move {
+                                this.attempt(delivery).await
+                            }));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not claim webhook deliveries"),

@@ -27,9 +27,9 @@ pub(super) async fn find_one(
     let started = std::time::Instant::now();
     let outcome = on_domain_hub(
         &claim,
-        tracing::Instrument::instrument(
-            guarded(finder.find(&claim.domain), settings.find_timeout),
+        crate::telemetry::in_span(
             span,
+            guarded(finder.find(&claim.domain), settings.find_timeout),
         ),
     )
     .await;

@@ -2,7 +2,9 @@
 //! otherwise), and error bodies, REST and GraphQL, quote it.
 
 use crate::helpers::{Backend, TestApp, both_backends};
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 async fn answers_and_errors_carry_the_request_id(backend: Backend) {
     let app = TestApp::spawn_api(backend, &[]).await;
@@ -94,4 +96,56 @@ async fn answers_and_errors_carry_the_request_id(backend: Backend) {
     );
 }
 
+/// An operation over a WebSocket runs long after the upgrade's request was answered; its
+/// errors quote the upgrade's request id, as the 101 answer gave it.
+async fn websocket_errors_quote_the_upgrade_request_id(backend: Backend) {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = TestApp::spawn_api(backend, &[]).await;
+    let mut request = app
+        .url("/graphql")
+        .replace("http://", "ws://")
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    headers.insert("x-request-id", "ws-req-9".parse().unwrap());
+    let (mut ws, answer) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(answer.headers()["x-request-id"], "ws-req-9");
+    let send = |value: Value| Message::Text(value.to_string().into());
+    ws.send(send(json!({"type": "connection_init", "payload": {}})))
+        .await
+        .unwrap();
+    ws.send(send(json!({
+        "id": "1",
+        "type": "subscribe",
+        "payload": {"query": "{ job(id: \"00000000-0000-0000-0000-000000000000\") { id } }"},
+    })))
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = ws.next().await {
+            if let Message::Text(text) = message.unwrap() {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["id"] == "1" {
+                    return frame;
+                }
+            }
+        }
+        panic!("the socket closed before the operation answered");
+    })
+    .await
+    .expect("an answer within 10 s");
+    let error = &answer["payload"]["errors"][0];
+    assert!(error["extensions"]["code"].is_string(), "{answer}");
+    assert_eq!(error["extensions"]["requestId"], "ws-req-9", "{answer}");
+}
+
 both_backends!(request_id, answers_and_errors_carry_the_request_id);
+both_backends!(
+    websocket_request_id,
+    websocket_errors_quote_the_upgrade_request_id
+);

@@ -30,6 +30,7 @@ mod hostile;
 mod pg_restart;
 mod politeness;
 mod sqlite;
+mod trace_sampling;
 mod traces;
 mod webhooks;
 mod workers;

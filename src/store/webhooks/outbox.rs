@@ -58,7 +58,8 @@ impl Store {
             .db
             .query_all_raw(self.statement(
                 &format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_delivery d WHERE d.id IN ({})",
+                    "SELECT {DELIVERY_COLUMNS}, j.trace_context FROM webhook_delivery d \
+                     LEFT JOIN job j ON j.id = d.job_id WHERE d.id IN ({})",
                     placeholders(1, ids.len())
                 ),
                 ids,
@@ -76,6 +77,7 @@ impl Store {
                 event_at: row.try_get("", "event_at")?,
                 payload: row.try_get("", "payload")?,
                 endpoint,
+                trace_context: row.try_get("", "trace_context")?,
             });
         }
         Ok(out)

@@ -1,0 +1,88 @@
+//! Work whose trace is not sampled builds no spans.
+//!
+//! The sampler decides at a trace's root, but the tracing layer builds every span of the
+//! service (attributes, timestamps, ids, a hand-over to the sampler at its close) whether or
+//! not its trace is kept: about eight per domain, so at 1 % sampling nearly all of that work
+//! is thrown away. [`in_span`] asks once, at the top of a unit of work (a request, a domain's
+//! find), whether its trace is sampled; when it is not, the work runs quiet: while it is
+//! polled, the trace layer's filter refuses every new span and event, so its children are
+//! never built. Quiet is a thread-local set only for the length of one poll, so work on other
+//! tasks of the same thread is not affected.
+
+use opentelemetry::trace::TraceContextExt;
+use std::cell::Cell;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+thread_local! {
+    /// Whether the future being polled on this thread belongs to a trace that is not sampled.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the trace layer should see nothing now (read by its filter).
+pub(super) fn quiet() -> bool {
+    QUIET.with(Cell::get)
+}
+
+/// Whether `span`'s trace is sampled: false when traces are off or `span` is disabled. Asking
+/// starts the span in the trace pipeline, so call after its parent is set.
+pub fn sampled(span: &tracing::Span) -> bool {
+    !span.is_disabled() && span.context().span().span_context().is_sampled()
+}
+
+/// Runs `work` under `span`; when `span`'s trace is not sampled, quietly, so no span or event
+/// inside it reaches the trace pipeline (the span itself still frames log lines).
+pub async fn in_span<F: Future>(span: tracing::Span, work: F) -> F::Output {
+    if sampled(&span) {
+        work.instrument(span).await
+    } else {
+        quietly(work.instrument(span)).await
+    }
+}
+
+/// Polls `work` with [`QUIET`] set, restoring the thread's previous value after each poll
+/// (even one that panics).
+async fn quietly<F: Future>(work: F) -> F::Output {
+    /// Restores the previous value of [`QUIET`] when dropped.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            QUIET.with(|quiet| quiet.set(self.0));
+        }
+    }
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(move |cx| {
+        let _restore = Restore(QUIET.with(|quiet| quiet.replace(true)));
+        work.as_mut().poll(cx)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn quiet_lasts_only_while_the_quiet_work_is_polled() {
+        assert!(!quiet());
+        let seen = quietly(async {
+            let first = quiet();
+            tokio::task::yield_now().await;
+            (first, quiet())
+        })
+        .await;
+        assert_eq!(seen, (true, true));
+        assert!(!quiet(), "quiet outlived its work");
+    }
+
+    #[tokio::test]
+    async fn a_panic_inside_quiet_work_does_not_leave_the_thread_quiet() {
+        let caught =
+            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(quietly(async {
+                panic!("inside")
+            })))
+            .await;
+        assert!(caught.is_err());
+        assert!(!quiet());
+    }
+}
