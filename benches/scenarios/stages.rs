@@ -218,11 +218,39 @@ async fn profile_split(
     n: usize,
     tls: bool,
 ) -> Result<Option<(usize, Vec<(String, f64)>)>> {
-    let d = ctx.deploy_bin(bin, Some(net), same_slots()).await?;
-    let data = ctx
-        .tmp
-        .path()
-        .join(format!("stages-{}.data", if tls { "tls" } else { "plain" }));
+    let name = format!(
+        "stages-{}-{}",
+        if tls { "https" } else { "plain" },
+        if bin == ctx.bin { "this" } else { "baseline" }
+    );
+    let Some(text) = perf_run(ctx, net, bin, n, same_slots(), &name).await? else {
+        return Ok(None);
+    };
+    let (samples, counts) = classify(&text);
+    if samples == 0 {
+        return Ok(None);
+    }
+    let shares = counts
+        .into_iter()
+        .map(|(name, c)| (name, c as f64 / samples as f64))
+        .collect();
+    Ok(Some((samples, shares)))
+}
+
+/// One job of `n` domains run by `bin` deployed with `opts`, under `perf record` (CPU clock,
+/// 499 Hz, DWARF call graphs); the samples' stacks as `perf script` prints them (blank-line
+/// separated, one frame a line), or `None` without perf. The data is kept as
+/// `bench-{name}.data` in the target directory for a closer look (`perf report -i … -G`).
+pub(crate) async fn perf_run(
+    ctx: &Ctx,
+    net: &FakeInternet,
+    bin: &Path,
+    n: usize,
+    opts: DeployOpts<'_>,
+    name: &str,
+) -> Result<Option<String>> {
+    let d = ctx.deploy_bin(bin, Some(net), opts).await?;
+    let data = ctx.tmp.path().join(format!("{name}.data"));
     let perf = Command::new("perf")
         .args([
             "record",
@@ -247,15 +275,10 @@ async fn profile_split(
     interrupt(&perf);
     let _ = perf.wait();
     drop(d);
-    // Kept outside the repository for a closer look (`perf report -i … -G`).
     let kept = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join(format!(
-            "bench-stages-{}-{}.data",
-            if tls { "https" } else { "plain" },
-            if bin == ctx.bin { "this" } else { "baseline" }
-        ));
+        .join(format!("bench-{name}.data"));
     if std::fs::copy(&data, &kept).is_ok() {
         println!("    perf data kept at {}", kept.display());
     }
@@ -267,16 +290,7 @@ async fn profile_split(
             .output()
     })
     .await??;
-    let text = String::from_utf8_lossy(&script.stdout);
-    let (samples, counts) = classify(&text);
-    if samples == 0 {
-        return Ok(None);
-    }
-    let shares = counts
-        .into_iter()
-        .map(|(name, c)| (name, c as f64 / samples as f64))
-        .collect();
-    Ok(Some((samples, shares)))
+    Ok(Some(String::from_utf8_lossy(&script.stdout).into_owned()))
 }
 
 /// Counts `perf script` samples (blank-line separated stacks, one frame a line) by stage.

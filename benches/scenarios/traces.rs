@@ -2,7 +2,8 @@
 //! traces off, on with 1 % of traces sampled (`parentbased_traceidratio`, the README's fleet
 //! setting) and with all of them (`always_on`), exporting over OTLP/HTTP to a sink in the
 //! harness that accepts every request and discards it. Runs are interleaved, as in
-//! `features`, so the machine's load falls on all three alike.
+//! `features`, so the machine's load falls on all three alike. Then one more run of each
+//! under `perf record` gives the share of the service's CPU spent in tracing's own code.
 
 use super::*;
 
@@ -90,20 +91,21 @@ pub(crate) async fn sc_tracing(ctx: &mut Ctx) -> Result<()> {
         }
     }
     let (base_rate, _) = summarize(&runs[0]);
-    let base_cpu = median(
-        &runs[0]
-            .iter()
-            .map(|r| r.svc_cpu / n as f64 * 1e6)
-            .collect::<Vec<_>>(),
-    );
+    let cpus: Vec<f64> = runs
+        .iter()
+        .map(|variant| {
+            median(
+                &variant
+                    .iter()
+                    .map(|r| r.svc_cpu / n as f64 * 1e6)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let base_cpu = cpus[0];
     for (i, (label, _)) in variants.iter().enumerate() {
         let (rate, wall) = summarize(&runs[i]);
-        let cpu = median(
-            &runs[i]
-                .iter()
-                .map(|r| r.svc_cpu / n as f64 * 1e6)
-                .collect::<Vec<_>>(),
-        );
+        let cpu = cpus[i];
         ctx.row(
             &format!("tracing, bulk plain HTTP, {n} domains, embedded SQLite: {label}"),
             format!(
@@ -118,6 +120,63 @@ pub(crate) async fn sc_tracing(ctx: &mut Ctx) -> Result<()> {
             (i == 1).then_some(rate / base_rate >= 0.97),
         );
     }
+    trace_code_shares(ctx, &net, n, &variants, &cpus).await
+}
+
+/// Frames of the code that builds, filters and exports spans: a sample whose stack holds one
+/// is tracing's cost (with traces off, the log lines' share).
+const TRACE_FRAMES: &[&str] = &[
+    "tracing_core::",
+    "tracing_subscriber::",
+    "tracing_opentelemetry::",
+    "opentelemetry",
+    "favicon_finder::telemetry",
+];
+
+/// One more run of each variant under `perf record`: the share of the service's CPU samples
+/// in tracing's code, and what that is per domain at the variant's median CPU per domain. A
+/// throughput ratio on two busy cores moves by several per cent from run to run; this split
+/// does not depend on what else the machine did.
+async fn trace_code_shares(
+    ctx: &mut Ctx,
+    net: &FakeInternet,
+    n: usize,
+    variants: &[(&str, Vec<(&'static str, String)>)],
+    cpus: &[f64],
+) -> Result<()> {
+    let mut cells = vec![];
+    for (i, (label, env)) in variants.iter().enumerate() {
+        let mut o = crate::stages::same_slots();
+        o.env.extend(env.iter().cloned());
+        let bin = ctx.bin.clone();
+        let name = format!("tracing-{i}");
+        let Some(text) = crate::stages::perf_run(ctx, net, &bin, n, o, &name).await? else {
+            ctx.note("tracing: perf is not available; no split of tracing's code".into());
+            return Ok(());
+        };
+        let (mut samples, mut traced) = (0usize, 0usize);
+        for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+            samples += 1;
+            if block
+                .lines()
+                .any(|f| TRACE_FRAMES.iter().any(|p| f.contains(p)))
+            {
+                traced += 1;
+            }
+        }
+        let share = traced as f64 / samples.max(1) as f64;
+        cells.push(format!(
+            "{label}: {:.1} % ({traced} of {samples}), {:.1} µs per domain",
+            share * 100.0,
+            share * cpus[i]
+        ));
+    }
+    ctx.row(
+        &format!("tracing, bulk plain HTTP, {n} domains: tracing's own code in the service's CPU samples (one run each under perf)"),
+        cells.join("; "),
+        "(reported)",
+        None,
+    );
     Ok(())
 }
 

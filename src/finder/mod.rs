@@ -192,7 +192,8 @@ impl Finder {
         // taking the worker down.
         // The caller's Sentry hub (tagged with the job and domain) goes along into the task,
         // so a panic in there is reported with them.
-        // So does the caller's span: the find's requests are its children.
+        // So does the caller's span: the find's requests are its children (and, when the
+        // caller's trace is not sampled, they are not built: the task is as quiet as it).
         let hub = sentry::Hub::current();
         let work = async move {
             tokio::select! {
@@ -200,7 +201,10 @@ impl Finder {
                 () = deadline.passed() => Err(timeout_error(timeout)),
             }
         };
-        let work = tracing::Instrument::instrument(work, tracing::Span::current());
+        let work = crate::telemetry::sampling::as_quiet_as_now(tracing::Instrument::instrument(
+            work,
+            tracing::Span::current(),
+        ));
         let mut task = AbortOnDrop(tokio::spawn(sentry::SentryFutureExt::bind_hub(work, hub)));
         match tokio::time::timeout(backstop, &mut task.0).await {
             Ok(Ok(outcome)) => outcome,

@@ -139,20 +139,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
             .with_target(false)
             .with_tracked_inactivity(false)
             .with_context_activation(false)
-            .with_filter(
-                // Asked again for every span and event (not once per call site, as a static
-                // filter would be): inside work whose trace is not sampled, nothing is built.
-                tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
-                    traced(meta) && !sampling::quiet()
-                })
-                .with_callsite_filter(|meta| {
-                    if traced(meta) {
-                        tracing::subscriber::Interest::sometimes()
-                    } else {
-                        tracing::subscriber::Interest::never()
-                    }
-                }),
-            )
+            .with_filter(trace_filter())
     });
     tracing_subscriber::registry()
         .with(text)
@@ -165,6 +152,20 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
         _sentry: sentry,
         traces: pipeline,
     })
+}
+
+/// What the trace layer sees: asked again for every span and event (not once per call site,
+/// as a static filter would be), because inside work whose trace is not sampled nothing is
+/// built at all.
+fn trace_filter<S: tracing::Subscriber>() -> impl tracing_subscriber::layer::Filter<S> {
+    tracing_subscriber::filter::dynamic_filter_fn(|meta, _| traced(meta) && !sampling::quiet())
+        .with_callsite_filter(|meta| {
+            if traced(meta) {
+                tracing::subscriber::Interest::sometimes()
+            } else {
+                tracing::subscriber::Interest::never()
+            }
+        })
 }
 
 /// Whether the trace layer wants what `meta` describes: our own spans at debug level and

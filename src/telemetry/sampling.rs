@@ -40,6 +40,20 @@ pub async fn in_span<F: Future>(span: tracing::Span, work: F) -> F::Output {
     }
 }
 
+/// `work`, to be spawned as a task of its own, made as quiet as the caller is now: a task
+/// does not inherit the thread-local of the one that spawned it, so without this the
+/// children of an unsampled find would be built again in its task.
+pub fn as_quiet_as_now<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let quiet = quiet();
+    async move {
+        if quiet {
+            quietly(work).await
+        } else {
+            work.await
+        }
+    }
+}
+
 /// Polls `work` with [`QUIET`] set, restoring the thread's previous value after each poll
 /// (even one that panics).
 async fn quietly<F: Future>(work: F) -> F::Output {
@@ -73,6 +87,62 @@ mod tests {
         .await;
         assert_eq!(seen, (true, true));
         assert!(!quiet(), "quiet outlived its work");
+    }
+
+    #[tokio::test]
+    async fn a_task_spawned_from_quiet_work_is_quiet_too() {
+        let spawned = quietly(async {
+            tokio::spawn(as_quiet_as_now(async { quiet() }))
+                .await
+                .unwrap()
+        })
+        .await;
+        assert!(spawned, "the spawned work ran quiet");
+        let loud = tokio::spawn(as_quiet_as_now(async { quiet() }))
+            .await
+            .unwrap();
+        assert!(!loud, "work spawned outside quiet work is not quiet");
+    }
+
+    /// The trace layer's filter in front of a layer that notes each span it is shown: a span
+    /// made in quiet work, or in a task that work spawned, never reaches it.
+    #[test]
+    fn the_trace_filter_shows_no_span_of_quiet_work() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::{Layer, registry::LookupSpan};
+        struct Names(Arc<Mutex<Vec<&'static str>>>);
+        impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Names {
+            fn on_new_span(
+                &self,
+                attrs: &tracing::span::Attributes<'_>,
+                _: &tracing::span::Id,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                self.0.lock().unwrap().push(attrs.metadata().name());
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry()
+            .with(Names(seen.clone()).with_filter(super::super::trace_filter()));
+        tracing::subscriber::with_default(subscriber, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let _before = tracing::debug_span!("before");
+                quietly(async {
+                    let _hidden = tracing::debug_span!("hidden");
+                    let spawned = as_quiet_as_now(async {
+                        let _hidden = tracing::debug_span!("hidden.spawned");
+                    });
+                    tokio::spawn(spawned).await.unwrap();
+                })
+                .await;
+                let _after = tracing::debug_span!("after");
+            });
+        });
+        assert_eq!(*seen.lock().unwrap(), ["before", "after"]);
     }
 
     #[tokio::test]
