@@ -376,6 +376,11 @@ fn bad_otel_values_name_their_variable() {
         ("OTEL_TRACES_EXPORTER", "jaeger"),
         ("OTEL_RESOURCE_ATTRIBUTES", "no-equals-sign"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+        (
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            "/nonexistent/collector-ca.pem",
+        ),
+        ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "Cargo.toml"),
     ] {
         let err = Config::from_vars(vars(&[(var, value)])).unwrap_err();
         assert_eq!(err.var, var, "{err}");

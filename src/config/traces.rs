@@ -51,6 +51,9 @@ pub struct TracesConfig {
     /// `OTEL_BSP_MAX_QUEUE_SIZE`: spans held for export at most; past it spans are dropped
     /// (and counted) rather than held in memory or waited for.
     pub max_queue: usize,
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` (or its `_TRACES_` form), read at start: the PEM of
+    /// the CAs a collector's TLS certificate is checked against, beside the system's.
+    pub certificate: Option<Vec<u8>>,
 }
 
 /// The default collector for `OTEL_TRACES_EXPORTER=otlp` without an endpoint, per protocol.
@@ -84,6 +87,11 @@ pub(super) fn traces(env: &Vars) -> Result<Option<TracesConfig>, ConfigError> {
     let service_name = env.string("OTEL_SERVICE_NAME", DEFAULT_SERVICE_NAME);
     let resource_attributes = env.list("OTEL_RESOURCE_ATTRIBUTES", parse_resource_attributes)?;
     let max_queue = env.parse_in("OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1..=1_000_000)?;
+    let certificate =
+        match env.checked("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", read_certificate)? {
+            Some(pem) => Some(pem),
+            None => env.checked("OTEL_EXPORTER_OTLP_CERTIFICATE", read_certificate)?,
+        };
     let disabled = env.bool("OTEL_SDK_DISABLED", false)?;
     let wanted = exporter.unwrap_or(signal_endpoint.is_some() || base_endpoint.is_some());
     if disabled || !wanted {
@@ -107,6 +115,7 @@ pub(super) fn traces(env: &Vars) -> Result<Option<TracesConfig>, ConfigError> {
         resource_attributes,
         sampler,
         max_queue,
+        certificate,
     }))
 }
 
@@ -153,6 +162,16 @@ fn check_endpoint(value: &str) -> Result<String, String> {
         return Err("must be an http:// or https:// URL of the collector".into());
     }
     Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// The PEM file at `path`, when it holds at least one certificate.
+fn read_certificate(path: &str) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certificates) if !certificates.is_empty() => Ok(pem),
+        Ok(_) => Err(format!("{path} holds no PEM certificate")),
+        Err(e) => Err(format!("{path} is not PEM certificates: {e}")),
+    }
 }
 
 /// `key=value,key=value` with percent-encoded values (the W3C Baggage octet rules the

@@ -24,25 +24,43 @@ const BATCH_DELAY: Duration = Duration::from_secs(1);
 /// dropped).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The OTLP exporter for `config`'s protocol and endpoint.
+/// The OTLP exporter for `config`'s protocol and endpoint. A collector's TLS certificate is
+/// checked against the system's CAs and `config.certificate`'s.
 fn exporter(config: &TracesConfig) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    use opentelemetry_otlp::WithExportConfig;
     Ok(match config.protocol {
         OtlpProtocol::HttpProtobuf => {
-            use opentelemetry_otlp::WithExportConfig;
-            opentelemetry_otlp::SpanExporter::builder()
+            use opentelemetry_otlp::WithHttpConfig;
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                 .with_endpoint(config.endpoint.clone())
-                .with_timeout(EXPORT_TIMEOUT)
-                .build()?
+                .with_timeout(EXPORT_TIMEOUT);
+            if let Some(pem) = &config.certificate {
+                // The exporter's own client trusts the system's CAs only.
+                let mut client = reqwest::Client::builder().timeout(EXPORT_TIMEOUT);
+                for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                    client = client.add_root_certificate(certificate);
+                }
+                builder = builder.with_http_client(client.build()?);
+            }
+            builder.build()?
         }
         OtlpProtocol::Grpc => {
-            use opentelemetry_otlp::WithExportConfig;
-            opentelemetry_otlp::SpanExporter::builder()
+            use opentelemetry_otlp::WithTonicConfig;
+            use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
                 .with_endpoint(config.endpoint.clone())
-                .with_timeout(EXPORT_TIMEOUT)
-                .build()?
+                .with_timeout(EXPORT_TIMEOUT);
+            if config.endpoint.starts_with("https://") {
+                let mut tls = ClientTlsConfig::new().with_native_roots();
+                if let Some(pem) = &config.certificate {
+                    tls = tls.ca_certificate(Certificate::from_pem(pem));
+                }
+                builder = builder.with_tls_config(tls);
+            }
+            builder.build()?
         }
     })
 }

@@ -1,6 +1,7 @@
 //! An OTLP collector for the tests: over HTTP it accepts `POST /v1/traces` in protobuf and
 //! decodes each request with `opentelemetry-proto`; over gRPC it serves the trace service.
 //! Either way it keeps every span with its resource's attributes, for the test to search.
+//! Both can listen over TLS, with a certificate from a test CA.
 
 #![allow(
     dead_code,
@@ -43,21 +44,7 @@ impl Collector {
     /// Listens on a free loopback port.
     pub async fn start() -> Self {
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
-        let kept = spans.clone();
-        let app = axum::Router::new().route(
-            "/v1/traces",
-            axum::routing::post(move |body: axum::body::Bytes| {
-                let kept = kept.clone();
-                async move {
-                    let request = ExportTraceServiceRequest::decode(body).unwrap();
-                    kept.lock().unwrap().extend(flatten(request));
-                    (
-                        [("content-type", "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
-                }
-            }),
-        );
+        let app = http_app(spans.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -81,9 +68,65 @@ impl Collector {
         Self { addr, spans }
     }
 
+    /// Listens on a free loopback port over TLS, with a certificate for `127.0.0.1` from
+    /// `ca`: OTLP over HTTP, or over gRPC with `grpc` (then HTTP/2, offered by ALPN).
+    pub async fn start_tls(ca: &super::tls::TestCa, grpc: bool) -> Self {
+        let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
+        let certificate = ca
+            .cert_for("127.0.0.1")
+            .expect("a certificate for 127.0.0.1");
+        let mut config = super::tls::TestCa::server_config(Arc::new(Always(certificate)));
+        if grpc {
+            config.alpn_protocols = vec![b"h2".to_vec()];
+        }
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Connections whose handshake failed are skipped: the exporter retries with a new one.
+        let connections =
+            futures::stream::unfold((listener, acceptor), |(listener, acceptor)| async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        return Some((Ok::<_, std::io::Error>(TlsConn(tls)), (listener, acceptor)));
+                    }
+                }
+            });
+        if grpc {
+            use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+            let service = TraceServiceServer::new(Grpc(spans.clone()));
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(connections),
+            );
+        } else {
+            let app = http_app(spans.clone());
+            tokio::spawn(async move {
+                let mut connections = std::pin::pin!(connections);
+                while let Some(Ok(TlsConn(tls))) = futures::StreamExt::next(&mut connections).await
+                {
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service),
+                    );
+                }
+            });
+        }
+        Self { addr, spans }
+    }
+
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` for a process that should export here.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The same over TLS, for a collector from [`Collector::start_tls`].
+    pub fn tls_endpoint(&self) -> String {
+        format!("https://{}", self.addr)
     }
 
     /// Every span received so far.
@@ -115,6 +158,80 @@ impl Collector {
             // Wall-clock: the spans come from other processes' export batches.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// OTLP over HTTP: `POST /v1/traces` in protobuf, its spans kept in `spans`.
+fn http_app(spans: Arc<Mutex<Vec<Span>>>) -> axum::Router {
+    axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let kept = spans.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).unwrap();
+                kept.lock().unwrap().extend(flatten(request));
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    )
+}
+
+/// Answers every handshake with one certificate: a client connecting to an address sends no
+/// server name to pick one by.
+#[derive(Debug)]
+struct Always(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Always {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// One accepted TLS connection, as tonic's server takes connections.
+struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 

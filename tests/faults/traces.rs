@@ -1,6 +1,7 @@
 //! OpenTelemetry traces across processes: an API process and a worker process export to a
 //! collector in the test (`common::otlp`), and one job's life is one trace. Also: no span
-//! carries a secret, and a collector that is down costs nothing but the dropped spans.
+//! carries a secret, a collector that is down costs nothing but the dropped spans, and one
+//! behind TLS is reached over both protocols when its CA is named.
 
 use crate::fake::{FakeInternet, Sites};
 use crate::harness::{PgDb, Proc, base_env, migrated_store, one_at_a_time, postgres_url, wait_for};
@@ -450,4 +451,81 @@ async fn spans_reach_a_grpc_collector() {
     assert_eq!(health.parent_span_id, CLIENT_SPAN);
     assert_eq!(health.resource["process.role"], "grpc");
     proc.terminate(Duration::from_secs(10)).await;
+}
+
+/// A collector behind TLS, over both protocols: its certificate, from a CA only
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` names, is trusted, and spans arrive. Without that
+/// variable the certificate is not trusted: nothing is sent, the drops are counted, and the
+/// service answers as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_collector_over_tls_that_its_certificate_names() {
+    let _serial = one_at_a_time().await;
+    let ca = crate::tls::TestCa::new("favicon-finder collector test CA");
+    let internet = FakeInternet::start(Sites::every_host(Duration::from_millis(10))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("collector-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("ff.db").display());
+    for (protocol, grpc, trusted) in [
+        ("http/protobuf", false, true),
+        ("grpc", true, true),
+        ("http/protobuf", false, false),
+    ] {
+        let collector = Collector::start_tls(&ca, grpc).await;
+        let mut env = base_env(&db, &internet.resolve(&[]));
+        env.insert(
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            collector.tls_endpoint(),
+        );
+        env.insert("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into());
+        if trusted {
+            env.insert(
+                "OTEL_EXPORTER_OTLP_CERTIFICATE".into(),
+                ca_file.display().to_string(),
+            );
+        }
+        let mut proc = Proc::spawn("tls", &["serve"], &env, dir.path());
+        let base = proc.api_base(START).await;
+        let answer = reqwest::Client::new()
+            .get(format!("{base}/healthz"))
+            .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        if trusted {
+            let spans = collector
+                .wait_for(
+                    &format!("the health check's span over {protocol} with TLS"),
+                    Duration::from_secs(15),
+                    |spans| spans.iter().any(|s| s.name == "GET /healthz"),
+                )
+                .await;
+            let health = spans.iter().find(|s| s.name == "GET /healthz").unwrap();
+            assert_eq!(health.trace_id, TRACE_ID);
+        } else {
+            wait_for(
+                "the untrusted collector's drops to be counted",
+                Duration::from_secs(15),
+                || async {
+                    let metrics = reqwest::get(format!("{base}/metrics"))
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap();
+                    metrics
+                        .lines()
+                        .find_map(|l| l.strip_prefix("favicon_finder_trace_spans_dropped_total "))
+                        .is_some_and(|v| v.trim().parse::<f64>().unwrap() > 0.0)
+                },
+            )
+            .await;
+            assert!(
+                collector.spans().is_empty(),
+                "nothing reached a collector whose certificate is not trusted"
+            );
+        }
+        proc.terminate(Duration::from_secs(10)).await;
+    }
 }
