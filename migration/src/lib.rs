@@ -21,6 +21,7 @@ mod m20261207_000013_webhooks;
 mod m20261207_000014_dark_icons;
 mod m20261207_000015_watches;
 mod m20261207_000016_job_trace;
+mod m20261207_000017_change_blobs;
 
 /// Applies and reverts the schema, in order.
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000014_dark_icons::Migration),
             Box::new(m20261207_000015_watches::Migration),
             Box::new(m20261207_000016_job_trace::Migration),
+            Box::new(m20261207_000017_change_blobs::Migration),
         ]
     }
 }

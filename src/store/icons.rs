@@ -80,8 +80,10 @@ impl Store {
     }
 
     /// Whether a fetch of `domain` names the icon `sha256` (as its chosen icon or its dark
-    /// variant): a version of the domain's icon that `GET /icons/{domain}?sha=` may serve.
-    /// With `client`, only that client's own results count, as for [`Store::served`].
+    /// variant), or a change in its history does (as its before or after): a version of the
+    /// domain's icon that `GET /icons/{domain}?sha=` may serve. With `client`, only that
+    /// client's own results count, as for [`Store::served`], and the history of the domain
+    /// only while one of the client's watches holds it (what its watch pages show).
     pub async fn names_icon(
         &self,
         domain: &str,
@@ -89,13 +91,16 @@ impl Store {
         client: Option<&str>,
     ) -> StoreResult<bool> {
         let names = |t: &str| format!("({t}icon_sha256 = $2 OR {t}dark_icon_sha256 = $2)");
+        let changes = |t: &str| format!("({t}before_sha256 = $2 OR {t}after_sha256 = $2)");
         let (sql, values) = match client {
             None => (
                 format!(
                     "SELECT 1 AS one FROM result WHERE domain = $1 AND {FETCHED} AND {} \
-                     UNION ALL SELECT 1 AS one FROM domain_cache WHERE domain = $1 AND {}",
+                     UNION ALL SELECT 1 AS one FROM domain_cache WHERE domain = $1 AND {} \
+                     UNION ALL SELECT 1 AS one FROM icon_change WHERE domain = $1 AND {}",
                     names(""),
-                    names("")
+                    names(""),
+                    changes("")
                 ),
                 vec![domain.into(), sha256.into()],
             ),
@@ -103,8 +108,13 @@ impl Store {
                 format!(
                     "SELECT 1 AS one FROM client c JOIN job j ON j.client_id = c.id \
                      JOIN result r ON r.job_id = j.id AND r.domain = $1 \
-                     WHERE c.client_id = $3 AND {}",
-                    names("r.")
+                     WHERE c.client_id = $3 AND {} \
+                     UNION ALL SELECT 1 AS one FROM client c JOIN watch w ON w.client_id = c.id \
+                     JOIN watch_domain wd ON wd.watch_id = w.id AND wd.domain = $1 \
+                     JOIN icon_change h ON h.domain = $1 \
+                     WHERE c.client_id = $3 AND w.deleted_at IS NULL AND {}",
+                    names("r."),
+                    changes("h.")
                 ),
                 vec![domain.into(), sha256.into(), client.into()],
             ),

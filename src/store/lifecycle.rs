@@ -387,8 +387,10 @@ impl Store {
 }
 
 /// Blobs no result and no `domain_cache` row point at, as the chosen icon or as its dark
-/// variant: index probes (`idx_result_icon` and `idx_result_dark_icon`, whose clauses
-/// [`HAS_ICON`] and [`HAS_DARK_ICON`] are repeated for SQLite, and their `domain_cache` twins).
+/// variant, and no change in the history names as its before or after (a change's versions
+/// are shown beside it): index probes (`idx_result_icon` and `idx_result_dark_icon`, whose
+/// clauses [`HAS_ICON`] and [`HAS_DARK_ICON`] are repeated for SQLite, their `domain_cache`
+/// twins, and `idx_icon_change_before_sha256` and `…_after_sha256`).
 fn unreferenced() -> String {
     format!(
         "NOT EXISTS (SELECT 1 FROM result r WHERE r.icon_sha256 = icon_blob.sha256 \
@@ -397,7 +399,11 @@ fn unreferenced() -> String {
            AND {HAS_DARK_ICON}) \
          AND NOT EXISTS (SELECT 1 FROM domain_cache c WHERE c.icon_sha256 = icon_blob.sha256) \
          AND NOT EXISTS (SELECT 1 FROM domain_cache c \
-           WHERE c.dark_icon_sha256 = icon_blob.sha256)"
+           WHERE c.dark_icon_sha256 = icon_blob.sha256) \
+         AND NOT EXISTS (SELECT 1 FROM icon_change h \
+           WHERE h.before_sha256 = icon_blob.sha256) \
+         AND NOT EXISTS (SELECT 1 FROM icon_change h \
+           WHERE h.after_sha256 = icon_blob.sha256)"
     )
 }
 

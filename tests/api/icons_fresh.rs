@@ -1,7 +1,8 @@
 //! Fresh icons: `POST /icons/{domain}/refresh` (and GraphQL `refreshIcon`) in one flight with
 //! `?find=1`, limited per client; a transient failure never replacing a good icon; a stale
 //! icon served at once while one background re-find runs; `?theme=dark`; and `?sha=`, one
-//! exact stored version of a domain's icon.
+//! exact stored version of a domain's icon, kept while a result, the cache or the change history
+//! names it.
 
 use crate::fake::{FakeInternet, Route, Sites, png, svg};
 use crate::helpers::{Backend, TestApp, both_backends, number};
@@ -492,3 +493,88 @@ async fn a_dark_variant_survives_its_jobs_purge(backend: Backend) {
     assert_eq!(fetch(&app, "/icons/kept.test").await.2, light);
 }
 both_backends!(dark_survives_purge, a_dark_variant_survives_its_jobs_purge);
+
+/// Sets `columns` (each `= $1`) of every row of `table` to `days` ago.
+async fn age(app: &TestApp, table: &str, columns: &str, days: i64) {
+    let db = app.store.connection();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!("UPDATE {table} SET {columns}"),
+        [(chrono::Utc::now() - chrono::Duration::days(days)).into()],
+    ))
+    .await
+    .unwrap();
+}
+
+/// A version of an icon that a change replaced is named by that change for as long as the
+/// history keeps it: after the jobs that found it are purged, `?sha=` still serves it (a
+/// change's "before" thumbnail) and the collector keeps its blob; once the change itself is
+/// purged, the blob is marked for collection and the version is no longer served.
+async fn a_replaced_version_lives_as_long_as_its_change(backend: Backend) {
+    let old = png(32, 32);
+    let new = png(48, 48);
+    let mut sites = Sites::default();
+    sites
+        .page("h.test", icon_page())
+        .file("h.test", "/i.png", "image/png", &old);
+    let internet = FakeInternet::start(sites).await;
+    let app = TestApp::spawn(
+        backend,
+        &[
+            ("FETCH_RESOLVE", &internet.resolve(&[])),
+            ("RETENTION_INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    assert_eq!(fetch(&app, "/icons/h.test?find=1").await.2, old);
+    internet.set_route(
+        "h.test",
+        "/i.png",
+        Route::new(200, "image/png", new.clone()),
+    );
+    let answer: Value = refresh(&app, "h.test", None).await.json().await.unwrap();
+    assert_eq!(answer["changed"], true, "{answer}");
+    assert_eq!(app.count_rows("icon_change").await, 1);
+
+    // Both lookups' rows are purged; the cache keeps only the new version.
+    let db = app.store.connection();
+    age(&app, "job", "created_at = $1, updated_at = $1", 40).await;
+    wait_until("the lookups to be purged", || async {
+        app.count_rows("result").await == 0
+    })
+    .await;
+    // Past a few more passes of the collector.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let marked = "SELECT COUNT(*) AS n FROM icon_blob WHERE orphaned_at IS NOT NULL";
+    assert_eq!(number(db, marked).await, 0, "the change names the old blob");
+    assert_eq!(app.count_rows("icon_blob").await, 2);
+    let before = get(
+        &app,
+        &format!("/icons/h.test?sha={}&fallback=404", sha(&old)),
+    )
+    .await;
+    assert_eq!(before.status(), 200);
+    assert_eq!(before.bytes().await.unwrap().to_vec(), old);
+
+    // The history's retention ends the change, and with it the old version.
+    age(&app, "icon_change", "detected_at = $1", 100).await;
+    wait_until("the change to be purged", || async {
+        app.count_rows("icon_change").await == 0
+    })
+    .await;
+    wait_until("the old blob to be marked", || async {
+        number(app.store.connection(), marked).await == 1
+    })
+    .await;
+    let gone = get(
+        &app,
+        &format!("/icons/h.test?sha={}&fallback=404", sha(&old)),
+    )
+    .await;
+    assert_eq!(gone.status(), 404);
+    assert_eq!(fetch(&app, "/icons/h.test").await.2, new);
+}
+both_backends!(
+    replaced_version_lives_with_its_change,
+    a_replaced_version_lives_as_long_as_its_change
+);
