@@ -141,17 +141,50 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
             .with_context_activation(false)
             .with_filter(trace_filter())
     });
+    let quiet = pipeline.as_ref().map(|_| QuietSpans { logs: log_filter() });
     tracing_subscriber::registry()
         .with(text)
         .with(json)
         .with(sentry_errors)
         .with(sentry_breadcrumbs)
         .with(otel)
+        .with(quiet)
         .init();
     Ok(Telemetry {
         _sentry: sentry,
         traces: pipeline,
     })
+}
+
+/// The outermost layer while traces are on: inside quiet work it turns down our own spans
+/// that the log filter (its own copy of it) does not want either, so they are not made at
+/// all. A filter on the trace layer alone only stops that layer from hearing of a span: the
+/// registry still makes it (and enters, exits and closes it), which was most of what an
+/// unsampled span cost.
+struct QuietSpans {
+    logs: EnvFilter,
+}
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for QuietSpans {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.is_span() && traced(meta) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::always()
+        }
+    }
+
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        cx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !(meta.is_span() && sampling::quiet() && traced(meta))
+            || Layer::<S>::enabled(&self.logs, meta, cx)
+    }
 }
 
 /// What the trace layer sees: asked again for every span and event (not once per call site,

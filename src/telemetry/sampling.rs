@@ -104,10 +104,12 @@ mod tests {
         assert!(!loud, "work spawned outside quiet work is not quiet");
     }
 
-    /// The trace layer's filter in front of a layer that notes each span it is shown: a span
-    /// made in quiet work, or in a task that work spawned, never reaches it.
-    #[test]
-    fn the_trace_filter_shows_no_span_of_quiet_work() {
+    /// The layers as `telemetry::init` stacks them (a log layer behind `logs`, a trace layer
+    /// behind the trace filter, the quiet spans' layer outermost), the trace layer replaced by
+    /// one that notes each span it hears of. Runs quiet work that makes a span itself and in
+    /// a task it spawns; answers the spans the trace layer heard of, and whether the quiet
+    /// work's own span was made at all.
+    fn run_quiet_work(logs: &str) -> (Vec<&'static str>, bool) {
         use std::sync::{Arc, Mutex};
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::{Layer, registry::LookupSpan};
@@ -123,8 +125,18 @@ mod tests {
             }
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let made = Arc::new(Mutex::new(false));
         let subscriber = tracing_subscriber::registry()
-            .with(Names(seen.clone()).with_filter(super::super::trace_filter()));
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::sink)
+                    .with_filter(tracing_subscriber::EnvFilter::new(logs)),
+            )
+            .with(Names(seen.clone()).with_filter(super::super::trace_filter()))
+            .with(super::super::QuietSpans {
+                logs: tracing_subscriber::EnvFilter::new(logs),
+            });
+        let made_inside = made.clone();
         tracing::subscriber::with_default(subscriber, || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -132,7 +144,8 @@ mod tests {
             runtime.block_on(async {
                 let _before = tracing::debug_span!("before");
                 quietly(async {
-                    let _hidden = tracing::debug_span!("hidden");
+                    let hidden = tracing::debug_span!("hidden");
+                    *made_inside.lock().unwrap() = !hidden.is_disabled();
                     let spawned = as_quiet_as_now(async {
                         let _hidden = tracing::debug_span!("hidden.spawned");
                     });
@@ -142,7 +155,34 @@ mod tests {
                 let _after = tracing::debug_span!("after");
             });
         });
-        assert_eq!(*seen.lock().unwrap(), ["before", "after"]);
+        let seen = seen.lock().unwrap().clone();
+        let made = *made.lock().unwrap();
+        (seen, made)
+    }
+
+    #[test]
+    fn quiet_work_makes_no_span_the_logs_do_not_want() {
+        let (seen, made) = run_quiet_work("warn");
+        assert_eq!(
+            seen,
+            ["before", "after"],
+            "the trace layer heard of no quiet span"
+        );
+        assert!(
+            !made,
+            "a span neither the logs nor the traces want is not made at all"
+        );
+    }
+
+    #[test]
+    fn quiet_work_still_makes_the_spans_the_logs_want() {
+        let (seen, made) = run_quiet_work("debug");
+        assert_eq!(
+            seen,
+            ["before", "after"],
+            "the trace layer heard of no quiet span"
+        );
+        assert!(made, "the logs still frame their lines with it");
     }
 
     #[tokio::test]
