@@ -34,7 +34,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub use context::{
     continue_trace, current_traceparent, link_traces, parse_traceparent, traceparent_of,
 };
-pub use sampling::in_span;
+pub use sampling::{in_child_span, in_span};
 
 /// The filter when `RUST_LOG` is unset: our own info, dependencies' warnings.
 const DEFAULT_FILTER: &str =
@@ -142,6 +142,15 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
             .with_filter(trace_filter())
     });
     let quiet = pipeline.as_ref().map(|_| QuietSpans { logs: log_filter() });
+    sampling::follow_parents(config.traces.as_ref().is_some_and(|t| {
+        use crate::config::Sampler;
+        matches!(
+            t.sampler,
+            Sampler::ParentBasedAlwaysOn
+                | Sampler::ParentBasedAlwaysOff
+                | Sampler::ParentBasedTraceIdRatio(_)
+        )
+    }));
     tracing_subscriber::registry()
         .with(text)
         .with(json)
@@ -170,10 +179,19 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for QuietSpans {
         &self,
         meta: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        if meta.is_span() && traced(meta) {
-            tracing::subscriber::Interest::sometimes()
+        // What every layer together wants: what the traces take (our spans asked again each
+        // time), else what the logs take (the Sentry layers take less). "Always" would not
+        // do for the rest: over per-layer filters it turns a call site every layer refused
+        // into one asked about on every call (a dependency's debug events, many per
+        // request).
+        if traced(meta) {
+            if meta.is_span() {
+                tracing::subscriber::Interest::sometimes()
+            } else {
+                tracing::subscriber::Interest::always()
+            }
         } else {
-            tracing::subscriber::Interest::always()
+            Layer::<S>::register_callsite(&self.logs, meta)
         }
     }
 

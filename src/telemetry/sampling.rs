@@ -11,12 +11,23 @@
 
 use opentelemetry::trace::TraceContextExt;
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 thread_local! {
     /// Whether the future being polled on this thread belongs to a trace that is not sampled.
     static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the configured sampler follows a parent's decision (`parentbased_*`, with traces
+/// on): then a child of a `traceparent` whose sampled flag is off is known to be unsampled
+/// before any span is made.
+static FOLLOWS_PARENTS: AtomicBool = AtomicBool::new(false);
+
+/// Notes, at start, whether the sampler follows a parent's decision.
+pub(super) fn follow_parents(follows: bool) {
+    FOLLOWS_PARENTS.store(follows, Ordering::Relaxed);
 }
 
 /// Whether the trace layer should see nothing now (read by its filter).
@@ -37,6 +48,29 @@ pub async fn in_span<F: Future>(span: tracing::Span, work: F) -> F::Output {
         work.instrument(span).await
     } else {
         quietly(work.instrument(span)).await
+    }
+}
+
+/// Runs `work` under the span `make` makes, a child of the remote span `traceparent` names
+/// (see [`super::continue_trace`]), quietly when that trace is not sampled. When the sampler
+/// follows parents and `traceparent` declined, that is known at once: the span is made
+/// inside the quiet work, so it is not made at all unless the logs want it (a domain's find
+/// in an unsampled job costs nothing of tracing's, not even its own span).
+pub async fn in_child_span<F: Future>(
+    traceparent: Option<&str>,
+    make: impl FnOnce() -> tracing::Span,
+    work: F,
+) -> F::Output {
+    let declined = FOLLOWS_PARENTS.load(Ordering::Relaxed)
+        && traceparent
+            .and_then(super::parse_traceparent)
+            .is_some_and(|parent| !parent.is_sampled());
+    if declined {
+        quietly(async move { work.instrument(make()).await }).await
+    } else {
+        let span = make();
+        super::continue_trace(&span, traceparent);
+        in_span(span, work).await
     }
 }
 
@@ -104,12 +138,11 @@ mod tests {
         assert!(!loud, "work spawned outside quiet work is not quiet");
     }
 
-    /// The layers as `telemetry::init` stacks them (a log layer behind `logs`, a trace layer
-    /// behind the trace filter, the quiet spans' layer outermost), the trace layer replaced by
-    /// one that notes each span it hears of. Runs quiet work that makes a span itself and in
-    /// a task it spawns; answers the spans the trace layer heard of, and whether the quiet
-    /// work's own span was made at all.
-    fn run_quiet_work(logs: &str) -> (Vec<&'static str>, bool) {
+    /// Runs `work` on a runtime of its own under the layers as `telemetry::init` stacks them
+    /// (a log layer behind `logs`, a trace layer behind the trace filter, the quiet spans'
+    /// layer outermost), the trace layer replaced by one that notes each span it hears of.
+    /// Answers those spans' names and what `work` answered.
+    fn under_the_layers<T>(logs: &str, work: impl Future<Output = T>) -> (Vec<&'static str>, T) {
         use std::sync::{Arc, Mutex};
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::{Layer, registry::LookupSpan};
@@ -125,7 +158,6 @@ mod tests {
             }
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let made = Arc::new(Mutex::new(false));
         let subscriber = tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()
@@ -136,28 +168,50 @@ mod tests {
             .with(super::super::QuietSpans {
                 logs: tracing_subscriber::EnvFilter::new(logs),
             });
-        let made_inside = made.clone();
-        tracing::subscriber::with_default(subscriber, || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+        let answer = tracing::subscriber::with_default(subscriber, || {
+            tokio::runtime::Builder::new_current_thread()
                 .build()
-                .unwrap();
-            runtime.block_on(async {
-                let _before = tracing::debug_span!("before");
-                quietly(async {
-                    let hidden = tracing::debug_span!("hidden");
-                    *made_inside.lock().unwrap() = !hidden.is_disabled();
-                    let spawned = as_quiet_as_now(async {
-                        let _hidden = tracing::debug_span!("hidden.spawned");
-                    });
-                    tokio::spawn(spawned).await.unwrap();
-                })
-                .await;
-                let _after = tracing::debug_span!("after");
-            });
+                .unwrap()
+                .block_on(work)
         });
         let seen = seen.lock().unwrap().clone();
-        let made = *made.lock().unwrap();
-        (seen, made)
+        (seen, answer)
+    }
+
+    /// Quiet work that makes a span itself and in a task it spawns, between two spans made
+    /// outside it: answers whether the quiet work's own span was made at all.
+    async fn quiet_work() -> bool {
+        let _before = tracing::debug_span!("before");
+        let made = quietly(async {
+            let hidden = tracing::debug_span!("hidden");
+            let spawned = as_quiet_as_now(async {
+                let _hidden = tracing::debug_span!("hidden.spawned");
+            });
+            tokio::spawn(spawned).await.unwrap();
+            !hidden.is_disabled()
+        })
+        .await;
+        let _after = tracing::debug_span!("after");
+        made
+    }
+
+    fn run_quiet_work(logs: &str) -> (Vec<&'static str>, bool) {
+        under_the_layers(logs, quiet_work())
+    }
+
+    #[test]
+    fn a_child_of_a_declined_parent_is_quiet_from_its_own_span_on() {
+        follow_parents(true);
+        let declined = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        let (seen, (quiet, made)) = under_the_layers(
+            "warn",
+            in_child_span(Some(declined), || tracing::debug_span!("child"), async {
+                (quiet(), !tracing::Span::current().is_disabled())
+            }),
+        );
+        assert!(quiet, "the child's work ran quiet");
+        assert!(!made, "its own span was not made");
+        assert!(seen.is_empty(), "{seen:?}");
     }
 
     #[test]

@@ -19,15 +19,15 @@ pub(super) async fn find_one(
     health: Arc<RecorderHealth>,
 ) -> (Claimed, Disposition) {
     // A child of the span that created the job, in whichever process that ran.
-    let span = tracing::debug_span!("domain.find", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
-    crate::telemetry::continue_trace(&span, claim.trace_context.as_deref());
+    let span = || tracing::debug_span!("domain.find", job_id = %claim.job_id, domain = %claim.domain, try_ = claim.tries);
     // Dropped when the find ends, or when the task is aborted at a stop, which no line after
     // the await would see.
     let _in_flight = InFlight::enter(&metrics);
     let started = std::time::Instant::now();
     let outcome = on_domain_hub(
         &claim,
-        crate::telemetry::in_span(
+        crate::telemetry::in_child_span(
+            claim.trace_context.as_deref(),
             span,
             guarded(finder.find(&claim.domain), settings.find_timeout),
         ),
