@@ -5,9 +5,11 @@
 //! not its trace is kept: about eight per domain, so at 1 % sampling nearly all of that work
 //! is thrown away. [`in_span`] asks once, at the top of a unit of work (a request, a domain's
 //! find), whether its trace is sampled; when it is not, the work runs quiet: while it is
-//! polled, the trace layer's filter refuses every new span and event, so its children are
-//! never built. Quiet is a thread-local set only for the length of one poll, so work on other
-//! tasks of the same thread is not affected.
+//! polled, the trace layer's filter refuses every new span and event, and the outermost
+//! quiet layer (`QuietSpans`) keeps our spans from being made at all unless the logs want
+//! them. Quiet is a thread-local set only for the length of one poll, so work on other tasks
+//! of the same thread is not affected; a task spawned from quiet work is made quiet with
+//! [`as_quiet_as_now`].
 
 use opentelemetry::trace::TraceContextExt;
 use std::cell::Cell;
@@ -37,7 +39,7 @@ pub(super) fn quiet() -> bool {
 
 /// Whether `span`'s trace is sampled: false when traces are off or `span` is disabled. Asking
 /// starts the span in the trace pipeline, so call after its parent is set.
-pub fn sampled(span: &tracing::Span) -> bool {
+fn sampled(span: &tracing::Span) -> bool {
     !span.is_disabled() && span.context().span().span_context().is_sampled()
 }
 

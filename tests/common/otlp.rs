@@ -161,6 +161,21 @@ impl Collector {
     }
 }
 
+/// Whether `span` descends from the span `ancestor` within `spans` (up to 16 levels).
+pub fn descends<S: std::borrow::Borrow<Span>>(spans: &[S], span: &Span, ancestor: &str) -> bool {
+    let mut up = span.parent_span_id.clone();
+    for _ in 0..16 {
+        if up == ancestor {
+            return true;
+        }
+        match spans.iter().map(S::borrow).find(|s| s.span_id == up) {
+            Some(parent) => up = parent.parent_span_id.clone(),
+            None => return false,
+        }
+    }
+    false
+}
+
 /// OTLP over HTTP: `POST /v1/traces` in protobuf, its spans kept in `spans`.
 fn http_app(spans: Arc<Mutex<Vec<Span>>>) -> axum::Router {
     axum::Router::new().route(

@@ -8,7 +8,7 @@ use crate::fake::{FakeInternet, Sites};
 use crate::harness::{
     PgDb, Proc, base_env, migrated_store, one_at_a_time, postgres_url, wait_for, wait_job_done,
 };
-use crate::otlp::{Collector, Span};
+use crate::otlp::{Collector, Span, descends};
 use crate::redis::OwnRedis;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -33,21 +33,6 @@ async fn create(base: &str, domains: &[String], traceparent: Option<String>) -> 
     assert_eq!(created.status(), 201, "{created:?}");
     let body: Value = created.json().await.unwrap();
     body["job_id"].as_str().unwrap().parse().unwrap()
-}
-
-/// Whether `span` descends from the span `ancestor` within `spans`.
-fn descends(spans: &[Span], span: &Span, ancestor: &str) -> bool {
-    let mut up = span.parent_span_id.clone();
-    for _ in 0..16 {
-        if up == ancestor {
-            return true;
-        }
-        match spans.iter().find(|s| s.span_id == up) {
-            Some(parent) => up = parent.parent_span_id.clone(),
-            None => return false,
-        }
-    }
-    false
 }
 
 /// One process sampling only what its callers sampled (`parentbased_always_off`) runs two

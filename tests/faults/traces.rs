@@ -5,7 +5,7 @@
 
 use crate::fake::{FakeInternet, Sites};
 use crate::harness::{PgDb, Proc, base_env, migrated_store, one_at_a_time, postgres_url, wait_for};
-use crate::otlp::{Collector, Span};
+use crate::otlp::{Collector, Span, descends};
 use favicon_finder::entities::job::JobStatus;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use std::collections::BTreeMap;
@@ -291,21 +291,6 @@ async fn a_job_is_one_trace_from_the_request_to_the_worker() {
         in_trace.len(),
         finds.len()
     );
-}
-
-/// Whether `span` descends from the span `ancestor` within `trace`.
-fn descends(trace: &[&Span], span: &Span, ancestor: &str) -> bool {
-    let mut up = span.parent_span_id.clone();
-    for _ in 0..16 {
-        if up == ancestor {
-            return true;
-        }
-        match trace.iter().find(|s| s.span_id == up) {
-            Some(parent) => up = parent.parent_span_id.clone(),
-            None => return false,
-        }
-    }
-    false
 }
 
 /// No attribute of any span (nor of its events, links or resource) holds the API key, the
