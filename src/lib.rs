@@ -54,6 +54,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod politeness;
+pub mod quiet;
 pub mod redact;
 pub mod retention;
 pub mod store;

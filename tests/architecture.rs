@@ -16,7 +16,7 @@ const MAX_FILE_LINES: usize = 600;
 
 /// Modules below the core: they may be used by everyone and use neither `jobs` nor `store`.
 const BASE: &[&str] = &[
-    "config", "redact", "error", "model", "clean", "domain", "metrics",
+    "config", "redact", "error", "model", "clean", "domain", "metrics", "quiet",
 ];
 
 /// One source file: its path under `src/`, the top-level module it belongs to, and its text

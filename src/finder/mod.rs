@@ -201,7 +201,7 @@ impl Finder {
                 () = deadline.passed() => Err(timeout_error(timeout)),
             }
         };
-        let work = crate::telemetry::sampling::as_quiet_as_now(tracing::Instrument::instrument(
+        let work = crate::quiet::as_quiet_as_now(tracing::Instrument::instrument(
             work,
             tracing::Span::current(),
         ));

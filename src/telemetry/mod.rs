@@ -200,7 +200,7 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for QuietSpans {
         meta: &tracing::Metadata<'_>,
         cx: tracing_subscriber::layer::Context<'_, S>,
     ) -> bool {
-        !(meta.is_span() && sampling::quiet() && traced(meta))
+        !(meta.is_span() && crate::quiet::is_quiet() && traced(meta))
             || Layer::<S>::enabled(&self.logs, meta, cx)
     }
 }
@@ -209,14 +209,16 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for QuietSpans {
 /// as a static filter would be), because inside work whose trace is not sampled nothing is
 /// built at all.
 fn trace_filter<S: tracing::Subscriber>() -> impl tracing_subscriber::layer::Filter<S> {
-    tracing_subscriber::filter::dynamic_filter_fn(|meta, _| traced(meta) && !sampling::quiet())
-        .with_callsite_filter(|meta| {
-            if traced(meta) {
-                tracing::subscriber::Interest::sometimes()
-            } else {
-                tracing::subscriber::Interest::never()
-            }
-        })
+    tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+        traced(meta) && !crate::quiet::is_quiet()
+    })
+    .with_callsite_filter(|meta| {
+        if traced(meta) {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    })
 }
 
 /// Whether the trace layer wants what `meta` describes: our own spans at debug level and

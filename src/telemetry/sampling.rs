@@ -9,18 +9,13 @@
 //! quiet layer (`QuietSpans`) keeps our spans from being made at all unless the logs want
 //! them. Quiet is a thread-local set only for the length of one poll, so work on other tasks
 //! of the same thread is not affected; a task spawned from quiet work is made quiet with
-//! [`as_quiet_as_now`].
+//! [`crate::quiet::as_quiet_as_now`].
 
+use crate::quiet::quietly;
 use opentelemetry::trace::TraceContextExt;
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-thread_local! {
-    /// Whether the future being polled on this thread belongs to a trace that is not sampled.
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
 
 /// Whether the configured sampler follows a parent's decision (`parentbased_*`, with traces
 /// on): then a child of a `traceparent` whose sampled flag is off is known to be unsampled
@@ -30,11 +25,6 @@ static FOLLOWS_PARENTS: AtomicBool = AtomicBool::new(false);
 /// Notes, at start, whether the sampler follows a parent's decision.
 pub(super) fn follow_parents(follows: bool) {
     FOLLOWS_PARENTS.store(follows, Ordering::Relaxed);
-}
-
-/// Whether the trace layer should see nothing now (read by its filter).
-pub(super) fn quiet() -> bool {
-    QUIET.with(Cell::get)
 }
 
 /// Whether `span`'s trace is sampled: false when traces are off or `span` is disabled. Asking
@@ -76,69 +66,10 @@ pub async fn in_child_span<F: Future>(
     }
 }
 
-/// `work`, to be spawned as a task of its own, made as quiet as the caller is now: a task
-/// does not inherit the thread-local of the one that spawned it, so without this the
-/// children of an unsampled find would be built again in its task.
-pub fn as_quiet_as_now<F: Future>(work: F) -> impl Future<Output = F::Output> {
-    let quiet = quiet();
-    async move {
-        if quiet {
-            quietly(work).await
-        } else {
-            work.await
-        }
-    }
-}
-
-/// Polls `work` with [`QUIET`] set, restoring the thread's previous value after each poll
-/// (even one that panics).
-async fn quietly<F: Future>(work: F) -> F::Output {
-    /// Restores the previous value of [`QUIET`] when dropped.
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            QUIET.with(|quiet| quiet.set(self.0));
-        }
-    }
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(move |cx| {
-        let _restore = Restore(QUIET.with(|quiet| quiet.replace(true)));
-        work.as_mut().poll(cx)
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn quiet_lasts_only_while_the_quiet_work_is_polled() {
-        assert!(!quiet());
-        let seen = quietly(async {
-            let first = quiet();
-            tokio::task::yield_now().await;
-            (first, quiet())
-        })
-        .await;
-        assert_eq!(seen, (true, true));
-        assert!(!quiet(), "quiet outlived its work");
-    }
-
-    #[tokio::test]
-    async fn a_task_spawned_from_quiet_work_is_quiet_too() {
-        let spawned = quietly(async {
-            tokio::spawn(as_quiet_as_now(async { quiet() }))
-                .await
-                .unwrap()
-        })
-        .await;
-        assert!(spawned, "the spawned work ran quiet");
-        let loud = tokio::spawn(as_quiet_as_now(async { quiet() }))
-            .await
-            .unwrap();
-        assert!(!loud, "work spawned outside quiet work is not quiet");
-    }
+    use crate::quiet::{as_quiet_as_now, is_quiet as quiet};
 
     /// Runs `work` on a runtime of its own under the layers as `telemetry::init` stacks them
     /// (a log layer behind `logs`, a trace layer behind the trace filter, the quiet spans'
@@ -239,16 +170,5 @@ mod tests {
             "the trace layer heard of no quiet span"
         );
         assert!(made, "the logs still frame their lines with it");
-    }
-
-    #[tokio::test]
-    async fn a_panic_inside_quiet_work_does_not_leave_the_thread_quiet() {
-        let caught =
-            futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(quietly(async {
-                panic!("inside")
-            })))
-            .await;
-        assert!(caught.is_err());
-        assert!(!quiet());
     }
 }
