@@ -230,6 +230,18 @@ impl Store {
         Ok(rows.iter().map(change_row).collect::<Result<_, _>>()?)
     }
 
+    /// Whether watch `id` is live (not deleted): an `iconChanged` stream ends when it is not.
+    pub async fn watch_is_live(&self, id: Uuid) -> StoreResult<bool> {
+        let row = self
+            .db
+            .query_one_raw(self.watch_sql(
+                "SELECT 1 AS one FROM watch WHERE id = $1 AND deleted_at IS NULL",
+                vec![id.into()],
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Marks watch `id` deleted (its rows go with the retention task's next pass); false if
     /// there was no such live watch.
     pub async fn delete_watch(&self, id: Uuid) -> StoreResult<bool> {

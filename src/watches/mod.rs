@@ -182,12 +182,15 @@ impl Watches {
         Ok(())
     }
 
-    /// Every reported change of watch `id`'s domains detected from now on, each once.
+    /// Every reported change of watch `id`'s domains detected from now on, each once; the
+    /// stream ends (the subscriber is told it is complete) once the watch is deleted.
     ///
     /// The stream polls the database every `WATCH_TICK_MS` rather than listening for
     /// events: a change is detected in whichever worker process ran the check, and the
     /// database is what every process of a fleet shares, Redis or not. Each poll looks
-    /// [`POLL_OVERLAP`] back, so a change committed late is not missed.
+    /// [`POLL_OVERLAP`] back, so a change committed late is not missed. A poll that finds
+    /// nothing new also asks whether the watch still lives: a deleted watch's subscribers
+    /// would otherwise keep polling until they left.
     pub async fn follow(
         &self,
         caller: &Caller,
@@ -223,6 +226,11 @@ impl Watches {
                                     {
                                         ready.push_back(change);
                                     }
+                                }
+                                if ready.is_empty()
+                                    && matches!(store.watch_is_live(id).await, Ok(false))
+                                {
+                                    return None;
                                 }
                             }
                             Err(e) => {

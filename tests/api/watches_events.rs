@@ -259,6 +259,48 @@ async fn reported_once_on_both_paths(backend: crate::helpers::Backend) {
 }
 both_backends!(a_changed_icon_is_reported_once, reported_once_on_both_paths);
 
+/// Deleting a watch completes its `iconChanged` subscriptions: the stream stops polling for
+/// a watch that is gone.
+async fn a_deleted_watch_completes_its_subscription(backend: crate::helpers::Backend) {
+    let internet = world().await;
+    let app = TestApp::spawn_on(backend, &internet, &FAST).await;
+    let id = create_watch(&app, "watcher", &[SITE], 3600).await;
+    let mut ws = subscribe(&app, &id).await;
+    assert_eq!(next_change(&mut ws, Duration::from_millis(300)).await, None);
+    let gone = app
+        .graphql(
+            "mutation($id: ID!) { deleteWatch(id: $id) }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(gone["data"]["deleteWatch"], true, "{gone}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let message = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("the subscription completes after the delete")
+            .expect("the socket stays open")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        match frame["type"].as_str().unwrap() {
+            "ka" | "ping" | "pong" => {}
+            "complete" => {
+                assert_eq!(frame["id"], "1", "{frame}");
+                break;
+            }
+            other => panic!("unexpected frame {other}: {frame}"),
+        }
+    }
+    app.stop().await;
+}
+both_backends!(
+    deleted_watch_completes_subscription,
+    a_deleted_watch_completes_its_subscription
+);
+
 async fn transient_failure_keeps_the_icon(backend: crate::helpers::Backend) {
     let Some(receiver) = Receiver::start(&[], &[]).await else {
         return;

@@ -118,7 +118,7 @@ impl SubscriptionRoot {
     /// Every reported change of the icon of a domain the watch holds, from now on, once
     /// each: found by any check (the watch's, a refresh, a stale serve), in any process of
     /// the fleet. A flapping site's return to a state it had within 24 hours is not sent
-    /// (see `IconChange.reported`).
+    /// (see `IconChange.reported`). The stream completes when the watch is deleted.
     #[graphql(complexity = "read_cost(child_complexity)")]
     async fn icon_changed(
         &self,
