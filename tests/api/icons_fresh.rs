@@ -55,15 +55,30 @@ fn icon_page() -> &'static str {
     r#"<html><head><link rel=icon href=/i.png></head></html>"#
 }
 
+/// A fake internet where `host` declares `/i.png`, served as `icon`, and an app that resolves
+/// into it, with `env` besides.
+async fn icon_site_app(
+    backend: Backend,
+    host: &str,
+    icon: &[u8],
+    env: &[(&str, &str)],
+) -> (FakeInternet, TestApp) {
+    let mut sites = Sites::default();
+    sites
+        .page(host, icon_page())
+        .file(host, "/i.png", "image/png", icon);
+    let internet = FakeInternet::start(sites).await;
+    let resolve = internet.resolve(&[]);
+    let mut overrides = vec![("FETCH_RESOLVE", resolve.as_str())];
+    overrides.extend_from_slice(env);
+    let app = TestApp::spawn(backend, &overrides).await;
+    (internet, app)
+}
+
 async fn refresh_replaces_the_icon_and_a_transient_failure_keeps_it(backend: Backend) {
     let old = png(32, 32);
     let new = png(48, 48);
-    let mut sites = Sites::default();
-    sites
-        .page("a.test", icon_page())
-        .file("a.test", "/i.png", "image/png", &old);
-    let internet = FakeInternet::start(sites).await;
-    let app = TestApp::spawn(backend, &[("FETCH_RESOLVE", &internet.resolve(&[]))]).await;
+    let (internet, app) = icon_site_app(backend, "a.test", &old, &[]).await;
 
     let (status, etag, _) = fetch(&app, "/icons/a.test?find=1").await;
     assert_eq!((status, etag), (200, format!("\"{}\"", sha(&old))));
@@ -216,18 +231,11 @@ async fn a_refresh_and_a_find_share_one_lookup(backend: Backend) {
 both_backends!(refresh_single_flight, a_refresh_and_a_find_share_one_lookup);
 
 async fn refreshes_are_limited_per_client(backend: Backend) {
-    let mut sites = Sites::default();
-    sites
-        .page("r.test", icon_page())
-        .file("r.test", "/i.png", "image/png", &png(16, 16));
-    let internet = FakeInternet::start(sites).await;
-    let app = TestApp::spawn(
+    let (_internet, app) = icon_site_app(
         backend,
-        &[
-            ("FETCH_RESOLVE", &internet.resolve(&[])),
-            ("AUTH_MODE", "required"),
-            ("ICON_REFRESH_PER_MINUTE", "2"),
-        ],
+        "r.test",
+        &png(16, 16),
+        &[("AUTH_MODE", "required"), ("ICON_REFRESH_PER_MINUTE", "2")],
     )
     .await;
     let first = key(&app, "acme", "read submit").await;
@@ -263,17 +271,11 @@ both_backends!(refresh_rate_limit, refreshes_are_limited_per_client);
 async fn a_stale_icon_is_served_at_once_and_found_again_once(backend: Backend) {
     let old = png(32, 32);
     let new = png(48, 48);
-    let mut sites = Sites::default();
-    sites
-        .page("stale.test", icon_page())
-        .file("stale.test", "/i.png", "image/png", &old);
-    let internet = FakeInternet::start(sites).await;
-    let app = TestApp::spawn(
+    let (internet, app) = icon_site_app(
         backend,
-        &[
-            ("FETCH_RESOLVE", &internet.resolve(&[])),
-            ("ICON_REFRESH_AFTER_SECS", "1"),
-        ],
+        "stale.test",
+        &old,
+        &[("ICON_REFRESH_AFTER_SECS", "1")],
     )
     .await;
     assert_eq!(fetch(&app, "/icons/stale.test?find=1").await.2, old);
@@ -391,18 +393,11 @@ both_backends!(
 
 async fn private_versions_are_read_by_the_client_that_found_them(backend: Backend) {
     let icon = png(32, 32);
-    let mut sites = Sites::default();
-    sites
-        .page("p.test", icon_page())
-        .file("p.test", "/i.png", "image/png", &icon);
-    let internet = FakeInternet::start(sites).await;
-    let app = TestApp::spawn(
+    let (_internet, app) = icon_site_app(
         backend,
-        &[
-            ("FETCH_RESOLVE", &internet.resolve(&[])),
-            ("AUTH_MODE", "required"),
-            ("ICONS_PUBLIC", "false"),
-        ],
+        "p.test",
+        &icon,
+        &[("AUTH_MODE", "required"), ("ICONS_PUBLIC", "false")],
     )
     .await;
     let acme = key(&app, "acme", "read submit").await;
@@ -470,13 +465,7 @@ async fn a_dark_variant_survives_its_jobs_purge(backend: Backend) {
     let id = app.create_job("purged", &["kept.test"]).await;
     app.wait_for_job(&id, Duration::from_secs(30)).await;
     let db = app.store.connection();
-    db.execute_raw(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "UPDATE job SET created_at = $1, updated_at = $1",
-        [(chrono::Utc::now() - chrono::Duration::days(40)).into()],
-    ))
-    .await
-    .unwrap();
+    age(&app, "job", "created_at = $1, updated_at = $1", 40).await;
     wait_until("the job to be purged", || async {
         app.get_json(&format!("/jobs/{id}")).await.0 == 404
     })
@@ -513,19 +502,8 @@ async fn age(app: &TestApp, table: &str, columns: &str, days: i64) {
 async fn a_replaced_version_lives_as_long_as_its_change(backend: Backend) {
     let old = png(32, 32);
     let new = png(48, 48);
-    let mut sites = Sites::default();
-    sites
-        .page("h.test", icon_page())
-        .file("h.test", "/i.png", "image/png", &old);
-    let internet = FakeInternet::start(sites).await;
-    let app = TestApp::spawn(
-        backend,
-        &[
-            ("FETCH_RESOLVE", &internet.resolve(&[])),
-            ("RETENTION_INTERVAL_SECS", "1"),
-        ],
-    )
-    .await;
+    let (internet, app) =
+        icon_site_app(backend, "h.test", &old, &[("RETENTION_INTERVAL_SECS", "1")]).await;
     assert_eq!(fetch(&app, "/icons/h.test?find=1").await.2, old);
     internet.set_route(
         "h.test",
